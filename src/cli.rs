@@ -1,0 +1,144 @@
+//! Command line: getopts into raw arguments, then checked [`Options`] (ripgrep's
+//! low/high split). Global options come before the command, the command's own after.
+
+use std::path::PathBuf;
+
+/// sysexits(3) codes used by etrnd.
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// Command line usage error.
+    pub const USAGE: i32 = 64;
+    /// Data format error.
+    pub const DATAERR: i32 = 65;
+    /// Service unavailable.
+    pub const UNAVAILABLE: i32 = 69;
+    /// Operating system error.
+    pub const OSERR: i32 = 71;
+    /// Cannot create a file.
+    pub const CANTCREAT: i32 = 73;
+    /// Configuration error.
+    pub const CONFIG: i32 = 78;
+}
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run the daemon.
+    Daemon,
+    /// Check the configuration (`-n`).
+    Check,
+    /// List the queue.
+    Mailq,
+    /// Show how addresses route.
+    Route(Vec<String>),
+}
+
+/// Checked options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// `-f`, else `ETRND_CONF` when invoked under another name, else the default.
+    pub config: PathBuf,
+    /// `-d`: stay in the foreground and log to stderr.
+    pub foreground: bool,
+    /// Number of `-v`.
+    pub verbosity: usize,
+    /// The command.
+    pub command: Command,
+}
+
+/// The one-line usage message.
+pub const USAGE: &str = "usage: etrnd [-dhnv] [-f file] [mailq | route address ...]";
+
+/// Parses `args` (program name first). `Err` carries a message for stderr and the
+/// exit code.
+pub fn parse(args: &[String]) -> Result<Options, (String, i32)> {
+    let prog = args
+        .first()
+        .and_then(|a| a.rsplit('/').next())
+        .unwrap_or("etrnd");
+    let mut opts = getopts::Options::new();
+    opts.parsing_style(getopts::ParsingStyle::StopAtFirstFree);
+    opts.optflag("d", "", "stay in the foreground, log to stderr");
+    opts.optflagmulti("v", "", "more verbose logging");
+    opts.optflag("n", "", "check the configuration and exit");
+    opts.optflag("h", "", "help");
+    opts.optopt("f", "", "configuration file", "FILE");
+    let m = opts
+        .parse(args.get(1..).unwrap_or_default())
+        .map_err(|e| (format!("etrnd: {e}\n{USAGE}"), exit::USAGE))?;
+    if m.opt_present("h") {
+        return Err((USAGE.to_string(), exit::OK));
+    }
+    let config = match m.opt_str("f") {
+        Some(f) => PathBuf::from(f),
+        None => match std::env::var_os("ETRND_CONF") {
+            Some(p) if prog != "etrnd" => PathBuf::from(p),
+            _ => crate::config::main_conf::default_path(),
+        },
+    };
+    let mut free = m.free.clone();
+    if prog == "mailq" {
+        free.insert(0, "mailq".into());
+    }
+    let command = match free.first().map(String::as_str) {
+        None if m.opt_present("n") => Command::Check,
+        None => Command::Daemon,
+        Some(_) if m.opt_present("n") => {
+            return Err((format!("etrnd: -n takes no command\n{USAGE}"), exit::USAGE))
+        }
+        Some("mailq") if free.len() == 1 => Command::Mailq,
+        Some("route") if free.len() > 1 => Command::Route(free[1..].to_vec()),
+        Some(other) => {
+            return Err((
+                format!("etrnd: unknown command or arguments '{other}'\n{USAGE}"),
+                exit::USAGE,
+            ))
+        }
+    };
+    Ok(Options {
+        config,
+        foreground: m.opt_present("d"),
+        verbosity: m.opt_count("v"),
+        command,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Options, (String, i32)> {
+        let v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        parse(&v)
+    }
+
+    #[test]
+    fn daemon_and_flags() {
+        let o = p(&["etrnd", "-d", "-vv", "-f", "x.conf"]).unwrap();
+        assert_eq!(o.command, Command::Daemon);
+        assert!(o.foreground);
+        assert_eq!(o.verbosity, 2);
+        assert_eq!(o.config, PathBuf::from("x.conf"));
+    }
+
+    #[test]
+    fn commands() {
+        assert_eq!(p(&["etrnd", "-n"]).unwrap().command, Command::Check);
+        assert_eq!(p(&["etrnd", "mailq"]).unwrap().command, Command::Mailq);
+        assert_eq!(p(&["/usr/bin/mailq"]).unwrap().command, Command::Mailq);
+        assert_eq!(
+            p(&["etrnd", "-f", "c", "route", "a@b", "c@d"]).unwrap().command,
+            Command::Route(vec!["a@b".into(), "c@d".into()])
+        );
+    }
+
+    #[test]
+    fn usage_errors_are_64() {
+        assert_eq!(p(&["etrnd", "-x"]).unwrap_err().1, exit::USAGE);
+        assert_eq!(p(&["etrnd", "bogus"]).unwrap_err().1, exit::USAGE);
+        assert_eq!(p(&["etrnd", "route"]).unwrap_err().1, exit::USAGE);
+        assert_eq!(p(&["etrnd", "-n", "mailq"]).unwrap_err().1, exit::USAGE);
+        assert_eq!(p(&["etrnd", "-h"]).unwrap_err().1, exit::OK);
+    }
+}

@@ -1,0 +1,462 @@
+//! `etrnd.conf`: `NAME=value` lines in the style of zmailer.conf and rc.conf
+//! (DESIGN.md §4.1). Values may be double-quoted; `$NAME` and `${NAME}` expand to a
+//! name set earlier in the file; lists are space-separated. A relative path is taken
+//! relative to the directory holding the file, so a configuration tree can be moved
+//! as a whole (the repository's own `etc/` runs from the checkout).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::cidr::Cidr;
+use super::lex::{self, ConfigError};
+
+/// Where host names are looked up, in order (`HOSTS_ORDER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostSource {
+    /// `HOSTS_FILE`.
+    Files,
+    /// DNS.
+    Dns,
+}
+
+/// `ETRN_REPLIES`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtrnReplies {
+    /// RFC 1985 251/252/253 with counts.
+    Detailed,
+    /// Always 250.
+    Minimal,
+}
+
+/// The typed, checked contents of `etrnd.conf`.
+#[derive(Debug, Clone)]
+pub struct MainConf {
+    /// The file this came from.
+    pub path: PathBuf,
+    /// Holds `db/routes`, `db/localnames`, `db/aliases`.
+    pub mailvar: PathBuf,
+    /// Holds `scheduler.conf`.
+    pub mailshare: PathBuf,
+    /// Spool root.
+    pub postoffice: PathBuf,
+    /// Transcript logs.
+    pub logdir: PathBuf,
+    /// Pid file of the detached daemon.
+    pub pidfile: PathBuf,
+    /// Local mailboxes (a directory of mbox files, or Maildirs if it ended in `/`).
+    pub mailbox: PathBuf,
+    /// Whether `MAILBOX` names Maildirs.
+    pub maildir: bool,
+    /// Our name in greetings and trace headers.
+    pub hostname: String,
+    /// Listening addresses.
+    pub listen: Vec<SocketAddr>,
+    /// Clients that may relay to any routed destination.
+    pub mynetworks: Vec<Cidr>,
+    /// Whether `PROTOCOLS` includes `smtp` (DNS MX fall-back for unrouted domains).
+    pub protocols_smtp: bool,
+    /// Whether ETRN is offered.
+    pub etrn: bool,
+    /// Who may send ETRN; `None` is `any`.
+    pub etrn_allow: Option<Vec<Cidr>>,
+    /// ETRN reply style.
+    pub etrn_replies: EtrnReplies,
+    /// Host lookup order, when set here (else the `hosts:` line of `NSSWITCH_CONF`).
+    pub hosts_order: Option<Vec<HostSource>>,
+    /// The hosts file.
+    pub hosts_file: PathBuf,
+    /// The resolver configuration.
+    pub resolv_conf: PathBuf,
+    /// The name service switch configuration.
+    pub nsswitch_conf: PathBuf,
+    /// DNS servers overriding `RESOLV_CONF`.
+    pub dns_servers: Vec<SocketAddr>,
+    /// Port for outbound SMTP.
+    pub smtp_port: u16,
+    /// Largest message accepted, in octets.
+    pub max_message_size: u64,
+    /// Most recipients per message.
+    pub max_recipients: usize,
+    /// Most simultaneous SMTP sessions.
+    pub max_connections: usize,
+    /// Most simultaneous SMTP sessions from one address.
+    pub max_connections_per_ip: usize,
+    /// User to run as after binding, when started as root.
+    pub user: Option<String>,
+    /// How long a client outside `MYNETWORKS` must wait for the greeting before it may
+    /// talk (an early talker is refused). An extension to the contract's names.
+    pub greet_pause: Duration,
+}
+
+/// The build-time installation prefix (`ETRND_PREFIX`, default `/usr/local`).
+pub const PREFIX: &str = match option_env!("ETRND_PREFIX") {
+    Some(p) => p,
+    None => "/usr/local",
+};
+
+/// The default configuration file.
+pub fn default_path() -> PathBuf {
+    PathBuf::from(format!("{PREFIX}/etc/etrnd/etrnd.conf"))
+}
+
+const NAMES: &[&str] = &[
+    "MAILVAR",
+    "MAILSHARE",
+    "POSTOFFICE",
+    "LOGDIR",
+    "PIDFILE",
+    "MAILBOX",
+    "HOSTNAME",
+    "LISTEN",
+    "MYNETWORKS",
+    "PROTOCOLS",
+    "ETRN",
+    "ETRN_ALLOW",
+    "ETRN_REPLIES",
+    "HOSTS_ORDER",
+    "HOSTS_FILE",
+    "RESOLV_CONF",
+    "NSSWITCH_CONF",
+    "DNS_SERVERS",
+    "SMTP_PORT",
+    "MAX_MESSAGE_SIZE",
+    "MAX_RECIPIENTS",
+    "MAX_CONNECTIONS",
+    "MAX_CONNECTIONS_PER_IP",
+    "USER",
+    "GREET_PAUSE",
+];
+
+/// Unquotes a value and expands `$NAME` / `${NAME}` from names set earlier.
+fn value(raw: &str, vars: &HashMap<String, String>) -> Result<String, String> {
+    let v = if let Some(inner) = raw.strip_prefix('"') {
+        let inner = inner
+            .strip_suffix('"')
+            .ok_or_else(|| "missing closing quote".to_string())?;
+        let mut out = String::new();
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                out.push(chars.next().ok_or("backslash at end of value")?);
+            } else if c == '"' {
+                return Err("stray quote inside value".into());
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    } else {
+        if raw.contains('"') {
+            return Err("quote inside an unquoted value".into());
+        }
+        raw.to_string()
+    };
+    expand(&v, vars)
+}
+
+fn expand(v: &str, vars: &HashMap<String, String>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = v;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let (name, tail) = if let Some(b) = after.strip_prefix('{') {
+            let end = b.find('}').ok_or("unterminated ${")?;
+            (&b[..end], &b[end + 1..])
+        } else {
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        if name.is_empty() {
+            return Err("'$' without a name (write the value in quotes as \\$)".into());
+        }
+        let val = vars
+            .get(name)
+            .ok_or_else(|| format!("${name} is not set earlier in this file"))?;
+        out.push_str(val);
+        rest = tail;
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "yes" | "true" | "on" | "1" => Ok(true),
+        "no" | "false" | "off" | "0" => Ok(false),
+        _ => Err(format!("expected yes or no, not '{v}'")),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(v: &str, min: u64) -> Result<T, String> {
+    match v.parse::<u64>() {
+        Ok(n) if n >= min => v.parse::<T>().map_err(|_| format!("'{v}' is out of range")),
+        Ok(_) => Err(format!("must be at least {min}")),
+        Err(_) => Err(format!("expected a number, not '{v}'")),
+    }
+}
+
+/// Parses `addr:port`, `[v6]:port` or a bare address (with `default_port`).
+pub fn parse_socket_addr(s: &str, default_port: Option<u16>) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Some(port) = default_port {
+        let bare = s.strip_prefix('[').and_then(|x| x.strip_suffix(']')).unwrap_or(s);
+        if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+            return Ok(SocketAddr::new(ip, port));
+        }
+    }
+    Err(format!(
+        "bad address '{s}' (write 192.0.2.1:25 or [2001:db8::1]:25)"
+    ))
+}
+
+fn cidrs(v: &str) -> Result<Vec<Cidr>, String> {
+    v.split_whitespace().map(Cidr::parse).collect()
+}
+
+impl MainConf {
+    /// Built-in defaults for a configuration file at `path`.
+    pub fn defaults(path: &Path) -> MainConf {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        MainConf {
+            path: path.to_path_buf(),
+            mailvar: dir.clone(),
+            mailshare: dir,
+            postoffice: "/var/spool/etrnd".into(),
+            logdir: "/var/log/etrnd".into(),
+            pidfile: "/var/run/etrnd.pid".into(),
+            mailbox: "/var/mail".into(),
+            maildir: false,
+            hostname: crate::sys::hostname(),
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 25))],
+            mynetworks: Cidr::loopback(),
+            protocols_smtp: false,
+            etrn: true,
+            etrn_allow: None,
+            etrn_replies: EtrnReplies::Detailed,
+            hosts_order: None,
+            hosts_file: "/etc/hosts".into(),
+            resolv_conf: "/etc/resolv.conf".into(),
+            nsswitch_conf: "/etc/nsswitch.conf".into(),
+            dns_servers: Vec::new(),
+            smtp_port: 25,
+            max_message_size: 10_240_000,
+            max_recipients: 1000,
+            max_connections: 100,
+            max_connections_per_ip: 20,
+            user: None,
+            greet_pause: Duration::from_secs(1),
+        }
+    }
+
+    /// Parses the text of a configuration file at `path`. Every bad line is reported.
+    pub fn parse(path: &Path, text: &str) -> Result<MainConf, Vec<ConfigError>> {
+        let mut c = MainConf::defaults(path);
+        let dir = c.mailvar.clone();
+        let mut vars: HashMap<String, String> = HashMap::new();
+        let mut errors = Vec::new();
+        let mut mailshare_set = false;
+        for line in lex::lines(text) {
+            let Some((name, raw)) = line.text.split_once('=') else {
+                errors.push(ConfigError::at(path, line.no, "expected NAME=value"));
+                continue;
+            };
+            let name = name.trim();
+            if !NAMES.contains(&name) {
+                errors.push(ConfigError::at(
+                    path,
+                    line.no,
+                    format!("unknown name '{name}'"),
+                ));
+                continue;
+            }
+            if vars.contains_key(name) {
+                errors.push(ConfigError::at(
+                    path,
+                    line.no,
+                    format!("{name} is set twice"),
+                ));
+                continue;
+            }
+            let result = value(raw.trim(), &vars).and_then(|v| {
+                c.set(name, &v, &dir)?;
+                Ok(v)
+            });
+            match result {
+                Ok(v) => {
+                    mailshare_set |= name == "MAILSHARE";
+                    if name == "MAILVAR" && !mailshare_set {
+                        c.mailshare = c.mailvar.clone();
+                    }
+                    vars.insert(name.to_string(), v);
+                }
+                Err(m) => errors.push(ConfigError::at(path, line.no, format!("{name}: {m}"))),
+            }
+        }
+        if errors.is_empty() {
+            Ok(c)
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn set(&mut self, name: &str, v: &str, dir: &Path) -> Result<(), String> {
+        let path = |v: &str| -> Result<PathBuf, String> {
+            if v.is_empty() {
+                return Err("empty path".into());
+            }
+            Ok(dir.join(v))
+        };
+        match name {
+            "MAILVAR" => self.mailvar = path(v)?,
+            "MAILSHARE" => self.mailshare = path(v)?,
+            "POSTOFFICE" => self.postoffice = path(v)?,
+            "LOGDIR" => self.logdir = path(v)?,
+            "PIDFILE" => self.pidfile = path(v)?,
+            "MAILBOX" => {
+                self.maildir = v.ends_with('/');
+                self.mailbox = path(v)?;
+            }
+            "HOSTNAME" => {
+                crate::smtp::Domain::parse(v).map_err(|e| format!("'{v}': {e}"))?;
+                self.hostname = v.to_ascii_lowercase();
+            }
+            "LISTEN" => {
+                let l: Result<Vec<_>, _> = v
+                    .split_whitespace()
+                    .map(|a| parse_socket_addr(a, None))
+                    .collect();
+                self.listen = l?;
+                if self.listen.is_empty() {
+                    return Err("needs at least one address".into());
+                }
+            }
+            "MYNETWORKS" => self.mynetworks = cidrs(v)?,
+            "PROTOCOLS" => {
+                let mut routes = false;
+                let mut smtp = false;
+                for p in v.split_whitespace() {
+                    match p {
+                        "routes" => routes = true,
+                        "smtp" => smtp = true,
+                        _ => return Err(format!("unknown protocol '{p}' (routes, smtp)")),
+                    }
+                }
+                if !routes {
+                    return Err("'routes' must be listed".into());
+                }
+                self.protocols_smtp = smtp;
+            }
+            "ETRN" => self.etrn = parse_bool(v)?,
+            "ETRN_ALLOW" => {
+                self.etrn_allow = if v.trim() == "any" { None } else { Some(cidrs(v)?) }
+            }
+            "ETRN_REPLIES" => {
+                self.etrn_replies = match v {
+                    "detailed" => EtrnReplies::Detailed,
+                    "minimal" => EtrnReplies::Minimal,
+                    _ => return Err(format!("expected detailed or minimal, not '{v}'")),
+                }
+            }
+            "HOSTS_ORDER" => {
+                let order: Result<Vec<_>, String> = v
+                    .split_whitespace()
+                    .map(|s| match s {
+                        "files" => Ok(HostSource::Files),
+                        "dns" => Ok(HostSource::Dns),
+                        _ => Err(format!("unknown source '{s}' (files, dns)")),
+                    })
+                    .collect();
+                let order = order?;
+                if order.is_empty() {
+                    return Err("needs files, dns or both".into());
+                }
+                self.hosts_order = Some(order);
+            }
+            "HOSTS_FILE" => self.hosts_file = path(v)?,
+            "RESOLV_CONF" => self.resolv_conf = path(v)?,
+            "NSSWITCH_CONF" => self.nsswitch_conf = path(v)?,
+            "DNS_SERVERS" => {
+                let l: Result<Vec<_>, _> = v
+                    .split_whitespace()
+                    .map(|a| parse_socket_addr(a, Some(53)))
+                    .collect();
+                self.dns_servers = l?;
+            }
+            "SMTP_PORT" => self.smtp_port = parse_num(v, 1)?,
+            "MAX_MESSAGE_SIZE" => self.max_message_size = parse_num(v, 1024)?,
+            "MAX_RECIPIENTS" => self.max_recipients = parse_num(v, 100)?,
+            "MAX_CONNECTIONS" => self.max_connections = parse_num(v, 1)?,
+            "MAX_CONNECTIONS_PER_IP" => self.max_connections_per_ip = parse_num(v, 1)?,
+            "USER" => self.user = if v.is_empty() { None } else { Some(v.to_string()) },
+            "GREET_PAUSE" => self.greet_pause = Duration::from_secs(parse_num(v, 0)?),
+            _ => unreachable!("NAMES and set() list the same names"),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<MainConf, Vec<String>> {
+        MainConf::parse(Path::new("/etc/etrnd/etrnd.conf"), text)
+            .map_err(|e| e.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn defaults_follow_the_file() {
+        let c = parse("").unwrap();
+        assert_eq!(c.mailvar, Path::new("/etc/etrnd"));
+        assert_eq!(c.max_message_size, 10_240_000);
+        assert_eq!(c.listen, vec!["127.0.0.1:25".parse().unwrap()]);
+        assert!(c.etrn);
+    }
+
+    #[test]
+    fn values_quotes_and_expansion() {
+        let c = parse(
+            "MAILVAR=/opt/etrnd\nPOSTOFFICE=\"$MAILVAR/spool\"\nLOGDIR=${MAILVAR}/log\n\
+             LISTEN=127.0.0.1:0 [::1]:2525\nMYNETWORKS=10.0.0.0/8 ::1\nPROTOCOLS=\"routes smtp\"\n\
+             MAILBOX=var/mail/\n",
+        )
+        .unwrap();
+        assert_eq!(c.postoffice, Path::new("/opt/etrnd/spool"));
+        assert_eq!(c.logdir, Path::new("/opt/etrnd/log"));
+        assert_eq!(c.mailshare, Path::new("/opt/etrnd"));
+        assert_eq!(c.listen.len(), 2);
+        assert!(c.protocols_smtp);
+        assert!(c.maildir);
+        assert_eq!(c.mailbox, Path::new("/etc/etrnd/var/mail/"));
+    }
+
+    #[test]
+    fn every_error_has_file_and_line() {
+        let errs = parse(
+            "BOGUS=1\nMYNETWORKS=10.0.0.0/33\nETRN=maybe\nMAX_RECIPIENTS=ten\n\
+             LISTEN=localhost:25\nno equals sign\nPOSTOFFICE=\"open\nLOGDIR=$NOPE/x\n",
+        )
+        .unwrap_err();
+        assert_eq!(errs.len(), 8, "{errs:#?}");
+        assert!(errs[0].starts_with("/etc/etrnd/etrnd.conf:1: unknown name 'BOGUS'"));
+        assert!(errs[1].starts_with("/etc/etrnd/etrnd.conf:2: MYNETWORKS"));
+        assert!(errs[5].starts_with("/etc/etrnd/etrnd.conf:6: expected NAME=value"));
+    }
+
+    #[test]
+    fn twice_is_an_error() {
+        let errs = parse("ETRN=yes\nETRN=no\n").unwrap_err();
+        assert_eq!(errs, vec!["/etc/etrnd/etrnd.conf:2: ETRN is set twice"]);
+    }
+}

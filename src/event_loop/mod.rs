@@ -1,0 +1,487 @@
+//! The one event loop: it owns the poller, the listeners, every connection, the
+//! timers, the signal pipe and the spool, and routes what the sans-IO sessions ask
+//! for. It is the only caller of accept/read/write and of `Instant::now()`.
+//!
+//! One turn, in qmail-send's prepare-then-do shape:
+//! 1. wait for readiness until the earliest session deadline;
+//! 2. read the clock once;
+//! 3. accept until `WouldBlock`; read each ready connection until `WouldBlock` (or
+//!    until its session stops wanting input), feeding the session and writing the
+//!    message octets it hands back to the spool;
+//! 4. commit every message that ended in this turn as one batch (one directory fsync
+//!    for all of them), then give each session its result, so `250` is only ever
+//!    written after the message is durable;
+//! 5. run due timers; write pending output; close finished connections.
+
+mod conn;
+mod timers;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mio::net::TcpListener;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::config::{self, cidr, Config};
+use crate::smtp::server::{Context, Event, ServerSession};
+use crate::smtp::trace::{self, TraceInfo};
+use crate::spool::{Incoming, Spool};
+use conn::{Conn, ReadResult};
+use timers::Timers;
+
+const SIGNAL: Token = Token(0);
+const LISTENER_BASE: usize = 1;
+const CONN_BASE: usize = 1024;
+/// How often the spool's free space is checked (reference/bad-input.md G15).
+const DISK_CHECK_EVERY: Duration = Duration::from_secs(5);
+/// Connections past `MAX_CONNECTIONS` that still get a polite 421 before we simply
+/// drop new ones.
+const REFUSAL_SLACK: usize = 64;
+
+/// Binds every `LISTEN` address (before detaching, so errors reach the terminal).
+pub fn bind(cfg: &Config) -> io::Result<Vec<TcpListener>> {
+    cfg.main
+        .listen
+        .iter()
+        .map(|a| {
+            TcpListener::bind(*a)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))
+        })
+        .collect()
+}
+
+/// The running daemon.
+pub struct Daemon {
+    poll: Poll,
+    listeners: Vec<TcpListener>,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    freed_this_turn: Vec<usize>,
+    per_ip: HashMap<IpAddr, usize>,
+    live: usize,
+    timers: Timers,
+    spool: Spool,
+    config: Config,
+    config_path: PathBuf,
+    signals: crate::sys::SignalPipe,
+    next_session: u32,
+    batch: Vec<(usize, Incoming)>,
+    disk_low: bool,
+    disk_checked: Option<Instant>,
+    buf: Vec<u8>,
+    stopping: bool,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Daemon {
+    /// Sets up the loop around already bound listeners and an opened, recovered
+    /// spool.
+    pub fn new(
+        config: Config,
+        config_path: PathBuf,
+        listeners: Vec<TcpListener>,
+        spool: Spool,
+    ) -> io::Result<Daemon> {
+        let poll = Poll::new()?;
+        let signals = crate::sys::SignalPipe::install()?;
+        poll.registry()
+            .register(&mut SourceFd(&signals.fd()), SIGNAL, Interest::READABLE)?;
+        let mut listeners = listeners;
+        for (i, l) in listeners.iter_mut().enumerate() {
+            poll.registry()
+                .register(l, Token(LISTENER_BASE + i), Interest::READABLE)?;
+            log::info!("smtp listening address={}", l.local_addr()?);
+        }
+        Ok(Daemon {
+            poll,
+            listeners,
+            conns: Vec::new(),
+            free: Vec::new(),
+            freed_this_turn: Vec::new(),
+            per_ip: HashMap::new(),
+            live: 0,
+            timers: Timers::default(),
+            spool,
+            config,
+            config_path,
+            signals,
+            next_session: 0,
+            batch: Vec::new(),
+            disk_low: false,
+            disk_checked: None,
+            buf: vec![0; 64 * 1024],
+            stopping: false,
+        })
+    }
+
+    /// Runs until SIGTERM or SIGINT.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        while !self.stopping {
+            let timeout = self
+                .timers
+                .next()
+                .map(|t| t.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = Instant::now();
+            self.check_disk(now);
+            let mut touched = Vec::new();
+            for ev in events.iter() {
+                match ev.token() {
+                    SIGNAL => self.handle_signals(),
+                    Token(t) if t >= CONN_BASE => {
+                        let slot = t - CONN_BASE;
+                        if let Some(Some(c)) = self.conns.get_mut(slot) {
+                            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                                c.readable = true;
+                            }
+                            touched.push(slot);
+                        }
+                    }
+                    Token(t) => self.accept(t - LISTENER_BASE, now, &mut touched),
+                }
+            }
+            for slot in touched {
+                self.service(slot, now);
+            }
+            self.commit(now);
+            for slot in self.timers.due(now) {
+                if let Some(Some(c)) = self.conns.get_mut(slot) {
+                    let ctx = Context {
+                        config: &self.config,
+                        disk_low: self.disk_low,
+                        unix_time: unix_now(),
+                    };
+                    c.session.handle_timeout(now, &ctx);
+                    self.service(slot, now);
+                }
+            }
+            self.commit(now);
+            self.free.append(&mut self.freed_this_turn);
+        }
+        self.shutdown();
+        Ok(())
+    }
+
+    fn check_disk(&mut self, now: Instant) {
+        if self.disk_checked.is_some_and(|t| now < t + DISK_CHECK_EVERY) {
+            return;
+        }
+        self.disk_checked = Some(now);
+        let need = self.config.main.max_message_size.saturating_mul(3) / 2;
+        let low = match crate::sys::free_space(self.spool.root()) {
+            Ok(free) => free < need,
+            Err(_) => false,
+        };
+        if low != self.disk_low {
+            if low {
+                log::error!("spool disk-low need={need} (1.5 x MAX_MESSAGE_SIZE): refusing MAIL");
+            } else {
+                log::info!("spool disk-ok");
+            }
+        }
+        self.disk_low = low;
+    }
+
+    fn handle_signals(&mut self) {
+        for sig in self.signals.drain() {
+            match sig {
+                libc::SIGTERM | libc::SIGINT => {
+                    log::info!("daemon stopping signal={sig}");
+                    self.stopping = true;
+                }
+                libc::SIGHUP => self.reload(),
+                _ => log::debug!("daemon signal={sig} ignored"),
+            }
+        }
+    }
+
+    fn reload(&mut self) {
+        match config::load(&self.config_path) {
+            Ok(new) => {
+                if new.main.listen != self.config.main.listen {
+                    log::warn!("config LISTEN changed: restart etrnd to apply it");
+                }
+                if new.main.postoffice != self.config.main.postoffice {
+                    log::warn!("config POSTOFFICE changed: restart etrnd to apply it");
+                }
+                self.config = new;
+                log::info!("config reloaded path={}", self.config_path.display());
+            }
+            Err(errors) => {
+                for e in errors {
+                    log::error!("config reload-failed {e}");
+                }
+                log::error!("config reload-failed: the old configuration stays in force");
+            }
+        }
+    }
+
+    fn accept(&mut self, idx: usize, now: Instant, touched: &mut Vec<usize>) {
+        loop {
+            let Some(listener) = self.listeners.get(idx) else {
+                return;
+            };
+            let (mut stream, addr) = match listener.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::error!("smtp accept-failed error=\"{e}\"");
+                    return;
+                }
+            };
+            let ip = cidr::canonical(addr.ip());
+            let max = self.config.main.max_connections;
+            if self.live >= max + REFUSAL_SLACK {
+                continue; // dropped: a flood, not a client
+            }
+            let slot = self.free.pop().unwrap_or_else(|| {
+                self.conns.push(None);
+                self.conns.len() - 1
+            });
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                Token(CONN_BASE + slot),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                log::error!("smtp register-failed error=\"{e}\"");
+                self.free.push(slot);
+                continue;
+            }
+            self.next_session = self.next_session.wrapping_add(1);
+            let sid = self.next_session;
+            let per_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
+            let host = &self.config.main.hostname;
+            let session = if self.live >= max {
+                ServerSession::refuse(sid, addr, host, "too many connections", now)
+            } else if per_ip >= self.config.main.max_connections_per_ip {
+                ServerSession::refuse(sid, addr, host, "too many connections from your address", now)
+            } else {
+                let ctx = Context {
+                    config: &self.config,
+                    disk_low: self.disk_low,
+                    unix_time: unix_now(),
+                };
+                ServerSession::new(sid, SocketAddr::new(ip, addr.port()), &ctx, now)
+            };
+            *self.per_ip.entry(ip).or_insert(0) += 1;
+            self.live += 1;
+            self.conns[slot] = Some(Conn {
+                stream,
+                ip,
+                session,
+                incoming: None,
+                spool_error: None,
+                readable: true,
+                dead: false,
+            });
+            touched.push(slot);
+        }
+    }
+
+    /// Reads what the session wants, routes its events, writes its output, and closes
+    /// or re-arms the connection.
+    fn service(&mut self, slot: usize, now: Instant) {
+        let Some(Some(c)) = self.conns.get_mut(slot) else {
+            return;
+        };
+        while c.readable && !c.dead && c.session.wants_read(now) {
+            match c.read(&mut self.buf) {
+                ReadResult::Data(n) => {
+                    let ctx = Context {
+                        config: &self.config,
+                        disk_low: self.disk_low,
+                        unix_time: unix_now(),
+                    };
+                    c.session.handle_input(&self.buf[..n], now, &ctx);
+                    Self::route_events(&mut self.spool, &mut self.batch, &self.config, slot, c);
+                }
+                ReadResult::WouldBlock => c.readable = false,
+                ReadResult::Closed => {
+                    c.dead = true;
+                    c.session.handle_eof();
+                    Self::route_events(&mut self.spool, &mut self.batch, &self.config, slot, c);
+                }
+            }
+            c.flush();
+        }
+        Self::route_events(&mut self.spool, &mut self.batch, &self.config, slot, c);
+        c.flush();
+        let done = c.dead || (c.session.is_closing() && c.session.pending_output().is_empty());
+        if done && c.incoming.is_none() && !self.batch.iter().any(|(s, _)| *s == slot) {
+            self.close(slot);
+        } else {
+            self.timers.set(slot, c.session.poll_timeout());
+        }
+    }
+
+    /// Carries out what a session asked of the spool.
+    fn route_events(
+        spool: &mut Spool,
+        batch: &mut Vec<(usize, Incoming)>,
+        config: &Config,
+        slot: usize,
+        c: &mut Conn,
+    ) {
+        while let Some(ev) = c.session.poll_event() {
+            match ev {
+                Event::MessageStart(env) => match spool.begin(&env) {
+                    Ok(mut inc) => {
+                        let id = inc.id.to_string();
+                        let single = match env.recipients.as_slice() {
+                            [one] => Some(one.address.to_string()),
+                            _ => None,
+                        };
+                        let header = trace::received(&TraceInfo {
+                            helo: &env.helo,
+                            client: c.ip,
+                            hostname: &config.main.hostname,
+                            protocol: &env.protocol,
+                            id: &id,
+                            single_rcpt: single,
+                            unix_time: env.arrival,
+                        });
+                        inc.write(header.as_bytes());
+                        log::info!(
+                            "{} smtp receiving session={:08x} from={} nrcpt={}",
+                            id,
+                            c.session.id(),
+                            crate::logging::sanitize(crate::smtp::fmt_path(&env.sender).as_bytes()),
+                            env.recipients.len()
+                        );
+                        c.incoming = Some(inc);
+                    }
+                    Err(e) => {
+                        log::error!("spool begin-failed error=\"{e}\"");
+                        c.spool_error = Some(e);
+                    }
+                },
+                Event::MessageData(d) => {
+                    if let Some(inc) = c.incoming.as_mut() {
+                        inc.write(&d);
+                    }
+                }
+                Event::MessageAbort => {
+                    c.spool_error = None;
+                    if let Some(inc) = c.incoming.take() {
+                        spool.abort(inc);
+                    }
+                }
+                Event::MessageEnd => match c.incoming.take() {
+                    Some(inc) => batch.push((slot, inc)),
+                    None => {
+                        // The spool could not even start this message.
+                        let now = Instant::now();
+                        let e = c.spool_error.take().unwrap_or_else(|| crate::spool::SpoolError {
+                            op: "begin",
+                            path: spool.root().to_path_buf(),
+                            err: io::Error::other("no queue file"),
+                        });
+                        let ctx = Context {
+                            config,
+                            disk_low: false,
+                            unix_time: unix_now(),
+                        };
+                        c.session.handle_commit(Err(&e), now, &ctx);
+                    }
+                },
+            }
+        }
+    }
+
+    /// Commits the messages that ended in this turn, then answers their sessions.
+    fn commit(&mut self, now: Instant) {
+        while !self.batch.is_empty() {
+            let batch = std::mem::take(&mut self.batch);
+            let slots: Vec<usize> = batch.iter().map(|(s, _)| *s).collect();
+            let sizes: Vec<u64> = batch.iter().map(|(_, i)| i.len()).collect();
+            let results = self.spool.commit(batch.into_iter().map(|(_, i)| i).collect());
+            for ((slot, result), size) in slots.into_iter().zip(results).zip(sizes) {
+                let Some(Some(c)) = self.conns.get_mut(slot) else {
+                    continue;
+                };
+                match &result {
+                    Ok(id) => log::info!(
+                        "{} smtp queued session={:08x} client={} size={}",
+                        id,
+                        c.session.id(),
+                        c.ip,
+                        size
+                    ),
+                    Err(e) => log::error!(
+                        "smtp queue-failed session={:08x} error=\"{}\"",
+                        c.session.id(),
+                        e
+                    ),
+                }
+                let ctx = Context {
+                    config: &self.config,
+                    disk_low: self.disk_low,
+                    unix_time: unix_now(),
+                };
+                c.session.handle_commit(result.as_ref().copied(), now, &ctx);
+                self.service(slot, now);
+            }
+        }
+    }
+
+    fn close(&mut self, slot: usize) {
+        let Some(mut c) = self.conns.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        if let Some(inc) = c.incoming.take() {
+            self.spool.abort(inc);
+        }
+        let _ = self.poll.registry().deregister(&mut c.stream);
+        if let Some(n) = self.per_ip.get_mut(&c.ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&c.ip);
+            }
+        }
+        self.live -= 1;
+        self.timers.set(slot, None);
+        log::info!(
+            "{:08x} smtp disconnect address={} messages={}",
+            c.session.id(),
+            c.session.client(),
+            c.session.accepted
+        );
+        self.freed_this_turn.push(slot);
+    }
+
+    fn shutdown(&mut self) {
+        let host = self.config.main.hostname.clone();
+        for slot in 0..self.conns.len() {
+            if let Some(c) = self.conns[slot].as_mut() {
+                c.session.shutdown(&host);
+                while let Some(ev) = c.session.poll_event() {
+                    if let Event::MessageAbort = ev {
+                        if let Some(inc) = c.incoming.take() {
+                            self.spool.abort(inc);
+                        }
+                    }
+                }
+                c.flush();
+                self.close(slot);
+            }
+        }
+        log::info!("daemon stopped");
+    }
+}

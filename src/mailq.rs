@@ -1,0 +1,85 @@
+//! `etrnd mailq`: the queue listing, in the shape of Postfix's `mailq` so that
+//! operators and scripts recognise it.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::smtp::fmt_path;
+use crate::smtp::trace::iso_date;
+use crate::spool::{Spool, StateRecord};
+
+/// The state of recipient `idx` from its journal, as words.
+fn recipient_state(idx: usize, records: &[StateRecord]) -> String {
+    let mut attempts = 0;
+    let mut state = "queued".to_string();
+    for r in records {
+        match r {
+            StateRecord::Delivered { idx: i, .. } if *i == idx => state = "sent".into(),
+            StateRecord::Failed { idx: i, reason, .. } if *i == idx => {
+                state = format!("bounced ({reason})")
+            }
+            StateRecord::Deferred {
+                idx: i,
+                next,
+                reason,
+                ..
+            } if *i == idx => {
+                attempts += 1;
+                state = format!(
+                    "deferred, {attempts} attempt(s), next {}, last error: {reason}",
+                    iso_date(*next)
+                );
+            }
+            _ => {}
+        }
+    }
+    state
+}
+
+/// Renders the listing of the spool at `postoffice` (read-only: nothing is created,
+/// verified or moved).
+pub fn render(postoffice: &Path) -> Result<String, crate::spool::SpoolError> {
+    let mut out = String::new();
+    if !postoffice.join("queue").is_dir() {
+        out.push_str("Mail queue is empty\n");
+        return Ok(out);
+    }
+    let spool = Spool::at(postoffice);
+    let entries = spool.list()?;
+    if entries.is_empty() {
+        out.push_str("Mail queue is empty\n");
+        return Ok(out);
+    }
+    out.push_str("-Queue ID-        --Size-- ----Arrival Time--- -Sender/Recipient-------\n");
+    let mut total = 0u64;
+    for e in &entries {
+        total += e.size;
+        let _ = writeln!(
+            out,
+            "{:<16} {:>9} {} {}",
+            e.id.to_string(),
+            e.size,
+            iso_date(e.envelope.arrival),
+            crate::logging::sanitize(fmt_path(&e.envelope.sender).as_bytes())
+        );
+        for (i, r) in e.envelope.recipients.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{:47} {}  {}  {}",
+                "",
+                crate::logging::sanitize(r.address.to_string().as_bytes()),
+                r.dest,
+                recipient_state(i, &e.state)
+            );
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "-- {} Kbytes in {} Request{}.",
+        total.div_ceil(1024),
+        entries.len(),
+        if entries.len() == 1 { "" } else { "s" }
+    );
+    Ok(out)
+}

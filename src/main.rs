@@ -1,0 +1,153 @@
+//! The `etrnd` executable: command line, logging, configuration, then the daemon or a
+//! one-shot command. Exit codes follow sysexits(3).
+
+use std::path::{Path, PathBuf};
+use std::process::exit;
+
+use etrnd::cli::{self, exit as ex, Command, Options};
+use etrnd::config::{self, Config};
+use etrnd::route::Decision;
+use etrnd::spool::Spool;
+
+fn load_config(path: &Path) -> Config {
+    match config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            exit(ex::CONFIG);
+        }
+    }
+}
+
+fn die(code: i32, msg: impl std::fmt::Display) -> ! {
+    log::error!("{msg}");
+    eprintln!("etrnd: {msg}");
+    exit(code);
+}
+
+fn route(cfg: &Config, addrs: &[String]) -> i32 {
+    let mut code = ex::OK;
+    for a in addrs {
+        let path = if a.starts_with('<') { a.clone() } else { format!("<{a}>") };
+        let mbox = match etrnd::smtp::parse_path(&path) {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                println!("{a}: error: the null address cannot be a recipient");
+                code = ex::DATAERR;
+                continue;
+            }
+            Err(e) => {
+                println!("{a}: error: {e}");
+                code = ex::DATAERR;
+                continue;
+            }
+        };
+        let inside = cfg.router.route(&mbox, true);
+        let outside = cfg.router.route(&mbox, false);
+        let show = |d: &Decision| match d {
+            Decision::Local(u) => format!("local user {u}"),
+            Decision::Remote { channel, host } => format!("{channel}!{host}"),
+            Decision::Refuse(r) => format!("refused: {r}"),
+        };
+        println!("{mbox}: {}", show(&inside.decision));
+        println!("    because: {}", inside.why);
+        if outside.decision != inside.decision {
+            println!("    from outside MYNETWORKS: {}", show(&outside.decision));
+        }
+    }
+    code
+}
+
+fn daemon(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
+    let level = etrnd::logging::level_for(opts.verbosity);
+    if opts.foreground {
+        etrnd::logging::init_stderr(level);
+    }
+    let listeners = match etrnd::event_loop::bind(&cfg) {
+        Ok(l) => l,
+        Err(e) => die(ex::OSERR, e),
+    };
+    let pid_lock = match etrnd::sys::lock_pidfile(&cfg.main.pidfile) {
+        Ok(f) => f,
+        Err(e) => die(
+            ex::UNAVAILABLE,
+            format!("pid file {}: {e}", cfg.main.pidfile.display()),
+        ),
+    };
+    if !opts.foreground {
+        if let Err(e) = etrnd::sys::daemonize() {
+            die(ex::OSERR, format!("cannot detach: {e}"));
+        }
+        etrnd::logging::init_syslog(level);
+        // The lock is inherited; the pid changed.
+        if let Err(e) = etrnd::sys::lock_pidfile_rewrite(&pid_lock) {
+            log::error!("pid file {}: {e}", cfg.main.pidfile.display());
+        }
+    }
+    let fds = etrnd::sys::raise_fd_limit();
+    log::debug!("daemon fd-limit={fds}");
+    let mut spool = match Spool::open(&cfg.main.postoffice) {
+        Ok(s) => s,
+        Err(e) => die(ex::CANTCREAT, e),
+    };
+    match spool.recover() {
+        Ok(r) => log::info!(
+            "spool recovered queued={} removed-temp={} quarantined={} removed-journals={}",
+            r.queued.len(),
+            r.removed_tmp,
+            r.quarantined.len(),
+            r.removed_state
+        ),
+        Err(e) => die(ex::OSERR, e),
+    }
+    let mut d = match etrnd::event_loop::Daemon::new(cfg, config_path, listeners, spool) {
+        Ok(d) => d,
+        Err(e) => die(ex::OSERR, e),
+    };
+    log::info!("daemon started version={}", env!("CARGO_PKG_VERSION"));
+    let rc = match d.run() {
+        Ok(()) => ex::OK,
+        Err(e) => {
+            log::error!("daemon failed error=\"{e}\"");
+            ex::OSERR
+        }
+    };
+    drop(pid_lock);
+    exit(rc);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let opts = match cli::parse(&args) {
+        Ok(o) => o,
+        Err((msg, code)) => {
+            if code == ex::OK {
+                println!("{msg}");
+            } else {
+                eprintln!("{msg}");
+            }
+            exit(code);
+        }
+    };
+    // Paths in the configuration are relative to its directory; make that absolute
+    // so that detaching (chdir /) changes nothing.
+    let config_path = std::path::absolute(&opts.config).unwrap_or(opts.config.clone());
+    let cfg = load_config(&config_path);
+    match &opts.command {
+        Command::Check => exit(ex::OK),
+        Command::Route(addrs) => exit(route(&cfg, addrs)),
+        Command::Mailq => match etrnd::mailq::render(&cfg.main.postoffice) {
+            Ok(text) => {
+                print!("{text}");
+                exit(ex::OK)
+            }
+            Err(e) => {
+                eprintln!("etrnd: {e}");
+                exit(ex::OSERR)
+            }
+        },
+        Command::Daemon => daemon(&opts, cfg, config_path),
+    }
+}

@@ -1,0 +1,385 @@
+//! The in-memory route trie and the per-recipient routing decision (DESIGN.md §4.2,
+//! §5.2; reference/zmailer.md §1.3).
+//!
+//! Lookup for `a.b.c`: the exact key `a.b.c`, then `.a.b.c`, `.b.c`, `.c`, then the
+//! default `.`. The trie is keyed by labels from the right, so one walk finds the
+//! exact entry and the longest suffix entry. Nothing here looks anything up in DNS:
+//! routing uses only the files.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::config::names::Aliases;
+use crate::config::routes::{Host, RouteEntry, RouteKey, RouteValue};
+use crate::smtp::reply::Reply;
+use crate::smtp::{Domain, Mailbox};
+
+/// A route entry as stored in the trie: its value and the line it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The value.
+    pub value: RouteValue,
+    /// Its line in the routes file.
+    pub line: usize,
+}
+
+/// Which key matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchKind {
+    /// The exact name.
+    Exact,
+    /// A `.suffix` key.
+    Suffix,
+    /// The `.` default.
+    Default,
+}
+
+#[derive(Debug, Default)]
+struct Node {
+    children: HashMap<Box<str>, Node>,
+    exact: Option<Route>,
+    suffix: Option<Route>,
+}
+
+/// Routes keyed by reversed domain labels.
+#[derive(Debug, Default)]
+pub struct RouteTrie {
+    root: Node,
+    default: Option<Route>,
+    len: usize,
+}
+
+impl RouteTrie {
+    /// Builds the trie; for a key given twice the first entry wins.
+    pub fn new(entries: Vec<RouteEntry>) -> RouteTrie {
+        let mut t = RouteTrie::default();
+        for e in entries {
+            let route = Route {
+                value: e.value,
+                line: e.line,
+            };
+            let slot = match &e.key {
+                RouteKey::Default => &mut t.default,
+                RouteKey::Exact(d) => &mut t.node_mut(d).exact,
+                RouteKey::Suffix(d) => &mut t.node_mut(d).suffix,
+            };
+            if slot.is_none() {
+                *slot = Some(route);
+                t.len += 1;
+            }
+        }
+        t
+    }
+
+    fn node_mut(&mut self, d: &Domain) -> &mut Node {
+        let mut node = &mut self.root;
+        for label in d.as_str().rsplit('.') {
+            node = node.children.entry(label.into()).or_default();
+        }
+        node
+    }
+
+    /// Number of distinct keys.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no routes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Finds the route for `domain` in ZMailer's order.
+    pub fn lookup(&self, domain: &Domain) -> Option<(MatchKind, &Route)> {
+        let mut node = &self.root;
+        let mut best: Option<&Route> = None;
+        let mut complete = true;
+        for label in domain.as_str().rsplit('.') {
+            match node.children.get(label) {
+                Some(n) => {
+                    node = n;
+                    if let Some(r) = &n.suffix {
+                        best = Some(r);
+                    }
+                }
+                None => {
+                    complete = false;
+                    break;
+                }
+            }
+        }
+        if complete {
+            if let Some(r) = &node.exact {
+                return Some((MatchKind::Exact, r));
+            }
+        }
+        if let Some(r) = best {
+            return Some((MatchKind::Suffix, r));
+        }
+        self.default.as_ref().map(|r| (MatchKind::Default, r))
+    }
+}
+
+/// The outcome of routing one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Deliver locally to this user (lower case, unquoted).
+    Local(String),
+    /// Queue for `channel!host`.
+    Remote {
+        /// The channel.
+        channel: String,
+        /// The next hop as text (`mail.client.dom`, `[192.0.2.1]:2526`).
+        host: String,
+    },
+    /// Refuse at RCPT time with this reply.
+    Refuse(Reply),
+}
+
+/// A decision with the reason an operator reads in `etrnd route`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routed {
+    /// What to do.
+    pub decision: Decision,
+    /// Why, in words.
+    pub why: String,
+}
+
+/// Everything routing needs, built from the configuration files.
+#[derive(Debug)]
+pub struct Router {
+    /// The route trie.
+    pub trie: RouteTrie,
+    /// Our local domains (`db/localnames` plus `HOSTNAME`).
+    pub localnames: HashSet<Domain>,
+    /// The aliases.
+    pub aliases: Aliases,
+    /// Whether unrouted domains go to `smtp!<domain>` (`PROTOCOLS=routes smtp`).
+    pub protocols_smtp: bool,
+}
+
+/// Users that always exist (RFC 5321 §4.5.1; RFC 3834 bounce sender).
+const ALWAYS_LOCAL: [&str; 2] = ["postmaster", "mailer-daemon"];
+
+impl Router {
+    /// Whether `user` is a valid local recipient: postmaster, an alias or a system
+    /// account.
+    pub fn local_user_exists(&self, user: &str) -> bool {
+        ALWAYS_LOCAL.contains(&user)
+            || self.aliases.contains_key(user)
+            || crate::sys::user_exists(user)
+    }
+
+    fn local(&self, rcpt: &Mailbox, why: String) -> Routed {
+        let user = rcpt.local_unquoted().to_ascii_lowercase();
+        if self.local_user_exists(&user) {
+            Routed {
+                decision: Decision::Local(user.clone()),
+                why: format!("{why}: local user '{user}'"),
+            }
+        } else {
+            Routed {
+                decision: Decision::Refuse(Reply::UNKNOWN_USER),
+                why: format!("{why}: no local user, alias or account '{user}'"),
+            }
+        }
+    }
+
+    /// Routes one recipient. `trusted`: the client is in `MYNETWORKS` and may relay.
+    pub fn route(&self, rcpt: &Mailbox, trusted: bool) -> Routed {
+        let Some(domain) = rcpt.domain() else {
+            return self.local(rcpt, "bare postmaster".into());
+        };
+        if self.localnames.contains(domain) {
+            return self.local(rcpt, format!("{domain} is in localnames"));
+        }
+        let refuse = |reply: Reply, why: String| Routed {
+            decision: Decision::Refuse(reply),
+            why,
+        };
+        let found = self
+            .trie
+            .lookup(domain)
+            .filter(|(_, r)| r.value != RouteValue::Ignore);
+        let (kind, channel, host, why) = match found {
+            Some((kind, route)) => {
+                let why = format!("routes line {} ({:?} match)", route.line, kind);
+                match &route.value {
+                    RouteValue::Local => return self.local(rcpt, why),
+                    RouteValue::Error(form) => {
+                        return refuse(Reply::error_route(form), format!("{why}: error!{form}"))
+                    }
+                    RouteValue::Ignore => unreachable!("filtered above"),
+                    RouteValue::Channel { channel, host } => {
+                        let host = match host {
+                            Host::RecipientDomain => domain.to_string(),
+                            h => h.to_string(),
+                        };
+                        (kind, channel.clone(), host, why)
+                    }
+                }
+            }
+            None if self.protocols_smtp => (
+                MatchKind::Default,
+                "smtp".to_string(),
+                domain.to_string(),
+                "no route; PROTOCOLS has smtp".to_string(),
+            ),
+            None if trusted => {
+                return refuse(Reply::NO_ROUTE, format!("no route for {domain}"));
+            }
+            None => {
+                return refuse(
+                    Reply::RELAY_DENIED,
+                    format!("no route for {domain}, client may not relay"),
+                )
+            }
+        };
+        if kind == MatchKind::Default && !trusted {
+            return refuse(
+                Reply::RELAY_DENIED,
+                format!("{why}: only the default route matches, client may not relay"),
+            );
+        }
+        Routed {
+            why: format!("{why}: {channel}!{host}"),
+            decision: Decision::Remote { channel, host },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::routes;
+    use std::path::Path;
+
+    fn trie(text: &str) -> RouteTrie {
+        RouteTrie::new(routes::parse(Path::new("routes"), text).unwrap())
+    }
+
+    fn look(t: &RouteTrie, d: &str) -> Option<(MatchKind, String)> {
+        t.lookup(&Domain::parse(d).unwrap())
+            .map(|(k, r)| (k, r.value.to_string()))
+    }
+
+    #[test]
+    fn zmailer_lookup_order() {
+        let t = trie(
+            "foo.bar.edu smtp!exact\n.foo.bar.edu smtp!dotfull\n.bar.edu smtp!dotbar\n\
+             .edu smtp!dotedu\n. smtp!default\n",
+        );
+        assert_eq!(look(&t, "foo.bar.edu"), Some((MatchKind::Exact, "smtp!exact".into())));
+        assert_eq!(look(&t, "x.foo.bar.edu"), Some((MatchKind::Suffix, "smtp!dotfull".into())));
+        assert_eq!(look(&t, "baz.bar.edu"), Some((MatchKind::Suffix, "smtp!dotbar".into())));
+        assert_eq!(look(&t, "bar.edu"), Some((MatchKind::Suffix, "smtp!dotbar".into())));
+        assert_eq!(look(&t, "other.edu"), Some((MatchKind::Suffix, "smtp!dotedu".into())));
+        assert_eq!(look(&t, "example.com"), Some((MatchKind::Default, "smtp!default".into())));
+    }
+
+    #[test]
+    fn exact_key_does_not_match_subdomains() {
+        let t = trie("client.dom smtp!x\n");
+        assert_eq!(look(&t, "client.dom").unwrap().0, MatchKind::Exact);
+        assert_eq!(look(&t, "a.client.dom"), None);
+    }
+
+    #[test]
+    fn first_duplicate_wins_and_case_is_ignored() {
+        let t = trie(".Client.Dom smtp!first\n.client.dom smtp!second\n");
+        assert_eq!(look(&t, "MAIL.client.dom".to_lowercase().as_str()).unwrap().1, "smtp!first");
+        assert_eq!(t.len(), 1);
+    }
+
+    fn router(routes_text: &str, smtp: bool) -> Router {
+        let mut aliases = Aliases::new();
+        aliases.insert("alice".into(), vec![]);
+        Router {
+            trie: trie(routes_text),
+            localnames: [Domain::parse("ours.example").unwrap()].into_iter().collect(),
+            aliases,
+            protocols_smtp: smtp,
+        }
+    }
+
+    fn decide(r: &Router, addr: &str, trusted: bool) -> Decision {
+        let m = crate::smtp::parse_path(&format!("<{addr}>")).unwrap().unwrap();
+        r.route(&m, trusted).decision
+    }
+
+    #[test]
+    fn hub_and_client_decisions() {
+        let hub = router(".client.dom smtp-etrn!mail.client.dom\n", false);
+        let remote = Decision::Remote {
+            channel: "smtp-etrn".into(),
+            host: "mail.client.dom".into(),
+        };
+        assert_eq!(decide(&hub, "u@client.dom", false), remote);
+        assert_eq!(decide(&hub, "u@sub.client.dom", false), remote);
+        assert_eq!(decide(&hub, "u@victim.example", false), Decision::Refuse(Reply::RELAY_DENIED));
+        assert_eq!(decide(&hub, "u@victim.example", true), Decision::Refuse(Reply::NO_ROUTE));
+
+        let client = router(".client.dom error!database\n. smtp-etrn!mail.isp.dom\n", false);
+        assert_eq!(
+            decide(&client, "u@x.client.dom", true),
+            Decision::Refuse(Reply::error_route("database"))
+        );
+        assert_eq!(
+            decide(&client, "u@far.example", true),
+            Decision::Remote { channel: "smtp-etrn".into(), host: "mail.isp.dom".into() }
+        );
+        assert_eq!(decide(&client, "u@far.example", false), Decision::Refuse(Reply::RELAY_DENIED));
+    }
+
+    #[test]
+    fn local_users() {
+        let r = router("", false);
+        assert_eq!(decide(&r, "alice@ours.example", false), Decision::Local("alice".into()));
+        assert_eq!(decide(&r, "ALICE@OURS.EXAMPLE", false), Decision::Local("alice".into()));
+        assert_eq!(decide(&r, "postmaster", false), Decision::Local("postmaster".into()));
+        assert_eq!(decide(&r, "root@ours.example", false), Decision::Local("root".into()));
+        assert_eq!(
+            decide(&r, "nosuchuser-xyz@ours.example", false),
+            Decision::Refuse(Reply::UNKNOWN_USER)
+        );
+    }
+
+    #[test]
+    fn relay_tricks_from_outside_never_relay() {
+        let r = router(".client.dom smtp-etrn!mail.client.dom\n. smtp!smarthost\n", true);
+        for addr in [
+            "user%victim.example@ours.example",
+            "victim.example!user@ours.example",
+            "\"user@victim.example\"@ours.example",
+            "user@[198.51.100.1]",
+            "user%victim.example@[192.0.2.25]",
+            "@ours.example,@x.example:u@victim.example",
+            "u@victim.example",
+            "u@client.dom.victim.example",
+        ] {
+            match decide(&r, addr, false) {
+                Decision::Remote { .. } => panic!("{addr} relays"),
+                Decision::Local(u) => panic!("{addr} is local {u}"),
+                Decision::Refuse(_) => {}
+            }
+        }
+    }
+
+    #[test]
+    fn smtp_protocol_fallback_only_for_trusted() {
+        let r = router("", true);
+        assert_eq!(
+            decide(&r, "u@far.example", true),
+            Decision::Remote { channel: "smtp".into(), host: "far.example".into() }
+        );
+        assert_eq!(decide(&r, "u@far.example", false), Decision::Refuse(Reply::RELAY_DENIED));
+    }
+
+    #[test]
+    fn empty_host_takes_recipient_domain() {
+        let r = router(".bar smtp-etrn!\n", false);
+        assert_eq!(
+            decide(&r, "u@a.bar", false),
+            Decision::Remote { channel: "smtp-etrn".into(), host: "a.bar".into() }
+        );
+    }
+}

@@ -1,0 +1,324 @@
+//! One command line (without CR LF) to a [`Command`]. Pure, never panics; every
+//! failure is a [`Reply`] the server sends as is (OpenSMTPD's check step).
+
+use super::reply::Reply;
+use super::{parse_path, AddrError, Domain, Mailbox, ReversePath};
+
+/// `BODY=` of RFC 6152.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// 7-bit content (the default).
+    SevenBit,
+    /// 8-bit MIME content.
+    EightBitMime,
+}
+
+/// A parsed SMTP command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `HELO name`.
+    Helo(String),
+    /// `EHLO name`.
+    Ehlo(String),
+    /// `MAIL FROM:<path> [SIZE=n] [BODY=…]`.
+    Mail {
+        /// The reverse-path.
+        from: ReversePath,
+        /// The declared size, if any.
+        size: Option<u64>,
+        /// The declared body type.
+        body: Body,
+    },
+    /// `RCPT TO:<path>`.
+    Rcpt(Mailbox),
+    /// `DATA`.
+    Data,
+    /// `RSET`.
+    Rset,
+    /// `NOOP [text]`.
+    Noop,
+    /// `QUIT`.
+    Quit,
+    /// `VRFY text`.
+    Vrfy,
+    /// `HELP [topic]`.
+    Help,
+    /// `ETRN argument` (RFC 1985), the raw argument after one space.
+    Etrn(String),
+    /// A verb we know of but do not offer (EXPN, TURN, STARTTLS, AUTH, BDAT, ...).
+    NotImplemented,
+    /// A verb nobody knows.
+    Unknown,
+    /// The first line of an HTTP request or proxy command: the client is no SMTP
+    /// client and is disconnected at once (Postfix `smtpd_forbid_cmds`).
+    Forbidden,
+}
+
+impl Command {
+    /// Whether the command may be followed by more pipelined commands in the same
+    /// group (RFC 2920 §3.1: EHLO, DATA, VRFY, EXPN, TURN, QUIT and NOOP end a group;
+    /// we check those that change state).
+    pub fn ends_group(&self) -> bool {
+        matches!(self, Command::Helo(_) | Command::Ehlo(_) | Command::Data)
+    }
+
+    /// Whether the command is one that spammers repeat to keep a session alive;
+    /// past a limit each counts as an error (Postfix `smtpd_junk_command_limit`).
+    pub fn is_junk(&self) -> bool {
+        matches!(
+            self,
+            Command::Noop | Command::Rset | Command::Vrfy | Command::Help | Command::Etrn(_)
+        )
+    }
+}
+
+/// Splits `VERB rest` at the first space.
+fn split_verb(line: &str) -> (&str, &str) {
+    match line.find(' ') {
+        Some(i) => (&line[..i], &line[i + 1..]),
+        None => (line, ""),
+    }
+}
+
+/// Parses one command line.
+pub fn parse(line: &[u8]) -> Result<Command, Reply> {
+    if line.contains(&0) || line.contains(&b'\r') {
+        return Err(Reply::BAD_CHARACTERS);
+    }
+    let text = match std::str::from_utf8(line) {
+        Ok(t) => t,
+        Err(_) => {
+            // Non-UTF-8 anywhere: a HELO name or an address can only be refused.
+            return Err(Reply::BAD_CHARACTERS);
+        }
+    };
+    let (verb, rest) = split_verb(text);
+    let verb_up = verb.to_ascii_uppercase();
+    match verb_up.as_str() {
+        "HELO" | "EHLO" => {
+            let name = rest.trim();
+            if name.is_empty() {
+                return Err(Reply::HELO_NEEDS_NAME);
+            }
+            if !name.is_ascii() || name.contains(' ') {
+                return Err(Reply::HELO_BAD_NAME);
+            }
+            if name.starts_with('[') {
+                Domain::parse(name).map_err(|_| Reply::HELO_BAD_NAME)?;
+            } else {
+                Domain::parse_relaxed(name).map_err(|_| Reply::HELO_BAD_NAME)?;
+            }
+            if verb_up == "HELO" {
+                Ok(Command::Helo(name.to_string()))
+            } else {
+                Ok(Command::Ehlo(name.to_string()))
+            }
+        }
+        "MAIL" => parse_mail(rest),
+        "RCPT" => parse_rcpt(rest),
+        "DATA" => no_args(rest, Command::Data),
+        "RSET" => no_args(rest, Command::Rset),
+        "QUIT" => no_args(rest, Command::Quit),
+        "NOOP" => Ok(Command::Noop),
+        "HELP" => Ok(Command::Help),
+        "VRFY" => {
+            if rest.trim().is_empty() {
+                Err(Reply::SYNTAX_PARAMS)
+            } else {
+                Ok(Command::Vrfy)
+            }
+        }
+        "ETRN" => Ok(Command::Etrn(rest.to_string())),
+        "EXPN" | "TURN" | "ATRN" | "STARTTLS" | "AUTH" | "BDAT" | "SEND" | "SOML" | "SAML"
+        | "XCLIENT" | "XFORWARD" => Ok(Command::NotImplemented),
+        "GET" | "POST" | "HEAD" | "PUT" | "CONNECT" | "OPTIONS" | "HOST:" | "USER-AGENT:" => {
+            Ok(Command::Forbidden)
+        }
+        _ => Ok(Command::Unknown),
+    }
+}
+
+fn no_args(rest: &str, cmd: Command) -> Result<Command, Reply> {
+    if rest.trim().is_empty() {
+        Ok(cmd)
+    } else {
+        Err(Reply::SYNTAX_PARAMS)
+    }
+}
+
+/// Splits `FROM:<path> params` after the verb: the path (brackets included) and the
+/// parameter text. A space after the colon is tolerated, as every MTA does.
+fn split_path<'a>(rest: &'a str, keyword: &str) -> Result<(&'a str, &'a str), Reply> {
+    let kw_len = keyword.len();
+    if rest.len() < kw_len || !rest[..kw_len].eq_ignore_ascii_case(keyword) {
+        return Err(Reply::SYNTAX_PARAMS);
+    }
+    let after = rest[kw_len..].trim_start_matches(' ');
+    if !after.starts_with('<') {
+        return Err(Reply::SYNTAX_PATH);
+    }
+    // The path ends at the first '>' not inside a quoted string.
+    let bytes = after.as_bytes();
+    let mut in_quote = false;
+    let mut i = 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if in_quote => i += 1,
+            b'"' => in_quote = !in_quote,
+            b'>' if !in_quote => {
+                let (path, params) = after.split_at(i + 1);
+                if !params.is_empty() && !params.starts_with(' ') {
+                    return Err(Reply::SYNTAX_PATH);
+                }
+                return Ok((path, params.trim_start_matches(' ')));
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Err(Reply::SYNTAX_PATH)
+}
+
+fn addr_error(e: AddrError) -> Reply {
+    match e {
+        AddrError::NonAscii => Reply::NEED_SMTPUTF8,
+        AddrError::BadDomain => Reply::BAD_DOMAIN,
+        AddrError::LocalPartTooLong => Reply::LOCAL_TOO_LONG,
+        AddrError::Syntax => Reply::SYNTAX_PATH,
+    }
+}
+
+/// Parses ESMTP parameters: `keyword[=value]` separated by spaces (RFC 5321 §4.1.2).
+fn parse_params(text: &str) -> Result<Vec<(String, Option<&str>)>, Reply> {
+    let mut out = Vec::new();
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        let (k, v) = match word.find('=') {
+            Some(i) => (&word[..i], Some(&word[i + 1..])),
+            None => (word, None),
+        };
+        let key_ok = !k.is_empty()
+            && k.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        let value_ok = match v {
+            None => true,
+            Some(v) => !v.is_empty() && v.bytes().all(|b| (33..=126).contains(&b) && b != b'='),
+        };
+        if !key_ok || !value_ok {
+            return Err(Reply::SYNTAX_PARAMS);
+        }
+        out.push((k.to_ascii_uppercase(), v));
+    }
+    Ok(out)
+}
+
+fn parse_mail(rest: &str) -> Result<Command, Reply> {
+    if !rest.is_ascii() {
+        return Err(Reply::NEED_SMTPUTF8);
+    }
+    let (path, params) = split_path(rest, "FROM:")?;
+    let from = parse_path(path).map_err(addr_error)?;
+    let mut size = None;
+    let mut body = Body::SevenBit;
+    for (k, v) in parse_params(params)? {
+        match (k.as_str(), v) {
+            ("SIZE", Some(v)) if v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit()) => {
+                size = Some(v.parse::<u64>().unwrap_or(u64::MAX));
+            }
+            ("SIZE", _) => return Err(Reply::BAD_SIZE),
+            ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") => body = Body::SevenBit,
+            ("BODY", Some(v)) if v.eq_ignore_ascii_case("8BITMIME") => body = Body::EightBitMime,
+            ("BODY", _) => return Err(Reply::SYNTAX_PARAMS),
+            _ => return Err(Reply::UNKNOWN_PARAM),
+        }
+    }
+    Ok(Command::Mail { from, size, body })
+}
+
+fn parse_rcpt(rest: &str) -> Result<Command, Reply> {
+    if !rest.is_ascii() {
+        return Err(Reply::NEED_SMTPUTF8);
+    }
+    let (path, params) = split_path(rest, "TO:")?;
+    if !parse_params(params)?.is_empty() {
+        return Err(Reply::UNKNOWN_PARAM);
+    }
+    match parse_path(path).map_err(addr_error)? {
+        Some(m) => Ok(Command::Rcpt(m)),
+        None => Err(Reply::NULL_RCPT),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    macro_rules! cmd {
+        ($name:ident, $input:expr, $want:expr) => {
+            #[test]
+            fn $name() {
+                assert_eq!(parse($input), $want);
+            }
+        };
+    }
+
+    fn mb(s: &str) -> Mailbox {
+        Mailbox::parse(s).unwrap()
+    }
+
+    cmd!(helo, b"HELO client.example", Ok(Command::Helo("client.example".into())));
+    cmd!(ehlo_lower, b"ehlo x", Ok(Command::Ehlo("x".into())));
+    cmd!(ehlo_literal, b"EHLO [127.0.0.1]", Ok(Command::Ehlo("[127.0.0.1]".into())));
+    cmd!(ehlo_empty, b"EHLO", Err(Reply::HELO_NEEDS_NAME));
+    cmd!(helo_bad_utf8, b"HELO \xff", Err(Reply::BAD_CHARACTERS));
+    cmd!(helo_utf8, "HELO jürgen.example".as_bytes(), Err(Reply::HELO_BAD_NAME));
+    cmd!(mail_plain, b"MAIL FROM:<a@b.example>", Ok(Command::Mail {
+        from: Some(mb("a@b.example")), size: None, body: Body::SevenBit }));
+    cmd!(mail_space, b"mail from: <a@b.example>", Ok(Command::Mail {
+        from: Some(mb("a@b.example")), size: None, body: Body::SevenBit }));
+    cmd!(mail_null, b"MAIL FROM:<>", Ok(Command::Mail { from: None, size: None, body: Body::SevenBit }));
+    cmd!(mail_size_body, b"MAIL FROM:<a@b.example> SIZE=1000 BODY=8BITMIME", Ok(Command::Mail {
+        from: Some(mb("a@b.example")), size: Some(1000), body: Body::EightBitMime }));
+    cmd!(mail_size_huge, b"MAIL FROM:<a@b.example> SIZE=99999999999", Ok(Command::Mail {
+        from: Some(mb("a@b.example")), size: Some(99999999999), body: Body::SevenBit }));
+    cmd!(mail_size_abc, b"MAIL FROM:<a@b.example> SIZE=abc", Err(Reply::BAD_SIZE));
+    cmd!(mail_trailing_quote, b"MAIL FROM:<a@b.example> \"", Err(Reply::SYNTAX_PARAMS));
+    cmd!(mail_trailing_eq, b"MAIL FROM:<a@b.example> =", Err(Reply::SYNTAX_PARAMS));
+    cmd!(mail_body_empty, b"MAIL FROM:<a@b.example> BODY=", Err(Reply::SYNTAX_PARAMS));
+    cmd!(mail_x_empty_quotes, b"MAIL FROM:<a@b.example> X=\"\"", Err(Reply::UNKNOWN_PARAM));
+    cmd!(mail_no_brackets, b"MAIL FROM:a@b.example", Err(Reply::SYNTAX_PATH));
+    cmd!(mail_nul, b"MAIL FROM:<a\x00b@c.example>", Err(Reply::BAD_CHARACTERS));
+    cmd!(mail_utf8, "MAIL FROM:<jürgen@b.example>".as_bytes(), Err(Reply::NEED_SMTPUTF8));
+    cmd!(mail_shell, b"MAIL FROM:<;sleep 5;>", Err(Reply::SYNTAX_PATH));
+    cmd!(rcpt_null, b"RCPT TO:<>", Err(Reply::NULL_RCPT));
+    cmd!(rcpt_postmaster, b"RCPT TO:<PostMaster>", Ok(Command::Rcpt(Mailbox::postmaster())));
+    cmd!(rcpt_quoted_gt, b"RCPT TO:<\"a>b\"@x.example>", Ok(Command::Rcpt(mb("\"a>b\"@x.example"))));
+    cmd!(rcpt_param, b"RCPT TO:<a@b.example> NOTIFY=NEVER", Err(Reply::UNKNOWN_PARAM));
+    cmd!(rcpt_long_local, format!("RCPT TO:<{}@x.example>", "a".repeat(300)).as_bytes(),
+        Err(Reply::SYNTAX_PATH));
+    cmd!(rcpt_long_domain, format!("RCPT TO:<u@{}.example>", "a".repeat(64)).as_bytes(),
+        Err(Reply::BAD_DOMAIN));
+    cmd!(data, b"DATA", Ok(Command::Data));
+    cmd!(data_args, b"DATA x", Err(Reply::SYNTAX_PARAMS));
+    cmd!(noop_text, b"NOOP hello", Ok(Command::Noop));
+    cmd!(etrn, b"ETRN client.dom", Ok(Command::Etrn("client.dom".into())));
+    cmd!(http, b"GET / HTTP/1.1", Ok(Command::Forbidden));
+    cmd!(connect, b"CONNECT x:25", Ok(Command::Forbidden));
+    cmd!(unknown, b"FOO", Ok(Command::Unknown));
+    cmd!(starttls, b"STARTTLS", Ok(Command::NotImplemented));
+
+    #[test]
+    fn never_panics_on_noise() {
+        let mut seed = 0x1234_5678_u32;
+        for len in 0..300 {
+            let line: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    b"MAILRCPT FROM:TO<>@\"\\ .=-a1\xff\x00"[(seed % 28) as usize]
+                })
+                .collect();
+            let _ = parse(&line);
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The server's reply catalogue: every reply text the server sends lives here
+//! (qmail's `err_*` idea), with its RFC 3463 enhanced status code.
+//!
+//! A client-side reply parser joins this module when outbound SMTP arrives.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// One SMTP reply: a three-digit code and its text (enhanced code included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The reply code, 200..=599.
+    pub code: u16,
+    /// The text after the code, starting with the enhanced status code.
+    pub text: Cow<'static, str>,
+}
+
+macro_rules! replies {
+    ($($name:ident = $code:expr, $text:expr;)*) => {
+        impl Reply {
+            $(
+                #[doc = concat!("`", stringify!($code), " ", $text, "`")]
+                pub const $name: Reply = Reply { code: $code, text: Cow::Borrowed($text) };
+            )*
+        }
+    };
+}
+
+replies! {
+    OK = 250, "2.0.0 Ok";
+    SENDER_OK = 250, "2.1.0 Sender ok";
+    RCPT_OK = 250, "2.1.5 Recipient ok";
+    START_DATA = 354, "End data with <CR><LF>.<CR><LF>";
+    VRFY = 252, "2.5.0 Cannot VRFY user, but will accept message and attempt delivery";
+    HELP = 214, "2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP ETRN";
+    BAD_CHARACTERS = 500, "5.5.2 Error: bad characters in command";
+    LINE_TOO_LONG = 500, "5.5.2 Error: line too long";
+    BARE_LF = 500, "5.5.2 Error: bare <LF> received, commands must end with <CR><LF>";
+    HELO_NEEDS_NAME = 501, "5.5.4 Syntax: HELO/EHLO hostname";
+    HELO_BAD_NAME = 501, "5.5.2 Invalid HELO/EHLO host name";
+    SYNTAX_PARAMS = 501, "5.5.4 Syntax error in parameters or arguments";
+    SYNTAX_PATH = 501, "5.1.3 Bad address syntax: use <user@domain>";
+    BAD_DOMAIN = 501, "5.1.2 Bad domain name syntax";
+    LOCAL_TOO_LONG = 501, "5.1.3 Local part longer than 64 octets";
+    NULL_RCPT = 501, "5.1.3 Null recipient not allowed";
+    BAD_SIZE = 501, "5.5.4 Bad SIZE parameter";
+    NEED_SMTPUTF8 = 553, "5.6.7 Non-ASCII address needs SMTPUTF8, which is not offered";
+    UNKNOWN_PARAM = 555, "5.5.4 Unsupported MAIL or RCPT parameter";
+    UNKNOWN_COMMAND = 502, "5.5.2 Error: command not recognized";
+    NOT_IMPLEMENTED = 502, "5.5.1 Error: command not implemented";
+    ETRN_NOT_AVAILABLE = 502, "5.5.1 Error: ETRN not available";
+    NEED_HELO = 503, "5.5.1 Error: send HELO/EHLO first";
+    NESTED_MAIL = 503, "5.5.1 Error: nested MAIL command";
+    NEED_MAIL = 503, "5.5.1 Error: need MAIL command";
+    NEED_RCPT = 503, "5.5.1 Error: need RCPT command";
+    NO_VALID_RCPT = 554, "5.5.1 Error: no valid recipients";
+    TOO_MANY_RCPTS = 452, "4.5.3 Error: too many recipients";
+    MESSAGE_TOO_BIG = 552, "5.3.4 Message size exceeds fixed limit";
+    HEADER_TOO_BIG = 552, "5.3.4 Message header size exceeds limit";
+    TOO_MANY_HOPS = 554, "5.4.6 Too many hops: mail forwarding loop";
+    SYNC_ERROR = 554, "5.5.0 Error: SMTP protocol synchronization";
+    STORAGE_LOW = 452, "4.3.1 Insufficient system storage";
+    QUEUE_WRITE_ERROR = 451, "4.3.0 Error: queue file write error";
+    UNKNOWN_USER = 550, "5.1.1 Recipient address rejected: User unknown in local recipient table";
+    NO_ROUTE = 550, "5.1.2 Recipient address rejected: Domain not found";
+    RELAY_DENIED = 554, "5.7.1 Relay access denied";
+    BYE = 221, "2.0.0 Bye";
+}
+
+impl Reply {
+    /// A reply with computed text.
+    pub fn new(code: u16, text: String) -> Reply {
+        Reply {
+            code,
+            text: Cow::Owned(text),
+        }
+    }
+
+    /// `220 <host> ESMTP etrnd`.
+    pub fn greeting(host: &str) -> Reply {
+        Reply::new(220, format!("{host} ESMTP etrnd"))
+    }
+
+    /// `421` with our name: closing the connection (RFC 5321 §3.8).
+    pub fn closing(host: &str, why: &str) -> Reply {
+        Reply::new(421, format!("{why} ({host} closing connection)"))
+    }
+
+    /// `250 2.0.0 Ok: queued as <id>`.
+    pub fn queued(id: &str) -> Reply {
+        Reply::new(250, format!("2.0.0 Ok: queued as {id}"))
+    }
+
+    /// `550 5.1.2` for a recipient routed to `error!FORM`: FORM is the reason.
+    pub fn error_route(form: &str) -> Reply {
+        Reply::new(
+            550,
+            format!("5.1.2 Recipient address rejected: address not reachable from here ({form})"),
+        )
+    }
+
+    /// Whether the code is a 4xx or 5xx.
+    pub fn is_error(&self) -> bool {
+        self.code >= 400
+    }
+
+    /// Appends `code text CR LF`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(format!("{} {}\r\n", self.code, self.text).as_bytes());
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.code, self.text)
+    }
+}
+
+/// Appends a multi-line reply (`code-line` … `code line`, RFC 5321 §4.2.1).
+pub fn write_multiline(code: u16, lines: &[&str], out: &mut Vec<u8>) {
+    for (i, line) in lines.iter().enumerate() {
+        let sep = if i + 1 == lines.len() { ' ' } else { '-' };
+        out.extend_from_slice(format!("{code}{sep}{line}\r\n").as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_catalogue_reply_has_an_enhanced_code_matching_its_class() {
+        for r in [
+            Reply::OK,
+            Reply::BAD_CHARACTERS,
+            Reply::TOO_MANY_RCPTS,
+            Reply::RELAY_DENIED,
+            Reply::STORAGE_LOW,
+            Reply::UNKNOWN_USER,
+        ] {
+            let class = r.text.as_bytes()[0];
+            assert_eq!(class, b'0' + (r.code / 100) as u8, "{r}");
+        }
+    }
+
+    #[test]
+    fn multiline_format() {
+        let mut out = Vec::new();
+        write_multiline(250, &["a", "b", "c"], &mut out);
+        assert_eq!(out, b"250-a\r\n250-b\r\n250 c\r\n");
+    }
+}

@@ -1,0 +1,665 @@
+//! `ServerSession`: the inbound SMTP state machine (RFC 5321, with PIPELINING,
+//! SIZE, 8BITMIME, ENHANCEDSTATUSCODES). It does no I/O and never reads the clock:
+//! the event loop feeds it bytes and `now`, and drains replies, events and its next
+//! deadline.
+//!
+//! ```text
+//!             greet pause over            MAIL                DATA
+//!  Greeting ------------------> Ready ----------> InTransaction ------> ReceivingData
+//!     |  input (early talker)    ^  ^   RSET/HELO     |                       |
+//!     v                          |  '-----------------'                       | CRLF.CRLF
+//!  Closing <-- QUIT, 421 --------+                                            v
+//!                                '------- commit result (250/451/452) --- AwaitCommit
+//! ```
+//!
+//! Every command is checked against the state before it acts (OpenSMTPD's
+//! check/proceed split; rustls's lesson on "reactive" handling). Replies come from
+//! `reply.rs`. Limits and abuse counters follow reference/bad-input.md G11, G13, G14,
+//! G21: command lines capped at 2,048 octets, 300 s per request, DATA at ≥ 500 B/s once
+//! the 300 s deadline passed, 10 errors before replies slow down, 20 before 421, 100
+//! junk commands, 3 unknown verbs in a row.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::command::{self, Body, Command};
+use super::line::{self, DataDecoder, DataProgress, Frame};
+use super::reply::{self, Reply};
+use super::ReversePath;
+use crate::config::Config;
+use crate::logging::sanitize;
+use crate::route::Decision;
+use crate::spool::{Destination, Envelope, MessageId, Recipient, SpoolError};
+
+/// RFC 5321 §4.5.3.2.7: the server waits at least 5 minutes for each command.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+/// Postfix `smtpd_min_data_rate`: past the deadline, DATA must keep this many B/s.
+pub const MIN_DATA_RATE: u64 = 500;
+/// Postfix `smtpd_soft_error_limit`: past this many errors each reply waits.
+pub const SOFT_ERROR_LIMIT: u32 = 10;
+/// Postfix `smtpd_error_sleep_time`.
+pub const ERROR_SLEEP: Duration = Duration::from_secs(1);
+/// Postfix `smtpd_hard_error_limit`: at this many errors the session ends with 421.
+pub const HARD_ERROR_LIMIT: u32 = 20;
+/// Postfix `smtpd_junk_command_limit`.
+pub const JUNK_LIMIT: u32 = 100;
+/// Exim `smtp_max_unknown_commands`.
+pub const UNKNOWN_LIMIT: u32 = 3;
+/// RFC 5321 §6.3 loop detection: more `Received:` headers than this is a loop.
+pub const MAX_HOPS: usize = 100;
+/// Largest header section accepted (reference/bad-input.md G13).
+pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
+/// Pending output above which the session stops reading (a client that never reads).
+pub const MAX_PENDING_OUTPUT: usize = 64 * 1024;
+
+/// What the session asks the event loop to do with the spool.
+#[derive(Debug)]
+pub enum Event {
+    /// DATA was accepted: create the queue file for this envelope.
+    MessageStart(Box<Envelope>),
+    /// Message octets (dot-unstuffed, CR LF line ends).
+    MessageData(Vec<u8>),
+    /// The message is complete: commit it and call [`ServerSession::handle_commit`].
+    MessageEnd,
+    /// The message is refused (size, hops, client gone): drop the temp file.
+    MessageAbort,
+}
+
+/// Per-call facts the session needs besides its own state.
+pub struct Context<'a> {
+    /// The configuration in force.
+    pub config: &'a Config,
+    /// Whether the spool is short of space (`MAIL` gets 452 4.3.1).
+    pub disk_low: bool,
+    /// Wall-clock time, seconds since the epoch (for the envelope's arrival time).
+    pub unix_time: u64,
+}
+
+#[derive(Debug)]
+struct Transaction {
+    from: ReversePath,
+    body: Body,
+    rcpts: Vec<Recipient>,
+}
+
+#[derive(Debug)]
+struct DataPhase {
+    decoder: DataDecoder,
+    started: Instant,
+    raw_octets: u64,
+    refused: Option<Reply>,
+}
+
+/// The session's state; each variant names what the session waits for.
+#[derive(Debug)]
+enum State {
+    /// The greet pause: the client must not talk yet.
+    Greeting { until: Instant },
+    /// Between transactions.
+    Ready,
+    /// After MAIL.
+    InTransaction(Transaction),
+    /// Reading the message.
+    ReceivingData(Box<DataPhase>),
+    /// The message is complete and waits for the spool commit.
+    AwaitCommit,
+    /// The last reply is queued; the connection closes once it is written.
+    Closing,
+}
+
+impl State {
+    fn name(&self) -> &'static str {
+        match self {
+            State::Greeting { .. } => "Greeting",
+            State::Ready => "Ready",
+            State::InTransaction(_) => "InTransaction",
+            State::ReceivingData(_) => "ReceivingData",
+            State::AwaitCommit => "AwaitCommit",
+            State::Closing => "Closing",
+        }
+    }
+}
+
+/// One inbound SMTP session.
+#[derive(Debug)]
+pub struct ServerSession {
+    id: u32,
+    client: SocketAddr,
+    trusted: bool,
+    /// HELO/EHLO name and whether it was EHLO. Kept across transactions.
+    helo: Option<(String, bool)>,
+    state: State,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    events: VecDeque<Event>,
+    deadline: Instant,
+    paused_until: Option<Instant>,
+    errors: u32,
+    junk: u32,
+    unknown_in_row: u32,
+    /// Messages accepted in this session.
+    pub accepted: u32,
+}
+
+fn with_address(r: &Reply, addr: &str) -> Reply {
+    let (code, rest) = r.text.split_once(' ').unwrap_or((&r.text, ""));
+    Reply::new(r.code, format!("{code} <{addr}>: {rest}"))
+}
+
+impl ServerSession {
+    /// A new session for a client that just connected.
+    pub fn new(id: u32, client: SocketAddr, ctx: &Context<'_>, now: Instant) -> ServerSession {
+        let trusted = ctx
+            .config
+            .main
+            .mynetworks
+            .iter()
+            .any(|c| c.contains(client.ip()));
+        let pause = ctx.config.main.greet_pause;
+        let mut s = ServerSession {
+            id,
+            client,
+            trusted,
+            helo: None,
+            state: State::Ready,
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            events: VecDeque::new(),
+            deadline: now + COMMAND_TIMEOUT,
+            paused_until: None,
+            errors: 0,
+            junk: 0,
+            unknown_in_row: 0,
+            accepted: 0,
+        };
+        log::info!(
+            "{:08x} smtp connect address={} trusted={}",
+            id,
+            client,
+            if trusted { "yes" } else { "no" }
+        );
+        if trusted || pause.is_zero() {
+            s.reply(&Reply::greeting(&ctx.config.main.hostname));
+        } else {
+            s.state = State::Greeting { until: now + pause };
+        }
+        s
+    }
+
+    /// A session that only says `421` and closes (connection limits).
+    pub fn refuse(id: u32, client: SocketAddr, host: &str, why: &str, now: Instant) -> Self {
+        log::warn!("{:08x} smtp refused address={} reason=\"{}\"", id, client, why);
+        let mut s = ServerSession {
+            id,
+            client,
+            trusted: false,
+            helo: None,
+            state: State::Closing,
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            events: VecDeque::new(),
+            deadline: now + Duration::from_secs(10),
+            paused_until: None,
+            errors: 0,
+            junk: 0,
+            unknown_in_row: 0,
+            accepted: 0,
+        };
+        s.reply(&Reply::closing(host, &format!("4.7.0 Error: {why}")));
+        s
+    }
+
+    /// Session id (for log lines).
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The client's address.
+    pub fn client(&self) -> SocketAddr {
+        self.client
+    }
+
+    /// Name of the current state (for trace logs and tests).
+    pub fn state_name(&self) -> &'static str {
+        self.state.name()
+    }
+
+    fn reply(&mut self, r: &Reply) {
+        log::debug!("{:08x} smtp reply \"{}\"", self.id, sanitize(r.to_string().as_bytes()));
+        r.write_to(&mut self.out);
+    }
+
+    fn set_state(&mut self, s: State) {
+        log::trace!("{:08x} smtp state {} -> {}", self.id, self.state.name(), s.name());
+        self.state = s;
+    }
+
+    fn close_with(&mut self, r: &Reply) {
+        self.abort_message();
+        self.reply(r);
+        self.set_state(State::Closing);
+    }
+
+    fn abort_message(&mut self) {
+        if matches!(self.state, State::ReceivingData(_)) {
+            self.events.push_back(Event::MessageAbort);
+        }
+    }
+
+    /// Replies with an error and counts it (Postfix error counting and tarpit).
+    fn error(&mut self, r: &Reply, now: Instant, host: &str) {
+        self.reply(r);
+        self.count_error(now, host);
+    }
+
+    /// Counts one error: past the soft limit input pauses, at the hard limit 421.
+    fn count_error(&mut self, now: Instant, host: &str) {
+        self.errors += 1;
+        if self.errors >= HARD_ERROR_LIMIT {
+            log::warn!("{:08x} smtp too-many-errors address={}", self.id, self.client);
+            self.close_with(&Reply::closing(host, "4.7.0 Error: too many errors"));
+        } else if self.errors > SOFT_ERROR_LIMIT {
+            self.paused_until = Some(now + ERROR_SLEEP);
+        }
+    }
+
+    /// Bytes to send; the caller removes what it wrote with [`Self::consume_output`].
+    pub fn pending_output(&self) -> &[u8] {
+        &self.out
+    }
+
+    /// Marks `n` output octets as written.
+    pub fn consume_output(&mut self, n: usize) {
+        self.out.drain(..n.min(self.out.len()));
+    }
+
+    /// The next event for the loop.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Whether the loop should read from the socket now.
+    pub fn wants_read(&self, now: Instant) -> bool {
+        !matches!(self.state, State::AwaitCommit | State::Closing)
+            && self.paused_until.is_none_or(|t| t <= now)
+            && self.out.len() < MAX_PENDING_OUTPUT
+    }
+
+    /// Whether the session is over once its output is written.
+    pub fn is_closing(&self) -> bool {
+        matches!(self.state, State::Closing)
+    }
+
+    /// When the session next needs [`Self::handle_timeout`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let t = match &self.state {
+            State::Greeting { until } => *until,
+            State::AwaitCommit => return None,
+            State::ReceivingData(d) => {
+                let grace = Duration::from_secs(d.raw_octets / MIN_DATA_RATE);
+                d.started + COMMAND_TIMEOUT + grace
+            }
+            _ => self.deadline,
+        };
+        Some(match self.paused_until {
+            Some(p) => p.min(t),
+            None => t,
+        })
+    }
+
+    /// Acts on the passing of time: the greet pause ends, a pause ends, or the client
+    /// was too slow (421 4.4.2).
+    pub fn handle_timeout(&mut self, now: Instant, ctx: &Context<'_>) {
+        let host = &ctx.config.main.hostname;
+        if let State::Greeting { until } = self.state {
+            if now >= until {
+                self.set_state(State::Ready);
+                self.deadline = now + COMMAND_TIMEOUT;
+                self.reply(&Reply::greeting(host));
+            }
+            return;
+        }
+        if self.paused_until.is_some_and(|t| t <= now) {
+            self.paused_until = None;
+            self.process(now, ctx);
+        }
+        if self.poll_timeout().is_some_and(|t| t <= now) && !self.is_closing() {
+            log::info!("{:08x} smtp timeout state={}", self.id, self.state.name());
+            self.close_with(&Reply::closing(host, "4.4.2 Error: timeout exceeded"));
+        }
+    }
+
+    /// The client closed its side: drop any message in progress.
+    pub fn handle_eof(&mut self) {
+        self.abort_message();
+        if !self.is_closing() {
+            self.set_state(State::Closing);
+        }
+    }
+
+    /// The daemon is stopping: say so and close.
+    pub fn shutdown(&mut self, host: &str) {
+        if !self.is_closing() {
+            self.close_with(&Reply::closing(host, "4.3.2 Service shutting down"));
+        }
+    }
+
+    /// Feeds octets read from the socket.
+    pub fn handle_input(&mut self, data: &[u8], now: Instant, ctx: &Context<'_>) {
+        match self.state {
+            State::Closing => return,
+            State::Greeting { .. } => {
+                log::warn!("{:08x} smtp early-talker address={}", self.id, self.client);
+                self.close_with(&Reply::SYNC_ERROR);
+                return;
+            }
+            _ => {}
+        }
+        self.inbuf.extend_from_slice(data);
+        self.process(now, ctx);
+    }
+
+    /// Processes buffered input until it runs out or the state blocks.
+    fn process(&mut self, now: Instant, ctx: &Context<'_>) {
+        let host = ctx.config.main.hostname.clone();
+        let mut pos = 0;
+        loop {
+            if self.paused_until.is_some_and(|t| t > now) {
+                break;
+            }
+            match &mut self.state {
+                State::Closing | State::AwaitCommit | State::Greeting { .. } => break,
+                State::ReceivingData(d) => {
+                    let mut chunk = Vec::new();
+                    let input = &self.inbuf[pos..];
+                    let progress = d.decoder.feed(input, &mut chunk);
+                    let used = match progress {
+                        DataProgress::End(n) => n,
+                        DataProgress::More => input.len(),
+                    };
+                    d.raw_octets += used as u64;
+                    pos += used;
+                    let max = ctx.config.main.max_message_size;
+                    if d.refused.is_none() {
+                        if d.decoder.size as u64 > max {
+                            d.refused = Some(Reply::MESSAGE_TOO_BIG);
+                        } else if d.decoder.header_bytes() > MAX_HEADER_BYTES {
+                            d.refused = Some(Reply::HEADER_TOO_BIG);
+                        } else if !chunk.is_empty() {
+                            self.events.push_back(Event::MessageData(chunk));
+                        }
+                    }
+                    match progress {
+                        DataProgress::More => break,
+                        DataProgress::End(_) => self.end_of_data(now, &host),
+                    }
+                }
+                State::Ready | State::InTransaction(_) => {
+                    match line::next_command_line(&self.inbuf[pos..]) {
+                        Frame::Partial => break,
+                        Frame::BareLf => {
+                            self.close_with(&Reply::BARE_LF);
+                            break;
+                        }
+                        Frame::TooLong => {
+                            log::warn!("{:08x} smtp line-too-long address={}", self.id, self.client);
+                            self.close_with(&Reply::LINE_TOO_LONG);
+                            break;
+                        }
+                        Frame::Line(l, n) => {
+                            let l = l.to_vec();
+                            pos += n;
+                            let more = pos < self.inbuf.len();
+                            self.command(&l, more, now, ctx);
+                            self.deadline = now + COMMAND_TIMEOUT;
+                        }
+                    }
+                }
+            }
+        }
+        self.inbuf.drain(..pos);
+        if self.is_closing() {
+            self.inbuf.clear();
+        }
+    }
+
+    fn end_of_data(&mut self, now: Instant, host: &str) {
+        let State::ReceivingData(d) = std::mem::replace(&mut self.state, State::Ready) else {
+            unreachable!("end_of_data is only called while receiving data");
+        };
+        let refused = d.refused.or_else(|| {
+            (d.decoder.received_count() > MAX_HOPS).then_some(Reply::TOO_MANY_HOPS)
+        });
+        match refused {
+            Some(r) => {
+                self.events.push_back(Event::MessageAbort);
+                log::info!(
+                    "{:08x} smtp message-refused size={} reply=\"{}\"",
+                    self.id,
+                    d.decoder.size,
+                    r
+                );
+                self.set_state(State::Ready);
+                self.error(&r, now, host);
+            }
+            None => {
+                self.events.push_back(Event::MessageEnd);
+                self.set_state(State::AwaitCommit);
+            }
+        }
+    }
+
+    /// The spool's answer for the message that ended: 250 only now.
+    pub fn handle_commit(
+        &mut self,
+        result: Result<MessageId, &SpoolError>,
+        now: Instant,
+        ctx: &Context<'_>,
+    ) {
+        if !matches!(self.state, State::AwaitCommit) {
+            return;
+        }
+        self.set_state(State::Ready);
+        match result {
+            Ok(id) => {
+                self.accepted += 1;
+                self.reply(&Reply::queued(&id.to_string()));
+            }
+            Err(e) if e.is_no_space() => self.reply(&Reply::STORAGE_LOW),
+            Err(_) => self.reply(&Reply::QUEUE_WRITE_ERROR),
+        }
+        self.deadline = now + COMMAND_TIMEOUT;
+        self.process(now, ctx);
+    }
+
+    /// One command line. `more`: further input was already buffered behind it.
+    fn command(&mut self, line: &[u8], more: bool, now: Instant, ctx: &Context<'_>) {
+        let host = &ctx.config.main.hostname;
+        log::debug!("{:08x} smtp command \"{}\"", self.id, sanitize(line));
+        let cmd = match command::parse(line) {
+            Ok(c) => c,
+            Err(r) => {
+                self.unknown_in_row = 0;
+                self.error(&r, now, host);
+                return;
+            }
+        };
+        // RFC 2920 §3.1: without PIPELINING the client must wait for each reply, and
+        // even with it some commands must end a group (Exim's synchronisation check).
+        let esmtp = self.helo.as_ref().is_some_and(|h| h.1);
+        if more && (!esmtp || cmd.ends_group()) {
+            log::warn!(
+                "{:08x} smtp sync-error address={} command=\"{}\"",
+                self.id,
+                self.client,
+                sanitize(line)
+            );
+            self.close_with(&Reply::SYNC_ERROR);
+            return;
+        }
+        if matches!(cmd, Command::Unknown) {
+            self.unknown_in_row += 1;
+            self.error(&Reply::UNKNOWN_COMMAND, now, host);
+            if self.unknown_in_row >= UNKNOWN_LIMIT && !self.is_closing() {
+                self.close_with(&Reply::closing(host, "4.7.0 Error: too many unknown commands"));
+            }
+            return;
+        }
+        self.unknown_in_row = 0;
+        if cmd.is_junk() {
+            self.junk += 1;
+            if self.junk > JUNK_LIMIT {
+                self.count_error(now, host);
+                if self.is_closing() {
+                    return;
+                }
+            }
+        }
+        match cmd {
+            Command::Forbidden => {
+                log::warn!(
+                    "{:08x} smtp forbidden-command address={} line=\"{}\"",
+                    self.id,
+                    self.client,
+                    sanitize(line)
+                );
+                self.abort_message();
+                self.set_state(State::Closing);
+            }
+            Command::Helo(name) => {
+                self.reset_transaction();
+                self.reply(&Reply::new(250, host.clone()));
+                self.helo = Some((name, false));
+            }
+            Command::Ehlo(name) => {
+                self.reset_transaction();
+                let size = format!("SIZE {}", ctx.config.main.max_message_size);
+                reply::write_multiline(
+                    250,
+                    &[host, "PIPELINING", &size, "8BITMIME", "ENHANCEDSTATUSCODES"],
+                    &mut self.out,
+                );
+                self.helo = Some((name, true));
+            }
+            Command::Mail { from, size, body } => self.mail(from, size, body, now, ctx),
+            Command::Rcpt(to) => self.rcpt(to, now, ctx),
+            Command::Data => self.data(now, ctx),
+            Command::Rset => {
+                self.reset_transaction();
+                self.reply(&Reply::OK);
+            }
+            Command::Noop => self.reply(&Reply::OK),
+            Command::Vrfy => self.reply(&Reply::VRFY),
+            Command::Help => self.reply(&Reply::HELP),
+            Command::Quit => {
+                self.reply(&Reply::BYE);
+                self.set_state(State::Closing);
+            }
+            Command::Etrn(_) => self.error(&Reply::ETRN_NOT_AVAILABLE, now, host),
+            Command::NotImplemented => self.error(&Reply::NOT_IMPLEMENTED, now, host),
+            Command::Unknown => unreachable!("handled above"),
+        }
+    }
+
+    fn reset_transaction(&mut self) {
+        if matches!(self.state, State::InTransaction(_)) {
+            self.set_state(State::Ready);
+        }
+    }
+
+    fn mail(&mut self, from: ReversePath, size: Option<u64>, body: Body, now: Instant, ctx: &Context<'_>) {
+        let host = &ctx.config.main.hostname;
+        if self.helo.is_none() {
+            return self.error(&Reply::NEED_HELO, now, host);
+        }
+        if matches!(self.state, State::InTransaction(_)) {
+            return self.error(&Reply::NESTED_MAIL, now, host);
+        }
+        if size.is_some_and(|s| s > ctx.config.main.max_message_size) {
+            return self.error(&Reply::MESSAGE_TOO_BIG, now, host);
+        }
+        if ctx.disk_low {
+            return self.error(&Reply::STORAGE_LOW, now, host);
+        }
+        self.reply(&Reply::SENDER_OK);
+        self.set_state(State::InTransaction(Transaction {
+            from,
+            body,
+            rcpts: Vec::new(),
+        }));
+    }
+
+    fn rcpt(&mut self, to: crate::smtp::Mailbox, now: Instant, ctx: &Context<'_>) {
+        let host = &ctx.config.main.hostname;
+        let trusted = self.trusted;
+        let max = ctx.config.main.max_recipients;
+        let State::InTransaction(txn) = &mut self.state else {
+            let r = if self.helo.is_none() { Reply::NEED_HELO } else { Reply::NEED_MAIL };
+            return self.error(&r, now, host);
+        };
+        if txn.rcpts.len() >= max {
+            // Not counted as an error: a long list is no abuse (RFC 5321 §4.5.3.1.10).
+            self.reply(&Reply::TOO_MANY_RCPTS);
+            return;
+        }
+        let routed = ctx.config.router.route(&to, trusted);
+        let dest = match routed.decision {
+            Decision::Local(user) => Destination::Local(user),
+            Decision::Remote { channel, host } => Destination::Remote { channel, host },
+            Decision::Refuse(r) => {
+                log::info!(
+                    "{:08x} smtp rcpt-refused address={} to=<{}> reason=\"{}\"",
+                    self.id,
+                    self.client,
+                    sanitize(to.to_string().as_bytes()),
+                    routed.why
+                );
+                return self.error(&with_address(&r, &to.to_string()), now, host);
+            }
+        };
+        if !txn.rcpts.iter().any(|r| r.address == to) {
+            txn.rcpts.push(Recipient { address: to, dest });
+        }
+        self.reply(&Reply::RCPT_OK);
+    }
+
+    fn data(&mut self, now: Instant, ctx: &Context<'_>) {
+        let host = &ctx.config.main.hostname;
+        let txn = match std::mem::replace(&mut self.state, State::Ready) {
+            State::InTransaction(t) if !t.rcpts.is_empty() => t,
+            State::InTransaction(t) => {
+                self.state = State::InTransaction(t);
+                return self.error(&Reply::NO_VALID_RCPT, now, host);
+            }
+            other => {
+                self.state = other;
+                let r = if self.helo.is_none() { Reply::NEED_HELO } else { Reply::NEED_MAIL };
+                return self.error(&r, now, host);
+            }
+        };
+        let (helo, esmtp) = self.helo.clone().unwrap_or_default();
+        let arrival = ctx.unix_time;
+        let env = Envelope {
+            arrival,
+            client: crate::config::cidr::canonical(self.client.ip()).to_string(),
+            helo,
+            protocol: if esmtp { "ESMTP" } else { "SMTP" }.to_string(),
+            eight_bit: txn.body == Body::EightBitMime,
+            sender: txn.from,
+            recipients: txn.rcpts,
+        };
+        self.events.push_back(Event::MessageStart(Box::new(env)));
+        self.reply(&Reply::START_DATA);
+        self.set_state(State::ReceivingData(Box::new(DataPhase {
+            decoder: DataDecoder::new(),
+            started: now,
+            raw_octets: 0,
+            refused: None,
+        })));
+    }
+}
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;

@@ -1,0 +1,483 @@
+//! The flat, crash-safe, file-per-message spool under `POSTOFFICE` (DESIGN.md §5.6).
+//!
+//! ```text
+//! POSTOFFICE/
+//!   tmp/<id>       a message being received (O_CREAT|O_EXCL, mode 0600)
+//!   queue/<id>     a committed message: envelope + body + trailer (envelope.rs);
+//!                  never modified after the rename
+//!   state/<id>     append-only per-recipient delivery journal (may be absent)
+//!   corrupt/<id>   quarantined files: never delivered, kept for the operator
+//! ```
+//!
+//! `<id>` is 16 lower-case hex digits: microseconds since the epoch, bumped to stay
+//! unique and increasing, so names sort by arrival.
+//!
+//! # Commit order and crash states
+//!
+//! A message is acknowledged with `250` only after all of these returned success, in
+//! this order (reference/bad-input.md "durable spool"):
+//!
+//! 1. write `tmp/<id>`: envelope, message, trailer (length + CRC-32);
+//! 2. `fsync(tmp/<id>)`;
+//! 3. `rename(tmp/<id>, queue/<id>)`;
+//! 4. `fsync(queue/)`.
+//!
+//! Several sessions finishing in the same loop turn share step 4 (group commit).
+//!
+//! | crash after … | on disk                              | at restart                  |
+//! |---------------|--------------------------------------|-----------------------------|
+//! | nothing / 1   | partial `tmp/<id>`                   | removed; client saw no 250  |
+//! | 2             | complete `tmp/<id>`                  | removed; client saw no 250  |
+//! | 3 (no 4)      | `queue/<id>` may or may not survive  | kept if it verifies; no 250 |
+//! |               | power loss                           | was sent, so either is fine |
+//! | 4             | durable `queue/<id>`                 | verified and queued         |
+//! | 250 sent      | durable `queue/<id>`                 | verified and queued         |
+//! | delivery      | `state/<id>` journal, fsynced per    | finished recipients are not |
+//! |               | outcome                              | sent again                  |
+//! | completion    | `queue/<id>` removed, then `state/`  | an orphan journal is removed|
+//!
+//! Any failure in steps 1–4 unlinks the temp file and the client gets `451 4.3.0`
+//! (`452 4.3.1` when the disk is full); a failed fsync is never retried and then
+//! trusted (the 2018 "fsyncgate" lesson). At startup every `queue/` file is verified
+//! (magic, envelope, trailer, length, checksum); a file that fails goes to `corrupt/`
+//! with a log line and is never delivered.
+//!
+//! Writes are synchronous and done in the event loop: at this scale one fsync per
+//! message plus one directory fsync per loop turn is cheaper than a helper process.
+
+pub mod envelope;
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+pub use envelope::{Destination, Envelope, Recipient, StateRecord};
+use envelope::{Crc32, DecodeError};
+
+/// A message id: 16 hex digits on disk and in logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(pub u64);
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl MessageId {
+    /// Parses a file name of exactly 16 lower-case hex digits.
+    pub fn parse(s: &str) -> Option<MessageId> {
+        if s.len() == 16 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            u64::from_str_radix(s, 16).ok().map(MessageId)
+        } else {
+            None
+        }
+    }
+}
+
+/// A spool operation that failed: what, on which path, and the OS error.
+#[derive(Debug)]
+pub struct SpoolError {
+    /// The operation (`create`, `write`, `fsync`, `rename`, …).
+    pub op: &'static str,
+    /// The path.
+    pub path: PathBuf,
+    /// The error.
+    pub err: io::Error,
+}
+
+impl SpoolError {
+    fn new(op: &'static str, path: &Path, err: io::Error) -> SpoolError {
+        SpoolError {
+            op,
+            path: path.to_path_buf(),
+            err,
+        }
+    }
+
+    /// Whether the disk (or quota) is full: the client is told 452 4.3.1.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self.err.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+    }
+}
+
+impl fmt::Display for SpoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.op, self.path.display(), self.err)
+    }
+}
+
+impl std::error::Error for SpoolError {}
+
+/// Faults injected by tests into the commit path (reference/bad-input.md H62, H63).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `fsync` of the message file fails with EIO.
+    FsyncFile,
+    /// `rename` into `queue/` fails with EIO.
+    Rename,
+    /// `fsync` of `queue/` fails with EIO.
+    FsyncDir,
+    /// Writes fail with ENOSPC.
+    NoSpace,
+}
+
+/// The spool directories and the id generator.
+#[derive(Debug)]
+pub struct Spool {
+    root: PathBuf,
+    tmp: PathBuf,
+    queue: PathBuf,
+    state: PathBuf,
+    corrupt: PathBuf,
+    last_id: u64,
+    /// A fault to inject (tests only).
+    pub fault: Option<Fault>,
+}
+
+/// A message being written to `tmp/`.
+#[derive(Debug)]
+pub struct Incoming {
+    /// Its id.
+    pub id: MessageId,
+    file: File,
+    path: PathBuf,
+    crc: Crc32,
+    len: u64,
+    error: Option<SpoolError>,
+}
+
+impl Incoming {
+    /// Appends message octets. The first error is kept and reported at commit.
+    pub fn write(&mut self, data: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Err(e) = self.file.write_all(data) {
+            self.error = Some(SpoolError::new("write", &self.path, e));
+            return;
+        }
+        self.crc.update(data);
+        self.len += data.len() as u64;
+    }
+
+    /// Octets written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// What a startup scan found.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// Valid queued messages, oldest first.
+    pub queued: Vec<MessageId>,
+    /// Temp files removed.
+    pub removed_tmp: usize,
+    /// Files moved to `corrupt/`, with the reason.
+    pub quarantined: Vec<(String, String)>,
+    /// Orphan journals removed.
+    pub removed_state: usize,
+}
+
+/// A queued message as `mailq` shows it.
+#[derive(Debug)]
+pub struct QueueEntry {
+    /// Id.
+    pub id: MessageId,
+    /// File size in octets.
+    pub size: u64,
+    /// Envelope.
+    pub envelope: Envelope,
+    /// Journal records.
+    pub state: Vec<StateRecord>,
+}
+
+fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn injected(kind: i32) -> io::Error {
+    io::Error::from_raw_os_error(kind)
+}
+
+fn fsync_dir(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+impl Spool {
+    /// Opens the spool at `root`, creating its directories (mode 0700) when missing.
+    pub fn open(root: &Path) -> Result<Spool, SpoolError> {
+        let s = Spool::at(root);
+        for d in [&s.root, &s.tmp, &s.queue, &s.state, &s.corrupt] {
+            if !d.is_dir() {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(d)
+                    .map_err(|e| SpoolError::new("mkdir", d, e))?;
+            }
+        }
+        Ok(s)
+    }
+
+    /// A handle on an existing spool for reading only: no directory is created.
+    pub fn at(root: &Path) -> Spool {
+        Spool {
+            root: root.to_path_buf(),
+            tmp: root.join("tmp"),
+            queue: root.join("queue"),
+            state: root.join("state"),
+            corrupt: root.join("corrupt"),
+            last_id: 0,
+            fault: None,
+        }
+    }
+
+    /// The spool root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Path of a queued message.
+    pub fn queue_path(&self, id: MessageId) -> PathBuf {
+        self.queue.join(id.to_string())
+    }
+
+    fn next_id(&mut self) -> MessageId {
+        self.last_id = now_micros().max(self.last_id + 1);
+        MessageId(self.last_id)
+    }
+
+    /// Starts a message: creates `tmp/<id>` and writes the envelope.
+    pub fn begin(&mut self, env: &Envelope) -> Result<Incoming, SpoolError> {
+        loop {
+            let id = self.next_id();
+            let path = self.tmp.join(id.to_string());
+            let opened = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path);
+            let file = match opened {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(SpoolError::new("create", &path, e)),
+            };
+            let mut inc = Incoming {
+                id,
+                file,
+                path,
+                crc: Crc32::new(),
+                len: 0,
+                error: None,
+            };
+            if self.fault == Some(Fault::NoSpace) {
+                inc.error = Some(SpoolError::new("write", &inc.path, injected(libc::ENOSPC)));
+            }
+            inc.write(&env.encode());
+            return Ok(inc);
+        }
+    }
+
+    /// Drops a message being received (size limit, loop, client gone).
+    pub fn abort(&mut self, inc: Incoming) {
+        drop(inc.file);
+        let _ = fs::remove_file(&inc.path);
+    }
+
+    /// Commits a batch of finished messages: writes each trailer, fsyncs each file,
+    /// renames each into `queue/`, then fsyncs `queue/` once for the whole batch.
+    /// Results are in batch order; a failed message leaves nothing in `queue/`.
+    pub fn commit(&mut self, batch: Vec<Incoming>) -> Vec<Result<MessageId, SpoolError>> {
+        let mut results = Vec::with_capacity(batch.len());
+        let mut renamed = Vec::new();
+        for (i, mut inc) in batch.into_iter().enumerate() {
+            let t = envelope::trailer(inc.len, inc.crc.value());
+            inc.write(&t);
+            let r = self.commit_one(&mut inc);
+            match r {
+                Ok(()) => renamed.push(i),
+                Err(ref e) => {
+                    log::error!("{} spool commit-failed error=\"{}\"", inc.id, e);
+                    let _ = fs::remove_file(&inc.path);
+                }
+            }
+            results.push(r.map(|()| inc.id));
+        }
+        if renamed.is_empty() {
+            return results;
+        }
+        let dir_sync = if self.fault == Some(Fault::FsyncDir) {
+            Err(injected(libc::EIO))
+        } else {
+            fsync_dir(&self.queue)
+        };
+        if let Err(e) = dir_sync {
+            // Nothing of this batch may be acknowledged: take every file back out.
+            log::error!("spool commit-failed error=\"fsync {}: {}\"", self.queue.display(), e);
+            for &i in &renamed {
+                if let Ok(id) = &results[i] {
+                    let _ = fs::remove_file(self.queue_path(*id));
+                }
+                results[i] = Err(SpoolError::new(
+                    "fsync",
+                    &self.queue,
+                    io::Error::new(e.kind(), e.to_string()),
+                ));
+            }
+        }
+        results
+    }
+
+    fn commit_one(&self, inc: &mut Incoming) -> Result<(), SpoolError> {
+        if let Some(e) = inc.error.take() {
+            return Err(e);
+        }
+        let synced = if self.fault == Some(Fault::FsyncFile) {
+            Err(injected(libc::EIO))
+        } else {
+            inc.file.sync_all()
+        };
+        synced.map_err(|e| SpoolError::new("fsync", &inc.path, e))?;
+        let dest = self.queue_path(inc.id);
+        let renamed = if self.fault == Some(Fault::Rename) {
+            Err(injected(libc::EIO))
+        } else {
+            fs::rename(&inc.path, &dest)
+        };
+        renamed.map_err(|e| SpoolError::new("rename", &dest, e))
+    }
+
+    /// Startup recovery: removes `tmp/*`, verifies every `queue/` file and moves bad
+    /// ones to `corrupt/`, removes journals of messages that are gone. Also moves the
+    /// id generator past every existing id.
+    pub fn recover(&mut self) -> Result<Recovery, SpoolError> {
+        let mut rec = Recovery::default();
+        for name in list_dir(&self.tmp)? {
+            let p = self.tmp.join(&name);
+            if fs::remove_file(&p).is_ok() {
+                rec.removed_tmp += 1;
+                log::info!("spool removed-temp file={}", p.display());
+            }
+        }
+        for name in list_dir(&self.queue)? {
+            let p = self.queue.join(&name);
+            let verdict = match MessageId::parse(&name) {
+                None => Err("not a message file name".to_string()),
+                Some(id) => read_file(&p)
+                    .map_err(|e| e.to_string())
+                    .and_then(|data| check(&data).map_err(|e| e.0))
+                    .map(|()| id),
+            };
+            match verdict {
+                Ok(id) => {
+                    self.last_id = self.last_id.max(id.0);
+                    rec.queued.push(id);
+                }
+                Err(why) => {
+                    let dest = self.corrupt.join(&name);
+                    log::warn!(
+                        "spool quarantined file={} reason=\"{}\"",
+                        p.display(),
+                        why
+                    );
+                    fs::rename(&p, &dest).map_err(|e| SpoolError::new("rename", &p, e))?;
+                    rec.quarantined.push((name, why));
+                }
+            }
+        }
+        if !rec.quarantined.is_empty() {
+            fsync_dir(&self.queue).map_err(|e| SpoolError::new("fsync", &self.queue, e))?;
+        }
+        for name in list_dir(&self.state)? {
+            let orphan = match MessageId::parse(&name) {
+                Some(id) => !rec.queued.contains(&id),
+                None => true,
+            };
+            if orphan && fs::remove_file(self.state.join(&name)).is_ok() {
+                rec.removed_state += 1;
+            }
+        }
+        rec.queued.sort();
+        Ok(rec)
+    }
+
+    /// Reads the whole queue for listing (no verification: read-only, fast).
+    pub fn list(&self) -> Result<Vec<QueueEntry>, SpoolError> {
+        let mut out = Vec::new();
+        for name in list_dir(&self.queue)? {
+            let Some(id) = MessageId::parse(&name) else {
+                continue;
+            };
+            let p = self.queue.join(&name);
+            let Ok(data) = read_file(&p) else { continue };
+            let Ok((envelope, _)) = Envelope::decode(&data) else {
+                continue;
+            };
+            let state = read_file(&self.state.join(&name))
+                .map(|d| StateRecord::decode_all(&d))
+                .unwrap_or_default();
+            out.push(QueueEntry {
+                id,
+                size: data.len() as u64,
+                envelope,
+                state,
+            });
+        }
+        out.sort_by_key(|e| e.id);
+        Ok(out)
+    }
+
+    /// Appends a record to a message's journal and fsyncs it.
+    pub fn record(&self, id: MessageId, rec: &StateRecord) -> Result<(), SpoolError> {
+        let p = self.state.join(id.to_string());
+        let mut f = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&p)
+            .map_err(|e| SpoolError::new("open", &p, e))?;
+        f.write_all(rec.encode().as_bytes())
+            .map_err(|e| SpoolError::new("write", &p, e))?;
+        f.sync_data().map_err(|e| SpoolError::new("fsync", &p, e))
+    }
+}
+
+/// Verifies a whole message file: trailer, checksum and envelope.
+fn check(data: &[u8]) -> Result<(), DecodeError> {
+    let content = envelope::verify(data)?;
+    Envelope::decode(&data[..content]).map(|_| ())
+}
+
+fn read_file(p: &Path) -> io::Result<Vec<u8>> {
+    let mut f = File::open(p)?;
+    let mut v = Vec::new();
+    f.read_to_end(&mut v)?;
+    Ok(v)
+}
+
+fn list_dir(dir: &Path) -> Result<Vec<String>, SpoolError> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| SpoolError::new("readdir", dir, e))? {
+        let entry = entry.map_err(|e| SpoolError::new("readdir", dir, e))?;
+        if let Some(n) = entry.file_name().to_str() {
+            names.push(n.to_string());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,144 @@
+use super::*;
+use crate::smtp::Mailbox;
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let p = std::env::temp_dir().join(format!(
+            "etrnd-unit-{tag}-{}-{n}-{}",
+            std::process::id(),
+            now_micros()
+        ));
+        fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn env() -> Envelope {
+    Envelope {
+        arrival: 100,
+        client: "127.0.0.1".into(),
+        helo: "c.example".into(),
+        protocol: "ESMTP".into(),
+        eight_bit: false,
+        sender: Some(Mailbox::parse("s@example.org").unwrap()),
+        recipients: vec![Recipient {
+            address: Mailbox::parse("u@client.dom").unwrap(),
+            dest: Destination::Remote {
+                channel: "smtp-etrn".into(),
+                host: "mail.client.dom".into(),
+            },
+        }],
+    }
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    list_dir(dir).unwrap()
+}
+
+#[test]
+fn commit_makes_a_verified_queue_file() {
+    let t = TempDir::new("commit");
+    let mut s = Spool::open(&t.0).unwrap();
+    let mut inc = s.begin(&env()).unwrap();
+    inc.write(b"Subject: hi\r\n\r\nbody\r\n");
+    let id = s.commit(vec![inc]).pop().unwrap().unwrap();
+    assert!(names(&t.0.join("tmp")).is_empty());
+    assert_eq!(names(&t.0.join("queue")), vec![id.to_string()]);
+    let data = fs::read(s.queue_path(id)).unwrap();
+    check(&data).unwrap();
+    let listed = s.list().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].envelope, env());
+}
+
+#[test]
+fn ids_are_unique_and_increasing() {
+    let t = TempDir::new("ids");
+    let mut s = Spool::open(&t.0).unwrap();
+    let batch: Vec<_> = (0..50).map(|_| s.begin(&env()).unwrap()).collect();
+    let ids: Vec<_> = s.commit(batch).into_iter().map(|r| r.unwrap()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, ids);
+}
+
+#[test]
+fn every_fault_leaves_nothing_in_queue() {
+    for fault in [Fault::FsyncFile, Fault::Rename, Fault::FsyncDir, Fault::NoSpace] {
+        let t = TempDir::new("fault");
+        let mut s = Spool::open(&t.0).unwrap();
+        s.fault = Some(fault);
+        let mut inc = s.begin(&env()).unwrap();
+        inc.write(b"x\r\n");
+        let r = s.commit(vec![inc]).pop().unwrap();
+        let err = r.expect_err("fault must fail the commit");
+        assert_eq!(err.is_no_space(), fault == Fault::NoSpace, "{fault:?}");
+        assert!(names(&t.0.join("queue")).is_empty(), "{fault:?}");
+        assert!(names(&t.0.join("tmp")).is_empty(), "{fault:?}");
+    }
+}
+
+#[test]
+fn recovery_table() {
+    let t = TempDir::new("recover");
+    let mut s = Spool::open(&t.0).unwrap();
+    // A good message.
+    let mut inc = s.begin(&env()).unwrap();
+    inc.write(b"good\r\n");
+    let good = s.commit(vec![inc]).pop().unwrap().unwrap();
+    let good_data = fs::read(s.queue_path(good)).unwrap();
+    // Crash during DATA / after fsync but before rename: a stray temp file.
+    let mut stray = s.begin(&env()).unwrap();
+    stray.write(b"partial");
+    drop(stray);
+    // Torn files in queue/.
+    let q = t.0.join("queue");
+    fs::write(q.join("00000000000000a1"), &good_data[..good_data.len() / 2]).unwrap();
+    fs::write(q.join("00000000000000a2"), &good_data[..good_data.len() - envelope::TRAILER_LEN])
+        .unwrap();
+    let mut bad_sum = good_data.clone();
+    bad_sum[12] ^= 0x20;
+    fs::write(q.join("00000000000000a3"), &bad_sum).unwrap();
+    let mut nul = good_data.clone();
+    nul.extend_from_slice(&[0; 4096]);
+    fs::write(q.join("00000000000000a4"), &nul).unwrap();
+    fs::write(q.join("junk-name"), b"x").unwrap();
+    // A journal without its message.
+    fs::write(t.0.join("state/00000000000000ff"), b"D 0 1\n").unwrap();
+
+    let mut s2 = Spool::open(&t.0).unwrap();
+    let rec = s2.recover().unwrap();
+    assert_eq!(rec.queued, vec![good]);
+    assert_eq!(rec.removed_tmp, 1);
+    assert_eq!(rec.quarantined.len(), 5);
+    assert_eq!(rec.removed_state, 1);
+    assert_eq!(names(&q), vec![good.to_string()]);
+    assert_eq!(names(&t.0.join("corrupt")).len(), 5);
+    assert!(names(&t.0.join("tmp")).is_empty());
+    // New ids come after existing ones.
+    let inc = s2.begin(&env()).unwrap();
+    assert!(inc.id > good);
+}
+
+#[test]
+fn journal_append() {
+    let t = TempDir::new("journal");
+    let mut s = Spool::open(&t.0).unwrap();
+    let inc = s.begin(&env()).unwrap();
+    let id = s.commit(vec![inc]).pop().unwrap().unwrap();
+    s.record(id, &StateRecord::Delivered { idx: 0, at: 5 }).unwrap();
+    let listed = s.list().unwrap();
+    assert_eq!(listed[0].state, vec![StateRecord::Delivered { idx: 0, at: 5 }]);
+}

@@ -1,0 +1,249 @@
+//! The only module with `unsafe` and raw `libc` calls: host name, user lookup, free
+//! disk space, the signal self-pipe, detaching, the pid file lock and the file
+//! descriptor limit. Every `unsafe` block says why it is sound.
+
+use std::ffi::{CStr, CString};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// `gethostname()`, never DNS. Falls back to `localhost`.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is valid for buf.len() bytes; gethostname writes at most that many.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(s) if !s.is_empty() => s.to_ascii_lowercase(),
+        _ => "localhost".into(),
+    }
+}
+
+/// Looks up a system account by name: `(uid, gid, home)`.
+pub fn user(name: &str) -> Option<(u32, u32, String)> {
+    let cname = CString::new(name).ok()?;
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: passwd is plain old data; zeroed is a valid initial value.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; buf outlives the use of pw's fields
+    // below, and result is checked before use.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pw,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() {
+        return None;
+    }
+    // SAFETY: on success pw_dir points into buf, NUL-terminated.
+    let home = unsafe { CStr::from_ptr(pw.pw_dir) }
+        .to_string_lossy()
+        .into_owned();
+    Some((pw.pw_uid, pw.pw_gid, home))
+}
+
+/// Whether a system account of that name exists.
+pub fn user_exists(name: &str) -> bool {
+    user(name).is_some()
+}
+
+/// Octets available to unprivileged users on the file system holding `path`.
+pub fn free_space(path: &Path) -> io::Result<u64> {
+    let c = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: statvfs is plain old data; zeroed is a valid initial value.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is NUL-terminated and st is a valid out-pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let b = sig as u8;
+        // SAFETY: write(2) is async-signal-safe; fd is the pipe's non-blocking write
+        // end, and a full pipe just drops the byte (a signal is already pending).
+        unsafe {
+            libc::write(fd, (&b as *const u8).cast(), 1);
+        }
+    }
+}
+
+/// The read end of the signal self-pipe: each byte is a signal number.
+pub struct SignalPipe {
+    read: OwnedFd,
+    _write: OwnedFd,
+}
+
+impl SignalPipe {
+    /// Installs handlers for SIGHUP, SIGTERM, SIGINT and SIGUSR1, and ignores SIGPIPE.
+    pub fn install() -> io::Result<SignalPipe> {
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: fds is a valid array of two ints for pipe2 to fill.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        SIGNAL_PIPE.store(write.as_raw_fd(), Ordering::Relaxed);
+        for sig in [libc::SIGHUP, libc::SIGTERM, libc::SIGINT, libc::SIGUSR1] {
+            // SAFETY: sigaction is plain old data; the handler only calls write(2).
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+                sa.sa_flags = libc::SA_RESTART;
+                libc::sigemptyset(&mut sa.sa_mask);
+                if libc::sigaction(sig, &sa, std::ptr::null_mut()) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+        }
+        // SAFETY: setting SIGPIPE to SIG_IGN is always sound; writes then get EPIPE.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
+        Ok(SignalPipe { read, _write: write })
+    }
+
+    /// The fd to register with the poller.
+    pub fn fd(&self) -> RawFd {
+        self.read.as_raw_fd()
+    }
+
+    /// Reads every pending signal number.
+    pub fn drain(&self) -> Vec<i32> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 64];
+        loop {
+            // SAFETY: buf is valid for its length; the fd is non-blocking.
+            let n = unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                break;
+            }
+            out.extend(buf[..n as usize].iter().map(|&b| i32::from(b)));
+        }
+        out
+    }
+}
+
+/// Detaches from the terminal: fork, setsid, fork, chdir `/`, stdio to /dev/null.
+/// Returns in the grandchild only.
+pub fn daemonize() -> io::Result<()> {
+    for step in 0..2 {
+        // SAFETY: the process is single-threaded here (no threads are ever started),
+        // so fork is sound; the parent exits at once without running destructors.
+        match unsafe { libc::fork() } {
+            -1 => return Err(io::Error::last_os_error()),
+            0 => {}
+            _ => unsafe { libc::_exit(0) },
+        }
+        // SAFETY: setsid has no memory-safety preconditions.
+        if step == 0 && unsafe { libc::setsid() } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    std::env::set_current_dir("/")?;
+    let null = OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    for fd in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors; null stays open for the call.
+        if unsafe { libc::dup2(null.as_raw_fd(), fd) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Creates and locks the pid file and writes our pid. The returned file must stay
+/// open: its lock is what keeps a second daemon from starting.
+pub fn lock_pidfile(path: &Path) -> io::Result<File> {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(path)?;
+    // SAFETY: flock on an fd we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let pid = std::fs::read_to_string(path).unwrap_or_default();
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("already running (pid {})", pid.trim()),
+        ));
+    }
+    f.set_len(0)?;
+    writeln!(f, "{}", std::process::id())?;
+    f.sync_all()?;
+    Ok(f)
+}
+
+/// Rewrites our pid into the already locked pid file (after detaching).
+pub fn lock_pidfile_rewrite(f: &File) -> io::Result<()> {
+    let mut f = f;
+    f.set_len(0)?;
+    use std::io::Seek;
+    f.seek(io::SeekFrom::Start(0))?;
+    writeln!(f, "{}", std::process::id())?;
+    f.sync_all()
+}
+
+/// Raises the soft limit on open files to the hard limit (1,000 sessions need more
+/// than the usual 1,024 descriptors). Returns the new soft limit.
+pub fn raise_fd_limit() -> u64 {
+    // SAFETY: rlimit is plain old data and the pointers are valid for the calls.
+    unsafe {
+        let mut rl: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
+            return 0;
+        }
+        if rl.rlim_cur < rl.rlim_max {
+            let want = rl.rlim_max.min(65_536);
+            let new = libc::rlimit {
+                rlim_cur: want.max(rl.rlim_cur),
+                rlim_max: rl.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &new) == 0 {
+                return new.rlim_cur as u64;
+            }
+        }
+        rl.rlim_cur as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_exists_and_nonsense_does_not() {
+        assert!(user_exists("root"));
+        assert!(!user_exists("no-such-user-etrnd-test"));
+        assert!(!user_exists("nul\0inside"));
+    }
+
+    #[test]
+    fn hostname_is_not_empty() {
+        assert!(!hostname().is_empty());
+    }
+
+    #[test]
+    fn free_space_of_tmp() {
+        assert!(free_space(&std::env::temp_dir()).unwrap() > 0);
+    }
+}

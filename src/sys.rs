@@ -172,6 +172,9 @@ pub fn daemonize() -> io::Result<()> {
 /// Creates and locks the pid file and writes our pid. The returned file must stay
 /// open: its lock is what keeps a second daemon from starting.
 pub fn lock_pidfile(path: &Path) -> io::Result<File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
     let mut f = OpenOptions::new()
         .read(true)
         .write(true)

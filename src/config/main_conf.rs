@@ -184,6 +184,22 @@ fn expand(v: &str, vars: &HashMap<String, String>) -> Result<String, String> {
     Ok(out)
 }
 
+/// Removes `.` and `name/..` components without touching the file system.
+fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 fn parse_bool(v: &str) -> Result<bool, String> {
     match v.to_ascii_lowercase().as_str() {
         "yes" | "true" | "on" | "1" => Ok(true),
@@ -315,7 +331,7 @@ impl MainConf {
             if v.is_empty() {
                 return Err("empty path".into());
             }
-            Ok(dir.join(v))
+            Ok(normalize(&dir.join(v)))
         };
         match name {
             "MAILVAR" => self.mailvar = path(v)?,

@@ -57,9 +57,13 @@ pub enum Command {
 impl Command {
     /// Whether the command may be followed by more pipelined commands in the same
     /// group (RFC 2920 §3.1: EHLO, DATA, VRFY, EXPN, TURN, QUIT and NOOP end a group;
-    /// we check those that change state).
+    /// we check those that change state, and STARTTLS/AUTH, whose followers must never
+    /// be answered in the old state: reference/bad-input.md B13).
     pub fn ends_group(&self) -> bool {
-        matches!(self, Command::Helo(_) | Command::Ehlo(_) | Command::Data)
+        matches!(
+            self,
+            Command::Helo(_) | Command::Ehlo(_) | Command::Data | Command::NotImplemented
+        )
     }
 
     /// Whether the command is one that spammers repeat to keep a session alive;

@@ -1,0 +1,93 @@
+//! `etrnd mailq` and `etrnd route` against a real spool and configuration.
+
+use crate::util::{Client, Daemon};
+
+#[test]
+fn mailq_lists_acknowledged_messages() {
+    let d = Daemon::start();
+    let (code, out, _) = d.run(&["mailq"]);
+    assert_eq!((code, out.as_str()), (0, "Mail queue is empty\n"));
+    let mut c = Client::hello(d.addr());
+    let id1 = c.send_message("a@b.example", &["u@client.dom", "alice@test.example"], "Subject: 1\r\n\r\nx\r\n");
+    let id2 = c.send_message("", &["v@mail.client.dom"], "Subject: 2\r\n\r\ny\r\n");
+    c.cmd("QUIT", 221);
+    let (code, out, _) = d.run(&["mailq"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&id1) && out.contains(&id2), "{out}");
+    assert!(out.contains("<a@b.example>"), "{out}");
+    assert!(out.contains("<>"), "{out}");
+    assert!(out.contains("u@client.dom  smtp-etrn!mail.client.dom  queued"), "{out}");
+    assert!(out.contains("alice@test.example  local!alice  queued"), "{out}");
+    assert!(out.trim_end().ends_with("Kbytes in 2 Requests."), "{out}");
+}
+
+#[test]
+fn route_explains_decisions() {
+    let d = Daemon::start();
+    let (code, out, _) = d.run(&[
+        "route",
+        "user@sub.client.dom",
+        "alice@test.example",
+        "x@y.closed.dom",
+        "who@far.example",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("user@sub.client.dom: smtp-etrn!mail.client.dom"), "{out}");
+    assert!(out.contains("alice@test.example: local user alice"), "{out}");
+    assert!(out.contains("x@y.closed.dom: refused: 550 5.1.2"), "{out}");
+    assert!(out.contains("(database)"), "{out}");
+    assert!(out.contains("who@far.example: refused: 550 5.1.2"), "{out}");
+    let (code, out, _) = d.run(&["route", "not an address"]);
+    assert_eq!(code, 65, "{out}");
+}
+
+#[test]
+fn sighup_reloads_and_keeps_old_config_on_error() {
+    let d = Daemon::start();
+    let routes = d.dir.0.join("db/routes");
+    // Add a route, reload: the new domain is accepted.
+    std::fs::write(&routes, ".new.dom smtp!mx.new.dom\n").unwrap();
+    d.signal("HUP");
+    wait_for(&d, "config reloaded");
+    let mut c = Client::hello(d.addr());
+    c.cmd("MAIL FROM:<a@b.example>", 250);
+    c.cmd("RCPT TO:<u@new.dom>", 250);
+    // A broken file: logged, the old routes stay.
+    std::fs::write(&routes, "broken line here\n").unwrap();
+    d.signal("HUP");
+    wait_for(&d, "the old configuration stays in force");
+    assert!(d.log().contains("db/routes:1:"), "{}", d.log());
+    let mut c = Client::hello(d.addr());
+    c.cmd("MAIL FROM:<a@b.example>", 250);
+    c.cmd("RCPT TO:<u@new.dom>", 250);
+}
+
+#[test]
+fn sigterm_exits_zero_and_says_421() {
+    let mut d = Daemon::start();
+    let mut c = Client::hello(d.addr());
+    let st = d.stop();
+    assert_eq!(st.code(), Some(0));
+    let (code, _) = c.reply().expect("a 421 before closing");
+    assert_eq!(code, 421);
+}
+
+#[test]
+fn second_daemon_on_same_pidfile_refuses() {
+    let d = Daemon::start();
+    let out = std::process::Command::new(crate::util::bin())
+        .args(["-d", "-f"])
+        .arg(d.conf_path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(69));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));
+}
+
+fn wait_for(d: &Daemon, text: &str) {
+    let deadline = std::time::Instant::now() + crate::util::IO_TIMEOUT;
+    while !d.log().contains(text) {
+        assert!(std::time::Instant::now() < deadline, "no '{text}' in log:\n{}", d.log());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,348 @@
+//! Test harness: starts the real `etrnd` binary in the foreground on an ephemeral
+//! loopback port with a private spool, and talks SMTP to it. Every socket operation
+//! has a timeout, so a hung daemon fails a test instead of hanging CI.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_etrnd")
+}
+
+/// A private directory, removed on drop unless the test failed.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let p = std::env::temp_dir().join(format!(
+            "etrnd-it-{tag}-{}-{n}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(p.join("db")).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub const ROUTES: &str = ".client.dom smtp-etrn!mail.client.dom\n.closed.dom error!database\n";
+
+/// Files of a test configuration.
+pub struct Setup {
+    pub conf: String,
+    pub routes: String,
+    pub localnames: String,
+    pub aliases: String,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            conf: String::new(),
+            routes: ROUTES.into(),
+            localnames: "test.example\n".into(),
+            aliases: "alice: root\nbob: root\n".into(),
+        }
+    }
+}
+
+impl Setup {
+    pub fn with_conf(extra: &str) -> Setup {
+        Setup {
+            conf: extra.into(),
+            ..Setup::default()
+        }
+    }
+
+    /// Writes the files into `dir`.
+    pub fn write(&self, dir: &Path) {
+        let mut conf = String::from(
+            "MAILVAR=.\nPOSTOFFICE=spool\nPIDFILE=etrnd.pid\nLOGDIR=log\nMAILBOX=mail/\n\
+             HOSTNAME=mx.test.example\nHOSTS_ORDER=files\n",
+        );
+        let has = |name: &str| self.conf.lines().any(|l| l.starts_with(&format!("{name}=")));
+        if !has("LISTEN") {
+            conf.push_str("LISTEN=127.0.0.1:0\n");
+        }
+        if !has("GREET_PAUSE") {
+            conf.push_str("GREET_PAUSE=0\n");
+        }
+        conf.push_str(&self.conf);
+        std::fs::write(dir.join("etrnd.conf"), conf).unwrap();
+        std::fs::write(dir.join("db/routes"), &self.routes).unwrap();
+        std::fs::write(dir.join("db/localnames"), &self.localnames).unwrap();
+        std::fs::write(dir.join("db/aliases"), &self.aliases).unwrap();
+    }
+}
+
+/// A running daemon.
+pub struct Daemon {
+    pub dir: TempDir,
+    child: Option<Child>,
+    pub addrs: Vec<SocketAddr>,
+    log: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        Daemon::start_with(Setup::default())
+    }
+
+    pub fn start_with(setup: Setup) -> Daemon {
+        let dir = TempDir::new("daemon");
+        setup.write(&dir.0);
+        let mut d = Daemon {
+            dir,
+            child: None,
+            addrs: Vec::new(),
+            log: Arc::new(Mutex::new(String::new())),
+        };
+        d.spawn();
+        d
+    }
+
+    pub fn conf_path(&self) -> PathBuf {
+        self.dir.0.join("etrnd.conf")
+    }
+
+    pub fn spool(&self) -> PathBuf {
+        self.dir.0.join("spool")
+    }
+
+    /// Starts the binary and waits for its "listening" lines.
+    pub fn spawn(&mut self) {
+        let mut child = Command::new(bin())
+            .args(["-d", "-v", "-f"])
+            .arg(self.conf_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start etrnd");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = self.log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(a) = line.split("smtp listening address=").nth(1) {
+                    let _ = tx.send(Some(a.trim().parse::<SocketAddr>().unwrap()));
+                }
+                if line.contains("daemon started") {
+                    let _ = tx.send(None);
+                }
+                let mut l = log.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        self.addrs.clear();
+        loop {
+            match rx.recv_timeout(IO_TIMEOUT) {
+                Ok(Some(a)) => self.addrs.push(a),
+                Ok(None) => break,
+                Err(_) => panic!("daemon did not start:\n{}", self.log()),
+            }
+        }
+        self.child = Some(child);
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// kill -9, then wait for the process.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends a signal by number.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
+        let mut c = self.child.take().unwrap();
+        let deadline = Instant::now() + IO_TIMEOUT;
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "daemon did not stop:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr())
+    }
+
+    /// Runs `etrnd ARGS` against this daemon's configuration.
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(bin())
+            .arg("-f")
+            .arg(self.conf_path())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn queue_files(&self) -> Vec<String> {
+        list(&self.spool().join("queue"))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- etrnd log ---\n{}", self.log());
+        }
+        self.kill9();
+    }
+}
+
+pub fn list(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A raw SMTP client.
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send_raw(&mut self, data: &[u8]) {
+        self.stream.write_all(data).expect("write");
+    }
+
+    pub fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\r\n").as_bytes());
+    }
+
+    /// Reads one whole reply (all its lines); `None` on EOF.
+    pub fn reply(&mut self) -> Option<(u16, String)> {
+        let mut text = String::new();
+        loop {
+            let line = self.line()?;
+            text.push_str(&line);
+            text.push('\n');
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                let code = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+                return Some((code, text));
+            }
+        }
+    }
+
+    fn line(&mut self) -> Option<String> {
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let l = String::from_utf8_lossy(&self.buf[..i]).into_owned();
+                self.buf.drain(..i + 2);
+                return Some(l);
+            }
+            let mut tmp = [0u8; 4096];
+            match self.stream.read(&mut tmp) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
+    /// Reads a reply and checks its code.
+    #[track_caller]
+    pub fn expect(&mut self, code: u16) -> String {
+        match self.reply() {
+            Some((c, text)) if c == code => text,
+            other => panic!("expected {code}, got {other:?}"),
+        }
+    }
+
+    /// Whether the server closed the connection (after any pending replies).
+    pub fn closed(&mut self) -> bool {
+        self.line().is_none()
+    }
+
+    pub fn cmd(&mut self, line: &str, code: u16) -> String {
+        self.send(line);
+        self.expect(code)
+    }
+
+    /// Greeting + EHLO.
+    pub fn hello(addr: SocketAddr) -> Client {
+        let mut c = Client::connect(addr);
+        c.expect(220);
+        c.cmd("EHLO client.example", 250);
+        c
+    }
+
+    /// One whole message; returns the queue id.
+    pub fn send_message(&mut self, from: &str, to: &[&str], body: &str) -> String {
+        self.cmd(&format!("MAIL FROM:<{from}>"), 250);
+        for t in to {
+            self.cmd(&format!("RCPT TO:<{t}>"), 250);
+        }
+        self.cmd("DATA", 354);
+        self.send_raw(body.as_bytes());
+        self.send_raw(b".\r\n");
+        let text = self.expect(250);
+        text.trim().rsplit(' ').next().unwrap().to_string()
+    }
+}

@@ -17,18 +17,19 @@ INSTALL ?=	install
 
 BIN =		target/release/etrnd
 
-all: $(BIN)
+all: build
 
-$(BIN): Cargo.toml src/*.rs src/*/*.rs
+# cargo decides what to rebuild, so this always runs it.
+build:
 	ETRND_PREFIX=$(PREFIX) $(CARGO) build --release
 
-run: $(BIN)
+run: build
 	./$(BIN) -d -v -f etc/etrnd.conf
 
 test:
 	$(CARGO) test
 
-install: $(BIN)
+install: build
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/etrnd/db \
 		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(RCDIR)
 	$(INSTALL) -m 755 $(BIN) $(DESTDIR)$(BINDIR)/etrnd
@@ -54,4 +55,4 @@ clean:
 	$(CARGO) clean
 	rm -rf var
 
-.PHONY: all run test install uninstall clean
+.PHONY: all build run test install uninstall clean

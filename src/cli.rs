@@ -128,7 +128,9 @@ mod tests {
         assert_eq!(p(&["etrnd", "mailq"]).unwrap().command, Command::Mailq);
         assert_eq!(p(&["/usr/bin/mailq"]).unwrap().command, Command::Mailq);
         assert_eq!(
-            p(&["etrnd", "-f", "c", "route", "a@b", "c@d"]).unwrap().command,
+            p(&["etrnd", "-f", "c", "route", "a@b", "c@d"])
+                .unwrap()
+                .command,
             Command::Route(vec!["a@b".into(), "c@d".into()])
         );
     }

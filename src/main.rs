@@ -30,7 +30,11 @@ fn die(code: i32, msg: impl std::fmt::Display) -> ! {
 fn route(cfg: &Config, addrs: &[String]) -> i32 {
     let mut code = ex::OK;
     for a in addrs {
-        let path = if a.starts_with('<') { a.clone() } else { format!("<{a}>") };
+        let path = if a.starts_with('<') {
+            a.clone()
+        } else {
+            format!("<{a}>")
+        };
         let mbox = match etrnd::smtp::parse_path(&path) {
             Ok(Some(m)) => m,
             Ok(None) => {

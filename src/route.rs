@@ -268,12 +268,30 @@ mod tests {
             "foo.bar.edu smtp!exact\n.foo.bar.edu smtp!dotfull\n.bar.edu smtp!dotbar\n\
              .edu smtp!dotedu\n. smtp!default\n",
         );
-        assert_eq!(look(&t, "foo.bar.edu"), Some((MatchKind::Exact, "smtp!exact".into())));
-        assert_eq!(look(&t, "x.foo.bar.edu"), Some((MatchKind::Suffix, "smtp!dotfull".into())));
-        assert_eq!(look(&t, "baz.bar.edu"), Some((MatchKind::Suffix, "smtp!dotbar".into())));
-        assert_eq!(look(&t, "bar.edu"), Some((MatchKind::Suffix, "smtp!dotbar".into())));
-        assert_eq!(look(&t, "other.edu"), Some((MatchKind::Suffix, "smtp!dotedu".into())));
-        assert_eq!(look(&t, "example.com"), Some((MatchKind::Default, "smtp!default".into())));
+        assert_eq!(
+            look(&t, "foo.bar.edu"),
+            Some((MatchKind::Exact, "smtp!exact".into()))
+        );
+        assert_eq!(
+            look(&t, "x.foo.bar.edu"),
+            Some((MatchKind::Suffix, "smtp!dotfull".into()))
+        );
+        assert_eq!(
+            look(&t, "baz.bar.edu"),
+            Some((MatchKind::Suffix, "smtp!dotbar".into()))
+        );
+        assert_eq!(
+            look(&t, "bar.edu"),
+            Some((MatchKind::Suffix, "smtp!dotbar".into()))
+        );
+        assert_eq!(
+            look(&t, "other.edu"),
+            Some((MatchKind::Suffix, "smtp!dotedu".into()))
+        );
+        assert_eq!(
+            look(&t, "example.com"),
+            Some((MatchKind::Default, "smtp!default".into()))
+        );
     }
 
     #[test]
@@ -286,7 +304,12 @@ mod tests {
     #[test]
     fn first_duplicate_wins_and_case_is_ignored() {
         let t = trie(".Client.Dom smtp!first\n.client.dom smtp!second\n");
-        assert_eq!(look(&t, "MAIL.client.dom".to_lowercase().as_str()).unwrap().1, "smtp!first");
+        assert_eq!(
+            look(&t, "MAIL.client.dom".to_lowercase().as_str())
+                .unwrap()
+                .1,
+            "smtp!first"
+        );
         assert_eq!(t.len(), 1);
     }
 
@@ -295,14 +318,18 @@ mod tests {
         aliases.insert("alice".into(), vec![]);
         Router {
             trie: trie(routes_text),
-            localnames: [Domain::parse("ours.example").unwrap()].into_iter().collect(),
+            localnames: [Domain::parse("ours.example").unwrap()]
+                .into_iter()
+                .collect(),
             aliases,
             protocols_smtp: smtp,
         }
     }
 
     fn decide(r: &Router, addr: &str, trusted: bool) -> Decision {
-        let m = crate::smtp::parse_path(&format!("<{addr}>")).unwrap().unwrap();
+        let m = crate::smtp::parse_path(&format!("<{addr}>"))
+            .unwrap()
+            .unwrap();
         r.route(&m, trusted).decision
     }
 
@@ -315,28 +342,55 @@ mod tests {
         };
         assert_eq!(decide(&hub, "u@client.dom", false), remote);
         assert_eq!(decide(&hub, "u@sub.client.dom", false), remote);
-        assert_eq!(decide(&hub, "u@victim.example", false), Decision::Refuse(Reply::RELAY_DENIED));
-        assert_eq!(decide(&hub, "u@victim.example", true), Decision::Refuse(Reply::NO_ROUTE));
+        assert_eq!(
+            decide(&hub, "u@victim.example", false),
+            Decision::Refuse(Reply::RELAY_DENIED)
+        );
+        assert_eq!(
+            decide(&hub, "u@victim.example", true),
+            Decision::Refuse(Reply::NO_ROUTE)
+        );
 
-        let client = router(".client.dom error!database\n. smtp-etrn!mail.isp.dom\n", false);
+        let client = router(
+            ".client.dom error!database\n. smtp-etrn!mail.isp.dom\n",
+            false,
+        );
         assert_eq!(
             decide(&client, "u@x.client.dom", true),
             Decision::Refuse(Reply::error_route("database"))
         );
         assert_eq!(
             decide(&client, "u@far.example", true),
-            Decision::Remote { channel: "smtp-etrn".into(), host: "mail.isp.dom".into() }
+            Decision::Remote {
+                channel: "smtp-etrn".into(),
+                host: "mail.isp.dom".into()
+            }
         );
-        assert_eq!(decide(&client, "u@far.example", false), Decision::Refuse(Reply::RELAY_DENIED));
+        assert_eq!(
+            decide(&client, "u@far.example", false),
+            Decision::Refuse(Reply::RELAY_DENIED)
+        );
     }
 
     #[test]
     fn local_users() {
         let r = router("", false);
-        assert_eq!(decide(&r, "alice@ours.example", false), Decision::Local("alice".into()));
-        assert_eq!(decide(&r, "ALICE@OURS.EXAMPLE", false), Decision::Local("alice".into()));
-        assert_eq!(decide(&r, "postmaster", false), Decision::Local("postmaster".into()));
-        assert_eq!(decide(&r, "root@ours.example", false), Decision::Local("root".into()));
+        assert_eq!(
+            decide(&r, "alice@ours.example", false),
+            Decision::Local("alice".into())
+        );
+        assert_eq!(
+            decide(&r, "ALICE@OURS.EXAMPLE", false),
+            Decision::Local("alice".into())
+        );
+        assert_eq!(
+            decide(&r, "postmaster", false),
+            Decision::Local("postmaster".into())
+        );
+        assert_eq!(
+            decide(&r, "root@ours.example", false),
+            Decision::Local("root".into())
+        );
         assert_eq!(
             decide(&r, "nosuchuser-xyz@ours.example", false),
             Decision::Refuse(Reply::UNKNOWN_USER)
@@ -345,7 +399,10 @@ mod tests {
 
     #[test]
     fn relay_tricks_from_outside_never_relay() {
-        let r = router(".client.dom smtp-etrn!mail.client.dom\n. smtp!smarthost\n", true);
+        let r = router(
+            ".client.dom smtp-etrn!mail.client.dom\n. smtp!smarthost\n",
+            true,
+        );
         for addr in [
             "user%victim.example@ours.example",
             "victim.example!user@ours.example",
@@ -369,9 +426,15 @@ mod tests {
         let r = router("", true);
         assert_eq!(
             decide(&r, "u@far.example", true),
-            Decision::Remote { channel: "smtp".into(), host: "far.example".into() }
+            Decision::Remote {
+                channel: "smtp".into(),
+                host: "far.example".into()
+            }
         );
-        assert_eq!(decide(&r, "u@far.example", false), Decision::Refuse(Reply::RELAY_DENIED));
+        assert_eq!(
+            decide(&r, "u@far.example", false),
+            Decision::Refuse(Reply::RELAY_DENIED)
+        );
     }
 
     #[test]
@@ -379,7 +442,10 @@ mod tests {
         let r = router(".bar smtp-etrn!\n", false);
         assert_eq!(
             decide(&r, "u@a.bar", false),
-            Decision::Remote { channel: "smtp-etrn".into(), host: "a.bar".into() }
+            Decision::Remote {
+                channel: "smtp-etrn".into(),
+                host: "a.bar".into()
+            }
         );
     }
 }

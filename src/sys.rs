@@ -118,7 +118,10 @@ impl SignalPipe {
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_IGN);
         }
-        Ok(SignalPipe { read, _write: write })
+        Ok(SignalPipe {
+            read,
+            _write: write,
+        })
     }
 
     /// The fd to register with the poller.
@@ -132,7 +135,8 @@ impl SignalPipe {
         let mut buf = [0u8; 64];
         loop {
             // SAFETY: buf is valid for its length; the fd is non-blocking.
-            let n = unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            let n =
+                unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if n <= 0 {
                 break;
             }
@@ -159,7 +163,10 @@ pub fn daemonize() -> io::Result<()> {
         }
     }
     std::env::set_current_dir("/")?;
-    let null = OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    let null = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
     for fd in 0..3 {
         // SAFETY: dup2 onto the standard descriptors; null stays open for the call.
         if unsafe { libc::dup2(null.as_raw_fd(), fd) } == -1 {

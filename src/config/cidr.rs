@@ -17,7 +17,10 @@ impl Cidr {
             Some((a, l)) => (a, Some(l)),
             None => (s, None),
         };
-        let a = a.strip_prefix('[').and_then(|x| x.strip_suffix(']')).unwrap_or(a);
+        let a = a
+            .strip_prefix('[')
+            .and_then(|x| x.strip_suffix(']'))
+            .unwrap_or(a);
         let addr: IpAddr = a
             .parse()
             .map_err(|_| format!("bad network address '{s}'"))?;
@@ -40,12 +43,20 @@ impl Cidr {
         match ip {
             IpAddr::V4(v4) => {
                 let bits = u32::from(v4);
-                let mask = if self.len == 0 { 0 } else { u32::MAX << (32 - self.len) };
+                let mask = if self.len == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.len)
+                };
                 IpAddr::V4((bits & mask).into())
             }
             IpAddr::V6(v6) => {
                 let bits = u128::from(v6);
-                let mask = if self.len == 0 { 0 } else { u128::MAX << (128 - self.len) };
+                let mask = if self.len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.len)
+                };
                 IpAddr::V6((bits & mask).into())
             }
         }
@@ -93,7 +104,9 @@ mod tests {
         let h = Cidr::parse("::1").unwrap();
         assert!(h.contains("::1".parse().unwrap()));
         assert!(!h.contains("127.0.0.1".parse().unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
     }
 
     #[test]

@@ -110,7 +110,11 @@ mod tests {
         let texts: Vec<_> = got.iter().map(|l| (l.no, l.indented, l.text)).collect();
         assert_eq!(
             texts,
-            vec![(3, false, "A=1"), (4, true, "B=\"x # y\""), (5, false, "C=a#b")]
+            vec![
+                (3, false, "A=1"),
+                (4, true, "B=\"x # y\""),
+                (5, false, "C=a#b")
+            ]
         );
     }
 

@@ -191,7 +191,9 @@ fn normalize(p: &Path) -> PathBuf {
     for c in p.components() {
         match c {
             Component::CurDir => {}
-            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
                 out.pop();
             }
             other => out.push(other),
@@ -222,7 +224,10 @@ pub fn parse_socket_addr(s: &str, default_port: Option<u16>) -> Result<SocketAdd
         return Ok(a);
     }
     if let Some(port) = default_port {
-        let bare = s.strip_prefix('[').and_then(|x| x.strip_suffix(']')).unwrap_or(s);
+        let bare = s
+            .strip_prefix('[')
+            .and_then(|x| x.strip_suffix(']'))
+            .unwrap_or(s);
         if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
             return Ok(SocketAddr::new(ip, port));
         }
@@ -375,7 +380,11 @@ impl MainConf {
             }
             "ETRN" => self.etrn = parse_bool(v)?,
             "ETRN_ALLOW" => {
-                self.etrn_allow = if v.trim() == "any" { None } else { Some(cidrs(v)?) }
+                self.etrn_allow = if v.trim() == "any" {
+                    None
+                } else {
+                    Some(cidrs(v)?)
+                }
             }
             "ETRN_REPLIES" => {
                 self.etrn_replies = match v {
@@ -414,7 +423,13 @@ impl MainConf {
             "MAX_RECIPIENTS" => self.max_recipients = parse_num(v, 100)?,
             "MAX_CONNECTIONS" => self.max_connections = parse_num(v, 1)?,
             "MAX_CONNECTIONS_PER_IP" => self.max_connections_per_ip = parse_num(v, 1)?,
-            "USER" => self.user = if v.is_empty() { None } else { Some(v.to_string()) },
+            "USER" => {
+                self.user = if v.is_empty() {
+                    None
+                } else {
+                    Some(v.to_string())
+                }
+            }
             "GREET_PAUSE" => self.greet_pause = Duration::from_secs(parse_num(v, 0)?),
             _ => unreachable!("NAMES and set() list the same names"),
         }

@@ -60,8 +60,7 @@ pub type Aliases = HashMap<String, Vec<AliasTarget>>;
 fn is_local_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b))
 }
 
@@ -87,7 +86,11 @@ pub fn parse_aliases(path: &Path, text: &str) -> Result<Aliases, Vec<ConfigError
         };
         let name = name.trim().to_ascii_lowercase();
         if !is_local_name(&name) {
-            errors.push(ConfigError::at(path, no, format!("bad alias name '{name}'")));
+            errors.push(ConfigError::at(
+                path,
+                no,
+                format!("bad alias name '{name}'"),
+            ));
             continue;
         }
         let mut list = Vec::new();
@@ -112,7 +115,11 @@ pub fn parse_aliases(path: &Path, text: &str) -> Result<Aliases, Vec<ConfigError
             }
         }
         if map.contains_key(&name) {
-            errors.push(ConfigError::at(path, no, format!("alias '{name}' defined twice")));
+            errors.push(ConfigError::at(
+                path,
+                no,
+                format!("alias '{name}' defined twice"),
+            ));
             continue;
         }
         map.insert(name, list);
@@ -130,8 +137,8 @@ mod tests {
 
     #[test]
     fn localnames() {
-        let s = parse_localnames(Path::new("l"), "client.dom\nMAIL.Client.Dom client.dom\n")
-            .unwrap();
+        let s =
+            parse_localnames(Path::new("l"), "client.dom\nMAIL.Client.Dom client.dom\n").unwrap();
         assert!(s.contains(&Domain::parse("mail.client.dom").unwrap()));
         let e = parse_localnames(Path::new("l"), "ok.dom\nbad..dom\n").unwrap_err();
         assert_eq!(e[0].line, 2);
@@ -150,8 +157,8 @@ mod tests {
 
     #[test]
     fn aliases_refuse_programs() {
-        let e = parse_aliases(Path::new("a"), "x: |/bin/sh\ny: /tmp/f\nz: :include:/l\n")
-            .unwrap_err();
+        let e =
+            parse_aliases(Path::new("a"), "x: |/bin/sh\ny: /tmp/f\nz: :include:/l\n").unwrap_err();
         let lines: Vec<_> = e.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![1, 2, 3]);
     }

@@ -84,8 +84,7 @@ pub struct RouteEntry {
 fn is_channel_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
@@ -177,7 +176,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<RouteEntry>, Vec<ConfigError
     for line in lex::lines(text) {
         let mut words = line.text.split_whitespace();
         let (Some(k), Some(v)) = (words.next(), words.next()) else {
-            errors.push(ConfigError::at(path, line.no, "expected 'key channel!host'"));
+            errors.push(ConfigError::at(
+                path,
+                line.no,
+                "expected 'key channel!host'",
+            ));
             continue;
         };
         if let Some(extra) = words.next() {
@@ -225,27 +228,78 @@ mod tests {
         };
     }
 
-    route!(hub, ".client.dom\tsmtp-etrn!mail.client.dom", "Suffix(Domain(\"client.dom\"))",
-        "smtp-etrn!mail.client.dom");
-    route!(default, ".  smtp-etrn!mail.isp.dom", "Default", "smtp-etrn!mail.isp.dom");
-    route!(exact, "Client.Dom smtp!", "Exact(Domain(\"client.dom\"))", "smtp!");
-    route!(error, ".client.dom error!database", "Suffix(Domain(\"client.dom\"))", "error!database");
-    route!(literal, "x.dom smtp![192.0.2.1]", "Exact(Domain(\"x.dom\"))", "smtp![192.0.2.1]");
-    route!(literal_port, "x.dom smtp![127.0.0.1]:2526", "Exact(Domain(\"x.dom\"))",
-        "smtp![127.0.0.1]:2526");
-    route!(literal_v6, "x.dom smtp![IPv6:::1]:25", "Exact(Domain(\"x.dom\"))", "smtp![::1]:25");
-    route!(local, "ours.dom local!", "Exact(Domain(\"ours.dom\"))", "local!");
+    route!(
+        hub,
+        ".client.dom\tsmtp-etrn!mail.client.dom",
+        "Suffix(Domain(\"client.dom\"))",
+        "smtp-etrn!mail.client.dom"
+    );
+    route!(
+        default,
+        ".  smtp-etrn!mail.isp.dom",
+        "Default",
+        "smtp-etrn!mail.isp.dom"
+    );
+    route!(
+        exact,
+        "Client.Dom smtp!",
+        "Exact(Domain(\"client.dom\"))",
+        "smtp!"
+    );
+    route!(
+        error,
+        ".client.dom error!database",
+        "Suffix(Domain(\"client.dom\"))",
+        "error!database"
+    );
+    route!(
+        literal,
+        "x.dom smtp![192.0.2.1]",
+        "Exact(Domain(\"x.dom\"))",
+        "smtp![192.0.2.1]"
+    );
+    route!(
+        literal_port,
+        "x.dom smtp![127.0.0.1]:2526",
+        "Exact(Domain(\"x.dom\"))",
+        "smtp![127.0.0.1]:2526"
+    );
+    route!(
+        literal_v6,
+        "x.dom smtp![IPv6:::1]:25",
+        "Exact(Domain(\"x.dom\"))",
+        "smtp![::1]:25"
+    );
+    route!(
+        local,
+        "ours.dom local!",
+        "Exact(Domain(\"ours.dom\"))",
+        "local!"
+    );
 
     #[test]
     fn errors_name_the_line() {
-        assert_eq!(one("a.dom").unwrap_err(), "routes:1: expected 'key channel!host'");
-        assert!(one("a.dom nobang").unwrap_err().contains("not channel!host"));
+        assert_eq!(
+            one("a.dom").unwrap_err(),
+            "routes:1: expected 'key channel!host'"
+        );
+        assert!(one("a.dom nobang")
+            .unwrap_err()
+            .contains("not channel!host"));
         assert!(one("a..dom smtp!x").unwrap_err().contains("bad key"));
-        assert!(one("a.dom smtp![1.2.3]").unwrap_err().contains("bad address literal"));
-        assert!(one("a.dom smtp![1.2.3.4]:0").unwrap_err().contains("bad port"));
+        assert!(one("a.dom smtp![1.2.3]")
+            .unwrap_err()
+            .contains("bad address literal"));
+        assert!(one("a.dom smtp![1.2.3.4]:0")
+            .unwrap_err()
+            .contains("bad port"));
         assert!(one("a.dom uucp!").unwrap_err().contains("needs a host"));
-        assert!(one("a.dom smtp!gw!user").unwrap_err().contains("not supported"));
-        assert!(one("a.dom smtp!x extra").unwrap_err().contains("unexpected"));
+        assert!(one("a.dom smtp!gw!user")
+            .unwrap_err()
+            .contains("not supported"));
+        assert!(one("a.dom smtp!x extra")
+            .unwrap_err()
+            .contains("unexpected"));
         let errs = parse(Path::new("r"), "# c\nok.dom smtp!\nbad\n\nbad2 x\n").unwrap_err();
         let lines: Vec<_> = errs.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![3, 5]);

@@ -179,7 +179,10 @@ impl Daemon {
     }
 
     fn check_disk(&mut self, now: Instant) {
-        if self.disk_checked.is_some_and(|t| now < t + DISK_CHECK_EVERY) {
+        if self
+            .disk_checked
+            .is_some_and(|t| now < t + DISK_CHECK_EVERY)
+        {
             return;
         }
         self.disk_checked = Some(now);
@@ -271,7 +274,13 @@ impl Daemon {
             let session = if self.live >= max {
                 ServerSession::refuse(sid, addr, host, "too many connections", now)
             } else if per_ip >= self.config.main.max_connections_per_ip {
-                ServerSession::refuse(sid, addr, host, "too many connections from your address", now)
+                ServerSession::refuse(
+                    sid,
+                    addr,
+                    host,
+                    "too many connections from your address",
+                    now,
+                )
             } else {
                 let ctx = Context {
                     config: &self.config,
@@ -388,11 +397,14 @@ impl Daemon {
                     None => {
                         // The spool could not even start this message.
                         let now = Instant::now();
-                        let e = c.spool_error.take().unwrap_or_else(|| crate::spool::SpoolError {
-                            op: "begin",
-                            path: spool.root().to_path_buf(),
-                            err: io::Error::other("no queue file"),
-                        });
+                        let e = c
+                            .spool_error
+                            .take()
+                            .unwrap_or_else(|| crate::spool::SpoolError {
+                                op: "begin",
+                                path: spool.root().to_path_buf(),
+                                err: io::Error::other("no queue file"),
+                            });
                         let ctx = Context {
                             config,
                             disk_low: false,
@@ -411,7 +423,9 @@ impl Daemon {
             let batch = std::mem::take(&mut self.batch);
             let slots: Vec<usize> = batch.iter().map(|(s, _)| *s).collect();
             let sizes: Vec<u64> = batch.iter().map(|(_, i)| i.len()).collect();
-            let results = self.spool.commit(batch.into_iter().map(|(_, i)| i).collect());
+            let results = self
+                .spool
+                .commit(batch.into_iter().map(|(_, i)| i).collect());
             for ((slot, result), size) in slots.into_iter().zip(results).zip(sizes) {
                 let Some(Some(c)) = self.conns.get_mut(slot) else {
                     continue;

@@ -269,42 +269,148 @@ mod tests {
         Mailbox::parse(s).unwrap()
     }
 
-    cmd!(helo, b"HELO client.example", Ok(Command::Helo("client.example".into())));
+    cmd!(
+        helo,
+        b"HELO client.example",
+        Ok(Command::Helo("client.example".into()))
+    );
     cmd!(ehlo_lower, b"ehlo x", Ok(Command::Ehlo("x".into())));
-    cmd!(ehlo_literal, b"EHLO [127.0.0.1]", Ok(Command::Ehlo("[127.0.0.1]".into())));
+    cmd!(
+        ehlo_literal,
+        b"EHLO [127.0.0.1]",
+        Ok(Command::Ehlo("[127.0.0.1]".into()))
+    );
     cmd!(ehlo_empty, b"EHLO", Err(Reply::HELO_NEEDS_NAME));
     cmd!(helo_bad_utf8, b"HELO \xff", Err(Reply::BAD_CHARACTERS));
-    cmd!(helo_utf8, "HELO jürgen.example".as_bytes(), Err(Reply::HELO_BAD_NAME));
-    cmd!(mail_plain, b"MAIL FROM:<a@b.example>", Ok(Command::Mail {
-        from: Some(mb("a@b.example")), size: None, body: Body::SevenBit }));
-    cmd!(mail_space, b"mail from: <a@b.example>", Ok(Command::Mail {
-        from: Some(mb("a@b.example")), size: None, body: Body::SevenBit }));
-    cmd!(mail_null, b"MAIL FROM:<>", Ok(Command::Mail { from: None, size: None, body: Body::SevenBit }));
-    cmd!(mail_size_body, b"MAIL FROM:<a@b.example> SIZE=1000 BODY=8BITMIME", Ok(Command::Mail {
-        from: Some(mb("a@b.example")), size: Some(1000), body: Body::EightBitMime }));
-    cmd!(mail_size_huge, b"MAIL FROM:<a@b.example> SIZE=99999999999", Ok(Command::Mail {
-        from: Some(mb("a@b.example")), size: Some(99999999999), body: Body::SevenBit }));
-    cmd!(mail_size_abc, b"MAIL FROM:<a@b.example> SIZE=abc", Err(Reply::BAD_SIZE));
-    cmd!(mail_trailing_quote, b"MAIL FROM:<a@b.example> \"", Err(Reply::SYNTAX_PARAMS));
-    cmd!(mail_trailing_eq, b"MAIL FROM:<a@b.example> =", Err(Reply::SYNTAX_PARAMS));
-    cmd!(mail_body_empty, b"MAIL FROM:<a@b.example> BODY=", Err(Reply::SYNTAX_PARAMS));
-    cmd!(mail_x_empty_quotes, b"MAIL FROM:<a@b.example> X=\"\"", Err(Reply::UNKNOWN_PARAM));
-    cmd!(mail_no_brackets, b"MAIL FROM:a@b.example", Err(Reply::SYNTAX_PATH));
-    cmd!(mail_nul, b"MAIL FROM:<a\x00b@c.example>", Err(Reply::BAD_CHARACTERS));
-    cmd!(mail_utf8, "MAIL FROM:<jürgen@b.example>".as_bytes(), Err(Reply::NEED_SMTPUTF8));
-    cmd!(mail_shell, b"MAIL FROM:<;sleep 5;>", Err(Reply::SYNTAX_PATH));
+    cmd!(
+        helo_utf8,
+        "HELO jürgen.example".as_bytes(),
+        Err(Reply::HELO_BAD_NAME)
+    );
+    cmd!(
+        mail_plain,
+        b"MAIL FROM:<a@b.example>",
+        Ok(Command::Mail {
+            from: Some(mb("a@b.example")),
+            size: None,
+            body: Body::SevenBit
+        })
+    );
+    cmd!(
+        mail_space,
+        b"mail from: <a@b.example>",
+        Ok(Command::Mail {
+            from: Some(mb("a@b.example")),
+            size: None,
+            body: Body::SevenBit
+        })
+    );
+    cmd!(
+        mail_null,
+        b"MAIL FROM:<>",
+        Ok(Command::Mail {
+            from: None,
+            size: None,
+            body: Body::SevenBit
+        })
+    );
+    cmd!(
+        mail_size_body,
+        b"MAIL FROM:<a@b.example> SIZE=1000 BODY=8BITMIME",
+        Ok(Command::Mail {
+            from: Some(mb("a@b.example")),
+            size: Some(1000),
+            body: Body::EightBitMime
+        })
+    );
+    cmd!(
+        mail_size_huge,
+        b"MAIL FROM:<a@b.example> SIZE=99999999999",
+        Ok(Command::Mail {
+            from: Some(mb("a@b.example")),
+            size: Some(99999999999),
+            body: Body::SevenBit
+        })
+    );
+    cmd!(
+        mail_size_abc,
+        b"MAIL FROM:<a@b.example> SIZE=abc",
+        Err(Reply::BAD_SIZE)
+    );
+    cmd!(
+        mail_trailing_quote,
+        b"MAIL FROM:<a@b.example> \"",
+        Err(Reply::SYNTAX_PARAMS)
+    );
+    cmd!(
+        mail_trailing_eq,
+        b"MAIL FROM:<a@b.example> =",
+        Err(Reply::SYNTAX_PARAMS)
+    );
+    cmd!(
+        mail_body_empty,
+        b"MAIL FROM:<a@b.example> BODY=",
+        Err(Reply::SYNTAX_PARAMS)
+    );
+    cmd!(
+        mail_x_empty_quotes,
+        b"MAIL FROM:<a@b.example> X=\"\"",
+        Err(Reply::UNKNOWN_PARAM)
+    );
+    cmd!(
+        mail_no_brackets,
+        b"MAIL FROM:a@b.example",
+        Err(Reply::SYNTAX_PATH)
+    );
+    cmd!(
+        mail_nul,
+        b"MAIL FROM:<a\x00b@c.example>",
+        Err(Reply::BAD_CHARACTERS)
+    );
+    cmd!(
+        mail_utf8,
+        "MAIL FROM:<jürgen@b.example>".as_bytes(),
+        Err(Reply::NEED_SMTPUTF8)
+    );
+    cmd!(
+        mail_shell,
+        b"MAIL FROM:<;sleep 5;>",
+        Err(Reply::SYNTAX_PATH)
+    );
     cmd!(rcpt_null, b"RCPT TO:<>", Err(Reply::NULL_RCPT));
-    cmd!(rcpt_postmaster, b"RCPT TO:<PostMaster>", Ok(Command::Rcpt(Mailbox::postmaster())));
-    cmd!(rcpt_quoted_gt, b"RCPT TO:<\"a>b\"@x.example>", Ok(Command::Rcpt(mb("\"a>b\"@x.example"))));
-    cmd!(rcpt_param, b"RCPT TO:<a@b.example> NOTIFY=NEVER", Err(Reply::UNKNOWN_PARAM));
-    cmd!(rcpt_long_local, format!("RCPT TO:<{}@x.example>", "a".repeat(300)).as_bytes(),
-        Err(Reply::SYNTAX_PATH));
-    cmd!(rcpt_long_domain, format!("RCPT TO:<u@{}.example>", "a".repeat(64)).as_bytes(),
-        Err(Reply::BAD_DOMAIN));
+    cmd!(
+        rcpt_postmaster,
+        b"RCPT TO:<PostMaster>",
+        Ok(Command::Rcpt(Mailbox::postmaster()))
+    );
+    cmd!(
+        rcpt_quoted_gt,
+        b"RCPT TO:<\"a>b\"@x.example>",
+        Ok(Command::Rcpt(mb("\"a>b\"@x.example")))
+    );
+    cmd!(
+        rcpt_param,
+        b"RCPT TO:<a@b.example> NOTIFY=NEVER",
+        Err(Reply::UNKNOWN_PARAM)
+    );
+    cmd!(
+        rcpt_long_local,
+        format!("RCPT TO:<{}@x.example>", "a".repeat(300)).as_bytes(),
+        Err(Reply::SYNTAX_PATH)
+    );
+    cmd!(
+        rcpt_long_domain,
+        format!("RCPT TO:<u@{}.example>", "a".repeat(64)).as_bytes(),
+        Err(Reply::BAD_DOMAIN)
+    );
     cmd!(data, b"DATA", Ok(Command::Data));
     cmd!(data_args, b"DATA x", Err(Reply::SYNTAX_PARAMS));
     cmd!(noop_text, b"NOOP hello", Ok(Command::Noop));
-    cmd!(etrn, b"ETRN client.dom", Ok(Command::Etrn("client.dom".into())));
+    cmd!(
+        etrn,
+        b"ETRN client.dom",
+        Ok(Command::Etrn("client.dom".into()))
+    );
     cmd!(http, b"GET / HTTP/1.1", Ok(Command::Forbidden));
     cmd!(connect, b"CONNECT x:25", Ok(Command::Forbidden));
     cmd!(unknown, b"FOO", Ok(Command::Unknown));

@@ -287,8 +287,10 @@ mod tests {
             let (out, end) = decode_all(&input);
             assert_eq!(end, None, "{fake:?} ended the data");
             assert!(!out.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'));
-            assert!(out.iter().enumerate().all(|(i, &b)| b != b'\r'
-                || out.get(i + 1) == Some(&b'\n')));
+            assert!(out
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| b != b'\r' || out.get(i + 1) == Some(&b'\n')));
         }
     }
 

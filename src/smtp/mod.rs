@@ -174,7 +174,11 @@ impl Mailbox {
     /// The local part with quoting removed: the name a local user or alias is looked
     /// up by.
     pub fn local_unquoted(&self) -> String {
-        match self.local.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        match self
+            .local
+            .strip_prefix('"')
+            .and_then(|r| r.strip_suffix('"'))
+        {
             Some(inner) => {
                 let mut out = String::with_capacity(inner.len());
                 let mut esc = false;
@@ -313,23 +317,59 @@ mod tests {
 
     path!(path_null, "<>", Ok(None));
     path!(path_simple, "<a@b.example>", Ok(Some("a@b.example")));
-    path!(path_domain_lowercased, "<A@B.Example>", Ok(Some("A@b.example")));
+    path!(
+        path_domain_lowercased,
+        "<A@B.Example>",
+        Ok(Some("A@b.example"))
+    );
     path!(path_postmaster, "<PostMaster>", Ok(Some("postmaster")));
-    path!(path_source_route, "<@hop.example:u@ours.example>", Ok(Some("u@ours.example")));
-    path!(path_source_route_two, "<@a.example,@b.example:u@c.example>", Ok(Some("u@c.example")));
-    path!(path_quoted, "<\"john doe\"@ours.example>", Ok(Some("\"john doe\"@ours.example")));
-    path!(path_quoted_escape, "<\"a\\\"b\"@ours.example>", Ok(Some("\"a\\\"b\"@ours.example")));
-    path!(path_unterminated_quote, "<\"unterminated@ours.example>", Err(AddrError::Syntax));
+    path!(
+        path_source_route,
+        "<@hop.example:u@ours.example>",
+        Ok(Some("u@ours.example"))
+    );
+    path!(
+        path_source_route_two,
+        "<@a.example,@b.example:u@c.example>",
+        Ok(Some("u@c.example"))
+    );
+    path!(
+        path_quoted,
+        "<\"john doe\"@ours.example>",
+        Ok(Some("\"john doe\"@ours.example"))
+    );
+    path!(
+        path_quoted_escape,
+        "<\"a\\\"b\"@ours.example>",
+        Ok(Some("\"a\\\"b\"@ours.example"))
+    );
+    path!(
+        path_unterminated_quote,
+        "<\"unterminated@ours.example>",
+        Err(AddrError::Syntax)
+    );
     path!(path_no_brackets, "a@b.example", Err(AddrError::Syntax));
     path!(path_no_domain, "<;sleep 5;>", Err(AddrError::Syntax));
-    path!(path_backticks_are_atext, "<a`id`@b.example>", Ok(Some("a`id`@b.example")));
+    path!(
+        path_backticks_are_atext,
+        "<a`id`@b.example>",
+        Ok(Some("a`id`@b.example"))
+    );
     path!(path_literal, "<u@[192.0.2.1]>", Ok(Some("u@[192.0.2.1]")));
     path!(path_literal_v6, "<u@[IPv6:::1]>", Ok(Some("u@[ipv6:::1]")));
-    path!(path_bad_literal, "<u@[300.1.1.1]>", Err(AddrError::BadDomain));
+    path!(
+        path_bad_literal,
+        "<u@[300.1.1.1]>",
+        Err(AddrError::BadDomain)
+    );
     path!(path_utf8, "<jürgen@b.example>", Err(AddrError::NonAscii));
     path!(path_empty_local, "<@b.example>", Err(AddrError::Syntax));
     path!(path_double_dot, "<a..b@c.example>", Err(AddrError::Syntax));
-    path!(path_label_hyphen, "<a@-b.example>", Err(AddrError::BadDomain));
+    path!(
+        path_label_hyphen,
+        "<a@-b.example>",
+        Err(AddrError::BadDomain)
+    );
     path!(path_space, "<a b@c.example>", Err(AddrError::Syntax));
 
     #[test]

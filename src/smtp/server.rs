@@ -189,7 +189,12 @@ impl ServerSession {
 
     /// A session that only says `421` and closes (connection limits).
     pub fn refuse(id: u32, client: SocketAddr, host: &str, why: &str, now: Instant) -> Self {
-        log::warn!("{:08x} smtp refused address={} reason=\"{}\"", id, client, why);
+        log::warn!(
+            "{:08x} smtp refused address={} reason=\"{}\"",
+            id,
+            client,
+            why
+        );
         let mut s = ServerSession {
             id,
             client,
@@ -226,12 +231,21 @@ impl ServerSession {
     }
 
     fn reply(&mut self, r: &Reply) {
-        log::debug!("{:08x} smtp reply \"{}\"", self.id, sanitize(r.to_string().as_bytes()));
+        log::debug!(
+            "{:08x} smtp reply \"{}\"",
+            self.id,
+            sanitize(r.to_string().as_bytes())
+        );
         r.write_to(&mut self.out);
     }
 
     fn set_state(&mut self, s: State) {
-        log::trace!("{:08x} smtp state {} -> {}", self.id, self.state.name(), s.name());
+        log::trace!(
+            "{:08x} smtp state {} -> {}",
+            self.id,
+            self.state.name(),
+            s.name()
+        );
         self.state = s;
     }
 
@@ -257,7 +271,11 @@ impl ServerSession {
     fn count_error(&mut self, now: Instant, host: &str) {
         self.errors += 1;
         if self.errors >= HARD_ERROR_LIMIT {
-            log::warn!("{:08x} smtp too-many-errors address={}", self.id, self.client);
+            log::warn!(
+                "{:08x} smtp too-many-errors address={}",
+                self.id,
+                self.client
+            );
             self.close_with(&Reply::closing(host, "4.7.0 Error: too many errors"));
         } else if self.errors > SOFT_ERROR_LIMIT {
             self.paused_until = Some(now + ERROR_SLEEP);
@@ -403,7 +421,11 @@ impl ServerSession {
                             break;
                         }
                         Frame::TooLong => {
-                            log::warn!("{:08x} smtp line-too-long address={}", self.id, self.client);
+                            log::warn!(
+                                "{:08x} smtp line-too-long address={}",
+                                self.id,
+                                self.client
+                            );
                             self.close_with(&Reply::LINE_TOO_LONG);
                             break;
                         }
@@ -428,9 +450,9 @@ impl ServerSession {
         let State::ReceivingData(d) = std::mem::replace(&mut self.state, State::Ready) else {
             unreachable!("end_of_data is only called while receiving data");
         };
-        let refused = d.refused.or_else(|| {
-            (d.decoder.received_count() > MAX_HOPS).then_some(Reply::TOO_MANY_HOPS)
-        });
+        let refused = d
+            .refused
+            .or_else(|| (d.decoder.received_count() > MAX_HOPS).then_some(Reply::TOO_MANY_HOPS));
         match refused {
             Some(r) => {
                 self.events.push_back(Event::MessageAbort);
@@ -502,7 +524,10 @@ impl ServerSession {
             self.unknown_in_row += 1;
             self.error(&Reply::UNKNOWN_COMMAND, now, host);
             if self.unknown_in_row >= UNKNOWN_LIMIT && !self.is_closing() {
-                self.close_with(&Reply::closing(host, "4.7.0 Error: too many unknown commands"));
+                self.close_with(&Reply::closing(
+                    host,
+                    "4.7.0 Error: too many unknown commands",
+                ));
             }
             return;
         }
@@ -568,7 +593,14 @@ impl ServerSession {
         }
     }
 
-    fn mail(&mut self, from: ReversePath, size: Option<u64>, body: Body, now: Instant, ctx: &Context<'_>) {
+    fn mail(
+        &mut self,
+        from: ReversePath,
+        size: Option<u64>,
+        body: Body,
+        now: Instant,
+        ctx: &Context<'_>,
+    ) {
         let host = &ctx.config.main.hostname;
         if self.helo.is_none() {
             return self.error(&Reply::NEED_HELO, now, host);
@@ -595,7 +627,11 @@ impl ServerSession {
         let trusted = self.trusted;
         let max = ctx.config.main.max_recipients;
         let State::InTransaction(txn) = &mut self.state else {
-            let r = if self.helo.is_none() { Reply::NEED_HELO } else { Reply::NEED_MAIL };
+            let r = if self.helo.is_none() {
+                Reply::NEED_HELO
+            } else {
+                Reply::NEED_MAIL
+            };
             return self.error(&r, now, host);
         };
         if txn.rcpts.len() >= max {
@@ -634,7 +670,11 @@ impl ServerSession {
             }
             other => {
                 self.state = other;
-                let r = if self.helo.is_none() { Reply::NEED_HELO } else { Reply::NEED_MAIL };
+                let r = if self.helo.is_none() {
+                    Reply::NEED_HELO
+                } else {
+                    Reply::NEED_MAIL
+                };
                 return self.error(&r, now, host);
             }
         };

@@ -26,7 +26,9 @@ fn config(trusted: bool) -> Config {
         main,
         router: Router {
             trie: RouteTrie::new(entries),
-            localnames: [Domain::parse("ours.example").unwrap()].into_iter().collect(),
+            localnames: [Domain::parse("ours.example").unwrap()]
+                .into_iter()
+                .collect(),
             aliases,
             protocols_smtp: false,
         },
@@ -47,7 +49,13 @@ impl T {
         let now = Instant::now();
         let addr: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         let s = ServerSession::new(1, addr, &ctx(&cfg, false), now);
-        let mut t = T { s, cfg, now, events: Vec::new(), disk_low: false };
+        let mut t = T {
+            s,
+            cfg,
+            now,
+            events: Vec::new(),
+            disk_low: false,
+        };
         if !trusted {
             t.advance(Duration::from_secs(1));
         }
@@ -86,7 +94,8 @@ impl T {
 
     fn send(&mut self, data: impl AsRef<[u8]>) {
         let (cfg, disk_low) = (&self.cfg, self.disk_low);
-        self.s.handle_input(data.as_ref(), self.now, &ctx(cfg, disk_low));
+        self.s
+            .handle_input(data.as_ref(), self.now, &ctx(cfg, disk_low));
         self.drain();
     }
 
@@ -136,7 +145,11 @@ impl T {
 }
 
 fn ctx(cfg: &Config, disk_low: bool) -> Context<'_> {
-    Context { config: cfg, disk_low, unix_time: 1_795_873_551 }
+    Context {
+        config: cfg,
+        disk_low,
+        unix_time: 1_795_873_551,
+    }
 }
 
 fn ends(e: &Event) -> bool {
@@ -181,7 +194,12 @@ fn ready_ehlo_lists_extensions() {
     let mut t = T::ready();
     t.send("EHLO client.example\r\n");
     let out = t.take();
-    for ext in ["PIPELINING", "SIZE 100000", "8BITMIME", "ENHANCEDSTATUSCODES"] {
+    for ext in [
+        "PIPELINING",
+        "SIZE 100000",
+        "8BITMIME",
+        "ENHANCEDSTATUSCODES",
+    ] {
         assert!(out.contains(ext), "{out}");
     }
     assert!(out.ends_with("250 ENHANCEDSTATUSCODES\r\n"));
@@ -311,7 +329,10 @@ fn smuggling_yields_one_message() {
         assert_eq!(t.count(starts), 1, "{fake:?}");
         assert_eq!(t.count(ends), 1, "{fake:?}");
         let body = t.message_body();
-        assert!(body.windows(4).any(|w| w == b"MAIL"), "smuggled lines stay in the body");
+        assert!(
+            body.windows(4).any(|w| w == b"MAIL"),
+            "smuggled lines stay in the body"
+        );
     }
 }
 
@@ -569,9 +590,8 @@ fn relay_denied_for_outside_client() {
 #[test]
 fn error_route_names_the_reason() {
     let mut t = T::ehlo();
-    t.cfg.router.trie = RouteTrie::new(
-        routes::parse(Path::new("r"), ".client.dom error!database\n").unwrap(),
-    );
+    t.cfg.router.trie =
+        RouteTrie::new(routes::parse(Path::new("r"), ".client.dom error!database\n").unwrap());
     t.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<x@mail.client.dom>\r\n");
     let out = t.take();
     assert!(out.contains("550 5.1.2 <x@mail.client.dom>:"), "{out}");
@@ -646,7 +666,8 @@ fn vrfy_help_noop() {
 
 #[test]
 fn chunked_input_gives_the_same_dialogue() {
-    let script = b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u@ours.example>\r\nDATA\r\n";
+    let script =
+        b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u@ours.example>\r\nDATA\r\n";
     let body = b"Subject: x\r\n\r\n..dot\r\n.\r\n";
     let mut whole = T::ready();
     whole.send(&script[..16]);

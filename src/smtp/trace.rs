@@ -94,7 +94,10 @@ mod tests {
     #[test]
     fn dates() {
         assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
-        assert_eq!(rfc5322_date(1_795_873_551), "Sat, 28 Nov 2026 13:45:51 +0000");
+        assert_eq!(
+            rfc5322_date(1_795_873_551),
+            "Sat, 28 Nov 2026 13:45:51 +0000"
+        );
         assert_eq!(rfc5322_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
         assert_eq!(iso_date(1_795_873_551), "2026-11-28 13:45:51");
     }

@@ -141,7 +141,11 @@ impl Envelope {
         let _ = writeln!(s, "H {}", encode(&self.helo));
         let _ = writeln!(s, "P {}", encode(&self.protocol));
         let _ = writeln!(s, "B {}", if self.eight_bit { "8BITMIME" } else { "7BIT" });
-        let sender = self.sender.as_ref().map(|m| m.to_string()).unwrap_or_default();
+        let sender = self
+            .sender
+            .as_ref()
+            .map(|m| m.to_string())
+            .unwrap_or_default();
         let _ = writeln!(s, "S {}", encode(&sender));
         for r in &self.recipients {
             let _ = writeln!(
@@ -256,7 +260,11 @@ const fn crc_table() -> [u32; 256] {
         let mut c = i as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
             k += 1;
         }
         t[i] = c;
@@ -398,17 +406,17 @@ impl StateRecord {
     fn decode_line(line: &str) -> Option<StateRecord> {
         let w: Vec<&str> = line.split(' ').collect();
         let num = |i: usize| w.get(i).and_then(|s| s.parse::<u64>().ok());
-        match w.first()? {
-            &"D" if w.len() == 3 => Some(StateRecord::Delivered {
+        match *w.first()? {
+            "D" if w.len() == 3 => Some(StateRecord::Delivered {
                 idx: num(1)? as usize,
                 at: num(2)?,
             }),
-            &"F" if w.len() == 4 => Some(StateRecord::Failed {
+            "F" if w.len() == 4 => Some(StateRecord::Failed {
                 idx: num(1)? as usize,
                 at: num(2)?,
                 reason: decode(w[3]).ok()?,
             }),
-            &"A" if w.len() == 5 => Some(StateRecord::Deferred {
+            "A" if w.len() == 5 => Some(StateRecord::Deferred {
                 idx: num(1)? as usize,
                 at: num(2)?,
                 next: num(3)?,
@@ -460,7 +468,10 @@ mod tests {
 
     #[test]
     fn values_cannot_inject_lines() {
-        assert_eq!(encode("a b\nR x local!root%"), "a%20b%0AR%20x%20local!root%25");
+        assert_eq!(
+            encode("a b\nR x local!root%"),
+            "a%20b%0AR%20x%20local!root%25"
+        );
         assert_eq!(decode(&encode("a b\nc%")).unwrap(), "a b\nc%");
         assert!(decode("%zz").is_err());
     }
@@ -521,8 +532,17 @@ mod tests {
     fn journal_round_trip_and_torn_tail() {
         let recs = vec![
             StateRecord::Delivered { idx: 0, at: 10 },
-            StateRecord::Deferred { idx: 1, at: 11, next: 311, reason: "451 4.3.0 try later".into() },
-            StateRecord::Failed { idx: 2, at: 12, reason: "550 5.1.1 no".into() },
+            StateRecord::Deferred {
+                idx: 1,
+                at: 11,
+                next: 311,
+                reason: "451 4.3.0 try later".into(),
+            },
+            StateRecord::Failed {
+                idx: 2,
+                at: 12,
+                reason: "550 5.1.1 no".into(),
+            },
         ];
         let mut data: Vec<u8> = recs.iter().flat_map(|r| r.encode().into_bytes()).collect();
         assert_eq!(StateRecord::decode_all(&data), recs);

@@ -53,8 +53,8 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-pub use envelope::{Destination, Envelope, Recipient, StateRecord};
 use envelope::{Crc32, DecodeError};
+pub use envelope::{Destination, Envelope, Recipient, StateRecord};
 
 /// A message id: 16 hex digits on disk and in logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -69,7 +69,10 @@ impl fmt::Display for MessageId {
 impl MessageId {
     /// Parses a file name of exactly 16 lower-case hex digits.
     pub fn parse(s: &str) -> Option<MessageId> {
-        if s.len() == 16 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() == 16
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             u64::from_str_radix(s, 16).ok().map(MessageId)
         } else {
             None
@@ -99,7 +102,10 @@ impl SpoolError {
 
     /// Whether the disk (or quota) is full: the client is told 452 4.3.1.
     pub fn is_no_space(&self) -> bool {
-        matches!(self.err.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        matches!(
+            self.err.raw_os_error(),
+            Some(libc::ENOSPC) | Some(libc::EDQUOT)
+        )
     }
 }
 
@@ -325,7 +331,11 @@ impl Spool {
         };
         if let Err(e) = dir_sync {
             // Nothing of this batch may be acknowledged: take every file back out.
-            log::error!("spool commit-failed error=\"fsync {}: {}\"", self.queue.display(), e);
+            log::error!(
+                "spool commit-failed error=\"fsync {}: {}\"",
+                self.queue.display(),
+                e
+            );
             for &i in &renamed {
                 if let Ok(id) = &results[i] {
                     let _ = fs::remove_file(self.queue_path(*id));
@@ -387,11 +397,7 @@ impl Spool {
                 }
                 Err(why) => {
                     let dest = self.corrupt.join(&name);
-                    log::warn!(
-                        "spool quarantined file={} reason=\"{}\"",
-                        p.display(),
-                        why
-                    );
+                    log::warn!("spool quarantined file={} reason=\"{}\"", p.display(), why);
                     fs::rename(&p, &dest).map_err(|e| SpoolError::new("rename", &p, e))?;
                     rec.quarantined.push((name, why));
                 }

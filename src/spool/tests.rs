@@ -76,7 +76,12 @@ fn ids_are_unique_and_increasing() {
 
 #[test]
 fn every_fault_leaves_nothing_in_queue() {
-    for fault in [Fault::FsyncFile, Fault::Rename, Fault::FsyncDir, Fault::NoSpace] {
+    for fault in [
+        Fault::FsyncFile,
+        Fault::Rename,
+        Fault::FsyncDir,
+        Fault::NoSpace,
+    ] {
         let t = TempDir::new("fault");
         let mut s = Spool::open(&t.0).unwrap();
         s.fault = Some(fault);
@@ -105,9 +110,16 @@ fn recovery_table() {
     drop(stray);
     // Torn files in queue/.
     let q = t.0.join("queue");
-    fs::write(q.join("00000000000000a1"), &good_data[..good_data.len() / 2]).unwrap();
-    fs::write(q.join("00000000000000a2"), &good_data[..good_data.len() - envelope::TRAILER_LEN])
-        .unwrap();
+    fs::write(
+        q.join("00000000000000a1"),
+        &good_data[..good_data.len() / 2],
+    )
+    .unwrap();
+    fs::write(
+        q.join("00000000000000a2"),
+        &good_data[..good_data.len() - envelope::TRAILER_LEN],
+    )
+    .unwrap();
     let mut bad_sum = good_data.clone();
     bad_sum[12] ^= 0x20;
     fs::write(q.join("00000000000000a3"), &bad_sum).unwrap();
@@ -138,7 +150,11 @@ fn journal_append() {
     let mut s = Spool::open(&t.0).unwrap();
     let inc = s.begin(&env()).unwrap();
     let id = s.commit(vec![inc]).pop().unwrap().unwrap();
-    s.record(id, &StateRecord::Delivered { idx: 0, at: 5 }).unwrap();
+    s.record(id, &StateRecord::Delivered { idx: 0, at: 5 })
+        .unwrap();
     let listed = s.list().unwrap();
-    assert_eq!(listed[0].state, vec![StateRecord::Delivered { idx: 0, at: 5 }]);
+    assert_eq!(
+        listed[0].state,
+        vec![StateRecord::Delivered { idx: 0, at: 5 }]
+    );
 }

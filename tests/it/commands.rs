@@ -8,7 +8,11 @@ fn mailq_lists_acknowledged_messages() {
     let (code, out, _) = d.run(&["mailq"]);
     assert_eq!((code, out.as_str()), (0, "Mail queue is empty\n"));
     let mut c = Client::hello(d.addr());
-    let id1 = c.send_message("a@b.example", &["u@client.dom", "alice@test.example"], "Subject: 1\r\n\r\nx\r\n");
+    let id1 = c.send_message(
+        "a@b.example",
+        &["u@client.dom", "alice@test.example"],
+        "Subject: 1\r\n\r\nx\r\n",
+    );
     let id2 = c.send_message("", &["v@mail.client.dom"], "Subject: 2\r\n\r\ny\r\n");
     c.cmd("QUIT", 221);
     let (code, out, _) = d.run(&["mailq"]);
@@ -16,8 +20,14 @@ fn mailq_lists_acknowledged_messages() {
     assert!(out.contains(&id1) && out.contains(&id2), "{out}");
     assert!(out.contains("<a@b.example>"), "{out}");
     assert!(out.contains("<>"), "{out}");
-    assert!(out.contains("u@client.dom  smtp-etrn!mail.client.dom  queued"), "{out}");
-    assert!(out.contains("alice@test.example  local!alice  queued"), "{out}");
+    assert!(
+        out.contains("u@client.dom  smtp-etrn!mail.client.dom  queued"),
+        "{out}"
+    );
+    assert!(
+        out.contains("alice@test.example  local!alice  queued"),
+        "{out}"
+    );
     assert!(out.trim_end().ends_with("Kbytes in 2 Requests."), "{out}");
 }
 
@@ -32,8 +42,14 @@ fn route_explains_decisions() {
         "who@far.example",
     ]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("user@sub.client.dom: smtp-etrn!mail.client.dom"), "{out}");
-    assert!(out.contains("alice@test.example: local user alice"), "{out}");
+    assert!(
+        out.contains("user@sub.client.dom: smtp-etrn!mail.client.dom"),
+        "{out}"
+    );
+    assert!(
+        out.contains("alice@test.example: local user alice"),
+        "{out}"
+    );
     assert!(out.contains("x@y.closed.dom: refused: 550 5.1.2"), "{out}");
     assert!(out.contains("(database)"), "{out}");
     assert!(out.contains("who@far.example: refused: 550 5.1.2"), "{out}");
@@ -87,7 +103,11 @@ fn second_daemon_on_same_pidfile_refuses() {
 fn wait_for(d: &Daemon, text: &str) {
     let deadline = std::time::Instant::now() + crate::util::IO_TIMEOUT;
     while !d.log().contains(text) {
-        assert!(std::time::Instant::now() < deadline, "no '{text}' in log:\n{}", d.log());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no '{text}' in log:\n{}",
+            d.log()
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

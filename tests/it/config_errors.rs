@@ -28,9 +28,18 @@ fn main_conf_errors_name_file_and_line() {
     ));
     assert_eq!(code, 78);
     // Lines 1-9 are the harness's own settings.
-    assert!(text.contains("DIR/etrnd.conf:10: unknown name 'BOGUS'"), "{text}");
-    assert!(text.contains("DIR/etrnd.conf:11: MYNETWORKS: bad prefix length"), "{text}");
-    assert!(text.contains("DIR/etrnd.conf:12: MAX_RECIPIENTS: expected a number"), "{text}");
+    assert!(
+        text.contains("DIR/etrnd.conf:10: unknown name 'BOGUS'"),
+        "{text}"
+    );
+    assert!(
+        text.contains("DIR/etrnd.conf:11: MYNETWORKS: bad prefix length"),
+        "{text}"
+    );
+    assert!(
+        text.contains("DIR/etrnd.conf:12: MAX_RECIPIENTS: expected a number"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -43,9 +52,15 @@ fn routes_aliases_localnames_errors() {
     };
     let (code, text) = check(setup);
     assert_eq!(code, 78);
-    assert!(text.contains("DIR/db/routes:3: expected 'key channel!host'"), "{text}");
+    assert!(
+        text.contains("DIR/db/routes:3: expected 'key channel!host'"),
+        "{text}"
+    );
     assert!(text.contains("DIR/db/localnames:2: bad domain"), "{text}");
-    assert!(text.contains("DIR/db/aliases:1: '|/bin/sh': program"), "{text}");
+    assert!(
+        text.contains("DIR/db/aliases:1: '|/bin/sh': program"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -78,7 +93,11 @@ fn daemon_refuses_to_start_with_bad_config() {
 #[test]
 fn shipped_samples_parse() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    for conf in ["etc/etrnd.conf", "etc/hub/etrnd.conf", "etc/client/etrnd.conf"] {
+    for conf in [
+        "etc/etrnd.conf",
+        "etc/hub/etrnd.conf",
+        "etc/client/etrnd.conf",
+    ] {
         let out = Command::new(bin())
             .args(["-n", "-f"])
             .arg(root.join(conf))

@@ -9,7 +9,11 @@ use std::time::Duration;
 use crate::util::{Client, Daemon};
 
 /// Runs `clients` senders until `stop`; returns the queue ids they got 250 for.
-fn load(d: &Daemon, clients: usize, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<Vec<String>>> {
+fn load(
+    d: &Daemon,
+    clients: usize,
+    stop: Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<Vec<String>>> {
     (0..clients)
         .map(|i| {
             let addr = d.addr();
@@ -17,7 +21,9 @@ fn load(d: &Daemon, clients: usize, stop: Arc<AtomicBool>) -> Vec<std::thread::J
             std::thread::spawn(move || {
                 let mut acked = Vec::new();
                 'outer: while !stop.load(Ordering::Relaxed) {
-                    let Ok(s) = std::net::TcpStream::connect(addr) else { break };
+                    let Ok(s) = std::net::TcpStream::connect(addr) else {
+                        break;
+                    };
                     drop(s);
                     let mut c = std::panic::catch_unwind(|| Client::hello(addr));
                     let Ok(c) = c.as_mut() else { break };
@@ -63,14 +69,31 @@ fn kill9_never_loses_an_acknowledged_message() {
         let queued: BTreeSet<String> = d.queue_files().into_iter().collect();
         let missing: Vec<_> = all_acked.difference(&queued).collect();
         assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
-        assert!(crate::util::list(&d.spool().join("tmp")).is_empty(), "tmp/ purged at start");
-        assert!(crate::util::list(&d.spool().join("corrupt")).is_empty(), "nothing torn in queue/");
+        assert!(
+            crate::util::list(&d.spool().join("tmp")).is_empty(),
+            "tmp/ purged at start"
+        );
+        assert!(
+            crate::util::list(&d.spool().join("corrupt")).is_empty(),
+            "nothing torn in queue/"
+        );
         // Anything in the queue beyond the acknowledged set is a message whose 250 was
         // lost in the kill (allowed: RFC 1047); it must be whole, which the recovery
         // scan checked (corrupt/ is empty).
     }
-    assert!(all_acked.len() > 20, "the load barely ran: {}", all_acked.len());
+    assert!(
+        all_acked.len() > 20,
+        "the load barely ran: {}",
+        all_acked.len()
+    );
     let (_, out, _) = d.run(&["mailq"]);
-    assert!(out.contains(&format!("in {} Request", d.queue_files().len())), "{out}");
-    eprintln!("kill -9 rounds={rounds} acknowledged={} queued={}", all_acked.len(), d.queue_files().len());
+    assert!(
+        out.contains(&format!("in {} Request", d.queue_files().len())),
+        "{out}"
+    );
+    eprintln!(
+        "kill -9 rounds={rounds} acknowledged={} queued={}",
+        all_acked.len(),
+        d.queue_files().len()
+    );
 }

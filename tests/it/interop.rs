@@ -58,7 +58,10 @@ fn python_smtplib_sends_and_sees_refusals() {
     let data = std::fs::read(d.spool().join("queue").join(&files[0])).unwrap();
     let text = String::from_utf8_lossy(&data);
     assert!(text.contains("Subject: from smtplib"));
-    assert!(text.contains("\r\n.\r\nA lone dot line above."), "dot unstuffed");
+    assert!(
+        text.contains("\r\n.\r\nA lone dot line above."),
+        "dot unstuffed"
+    );
     assert!(text.contains("Received: from py.example ([127.0.0.1])"));
     let (_, mailq, _) = d.run(&["mailq"]);
     assert!(mailq.contains("<py@example.org>"), "{mailq}");

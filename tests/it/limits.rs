@@ -43,7 +43,11 @@ fn oversized_message_is_552_and_session_continues() {
     assert!(text.contains("5.3.4"), "{text}");
     assert!(d.queue_files().is_empty());
     assert!(crate::util::list(&d.spool().join("tmp")).is_empty());
-    c.send_message("a@b.example", &["alice@test.example"], "Subject: small\r\n\r\nok\r\n");
+    c.send_message(
+        "a@b.example",
+        &["alice@test.example"],
+        "Subject: small\r\n\r\nok\r\n",
+    );
     assert_eq!(d.queue_files().len(), 1);
 }
 

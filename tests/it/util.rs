@@ -22,10 +22,7 @@ impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let p = std::env::temp_dir().join(format!(
-            "etrnd-it-{tag}-{}-{n}",
-            std::process::id()
-        ));
+        let p = std::env::temp_dir().join(format!("etrnd-it-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(p.join("db")).unwrap();
         TempDir(p)
@@ -75,7 +72,11 @@ impl Setup {
             "MAILVAR=.\nPOSTOFFICE=spool\nPIDFILE=etrnd.pid\nLOGDIR=log\nMAILBOX=mail/\n\
              HOSTNAME=mx.test.example\nHOSTS_ORDER=files\n",
         );
-        let has = |name: &str| self.conf.lines().any(|l| l.starts_with(&format!("{name}=")));
+        let has = |name: &str| {
+            self.conf
+                .lines()
+                .any(|l| l.starts_with(&format!("{name}=")))
+        };
         if !has("LISTEN") {
             conf.push_str("LISTEN=127.0.0.1:0\n");
         }
@@ -200,7 +201,11 @@ impl Daemon {
             if let Some(st) = c.try_wait().unwrap() {
                 return st;
             }
-            assert!(Instant::now() < deadline, "daemon did not stop:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not stop:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -27,10 +27,27 @@ pub struct Config {
     pub router: Router,
 }
 
-fn optional(path: &Path) -> Result<String, ConfigError> {
-    match std::fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        _ => lex::read(path),
+/// Reads and parses one `db/` file, collecting its errors. An absent optional file
+/// is empty.
+fn db_file<T: Default>(
+    path: &Path,
+    required: bool,
+    parse: impl FnOnce(&Path, &str) -> Result<T, Vec<ConfigError>>,
+    errors: &mut Vec<ConfigError>,
+) -> T {
+    let absent =
+        matches!(std::fs::metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+    let text = if absent && !required {
+        Ok(String::new())
+    } else {
+        lex::read(path)
+    };
+    match text.map_err(|e| vec![e]).and_then(|t| parse(path, &t)) {
+        Ok(v) => v,
+        Err(mut e) => {
+            errors.append(&mut e);
+            T::default()
+        }
     }
 }
 
@@ -41,51 +58,27 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
     let main = MainConf::parse(path, &text)?;
     let mut errors = Vec::new();
     let db = main.mailvar.join("db");
-
-    let routes_path = db.join("routes");
-    let trie = match lex::read(&routes_path)
-        .map_err(|e| vec![e])
-        .and_then(|t| routes::parse(&routes_path, &t))
-    {
-        Ok(entries) => RouteTrie::new(entries),
-        Err(mut e) => {
-            errors.append(&mut e);
-            RouteTrie::default()
-        }
-    };
-
-    let ln_path = db.join("localnames");
-    let mut localnames = match optional(&ln_path)
-        .map_err(|e| vec![e])
-        .and_then(|t| names::parse_localnames(&ln_path, &t))
-    {
-        Ok(s) => s,
-        Err(mut e) => {
-            errors.append(&mut e);
-            Default::default()
-        }
-    };
-    if let Ok(d) = Domain::parse(&main.hostname) {
-        localnames.insert(d);
-    }
-
-    let al_path = db.join("aliases");
-    let aliases = match optional(&al_path)
-        .map_err(|e| vec![e])
-        .and_then(|t| names::parse_aliases(&al_path, &t))
-    {
-        Ok(a) => a,
-        Err(mut e) => {
-            errors.append(&mut e);
-            Default::default()
-        }
-    };
-
+    let entries = db_file(&db.join("routes"), true, routes::parse, &mut errors);
+    let mut localnames = db_file(
+        &db.join("localnames"),
+        false,
+        names::parse_localnames,
+        &mut errors,
+    );
+    let aliases = db_file(
+        &db.join("aliases"),
+        false,
+        names::parse_aliases,
+        &mut errors,
+    );
     if !errors.is_empty() {
         return Err(errors);
     }
+    if let Ok(d) = Domain::parse(&main.hostname) {
+        localnames.insert(d);
+    }
     let router = Router {
-        trie,
+        trie: RouteTrie::new(entries),
         localnames,
         aliases,
         protocols_smtp: main.protocols_smtp,

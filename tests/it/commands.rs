@@ -111,3 +111,25 @@ fn wait_for(d: &Daemon, text: &str) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+#[test]
+fn listens_on_several_addresses_ipv4_and_ipv6() {
+    let have_v6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+    let listen = if have_v6 {
+        "LISTEN=127.0.0.1:0 127.0.0.2:0 [::1]:0\n"
+    } else {
+        "LISTEN=127.0.0.1:0 127.0.0.2:0\n"
+    };
+    let d = Daemon::start_with(crate::util::Setup::with_conf(listen));
+    assert_eq!(d.addrs.len(), if have_v6 { 3 } else { 2 }, "{}", d.log());
+    for a in &d.addrs {
+        assert_ne!(a.port(), 0, "the real port is logged");
+        let mut c = Client::hello(*a);
+        c.send_message(
+            "a@b.example",
+            &["alice@test.example"],
+            "Subject: x\r\n\r\nx\r\n",
+        );
+    }
+    assert_eq!(d.queue_files().len(), d.addrs.len());
+}

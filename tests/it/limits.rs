@@ -61,6 +61,10 @@ fn large_message_is_stored_byte_exact() {
         body.push_str(if i % 2 == 0 { &line998 } else { ".leading dot" });
         body.push_str("\r\n");
     }
+    // bad-input C20: a 10,000-octet line is accepted and stored whole (never silently
+    // truncated); folding for relay is the outbound client's job.
+    body.push_str(&"w".repeat(10_000));
+    body.push_str("\r\n");
     let stuffed = body.replace("\r\n.leading", "\r\n..leading");
     c.send_message("a@b.example", &["u@client.dom"], &stuffed);
     let files = d.queue_files();

@@ -32,6 +32,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod dns;
 pub mod event_loop;
 pub mod logging;
 pub mod mailq;

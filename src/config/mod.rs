@@ -13,6 +13,9 @@ pub mod routes;
 use std::path::Path;
 
 pub use lex::ConfigError;
+
+use crate::dns::files::{self as dnsfiles, HostsTable, ResolvConf, ResolveConf};
+use main_conf::HostSource;
 pub use main_conf::MainConf;
 
 use crate::route::{RouteTrie, Router};
@@ -25,6 +28,8 @@ pub struct Config {
     pub main: MainConf,
     /// Routes, local names and aliases.
     pub router: Router,
+    /// Name resolution: order, hosts file, DNS servers.
+    pub resolve: ResolveConf,
 }
 
 /// Reads and parses one `db/` file, collecting its errors. An absent optional file
@@ -71,6 +76,7 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
         names::parse_aliases,
         &mut errors,
     );
+    let resolve = load_resolve(&main, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -83,5 +89,46 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
         aliases,
         protocols_smtp: main.protocols_smtp,
     };
-    Ok(Config { main, router })
+    Ok(Config {
+        main,
+        router,
+        resolve,
+    })
+}
+
+/// The resolution settings: `HOSTS_ORDER`, else the `hosts:` line of `NSSWITCH_CONF`,
+/// else resolv.conf's `lookup` (OpenBSD), else `files dns`; `HOSTS_FILE`;
+/// `RESOLV_CONF` with `DNS_SERVERS` in place of its servers (127.0.0.1:53 if none).
+fn load_resolve(main: &MainConf, errors: &mut Vec<ConfigError>) -> ResolveConf {
+    let hosts = db_file(&main.hosts_file, false, HostsTable::parse, errors);
+    let mut resolv = db_file(&main.resolv_conf, false, parse_resolv, errors);
+    if !main.dns_servers.is_empty() {
+        resolv.servers = main.dns_servers.clone();
+    }
+    if resolv.servers.is_empty() {
+        resolv
+            .servers
+            .push(std::net::SocketAddr::from(([127, 0, 0, 1], 53)));
+    }
+    let order = match &main.hosts_order {
+        Some(o) => o.clone(),
+        None => {
+            let ns = db_file(&main.nsswitch_conf, false, parse_nsswitch, errors);
+            ns.or_else(|| resolv.lookup.clone())
+                .unwrap_or_else(|| vec![HostSource::Files, HostSource::Dns])
+        }
+    };
+    ResolveConf {
+        order,
+        hosts,
+        resolv,
+    }
+}
+
+fn parse_resolv(path: &Path, text: &str) -> Result<ResolvConf, Vec<ConfigError>> {
+    ResolvConf::parse(path, text)
+}
+
+fn parse_nsswitch(path: &Path, text: &str) -> Result<Option<Vec<HostSource>>, Vec<ConfigError>> {
+    dnsfiles::parse_nsswitch(path, text).map_err(|e| vec![e])
 }

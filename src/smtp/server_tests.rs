@@ -32,6 +32,11 @@ fn config(trusted: bool) -> Config {
             aliases,
             protocols_smtp: false,
         },
+        resolve: crate::dns::ResolveConf {
+            order: vec![crate::config::main_conf::HostSource::Files],
+            hosts: Default::default(),
+            resolv: Default::default(),
+        },
     }
 }
 

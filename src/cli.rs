@@ -30,8 +30,13 @@ pub enum Command {
     Check,
     /// List the queue.
     Mailq,
-    /// Show how addresses route.
-    Route(Vec<String>),
+    /// Show how addresses route; with `resolve` (`-R`) also the next hops.
+    Route {
+        /// `-R`: resolve the next hop of each remote route.
+        resolve: bool,
+        /// The addresses.
+        addrs: Vec<String>,
+    },
 }
 
 /// Checked options.
@@ -48,7 +53,7 @@ pub struct Options {
 }
 
 /// The one-line usage message.
-pub const USAGE: &str = "usage: etrnd [-dhnv] [-f file] [mailq | route address ...]";
+pub const USAGE: &str = "usage: etrnd [-dhnv] [-f file] [mailq | route [-R] address ...]";
 
 /// Parses `args` (program name first). `Err` carries a message for stderr and the
 /// exit code.
@@ -88,7 +93,17 @@ pub fn parse(args: &[String]) -> Result<Options, (String, i32)> {
             return Err((format!("etrnd: -n takes no command\n{USAGE}"), exit::USAGE))
         }
         Some("mailq") if free.len() == 1 => Command::Mailq,
-        Some("route") if free.len() > 1 => Command::Route(free[1..].to_vec()),
+        Some("route") if free.len() > 1 => {
+            let resolve = free[1] == "-R";
+            let addrs = free[if resolve { 2 } else { 1 }..].to_vec();
+            if addrs.is_empty() {
+                return Err((
+                    format!("etrnd: route needs an address\n{USAGE}"),
+                    exit::USAGE,
+                ));
+            }
+            Command::Route { resolve, addrs }
+        }
         Some(other) => {
             return Err((
                 format!("etrnd: unknown command or arguments '{other}'\n{USAGE}"),
@@ -131,7 +146,17 @@ mod tests {
             p(&["etrnd", "-f", "c", "route", "a@b", "c@d"])
                 .unwrap()
                 .command,
-            Command::Route(vec!["a@b".into(), "c@d".into()])
+            Command::Route {
+                resolve: false,
+                addrs: vec!["a@b".into(), "c@d".into()]
+            }
+        );
+        assert_eq!(
+            p(&["etrnd", "route", "-R", "a@b"]).unwrap().command,
+            Command::Route {
+                resolve: true,
+                addrs: vec!["a@b".into()]
+            }
         );
     }
 
@@ -140,6 +165,7 @@ mod tests {
         assert_eq!(p(&["etrnd", "-x"]).unwrap_err().1, exit::USAGE);
         assert_eq!(p(&["etrnd", "bogus"]).unwrap_err().1, exit::USAGE);
         assert_eq!(p(&["etrnd", "route"]).unwrap_err().1, exit::USAGE);
+        assert_eq!(p(&["etrnd", "route", "-R"]).unwrap_err().1, exit::USAGE);
         assert_eq!(p(&["etrnd", "-n", "mailq"]).unwrap_err().1, exit::USAGE);
         assert_eq!(p(&["etrnd", "-h"]).unwrap_err().1, exit::OK);
     }

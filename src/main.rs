@@ -6,6 +6,7 @@ use std::process::exit;
 
 use etrnd::cli::{self, exit as ex, Command, Options};
 use etrnd::config::{self, Config};
+use etrnd::dns::{Dns, Outcome};
 use etrnd::route::Decision;
 use etrnd::spool::Spool;
 
@@ -27,8 +28,21 @@ fn die(code: i32, msg: impl std::fmt::Display) -> ! {
     exit(code);
 }
 
-fn route(cfg: &Config, addrs: &[String]) -> i32 {
+fn route(cfg: &Config, addrs: &[String], resolve: bool) -> i32 {
     let mut code = ex::OK;
+    let mut dns = resolve.then(|| {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            ^ u64::from(std::process::id());
+        Dns::new(
+            cfg.resolve.clone(),
+            etrnd::dns::self_spec(cfg, &[]),
+            cfg.main.smtp_port,
+            seed,
+        )
+    });
     for a in addrs {
         let path = if a.starts_with('<') {
             a.clone()
@@ -60,8 +74,41 @@ fn route(cfg: &Config, addrs: &[String]) -> i32 {
         if outside.decision != inside.decision {
             println!("    from outside MYNETWORKS: {}", show(&outside.decision));
         }
+        if let (Some(dns), Decision::Remote { host, .. }) = (dns.as_mut(), &inside.decision) {
+            print_next_hops(dns, host);
+        }
     }
     code
+}
+
+/// Resolves a route host as a delivery would and prints what it would try.
+fn print_next_hops(dns: &mut Dns, host: &str) {
+    let limit = std::time::Duration::from_secs(60);
+    match etrnd::event_loop::dns_io::resolve_all(dns, &[(host.to_string(), false)], limit) {
+        Ok(mut outcomes) => match outcomes.pop() {
+            Some(Outcome::Hops(hops)) => {
+                for (i, h) in hops.iter().enumerate() {
+                    let pref = h.pref.map(|p| format!(" MX {p}")).unwrap_or_default();
+                    println!(
+                        "    next hop {}: {}{} {} (from {})",
+                        i + 1,
+                        h.host,
+                        pref,
+                        h.addr,
+                        h.source
+                    );
+                }
+            }
+            Some(Outcome::Failed { status, reason }) => {
+                println!("    next hop: permanent failure {status}: {reason}")
+            }
+            Some(Outcome::Deferred { status, reason }) => {
+                println!("    next hop: temporary failure {status}: {reason}")
+            }
+            None => {}
+        },
+        Err(e) => println!("    next hop: cannot resolve: {e}"),
+    }
 }
 
 fn daemon(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
@@ -141,7 +188,7 @@ fn main() {
     let cfg = load_config(&config_path);
     match &opts.command {
         Command::Check => exit(ex::OK),
-        Command::Route(addrs) => exit(route(&cfg, addrs)),
+        Command::Route { resolve, addrs } => exit(route(&cfg, addrs, *resolve)),
         Command::Mailq => match etrnd::mailq::render(&cfg.main.postoffice) {
             Ok(text) => {
                 print!("{text}");

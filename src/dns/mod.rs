@@ -18,6 +18,17 @@ pub use files::ResolveConf;
 pub use nexthop::{Hop, Outcome, SelfSpec, Source};
 pub use resolver::{Answer, QueryId, Resolver, ResolverConfig, Rtype, Transmit};
 
+/// Who we are, from the configuration and the interfaces (never from DNS).
+pub fn self_spec(cfg: &crate::config::Config, listening: &[SocketAddr]) -> SelfSpec {
+    let mut listen = cfg.main.listen.clone();
+    listen.extend_from_slice(listening);
+    SelfSpec {
+        hostname: crate::smtp::Domain::parse(&cfg.main.hostname).ok(),
+        listen,
+        interfaces: crate::sys::interface_addrs(),
+    }
+}
+
 /// A caller's handle on a next-hop lookup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LookupId(pub u64);

@@ -14,6 +14,7 @@
 //! 5. run due timers; write pending output; close finished connections.
 
 mod conn;
+pub mod dns_io;
 mod timers;
 
 use std::collections::HashMap;

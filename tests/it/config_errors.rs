@@ -27,17 +27,17 @@ fn main_conf_errors_name_file_and_line() {
         "BOGUS=1\nMYNETWORKS=10.0.0.0/33\nMAX_RECIPIENTS=many\n",
     ));
     assert_eq!(code, 78);
-    // Lines 1-9 are the harness's own settings.
+    // Lines 1-12 are the harness's own settings.
     assert!(
-        text.contains("DIR/etrnd.conf:10: unknown name 'BOGUS'"),
+        text.contains("DIR/etrnd.conf:13: unknown name 'BOGUS'"),
         "{text}"
     );
     assert!(
-        text.contains("DIR/etrnd.conf:11: MYNETWORKS: bad prefix length"),
+        text.contains("DIR/etrnd.conf:14: MYNETWORKS: bad prefix length"),
         "{text}"
     );
     assert!(
-        text.contains("DIR/etrnd.conf:12: MAX_RECIPIENTS: expected a number"),
+        text.contains("DIR/etrnd.conf:15: MAX_RECIPIENTS: expected a number"),
         "{text}"
     );
 }
@@ -87,7 +87,7 @@ fn daemon_refuses_to_start_with_bad_config() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(78));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("etrnd.conf:9: LISTEN: bad address"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("etrnd.conf:12: LISTEN: bad address"));
 }
 
 #[test]

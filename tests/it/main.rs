@@ -3,7 +3,9 @@
 mod commands;
 mod config_errors;
 mod crash;
+mod fakedns;
 mod interop;
 mod limits;
+mod resolve;
 mod scripts;
 mod util;

@@ -70,18 +70,24 @@ impl Setup {
     pub fn write(&self, dir: &Path) {
         let mut conf = String::from(
             "MAILVAR=.\nPOSTOFFICE=spool\nPIDFILE=etrnd.pid\nLOGDIR=log\nMAILBOX=mail/\n\
-             HOSTNAME=mx.test.example\nHOSTS_ORDER=files\n",
+             HOSTNAME=mx.test.example\n",
         );
         let has = |name: &str| {
             self.conf
                 .lines()
                 .any(|l| l.starts_with(&format!("{name}=")))
         };
-        if !has("LISTEN") {
-            conf.push_str("LISTEN=127.0.0.1:0\n");
-        }
-        if !has("GREET_PAUSE") {
-            conf.push_str("GREET_PAUSE=0\n");
+        for (name, value) in [
+            ("LISTEN", "127.0.0.1:0"),
+            ("GREET_PAUSE", "0"),
+            ("HOSTS_ORDER", "files"),
+            ("HOSTS_FILE", "hosts"),
+            ("RESOLV_CONF", "resolv.conf"),
+            ("NSSWITCH_CONF", "nsswitch.conf"),
+        ] {
+            if !has(name) {
+                conf.push_str(&format!("{name}={value}\n"));
+            }
         }
         conf.push_str(&self.conf);
         std::fs::write(dir.join("etrnd.conf"), conf).unwrap();
@@ -105,8 +111,16 @@ impl Daemon {
     }
 
     pub fn start_with(setup: Setup) -> Daemon {
+        Daemon::start_with_files(setup, &[])
+    }
+
+    /// Starts with extra files (name relative to the config directory, contents).
+    pub fn start_with_files(setup: Setup, files: &[(&str, &str)]) -> Daemon {
         let dir = TempDir::new("daemon");
         setup.write(&dir.0);
+        for (name, text) in files {
+            std::fs::write(dir.0.join(name), text).unwrap();
+        }
         let mut d = Daemon {
             dir,
             child: None,

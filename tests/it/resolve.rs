@@ -1,0 +1,148 @@
+//! Name resolution through the real binary: the zero-DNS guarantee, and `route -R`
+//! against a fake DNS server and against dnsmasq.
+
+use hickory_proto::rr::RecordType;
+
+use crate::fakedns::{Entry, FakeDns};
+use crate::util::{Client, Daemon, Setup};
+
+const ROUTES: &str = ".client.dom smtp-etrn!mail.client.dom\n\
+.lit.example smtp![192.0.2.9]:2526\n\
+.viahosts.example smtp!relay.hosts.example\n\
+.dns.example smtp!dns.example\n\
+.trunc.example smtp!trunc.example\n\
+.slow.example smtp!slow.example\n\
+.gone.example smtp!gone.example\n\
+.broken.example smtp!broken.example\n";
+
+fn setup(dns: &FakeDns, dir_hosts: &str) -> Setup {
+    Setup {
+        conf: format!(
+            "HOSTS_ORDER=files dns\nDNS_SERVERS={}\nHOSTS_FILE={dir_hosts}\nRESOLV_CONF=resolv.conf\n\
+             PROTOCOLS=routes smtp\n",
+            dns.addr
+        ),
+        routes: ROUTES.into(),
+        ..Setup::default()
+    }
+}
+
+fn start(dns: &FakeDns) -> Daemon {
+    let s = setup(dns, "hosts");
+    let d = Daemon::start_with_files(
+        s,
+        &[
+            ("hosts", "192.0.2.60 relay.hosts.example\n"),
+            ("resolv.conf", "options timeout:1 attempts:1\n"),
+        ],
+    );
+    d
+}
+
+fn table() -> Vec<(&'static str, RecordType, Entry)> {
+    vec![
+        (
+            "dns.example",
+            RecordType::MX,
+            Entry::Mx(vec![(10, "mx1.dns.example"), (20, "mx2.dns.example")]),
+        ),
+        (
+            "mx1.dns.example",
+            RecordType::ANY,
+            Entry::Addr(vec!["192.0.2.11"]),
+        ),
+        (
+            "mx2.dns.example",
+            RecordType::ANY,
+            Entry::Addr(vec!["192.0.2.12"]),
+        ),
+        (
+            "trunc.example",
+            RecordType::MX,
+            Entry::TruncatedMx(vec![(5, "mx.trunc.example")]),
+        ),
+        (
+            "mx.trunc.example",
+            RecordType::ANY,
+            Entry::Addr(vec!["192.0.2.13"]),
+        ),
+        ("slow.example", RecordType::ANY, Entry::Silent),
+        ("gone.example", RecordType::ANY, Entry::NxDomain),
+        ("broken.example", RecordType::ANY, Entry::ServFail),
+    ]
+}
+
+#[test]
+fn zero_dns_while_starting_accepting_and_listing() {
+    let dns = FakeDns::start(table());
+    let d = start(&dns);
+    let mut c = Client::hello(d.addr());
+    // Queue-only route, smtp route, [ip] route, hosts-file route, the smtp protocol
+    // fall-back for an unrouted domain, and a local user.
+    for rcpt in [
+        "u@client.dom",
+        "u@dns.example",
+        "u@lit.example",
+        "u@viahosts.example",
+        "u@unrouted.example",
+        "alice@test.example",
+    ] {
+        c.send_message("s@test.example", &[rcpt], "Subject: z\r\n\r\nz\r\n");
+    }
+    c.cmd("QUIT", 221);
+    assert_eq!(d.run(&["mailq"]).0, 0);
+    assert_eq!(d.run(&["route", "u@dns.example", "u@gone.example"]).0, 0);
+    assert_eq!(d.run(&["-n"]).0, 0);
+    let (code, out, _) = d.run(&["route", "-R", "u@lit.example", "u@viahosts.example"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("192.0.2.9:2526 (from literal)"), "{out}");
+    assert!(
+        out.contains("relay.hosts.example 192.0.2.60:25 (from files)"),
+        "{out}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        dns.count(),
+        0,
+        "no DNS packet may be sent in any of these cases"
+    );
+    // The counter does count: a DNS route resolved on request sends queries.
+    let (_, out, _) = d.run(&["route", "-R", "u@dns.example"]);
+    assert!(
+        out.contains("next hop 1: mx1.dns.example MX 10 192.0.2.11:25 (from dns)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("next hop 2: mx2.dns.example MX 20 192.0.2.12:25 (from dns)"),
+        "{out}"
+    );
+    assert!(dns.count() > 0);
+}
+
+#[test]
+fn route_r_failures_and_truncation() {
+    let dns = FakeDns::start(table());
+    let d = start(&dns);
+    let (_, out, _) = d.run(&[
+        "route",
+        "-R",
+        "u@gone.example",
+        "u@broken.example",
+        "u@slow.example",
+        "u@trunc.example",
+    ]);
+    assert!(out.contains("permanent failure 5.1.2"), "{out}");
+    assert!(
+        out.contains("temporary failure 4.4.3: DNS query for broken.example failed"),
+        "{out}"
+    );
+    assert!(
+        out.contains("temporary failure 4.4.3: DNS query for slow.example timed out"),
+        "{out}"
+    );
+    assert!(
+        out.contains("mx.trunc.example MX 5 192.0.2.13:25 (from dns)"),
+        "{out}"
+    );
+    assert!(dns.tcp_queries.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+}

@@ -170,6 +170,15 @@ impl Dns {
         self.pump(now);
     }
 
+    /// Gives back memory held by tables that grew during a burst (the loop calls this
+    /// when idle; small systems should not keep a burst's peak).
+    pub fn shrink_to_fit(&mut self) {
+        self.lookups.shrink_to_fit();
+        self.owner.shrink_to_fit();
+        self.done.shrink_to_fit();
+        self.resolver.shrink_to_fit();
+    }
+
     /// Lookups in progress.
     pub fn in_progress(&self) -> usize {
         self.lookups.len()

@@ -40,6 +40,9 @@ pub const MAX_NEGATIVE_TTL: Duration = Duration::from_secs(900);
 pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(30);
 /// EDNS(0) payload size we advertise (the DNS flag day 2020 value).
 pub const EDNS_PAYLOAD: u16 = 1232;
+/// Queries on the wire at once; more wait their turn, so a burst neither floods a
+/// small forwarder nor overruns our socket's receive buffer.
+pub const MAX_IN_FLIGHT: usize = 64;
 /// Largest per-try timeout after doubling.
 pub const MAX_TRY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -110,7 +113,8 @@ struct Pending {
     server: usize,
     tries: u32,
     tcp: bool,
-    deadline: Instant,
+    /// When the current try times out; `None` while waiting for a free slot.
+    deadline: Option<Instant>,
     /// Lowest TTL along the CNAME chain.
     ttl: Duration,
 }
@@ -136,6 +140,7 @@ pub struct Resolver {
     cache: HashMap<(Domain, Rtype), (Instant, Answer)>,
     out: VecDeque<Transmit>,
     done: VecDeque<(QueryId, Answer)>,
+    backlog: VecDeque<(Domain, Rtype)>,
     next_qid: u64,
     rng: u64,
     rotate_next: usize,
@@ -155,6 +160,7 @@ impl Resolver {
             cache: HashMap::new(),
             out: VecDeque::new(),
             done: VecDeque::new(),
+            backlog: VecDeque::new(),
             next_qid: 0,
             rng: seed | 1,
             rotate_next: 0,
@@ -214,12 +220,36 @@ impl Resolver {
             server,
             tries: 0,
             tcp: false,
-            deadline: now,
+            deadline: None,
             ttl: MAX_TTL,
         };
-        self.send(&mut p, now);
+        if self.in_flight() < MAX_IN_FLIGHT {
+            self.send(&mut p, now);
+        } else {
+            self.backlog.push_back(key.clone());
+        }
         self.pending.insert(key, p);
         qid
+    }
+
+    fn in_flight(&self) -> usize {
+        self.pending
+            .values()
+            .filter(|p| p.deadline.is_some())
+            .count()
+    }
+
+    /// Sends waiting queries while slots are free.
+    fn start_backlog(&mut self, now: Instant) {
+        while self.in_flight() < MAX_IN_FLIGHT {
+            let Some(key) = self.backlog.pop_front() else {
+                break;
+            };
+            if let Some(mut p) = self.pending.remove(&key) {
+                self.send(&mut p, now);
+                self.pending.insert(key, p);
+            }
+        }
     }
 
     fn try_timeout(&self, tries: u32) -> Duration {
@@ -241,7 +271,7 @@ impl Resolver {
             m.set_edns(e);
         }
         let data = m.to_vec().unwrap_or_default();
-        p.deadline = now + self.try_timeout(p.tries);
+        p.deadline = Some(now + self.try_timeout(p.tries));
         self.sent += 1;
         self.out.push_back(Transmit {
             server: self.cfg.servers[p.server % self.cfg.servers.len()],
@@ -262,7 +292,7 @@ impl Resolver {
 
     /// The earliest deadline of a query in flight.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.pending.values().map(|p| p.deadline).min()
+        self.pending.values().filter_map(|p| p.deadline).min()
     }
 
     /// Moves queries whose try timed out to the next server, or fails them.
@@ -270,7 +300,7 @@ impl Resolver {
         let due: Vec<(Domain, Rtype)> = self
             .pending
             .iter()
-            .filter(|(_, p)| p.deadline <= now)
+            .filter(|(_, p)| p.deadline.is_some_and(|d| d <= now))
             .map(|(k, _)| k.clone())
             .collect();
         for key in due {
@@ -278,6 +308,7 @@ impl Resolver {
                 self.next_server(key, p, now, "timed out");
             }
         }
+        self.start_backlog(now);
     }
 
     /// Tries the next server, or finishes the query with a temporary failure.
@@ -324,6 +355,14 @@ impl Resolver {
         self.cache.insert((name, rtype), (exp, ans));
     }
 
+    /// Gives back memory of tables that grew during a burst.
+    pub fn shrink_to_fit(&mut self) {
+        self.pending.shrink_to_fit();
+        self.backlog.shrink_to_fit();
+        self.out.shrink_to_fit();
+        self.done.shrink_to_fit();
+    }
+
     /// Number of cached entries.
     pub fn cache_len(&self) -> usize {
         self.cache.len()
@@ -331,12 +370,18 @@ impl Resolver {
 
     /// A datagram (or a TCP answer without its length prefix) from `from`.
     pub fn handle_datagram(&mut self, from: SocketAddr, data: &[u8], now: Instant) {
+        self.receive(from, data, now);
+        self.start_backlog(now);
+    }
+
+    fn receive(&mut self, from: SocketAddr, data: &[u8], now: Instant) {
         let from = SocketAddr::new(canonical(from.ip()), from.port());
         let Ok(msg) = Message::from_vec(data) else {
             self.ignored += 1;
             return;
         };
         let key = self.pending.iter().find_map(|(k, p)| {
+            p.deadline?;
             let server = self
                 .cfg
                 .servers

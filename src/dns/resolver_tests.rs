@@ -397,6 +397,28 @@ fn cache_is_bounded() {
 }
 
 #[test]
+fn bursts_are_held_to_the_in_flight_limit() {
+    let t0 = Instant::now();
+    let mut r = resolver(&[S1]);
+    for i in 0..(MAX_IN_FLIGHT + 10) {
+        r.query(&d(&format!("b{i}.example")), Rtype::A, t0);
+    }
+    let mut first: Vec<_> = std::iter::from_fn(|| r.poll_transmit()).collect();
+    assert_eq!(first.len(), MAX_IN_FLIGHT);
+    // Each answer lets one waiting query out.
+    let t = first.remove(0);
+    let m = Message::from_vec(&t.data).unwrap();
+    let mut resp = response(&m);
+    resp.add_answer(addr_record(
+        m.queries[0].name().to_ascii().trim_end_matches('.'),
+        "192.0.2.1",
+        60,
+    ));
+    deliver(&mut r, S1, &resp, t0);
+    assert_eq!(std::iter::from_fn(|| r.poll_transmit()).count(), 1);
+}
+
+#[test]
 fn no_servers_is_a_temporary_failure_without_packets() {
     let mut r = resolver(&[]);
     r.query(&d("x.example"), Rtype::A, Instant::now());

@@ -29,14 +29,13 @@ fn setup(dns: &FakeDns, dir_hosts: &str) -> Setup {
 
 fn start(dns: &FakeDns) -> Daemon {
     let s = setup(dns, "hosts");
-    let d = Daemon::start_with_files(
+    Daemon::start_with_files(
         s,
         &[
             ("hosts", "192.0.2.60 relay.hosts.example\n"),
             ("resolv.conf", "options timeout:1 attempts:1\n"),
         ],
-    );
-    d
+    )
 }
 
 fn table() -> Vec<(&'static str, RecordType, Entry)> {
@@ -145,4 +144,130 @@ fn route_r_failures_and_truncation() {
         "{out}"
     );
     assert!(dns.tcp_queries.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+}
+
+/// dnsmasq on a private loopback port, serving a small zone.
+struct Dnsmasq {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Dnsmasq {
+    fn start() -> Dnsmasq {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let bin = if std::path::Path::new("/usr/sbin/dnsmasq").exists() {
+            "/usr/sbin/dnsmasq"
+        } else {
+            "dnsmasq"
+        };
+        let child = std::process::Command::new(bin)
+            .args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--listen-address=127.0.0.1",
+                "--pid-file=",
+                "--user=root",
+                "--local=/test/",
+                &format!("--port={port}"),
+                "--mx-host=dm.test,mx1.dm.test,10",
+                "--mx-host=dm.test,mx2.dm.test,20",
+                "--host-record=mx1.dm.test,192.0.2.21",
+                "--host-record=mx2.dm.test,192.0.2.22,2001:db8::22",
+                "--mx-host=viacname.test,alias.dm.test,5",
+                "--cname=alias.dm.test,mx1.dm.test",
+                "--host-record=plain.test,192.0.2.30",
+                "--dns-rr=nullmx.test,15,000000",
+            ])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dnsmasq is needed (Debian package dnsmasq-base; .ci/run installs it)");
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        // Wait until it answers on its port.
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe
+            .set_read_timeout(Some(std::time::Duration::from_millis(100)))
+            .unwrap();
+        let q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05plain\x04test\x00\x00\x01\x00\x01";
+        for _ in 0..50 {
+            let _ = probe.send_to(q, addr);
+            let mut buf = [0u8; 512];
+            if probe.recv_from(&mut buf).is_ok() {
+                break;
+            }
+        }
+        Dnsmasq { child, addr }
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn route_r_against_dnsmasq() {
+    let dm = Dnsmasq::start();
+    let s = Setup {
+        conf: format!(
+            "HOSTS_ORDER=dns files\nDNS_SERVERS={}\nRESOLV_CONF=resolv.conf\nPROTOCOLS=routes smtp\n",
+            dm.addr
+        ),
+        routes: String::new(),
+        ..Setup::default()
+    };
+    let d = Daemon::start_with_files(s, &[("resolv.conf", "options timeout:1 attempts:2\n")]);
+    let (code, out, _) = d.run(&[
+        "route",
+        "-R",
+        "u@dm.test",
+        "u@viacname.test",
+        "u@plain.test",
+        "u@nullmx.test",
+        "u@nothing.test",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let section = |addr: &str| -> String {
+        let start = out.find(&format!("{addr}:")).unwrap();
+        let rest = &out[start + 1..];
+        let end = rest.find("\nu@").map(|i| i + 1).unwrap_or(rest.len());
+        out[start..start + 1 + end].to_string()
+    };
+    let dm_out = section("u@dm.test");
+    assert!(
+        dm_out.contains("next hop 1: mx1.dm.test MX 10 192.0.2.21:25 (from dns)"),
+        "{out}"
+    );
+    assert!(
+        dm_out.contains("next hop 2: mx2.dm.test MX 20 192.0.2.22:25 (from dns)"),
+        "{out}"
+    );
+    assert!(
+        dm_out.contains("next hop 3: mx2.dm.test MX 20 [2001:db8::22]:25 (from dns)"),
+        "{out}"
+    );
+    assert!(
+        section("u@viacname.test").contains("alias.dm.test MX 5 192.0.2.21:25"),
+        "CNAME followed: {out}"
+    );
+    assert!(
+        section("u@plain.test").contains("plain.test 192.0.2.30:25 (from dns)"),
+        "{out}"
+    );
+    assert!(
+        section("u@nullmx.test").contains("permanent failure 5.1.10"),
+        "{out}"
+    );
+    assert!(
+        section("u@nothing.test").contains("permanent failure 5.1.2"),
+        "{out}"
+    );
 }

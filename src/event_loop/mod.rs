@@ -28,6 +28,8 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::config::{self, cidr, Config};
+use crate::dns::Dns;
+use dns_io::DnsIo;
 use crate::smtp::server::{Context, Event, ServerSession};
 use crate::smtp::trace::{self, TraceInfo};
 use crate::spool::{Incoming, Spool};
@@ -75,6 +77,9 @@ pub struct Daemon {
     disk_checked: Option<Instant>,
     buf: Vec<u8>,
     stopping: bool,
+    dns: Dns,
+    dns_io: DnsIo,
+    listening: Vec<SocketAddr>,
 }
 
 fn unix_now() -> u64 {
@@ -98,11 +103,25 @@ impl Daemon {
         poll.registry()
             .register(&mut SourceFd(&signals.fd()), SIGNAL, Interest::READABLE)?;
         let mut listeners = listeners;
+        let mut listening = Vec::new();
         for (i, l) in listeners.iter_mut().enumerate() {
             poll.registry()
                 .register(l, Token(LISTENER_BASE + i), Interest::READABLE)?;
-            log::info!("smtp listening address={}", l.local_addr()?);
+            let addr = l.local_addr()?;
+            log::info!("smtp listening address={addr}");
+            listening.push(addr);
         }
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            ^ (u64::from(std::process::id()) << 32);
+        let dns = Dns::new(
+            config.resolve.clone(),
+            crate::dns::self_spec(&config, &listening),
+            config.main.smtp_port,
+            seed,
+        );
         Ok(Daemon {
             poll,
             listeners,
@@ -122,6 +141,9 @@ impl Daemon {
             disk_checked: None,
             buf: vec![0; 64 * 1024],
             stopping: false,
+            dns,
+            dns_io: DnsIo::default(),
+            listening,
         })
     }
 
@@ -129,10 +151,11 @@ impl Daemon {
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         while !self.stopping {
-            let timeout = self
-                .timers
-                .next()
-                .map(|t| t.saturating_duration_since(Instant::now()));
+            let next = match (self.timers.next(), self.dns.poll_timeout()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timeout = next.map(|t| t.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -145,6 +168,10 @@ impl Daemon {
             for ev in events.iter() {
                 match ev.token() {
                     SIGNAL => self.handle_signals(),
+                    t if DnsIo::owns(t) => {
+                        self.dns_io
+                            .handle_event(t, &mut self.dns, self.poll.registry(), now)
+                    }
                     Token(t) if t >= CONN_BASE => {
                         let slot = t - CONN_BASE;
                         if let Some(Some(c)) = self.conns.get_mut(slot) {
@@ -173,6 +200,8 @@ impl Daemon {
                 }
             }
             self.commit(now);
+            self.dns.handle_timeout(now);
+            self.dns_io.flush(&mut self.dns, self.poll.registry(), now);
             self.free.append(&mut self.freed_this_turn);
         }
         self.shutdown();
@@ -224,6 +253,11 @@ impl Daemon {
                 if new.main.postoffice != self.config.main.postoffice {
                     log::warn!("config POSTOFFICE changed: restart etrnd to apply it");
                 }
+                self.dns.reconfigure(
+                    new.resolve.clone(),
+                    crate::dns::self_spec(&new, &self.listening),
+                    new.main.smtp_port,
+                );
                 self.config = new;
                 log::info!("config reloaded path={}", self.config_path.display());
             }

@@ -71,6 +71,22 @@ fn route(cfg: &Config, addrs: &[String], resolve: bool) -> i32 {
         };
         println!("{mbox}: {}", show(&inside.decision));
         println!("    because: {}", inside.why);
+        let (channel, host) = match &inside.decision {
+            Decision::Remote { channel, host } => (channel.as_str(), host.as_str()),
+            Decision::Local(u) => ("local", u.as_str()),
+            Decision::Refuse(_) => ("", ""),
+        };
+        if !channel.is_empty() {
+            match cfg.sched.clause_for(channel, host) {
+                Some((_, c)) => println!(
+                    "    scheduler: {} (scheduler.conf line {}){}",
+                    c.selector,
+                    c.line,
+                    if c.params.queueonly { ", queue-only" } else { "" }
+                ),
+                None => println!("    scheduler: no clause matches {channel}/{host}: not delivered"),
+            }
+        }
         if outside.decision != inside.decision {
             println!("    from outside MYNETWORKS: {}", show(&outside.decision));
         }

@@ -9,6 +9,7 @@ pub mod lex;
 pub mod main_conf;
 pub mod names;
 pub mod routes;
+pub mod scheduler;
 
 use std::path::Path;
 
@@ -30,6 +31,8 @@ pub struct Config {
     pub router: Router,
     /// Name resolution: order, hosts file, DNS servers.
     pub resolve: ResolveConf,
+    /// `scheduler.conf` (the built-in clauses when the file does not exist).
+    pub sched: scheduler::SchedulerConf,
 }
 
 /// Reads and parses one `db/` file, collecting its errors. An absent optional file
@@ -77,6 +80,19 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
         &mut errors,
     );
     let resolve = load_resolve(&main, &mut errors);
+    let sched_path = main.mailshare.join("scheduler.conf");
+    let logdir = main.logdir.to_string_lossy().into_owned();
+    let sched = if sched_path.exists() {
+        db_file(
+            &sched_path,
+            true,
+            |p, t| scheduler::SchedulerConf::parse(p, t, &logdir),
+            &mut errors,
+        )
+    } else {
+        scheduler::SchedulerConf::parse(&sched_path, scheduler::BUILTIN, &logdir)
+            .unwrap_or_default()
+    };
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -93,6 +109,7 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
         main,
         router,
         resolve,
+        sched,
     })
 }
 

@@ -37,6 +37,7 @@ fn config(trusted: bool) -> Config {
             hosts: Default::default(),
             resolv: Default::default(),
         },
+        sched: Default::default(),
     }
 }
 

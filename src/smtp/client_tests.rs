@@ -1,0 +1,292 @@
+//! Client session tests against scripted server replies, time simulated.
+
+use super::*;
+
+fn msg(rcpts: &[&str], body: &str) -> OutMessage {
+    OutMessage {
+        from: Some(Mailbox::parse("s@ours.example").unwrap()),
+        rcpts: rcpts.iter().map(|r| Mailbox::parse(r).unwrap()).collect(),
+        body: body.as_bytes().to_vec(),
+        eight_bit: false,
+    }
+}
+
+struct T {
+    c: ClientSession,
+    now: Instant,
+    events: Vec<ClientEvent>,
+}
+
+impl T {
+    fn new() -> T {
+        let now = Instant::now();
+        T {
+            c: ClientSession::new("mx.ours.example", now),
+            now,
+            events: Vec::new(),
+        }
+    }
+
+    fn server(&mut self, s: &str) {
+        self.c.handle_input(s.as_bytes(), self.now);
+        while let Some(e) = self.c.poll_event() {
+            self.events.push(e);
+        }
+    }
+
+    fn sent(&mut self) -> String {
+        let s = String::from_utf8_lossy(self.c.pending_output()).into_owned();
+        let n = self.c.pending_output().len();
+        self.c.consume_output(n);
+        s
+    }
+
+    /// Greeted with the given EHLO extensions.
+    fn ready(ext: &[&str]) -> T {
+        let mut t = T::new();
+        t.server("220 sink.example ESMTP\r\n");
+        assert_eq!(t.sent(), "EHLO mx.ours.example\r\n");
+        let mut r = String::from("250-sink.example\r\n");
+        for e in ext {
+            r.push_str(&format!("250-{e}\r\n"));
+        }
+        r.push_str("250 HELP\r\n");
+        t.server(&r);
+        assert_eq!(t.events.pop(), Some(ClientEvent::Ready));
+        t
+    }
+}
+
+#[test]
+fn pipelined_transaction_with_mixed_recipients() {
+    let mut t = T::ready(&["PIPELINING", "SIZE 1000000", "8BITMIME"]);
+    t.c.start(msg(&["a@x.example", "b@x.example"], "Subject: s\r\n\r\nhi\r\n"), t.now);
+    assert_eq!(
+        t.sent(),
+        "MAIL FROM:<s@ours.example> SIZE=18\r\nRCPT TO:<a@x.example>\r\nRCPT TO:<b@x.example>\r\nDATA\r\n"
+    );
+    t.server("250 ok\r\n250 ok\r\n550 5.1.1 no such user\r\n354 go\r\n");
+    assert_eq!(t.sent(), "Subject: s\r\n\r\nhi\r\n.\r\n");
+    t.server("250 2.0.0 queued as X\r\n");
+    assert_eq!(
+        t.events,
+        vec![
+            ClientEvent::Done(vec![
+                RcptOutcome::Delivered("250 2.0.0 queued as X".into()),
+                RcptOutcome::Failed("550 5.1.1 no such user".into()),
+            ]),
+            ClientEvent::Ready
+        ]
+    );
+    t.c.quit(t.now);
+    assert_eq!(t.sent(), "QUIT\r\n");
+    t.server("221 bye\r\n");
+    assert_eq!(t.events.last(), Some(&ClientEvent::Closed));
+}
+
+#[test]
+fn lockstep_without_pipelining() {
+    let mut t = T::ready(&[]);
+    t.c.start(msg(&["a@x.example"], "x\r\n"), t.now);
+    assert_eq!(t.sent(), "MAIL FROM:<s@ours.example>\r\n");
+    t.server("250 ok\r\n");
+    assert_eq!(t.sent(), "RCPT TO:<a@x.example>\r\n");
+    t.server("250 ok\r\n");
+    assert_eq!(t.sent(), "DATA\r\n");
+    t.server("354 go\r\n");
+    assert_eq!(t.sent(), "x\r\n.\r\n");
+    t.server("250 ok\r\n");
+    assert!(matches!(&t.events[0], ClientEvent::Done(v) if matches!(v[0], RcptOutcome::Delivered(_))));
+}
+
+#[test]
+fn all_recipients_refused_skips_data_and_resets() {
+    let mut t = T::ready(&[]);
+    t.c.start(msg(&["a@x.example"], "x\r\n"), t.now);
+    t.sent();
+    t.server("250 ok\r\n");
+    t.sent();
+    t.server("451 4.3.0 later\r\n");
+    assert_eq!(t.sent(), "RSET\r\n");
+    assert_eq!(
+        t.events[0],
+        ClientEvent::Done(vec![RcptOutcome::Deferred("451 4.3.0 later".into())])
+    );
+    t.server("250 ok\r\n");
+    assert_eq!(t.events.last(), Some(&ClientEvent::Ready));
+}
+
+#[test]
+fn mail_refused_fails_every_recipient() {
+    let mut t = T::ready(&["PIPELINING"]);
+    t.c.start(msg(&["a@x.example", "b@x.example"], "x\r\n"), t.now);
+    t.sent();
+    t.server("550 5.7.1 sender refused\r\n503 need mail\r\n503 need mail\r\n503 need mail\r\n");
+    assert_eq!(t.sent(), "RSET\r\n");
+    match &t.events[0] {
+        ClientEvent::Done(v) => {
+            assert!(v.iter().all(|o| matches!(o, RcptOutcome::Failed(w) if w.contains("sender refused"))))
+        }
+        e => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn pipelined_354_without_recipients_sends_empty_body() {
+    let mut t = T::ready(&["PIPELINING"]);
+    t.c.start(msg(&["a@x.example"], "secret\r\n"), t.now);
+    t.sent();
+    t.server("250 ok\r\n550 no\r\n354 go\r\n");
+    assert_eq!(t.sent(), ".\r\n");
+    t.server("554 no valid recipients\r\n");
+    assert_eq!(t.sent(), "RSET\r\n");
+    assert_eq!(t.events[0], ClientEvent::Done(vec![RcptOutcome::Failed("550 no".into())]));
+}
+
+#[test]
+fn final_dot_4xx_and_5xx() {
+    for (reply, deferred) in [("451 4.3.0 disk\r\n", true), ("554 5.6.0 content\r\n", false)] {
+        let mut t = T::ready(&["PIPELINING"]);
+        t.c.start(msg(&["a@x.example"], "x\r\n"), t.now);
+        t.sent();
+        t.server("250 ok\r\n250 ok\r\n354 go\r\n");
+        t.sent();
+        t.server(reply);
+        match &t.events[0] {
+            ClientEvent::Done(v) => assert_eq!(matches!(v[0], RcptOutcome::Deferred(_)), deferred),
+            e => panic!("{e:?}"),
+        }
+    }
+}
+
+#[test]
+fn ehlo_refused_falls_back_to_helo() {
+    let mut t = T::new();
+    t.server("220 old.example\r\n");
+    t.sent();
+    t.server("502 what\r\n");
+    assert_eq!(t.sent(), "HELO mx.ours.example\r\n");
+    t.server("250 old.example\r\n");
+    assert_eq!(t.events, vec![ClientEvent::Ready]);
+}
+
+#[test]
+fn greeting_failures() {
+    let mut t = T::new();
+    t.server("421 busy\r\n");
+    assert!(matches!(&t.events[0], ClientEvent::Failed { temporary: true, .. }));
+    let mut t = T::new();
+    t.server("554 go away\r\n");
+    assert!(matches!(&t.events[0], ClientEvent::Failed { temporary: false, .. }));
+}
+
+#[test]
+fn injected_reply_after_greeting_aborts() {
+    let mut t = T::new();
+    t.server("220 hi\r\n250 injected\r\n");
+    // The 250 was taken as the EHLO reply only if EHLO had been sent and read; it was
+    // sent in this same turn, so the server answered before reading it.
+    let mut t2 = T::ready(&[]);
+    t2.server("250 unsolicited\r\n");
+    assert!(matches!(&t2.events[0], ClientEvent::Failed { temporary: true, .. }), "{:?}", t2.events);
+    let _ = t;
+}
+
+#[test]
+fn malformed_and_oversized_replies_abort() {
+    for bad in [
+        "hello\r\n".to_string(),
+        "2x0 no\r\n".into(),
+        "999 no\r\n".into(),
+        "250-a\r\n251 b\r\n".into(),
+        format!("220 {}\r\n", "x".repeat(5000)),
+        "250-x\r\n".repeat(200),
+    ] {
+        let mut t = T::new();
+        t.server(&bad);
+        assert!(
+            matches!(&t.events.first(), Some(ClientEvent::Failed { temporary: true, .. })),
+            "{bad:.40}: {:?}",
+            t.events
+        );
+    }
+}
+
+#[test]
+fn reply_text_is_sanitised() {
+    let mut t = T::new();
+    t.server("421 bad\x1b[31m thing\r\n");
+    match &t.events[0] {
+        ClientEvent::Failed { reason, .. } => assert!(!reason.contains('\x1b'), "{reason}"),
+        e => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn body_is_dot_stuffed_and_folded() {
+    let long = "y".repeat(2500);
+    let body = format!("Subject: {long}\r\n\r\n.dot\r\n{long}\r\n..\r\n");
+    let out = stuff_and_fold(body.as_bytes());
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.lines().all(|l| l.len() <= MAX_LINE + 1), "no line over 998 octets");
+    assert!(text.contains("\r\n..dot\r\n"));
+    assert!(text.contains("\r\n...\r\n"));
+    assert!(text.ends_with("\r\n.\r\n"));
+    // Header folding continues with white space.
+    assert!(text.starts_with(&format!("Subject: {}\r\n y", &long[..MAX_LINE - 9])));
+    assert!(!text.as_bytes().windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'));
+}
+
+#[test]
+fn server_size_limit_fails_without_sending() {
+    let mut t = T::ready(&["SIZE 10"]);
+    t.c.start(msg(&["a@x.example"], "this is longer than ten\r\n"), t.now);
+    assert_eq!(t.sent(), "");
+    t.server("");
+    assert!(matches!(&t.events[0], ClientEvent::Done(v) if matches!(v[0], RcptOutcome::Failed(_))));
+    assert!(t.c.is_idle());
+}
+
+#[test]
+fn timeouts() {
+    let mut t = T::new();
+    let d = t.c.poll_timeout().unwrap();
+    assert_eq!(d - t.now, TIMEOUT_COMMAND);
+    t.c.handle_timeout(d);
+    assert!(matches!(t.c.poll_event(), Some(ClientEvent::Failed { temporary: true, .. })));
+    let mut t = T::ready(&["PIPELINING"]);
+    t.c.start(msg(&["a@x.example"], "x\r\n"), t.now);
+    t.server("250 ok\r\n250 ok\r\n");
+    assert_eq!(t.c.poll_timeout().unwrap() - t.now, TIMEOUT_DATA);
+    t.server("354 go\r\n");
+    assert_eq!(t.c.poll_timeout().unwrap() - t.now, TIMEOUT_DOT);
+}
+
+#[test]
+fn connection_drop_mid_transaction_defers() {
+    let mut t = T::ready(&["PIPELINING"]);
+    t.c.start(msg(&["a@x.example"], "x\r\n"), t.now);
+    t.server("250 ok\r\n250 ok\r\n354 go\r\n");
+    t.c.handle_eof();
+    assert!(matches!(t.c.poll_event(), Some(ClientEvent::Failed { temporary: true, .. })));
+}
+
+#[test]
+fn parser_chunking() {
+    let input = b"250-first\r\n250-second\r\n250 last\r\n220 next\r\n";
+    for split in 0..input.len() {
+        let mut p = ReplyParser::default();
+        p.feed(&input[..split]);
+        let mut got = Vec::new();
+        while let Some(r) = p.next_reply() {
+            got.push(r.unwrap());
+        }
+        p.feed(&input[split..]);
+        while let Some(r) = p.next_reply() {
+            got.push(r.unwrap());
+        }
+        assert_eq!(got.len(), 2, "split {split}");
+        assert_eq!(got[0].lines, vec!["first", "second", "last"]);
+        assert_eq!(got[1].code, 220);
+    }
+}

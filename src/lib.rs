@@ -37,6 +37,7 @@ pub mod event_loop;
 pub mod logging;
 pub mod mailq;
 pub mod route;
+pub mod sched;
 pub mod smtp;
 pub mod spool;
 #[allow(unsafe_code)]

@@ -82,9 +82,15 @@ fn route(cfg: &Config, addrs: &[String], resolve: bool) -> i32 {
                     "    scheduler: {} (scheduler.conf line {}){}",
                     c.selector,
                     c.line,
-                    if c.params.queueonly { ", queue-only" } else { "" }
+                    if c.params.queueonly {
+                        ", queue-only"
+                    } else {
+                        ""
+                    }
                 ),
-                None => println!("    scheduler: no clause matches {channel}/{host}: not delivered"),
+                None => {
+                    println!("    scheduler: no clause matches {channel}/{host}: not delivered")
+                }
             }
         }
         if outside.decision != inside.decision {

@@ -213,7 +213,9 @@ pub fn parse_interval(v: &str) -> Result<Duration, String> {
         num.clear();
     }
     if !num.is_empty() {
-        return Err(format!("bad interval '{v}': trailing number without a unit"));
+        return Err(format!(
+            "bad interval '{v}': trailing number without a unit"
+        ));
     }
     Ok(Duration::from_secs(total))
 }
@@ -253,7 +255,11 @@ pub fn parse_command(cmd: &str, logdir: &str) -> Result<Transport, String> {
                     _ => {}
                 }
             }
-            Ok(Transport::Smtp { no_mx, channel, log })
+            Ok(Transport::Smtp {
+                no_mx,
+                channel,
+                log,
+            })
         }
         "errormail" => Ok(Transport::Errormail),
         "hold" => Ok(Transport::Hold),
@@ -434,8 +440,8 @@ impl Parser<'_> {
                 }
                 // Accepted for compatibility; they tune ZMailer's process model.
                 "overfeed" | "skew" | "user" | "group" | "priority" | "nice" | "syspriority"
-                | "sysnice" | "wakeuprestartonly" | "bychannel" | "deliveryform"
-                | "expiryform" => {}
+                | "sysnice" | "wakeuprestartonly" | "bychannel" | "deliveryform" | "expiryform" => {
+                }
                 _ => return Err(format!("unknown keyword '{}'", t.key)),
             }
             Ok(())
@@ -482,7 +488,13 @@ impl Parser<'_> {
                     continue; // global assignments: accepted, none affect etrnd
                 }
                 if current.is_some() {
-                    flush(&mut heads, &mut current, in_defaults, &mut defaults, &mut conf);
+                    flush(
+                        &mut heads,
+                        &mut current,
+                        in_defaults,
+                        &mut defaults,
+                        &mut conf,
+                    );
                 }
                 let sel = match &t.value {
                     Some(v) => format!("{}={v}", t.key),
@@ -514,7 +526,13 @@ impl Parser<'_> {
             // Trailing bare selectors take the defaults.
             current = Some(defaults.clone());
         }
-        flush(&mut heads, &mut current, in_defaults, &mut defaults, &mut conf);
+        flush(
+            &mut heads,
+            &mut current,
+            in_defaults,
+            &mut defaults,
+            &mut conf,
+        );
         if self.errors.is_empty() {
             Ok(conf)
         } else {
@@ -539,7 +557,11 @@ mod tests {
         assert!(etrn.params.queueonly);
         assert_eq!(etrn.params.interval, Duration::from_secs(3600));
         assert_eq!(etrn.params.retries, vec![12]);
-        assert_eq!(etrn.params.expiry, Some(Duration::from_secs(5 * 86400)), "from */*");
+        assert_eq!(
+            etrn.params.expiry,
+            Some(Duration::from_secs(5 * 86400)),
+            "from */*"
+        );
         assert_eq!(etrn.params.maxring, 20);
         let (_, smtp) = c.clause_for("smtp", "x.example").unwrap();
         assert_eq!(smtp.selector, "smtp*/*");
@@ -572,14 +594,16 @@ mod tests {
 
     #[test]
     fn bare_selectors_share_the_next_clause_and_defaults_copy() {
-        let c = parse(
-            "x/a\ny/b\n  maxthr=3\n*/* interval=10s queueonly\nz/* command=hold\n",
-        )
-        .unwrap();
+        let c =
+            parse("x/a\ny/b\n  maxthr=3\n*/* interval=10s queueonly\nz/* command=hold\n").unwrap();
         assert_eq!(c.clauses.len(), 3);
         assert_eq!(c.clauses[0].params.maxthr, 3);
         assert_eq!(c.clauses[1].params.maxthr, 3);
-        assert_eq!(c.clauses[0].params.interval, Duration::from_secs(3600), "before */*");
+        assert_eq!(
+            c.clauses[0].params.interval,
+            Duration::from_secs(3600),
+            "before */*"
+        );
         assert_eq!(c.clauses[2].params.interval, Duration::from_secs(10));
         assert!(c.clauses[2].params.queueonly, "flags are additive from */*");
     }
@@ -614,7 +638,10 @@ mod tests {
     #[test]
     fn compound_intervals() {
         assert_eq!(parse_interval("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_interval("1h5m20s").unwrap(), Duration::from_secs(3920));
+        assert_eq!(
+            parse_interval("1h5m20s").unwrap(),
+            Duration::from_secs(3920)
+        );
         assert_eq!(parse_interval("90").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_interval("5d").unwrap(), Duration::from_secs(432_000));
         assert!(parse_interval("5x").is_err());
@@ -624,7 +651,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_line() {
-        let e = parse("a/*\n  retries=\"0 1\"\n  bogus=1\n  command=\"sendmail -t\"\n").unwrap_err();
+        let e =
+            parse("a/*\n  retries=\"0 1\"\n  bogus=1\n  command=\"sendmail -t\"\n").unwrap_err();
         assert_eq!(e.len(), 3, "{e:?}");
         assert!(e[0].starts_with("scheduler.conf:2:"));
         assert!(e[1].contains(":3: unknown keyword 'bogus'"));

@@ -29,11 +29,11 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::config::{self, cidr, Config};
 use crate::dns::Dns;
-use dns_io::DnsIo;
 use crate::smtp::server::{Context, Event, ServerSession};
 use crate::smtp::trace::{self, TraceInfo};
 use crate::spool::{Incoming, Spool};
 use conn::{Conn, ReadResult};
+use dns_io::DnsIo;
 use timers::Timers;
 
 const SIGNAL: Token = Token(0);

@@ -52,9 +52,13 @@ pub struct ServerReply {
 impl ServerReply {
     /// `code text` of the first line, for logs and bounces.
     pub fn summary(&self) -> String {
-        format!("{} {}", self.code, self.lines.first().map(String::as_str).unwrap_or(""))
-            .trim_end()
-            .to_string()
+        format!(
+            "{} {}",
+            self.code,
+            self.lines.first().map(String::as_str).unwrap_or("")
+        )
+        .trim_end()
+        .to_string()
     }
 }
 
@@ -109,7 +113,11 @@ impl ReplyParser {
                 return Some(Err(format!("malformed reply \"{}\"", sanitize(&line))));
             }
             self.code = Some(code);
-            let text = if line.len() > 4 { sanitize(&line[4..]) } else { String::new() };
+            let text = if line.len() > 4 {
+                sanitize(&line[4..])
+            } else {
+                String::new()
+            };
             self.lines.push(text);
             if self.lines.len() > MAX_REPLY_LINES {
                 return Some(Err("reply has too many lines".into()));
@@ -314,7 +322,8 @@ impl ClientSession {
         self.phase = Phase::Closed;
         self.txn = None;
         self.expect.clear();
-        self.events.push_back(ClientEvent::Failed { temporary, reason });
+        self.events
+            .push_back(ClientEvent::Failed { temporary, reason });
     }
 
     /// The connection timed out at this deadline.
@@ -442,7 +451,8 @@ impl ClientSession {
                             Some("PIPELINING") => self.pipelining = true,
                             Some("8BITMIME") => self.eight_bit_mime = true,
                             Some("SIZE") => {
-                                self.size_limit = Some(w.next().and_then(|n| n.parse().ok()).unwrap_or(0))
+                                self.size_limit =
+                                    Some(w.next().and_then(|n| n.parse().ok()).unwrap_or(0))
                             }
                             _ => {}
                         }

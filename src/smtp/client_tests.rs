@@ -60,7 +60,10 @@ impl T {
 #[test]
 fn pipelined_transaction_with_mixed_recipients() {
     let mut t = T::ready(&["PIPELINING", "SIZE 1000000", "8BITMIME"]);
-    t.c.start(msg(&["a@x.example", "b@x.example"], "Subject: s\r\n\r\nhi\r\n"), t.now);
+    t.c.start(
+        msg(&["a@x.example", "b@x.example"], "Subject: s\r\n\r\nhi\r\n"),
+        t.now,
+    );
     assert_eq!(
         t.sent(),
         "MAIL FROM:<s@ours.example> SIZE=18\r\nRCPT TO:<a@x.example>\r\nRCPT TO:<b@x.example>\r\nDATA\r\n"
@@ -96,7 +99,9 @@ fn lockstep_without_pipelining() {
     t.server("354 go\r\n");
     assert_eq!(t.sent(), "x\r\n.\r\n");
     t.server("250 ok\r\n");
-    assert!(matches!(&t.events[0], ClientEvent::Done(v) if matches!(v[0], RcptOutcome::Delivered(_))));
+    assert!(
+        matches!(&t.events[0], ClientEvent::Done(v) if matches!(v[0], RcptOutcome::Delivered(_)))
+    );
 }
 
 #[test]
@@ -125,7 +130,9 @@ fn mail_refused_fails_every_recipient() {
     assert_eq!(t.sent(), "RSET\r\n");
     match &t.events[0] {
         ClientEvent::Done(v) => {
-            assert!(v.iter().all(|o| matches!(o, RcptOutcome::Failed(w) if w.contains("sender refused"))))
+            assert!(v
+                .iter()
+                .all(|o| matches!(o, RcptOutcome::Failed(w) if w.contains("sender refused"))))
         }
         e => panic!("{e:?}"),
     }
@@ -140,12 +147,18 @@ fn pipelined_354_without_recipients_sends_empty_body() {
     assert_eq!(t.sent(), ".\r\n");
     t.server("554 no valid recipients\r\n");
     assert_eq!(t.sent(), "RSET\r\n");
-    assert_eq!(t.events[0], ClientEvent::Done(vec![RcptOutcome::Failed("550 no".into())]));
+    assert_eq!(
+        t.events[0],
+        ClientEvent::Done(vec![RcptOutcome::Failed("550 no".into())])
+    );
 }
 
 #[test]
 fn final_dot_4xx_and_5xx() {
-    for (reply, deferred) in [("451 4.3.0 disk\r\n", true), ("554 5.6.0 content\r\n", false)] {
+    for (reply, deferred) in [
+        ("451 4.3.0 disk\r\n", true),
+        ("554 5.6.0 content\r\n", false),
+    ] {
         let mut t = T::ready(&["PIPELINING"]);
         t.c.start(msg(&["a@x.example"], "x\r\n"), t.now);
         t.sent();
@@ -174,10 +187,22 @@ fn ehlo_refused_falls_back_to_helo() {
 fn greeting_failures() {
     let mut t = T::new();
     t.server("421 busy\r\n");
-    assert!(matches!(&t.events[0], ClientEvent::Failed { temporary: true, .. }));
+    assert!(matches!(
+        &t.events[0],
+        ClientEvent::Failed {
+            temporary: true,
+            ..
+        }
+    ));
     let mut t = T::new();
     t.server("554 go away\r\n");
-    assert!(matches!(&t.events[0], ClientEvent::Failed { temporary: false, .. }));
+    assert!(matches!(
+        &t.events[0],
+        ClientEvent::Failed {
+            temporary: false,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -188,7 +213,17 @@ fn injected_reply_after_greeting_aborts() {
     // sent in this same turn, so the server answered before reading it.
     let mut t2 = T::ready(&[]);
     t2.server("250 unsolicited\r\n");
-    assert!(matches!(&t2.events[0], ClientEvent::Failed { temporary: true, .. }), "{:?}", t2.events);
+    assert!(
+        matches!(
+            &t2.events[0],
+            ClientEvent::Failed {
+                temporary: true,
+                ..
+            }
+        ),
+        "{:?}",
+        t2.events
+    );
     let _ = t;
 }
 
@@ -205,7 +240,13 @@ fn malformed_and_oversized_replies_abort() {
         let mut t = T::new();
         t.server(&bad);
         assert!(
-            matches!(&t.events.first(), Some(ClientEvent::Failed { temporary: true, .. })),
+            matches!(
+                &t.events.first(),
+                Some(ClientEvent::Failed {
+                    temporary: true,
+                    ..
+                })
+            ),
             "{bad:.40}: {:?}",
             t.events
         );
@@ -228,13 +269,19 @@ fn body_is_dot_stuffed_and_folded() {
     let body = format!("Subject: {long}\r\n\r\n.dot\r\n{long}\r\n..\r\n");
     let out = stuff_and_fold(body.as_bytes());
     let text = String::from_utf8(out).unwrap();
-    assert!(text.lines().all(|l| l.len() <= MAX_LINE + 1), "no line over 998 octets");
+    assert!(
+        text.lines().all(|l| l.len() <= MAX_LINE + 1),
+        "no line over 998 octets"
+    );
     assert!(text.contains("\r\n..dot\r\n"));
     assert!(text.contains("\r\n...\r\n"));
     assert!(text.ends_with("\r\n.\r\n"));
     // Header folding continues with white space.
     assert!(text.starts_with(&format!("Subject: {}\r\n y", &long[..MAX_LINE - 9])));
-    assert!(!text.as_bytes().windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'));
+    assert!(!text
+        .as_bytes()
+        .windows(2)
+        .any(|w| w[1] == b'\n' && w[0] != b'\r'));
 }
 
 #[test]
@@ -253,7 +300,13 @@ fn timeouts() {
     let d = t.c.poll_timeout().unwrap();
     assert_eq!(d - t.now, TIMEOUT_COMMAND);
     t.c.handle_timeout(d);
-    assert!(matches!(t.c.poll_event(), Some(ClientEvent::Failed { temporary: true, .. })));
+    assert!(matches!(
+        t.c.poll_event(),
+        Some(ClientEvent::Failed {
+            temporary: true,
+            ..
+        })
+    ));
     let mut t = T::ready(&["PIPELINING"]);
     t.c.start(msg(&["a@x.example"], "x\r\n"), t.now);
     t.server("250 ok\r\n250 ok\r\n");
@@ -268,7 +321,13 @@ fn connection_drop_mid_transaction_defers() {
     t.c.start(msg(&["a@x.example"], "x\r\n"), t.now);
     t.server("250 ok\r\n250 ok\r\n354 go\r\n");
     t.c.handle_eof();
-    assert!(matches!(t.c.poll_event(), Some(ClientEvent::Failed { temporary: true, .. })));
+    assert!(matches!(
+        t.c.poll_event(),
+        Some(ClientEvent::Failed {
+            temporary: true,
+            ..
+        })
+    ));
 }
 
 #[test]

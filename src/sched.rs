@@ -1,0 +1,612 @@
+//! `Scheduler`: which recipient is tried when, over which thread, within which limits
+//! (DESIGN.md §5.3, reference/zmailer.md §3). Pure: no I/O, all times passed in as
+//! Unix seconds.
+//!
+//! * Every waiting recipient belongs to a *thread* (channel, host) governed by the
+//!   first matching scheduler.conf clause. A recipient no clause matches (or whose
+//!   clause has no `command`) is kept but never scheduled.
+//! * A job is one connection's worth of work: the waiting recipients of one thread,
+//!   oldest message first, split over at most `maxthr` jobs. `maxta` (all jobs),
+//!   `maxchannel` (per channel) and `maxring` (per clause and channel) are never
+//!   exceeded; a thread that cannot start waits for a free slot.
+//! * `queueonly` threads (and `hold` transports) never start on arrival or timer:
+//!   only a release (ETRN, `etrnd flush`) or expiry touches them. A release that
+//!   finds the limits full stays pending until a slot frees — it is never dropped.
+//! * A deferral puts the whole thread to sleep for `retries[i] × interval` (i counts
+//!   up; past the end of the list a random earlier entry is reused, as ZMailer does,
+//!   without its bugs), so one dead host costs one attempt per retry slot, not one
+//!   per message. A delivery resets the thread's retry index.
+//! * Expiry: a recipient with at least one attempt fails with 5.4.7 once its message
+//!   is `expiry` old; any recipient fails at `expiry + expiry2` (expiry2 defaults to
+//!   24 h when only expiry is set).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use crate::config::scheduler::{Params, SchedulerConf, Transport};
+use crate::spool::{Destination, Envelope, MessageId, StateRecord};
+
+/// Seconds since the epoch.
+pub type Unix = u64;
+
+/// One recipient of one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RcptRef {
+    /// The message.
+    pub msg: MessageId,
+    /// Index in its envelope.
+    pub idx: usize,
+}
+
+/// A thread: (channel, host).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ThreadKey {
+    /// The channel.
+    pub channel: String,
+    /// The host (for `local`, the user).
+    pub host: String,
+}
+
+impl std::fmt::Display for ThreadKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}!{}", self.channel, self.host)
+    }
+}
+
+/// A job's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(pub u64);
+
+/// Work for one connection.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Its id.
+    pub id: JobId,
+    /// The thread.
+    pub key: ThreadKey,
+    /// How to deliver.
+    pub transport: Transport,
+    /// The recipients, oldest message first, grouped by message.
+    pub rcpts: Vec<RcptRef>,
+}
+
+/// What became of one recipient in a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RcptResult {
+    /// Delivered (already recorded durably by the caller).
+    Delivered,
+    /// Try again later.
+    Deferred(String),
+    /// Failed for good: RFC 3463 status and reason.
+    Failed(String, String),
+}
+
+/// A message some of whose recipients failed for good: a DSN is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bounce {
+    /// The message.
+    pub msg: MessageId,
+    /// Failed recipients: index, status, reason.
+    pub failures: Vec<(usize, String, String)>,
+}
+
+/// Where a recipient is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RcptState {
+    /// Waiting for its thread.
+    Waiting,
+    /// In a job.
+    Active,
+    /// Delivered or failed.
+    Done,
+}
+
+#[derive(Debug)]
+struct RcptInfo {
+    key: ThreadKey,
+    state: RcptState,
+    attempts: u32,
+    last_error: Option<String>,
+}
+
+#[derive(Debug)]
+struct MsgInfo {
+    arrival: Unix,
+    rcpts: Vec<RcptInfo>,
+}
+
+#[derive(Debug, Default)]
+struct Thread {
+    clause: Option<usize>,
+    waiting: BTreeSet<RcptRef>,
+    jobs: u32,
+    retry_index: usize,
+    wakeup: Unix,
+    /// A release (ETRN/flush) is pending for this thread.
+    released: bool,
+}
+
+/// The scheduler.
+#[derive(Debug)]
+pub struct Scheduler {
+    conf: SchedulerConf,
+    msgs: BTreeMap<MessageId, MsgInfo>,
+    threads: HashMap<ThreadKey, Thread>,
+    jobs: HashMap<JobId, (ThreadKey, usize, Vec<RcptRef>)>,
+    total: u32,
+    per_channel: HashMap<String, u32>,
+    per_ring: HashMap<(usize, String), u32>,
+    next_job: u64,
+    rng: u64,
+    bounces: VecDeque<Bounce>,
+    records: VecDeque<(MessageId, StateRecord)>,
+    complete: VecDeque<MessageId>,
+}
+
+fn dest_key(d: &Destination) -> ThreadKey {
+    match d {
+        Destination::Local(u) => ThreadKey {
+            channel: "local".into(),
+            host: u.clone(),
+        },
+        Destination::Remote { channel, host } => ThreadKey {
+            channel: channel.clone(),
+            host: host.clone(),
+        },
+    }
+}
+
+impl Scheduler {
+    /// An empty scheduler for this configuration.
+    pub fn new(conf: SchedulerConf, seed: u64) -> Scheduler {
+        Scheduler {
+            conf,
+            msgs: BTreeMap::new(),
+            threads: HashMap::new(),
+            jobs: HashMap::new(),
+            total: 0,
+            per_channel: HashMap::new(),
+            per_ring: HashMap::new(),
+            next_job: 0,
+            rng: seed | 1,
+            bounces: VecDeque::new(),
+            records: VecDeque::new(),
+            complete: VecDeque::new(),
+        }
+    }
+
+    /// New clauses (SIGHUP): every thread is matched again.
+    pub fn reconfigure(&mut self, conf: SchedulerConf) {
+        self.conf = conf;
+        let keys: Vec<ThreadKey> = self.threads.keys().cloned().collect();
+        for k in keys {
+            let clause = self.conf.clause_for(&k.channel, &k.host).map(|(i, _)| i);
+            if let Some(t) = self.threads.get_mut(&k) {
+                t.clause = clause;
+            }
+        }
+    }
+
+    fn params(&self, clause: Option<usize>) -> Option<&Params> {
+        clause
+            .and_then(|i| self.conf.clauses.get(i))
+            .map(|c| &c.params)
+    }
+
+    /// Adds a message (new, or rebuilt from the spool with its journal).
+    pub fn add_message(
+        &mut self,
+        id: MessageId,
+        env: &Envelope,
+        journal: &[StateRecord],
+        now: Unix,
+    ) {
+        let mut rcpts: Vec<RcptInfo> = env
+            .recipients
+            .iter()
+            .map(|r| RcptInfo {
+                key: dest_key(&r.dest),
+                state: RcptState::Waiting,
+                attempts: 0,
+                last_error: None,
+            })
+            .collect();
+        let mut next_try: HashMap<usize, Unix> = HashMap::new();
+        for rec in journal {
+            match rec {
+                StateRecord::Delivered { idx, .. } | StateRecord::Failed { idx, .. } => {
+                    if let Some(r) = rcpts.get_mut(*idx) {
+                        r.state = RcptState::Done;
+                    }
+                }
+                StateRecord::Deferred {
+                    idx, next, reason, ..
+                } => {
+                    if let Some(r) = rcpts.get_mut(*idx) {
+                        r.attempts += 1;
+                        r.last_error = Some(reason.clone());
+                        next_try.insert(*idx, *next);
+                    }
+                }
+            }
+        }
+        for (idx, r) in rcpts.iter().enumerate() {
+            if r.state != RcptState::Waiting {
+                continue;
+            }
+            let clause = self
+                .conf
+                .clause_for(&r.key.channel, &r.key.host)
+                .map(|(i, _)| i);
+            let t = self.threads.entry(r.key.clone()).or_default();
+            t.clause = clause;
+            if t.waiting.is_empty() && t.jobs == 0 {
+                t.wakeup = next_try.get(&idx).copied().unwrap_or(now);
+            } else if let Some(n) = next_try.get(&idx) {
+                t.wakeup = t.wakeup.min(*n);
+            }
+            t.waiting.insert(RcptRef { msg: id, idx });
+        }
+        let all_done = rcpts.iter().all(|r| r.state == RcptState::Done);
+        self.msgs.insert(
+            id,
+            MsgInfo {
+                arrival: env.arrival,
+                rcpts,
+            },
+        );
+        if all_done {
+            self.msgs.remove(&id);
+            self.complete.push_back(id);
+        }
+    }
+
+    fn may_start(&self, key: &ThreadKey, t: &Thread, now: Unix) -> bool {
+        let Some(p) = self.params(t.clause) else {
+            return false;
+        };
+        let Some((transport, _)) = &p.command else {
+            return false;
+        };
+        if t.waiting.is_empty() || t.jobs >= p.maxthr.max(1) {
+            return false;
+        }
+        let held = p.queueonly || *transport == Transport::Hold;
+        let due = if held {
+            t.released
+        } else {
+            t.released || t.wakeup <= now
+        };
+        if !due {
+            return false;
+        }
+        let clause = t.clause.unwrap_or(0);
+        let under = |limit: u32, used: u32| limit == 0 || used < limit;
+        under(self.conf.maxta, self.total)
+            && under(
+                p.maxchannel,
+                self.per_channel.get(&key.channel).copied().unwrap_or(0),
+            )
+            && under(
+                p.maxring,
+                self.per_ring
+                    .get(&(clause, key.channel.clone()))
+                    .copied()
+                    .unwrap_or(0),
+            )
+    }
+
+    /// The next job that may start now, if any.
+    pub fn poll_job(&mut self, now: Unix) -> Option<Job> {
+        let mut keys: Vec<&ThreadKey> = self
+            .threads
+            .iter()
+            .filter(|(k, t)| self.may_start(k, t, now))
+            .map(|(k, _)| k)
+            .collect();
+        // Oldest waiting mail first, so a release waiting for a slot is served fairly.
+        keys.sort_by_key(|k| self.threads[*k].waiting.first().copied());
+        let key = (*keys.first()?).clone();
+        let p = self.params(self.threads[&key].clause)?.clone();
+        let transport = p.command.as_ref()?.0.clone();
+        let t = self.threads.get_mut(&key)?;
+        let free = p.maxthr.max(1) - t.jobs;
+        let n = t.waiting.len().div_ceil(free as usize).max(1);
+        let mut rcpts: Vec<RcptRef> = Vec::with_capacity(n);
+        // Take whole messages so a message's recipients share one transaction.
+        while rcpts.len() < n {
+            let Some(first) = t.waiting.pop_first() else {
+                break;
+            };
+            rcpts.push(first);
+            while let Some(next) = t.waiting.first().copied() {
+                if next.msg != first.msg {
+                    break;
+                }
+                t.waiting.pop_first();
+                rcpts.push(next);
+            }
+        }
+        t.jobs += 1;
+        if t.waiting.is_empty() {
+            t.released = false;
+        }
+        let clause = t.clause.unwrap_or(0);
+        self.total += 1;
+        *self.per_channel.entry(key.channel.clone()).or_default() += 1;
+        *self
+            .per_ring
+            .entry((clause, key.channel.clone()))
+            .or_default() += 1;
+        for r in &rcpts {
+            if let Some(m) = self.msgs.get_mut(&r.msg) {
+                if let Some(ri) = m.rcpts.get_mut(r.idx) {
+                    ri.state = RcptState::Active;
+                }
+            }
+        }
+        self.next_job += 1;
+        let id = JobId(self.next_job);
+        self.jobs.insert(id, (key.clone(), clause, rcpts.clone()));
+        Some(Job {
+            id,
+            key,
+            transport,
+            rcpts,
+        })
+    }
+
+    fn random(&mut self, n: usize) -> usize {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng % n.max(1) as u64) as usize
+    }
+
+    /// A job ended. Every recipient of the job must have a result (missing ones count
+    /// as deferred). Journal records, bounces and completed messages become available
+    /// through the `poll_*` methods.
+    pub fn job_done(&mut self, id: JobId, results: &[(RcptRef, RcptResult)], now: Unix) {
+        let Some((key, clause, rcpts)) = self.jobs.remove(&id) else {
+            return;
+        };
+        self.total = self.total.saturating_sub(1);
+        if let Some(n) = self.per_channel.get_mut(&key.channel) {
+            *n = n.saturating_sub(1);
+        }
+        if let Some(n) = self.per_ring.get_mut(&(clause, key.channel.clone())) {
+            *n = n.saturating_sub(1);
+        }
+        let result_of: HashMap<RcptRef, &RcptResult> =
+            results.iter().map(|(r, x)| (*r, x)).collect();
+        let delivered_any = results.iter().any(|(_, r)| *r == RcptResult::Delivered);
+        let deferred_any = rcpts.iter().any(|r| {
+            !matches!(
+                result_of.get(r),
+                Some(RcptResult::Delivered) | Some(RcptResult::Failed(..))
+            )
+        });
+        let p = self.params(Some(clause)).cloned().unwrap_or_default();
+        let t = self.threads.entry(key.clone()).or_default();
+        t.jobs = t.jobs.saturating_sub(1);
+        if delivered_any {
+            t.retry_index = 0;
+        }
+        if deferred_any && t.wakeup <= now {
+            let mult = if p.retries.is_empty() {
+                1
+            } else {
+                let i = t.retry_index;
+                let m = p.retries[i.min(p.retries.len() - 1)];
+                t.retry_index += 1;
+                m
+            };
+            t.wakeup = now + p.interval.as_secs().max(1) * u64::from(mult);
+        }
+        if t.retry_index >= p.retries.len() && !p.retries.is_empty() {
+            let n = p.retries.len();
+            let r = self.random(n);
+            if let Some(t) = self.threads.get_mut(&key) {
+                t.retry_index = r;
+            }
+        }
+        let wakeup = self.threads.get(&key).map(|t| t.wakeup).unwrap_or(now);
+        let mut failures: BTreeMap<MessageId, Vec<(usize, String, String)>> = BTreeMap::new();
+        for r in &rcpts {
+            let res = result_of
+                .get(r)
+                .copied()
+                .cloned()
+                .unwrap_or_else(|| RcptResult::Deferred("no result".into()));
+            let Some(m) = self.msgs.get_mut(&r.msg) else {
+                continue;
+            };
+            let Some(ri) = m.rcpts.get_mut(r.idx) else {
+                continue;
+            };
+            match res {
+                RcptResult::Delivered => ri.state = RcptState::Done,
+                RcptResult::Failed(status, reason) => {
+                    ri.state = RcptState::Done;
+                    failures
+                        .entry(r.msg)
+                        .or_default()
+                        .push((r.idx, status, reason));
+                }
+                RcptResult::Deferred(reason) => {
+                    ri.state = RcptState::Waiting;
+                    ri.attempts += 1;
+                    ri.last_error = Some(reason.clone());
+                    self.records.push_back((
+                        r.msg,
+                        StateRecord::Deferred {
+                            idx: r.idx,
+                            at: now,
+                            next: wakeup,
+                            reason,
+                        },
+                    ));
+                    if let Some(t) = self.threads.get_mut(&key) {
+                        t.waiting.insert(*r);
+                    }
+                }
+            }
+        }
+        for (msg, f) in failures {
+            self.bounces.push_back(Bounce { msg, failures: f });
+        }
+        let mut seen = BTreeSet::new();
+        for r in &rcpts {
+            if seen.insert(r.msg) {
+                self.check_complete(r.msg);
+            }
+        }
+    }
+
+    fn check_complete(&mut self, id: MessageId) {
+        let done = self
+            .msgs
+            .get(&id)
+            .is_some_and(|m| m.rcpts.iter().all(|r| r.state == RcptState::Done));
+        if done {
+            self.msgs.remove(&id);
+            self.complete.push_back(id);
+        }
+    }
+
+    /// When [`Scheduler::handle_timeout`] or [`Scheduler::poll_job`] next has work.
+    pub fn poll_timeout(&self) -> Option<Unix> {
+        let wake = self
+            .threads
+            .values()
+            .filter(|t| !t.waiting.is_empty())
+            .filter(|t| {
+                self.params(t.clause).is_some_and(|p| {
+                    !p.queueonly && !matches!(p.command, Some((Transport::Hold, _)) | None)
+                })
+            })
+            .map(|t| t.wakeup)
+            .min();
+        let exp = self.next_expiry();
+        match (wake, exp) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The Unix time a waiting recipient of `m` expires, with its clause.
+    fn expiry_of(&self, m: &MsgInfo, r: &RcptInfo) -> Option<Unix> {
+        let clause = self.threads.get(&r.key).and_then(|t| t.clause);
+        let p = self.params(clause)?;
+        let e1 = p.expiry?.as_secs();
+        let e2 = p.expiry2.map(|d| d.as_secs()).unwrap_or(86_400);
+        let hard = m.arrival + e1 + e2;
+        Some(if r.attempts > 0 {
+            (m.arrival + e1).min(hard)
+        } else {
+            hard
+        })
+    }
+
+    fn next_expiry(&self) -> Option<Unix> {
+        self.msgs
+            .values()
+            .flat_map(|m| {
+                m.rcpts
+                    .iter()
+                    .filter(|r| r.state == RcptState::Waiting)
+                    .filter_map(move |r| self.expiry_of(m, r))
+            })
+            .min()
+    }
+
+    /// Expires recipients whose time is up.
+    pub fn handle_timeout(&mut self, now: Unix) {
+        let mut expired: Vec<(RcptRef, ThreadKey)> = Vec::new();
+        for (id, m) in &self.msgs {
+            for (idx, r) in m.rcpts.iter().enumerate() {
+                if r.state == RcptState::Waiting && self.expiry_of(m, r).is_some_and(|e| e <= now) {
+                    expired.push((RcptRef { msg: *id, idx }, r.key.clone()));
+                }
+            }
+        }
+        let mut failures: BTreeMap<MessageId, Vec<(usize, String, String)>> = BTreeMap::new();
+        for (r, key) in expired {
+            if let Some(t) = self.threads.get_mut(&key) {
+                t.waiting.remove(&r);
+            }
+            if let Some(ri) = self
+                .msgs
+                .get_mut(&r.msg)
+                .and_then(|m| m.rcpts.get_mut(r.idx))
+            {
+                ri.state = RcptState::Done;
+                let why = match &ri.last_error {
+                    Some(e) => format!("delivery time expired; last error: {e}"),
+                    None => "delivery time expired; never released or tried".into(),
+                };
+                failures
+                    .entry(r.msg)
+                    .or_default()
+                    .push((r.idx, "5.4.7".into(), why));
+            }
+        }
+        for (msg, f) in failures {
+            self.bounces.push_back(Bounce { msg, failures: f });
+            self.check_complete(msg);
+        }
+    }
+
+    /// Releases held and deferred recipients of every thread `pick` selects (ETRN,
+    /// flush): they start as soon as limits allow. Returns (threads, messages).
+    pub fn release(
+        &mut self,
+        mut pick: impl FnMut(&ThreadKey, &[RcptRef]) -> bool,
+    ) -> (usize, usize) {
+        let mut threads = 0;
+        let mut msgs = BTreeSet::new();
+        for (k, t) in self.threads.iter_mut() {
+            let w: Vec<RcptRef> = t.waiting.iter().copied().collect();
+            if w.is_empty() || !pick(k, &w) {
+                continue;
+            }
+            t.released = true;
+            threads += 1;
+            msgs.extend(w.iter().map(|r| r.msg));
+        }
+        (threads, msgs.len())
+    }
+
+    /// The next journal record to append.
+    pub fn poll_record(&mut self) -> Option<(MessageId, StateRecord)> {
+        self.records.pop_front()
+    }
+
+    /// The next bounce to send.
+    pub fn poll_bounce(&mut self) -> Option<Bounce> {
+        self.bounces.pop_front()
+    }
+
+    /// The next message whose every recipient is done.
+    pub fn poll_complete(&mut self) -> Option<MessageId> {
+        self.complete.pop_front()
+    }
+
+    /// Number of jobs running.
+    pub fn running(&self) -> u32 {
+        self.total
+    }
+
+    /// Messages known.
+    pub fn messages(&self) -> usize {
+        self.msgs.len()
+    }
+
+    /// The state of a recipient (tests and listings).
+    pub fn rcpt_state(&self, r: RcptRef) -> Option<RcptState> {
+        self.msgs.get(&r.msg)?.rcpts.get(r.idx).map(|x| x.state)
+    }
+}
+
+#[cfg(test)]
+#[path = "sched_tests.rs"]
+mod tests;

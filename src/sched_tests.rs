@@ -1,0 +1,355 @@
+//! Scheduler tests with a fake clock (Unix seconds).
+
+use super::*;
+use crate::smtp::Mailbox;
+use crate::spool::Recipient;
+use std::path::Path;
+
+fn conf(text: &str) -> SchedulerConf {
+    SchedulerConf::parse(Path::new("s"), text, "/log").unwrap()
+}
+
+fn env(arrival: Unix, dests: &[(&str, &str)]) -> Envelope {
+    Envelope {
+        arrival,
+        client: "-".into(),
+        helo: "h".into(),
+        protocol: "ESMTP".into(),
+        eight_bit: false,
+        sender: Some(Mailbox::parse("s@x.example").unwrap()),
+        recipients: dests
+            .iter()
+            .enumerate()
+            .map(|(i, (c, h))| Recipient {
+                address: Mailbox::parse(&format!("u{i}@{h}")).unwrap(),
+                dest: Destination::Remote {
+                    channel: c.to_string(),
+                    host: h.to_string(),
+                },
+            })
+            .collect(),
+    }
+}
+
+const BASIC: &str = "*/* interval=10s retries=\"1 2 3\" expiry=100s expiry2=50s\n\
+    smtp-etrn/* queueonly command=\"smtp -c $channel\"\n\
+    smtp/* maxthr=1 command=smtp\n\
+    hold/* command=hold\n";
+
+fn all_jobs(s: &mut Scheduler, now: Unix) -> Vec<Job> {
+    std::iter::from_fn(|| s.poll_job(now)).collect()
+}
+
+#[test]
+fn arrival_starts_a_job_for_the_whole_thread() {
+    let mut s = Scheduler::new(conf(BASIC), 1);
+    for i in 0..5 {
+        s.add_message(MessageId(i), &env(0, &[("smtp", "a.example")]), &[], 0);
+    }
+    let jobs = all_jobs(&mut s, 0);
+    assert_eq!(jobs.len(), 1, "one connection for the thread");
+    assert_eq!(jobs[0].rcpts.len(), 5);
+    assert_eq!(jobs[0].key.to_string(), "smtp!a.example");
+    assert!(matches!(jobs[0].transport, Transport::Smtp { .. }));
+}
+
+#[test]
+fn deferral_sleeps_the_thread_per_retries_times_interval() {
+    let mut s = Scheduler::new(conf(BASIC), 1);
+    s.add_message(MessageId(1), &env(0, &[("smtp", "dead.example")]), &[], 0);
+    let mut now = 0;
+    let mut gaps = Vec::new();
+    for _ in 0..5 {
+        let j = s.poll_job(now).expect("due");
+        let r: Vec<_> = j
+            .rcpts
+            .iter()
+            .map(|r| (*r, RcptResult::Deferred("421 down".into())))
+            .collect();
+        s.job_done(j.id, &r, now);
+        // New mail for the same dead host does not cause an extra attempt.
+        s.add_message(
+            MessageId(100 + now),
+            &env(now, &[("smtp", "dead.example")]),
+            &[],
+            now,
+        );
+        assert!(
+            s.poll_job(now).is_none(),
+            "no attempt before the retry slot"
+        );
+        let next = s.poll_timeout().unwrap();
+        gaps.push(next - now);
+        now = next;
+    }
+    assert_eq!(gaps[..3], [10, 20, 30]);
+    assert!(
+        gaps[3..].iter().all(|g| [10, 20, 30].contains(g)),
+        "{gaps:?}"
+    );
+    let (_, rec) = s.poll_record().unwrap();
+    assert!(matches!(rec, StateRecord::Deferred { next: 10, .. }));
+}
+
+#[test]
+fn queue_only_waits_for_a_release() {
+    let mut s = Scheduler::new(conf(BASIC), 1);
+    s.add_message(
+        MessageId(1),
+        &env(0, &[("smtp-etrn", "mail.client.dom")]),
+        &[],
+        0,
+    );
+    s.add_message(MessageId(2), &env(0, &[("smtp-etrn", "other.dom")]), &[], 0);
+    assert!(s.poll_job(0).is_none());
+    assert!(s.poll_job(1_000_000).is_none(), "no timer starts it");
+    assert_eq!(s.poll_timeout(), Some(150), "only expiry2 is pending");
+    let (threads, msgs) = s.release(|k, _| k.host == "mail.client.dom");
+    assert_eq!((threads, msgs), (1, 1));
+    let j = s.poll_job(5).unwrap();
+    assert_eq!(j.key.host, "mail.client.dom");
+    assert!(s.poll_job(5).is_none());
+    // Deferred during the run: held again, not retried by timer.
+    s.job_done(
+        j.id,
+        &[(j.rcpts[0], RcptResult::Deferred("down".into()))],
+        5,
+    );
+    assert!(s.poll_job(10_000).is_none());
+}
+
+#[test]
+fn release_waits_for_a_free_slot_instead_of_being_dropped() {
+    let mut s = Scheduler::new(
+        conf("*/* maxta=1\nsmtp-etrn/* queueonly command=smtp\nsmtp/* command=smtp\n"),
+        1,
+    );
+    s.add_message(MessageId(1), &env(0, &[("smtp", "busy.example")]), &[], 0);
+    let busy = s.poll_job(0).unwrap();
+    s.add_message(
+        MessageId(2),
+        &env(0, &[("smtp-etrn", "client.dom")]),
+        &[],
+        0,
+    );
+    s.release(|_, _| true);
+    assert!(s.poll_job(0).is_none(), "maxta full");
+    s.job_done(busy.id, &[(busy.rcpts[0], RcptResult::Delivered)], 1);
+    let j = s.poll_job(1).expect("the release was kept");
+    assert_eq!(j.key.host, "client.dom");
+}
+
+#[test]
+fn expiry_bounces_with_5_4_7() {
+    let mut s = Scheduler::new(conf(BASIC), 1);
+    s.add_message(MessageId(1), &env(0, &[("smtp", "dead.example")]), &[], 0);
+    let j = s.poll_job(0).unwrap();
+    s.job_done(
+        j.id,
+        &[(j.rcpts[0], RcptResult::Deferred("451 busy".into()))],
+        0,
+    );
+    s.handle_timeout(99);
+    assert!(s.poll_bounce().is_none());
+    s.handle_timeout(100);
+    let b = s.poll_bounce().expect("expired after an attempt");
+    assert_eq!(b.failures[0].1, "5.4.7");
+    assert!(b.failures[0].2.contains("451 busy"));
+    assert_eq!(s.poll_complete(), Some(MessageId(1)));
+}
+
+#[test]
+fn never_flushed_queue_only_mail_expires_at_expiry2() {
+    let mut s = Scheduler::new(conf(BASIC), 1);
+    s.add_message(
+        MessageId(1),
+        &env(0, &[("smtp-etrn", "client.dom")]),
+        &[],
+        0,
+    );
+    s.handle_timeout(149);
+    assert!(s.poll_bounce().is_none());
+    s.handle_timeout(150);
+    assert_eq!(s.poll_bounce().unwrap().failures[0].1, "5.4.7");
+}
+
+#[test]
+fn hold_never_starts() {
+    let mut s = Scheduler::new(conf(BASIC), 1);
+    s.add_message(MessageId(1), &env(0, &[("hold", "x")]), &[], 0);
+    assert!(s.poll_job(1000).is_none());
+}
+
+#[test]
+fn unmatched_channel_is_kept_but_never_scheduled() {
+    let mut s = Scheduler::new(conf(BASIC), 1);
+    s.add_message(MessageId(1), &env(0, &[("uucp", "x")]), &[], 0);
+    assert!(s.poll_job(1000).is_none());
+    assert_eq!(s.messages(), 1);
+}
+
+#[test]
+fn rebuild_from_journal() {
+    let mut s = Scheduler::new(conf(BASIC), 1);
+    let e = env(
+        0,
+        &[
+            ("smtp", "a.example"),
+            ("smtp", "a.example"),
+            ("smtp", "a.example"),
+        ],
+    );
+    let journal = vec![
+        StateRecord::Delivered { idx: 0, at: 5 },
+        StateRecord::Deferred {
+            idx: 1,
+            at: 5,
+            next: 500,
+            reason: "x".into(),
+        },
+        StateRecord::Deferred {
+            idx: 2,
+            at: 5,
+            next: 500,
+            reason: "x".into(),
+        },
+    ];
+    s.add_message(MessageId(1), &e, &journal, 100);
+    assert!(
+        s.poll_job(499).is_none(),
+        "the thread sleeps until its recorded next try"
+    );
+    let j = s.poll_job(500).unwrap();
+    assert_eq!(
+        j.rcpts.iter().map(|r| r.idx).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    let all_done = vec![
+        StateRecord::Delivered { idx: 0, at: 5 },
+        StateRecord::Failed {
+            idx: 1,
+            at: 5,
+            reason: "x".into(),
+        },
+    ];
+    s.add_message(
+        MessageId(2),
+        &env(0, &[("smtp", "b"), ("smtp", "b")]),
+        &all_done[..1],
+        0,
+    );
+    let mut s2 = Scheduler::new(conf(BASIC), 1);
+    s2.add_message(
+        MessageId(3),
+        &env(0, &[("smtp", "b"), ("smtp", "b")]),
+        &all_done,
+        0,
+    );
+    assert_eq!(s2.poll_complete(), Some(MessageId(3)));
+}
+
+#[test]
+fn failures_produce_one_bounce_per_message_and_completion() {
+    let mut s = Scheduler::new(conf(BASIC), 1);
+    s.add_message(
+        MessageId(1),
+        &env(0, &[("smtp", "a"), ("smtp", "a"), ("smtp", "a")]),
+        &[],
+        0,
+    );
+    let j = s.poll_job(0).unwrap();
+    let r = vec![
+        (j.rcpts[0], RcptResult::Delivered),
+        (j.rcpts[1], RcptResult::Deferred("452".into())),
+        (
+            j.rcpts[2],
+            RcptResult::Failed("5.1.1".into(), "550 no".into()),
+        ),
+    ];
+    s.job_done(j.id, &r, 0);
+    let b = s.poll_bounce().unwrap();
+    assert_eq!(b.failures, vec![(2, "5.1.1".into(), "550 no".into())]);
+    assert!(s.poll_bounce().is_none());
+    assert!(s.poll_complete().is_none(), "one recipient still deferred");
+    assert_eq!(
+        s.rcpt_state(RcptRef {
+            msg: MessageId(1),
+            idx: 1
+        }),
+        Some(RcptState::Waiting)
+    );
+}
+
+#[test]
+fn maxthr_splits_a_thread_over_connections() {
+    let mut s = Scheduler::new(conf("smtp/* maxthr=3 command=smtp\n"), 1);
+    for i in 0..10 {
+        s.add_message(MessageId(i), &env(0, &[("smtp", "big.example")]), &[], 0);
+    }
+    let jobs = all_jobs(&mut s, 0);
+    assert_eq!(jobs.len(), 3);
+    assert_eq!(jobs.iter().map(|j| j.rcpts.len()).sum::<usize>(), 10);
+}
+
+#[test]
+fn limits_are_never_exceeded_under_random_load() {
+    let text = "*/* maxta=7\nsmtp-etrn/* maxring=2 maxchannel=3 maxthr=2 queueonly command=smtp\n\
+                smtp/* maxring=4 maxchannel=5 maxthr=2 command=smtp\n";
+    let mut s = Scheduler::new(conf(text), 9);
+    let mut rng = 0x1234_5678_9abc_def0_u64;
+    let mut next = |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let mut running: Vec<Job> = Vec::new();
+    let mut id = 0;
+    for step in 0..5000u64 {
+        let now = step;
+        match next(4) {
+            0 | 1 => {
+                id += 1;
+                let ch = if next(2) == 0 { "smtp" } else { "smtp-etrn" };
+                let host = format!("h{}.example", next(12));
+                s.add_message(MessageId(id), &env(now, &[(ch, host.as_str())]), &[], now);
+                if next(5) == 0 {
+                    s.release(|_, _| true);
+                }
+            }
+            2 if !running.is_empty() => {
+                let j = running.remove(next(running.len() as u64) as usize);
+                let r: Vec<_> = j
+                    .rcpts
+                    .iter()
+                    .map(|r| {
+                        let res = match next(3) {
+                            0 => RcptResult::Delivered,
+                            1 => RcptResult::Deferred("x".into()),
+                            _ => RcptResult::Failed("5.0.0".into(), "x".into()),
+                        };
+                        (*r, res)
+                    })
+                    .collect();
+                s.job_done(j.id, &r, now);
+            }
+            _ => {}
+        }
+        while let Some(j) = s.poll_job(now) {
+            running.push(j);
+        }
+        assert!(running.len() <= 7, "maxta");
+        let count = |f: &dyn Fn(&Job) -> bool| running.iter().filter(|j| f(j)).count();
+        assert!(
+            count(&|j| j.key.channel == "smtp-etrn") <= 2,
+            "maxring smtp-etrn"
+        );
+        assert!(count(&|j| j.key.channel == "smtp") <= 4, "maxring smtp");
+        for j in &running {
+            assert!(count(&|k| k.key == j.key) <= 2, "maxthr");
+        }
+        while s.poll_record().is_some() {}
+        while s.poll_bounce().is_some() {}
+        while s.poll_complete().is_some() {}
+    }
+}

@@ -2,16 +2,20 @@
 //! operators and scripts recognise it.
 
 use std::fmt::Write as _;
-use std::path::Path;
+
+use crate::config::scheduler::Transport;
+use crate::config::Config;
+use crate::spool::Destination;
 
 use crate::smtp::fmt_path;
 use crate::smtp::trace::iso_date;
 use crate::spool::{Spool, StateRecord};
 
-/// The state of recipient `idx` from its journal, as words.
-fn recipient_state(idx: usize, records: &[StateRecord]) -> String {
+/// The state of recipient `idx` from its journal, as words. `held`: its clause is
+/// queue-only (or a hold transport), so only a release starts it.
+fn recipient_state(idx: usize, records: &[StateRecord], held: bool) -> String {
     let mut attempts = 0;
-    let mut state = "queued".to_string();
+    let mut state = if held { "held" } else { "queued" }.to_string();
     for r in records {
         match r {
             StateRecord::Delivered { idx: i, .. } if *i == idx => state = "sent".into(),
@@ -25,10 +29,14 @@ fn recipient_state(idx: usize, records: &[StateRecord]) -> String {
                 ..
             } if *i == idx => {
                 attempts += 1;
-                state = format!(
-                    "deferred, {attempts} attempt(s), next {}, last error: {reason}",
-                    iso_date(*next)
-                );
+                state = if held {
+                    format!("held, {attempts} attempt(s), last error: {reason}")
+                } else {
+                    format!(
+                        "deferred, {attempts} attempt(s), next {}, last error: {reason}",
+                        iso_date(*next)
+                    )
+                };
             }
             _ => {}
         }
@@ -36,9 +44,21 @@ fn recipient_state(idx: usize, records: &[StateRecord]) -> String {
     state
 }
 
+/// Whether a destination's clause holds mail until a release.
+pub fn is_held(cfg: &Config, dest: &Destination) -> bool {
+    let (channel, host) = match dest {
+        Destination::Local(u) => ("local", u.as_str()),
+        Destination::Remote { channel, host } => (channel.as_str(), host.as_str()),
+    };
+    cfg.sched.clause_for(channel, host).is_some_and(|(_, c)| {
+        c.params.queueonly || matches!(c.params.command, Some((Transport::Hold, _)))
+    })
+}
+
 /// Renders the listing of the spool at `postoffice` (read-only: nothing is created,
 /// verified or moved).
-pub fn render(postoffice: &Path) -> Result<String, crate::spool::SpoolError> {
+pub fn render(cfg: &Config) -> Result<String, crate::spool::SpoolError> {
+    let postoffice = cfg.main.postoffice.as_path();
     let mut out = String::new();
     if !postoffice.join("queue").is_dir() {
         out.push_str("Mail queue is empty\n");
@@ -69,7 +89,7 @@ pub fn render(postoffice: &Path) -> Result<String, crate::spool::SpoolError> {
                 "",
                 crate::logging::sanitize(r.address.to_string().as_bytes()),
                 r.dest,
-                recipient_state(i, &e.state)
+                recipient_state(i, &e.state, is_held(cfg, &r.dest))
             );
         }
         out.push('\n');

@@ -211,7 +211,7 @@ fn main() {
     match &opts.command {
         Command::Check => exit(ex::OK),
         Command::Route { resolve, addrs } => exit(route(&cfg, addrs, *resolve)),
-        Command::Mailq => match etrnd::mailq::render(&cfg.main.postoffice) {
+        Command::Mailq => match etrnd::mailq::render(&cfg) {
             Ok(text) => {
                 print!("{text}");
                 exit(ex::OK)

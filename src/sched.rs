@@ -102,6 +102,7 @@ pub enum RcptState {
 
 #[derive(Debug)]
 struct RcptInfo {
+    address: String,
     key: ThreadKey,
     state: RcptState,
     attempts: u32,
@@ -204,6 +205,7 @@ impl Scheduler {
             .recipients
             .iter()
             .map(|r| RcptInfo {
+                address: r.address.to_string(),
                 key: dest_key(&r.dest),
                 state: RcptState::Waiting,
                 attempts: 0,
@@ -599,6 +601,12 @@ impl Scheduler {
     /// Messages known.
     pub fn messages(&self) -> usize {
         self.msgs.len()
+    }
+
+    /// A recipient's address and its message's arrival time (for log lines).
+    pub fn rcpt_info(&self, r: RcptRef) -> Option<(&str, Unix)> {
+        let m = self.msgs.get(&r.msg)?;
+        m.rcpts.get(r.idx).map(|x| (x.address.as_str(), m.arrival))
     }
 
     /// The state of a recipient (tests and listings).

@@ -19,6 +19,8 @@ pub struct Conn {
     pub session: ServerSession,
     /// The message being written, if any.
     pub incoming: Option<Incoming>,
+    /// Its envelope, for the scheduler once it is committed.
+    pub envelope: Option<Box<crate::spool::Envelope>>,
     /// Why the spool could not start the message, reported at its end.
     pub spool_error: Option<SpoolError>,
     /// The socket may have more to read (edge-triggered readiness not yet drained).

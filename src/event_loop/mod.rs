@@ -15,6 +15,7 @@
 
 mod conn;
 pub mod dns_io;
+mod outbound;
 mod timers;
 
 use std::collections::HashMap;
@@ -29,11 +30,14 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::config::{self, cidr, Config};
 use crate::dns::Dns;
+use crate::sched::Scheduler;
 use crate::smtp::server::{Context, Event, ServerSession};
 use crate::smtp::trace::{self, TraceInfo};
+use crate::spool::Envelope;
 use crate::spool::{Incoming, Spool};
 use conn::{Conn, ReadResult};
 use dns_io::DnsIo;
+use outbound::Outbound;
 use timers::Timers;
 
 const SIGNAL: Token = Token(0);
@@ -72,7 +76,7 @@ pub struct Daemon {
     config_path: PathBuf,
     signals: crate::sys::SignalPipe,
     next_session: u32,
-    batch: Vec<(usize, Incoming)>,
+    batch: Vec<(usize, Incoming, Box<Envelope>)>,
     disk_low: bool,
     disk_checked: Option<Instant>,
     buf: Vec<u8>,
@@ -80,6 +84,8 @@ pub struct Daemon {
     dns: Dns,
     dns_io: DnsIo,
     listening: Vec<SocketAddr>,
+    sched: Scheduler,
+    outbound: Outbound,
 }
 
 fn unix_now() -> u64 {
@@ -122,7 +128,13 @@ impl Daemon {
             config.main.smtp_port,
             seed,
         );
-        Ok(Daemon {
+        let mut sched = Scheduler::new(config.sched.clone(), seed.rotate_left(7));
+        let unix = unix_now();
+        for e in spool.list().map_err(|e| io::Error::other(e.to_string()))? {
+            sched.add_message(e.id, &e.envelope, &e.state, unix);
+        }
+        log::info!("sched loaded messages={}", sched.messages());
+        let mut d = Daemon {
             poll,
             listeners,
             conns: Vec::new(),
@@ -144,17 +156,30 @@ impl Daemon {
             dns,
             dns_io: DnsIo::default(),
             listening,
-        })
+            sched,
+            outbound: Outbound::default(),
+        };
+        d.apply_sched(Instant::now());
+        Ok(d)
     }
 
     /// Runs until SIGTERM or SIGINT.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         while !self.stopping {
-            let next = match (self.timers.next(), self.dns.poll_timeout()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let sched_at = self
+                .sched
+                .poll_timeout()
+                .map(|t| Instant::now() + Duration::from_secs(t.saturating_sub(unix_now())));
+            let next = [
+                self.timers.next(),
+                self.dns.poll_timeout(),
+                self.outbound.next_deadline(),
+                sched_at,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let timeout = next.map(|t| t.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -172,6 +197,7 @@ impl Daemon {
                         self.dns_io
                             .handle_event(t, &mut self.dns, self.poll.registry(), now)
                     }
+                    t if Outbound::owns(t) => self.out_event(t, now),
                     Token(t) if t >= CONN_BASE => {
                         let slot = t - CONN_BASE;
                         if let Some(Some(c)) = self.conns.get_mut(slot) {
@@ -201,6 +227,11 @@ impl Daemon {
             }
             self.commit(now);
             self.dns.handle_timeout(now);
+            self.lookups_done(now);
+            self.out_timeouts(now);
+            self.sched.handle_timeout(unix_now());
+            self.apply_sched(now);
+            self.start_jobs(now);
             self.dns_io.flush(&mut self.dns, self.poll.registry(), now);
             self.free.append(&mut self.freed_this_turn);
         }
@@ -258,6 +289,7 @@ impl Daemon {
                     crate::dns::self_spec(&new, &self.listening),
                     new.main.smtp_port,
                 );
+                self.sched.reconfigure(new.sched.clone());
                 self.config = new;
                 log::info!("config reloaded path={}", self.config_path.display());
             }
@@ -331,6 +363,7 @@ impl Daemon {
                 ip,
                 session,
                 incoming: None,
+                envelope: None,
                 spool_error: None,
                 readable: true,
                 dead: false,
@@ -368,7 +401,7 @@ impl Daemon {
         Self::route_events(&mut self.spool, &mut self.batch, &self.config, slot, c);
         c.flush();
         let done = c.dead || (c.session.is_closing() && c.session.pending_output().is_empty());
-        if done && c.incoming.is_none() && !self.batch.iter().any(|(s, _)| *s == slot) {
+        if done && c.incoming.is_none() && !self.batch.iter().any(|(s, _, _)| *s == slot) {
             self.close(slot);
         } else {
             self.timers.set(slot, c.session.poll_timeout());
@@ -378,7 +411,7 @@ impl Daemon {
     /// Carries out what a session asked of the spool.
     fn route_events(
         spool: &mut Spool,
-        batch: &mut Vec<(usize, Incoming)>,
+        batch: &mut Vec<(usize, Incoming, Box<Envelope>)>,
         config: &Config,
         slot: usize,
         c: &mut Conn,
@@ -410,6 +443,7 @@ impl Daemon {
                             env.recipients.len()
                         );
                         c.incoming = Some(inc);
+                        c.envelope = Some(env);
                     }
                     Err(e) => {
                         log::error!("spool begin-failed error=\"{e}\"");
@@ -423,13 +457,14 @@ impl Daemon {
                 }
                 Event::MessageAbort => {
                     c.spool_error = None;
+                    c.envelope = None;
                     if let Some(inc) = c.incoming.take() {
                         spool.abort(inc);
                     }
                 }
-                Event::MessageEnd => match c.incoming.take() {
-                    Some(inc) => batch.push((slot, inc)),
-                    None => {
+                Event::MessageEnd => match (c.incoming.take(), c.envelope.take()) {
+                    (Some(inc), Some(env)) => batch.push((slot, inc, env)),
+                    _ => {
                         // The spool could not even start this message.
                         let now = Instant::now();
                         let e = c
@@ -456,12 +491,20 @@ impl Daemon {
     fn commit(&mut self, now: Instant) {
         while !self.batch.is_empty() {
             let batch = std::mem::take(&mut self.batch);
-            let slots: Vec<usize> = batch.iter().map(|(s, _)| *s).collect();
-            let sizes: Vec<u64> = batch.iter().map(|(_, i)| i.len()).collect();
-            let results = self
-                .spool
-                .commit(batch.into_iter().map(|(_, i)| i).collect());
-            for ((slot, result), size) in slots.into_iter().zip(results).zip(sizes) {
+            let slots: Vec<usize> = batch.iter().map(|(s, _, _)| *s).collect();
+            let sizes: Vec<u64> = batch.iter().map(|(_, i, _)| i.len()).collect();
+            let mut envs = Vec::with_capacity(batch.len());
+            let mut incs = Vec::with_capacity(batch.len());
+            for (_, i, e) in batch {
+                incs.push(i);
+                envs.push(e);
+            }
+            let results = self.spool.commit(incs);
+            for (((slot, result), size), env) in slots.into_iter().zip(results).zip(sizes).zip(envs)
+            {
+                if let Ok(id) = &result {
+                    self.sched.add_message(*id, &env, &[], unix_now());
+                }
                 let Some(Some(c)) = self.conns.get_mut(slot) else {
                     continue;
                 };
@@ -516,6 +559,7 @@ impl Daemon {
     }
 
     fn shutdown(&mut self) {
+        self.abandon_deliveries();
         let host = self.config.main.hostname.clone();
         for slot in 0..self.conns.len() {
             if let Some(c) = self.conns[slot].as_mut() {

@@ -447,6 +447,14 @@ impl Spool {
 
     /// Appends a record to a message's journal and fsyncs it.
     pub fn record(&self, id: MessageId, rec: &StateRecord) -> Result<(), SpoolError> {
+        self.record_all(id, std::slice::from_ref(rec))
+    }
+
+    /// Appends records to a message's journal with one write and one fsync.
+    pub fn record_all(&self, id: MessageId, recs: &[StateRecord]) -> Result<(), SpoolError> {
+        if recs.is_empty() {
+            return Ok(());
+        }
         let p = self.state.join(id.to_string());
         let mut f = OpenOptions::new()
             .append(true)
@@ -454,9 +462,36 @@ impl Spool {
             .mode(0o600)
             .open(&p)
             .map_err(|e| SpoolError::new("open", &p, e))?;
-        f.write_all(rec.encode().as_bytes())
+        let text: String = recs.iter().map(StateRecord::encode).collect();
+        f.write_all(text.as_bytes())
             .map_err(|e| SpoolError::new("write", &p, e))?;
         f.sync_data().map_err(|e| SpoolError::new("fsync", &p, e))
+    }
+
+    /// Reads a queued message: its envelope and the message octets.
+    pub fn load(&self, id: MessageId) -> Result<(Envelope, Vec<u8>), SpoolError> {
+        let p = self.queue_path(id);
+        let mut data = read_file(&p).map_err(|e| SpoolError::new("read", &p, e))?;
+        let bad = |m: String| {
+            SpoolError::new("verify", &p, io::Error::new(io::ErrorKind::InvalidData, m))
+        };
+        let content = envelope::verify(&data).map_err(|e| bad(e.0))?;
+        let (env, body_at) = Envelope::decode(&data[..content]).map_err(|e| bad(e.0))?;
+        data.truncate(content);
+        data.drain(..body_at);
+        Ok((env, data))
+    }
+
+    /// Removes a finished message: the queue file first, then its journal (an orphan
+    /// journal left by a crash in between is removed at startup).
+    pub fn complete(&self, id: MessageId) -> Result<(), SpoolError> {
+        let p = self.queue_path(id);
+        fs::remove_file(&p).map_err(|e| SpoolError::new("unlink", &p, e))?;
+        let s = self.state.join(id.to_string());
+        match fs::remove_file(&s) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(SpoolError::new("unlink", &s, e)),
+            _ => Ok(()),
+        }
     }
 }
 

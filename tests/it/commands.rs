@@ -21,7 +21,7 @@ fn mailq_lists_acknowledged_messages() {
     assert!(out.contains("<a@b.example>"), "{out}");
     assert!(out.contains("<>"), "{out}");
     assert!(
-        out.contains("u@client.dom  smtp-etrn!mail.client.dom  queued"),
+        out.contains("u@client.dom  smtp-etrn!mail.client.dom  held"),
         "{out}"
     );
     assert!(

@@ -3,9 +3,11 @@
 mod commands;
 mod config_errors;
 mod crash;
+mod delivery;
 mod fakedns;
 mod interop;
 mod limits;
 mod resolve;
 mod scripts;
+mod sink;
 mod util;

@@ -1,0 +1,275 @@
+//! Outbound delivery through the real binary to SMTP sinks on loopback.
+
+use std::time::Duration;
+
+use crate::sink::{Behaviour, Sink};
+use crate::util::{Client, Daemon, Setup};
+
+fn setup(routes: String, sched: &str) -> (Setup, Vec<(&'static str, String)>) {
+    let s = Setup {
+        routes,
+        ..Setup::default()
+    };
+    (s, vec![("scheduler.conf", sched.to_string())])
+}
+
+fn start(routes: String, sched: &str) -> Daemon {
+    let (s, files) = setup(routes, sched);
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    Daemon::start_with_files(s, &files)
+}
+
+const SCHED: &str = "*/* interval=1s retries=\"1\" expiry=1h\n\
+    smtp-etrn/* queueonly command=\"smtp -c $channel\"\n\
+    smtp*/* command=\"smtp -c $channel\"\n\
+    error/* command=errormail\n";
+
+fn wait_until(d: &Daemon, what: &str, secs: u64, f: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn delivers_to_the_routed_host_and_removes_the_message() {
+    let sink = Sink::start(Behaviour::default());
+    let d = start(
+        format!(".sink.example smtp![127.0.0.1]:{}\n", sink.addr.port()),
+        SCHED,
+    );
+    let mut c = Client::hello(d.addr());
+    let id = c.send_message(
+        "s@test.example",
+        &["a@sink.example", "b@sink.example"],
+        "Subject: hi\r\n\r\n..dotted\r\nbody\r\n",
+    );
+    let got = sink.wait_for(1, 10);
+    assert_eq!(got[0].from, "<s@test.example>");
+    assert_eq!(got[0].rcpts, vec!["<a@sink.example>", "<b@sink.example>"]);
+    assert!(
+        got[0].data.starts_with("Received: from client.example"),
+        "{}",
+        got[0].data
+    );
+    assert!(
+        got[0].data.contains("\r\n..dotted\r\n"),
+        "dot-stuffed on the wire"
+    );
+    wait_until(&d, "queue to empty", 10, || d.queue_files().is_empty());
+    let log = d.log();
+    assert!(
+        log.contains(&format!(
+            "{id} smtp delivery to=<a@sink.example>, relay=[127.0.0.1]:"
+        )),
+        "{log}"
+    );
+    assert!(log.contains("status=sent"), "{log}");
+}
+
+#[test]
+fn per_recipient_results_defer_and_bounce() {
+    let sink = Sink::start(Behaviour::default());
+    let d = start(
+        format!(".sink.example smtp![127.0.0.1]:{}\n", sink.addr.port()),
+        SCHED,
+    );
+    let mut c = Client::hello(d.addr());
+    c.send_message(
+        "sender@sink.example",
+        &[
+            "ok@sink.example",
+            "later@sink.example",
+            "reject@sink.example",
+        ],
+        "Subject: three\r\n\r\nx\r\n",
+    );
+    // The message, then the DSN for the rejected recipient (to the sender, via the sink).
+    let got = sink.wait_for(2, 10);
+    assert_eq!(got[0].rcpts, vec!["<ok@sink.example>"]);
+    let dsn = got
+        .iter()
+        .find(|m| m.from == "<>")
+        .expect("a bounce with the null sender");
+    assert_eq!(dsn.rcpts, vec!["<sender@sink.example>"]);
+    assert!(dsn.data.contains("Status: 5.1.1"), "{}", dsn.data);
+    assert!(dsn
+        .data
+        .contains("Final-Recipient: rfc822; reject@sink.example"));
+    assert!(dsn
+        .data
+        .contains("Diagnostic-Code: smtp; 550 5.1.1 no such user here"));
+    assert!(
+        dsn.data.contains("Subject: three"),
+        "original headers returned"
+    );
+    // The deferred recipient stays, with its error, and survives a restart.
+    let (_, q, _) = d.run(&["mailq"]);
+    assert!(q.contains("later@sink.example"), "{q}");
+    assert!(q.contains("deferred"), "{q}");
+    assert!(q.contains("452 4.2.2 mailbox full"), "{q}");
+    assert!(q.contains("ok@sink.example  smtp![127.0.0.1]"), "{q}");
+    assert!(
+        q.contains("  sent\n"),
+        "the delivered recipient is shown as sent: {q}"
+    );
+}
+
+#[test]
+fn queue_only_is_never_delivered_without_a_trigger() {
+    let sink = Sink::start(Behaviour::default());
+    let d = start(
+        format!(".q.example smtp-etrn![127.0.0.1]:{}\n", sink.addr.port()),
+        SCHED,
+    );
+    let mut c = Client::hello(d.addr());
+    c.send_message(
+        "s@test.example",
+        &["u@q.example"],
+        "Subject: q\r\n\r\nx\r\n",
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        sink.connections.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    assert_eq!(d.queue_files().len(), 1);
+    let (_, q, _) = d.run(&["mailq"]);
+    assert!(q.contains("u@q.example  smtp-etrn![127.0.0.1]"), "{q}");
+    assert!(q.trim_end().lines().any(|l| l.ends_with("  held")), "{q}");
+}
+
+#[test]
+fn retries_on_schedule_then_expires_with_a_dsn() {
+    let sink = Sink::start(Behaviour::default());
+    let bad = Sink::start(Behaviour {
+        greeting: "421 4.3.2 try later",
+        ..Behaviour::default()
+    });
+    let sched = "*/* interval=1s retries=\"1\" expiry=3s expiry2=1s\nsmtp*/* command=smtp\n";
+    let routes = format!(
+        ".down.example smtp![127.0.0.1]:{}\n.sink.example smtp![127.0.0.1]:{}\n",
+        bad.addr.port(),
+        sink.addr.port()
+    );
+    let d = start(routes, sched);
+    let mut c = Client::hello(d.addr());
+    c.send_message(
+        "s@sink.example",
+        &["u@down.example"],
+        "Subject: doomed\r\n\r\nx\r\n",
+    );
+    let dsn = sink.wait_for(1, 15);
+    assert_eq!(dsn[0].from, "<>");
+    assert!(dsn[0].data.contains("Status: 5.4.7"), "{}", dsn[0].data);
+    assert!(
+        dsn[0].data.contains("421 4.3.2 try later"),
+        "last error in the DSN"
+    );
+    let tries = bad.connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (2..=6).contains(&tries),
+        "about one attempt per second: {tries}"
+    );
+    wait_until(&d, "queue to empty", 10, || d.queue_files().is_empty());
+}
+
+#[test]
+fn greeting_421_falls_over_to_the_next_address() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _bad = Sink::start_on(
+        &format!("127.0.0.1:{port}"),
+        Behaviour {
+            greeting: "421 4.3.2 busy",
+            ..Behaviour::default()
+        },
+    );
+    let good = Sink::start_on(&format!("127.0.0.2:{port}"), Behaviour::default());
+    let s = Setup {
+        conf: format!("SMTP_PORT={port}\n"),
+        routes: ".two.example smtp!mx.two.example\n".into(),
+        ..Setup::default()
+    };
+    let d = Daemon::start_with_files(
+        s,
+        &[
+            ("scheduler.conf", SCHED),
+            (
+                "hosts",
+                "127.0.0.1 mx.two.example\n127.0.0.2 mx.two.example\n",
+            ),
+        ],
+    );
+    let mut c = Client::hello(d.addr());
+    c.send_message(
+        "s@test.example",
+        &["u@two.example"],
+        "Subject: fall over\r\n\r\nx\r\n",
+    );
+    let got = good.wait_for(1, 10);
+    assert_eq!(got[0].rcpts, vec!["<u@two.example>"]);
+}
+
+#[test]
+fn connection_dropped_after_the_dot_defers() {
+    let sink = Sink::start(Behaviour {
+        dot_reply: "",
+        ..Behaviour::default()
+    });
+    let d = start(
+        format!(".sink.example smtp![127.0.0.1]:{}\n", sink.addr.port()),
+        SCHED,
+    );
+    let mut c = Client::hello(d.addr());
+    c.send_message(
+        "s@test.example",
+        &["u@sink.example"],
+        "Subject: x\r\n\r\nx\r\n",
+    );
+    wait_until(&d, "a deferral", 10, || d.log().contains("status=deferred"));
+    assert_eq!(d.queue_files().len(), 1);
+}
+
+#[test]
+fn a_backlog_drains_through_one_connection() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sched = "*/* interval=2s retries=\"1\" expiry=1h\nsmtp*/* command=smtp\n";
+    let d = start(format!(".sink.example smtp![127.0.0.1]:{port}\n"), sched);
+    let mut c = Client::hello(d.addr());
+    // Nobody listens yet: the first attempt fails and the thread sleeps; the rest of
+    // the mail waits behind it instead of costing one connection attempt each.
+    for i in 0..30 {
+        c.send_message(
+            "s@test.example",
+            &["u@sink.example"],
+            &format!("Subject: {i}\r\n\r\nx\r\n"),
+        );
+    }
+    let sink = Sink::start_on(&format!("127.0.0.1:{port}"), Behaviour::default());
+    let got = sink.wait_for(30, 15);
+    assert_eq!(got.len(), 30);
+    assert_eq!(
+        sink.connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one connection for the backlog"
+    );
+    let refused = d.log().matches("connect-failed").count();
+    assert!(
+        refused <= 2,
+        "a dead host costs one attempt per retry slot: {refused}"
+    );
+    wait_until(&d, "queue to empty", 10, || d.queue_files().is_empty());
+}

@@ -1,0 +1,183 @@
+//! An SMTP sink for tests: records every transaction it accepts, and answers by the
+//! recipient's local part: `later*` gets 452, `reject*` 550, anything else 250.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub from: String,
+    pub rcpts: Vec<String>,
+    pub data: String,
+}
+
+#[derive(Clone)]
+pub struct Behaviour {
+    pub greeting: &'static str,
+    pub pipelining: bool,
+    /// Reply to the final dot.
+    pub dot_reply: &'static str,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour {
+            greeting: "220 sink.test ESMTP",
+            pipelining: true,
+            dot_reply: "250 2.0.0 Ok: queued",
+        }
+    }
+}
+
+pub struct Sink {
+    pub addr: SocketAddr,
+    pub got: Arc<Mutex<Vec<Received>>>,
+    pub connections: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Sink {
+    pub fn start(b: Behaviour) -> Sink {
+        Sink::start_on("127.0.0.1:0", b)
+    }
+
+    pub fn start_on(addr: &str, b: Behaviour) -> Sink {
+        let l = TcpListener::bind(addr).unwrap();
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let (got, connections, stop) = (got.clone(), connections.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match l.accept() {
+                        Ok((s, _)) => {
+                            connections.fetch_add(1, Ordering::SeqCst);
+                            let (got, b) = (got.clone(), b.clone());
+                            std::thread::spawn(move || {
+                                let _ = serve(s, &b, &got);
+                            });
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            });
+        }
+        Sink {
+            addr,
+            got,
+            connections,
+            stop,
+        }
+    }
+
+    pub fn messages(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` messages arrived (or panics after `secs`).
+    pub fn wait_for(&self, n: usize, secs: u64) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let m = self.messages();
+            if m.len() >= n {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sink got {} of {n} messages",
+                m.len()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve(s: TcpStream, b: &Behaviour, got: &Mutex<Vec<Received>>) -> std::io::Result<()> {
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut w = s.try_clone()?;
+    let mut r = BufReader::new(s);
+    writeln!(w, "{}\r", b.greeting)?;
+    if !b.greeting.starts_with("220") {
+        return Ok(());
+    }
+    let mut from = String::new();
+    let mut rcpts = Vec::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let up = line.trim_end().to_ascii_uppercase();
+        let reply: String = if up.starts_with("EHLO") {
+            if b.pipelining {
+                "250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 100000000".into()
+            } else {
+                "250-sink.test\r\n250 8BITMIME".into()
+            }
+        } else if up.starts_with("HELO") || up.starts_with("RSET") || up.starts_with("NOOP") {
+            rcpts.clear();
+            "250 ok".into()
+        } else if up.starts_with("MAIL FROM:") {
+            let f = &line.trim_end()[10..];
+            from = f[..f.find('>').map(|i| i + 1).unwrap_or(f.len())].to_string();
+            rcpts.clear();
+            "250 2.1.0 ok".into()
+        } else if up.starts_with("RCPT TO:") {
+            let a = line.trim_end()[8..].to_string();
+            if a.starts_with("<later") {
+                "452 4.2.2 mailbox full, try later".into()
+            } else if a.starts_with("<reject") {
+                "550 5.1.1 no such user here".into()
+            } else {
+                rcpts.push(a);
+                "250 2.1.5 ok".into()
+            }
+        } else if up.starts_with("DATA") {
+            if rcpts.is_empty() {
+                "554 5.5.1 no valid recipients".into()
+            } else {
+                writeln!(w, "354 go\r")?;
+                let mut data = String::new();
+                loop {
+                    let mut l = String::new();
+                    if r.read_line(&mut l)? == 0 {
+                        return Ok(());
+                    }
+                    if l == ".\r\n" {
+                        break;
+                    }
+                    data.push_str(&l);
+                }
+                if b.dot_reply.starts_with('2') {
+                    got.lock().unwrap().push(Received {
+                        from: from.clone(),
+                        rcpts: std::mem::take(&mut rcpts),
+                        data,
+                    });
+                }
+                if b.dot_reply.is_empty() {
+                    return Ok(()); // drop the connection after the dot
+                }
+                b.dot_reply.to_string()
+            }
+        } else if up.starts_with("QUIT") {
+            writeln!(w, "221 bye\r")?;
+            return Ok(());
+        } else {
+            "502 5.5.2 what".into()
+        };
+        write!(w, "{reply}\r\n")?;
+    }
+}

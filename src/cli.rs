@@ -30,6 +30,8 @@ pub enum Command {
     Check,
     /// List the queue.
     Mailq,
+    /// Queue shape per destination and age.
+    Qshape,
     /// Show how addresses route; with `resolve` (`-R`) also the next hops.
     Route {
         /// `-R`: resolve the next hop of each remote route.
@@ -53,7 +55,7 @@ pub struct Options {
 }
 
 /// The one-line usage message.
-pub const USAGE: &str = "usage: etrnd [-dhnv] [-f file] [mailq | route [-R] address ...]";
+pub const USAGE: &str = "usage: etrnd [-dhnv] [-f file] [mailq | qshape | route [-R] address ...]";
 
 /// Parses `args` (program name first). `Err` carries a message for stderr and the
 /// exit code.
@@ -93,6 +95,7 @@ pub fn parse(args: &[String]) -> Result<Options, (String, i32)> {
             return Err((format!("etrnd: -n takes no command\n{USAGE}"), exit::USAGE))
         }
         Some("mailq") if free.len() == 1 => Command::Mailq,
+        Some("qshape") if free.len() == 1 => Command::Qshape,
         Some("route") if free.len() > 1 => {
             let resolve = free[1] == "-R";
             let addrs = free[if resolve { 2 } else { 1 }..].to_vec();

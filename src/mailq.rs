@@ -103,3 +103,67 @@ pub fn render(cfg: &Config) -> Result<String, crate::spool::SpoolError> {
     );
     Ok(out)
 }
+
+/// Age buckets of `qshape`, in minutes (Postfix's defaults).
+const BUCKETS: [u64; 9] = [5, 10, 20, 40, 80, 160, 320, 640, 1280];
+
+/// `etrnd qshape`: per destination and message age, how many messages wait —
+/// one table for held (queue-only) mail, one for the rest (queued or deferred).
+pub fn qshape(cfg: &Config, now: u64) -> Result<String, crate::spool::SpoolError> {
+    use std::collections::BTreeMap;
+    let postoffice = cfg.main.postoffice.as_path();
+    let entries = if postoffice.join("queue").is_dir() {
+        Spool::at(postoffice).list()?
+    } else {
+        Vec::new()
+    };
+    // (held, destination) -> counts per bucket (last = older than the last bucket).
+    let mut rows: BTreeMap<(bool, String), [u64; BUCKETS.len() + 1]> = BTreeMap::new();
+    for e in &entries {
+        let age_min = now.saturating_sub(e.envelope.arrival) / 60;
+        let bucket = BUCKETS.iter().position(|&b| age_min < b).unwrap_or(BUCKETS.len());
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, r) in e.envelope.recipients.iter().enumerate() {
+            let done = e.state.iter().any(|s| {
+                matches!(s, StateRecord::Delivered { idx, .. } | StateRecord::Failed { idx, .. } if *idx == i)
+            });
+            if done {
+                continue;
+            }
+            let key = (is_held(cfg, &r.dest), r.dest.to_string());
+            if seen.insert(key.clone()) {
+                rows.entry(key).or_insert([0; BUCKETS.len() + 1])[bucket] += 1;
+            }
+        }
+    }
+    let mut out = String::new();
+    for (held, title) in [(true, "held (queue-only: released by ETRN or etrnd flush)"), (false, "queued or deferred")] {
+        let mine: Vec<_> = rows.iter().filter(|((h, _), _)| *h == held).collect();
+        let width = mine.iter().map(|((_, d), _)| d.len()).max().unwrap_or(5).max(5);
+        let _ = writeln!(out, "{title}:");
+        let _ = write!(out, "{:>width$} {:>6}", "", "T");
+        for b in BUCKETS {
+            let _ = write!(out, " {b:>5}");
+        }
+        let _ = writeln!(out, " {:>5}", format!("{}+", BUCKETS[BUCKETS.len() - 1]));
+        let mut total = [0u64; BUCKETS.len() + 1];
+        for (_, counts) in &mine {
+            for (t, c) in total.iter_mut().zip(counts.iter()) {
+                *t += c;
+            }
+        }
+        let mut line = |name: &str, counts: &[u64]| {
+            let _ = write!(out, "{name:>width$} {:>6}", counts.iter().sum::<u64>());
+            for c in counts {
+                let _ = write!(out, " {c:>5}");
+            }
+            out.push('\n');
+        };
+        line("TOTAL", &total);
+        for ((_, dest), counts) in mine {
+            line(dest, counts);
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}

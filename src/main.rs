@@ -221,6 +221,22 @@ fn main() {
                 exit(ex::OSERR)
             }
         },
+        Command::Qshape => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            match etrnd::mailq::qshape(&cfg, now) {
+                Ok(text) => {
+                    print!("{text}");
+                    exit(ex::OK)
+                }
+                Err(e) => {
+                    eprintln!("etrnd: {e}");
+                    exit(ex::OSERR)
+                }
+            }
+        }
         Command::Daemon => daemon(&opts, cfg, config_path),
     }
 }

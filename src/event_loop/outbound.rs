@@ -33,6 +33,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Run {
     job: Job,
+    /// `-l FILE` of the transport, expanded for this thread.
+    log: Option<std::path::PathBuf>,
     pending: VecDeque<(MessageId, Vec<usize>)>,
     current: Option<(MessageId, Vec<usize>)>,
     results: Vec<(RcptRef, RcptResult)>,
@@ -95,10 +97,18 @@ impl Daemon {
                 job.rcpts.len()
             );
             match job.transport.clone() {
-                Transport::Smtp { no_mx, .. } => {
+                Transport::Smtp { no_mx, log, .. } => {
+                    let log = log.map(|l| {
+                        std::path::PathBuf::from(
+                            l.replace("${channel}", &job.key.channel)
+                                .replace("$channel", &job.key.channel)
+                                .replace("${host}", &job.key.host),
+                        )
+                    });
                     let lid = self.dns.lookup(&job.key.host, no_mx, now);
                     self.outbound.lookups.insert(lid, job.id);
                     let run = Run {
+                        log,
                         pending: group(&job.rcpts),
                         job,
                         current: None,
@@ -264,7 +274,9 @@ impl Daemon {
             match c.stream.peer_addr() {
                 Ok(_) => {
                     log::debug!("{} smtp connected relay={}", c.job.0, c.relay);
-                    c.session = Some(ClientSession::new(&self.config.main.hostname, now));
+                    let s = ClientSession::new(&self.config.main.hostname, now);
+                    let logged = self.outbound.runs.get(&c.job).is_some_and(|r| r.log.is_some());
+                    c.session = Some(if logged { s.with_transcript() } else { s });
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
                 Err(e) => return self.conn_failed(slot, format!("connect: {e}"), now),
@@ -357,8 +369,13 @@ impl Daemon {
                     }
                 }
             }
-            let Some(ev) = s.poll_event() else {
-                let t = s.poll_timeout();
+            let lines = s.take_transcript();
+            let ev = s.poll_event();
+            let t = s.poll_timeout();
+            if !lines.is_empty() {
+                self.append_transcript(jid, &relay, &lines);
+            }
+            let Some(ev) = ev else {
                 self.outbound.timers.set(slot, t);
                 return;
             };
@@ -417,6 +434,26 @@ impl Daemon {
                     return;
                 }
             }
+        }
+    }
+
+    /// Appends transcript lines to the run's `-l` file (best effort: a failure is
+    /// logged, delivery goes on).
+    fn append_transcript(&self, jid: JobId, relay: &str, lines: &[String]) {
+        let Some(path) = self.outbound.runs.get(&jid).and_then(|r| r.log.as_ref()) else {
+            return;
+        };
+        let mut text = String::new();
+        for l in lines {
+            text.push_str(&format!("{} {} {}\n", jid.0, relay, l));
+        }
+        let r = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
+        if let Err(e) = r {
+            log::warn!("smtp transcript-failed file={} error=\"{e}\"", path.display());
         }
     }
 

@@ -222,6 +222,8 @@ pub struct ClientSession {
     eight_bit_mime: bool,
     size_limit: Option<u64>,
     txn: Option<Txn>,
+    /// Transcript lines (`> command`, `< reply`), when asked for.
+    transcript: Option<Vec<String>>,
 }
 
 fn stuff_and_fold(body: &[u8]) -> Vec<u8> {
@@ -271,7 +273,19 @@ impl ClientSession {
             eight_bit_mime: false,
             size_limit: None,
             txn: None,
+            transcript: None,
         }
+    }
+
+    /// Keeps a transcript of commands and replies (never message bodies).
+    pub fn with_transcript(mut self) -> Self {
+        self.transcript = Some(Vec::new());
+        self
+    }
+
+    /// Takes the transcript lines gathered so far.
+    pub fn take_transcript(&mut self) -> Vec<String> {
+        self.transcript.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Bytes to send.
@@ -305,6 +319,13 @@ impl ClientSession {
     }
 
     fn send(&mut self, what: Expect, line: &[u8], now: Instant) {
+        if let Some(t) = self.transcript.as_mut() {
+            if what == Expect::Dot {
+                t.push(format!("> [message, {} octets]", line.len()));
+            } else {
+                t.push(format!("> {}", sanitize(line.strip_suffix(b"\r\n").unwrap_or(line))));
+            }
+        }
         self.out.extend_from_slice(line);
         self.expect.push_back(what);
         self.deadline = now
@@ -419,6 +440,12 @@ impl ClientSession {
                 Some(Err(e)) => return self.fail(true, format!("protocol error: {e}")),
                 Some(Ok(r)) => r,
             };
+            if let Some(t) = self.transcript.as_mut() {
+                for (i, l) in reply.lines.iter().enumerate() {
+                    let sep = if i + 1 == reply.lines.len() { ' ' } else { '-' };
+                    t.push(format!("< {}{sep}{l}", reply.code));
+                }
+            }
             let Some(what) = self.expect.pop_front() else {
                 return self.fail(true, format!("unexpected reply \"{}\"", reply.summary()));
             };

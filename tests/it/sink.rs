@@ -106,6 +106,7 @@ impl Drop for Sink {
 
 fn serve(s: TcpStream, b: &Behaviour, got: &Mutex<Vec<Received>>) -> std::io::Result<()> {
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_nodelay(true)?;
     let mut w = s.try_clone()?;
     let mut r = BufReader::new(s);
     writeln!(w, "{}\r", b.greeting)?;

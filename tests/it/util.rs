@@ -25,6 +25,7 @@ impl TempDir {
         let p = std::env::temp_dir().join(format!("etrnd-it-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(p.join("db")).unwrap();
+        std::fs::create_dir_all(p.join("log")).unwrap();
         TempDir(p)
     }
 }

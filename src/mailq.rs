@@ -121,7 +121,10 @@ pub fn qshape(cfg: &Config, now: u64) -> Result<String, crate::spool::SpoolError
     let mut rows: BTreeMap<(bool, String), [u64; BUCKETS.len() + 1]> = BTreeMap::new();
     for e in &entries {
         let age_min = now.saturating_sub(e.envelope.arrival) / 60;
-        let bucket = BUCKETS.iter().position(|&b| age_min < b).unwrap_or(BUCKETS.len());
+        let bucket = BUCKETS
+            .iter()
+            .position(|&b| age_min < b)
+            .unwrap_or(BUCKETS.len());
         let mut seen = std::collections::BTreeSet::new();
         for (i, r) in e.envelope.recipients.iter().enumerate() {
             let done = e.state.iter().any(|s| {
@@ -137,9 +140,17 @@ pub fn qshape(cfg: &Config, now: u64) -> Result<String, crate::spool::SpoolError
         }
     }
     let mut out = String::new();
-    for (held, title) in [(true, "held (queue-only: released by ETRN or etrnd flush)"), (false, "queued or deferred")] {
+    for (held, title) in [
+        (true, "held (queue-only: released by ETRN or etrnd flush)"),
+        (false, "queued or deferred"),
+    ] {
         let mine: Vec<_> = rows.iter().filter(|((h, _), _)| *h == held).collect();
-        let width = mine.iter().map(|((_, d), _)| d.len()).max().unwrap_or(5).max(5);
+        let width = mine
+            .iter()
+            .map(|((_, d), _)| d.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
         let _ = writeln!(out, "{title}:");
         let _ = write!(out, "{:>width$} {:>6}", "", "T");
         for b in BUCKETS {

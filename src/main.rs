@@ -159,6 +159,9 @@ fn daemon(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
             log::error!("pid file {}: {e}", cfg.main.pidfile.display());
         }
     }
+    if let Err(e) = std::fs::create_dir_all(&cfg.main.logdir) {
+        log::warn!("LOGDIR {}: {e}", cfg.main.logdir.display());
+    }
     let fds = etrnd::sys::raise_fd_limit();
     log::debug!("daemon fd-limit={fds}");
     let mut spool = match Spool::open(&cfg.main.postoffice) {

@@ -273,9 +273,13 @@ impl Daemon {
             }
             match c.stream.peer_addr() {
                 Ok(_) => {
-                    log::debug!("{} smtp connected relay={}", c.job.0, c.relay);
+                    log::info!("{} smtp connected relay={}", c.job.0, c.relay);
                     let s = ClientSession::new(&self.config.main.hostname, now);
-                    let logged = self.outbound.runs.get(&c.job).is_some_and(|r| r.log.is_some());
+                    let logged = self
+                        .outbound
+                        .runs
+                        .get(&c.job)
+                        .is_some_and(|r| r.log.is_some());
                     c.session = Some(if logged { s.with_transcript() } else { s });
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
@@ -453,7 +457,10 @@ impl Daemon {
             .open(path)
             .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
         if let Err(e) = r {
-            log::warn!("smtp transcript-failed file={} error=\"{e}\"", path.display());
+            log::warn!(
+                "smtp transcript-failed file={} error=\"{e}\"",
+                path.display()
+            );
         }
     }
 

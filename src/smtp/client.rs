@@ -285,7 +285,10 @@ impl ClientSession {
 
     /// Takes the transcript lines gathered so far.
     pub fn take_transcript(&mut self) -> Vec<String> {
-        self.transcript.as_mut().map(std::mem::take).unwrap_or_default()
+        self.transcript
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Bytes to send.
@@ -323,7 +326,10 @@ impl ClientSession {
             if what == Expect::Dot {
                 t.push(format!("> [message, {} octets]", line.len()));
             } else {
-                t.push(format!("> {}", sanitize(line.strip_suffix(b"\r\n").unwrap_or(line))));
+                t.push(format!(
+                    "> {}",
+                    sanitize(line.strip_suffix(b"\r\n").unwrap_or(line))
+                ));
             }
         }
         self.out.extend_from_slice(line);

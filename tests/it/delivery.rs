@@ -151,7 +151,11 @@ fn queue_only_is_never_delivered_without_a_trigger() {
     assert_eq!(code, 0);
     let held = shape.split("queued or deferred").next().unwrap();
     assert!(held.contains("smtp-etrn![127.0.0.1]"), "{shape}");
-    assert!(held.lines().any(|l| l.trim_start().starts_with("TOTAL      1     1")), "{shape}");
+    assert!(
+        held.lines()
+            .any(|l| l.trim_start().starts_with("TOTAL      1     1")),
+        "{shape}"
+    );
     assert!(q.trim_end().lines().any(|l| l.ends_with("  held")), "{q}");
 }
 
@@ -287,14 +291,22 @@ fn a_backlog_drains_through_one_connection() {
 
 #[test]
 fn kill9_during_delivery_repeats_at_most_what_was_in_flight() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let sched = "*/* interval=1s retries=\"1\" expiry=1h\nsmtp*/* maxthr=1 command=smtp\n";
     let mut d = start(format!(".sink.example smtp![127.0.0.1]:{port}\n"), sched);
     let t0 = std::time::Instant::now();
     let mut c = Client::hello(d.addr());
     let n = 300;
     for i in 0..n {
-        c.send_message("s@test.example", &["u@sink.example"], &format!("Subject: m{i}\r\n\r\nx\r\n"));
+        c.send_message(
+            "s@test.example",
+            &["u@sink.example"],
+            &format!("Subject: m{i}\r\n\r\nx\r\n"),
+        );
     }
     drop(c);
     let sink = Sink::start_on(&format!("127.0.0.1:{port}"), Behaviour::default());
@@ -302,7 +314,9 @@ fn kill9_during_delivery_repeats_at_most_what_was_in_flight() {
     for round in 1..=rounds {
         // Kill while the backlog drains, then restart and go on.
         let target = n * round / (rounds + 1);
-        wait_until(&d, "some deliveries", 20, || sink.messages().len() >= target);
+        wait_until(&d, "some deliveries", 20, || {
+            sink.messages().len() >= target
+        });
         eprintln!("round {round} at {:?}", t0.elapsed());
         d.kill9();
         d.spawn();
@@ -312,12 +326,20 @@ fn kill9_during_delivery_repeats_at_most_what_was_in_flight() {
     let got = sink.messages();
     let mut count = std::collections::HashMap::new();
     for m in &got {
-        let subject = m.data.lines().find(|l| l.starts_with("Subject: ")).unwrap().to_string();
+        let subject = m
+            .data
+            .lines()
+            .find(|l| l.starts_with("Subject: "))
+            .unwrap()
+            .to_string();
         *count.entry(subject).or_insert(0) += 1;
     }
     assert_eq!(count.len(), n, "every message delivered");
     let dups: usize = count.values().map(|c| c - 1).sum();
-    assert!(dups <= rounds, "at most one in-flight message repeated per kill: {dups}");
+    assert!(
+        dups <= rounds,
+        "at most one in-flight message repeated per kill: {dups}"
+    );
 }
 
 fn smtp_sink_bin() -> &'static str {
@@ -330,7 +352,11 @@ fn smtp_sink_bin() -> &'static str {
 
 #[test]
 fn postfix_smtp_sink_receives_everything_intact() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let d = start(format!(".sink.example smtp![127.0.0.1]:{port}\n"), SCHED);
     let dump = d.dir.0.join("dump");
     let mut sink = std::process::Command::new(smtp_sink_bin())
@@ -354,10 +380,18 @@ fn postfix_smtp_sink_receives_everything_intact() {
     let _ = sink.kill();
     let _ = sink.wait();
     let text = std::fs::read_to_string(&dump).unwrap();
-    assert_eq!(text.matches("X-Mail-Args: <s@test.example>").count(), 20, "{text:.500}");
+    assert_eq!(
+        text.matches("X-Mail-Args: <s@test.example>").count(),
+        20,
+        "{text:.500}"
+    );
     assert_eq!(text.matches("X-Rcpt-Args:").count(), 40);
     assert!(text.lines().all(|l| l.len() <= 1000), "long lines folded");
     // smtp-sink dumps the unstuffed message: the line arrives whole only if we
     // stuffed it on the wire.
-    assert_eq!(text.matches("\n.dot line").count(), 20, "dot-stuffed on the wire");
+    assert_eq!(
+        text.matches("\n.dot line").count(),
+        20,
+        "dot-stuffed on the wire"
+    );
 }

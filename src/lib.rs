@@ -35,6 +35,7 @@ pub mod cli;
 pub mod config;
 pub mod dns;
 pub mod event_loop;
+pub mod local;
 pub mod logging;
 pub mod mailq;
 pub mod route;

@@ -8,10 +8,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::config::names::Aliases;
+use crate::config::names::{AliasTarget, Aliases};
 use crate::config::routes::{Host, RouteEntry, RouteKey, RouteValue};
 use crate::smtp::reply::Reply;
 use crate::smtp::{Domain, Mailbox};
+use crate::spool::Destination;
 
 /// A route entry as stored in the trie: its value and the line it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +161,11 @@ pub struct Router {
 /// Users that always exist (RFC 5321 §4.5.1; RFC 3834 bounce sender).
 const ALWAYS_LOCAL: [&str; 2] = ["postmaster", "mailer-daemon"];
 
+/// How deep aliases may nest.
+pub const MAX_ALIAS_DEPTH: usize = 10;
+/// Most destinations one local name may expand to.
+pub const MAX_ALIAS_TARGETS: usize = 1000;
+
 impl Router {
     /// Whether `user` is a valid local recipient: postmaster, an alias or a system
     /// account.
@@ -167,6 +173,92 @@ impl Router {
         ALWAYS_LOCAL.contains(&user)
             || self.aliases.contains_key(user)
             || crate::sys::user_exists(user)
+    }
+
+    /// Expands a local name through the aliases into final destinations: system
+    /// accounts (their mailboxes) and remote addresses (routed as for a trusted
+    /// client). Nested aliases are followed to [`MAX_ALIAS_DEPTH`]; a name met again
+    /// is a loop and is delivered to its own mailbox if it is an account, else
+    /// dropped. `postmaster` without an alias is root's, `mailer-daemon` postmaster's.
+    pub fn expand(&self, user: &str) -> Result<Vec<Destination>, String> {
+        let mut out: Vec<Destination> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut problems = Vec::new();
+        self.expand_into(user, 0, &mut seen, &mut out, &mut problems);
+        for p in &problems {
+            log::warn!("aliases expand user={user} problem=\"{p}\"");
+        }
+        if out.is_empty() {
+            return Err(match problems.first() {
+                Some(p) => format!("alias {user} expands to nothing deliverable: {p}"),
+                None => format!("no local user or alias '{user}'"),
+            });
+        }
+        Ok(out)
+    }
+
+    fn expand_into(
+        &self,
+        name: &str,
+        depth: usize,
+        seen: &mut HashSet<String>,
+        out: &mut Vec<Destination>,
+        problems: &mut Vec<String>,
+    ) {
+        let push = |out: &mut Vec<Destination>, d: Destination| {
+            if !out.contains(&d) && out.len() < MAX_ALIAS_TARGETS {
+                out.push(d);
+            }
+        };
+        if depth > MAX_ALIAS_DEPTH {
+            problems.push(format!(
+                "aliases nest deeper than {MAX_ALIAS_DEPTH} at {name}"
+            ));
+            return;
+        }
+        if !seen.insert(name.to_string()) {
+            // A loop (or "user: user, …"): the name's own mailbox, if it has one.
+            if crate::sys::user_exists(name) {
+                push(out, Destination::Local(name.to_string()));
+            } else {
+                problems.push(format!("alias loop at {name}"));
+            }
+            return;
+        }
+        let Some(targets) = self.aliases.get(name) else {
+            match name {
+                "postmaster" => self.expand_into("root", depth + 1, seen, out, problems),
+                "mailer-daemon" => self.expand_into("postmaster", depth + 1, seen, out, problems),
+                _ if crate::sys::user_exists(name) => {
+                    push(out, Destination::Local(name.to_string()))
+                }
+                _ => problems.push(format!("no account or alias '{name}'")),
+            }
+            return;
+        };
+        for t in targets {
+            match t {
+                AliasTarget::Local(u) => self.expand_into(u, depth + 1, seen, out, problems),
+                AliasTarget::Address(m) => match self.route(m, true).decision {
+                    Decision::Local(u) => self.expand_into(&u, depth + 1, seen, out, problems),
+                    Decision::Remote { channel, host } => {
+                        push(out, Destination::Remote { channel, host });
+                    }
+                    Decision::Refuse(r) => problems.push(format!("{m}: {r}")),
+                },
+            }
+        }
+    }
+
+    /// Routes and expands one address into its destinations (local submission,
+    /// bounces): `Err` says why nothing is deliverable.
+    pub fn destinations(&self, m: &Mailbox, trusted: bool) -> Result<Vec<Destination>, String> {
+        let routed = self.route(m, trusted);
+        match routed.decision {
+            Decision::Local(u) => self.expand(&u),
+            Decision::Remote { channel, host } => Ok(vec![Destination::Remote { channel, host }]),
+            Decision::Refuse(r) => Err(format!("{r} ({})", routed.why)),
+        }
     }
 
     fn local(&self, rcpt: &Mailbox, why: String) -> Routed {
@@ -315,7 +407,7 @@ mod tests {
 
     fn router(routes_text: &str, smtp: bool) -> Router {
         let mut aliases = Aliases::new();
-        aliases.insert("alice".into(), vec![]);
+        aliases.insert("alice".into(), vec![AliasTarget::Local("root".into())]);
         Router {
             trie: trie(routes_text),
             localnames: [Domain::parse("ours.example").unwrap()]
@@ -394,6 +486,50 @@ mod tests {
         assert_eq!(
             decide(&r, "nosuchuser-xyz@ours.example", false),
             Decision::Refuse(Reply::UNKNOWN_USER)
+        );
+    }
+
+    #[test]
+    fn alias_expansion_nested_remote_and_loops() {
+        use crate::config::names::parse_aliases;
+        let mut r = router(".far.example smtp!mx.far.example\n", false);
+        r.aliases = parse_aliases(
+            Path::new("aliases"),
+            "staff: alice, team\nteam: root, bob@far.example\nalice: root\n\
+             loop1: loop2\nloop2: loop1\nself: root, self\nbad: nobody-xyz\n\
+             deep0: deep1\ndeep1: deep2\ndeep2: deep3\ndeep3: deep4\ndeep4: deep5\n\
+             deep5: deep6\ndeep6: deep7\ndeep7: deep8\ndeep8: deep9\ndeep9: deep10\n\
+             deep10: deep11\ndeep11: root\n",
+        )
+        .unwrap();
+        let staff = r.expand("staff").unwrap();
+        assert_eq!(
+            staff,
+            vec![
+                Destination::Local("root".into()),
+                Destination::Remote {
+                    channel: "smtp".into(),
+                    host: "mx.far.example".into()
+                },
+            ]
+        );
+        assert!(
+            r.expand("loop1").is_err(),
+            "a loop with no account delivers nowhere"
+        );
+        assert_eq!(
+            r.expand("self").unwrap(),
+            vec![Destination::Local("root".into())]
+        );
+        assert!(r.expand("bad").is_err());
+        assert!(r.expand("deep0").is_err(), "too deep");
+        assert_eq!(
+            r.expand("postmaster").unwrap(),
+            vec![Destination::Local("root".into())]
+        );
+        assert_eq!(
+            r.expand("mailer-daemon").unwrap(),
+            vec![Destination::Local("root".into())]
         );
     }
 

@@ -58,6 +58,80 @@ pub fn user_exists(name: &str) -> bool {
     user(name).is_some()
 }
 
+/// Whether the process runs as root (and so may give files to their owners).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Gives an open file to `uid:gid`.
+pub fn chown_fd(f: &File, uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: fchown on an fd we own.
+    if unsafe { libc::fchown(f.as_raw_fd(), uid, gid) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Takes a POSIX (fcntl) write lock on the whole file without waiting: `Ok(false)`
+/// when someone else holds it. Mail readers on BSD and Linux honour this lock.
+pub fn try_lock(f: &File) -> io::Result<bool> {
+    // SAFETY: flock is plain old data; zeroed is valid; the fd is ours.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: F_SETLK with a valid struct pointer.
+    if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLK, &fl) } == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EACCES) | Some(libc::EAGAIN) => Ok(false),
+        _ => Err(e),
+    }
+}
+
+/// Releases a lock taken with [`try_lock`].
+pub fn unlock(f: &File) {
+    // SAFETY: as in try_lock.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_UNLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: F_SETLK with a valid struct pointer on our fd.
+    unsafe {
+        libc::fcntl(f.as_raw_fd(), libc::F_SETLK, &fl);
+    }
+}
+
+/// The name of the account running this process.
+pub fn current_user() -> Option<String> {
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: passwd is plain old data; zeroed is valid.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: valid pointers; buf outlives the read of pw_name.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut pw,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() {
+        return None;
+    }
+    // SAFETY: pw_name points into buf, NUL-terminated.
+    Some(
+        unsafe { CStr::from_ptr(pw.pw_name) }
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
 /// Addresses of the local interfaces (getifaddrs), for recognising our own MX.
 pub fn interface_addrs() -> Vec<std::net::IpAddr> {
     let mut out = Vec::new();

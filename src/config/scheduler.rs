@@ -120,6 +120,7 @@ smtp-etrn/* maxchannel=199 maxring=20 interval=1h retries="12" queueonly
             command="smtp -c $channel -s"
 smtpx/*     maxchannel=90 maxring=10 command="smtp -c $channel -x -s"
 smtp*/*     maxchannel=199 maxring=50 command="smtp -c $channel -s"
+local/*     maxchannel=5 command=local
 error/*     interval=5m idlemax=2m maxchannel=5 command=errormail
 hold/*      interval=5m maxchannel=1 command=hold
 "#;

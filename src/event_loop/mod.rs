@@ -86,6 +86,8 @@ pub struct Daemon {
     listening: Vec<SocketAddr>,
     sched: Scheduler,
     outbound: Outbound,
+    /// Counter for unique Maildir names.
+    local_seq: u64,
 }
 
 fn unix_now() -> u64 {
@@ -158,6 +160,7 @@ impl Daemon {
             listening,
             sched,
             outbound: Outbound::default(),
+            local_seq: 0,
         };
         d.apply_sched(Instant::now());
         Ok(d)

@@ -21,7 +21,6 @@ use crate::bounce::{self, Failure};
 use crate::config::scheduler::Transport;
 use crate::dns::{Hop, LookupId, Outcome};
 use crate::logging::sanitize;
-use crate::route::Decision;
 use crate::sched::{Bounce, Job, JobId, RcptRef, RcptResult};
 use crate::smtp::client::{ClientEvent, ClientSession, OutMessage, RcptOutcome};
 use crate::spool::{Destination, Envelope, MessageId, Recipient, StateRecord};
@@ -136,7 +135,8 @@ impl Daemon {
                         .collect();
                     self.finish_job(job.id, results, now);
                 }
-                Transport::Local | Transport::Hold => {
+                Transport::Local => self.deliver_local(job, now),
+                Transport::Hold => {
                     let why = format!("no {:?} transport in this build", job.transport);
                     let results = job
                         .rcpts
@@ -148,6 +148,68 @@ impl Daemon {
             }
         }
         self.lookups_done(now);
+    }
+
+    /// Delivers a local job into mailboxes, one message at a time.
+    fn deliver_local(&mut self, job: Job, now: Instant) {
+        let mut results = Vec::new();
+        for (msg, idxs) in group(&job.rcpts) {
+            let (env, data) = match self.spool.load(msg) {
+                Ok(x) => x,
+                Err(e) => {
+                    log::error!("{msg} spool load-failed error=\"{e}\"");
+                    for idx in idxs {
+                        results.push((
+                            RcptRef { msg, idx },
+                            RcptResult::Deferred(format!("cannot read queue file: {e}")),
+                        ));
+                    }
+                    continue;
+                }
+            };
+            let m = crate::local::LocalMessage {
+                sender: &env.sender,
+                arrival: env.arrival,
+                data: &data,
+                hostname: &self.config.main.hostname,
+            };
+            let mut delivered = Vec::new();
+            let mut these = Vec::new();
+            for idx in idxs {
+                let r = RcptRef { msg, idx };
+                let user = match env.recipients.get(idx).map(|x| &x.dest) {
+                    Some(Destination::Local(u)) => u.clone(),
+                    _ => job.key.host.clone(),
+                };
+                self.local_seq += 1;
+                let res = match crate::local::deliver(
+                    &self.config.main.mailbox,
+                    self.config.main.maildir,
+                    &user,
+                    &m,
+                    self.local_seq,
+                ) {
+                    crate::local::LocalResult::Delivered => {
+                        delivered.push(StateRecord::Delivered {
+                            idx,
+                            at: unix_now(),
+                        });
+                        RcptResult::Delivered
+                    }
+                    crate::local::LocalResult::Deferred(w) => RcptResult::Deferred(w),
+                    crate::local::LocalResult::Failed(st, w) => RcptResult::Failed(st, w),
+                };
+                these.push((r, res));
+            }
+            if let Err(e) = self.spool.record_all(msg, &delivered) {
+                log::error!("{msg} spool journal-failed error=\"{e}\"");
+            }
+            for (r, res) in &these {
+                self.log_result(*r, &format!("local:{}", job.key.host), res);
+            }
+            results.extend(these);
+        }
+        self.finish_job(job.id, results, now);
     }
 
     /// Acts on finished next-hop lookups.
@@ -658,43 +720,74 @@ impl Daemon {
 
     /// Queues a locally generated message (a DSN) to `to`, from the null sender.
     fn inject(&mut self, to: crate::smtp::Mailbox, data: Vec<u8>, about: MessageId) {
-        let routed = self.config.router.route(&to, true);
-        let dest = match routed.decision {
-            Decision::Local(u) => Destination::Local(u),
-            Decision::Remote { channel, host } => Destination::Remote { channel, host },
-            Decision::Refuse(r) => {
-                log::warn!(
-                    "{about} bounce undeliverable to=<{}> reason=\"{}\"",
-                    sanitize(to.to_string().as_bytes()),
-                    r
-                );
-                return;
+        match self.queue_local(None, &[to.clone()], &data, "LOCAL") {
+            Ok((id, refused)) if refused.is_empty() => {
+                log::info!(
+                    "{id} bounce queued about={about} to=<{}>",
+                    sanitize(to.to_string().as_bytes())
+                )
             }
-        };
+            Ok((_, refused)) | Err(refused) => {
+                for (m, why) in refused {
+                    log::warn!(
+                        "{about} bounce undeliverable to=<{}> reason=\"{why}\"",
+                        sanitize(m.to_string().as_bytes())
+                    );
+                }
+            }
+        }
+    }
+
+    /// Routes, expands and queues a message made here (bounces, local submission).
+    /// Returns its id and the recipients that could not be routed, or only those
+    /// when none could.
+    pub(super) fn queue_local(
+        &mut self,
+        sender: crate::smtp::ReversePath,
+        to: &[crate::smtp::Mailbox],
+        data: &[u8],
+        protocol: &str,
+    ) -> Result<(MessageId, Vec<(crate::smtp::Mailbox, String)>), Vec<(crate::smtp::Mailbox, String)>>
+    {
+        let mut recipients = Vec::new();
+        let mut refused = Vec::new();
+        for m in to {
+            match self.config.router.destinations(m, true) {
+                Ok(dests) => recipients.extend(dests.into_iter().map(|dest| Recipient {
+                    address: m.clone(),
+                    dest,
+                })),
+                Err(why) => refused.push((m.clone(), why)),
+            }
+        }
+        if recipients.is_empty() {
+            return Err(refused);
+        }
         let env = Envelope {
             arrival: unix_now(),
             client: "-".into(),
             helo: self.config.main.hostname.clone(),
-            protocol: "LOCAL".into(),
-            eight_bit: false,
-            sender: None,
-            recipients: vec![Recipient { address: to, dest }],
+            protocol: protocol.into(),
+            eight_bit: data.iter().any(|&b| b >= 0x80),
+            sender,
+            recipients,
         };
-        let mut inc = match self.spool.begin(&env) {
-            Ok(i) => i,
-            Err(e) => return log::error!("{about} bounce spool-failed error=\"{e}\""),
+        let fail = |e: String, mut refused: Vec<_>| {
+            refused.extend(to.iter().map(|m| (m.clone(), e.clone())));
+            refused
         };
-        inc.write(&data);
+        let mut inc = self
+            .spool
+            .begin(&env)
+            .map_err(|e| fail(e.to_string(), Vec::new()))?;
+        inc.write(data);
         match self.spool.commit(vec![inc]).pop() {
             Some(Ok(id)) => {
-                log::info!(
-                    "{id} bounce queued about={about} to=<{}>",
-                    sanitize(env.recipients[0].address.to_string().as_bytes())
-                );
                 self.sched.add_message(id, &env, &[], unix_now());
+                Ok((id, refused))
             }
-            Some(Err(e)) => log::error!("{about} bounce spool-failed error=\"{e}\""),
-            None => {}
+            Some(Err(e)) => Err(fail(e.to_string(), Vec::new())),
+            None => Err(fail("nothing committed".into(), Vec::new())),
         }
     }
 

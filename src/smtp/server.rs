@@ -640,9 +640,25 @@ impl ServerSession {
             return;
         }
         let routed = ctx.config.router.route(&to, trusted);
-        let dest = match routed.decision {
-            Decision::Local(user) => Destination::Local(user),
-            Decision::Remote { channel, host } => Destination::Remote { channel, host },
+        let dests = match routed.decision {
+            Decision::Local(user) => match ctx.config.router.expand(&user) {
+                Ok(d) => d,
+                Err(why) => {
+                    log::info!(
+                        "{:08x} smtp rcpt-refused address={} to=<{}> reason=\"{}\"",
+                        self.id,
+                        self.client,
+                        sanitize(to.to_string().as_bytes()),
+                        why
+                    );
+                    return self.error(
+                        &with_address(&Reply::UNKNOWN_USER, &to.to_string()),
+                        now,
+                        host,
+                    );
+                }
+            },
+            Decision::Remote { channel, host } => vec![Destination::Remote { channel, host }],
             Decision::Refuse(r) => {
                 log::info!(
                     "{:08x} smtp rcpt-refused address={} to=<{}> reason=\"{}\"",
@@ -655,7 +671,12 @@ impl ServerSession {
             }
         };
         if !txn.rcpts.iter().any(|r| r.address == to) {
-            txn.rcpts.push(Recipient { address: to, dest });
+            for dest in dests {
+                txn.rcpts.push(Recipient {
+                    address: to.clone(),
+                    dest,
+                });
+            }
         }
         self.reply(&Reply::RCPT_OK);
     }

@@ -21,7 +21,10 @@ fn config(trusted: bool) -> Config {
     )
     .unwrap();
     let mut aliases = crate::config::names::Aliases::new();
-    aliases.insert("u".into(), vec![]);
+    aliases.insert(
+        "u".into(),
+        vec![crate::config::names::AliasTarget::Local("root".into())],
+    );
     Config {
         main,
         router: Router {

@@ -25,6 +25,9 @@ use crate::sched::{Bounce, Job, JobId, RcptRef, RcptResult};
 use crate::smtp::client::{ClientEvent, ClientSession, OutMessage, RcptOutcome};
 use crate::spool::{Destination, Envelope, MessageId, Recipient, StateRecord};
 
+/// Recipients that could not be routed, with the reason.
+pub type Refused = Vec<(crate::smtp::Mailbox, String)>;
+
 /// First token of outbound connections (between connections and DNS).
 pub const OUT_BASE: usize = 1 << 29;
 /// RFC 5321 §4.5.3.2 / G12: connect timeout.
@@ -720,7 +723,7 @@ impl Daemon {
 
     /// Queues a locally generated message (a DSN) to `to`, from the null sender.
     fn inject(&mut self, to: crate::smtp::Mailbox, data: Vec<u8>, about: MessageId) {
-        match self.queue_local(None, &[to.clone()], &data, "LOCAL") {
+        match self.queue_local(None, std::slice::from_ref(&to), &data, "LOCAL") {
             Ok((id, refused)) if refused.is_empty() => {
                 log::info!(
                     "{id} bounce queued about={about} to=<{}>",
@@ -747,8 +750,7 @@ impl Daemon {
         to: &[crate::smtp::Mailbox],
         data: &[u8],
         protocol: &str,
-    ) -> Result<(MessageId, Vec<(crate::smtp::Mailbox, String)>), Vec<(crate::smtp::Mailbox, String)>>
-    {
+    ) -> Result<(MessageId, Refused), Refused> {
         let mut recipients = Vec::new();
         let mut refused = Vec::new();
         for m in to {

@@ -25,7 +25,7 @@ fn mailq_lists_acknowledged_messages() {
         "{out}"
     );
     assert!(
-        out.contains("alice@test.example  local!alice  queued"),
+        out.contains("alice@test.example  local!root  held"),
         "{out}"
     );
     assert!(out.trim_end().ends_with("Kbytes in 2 Requests."), "{out}");

@@ -32,6 +32,8 @@ pub enum Command {
     Mailq,
     /// Queue shape per destination and age.
     Qshape,
+    /// Local submission with sendmail's options.
+    Sendmail(Vec<String>),
     /// Show how addresses route; with `resolve` (`-R`) also the next hops.
     Route {
         /// `-R`: resolve the next hop of each remote route.
@@ -55,7 +57,7 @@ pub struct Options {
 }
 
 /// The one-line usage message.
-pub const USAGE: &str = "usage: etrnd [-dhnv] [-f file] [mailq | qshape | route [-R] address ...]";
+pub const USAGE: &str = "usage: etrnd [-dhnv] [-f file] [mailq | qshape | route [-R] address ... | sendmail [-t] [-i] [-f sender] [address ...]]";
 
 /// Parses `args` (program name first). `Err` carries a message for stderr and the
 /// exit code.
@@ -64,6 +66,18 @@ pub fn parse(args: &[String]) -> Result<Options, (String, i32)> {
         .first()
         .and_then(|a| a.rsplit('/').next())
         .unwrap_or("etrnd");
+    if prog == "sendmail" {
+        let config = match std::env::var_os("ETRND_CONF") {
+            Some(p) => PathBuf::from(p),
+            None => crate::config::main_conf::default_path(),
+        };
+        return Ok(Options {
+            config,
+            foreground: false,
+            verbosity: 0,
+            command: Command::Sendmail(args.get(1..).unwrap_or_default().to_vec()),
+        });
+    }
     let mut opts = getopts::Options::new();
     opts.parsing_style(getopts::ParsingStyle::StopAtFirstFree);
     opts.optflag("d", "", "stay in the foreground, log to stderr");
@@ -96,6 +110,7 @@ pub fn parse(args: &[String]) -> Result<Options, (String, i32)> {
         }
         Some("mailq") if free.len() == 1 => Command::Mailq,
         Some("qshape") if free.len() == 1 => Command::Qshape,
+        Some("sendmail") => Command::Sendmail(free[1..].to_vec()),
         Some("route") if free.len() > 1 => {
             let resolve = free[1] == "-R";
             let addrs = free[if resolve { 2 } else { 1 }..].to_vec();
@@ -145,6 +160,18 @@ mod tests {
         assert_eq!(p(&["etrnd", "-n"]).unwrap().command, Command::Check);
         assert_eq!(p(&["etrnd", "mailq"]).unwrap().command, Command::Mailq);
         assert_eq!(p(&["/usr/bin/mailq"]).unwrap().command, Command::Mailq);
+        assert_eq!(
+            p(&["/usr/sbin/sendmail", "-f", "me@x", "-t"])
+                .unwrap()
+                .command,
+            Command::Sendmail(vec!["-f".into(), "me@x".into(), "-t".into()])
+        );
+        assert_eq!(
+            p(&["etrnd", "-f", "c.conf", "sendmail", "-f", "me@x", "you@y"])
+                .unwrap()
+                .command,
+            Command::Sendmail(vec!["-f".into(), "me@x".into(), "you@y".into()])
+        );
         assert_eq!(
             p(&["etrnd", "-f", "c", "route", "a@b", "c@d"])
                 .unwrap()

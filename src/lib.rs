@@ -42,5 +42,6 @@ pub mod route;
 pub mod sched;
 pub mod smtp;
 pub mod spool;
+pub mod submit;
 #[allow(unsafe_code)]
 pub mod sys;

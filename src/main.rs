@@ -240,6 +240,18 @@ fn main() {
                 }
             }
         }
+        Command::Sendmail(args) => match etrnd::submit::parse_args(args) {
+            Ok(a) => exit(etrnd::submit::run(
+                &cfg,
+                &a,
+                &mut std::io::stdin().lock(),
+                &mut std::io::stderr(),
+            )),
+            Err(e) => {
+                eprintln!("sendmail: {e}");
+                exit(ex::USAGE)
+            }
+        },
         Command::Daemon => daemon(&opts, cfg, config_path),
     }
 }

@@ -103,6 +103,12 @@ pub fn unlock(f: &File) {
     }
 }
 
+/// The real uid of the process.
+pub fn uid() -> u32 {
+    // SAFETY: getuid has no preconditions.
+    unsafe { libc::getuid() }
+}
+
 /// The name of the account running this process.
 pub fn current_user() -> Option<String> {
     // SAFETY: getuid has no preconditions.

@@ -16,6 +16,7 @@
 mod conn;
 pub mod dns_io;
 mod outbound;
+mod pickup;
 mod timers;
 
 use std::collections::HashMap;
@@ -41,6 +42,7 @@ use outbound::Outbound;
 use timers::Timers;
 
 const SIGNAL: Token = Token(0);
+const NOTIFY: Token = Token(1023);
 const LISTENER_BASE: usize = 1;
 const CONN_BASE: usize = 1024;
 /// How often the spool's free space is checked (reference/bad-input.md G15).
@@ -88,6 +90,10 @@ pub struct Daemon {
     outbound: Outbound,
     /// Counter for unique Maildir names.
     local_seq: u64,
+    /// The wake-up socket of `etrnd sendmail`.
+    notify: Option<mio::net::UnixDatagram>,
+    /// When the drop folder is scanned next in any case.
+    next_pickup: Instant,
 }
 
 fn unix_now() -> u64 {
@@ -161,8 +167,12 @@ impl Daemon {
             sched,
             outbound: Outbound::default(),
             local_seq: 0,
+            notify: None,
+            next_pickup: Instant::now(),
         };
+        d.notify = d.bind_notify();
         d.apply_sched(Instant::now());
+        d.pickup(Instant::now());
         Ok(d)
     }
 
@@ -175,6 +185,7 @@ impl Daemon {
                 .poll_timeout()
                 .map(|t| Instant::now() + Duration::from_secs(t.saturating_sub(unix_now())));
             let next = [
+                Some(self.next_pickup),
                 self.timers.next(),
                 self.dns.poll_timeout(),
                 self.outbound.next_deadline(),
@@ -196,6 +207,7 @@ impl Daemon {
             for ev in events.iter() {
                 match ev.token() {
                     SIGNAL => self.handle_signals(),
+                    NOTIFY => self.drain_notify(now),
                     t if DnsIo::owns(t) => {
                         self.dns_io
                             .handle_event(t, &mut self.dns, self.poll.registry(), now)
@@ -229,6 +241,9 @@ impl Daemon {
                 }
             }
             self.commit(now);
+            if now >= self.next_pickup {
+                self.pickup(now);
+            }
             self.dns.handle_timeout(now);
             self.lookups_done(now);
             self.out_timeouts(now);
@@ -240,6 +255,39 @@ impl Daemon {
         }
         self.shutdown();
         Ok(())
+    }
+
+    /// Binds the notify socket (a stale one from a crash is replaced).
+    fn bind_notify(&mut self) -> Option<mio::net::UnixDatagram> {
+        let path = self.spool.notify_path();
+        let _ = std::fs::remove_file(&path);
+        match mio::net::UnixDatagram::bind(&path) {
+            Ok(mut s) => {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666));
+                if let Err(e) = self
+                    .poll
+                    .registry()
+                    .register(&mut s, NOTIFY, Interest::READABLE)
+                {
+                    log::error!("pickup notify-failed error=\"{e}\"");
+                    return None;
+                }
+                Some(s)
+            }
+            Err(e) => {
+                log::error!("pickup notify-failed path={} error=\"{e}\"", path.display());
+                None
+            }
+        }
+    }
+
+    fn drain_notify(&mut self, now: Instant) {
+        let mut buf = [0u8; 64];
+        if let Some(s) = &self.notify {
+            while s.recv(&mut buf).is_ok() {}
+        }
+        self.pickup(now);
     }
 
     fn check_disk(&mut self, now: Instant) {

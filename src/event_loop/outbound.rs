@@ -28,6 +28,14 @@ use crate::spool::{Destination, Envelope, MessageId, Recipient, StateRecord};
 /// Recipients that could not be routed, with the reason.
 pub type Refused = Vec<(crate::smtp::Mailbox, String)>;
 
+/// Why a locally made message was not queued.
+pub enum QueueError {
+    /// No recipient could be routed.
+    Unroutable(Refused),
+    /// The spool failed (try again later).
+    Spool(String),
+}
+
 /// First token of outbound connections (between connections and DNS).
 pub const OUT_BASE: usize = 1 << 29;
 /// RFC 5321 §4.5.3.2 / G12: connect timeout.
@@ -724,13 +732,11 @@ impl Daemon {
     /// Queues a locally generated message (a DSN) to `to`, from the null sender.
     fn inject(&mut self, to: crate::smtp::Mailbox, data: Vec<u8>, about: MessageId) {
         match self.queue_local(None, std::slice::from_ref(&to), &data, "LOCAL") {
-            Ok((id, refused)) if refused.is_empty() => {
-                log::info!(
-                    "{id} bounce queued about={about} to=<{}>",
-                    sanitize(to.to_string().as_bytes())
-                )
-            }
-            Ok((_, refused)) | Err(refused) => {
+            Ok((id, _)) => log::info!(
+                "{id} bounce queued about={about} to=<{}>",
+                sanitize(to.to_string().as_bytes())
+            ),
+            Err(QueueError::Unroutable(refused)) => {
                 for (m, why) in refused {
                     log::warn!(
                         "{about} bounce undeliverable to=<{}> reason=\"{why}\"",
@@ -738,19 +744,19 @@ impl Daemon {
                     );
                 }
             }
+            Err(QueueError::Spool(e)) => log::error!("{about} bounce spool-failed error=\"{e}\""),
         }
     }
 
     /// Routes, expands and queues a message made here (bounces, local submission).
-    /// Returns its id and the recipients that could not be routed, or only those
-    /// when none could.
+    /// Returns its id and the recipients that could not be routed.
     pub(super) fn queue_local(
         &mut self,
         sender: crate::smtp::ReversePath,
         to: &[crate::smtp::Mailbox],
         data: &[u8],
         protocol: &str,
-    ) -> Result<(MessageId, Refused), Refused> {
+    ) -> Result<(MessageId, Refused), QueueError> {
         let mut recipients = Vec::new();
         let mut refused = Vec::new();
         for m in to {
@@ -763,7 +769,7 @@ impl Daemon {
             }
         }
         if recipients.is_empty() {
-            return Err(refused);
+            return Err(QueueError::Unroutable(refused));
         }
         let env = Envelope {
             arrival: unix_now(),
@@ -774,22 +780,18 @@ impl Daemon {
             sender,
             recipients,
         };
-        let fail = |e: String, mut refused: Vec<_>| {
-            refused.extend(to.iter().map(|m| (m.clone(), e.clone())));
-            refused
-        };
         let mut inc = self
             .spool
             .begin(&env)
-            .map_err(|e| fail(e.to_string(), Vec::new()))?;
+            .map_err(|e| QueueError::Spool(e.to_string()))?;
         inc.write(data);
         match self.spool.commit(vec![inc]).pop() {
             Some(Ok(id)) => {
                 self.sched.add_message(id, &env, &[], unix_now());
                 Ok((id, refused))
             }
-            Some(Err(e)) => Err(fail(e.to_string(), Vec::new())),
-            None => Err(fail("nothing committed".into(), Vec::new())),
+            Some(Err(e)) => Err(QueueError::Spool(e.to_string())),
+            None => Err(QueueError::Spool("nothing committed".into())),
         }
     }
 

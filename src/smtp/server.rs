@@ -672,10 +672,17 @@ impl ServerSession {
         };
         if !txn.rcpts.iter().any(|r| r.address == to) {
             for dest in dests {
-                txn.rcpts.push(Recipient {
-                    address: to.clone(),
-                    dest,
-                });
+                // Two addresses that expand to one mailbox get one copy.
+                if !txn
+                    .rcpts
+                    .iter()
+                    .any(|r| r.dest == dest && matches!(dest, Destination::Local(_)))
+                {
+                    txn.rcpts.push(Recipient {
+                        address: to.clone(),
+                        dest,
+                    });
+                }
             }
         }
         self.reply(&Reply::RCPT_OK);

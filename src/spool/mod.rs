@@ -7,6 +7,8 @@
 //!                  never modified after the rename
 //!   state/<id>     append-only per-recipient delivery journal (may be absent)
 //!   corrupt/<id>   quarantined files: never delivered, kept for the operator
+//!   drop/<name>    local submissions from `etrnd sendmail` (mode 1733, see drop.rs)
+//!   notify         the daemon's wake-up socket for new drop files
 //! ```
 //!
 //! `<id>` is 16 lower-case hex digits: microseconds since the epoch, bumped to stay
@@ -45,6 +47,7 @@
 //! Writes are synchronous and done in the event loop: at this scale one fsync per
 //! message plus one directory fsync per loop turn is cheaper than a helper process.
 
+pub mod drop;
 pub mod envelope;
 
 use std::fmt;
@@ -138,6 +141,7 @@ pub struct Spool {
     queue: PathBuf,
     state: PathBuf,
     corrupt: PathBuf,
+    drop: PathBuf,
     last_id: u64,
     /// A fault to inject (tests only).
     pub fault: Option<Fault>,
@@ -234,6 +238,18 @@ impl Spool {
                     .map_err(|e| SpoolError::new("mkdir", d, e))?;
             }
         }
+        // Others may pass through the root to reach drop/ and notify, and create
+        // files in drop/, but list nothing and touch nobody else's files.
+        use std::os::unix::fs::PermissionsExt;
+        let set = |p: &Path, mode: u32| {
+            fs::set_permissions(p, fs::Permissions::from_mode(mode))
+                .map_err(|e| SpoolError::new("chmod", p, e))
+        };
+        set(&s.root, 0o711)?;
+        if !s.drop.is_dir() {
+            fs::create_dir(&s.drop).map_err(|e| SpoolError::new("mkdir", &s.drop, e))?;
+        }
+        set(&s.drop, 0o1733)?;
         Ok(s)
     }
 
@@ -245,8 +261,43 @@ impl Spool {
             queue: root.join("queue"),
             state: root.join("state"),
             corrupt: root.join("corrupt"),
+            drop: root.join("drop"),
             last_id: 0,
             fault: None,
+        }
+    }
+
+    /// The drop folder.
+    pub fn drop_dir(&self) -> &Path {
+        &self.drop
+    }
+
+    /// The daemon's notify socket.
+    pub fn notify_path(&self) -> PathBuf {
+        self.root.join("notify")
+    }
+
+    /// Drop files ready for pickup (not the `.tmp.` ones being written).
+    pub fn drop_files(&self) -> Vec<PathBuf> {
+        list_dir(&self.drop)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| !n.starts_with('.'))
+            .map(|n| self.drop.join(n))
+            .collect()
+    }
+
+    /// Moves a bad file (a drop file) to `corrupt/`.
+    pub fn quarantine(&self, path: &Path) {
+        let name = path.file_name().map(|n| n.to_owned()).unwrap_or_default();
+        let dest = self
+            .corrupt
+            .join(format!("drop-{}", name.to_string_lossy()));
+        if let Err(e) = fs::rename(path, &dest) {
+            log::error!(
+                "spool quarantine-failed file={} error=\"{e}\"",
+                path.display()
+            );
         }
     }
 

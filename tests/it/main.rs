@@ -7,6 +7,7 @@ mod delivery;
 mod fakedns;
 mod interop;
 mod limits;
+mod local;
 mod resolve;
 mod scripts;
 mod sink;

@@ -70,7 +70,7 @@ impl Setup {
     /// Writes the files into `dir`.
     pub fn write(&self, dir: &Path) {
         let mut conf = String::from(
-            "MAILVAR=.\nPOSTOFFICE=spool\nPIDFILE=etrnd.pid\nLOGDIR=log\nMAILBOX=mail/\n\
+            "MAILVAR=.\nPOSTOFFICE=spool\nPIDFILE=etrnd.pid\nLOGDIR=log\n\
              HOSTNAME=mx.test.example\n",
         );
         let has = |name: &str| {
@@ -80,6 +80,7 @@ impl Setup {
         };
         for (name, value) in [
             ("LISTEN", "127.0.0.1:0"),
+            ("MAILBOX", "mail/"),
             ("GREET_PAUSE", "0"),
             ("HOSTS_ORDER", "files"),
             ("HOSTS_FILE", "hosts"),

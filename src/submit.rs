@@ -1,0 +1,389 @@
+//! `etrnd sendmail` (also the binary invoked as `sendmail`): the interface every
+//! local program expects. Reads a message on standard input, adds the headers a
+//! message must have, checks every recipient against the routing files (an unknown
+//! local user is refused at once, exit 67), and leaves the message in the spool's drop
+//! folder, waking the daemon if it runs. Works while the daemon is down: the message
+//! waits and is picked up when it starts.
+
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::cli::exit as ex;
+use crate::config::Config;
+use crate::smtp::trace::rfc5322_date;
+use crate::smtp::{parse_path, Mailbox, ReversePath};
+use crate::spool::drop::Drop;
+
+/// Parsed sendmail options.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Args {
+    /// `-f` / `-r`: envelope sender.
+    pub sender: Option<String>,
+    /// `-F`: full name for a generated `From:`.
+    pub full_name: Option<String>,
+    /// `-t`: recipients from To/Cc/Bcc.
+    pub from_headers: bool,
+    /// Without `-i`/`-oi`, a line with a single dot ends the message.
+    pub dot_ends: bool,
+    /// Recipients on the command line.
+    pub rcpts: Vec<String>,
+}
+
+/// Parses sendmail's options (the common ones; modes other than `-bm` and `-bp` are
+/// refused, other `-o` options ignored).
+pub fn parse_args(args: &[String]) -> Result<Args, String> {
+    let mut a = Args {
+        dot_ends: true,
+        ..Args::default()
+    };
+    let mut it = args.iter().peekable();
+    while let Some(arg) = it.next() {
+        if arg == "--" {
+            a.rcpts.extend(it.by_ref().cloned());
+            break;
+        }
+        let Some(opt) = arg.strip_prefix('-').filter(|o| !o.is_empty()) else {
+            a.rcpts.push(arg.clone());
+            continue;
+        };
+        let (flag, rest) = opt.split_at(1);
+        let mut value = |name: &str| -> Result<String, String> {
+            if !rest.is_empty() {
+                Ok(rest.to_string())
+            } else {
+                it.next().cloned().ok_or(format!("-{name} needs a value"))
+            }
+        };
+        match flag {
+            "f" | "r" => a.sender = Some(value(flag)?),
+            "F" => a.full_name = Some(value("F")?),
+            "t" => a.from_headers = true,
+            "i" => a.dot_ends = false,
+            "o" => {
+                let o = value("o")?;
+                if o == "i" {
+                    a.dot_ends = false;
+                }
+            }
+            "b" => match value("b")?.as_str() {
+                "m" => {}
+                other => return Err(format!("mode -b{other} is not supported")),
+            },
+            "v" | "U" | "m" | "e" => {}
+            "B" | "N" | "R" | "V" | "X" | "h" | "L" | "O" | "q" => {
+                if rest.is_empty() && flag != "m" {
+                    let _ = it.next();
+                }
+            }
+            _ => return Err(format!("unknown option -{flag}")),
+        }
+    }
+    Ok(a)
+}
+
+/// Header fields: (name, full text of the field including continuation lines).
+fn split_headers(msg: &[u8]) -> (Vec<(String, String)>, Vec<u8>) {
+    let text_end = msg.windows(4).position(|w| w == b"\r\n\r\n");
+    let (head, body) = match text_end {
+        Some(i) => (&msg[..i + 2], msg[i + 4..].to_vec()),
+        None if msg.starts_with(b"\r\n") => (&msg[..0], msg[2..].to_vec()),
+        None => (msg, Vec::new()),
+    };
+    let head = String::from_utf8_lossy(head);
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for line in head.split_inclusive("\r\n") {
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = fields.last_mut() {
+                last.1.push_str(line);
+                continue;
+            }
+        }
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        fields.push((name, line.to_string()));
+    }
+    (fields, body)
+}
+
+/// The addresses in an address header's value: `a@b, "Name" <c@d>, e (comment)`.
+pub fn header_addresses(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let (mut quote, mut angle, mut paren) = (false, false, 0u32);
+    let mut inside = String::new();
+    let flush = |cur: &mut String, inside: &mut String, out: &mut Vec<String>| {
+        let a = if inside.is_empty() {
+            cur.trim().to_string()
+        } else {
+            inside.trim().to_string()
+        };
+        // Group syntax "name: a, b;" — keep what follows the colon.
+        let a = a
+            .rsplit(':')
+            .next()
+            .unwrap_or("")
+            .trim_end_matches(';')
+            .trim()
+            .to_string();
+        if !a.is_empty() {
+            out.push(a);
+        }
+        cur.clear();
+        inside.clear();
+    };
+    for c in value.chars() {
+        match c {
+            '"' if paren == 0 && !angle => quote = !quote,
+            '(' if !quote && !angle => paren += 1,
+            ')' if !quote && !angle && paren > 0 => paren -= 1,
+            '<' if !quote && paren == 0 => {
+                angle = true;
+                inside.clear();
+            }
+            '>' if angle => angle = false,
+            ',' if !quote && !angle && paren == 0 => flush(&mut cur, &mut inside, &mut out),
+            _ if paren > 0 => {}
+            _ if angle => inside.push(c),
+            _ if !quote => cur.push(c),
+            _ => {}
+        }
+    }
+    flush(&mut cur, &mut inside, &mut out);
+    out
+}
+
+/// Parses an address, qualifying a bare name with our host name.
+fn qualify(a: &str, hostname: &str) -> Result<Mailbox, String> {
+    let a = a.trim().trim_start_matches('<').trim_end_matches('>');
+    let full = if a.contains('@') {
+        a.to_string()
+    } else {
+        format!("{a}@{hostname}")
+    };
+    match parse_path(&format!("<{full}>")) {
+        Ok(Some(m)) => Ok(m),
+        _ => Err(format!("bad address '{a}'")),
+    }
+}
+
+fn random_name() -> String {
+    let mut b = [0u8; 16];
+    let ok = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    if ok.is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        b[..16].copy_from_slice(&(t ^ (u128::from(std::process::id()) << 64)).to_le_bytes());
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Reads the message: LF or CR LF lines to CR LF; without `-i` a lone `.` ends it.
+fn read_message(input: &mut impl Read, dot_ends: bool, limit: u64) -> Result<Vec<u8>, String> {
+    let mut raw = Vec::new();
+    input
+        .take(limit + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("reading the message: {e}"))?;
+    if raw.len() as u64 > limit {
+        return Err(format!("message larger than MAX_MESSAGE_SIZE ({limit})"));
+    }
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 40);
+    for line in raw.split_inclusive(|&b| b == b'\n') {
+        let content = line
+            .strip_suffix(b"\n")
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .unwrap_or(line);
+        if dot_ends && content == b"." {
+            break;
+        }
+        out.extend_from_slice(content);
+        out.extend_from_slice(b"\r\n");
+    }
+    Ok(out)
+}
+
+/// Runs `sendmail`: returns the exit code.
+pub fn run(cfg: &Config, args: &Args, input: &mut impl Read, err: &mut impl Write) -> i32 {
+    let host = cfg.main.hostname.clone();
+    let user = crate::sys::current_user().unwrap_or_else(|| "nobody".into());
+    let msg = match read_message(input, args.dot_ends, cfg.main.max_message_size) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = writeln!(err, "sendmail: {e}");
+            return ex::DATAERR;
+        }
+    };
+    let (mut fields, body) = split_headers(&msg);
+    let mut rcpt_text: Vec<String> = args.rcpts.clone();
+    if args.from_headers {
+        for (name, text) in &fields {
+            if ["to", "cc", "bcc"].contains(&name.as_str()) {
+                let value = text.split_once(':').map(|x| x.1).unwrap_or("");
+                rcpt_text.extend(header_addresses(&value.replace("\r\n", "")));
+            }
+        }
+        fields.retain(|(n, _)| n != "bcc");
+    }
+    let mut rcpts = Vec::new();
+    for r in &rcpt_text {
+        match qualify(r, &host) {
+            Ok(m) if !rcpts.contains(&m) => rcpts.push(m),
+            Ok(_) => {}
+            Err(e) => {
+                let _ = writeln!(err, "sendmail: {e}");
+                return ex::DATAERR;
+            }
+        }
+    }
+    if rcpts.is_empty() {
+        let _ = writeln!(err, "sendmail: no recipients");
+        return ex::USAGE;
+    }
+    let sender: ReversePath = match &args.sender {
+        Some(s) if s.is_empty() || s == "<>" => None,
+        Some(s) => match qualify(s, &host) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                let _ = writeln!(err, "sendmail: sender: {e}");
+                return ex::DATAERR;
+            }
+        },
+        None => qualify(&user, &host).ok(),
+    };
+    for m in &rcpts {
+        if let Err(why) = cfg.router.destinations(m, true) {
+            let _ = writeln!(err, "sendmail: {m}: {why}");
+            return 67; // EX_NOUSER
+        }
+    }
+    // The headers every message needs (RFC 5322 §3.6).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let has = |n: &str| fields.iter().any(|(x, _)| x == n);
+    let mut added = String::new();
+    if !has("from") {
+        let addr = sender
+            .as_ref()
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| format!("{user}@{host}"));
+        match &args.full_name {
+            Some(n) => added.push_str(&format!(
+                "From: \"{}\" <{addr}>\r\n",
+                n.replace(['"', '\\', '\r', '\n'], "")
+            )),
+            None => added.push_str(&format!("From: {addr}\r\n")),
+        }
+    }
+    if !has("date") {
+        added.push_str(&format!("Date: {}\r\n", rfc5322_date(now)));
+    }
+    if !has("message-id") {
+        added.push_str(&format!(
+            "Message-ID: <{}.{}@{host}>\r\n",
+            now,
+            random_name()
+        ));
+    }
+    let mut data = format!(
+        "Received: by {host} (etrnd, from userid {user}); {}\r\n",
+        rfc5322_date(now)
+    )
+    .into_bytes();
+    for (_, text) in &fields {
+        data.extend_from_slice(text.as_bytes());
+    }
+    data.extend_from_slice(added.as_bytes());
+    data.extend_from_slice(b"\r\n");
+    data.extend_from_slice(&body);
+    // The file is the submitter's, mode 0644 in a folder nobody can list, under a
+    // random name: others cannot find, read or remove it.
+    let d = Drop {
+        uid: crate::sys::uid(),
+        sender,
+        rcpts,
+        data,
+    };
+    match write_drop(&cfg.main.postoffice, &d) {
+        Ok(()) => ex::OK,
+        Err(e) => {
+            let _ = writeln!(err, "sendmail: cannot queue the message: {e}");
+            75 // EX_TEMPFAIL
+        }
+    }
+}
+
+fn write_drop(postoffice: &Path, d: &Drop) -> io::Result<()> {
+    let dir = postoffice.join("drop");
+    if !dir.is_dir() {
+        // First use before the daemon ever ran: create the spool as the daemon would.
+        crate::spool::Spool::open(postoffice).map_err(|e| io::Error::other(e.to_string()))?;
+    }
+    let name = random_name();
+    let tmp = dir.join(format!(".tmp.{name}"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&tmp)?;
+    let r = f.write_all(&d.encode()).and_then(|()| f.sync_all());
+    if let Err(e) = r {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, dir.join(&name))?;
+    // Wake the daemon; if it is not running, the message waits for it.
+    if let Ok(s) = std::os::unix::net::UnixDatagram::unbound() {
+        let _ = s.send_to(b"!", postoffice.join("notify"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options() {
+        let v = |a: &[&str]| parse_args(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let a = v(&["-f", "me@x", "-t", "-oi", "you@y"]).unwrap();
+        assert_eq!(a.sender.as_deref(), Some("me@x"));
+        assert!(a.from_headers && !a.dot_ends);
+        assert_eq!(a.rcpts, vec!["you@y"]);
+        let a = v(&["-fme@x", "-i", "-FJohn Doe", "a", "b"]).unwrap();
+        assert_eq!(a.full_name.as_deref(), Some("John Doe"));
+        assert_eq!(a.rcpts.len(), 2);
+        assert!(v(&["-bs"]).is_err());
+        assert!(v(&["-Q"]).is_err());
+    }
+
+    #[test]
+    fn addresses_in_headers() {
+        assert_eq!(
+            header_addresses("a@b.example, \"Doe, John\" <j@d.example>, c@e.example (Carl)"),
+            vec!["a@b.example", "j@d.example", "c@e.example"]
+        );
+        assert_eq!(
+            header_addresses("team: x@y.example, z@y.example;"),
+            vec!["x@y.example", "z@y.example"]
+        );
+        assert_eq!(header_addresses("root"), vec!["root"]);
+    }
+
+    #[test]
+    fn message_reading() {
+        let m = read_message(&mut &b"Subject: x\n\nline\n.\nafter\n"[..], true, 1000).unwrap();
+        assert_eq!(m, b"Subject: x\r\n\r\nline\r\n");
+        let m = read_message(&mut &b"Subject: x\n\nline\n.\nafter\n"[..], false, 1000).unwrap();
+        assert_eq!(m, b"Subject: x\r\n\r\nline\r\n.\r\nafter\r\n");
+        assert!(read_message(&mut &[b'x'; 2000][..], false, 1000).is_err());
+    }
+}

@@ -1,0 +1,266 @@
+//! Local delivery and local submission, read back with Python's `mailbox` module.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::util::{bin, Client, Daemon, Setup};
+
+const SCHED: &str = "*/* interval=1s retries=\"1\" expiry=1h\nlocal/* command=local\n\
+    smtp*/* queueonly command=smtp\n";
+
+fn start(mailbox: &str) -> Daemon {
+    let s = Setup {
+        conf: format!("MAILBOX={mailbox}\n"),
+        aliases: "alice: root\nbob: daemon\nstaff: alice, bob\nloop1: loop2\nloop2: loop1\n".into(),
+        ..Setup::default()
+    };
+    Daemon::start_with_files(s, &[("scheduler.conf", SCHED)])
+}
+
+fn python(script: &str, arg: &std::path::Path) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(arg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const READ_MAILDIR: &str = r#"
+import mailbox, sys
+box = mailbox.Maildir(sys.argv[1], create=False)
+for key in sorted(box.keys(), key=lambda k: box[k]["Subject"] or ""):
+    m = box[key]
+    print("SUBJECT", m["Subject"], "RETURN", m["Return-Path"], "BCC", m["Bcc"], "DATE", bool(m["Date"]), "MSGID", bool(m["Message-ID"]), "FROM", m["From"])
+    print("BODY", repr(m.get_payload()))
+"#;
+
+const READ_MBOX: &str = r#"
+import mailbox, sys
+box = mailbox.mbox(sys.argv[1], create=False)
+for m in box:
+    print("SUBJECT", m["Subject"], "FROM_", m.get_from().split()[0])
+    print("BODY", repr(m.get_payload()))
+"#;
+
+fn wait(d: &Daemon, what: &str, f: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out: {what}\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn smtp_to_maildir_read_back_by_python() {
+    let d = start("mail/");
+    let mut c = Client::hello(d.addr());
+    c.send_message(
+        "s@far.example",
+        &["alice@test.example"],
+        "Subject: hello maildir\r\n\r\nline one\r\n..dot\r\nFrom the start\r\n",
+    );
+    let new = d.dir.0.join("mail/root/new");
+    wait(&d, "maildir delivery", || {
+        crate::util::list(&new).len() == 1
+    });
+    let out = python(READ_MAILDIR, &d.dir.0.join("mail/root"));
+    assert!(
+        out.contains("SUBJECT hello maildir RETURN <s@far.example>"),
+        "{out}"
+    );
+    assert!(
+        out.contains(r"BODY 'line one\n.dot\nFrom the start\n'"),
+        "byte-exact body: {out}"
+    );
+    wait(&d, "queue to empty", || d.queue_files().is_empty());
+}
+
+#[test]
+fn smtp_to_mbox_read_back_by_python_and_expansion() {
+    let d = start("mbox");
+    let mut c = Client::hello(d.addr());
+    for i in 0..3 {
+        c.send_message(
+            "s@far.example",
+            &["staff@test.example"],
+            &format!("Subject: m{i}\r\n\r\nFrom here {i}\r\nbody\r\n"),
+        );
+    }
+    let root = d.dir.0.join("mbox/root");
+    let daemon = d.dir.0.join("mbox/daemon");
+    wait(&d, "mbox deliveries", || {
+        std::fs::read_to_string(&root)
+            .map(|t| t.matches("\nbody\n").count())
+            .unwrap_or(0)
+            == 3
+            && std::fs::read_to_string(&daemon)
+                .map(|t| t.matches("\nbody\n").count())
+                .unwrap_or(0)
+                == 3
+    });
+    let out = python(READ_MBOX, &root);
+    assert_eq!(out.matches("SUBJECT m").count(), 3, "{out}");
+    assert!(out.contains("FROM_ s@far.example"), "{out}");
+    assert!(
+        out.contains(r"BODY '>From here 0\nbody\n'"),
+        "From_ quoted: {out}"
+    );
+}
+
+#[test]
+fn locked_mbox_defers_then_delivers_untorn() {
+    let d = start("mbox");
+    std::fs::create_dir_all(d.dir.0.join("mbox")).unwrap();
+    let path = d.dir.0.join("mbox/root");
+    std::fs::write(&path, "").unwrap();
+    // Another program (a mail reader) holds the fcntl lock for 1.5 s.
+    let mut holder = Command::new("python3")
+        .arg("-c")
+        .arg("import fcntl,sys,time\nf=open(sys.argv[1],'a')\nfcntl.lockf(f,fcntl.LOCK_EX)\nprint('locked',flush=True)\ntime.sleep(1.5)\n")
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "locked");
+    let mut c = Client::hello(d.addr());
+    c.send_message(
+        "s@far.example",
+        &["alice@test.example"],
+        "Subject: waited\r\n\r\nx\r\n",
+    );
+    wait(&d, "a deferral for the lock", || {
+        d.log().contains("mailbox is locked")
+    });
+    holder.wait().unwrap();
+    wait(&d, "delivery after the lock", || d.queue_files().is_empty());
+    let out = python(READ_MBOX, &path);
+    assert_eq!(out.matches("SUBJECT waited").count(), 1, "{out}");
+}
+
+fn sendmail(d: &Daemon, args: &[&str], input: &str) -> (i32, String) {
+    let mut child = Command::new(bin())
+        .arg("-f")
+        .arg(d.conf_path())
+        .arg("sendmail")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn sendmail_t_with_bcc_while_the_daemon_runs() {
+    let d = start("mail/");
+    let (code, err) = sendmail(
+        &d,
+        &["-t", "-f", "script@test.example"],
+        "To: alice@test.example\nBcc: bob@test.example\nSubject: cron report\n\nall good\n.\nnot part of it\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    let root_new = d.dir.0.join("mail/root/new");
+    let daemon_new = d.dir.0.join("mail/daemon/new");
+    wait(&d, "both deliveries", || {
+        crate::util::list(&root_new).len() == 1 && crate::util::list(&daemon_new).len() == 1
+    });
+    let out = python(READ_MAILDIR, &d.dir.0.join("mail/root"));
+    assert!(
+        out.contains(
+            "SUBJECT cron report RETURN <script@test.example> BCC None DATE True MSGID True"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("FROM script@test.example"), "{out}");
+    assert!(
+        out.contains(r"BODY 'all good\n'"),
+        "a lone dot ends the input without -i: {out}"
+    );
+}
+
+#[test]
+fn sendmail_while_the_daemon_is_down_waits_for_it() {
+    let mut d = start("mail/");
+    assert_eq!(d.stop().code(), Some(0));
+    let (code, err) = sendmail(&d, &["-i", "alice"], "Subject: offline\n\n.\nkept\n");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(crate::util::list(&d.spool().join("drop")).len(), 1);
+    d.spawn();
+    let new = d.dir.0.join("mail/root/new");
+    wait(&d, "pickup at start", || crate::util::list(&new).len() == 1);
+    let out = python(READ_MAILDIR, &d.dir.0.join("mail/root"));
+    assert!(
+        out.contains(r"BODY '.\nkept\n'"),
+        "-i keeps the dot line: {out}"
+    );
+    assert!(crate::util::list(&d.spool().join("drop")).is_empty());
+}
+
+#[test]
+fn sendmail_refuses_unknown_users_and_bad_usage() {
+    let d = start("mail/");
+    let (code, err) = sendmail(&d, &["nobody-such@test.example"], "Subject: x\n\nx\n");
+    assert_eq!(code, 67, "{err}");
+    assert!(err.contains("5.1.1"), "{err}");
+    let (code, _) = sendmail(&d, &[], "Subject: x\n\nx\n");
+    assert_eq!(code, 64, "no recipients");
+    let (code, _) = sendmail(&d, &["-bs"], "");
+    assert_eq!(code, 64);
+    assert!(crate::util::list(&d.spool().join("drop")).is_empty());
+}
+
+#[test]
+fn malformed_drop_file_is_quarantined() {
+    let mut d = start("mail/");
+    d.kill9();
+    std::fs::write(
+        d.spool().join("drop/deadbeef"),
+        b"ETRNDDROP 1\nR x@y\n\ntorn",
+    )
+    .unwrap();
+    d.spawn();
+    assert!(crate::util::list(&d.spool().join("drop")).is_empty());
+    assert!(crate::util::list(&d.spool().join("corrupt"))
+        .iter()
+        .any(|n| n.starts_with("drop-")));
+    let mut c = Client::hello(d.addr());
+    c.cmd("NOOP", 250);
+}
+
+#[test]
+fn alias_loops_and_unknown_users_are_refused_at_rcpt() {
+    let d = start("mail/");
+    let mut c = Client::hello(d.addr());
+    c.cmd("MAIL FROM:<s@far.example>", 250);
+    c.cmd("RCPT TO:<loop1@test.example>", 550);
+    c.cmd("RCPT TO:<ghost@test.example>", 550);
+    c.cmd("RCPT TO:<MAILER-DAEMON@test.example>", 250);
+}

@@ -264,3 +264,67 @@ fn alias_loops_and_unknown_users_are_refused_at_rcpt() {
     c.cmd("RCPT TO:<ghost@test.example>", 550);
     c.cmd("RCPT TO:<MAILER-DAEMON@test.example>", 250);
 }
+
+#[test]
+fn unprivileged_user_can_submit_but_not_look() {
+    if !std::path::Path::new("/usr/bin/setpriv").exists() || !crate::util::is_root() {
+        eprintln!("skipped: needs root and setpriv (util-linux)");
+        return;
+    }
+    let d = start("mail/");
+    let as_daemon = |args: &[&str], input: &str| {
+        let mut child = Command::new("/usr/bin/setpriv")
+            .args(["--reuid=daemon", "--regid=daemon", "--clear-groups", "--"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let conf = d.conf_path();
+    let out = as_daemon(
+        &[bin(), "-f", conf.to_str().unwrap(), "sendmail", "alice"],
+        "Subject: from daemon\n\nhi\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new = d.dir.0.join("mail/root/new");
+    wait(&d, "delivery of the unprivileged submission", || {
+        crate::util::list(&new).len() == 1
+    });
+    let body = std::fs::read_to_string(new.join(&crate::util::list(&new)[0])).unwrap();
+    assert!(
+        body.contains("Return-Path: <daemon@mx.test.example>"),
+        "{body}"
+    );
+    // Queue something held, then try to list or read the spool as that user.
+    let mut c = Client::hello(d.addr());
+    c.send_message(
+        "s@far.example",
+        &["u@client.dom"],
+        "Subject: private\r\n\r\nsecret\r\n",
+    );
+    let spool = d.spool();
+    for probe in [
+        vec!["ls", spool.join("drop").to_str().unwrap()],
+        vec!["ls", spool.join("queue").to_str().unwrap()],
+        vec!["ls", spool.to_str().unwrap()],
+    ] {
+        let out = as_daemon(&probe, "");
+        assert!(!out.status.success(), "{probe:?} should be refused");
+    }
+    let qfile = spool.join("queue").join(&d.queue_files()[0]);
+    let out = as_daemon(&["cat", qfile.to_str().unwrap()], "");
+    assert!(!out.status.success(), "queued mail is private");
+}

@@ -11,6 +11,15 @@ use std::time::{Duration, Instant};
 
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Whether the tests run as root.
+pub fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_etrnd")
 }

@@ -34,20 +34,21 @@ install: build
 		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(RCDIR)
 	$(INSTALL) -m 755 $(BIN) $(DESTDIR)$(BINDIR)/etrnd
 	ln -sf etrnd $(DESTDIR)$(BINDIR)/mailq
+	ln -sf etrnd $(DESTDIR)$(BINDIR)/sendmail
 	$(INSTALL) -m 644 man/etrnd.8 $(DESTDIR)$(MANDIR)/man8/etrnd.8
 	$(INSTALL) -m 644 man/etrnd.conf.5 $(DESTDIR)$(MANDIR)/man5/etrnd.conf.5
 	$(INSTALL) -m 755 rc.d/etrnd $(DESTDIR)$(RCDIR)/etrnd
-	for f in etrnd.conf db/routes db/localnames db/aliases; do \
+	for f in etrnd.conf scheduler.conf db/routes db/localnames db/aliases; do \
 		$(INSTALL) -m 644 etc/hub/$$f $(DESTDIR)$(SYSCONFDIR)/etrnd/$$f.sample; \
 		[ -f $(DESTDIR)$(SYSCONFDIR)/etrnd/$$f ] || \
 		$(INSTALL) -m 644 etc/hub/$$f $(DESTDIR)$(SYSCONFDIR)/etrnd/$$f; \
 	done
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/etrnd $(DESTDIR)$(BINDIR)/mailq \
+	rm -f $(DESTDIR)$(BINDIR)/etrnd $(DESTDIR)$(BINDIR)/mailq $(DESTDIR)$(BINDIR)/sendmail \
 		$(DESTDIR)$(MANDIR)/man8/etrnd.8 $(DESTDIR)$(MANDIR)/man5/etrnd.conf.5 \
 		$(DESTDIR)$(RCDIR)/etrnd
-	for f in etrnd.conf db/routes db/localnames db/aliases; do \
+	for f in etrnd.conf scheduler.conf db/routes db/localnames db/aliases; do \
 		rm -f $(DESTDIR)$(SYSCONFDIR)/etrnd/$$f.sample; \
 	done
 

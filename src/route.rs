@@ -89,6 +89,31 @@ impl RouteTrie {
         self.len == 0
     }
 
+    /// Every entry: its key (`None` for the default) and value.
+    pub fn values(&self) -> Vec<(Option<Domain>, RouteValue)> {
+        fn walk(n: &Node, labels: &mut Vec<String>, out: &mut Vec<(Option<Domain>, RouteValue)>) {
+            let key = || {
+                let mut l = labels.clone();
+                l.reverse();
+                Domain::parse(&l.join(".")).ok()
+            };
+            for r in [&n.exact, &n.suffix].into_iter().flatten() {
+                out.push((key(), r.value.clone()));
+            }
+            for (label, child) in &n.children {
+                labels.push(label.to_string());
+                walk(child, labels, out);
+                labels.pop();
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.root, &mut Vec::new(), &mut out);
+        if let Some(d) = &self.default {
+            out.push((None, d.value.clone()));
+        }
+        out
+    }
+
     /// Finds the route for `domain` in ZMailer's order.
     pub fn lookup(&self, domain: &Domain) -> Option<(MatchKind, &Route)> {
         let mut node = &self.root;

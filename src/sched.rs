@@ -89,6 +89,17 @@ pub struct Bounce {
     pub failures: Vec<(usize, String, String)>,
 }
 
+/// What a release found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Released {
+    /// Messages newly released.
+    pub messages: usize,
+    /// Anything matched (waiting, already released, or being delivered).
+    pub matched: bool,
+    /// A matching thread has a delivery running.
+    pub active: bool,
+}
+
 /// Where a recipient is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RcptState {
@@ -122,8 +133,8 @@ struct Thread {
     jobs: u32,
     retry_index: usize,
     wakeup: Unix,
-    /// A release (ETRN/flush) is pending for this thread.
-    released: bool,
+    /// Recipients a release (ETRN/flush) asked for; a subset of `waiting`.
+    released: BTreeSet<RcptRef>,
 }
 
 /// The scheduler.
@@ -273,11 +284,7 @@ impl Scheduler {
             return false;
         }
         let held = p.queueonly || *transport == Transport::Hold;
-        let due = if held {
-            t.released
-        } else {
-            t.released || t.wakeup <= now
-        };
+        let due = !t.released.is_empty() || (!held && t.wakeup <= now);
         if !due {
             return false;
         }
@@ -310,28 +317,33 @@ impl Scheduler {
         let key = (*keys.first()?).clone();
         let p = self.params(self.threads[&key].clause)?.clone();
         let transport = p.command.as_ref()?.0.clone();
+        let held = p.queueonly || transport == Transport::Hold;
         let t = self.threads.get_mut(&key)?;
         let free = p.maxthr.max(1) - t.jobs;
-        let n = t.waiting.len().div_ceil(free as usize).max(1);
+        // A thread due by its timer sends everything waiting; otherwise only what a
+        // release asked for.
+        let all = !held && t.wakeup <= now;
+        let pool: Vec<RcptRef> = if all {
+            t.waiting.iter().copied().collect()
+        } else {
+            t.released.iter().copied().collect()
+        };
+        let n = pool.len().div_ceil(free as usize).max(1);
         let mut rcpts: Vec<RcptRef> = Vec::with_capacity(n);
         // Take whole messages so a message's recipients share one transaction.
-        while rcpts.len() < n {
-            let Some(first) = t.waiting.pop_first() else {
-                break;
-            };
-            rcpts.push(first);
-            while let Some(next) = t.waiting.first().copied() {
-                if next.msg != first.msg {
-                    break;
-                }
-                t.waiting.pop_first();
-                rcpts.push(next);
+        let mut i = 0;
+        while i < pool.len() && rcpts.len() < n {
+            let msg = pool[i].msg;
+            while i < pool.len() && pool[i].msg == msg {
+                rcpts.push(pool[i]);
+                i += 1;
             }
         }
-        t.jobs += 1;
-        if t.waiting.is_empty() {
-            t.released = false;
+        for r in &rcpts {
+            t.waiting.remove(r);
+            t.released.remove(r);
         }
+        t.jobs += 1;
         let clause = t.clause.unwrap_or(0);
         self.total += 1;
         *self.per_channel.entry(key.channel.clone()).or_default() += 1;
@@ -535,6 +547,7 @@ impl Scheduler {
         for (r, key) in expired {
             if let Some(t) = self.threads.get_mut(&key) {
                 t.waiting.remove(&r);
+                t.released.remove(&r);
             }
             if let Some(ri) = self
                 .msgs
@@ -558,24 +571,57 @@ impl Scheduler {
         }
     }
 
-    /// Releases held and deferred recipients of every thread `pick` selects (ETRN,
-    /// flush): they start as soon as limits allow. Returns (threads, messages).
-    pub fn release(
-        &mut self,
-        mut pick: impl FnMut(&ThreadKey, &[RcptRef]) -> bool,
-    ) -> (usize, usize) {
-        let mut threads = 0;
+    /// Releases held and deferred recipients that `pick` selects (ETRN, flush): they
+    /// start at once, or as soon as a slot frees. `pick` sees the thread and the
+    /// recipient's domain. A repeated release of the same recipients coalesces.
+    pub fn release(&mut self, mut pick: impl FnMut(&ThreadKey, &str) -> bool) -> Released {
+        let mut out = Released::default();
         let mut msgs = BTreeSet::new();
         for (k, t) in self.threads.iter_mut() {
-            let w: Vec<RcptRef> = t.waiting.iter().copied().collect();
-            if w.is_empty() || !pick(k, &w) {
-                continue;
+            let mut matched_here = false;
+            for r in &t.waiting {
+                let domain = self
+                    .msgs
+                    .get(&r.msg)
+                    .and_then(|m| m.rcpts.get(r.idx))
+                    .map(|x| x.address.rsplit('@').next().unwrap_or("").to_ascii_lowercase())
+                    .unwrap_or_default();
+                if !pick(k, &domain) {
+                    continue;
+                }
+                matched_here = true;
+                if t.released.insert(*r) {
+                    msgs.insert(r.msg);
+                }
             }
-            t.released = true;
-            threads += 1;
-            msgs.extend(w.iter().map(|r| r.msg));
+            if !matched_here && t.jobs > 0 && pick(k, "") {
+                matched_here = true;
+            }
+            if matched_here {
+                out.matched = true;
+                out.active |= t.jobs > 0;
+            }
         }
-        (threads, msgs.len())
+        out.messages = msgs.len();
+        out
+    }
+
+    /// Runs every thread that is not held now, back-off or not (SIGUSR1, `etrnd flush`
+    /// without a target).
+    pub fn release_unheld(&mut self, now: Unix) -> usize {
+        let mut n = 0;
+        for t in self.threads.values_mut() {
+            let held = t
+                .clause
+                .and_then(|i| self.conf.clauses.get(i))
+                .map(|c| c.params.queueonly || matches!(c.params.command, Some((Transport::Hold, _))))
+                .unwrap_or(true);
+            if !held && !t.waiting.is_empty() {
+                t.wakeup = t.wakeup.min(now);
+                n += 1;
+            }
+        }
+        n
     }
 
     /// The next journal record to append.

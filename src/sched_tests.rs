@@ -104,8 +104,8 @@ fn queue_only_waits_for_a_release() {
     assert!(s.poll_job(0).is_none());
     assert!(s.poll_job(1_000_000).is_none(), "no timer starts it");
     assert_eq!(s.poll_timeout(), Some(150), "only expiry2 is pending");
-    let (threads, msgs) = s.release(|k, _| k.host == "mail.client.dom");
-    assert_eq!((threads, msgs), (1, 1));
+    let r = s.release(|k, _| k.host == "mail.client.dom");
+    assert_eq!((r.messages, r.matched, r.active), (1, true, false));
     let j = s.poll_job(5).unwrap();
     assert_eq!(j.key.host, "mail.client.dom");
     assert!(s.poll_job(5).is_none());
@@ -137,6 +137,35 @@ fn release_waits_for_a_free_slot_instead_of_being_dropped() {
     s.job_done(busy.id, &[(busy.rcpts[0], RcptResult::Delivered)], 1);
     let j = s.poll_job(1).expect("the release was kept");
     assert_eq!(j.key.host, "client.dom");
+}
+
+#[test]
+fn release_by_recipient_domain_takes_only_those_recipients() {
+    let mut s = Scheduler::new(conf(BASIC), 1);
+    s.add_message(MessageId(1), &env(0, &[("smtp-etrn", "mail.client.dom")]), &[], 0);
+    let mut e = env(0, &[("smtp-etrn", "mail.client.dom")]);
+    e.recipients[0].address = Mailbox::parse("x@sub.client.dom").unwrap();
+    s.add_message(MessageId(2), &e, &[], 0);
+    // env() gives u0@<host>: message 1's recipient domain is mail.client.dom.
+    let r = s.release(|_, d| d == "sub.client.dom");
+    assert_eq!(r.messages, 1);
+    let j = s.poll_job(0).unwrap();
+    assert_eq!(j.rcpts, vec![RcptRef { msg: MessageId(2), idx: 0 }]);
+    assert!(s.poll_job(0).is_none(), "the other recipient stays held");
+}
+
+#[test]
+fn release_unheld_overrides_back_off_only_for_unheld_threads() {
+    let mut s = Scheduler::new(conf(BASIC), 1);
+    s.add_message(MessageId(1), &env(0, &[("smtp", "dead.example")]), &[], 0);
+    let j = s.poll_job(0).unwrap();
+    s.job_done(j.id, &[(j.rcpts[0], RcptResult::Deferred("down".into()))], 0);
+    s.add_message(MessageId(2), &env(0, &[("smtp-etrn", "c.dom")]), &[], 0);
+    assert!(s.poll_job(1).is_none());
+    assert_eq!(s.release_unheld(1), 1);
+    let j = s.poll_job(1).unwrap();
+    assert_eq!(j.key.host, "dead.example");
+    assert!(s.poll_job(1).is_none());
 }
 
 #[test]
@@ -314,7 +343,7 @@ fn limits_are_never_exceeded_under_random_load() {
                 let host = format!("h{}.example", next(12));
                 s.add_message(MessageId(id), &env(now, &[(ch, host.as_str())]), &[], now);
                 if next(5) == 0 {
-                    s.release(|_, _| true);
+                    let _ = s.release(|_, _| true);
                 }
             }
             2 if !running.is_empty() => {

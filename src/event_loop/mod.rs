@@ -15,6 +15,7 @@
 
 mod conn;
 pub mod dns_io;
+mod etrn;
 mod outbound;
 mod pickup;
 mod timers;
@@ -32,6 +33,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::config::{self, cidr, Config};
 use crate::dns::Dns;
 use crate::sched::Scheduler;
+use crate::smtp::etrn::EtrnTarget;
 use crate::smtp::server::{Context, Event, ServerSession};
 use crate::smtp::trace::{self, TraceInfo};
 use crate::spool::Envelope;
@@ -90,6 +92,10 @@ pub struct Daemon {
     outbound: Outbound,
     /// Counter for unique Maildir names.
     local_seq: u64,
+    /// ETRN requests of this turn: (connection slot, target).
+    etrns: Vec<(usize, EtrnTarget)>,
+    /// Recent ETRNs per client address, for the rate limit.
+    etrn_times: HashMap<IpAddr, std::collections::VecDeque<Instant>>,
     /// The wake-up socket of `etrnd sendmail`.
     notify: Option<mio::net::UnixDatagram>,
     /// When the drop folder is scanned next in any case.
@@ -167,6 +173,8 @@ impl Daemon {
             sched,
             outbound: Outbound::default(),
             local_seq: 0,
+            etrns: Vec::new(),
+            etrn_times: HashMap::new(),
             notify: None,
             next_pickup: Instant::now(),
         };
@@ -229,6 +237,7 @@ impl Daemon {
                 self.service(slot, now);
             }
             self.commit(now);
+            self.answer_etrns(now);
             for slot in self.timers.due(now) {
                 if let Some(Some(c)) = self.conns.get_mut(slot) {
                     let ctx = Context {
@@ -241,6 +250,7 @@ impl Daemon {
                 }
             }
             self.commit(now);
+            self.answer_etrns(now);
             if now >= self.next_pickup {
                 self.pickup(now);
             }
@@ -321,6 +331,10 @@ impl Daemon {
                     self.stopping = true;
                 }
                 libc::SIGHUP => self.reload(),
+                libc::SIGUSR1 => {
+                    let n = self.sched.release_unheld(unix_now());
+                    log::info!("sched flush-all threads={n}");
+                }
                 _ => log::debug!("daemon signal={sig} ignored"),
             }
         }
@@ -438,21 +452,23 @@ impl Daemon {
                         unix_time: unix_now(),
                     };
                     c.session.handle_input(&self.buf[..n], now, &ctx);
-                    Self::route_events(&mut self.spool, &mut self.batch, &self.config, slot, c);
+                    Self::route_events(&mut self.spool, &mut self.batch, &mut self.etrns, &self.config, slot, c);
                 }
                 ReadResult::WouldBlock => c.readable = false,
                 ReadResult::Closed => {
                     c.dead = true;
                     c.session.handle_eof();
-                    Self::route_events(&mut self.spool, &mut self.batch, &self.config, slot, c);
+                    Self::route_events(&mut self.spool, &mut self.batch, &mut self.etrns, &self.config, slot, c);
                 }
             }
             c.flush();
         }
-        Self::route_events(&mut self.spool, &mut self.batch, &self.config, slot, c);
+        Self::route_events(&mut self.spool, &mut self.batch, &mut self.etrns, &self.config, slot, c);
         c.flush();
         let done = c.dead || (c.session.is_closing() && c.session.pending_output().is_empty());
-        if done && c.incoming.is_none() && !self.batch.iter().any(|(s, _, _)| *s == slot) {
+        let waiting = self.batch.iter().any(|(s, _, _)| *s == slot)
+            || self.etrns.iter().any(|(s, _)| *s == slot);
+        if done && c.incoming.is_none() && !waiting {
             self.close(slot);
         } else {
             self.timers.set(slot, c.session.poll_timeout());
@@ -463,12 +479,14 @@ impl Daemon {
     fn route_events(
         spool: &mut Spool,
         batch: &mut Vec<(usize, Incoming, Box<Envelope>)>,
+        etrns: &mut Vec<(usize, EtrnTarget)>,
         config: &Config,
         slot: usize,
         c: &mut Conn,
     ) {
         while let Some(ev) = c.session.poll_event() {
             match ev {
+                Event::Etrn(t) => etrns.push((slot, t)),
                 Event::MessageStart(env) => match spool.begin(&env) {
                     Ok(mut inc) => {
                         let id = inc.id.to_string();

@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod command;
+pub mod etrn;
 pub mod line;
 pub mod reply;
 pub mod server;

@@ -49,6 +49,10 @@ replies! {
     UNKNOWN_COMMAND = 502, "5.5.2 Error: command not recognized";
     NOT_IMPLEMENTED = 502, "5.5.1 Error: command not implemented";
     ETRN_NOT_AVAILABLE = 502, "5.5.1 Error: ETRN not available";
+    ETRN_SYNTAX = 501, "5.5.4 Syntax: ETRN domain | @domain | #channel";
+    ETRN_IN_TRANSACTION = 503, "5.5.1 Error: ETRN not allowed inside a mail transaction";
+    ETRN_TOO_MANY = 458, "4.7.0 Too many ETRN requests, try again later";
+    ETRN_MINIMAL = 250, "2.0.0 Queuing started";
     NEED_HELO = 503, "5.5.1 Error: send HELO/EHLO first";
     NESTED_MAIL = 503, "5.5.1 Error: nested MAIL command";
     NEED_MAIL = 503, "5.5.1 Error: need MAIL command";
@@ -97,6 +101,26 @@ impl Reply {
             550,
             format!("5.1.2 Recipient address rejected: address not reachable from here ({form})"),
         )
+    }
+
+    /// `459 4.7.1 <node>: …`: ETRN refused by policy.
+    pub fn etrn_refused(node: &str, why: &str) -> Reply {
+        Reply::new(459, format!("4.7.1 {node}: {why}"))
+    }
+
+    /// `251 2.0.0 OK, no messages waiting for node <node>`.
+    pub fn etrn_nothing(node: &str) -> Reply {
+        Reply::new(251, format!("2.0.0 OK, no messages waiting for node {node}"))
+    }
+
+    /// `252 2.0.0 OK, pending messages for node <node> started`.
+    pub fn etrn_already(node: &str) -> Reply {
+        Reply::new(252, format!("2.0.0 OK, pending messages for node {node} started"))
+    }
+
+    /// `253 2.0.0 OK, <n> pending messages for node <node> started`.
+    pub fn etrn_started(n: usize, node: &str) -> Reply {
+        Reply::new(253, format!("2.0.0 OK, {n} pending messages for node {node} started"))
     }
 
     /// Whether the code is a 4xx or 5xx.

@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::command::{self, Body, Command};
+use super::etrn::EtrnTarget;
 use super::line::{self, DataDecoder, DataProgress, Frame};
 use super::reply::{self, Reply};
 use super::ReversePath;
@@ -46,6 +47,8 @@ pub const HARD_ERROR_LIMIT: u32 = 20;
 pub const JUNK_LIMIT: u32 = 100;
 /// Exim `smtp_max_unknown_commands`.
 pub const UNKNOWN_LIMIT: u32 = 3;
+/// ETRN commands one session may send (sendmail's `MAXETRNCOMMANDS` idea).
+pub const ETRN_PER_SESSION: u32 = 10;
 /// RFC 5321 §6.3 loop detection: more `Received:` headers than this is a loop.
 pub const MAX_HOPS: usize = 100;
 /// Largest header section accepted (reference/bad-input.md G13).
@@ -64,6 +67,9 @@ pub enum Event {
     MessageEnd,
     /// The message is refused (size, hops, client gone): drop the temp file.
     MessageAbort,
+    /// An allowed, well-formed ETRN: release the queue and call
+    /// [`ServerSession::handle_etrn`] with the reply.
+    Etrn(EtrnTarget),
 }
 
 /// Per-call facts the session needs besides its own state.
@@ -104,6 +110,8 @@ enum State {
     ReceivingData(Box<DataPhase>),
     /// The message is complete and waits for the spool commit.
     AwaitCommit,
+    /// An ETRN waits for the queue's answer.
+    AwaitEtrn,
     /// The last reply is queued; the connection closes once it is written.
     Closing,
 }
@@ -116,6 +124,7 @@ impl State {
             State::InTransaction(_) => "InTransaction",
             State::ReceivingData(_) => "ReceivingData",
             State::AwaitCommit => "AwaitCommit",
+            State::AwaitEtrn => "AwaitEtrn",
             State::Closing => "Closing",
         }
     }
@@ -140,6 +149,7 @@ pub struct ServerSession {
     unknown_in_row: u32,
     /// Messages accepted in this session.
     pub accepted: u32,
+    etrns: u32,
 }
 
 fn with_address(r: &Reply, addr: &str) -> Reply {
@@ -172,6 +182,7 @@ impl ServerSession {
             junk: 0,
             unknown_in_row: 0,
             accepted: 0,
+            etrns: 0,
         };
         log::info!(
             "{:08x} smtp connect address={} trusted={}",
@@ -210,6 +221,7 @@ impl ServerSession {
             junk: 0,
             unknown_in_row: 0,
             accepted: 0,
+            etrns: 0,
         };
         s.reply(&Reply::closing(host, &format!("4.7.0 Error: {why}")));
         s
@@ -299,7 +311,7 @@ impl ServerSession {
 
     /// Whether the loop should read from the socket now.
     pub fn wants_read(&self, now: Instant) -> bool {
-        !matches!(self.state, State::AwaitCommit | State::Closing)
+        !matches!(self.state, State::AwaitCommit | State::AwaitEtrn | State::Closing)
             && self.paused_until.is_none_or(|t| t <= now)
             && self.out.len() < MAX_PENDING_OUTPUT
     }
@@ -313,7 +325,7 @@ impl ServerSession {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let t = match &self.state {
             State::Greeting { until } => *until,
-            State::AwaitCommit => return None,
+            State::AwaitCommit | State::AwaitEtrn => return None,
             State::ReceivingData(d) => {
                 let grace = Duration::from_secs(d.raw_octets / MIN_DATA_RATE);
                 d.started + COMMAND_TIMEOUT + grace
@@ -387,7 +399,9 @@ impl ServerSession {
                 break;
             }
             match &mut self.state {
-                State::Closing | State::AwaitCommit | State::Greeting { .. } => break,
+                State::Closing | State::AwaitCommit | State::AwaitEtrn | State::Greeting { .. } => {
+                    break
+                }
                 State::ReceivingData(d) => {
                     let mut chunk = Vec::new();
                     let input = &self.inbuf[pos..];
@@ -495,6 +509,54 @@ impl ServerSession {
         self.process(now, ctx);
     }
 
+    /// The queue's answer to an ETRN.
+    pub fn handle_etrn(&mut self, reply: &Reply, now: Instant, ctx: &Context<'_>) {
+        if !matches!(self.state, State::AwaitEtrn) {
+            return;
+        }
+        self.set_state(State::Ready);
+        if reply.is_error() {
+            self.error(reply, now, &ctx.config.main.hostname);
+        } else {
+            self.reply(reply);
+        }
+        self.deadline = now + COMMAND_TIMEOUT;
+        self.process(now, ctx);
+    }
+
+    fn etrn(&mut self, arg: &str, now: Instant, ctx: &Context<'_>) {
+        let host = &ctx.config.main.hostname;
+        let m = &ctx.config.main;
+        if !m.etrn {
+            return self.error(&Reply::ETRN_NOT_AVAILABLE, now, host);
+        }
+        if self.helo.is_none() {
+            return self.error(&Reply::NEED_HELO, now, host);
+        }
+        if matches!(self.state, State::InTransaction(_)) {
+            return self.error(&Reply::ETRN_IN_TRANSACTION, now, host);
+        }
+        let allowed = m
+            .etrn_allow
+            .as_ref()
+            .is_none_or(|nets| nets.iter().any(|c| c.contains(self.client.ip())));
+        if !allowed {
+            log::warn!("{:08x} etrn refused address={} reason=not-allowed", self.id, self.client);
+            return self.error(&Reply::etrn_refused(&sanitize(arg.as_bytes()), "client not allowed to ETRN"), now, host);
+        }
+        self.etrns += 1;
+        if self.etrns > ETRN_PER_SESSION {
+            return self.error(&Reply::ETRN_TOO_MANY, now, host);
+        }
+        match EtrnTarget::parse(arg) {
+            None => self.error(&Reply::ETRN_SYNTAX, now, host),
+            Some(t) => {
+                self.events.push_back(Event::Etrn(t));
+                self.set_state(State::AwaitEtrn);
+            }
+        }
+    }
+
     /// One command line. `more`: further input was already buffered behind it.
     fn command(&mut self, line: &[u8], more: bool, now: Instant, ctx: &Context<'_>) {
         let host = &ctx.config.main.hostname;
@@ -560,11 +622,12 @@ impl ServerSession {
             Command::Ehlo(name) => {
                 self.reset_transaction();
                 let size = format!("SIZE {}", ctx.config.main.max_message_size);
-                reply::write_multiline(
-                    250,
-                    &[host, "PIPELINING", &size, "8BITMIME", "ENHANCEDSTATUSCODES"],
-                    &mut self.out,
-                );
+                let mut lines = vec![host.as_str(), "PIPELINING", &size, "8BITMIME"];
+                if ctx.config.main.etrn {
+                    lines.push("ETRN");
+                }
+                lines.push("ENHANCEDSTATUSCODES");
+                reply::write_multiline(250, &lines, &mut self.out);
                 self.helo = Some((name, true));
             }
             Command::Mail { from, size, body } => self.mail(from, size, body, now, ctx),
@@ -581,7 +644,7 @@ impl ServerSession {
                 self.reply(&Reply::BYE);
                 self.set_state(State::Closing);
             }
-            Command::Etrn(_) => self.error(&Reply::ETRN_NOT_AVAILABLE, now, host),
+            Command::Etrn(arg) => self.etrn(&arg, now, ctx),
             Command::NotImplemented => self.error(&Reply::NOT_IMPLEMENTED, now, host),
             Command::Unknown => unreachable!("handled above"),
         }

@@ -1,0 +1,109 @@
+//! Answers ETRN requests (DESIGN.md §5.5): policy (eligibility, a per-client rate
+//! limit), the release in the scheduler, and the RFC 1985 reply. The flush starts in
+//! the same loop turn; a release that finds the limits full stays pending in the
+//! scheduler until a slot frees. Delivery goes to the routed host, never to the
+//! client that asked.
+
+use std::time::{Duration, Instant};
+
+use super::Daemon;
+use crate::config::main_conf::EtrnReplies;
+use crate::config::routes::RouteValue;
+use crate::route::MatchKind;
+use crate::smtp::etrn::EtrnTarget;
+use crate::smtp::reply::Reply;
+use crate::smtp::server::Context;
+
+/// ETRN requests one client address may make per [`ETRN_WINDOW`] (Exim's example
+/// ratelimit is 3/min; clients with a few domains send a few at once).
+pub const ETRN_PER_WINDOW: usize = 10;
+/// The rate limit's window.
+pub const ETRN_WINDOW: Duration = Duration::from_secs(60);
+
+impl Daemon {
+    /// Whether the target names something this host holds mail for: a routed
+    /// (non-default) domain, the host of a route, or a channel of a route.
+    fn etrn_eligible(&self, t: &EtrnTarget) -> bool {
+        let trie = &self.config.router.trie;
+        let routes = trie.values();
+        match t {
+            EtrnTarget::Node(d) => {
+                trie.lookup(d).is_some_and(|(k, r)| k != MatchKind::Default && r.value != RouteValue::Ignore)
+                    || routes.iter().any(|(_, v)| matches!(v, RouteValue::Channel { host, .. } if host.to_string() == d.as_str()))
+            }
+            EtrnTarget::Subdomains(d) => routes.iter().any(|(key, v)| {
+                key.as_ref().is_some_and(|k| k.is_within(d))
+                    || matches!(v, RouteValue::Channel { host, .. }
+                        if crate::smtp::Domain::parse(&host.to_string()).is_ok_and(|h| h.is_within(d)))
+            }),
+            EtrnTarget::Channel(c) => {
+                routes.iter().any(|(_, v)| matches!(v, RouteValue::Channel { channel, .. } if channel == c))
+            }
+        }
+    }
+
+    fn etrn_reply(&mut self, slot: usize, t: &EtrnTarget, now: Instant) -> Reply {
+        let Some(Some(c)) = self.conns.get(slot) else {
+            return Reply::ETRN_TOO_MANY;
+        };
+        let ip = c.ip;
+        let times = self.etrn_times.entry(ip).or_default();
+        while times.front().is_some_and(|&t0| now.duration_since(t0) >= ETRN_WINDOW) {
+            times.pop_front();
+        }
+        if times.len() >= ETRN_PER_WINDOW {
+            return Reply::ETRN_TOO_MANY;
+        }
+        times.push_back(now);
+        if self.stopping {
+            return Reply::new(458, format!("4.3.2 {t}: unable to queue messages now"));
+        }
+        let released = self
+            .sched
+            .release(|k, domain| t.matches(&k.channel, &k.host, domain));
+        if !released.matched && !self.etrn_eligible(t) {
+            return Reply::etrn_refused(&t.to_string(), "not a domain held here");
+        }
+        if self.config.main.etrn_replies == EtrnReplies::Minimal {
+            return Reply::ETRN_MINIMAL;
+        }
+        let node = t.to_string();
+        if released.messages > 0 {
+            Reply::etrn_started(released.messages, &node)
+        } else if released.matched {
+            Reply::etrn_already(&node)
+        } else {
+            Reply::etrn_nothing(&node)
+        }
+    }
+
+    /// Answers this turn's ETRNs and starts what they released at once.
+    pub(super) fn answer_etrns(&mut self, now: Instant) {
+        if self.etrns.is_empty() {
+            return;
+        }
+        let requests = std::mem::take(&mut self.etrns);
+        for (slot, t) in requests {
+            let reply = self.etrn_reply(slot, &t, now);
+            let Some(Some(c)) = self.conns.get_mut(slot) else { continue };
+            log::info!(
+                "{:08x} etrn request address={} target={} reply=\"{}\"",
+                c.session.id(),
+                c.ip,
+                t,
+                reply
+            );
+            let ctx = Context {
+                config: &self.config,
+                disk_low: self.disk_low,
+                unix_time: super::unix_now(),
+            };
+            c.session.handle_etrn(&reply, now, &ctx);
+            self.service(slot, now);
+        }
+        self.start_jobs(now);
+        // Idle rate-limit entries are dropped so the table stays small.
+        self.etrn_times
+            .retain(|_, v| v.back().is_some_and(|&t| now.duration_since(t) < ETRN_WINDOW));
+    }
+}

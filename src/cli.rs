@@ -34,6 +34,17 @@ pub enum Command {
     Qshape,
     /// Local submission with sendmail's options.
     Sendmail(Vec<String>),
+    /// Ask our own daemon to deliver now: a target (by ETRN) or everything not held.
+    Flush(Option<String>),
+    /// Send ETRN to a server.
+    Etrn {
+        /// `-p`: the server's port.
+        port: Option<u16>,
+        /// The server (name or address).
+        server: String,
+        /// What to ask for.
+        targets: Vec<String>,
+    },
     /// Show how addresses route; with `resolve` (`-R`) also the next hops.
     Route {
         /// `-R`: resolve the next hop of each remote route.
@@ -57,7 +68,7 @@ pub struct Options {
 }
 
 /// The one-line usage message.
-pub const USAGE: &str = "usage: etrnd [-dhnv] [-f file] [mailq | qshape | route [-R] address ... | sendmail [-t] [-i] [-f sender] [address ...]]";
+pub const USAGE: &str = "usage: etrnd [-dhnv] [-f file] [mailq | qshape | route [-R] address ... | sendmail [-t] [-i] [-f sender] [address ...] | flush [target] | etrn [-p port] server target ...]";
 
 /// Parses `args` (program name first). `Err` carries a message for stderr and the
 /// exit code.
@@ -111,6 +122,36 @@ pub fn parse(args: &[String]) -> Result<Options, (String, i32)> {
         Some("mailq") if free.len() == 1 => Command::Mailq,
         Some("qshape") if free.len() == 1 => Command::Qshape,
         Some("sendmail") => Command::Sendmail(free[1..].to_vec()),
+        Some("flush") if free.len() <= 2 => Command::Flush(free.get(1).cloned()),
+        Some("etrn") => {
+            let mut rest: Vec<String> = free[1..].to_vec();
+            let mut port = None;
+            if rest.first().is_some_and(|a| a.starts_with("-p")) {
+                let a = rest.remove(0);
+                let v = if a.len() > 2 {
+                    a[2..].to_string()
+                } else if rest.is_empty() {
+                    String::new()
+                } else {
+                    rest.remove(0)
+                };
+                port =
+                    Some(v.parse::<u16>().map_err(|_| {
+                        (format!("etrnd: etrn: bad port '{v}'\n{USAGE}"), exit::USAGE)
+                    })?);
+            }
+            if rest.len() < 2 {
+                return Err((
+                    format!("etrnd: etrn needs a server and a target\n{USAGE}"),
+                    exit::USAGE,
+                ));
+            }
+            Command::Etrn {
+                port,
+                server: rest[0].clone(),
+                targets: rest[1..].to_vec(),
+            }
+        }
         Some("route") if free.len() > 1 => {
             let resolve = free[1] == "-R";
             let addrs = free[if resolve { 2 } else { 1 }..].to_vec();
@@ -187,6 +228,33 @@ mod tests {
                 resolve: true,
                 addrs: vec!["a@b".into()]
             }
+        );
+    }
+
+    #[test]
+    fn flush_and_etrn() {
+        assert_eq!(
+            p(&["etrnd", "flush"]).unwrap().command,
+            Command::Flush(None)
+        );
+        assert_eq!(
+            p(&["etrnd", "flush", "mail.isp.dom"]).unwrap().command,
+            Command::Flush(Some("mail.isp.dom".into()))
+        );
+        assert_eq!(
+            p(&["etrnd", "etrn", "-p", "2525", "hub", "client.dom", "@x"])
+                .unwrap()
+                .command,
+            Command::Etrn {
+                port: Some(2525),
+                server: "hub".into(),
+                targets: vec!["client.dom".into(), "@x".into()]
+            }
+        );
+        assert_eq!(p(&["etrnd", "etrn", "hub"]).unwrap_err().1, exit::USAGE);
+        assert_eq!(
+            p(&["etrnd", "etrn", "-p", "x", "hub", "t"]).unwrap_err().1,
+            exit::USAGE
         );
     }
 

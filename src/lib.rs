@@ -34,6 +34,7 @@ pub mod bounce;
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod etrn_client;
 pub mod event_loop;
 pub mod local;
 pub mod logging;

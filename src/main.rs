@@ -133,6 +133,49 @@ fn print_next_hops(dns: &mut Dns, host: &str) {
     }
 }
 
+/// `etrnd etrn`: resolves the server like a delivery would (hosts file first, then
+/// A/AAAA; an address literal or IP as is) and sends the ETRNs.
+fn etrn(cfg: &Config, port: Option<u16>, server: &str, targets: &[String]) -> i32 {
+    let port = port.unwrap_or(cfg.main.smtp_port);
+    let addrs: Vec<std::net::SocketAddr> = match server.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![std::net::SocketAddr::new(ip, port)],
+        Err(_) => {
+            let seed = u64::from(std::process::id());
+            let mut dns = Dns::new(
+                cfg.resolve.clone(),
+                etrnd::dns::self_spec(cfg, &[]),
+                port,
+                seed,
+            );
+            let host = if server.starts_with('[') {
+                server.to_string()
+            } else {
+                server.to_ascii_lowercase()
+            };
+            let limit = std::time::Duration::from_secs(60);
+            match etrnd::event_loop::dns_io::resolve_all(&mut dns, &[(host, true)], limit) {
+                Ok(mut o) => match o.pop() {
+                    Some(Outcome::Hops(h)) => h
+                        .into_iter()
+                        .map(|h| std::net::SocketAddr::new(h.addr.ip(), port))
+                        .collect(),
+                    Some(Outcome::Failed { reason, .. })
+                    | Some(Outcome::Deferred { reason, .. }) => {
+                        eprintln!("etrn: {server}: {reason}");
+                        return ex::UNAVAILABLE;
+                    }
+                    None => Vec::new(),
+                },
+                Err(e) => {
+                    eprintln!("etrn: {server}: {e}");
+                    return ex::UNAVAILABLE;
+                }
+            }
+        }
+    };
+    etrnd::etrn_client::run(&addrs, &cfg.main.hostname, targets, &mut std::io::stdout())
+}
+
 fn daemon(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
     let level = etrnd::logging::level_for(opts.verbosity);
     if opts.foreground {
@@ -252,6 +295,21 @@ fn main() {
                 exit(ex::USAGE)
             }
         },
+        Command::Flush(None) => exit(etrnd::etrn_client::flush_all(&cfg, &mut std::io::stdout())),
+        Command::Flush(Some(t)) => {
+            let addrs = etrnd::etrn_client::own_listeners(&cfg);
+            exit(etrnd::etrn_client::run(
+                &addrs,
+                &cfg.main.hostname,
+                std::slice::from_ref(t),
+                &mut std::io::stdout(),
+            ))
+        }
+        Command::Etrn {
+            port,
+            server,
+            targets,
+        } => exit(etrn(&cfg, *port, server, targets)),
         Command::Daemon => daemon(&opts, cfg, config_path),
     }
 }

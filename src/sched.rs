@@ -584,7 +584,13 @@ impl Scheduler {
                     .msgs
                     .get(&r.msg)
                     .and_then(|m| m.rcpts.get(r.idx))
-                    .map(|x| x.address.rsplit('@').next().unwrap_or("").to_ascii_lowercase())
+                    .map(|x| {
+                        x.address
+                            .rsplit('@')
+                            .next()
+                            .unwrap_or("")
+                            .to_ascii_lowercase()
+                    })
                     .unwrap_or_default();
                 if !pick(k, &domain) {
                     continue;
@@ -614,7 +620,9 @@ impl Scheduler {
             let held = t
                 .clause
                 .and_then(|i| self.conf.clauses.get(i))
-                .map(|c| c.params.queueonly || matches!(c.params.command, Some((Transport::Hold, _))))
+                .map(|c| {
+                    c.params.queueonly || matches!(c.params.command, Some((Transport::Hold, _)))
+                })
                 .unwrap_or(true);
             if !held && !t.waiting.is_empty() {
                 t.wakeup = t.wakeup.min(now);

@@ -142,7 +142,12 @@ fn release_waits_for_a_free_slot_instead_of_being_dropped() {
 #[test]
 fn release_by_recipient_domain_takes_only_those_recipients() {
     let mut s = Scheduler::new(conf(BASIC), 1);
-    s.add_message(MessageId(1), &env(0, &[("smtp-etrn", "mail.client.dom")]), &[], 0);
+    s.add_message(
+        MessageId(1),
+        &env(0, &[("smtp-etrn", "mail.client.dom")]),
+        &[],
+        0,
+    );
     let mut e = env(0, &[("smtp-etrn", "mail.client.dom")]);
     e.recipients[0].address = Mailbox::parse("x@sub.client.dom").unwrap();
     s.add_message(MessageId(2), &e, &[], 0);
@@ -150,7 +155,13 @@ fn release_by_recipient_domain_takes_only_those_recipients() {
     let r = s.release(|_, d| d == "sub.client.dom");
     assert_eq!(r.messages, 1);
     let j = s.poll_job(0).unwrap();
-    assert_eq!(j.rcpts, vec![RcptRef { msg: MessageId(2), idx: 0 }]);
+    assert_eq!(
+        j.rcpts,
+        vec![RcptRef {
+            msg: MessageId(2),
+            idx: 0
+        }]
+    );
     assert!(s.poll_job(0).is_none(), "the other recipient stays held");
 }
 
@@ -159,7 +170,11 @@ fn release_unheld_overrides_back_off_only_for_unheld_threads() {
     let mut s = Scheduler::new(conf(BASIC), 1);
     s.add_message(MessageId(1), &env(0, &[("smtp", "dead.example")]), &[], 0);
     let j = s.poll_job(0).unwrap();
-    s.job_done(j.id, &[(j.rcpts[0], RcptResult::Deferred("down".into()))], 0);
+    s.job_done(
+        j.id,
+        &[(j.rcpts[0], RcptResult::Deferred("down".into()))],
+        0,
+    );
     s.add_message(MessageId(2), &env(0, &[("smtp-etrn", "c.dom")]), &[], 0);
     assert!(s.poll_job(1).is_none());
     assert_eq!(s.release_unheld(1), 1);

@@ -103,6 +103,18 @@ pub fn unlock(f: &File) {
     }
 }
 
+/// Sends `sig` to process `pid`.
+pub fn signal(pid: i32, sig: i32) -> io::Result<()> {
+    if pid <= 0 {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: kill has no memory-safety preconditions; pid > 0 names one process.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The real uid of the process.
 pub fn uid() -> u32 {
     // SAFETY: getuid has no preconditions.

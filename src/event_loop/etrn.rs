@@ -14,8 +14,9 @@ use crate::smtp::etrn::EtrnTarget;
 use crate::smtp::reply::Reply;
 use crate::smtp::server::Context;
 
-/// ETRN requests one client address may make per [`ETRN_WINDOW`] (Exim's example
-/// ratelimit is 3/min; clients with a few domains send a few at once).
+/// ETRN requests one client address outside `MYNETWORKS` may make per
+/// [`ETRN_WINDOW`] (Exim's example ratelimit is 3/min; clients with a few domains
+/// send a few at once).
 pub const ETRN_PER_WINDOW: usize = 10;
 /// The rate limit's window.
 pub const ETRN_WINDOW: Duration = Duration::from_secs(60);
@@ -47,14 +48,21 @@ impl Daemon {
             return Reply::ETRN_TOO_MANY;
         };
         let ip = c.ip;
-        let times = self.etrn_times.entry(ip).or_default();
-        while times.front().is_some_and(|&t0| now.duration_since(t0) >= ETRN_WINDOW) {
-            times.pop_front();
+        // Our own networks (etrnd flush, the ppp hook) are not rate limited.
+        let trusted = self.config.main.mynetworks.iter().any(|n| n.contains(ip));
+        if !trusted {
+            let times = self.etrn_times.entry(ip).or_default();
+            while times
+                .front()
+                .is_some_and(|&t0| now.duration_since(t0) >= ETRN_WINDOW)
+            {
+                times.pop_front();
+            }
+            if times.len() >= ETRN_PER_WINDOW {
+                return Reply::ETRN_TOO_MANY;
+            }
+            times.push_back(now);
         }
-        if times.len() >= ETRN_PER_WINDOW {
-            return Reply::ETRN_TOO_MANY;
-        }
-        times.push_back(now);
         if self.stopping {
             return Reply::new(458, format!("4.3.2 {t}: unable to queue messages now"));
         }
@@ -85,7 +93,9 @@ impl Daemon {
         let requests = std::mem::take(&mut self.etrns);
         for (slot, t) in requests {
             let reply = self.etrn_reply(slot, &t, now);
-            let Some(Some(c)) = self.conns.get_mut(slot) else { continue };
+            let Some(Some(c)) = self.conns.get_mut(slot) else {
+                continue;
+            };
             log::info!(
                 "{:08x} etrn request address={} target={} reply=\"{}\"",
                 c.session.id(),
@@ -103,7 +113,9 @@ impl Daemon {
         }
         self.start_jobs(now);
         // Idle rate-limit entries are dropped so the table stays small.
-        self.etrn_times
-            .retain(|_, v| v.back().is_some_and(|&t| now.duration_since(t) < ETRN_WINDOW));
+        self.etrn_times.retain(|_, v| {
+            v.back()
+                .is_some_and(|&t| now.duration_since(t) < ETRN_WINDOW)
+        });
     }
 }

@@ -179,6 +179,12 @@ impl Daemon {
             next_pickup: Instant::now(),
         };
         d.notify = d.bind_notify();
+        // Tell `etrnd flush` where we really listen (port 0 picks one).
+        let text: String = d.listening.iter().map(|a| format!("{a}\n")).collect();
+        let path = d.spool.root().join("listening");
+        if let Err(e) = std::fs::write(&path, text) {
+            log::warn!("daemon cannot write {}: {e}", path.display());
+        }
         d.apply_sched(Instant::now());
         d.pickup(Instant::now());
         Ok(d)
@@ -452,18 +458,39 @@ impl Daemon {
                         unix_time: unix_now(),
                     };
                     c.session.handle_input(&self.buf[..n], now, &ctx);
-                    Self::route_events(&mut self.spool, &mut self.batch, &mut self.etrns, &self.config, slot, c);
+                    Self::route_events(
+                        &mut self.spool,
+                        &mut self.batch,
+                        &mut self.etrns,
+                        &self.config,
+                        slot,
+                        c,
+                    );
                 }
                 ReadResult::WouldBlock => c.readable = false,
                 ReadResult::Closed => {
                     c.dead = true;
                     c.session.handle_eof();
-                    Self::route_events(&mut self.spool, &mut self.batch, &mut self.etrns, &self.config, slot, c);
+                    Self::route_events(
+                        &mut self.spool,
+                        &mut self.batch,
+                        &mut self.etrns,
+                        &self.config,
+                        slot,
+                        c,
+                    );
                 }
             }
             c.flush();
         }
-        Self::route_events(&mut self.spool, &mut self.batch, &mut self.etrns, &self.config, slot, c);
+        Self::route_events(
+            &mut self.spool,
+            &mut self.batch,
+            &mut self.etrns,
+            &self.config,
+            slot,
+            c,
+        );
         c.flush();
         let done = c.dead || (c.session.is_closing() && c.session.pending_output().is_empty());
         let waiting = self.batch.iter().any(|(s, _, _)| *s == slot)

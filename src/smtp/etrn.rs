@@ -35,7 +35,8 @@ impl EtrnTarget {
         if let Some(c) = a.strip_prefix('#') {
             let ok = !c.is_empty()
                 && c.len() <= 64
-                && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
                 && !c.starts_with('.')
                 && !c.contains("..");
             return ok.then(|| EtrnTarget::Channel(c.to_ascii_lowercase()));
@@ -53,9 +54,9 @@ impl EtrnTarget {
     pub fn matches(&self, channel: &str, host: &str, domain: &str) -> bool {
         match self {
             EtrnTarget::Node(d) => host == d.as_str() || domain == d.as_str(),
-            EtrnTarget::Subdomains(d) => [host, domain].iter().any(|x| {
-                Domain::parse(x).is_ok_and(|x| x.is_within(d))
-            }),
+            EtrnTarget::Subdomains(d) => [host, domain]
+                .iter()
+                .any(|x| Domain::parse(x).is_ok_and(|x| x.is_within(d))),
             EtrnTarget::Channel(c) => channel == c,
         }
     }
@@ -68,10 +69,32 @@ mod tests {
     #[test]
     fn parse_forms_and_hostile_arguments() {
         let p = EtrnTarget::parse;
-        assert_eq!(p("Client.Dom."), Some(EtrnTarget::Node(Domain::parse("client.dom").unwrap())));
-        assert_eq!(p("@client.dom"), Some(EtrnTarget::Subdomains(Domain::parse("client.dom").unwrap())));
-        assert_eq!(p("#smtp-etrn"), Some(EtrnTarget::Channel("smtp-etrn".into())));
-        for bad in ["", " ", "a..b", "../../etc", "x';--", "$(id)", "#", "#../x", "a b", "@", "@[1.2.3.4]", "#a/b"] {
+        assert_eq!(
+            p("Client.Dom."),
+            Some(EtrnTarget::Node(Domain::parse("client.dom").unwrap()))
+        );
+        assert_eq!(
+            p("@client.dom"),
+            Some(EtrnTarget::Subdomains(Domain::parse("client.dom").unwrap()))
+        );
+        assert_eq!(
+            p("#smtp-etrn"),
+            Some(EtrnTarget::Channel("smtp-etrn".into()))
+        );
+        for bad in [
+            "",
+            " ",
+            "a..b",
+            "../../etc",
+            "x';--",
+            "$(id)",
+            "#",
+            "#../x",
+            "a b",
+            "@",
+            "@[1.2.3.4]",
+            "#a/b",
+        ] {
             assert_eq!(p(bad), None, "{bad:?}");
         }
     }

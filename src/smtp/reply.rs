@@ -110,17 +110,26 @@ impl Reply {
 
     /// `251 2.0.0 OK, no messages waiting for node <node>`.
     pub fn etrn_nothing(node: &str) -> Reply {
-        Reply::new(251, format!("2.0.0 OK, no messages waiting for node {node}"))
+        Reply::new(
+            251,
+            format!("2.0.0 OK, no messages waiting for node {node}"),
+        )
     }
 
     /// `252 2.0.0 OK, pending messages for node <node> started`.
     pub fn etrn_already(node: &str) -> Reply {
-        Reply::new(252, format!("2.0.0 OK, pending messages for node {node} started"))
+        Reply::new(
+            252,
+            format!("2.0.0 OK, pending messages for node {node} started"),
+        )
     }
 
     /// `253 2.0.0 OK, <n> pending messages for node <node> started`.
     pub fn etrn_started(n: usize, node: &str) -> Reply {
-        Reply::new(253, format!("2.0.0 OK, {n} pending messages for node {node} started"))
+        Reply::new(
+            253,
+            format!("2.0.0 OK, {n} pending messages for node {node} started"),
+        )
     }
 
     /// Whether the code is a 4xx or 5xx.

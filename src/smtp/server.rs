@@ -311,8 +311,10 @@ impl ServerSession {
 
     /// Whether the loop should read from the socket now.
     pub fn wants_read(&self, now: Instant) -> bool {
-        !matches!(self.state, State::AwaitCommit | State::AwaitEtrn | State::Closing)
-            && self.paused_until.is_none_or(|t| t <= now)
+        !matches!(
+            self.state,
+            State::AwaitCommit | State::AwaitEtrn | State::Closing
+        ) && self.paused_until.is_none_or(|t| t <= now)
             && self.out.len() < MAX_PENDING_OUTPUT
     }
 
@@ -541,8 +543,16 @@ impl ServerSession {
             .as_ref()
             .is_none_or(|nets| nets.iter().any(|c| c.contains(self.client.ip())));
         if !allowed {
-            log::warn!("{:08x} etrn refused address={} reason=not-allowed", self.id, self.client);
-            return self.error(&Reply::etrn_refused(&sanitize(arg.as_bytes()), "client not allowed to ETRN"), now, host);
+            log::warn!(
+                "{:08x} etrn refused address={} reason=not-allowed",
+                self.id,
+                self.client
+            );
+            return self.error(
+                &Reply::etrn_refused(&sanitize(arg.as_bytes()), "client not allowed to ETRN"),
+                now,
+                host,
+            );
         }
         self.etrns += 1;
         if self.etrns > ETRN_PER_SESSION {

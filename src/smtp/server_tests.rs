@@ -264,7 +264,10 @@ fn ready_etrn_known_domain_asks_the_queue_and_waits() {
     let mut t = T::ehlo();
     t.send("ETRN client.dom\r\nNOOP\r\n");
     assert_eq!(t.take(), "", "no reply before the queue answers");
-    assert!(matches!(t.events.last(), Some(Event::Etrn(EtrnTarget::Node(_)))));
+    assert!(matches!(
+        t.events.last(),
+        Some(Event::Etrn(EtrnTarget::Node(_)))
+    ));
     let cfg = t.cfg.main.hostname.clone();
     let _ = cfg;
     let (c, now) = (&t.cfg, t.now);

@@ -4,6 +4,7 @@ mod commands;
 mod config_errors;
 mod crash;
 mod delivery;
+mod etrn;
 mod fakedns;
 mod interop;
 mod limits;

@@ -20,6 +20,8 @@ pub struct Behaviour {
     pub pipelining: bool,
     /// Reply to the final dot.
     pub dot_reply: &'static str,
+    /// Pause before answering the final dot.
+    pub delay: Duration,
 }
 
 impl Default for Behaviour {
@@ -28,6 +30,7 @@ impl Default for Behaviour {
             greeting: "220 sink.test ESMTP",
             pipelining: true,
             dot_reply: "250 2.0.0 Ok: queued",
+            delay: Duration::ZERO,
         }
     }
 }
@@ -36,6 +39,9 @@ pub struct Sink {
     pub addr: SocketAddr,
     pub got: Arc<Mutex<Vec<Received>>>,
     pub connections: Arc<AtomicUsize>,
+    /// Sessions open at once, and the most ever.
+    pub active: Arc<AtomicUsize>,
+    pub max_active: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -50,17 +56,24 @@ impl Sink {
         let addr = l.local_addr().unwrap();
         let got = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
+        let active = Arc::new(AtomicUsize::new(0));
+        let max_active = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         {
             let (got, connections, stop) = (got.clone(), connections.clone(), stop.clone());
+            let (active, max_active) = (active.clone(), max_active.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match l.accept() {
                         Ok((s, _)) => {
                             connections.fetch_add(1, Ordering::SeqCst);
                             let (got, b) = (got.clone(), b.clone());
+                            let (active, max_active) = (active.clone(), max_active.clone());
                             std::thread::spawn(move || {
+                                let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+                                max_active.fetch_max(now, Ordering::SeqCst);
                                 let _ = serve(s, &b, &got);
+                                active.fetch_sub(1, Ordering::SeqCst);
                             });
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -72,6 +85,8 @@ impl Sink {
             addr,
             got,
             connections,
+            active,
+            max_active,
             stop,
         }
     }
@@ -161,6 +176,7 @@ fn serve(s: TcpStream, b: &Behaviour, got: &Mutex<Vec<Received>>) -> std::io::Re
                     }
                     data.push_str(&l);
                 }
+                std::thread::sleep(b.delay);
                 if b.dot_reply.starts_with('2') {
                     got.lock().unwrap().push(Received {
                         from: from.clone(),

@@ -78,10 +78,7 @@ impl Setup {
 
     /// Writes the files into `dir`.
     pub fn write(&self, dir: &Path) {
-        let mut conf = String::from(
-            "MAILVAR=.\nPOSTOFFICE=spool\nPIDFILE=etrnd.pid\nLOGDIR=log\n\
-             HOSTNAME=mx.test.example\n",
-        );
+        let mut conf = String::from("MAILVAR=.\nPOSTOFFICE=spool\nPIDFILE=etrnd.pid\nLOGDIR=log\n");
         let has = |name: &str| {
             self.conf
                 .lines()
@@ -90,6 +87,7 @@ impl Setup {
         for (name, value) in [
             ("LISTEN", "127.0.0.1:0"),
             ("MAILBOX", "mail/"),
+            ("HOSTNAME", "mx.test.example"),
             ("GREET_PAUSE", "0"),
             ("HOSTS_ORDER", "files"),
             ("HOSTS_FILE", "hosts"),

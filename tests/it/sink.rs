@@ -39,8 +39,7 @@ pub struct Sink {
     pub addr: SocketAddr,
     pub got: Arc<Mutex<Vec<Received>>>,
     pub connections: Arc<AtomicUsize>,
-    /// Sessions open at once, and the most ever.
-    pub active: Arc<AtomicUsize>,
+    /// The most sessions ever open at once.
     pub max_active: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
@@ -85,7 +84,6 @@ impl Sink {
             addr,
             got,
             connections,
-            active,
             max_active,
             stop,
         }

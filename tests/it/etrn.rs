@@ -340,36 +340,74 @@ fn msmtp_and_fetchmail_trigger_the_hub() {
     let hub = Daemon::start_with_files(setup, &[("scheduler.conf", sched)]);
     let port = hub.addr().port().to_string();
     let mut c = Client::hello(hub.addr());
-    c.send_message("s@test.example", &["u@client.dom"], "Subject: one\r\n\r\nx\r\n");
+    c.send_message(
+        "s@test.example",
+        &["u@client.dom"],
+        "Subject: one\r\n\r\nx\r\n",
+    );
     // msmtp's Remote Message Queue Starting (RFC 1985).
     let out = Command::new(tool("msmtp"))
-        .args(["--host=127.0.0.1", &format!("--port={port}"), "--rmqs=client.dom"])
+        .args([
+            "--host=127.0.0.1",
+            &format!("--port={port}"),
+            "--rmqs=client.dom",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(sink.wait_for(1, 10).len(), 1);
     let out = Command::new(tool("msmtp"))
-        .args(["--host=127.0.0.1", &format!("--port={port}"), "--rmqs=nothere.example"])
+        .args([
+            "--host=127.0.0.1",
+            &format!("--port={port}"),
+            "--rmqs=nothere.example",
+        ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(69), "msmtp maps our 459 to EX_UNAVAILABLE");
+    assert_eq!(
+        out.status.code(),
+        Some(69),
+        "msmtp maps our 459 to EX_UNAVAILABLE"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("459"));
     // fetchmail in ETRN mode.
-    c.send_message("s@test.example", &["v@client.dom"], "Subject: two\r\n\r\nx\r\n");
+    c.send_message(
+        "s@test.example",
+        &["v@client.dom"],
+        "Subject: two\r\n\r\nx\r\n",
+    );
     let fetch = |domain: &str| {
         Command::new(tool("fetchmail"))
-            .args(["-f", "/dev/null", "--nosyslog", "-v", "--protocol", "ETRN", "--service", &port])
+            .args([
+                "-f",
+                "/dev/null",
+                "--nosyslog",
+                "-v",
+                "--protocol",
+                "ETRN",
+                "--service",
+                &port,
+            ])
             .args(["--fetchdomains", domain, "127.0.0.1"])
             .env("HOME", &hub.dir.0)
             .output()
             .unwrap()
     };
     let out = fetch("client.dom");
-    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("ETRN< 253"), "{text}");
     assert_eq!(sink.wait_for(2, 10).len(), 2);
     let out = fetch("client.dom");
-    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("No messages waiting for client.dom"), "fetchmail reads our 251: {text}");
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("No messages waiting for client.dom"),
+        "fetchmail reads our 251: {text}"
+    );
 }

@@ -74,15 +74,21 @@ pub fn init_stderr(level: log::LevelFilter) {
     }
 }
 
-/// Logs to syslog, facility mail; falls back to stderr when no syslog socket exists.
-pub fn init_syslog(level: log::LevelFilter) {
+/// Logs to syslog, facility mail, ident `etrnd` with the pid; `socket` names the
+/// syslog socket when it is not in a usual place. Falls back to stderr when no syslog
+/// socket exists.
+pub fn init_syslog(level: log::LevelFilter, socket: Option<&std::path::Path>) {
     let formatter = syslog::Formatter3164 {
         facility: syslog::Facility::LOG_MAIL,
         hostname: None,
         process: "etrnd".into(),
         pid: std::process::id(),
     };
-    match syslog::unix(formatter) {
+    let logger = match socket {
+        Some(p) => syslog::unix_custom(formatter, p),
+        None => syslog::unix(formatter),
+    };
+    match logger {
         Ok(logger) => {
             if log::set_boxed_logger(Box::new(syslog::BasicLogger::new(logger))).is_ok() {
                 log::set_max_level(level);

@@ -25,6 +25,7 @@ fn load_config(path: &Path) -> Config {
 fn die(code: i32, msg: impl std::fmt::Display) -> ! {
     log::error!("{msg}");
     eprintln!("etrnd: {msg}");
+    etrnd::sys::daemon_failed(code, &msg.to_string());
     exit(code);
 }
 
@@ -181,10 +182,6 @@ fn daemon(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
     if opts.foreground {
         etrnd::logging::init_stderr(level);
     }
-    let listeners = match etrnd::event_loop::bind(&cfg) {
-        Ok(l) => l,
-        Err(e) => die(ex::OSERR, e),
-    };
     let pid_lock = match etrnd::sys::lock_pidfile(&cfg.main.pidfile) {
         Ok(f) => f,
         Err(e) => die(
@@ -192,11 +189,15 @@ fn daemon(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
             format!("pid file {}: {e}", cfg.main.pidfile.display()),
         ),
     };
+    let listeners = match etrnd::event_loop::bind(&cfg) {
+        Ok(l) => l,
+        Err(e) => die(ex::OSERR, e),
+    };
     if !opts.foreground {
         if let Err(e) = etrnd::sys::daemonize() {
             die(ex::OSERR, format!("cannot detach: {e}"));
         }
-        etrnd::logging::init_syslog(level);
+        etrnd::logging::init_syslog(level, cfg.main.syslog_socket.as_deref());
         // The lock is inherited; the pid changed.
         if let Err(e) = etrnd::sys::lock_pidfile_rewrite(&pid_lock) {
             log::error!("pid file {}: {e}", cfg.main.pidfile.display());
@@ -221,10 +222,22 @@ fn daemon(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
         ),
         Err(e) => die(ex::OSERR, e),
     }
+    let user = cfg.main.user.clone().filter(|_| etrnd::sys::is_root());
+    let cfg_copy = user.as_ref().map(|_| cfg.main.clone());
     let mut d = match etrnd::event_loop::Daemon::new(cfg, config_path, listeners, spool) {
         Ok(d) => d,
         Err(e) => die(ex::OSERR, e),
     };
+    // Listeners are bound and the spool is ready (and its files, including those of
+    // the first pickup, are given to USER): nothing has read the network yet.
+    if let (Some(u), Some(main)) = (&user, &cfg_copy) {
+        give_spool(main, u);
+        if let Err(e) = etrnd::sys::drop_privileges(u) {
+            die(ex::OSERR, format!("cannot become user {u}: {e}"));
+        }
+        log::info!("daemon privileges-dropped user={u}");
+    }
+    etrnd::sys::daemon_ready();
     log::info!("daemon started version={}", env!("CARGO_PKG_VERSION"));
     let rc = match d.run() {
         Ok(()) => ex::OK,
@@ -235,6 +248,38 @@ fn daemon(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
     };
     drop(pid_lock);
     exit(rc);
+}
+
+/// Gives the spool (and LOGDIR) to `USER` before privileges are dropped.
+fn give_spool(main: &etrnd::config::MainConf, user: &str) {
+    let Some((uid, gid, _)) = etrnd::sys::user(user) else {
+        return;
+    };
+    let root = &main.postoffice;
+    let mut paths = vec![root.clone(), main.logdir.clone()];
+    for sub in [
+        "tmp",
+        "queue",
+        "state",
+        "corrupt",
+        "drop",
+        "listening",
+        "notify",
+    ] {
+        paths.push(root.join(sub));
+    }
+    for sub in ["queue", "state", "corrupt"] {
+        if let Ok(rd) = std::fs::read_dir(root.join(sub)) {
+            paths.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
+        }
+    }
+    for p in paths {
+        if p.exists() {
+            if let Err(e) = etrnd::sys::chown_path(&p, uid, gid) {
+                log::warn!("spool chown-failed path={} error=\"{e}\"", p.display());
+            }
+        }
+    }
 }
 
 fn main() {
@@ -255,7 +300,17 @@ fn main() {
     let config_path = std::path::absolute(&opts.config).unwrap_or(opts.config.clone());
     let cfg = load_config(&config_path);
     match &opts.command {
-        Command::Check => exit(ex::OK),
+        Command::Check => {
+            let problems = config::check_runtime(&cfg);
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            exit(if problems.is_empty() {
+                ex::OK
+            } else {
+                ex::CONFIG
+            })
+        }
         Command::Route { resolve, addrs } => exit(route(&cfg, addrs, *resolve)),
         Command::Mailq => match etrnd::mailq::render(&cfg) {
             Ok(text) => {

@@ -103,6 +103,45 @@ pub fn unlock(f: &File) {
     }
 }
 
+/// Whether the effective user may write to `p` (access(2) with W_OK|X_OK).
+pub fn writable(p: &Path) -> bool {
+    let Ok(c) = CString::new(p.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: c is NUL-terminated; access has no other preconditions.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}
+
+/// Changes the owner of a path (spool folders when dropping privileges).
+pub fn chown_path(p: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    std::os::unix::fs::chown(p, Some(uid), Some(gid))
+}
+
+/// Drops root privileges for good: supplementary groups, then gid, then uid.
+pub fn drop_privileges(user: &str) -> io::Result<()> {
+    let (uid, gid, _) = self::user(user)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no user '{user}'")))?;
+    let cname = CString::new(user).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: plain syscalls with valid arguments; order matters (groups and gid
+    // while still root, uid last), and each result is checked.
+    unsafe {
+        if libc::initgroups(cname.as_ptr(), gid as _) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::setgid(gid) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::setuid(uid) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Root must be gone for good.
+        if libc::setuid(0) == 0 {
+            return Err(io::Error::other("could regain root after setuid"));
+        }
+    }
+    Ok(())
+}
+
 /// Sends `sig` to process `pid`.
 pub fn signal(pid: i32, sig: i32) -> io::Result<()> {
     if pid <= 0 {
@@ -274,15 +313,46 @@ impl SignalPipe {
     }
 }
 
+static READY_FD: AtomicI32 = AtomicI32::new(-1);
+
 /// Detaches from the terminal: fork, setsid, fork, chdir `/`, stdio to /dev/null.
-/// Returns in the grandchild only.
+/// Returns in the grandchild only. The original process waits until the daemon calls
+/// [`daemon_ready`] (exit 0) or [`daemon_failed`] (that exit code and message), so
+/// rc.d sees whether the daemon really started.
 pub fn daemonize() -> io::Result<()> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: fds is a valid array for pipe to fill.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
     for step in 0..2 {
         // SAFETY: the process is single-threaded here (no threads are ever started),
-        // so fork is sound; the parent exits at once without running destructors.
+        // so fork is sound.
         match unsafe { libc::fork() } {
             -1 => return Err(io::Error::last_os_error()),
             0 => {}
+            _ if step == 0 => {
+                // The original process: wait for the daemon's word, then exit.
+                // SAFETY: closing our copy of the write end; reading the read end.
+                unsafe { libc::close(fds[1]) };
+                let mut r = unsafe { File::from_raw_fd(fds[0]) };
+                let mut buf = Vec::new();
+                let _ = io::Read::read_to_end(&mut r, &mut buf);
+                let code = match buf.first() {
+                    Some(0) => 0,
+                    Some(&c) => {
+                        let _ = io::stderr().write_all(&buf[1..]);
+                        i32::from(c)
+                    }
+                    None => {
+                        let _ = io::stderr().write_all(b"etrnd: the daemon died while starting\n");
+                        71
+                    }
+                };
+                // SAFETY: _exit skips destructors of state shared with the child.
+                unsafe { libc::_exit(code) }
+            }
+            // SAFETY: the intermediate child exits at once.
             _ => unsafe { libc::_exit(0) },
         }
         // SAFETY: setsid has no memory-safety preconditions.
@@ -290,6 +360,9 @@ pub fn daemonize() -> io::Result<()> {
             return Err(io::Error::last_os_error());
         }
     }
+    // SAFETY: the grandchild keeps only the write end.
+    unsafe { libc::close(fds[0]) };
+    READY_FD.store(fds[1], Ordering::Relaxed);
     std::env::set_current_dir("/")?;
     let null = OpenOptions::new()
         .read(true)
@@ -302,6 +375,28 @@ pub fn daemonize() -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+fn tell_parent(bytes: &[u8]) {
+    let fd = READY_FD.swap(-1, Ordering::Relaxed);
+    if fd >= 0 {
+        // SAFETY: fd is the pipe's write end, owned here and closed once.
+        let mut f = unsafe { File::from_raw_fd(fd) };
+        let _ = f.write_all(bytes);
+    }
+}
+
+/// The detached daemon started: the waiting parent exits 0.
+pub fn daemon_ready() {
+    tell_parent(&[0]);
+}
+
+/// The detached daemon cannot start: the waiting parent prints `msg` and exits
+/// with `code`.
+pub fn daemon_failed(code: i32, msg: &str) {
+    let mut b = vec![code.clamp(1, 255) as u8];
+    b.extend_from_slice(format!("etrnd: {msg}\n").as_bytes());
+    tell_parent(&b);
 }
 
 /// Creates and locks the pid file and writes our pid. The returned file must stay

@@ -88,6 +88,9 @@ pub struct MainConf {
     /// How long a client outside `MYNETWORKS` must wait for the greeting before it may
     /// talk (an early talker is refused). An extension to the contract's names.
     pub greet_pause: Duration,
+    /// The syslog socket, when not one of the usual places (`/dev/log`,
+    /// `/var/run/syslog`, `/var/run/log`). An extension to the contract's names.
+    pub syslog_socket: Option<PathBuf>,
 }
 
 /// The build-time installation prefix (`ETRND_PREFIX`, default `/usr/local`).
@@ -127,6 +130,7 @@ const NAMES: &[&str] = &[
     "MAX_CONNECTIONS_PER_IP",
     "USER",
     "GREET_PAUSE",
+    "SYSLOG_SOCKET",
 ];
 
 /// Unquotes a value and expands `$NAME` / `${NAME}` from names set earlier.
@@ -277,6 +281,7 @@ impl MainConf {
             max_connections_per_ip: 20,
             user: None,
             greet_pause: Duration::from_secs(1),
+            syslog_socket: None,
         }
     }
 
@@ -424,6 +429,9 @@ impl MainConf {
             "MAX_CONNECTIONS" => self.max_connections = parse_num(v, 1)?,
             "MAX_CONNECTIONS_PER_IP" => self.max_connections_per_ip = parse_num(v, 1)?,
             "USER" => {
+                if !v.is_empty() && !crate::sys::user_exists(v) {
+                    return Err(format!("no such user '{v}'"));
+                }
                 self.user = if v.is_empty() {
                     None
                 } else {
@@ -431,6 +439,7 @@ impl MainConf {
                 }
             }
             "GREET_PAUSE" => self.greet_pause = Duration::from_secs(parse_num(v, 0)?),
+            "SYSLOG_SOCKET" => self.syslog_socket = Some(path(v)?),
             _ => unreachable!("NAMES and set() list the same names"),
         }
         Ok(())

@@ -113,6 +113,38 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
     })
 }
 
+/// Problems the daemon would meet at start that the files themselves do not show:
+/// a spool or log folder it cannot use. Each is a `path: message` line.
+pub fn check_runtime(cfg: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let m = &cfg.main;
+    for (name, dir) in [("POSTOFFICE", &m.postoffice), ("LOGDIR", &m.logdir)] {
+        let existing = dir.ancestors().find(|a| a.exists());
+        match existing {
+            Some(p) if p == dir.as_path() && !p.is_dir() => {
+                out.push(format!("{}: {name} is not a directory", dir.display()));
+            }
+            Some(p) if !crate::sys::is_root() && !crate::sys::writable(p) => out.push(format!(
+                "{}: {name} cannot be {} by this user",
+                p.display(),
+                if p == dir.as_path() {
+                    "written"
+                } else {
+                    "created"
+                }
+            )),
+            _ => {}
+        }
+    }
+    if m.user.is_some() && !crate::sys::is_root() {
+        out.push(format!(
+            "{}: USER is set but etrnd is not started as root: it keeps running as the current user",
+            m.path.display()
+        ));
+    }
+    out
+}
+
 /// The resolution settings: `HOSTS_ORDER`, else the `hosts:` line of `NSSWITCH_CONF`,
 /// else resolv.conf's `lookup` (OpenBSD), else `files dns`; `HOSTS_FILE`;
 /// `RESOLV_CONF` with `DNS_SERVERS` in place of its servers (127.0.0.1:53 if none).

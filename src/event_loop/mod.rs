@@ -47,6 +47,8 @@ const SIGNAL: Token = Token(0);
 const NOTIFY: Token = Token(1023);
 const LISTENER_BASE: usize = 1;
 const CONN_BASE: usize = 1024;
+/// How long in-flight work may take after SIGTERM.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How often the spool's free space is checked (reference/bad-input.md G15).
 const DISK_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// Connections past `MAX_CONNECTIONS` that still get a polite 421 before we simply
@@ -68,7 +70,9 @@ pub fn bind(cfg: &Config) -> io::Result<Vec<TcpListener>> {
 /// The running daemon.
 pub struct Daemon {
     poll: Poll,
-    listeners: Vec<TcpListener>,
+    /// Listeners by token offset, with the LISTEN entry each came from; a slot is
+    /// emptied when a reload removes its address (tokens stay stable).
+    listeners: Vec<Option<(SocketAddr, TcpListener)>>,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     freed_this_turn: Vec<usize>,
@@ -85,6 +89,8 @@ pub struct Daemon {
     disk_checked: Option<Instant>,
     buf: Vec<u8>,
     stopping: bool,
+    /// After SIGTERM: when the daemon stops even if work is still in flight.
+    stop_at: Option<Instant>,
     dns: Dns,
     dns_io: DnsIo,
     listening: Vec<SocketAddr>,
@@ -124,6 +130,7 @@ impl Daemon {
             .register(&mut SourceFd(&signals.fd()), SIGNAL, Interest::READABLE)?;
         let mut listeners = listeners;
         let mut listening = Vec::new();
+        let configured = config.main.listen.clone();
         for (i, l) in listeners.iter_mut().enumerate() {
             poll.registry()
                 .register(l, Token(LISTENER_BASE + i), Interest::READABLE)?;
@@ -150,7 +157,7 @@ impl Daemon {
         log::info!("sched loaded messages={}", sched.messages());
         let mut d = Daemon {
             poll,
-            listeners,
+            listeners: configured.into_iter().zip(listeners).map(Some).collect(),
             conns: Vec::new(),
             free: Vec::new(),
             freed_this_turn: Vec::new(),
@@ -167,6 +174,7 @@ impl Daemon {
             disk_checked: None,
             buf: vec![0; 64 * 1024],
             stopping: false,
+            stop_at: None,
             dns,
             dns_io: DnsIo::default(),
             listening,
@@ -193,12 +201,18 @@ impl Daemon {
     /// Runs until SIGTERM or SIGINT.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
-        while !self.stopping {
+        loop {
+            if let Some(at) = self.stop_at {
+                if Instant::now() >= at || self.drained() {
+                    break;
+                }
+            }
             let sched_at = self
                 .sched
                 .poll_timeout()
                 .map(|t| Instant::now() + Duration::from_secs(t.saturating_sub(unix_now())));
             let next = [
+                self.stop_at,
                 Some(self.next_pickup),
                 self.timers.next(),
                 self.dns.poll_timeout(),
@@ -333,8 +347,10 @@ impl Daemon {
         for sig in self.signals.drain() {
             match sig {
                 libc::SIGTERM | libc::SIGINT => {
-                    log::info!("daemon stopping signal={sig}");
-                    self.stopping = true;
+                    if !self.stopping {
+                        log::info!("daemon stopping signal={sig}");
+                        self.begin_stop();
+                    }
                 }
                 libc::SIGHUP => self.reload(),
                 libc::SIGUSR1 => {
@@ -346,11 +362,82 @@ impl Daemon {
         }
     }
 
+    /// SIGTERM: stop accepting, close idle sessions with 421, let messages being
+    /// received and deliveries in flight finish within [`STOP_GRACE`].
+    fn begin_stop(&mut self) {
+        self.stopping = true;
+        self.stop_at = Some(Instant::now() + STOP_GRACE);
+        for (_, l) in self.listeners.iter_mut().flatten() {
+            let _ = self.poll.registry().deregister(l);
+        }
+        let host = self.config.main.hostname.clone();
+        let now = Instant::now();
+        for slot in 0..self.conns.len() {
+            if let Some(c) = self.conns[slot].as_mut() {
+                c.session.drain(&host);
+                self.service(slot, now);
+            }
+        }
+    }
+
+    /// Applies a changed LISTEN: closes listeners no longer wanted, binds new ones
+    /// (which can fail after privileges were dropped: then the change is reported).
+    fn rebind(&mut self, wanted: &[SocketAddr]) {
+        for slot in self.listeners.iter_mut() {
+            if let Some((addr, l)) = slot {
+                if !wanted.contains(addr) {
+                    let _ = self.poll.registry().deregister(l);
+                    log::info!("smtp listener-closed address={addr}");
+                    *slot = None;
+                }
+            }
+        }
+        for addr in wanted {
+            if self.listeners.iter().flatten().any(|(a, _)| a == addr) {
+                continue;
+            }
+            match TcpListener::bind(*addr) {
+                Ok(mut l) => {
+                    let idx = self.listeners.len();
+                    if idx + LISTENER_BASE >= NOTIFY.0 {
+                        log::error!("smtp listen-failed address={addr} error=\"too many listeners\"");
+                        continue;
+                    }
+                    if let Err(e) = self
+                        .poll
+                        .registry()
+                        .register(&mut l, Token(LISTENER_BASE + idx), Interest::READABLE)
+                    {
+                        log::error!("smtp listen-failed address={addr} error=\"{e}\"");
+                        continue;
+                    }
+                    let real = l.local_addr().unwrap_or(*addr);
+                    log::info!("smtp listening address={real}");
+                    self.listening.push(real);
+                    self.listeners.push(Some((*addr, l)));
+                }
+                Err(e) => log::warn!(
+                    "smtp listen-failed address={addr} error=\"{e}\" (a port below 1024 needs a restart as root)"
+                ),
+            }
+        }
+    }
+
+    /// Whether nothing is in flight any more (stopping may finish).
+    fn drained(&self) -> bool {
+        self.outbound.is_idle()
+            && self
+                .conns
+                .iter()
+                .flatten()
+                .all(|c| c.incoming.is_none() && !c.session.busy())
+    }
+
     fn reload(&mut self) {
         match config::load(&self.config_path) {
             Ok(new) => {
                 if new.main.listen != self.config.main.listen {
-                    log::warn!("config LISTEN changed: restart etrnd to apply it");
+                    self.rebind(&new.main.listen);
                 }
                 if new.main.postoffice != self.config.main.postoffice {
                     log::warn!("config POSTOFFICE changed: restart etrnd to apply it");
@@ -375,7 +462,7 @@ impl Daemon {
 
     fn accept(&mut self, idx: usize, now: Instant, touched: &mut Vec<usize>) {
         loop {
-            let Some(listener) = self.listeners.get(idx) else {
+            let Some(Some((_, listener))) = self.listeners.get(idx) else {
                 return;
             };
             let (mut stream, addr) = match listener.accept() {

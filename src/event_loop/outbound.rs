@@ -78,6 +78,11 @@ impl Outbound {
         (OUT_BASE..super::dns_io::DNS_BASE).contains(&t.0)
     }
 
+    /// Whether no delivery is running.
+    pub fn is_idle(&self) -> bool {
+        self.runs.is_empty()
+    }
+
     /// The earliest outbound deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.timers.next()
@@ -98,6 +103,9 @@ fn group(rcpts: &[RcptRef]) -> VecDeque<(MessageId, Vec<usize>)> {
 impl Daemon {
     /// Starts every job the scheduler allows now.
     pub(super) fn start_jobs(&mut self, now: Instant) {
+        if self.stopping {
+            return;
+        }
         let unix = unix_now();
         while let Some(job) = self.sched.poll_job(unix) {
             log::debug!(

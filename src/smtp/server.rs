@@ -150,6 +150,8 @@ pub struct ServerSession {
     /// Messages accepted in this session.
     pub accepted: u32,
     etrns: u32,
+    /// The daemon is stopping: the next command gets 421.
+    draining: bool,
 }
 
 fn with_address(r: &Reply, addr: &str) -> Reply {
@@ -183,6 +185,7 @@ impl ServerSession {
             unknown_in_row: 0,
             accepted: 0,
             etrns: 0,
+            draining: false,
         };
         log::info!(
             "{:08x} smtp connect address={} trusted={}",
@@ -222,6 +225,7 @@ impl ServerSession {
             unknown_in_row: 0,
             accepted: 0,
             etrns: 0,
+            draining: false,
         };
         s.reply(&Reply::closing(host, &format!("4.7.0 Error: {why}")));
         s
@@ -368,6 +372,23 @@ impl ServerSession {
         if !self.is_closing() {
             self.set_state(State::Closing);
         }
+    }
+
+    /// The daemon is stopping: a session in the middle of a message finishes it and
+    /// gets `421` at its next command; any other session gets `421` now.
+    pub fn drain(&mut self, host: &str) {
+        match self.state {
+            State::ReceivingData(_) | State::AwaitCommit => self.draining = true,
+            _ => self.shutdown(host),
+        }
+    }
+
+    /// Whether a message is being received or committed.
+    pub fn busy(&self) -> bool {
+        matches!(
+            self.state,
+            State::ReceivingData(_) | State::AwaitCommit | State::AwaitEtrn
+        )
     }
 
     /// The daemon is stopping: say so and close.
@@ -571,6 +592,9 @@ impl ServerSession {
     fn command(&mut self, line: &[u8], more: bool, now: Instant, ctx: &Context<'_>) {
         let host = &ctx.config.main.hostname;
         log::debug!("{:08x} smtp command \"{}\"", self.id, sanitize(line));
+        if self.draining {
+            return self.shutdown(host);
+        }
         let cmd = match command::parse(line) {
             Ok(c) => c,
             Err(r) => {

@@ -11,5 +11,6 @@ mod limits;
 mod local;
 mod resolve;
 mod scripts;
+mod service;
 mod sink;
 mod util;

@@ -226,6 +226,11 @@ impl Daemon {
     /// SIGTERM and wait for the exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         self.signal("TERM");
+        self.stop_wait()
+    }
+
+    /// Waits for the daemon to exit (after a signal sent elsewhere).
+    pub fn stop_wait(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().unwrap();
         let deadline = Instant::now() + IO_TIMEOUT;
         loop {

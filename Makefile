@@ -5,6 +5,7 @@
 #   make test       run every test
 #   make install    install under $(DESTDIR)$(PREFIX)
 #   make uninstall  remove what install put there
+#   make bench      side-by-side figures (see bench/)
 #   make clean      remove build output and ./var
 
 PREFIX ?=	/usr/local
@@ -15,7 +16,8 @@ RCDIR ?=	$(SYSCONFDIR)/rc.d
 CARGO ?=	cargo
 INSTALL ?=	install
 
-BIN =		target/release/etrnd
+BIN ?=		target/release/etrnd
+MAN5 =		etrnd.conf.5 etrnd-routes.5 etrnd-scheduler.conf.5
 
 all: build
 
@@ -36,8 +38,9 @@ install: build
 	ln -sf etrnd $(DESTDIR)$(BINDIR)/mailq
 	ln -sf etrnd $(DESTDIR)$(BINDIR)/sendmail
 	$(INSTALL) -m 644 man/etrnd.8 $(DESTDIR)$(MANDIR)/man8/etrnd.8
-	$(INSTALL) -m 644 man/etrnd.conf.5 $(DESTDIR)$(MANDIR)/man5/etrnd.conf.5
+	for m in $(MAN5); do $(INSTALL) -m 644 man/$$m $(DESTDIR)$(MANDIR)/man5/$$m; done
 	$(INSTALL) -m 755 rc.d/etrnd $(DESTDIR)$(RCDIR)/etrnd
+	$(INSTALL) -m 755 etc/ppp/ip-up.etrnd $(DESTDIR)$(SYSCONFDIR)/etrnd/ip-up.etrnd
 	for f in etrnd.conf scheduler.conf db/routes db/localnames db/aliases; do \
 		$(INSTALL) -m 644 etc/hub/$$f $(DESTDIR)$(SYSCONFDIR)/etrnd/$$f.sample; \
 		[ -f $(DESTDIR)$(SYSCONFDIR)/etrnd/$$f ] || \
@@ -46,14 +49,24 @@ install: build
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/etrnd $(DESTDIR)$(BINDIR)/mailq $(DESTDIR)$(BINDIR)/sendmail \
-		$(DESTDIR)$(MANDIR)/man8/etrnd.8 $(DESTDIR)$(MANDIR)/man5/etrnd.conf.5 \
-		$(DESTDIR)$(RCDIR)/etrnd
+		$(DESTDIR)$(MANDIR)/man8/etrnd.8 $(DESTDIR)$(RCDIR)/etrnd \
+		$(DESTDIR)$(SYSCONFDIR)/etrnd/ip-up.etrnd
+	for m in $(MAN5); do rm -f $(DESTDIR)$(MANDIR)/man5/$$m; done
 	for f in etrnd.conf scheduler.conf db/routes db/localnames db/aliases; do \
 		rm -f $(DESTDIR)$(SYSCONFDIR)/etrnd/$$f.sample; \
 	done
+
+bench: build
+	sh bench/accept.sh 10 5000
+	python3 bench/idle.py 1000
+	python3 bench/fsync_ceiling.py 2000
+	sh bench/drain.sh 10000
+	sh bench/etrn.sh 10000
+	sh bench/local.sh 5000
+	sh bench/dns.sh 300
 
 clean:
 	$(CARGO) clean
 	rm -rf var
 
-.PHONY: all build run test install uninstall clean
+.PHONY: all build run test install uninstall bench clean

@@ -37,7 +37,7 @@ echo "idle RSS: $(rss) KiB"
 start=$(date +%s.%N)
 smtp-source -s "$S" -m "$N" -l 1024 -f sender@bench.example -t user@client.dom 127.0.0.1:"$port"
 end=$(date +%s.%N)
-queued=$(ls "$dir/spool/queue" | wc -l)
+queued=$(find "$dir/spool/queue" -type f | wc -l)
 echo "sessions=$S messages=$N queued=$queued"
 echo "$start $end $N" | awk '{printf "elapsed %.2f s, %.0f messages/s\n", $2-$1, $3/($2-$1)}'
 echo "RSS after load: $(rss) KiB (peak $(awk '/VmHWM/ {print $2}' /proc/$pid/status) KiB)"

@@ -35,13 +35,13 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 smtp-source -s 10 -m "$N" -l 1024 -f sender@bench.example -t user@sink.example 127.0.0.1:"$port"
-echo "queued: $(ls "$dir/spool/queue" | wc -l)"
+echo "queued: $(find "$dir/spool/queue" -type f | wc -l)"
 smtp-sink -u root 127.0.0.1:"$sinkport" 100 &
 sinkpid=$!
 # Wait for the first delivery, then time until the queue is empty.
 until grep -q "status=sent" "$dir/log"; do sleep 0.01; done
 start=$(date +%s.%N)
-while [ "$(ls "$dir/spool/queue" | wc -l)" -gt 0 ]; do sleep 0.02; done
+while [ "$(find "$dir/spool/queue" -type f | wc -l)" -gt 0 ]; do sleep 0.02; done
 end=$(date +%s.%N)
 sent=$(grep -c "status=sent" "$dir/log")
 conns=$(grep -c "smtp connected" "$dir/log" || true)

@@ -33,10 +33,10 @@ trap 'kill $pid $sinkpid 2>/dev/null; rm -rf "$dir"' EXIT
 port=""
 while [ -z "$port" ]; do sleep 0.1; port=$(sed -n 's/.*smtp listening address=127.0.0.1:\([0-9]*\).*/\1/p' "$dir/log/etrnd"); done
 smtp-source -s 10 -m "$N" -l 1024 -f sender@far.example -t user@client.dom 127.0.0.1:"$port"
-echo "held: $(ls "$dir/spool/queue" | wc -l)"
+echo "held: $(find "$dir/spool/queue" -type f | wc -l)"
 start=$(date +%s.%N)
 "$bin" -f "$dir/etrnd.conf" etrn -p "$port" 127.0.0.1 client.dom
-while [ "$(ls "$dir/spool/queue" | wc -l)" -gt 0 ]; do sleep 0.02; done
+while [ "$(find "$dir/spool/queue" -type f | wc -l)" -gt 0 ]; do sleep 0.02; done
 end=$(date +%s.%N)
 ms() { sed -n "s/^[0-9-]* \([0-9:.]*\) .*$1.*/\1/p" "$dir/log/etrnd" | head -1 | awk -F: '{printf "%.3f", ($1*3600+$2*60+$3)*1000}'; }
 t_etrn=$(ms "etrn request")

@@ -34,7 +34,7 @@ CONF
     printf '*/* expiry=1d\nlocal/* command=local\n' > "$dir/scheduler.conf"
     start=$(date +%s.%N)
     "$bin" -d -f "$dir/etrnd.conf" 2> "$dir/log2" & pid=$!
-    while [ "$(ls "$dir/spool/queue" | wc -l)" -gt 0 ]; do sleep 0.02; done
+    while [ "$(find "$dir/spool/queue" -type f | wc -l)" -gt 0 ]; do sleep 0.02; done
     end=$(date +%s.%N)
     kill $pid; wait $pid 2>/dev/null || true
     echo "$start $end $N $mailbox" | awk '{printf "%s: %d local deliveries in %.2f s: %.0f/s\n", ($4 ~ /\/$/ ? "Maildir" : "mbox"), $3, $2-$1, $3/($2-$1)}'

@@ -6,6 +6,7 @@ mod crash;
 mod delivery;
 mod etrn;
 mod fakedns;
+mod install;
 mod interop;
 mod limits;
 mod local;

@@ -1,0 +1,148 @@
+//! `make install` with GNU make and BSD make, and the lint of what it installs.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::util::{bin, TempDir};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn find(tool: &str) -> String {
+    for dir in ["/usr/bin", "/usr/local/bin", "/bin"] {
+        let p = format!("{dir}/{tool}");
+        if Path::new(&p).exists() {
+            return p;
+        }
+    }
+    panic!("{tool} is needed (Debian package; .ci/run installs it)");
+}
+
+fn make(tool: &str, target: &str, dest: &Path) {
+    let out = Command::new(find(tool))
+        .current_dir(root())
+        .arg(target)
+        .arg(format!("DESTDIR={}", dest.display()))
+        .arg("CARGO=true")
+        .arg(format!("BIN={}", bin()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{tool} {target}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn make_install_with_gnu_make_and_bmake() {
+    for tool in ["make", "bmake"] {
+        let dir = TempDir::new("install");
+        let dest = dir.0.join("root");
+        make(tool, "install", &dest);
+        let p = |rel: &str| dest.join(rel);
+        for f in [
+            "usr/local/sbin/etrnd",
+            "usr/local/share/man/man8/etrnd.8",
+            "usr/local/share/man/man5/etrnd.conf.5",
+            "usr/local/share/man/man5/etrnd-routes.5",
+            "usr/local/share/man/man5/etrnd-scheduler.conf.5",
+            "usr/local/etc/rc.d/etrnd",
+            "usr/local/etc/etrnd/etrnd.conf",
+            "usr/local/etc/etrnd/etrnd.conf.sample",
+            "usr/local/etc/etrnd/scheduler.conf",
+            "usr/local/etc/etrnd/db/routes",
+            "usr/local/etc/etrnd/db/localnames",
+            "usr/local/etc/etrnd/db/aliases",
+            "usr/local/etc/etrnd/ip-up.etrnd",
+        ] {
+            assert!(p(f).is_file(), "{tool}: {f} missing");
+        }
+        for link in ["usr/local/sbin/mailq", "usr/local/sbin/sendmail"] {
+            assert_eq!(
+                std::fs::read_link(p(link)).unwrap(),
+                Path::new("etrnd"),
+                "{tool}: {link}"
+            );
+        }
+        // The installed configuration checks out with the installed binary.
+        let out = Command::new(p("usr/local/sbin/etrnd"))
+            .arg("-n")
+            .arg("-f")
+            .arg(p("usr/local/etc/etrnd/etrnd.conf"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{tool}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // A second install keeps a changed configuration and refreshes the sample.
+        std::fs::write(p("usr/local/etc/etrnd/etrnd.conf"), "# mine\n").unwrap();
+        make(tool, "install", &dest);
+        assert_eq!(
+            std::fs::read_to_string(p("usr/local/etc/etrnd/etrnd.conf")).unwrap(),
+            "# mine\n"
+        );
+        make(tool, "uninstall", &dest);
+        assert!(!p("usr/local/sbin/etrnd").exists(), "{tool}: uninstall");
+        assert!(!p("usr/local/share/man/man5/etrnd-routes.5").exists());
+        assert!(
+            p("usr/local/etc/etrnd/etrnd.conf").exists(),
+            "configuration is the user's"
+        );
+    }
+}
+
+#[test]
+fn man_pages_are_lint_clean() {
+    for page in [
+        "etrnd.8",
+        "etrnd.conf.5",
+        "etrnd-routes.5",
+        "etrnd-scheduler.conf.5",
+    ] {
+        let out = Command::new(find("mandoc"))
+            .args(["-Tlint", "-Wwarning"])
+            .arg(root().join("man").join(page))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && text.is_empty(), "{page}: {text}");
+    }
+}
+
+#[test]
+fn shell_scripts_pass_sh_n_and_shellcheck() {
+    for (script, shell) in [
+        ("rc.d/etrnd", "sh"),
+        ("rc.d/etrnd.openbsd", "ksh"),
+        ("etc/ppp/ip-up.etrnd", "sh"),
+        ("bench/accept.sh", "sh"),
+        ("bench/drain.sh", "sh"),
+        ("bench/etrn.sh", "sh"),
+        ("bench/local.sh", "sh"),
+        ("bench/dns.sh", "sh"),
+    ] {
+        let path = root().join(script);
+        let out = Command::new("sh").arg("-n").arg(&path).output().unwrap();
+        assert!(
+            out.status.success(),
+            "sh -n {script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = Command::new(find("shellcheck"))
+            .args(["-s", shell])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "shellcheck {script}:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}

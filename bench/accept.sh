@@ -6,38 +6,20 @@
 set -eu
 S=${1:-10}
 N=${2:-10000}
-top=$(cd "$(dirname "$0")/.." && pwd)
-bin=$top/target/release/etrnd
-command -v smtp-source >/dev/null || { echo "needs smtp-source: apt-get install postfix" >&2; exit 69; }
-[ -x "$bin" ] || (cd "$top" && cargo build --release -q)
-dir=$(mktemp -d /var/tmp/etrnd-bench.XXXXXX)
-trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
-mkdir -p "$dir/db"
-cat > "$dir/etrnd.conf" <<CONF
-MAILVAR=.
-POSTOFFICE=spool
-PIDFILE=etrnd.pid
-LISTEN=127.0.0.1:0
-HOSTNAME=bench.example
-HOSTS_ORDER=files
-MAX_CONNECTIONS=2000
-MAX_CONNECTIONS_PER_IP=2000
-CONF
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+need_postfix_tools
+build
+etrnd_dir accept "MAX_CONNECTIONS=2000
+MAX_CONNECTIONS_PER_IP=2000"
 echo ".client.dom smtp-etrn!mail.client.dom" > "$dir/db/routes"
-"$bin" -d -f "$dir/etrnd.conf" 2> "$dir/log" &
-pid=$!
-port=""
-for _ in $(seq 50); do
-    port=$(sed -n 's/.*smtp listening address=127.0.0.1:\([0-9]*\).*/\1/p' "$dir/log")
-    [ -n "$port" ] && break
-    sleep 0.1
-done
-rss() { awk '/VmRSS/ {print $2}' /proc/$pid/status; }
+etrnd_start etrnd
+trap 'etrnd_stop; rm -rf "$dir"' EXIT
+rss() { awk '/VmRSS/ {print $2}' "/proc/$pid/status"; }
 echo "idle RSS: $(rss) KiB"
-start=$(date +%s.%N)
+start=$(now)
 smtp-source -s "$S" -m "$N" -l 1024 -f sender@bench.example -t user@client.dom 127.0.0.1:"$port"
-end=$(date +%s.%N)
-queued=$(find "$dir/spool/queue" -type f | wc -l)
-echo "sessions=$S messages=$N queued=$queued"
+end=$(now)
+echo "sessions=$S messages=$N queued=$(queued)"
 echo "$start $end $N" | awk '{printf "elapsed %.2f s, %.0f messages/s\n", $2-$1, $3/($2-$1)}'
-echo "RSS after load: $(rss) KiB (peak $(awk '/VmHWM/ {print $2}' /proc/$pid/status) KiB)"
+echo "RSS after load: $(rss) KiB (peak $(awk '/VmHWM/ {print $2}' "/proc/$pid/status") KiB)"

@@ -126,6 +126,7 @@ fn shell_scripts_pass_sh_n_and_shellcheck() {
         ("bench/etrn.sh", "sh"),
         ("bench/local.sh", "sh"),
         ("bench/dns.sh", "sh"),
+        ("bench/lib.sh", "sh"),
     ] {
         let path = root().join(script);
         let out = Command::new("sh").arg("-n").arg(&path).output().unwrap();
@@ -135,7 +136,7 @@ fn shell_scripts_pass_sh_n_and_shellcheck() {
             String::from_utf8_lossy(&out.stderr)
         );
         let out = Command::new(find("shellcheck"))
-            .args(["-s", shell])
+            .args(["-x", "-s", shell])
             .arg(&path)
             .output()
             .unwrap();

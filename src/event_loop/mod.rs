@@ -34,6 +34,7 @@ use crate::config::{self, cidr, Config};
 use crate::dns::Dns;
 use crate::sched::Scheduler;
 use crate::smtp::etrn::EtrnTarget;
+use crate::smtp::reply::Reply;
 use crate::smtp::server::{Context, Event, ServerSession};
 use crate::smtp::trace::{self, TraceInfo};
 use crate::spool::Envelope;
@@ -91,6 +92,8 @@ pub struct Daemon {
     stopping: bool,
     /// After SIGTERM: when the daemon stops even if work is still in flight.
     stop_at: Option<Instant>,
+    /// A descriptor held in reserve to refuse clients cleanly when out of them.
+    spare_fd: Option<std::fs::File>,
     dns: Dns,
     dns_io: DnsIo,
     listening: Vec<SocketAddr>,
@@ -175,6 +178,7 @@ impl Daemon {
             buf: vec![0; 64 * 1024],
             stopping: false,
             stop_at: None,
+            spare_fd: std::fs::File::open("/dev/null").ok(),
             dns,
             dns_io: DnsIo::default(),
             listening,
@@ -469,6 +473,35 @@ impl Daemon {
                 Ok(x) => x,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
+                    // Out of descriptors: free the spare, take the client, tell it
+                    // 421 and let it go, then take the spare back (Postfix's trick),
+                    // so clients are refused cleanly instead of hanging.
+                    // (Linux reports EMFILE even with nobody waiting: then stop.)
+                    self.spare_fd = None;
+                    let taken = match self.listeners.get(idx) {
+                        Some(Some((_, l))) => l.accept().ok(),
+                        _ => None,
+                    };
+                    let got_one = taken.is_some();
+                    if let Some((mut s, addr)) = taken {
+                        let msg = Reply::closing(
+                            &self.config.main.hostname,
+                            "4.3.2 Error: too busy, try later",
+                        );
+                        let mut out = Vec::new();
+                        msg.write_to(&mut out);
+                        let _ = std::io::Write::write(&mut s, &out);
+                        log::warn!(
+                            "smtp refused address={addr} reason=\"out of file descriptors\""
+                        );
+                    }
+                    self.spare_fd = std::fs::File::open("/dev/null").ok();
+                    if !got_one {
+                        return;
+                    }
+                    continue;
+                }
                 Err(e) => {
                     log::error!("smtp accept-failed error=\"{e}\"");
                     return;

@@ -228,7 +228,20 @@ fn fsync_dir(path: &Path) -> io::Result<()> {
 impl Spool {
     /// Opens the spool at `root`, creating its directories (mode 0700) when missing.
     pub fn open(root: &Path) -> Result<Spool, SpoolError> {
-        let s = Spool::at(root);
+        #[allow(unused_mut)]
+        let mut s = Spool::at(root);
+        // Debug builds only: the fault tests inject commit failures through the
+        // environment (reference/bad-input.md H62, H63). Release builds have no hook.
+        #[cfg(debug_assertions)]
+        {
+            s.fault = match std::env::var("ETRND_TEST_FAULT").as_deref() {
+                Ok("fsync") => Some(Fault::FsyncFile),
+                Ok("rename") => Some(Fault::Rename),
+                Ok("dirsync") => Some(Fault::FsyncDir),
+                Ok("nospace") => Some(Fault::NoSpace),
+                _ => None,
+            };
+        }
         for d in [&s.root, &s.tmp, &s.queue, &s.state, &s.corrupt] {
             if !d.is_dir() {
                 fs::DirBuilder::new()

@@ -6,6 +6,7 @@ mod crash;
 mod delivery;
 mod etrn;
 mod fakedns;
+mod faults;
 mod install;
 mod interop;
 mod limits;

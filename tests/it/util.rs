@@ -117,6 +117,10 @@ impl Setup {
 /// A running daemon.
 pub struct Daemon {
     pub dir: TempDir,
+    /// Extra environment for the daemon.
+    pub env: Vec<(String, String)>,
+    /// A shell command run before `exec` of the daemon (e.g. `ulimit -n 64`).
+    pub shell_prefix: Option<String>,
     child: Option<Child>,
     pub addrs: Vec<SocketAddr>,
     log: Arc<Mutex<String>>,
@@ -133,19 +137,26 @@ impl Daemon {
 
     /// Starts with extra files (name relative to the config directory, contents).
     pub fn start_with_files(setup: Setup, files: &[(&str, &str)]) -> Daemon {
+        let mut d = Daemon::prepare(setup, files);
+        d.spawn();
+        d
+    }
+
+    /// Writes the files but does not start the daemon (set `env` first).
+    pub fn prepare(setup: Setup, files: &[(&str, &str)]) -> Daemon {
         let dir = TempDir::new("daemon");
         setup.write(&dir.0);
         for (name, text) in files {
             std::fs::write(dir.0.join(name), text).unwrap();
         }
-        let mut d = Daemon {
+        Daemon {
             dir,
+            env: Vec::new(),
+            shell_prefix: None,
             child: None,
             addrs: Vec::new(),
             log: Arc::new(Mutex::new(String::new())),
-        };
-        d.spawn();
-        d
+        }
     }
 
     pub fn conf_path(&self) -> PathBuf {
@@ -158,9 +169,23 @@ impl Daemon {
 
     /// Starts the binary and waits for its "listening" lines.
     pub fn spawn(&mut self) {
-        let mut child = Command::new(bin())
-            .args(["-d", "-v", "-f"])
-            .arg(self.conf_path())
+        let mut cmd = match &self.shell_prefix {
+            Some(prefix) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("{prefix} && exec \"$0\" -d -v -f \"$1\""))
+                    .arg(bin())
+                    .arg(self.conf_path());
+                c
+            }
+            None => {
+                let mut c = Command::new(bin());
+                c.args(["-d", "-v", "-f"]).arg(self.conf_path());
+                c
+            }
+        };
+        let mut child = cmd
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

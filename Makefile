@@ -6,6 +6,7 @@
 #   make install    install under $(DESTDIR)$(PREFIX)
 #   make uninstall  remove what install put there
 #   make bench      side-by-side figures (see bench/)
+#   make crashtest  60 kill -9 rounds under mixed load
 #   make clean      remove build output and ./var
 
 PREFIX ?=	/usr/local
@@ -65,8 +66,12 @@ bench: build
 	sh bench/local.sh 5000
 	sh bench/dns.sh 300
 
+# The crash suite at full length: 60 kill -9 rounds under mixed load.
+crashtest:
+	ETRND_CRASH_ROUNDS=60 $(CARGO) test --test it kill9 -- --nocapture
+
 clean:
 	$(CARGO) clean
 	rm -rf var
 
-.PHONY: all build run test install uninstall bench clean
+.PHONY: all build run test install uninstall bench crashtest clean

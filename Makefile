@@ -58,6 +58,7 @@ uninstall:
 	done
 
 bench: build
+	python3 bench/compare.py --runs 3 --messages 5000 --drain 10000 --out BENCHMARKS.md
 	sh bench/accept.sh 10 5000
 	python3 bench/idle.py 1000
 	python3 bench/fsync_ceiling.py 2000

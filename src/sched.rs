@@ -657,6 +657,17 @@ impl Scheduler {
         self.msgs.len()
     }
 
+    /// Whether message `id` is finished once recipients `idxs` are delivered (every
+    /// other recipient is already done).
+    pub fn done_after(&self, id: MessageId, idxs: &[usize]) -> bool {
+        self.msgs.get(&id).is_some_and(|m| {
+            m.rcpts
+                .iter()
+                .enumerate()
+                .all(|(i, r)| r.state == RcptState::Done || idxs.contains(&i))
+        })
+    }
+
     /// A recipient's address and its message's arrival time (for log lines).
     pub fn rcpt_info(&self, r: RcptRef) -> Option<(&str, Unix)> {
         let m = self.msgs.get(&r.msg)?;

@@ -621,7 +621,21 @@ impl Daemon {
             };
             results.push((r, res));
         }
-        if let Err(e) = self.spool.record_all(msg, &delivered) {
+        let idxs: Vec<usize> = results
+            .iter()
+            .filter(|(_, r)| *r == RcptResult::Delivered)
+            .map(|(r, _)| r.idx)
+            .collect();
+        let recorded = if !idxs.is_empty() && self.sched.done_after(msg, &idxs) {
+            // Every recipient is done: removing the queue file is the record. The
+            // unlink is in the kernel at once, so a kill -9 never re-sends it; only a
+            // power loss before the next directory flush can bring it back (a
+            // duplicate, RFC 1047), which saves an fsync per message on a drain.
+            self.spool.complete(msg)
+        } else {
+            self.spool.record_all(msg, &delivered)
+        };
+        if let Err(e) = recorded {
             // The remote has the message; we could not note it. It may be sent again
             // after a restart (a duplicate, never a loss).
             log::error!("{msg} spool journal-failed error=\"{e}\"");

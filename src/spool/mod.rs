@@ -550,7 +550,11 @@ impl Spool {
     /// journal left by a crash in between is removed at startup).
     pub fn complete(&self, id: MessageId) -> Result<(), SpoolError> {
         let p = self.queue_path(id);
-        fs::remove_file(&p).map_err(|e| SpoolError::new("unlink", &p, e))?;
+        match fs::remove_file(&p) {
+            // Already removed when its last recipient was delivered.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            r => r.map_err(|e| SpoolError::new("unlink", &p, e))?,
+        }
         let s = self.state.join(id.to_string());
         match fs::remove_file(&s) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(SpoolError::new("unlink", &s, e)),

@@ -77,8 +77,14 @@ def smtp_source(port, n, sessions, rcpt):
 
 
 def time_wait(port):
-    out = subprocess.run(["ss", "-tan"], capture_output=True, text=True).stdout
-    return sum(1 for l in out.splitlines() if "TIME-WAIT" in l and f":{port}" in l.split()[4:5][0] if len(l.split()) > 4)
+    """Closed connections to or from `port` still in TIME-WAIT (either side)."""
+    out = subprocess.run(["ss", "-tan", "state", "time-wait"], capture_output=True, text=True).stdout
+    n = 0
+    for line in out.splitlines()[1:]:
+        cols = line.split()
+        if any(c.endswith(f":{port}") for c in cols[-2:]):
+            n += 1
+    return n
 
 
 class Etrnd:
@@ -112,6 +118,9 @@ class Etrnd:
 
     def queued(self):
         return len(os.listdir(f"{self.dir}/spool/queue"))
+
+    def held(self):
+        return self.queued()
 
     def flush(self):
         subprocess.run([BIN, "-f", f"{self.dir}/etrnd.conf", "etrn", "-p", str(self.port), "127.0.0.1", "client.dom"],
@@ -172,6 +181,10 @@ class Postfix:
                 n += len(files)
         return n
 
+    def held(self):
+        # Fast flush releases what is deferred when it runs: wait until all of it is.
+        return sum(len(f) for _, _, f in os.walk(f"{self.dir}/spool/deferred"))
+
     def flush(self):
         sh(f"postqueue -c {self.dir}/etc -s client.dom")
 
@@ -188,8 +201,17 @@ def wait_queued(mta, n, limit=300):
         time.sleep(0.05)
 
 
+def wait_held(mta, n, limit=300):
+    t0 = time.time()
+    while mta.held() < n and time.time() - t0 < limit:
+        time.sleep(0.05)
+
+
 def wait_empty(mta, limit=600):
+    t0 = time.time()
     while mta.queued() > 0:
+        if time.time() - t0 > limit:
+            raise RuntimeError(f"{mta.name}: queue did not drain in {limit} s")
         time.sleep(0.02)
 
 
@@ -255,7 +277,7 @@ def measure(a, mtas, sinkport, add):
             # flush drain
             m.start()
             smtp_source(m.port, a.drain, 10, "user@client.dom")
-            wait_queued(m, a.drain)
+            wait_held(m, a.drain)
             before = time_wait(sinkport)
             t0 = time.time(); m.flush(); wait_empty(m); dt = time.time() - t0
             add(f"flush drain of {a.drain} (s)", m.name, dt)

@@ -62,6 +62,17 @@ fn alive(pid: i32) -> bool {
             .contains(") Z ")
 }
 
+/// Kills a detached daemon if a test fails before stopping it.
+struct PidGuard(i32);
+
+impl Drop for PidGuard {
+    fn drop(&mut self) {
+        if alive(self.0) {
+            let _ = Command::new("kill").args(["-9", &self.0.to_string()]).status();
+        }
+    }
+}
+
 fn kill(sig: &str, pid: i32) {
     assert!(Command::new("kill")
         .args([sig, &pid.to_string()])

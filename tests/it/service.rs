@@ -68,7 +68,9 @@ struct PidGuard(i32);
 impl Drop for PidGuard {
     fn drop(&mut self) {
         if alive(self.0) {
-            let _ = Command::new("kill").args(["-9", &self.0.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-9", &self.0.to_string()])
+                .status();
         }
     }
 }

@@ -101,6 +101,7 @@ fn detaches_writes_pidfile_logs_to_syslog_reloads_and_stops() {
         .trim()
         .parse()
         .unwrap();
+    let _guard = PidGuard(pid);
     assert!(alive(pid));
     let started = syslog.wait_for("daemon started");
     assert!(

@@ -7,6 +7,7 @@
 #   make uninstall  remove what install put there
 #   make bench      side-by-side figures (see bench/)
 #   make crashtest  60 kill -9 rounds under mixed load
+#   make fuzz       every fuzz target for FUZZ_SECONDS (default 600)
 #   make clean      remove build output and ./var
 
 PREFIX ?=	/usr/local
@@ -71,8 +72,20 @@ bench: build
 crashtest:
 	ETRND_CRASH_ROUNDS=60 $(CARGO) test --test it kill9 -- --nocapture
 
+# Each fuzz target for FUZZ_SECONDS (cargo-fuzz; the stable toolchain needs
+# RUSTC_BOOTSTRAP=1). Seeds are in fuzz/seeds, the growing corpus in fuzz/corpus.
+FUZZ_SECONDS ?=	600
+FUZZ_TARGETS =	command server_session reply client_session dns_answer config_files spool_files
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/corpus/$$t; \
+		(cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O $$t corpus/$$t seeds/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS)) || exit 1; \
+	done
+
 clean:
 	$(CARGO) clean
 	rm -rf var
 
-.PHONY: all build run test install uninstall bench crashtest clean
+.PHONY: all build run test install uninstall bench crashtest fuzz clean

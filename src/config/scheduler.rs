@@ -305,7 +305,7 @@ impl Parser<'_> {
                 i += 1;
                 continue;
             }
-            if c == ' ' || c == '\t' || c == '\r' {
+            if c.is_whitespace() {
                 col0 = false;
                 i += 1;
                 continue;
@@ -664,6 +664,20 @@ mod tests {
         assert!(e[0].contains("missing closing quote"));
         let e = parse("a/* retries=\"\"\n").unwrap_err();
         assert!(e[0].contains("retries needs"));
+    }
+
+    #[test]
+    fn odd_white_space_never_stalls_the_tokenizer() {
+        // Found by fuzzing: a vertical tab or NEL made no progress.
+        for t in [
+            "a/*\u{b}maxthr=2\n",
+            "a/* \u{85}\n",
+            "\u{a0}x\n",
+            "=\n",
+            "a/* =\n",
+        ] {
+            let _ = parse(t);
+        }
     }
 
     #[test]

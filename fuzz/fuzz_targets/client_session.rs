@@ -1,0 +1,39 @@
+//! The outbound client session against a hostile server.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use std::time::{Duration, Instant};
+
+use etrnd::smtp::client::{ClientEvent, ClientSession, OutMessage};
+use etrnd::smtp::Mailbox;
+
+fuzz_target!(|data: &[u8]| {
+    let mut now = Instant::now();
+    let mut c = ClientSession::new("mx.fuzz.example", now);
+    let msg = OutMessage {
+        from: Some(Mailbox::parse("s@fuzz.example").unwrap()),
+        rcpts: vec![Mailbox::parse("a@x.example").unwrap(), Mailbox::parse("b@x.example").unwrap()],
+        body: b"Subject: x\r\n\r\n.dot\r\nbody\r\n".to_vec(),
+        eight_bit: false,
+    };
+    let mut sent = 0;
+    for chunk in data.chunks(11) {
+        c.handle_input(chunk, now);
+        let n = c.pending_output().len();
+        c.consume_output(n);
+        while let Some(ev) = c.poll_event() {
+            match ev {
+                ClientEvent::Ready if sent < 3 => {
+                    sent += 1;
+                    c.start(msg.clone(), now);
+                }
+                ClientEvent::Ready => c.quit(now),
+                _ => {}
+            }
+        }
+        now += Duration::from_secs(1);
+        c.handle_timeout(now);
+        if c.is_closed() {
+            break;
+        }
+    }
+});

@@ -1,0 +1,22 @@
+//! Every configuration parser: etrnd.conf, routes, localnames, aliases,
+//! scheduler.conf, hosts, resolv.conf, nsswitch.conf.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use std::path::Path;
+
+use etrnd::config::{main_conf::MainConf, names, routes, scheduler::SchedulerConf};
+use etrnd::dns::files::{parse_nsswitch, HostsTable, ResolvConf};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(t) = std::str::from_utf8(data) else { return };
+    let p = Path::new("f");
+    let _ = MainConf::parse(p, t);
+    let _ = routes::parse(p, t).map(etrnd::route::RouteTrie::new);
+    let _ = names::parse_localnames(p, t);
+    let _ = names::parse_aliases(p, t);
+    let _ = SchedulerConf::parse(p, t, "/log");
+    let _ = HostsTable::parse(p, t);
+    let _ = ResolvConf::parse(p, t);
+    let _ = parse_nsswitch(p, t);
+    let _ = etrnd::config::scheduler::parse_interval(t);
+});

@@ -485,7 +485,11 @@ impl Parser<'_> {
         };
         for t in &tokens {
             if t.col0 {
-                if t.key.len() > 5 && t.key[..5].eq_ignore_ascii_case("PARAM") {
+                if t.key.len() > 5
+                    && t.key
+                        .get(..5)
+                        .is_some_and(|k| k.eq_ignore_ascii_case("PARAM"))
+                {
                     continue; // global assignments: accepted, none affect etrnd
                 }
                 if current.is_some() {

@@ -8,6 +8,7 @@
 #   make bench      side-by-side figures (see bench/)
 #   make crashtest  60 kill -9 rounds under mixed load
 #   make fuzz       every fuzz target for FUZZ_SECONDS (default 600)
+#   make soak       30 minutes of mixed load; RSS and descriptors must stay flat
 #   make clean      remove build output and ./var
 
 PREFIX ?=	/usr/local
@@ -68,6 +69,10 @@ bench: build
 	sh bench/local.sh 5000
 	sh bench/dns.sh 300
 
+# 30 minutes of mixed load with churn; prints RSS and descriptors every minute.
+soak: build
+	python3 bench/soak.py 1800 60
+
 # The crash suite at full length: 60 kill -9 rounds under mixed load.
 crashtest:
 	ETRND_CRASH_ROUNDS=60 $(CARGO) test --test it kill9 -- --nocapture
@@ -88,4 +93,4 @@ clean:
 	$(CARGO) clean
 	rm -rf var
 
-.PHONY: all build run test install uninstall bench crashtest fuzz clean
+.PHONY: all build run test install uninstall bench crashtest fuzz soak clean

@@ -100,9 +100,15 @@ impl FakeDns {
             .map(|(n, t, e)| ((n.to_string(), t), e))
             .collect();
         let table = Arc::new(Mutex::new(table));
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = udp.local_addr().unwrap();
-        let tcp = TcpListener::bind(addr).unwrap();
+        // UDP and TCP on the same port; another test may hold the TCP port, so retry.
+        let (udp, tcp, addr) = (0..50)
+            .find_map(|_| {
+                let udp = UdpSocket::bind("127.0.0.1:0").ok()?;
+                let addr = udp.local_addr().ok()?;
+                let tcp = TcpListener::bind(addr).ok()?;
+                Some((udp, tcp, addr))
+            })
+            .expect("a port free for both UDP and TCP");
         udp.set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
         tcp.set_nonblocking(true).unwrap();

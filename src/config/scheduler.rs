@@ -492,15 +492,15 @@ impl Parser<'_> {
                 {
                     continue; // global assignments: accepted, none affect etrnd
                 }
-                if current.is_some() {
-                    flush(
-                        &mut heads,
-                        &mut current,
-                        in_defaults,
-                        &mut defaults,
-                        &mut conf,
-                    );
-                }
+                // The clause before this selector is complete (a no-op if it had
+                // no parameters yet: bare selectors wait for the next clause's).
+                flush(
+                    &mut heads,
+                    &mut current,
+                    in_defaults,
+                    &mut defaults,
+                    &mut conf,
+                );
                 let sel = match &t.value {
                     Some(v) => format!("{}={v}", t.key),
                     None => t.key.clone(),

@@ -12,7 +12,6 @@ use crate::config::routes::RouteValue;
 use crate::route::MatchKind;
 use crate::smtp::etrn::EtrnTarget;
 use crate::smtp::reply::Reply;
-use crate::smtp::server::Context;
 
 /// ETRN requests one client address outside `MYNETWORKS` may make per
 /// [`ETRN_WINDOW`] (Exim's example ratelimit is 3/min; clients with a few domains
@@ -103,11 +102,7 @@ impl Daemon {
                 t,
                 reply
             );
-            let ctx = Context {
-                config: &self.config,
-                disk_low: self.disk_low,
-                unix_time: super::unix_now(),
-            };
+            let ctx = super::context(&self.config, self.disk_low);
             c.session.handle_etrn(&reply, now, &ctx);
             self.service(slot, now);
         }

@@ -111,6 +111,15 @@ pub struct Daemon {
     next_pickup: Instant,
 }
 
+/// The per-call context sessions need: the configuration, the disk state and the time.
+fn context(config: &Config, disk_low: bool) -> Context<'_> {
+    Context {
+        config,
+        disk_low,
+        unix_time: unix_now(),
+    }
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -264,11 +273,7 @@ impl Daemon {
             self.answer_etrns(now);
             for slot in self.timers.due(now) {
                 if let Some(Some(c)) = self.conns.get_mut(slot) {
-                    let ctx = Context {
-                        config: &self.config,
-                        disk_low: self.disk_low,
-                        unix_time: unix_now(),
-                    };
+                    let ctx = context(&self.config, self.disk_low);
                     c.session.handle_timeout(now, &ctx);
                     self.service(slot, now);
                 }
@@ -540,11 +545,7 @@ impl Daemon {
                     now,
                 )
             } else {
-                let ctx = Context {
-                    config: &self.config,
-                    disk_low: self.disk_low,
-                    unix_time: unix_now(),
-                };
+                let ctx = context(&self.config, self.disk_low);
                 ServerSession::new(sid, SocketAddr::new(ip, addr.port()), &ctx, now)
             };
             *self.per_ip.entry(ip).or_insert(0) += 1;
@@ -572,35 +573,24 @@ impl Daemon {
         while c.readable && !c.dead && c.session.wants_read(now) {
             match c.read(&mut self.buf) {
                 ReadResult::Data(n) => {
-                    let ctx = Context {
-                        config: &self.config,
-                        disk_low: self.disk_low,
-                        unix_time: unix_now(),
-                    };
+                    let ctx = context(&self.config, self.disk_low);
                     c.session.handle_input(&self.buf[..n], now, &ctx);
-                    Self::route_events(
-                        &mut self.spool,
-                        &mut self.batch,
-                        &mut self.etrns,
-                        &self.config,
-                        slot,
-                        c,
-                    );
                 }
                 ReadResult::WouldBlock => c.readable = false,
                 ReadResult::Closed => {
                     c.dead = true;
                     c.session.handle_eof();
-                    Self::route_events(
-                        &mut self.spool,
-                        &mut self.batch,
-                        &mut self.etrns,
-                        &self.config,
-                        slot,
-                        c,
-                    );
                 }
             }
+            // Per read, so message octets go to the spool chunk by chunk.
+            Self::route_events(
+                &mut self.spool,
+                &mut self.batch,
+                &mut self.etrns,
+                &self.config,
+                slot,
+                c,
+            );
             c.flush();
         }
         Self::route_events(
@@ -691,11 +681,7 @@ impl Daemon {
                                 path: spool.root().to_path_buf(),
                                 err: io::Error::other("no queue file"),
                             });
-                        let ctx = Context {
-                            config,
-                            disk_low: false,
-                            unix_time: unix_now(),
-                        };
+                        let ctx = context(config, false);
                         c.session.handle_commit(Err(&e), now, &ctx);
                     }
                 },
@@ -738,11 +724,7 @@ impl Daemon {
                         e
                     ),
                 }
-                let ctx = Context {
-                    config: &self.config,
-                    disk_low: self.disk_low,
-                    unix_time: unix_now(),
-                };
+                let ctx = context(&self.config, self.disk_low);
                 c.session.handle_commit(result.as_ref().copied(), now, &ctx);
                 self.service(slot, now);
             }

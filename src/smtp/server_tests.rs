@@ -268,8 +268,6 @@ fn ready_etrn_known_domain_asks_the_queue_and_waits() {
         t.events.last(),
         Some(Event::Etrn(EtrnTarget::Node(_)))
     ));
-    let cfg = t.cfg.main.hostname.clone();
-    let _ = cfg;
     let (c, now) = (&t.cfg, t.now);
     t.s.handle_etrn(&Reply::etrn_started(5, "client.dom"), now, &ctx(c, false));
     assert_eq!(t.codes(), vec![253, 250], "the pipelined NOOP follows");

@@ -1,18 +1,13 @@
 //! `etrnd -n` and startup with bad configuration files: `file:line: message`, exit 78.
 
-use crate::util::{bin, Setup, TempDir};
+use crate::util::{bin, run_etrnd, Setup, TempDir};
 use std::process::Command;
 
 fn check(setup: Setup) -> (i32, String) {
     let dir = TempDir::new("conf");
     setup.write(&dir.0);
-    let out = Command::new(bin())
-        .args(["-n", "-f"])
-        .arg(dir.0.join("etrnd.conf"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr).replace(&*dir.0.to_string_lossy(), "DIR");
-    (out.status.code().unwrap(), text)
+    let (code, _, err) = run_etrnd(&dir.0.join("etrnd.conf"), &["-n"]);
+    (code, err.replace(&*dir.0.to_string_lossy(), "DIR"))
 }
 
 #[test]
@@ -68,26 +63,18 @@ fn missing_routes_file() {
     let dir = TempDir::new("noroutes");
     Setup::default().write(&dir.0);
     std::fs::remove_file(dir.0.join("db/routes")).unwrap();
-    let out = Command::new(bin())
-        .args(["-n", "-f"])
-        .arg(dir.0.join("etrnd.conf"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(78));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("db/routes: No such file"));
+    let (code, _, err) = run_etrnd(&dir.0.join("etrnd.conf"), &["-n"]);
+    assert_eq!(code, 78);
+    assert!(err.contains("db/routes: No such file"));
 }
 
 #[test]
 fn daemon_refuses_to_start_with_bad_config() {
     let dir = TempDir::new("badstart");
     Setup::with_conf("LISTEN=nowhere\n").write(&dir.0);
-    let out = Command::new(bin())
-        .args(["-d", "-f"])
-        .arg(dir.0.join("etrnd.conf"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(78));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("etrnd.conf:12: LISTEN: bad address"));
+    let (code, _, err) = run_etrnd(&dir.0.join("etrnd.conf"), &["-d"]);
+    assert_eq!(code, 78);
+    assert!(err.contains("etrnd.conf:12: LISTEN: bad address"));
 }
 
 #[test]
@@ -98,17 +85,8 @@ fn shipped_samples_parse() {
         "etc/hub/etrnd.conf",
         "etc/client/etrnd.conf",
     ] {
-        let out = Command::new(bin())
-            .args(["-n", "-f"])
-            .arg(root.join(conf))
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{conf}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (code, _, err) = run_etrnd(&root.join(conf), &["-n"]);
+        assert_eq!(code, 0, "{conf}: {err}");
     }
 }
 

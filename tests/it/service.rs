@@ -5,7 +5,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::util::{bin, Client, Daemon, Setup, TempDir};
+use crate::util::{bin, run_etrnd, Client, Daemon, Setup, TempDir};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -120,9 +120,9 @@ fn detaches_writes_pidfile_logs_to_syslog_reloads_and_stops() {
         std::path::Path::new("/")
     );
     // A second instance refuses clearly.
-    let out = Command::new(bin()).arg("-f").arg(&conf).output().unwrap();
-    assert_eq!(out.status.code(), Some(69));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));
+    let (code, _, err) = run_etrnd(&conf, &[]);
+    assert_eq!(code, 69);
+    assert!(err.contains("already running"));
     // SIGHUP with a new listener: it is bound.
     let port2 = free_port();
     let text = std::fs::read_to_string(&conf).unwrap().replace(
@@ -194,21 +194,13 @@ fn drops_privileges_to_user_after_binding() {
 fn check_reports_unknown_user_and_unusable_spool() {
     let dir = TempDir::new("check");
     Setup::with_conf("USER=no-such-user-etrnd\n").write(&dir.0);
-    let out = Command::new(bin())
-        .args(["-n", "-f"])
-        .arg(dir.0.join("etrnd.conf"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(78));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("USER: no such user"));
+    let (code, _, err) = run_etrnd(&dir.0.join("etrnd.conf"), &["-n"]);
+    assert_eq!(code, 78);
+    assert!(err.contains("USER: no such user"));
     let dir = TempDir::new("check2");
     std::fs::write(dir.0.join("spool"), "not a directory").unwrap();
     Setup::default().write(&dir.0);
-    let out = Command::new(bin())
-        .args(["-n", "-f"])
-        .arg(dir.0.join("etrnd.conf"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(78));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("POSTOFFICE is not a directory"));
+    let (code, _, err) = run_etrnd(&dir.0.join("etrnd.conf"), &["-n"]);
+    assert_eq!(code, 78);
+    assert!(err.contains("POSTOFFICE is not a directory"));
 }

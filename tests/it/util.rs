@@ -24,6 +24,21 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_etrnd")
 }
 
+/// Runs `etrnd -f CONF ARGS` to completion: (exit code, stdout, stderr).
+pub fn run_etrnd(conf: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .arg("-f")
+        .arg(conf)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A private directory, removed on drop unless the test failed.
 pub struct TempDir(pub PathBuf);
 
@@ -277,17 +292,7 @@ impl Daemon {
 
     /// Runs `etrnd ARGS` against this daemon's configuration.
     pub fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(bin())
-            .arg("-f")
-            .arg(self.conf_path())
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        run_etrnd(&self.conf_path(), args)
     }
 
     pub fn queue_files(&self) -> Vec<String> {

@@ -570,7 +570,21 @@ impl Daemon {
         let Some(Some(c)) = self.conns.get_mut(slot) else {
             return;
         };
-        while c.readable && !c.dead && c.session.wants_read(now) {
+        // Events are routed before the first read and after every read, so message
+        // octets go to the spool chunk by chunk.
+        loop {
+            Self::route_events(
+                &mut self.spool,
+                &mut self.batch,
+                &mut self.etrns,
+                &self.config,
+                slot,
+                c,
+            );
+            c.flush();
+            if !(c.readable && !c.dead && c.session.wants_read(now)) {
+                break;
+            }
             match c.read(&mut self.buf) {
                 ReadResult::Data(n) => {
                     let ctx = context(&self.config, self.disk_low);
@@ -582,26 +596,7 @@ impl Daemon {
                     c.session.handle_eof();
                 }
             }
-            // Per read, so message octets go to the spool chunk by chunk.
-            Self::route_events(
-                &mut self.spool,
-                &mut self.batch,
-                &mut self.etrns,
-                &self.config,
-                slot,
-                c,
-            );
-            c.flush();
         }
-        Self::route_events(
-            &mut self.spool,
-            &mut self.batch,
-            &mut self.etrns,
-            &self.config,
-            slot,
-            c,
-        );
-        c.flush();
         let done = c.dead || (c.session.is_closing() && c.session.pending_output().is_empty());
         let waiting = self.batch.iter().any(|(s, _, _)| *s == slot)
             || self.etrns.iter().any(|(s, _)| *s == slot);

@@ -20,7 +20,9 @@
 //!   is `expiry` old; any recipient fails at `expiry + expiry2` (expiry2 defaults to
 //!   24 h when only expiry is set).
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::rc::Rc;
 
 use crate::config::scheduler::{Params, SchedulerConf, Transport};
 use crate::spool::{Destination, Envelope, MessageId, StateRecord};
@@ -111,19 +113,21 @@ pub enum RcptState {
     Done,
 }
 
+/// Per queued recipient; kept small because a held queue can be large. The thread key
+/// is shared with the thread's map entry and equal errors share one string.
 #[derive(Debug)]
 struct RcptInfo {
-    address: String,
-    key: ThreadKey,
+    address: Box<str>,
+    key: Rc<ThreadKey>,
     state: RcptState,
     attempts: u32,
-    last_error: Option<String>,
+    last_error: Option<Rc<str>>,
 }
 
 #[derive(Debug)]
 struct MsgInfo {
     arrival: Unix,
-    rcpts: Vec<RcptInfo>,
+    rcpts: Box<[RcptInfo]>,
 }
 
 #[derive(Debug, Default)]
@@ -142,8 +146,8 @@ struct Thread {
 pub struct Scheduler {
     conf: SchedulerConf,
     msgs: BTreeMap<MessageId, MsgInfo>,
-    threads: HashMap<ThreadKey, Thread>,
-    jobs: HashMap<JobId, (ThreadKey, usize, Vec<RcptRef>)>,
+    threads: HashMap<Rc<ThreadKey>, Thread>,
+    jobs: HashMap<JobId, (Rc<ThreadKey>, usize, Vec<RcptRef>)>,
     total: u32,
     per_channel: HashMap<String, u32>,
     per_ring: HashMap<(usize, String), u32>,
@@ -152,6 +156,11 @@ pub struct Scheduler {
     bounces: VecDeque<Bounce>,
     records: VecDeque<(MessageId, StateRecord)>,
     complete: VecDeque<MessageId>,
+    /// The last error string stored, shared by the next recipients with the same one.
+    last_reason: Option<Rc<str>>,
+    /// A lower bound of the next expiry (`Some(None)`: nothing expires), or `None`
+    /// when it must be computed again. Saves a scan of the queue every loop turn.
+    expiry_bound: Cell<Option<Option<Unix>>>,
 }
 
 fn dest_key(d: &Destination) -> ThreadKey {
@@ -183,13 +192,44 @@ impl Scheduler {
             bounces: VecDeque::new(),
             records: VecDeque::new(),
             complete: VecDeque::new(),
+            last_reason: None,
+            expiry_bound: Cell::new(None),
+        }
+    }
+
+    /// The thread key shared with the thread map, if the thread exists.
+    fn intern(&self, key: ThreadKey) -> Rc<ThreadKey> {
+        match self.threads.get_key_value(&key) {
+            Some((k, _)) => k.clone(),
+            None => Rc::new(key),
+        }
+    }
+
+    /// `reason` as a shared string (equal to the last one stored: the same string).
+    fn reason(&mut self, reason: &str) -> Rc<str> {
+        match &self.last_reason {
+            Some(r) if **r == *reason => r.clone(),
+            _ => {
+                let r: Rc<str> = Rc::from(reason);
+                self.last_reason = Some(r.clone());
+                r
+            }
+        }
+    }
+
+    /// A recipient became waiting: the next expiry may be earlier now.
+    fn lower_expiry(&self, e: Option<Unix>) {
+        if let (Some(bound), Some(e)) = (self.expiry_bound.get(), e) {
+            self.expiry_bound
+                .set(Some(Some(bound.map_or(e, |b| b.min(e)))));
         }
     }
 
     /// New clauses (SIGHUP): every thread is matched again.
     pub fn reconfigure(&mut self, conf: SchedulerConf) {
         self.conf = conf;
-        let keys: Vec<ThreadKey> = self.threads.keys().cloned().collect();
+        self.expiry_bound.set(None);
+        let keys: Vec<Rc<ThreadKey>> = self.threads.keys().cloned().collect();
         for k in keys {
             let clause = self.conf.clause_for(&k.channel, &k.host).map(|(i, _)| i);
             if let Some(t) = self.threads.get_mut(&k) {
@@ -212,17 +252,16 @@ impl Scheduler {
         journal: &[StateRecord],
         now: Unix,
     ) {
-        let mut rcpts: Vec<RcptInfo> = env
-            .recipients
-            .iter()
-            .map(|r| RcptInfo {
-                address: r.address.to_string(),
-                key: dest_key(&r.dest),
+        let mut rcpts: Vec<RcptInfo> = Vec::with_capacity(env.recipients.len());
+        for r in &env.recipients {
+            rcpts.push(RcptInfo {
+                address: r.address.to_string().into_boxed_str(),
+                key: self.intern(dest_key(&r.dest)),
                 state: RcptState::Waiting,
                 attempts: 0,
                 last_error: None,
-            })
-            .collect();
+            });
+        }
         let mut next_try: HashMap<usize, Unix> = HashMap::new();
         for rec in journal {
             match rec {
@@ -234,9 +273,11 @@ impl Scheduler {
                 StateRecord::Deferred {
                     idx, next, reason, ..
                 } => {
-                    if let Some(r) = rcpts.get_mut(*idx) {
+                    if *idx < rcpts.len() {
+                        let reason = self.reason(reason);
+                        let r = &mut rcpts[*idx];
                         r.attempts += 1;
-                        r.last_error = Some(reason.clone());
+                        r.last_error = Some(reason);
                         next_try.insert(*idx, *next);
                     }
                 }
@@ -260,17 +301,18 @@ impl Scheduler {
             t.waiting.insert(RcptRef { msg: id, idx });
         }
         let all_done = rcpts.iter().all(|r| r.state == RcptState::Done);
-        self.msgs.insert(
-            id,
-            MsgInfo {
-                arrival: env.arrival,
-                rcpts,
-            },
-        );
         if all_done {
-            self.msgs.remove(&id);
             self.complete.push_back(id);
+            return;
         }
+        let m = MsgInfo {
+            arrival: env.arrival,
+            rcpts: rcpts.into_boxed_slice(),
+        };
+        for r in m.rcpts.iter().filter(|r| r.state == RcptState::Waiting) {
+            self.lower_expiry(self.expiry_of(&m, r));
+        }
+        self.msgs.insert(id, m);
     }
 
     fn may_start(&self, key: &ThreadKey, t: &Thread, now: Unix) -> bool {
@@ -306,7 +348,7 @@ impl Scheduler {
 
     /// The next job that may start now, if any.
     pub fn poll_job(&mut self, now: Unix) -> Option<Job> {
-        let mut keys: Vec<&ThreadKey> = self
+        let mut keys: Vec<&Rc<ThreadKey>> = self
             .threads
             .iter()
             .filter(|(k, t)| self.may_start(k, t, now))
@@ -363,7 +405,7 @@ impl Scheduler {
         self.jobs.insert(id, (key.clone(), clause, rcpts.clone()));
         Some(Job {
             id,
-            key,
+            key: (*key).clone(),
             transport,
             rcpts,
         })
@@ -431,6 +473,10 @@ impl Scheduler {
                 .copied()
                 .cloned()
                 .unwrap_or_else(|| RcptResult::Deferred("no result".into()));
+            let shared = match &res {
+                RcptResult::Deferred(reason) => Some(self.reason(reason)),
+                _ => None,
+            };
             let Some(m) = self.msgs.get_mut(&r.msg) else {
                 continue;
             };
@@ -449,7 +495,7 @@ impl Scheduler {
                 RcptResult::Deferred(reason) => {
                     ri.state = RcptState::Waiting;
                     ri.attempts += 1;
-                    ri.last_error = Some(reason.clone());
+                    ri.last_error = shared;
                     self.records.push_back((
                         r.msg,
                         StateRecord::Deferred {
@@ -461,6 +507,9 @@ impl Scheduler {
                     ));
                     if let Some(t) = self.threads.get_mut(&key) {
                         t.waiting.insert(*r);
+                    }
+                    if let Some(m) = self.msgs.get(&r.msg) {
+                        self.lower_expiry(self.expiry_of(m, &m.rcpts[r.idx]));
                     }
                 }
             }
@@ -522,6 +571,15 @@ impl Scheduler {
     }
 
     fn next_expiry(&self) -> Option<Unix> {
+        if let Some(bound) = self.expiry_bound.get() {
+            return bound;
+        }
+        let e = self.scan_expiry();
+        self.expiry_bound.set(Some(e));
+        e
+    }
+
+    fn scan_expiry(&self) -> Option<Unix> {
         self.msgs
             .values()
             .flat_map(|m| {
@@ -535,7 +593,12 @@ impl Scheduler {
 
     /// Expires recipients whose time is up.
     pub fn handle_timeout(&mut self, now: Unix) {
-        let mut expired: Vec<(RcptRef, ThreadKey)> = Vec::new();
+        if self.next_expiry().is_none_or(|e| e > now) {
+            return;
+        }
+        // The bound is due (or stale): find what expired, then compute it again.
+        self.expiry_bound.set(None);
+        let mut expired: Vec<(RcptRef, Rc<ThreadKey>)> = Vec::new();
         for (id, m) in &self.msgs {
             for (idx, r) in m.rcpts.iter().enumerate() {
                 if r.state == RcptState::Waiting && self.expiry_of(m, r).is_some_and(|e| e <= now) {
@@ -671,7 +734,7 @@ impl Scheduler {
     /// A recipient's address and its message's arrival time (for log lines).
     pub fn rcpt_info(&self, r: RcptRef) -> Option<(&str, Unix)> {
         let m = self.msgs.get(&r.msg)?;
-        m.rcpts.get(r.idx).map(|x| (x.address.as_str(), m.arrival))
+        m.rcpts.get(r.idx).map(|x| (&*x.address, m.arrival))
     }
 
     /// The state of a recipient (tests and listings).

@@ -203,6 +203,29 @@ fn expiry_bounces_with_5_4_7() {
 }
 
 #[test]
+fn a_deferral_brings_the_known_next_expiry_forward() {
+    let mut s = Scheduler::new(conf(BASIC), 1);
+    s.add_message(MessageId(1), &env(0, &[("smtp", "dead.example")]), &[], 0);
+    // The next expiry is now known: 150 (never tried: expiry + expiry2).
+    s.handle_timeout(0);
+    s.add_message(MessageId(2), &env(0, &[("smtp", "dead.example")]), &[], 0);
+    let j = s.poll_job(0).unwrap();
+    let results: Vec<_> = j
+        .rcpts
+        .iter()
+        .map(|r| (*r, RcptResult::Deferred("451 busy".into())))
+        .collect();
+    s.job_done(j.id, &results, 0);
+    // Tried once: both expire at 100, not at the 150 computed before.
+    s.handle_timeout(99);
+    assert!(s.poll_bounce().is_none());
+    s.handle_timeout(100);
+    assert!(s.poll_bounce().is_some());
+    assert!(s.poll_bounce().is_some());
+    assert_eq!(s.messages(), 0);
+}
+
+#[test]
 fn never_flushed_queue_only_mail_expires_at_expiry2() {
     let mut s = Scheduler::new(conf(BASIC), 1);
     s.add_message(

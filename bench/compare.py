@@ -18,12 +18,20 @@ Postfix, each figure's median of --runs runs:
      small-file commit rate;
   5. the stripped release binary's size.
 
+Both MTAs keep their queues on the same file system: by default (--spool-fs auto) a
+fresh 4 GiB ext4 with its default journal, made in a sparse file and loop-mounted for
+the run when the script runs as root and the machine has loop devices, else /var/tmp.
+A fresh file system keeps the figures from depending on what else the machine did
+lately (on an ext4 without a journal, for one, every file creation scans past the
+inodes freed in the last minutes). --spool-fs DIR uses DIR instead.
+
 Writes a Markdown report (--out) with the machine facts and the exact commands.
 """
 import argparse, os, platform, re, shutil, socket, statistics, subprocess, sys, tempfile, time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(TOP, "target/release/etrnd")
+BASE = "/var/tmp"  # where both MTAs keep their queues (see --spool-fs)
 
 
 def sh(cmd, **kw):
@@ -94,7 +102,7 @@ class Etrnd:
         self.sinkport = sinkport
 
     def start(self):
-        self.dir = tempfile.mkdtemp(prefix="etrnd-cmp.", dir="/var/tmp")
+        self.dir = tempfile.mkdtemp(prefix="etrnd-cmp.", dir=BASE)
         os.makedirs(f"{self.dir}/db"); os.makedirs(f"{self.dir}/log")
         open(f"{self.dir}/etrnd.conf", "w").write(
             "MAILVAR=.\nPOSTOFFICE=spool\nPIDFILE=etrnd.pid\nLOGDIR=log\nLISTEN=127.0.0.1:0\n"
@@ -138,7 +146,7 @@ class Postfix:
         self.sinkport = sinkport
 
     def start(self):
-        self.dir = tempfile.mkdtemp(prefix="pf-cmp.", dir="/var/tmp")
+        self.dir = tempfile.mkdtemp(prefix="pf-cmp.", dir=BASE)
         d = self.dir
         os.chmod(d, 0o755)  # Postfix's own processes run as user postfix
         for sub in ("etc", "spool", "data"):
@@ -235,8 +243,56 @@ def main():
     ap.add_argument("--messages", type=int, default=5000)
     ap.add_argument("--drain", type=int, default=10000)
     ap.add_argument("--out", default=os.path.join(TOP, "BENCHMARKS.md"))
+    ap.add_argument("--spool-fs", default="auto",
+                    help="auto: a fresh loop-mounted ext4 when possible; or a directory")
     a = ap.parse_args()
     ensure_tools()
+    global BASE
+    fs = SpoolFs(a.spool_fs)
+    BASE = fs.path
+    try:
+        run_all(a, fs.what)
+    finally:
+        fs.close()
+
+
+class SpoolFs:
+    """The file system both MTAs queue on: a fresh loop-mounted ext4, or a directory."""
+
+    def __init__(self, want):
+        self.image = self.mount = None
+        self.path, self.what = "/var/tmp", "/var/tmp"
+        if want != "auto":
+            self.path = self.what = want
+            return
+        if os.geteuid() != 0 or not shutil.which("mkfs.ext4") or not os.path.exists("/dev/loop-control"):
+            print("spool on /var/tmp (a fresh loop-mounted ext4 needs root and loop devices)", file=sys.stderr)
+            return
+        try:
+            fd, self.image = tempfile.mkstemp(prefix="etrnd-bench-fs.", dir="/var/tmp")
+            os.ftruncate(fd, 4 << 30); os.close(fd)
+            sh(f"mkfs.ext4 -q -F {self.image}")
+            self.mount = tempfile.mkdtemp(prefix="etrnd-bench-mnt.", dir="/var/tmp")
+            sh(f"mount -o loop {self.image} {self.mount}")
+            os.chmod(self.mount, 0o755)
+            self.path = self.mount
+            self.what = "a fresh 4 GiB ext4 (mkfs.ext4 defaults, journal on), loop-mounted from a sparse file in /var/tmp"
+        except (OSError, subprocess.CalledProcessError) as e:
+            print(f"spool on /var/tmp (loop mount failed: {e})", file=sys.stderr)
+            self.close()
+
+    def close(self):
+        if self.mount and self.path == self.mount:
+            subprocess.run(["umount", self.mount], capture_output=True)
+        if self.mount:
+            shutil.rmtree(self.mount, ignore_errors=True)
+        if self.image:
+            os.unlink(self.image)
+        self.image = self.mount = None
+        self.path, self.what = "/var/tmp", "/var/tmp"
+
+
+def run_all(a, fs_what):
     sinkport = free_port()
     sink = subprocess.Popen(["smtp-sink", "-u", "root", f"127.0.0.1:{sinkport}", "1000"])
     res = {}  # (figure, mta) -> list
@@ -255,7 +311,7 @@ def main():
                     m.stop()
                 except Exception:
                     pass
-    report(a, res, sinkport)
+    report(a, res, sinkport, fs_what)
 
 
 def measure(a, mtas, sinkport, add):
@@ -291,12 +347,12 @@ def measure(a, mtas, sinkport, add):
             m.stop()
 
 
-def report(a, res, sinkport):
+def report(a, res, sinkport, fs_what):
     sink = subprocess.Popen(["smtp-sink", "-u", "root", f"127.0.0.1:{sinkport}", "1000"])
     time.sleep(0.3)
     t = smtp_source(sinkport, a.messages, 10, "user@client.dom")
     ceiling_direct = a.messages / t
-    fs = sh(f"python3 {TOP}/bench/fsync_ceiling.py 2000")
+    fs = sh(f"python3 {TOP}/bench/fsync_ceiling.py 2000 {BASE}")
     ceiling_fsync = float(re.search(r": (\d+) commits/s", fs).group(1))
     sink.terminate()
     size = os.path.getsize(BIN)
@@ -312,7 +368,7 @@ def report(a, res, sinkport):
     facts = {
         "cores": os.cpu_count(),
         "kernel": platform.release(),
-        "disk": sh(f"df -h {TOP} | tail -1").split()[0] + " (" + sh(f"stat -f -c %T {TOP}").strip() + ")",
+        "disk": sh(f"df -h {BASE} | tail -1").split()[0] + " (" + sh(f"stat -f -c %T {BASE}").strip() + ")",
         "postfix": sh("postconf -h mail_version").strip(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
@@ -329,16 +385,17 @@ def report(a, res, sinkport):
     lines += ["", "Ceilings on this machine:", "",
               f"* smtp-source straight into smtp-sink, 10 sessions: {ceiling_direct:.0f} msg/s (no queue at all)",
               f"* durable small-file commit (create, write 4 KiB, fsync, rename, fsync dir): {ceiling_fsync:.0f} commits/s "
-              "(`python3 bench/fsync_ceiling.py 2000`)",
+              "(`python3 bench/fsync_ceiling.py 2000 SPOOL-FS`)",
               f"* etrnd release binary, stripped: {size} bytes", "",
               "How each MTA is set up: etrnd holds `client.dom` in the queue-only `smtp-etrn` channel (the shipped hub "
               "scheduler.conf) and delivers to smtp-sink through a hosts-file entry; Postfix is a private instance "
-              "(own config, queue and master under /var/tmp, `inet_interfaces = 127.0.0.1`, "
+              "(own config, queue and master on the spool file system, `inet_interfaces = 127.0.0.1`, "
               "`smtp_dns_support_level = disabled`) that holds mail with `defer_transports = smtp`, relays "
               "`client.dom` through `transport_maps` to the same smtp-sink, and flushes with `postqueue -s` "
               "(fast flush). Memory is the sum over every process of the MTA (Postfix: master and all its "
               "children) from /proc/PID/smaps_rollup. Connections are counted as client-side TIME-WAIT sockets "
-              "towards the sink after the drain.", ""]
+              "towards the sink after the drain.", "",
+              f"Spool file system for both MTAs and the commit ceiling: {fs_what}.", ""]
     open(a.out, "w").write("\n".join(lines))
     print("\n".join(lines))
 

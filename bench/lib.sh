@@ -20,7 +20,7 @@ free_port() {
 
 # etrnd_dir TAG [EXTRA-CONF]: a fresh configuration in $dir (loopback, port 0, no DNS).
 etrnd_dir() {
-    dir=$(mktemp -d "/var/tmp/etrnd-$1.XXXXXX")
+    dir=$(mktemp -d "${BENCH_DIR:-/var/tmp}/etrnd-$1.XXXXXX")
     mkdir -p "$dir/db" "$dir/log"
     printf 'MAILVAR=.\nPOSTOFFICE=spool\nPIDFILE=etrnd.pid\nLOGDIR=log\nLISTEN=127.0.0.1:0\nHOSTNAME=bench.example\nHOSTS_ORDER=files\nHOSTS_FILE=hosts\n%s\n' "${2:-}" > "$dir/etrnd.conf"
     : > "$dir/hosts"

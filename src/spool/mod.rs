@@ -24,7 +24,12 @@
 //! 3. `rename(tmp/<id>, queue/<id>)`;
 //! 4. `fsync(queue/)`.
 //!
-//! Several sessions finishing in the same loop turn share step 4 (group commit).
+//! Several sessions finishing in the same loop turn form one batch: every file of the
+//! batch is written and its writeback started (`sync_file_range` on Linux) before the
+//! first fsync, so on a journaling file system the first fsync's commit carries the
+//! whole batch and the others find their data on disk; step 4 is shared (group
+//! commit). Message octets are buffered per message (4 KiB) rather than written per
+//! read.
 //!
 //! | crash after … | on disk                              | at restart                  |
 //! |---------------|--------------------------------------|-----------------------------|
@@ -157,7 +162,13 @@ pub struct Incoming {
     crc: Crc32,
     len: u64,
     error: Option<SpoolError>,
+    /// Octets not yet written: a message arriving in many small reads costs a few
+    /// system calls instead of one per read.
+    buf: Vec<u8>,
 }
+
+/// Size of an incoming message's write buffer.
+const WRITE_BUFFER: usize = 4096;
 
 impl Incoming {
     /// Appends message octets. The first error is kept and reported at commit.
@@ -165,12 +176,33 @@ impl Incoming {
         if self.error.is_some() {
             return;
         }
-        if let Err(e) = self.file.write_all(data) {
-            self.error = Some(SpoolError::new("write", &self.path, e));
-            return;
-        }
         self.crc.update(data);
         self.len += data.len() as u64;
+        if self.buf.len() + data.len() > WRITE_BUFFER {
+            self.flush();
+        }
+        if data.len() >= WRITE_BUFFER {
+            self.write_out(data);
+        } else {
+            self.buf.extend_from_slice(data);
+        }
+    }
+
+    /// Writes out what is buffered.
+    fn flush(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        self.write_out(&buf);
+        self.buf = buf;
+        self.buf.clear();
+    }
+
+    fn write_out(&mut self, data: &[u8]) {
+        if self.error.is_some() || data.is_empty() {
+            return;
+        }
+        if let Err(e) = self.file.write_all(data) {
+            self.error = Some(SpoolError::new("write", &self.path, e));
+        }
     }
 
     /// Octets written so far.
@@ -351,6 +383,7 @@ impl Spool {
                 crc: Crc32::new(),
                 len: 0,
                 error: None,
+                buf: Vec::new(),
             };
             if self.fault == Some(Fault::NoSpace) {
                 inc.error = Some(SpoolError::new("write", &inc.path, injected(libc::ENOSPC)));
@@ -369,12 +402,20 @@ impl Spool {
     /// Commits a batch of finished messages: writes each trailer, fsyncs each file,
     /// renames each into `queue/`, then fsyncs `queue/` once for the whole batch.
     /// Results are in batch order; a failed message leaves nothing in `queue/`.
-    pub fn commit(&mut self, batch: Vec<Incoming>) -> Vec<Result<MessageId, SpoolError>> {
+    pub fn commit(&mut self, mut batch: Vec<Incoming>) -> Vec<Result<MessageId, SpoolError>> {
         let mut results = Vec::with_capacity(batch.len());
         let mut renamed = Vec::new();
-        for (i, mut inc) in batch.into_iter().enumerate() {
+        // Every file's writes go out together first, so one journal commit can carry
+        // the batch and the fsyncs that follow mostly find their data on disk.
+        for inc in &mut batch {
             let t = envelope::trailer(inc.len, inc.crc.value());
             inc.write(&t);
+            inc.flush();
+            if inc.error.is_none() {
+                crate::sys::start_writeback(&inc.file);
+            }
+        }
+        for (i, mut inc) in batch.into_iter().enumerate() {
             let r = self.commit_one(&mut inc);
             match r {
                 Ok(()) => renamed.push(i),

@@ -63,6 +63,28 @@ fn commit_makes_a_verified_queue_file() {
 }
 
 #[test]
+fn buffered_writes_of_any_size_keep_every_octet_in_order() {
+    let t = TempDir::new("buffered");
+    let mut s = Spool::open(&t.0).unwrap();
+    let mut want = Vec::new();
+    let mut inc = s.begin(&env()).unwrap();
+    let big: Vec<u8> = (0..10_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let pieces: Vec<Vec<u8>> = (0..5_000u32)
+        .map(|i| vec![b'0' + (i % 10) as u8])
+        .chain([big.clone(), b"\r\n".to_vec(), vec![b'x'; WRITE_BUFFER], big])
+        .collect();
+    for p in &pieces {
+        inc.write(p);
+        want.extend_from_slice(p);
+    }
+    assert_eq!(inc.len() as usize, env().encode().len() + want.len());
+    let id = s.commit(vec![inc]).pop().unwrap().unwrap();
+    let (e, body) = s.load(id).unwrap();
+    assert_eq!(e, env());
+    assert_eq!(body, want);
+}
+
+#[test]
 fn ids_are_unique_and_increasing() {
     let t = TempDir::new("ids");
     let mut s = Spool::open(&t.0).unwrap();

@@ -59,7 +59,7 @@ fn disk_full_during_data_is_452_and_recovers() {
         return;
     }
     let mut d = Daemon::prepare(Setup::with_conf("MAX_MESSAGE_SIZE=1048576\n"), &[]);
-    let Some(_fs) = Tmpfs::mount(&d.dir.0.join("spool"), "2m") else {
+    let Some(fs) = Tmpfs::mount(&d.dir.0.join("spool"), "2m") else {
         eprintln!("skipped: cannot mount a tmpfs here");
         return;
     };
@@ -95,8 +95,9 @@ fn disk_full_during_data_is_452_and_recovers() {
         "Subject: ok\r\n\r\nok\r\n",
     );
     assert_eq!(d.queue_files().len(), 1);
-    let mut d = d;
+    // The daemon goes first, then the mount, then the directory can be removed.
     d.kill9();
+    drop(fs);
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod install;
 mod interop;
 mod limits;
 mod local;
+mod peer_faults;
 mod resolve;
 mod scripts;
 mod service;

@@ -59,15 +59,16 @@ uninstall:
 		rm -f $(DESTDIR)$(SYSCONFDIR)/etrnd/$$f.sample; \
 	done
 
+# Spool-bound figures run on a fresh file system (bench/spoolfs.sh sets BENCH_DIR).
 bench: build
-	python3 bench/compare.py --runs 3 --messages 5000 --drain 10000 --out BENCHMARKS.md
-	sh bench/accept.sh 10 5000
+	sh bench/spoolfs.sh python3 bench/compare.py --runs 3 --messages 5000 --drain 10000 \
+		--out BENCHMARKS.md
+	sh bench/spoolfs.sh sh -c 'sh bench/accept.sh 10 5000 && \
+		python3 bench/fsync_ceiling.py 2000 "$$BENCH_DIR" && sh bench/drain.sh 10000 && \
+		sh bench/etrn.sh 10000 && sh bench/local.sh 5000'
 	python3 bench/idle.py 1000
-	python3 bench/fsync_ceiling.py 2000
-	sh bench/drain.sh 10000
-	sh bench/etrn.sh 10000
-	sh bench/local.sh 5000
 	sh bench/dns.sh 300
+	$(CARGO) run --release -q --example sched_mem 10000
 
 # 30 minutes of mixed load with churn; prints RSS and descriptors every minute.
 soak: build

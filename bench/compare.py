@@ -18,12 +18,8 @@ Postfix, each figure's median of --runs runs:
      small-file commit rate;
   5. the stripped release binary's size.
 
-Both MTAs keep their queues on the same file system: by default (--spool-fs auto) a
-fresh 4 GiB ext4 with its default journal, made in a sparse file and loop-mounted for
-the run when the script runs as root and the machine has loop devices, else /var/tmp.
-A fresh file system keeps the figures from depending on what else the machine did
-lately (on an ext4 without a journal, for one, every file creation scans past the
-inodes freed in the last minutes). --spool-fs DIR uses DIR instead.
+Both MTAs keep their queues in $BENCH_DIR (default /var/tmp); `make bench` runs this
+under bench/spoolfs.sh, which sets it to a fresh loop-mounted ext4 when it can.
 
 Writes a Markdown report (--out) with the machine facts and the exact commands.
 """
@@ -31,7 +27,7 @@ import argparse, os, platform, re, shutil, socket, statistics, subprocess, sys, 
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(TOP, "target/release/etrnd")
-BASE = "/var/tmp"  # where both MTAs keep their queues (see --spool-fs)
+BASE = os.environ.get("BENCH_DIR") or "/var/tmp"  # where both MTAs keep their queues
 
 
 def sh(cmd, **kw):
@@ -243,53 +239,27 @@ def main():
     ap.add_argument("--messages", type=int, default=5000)
     ap.add_argument("--drain", type=int, default=10000)
     ap.add_argument("--out", default=os.path.join(TOP, "BENCHMARKS.md"))
-    ap.add_argument("--spool-fs", default="auto",
-                    help="auto: a fresh loop-mounted ext4 when possible; or a directory")
     a = ap.parse_args()
     ensure_tools()
-    global BASE
-    fs = SpoolFs(a.spool_fs)
-    BASE = fs.path
-    try:
-        run_all(a, fs.what)
-    finally:
-        fs.close()
+    run_all(a, describe_fs(BASE))
 
 
-class SpoolFs:
-    """The file system both MTAs queue on: a fresh loop-mounted ext4, or a directory."""
-
-    def __init__(self, want):
-        self.image = self.mount = None
-        self.path, self.what = "/var/tmp", "/var/tmp"
-        if want != "auto":
-            self.path = self.what = want
-            return
-        if os.geteuid() != 0 or not shutil.which("mkfs.ext4") or not os.path.exists("/dev/loop-control"):
-            print("spool on /var/tmp (a fresh loop-mounted ext4 needs root and loop devices)", file=sys.stderr)
-            return
-        try:
-            fd, self.image = tempfile.mkstemp(prefix="etrnd-bench-fs.", dir="/var/tmp")
-            os.ftruncate(fd, 4 << 30); os.close(fd)
-            sh(f"mkfs.ext4 -q -F {self.image}")
-            self.mount = tempfile.mkdtemp(prefix="etrnd-bench-mnt.", dir="/var/tmp")
-            sh(f"mount -o loop {self.image} {self.mount}")
-            os.chmod(self.mount, 0o755)
-            self.path = self.mount
-            self.what = "a fresh 4 GiB ext4 (mkfs.ext4 defaults, journal on), loop-mounted from a sparse file in /var/tmp"
-        except (OSError, subprocess.CalledProcessError) as e:
-            print(f"spool on /var/tmp (loop mount failed: {e})", file=sys.stderr)
-            self.close()
-
-    def close(self):
-        if self.mount and self.path == self.mount:
-            subprocess.run(["umount", self.mount], capture_output=True)
-        if self.mount:
-            shutil.rmtree(self.mount, ignore_errors=True)
-        if self.image:
-            os.unlink(self.image)
-        self.image = self.mount = None
-        self.path, self.what = "/var/tmp", "/var/tmp"
+def describe_fs(path):
+    """The device, type and journal of the file system holding `path`."""
+    best = ("", "?", "?")
+    for line in open("/proc/mounts"):
+        dev, mnt, typ = line.split()[:3]
+        if (path + "/").startswith(mnt.rstrip("/") + "/") and len(mnt) >= len(best[1]):
+            best = (dev, mnt, typ)
+    dev, mnt, typ = best
+    text = f"{path} on {dev} ({typ})"
+    if typ.startswith("ext"):
+        feats = subprocess.run(["tune2fs", "-l", dev], capture_output=True, text=True).stdout
+        journal = "has_journal" in feats
+        text += ", journal " + ("on" if journal else "off")
+    if dev.startswith("/dev/loop"):
+        text += ", a fresh file system loop-mounted by bench/spoolfs.sh"
+    return text
 
 
 def run_all(a, fs_what):
@@ -368,13 +338,13 @@ def report(a, res, sinkport, fs_what):
     facts = {
         "cores": os.cpu_count(),
         "kernel": platform.release(),
-        "disk": sh(f"df -h {BASE} | tail -1").split()[0] + " (" + sh(f"stat -f -c %T {BASE}").strip() + ")",
+        "disk": fs_what,
         "postfix": sh("postconf -h mail_version").strip(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     lines = ["# Benchmarks: etrnd and Postfix side by side", "",
-             f"One run of `python3 bench/compare.py --runs {a.runs} --messages {a.messages} --drain {a.drain}` "
-             f"(`make bench` runs it) on {facts['date']}: {facts['cores']} cores, kernel {facts['kernel']}, "
+             f"One run of `sh bench/spoolfs.sh python3 bench/compare.py --runs {a.runs} --messages {a.messages} "
+             f"--drain {a.drain}` (`make bench` runs it) on {facts['date']}: {facts['cores']} cores, kernel {facts['kernel']}, "
              f"spool disk {facts['disk']}, Postfix {facts['postfix']}. Each figure is the median of "
              f"{a.runs} runs, etrnd and Postfix alternating; durability on for both (every 250 after fsync).", "",
              "| figure | etrnd | Postfix | etrnd / Postfix |", "|---|---:|---:|---:|"]
@@ -385,7 +355,7 @@ def report(a, res, sinkport, fs_what):
     lines += ["", "Ceilings on this machine:", "",
               f"* smtp-source straight into smtp-sink, 10 sessions: {ceiling_direct:.0f} msg/s (no queue at all)",
               f"* durable small-file commit (create, write 4 KiB, fsync, rename, fsync dir): {ceiling_fsync:.0f} commits/s "
-              "(`python3 bench/fsync_ceiling.py 2000 SPOOL-FS`)",
+              "(`python3 bench/fsync_ceiling.py 2000 $BENCH_DIR`)",
               f"* etrnd release binary, stripped: {size} bytes", "",
               "How each MTA is set up: etrnd holds `client.dom` in the queue-only `smtp-etrn` channel (the shipped hub "
               "scheduler.conf) and delivers to smtp-sink through a hosts-file entry; Postfix is a private instance "
@@ -395,7 +365,7 @@ def report(a, res, sinkport, fs_what):
               "(fast flush). Memory is the sum over every process of the MTA (Postfix: master and all its "
               "children) from /proc/PID/smaps_rollup. Connections are counted as client-side TIME-WAIT sockets "
               "towards the sink after the drain.", "",
-              f"Spool file system for both MTAs and the commit ceiling: {fs_what}.", ""]
+              ""]
     open(a.out, "w").write("\n".join(lines))
     print("\n".join(lines))
 

@@ -6,7 +6,7 @@
 #   make install    install under $(DESTDIR)$(PREFIX)
 #   make uninstall  remove what install put there
 #   make bench      side-by-side figures (see bench/)
-#   make crashtest  60 kill -9 rounds under mixed load
+#   make crashtest  60 kill -9 rounds under mixed load, 1,000 simulated power cuts
 #   make fuzz       every fuzz target for FUZZ_SECONDS (default 600)
 #   make soak       30 minutes of mixed load; RSS and descriptors must stay flat
 #   make clean      remove build output and ./var
@@ -74,9 +74,11 @@ bench: build
 soak: build
 	python3 bench/soak.py 1800 60
 
-# The crash suite at full length: 60 kill -9 rounds under mixed load.
+# The crash suite at full length: 60 kill -9 rounds under mixed load, and 1,000
+# simulated power cuts (needs root and loop devices).
 crashtest:
-	ETRND_CRASH_ROUNDS=60 $(CARGO) test --test it kill9 -- --nocapture
+	ETRND_CRASH_ROUNDS=60 ETRND_POWERLOSS_ROUNDS=1000 \
+		$(CARGO) test --test it -- --nocapture kill9 power_cut
 
 # Each fuzz target for FUZZ_SECONDS (cargo-fuzz; the stable toolchain needs
 # RUSTC_BOOTSTRAP=1). Seeds are in fuzz/seeds, the growing corpus in fuzz/corpus.

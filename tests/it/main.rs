@@ -12,6 +12,7 @@ mod interop;
 mod limits;
 mod local;
 mod peer_faults;
+mod powerloss;
 mod resolve;
 mod scripts;
 mod service;

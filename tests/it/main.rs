@@ -11,6 +11,7 @@ mod install;
 mod interop;
 mod limits;
 mod local;
+mod ordering;
 mod peer_faults;
 mod powerloss;
 mod resolve;

@@ -57,7 +57,15 @@ impl LoopFs {
 
 impl Drop for LoopFs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.at).status();
+        // Lazily if still busy (a failed test's daemon): never leave a mount behind.
+        let ok = Command::new("umount")
+            .arg(&self.at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.at).status();
+        }
     }
 }
 

@@ -1,0 +1,114 @@
+//! The commit order, read off a system-call trace (reference/bad-input.md goal G3): no
+//! byte of a message's `250` is sent before its file was fsynced, renamed into
+//! `queue/`, and `queue/` fsynced after that rename — also when several sessions
+//! commit in the same batch. Needs strace; skipped without it.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{Client, Daemon};
+
+fn strace() -> Option<&'static str> {
+    ["/usr/bin/strace", "/bin/strace"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+}
+
+#[test]
+fn no_250_before_fsync_rename_and_directory_fsync() {
+    let Some(strace) = strace() else {
+        eprintln!("skipped: needs strace");
+        return;
+    };
+    let d = Daemon::start();
+    let trace = d.dir.0.join("trace");
+    let mut st = Command::new(strace)
+        .args(["-y", "-s", "256", "-o"])
+        .arg(&trace)
+        .args([
+            "-e",
+            "trace=fsync,fdatasync,rename,renameat,renameat2,write,sendto,sendmsg,writev",
+            "-p",
+            &d.pid().to_string(),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("strace");
+    // strace says so on stderr once it is attached.
+    let mut err = st.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&seen).contains("attached") {
+        assert!(Instant::now() < deadline, "strace did not attach");
+        let mut b = [0u8; 256];
+        let n = std::io::Read::read(&mut err, &mut b).unwrap();
+        seen.extend_from_slice(&b[..n]);
+    }
+    let addr = d.addr();
+    let senders: Vec<_> = (0..5)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut c = Client::hello(addr);
+                (0..20)
+                    .map(|i| {
+                        let body = format!("Subject: {t}/{i}\r\n\r\nx\r\n");
+                        c.send_message("s@test.example", &["u@client.dom"], &body)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let ids: Vec<String> = senders
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    // SIGINT makes strace detach and write out the rest of the trace.
+    let _ = Command::new("kill")
+        .args(["-INT", &st.id().to_string()])
+        .status();
+    let _ = st.wait();
+    let lines: Vec<String> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let find = |from: usize, f: &dyn Fn(&str) -> bool| -> Option<usize> {
+        (from..lines.len()).find(|&i| f(&lines[i]))
+    };
+    let mut batched = 0;
+    for id in &ids {
+        let tmp = format!("/tmp/{id}");
+        let queued = format!("/queue/{id}");
+        let sync = find(0, &|l| {
+            l.starts_with("fsync(") && l.contains(&format!("{tmp}>")) && l.ends_with("= 0")
+        })
+        .unwrap_or_else(|| panic!("{id}: no fsync of the temp file"));
+        let rename = find(0, &|l| {
+            l.starts_with("rename") && l.contains(&tmp) && l.contains(&queued)
+        })
+        .unwrap_or_else(|| panic!("{id}: no rename into queue/"));
+        let dir_sync = find(rename, &|l| {
+            l.starts_with("fsync(") && l.contains("/queue>") && l.ends_with("= 0")
+        })
+        .unwrap_or_else(|| panic!("{id}: no fsync of queue/ after the rename"));
+        let reply = find(0, &|l| {
+            l.contains("<socket:") && l.contains(&format!("queued as {id}"))
+        })
+        .unwrap_or_else(|| panic!("{id}: its 250 is not in the trace"));
+        assert!(
+            sync < rename && rename < dir_sync && dir_sync < reply,
+            "{id}: fsync at {sync}, rename at {rename}, dir fsync at {dir_sync}, 250 at {reply}"
+        );
+        // Another message's rename between this one's and the directory fsync: a batch.
+        if lines[rename + 1..dir_sync]
+            .iter()
+            .any(|l| l.starts_with("rename"))
+        {
+            batched += 1;
+        }
+    }
+    eprintln!(
+        "commit order: {} messages, each fsync < rename < dir fsync < 250; {batched} committed in a batch with others",
+        ids.len()
+    );
+}

@@ -65,7 +65,8 @@ bench: build
 		--out BENCHMARKS.md
 	sh bench/spoolfs.sh sh -c 'sh bench/accept.sh 10 5000 && \
 		python3 bench/fsync_ceiling.py 2000 "$$BENCH_DIR" && sh bench/drain.sh 10000 && \
-		sh bench/etrn.sh 10000 && sh bench/local.sh 5000 && python3 bench/latency.py 5000 10'
+		sh bench/etrn.sh 10000 && sh bench/local.sh 5000 && python3 bench/latency.py 5000 10 && \
+		sh bench/recovery.sh 100000'
 	python3 bench/idle.py 1000
 	sh bench/dns.sh 300
 	$(CARGO) run --release -q --example sched_mem 10000

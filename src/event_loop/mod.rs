@@ -163,9 +163,9 @@ impl Daemon {
         );
         let mut sched = Scheduler::new(config.sched.clone(), seed.rotate_left(7));
         let unix = unix_now();
-        for e in spool.list().map_err(|e| io::Error::other(e.to_string()))? {
-            sched.add_message(e.id, &e.envelope, &e.state, unix);
-        }
+        spool
+            .for_each(|e| sched.add_message(e.id, &e.envelope, &e.state, unix))
+            .map_err(|e| io::Error::other(e.to_string()))?;
         log::info!("sched loaded messages={}", sched.messages());
         let mut d = Daemon {
             poll,

@@ -535,7 +535,17 @@ impl Spool {
     /// Reads the whole queue for listing (no verification: read-only, fast).
     pub fn list(&self) -> Result<Vec<QueueEntry>, SpoolError> {
         let mut out = Vec::new();
-        for name in list_dir(&self.queue)? {
+        self.for_each(|e| out.push(e))?;
+        Ok(out)
+    }
+
+    /// Calls `f` with each queued message, oldest first, one at a time: a big queue
+    /// is never held in memory whole (startup, `mailq`).
+    pub fn for_each(&self, mut f: impl FnMut(QueueEntry)) -> Result<(), SpoolError> {
+        let mut names = list_dir(&self.queue)?;
+        // Ids are fixed-width hex: name order is arrival order.
+        names.sort_unstable();
+        for name in names {
             let Some(id) = MessageId::parse(&name) else {
                 continue;
             };
@@ -547,15 +557,14 @@ impl Spool {
             let state = read_file(&self.state.join(&name))
                 .map(|d| StateRecord::decode_all(&d))
                 .unwrap_or_default();
-            out.push(QueueEntry {
+            f(QueueEntry {
                 id,
                 size: data.len() as u64,
                 envelope,
                 state,
             });
         }
-        out.sort_by_key(|e| e.id);
-        Ok(out)
+        Ok(())
     }
 
     /// Appends a record to a message's journal and fsyncs it.

@@ -313,6 +313,7 @@ def measure(a, mtas, sinkport, add):
                 socks = idle_connections(m.port)
                 rss, pss = memory(m.pid())
                 add(f"RSS with {len(socks)} idle connections (KiB)", m.name, rss)
+                add(f"PSS with {len(socks)} idle connections (KiB)", m.name, pss)
                 for s_ in socks: s_.close()
             m.stop()
 

@@ -25,8 +25,7 @@ Writes a Markdown report (--out) with the machine facts and the exact commands.
 """
 import argparse, os, platform, re, shutil, socket, statistics, subprocess, sys, tempfile, time
 
-TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(TOP, "target/release/etrnd")
+from benchlib import BIN, TOP, start_etrnd
 BASE = os.environ.get("BENCH_DIR") or "/var/tmp"  # where both MTAs keep their queues
 
 
@@ -98,24 +97,12 @@ class Etrnd:
         self.sinkport = sinkport
 
     def start(self):
-        self.dir = tempfile.mkdtemp(prefix="etrnd-cmp.", dir=BASE)
-        os.makedirs(f"{self.dir}/db"); os.makedirs(f"{self.dir}/log")
-        open(f"{self.dir}/etrnd.conf", "w").write(
-            "MAILVAR=.\nPOSTOFFICE=spool\nPIDFILE=etrnd.pid\nLOGDIR=log\nLISTEN=127.0.0.1:0\n"
-            "HOSTNAME=etrnd.bench\nHOSTS_ORDER=files\nHOSTS_FILE=hosts\n"
-            f"SMTP_PORT={self.sinkport}\nMAX_CONNECTIONS=1100\nMAX_CONNECTIONS_PER_IP=1100\n")
-        open(f"{self.dir}/hosts", "w").write("127.0.0.1 mail.client.dom\n")
-        open(f"{self.dir}/db/routes", "w").write(".client.dom smtp-etrn!mail.client.dom\n")
-        shutil.copy(f"{TOP}/etc/hub/scheduler.conf", f"{self.dir}/scheduler.conf")
-        self.log = open(f"{self.dir}/log/etrnd", "w+")
-        self.proc = subprocess.Popen([BIN, "-d", "-f", f"{self.dir}/etrnd.conf"], stderr=self.log)
-        for _ in range(100):
-            self.log.seek(0)
-            m = re.search(r"listening address=127\.0\.0\.1:(\d+)", self.log.read())
-            if m:
-                self.port = int(m.group(1)); return
-            time.sleep(0.05)
-        raise RuntimeError("etrnd did not start")
+        self.proc, self.port, self.dir = start_etrnd(
+            "cmp", "HOSTNAME=etrnd.bench\nHOSTS_FILE=hosts\n"
+            f"SMTP_PORT={self.sinkport}\nMAX_CONNECTIONS=1100\nMAX_CONNECTIONS_PER_IP=1100\n",
+            ".client.dom smtp-etrn!mail.client.dom\n",
+            {"hosts": "127.0.0.1 mail.client.dom\n",
+             "scheduler.conf": open(f"{TOP}/etc/hub/scheduler.conf").read()}, BASE)
 
     def pid(self):
         return self.proc.pid

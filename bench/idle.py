@@ -3,27 +3,14 @@
 
     bench/idle.py [N]        (starts its own daemon from target/release)
 """
-import os, re, socket, subprocess, sys, tempfile, time
+import shutil, socket, sys, time
+
+from benchlib import start_etrnd
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-binary = os.path.join(top, "target/release/etrnd")
-d = tempfile.mkdtemp(prefix="etrnd-idle.")
-os.makedirs(os.path.join(d, "db"))
-open(os.path.join(d, "etrnd.conf"), "w").write(
-    "MAILVAR=.\nPOSTOFFICE=spool\nPIDFILE=etrnd.pid\nLISTEN=127.0.0.1:0\n"
-    "HOSTNAME=bench.example\nHOSTS_ORDER=files\nMAX_CONNECTIONS=%d\nMAX_CONNECTIONS_PER_IP=%d\n" % (n + 10, n + 10))
-open(os.path.join(d, "db/routes"), "w").write(".client.dom smtp-etrn!mail.client.dom\n")
-log = open(os.path.join(d, "log"), "w+")
-p = subprocess.Popen([binary, "-d", "-f", os.path.join(d, "etrnd.conf")], stderr=log)
-port = None
-for _ in range(100):
-    log.seek(0)
-    m = re.search(r"listening address=127\.0\.0\.1:(\d+)", log.read())
-    if m:
-        port = int(m.group(1))
-        break
-    time.sleep(0.05)
+p, port, d = start_etrnd(
+    "idle", "HOSTNAME=bench.example\nMAX_CONNECTIONS=%d\nMAX_CONNECTIONS_PER_IP=%d\n" % (n + 10, n + 10),
+    ".client.dom smtp-etrn!mail.client.dom\n")
 
 def rss():
     for line in open("/proc/%d/status" % p.pid):
@@ -50,3 +37,4 @@ finally:
         s.close()
     p.terminate()
     p.wait()
+    shutil.rmtree(d, ignore_errors=True)

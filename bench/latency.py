@@ -13,28 +13,15 @@ and prints p50, p99 and the maximum of each.
 The spool is in $BENCH_DIR (default /var/tmp; `make bench` runs this under
 bench/spoolfs.sh).
 """
-import os, re, shutil, socket, subprocess, sys, tempfile, threading, time
+import shutil, socket, subprocess, sys, threading, time
+
+from benchlib import start_etrnd
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
 sessions = int(sys.argv[2]) if len(sys.argv) > 2 else 10
-top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-binary = os.path.join(top, "target/release/etrnd")
-d = tempfile.mkdtemp(prefix="etrnd-latency.", dir=os.environ.get("BENCH_DIR") or "/var/tmp")
-os.makedirs(os.path.join(d, "db"))
-open(os.path.join(d, "etrnd.conf"), "w").write(
-    "MAILVAR=.\nPOSTOFFICE=spool\nPIDFILE=etrnd.pid\nLISTEN=127.0.0.1:0\nHOSTNAME=bench.example\n"
-    "HOSTS_ORDER=files\nMAX_CONNECTIONS=500\nMAX_CONNECTIONS_PER_IP=500\n")
-open(os.path.join(d, "db/routes"), "w").write(".client.dom smtp-etrn!mail.client.dom\n")
-log = open(os.path.join(d, "log"), "w+")
-daemon = subprocess.Popen([binary, "-d", "-f", os.path.join(d, "etrnd.conf")], stderr=log)
-port = None
-for _ in range(100):
-    log.seek(0)
-    m = re.search(r"listening address=127\.0\.0\.1:(\d+)", log.read())
-    if m:
-        port = int(m.group(1))
-        break
-    time.sleep(0.05)
+daemon, port, d = start_etrnd(
+    "latency", "HOSTNAME=bench.example\nMAX_CONNECTIONS=500\nMAX_CONNECTIONS_PER_IP=500\n",
+    ".client.dom smtp-etrn!mail.client.dom\n")
 
 
 class Session:

@@ -11,31 +11,18 @@ interval.
 """
 import os, re, shutil, socket, smtplib, subprocess, sys, tempfile, threading, time
 
-TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(TOP, "target/release/etrnd")
+from benchlib import TOP, start_etrnd
 secs = int(sys.argv[1]) if len(sys.argv) > 1 else 1800
 every = int(sys.argv[2]) if len(sys.argv) > 2 else 60
 
 subprocess.run(["cargo", "build", "--release", "-q"], cwd=TOP, check=True)
 s = socket.socket(); s.bind(("127.0.0.1", 0)); sinkport = s.getsockname()[1]; s.close()
 sink = subprocess.Popen(["smtp-sink", "-u", "root", f"127.0.0.1:{sinkport}", "1000"])
-d = tempfile.mkdtemp(prefix="etrnd-soak.", dir="/var/tmp")
-os.makedirs(f"{d}/db"); os.makedirs(f"{d}/log")
-open(f"{d}/etrnd.conf", "w").write(
-    "MAILVAR=.\nPOSTOFFICE=spool\nPIDFILE=etrnd.pid\nLOGDIR=log\nLISTEN=127.0.0.1:0\n"
-    "HOSTNAME=soak.example\nHOSTS_ORDER=files\nHOSTS_FILE=hosts\nMAX_CONNECTIONS_PER_IP=100\n")
-open(f"{d}/hosts", "w").write("")
-open(f"{d}/db/routes", "w").write(
-    f".client.dom smtp-etrn![127.0.0.1]:{sinkport}\n.sink.example smtp![127.0.0.1]:{sinkport}\n")
-open(f"{d}/scheduler.conf", "w").write(
-    "*/* interval=10s retries=\"1\" expiry=1d\nsmtp-etrn/* queueonly command=smtp\nsmtp*/* command=smtp\n")
-log = open(f"{d}/log/etrnd", "w+")
-p = subprocess.Popen([BIN, "-d", "-f", f"{d}/etrnd.conf"], stderr=log)
-port = None
-while port is None:
-    time.sleep(0.1); log.seek(0)
-    m = re.search(r"listening address=127\.0\.0\.1:(\d+)", log.read())
-    port = int(m.group(1)) if m else None
+p, port, d = start_etrnd(
+    "soak", "HOSTNAME=soak.example\nHOSTS_FILE=hosts\nMAX_CONNECTIONS_PER_IP=100\n",
+    f".client.dom smtp-etrn![127.0.0.1]:{sinkport}\n.sink.example smtp![127.0.0.1]:{sinkport}\n",
+    {"hosts": "", "scheduler.conf": "*/* interval=10s retries=\"1\" expiry=1d\n"
+     "smtp-etrn/* queueonly command=smtp\nsmtp*/* command=smtp\n"})
 
 stop = threading.Event()
 sent = [0]

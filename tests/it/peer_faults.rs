@@ -133,17 +133,9 @@ fn serve(
             return Ok(());
         } else if up.starts_with("DATA") {
             w.write_all(b"354 go\r\n")?;
-            let mut body = String::new();
-            loop {
-                let mut l = String::new();
-                if r.read_line(&mut l)? == 0 {
-                    return Ok(());
-                }
-                if l == ".\r\n" {
-                    break;
-                }
-                body.push_str(&l);
-            }
+            let Some(body) = crate::sink::read_data(&mut r)? else {
+                return Ok(());
+            };
             match t {
                 Trouble::StallAtDot => {
                     stalled.store(true, Ordering::SeqCst);

@@ -117,6 +117,21 @@ impl Drop for Sink {
     }
 }
 
+/// Reads message lines up to the final dot; `None` if the peer closed first.
+pub fn read_data(r: &mut impl BufRead) -> std::io::Result<Option<String>> {
+    let mut data = String::new();
+    loop {
+        let mut l = String::new();
+        if r.read_line(&mut l)? == 0 {
+            return Ok(None);
+        }
+        if l == ".\r\n" {
+            return Ok(Some(data));
+        }
+        data.push_str(&l);
+    }
+}
+
 fn serve(s: TcpStream, b: &Behaviour, got: &Mutex<Vec<Received>>) -> std::io::Result<()> {
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     s.set_nodelay(true)?;
@@ -163,17 +178,9 @@ fn serve(s: TcpStream, b: &Behaviour, got: &Mutex<Vec<Received>>) -> std::io::Re
                 "554 5.5.1 no valid recipients".into()
             } else {
                 writeln!(w, "354 go\r")?;
-                let mut data = String::new();
-                loop {
-                    let mut l = String::new();
-                    if r.read_line(&mut l)? == 0 {
-                        return Ok(());
-                    }
-                    if l == ".\r\n" {
-                        break;
-                    }
-                    data.push_str(&l);
-                }
+                let Some(data) = read_data(&mut r)? else {
+                    return Ok(());
+                };
                 std::thread::sleep(b.delay);
                 if b.dot_reply.starts_with('2') {
                     got.lock().unwrap().push(Received {

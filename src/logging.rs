@@ -74,27 +74,118 @@ pub fn init_stderr(level: log::LevelFilter) {
     }
 }
 
+/// The usual places of the local syslog socket.
+const SYSLOG_SOCKETS: [&str; 3] = ["/dev/log", "/var/run/syslog", "/var/run/log"];
+
+/// Longest syslog datagram sent; longer lines are cut.
+const MAX_SYSLOG_LINE: usize = 2048;
+
+/// RFC 3164 lines, facility mail, to the local syslog socket. The socket never blocks:
+/// a syslog daemon that stops reading must not stop the mail system, so a line that
+/// does not fit is counted, and the count is logged once lines fit again.
+struct SyslogLogger {
+    level: log::LevelFilter,
+    sock: std::os::unix::net::UnixDatagram,
+    path: std::path::PathBuf,
+    pid: u32,
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+impl SyslogLogger {
+    fn send(&self, severity: u8, text: &str) -> bool {
+        let line = format!(
+            "<{}>{} etrnd[{}]: {}",
+            2 * 8 + severity,
+            syslog_stamp(),
+            self.pid,
+            text
+        );
+        let mut end = line.len().min(MAX_SYSLOG_LINE);
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.sock
+            .send_to(&line.as_bytes()[..end], &self.path)
+            .is_ok()
+    }
+}
+
+impl log::Log for SyslogLogger {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= self.level
+    }
+
+    fn log(&self, r: &log::Record<'_>) {
+        use std::sync::atomic::Ordering;
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let severity = match r.level() {
+            log::Level::Error => 3,
+            log::Level::Warn => 4,
+            log::Level::Info => 6,
+            log::Level::Debug | log::Level::Trace => 7,
+        };
+        let dropped = self.dropped.load(Ordering::Relaxed);
+        if dropped > 0
+            && self.send(
+                4,
+                &format!("syslog dropped={dropped} (the syslog socket was full or gone)"),
+            )
+        {
+            self.dropped.fetch_sub(dropped, Ordering::Relaxed);
+        }
+        if !self.send(severity, &r.args().to_string()) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// `Mmm dd hh:mm:ss` in local time (RFC 3164).
+fn syslog_stamp() -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let [mon, day, h, m, s] = crate::sys::local_time(now);
+    format!(
+        "{} {day:>2} {h:02}:{m:02}:{s:02}",
+        MONTHS[mon.min(11) as usize]
+    )
+}
+
 /// Logs to syslog, facility mail, ident `etrnd` with the pid; `socket` names the
 /// syslog socket when it is not in a usual place. Falls back to stderr when no syslog
 /// socket exists.
 pub fn init_syslog(level: log::LevelFilter, socket: Option<&std::path::Path>) {
-    let formatter = syslog::Formatter3164 {
-        facility: syslog::Facility::LOG_MAIL,
-        hostname: None,
-        process: "etrnd".into(),
-        pid: std::process::id(),
+    let path = match socket {
+        Some(p) => Some(p.to_path_buf()),
+        None => SYSLOG_SOCKETS
+            .iter()
+            .map(std::path::PathBuf::from)
+            .find(|p| p.exists()),
     };
-    let logger = match socket {
-        Some(p) => syslog::unix_custom(formatter, p),
-        None => syslog::unix(formatter),
-    };
-    match logger {
-        Ok(logger) => {
-            if log::set_boxed_logger(Box::new(syslog::BasicLogger::new(logger))).is_ok() {
+    let sock = std::os::unix::net::UnixDatagram::unbound()
+        .and_then(|s| s.set_nonblocking(true).map(|()| s));
+    match (path, sock) {
+        (Some(path), Ok(sock)) => {
+            let logger = SyslogLogger {
+                level,
+                sock,
+                path,
+                pid: std::process::id(),
+                dropped: std::sync::atomic::AtomicU64::new(0),
+            };
+            if log::set_boxed_logger(Box::new(logger)).is_ok() {
                 log::set_max_level(level);
             }
         }
-        Err(_) => init_stderr(level),
+        _ => init_stderr(level),
     }
 }
 
@@ -108,5 +199,14 @@ mod tests {
         assert_eq!(sanitize("é".as_bytes()), "\\xc3\\xa9");
         let long = vec![b'x'; 1000];
         assert!(sanitize(&long).len() <= MAX_LOGGED + 3);
+    }
+
+    #[test]
+    fn syslog_stamp_is_rfc3164() {
+        let s = syslog_stamp();
+        assert_eq!(s.len(), 15, "{s}");
+        assert_eq!(&s[3..4], " ");
+        assert_eq!(&s[9..10], ":");
+        assert_eq!(&s[12..13], ":");
     }
 }

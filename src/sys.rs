@@ -225,6 +225,18 @@ pub fn interface_addrs() -> Vec<std::net::IpAddr> {
     out
 }
 
+/// Month (0–11), day of the month, hour, minute and second of `unix` in local time.
+pub fn local_time(unix: u64) -> [u32; 5] {
+    let t = unix as libc::time_t;
+    // SAFETY: tm is plain old data; zeroed is a valid initial value.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call.
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return [0, 1, 0, 0, 0];
+    }
+    [tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec].map(|v| v.max(0) as u32)
+}
+
 /// Starts writing a file's dirty pages to disk without waiting (Linux
 /// `sync_file_range(SYNC_FILE_RANGE_WRITE)`), so that the writes of a batch are in
 /// flight together before the first `fsync`. Only a hint: `fsync` stays the promise,

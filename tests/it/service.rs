@@ -204,3 +204,62 @@ fn check_reports_unknown_user_and_unusable_spool() {
     assert_eq!(code, 78);
     assert!(err.contains("POSTOFFICE is not a directory"));
 }
+
+#[test]
+fn a_syslog_that_stops_reading_never_stops_the_mail() {
+    let dir = TempDir::new("syslogfull");
+    let port = free_port();
+    Setup::with_conf(&format!("LISTEN=127.0.0.1:{port}\nSYSLOG_SOCKET=syslog\n")).write(&dir.0);
+    // Bound but not read: its queue fills after a few lines.
+    let sock = UnixDatagram::bind(dir.0.join("syslog")).unwrap();
+    let st = Command::new(bin())
+        .arg("-f")
+        .arg(dir.0.join("etrnd.conf"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let pid: i32 = std::fs::read_to_string(dir.0.join("etrnd.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _guard = PidGuard(pid);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // Every message logs several lines; a blocking logger would hang in the first few.
+    let mut c = Client::hello(addr);
+    for i in 0..40 {
+        c.send_message(
+            "s@test.example",
+            &["u@client.dom"],
+            &format!("Subject: {i}\r\n\r\nx\r\n"),
+        );
+    }
+    c.cmd("QUIT", 221);
+    // Read what is queued and make the daemon log again: once there is room it
+    // reports what it dropped.
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lines.iter().any(|l: &String| l.contains("syslog dropped=")) {
+        assert!(Instant::now() < deadline, "no drop report: {lines:?}");
+        while let Ok(n) = sock.recv(&mut buf) {
+            lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        Client::hello(addr).cmd("QUIT", 221);
+    }
+    let report = lines
+        .iter()
+        .find(|l| l.contains("syslog dropped="))
+        .unwrap();
+    assert!(
+        report.starts_with("<20>"),
+        "a warning, facility mail: {report}"
+    );
+    assert!(
+        report.contains(&format!("etrnd[{pid}]:")),
+        "ident and pid: {report}"
+    );
+    kill("-TERM", pid);
+}

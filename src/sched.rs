@@ -113,15 +113,15 @@ pub enum RcptState {
     Done,
 }
 
-/// Per queued recipient; kept small because a held queue can be large. The thread key
-/// is shared with the thread's map entry and equal errors share one string.
+/// Per queued recipient; kept small (32 octets) because a held queue can be large. The
+/// thread key is shared with the thread's map entry; the last error of a deferred
+/// recipient is in [`Scheduler`]'s `errors`.
 #[derive(Debug)]
 struct RcptInfo {
     address: Box<str>,
     key: Rc<ThreadKey>,
     state: RcptState,
     attempts: u32,
-    last_error: Option<Rc<str>>,
 }
 
 #[derive(Debug)]
@@ -156,6 +156,8 @@ pub struct Scheduler {
     bounces: VecDeque<Bounce>,
     records: VecDeque<(MessageId, StateRecord)>,
     complete: VecDeque<MessageId>,
+    /// The last error of each waiting recipient that was tried.
+    errors: HashMap<RcptRef, Rc<str>>,
     /// The last error string stored, shared by the next recipients with the same one.
     last_reason: Option<Rc<str>>,
     /// A lower bound of the next expiry (`Some(None)`: nothing expires), or `None`
@@ -192,6 +194,7 @@ impl Scheduler {
             bounces: VecDeque::new(),
             records: VecDeque::new(),
             complete: VecDeque::new(),
+            errors: HashMap::new(),
             last_reason: None,
             expiry_bound: Cell::new(None),
         }
@@ -259,10 +262,10 @@ impl Scheduler {
                 key: self.intern(dest_key(&r.dest)),
                 state: RcptState::Waiting,
                 attempts: 0,
-                last_error: None,
             });
         }
         let mut next_try: HashMap<usize, Unix> = HashMap::new();
+        let mut last_error: HashMap<usize, Rc<str>> = HashMap::new();
         for rec in journal {
             match rec {
                 StateRecord::Delivered { idx, .. } | StateRecord::Failed { idx, .. } => {
@@ -274,10 +277,8 @@ impl Scheduler {
                     idx, next, reason, ..
                 } => {
                     if *idx < rcpts.len() {
-                        let reason = self.reason(reason);
-                        let r = &mut rcpts[*idx];
-                        r.attempts += 1;
-                        r.last_error = Some(reason);
+                        rcpts[*idx].attempts += 1;
+                        last_error.insert(*idx, self.reason(reason));
                         next_try.insert(*idx, *next);
                     }
                 }
@@ -304,6 +305,11 @@ impl Scheduler {
         if all_done {
             self.complete.push_back(id);
             return;
+        }
+        for (idx, e) in last_error {
+            if rcpts[idx].state == RcptState::Waiting {
+                self.errors.insert(RcptRef { msg: id, idx }, e);
+            }
         }
         let m = MsgInfo {
             arrival: env.arrival,
@@ -484,9 +490,13 @@ impl Scheduler {
                 continue;
             };
             match res {
-                RcptResult::Delivered => ri.state = RcptState::Done,
+                RcptResult::Delivered => {
+                    ri.state = RcptState::Done;
+                    self.errors.remove(r);
+                }
                 RcptResult::Failed(status, reason) => {
                     ri.state = RcptState::Done;
+                    self.errors.remove(r);
                     failures
                         .entry(r.msg)
                         .or_default()
@@ -495,7 +505,9 @@ impl Scheduler {
                 RcptResult::Deferred(reason) => {
                     ri.state = RcptState::Waiting;
                     ri.attempts += 1;
-                    ri.last_error = shared;
+                    if let Some(e) = shared {
+                        self.errors.insert(*r, e);
+                    }
                     self.records.push_back((
                         r.msg,
                         StateRecord::Deferred {
@@ -618,7 +630,7 @@ impl Scheduler {
                 .and_then(|m| m.rcpts.get_mut(r.idx))
             {
                 ri.state = RcptState::Done;
-                let why = match &ri.last_error {
+                let why = match self.errors.remove(&r) {
                     Some(e) => format!("delivery time expired; last error: {e}"),
                     None => "delivery time expired; never released or tried".into(),
                 };

@@ -85,10 +85,80 @@ const MAX_SYSLOG_LINE: usize = 2048;
 /// does not fit is counted, and the count is logged once lines fit again.
 struct SyslogLogger {
     level: log::LevelFilter,
-    sock: std::os::unix::net::UnixDatagram,
+    out: SyslogOut,
     path: std::path::PathBuf,
     pid: u32,
     dropped: std::sync::atomic::AtomicU64,
+}
+
+/// The kind of socket the syslog daemon listens on.
+enum SyslogOut {
+    /// A datagram socket (journald, rsyslog, busybox and BSD syslogd): one line per
+    /// datagram, sent to the path each time, so a restarted syslogd is found again.
+    Datagram(std::os::unix::net::UnixDatagram),
+    /// A stream socket (some syslog-ng setups): lines end in a newline; the connection
+    /// is made again after an error.
+    Stream(std::sync::Mutex<SyslogStream>),
+}
+
+#[derive(Default)]
+struct SyslogStream {
+    conn: Option<std::os::unix::net::UnixStream>,
+    /// The unwritten end of a line the socket took only part of.
+    rest: Vec<u8>,
+}
+
+impl SyslogStream {
+    /// Writes as much of `data` as the socket takes now; false on an error.
+    fn write_some(&mut self, data: &[u8]) -> Result<usize, ()> {
+        use std::io::Write;
+        let Some(c) = self.conn.as_mut() else {
+            return Err(());
+        };
+        match c.write(data) {
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
+            Err(_) => {
+                self.conn = None;
+                self.rest.clear();
+                Err(())
+            }
+        }
+    }
+
+    /// Sends one line (with its newline) unless the socket is full or gone.
+    fn send(&mut self, path: &std::path::Path, line: &[u8]) -> bool {
+        if self.conn.is_none() {
+            let c = std::os::unix::net::UnixStream::connect(path)
+                .and_then(|c| c.set_nonblocking(true).map(|()| c));
+            match c {
+                Ok(c) => self.conn = Some(c),
+                Err(_) => return false,
+            }
+        }
+        if !self.rest.is_empty() {
+            let rest = std::mem::take(&mut self.rest);
+            match self.write_some(&rest) {
+                Ok(n) if n == rest.len() => {}
+                Ok(n) => {
+                    self.rest = rest[n..].to_vec();
+                    return false;
+                }
+                Err(()) => return false,
+            }
+        }
+        let mut data = line.to_vec();
+        data.push(b'\n');
+        match self.write_some(&data) {
+            Ok(0) => false,
+            Ok(n) => {
+                // Part of the line went: the rest must follow before anything else.
+                self.rest = data[n..].to_vec();
+                true
+            }
+            Err(()) => false,
+        }
+    }
 }
 
 impl SyslogLogger {
@@ -104,9 +174,14 @@ impl SyslogLogger {
         while !line.is_char_boundary(end) {
             end -= 1;
         }
-        self.sock
-            .send_to(&line.as_bytes()[..end], &self.path)
-            .is_ok()
+        let line = &line.as_bytes()[..end];
+        match &self.out {
+            SyslogOut::Datagram(s) => s.send_to(line, &self.path).is_ok(),
+            SyslogOut::Stream(s) => match s.lock() {
+                Ok(mut s) => s.send(&self.path, line),
+                Err(_) => false,
+            },
+        }
     }
 }
 
@@ -174,9 +249,18 @@ pub fn init_syslog(level: log::LevelFilter, socket: Option<&std::path::Path>) {
         .and_then(|s| s.set_nonblocking(true).map(|()| s));
     match (path, sock) {
         (Some(path), Ok(sock)) => {
+            // A datagram socket cannot connect to a stream socket: that tells the kind.
+            let stream = std::os::unix::net::UnixDatagram::unbound()
+                .and_then(|probe| probe.connect(&path))
+                .is_err_and(|e| e.raw_os_error() == Some(libc::EPROTOTYPE));
+            let out = if stream {
+                SyslogOut::Stream(std::sync::Mutex::new(SyslogStream::default()))
+            } else {
+                SyslogOut::Datagram(sock)
+            };
             let logger = SyslogLogger {
                 level,
-                sock,
+                out,
                 path,
                 pid: std::process::id(),
                 dropped: std::sync::atomic::AtomicU64::new(0),

@@ -263,3 +263,53 @@ fn a_syslog_that_stops_reading_never_stops_the_mail() {
     );
     kill("-TERM", pid);
 }
+
+#[test]
+fn logs_to_a_stream_syslog_socket_too() {
+    use std::io::BufRead;
+    let dir = TempDir::new("syslogstream");
+    let port = free_port();
+    Setup::with_conf(&format!("LISTEN=127.0.0.1:{port}\nSYSLOG_SOCKET=syslog\n")).write(&dir.0);
+    // As some syslog-ng setups listen: a stream socket, one line per message.
+    let l = std::os::unix::net::UnixListener::bind(dir.0.join("syslog")).unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let l2 = lines.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming().map_while(Result::ok) {
+            let l3 = l2.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(conn).lines().map_while(Result::ok) {
+                    l3.lock().unwrap().push(line);
+                }
+            });
+        }
+    });
+    let st = Command::new(bin())
+        .arg("-f")
+        .arg(dir.0.join("etrnd.conf"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let pid: i32 = std::fs::read_to_string(dir.0.join("etrnd.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _guard = PidGuard(pid);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    Client::hello(addr).cmd("QUIT", 221);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = lines.lock().unwrap().clone();
+        let started = got.iter().find(|l| l.contains("daemon started"));
+        let connect = got.iter().any(|l| l.contains("smtp connect"));
+        if let (Some(s), true) = (started, connect) {
+            assert!(s.starts_with("<22>"), "{s}");
+            assert!(s.contains(&format!("etrnd[{pid}]: daemon started")), "{s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "lines so far: {got:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill("-TERM", pid);
+}

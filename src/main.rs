@@ -208,20 +208,10 @@ fn daemon(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
     }
     let fds = etrnd::sys::raise_fd_limit();
     log::debug!("daemon fd-limit={fds}");
-    let mut spool = match Spool::open(&cfg.main.postoffice) {
+    let spool = match Spool::open(&cfg.main.postoffice) {
         Ok(s) => s,
         Err(e) => die(ex::CANTCREAT, e),
     };
-    match spool.recover() {
-        Ok(r) => log::info!(
-            "spool recovered queued={} removed-temp={} quarantined={} removed-journals={}",
-            r.queued.len(),
-            r.removed_tmp,
-            r.quarantined.len(),
-            r.removed_state
-        ),
-        Err(e) => die(ex::OSERR, e),
-    }
     let user = cfg.main.user.clone().filter(|_| etrnd::sys::is_root());
     let cfg_copy = user.as_ref().map(|_| cfg.main.clone());
     let mut d = match etrnd::event_loop::Daemon::new(cfg, config_path, listeners, spool) {

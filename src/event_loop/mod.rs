@@ -130,13 +130,13 @@ fn unix_now() -> u64 {
 }
 
 impl Daemon {
-    /// Sets up the loop around already bound listeners and an opened, recovered
-    /// spool.
+    /// Sets up the loop around already bound listeners and an opened spool, which it
+    /// recovers (temp files purged, every queue file verified, bad ones quarantined).
     pub fn new(
         config: Config,
         config_path: PathBuf,
         listeners: Vec<TcpListener>,
-        spool: Spool,
+        mut spool: Spool,
     ) -> io::Result<Daemon> {
         let poll = Poll::new()?;
         let signals = crate::sys::SignalPipe::install()?;
@@ -165,9 +165,18 @@ impl Daemon {
         );
         let mut sched = Scheduler::new(config.sched.clone(), seed.rotate_left(7));
         let unix = unix_now();
-        spool
-            .for_each(|e| sched.add_message(e.id, &e.envelope, &e.state, unix))
+        // Startup recovery (reference/bad-input.md H64, H65) reads each queue file
+        // once: verified messages go straight into the schedule.
+        let rec = spool
+            .recover(|e| sched.add_message(e.id, &e.envelope, &e.state, unix))
             .map_err(|e| io::Error::other(e.to_string()))?;
+        log::info!(
+            "spool recovered queued={} removed-temp={} quarantined={} removed-journals={}",
+            rec.queued.len(),
+            rec.removed_tmp,
+            rec.quarantined.len(),
+            rec.removed_state
+        );
         log::info!("sched loaded messages={}", sched.messages());
         let mut d = Daemon {
             poll,

@@ -485,7 +485,9 @@ impl Spool {
     /// Startup recovery: removes `tmp/*`, verifies every `queue/` file and moves bad
     /// ones to `corrupt/`, removes journals of messages that are gone. Also moves the
     /// id generator past every existing id.
-    pub fn recover(&mut self) -> Result<Recovery, SpoolError> {
+    /// Each valid message goes to `f` as it is verified, oldest first: the daemon
+    /// builds its schedule from the same read.
+    pub fn recover(&mut self, mut f: impl FnMut(QueueEntry)) -> Result<Recovery, SpoolError> {
         let mut rec = Recovery::default();
         for name in list_dir(&self.tmp)? {
             let p = self.tmp.join(&name);
@@ -494,19 +496,26 @@ impl Spool {
                 log::info!("spool removed-temp file={}", p.display());
             }
         }
-        for name in list_dir(&self.queue)? {
+        for name in self.queue_names()? {
             let p = self.queue.join(&name);
             let verdict = match MessageId::parse(&name) {
                 None => Err("not a message file name".to_string()),
-                Some(id) => read_file(&p)
-                    .map_err(|e| e.to_string())
-                    .and_then(|data| check(&data).map_err(|e| e.0))
-                    .map(|()| id),
+                Some(id) => read_file(&p).map_err(|e| e.to_string()).and_then(|data| {
+                    verified(&data)
+                        .map(|env| (id, env, data.len() as u64))
+                        .map_err(|e| e.0)
+                }),
             };
             match verdict {
-                Ok(id) => {
+                Ok((id, envelope, size)) => {
                     self.last_id = self.last_id.max(id.0);
                     rec.queued.push(id);
+                    f(QueueEntry {
+                        id,
+                        size,
+                        envelope,
+                        state: self.journal(&name),
+                    });
                 }
                 Err(why) => {
                     let dest = self.corrupt.join(&name);
@@ -521,14 +530,13 @@ impl Spool {
         }
         for name in list_dir(&self.state)? {
             let orphan = match MessageId::parse(&name) {
-                Some(id) => !rec.queued.contains(&id),
+                Some(id) => rec.queued.binary_search(&id).is_err(),
                 None => true,
             };
             if orphan && fs::remove_file(self.state.join(&name)).is_ok() {
                 rec.removed_state += 1;
             }
         }
-        rec.queued.sort();
         Ok(rec)
     }
 
@@ -542,10 +550,7 @@ impl Spool {
     /// Calls `f` with each queued message, oldest first, one at a time: a big queue
     /// is never held in memory whole (startup, `mailq`).
     pub fn for_each(&self, mut f: impl FnMut(QueueEntry)) -> Result<(), SpoolError> {
-        let mut names = list_dir(&self.queue)?;
-        // Ids are fixed-width hex: name order is arrival order.
-        names.sort_unstable();
-        for name in names {
+        for name in self.queue_names()? {
             let Some(id) = MessageId::parse(&name) else {
                 continue;
             };
@@ -554,17 +559,29 @@ impl Spool {
             let Ok((envelope, _)) = Envelope::decode(&data) else {
                 continue;
             };
-            let state = read_file(&self.state.join(&name))
-                .map(|d| StateRecord::decode_all(&d))
-                .unwrap_or_default();
             f(QueueEntry {
                 id,
                 size: data.len() as u64,
                 envelope,
-                state,
+                state: self.journal(&name),
             });
         }
         Ok(())
+    }
+
+    /// The names in `queue/`, oldest first (ids are fixed-width hex: name order is
+    /// arrival order).
+    fn queue_names(&self) -> Result<Vec<String>, SpoolError> {
+        let mut names = list_dir(&self.queue)?;
+        names.sort_unstable();
+        Ok(names)
+    }
+
+    /// The journal of the message named `name` (empty when it has none).
+    fn journal(&self, name: &str) -> Vec<StateRecord> {
+        read_file(&self.state.join(name))
+            .map(|d| StateRecord::decode_all(&d))
+            .unwrap_or_default()
     }
 
     /// Appends a record to a message's journal and fsyncs it.
@@ -623,8 +640,13 @@ impl Spool {
 
 /// Verifies a whole message file: trailer, checksum and envelope.
 pub fn check(data: &[u8]) -> Result<(), DecodeError> {
+    verified(data).map(|_| ())
+}
+
+/// The envelope of a message file that verifies.
+fn verified(data: &[u8]) -> Result<Envelope, DecodeError> {
     let content = envelope::verify(data)?;
-    Envelope::decode(&data[..content]).map(|_| ())
+    Envelope::decode(&data[..content]).map(|(e, _)| e)
 }
 
 fn read_file(p: &Path) -> io::Result<Vec<u8>> {

@@ -153,8 +153,10 @@ fn recovery_table() {
     fs::write(t.0.join("state/00000000000000ff"), b"D 0 1\n").unwrap();
 
     let mut s2 = Spool::open(&t.0).unwrap();
-    let rec = s2.recover().unwrap();
+    let mut loaded = Vec::new();
+    let rec = s2.recover(|e| loaded.push((e.id, e.envelope))).unwrap();
     assert_eq!(rec.queued, vec![good]);
+    assert_eq!(loaded, vec![(good, env())], "only the good file is loaded");
     assert_eq!(rec.removed_tmp, 1);
     assert_eq!(rec.quarantined.len(), 5);
     assert_eq!(rec.removed_state, 1);

@@ -8,7 +8,7 @@
 //! between repeats a bounce, never loses one); a finished message's queue file is
 //! removed last.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
@@ -70,6 +70,9 @@ pub struct Outbound {
     free: Vec<usize>,
     lookups: HashMap<LookupId, JobId>,
     timers: Timers,
+    /// Messages whose files went when their last recipient was delivered: when the
+    /// scheduler completes them there is nothing left to remove.
+    removed: HashSet<MessageId>,
 }
 
 impl Outbound {
@@ -603,17 +606,13 @@ impl Daemon {
         let Some((msg, idxs)) = run.current.take() else {
             return;
         };
-        let unix = unix_now();
         let mut delivered = Vec::new();
         let mut results = Vec::new();
         for (idx, o) in idxs.iter().zip(outcomes) {
             let r = RcptRef { msg, idx: *idx };
             let res = match o {
                 RcptOutcome::Delivered(_) => {
-                    delivered.push(StateRecord::Delivered {
-                        idx: *idx,
-                        at: unix,
-                    });
+                    delivered.push(*idx);
                     RcptResult::Delivered
                 }
                 RcptOutcome::Deferred(t) => RcptResult::Deferred(t),
@@ -621,19 +620,23 @@ impl Daemon {
             };
             results.push((r, res));
         }
-        let idxs: Vec<usize> = results
-            .iter()
-            .filter(|(_, r)| *r == RcptResult::Delivered)
-            .map(|(r, _)| r.idx)
-            .collect();
-        let recorded = if !idxs.is_empty() && self.sched.done_after(msg, &idxs) {
+        let recorded = if !delivered.is_empty() && self.sched.done_after(msg, &delivered) {
             // Every recipient is done: removing the queue file is the record. The
             // unlink is in the kernel at once, so a kill -9 never re-sends it; only a
             // power loss before the next directory flush can bring it back (a
             // duplicate, RFC 1047), which saves an fsync per message on a drain.
-            self.spool.complete(msg)
+            let r = self.spool.complete(msg);
+            if r.is_ok() {
+                self.outbound.removed.insert(msg);
+            }
+            r
         } else {
-            self.spool.record_all(msg, &delivered)
+            let at = unix_now();
+            let recs: Vec<StateRecord> = delivered
+                .iter()
+                .map(|&idx| StateRecord::Delivered { idx, at })
+                .collect();
+            self.spool.record_all(msg, &recs)
         };
         if let Err(e) = recorded {
             // The remote has the message; we could not note it. It may be sent again
@@ -690,6 +693,10 @@ impl Daemon {
             self.send_bounce(b);
         }
         while let Some(id) = self.sched.poll_complete() {
+            if self.outbound.removed.remove(&id) {
+                log::info!("{id} sched removed");
+                continue;
+            }
             match self.spool.complete(id) {
                 Ok(()) => log::info!("{id} sched removed"),
                 Err(e) => log::error!("{id} spool remove-failed error=\"{e}\""),

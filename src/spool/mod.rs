@@ -626,7 +626,7 @@ impl Spool {
     pub fn complete(&self, id: MessageId) -> Result<(), SpoolError> {
         let p = self.queue_path(id);
         match fs::remove_file(&p) {
-            // Already removed when its last recipient was delivered.
+            // Already gone (removed by hand): nothing left to do.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             r => r.map_err(|e| SpoolError::new("unlink", &p, e))?,
         }

@@ -433,13 +433,7 @@ impl Spool {
         if renamed.is_empty() {
             return results;
         }
-        let dir_sync = if self.fault == Some(Fault::FsyncDir) {
-            Err(injected(libc::EIO))
-        } else if self.fault == Some(Fault::NoSync) {
-            Ok(())
-        } else {
-            fsync_dir(&self.queue)
-        };
+        let dir_sync = self.sync_step(Fault::FsyncDir, || fsync_dir(&self.queue));
         if let Err(e) = dir_sync {
             // Nothing of this batch may be acknowledged: take every file back out.
             log::error!(
@@ -461,17 +455,21 @@ impl Spool {
         results
     }
 
+    /// An fsync of the commit path, unless a test fault stands in for it: `fails`
+    /// makes this one fail with EIO, `NoSync` skips every one.
+    fn sync_step(&self, fails: Fault, sync: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
+        match self.fault {
+            Some(f) if f == fails => Err(injected(libc::EIO)),
+            Some(Fault::NoSync) => Ok(()),
+            _ => sync(),
+        }
+    }
+
     fn commit_one(&self, inc: &mut Incoming) -> Result<(), SpoolError> {
         if let Some(e) = inc.error.take() {
             return Err(e);
         }
-        let synced = if self.fault == Some(Fault::FsyncFile) {
-            Err(injected(libc::EIO))
-        } else if self.fault == Some(Fault::NoSync) {
-            Ok(())
-        } else {
-            inc.file.sync_all()
-        };
+        let synced = self.sync_step(Fault::FsyncFile, || inc.file.sync_all());
         synced.map_err(|e| SpoolError::new("fsync", &inc.path, e))?;
         let dest = self.queue_path(inc.id);
         let renamed = if self.fault == Some(Fault::Rename) {

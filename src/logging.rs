@@ -28,11 +28,13 @@ pub fn sanitize(s: &[u8]) -> String {
     out
 }
 
-struct StderrLogger {
+/// The one `log` backend: records at or above `level` go to stderr or to syslog.
+struct Logger {
     level: log::LevelFilter,
+    syslog: Option<Syslog>,
 }
 
-impl log::Log for StderrLogger {
+impl log::Log for Logger {
     fn enabled(&self, m: &log::Metadata<'_>) -> bool {
         m.level() <= self.level
     }
@@ -41,21 +43,35 @@ impl log::Log for StderrLogger {
         if !self.enabled(r.metadata()) {
             return;
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let stamp = crate::smtp::trace::iso_date(now.as_secs());
-        let _ = writeln!(
-            std::io::stderr().lock(),
-            "{stamp}.{:03} etrnd[{}]: {}: {}",
-            now.subsec_millis(),
-            std::process::id(),
-            r.level().as_str().to_ascii_lowercase(),
-            r.args()
-        );
+        match &self.syslog {
+            Some(s) => s.log(r),
+            None => log_stderr(r),
+        }
     }
 
     fn flush(&self) {}
+}
+
+fn install(level: log::LevelFilter, syslog: Option<Syslog>) {
+    if log::set_boxed_logger(Box::new(Logger { level, syslog })).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+/// A millisecond time stamp, the pid and the level, then the message.
+fn log_stderr(r: &log::Record<'_>) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let stamp = crate::smtp::trace::iso_date(now.as_secs());
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "{stamp}.{:03} etrnd[{}]: {}: {}",
+        now.subsec_millis(),
+        std::process::id(),
+        r.level().as_str().to_ascii_lowercase(),
+        r.args()
+    );
 }
 
 /// The level for a count of `-v` flags: info, then debug, then trace.
@@ -69,9 +85,7 @@ pub fn level_for(verbosity: usize) -> log::LevelFilter {
 
 /// Logs to stderr (foreground mode and the command-line tools).
 pub fn init_stderr(level: log::LevelFilter) {
-    if log::set_boxed_logger(Box::new(StderrLogger { level })).is_ok() {
-        log::set_max_level(level);
-    }
+    install(level, None);
 }
 
 /// The usual places of the local syslog socket.
@@ -83,8 +97,7 @@ const MAX_SYSLOG_LINE: usize = 2048;
 /// RFC 3164 lines, facility mail, to the local syslog socket. The socket never blocks:
 /// a syslog daemon that stops reading must not stop the mail system, so a line that
 /// does not fit is counted, and the count is logged once lines fit again.
-struct SyslogLogger {
-    level: log::LevelFilter,
+struct Syslog {
     out: SyslogOut,
     path: std::path::PathBuf,
     pid: u32,
@@ -161,7 +174,7 @@ impl SyslogStream {
     }
 }
 
-impl SyslogLogger {
+impl Syslog {
     fn send(&self, severity: u8, text: &str) -> bool {
         let line = format!(
             "<{}>{} etrnd[{}]: {}",
@@ -185,16 +198,9 @@ impl SyslogLogger {
     }
 }
 
-impl log::Log for SyslogLogger {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= self.level
-    }
-
+impl Syslog {
     fn log(&self, r: &log::Record<'_>) {
         use std::sync::atomic::Ordering;
-        if !self.enabled(r.metadata()) {
-            return;
-        }
         let severity = match r.level() {
             log::Level::Error => 3,
             log::Level::Warn => 4,
@@ -214,8 +220,6 @@ impl log::Log for SyslogLogger {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
-
-    fn flush(&self) {}
 }
 
 /// `Mmm dd hh:mm:ss` in local time (RFC 3164).
@@ -258,18 +262,15 @@ pub fn init_syslog(level: log::LevelFilter, socket: Option<&std::path::Path>) {
             } else {
                 SyslogOut::Datagram(sock)
             };
-            let logger = SyslogLogger {
-                level,
+            let syslog = Syslog {
                 out,
                 path,
                 pid: std::process::id(),
                 dropped: std::sync::atomic::AtomicU64::new(0),
             };
-            if log::set_boxed_logger(Box::new(logger)).is_ok() {
-                log::set_max_level(level);
-            }
+            install(level, Some(syslog));
         }
-        _ => init_stderr(level),
+        _ => install(level, None),
     }
 }
 

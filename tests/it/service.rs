@@ -75,6 +75,26 @@ impl Drop for PidGuard {
     }
 }
 
+/// Starts the daemon of `dir` as rc.d does (no -d) and returns its pid, read from the
+/// pid file, with a guard that kills it if the test fails first.
+fn start_detached(dir: &std::path::Path) -> (i32, PidGuard) {
+    let st = Command::new(bin())
+        .arg("-f")
+        .arg(dir.join("etrnd.conf"))
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "the parent returns once the daemon is detached"
+    );
+    let pid: i32 = std::fs::read_to_string(dir.join("etrnd.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (pid, PidGuard(pid))
+}
+
 fn kill(sig: &str, pid: i32) {
     assert!(Command::new("kill")
         .args([sig, &pid.to_string()])
@@ -90,18 +110,7 @@ fn detaches_writes_pidfile_logs_to_syslog_reloads_and_stops() {
     Setup::with_conf(&format!("LISTEN=127.0.0.1:{port}\nSYSLOG_SOCKET=syslog\n")).write(&dir.0);
     let syslog = Syslog::bind(&dir.0.join("syslog"));
     let conf = dir.0.join("etrnd.conf");
-    // As rc.d starts it: no -d.
-    let st = Command::new(bin()).arg("-f").arg(&conf).status().unwrap();
-    assert!(
-        st.success(),
-        "the parent returns once the daemon is detached"
-    );
-    let pid: i32 = std::fs::read_to_string(dir.0.join("etrnd.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let _guard = PidGuard(pid);
+    let (pid, _guard) = start_detached(&dir.0);
     assert!(alive(pid));
     let started = syslog.wait_for("daemon started");
     assert!(
@@ -212,18 +221,7 @@ fn a_syslog_that_stops_reading_never_stops_the_mail() {
     Setup::with_conf(&format!("LISTEN=127.0.0.1:{port}\nSYSLOG_SOCKET=syslog\n")).write(&dir.0);
     // Bound but not read: its queue fills after a few lines.
     let sock = UnixDatagram::bind(dir.0.join("syslog")).unwrap();
-    let st = Command::new(bin())
-        .arg("-f")
-        .arg(dir.0.join("etrnd.conf"))
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let pid: i32 = std::fs::read_to_string(dir.0.join("etrnd.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let _guard = PidGuard(pid);
+    let (pid, _guard) = start_detached(&dir.0);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     // Every message logs several lines; a blocking logger would hang in the first few.
     let mut c = Client::hello(addr);
@@ -284,18 +282,7 @@ fn logs_to_a_stream_syslog_socket_too() {
             });
         }
     });
-    let st = Command::new(bin())
-        .arg("-f")
-        .arg(dir.0.join("etrnd.conf"))
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let pid: i32 = std::fs::read_to_string(dir.0.join("etrnd.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let _guard = PidGuard(pid);
+    let (pid, _guard) = start_detached(&dir.0);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     Client::hello(addr).cmd("QUIT", 221);
     let deadline = Instant::now() + Duration::from_secs(10);

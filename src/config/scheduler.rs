@@ -673,15 +673,21 @@ mod tests {
     #[test]
     fn odd_white_space_never_stalls_the_tokenizer() {
         // Found by fuzzing: a vertical tab or NEL made no progress.
-        for t in [
-            "a/*\u{b}maxthr=2\n",
-            "a/* \u{85}\n",
-            "\u{a0}x\n",
-            "=\n",
-            "a/* =\n",
-        ] {
-            let _ = parse(t);
+        let c = parse("a/*\u{b}maxthr=2\n").unwrap();
+        assert_eq!(c.clauses.len(), 1);
+        assert_eq!(c.clauses[0].params.maxthr, 2, "a vertical tab separates");
+        let c = parse("a/* \u{85}\n").unwrap();
+        assert_eq!(c.clauses[0].selector, "a/*", "NEL is white space");
+        for t in ["\u{a0}x\n", "=\n", "a/* =\n"] {
+            let _ = parse(t); // returns, either way
         }
+    }
+
+    #[test]
+    fn a_multibyte_character_where_param_would_end_is_a_selector() {
+        // Found by fuzzing: slicing the first five octets cut "é" in half.
+        let c = parse("PARA\u{e9}x\n").unwrap();
+        assert_eq!(c.clauses[0].selector, "PARA\u{e9}x");
     }
 
     #[test]

@@ -23,7 +23,7 @@ under bench/spoolfs.sh, which sets it to a fresh loop-mounted ext4 when it can.
 
 Writes a Markdown report (--out) with the machine facts and the exact commands.
 """
-import argparse, os, platform, re, shutil, socket, statistics, subprocess, sys, tempfile, time
+import argparse, os, platform, re, shutil, socket, statistics, subprocess, tempfile, time
 
 from benchlib import BIN, TOP, start_etrnd
 BASE = os.environ.get("BENCH_DIR") or "/var/tmp"  # where both MTAs keep their queues

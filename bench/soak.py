@@ -9,7 +9,7 @@ Load: 4 senders (a new SMTP connection every 20 messages; they pause while more 
 smtp-sink, an ETRN every second, and 20 idle connections opened and closed every
 interval.
 """
-import os, re, shutil, socket, smtplib, subprocess, sys, tempfile, threading, time
+import os, shutil, socket, smtplib, subprocess, sys, threading, time
 
 from benchlib import TOP, start_etrnd
 secs = int(sys.argv[1]) if len(sys.argv) > 1 else 1800

@@ -80,9 +80,14 @@ fn route(cfg: &Config, addrs: &[String], resolve: bool) -> i32 {
         if !channel.is_empty() {
             match cfg.sched.clause_for(channel, host) {
                 Some((_, c)) => println!(
-                    "    scheduler: {} (scheduler.conf line {}){}",
+                    "    scheduler: {} (scheduler.conf line {}){}{}",
                     c.selector,
                     c.line,
+                    match (&c.command_from, &c.params.command) {
+                        (_, None) => ", no command: not delivered".to_string(),
+                        (Some((sel, line)), _) => format!(", command from {sel} (line {line})"),
+                        (None, _) => String::new(),
+                    },
                     if c.params.queueonly {
                         ", queue-only"
                     } else {

@@ -3,8 +3,11 @@
 //! Unix seconds.
 //!
 //! * Every waiting recipient belongs to a *thread* (channel, host) governed by the
-//!   first matching scheduler.conf clause. A recipient no clause matches (or whose
-//!   clause has no `command`) is kept but never scheduled.
+//!   first matching scheduler.conf clause (a clause without a `command` takes the
+//!   command of the next matching clause that has one). A recipient no clause
+//!   matches, or that gets no command, is kept but never scheduled; the
+//!   configuration check refuses routes that lead there, and RCPT refuses such
+//!   recipients, so only a reload that removed a clause can leave mail there.
 //! * A job is one connection's worth of work: the waiting recipients of one thread,
 //!   oldest message first, split over at most `maxthr` jobs. `maxta` (all jobs),
 //!   `maxchannel` (per channel) and `maxring` (per clause and channel) are never
@@ -165,6 +168,20 @@ pub struct Scheduler {
     expiry_bound: Cell<Option<Option<Unix>>>,
 }
 
+/// The lower-case domain of a queued recipient's address (empty if unknown).
+fn rcpt_domain(msgs: &BTreeMap<MessageId, MsgInfo>, r: RcptRef) -> String {
+    msgs.get(&r.msg)
+        .and_then(|m| m.rcpts.get(r.idx))
+        .map(|x| {
+            x.address
+                .rsplit('@')
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
 fn dest_key(d: &Destination) -> ThreadKey {
     match d {
         Destination::Local(u) => ThreadKey {
@@ -239,6 +256,13 @@ impl Scheduler {
                 t.clause = clause;
             }
         }
+    }
+
+    /// The thread group of a clause (its expansions share their file clause's).
+    fn ring(&self, clause: Option<usize>) -> usize {
+        clause
+            .and_then(|i| self.conf.clauses.get(i))
+            .map_or(0, |c| c.ring)
     }
 
     fn params(&self, clause: Option<usize>) -> Option<&Params> {
@@ -336,7 +360,7 @@ impl Scheduler {
         if !due {
             return false;
         }
-        let clause = t.clause.unwrap_or(0);
+        let ring = self.ring(t.clause);
         let under = |limit: u32, used: u32| limit == 0 || used < limit;
         under(self.conf.maxta, self.total)
             && under(
@@ -346,7 +370,7 @@ impl Scheduler {
             && under(
                 p.maxring,
                 self.per_ring
-                    .get(&(clause, key.channel.clone()))
+                    .get(&(ring, key.channel.clone()))
                     .copied()
                     .unwrap_or(0),
             )
@@ -393,11 +417,12 @@ impl Scheduler {
         }
         t.jobs += 1;
         let clause = t.clause.unwrap_or(0);
+        let ring = self.ring(Some(clause));
         self.total += 1;
         *self.per_channel.entry(key.channel.clone()).or_default() += 1;
         *self
             .per_ring
-            .entry((clause, key.channel.clone()))
+            .entry((ring, key.channel.clone()))
             .or_default() += 1;
         for r in &rcpts {
             if let Some(m) = self.msgs.get_mut(&r.msg) {
@@ -435,7 +460,8 @@ impl Scheduler {
         if let Some(n) = self.per_channel.get_mut(&key.channel) {
             *n = n.saturating_sub(1);
         }
-        if let Some(n) = self.per_ring.get_mut(&(clause, key.channel.clone())) {
+        let ring = self.ring(Some(clause));
+        if let Some(n) = self.per_ring.get_mut(&(ring, key.channel.clone())) {
             *n = n.saturating_sub(1);
         }
         let result_of: HashMap<RcptRef, &RcptResult> =
@@ -655,19 +681,7 @@ impl Scheduler {
         for (k, t) in self.threads.iter_mut() {
             let mut matched_here = false;
             for r in &t.waiting {
-                let domain = self
-                    .msgs
-                    .get(&r.msg)
-                    .and_then(|m| m.rcpts.get(r.idx))
-                    .map(|x| {
-                        x.address
-                            .rsplit('@')
-                            .next()
-                            .unwrap_or("")
-                            .to_ascii_lowercase()
-                    })
-                    .unwrap_or_default();
-                if !pick(k, &domain) {
+                if !pick(k, &rcpt_domain(&self.msgs, *r)) {
                     continue;
                 }
                 matched_here = true;
@@ -675,12 +689,20 @@ impl Scheduler {
                     msgs.insert(r.msg);
                 }
             }
-            if !matched_here && t.jobs > 0 && pick(k, "") {
-                matched_here = true;
-            }
             if matched_here {
                 out.matched = true;
                 out.active |= t.jobs > 0;
+            }
+        }
+        // Mail being delivered right now counts as matched (RFC 1985's 252), by the
+        // same rule as waiting mail.
+        for (key, _, rcpts) in self.jobs.values() {
+            if rcpts
+                .iter()
+                .any(|r| pick(key, &rcpt_domain(&self.msgs, *r)))
+            {
+                out.matched = true;
+                out.active = true;
             }
         }
         out.messages = msgs.len();

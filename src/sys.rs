@@ -488,6 +488,107 @@ pub fn raise_fd_limit() -> u64 {
     }
 }
 
+/// Sets a socket's send buffer (`SO_SNDBUF`; the smtp transport's `-w`).
+pub fn set_sndbuf(fd: RawFd, octets: u32) -> io::Result<()> {
+    let v = libc::c_int::try_from(octets).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `v` outlives the call and its size is passed with it; a bad fd is an error.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A non-blocking listening socket on `addr` with `SO_REUSEADDR`; an IPv6 socket is
+/// v6-only (`IPV6_V6ONLY`), so `0.0.0.0:25 [::]:25` binds on Linux as on the BSDs.
+pub fn listen(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
+    let family = if addr.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    // SAFETY: plain socket(2); the descriptor is owned by `sock` at once.
+    let fd = unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    let set = |level, name| {
+        // SAFETY: `one` outlives the call and its size is passed with it.
+        let rc = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                level,
+                name,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    set(libc::SOL_SOCKET, libc::SO_REUSEADDR)?;
+    if addr.is_ipv6() {
+        set(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY)?;
+    }
+    // SAFETY: the sockaddr storage is zeroed and filled for the family, and its
+    // length is that family's.
+    let rc = unsafe {
+        let mut ss: libc::sockaddr_storage = std::mem::zeroed();
+        let len = match addr {
+            std::net::SocketAddr::V4(a) => {
+                let sin =
+                    &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>();
+                sin.sin_family = libc::AF_INET as libc::sa_family_t;
+                sin.sin_port = a.port().to_be();
+                sin.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
+                std::mem::size_of::<libc::sockaddr_in>()
+            }
+            std::net::SocketAddr::V6(a) => {
+                let sin6 =
+                    &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
+                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                sin6.sin6_port = a.port().to_be();
+                sin6.sin6_addr.s6_addr = a.ip().octets();
+                sin6.sin6_scope_id = a.scope_id();
+                std::mem::size_of::<libc::sockaddr_in6>()
+            }
+        };
+        libc::bind(
+            sock.as_raw_fd(),
+            (&ss as *const libc::sockaddr_storage).cast(),
+            len as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: listen(2) on the descriptor we own.
+    if unsafe { libc::listen(sock.as_raw_fd(), 1024) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(std::net::TcpListener::from(sock))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

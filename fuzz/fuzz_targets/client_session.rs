@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
         rcpts: vec![Mailbox::parse("a@x.example").unwrap(), Mailbox::parse("b@x.example").unwrap()],
         body: b"Subject: x\r\n\r\n.dot\r\nbody\r\n".to_vec(),
         eight_bit: false,
+        seven_bit_only: false,
     };
     let mut sent = 0;
     for chunk in data.chunks(11) {

@@ -29,7 +29,7 @@ fn config() -> Config {
             hosts: Default::default(),
             resolv: Default::default(),
         },
-        sched: Default::default(),
+        sched: etrnd::config::scheduler::SchedulerConf::builtin("/log"),
     }
 }
 

@@ -90,9 +90,13 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
             &mut errors,
         )
     } else {
-        scheduler::SchedulerConf::parse(&sched_path, scheduler::BUILTIN, &logdir)
-            .unwrap_or_default()
+        scheduler::SchedulerConf::builtin(&logdir)
     };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let routes_path = db.join("routes");
+    let errors = check_transports(&entries, &main, &sched, &routes_path, &sched_path);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -111,6 +115,88 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
         resolve,
         sched,
     })
+}
+
+/// Every route that can match a recipient, local delivery, and the `PROTOCOLS=smtp`
+/// fall-back must reach a transport: a route to a channel no clause runs would
+/// accept mail with 250 that nothing ever delivers. Each problem names the route's
+/// line and, where one matches without a command, the clause's.
+fn check_transports(
+    entries: &[routes::RouteEntry],
+    main: &MainConf,
+    sched: &scheduler::SchedulerConf,
+    routes_path: &Path,
+    sched_path: &Path,
+) -> Vec<ConfigError> {
+    use routes::{Host, RouteKey, RouteValue};
+    use scheduler::NoTransport;
+    let mut errors = Vec::new();
+    let mut report = |path: &Path, line: usize, what: &str, e: NoTransport| {
+        errors.push(match e {
+            NoTransport::NoClause(d) => ConfigError::at(
+                path,
+                line,
+                format!(
+                    "{what}: no clause of {} matches {d}, so nothing would deliver it",
+                    sched_path.display()
+                ),
+            ),
+            NoTransport::NoCommand {
+                dest,
+                selector,
+                line: cl,
+            } => ConfigError::at(
+                sched_path,
+                cl,
+                format!(
+                    "clause '{selector}' matches {dest} but has no command, and no later \
+                     clause matching it has one (reached by {}{}: {what})",
+                    path.display(),
+                    if line > 0 {
+                        format!(":{line}")
+                    } else {
+                        String::new()
+                    }
+                ),
+            ),
+        });
+    };
+    let mut seen = std::collections::HashSet::new();
+    for e in entries {
+        if !seen.insert(format!("{:?}", e.key)) {
+            continue; // a later duplicate is never used
+        }
+        let RouteValue::Channel { channel, host } = &e.value else {
+            continue;
+        };
+        let host = match (host, &e.key) {
+            (Host::RecipientDomain, RouteKey::Exact(d) | RouteKey::Suffix(d)) => d.to_string(),
+            (Host::RecipientDomain, RouteKey::Default) => "example.com".to_string(),
+            (h, _) => h.to_string(),
+        };
+        if let Err(err) = sched.check_destination(channel, &host) {
+            let key = match &e.key {
+                RouteKey::Exact(d) => d.to_string(),
+                RouteKey::Suffix(d) => format!(".{d}"),
+                RouteKey::Default => ".".to_string(),
+            };
+            report(
+                routes_path,
+                e.line,
+                &format!("route {key} {}", e.value),
+                err,
+            );
+        }
+    }
+    if let Err(err) = sched.check_destination("local", "postmaster") {
+        report(&main.path, 0, "local delivery", err);
+    }
+    if main.protocols_smtp {
+        if let Err(err) = sched.check_destination("smtp", "example.com") {
+            report(&main.path, 0, "PROTOCOLS=routes smtp", err);
+        }
+    }
+    errors
 }
 
 /// Problems the daemon would meet at start that the files themselves do not show:

@@ -95,14 +95,26 @@ pub fn parse_aliases(path: &Path, text: &str) -> Result<Aliases, Vec<ConfigError
         }
         let mut list = Vec::new();
         for t in targets.split(',').map(str::trim) {
+            // sendmail and ZMailer quote targets with spaces or a '|'.
+            let t = t
+                .strip_prefix('"')
+                .and_then(|x| x.strip_suffix('"'))
+                .unwrap_or(t);
+            let unsupported = if t == "/dev/null" {
+                Some("/dev/null (discard) targets are not supported yet")
+            } else if t.starts_with('|') {
+                Some("program targets are not supported yet")
+            } else if t.starts_with(":include:") {
+                Some(":include: targets are not supported yet")
+            } else if t.starts_with('/') {
+                Some("file targets are not supported yet")
+            } else {
+                None
+            };
             if t.is_empty() {
                 errors.push(ConfigError::at(path, no, "empty target"));
-            } else if t.starts_with('|') || t.starts_with('/') || t.starts_with(":include:") {
-                errors.push(ConfigError::at(
-                    path,
-                    no,
-                    format!("'{t}': program, file and :include: targets are not supported"),
-                ));
+            } else if let Some(why) = unsupported {
+                errors.push(ConfigError::at(path, no, format!("'{t}': {why}")));
             } else if t.contains('@') {
                 match Mailbox::parse(t.trim_start_matches('<').trim_end_matches('>')) {
                     Ok(m) => list.push(AliasTarget::Address(m)),

@@ -92,6 +92,13 @@ fn parse_key(k: &str) -> Result<RouteKey, String> {
     if k == "." {
         return Ok(RouteKey::Default);
     }
+    if let Some((_, tag)) = k.split_once(':') {
+        return Err(format!(
+            "'{k}': ZMailer's tagged keys (.:{tag}, name:sender) are not supported: etrnd \
+             routes recipients only, and its own bounces like any other mail, with the plain \
+             keys"
+        ));
+    }
     if let Some(rest) = k.strip_prefix('.') {
         return Domain::parse_relaxed(rest)
             .map(RouteKey::Suffix)
@@ -138,6 +145,10 @@ pub fn parse_host(h: &str) -> Result<Host, String> {
 }
 
 fn parse_value(v: &str) -> Result<RouteValue, String> {
+    if v == "ignore" {
+        // ZMailer's sample writes it without the '!'.
+        return Ok(RouteValue::Ignore);
+    }
     let (channel, rest) = v
         .split_once('!')
         .ok_or_else(|| format!("value '{v}' is not channel!host"))?;
@@ -153,6 +164,13 @@ fn parse_value(v: &str) -> Result<RouteValue, String> {
         }
         "local" => Ok(RouteValue::Local),
         "ignore" => Ok(RouteValue::Ignore),
+        "bitbucket" | "usenet" | "uucp" | "ean" | "defrt1" | "bsmtp3" => Err(format!(
+            "'{v}': the {channel} channel needs one of ZMailer's sm programs, which etrnd does \
+             not have (refuse such mail with error!FORM instead)"
+        )),
+        _ if channel.starts_with("smtpgw") => Err(format!(
+            "'{v}': ZMailer's smtpgw gateway kit is not supported"
+        )),
         _ => {
             let host = parse_host(rest)?;
             if host == Host::RecipientDomain && !channel.starts_with("smtp") {
@@ -293,7 +311,21 @@ mod tests {
         assert!(one("a.dom smtp![1.2.3.4]:0")
             .unwrap_err()
             .contains("bad port"));
-        assert!(one("a.dom uucp!").unwrap_err().contains("needs a host"));
+        assert!(one("a.dom hold!").unwrap_err().contains("needs a host"));
+        assert!(one("junkdom bitbucket!")
+            .unwrap_err()
+            .contains("bitbucket channel needs one of ZMailer's sm programs"));
+        assert!(one("news.dom usenet!")
+            .unwrap_err()
+            .contains("usenet channel"));
+        assert!(one("uunode.dom uucp!uunode")
+            .unwrap_err()
+            .contains("uucp channel"));
+        assert!(one(".:ERROR smtp!").unwrap_err().contains("tagged keys"));
+        assert_eq!(
+            one(".toronto.edu ignore").unwrap().value,
+            RouteValue::Ignore
+        );
         assert!(one("a.dom smtp!gw!user")
             .unwrap_err()
             .contains("not supported"));

@@ -19,24 +19,89 @@ use std::time::Duration;
 
 use super::lex::ConfigError;
 
+/// How an smtp transport treats 8-bit content (`-8`, `-7`, `-77`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EightBit {
+    /// Declare `BODY=8BITMIME` when the message was received as 8BITMIME and the
+    /// server offers it.
+    #[default]
+    AsReceived,
+    /// `-8`: declare `BODY=8BITMIME` for any message with 8-bit octets when the server
+    /// offers it (etrnd never converts to 7 bit, so nothing is decoded either).
+    Allow,
+    /// `-7`: a 7-bit channel: never `BODY=8BITMIME`; a message with 8-bit octets is
+    /// bounced with 5.6.3 (etrnd does not convert to quoted-printable).
+    Forbid,
+    /// `-77`: as `-7`, and plain `HELO` instead of `EHLO`.
+    ForbidNoEsmtp,
+}
+
+/// The options of an `smtp` transport command (ZMailer's getopt string for the flags
+/// we implement; every other flag is refused at load time).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SmtpOptions {
+    /// `-x`: no MX lookup.
+    pub no_mx: bool,
+    /// `-c CHANNEL` (informative: a job always serves its own thread's channel).
+    pub channel: Option<String>,
+    /// `-l FILE`: append a transcript (after `${LOGDIR}` expansion; `$channel` and
+    /// `${host}` are expanded per thread).
+    pub log: Option<String>,
+    /// `-p PORT`: the remote port when the route host has none (else `SMTP_PORT`).
+    pub port: Option<u16>,
+    /// `-h NAME`: the name we give in EHLO/HELO (else `HOSTNAME`).
+    pub helo: Option<String>,
+    /// `-8`, `-7`, `-77`.
+    pub eight_bit: EightBit,
+    /// `-w N`: the socket's send buffer in octets (SO_SNDBUF).
+    pub sndbuf: Option<u32>,
+}
+
 /// A built-in transport named by `command=`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transport {
     /// Outbound SMTP.
-    Smtp {
-        /// `-x`: no MX lookup.
-        no_mx: bool,
-        /// `-c CHANNEL` (informative: a job always serves its own thread's channel).
-        channel: Option<String>,
-        /// `-l FILE`: append a transcript (after `$`/`${…}` expansion).
-        log: Option<String>,
-    },
+    Smtp(SmtpOptions),
     /// Local mailbox delivery.
     Local,
     /// Bounce every recipient (the `error` channel).
     Errormail,
     /// Keep the mail until it expires.
     Hold,
+}
+
+/// Why no transport would deliver to a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoTransport {
+    /// No clause matches `channel/host`.
+    NoClause(String),
+    /// The clause at `line` matches but neither it nor a later matching clause has a
+    /// `command`.
+    NoCommand {
+        /// `channel/host`.
+        dest: String,
+        /// The clause.
+        selector: String,
+        /// Its line.
+        line: usize,
+    },
+}
+
+impl std::fmt::Display for NoTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoTransport::NoClause(d) => write!(f, "no scheduler.conf clause matches {d}"),
+            NoTransport::NoCommand {
+                dest,
+                selector,
+                line,
+            } => write!(
+                f,
+                "scheduler.conf clause '{selector}' (line {line}) matches {dest} but has no \
+                 command, and no later clause matching it has one"
+            ),
+        }
+    }
 }
 
 /// The parameters of a clause.
@@ -90,7 +155,11 @@ impl Default for Params {
     }
 }
 
-/// One `channel/host` clause.
+/// One `channel/host` clause, as the scheduler matches it. A clause of the file
+/// that has no `command` appears once per later clause that has one (its parameters,
+/// that clause's command, matching where both selectors match) and a last time with
+/// no command at all (what matches there has no transport: a configuration error
+/// that [`SchedulerConf::check_destination`] reports).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Clause {
     /// The selector as written.
@@ -99,8 +168,26 @@ pub struct Clause {
     pub line: usize,
     channel: Glob,
     host: Glob,
+    /// The clause of the file that gave the command, when it is a later one: its
+    /// selector, line and globs.
+    pub command_from: Option<(String, usize)>,
+    command_globs: Option<(Glob, Glob)>,
+    /// The thread group (`maxring` counts per ring and channel): the index of the
+    /// file's clause, shared by its expansions.
+    pub ring: usize,
     /// Its parameters.
     pub params: Params,
+}
+
+impl Clause {
+    fn matches(&self, channel: &str, host: &str) -> bool {
+        self.channel.matches(channel)
+            && self.host.matches(host)
+            && self
+                .command_globs
+                .as_ref()
+                .is_none_or(|(c, h)| c.matches(channel) && h.matches(host))
+    }
 }
 
 /// The parsed file.
@@ -112,17 +199,28 @@ pub struct SchedulerConf {
     pub maxta: u32,
 }
 
-/// The file used when `scheduler.conf` does not exist: ZMailer's shipped clauses.
+/// The file used when `scheduler.conf` does not exist: the clauses of ZMailer's
+/// shipped `scheduler.conf.in` whose transports etrnd has (no `sm` programs, no LMTP
+/// `smtp-lmtp`, no `-S` `smtp-tls` yet). There is no catch-all: a route to a channel
+/// not listed here is a configuration error, never sent as plain SMTP.
 pub const BUILTIN: &str = r#"
 */*         interval=1m idlemax=4m expiry=5d expiry2=2d
             retries="1 1 2 3 5 8 13 21 34" maxchannel=0 maxring=20 maxta=0
+hold/*      interval=5m maxchannel=1 command=hold
+local/*     interval=5m idlemax=9m expiry=5d maxchannel=15 maxring=5 command=mailbox
+smtp/*      maxchannel=199 maxring=50 command="smtp -s"
+smtp-par/*  maxchannel=999 maxring=50 maxthr=10 interval=1m retries="1 1"
+            command="smtp -c smtp-par -s"
+smtp-log/*  maxchannel=199 maxring=50 command="smtp -c $channel -s -l ${LOGDIR}/smtp-log"
 smtp-etrn/* maxchannel=199 maxring=20 interval=1h retries="12" queueonly
             command="smtp -c $channel -s"
 smtpx/*     maxchannel=90 maxring=10 command="smtp -c $channel -x -s"
-smtp*/*     maxchannel=199 maxring=50 command="smtp -c $channel -s"
-local/*     maxchannel=5 command=local
+smtpxw/*    maxchannel=90 maxring=10 command="smtp -c $channel -x -w 1200 -s"
+smtp77/*    maxchannel=199 maxring=50 command="smtp -c $channel -77 -s"
+smtp77x/*   maxchannel=199 maxring=50 command="smtp -c $channel -77 -x -s"
+smtp8/*     maxchannel=199 maxring=50 command="smtp -c $channel -8 -s"
+smtp8x/*    maxchannel=199 maxring=50 command="smtp -c $channel -8 -x -s"
 error/*     interval=5m idlemax=2m maxchannel=5 command=errormail
-hold/*      interval=5m maxchannel=1 command=hold
 "#;
 
 impl SchedulerConf {
@@ -131,7 +229,49 @@ impl SchedulerConf {
         self.clauses
             .iter()
             .enumerate()
-            .find(|(_, c)| c.channel.matches(channel) && c.host.matches(host))
+            .find(|(_, c)| c.matches(channel, host))
+    }
+
+    /// The transport that would deliver to `channel`/`host`, or why there is none.
+    pub fn check_destination(&self, channel: &str, host: &str) -> Result<&Transport, NoTransport> {
+        match self.clause_for(channel, host) {
+            Some((_, c)) => match &c.params.command {
+                Some((t, _)) => Ok(t),
+                None => Err(NoTransport::NoCommand {
+                    dest: format!("{channel}/{host}"),
+                    selector: c.selector.clone(),
+                    line: c.line,
+                }),
+            },
+            None => Err(NoTransport::NoClause(format!("{channel}/{host}"))),
+        }
+    }
+
+    /// Replaces each clause without a command by its expansions (see [`Clause`]).
+    fn expand_commands(&mut self) {
+        let file = std::mem::take(&mut self.clauses);
+        for (i, c) in file.iter().enumerate() {
+            let mut c = c.clone();
+            c.ring = i;
+            if c.params.command.is_some() {
+                self.clauses.push(c);
+                continue;
+            }
+            for later in file[i + 1..].iter().filter(|l| l.params.command.is_some()) {
+                let mut e = c.clone();
+                e.params.command = later.params.command.clone();
+                e.command_from = Some((later.selector.clone(), later.line));
+                e.command_globs = Some((later.channel.clone(), later.host.clone()));
+                self.clauses.push(e);
+            }
+            self.clauses.push(c);
+        }
+    }
+
+    /// The built-in clauses ([`BUILTIN`]).
+    pub fn builtin(logdir: &str) -> SchedulerConf {
+        SchedulerConf::parse(Path::new("scheduler.conf"), BUILTIN, logdir)
+            .expect("the built-in clauses parse")
     }
 
     /// Parses the file.
@@ -221,54 +361,146 @@ pub fn parse_interval(v: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(total))
 }
 
-/// Splits a command and checks it names a built-in transport; expands `${LOGDIR}`,
-/// `$channel` and `${channel}` (the last two per thread at run time, so they stay).
+/// Flags of ZMailer's smtp transport that take an argument (its getopt string
+/// `A:c:deh:l:p:rsvw:xXDEF:L:HMO:PS:T:VWZ:1678`), so bundles split the way it does.
+const SMTP_FLAGS_WITH_ARG: &[u8] = b"AchlpwFLOSTZ";
+
+/// Why a flag of ZMailer's smtp transport is refused, for the ones we know.
+fn smtp_unsupported(flag: u8) -> &'static str {
+    match flag {
+        b'M' => "-M (LMTP) is not supported",
+        b'S' => "-S (STARTTLS settings file) is not supported yet",
+        b'A' => "-A (SMTP AUTH secrets file) is not supported",
+        b'F' => "-F (force one destination) is not supported: route to smtp![addr] instead",
+        b'L' => "-L (local bind address) is not supported",
+        b'T' => "-T (timeouts) is not supported: etrnd uses RFC 5321's timeouts",
+        b'e' | b'1' | b'6' | b'E' | b'H' | b'P' | b'r' | b'W' | b'O' | b'Z' | b'D' | b'd'
+        | b'v' | b'V' => "is not supported",
+        _ => "is not an option of the smtp transport",
+    }
+}
+
+/// Splits a command and checks it names a built-in transport with options we
+/// implement; expands `${LOGDIR}` (`$channel`, `${channel}` and
+/// `${host}` stay: they are expanded per thread). Leading `NAME=value` words
+/// (environment for ZMailer's programs) are skipped.
 pub fn parse_command(cmd: &str, logdir: &str) -> Result<Transport, String> {
     let expand = |w: &str| w.replace("${LOGDIR}", logdir);
     let words: Vec<String> = cmd
         .split_whitespace()
-        .filter(|w| !w.contains('=') || w.starts_with('-'))
+        .skip_while(|w| w.contains('=') && !w.starts_with('-'))
         .map(expand)
         .collect();
     let Some(prog) = words.first() else {
         return Err("empty command".into());
     };
     let name = prog.rsplit('/').next().unwrap_or(prog);
+    let args = &words[1..];
     match name {
-        "smtp" => {
-            let mut no_mx = false;
-            let mut channel = None;
-            let mut log = None;
-            let mut it = words[1..].iter();
-            while let Some(w) = it.next() {
-                match w.as_str() {
-                    "-x" => no_mx = true,
-                    "-s" | "-X" | "-e" | "-r" | "-1" | "-6" | "-E" | "-P" | "-d" | "-v" => {}
-                    "-c" => channel = Some(it.next().ok_or("-c needs a channel")?.clone()),
-                    "-l" => log = Some(it.next().ok_or("-l needs a file")?.clone()),
-                    "-p" | "-h" | "-L" | "-T" | "-w" | "-O" | "-Z" => {
-                        it.next();
-                    }
-                    other if other.starts_with('-') => {
-                        return Err(format!("smtp option '{other}' is not supported"))
-                    }
-                    // A trailing $host (per-host ring) is accepted.
-                    _ => {}
-                }
+        "smtp" => parse_smtp_args(args).map(Transport::Smtp),
+        "errormail" | "hold" | "local" | "mailbox" => {
+            // mailbox -8 (ZMailer's QP-to-8-bit decoding) is accepted: etrnd stores
+            // every message as received and never converts it, in either direction.
+            if let Some(a) = args.iter().find(|a| !(name == "mailbox" && *a == "-8")) {
+                return Err(format!("{name}: '{a}' is not supported"));
             }
-            Ok(Transport::Smtp {
-                no_mx,
-                channel,
-                log,
+            Ok(match name {
+                "errormail" => Transport::Errormail,
+                "hold" => Transport::Hold,
+                _ => Transport::Local,
             })
         }
-        "errormail" => Ok(Transport::Errormail),
-        "hold" => Ok(Transport::Hold),
-        "local" | "mailbox" => Ok(Transport::Local),
+        "sm" => Err(
+            "the sm transport (sendmail-like programs: uucp, usenet, bitbucket, \
+                     gateways) is not supported"
+                .into(),
+        ),
         other => Err(format!(
-            "unknown transport program '{other}' (built in: smtp, local, errormail, hold)"
+            "unknown transport program '{other}' (built in: smtp, local, mailbox, errormail, hold)"
         )),
     }
+}
+
+/// The arguments of an smtp command, as getopt(3) reads them: flags may be bundled
+/// (`-8sl FILE`), a flag's argument is the rest of its word or the next word, `--`
+/// ends the options, and one host operand (`$host`) may follow.
+fn parse_smtp_args(args: &[String]) -> Result<SmtpOptions, String> {
+    let mut o = SmtpOptions::default();
+    let mut sevens = 0;
+    let mut i = 0;
+    while i < args.len() {
+        let w = args[i].as_bytes();
+        i += 1;
+        if w == b"--" {
+            break;
+        }
+        if w.len() < 2 || w[0] != b'-' {
+            // The operand: ZMailer's optional host; only the per-thread `$host` fits.
+            if args[i - 1] != "$host" {
+                return Err(format!("smtp: unexpected argument '{}'", args[i - 1]));
+            }
+            continue;
+        }
+        let mut j = 1;
+        while j < w.len() {
+            let f = w[j];
+            j += 1;
+            let arg = if SMTP_FLAGS_WITH_ARG.contains(&f) {
+                let a = if j < w.len() {
+                    String::from_utf8_lossy(&w[j..]).into_owned()
+                } else if i < args.len() {
+                    i += 1;
+                    args[i - 1].clone()
+                } else {
+                    return Err(format!("smtp: -{} needs an argument", f as char));
+                };
+                j = w.len();
+                Some(a)
+            } else {
+                None
+            };
+            match (f, arg) {
+                (b'x', _) => o.no_mx = true,
+                // -s: progress in the process title; -X: allow connecting to ourselves
+                // with -x, which etrnd (like ZMailer today) always does.
+                (b's' | b'X', _) => {}
+                (b'8', _) => o.eight_bit = EightBit::Allow,
+                (b'7', _) => {
+                    sevens += 1;
+                    o.eight_bit = if sevens > 1 {
+                        EightBit::ForbidNoEsmtp
+                    } else {
+                        EightBit::Forbid
+                    };
+                }
+                (b'c', Some(a)) => o.channel = Some(a),
+                (b'l', Some(a)) => o.log = Some(a),
+                (b'p', Some(a)) => match a.parse::<u16>() {
+                    Ok(p) if p > 0 => o.port = Some(p),
+                    _ => return Err(format!("smtp: -p '{a}' is not a port (1-65535)")),
+                },
+                (b'h', Some(a)) => match crate::smtp::Domain::parse(&a) {
+                    Ok(_) => o.helo = Some(a.to_ascii_lowercase()),
+                    Err(e) => return Err(format!("smtp: -h '{a}': {e}")),
+                },
+                (b'w', Some(a)) => match a.parse::<u32>() {
+                    Ok(n) if (1024..=16 << 20).contains(&n) => o.sndbuf = Some(n),
+                    _ => {
+                        return Err(format!(
+                            "smtp: -w '{a}' is not a buffer size (1024-16777216 octets)"
+                        ))
+                    }
+                },
+                (f, _) => {
+                    return Err(format!("smtp: -{} {}", f as char, smtp_unsupported(f)));
+                }
+            }
+        }
+    }
+    if i < args.len() {
+        return Err(format!("smtp: unexpected argument '{}'", args[i]));
+    }
+    Ok(o)
 }
 
 struct Parser<'a> {
@@ -479,6 +711,9 @@ impl Parser<'_> {
                     line,
                     channel: Glob(c.to_string()),
                     host: Glob(h.to_string()),
+                    command_from: None,
+                    command_globs: None,
+                    ring: 0,
                     params: p.clone(),
                 });
             }
@@ -539,6 +774,7 @@ impl Parser<'_> {
             &mut conf,
         );
         if self.errors.is_empty() {
+            conf.expand_commands();
             Ok(conf)
         } else {
             Err(self.errors)
@@ -569,14 +805,25 @@ mod tests {
         );
         assert_eq!(etrn.params.maxring, 20);
         let (_, smtp) = c.clause_for("smtp", "x.example").unwrap();
-        assert_eq!(smtp.selector, "smtp*/*");
+        assert_eq!(smtp.selector, "smtp/*");
         assert!(!smtp.params.queueonly);
         assert_eq!(smtp.params.retries, vec![1, 1, 2, 3, 5, 8, 13, 21, 34]);
         assert!(matches!(
-            c.clause_for("smtpx", "h").unwrap().1.params.command,
-            Some((Transport::Smtp { no_mx: true, .. }, _))
+            &c.clause_for("smtpx", "h").unwrap().1.params.command,
+            Some((Transport::Smtp(o), _)) if o.no_mx
         ));
         assert!(c.clause_for("nosuch", "h").is_none());
+        // No catch-all: channels whose transports etrnd lacks are not sent as SMTP.
+        for chan in ["smtp-tls", "smtp-lmtp", "uucp", "usenet", "bitbucket"] {
+            assert!(c.check_destination(chan, "h").is_err(), "{chan}");
+        }
+        assert!(matches!(
+            c.check_destination("smtp77", "h"),
+            Ok(Transport::Smtp(SmtpOptions {
+                eight_bit: EightBit::ForbidNoEsmtp,
+                ..
+            }))
+        ));
     }
 
     #[test]
@@ -589,28 +836,121 @@ mod tests {
         let p = &c.clauses[0].params;
         assert_eq!(
             p.command.as_ref().unwrap().0,
-            Transport::Smtp {
-                no_mx: false,
+            Transport::Smtp(SmtpOptions {
                 channel: Some("$channel".into()),
-                log: Some("/var/log/etrnd/smtp-etrn".into())
-            }
+                log: Some("/var/log/etrnd/smtp-etrn".into()),
+                ..SmtpOptions::default()
+            })
         );
+    }
+
+    fn smtp(cmd: &str) -> Result<SmtpOptions, String> {
+        match parse_command(cmd, "/log")? {
+            Transport::Smtp(o) => Ok(o),
+            t => panic!("{t:?}"),
+        }
+    }
+
+    #[test]
+    fn smtp_flags_as_zmailer_getopt_takes_them() {
+        let o = smtp("smtp -p 30041 -h Other.Name").unwrap();
+        assert_eq!(
+            (o.port, o.helo.as_deref()),
+            (Some(30041), Some("other.name"))
+        );
+        let o = smtp("smtp -8sl ${LOGDIR}/smtp").unwrap();
+        assert_eq!(o.eight_bit, EightBit::Allow);
+        assert_eq!(o.log.as_deref(), Some("/log/smtp"));
+        let o = smtp("smtp -p25 -cfoo -xs $host").unwrap();
+        assert_eq!(
+            (o.port, o.channel.as_deref(), o.no_mx),
+            (Some(25), Some("foo"), true)
+        );
+        assert_eq!(smtp("smtp -7").unwrap().eight_bit, EightBit::Forbid);
+        assert_eq!(
+            smtp("smtp -77 -x").unwrap().eight_bit,
+            EightBit::ForbidNoEsmtp
+        );
+        assert_eq!(
+            smtp("smtp -7 -7").unwrap().eight_bit,
+            EightBit::ForbidNoEsmtp
+        );
+        assert_eq!(smtp("smtp -x -w 1200 -s").unwrap().sndbuf, Some(1200));
+        assert!(smtp("MAILBIN=/x smtp -s").is_ok(), "environment words");
+        for (bad, why) in [
+            ("smtp -M -x", "LMTP"),
+            ("smtp -S /etc/tls.conf", "-S"),
+            ("smtp -1", "-1 is not supported"),
+            ("smtp -q", "not an option"),
+            ("smtp -p", "needs an argument"),
+            ("smtp -p 0", "not a port"),
+            ("smtp -p 70000", "not a port"),
+            ("smtp -h bad..name", "-h"),
+            ("smtp -w 5", "buffer size"),
+            ("smtp somehost", "unexpected argument"),
+            ("smtp -xs8F [1.2.3.4]", "-F"),
+        ] {
+            let e = smtp(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        assert!(parse_command("mailbox -8", "/l").is_ok());
+        assert!(parse_command("mailbox -x", "/l").is_err());
+        assert!(parse_command("sm -8c $channel uucp", "/l")
+            .unwrap_err()
+            .contains("sm transport"));
+    }
+
+    #[test]
+    fn a_clause_without_command_takes_the_next_matching_command() {
+        let c = parse(
+            "smtpx/*.edu maxring=5\nother/* command=hold\n\
+             smtpx/* maxring=9 command=\"smtp -x -s\"\n",
+        )
+        .unwrap();
+        let (_, edu) = c.clause_for("smtpx", "mit.edu").unwrap();
+        assert_eq!(edu.params.maxring, 5, "parameters from itself");
+        assert_eq!(edu.line, 1);
+        assert_eq!(edu.command_from, Some(("smtpx/*".to_string(), 3)));
+        assert!(matches!(
+            c.check_destination("smtpx", "mit.edu"),
+            Ok(Transport::Smtp(o)) if o.no_mx
+        ));
+        let (_, other) = c.clause_for("smtpx", "x.com").unwrap();
+        assert_eq!(other.params.maxring, 9);
+        // Expansions share their file clause's ring.
+        let rings: Vec<usize> = c.clauses.iter().map(|c| c.ring).collect();
+        assert_eq!(rings[0], rings[1]);
+        // Nothing later matches: the clause matches but has no transport.
+        let c = parse("uucp/* maxchannel=5\nsmtp/* command=\"smtp\"\n").unwrap();
+        let e = c
+            .check_destination("uucp", "somehost")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'uucp/*' (line 1)") && e.contains("no command"),
+            "{e}"
+        );
+        assert!(c
+            .check_destination("nochan", "h")
+            .unwrap_err()
+            .to_string()
+            .contains("no scheduler.conf clause matches nochan/h"));
     }
 
     #[test]
     fn bare_selectors_share_the_next_clause_and_defaults_copy() {
         let c =
             parse("x/a\ny/b\n  maxthr=3\n*/* interval=10s queueonly\nz/* command=hold\n").unwrap();
-        assert_eq!(c.clauses.len(), 3);
-        assert_eq!(c.clauses[0].params.maxthr, 3);
-        assert_eq!(c.clauses[1].params.maxthr, 3);
+        let of = |ch: &str, h: &str| c.clause_for(ch, h).unwrap().1.params.clone();
+        assert_eq!(of("x", "a").maxthr, 3);
+        assert_eq!(of("y", "b").maxthr, 3);
         assert_eq!(
-            c.clauses[0].params.interval,
+            of("x", "a").interval,
             Duration::from_secs(3600),
             "before */*"
         );
-        assert_eq!(c.clauses[2].params.interval, Duration::from_secs(10));
-        assert!(c.clauses[2].params.queueonly, "flags are additive from */*");
+        assert_eq!(of("z", "q").interval, Duration::from_secs(10));
+        assert!(of("z", "q").queueonly, "flags are additive from */*");
     }
 
     #[test]

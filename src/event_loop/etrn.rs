@@ -65,14 +65,36 @@ impl Daemon {
         if self.stopping {
             return Reply::new(458, format!("4.3.2 {t}: unable to queue messages now"));
         }
+        // DESIGN.md §5.5: a name also releases every recipient whose route is the
+        // route the name itself takes (`ETRN client.dom` with `.client.dom
+        // smtp-etrn!mail.client.dom` releases mail.client.dom and the subdomains too).
+        // Never through the default route, which would release everything.
+        let trie = &self.config.router.trie;
+        let own_route = match t {
+            EtrnTarget::Node(d) => trie
+                .lookup(d)
+                .filter(|(k, r)| *k != MatchKind::Default && r.value != RouteValue::Ignore)
+                .map(|(_, r)| r.line),
+            _ => None,
+        };
+        let same_route = |domain: &str| {
+            own_route.is_some_and(|line| {
+                crate::smtp::Domain::parse(domain)
+                    .ok()
+                    .and_then(|d| trie.lookup(&d))
+                    .is_some_and(|(k, r)| k != MatchKind::Default && r.line == line)
+            })
+        };
         let released = self
             .sched
-            .release(|k, domain| t.matches(&k.channel, &k.host, domain));
+            .release(|k, domain| t.matches(&k.channel, &k.host, domain) || same_route(domain));
+        if self.config.main.etrn_replies == EtrnReplies::Minimal {
+            // Minimal: every well-formed name gets 250, held here or not, so a
+            // client learns nothing about which domains we hold.
+            return Reply::ETRN_MINIMAL;
+        }
         if !released.matched && !self.etrn_eligible(t) {
             return Reply::etrn_refused(&t.to_string(), "not a domain held here");
-        }
-        if self.config.main.etrn_replies == EtrnReplies::Minimal {
-            return Reply::ETRN_MINIMAL;
         }
         let node = t.to_string();
         if released.messages > 0 {
@@ -84,11 +106,26 @@ impl Daemon {
         }
     }
 
-    /// Answers this turn's ETRNs and starts what they released at once.
+    /// Answers this turn's ETRNs, and the ETRNs pipelined behind them that the
+    /// answers unblock, and starts what they released at once. A session has at most
+    /// one ETRN waiting at a time and its pipelined input is bounded, so this ends.
     pub(super) fn answer_etrns(&mut self, now: Instant) {
         if self.etrns.is_empty() {
             return;
         }
+        while !self.etrns.is_empty() {
+            self.answer_etrn_round(now);
+        }
+        self.start_jobs(now);
+        // Idle rate-limit entries are dropped so the table stays small.
+        self.etrn_times.retain(|_, v| {
+            v.back()
+                .is_some_and(|&t| now.duration_since(t) < ETRN_WINDOW)
+        });
+    }
+
+    /// Answers the ETRNs waiting now; serving their sessions may queue more.
+    fn answer_etrn_round(&mut self, now: Instant) {
         let requests = std::mem::take(&mut self.etrns);
         for (slot, t) in requests {
             let reply = self.etrn_reply(slot, &t, now);
@@ -106,11 +143,5 @@ impl Daemon {
             c.session.handle_etrn(&reply, now, &ctx);
             self.service(slot, now);
         }
-        self.start_jobs(now);
-        // Idle rate-limit entries are dropped so the table stays small.
-        self.etrn_times.retain(|_, v| {
-            v.back()
-                .is_some_and(|&t| now.duration_since(t) < ETRN_WINDOW)
-        });
     }
 }

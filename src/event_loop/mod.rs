@@ -58,14 +58,18 @@ const DISK_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// drop new ones.
 const REFUSAL_SLACK: usize = 64;
 
+/// A listener on `addr` (IPv6 ones v6-only, see [`crate::sys::listen`]).
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    crate::sys::listen(addr).map(TcpListener::from_std)
+}
+
 /// Binds every `LISTEN` address (before detaching, so errors reach the terminal).
 pub fn bind(cfg: &Config) -> io::Result<Vec<TcpListener>> {
     cfg.main
         .listen
         .iter()
         .map(|a| {
-            TcpListener::bind(*a)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))
+            listen(*a).map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))
         })
         .collect()
 }
@@ -436,7 +440,7 @@ impl Daemon {
             if self.listeners.iter().flatten().any(|(a, _)| a == addr) {
                 continue;
             }
-            match TcpListener::bind(*addr) {
+            match listen(*addr) {
                 Ok(mut l) => {
                     let idx = self.listeners.len();
                     if idx + LISTENER_BASE >= NOTIFY.0 {

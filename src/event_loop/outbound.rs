@@ -18,7 +18,7 @@ use mio::{Interest, Token};
 use super::timers::Timers;
 use super::{unix_now, Daemon};
 use crate::bounce::{self, Failure};
-use crate::config::scheduler::Transport;
+use crate::config::scheduler::{EightBit, SmtpOptions, Transport};
 use crate::dns::{Hop, LookupId, Outcome};
 use crate::logging::sanitize;
 use crate::sched::{Bounce, Job, JobId, RcptRef, RcptResult};
@@ -43,6 +43,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Run {
     job: Job,
+    /// The smtp transport's options.
+    opts: SmtpOptions,
     /// `-l FILE` of the transport, expanded for this thread.
     log: Option<std::path::PathBuf>,
     pending: VecDeque<(MessageId, Vec<usize>)>,
@@ -92,6 +94,17 @@ impl Outbound {
     }
 }
 
+/// A hop as Postfix's `relay=` field names it: `host[ip]:port`, with the address as
+/// the host of a literal route (`[192.0.2.1]:2525` gives `192.0.2.1[192.0.2.1]:2525`).
+fn relay_name(hop: &Hop) -> String {
+    let host = if hop.host.starts_with('[') {
+        hop.addr.ip().to_string()
+    } else {
+        hop.host.clone()
+    };
+    format!("{host}[{}]:{}", hop.addr.ip(), hop.addr.port())
+}
+
 fn group(rcpts: &[RcptRef]) -> VecDeque<(MessageId, Vec<usize>)> {
     let mut out: VecDeque<(MessageId, Vec<usize>)> = VecDeque::new();
     for r in rcpts {
@@ -118,17 +131,18 @@ impl Daemon {
                 job.rcpts.len()
             );
             match job.transport.clone() {
-                Transport::Smtp { no_mx, log, .. } => {
-                    let log = log.map(|l| {
+                Transport::Smtp(opts) => {
+                    let log = opts.log.as_ref().map(|l| {
                         std::path::PathBuf::from(
                             l.replace("${channel}", &job.key.channel)
                                 .replace("$channel", &job.key.channel)
                                 .replace("${host}", &job.key.host),
                         )
                     });
-                    let lid = self.dns.lookup(&job.key.host, no_mx, now);
+                    let lid = self.dns.lookup(&job.key.host, opts.no_mx, now);
                     self.outbound.lookups.insert(lid, job.id);
                     let run = Run {
+                        opts,
                         log,
                         pending: group(&job.rcpts),
                         job,
@@ -227,7 +241,8 @@ impl Daemon {
                 log::error!("{msg} spool journal-failed error=\"{e}\"");
             }
             for (r, res) in &these {
-                self.log_result(*r, &format!("local:{}", job.key.host), res);
+                let text = matches!(res, RcptResult::Delivered).then_some("delivered to mailbox");
+                self.log_result(*r, &format!("local:{}", job.key.host), res, text);
             }
             results.extend(these);
         }
@@ -244,7 +259,14 @@ impl Daemon {
                 continue;
             };
             match outcome {
-                Outcome::Hops(h) => {
+                Outcome::Hops(mut h) => {
+                    // `-p PORT` replaces SMTP_PORT, not a port the route names.
+                    let route_port = run.job.key.host.contains("]:");
+                    if let (Some(p), false) = (run.opts.port, route_port) {
+                        for hop in &mut h {
+                            hop.addr.set_port(p);
+                        }
+                    }
                     run.hops = h;
                     self.connect_next(jid, now);
                 }
@@ -266,14 +288,11 @@ impl Daemon {
         if let Some(c) = run.current.take() {
             run.pending.push_front(c);
         }
-        let relay = run
-            .hops
-            .get(run.hop)
-            .map(|h| format!("{}[{}]", h.host, h.addr));
+        let relay = run.hops.get(run.hop).map(relay_name);
         for (msg, idxs) in run.pending.drain(..) {
             for idx in idxs {
                 let r = RcptRef { msg, idx };
-                self.log_result(r, relay.as_deref().unwrap_or("none"), &result);
+                self.log_result(r, relay.as_deref().unwrap_or("none"), &result, None);
                 run.results.push((r, result.clone()));
             }
         }
@@ -313,6 +332,10 @@ impl Daemon {
 
     fn open(&mut self, jid: JobId, hop: &Hop, now: Instant) -> io::Result<usize> {
         let mut stream = TcpStream::connect(hop.addr)?;
+        if let Some(n) = self.outbound.runs.get(&jid).and_then(|r| r.opts.sndbuf) {
+            use std::os::fd::AsRawFd;
+            crate::sys::set_sndbuf(stream.as_raw_fd(), n)?;
+        }
         let slot = self.outbound.free.pop().unwrap_or_else(|| {
             self.outbound.conns.push(None);
             self.outbound.conns.len() - 1
@@ -328,7 +351,7 @@ impl Daemon {
             stream,
             session: None,
             job: jid,
-            relay: format!("{}[{}]:{}", hop.host, hop.addr.ip(), hop.addr.port()),
+            relay: relay_name(hop),
             connect_deadline: deadline,
         });
         Ok(slot)
@@ -358,13 +381,19 @@ impl Daemon {
             match c.stream.peer_addr() {
                 Ok(_) => {
                     log::info!("{} smtp connected relay={}", c.job.0, c.relay);
-                    let s = ClientSession::new(&self.config.main.hostname, now);
-                    let logged = self
-                        .outbound
-                        .runs
-                        .get(&c.job)
-                        .is_some_and(|r| r.log.is_some());
-                    c.session = Some(if logged { s.with_transcript() } else { s });
+                    let run = self.outbound.runs.get(&c.job);
+                    let opts = run.map(|r| &r.opts);
+                    let helo = opts
+                        .and_then(|o| o.helo.as_deref())
+                        .unwrap_or(&self.config.main.hostname);
+                    let mut s = ClientSession::new(helo, now);
+                    if opts.is_some_and(|o| o.eight_bit == EightBit::ForbidNoEsmtp) {
+                        s = s.without_esmtp();
+                    }
+                    if run.is_some_and(|r| r.log.is_some()) {
+                        s = s.with_transcript();
+                    }
+                    c.session = Some(s);
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
                 Err(e) => return self.conn_failed(slot, format!("connect: {e}"), now),
@@ -568,13 +597,20 @@ impl Daemon {
                         .iter()
                         .filter_map(|&i| env.recipients.get(i).map(|r| r.address.clone()))
                         .collect();
+                    let run = self.outbound.runs.get_mut(&jid).expect("present above");
+                    let has_8bit = || body.iter().any(|&b| b >= 0x80);
+                    let (eight_bit, seven_bit_only) = match run.opts.eight_bit {
+                        EightBit::AsReceived => (env.eight_bit, false),
+                        EightBit::Allow => (env.eight_bit || has_8bit(), false),
+                        EightBit::Forbid | EightBit::ForbidNoEsmtp => (false, true),
+                    };
                     let out = OutMessage {
                         from: env.sender.clone(),
                         rcpts,
                         body,
-                        eight_bit: env.eight_bit,
+                        eight_bit,
+                        seven_bit_only,
                     };
-                    let run = self.outbound.runs.get_mut(&jid).expect("present above");
                     run.current = Some((msg, idxs));
                     if let Some(Some(c)) = self.outbound.conns.get_mut(slot) {
                         if let Some(s) = c.session.as_mut() {
@@ -608,11 +644,13 @@ impl Daemon {
         };
         let mut delivered = Vec::new();
         let mut results = Vec::new();
+        let mut replies = Vec::new();
         for (idx, o) in idxs.iter().zip(outcomes) {
             let r = RcptRef { msg, idx: *idx };
             let res = match o {
-                RcptOutcome::Delivered(_) => {
+                RcptOutcome::Delivered(text) => {
                     delivered.push(*idx);
+                    replies.push(text);
                     RcptResult::Delivered
                 }
                 RcptOutcome::Deferred(t) => RcptResult::Deferred(t),
@@ -643,17 +681,24 @@ impl Daemon {
             // after a restart (a duplicate, never a loss).
             log::error!("{msg} spool journal-failed error=\"{e}\"");
         }
+        let mut replies = replies.iter();
         for (r, res) in &results {
-            self.log_result(*r, relay, res);
+            let text = match res {
+                RcptResult::Delivered => replies.next().map(String::as_str),
+                _ => None,
+            };
+            self.log_result(*r, relay, res, text);
         }
         if let Some(run) = self.outbound.runs.get_mut(&jid) {
             run.results.extend(results);
         }
     }
 
-    fn log_result(&self, r: RcptRef, relay: &str, res: &RcptResult) {
+    /// One Postfix-style delivery line; `reply` is the remote's (or the mailbox's)
+    /// answer for a delivered recipient.
+    fn log_result(&self, r: RcptRef, relay: &str, res: &RcptResult, reply: Option<&str>) {
         let (status, text) = match res {
-            RcptResult::Delivered => ("sent", String::new()),
+            RcptResult::Delivered => ("sent", reply.unwrap_or("delivered").to_string()),
             RcptResult::Deferred(t) => ("deferred", t.clone()),
             RcptResult::Failed(_, t) => ("bounced", t.clone()),
         };

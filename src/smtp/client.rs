@@ -142,8 +142,11 @@ pub struct OutMessage {
     pub rcpts: Vec<Mailbox>,
     /// The stored message (CR LF line ends, not dot-stuffed).
     pub body: Vec<u8>,
-    /// Whether it was received as 8BITMIME.
+    /// Whether to declare `BODY=8BITMIME` when the server offers it.
     pub eight_bit: bool,
+    /// A 7-bit channel (`-7`): a body with 8-bit octets is refused with 5.6.3 (no
+    /// conversion to quoted-printable is done).
+    pub seven_bit_only: bool,
 }
 
 /// What became of one recipient.
@@ -188,6 +191,23 @@ enum Expect {
     Quit,
 }
 
+impl std::fmt::Display for Expect {
+    /// What the reply answers, as an operator reads it in a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Expect::Banner => "the greeting",
+            Expect::Ehlo => "EHLO",
+            Expect::Helo => "HELO",
+            Expect::Mail => "MAIL FROM",
+            Expect::Rcpt(_) => "RCPT TO",
+            Expect::Data => "DATA",
+            Expect::Dot => "the end of the message",
+            Expect::Rset => "RSET",
+            Expect::Quit => "QUIT",
+        })
+    }
+}
+
 #[derive(Debug)]
 struct Txn {
     msg: OutMessage,
@@ -224,6 +244,8 @@ pub struct ClientSession {
     txn: Option<Txn>,
     /// Transcript lines (`> command`, `< reply`), when asked for.
     transcript: Option<Vec<String>>,
+    /// Whether to greet with EHLO (false: HELO only, the transport's `-77`).
+    esmtp: bool,
 }
 
 fn stuff_and_fold(body: &[u8]) -> Vec<u8> {
@@ -242,11 +264,20 @@ fn stuff_and_fold(body: &[u8]) -> Vec<u8> {
             continue;
         }
         let mut first = true;
-        for c in content.chunks(MAX_LINE) {
-            if !first && in_headers {
+        let mut rest = content;
+        while !rest.is_empty() {
+            // A folded header line starts with a space: it carries one octet less,
+            // so every line on the wire stays within MAX_LINE (RFC 5321 §4.5.3.1.6).
+            // Likewise a line that gets a stuffed dot.
+            let folded = !first && in_headers;
+            let prefixed = folded || rest.first() == Some(&b'.');
+            let room = if prefixed { MAX_LINE - 1 } else { MAX_LINE };
+            let (c, tail) = rest.split_at(rest.len().min(room));
+            rest = tail;
+            if folded {
                 out.push(b' ');
             }
-            if c.first() == Some(&b'.') && (first || !in_headers) {
+            if c.first() == Some(&b'.') && !folded {
                 out.push(b'.');
             }
             out.extend_from_slice(c);
@@ -274,7 +305,14 @@ impl ClientSession {
             size_limit: None,
             txn: None,
             transcript: None,
+            esmtp: true,
         }
+    }
+
+    /// Greets with HELO and uses no SMTP extension (the smtp transport's `-77`).
+    pub fn without_esmtp(mut self) -> Self {
+        self.esmtp = false;
+        self
     }
 
     /// Keeps a transcript of commands and replies (never message bodies).
@@ -356,12 +394,15 @@ impl ClientSession {
     /// The connection timed out at this deadline.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.phase != Phase::Closed && now >= self.deadline {
-            let what = self.expect.front().copied();
             if self.phase == Phase::Quitting {
                 self.phase = Phase::Closed;
                 self.events.push_back(ClientEvent::Closed);
             } else {
-                self.fail(true, format!("timeout waiting for the reply to {what:?}"));
+                let why = match self.expect.front() {
+                    Some(what) => format!("timeout waiting for the reply to {what}"),
+                    None => "timeout: the server sent nothing".to_string(),
+                };
+                self.fail(true, why);
             }
         }
     }
@@ -382,11 +423,21 @@ impl ClientSession {
             return;
         }
         let size = msg.body.len() as u64;
-        if self.size_limit.is_some_and(|l| l > 0 && size > l) {
-            let why = format!("552 5.3.4 message size {size} exceeds the server's limit");
+        let refusal = if self.size_limit.is_some_and(|l| l > 0 && size > l) {
+            Some(format!(
+                "552 5.3.4 message size {size} exceeds the server's limit"
+            ))
+        } else if msg.seven_bit_only && msg.body.iter().any(|&b| b >= 0x80) {
+            Some("554 5.6.3 the message has 8-bit octets and this channel is 7-bit only".into())
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            // Nothing was sent for it: the session stays idle for the next message.
             let n = msg.rcpts.len();
             self.events
                 .push_back(ClientEvent::Done(vec![RcptOutcome::Failed(why); n]));
+            self.events.push_back(ClientEvent::Ready);
             return;
         }
         self.phase = Phase::Busy;
@@ -472,8 +523,13 @@ impl ClientSession {
                 if r.code != 220 {
                     return self.fail(r.code < 500, format!("greeting: {}", r.summary()));
                 }
-                let ehlo = format!("EHLO {}\r\n", self.helo_name);
-                self.send(Expect::Ehlo, ehlo.as_bytes(), now);
+                if self.esmtp {
+                    let ehlo = format!("EHLO {}\r\n", self.helo_name);
+                    self.send(Expect::Ehlo, ehlo.as_bytes(), now);
+                } else {
+                    let helo = format!("HELO {}\r\n", self.helo_name);
+                    self.send(Expect::Helo, helo.as_bytes(), now);
+                }
             }
             Expect::Ehlo => {
                 if ok {

@@ -68,6 +68,7 @@ replies! {
     UNKNOWN_USER = 550, "5.1.1 Recipient address rejected: User unknown in local recipient table";
     NO_ROUTE = 550, "5.1.2 Recipient address rejected: Domain not found";
     RELAY_DENIED = 554, "5.7.1 Relay access denied";
+    NO_TRANSPORT = 451, "4.3.5 Server configuration error: no transport for this destination";
     BYE = 221, "2.0.0 Bye";
 }
 

@@ -767,6 +767,27 @@ impl ServerSession {
                 return self.error(&with_address(&r, &to.to_string()), now, host);
             }
         };
+        // A destination no transport serves would be accepted and never delivered:
+        // only a reload that dropped a clause, or a recipient domain that a
+        // command-less clause catches, gets here (the load-time check refuses the
+        // rest). Tell the client to try later and the operator why.
+        let unserved = dests.iter().find_map(|d| {
+            let (channel, host) = match d {
+                Destination::Local(u) => ("local", u.as_str()),
+                Destination::Remote { channel, host } => (channel.as_str(), host.as_str()),
+            };
+            ctx.config.sched.check_destination(channel, host).err()
+        });
+        if let Some(why) = unserved {
+            log::error!(
+                "{:08x} smtp rcpt-refused address={} to=<{}> reason=\"{why}\"",
+                self.id,
+                self.client,
+                sanitize(to.to_string().as_bytes()),
+            );
+            self.reply(&Reply::NO_TRANSPORT);
+            return;
+        }
         if !txn.rcpts.iter().any(|r| r.address == to) {
             for dest in dests {
                 // Two addresses that expand to one mailbox get one copy.

@@ -40,7 +40,7 @@ fn config(trusted: bool) -> Config {
             hosts: Default::default(),
             resolv: Default::default(),
         },
-        sched: Default::default(),
+        sched: crate::config::scheduler::SchedulerConf::builtin("/log"),
     }
 }
 
@@ -753,4 +753,21 @@ fn chunked_input_gives_the_same_dialogue() {
         assert_eq!(t.take(), expect, "split {split}");
         assert_eq!(t.message_body(), expect_body, "split {split}");
     }
+}
+
+#[test]
+fn in_transaction_rcpt_with_no_transport_is_451() {
+    let mut t = T::new(true);
+    // A reload dropped the clause that served smtp-etrn: refuse, never black-hole.
+    t.cfg.sched = crate::config::scheduler::SchedulerConf::parse(
+        std::path::Path::new("scheduler.conf"),
+        "local/* command=local\n",
+        "/log",
+    )
+    .unwrap();
+    t.take();
+    t.send("EHLO x.example\r\n");
+    t.take();
+    t.send("MAIL FROM:<a@ours.example>\r\nRCPT TO:<u@client.dom>\r\nRCPT TO:<u@ours.example>\r\n");
+    assert_eq!(t.codes(), vec![250, 451, 250]);
 }

@@ -7,6 +7,7 @@ mod delivery;
 mod etrn;
 mod fakedns;
 mod faults;
+mod fidelity;
 mod install;
 mod interop;
 mod limits;

@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The EHLO or HELO command as sent.
+    pub helo: String,
+    /// The MAIL command as sent (with its parameters).
+    pub mail: String,
     pub from: String,
     pub rcpts: Vec<String>,
     pub data: String,
@@ -22,6 +26,8 @@ pub struct Behaviour {
     pub dot_reply: &'static str,
     /// Pause before answering the final dot.
     pub delay: Duration,
+    /// The SIZE limit it advertises.
+    pub size: u64,
 }
 
 impl Default for Behaviour {
@@ -31,6 +37,7 @@ impl Default for Behaviour {
             pipelining: true,
             dot_reply: "250 2.0.0 Ok: queued",
             delay: Duration::ZERO,
+            size: 100_000_000,
         }
     }
 }
@@ -142,6 +149,8 @@ fn serve(s: TcpStream, b: &Behaviour, got: &Mutex<Vec<Received>>) -> std::io::Re
         return Ok(());
     }
     let mut from = String::new();
+    let mut helo = String::new();
+    let mut mail = String::new();
     let mut rcpts = Vec::new();
     loop {
         let mut line = String::new();
@@ -149,9 +158,15 @@ fn serve(s: TcpStream, b: &Behaviour, got: &Mutex<Vec<Received>>) -> std::io::Re
             return Ok(());
         }
         let up = line.trim_end().to_ascii_uppercase();
+        if up.starts_with("EHLO") || up.starts_with("HELO") {
+            helo = line.trim_end().to_string();
+        }
         let reply: String = if up.starts_with("EHLO") {
             if b.pipelining {
-                "250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 100000000".into()
+                format!(
+                    "250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE {}",
+                    b.size
+                )
             } else {
                 "250-sink.test\r\n250 8BITMIME".into()
             }
@@ -161,6 +176,7 @@ fn serve(s: TcpStream, b: &Behaviour, got: &Mutex<Vec<Received>>) -> std::io::Re
         } else if up.starts_with("MAIL FROM:") {
             let f = &line.trim_end()[10..];
             from = f[..f.find('>').map(|i| i + 1).unwrap_or(f.len())].to_string();
+            mail = line.trim_end().to_string();
             rcpts.clear();
             "250 2.1.0 ok".into()
         } else if up.starts_with("RCPT TO:") {
@@ -184,6 +200,8 @@ fn serve(s: TcpStream, b: &Behaviour, got: &Mutex<Vec<Received>>) -> std::io::Re
                 std::thread::sleep(b.delay);
                 if b.dot_reply.starts_with('2') {
                     got.lock().unwrap().push(Received {
+                        helo: helo.clone(),
+                        mail: mail.clone(),
                         from: from.clone(),
                         rcpts: std::mem::take(&mut rcpts),
                         data,

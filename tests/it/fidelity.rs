@@ -1,0 +1,433 @@
+//! Fidelity: configurations that would black-hole mail are refused, transport flags
+//! are honoured or refused, ZMailer's shipped file shapes load, the shipped setups
+//! start, and one oversized message does not stall a client's flush.
+
+use std::time::Duration;
+
+use crate::sink::{Behaviour, Sink};
+use crate::util::{run_etrnd, Client, Daemon, Setup, TempDir};
+
+/// `etrnd -n` and a daemon start on these files: exit code and stderr (the temp
+/// directory written as DIR).
+fn check(setup: &Setup, sched: &str) -> (i32, String, i32, String) {
+    let dir = TempDir::new("fidelity");
+    setup.write(&dir.0);
+    std::fs::write(dir.0.join("scheduler.conf"), sched).unwrap();
+    let conf = dir.0.join("etrnd.conf");
+    let (code, _, err) = run_etrnd(&conf, &["-n"]);
+    // A good configuration would start a daemon that runs on: only bad ones start.
+    let (start, serr) = if code == 0 {
+        (0, String::new())
+    } else {
+        let (start, _, serr) = run_etrnd(&conf, &["-d"]);
+        (start, serr)
+    };
+    let d = dir.0.to_string_lossy().to_string();
+    (code, err.replace(&d, "DIR"), start, serr.replace(&d, "DIR"))
+}
+
+fn routes(r: &str) -> Setup {
+    Setup {
+        routes: r.into(),
+        ..Setup::default()
+    }
+}
+
+fn wait_until(d: &Daemon, what: &str, secs: u64, f: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_route_no_clause_runs_is_an_error_at_check_and_start() {
+    let (code, err, start, serr) = check(
+        &routes(".nochan.example nochan!somehost\n"),
+        "*/* expiry=1d\nsmtp/* command=smtp\nlocal/* command=local\n",
+    );
+    assert_eq!(code, 78, "{err}");
+    assert!(
+        err.contains("DIR/db/routes:1: route .nochan.example nochan!somehost: no clause of DIR/scheduler.conf matches nochan/somehost"),
+        "{err}"
+    );
+    assert_eq!(start, 78, "the daemon refuses to start too: {serr}");
+    assert!(serr.contains("DIR/db/routes:1:"), "{serr}");
+}
+
+#[test]
+fn a_clause_without_command_and_none_after_it_names_clause_and_route() {
+    let (code, err, start, _) = check(
+        &routes("# two\n.dialup.example uucpish!gw.example\n"),
+        "*/* expiry=1d\nuucpish/* maxchannel=5\nsmtp/* command=smtp\nlocal/* command=local\n",
+    );
+    assert_eq!((code, start), (78, 78), "{err}");
+    assert!(
+        err.contains(
+            "DIR/scheduler.conf:2: clause 'uucpish/*' matches uucpish/gw.example but has no \
+             command, and no later clause matching it has one (reached by DIR/db/routes:2: \
+             route .dialup.example uucpish!gw.example)"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_clause_without_command_takes_the_next_matching_command_and_flags_are_honoured() {
+    let sink = Sink::start(Behaviour::default());
+    let port = sink.addr.port();
+    // The shape of ZMailer's shipped smtp/*.fi: limits without a command, the
+    // command from the catch-all after it; -p and -h bundled the getopt way.
+    let sched = format!(
+        "*/* interval=1s retries=\"1\" expiry=1h\n\
+         smtpx/*127.0.0.1* maxring=5\n\
+         smtpx/* command=\"smtp -c $channel -xsp {port} -h Other.Name\"\n\
+         smtp8/* command=\"smtp -8 -p {port}\"\n\
+         smtp77/* command=\"smtp -77 -p {port}\"\n\
+         smtp7/* command=\"smtp -7 -p{port}\"\n\
+         local/* command=local\nerror/* command=errormail\n"
+    );
+    let d = Daemon::start_with_files(
+        routes(
+            ".x.example smtpx![127.0.0.1]\n.e.example smtp8![127.0.0.1]\n\
+             .h.example smtp77![127.0.0.1]\n.s.example smtp7![127.0.0.1]\n",
+        ),
+        &[("scheduler.conf", &sched)],
+    );
+    let (code, out, _) = d.run(&["route", "u@a.x.example"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("scheduler: smtpx/*127.0.0.1* (scheduler.conf line 2)"),
+        "{out}"
+    );
+    let mut c = Client::hello(d.addr());
+    c.send_message(
+        "s@test.example",
+        &["u@a.x.example"],
+        "Subject: x\r\n\r\nx\r\n",
+    );
+    let got = sink.wait_for(1, 10);
+    assert_eq!(got[0].helo, "EHLO other.name", "-h names us");
+    // -8: a body with 8-bit octets is declared though the client did not say so.
+    c.send_message(
+        "s@test.example",
+        &["u@e.example"],
+        "Subject: 8\r\n\r\nr\u{e4}ksm\u{f6}rg\u{e5}s\r\n",
+    );
+    let got = sink.wait_for(2, 10);
+    assert!(got[1].mail.ends_with("BODY=8BITMIME"), "{}", got[1].mail);
+    // -77: HELO, no extensions.
+    c.send_message(
+        "s@test.example",
+        &["u@h.example"],
+        "Subject: 7\r\n\r\nx\r\n",
+    );
+    let got = sink.wait_for(3, 10);
+    assert_eq!(got[2].helo, "HELO mx.test.example");
+    assert_eq!(got[2].mail, "MAIL FROM:<s@test.example>");
+    // -7: an 8-bit body is bounced with 5.6.3, never sent.
+    c.send_message(
+        "s@test.example",
+        &["u@s.example"],
+        "Subject: 8\r\n\r\n\u{e4}\r\n",
+    );
+    wait_until(&d, "the 5.6.3 bounce", 10, || {
+        d.log().contains("to=<u@s.example>") && d.log().contains("status=bounced (554 5.6.3")
+    });
+    assert_eq!(sink.messages().len(), 3);
+    let log = d.log();
+    assert!(
+        log.contains(&format!(
+            "relay=127.0.0.1[127.0.0.1]:{port}, delay=0, status=sent (250 2.0.0 Ok: queued)"
+        )) || log.contains(&format!(
+            "relay=127.0.0.1[127.0.0.1]:{port}, delay=1, status=sent (250"
+        )),
+        "relay named once, the remote reply kept: {log}"
+    );
+}
+
+#[test]
+fn transport_flags_we_do_not_implement_are_errors() {
+    for (cmd, why) in [
+        ("smtp -M -x", "-M (LMTP) is not supported"),
+        ("smtp -1", "-1 is not supported"),
+        ("smtp -S /x/smtp-tls.conf", "-S (STARTTLS settings file)"),
+        ("sm -c $channel uucp", "the sm transport"),
+    ] {
+        let (code, err, _, _) = check(
+            &Setup::default(),
+            &format!("*/* expiry=1d\nsmtp-etrn/* command=\"{cmd}\"\nlocal/* command=local\n"),
+        );
+        assert_eq!(code, 78, "{cmd}");
+        assert!(
+            err.contains("DIR/scheduler.conf:2: ") && err.contains(why),
+            "{cmd}: {err}"
+        );
+    }
+}
+
+#[test]
+fn without_a_scheduler_conf_unknown_smtp_channels_are_not_sent_as_plain_smtp() {
+    let dir = TempDir::new("builtin");
+    routes(".t.example smtp-tls!mx.t.example\n").write(&dir.0);
+    std::fs::remove_file(dir.0.join("scheduler.conf")).unwrap();
+    let (code, _, err) = run_etrnd(&dir.0.join("etrnd.conf"), &["-n"]);
+    assert_eq!(code, 78);
+    assert!(err.contains("matches smtp-tls/mx.t.example"), "{err}");
+    routes(".t.example smtp-etrn!mx.t.example\n.u.example smtpx!\n").write(&dir.0);
+    std::fs::remove_file(dir.0.join("scheduler.conf")).unwrap();
+    let (code, _, err) = run_etrnd(&dir.0.join("etrnd.conf"), &["-n"]);
+    assert_eq!(code, 0, "{err}");
+}
+
+/// The shapes of ZMailer's shipped proto/scheduler.conf.in (our own text): defaults
+/// with ZMailer-only tuning, PARAM lines, bare selectors sharing a clause, `mailbox
+/// -8`, bundled flags with `${LOGDIR}`, clauses whose limits come without a command,
+/// comments after a quoted command, and the sm/-M/-S clauses commented out.
+const ZMAILER_SHAPES: &str = r#"# as shipped, with the unsupported transports commented out
+PARAMauthfile = "${MAILSHARE}/scheduler.auth"
+*/*	interval=1m
+	idlemax=4m # comment after a value
+	expiry=5d
+	expiry2=2d
+	retries="1 1 2 3 5 8 13 21 34"
+	maxchannel=0 maxring=20
+	maxta=0
+	user=root
+	group=daemon
+	overfeed=150
+hold/*
+	interval=5m
+	maxchannel=1
+	command=hold
+#defrt1/*
+#	command="sm -c $channel defrt1"
+local/file*
+local/pipe*
+	interval=5m
+	maxchannel=15
+	command="mailbox -8"
+local/*
+	interval=5m
+	maxring=5
+	command="mailbox"
+	#command="smtp -c $channel -M -x -F [127.0.0.1] -p 2525 -s"
+smtp/*funet.fi
+	maxring=9
+	command="smtp -8sl ${LOGDIR}/smtp"
+smtp/*.fi
+	maxchannel=199
+	maxring=20
+	interval=10m
+	skew=1
+smtp/*
+	maxchannel=199
+	maxring=50
+	command="smtp -s" # -l ${LOGDIR}/smtp"
+smtp-etrn/*
+	maxchannel=199 maxring=20 interval=1h retries="12" queueonly
+	command="smtp -c $channel -s" # -l ${LOGDIR}/smtp-etrn"
+#smtp-tls/*
+#	command="smtp -c $channel -s -S ${MAILSHARE}/smtp-tls.conf"
+#smtp-lmtp/*
+#	command="smtp -c $channel -M -x -p 2525 -s -l ${LOGDIR}/smtp-lmtp"
+smtpx/*
+	maxchannel=90
+	command="smtp -c $channel -x -s"
+smtpxw/*
+	command="smtp -c $channel -x -w 1200 -s"
+smtp77x/*
+	command="smtp -c $channel -77 -x -s"
+error/*
+	interval=5m
+	command=errormail
+#uucp/*		maxchannel=5
+#		command="sm -8c $channel uucp"
+"#;
+
+#[test]
+fn zmailer_shipped_shapes_load_and_resolve() {
+    let setup = Setup {
+        // Shapes of proto/db.sample/routes and proto/db/routes (our own entries).
+        routes:
+            "# sample\n.dal.example\t\t\tsmtp![192.0.2.5]\n.toronto.example\terror!err.wrongname\n\
+                 .skip.example\t\t\tignore\nlocalhost\t\terror!err.localhost\n\
+                 .uni.fi smtp!\nfunet.fi smtp!\n.bar.example smtpx!\n.w.example smtpxw!\n\
+                 .old.example smtp77x!\n.client.dom smtp-etrn!mail.client.dom\n"
+                .into(),
+        ..Setup::default()
+    };
+    let (code, err, _, _) = check(&setup, ZMAILER_SHAPES);
+    assert_eq!((code, err.as_str()), (0, ""));
+    let dir = TempDir::new("zmshapes");
+    setup.write(&dir.0);
+    std::fs::write(dir.0.join("scheduler.conf"), ZMAILER_SHAPES).unwrap();
+    let conf = dir.0.join("etrnd.conf");
+    let (_, out, _) = run_etrnd(&conf, &["route", "u@mail.uni.fi", "u@funet.fi"]);
+    // *funet.fi comes first for funet; for the rest of .fi, smtp/*.fi gives its
+    // limits and smtp/* its command.
+    assert!(
+        out.contains("scheduler: smtp/*funet.fi (scheduler.conf line 29)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "scheduler: smtp/*.fi (scheduler.conf line 32), command from smtp/* (line 36)"
+        ),
+        "{out}"
+    );
+    // What we do not have is refused with a reason, at the line.
+    for (file, text, want) in [
+        (
+            "db/routes",
+            "junkdom bitbucket!\n",
+            "db/routes:1: 'bitbucket!': the bitbucket channel needs one of ZMailer's sm programs",
+        ),
+        (
+            "db/routes",
+            "news.dom usenet!\n",
+            "db/routes:1: 'usenet!': the usenet channel",
+        ),
+        (
+            "db/routes",
+            ".:ERROR smtp!\n",
+            "db/routes:1: '.:ERROR': ZMailer's tagged keys",
+        ),
+        (
+            "db/aliases",
+            "nobody: /dev/null\n",
+            "db/aliases:1: '/dev/null': /dev/null (discard) targets are not supported yet",
+        ),
+        (
+            "db/aliases",
+            "auto: \"|/x/autoanswer.pl\"\n",
+            "db/aliases:1: '|/x/autoanswer.pl': program targets",
+        ),
+        (
+            "db/aliases",
+            "l: \":include:/dev/null\"\n",
+            "db/aliases:1: ':include:/dev/null': :include: targets",
+        ),
+    ] {
+        setup.write(&dir.0);
+        std::fs::write(dir.0.join("scheduler.conf"), ZMAILER_SHAPES).unwrap();
+        std::fs::write(dir.0.join(file), text).unwrap();
+        let (code, _, err) = run_etrnd(&conf, &["-n"]);
+        assert_eq!(code, 78, "{text}");
+        assert!(err.contains(want), "{text}: {err}");
+    }
+}
+
+/// A port nothing listens on now (bound and released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn every_shipped_setup_starts_and_serves_ipv4_and_ipv6() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for setup in ["etc", "etc/hub", "etc/client"] {
+        let mut d = Daemon::prepare(Setup::default(), &[]);
+        let dir = d.dir.0.clone();
+        let src = root.join(setup);
+        for f in ["scheduler.conf", "db/routes", "db/localnames", "db/aliases"] {
+            if src.join(f).exists() {
+                std::fs::copy(src.join(f), dir.join(f)).unwrap();
+            }
+        }
+        // Paths into the temporary directory, the shipped ports onto a free one.
+        let port = free_port();
+        let text = std::fs::read_to_string(src.join("etrnd.conf")).unwrap();
+        let mut conf = String::new();
+        for line in text.lines() {
+            let name = line.split('=').next().unwrap_or("");
+            let line = match name {
+                "POSTOFFICE" => "POSTOFFICE=spool".to_string(),
+                "LOGDIR" => "LOGDIR=log".to_string(),
+                "PIDFILE" => "PIDFILE=etrnd.pid".to_string(),
+                "MAILBOX" => "MAILBOX=mail/".to_string(),
+                "GREET_PAUSE" => "GREET_PAUSE=0".to_string(),
+                "MAILVAR" | "MAILSHARE" => format!("{name}=."),
+                "LISTEN" => {
+                    let value = line["LISTEN=".len()..].trim_matches('"');
+                    let addrs: Vec<String> = value
+                        .split_whitespace()
+                        .map(|a| format!("{}:{port}", &a[..a.rfind(':').unwrap()]))
+                        .collect();
+                    format!("LISTEN={}", addrs.join(" "))
+                }
+                _ => line.to_string(),
+            };
+            conf.push_str(&line);
+            conf.push('\n');
+        }
+        std::fs::write(dir.join("etrnd.conf"), &conf).unwrap();
+        d.spawn();
+        let v4 = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut c = Client::connect(v4);
+        c.expect(220);
+        if conf.contains(&format!("[::]:{port}")) {
+            let v6: std::net::SocketAddr = format!("[::1]:{port}").parse().unwrap();
+            let mut c6 = Client::connect(v6);
+            c6.expect(220);
+        }
+        c.cmd("QUIT", 221);
+        d.stop();
+    }
+}
+
+#[test]
+fn an_oversized_message_is_bounced_and_the_flush_goes_on() {
+    let sink = Sink::start(Behaviour {
+        size: 1_000_000,
+        ..Behaviour::default()
+    });
+    let d = Daemon::start_with_files(
+        routes(&format!(
+            ".client.dom smtp-etrn![127.0.0.1]:{}\n",
+            sink.addr.port()
+        )),
+        &[(
+            "scheduler.conf",
+            "*/* interval=1s retries=\"1\" expiry=1h\nsmtp-etrn/* queueonly command=smtp\n\
+             local/* command=local\nerror/* command=errormail\n",
+        )],
+    );
+    let mut c = Client::hello(d.addr());
+    let big = format!("Subject: big\r\n\r\n{}\r\n", "x".repeat(76).repeat(27_000));
+    c.send_message(
+        "s@test.example",
+        &["a@client.dom"],
+        "Subject: 1\r\n\r\none\r\n",
+    );
+    c.send_message("s@test.example", &["b@client.dom"], &big);
+    c.send_message(
+        "s@test.example",
+        &["c@client.dom"],
+        "Subject: 3\r\n\r\nthree\r\n",
+    );
+    c.cmd("ETRN client.dom", 253);
+    let got = sink.wait_for(2, 10);
+    assert_eq!(
+        sink.connections.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    assert_eq!(got[0].rcpts, vec!["<a@client.dom>"]);
+    assert_eq!(
+        got[1].rcpts,
+        vec!["<c@client.dom>"],
+        "the next message, same connection"
+    );
+    wait_until(&d, "the 5.3.4 bounce", 10, || {
+        d.log().contains("to=<b@client.dom>") && d.log().contains("status=bounced (552 5.3.4")
+    });
+}

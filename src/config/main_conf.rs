@@ -214,11 +214,31 @@ fn parse_bool(v: &str) -> Result<bool, String> {
     }
 }
 
-fn parse_num<T: std::str::FromStr>(v: &str, min: u64) -> Result<T, String> {
+/// Every number of `etrnd.conf` and its range (documented in etrnd.conf(5)); nothing
+/// computed from them can overflow.
+pub const RANGES: &[(&str, u64, u64)] = &[
+    ("SMTP_PORT", 1, 65_535),
+    ("MAX_MESSAGE_SIZE", 1024, 1 << 31),
+    ("MAX_RECIPIENTS", 100, 100_000),
+    ("MAX_CONNECTIONS", 1, 65_536),
+    ("MAX_CONNECTIONS_PER_IP", 1, 65_536),
+    ("GREET_PAUSE", 0, 300),
+];
+
+/// A number of `name` within its [`RANGES`] entry.
+fn parse_num<T: TryFrom<u64>>(name: &str, v: &str) -> Result<T, String> {
+    let &(_, min, max) = RANGES
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .expect("every numeric name has a range");
     match v.parse::<u64>() {
-        Ok(n) if n >= min => v.parse::<T>().map_err(|_| format!("'{v}' is out of range")),
-        Ok(_) => Err(format!("must be at least {min}")),
-        Err(_) => Err(format!("expected a number, not '{v}'")),
+        Ok(n) if (min..=max).contains(&n) => {
+            T::try_from(n).map_err(|_| format!("'{v}' is out of range"))
+        }
+        Ok(_) | Err(_) if v.bytes().all(|b| b.is_ascii_digit()) && !v.is_empty() => {
+            Err(format!("'{v}' is out of range ({min} to {max})"))
+        }
+        _ => Err(format!("expected a number from {min} to {max}, not '{v}'")),
     }
 }
 
@@ -423,11 +443,11 @@ impl MainConf {
                     .collect();
                 self.dns_servers = l?;
             }
-            "SMTP_PORT" => self.smtp_port = parse_num(v, 1)?,
-            "MAX_MESSAGE_SIZE" => self.max_message_size = parse_num(v, 1024)?,
-            "MAX_RECIPIENTS" => self.max_recipients = parse_num(v, 100)?,
-            "MAX_CONNECTIONS" => self.max_connections = parse_num(v, 1)?,
-            "MAX_CONNECTIONS_PER_IP" => self.max_connections_per_ip = parse_num(v, 1)?,
+            "SMTP_PORT" => self.smtp_port = parse_num(name, v)?,
+            "MAX_MESSAGE_SIZE" => self.max_message_size = parse_num(name, v)?,
+            "MAX_RECIPIENTS" => self.max_recipients = parse_num(name, v)?,
+            "MAX_CONNECTIONS" => self.max_connections = parse_num(name, v)?,
+            "MAX_CONNECTIONS_PER_IP" => self.max_connections_per_ip = parse_num(name, v)?,
             "USER" => {
                 if !v.is_empty() && !crate::sys::user_exists(v) {
                     return Err(format!("no such user '{v}'"));
@@ -438,7 +458,7 @@ impl MainConf {
                     Some(v.to_string())
                 }
             }
-            "GREET_PAUSE" => self.greet_pause = Duration::from_secs(parse_num(v, 0)?),
+            "GREET_PAUSE" => self.greet_pause = Duration::from_secs(parse_num(name, v)?),
             "SYSLOG_SOCKET" => self.syslog_socket = Some(path(v)?),
             _ => unreachable!("NAMES and set() list the same names"),
         }
@@ -492,6 +512,25 @@ mod tests {
         assert!(errs[0].starts_with("/etc/etrnd/etrnd.conf:1: unknown name 'BOGUS'"));
         assert!(errs[1].starts_with("/etc/etrnd/etrnd.conf:2: MYNETWORKS"));
         assert!(errs[5].starts_with("/etc/etrnd/etrnd.conf:6: expected NAME=value"));
+    }
+
+    #[test]
+    fn numbers_have_ranges() {
+        for (name, min, max) in RANGES {
+            let ok = format!("{name}={min}\n");
+            assert!(parse(&ok).is_ok(), "{ok}");
+            let ok = format!("{name}={max}\n");
+            assert!(parse(&ok).is_ok(), "{ok}");
+            let bad = format!("{name}={}\n", max + 1);
+            let e = parse(&bad).unwrap_err();
+            assert!(e[0].contains("out of range"), "{e:?}");
+            let huge = format!("{name}=18446744073709551615\n");
+            assert!(parse(&huge).unwrap_err()[0].contains("out of range"));
+            let huger = format!("{name}=184467440737095516150\n");
+            assert!(parse(&huger).unwrap_err()[0].contains("out of range"));
+            let neg = format!("{name}=-1\n");
+            assert!(parse(&neg).unwrap_err()[0].contains("expected a number"));
+        }
     }
 
     #[test]

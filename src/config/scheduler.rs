@@ -324,13 +324,19 @@ fn glob_match(p: &[u8], s: &[u8]) -> bool {
     }
 }
 
+/// The longest interval accepted (ten years): times computed from it never overflow.
+pub const MAX_INTERVAL: u64 = 3650 * 86_400;
+
 /// Parses an interval: a bare number of seconds, or `<n><s|m|h|d>` pieces summed.
 pub fn parse_interval(v: &str) -> Result<Duration, String> {
     if v.is_empty() {
         return Err("empty interval".into());
     }
-    if let Ok(n) = v.parse::<u64>() {
-        return Ok(Duration::from_secs(n));
+    if v.bytes().all(|b| b.is_ascii_digit()) {
+        return match v.parse::<u64>() {
+            Ok(n) if n <= MAX_INTERVAL => Ok(Duration::from_secs(n)),
+            _ => Err(format!("interval '{v}' is longer than 3650 days")),
+        };
     }
     let mut total = 0u64;
     let mut num = String::new();
@@ -357,6 +363,9 @@ pub fn parse_interval(v: &str) -> Result<Duration, String> {
         return Err(format!(
             "bad interval '{v}': trailing number without a unit"
         ));
+    }
+    if total > MAX_INTERVAL {
+        return Err(format!("interval '{v}' is longer than 3650 days"));
     }
     Ok(Duration::from_secs(total))
 }
@@ -991,6 +1000,10 @@ mod tests {
         assert_eq!(parse_interval("5d").unwrap(), Duration::from_secs(432_000));
         assert!(parse_interval("5x").is_err());
         assert!(parse_interval("1h30").is_err());
+        assert!(parse_interval("3650d").is_ok());
+        assert!(parse_interval("3651d").is_err());
+        assert!(parse_interval("18446744073709551615").is_err());
+        assert!(parse_interval("99999999999999999999999d").is_err());
         assert!(parse_interval("h").is_err());
     }
 

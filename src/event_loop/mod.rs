@@ -549,7 +549,7 @@ impl Daemon {
             };
             let ip = cidr::canonical(addr.ip());
             let max = self.config.main.max_connections;
-            if self.live >= max + REFUSAL_SLACK {
+            if self.live >= max.saturating_add(REFUSAL_SLACK) {
                 continue; // dropped: a flood, not a client
             }
             let slot = self.free.pop().unwrap_or_else(|| {

@@ -66,12 +66,19 @@ impl Command {
         )
     }
 
-    /// Whether the command is one that spammers repeat to keep a session alive;
+    /// Whether the command is one that spammers repeat to keep a session alive (HELO
+    /// and EHLO too: repeated forever they would hold a session open);
     /// past a limit each counts as an error (Postfix `smtpd_junk_command_limit`).
     pub fn is_junk(&self) -> bool {
         matches!(
             self,
-            Command::Noop | Command::Rset | Command::Vrfy | Command::Help | Command::Etrn(_)
+            Command::Noop
+                | Command::Rset
+                | Command::Vrfy
+                | Command::Help
+                | Command::Etrn(_)
+                | Command::Helo(_)
+                | Command::Ehlo(_)
         )
     }
 }

@@ -616,6 +616,20 @@ fn junk_commands_past_100_count_as_errors() {
 }
 
 #[test]
+fn ready_helo_and_ehlo_repeated_forever_count_as_junk_and_close() {
+    let mut t = T::ehlo();
+    for i in 0..200 {
+        t.send(if i % 2 == 0 {
+            "EHLO x.example\r\n"
+        } else {
+            "HELO x.example\r\n"
+        });
+        t.advance(Duration::from_secs(30));
+    }
+    assert!(t.s.is_closing(), "the session ends");
+}
+
+#[test]
 fn recipient_limit_is_452() {
     let mut t = T::ehlo();
     t.cfg.main.max_recipients = 1000;

@@ -277,7 +277,7 @@ fn zmailer_shipped_shapes_load_and_resolve() {
     );
     assert!(
         out.contains(
-            "scheduler: smtp/*.fi (scheduler.conf line 32), command from smtp/* (line 36)"
+            "scheduler: smtp/*.fi (scheduler.conf line 32), command from smtp/* (line 37)"
         ),
         "{out}"
     );
@@ -430,4 +430,115 @@ fn an_oversized_message_is_bounced_and_the_flush_goes_on() {
     wait_until(&d, "the 5.3.4 bounce", 10, || {
         d.log().contains("to=<b@client.dom>") && d.log().contains("status=bounced (552 5.3.4")
     });
+}
+
+#[test]
+fn numbers_out_of_range_are_errors_with_file_and_line() {
+    for (i, line) in [
+        "GREET_PAUSE=18446744073709551615",
+        "MAX_CONNECTIONS=18446744073709551615",
+        "MAX_MESSAGE_SIZE=18446744073709551615",
+        "MAX_RECIPIENTS=0",
+        "SMTP_PORT=65536",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let sched = "local/* command=local\nsmtp*/* command=smtp\n";
+        let (code, err, start, _) = check(&Setup::with_conf(&format!("{line}\n")), sched);
+        assert_eq!((code, start), (78, 78), "{i} {line}: {err}");
+        let name = line.split('=').next().unwrap();
+        assert!(
+            err.contains("DIR/etrnd.conf:1")
+                && err.contains(&format!(": {name}: '"))
+                && err.contains("is out of range ("),
+            "{line}: {err}"
+        );
+    }
+    let (code, err, _, _) = check(&Setup::default(), "*/* interval=99999d\n");
+    assert_eq!(code, 78);
+    assert!(
+        err.contains("DIR/scheduler.conf:1: interval '99999d' is longer than 3650 days"),
+        "{err}"
+    );
+}
+
+const HOLD_SCHED: &str = "*/* interval=1s retries=\"1\" expiry=1h\n\
+    smtp-etrn/* queueonly command=smtp\nlocal/* command=local\nerror/* command=errormail\n";
+
+#[test]
+fn etrn_of_the_domain_releases_everything_its_route_holds_and_252_while_in_flight() {
+    let sink = Sink::start(Behaviour {
+        delay: Duration::from_millis(1500),
+        ..Behaviour::default()
+    });
+    let d = Daemon::start_with_files(
+        routes(&format!(
+            ".client.dom smtp-etrn![127.0.0.1]:{}\n.other.dom smtp-etrn![127.0.0.1]:{}\n",
+            sink.addr.port(),
+            sink.addr.port()
+        )),
+        &[("scheduler.conf", HOLD_SCHED)],
+    );
+    let mut c = Client::hello(d.addr());
+    for to in [
+        "a@client.dom",
+        "b@mail.client.dom",
+        "c@x.y.client.dom",
+        "d@other.dom",
+    ] {
+        c.send_message("s@test.example", &[to], "Subject: t\r\n\r\nt\r\n");
+    }
+    // The domain's name releases its own route's mail: the domain and subdomains.
+    let r = c.cmd("ETRN client.dom", 253);
+    assert!(r.contains(" 3 pending messages"), "{r}");
+    // While they are in flight: 252, not 251.
+    std::thread::sleep(Duration::from_millis(300));
+    c.cmd("ETRN client.dom", 252);
+    let got = sink.wait_for(3, 15);
+    let mut rcpts: Vec<String> = got.iter().flat_map(|m| m.rcpts.clone()).collect();
+    rcpts.sort();
+    assert_eq!(
+        rcpts,
+        [
+            "<a@client.dom>",
+            "<b@mail.client.dom>",
+            "<c@x.y.client.dom>"
+        ]
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sink.messages().len(), 3, "other.dom stays held");
+    assert_eq!(d.queue_files().len(), 1);
+}
+
+#[test]
+fn pipelined_etrns_are_all_answered_at_once_in_order() {
+    let d = Daemon::start_with_files(
+        routes(".client.dom smtp-etrn!mail.client.dom\n.b.dom smtp-etrn!mx.b.dom\n"),
+        &[("scheduler.conf", HOLD_SCHED)],
+    );
+    let mut c = Client::hello(d.addr());
+    let t0 = std::time::Instant::now();
+    c.send_raw(
+        b"ETRN client.dom\r\nETRN b.dom\r\nETRN @client.dom\r\nETRN #smtp-etrn\r\nETRN nope.example\r\nNOOP\r\n",
+    );
+    let codes: Vec<u16> = (0..6).map(|_| c.reply().unwrap().0).collect();
+    assert_eq!(codes, [251, 251, 251, 251, 459, 250]);
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+}
+
+#[test]
+fn minimal_etrn_replies_are_250_for_every_well_formed_name() {
+    let d = Daemon::start_with_files(
+        Setup {
+            conf: "ETRN_REPLIES=minimal\n".into(),
+            ..routes(".client.dom smtp-etrn!mail.client.dom\n")
+        },
+        &[("scheduler.conf", HOLD_SCHED)],
+    );
+    let mut c = Client::hello(d.addr());
+    c.cmd("ETRN client.dom", 250);
+    c.cmd("ETRN not-held.example", 250);
+    c.cmd("ETRN #nochannel", 250);
+    c.cmd("ETRN bad..name", 501);
 }

@@ -14,7 +14,7 @@ build
 sinkport=$(free_port)
 etrnd_dir drain
 echo ".sink.example smtp![127.0.0.1]:$sinkport" > "$dir/db/routes"
-printf '*/* interval=5s retries="1" expiry=1d\nsmtp*/* command=smtp\n' > "$dir/scheduler.conf"
+printf '*/* interval=5s retries="1" expiry=1d\nsmtp*/* command=smtp\nlocal/* command=local\n' > "$dir/scheduler.conf"
 etrnd_start etrnd
 sinkpid=""
 trap 'etrnd_stop; kill $sinkpid 2>/dev/null; rm -rf "$dir"' EXIT

@@ -22,7 +22,7 @@ p, port, d = start_etrnd(
     "soak", "HOSTNAME=soak.example\nHOSTS_FILE=hosts\nMAX_CONNECTIONS_PER_IP=100\n",
     f".client.dom smtp-etrn![127.0.0.1]:{sinkport}\n.sink.example smtp![127.0.0.1]:{sinkport}\n",
     {"hosts": "", "scheduler.conf": "*/* interval=10s retries=\"1\" expiry=1d\n"
-     "smtp-etrn/* queueonly command=smtp\nsmtp*/* command=smtp\n"})
+     "smtp-etrn/* queueonly command=smtp\nsmtp*/* command=smtp\nlocal/* command=local\n"})
 
 stop = threading.Event()
 sent = [0]

@@ -1,6 +1,6 @@
 //! The client side of ETRN: `etrnd etrn SERVER TARGET…` asks a remote server (the
 //! ISP's hub) to start its queue for us; `etrnd flush [TARGET]` asks our own daemon
-//! (over its listener, or with SIGUSR1 for everything not held). Blocking I/O with
+//! over its control socket. Blocking I/O with
 //! timeouts: these are one-shot commands, never part of the daemon's loop.
 //!
 //! Exit codes (DESIGN.md §3): 0 for 250–253, 75 for 4xx, 77 for 459 and 5xx refusals,
@@ -8,6 +8,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::cli::exit as ex;
@@ -120,55 +121,66 @@ pub fn run(addrs: &[SocketAddr], helo: &str, targets: &[String], out: &mut impl 
     }
 }
 
-/// The addresses our own daemon listens on: what it wrote at startup, else `LISTEN`
-/// (wildcards replaced by loopback).
-pub fn own_listeners(cfg: &Config) -> Vec<SocketAddr> {
-    let file = cfg.main.postoffice.join("listening");
-    let mut v: Vec<SocketAddr> = std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
-    if v.is_empty() {
-        v = cfg.main.listen.clone();
-    }
-    for a in &mut v {
-        if a.ip().is_unspecified() {
-            let lo: std::net::IpAddr = if a.is_ipv4() {
-                std::net::Ipv4Addr::LOCALHOST.into()
-            } else {
-                std::net::Ipv6Addr::LOCALHOST.into()
-            };
-            a.set_ip(lo);
-        }
-    }
-    v
-}
+/// How long `etrnd flush` waits for the daemon's answer.
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `etrnd flush` without a target: SIGUSR1 to the daemon named by `PIDFILE`.
-pub fn flush_all(cfg: &Config, out: &mut impl Write) -> i32 {
-    let pid = std::fs::read_to_string(&cfg.main.pidfile)
-        .ok()
-        .and_then(|t| t.trim().parse::<i32>().ok());
-    let Some(pid) = pid else {
-        let _ = writeln!(
-            out,
-            "flush: etrnd is not running (no pid in {})",
-            cfg.main.pidfile.display()
-        );
-        return ex::UNAVAILABLE;
+/// `etrnd flush [TARGET]`: asks the running daemon over its control socket (never by
+/// signalling a pid read from a file) and prints its reply. Exit 0 for 2xx, 75 for
+/// 4xx, 77 for 459/5xx, 69 if no daemon answers.
+pub fn flush(cfg: &Config, target: Option<&str>, out: &mut impl Write) -> i32 {
+    let request = match target {
+        Some(t) => format!("flush {t}\n"),
+        None => "flush\n".to_string(),
     };
-    match crate::sys::signal(pid, libc::SIGUSR1) {
-        Ok(()) => {
-            let _ = writeln!(
-                out,
-                "flush: asked etrnd (pid {pid}) to run every queue that is not held"
-            );
-            ex::OK
+    let control = cfg.main.postoffice.join("control");
+    match control_request(&control, request.as_bytes(), CONTROL_TIMEOUT) {
+        Ok(reply) => {
+            let text = String::from_utf8_lossy(&reply);
+            let line = text.trim_end();
+            let _ = writeln!(out, "{line}");
+            let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+            match code {
+                200..=299 => ex::OK,
+                459 | 500..=599 => NOPERM,
+                _ => TEMPFAIL,
+            }
         }
         Err(e) => {
-            let _ = writeln!(out, "flush: cannot signal pid {pid}: {e}");
+            let _ = writeln!(
+                out,
+                "flush: etrnd is not running or does not answer ({}: {e})",
+                control.display()
+            );
             ex::UNAVAILABLE
         }
     }
+}
+
+/// Sends one request datagram to the daemon's control socket from a socket of our
+/// own (in the temporary directory, writable so a daemon running as `USER` can
+/// answer) and waits for the reply.
+fn control_request(control: &Path, request: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::UnixDatagram;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let me = std::env::temp_dir().join(format!("etrnd-flush.{}.{nanos}", std::process::id()));
+    let _ = std::fs::remove_file(&me);
+    let sock = UnixDatagram::bind(&me)?;
+    struct Unlink<'a>(&'a Path);
+    impl Drop for Unlink<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(self.0);
+        }
+    }
+    let _unlink = Unlink(&me);
+    std::fs::set_permissions(&me, std::fs::Permissions::from_mode(0o666))?;
+    sock.set_read_timeout(Some(timeout))?;
+    sock.send_to(request, control)?;
+    let mut buf = vec![0u8; 4096];
+    let n = sock.recv(&mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
 }

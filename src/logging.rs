@@ -238,33 +238,69 @@ fn syslog_stamp() -> String {
     )
 }
 
-/// Logs to syslog, facility mail, ident `etrnd` with the pid; `socket` names the
-/// syslog socket when it is not in a usual place. Falls back to stderr when no syslog
-/// socket exists.
-pub fn init_syslog(level: log::LevelFilter, socket: Option<&std::path::Path>) {
-    let path = match socket {
-        Some(p) => Some(p.to_path_buf()),
+/// A syslog socket that answered a probe, and whether it is a stream socket.
+#[derive(Debug, Clone)]
+pub struct SyslogTarget {
+    path: std::path::PathBuf,
+    stream: bool,
+}
+
+/// Finds the syslog socket: `SYSLOG_SOCKET`, else the first of the usual places that
+/// is a socket and accepts us. Called before detaching, so that "no syslog" can be
+/// said on the terminal; `Err` says what was tried.
+pub fn syslog_target(socket: Option<&std::path::Path>) -> Result<SyslogTarget, String> {
+    use std::os::unix::fs::FileTypeExt;
+    let candidates: Vec<std::path::PathBuf> = match socket {
+        Some(p) => vec![p.to_path_buf()],
         None => SYSLOG_SOCKETS
             .iter()
             .map(std::path::PathBuf::from)
-            .find(|p| p.exists()),
+            .collect(),
     };
+    let mut tried = Vec::new();
+    for path in candidates {
+        let why = match std::fs::metadata(&path) {
+            Err(e) => e.to_string(),
+            Ok(m) if !m.file_type().is_socket() => "not a socket".to_string(),
+            Ok(_) => {
+                // A datagram socket cannot connect to a stream socket: that tells
+                // the kind.
+                let probe = std::os::unix::net::UnixDatagram::unbound()
+                    .and_then(|probe| probe.connect(&path));
+                match probe {
+                    Ok(()) => {
+                        return Ok(SyslogTarget {
+                            path,
+                            stream: false,
+                        })
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => {
+                        return Ok(SyslogTarget { path, stream: true })
+                    }
+                    Err(e) => e.to_string(),
+                }
+            }
+        };
+        tried.push(format!("{}: {why}", path.display()));
+    }
+    Err(tried.join("; "))
+}
+
+/// Logs to syslog (facility mail) through `target`; with none, to stderr (which a
+/// detached daemon no longer has: the caller said so before detaching).
+pub fn init_syslog(level: log::LevelFilter, target: Option<SyslogTarget>) {
     let sock = std::os::unix::net::UnixDatagram::unbound()
         .and_then(|s| s.set_nonblocking(true).map(|()| s));
-    match (path, sock) {
-        (Some(path), Ok(sock)) => {
-            // A datagram socket cannot connect to a stream socket: that tells the kind.
-            let stream = std::os::unix::net::UnixDatagram::unbound()
-                .and_then(|probe| probe.connect(&path))
-                .is_err_and(|e| e.raw_os_error() == Some(libc::EPROTOTYPE));
-            let out = if stream {
+    match (target, sock) {
+        (Some(t), Ok(sock)) => {
+            let out = if t.stream {
                 SyslogOut::Stream(std::sync::Mutex::new(SyslogStream::default()))
             } else {
                 SyslogOut::Datagram(sock)
             };
             let syslog = Syslog {
                 out,
-                path,
+                path: t.path,
                 pid: std::process::id(),
                 dropped: std::sync::atomic::AtomicU64::new(0),
             };

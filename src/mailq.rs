@@ -60,18 +60,45 @@ pub fn is_held(cfg: &Config, dest: &Destination) -> bool {
 pub fn render(cfg: &Config) -> Result<String, crate::spool::SpoolError> {
     let postoffice = cfg.main.postoffice.as_path();
     let mut out = String::new();
-    if !postoffice.join("queue").is_dir() {
-        out.push_str("Mail queue is empty\n");
-        return Ok(out);
-    }
-    let spool = Spool::at(postoffice);
-    let entries = spool.list()?;
-    if entries.is_empty() {
+    let entries = if postoffice.join("queue").is_dir() {
+        Spool::at(postoffice).list()?
+    } else {
+        Vec::new()
+    };
+    let drops = dropped(postoffice, cfg.main.max_message_size);
+    if entries.is_empty() && drops.is_empty() {
         out.push_str("Mail queue is empty\n");
         return Ok(out);
     }
     out.push_str("-Queue ID-        --Size-- ----Arrival Time--- -Sender/Recipient-------\n");
     let mut total = 0u64;
+    for d in &drops {
+        total += d.size;
+        let (sender, rcpts) = match &d.drop {
+            Some(x) => (
+                fmt_path(&x.sender),
+                x.rcpts.iter().map(|r| r.to_string()).collect(),
+            ),
+            None => ("(not readable yet)".to_string(), Vec::new()),
+        };
+        let _ = writeln!(
+            out,
+            "{:<16} {:>9} {} {}",
+            crate::logging::sanitize(d.name.as_bytes()),
+            d.size,
+            iso_date(d.mtime),
+            crate::logging::sanitize(sender.as_bytes())
+        );
+        for r in rcpts {
+            let _ = writeln!(
+                out,
+                "{:47} {}  waiting in the drop folder for pickup",
+                "",
+                crate::logging::sanitize(r.as_bytes())
+            );
+        }
+        out.push('\n');
+    }
     for e in &entries {
         total += e.size;
         let _ = writeln!(
@@ -94,14 +121,64 @@ pub fn render(cfg: &Config) -> Result<String, crate::spool::SpoolError> {
         }
         out.push('\n');
     }
+    let n = entries.len() + drops.len();
     let _ = writeln!(
         out,
         "-- {} Kbytes in {} Request{}.",
         total.div_ceil(1024),
-        entries.len(),
-        if entries.len() == 1 { "" } else { "s" }
+        n,
+        if n == 1 { "" } else { "s" }
     );
     Ok(out)
+}
+
+/// A message waiting in the drop folder.
+struct Dropped {
+    name: String,
+    size: u64,
+    mtime: u64,
+    drop: Option<crate::spool::drop::Drop>,
+}
+
+/// The finished submissions in `drop/` that the daemon has not picked up (only what
+/// this user may list: the folder is 1733, so root and `USER`). Only regular files
+/// are read, without following links, and none larger than a message may be.
+fn dropped(postoffice: &std::path::Path, max_size: u64) -> Vec<Dropped> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let Ok(rd) = std::fs::read_dir(postoffice.join("drop")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Ok(meta) = e.path().symlink_metadata() else {
+            continue;
+        };
+        if name.starts_with('.') || !meta.is_file() {
+            continue; // still being written, or not a submission
+        }
+        let limit = max_size.saturating_mul(2).saturating_add(64 * 1024);
+        let drop = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(e.path())
+            .ok()
+            .filter(|f| f.metadata().is_ok_and(|m| m.is_file() && m.len() <= limit))
+            .and_then(|f| {
+                let mut data = Vec::new();
+                f.take(limit).read_to_end(&mut data).ok()?;
+                crate::spool::drop::Drop::decode(&data).ok()
+            });
+        out.push(Dropped {
+            name,
+            size: meta.len(),
+            mtime: u64::try_from(meta.mtime()).unwrap_or(0),
+            drop,
+        });
+    }
+    out.sort_by(|a, b| (a.mtime, &a.name).cmp(&(b.mtime, &b.name)));
+    out
 }
 
 /// Age buckets of `qshape`, in minutes (Postfix's defaults).
@@ -175,6 +252,15 @@ pub fn qshape(cfg: &Config, now: u64) -> Result<String, crate::spool::SpoolError
             line(dest, counts);
         }
         out.push('\n');
+    }
+    let drops = dropped(postoffice, cfg.main.max_message_size);
+    if !drops.is_empty() {
+        let _ = writeln!(
+            out,
+            "waiting in the drop folder for pickup: {} message{}",
+            drops.len(),
+            if drops.len() == 1 { "" } else { "s" }
+        );
     }
     Ok(out)
 }

@@ -187,6 +187,7 @@ fn daemon(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
     if opts.foreground {
         etrnd::logging::init_stderr(level);
     }
+    let pidfile = cfg.main.pidfile.clone();
     let pid_lock = match etrnd::sys::lock_pidfile(&cfg.main.pidfile) {
         Ok(f) => f,
         Err(e) => die(
@@ -199,10 +200,20 @@ fn daemon(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
         Err(e) => die(ex::OSERR, e),
     };
     if !opts.foreground {
+        let syslog = match etrnd::logging::syslog_target(cfg.main.syslog_socket.as_deref()) {
+            Ok(t) => Some(t),
+            Err(tried) => {
+                eprintln!(
+                    "etrnd: warning: no syslog socket works ({tried}); the daemon's log \
+                     lines will be lost: start syslogd, set SYSLOG_SOCKET, or run with -d"
+                );
+                None
+            }
+        };
         if let Err(e) = etrnd::sys::daemonize() {
             die(ex::OSERR, format!("cannot detach: {e}"));
         }
-        etrnd::logging::init_syslog(level, cfg.main.syslog_socket.as_deref());
+        etrnd::logging::init_syslog(level, syslog);
         // The lock is inherited; the pid changed.
         if let Err(e) = etrnd::sys::lock_pidfile_rewrite(&pid_lock) {
             log::error!("pid file {}: {e}", cfg.main.pidfile.display());
@@ -241,6 +252,7 @@ fn daemon(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
             ex::OSERR
         }
     };
+    etrnd::sys::release_pidfile(&pidfile, &pid_lock);
     drop(pid_lock);
     exit(rc);
 }
@@ -345,16 +357,11 @@ fn main() {
                 exit(ex::USAGE)
             }
         },
-        Command::Flush(None) => exit(etrnd::etrn_client::flush_all(&cfg, &mut std::io::stdout())),
-        Command::Flush(Some(t)) => {
-            let addrs = etrnd::etrn_client::own_listeners(&cfg);
-            exit(etrnd::etrn_client::run(
-                &addrs,
-                &cfg.main.hostname,
-                std::slice::from_ref(t),
-                &mut std::io::stdout(),
-            ))
-        }
+        Command::Flush(t) => exit(etrnd::etrn_client::flush(
+            &cfg,
+            t.as_deref(),
+            &mut std::io::stdout(),
+        )),
         Command::Etrn {
             port,
             server,

@@ -465,6 +465,15 @@ pub fn lock_pidfile_rewrite(f: &File) -> io::Result<()> {
     f.sync_all()
 }
 
+/// Removes the pid file at a clean exit, while we still hold its lock; where the
+/// directory is not ours any more (privileges dropped), empties it instead, so that
+/// no stale pid is ever left for a tool to act on.
+pub fn release_pidfile(path: &Path, f: &File) {
+    if std::fs::remove_file(path).is_err() {
+        let _ = f.set_len(0);
+    }
+}
+
 /// Raises the soft limit on open files to the hard limit (1,000 sessions need more
 /// than the usual 1,024 descriptors). Returns the new soft limit.
 pub fn raise_fd_limit() -> u64 {

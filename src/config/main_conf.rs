@@ -214,6 +214,9 @@ fn parse_bool(v: &str) -> Result<bool, String> {
     }
 }
 
+/// Most `LISTEN` addresses.
+pub const MAX_LISTEN: usize = 64;
+
 /// Every number of `etrnd.conf` and its range (documented in etrnd.conf(5)); nothing
 /// computed from them can overflow.
 pub const RANGES: &[(&str, u64, u64)] = &[
@@ -383,8 +386,8 @@ impl MainConf {
                     .map(|a| parse_socket_addr(a, None))
                     .collect();
                 self.listen = l?;
-                if self.listen.is_empty() {
-                    return Err("needs at least one address".into());
+                if self.listen.is_empty() || self.listen.len() > MAX_LISTEN {
+                    return Err(format!("needs 1 to {MAX_LISTEN} addresses"));
                 }
             }
             "MYNETWORKS" => self.mynetworks = cidrs(v)?,

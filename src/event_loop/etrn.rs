@@ -62,6 +62,12 @@ impl Daemon {
             }
             times.push_back(now);
         }
+        self.etrn_release(t)
+    }
+
+    /// Releases what `t` names and gives the RFC 1985 reply (ETRN after its policy
+    /// checks, and `etrnd flush TARGET` over the control socket).
+    pub(super) fn etrn_release(&mut self, t: &EtrnTarget) -> Reply {
         if self.stopping {
             return Reply::new(458, format!("4.3.2 {t}: unable to queue messages now"));
         }

@@ -14,6 +14,7 @@
 //! 5. run due timers; write pending output; close finished connections.
 
 mod conn;
+pub mod control;
 pub mod dns_io;
 mod etrn;
 mod outbound;
@@ -46,6 +47,7 @@ use timers::Timers;
 
 const SIGNAL: Token = Token(0);
 const NOTIFY: Token = Token(1023);
+const CONTROL: Token = Token(1022);
 const LISTENER_BASE: usize = 1;
 /// Extra zero-wait polls served before a commit (see `run`).
 const EXTRA_PASSES: usize = 4;
@@ -113,6 +115,8 @@ pub struct Daemon {
     etrn_times: HashMap<IpAddr, std::collections::VecDeque<Instant>>,
     /// The wake-up socket of `etrnd sendmail`.
     notify: Option<mio::net::UnixDatagram>,
+    /// The control socket (`etrnd flush`).
+    control: Option<mio::net::UnixDatagram>,
     /// When the drop folder is scanned next in any case.
     next_pickup: Instant,
 }
@@ -212,9 +216,11 @@ impl Daemon {
             etrns: Vec::new(),
             etrn_times: HashMap::new(),
             notify: None,
+            control: None,
             next_pickup: Instant::now(),
         };
         d.notify = d.bind_notify();
+        d.control = d.bind_control();
         // Tell `etrnd flush` where we really listen (port 0 picks one).
         let text: String = d.listening.iter().map(|a| format!("{a}\n")).collect();
         let path = d.spool.root().join("listening");
@@ -312,6 +318,7 @@ impl Daemon {
             match ev.token() {
                 SIGNAL => self.handle_signals(),
                 NOTIFY => self.drain_notify(now),
+                CONTROL => self.drain_control(now),
                 t if DnsIo::owns(t) => {
                     self.dns_io
                         .handle_event(t, &mut self.dns, self.poll.registry(), now)
@@ -443,7 +450,7 @@ impl Daemon {
             match listen(*addr) {
                 Ok(mut l) => {
                     let idx = self.listeners.len();
-                    if idx + LISTENER_BASE >= NOTIFY.0 {
+                    if idx + LISTENER_BASE >= CONTROL.0 {
                         log::error!("smtp listen-failed address={addr} error=\"too many listeners\"");
                         continue;
                     }

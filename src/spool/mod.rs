@@ -9,6 +9,7 @@
 //!   corrupt/<id>   quarantined files: never delivered, kept for the operator
 //!   drop/<name>    local submissions from `etrnd sendmail` (mode 1733, see drop.rs)
 //!   notify         the daemon's wake-up socket for new drop files
+//!   control        the daemon's control socket (`etrnd flush`)
 //! ```
 //!
 //! `<id>` is 16 lower-case hex digits: microseconds since the epoch, bumped to stay
@@ -319,6 +320,11 @@ impl Spool {
     /// The drop folder.
     pub fn drop_dir(&self) -> &Path {
         &self.drop
+    }
+
+    /// The daemon's control socket (`etrnd flush`).
+    pub fn control_path(&self) -> PathBuf {
+        self.root.join("control")
     }
 
     /// The daemon's notify socket.

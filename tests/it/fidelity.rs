@@ -542,3 +542,105 @@ fn minimal_etrn_replies_are_250_for_every_well_formed_name() {
     c.cmd("ETRN #nochannel", 250);
     c.cmd("ETRN bad..name", 501);
 }
+
+#[test]
+fn flush_talks_to_the_daemon_never_to_a_stale_pid() {
+    // A stale pid file naming an unrelated process, and no daemon.
+    let d = Daemon::prepare(Setup::default(), &[]);
+    let mut victim = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    std::fs::write(d.dir.0.join("etrnd.pid"), format!("{}\n", victim.id())).unwrap();
+    let (code, out, _) = d.run(&["flush"]);
+    assert_eq!(code, 69, "{out}");
+    assert!(out.contains("etrnd is not running"), "{out}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        victim.try_wait().unwrap().is_none(),
+        "the unrelated process lives"
+    );
+    let _ = victim.kill();
+    let _ = victim.wait();
+    // With the daemon running: its own replies, for everything and for a target.
+    let mut d = Daemon::start_with_files(
+        routes(".client.dom smtp-etrn!mail.client.dom\n"),
+        &[("scheduler.conf", HOLD_SCHED)],
+    );
+    let (code, out, _) = d.run(&["flush"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("250 2.0.0 flushing"), "{out}");
+    let (code, out, _) = d.run(&["flush", "client.dom"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("251 "), "{out}");
+    let (code, out, _) = d.run(&["flush", "not.held.example"]);
+    assert_eq!(code, 77, "{out}");
+    assert!(out.starts_with("459 "), "{out}");
+    assert!(
+        d.log().contains("control flush target=client.dom"),
+        "{}",
+        d.log()
+    );
+    // A clean exit removes the pid file.
+    assert!(d.dir.0.join("etrnd.pid").exists());
+    assert!(d.stop().success());
+    assert!(!d.dir.0.join("etrnd.pid").exists(), "pid file removed");
+}
+
+#[test]
+fn a_detaching_daemon_says_when_no_syslog_socket_works() {
+    let d = Daemon::prepare(Setup::with_conf("SYSLOG_SOCKET=sockdir\n"), &[]);
+    std::fs::create_dir(d.dir.0.join("sockdir")).unwrap();
+    let out = std::process::Command::new(crate::util::bin())
+        .arg("-f")
+        .arg(d.conf_path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let pidfile = d.dir.0.join("etrnd.pid");
+    let pid = std::fs::read_to_string(&pidfile).unwrap_or_default();
+    if let Ok(pid) = pid.trim().parse::<i32>() {
+        let _ = std::process::Command::new("kill")
+            .arg(pid.to_string())
+            .status();
+    }
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: no syslog socket works") && err.contains("sockdir: not a socket"),
+        "{err}"
+    );
+}
+
+#[test]
+fn mailq_and_qshape_show_mail_waiting_in_the_drop_folder() {
+    let d = Daemon::prepare(Setup::default(), &[]);
+    let mut child = std::process::Command::new(crate::util::bin())
+        .arg("-f")
+        .arg(d.conf_path())
+        .args(["sendmail", "-f", "me@test.example", "alice@test.example"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Subject: waiting\n\nhello\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let (code, out, _) = d.run(&["mailq"]);
+    assert_eq!(code, 0);
+    assert!(!out.contains("empty"), "{out}");
+    assert!(out.contains("<me@test.example>"), "{out}");
+    assert!(
+        out.contains("alice@test.example  waiting in the drop folder for pickup"),
+        "{out}"
+    );
+    assert!(out.contains("in 1 Request."), "{out}");
+    let (_, out, _) = d.run(&["qshape"]);
+    assert!(
+        out.contains("waiting in the drop folder for pickup: 1 message"),
+        "{out}"
+    );
+}

@@ -1,0 +1,141 @@
+//! The control socket (`POSTOFFICE/control`, DESIGN.md §5.11): local commands reach
+//! the running daemon here instead of through a signal to a pid read from a file
+//! that may be stale. A Unix datagram socket: one request per datagram, one reply
+//! datagram back to the sender's own bound socket.
+//!
+//! Requests (text, one line): `flush` (every queue that is not held) and
+//! `flush TARGET` (TARGET as ETRN takes it). Replies are one SMTP-style line, `250 …`
+//! or an error code with its reason, which `etrnd flush` prints. Anything else gets
+//! `500`. A request is at most [`MAX_REQUEST`] octets; the socket is non-blocking and
+//! drained until `WouldBlock`, so a local user cannot stall the loop with it.
+
+use std::io;
+
+use mio::net::UnixDatagram;
+use mio::Interest;
+
+use super::{unix_now, Daemon, CONTROL};
+use crate::smtp::etrn::EtrnTarget;
+use crate::smtp::reply::Reply;
+
+/// Largest request read (longer datagrams are truncated and refused).
+pub const MAX_REQUEST: usize = 512;
+
+/// What a control request asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Run every queue that is not queue-only.
+    FlushAll,
+    /// Release what an ETRN of this target would.
+    Flush(EtrnTarget),
+}
+
+impl Request {
+    /// Parses a request datagram; `Err` is the reply for a bad one.
+    pub fn parse(data: &[u8]) -> Result<Request, Reply> {
+        let text = std::str::from_utf8(data)
+            .ok()
+            .filter(|_| data.len() <= MAX_REQUEST)
+            .ok_or_else(|| Reply::new(500, "5.5.2 bad control request".into()))?;
+        let text = text.trim_end_matches(['\r', '\n']);
+        let (verb, arg) = text.split_once(' ').unwrap_or((text, ""));
+        match (verb, arg) {
+            ("flush", "") => Ok(Request::FlushAll),
+            ("flush", a) => EtrnTarget::parse(a)
+                .map(Request::Flush)
+                .ok_or(Reply::ETRN_SYNTAX),
+            _ => Err(Reply::new(
+                500,
+                "5.5.1 unknown control request (flush [TARGET])".into(),
+            )),
+        }
+    }
+}
+
+impl Daemon {
+    /// Binds the control socket (a stale one from a crash is replaced), readable and
+    /// writable by local users (`etrnd flush` is theirs, DESIGN.md §5.11).
+    pub(super) fn bind_control(&mut self) -> Option<UnixDatagram> {
+        let path = self.spool.control_path();
+        let _ = std::fs::remove_file(&path);
+        let bound = UnixDatagram::bind(&path).and_then(|mut s| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
+            self.poll
+                .registry()
+                .register(&mut s, CONTROL, Interest::READABLE)?;
+            Ok(s)
+        });
+        match bound {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log::error!("control bind-failed path={} error=\"{e}\"", path.display());
+                None
+            }
+        }
+    }
+
+    /// Serves every waiting request.
+    pub(super) fn drain_control(&mut self, now: std::time::Instant) {
+        let mut buf = [0u8; MAX_REQUEST + 1];
+        loop {
+            let Some(s) = &self.control else { return };
+            let (n, from) = match s.recv_from(&mut buf) {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::warn!("control recv-failed error=\"{e}\"");
+                    return;
+                }
+            };
+            let reply = match Request::parse(&buf[..n]) {
+                Ok(Request::FlushAll) => {
+                    let threads = self.sched.release_unheld(unix_now());
+                    log::info!("control flush-all threads={threads}");
+                    Reply::new(
+                        250,
+                        format!("2.0.0 flushing {threads} queues that are not held"),
+                    )
+                }
+                Ok(Request::Flush(t)) => {
+                    let r = self.etrn_release(&t);
+                    log::info!("control flush target={t} reply=\"{r}\"");
+                    r
+                }
+                Err(r) => r,
+            };
+            self.start_jobs(now);
+            let mut out = Vec::new();
+            reply.write_to(&mut out);
+            if let (Some(s), Some(path)) = (&self.control, from.as_pathname()) {
+                if let Err(e) = s.send_to(&out, path) {
+                    log::warn!("control reply-failed error=\"{e}\"");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_and_bad_ones_are_refused() {
+        assert_eq!(Request::parse(b"flush\n"), Ok(Request::FlushAll));
+        assert!(matches!(
+            Request::parse(b"flush mail.isp.dom"),
+            Ok(Request::Flush(EtrnTarget::Node(_)))
+        ));
+        assert!(matches!(
+            Request::parse(b"flush #smtp-etrn\n"),
+            Ok(Request::Flush(EtrnTarget::Channel(_)))
+        ));
+        assert_eq!(Request::parse(b"flush a b").unwrap_err().code, 501);
+        assert_eq!(Request::parse(b"kill 1").unwrap_err().code, 500);
+        assert_eq!(Request::parse(b"flush \xff").unwrap_err().code, 500);
+        assert_eq!(Request::parse(&[b'x'; 600]).unwrap_err().code, 500);
+        assert_eq!(Request::parse(b"").unwrap_err().code, 500);
+    }
+}

@@ -21,6 +21,12 @@ INSTALL ?=	install
 
 BIN ?=		target/release/etrnd
 MAN5 =		etrnd.conf.5 etrnd-routes.5 etrnd-scheduler.conf.5
+# The operating system the rc.d script is for (default: this one's uname -s). On
+# OpenBSD the rc_cmd script goes to /etc/rc.d, elsewhere the rc.subr one to RCDIR.
+OPSYS ?=
+# The shipped scripts and man pages name /usr/local; install rewrites the paths.
+SUBST =		sed -e 's|/usr/local/etc|$(SYSCONFDIR)|g' -e 's|/usr/local/sbin|$(BINDIR)|g' \
+		-e 's|/usr/local|$(PREFIX)|g'
 
 all: build
 
@@ -31,6 +37,8 @@ build:
 run: build
 	./$(BIN) -d -v -f etc/etrnd.conf
 
+# Tests that need a program from outside skip with a "skipped:" line where it is
+# missing (README.md lists the packages); ETRND_REQUIRE_TOOLS=1 makes that a failure.
 test:
 	$(CARGO) test
 
@@ -40,10 +48,23 @@ install: build
 	$(INSTALL) -m 755 $(BIN) $(DESTDIR)$(BINDIR)/etrnd
 	ln -sf etrnd $(DESTDIR)$(BINDIR)/mailq
 	ln -sf etrnd $(DESTDIR)$(BINDIR)/sendmail
-	$(INSTALL) -m 644 man/etrnd.8 $(DESTDIR)$(MANDIR)/man8/etrnd.8
-	for m in $(MAN5); do $(INSTALL) -m 644 man/$$m $(DESTDIR)$(MANDIR)/man5/$$m; done
-	$(INSTALL) -m 755 rc.d/etrnd $(DESTDIR)$(RCDIR)/etrnd
-	$(INSTALL) -m 755 etc/ppp/ip-up.etrnd $(DESTDIR)$(SYSCONFDIR)/etrnd/ip-up.etrnd
+	$(SUBST) man/etrnd.8 > $(DESTDIR)$(MANDIR)/man8/etrnd.8
+	chmod 644 $(DESTDIR)$(MANDIR)/man8/etrnd.8
+	for m in $(MAN5); do \
+		$(SUBST) man/$$m > $(DESTDIR)$(MANDIR)/man5/$$m && \
+		chmod 644 $(DESTDIR)$(MANDIR)/man5/$$m || exit 1; \
+	done
+	os="$(OPSYS)"; [ -n "$$os" ] || os=$$(uname -s); \
+	if [ "$$os" = OpenBSD ]; then \
+		$(INSTALL) -d $(DESTDIR)/etc/rc.d && \
+		$(SUBST) rc.d/etrnd.openbsd > $(DESTDIR)/etc/rc.d/etrnd && \
+		chmod 555 $(DESTDIR)/etc/rc.d/etrnd; \
+	else \
+		$(SUBST) rc.d/etrnd > $(DESTDIR)$(RCDIR)/etrnd && \
+		chmod 755 $(DESTDIR)$(RCDIR)/etrnd; \
+	fi
+	$(SUBST) etc/ppp/ip-up.etrnd > $(DESTDIR)$(SYSCONFDIR)/etrnd/ip-up.etrnd
+	chmod 755 $(DESTDIR)$(SYSCONFDIR)/etrnd/ip-up.etrnd
 	for f in etrnd.conf scheduler.conf db/routes db/localnames db/aliases; do \
 		$(INSTALL) -m 644 etc/hub/$$f $(DESTDIR)$(SYSCONFDIR)/etrnd/$$f.sample; \
 		[ -f $(DESTDIR)$(SYSCONFDIR)/etrnd/$$f ] || \
@@ -52,8 +73,10 @@ install: build
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/etrnd $(DESTDIR)$(BINDIR)/mailq $(DESTDIR)$(BINDIR)/sendmail \
-		$(DESTDIR)$(MANDIR)/man8/etrnd.8 $(DESTDIR)$(RCDIR)/etrnd \
-		$(DESTDIR)$(SYSCONFDIR)/etrnd/ip-up.etrnd
+		$(DESTDIR)$(MANDIR)/man8/etrnd.8 $(DESTDIR)$(SYSCONFDIR)/etrnd/ip-up.etrnd
+	os="$(OPSYS)"; [ -n "$$os" ] || os=$$(uname -s); \
+	if [ "$$os" = OpenBSD ]; then rm -f $(DESTDIR)/etc/rc.d/etrnd; \
+	else rm -f $(DESTDIR)$(RCDIR)/etrnd; fi
 	for m in $(MAN5); do rm -f $(DESTDIR)$(MANDIR)/man5/$$m; done
 	for f in etrnd.conf scheduler.conf db/routes db/localnames db/aliases; do \
 		rm -f $(DESTDIR)$(SYSCONFDIR)/etrnd/$$f.sample; \

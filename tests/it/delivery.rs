@@ -342,16 +342,11 @@ fn kill9_during_delivery_repeats_at_most_what_was_in_flight() {
     );
 }
 
-fn smtp_sink_bin() -> &'static str {
-    if std::path::Path::new("/usr/sbin/smtp-sink").exists() {
-        "/usr/sbin/smtp-sink"
-    } else {
-        "smtp-sink"
-    }
-}
-
 #[test]
 fn postfix_smtp_sink_receives_everything_intact() {
+    let Some(smtp_sink) = crate::util::need_tool("smtp-sink", "postfix") else {
+        return;
+    };
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -359,13 +354,13 @@ fn postfix_smtp_sink_receives_everything_intact() {
         .port();
     let d = start(format!(".sink.example smtp![127.0.0.1]:{port}\n"), SCHED);
     let dump = d.dir.0.join("dump");
-    let mut sink = std::process::Command::new(smtp_sink_bin())
+    let mut sink = std::process::Command::new(smtp_sink)
         .args(["-u", "root", "-D"])
         .arg(&dump)
         .arg(format!("127.0.0.1:{port}"))
         .arg("100")
         .spawn()
-        .expect("smtp-sink is needed (Debian package postfix; .ci/run installs it)");
+        .expect("start smtp-sink");
     std::thread::sleep(Duration::from_millis(300));
     let mut c = Client::hello(d.addr());
     let long = "w".repeat(2500);

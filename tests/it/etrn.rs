@@ -319,18 +319,14 @@ fn etrn_rate_limit_across_sessions_for_outside_clients() {
     assert_eq!(&codes[10..], &[458, 458], "{codes:?}");
 }
 
-fn tool(name: &str) -> String {
-    for dir in ["/usr/bin", "/usr/local/bin"] {
-        let p = format!("{dir}/{name}");
-        if Path::new(&p).exists() {
-            return p;
-        }
-    }
-    panic!("{name} is needed (Debian package {name}; .ci/run installs it)");
-}
-
 #[test]
 fn msmtp_and_fetchmail_trigger_the_hub() {
+    let (Some(msmtp), Some(fetchmail)) = (
+        crate::util::need_tool("msmtp", "msmtp"),
+        crate::util::need_tool("fetchmail", "fetchmail"),
+    ) else {
+        return;
+    };
     let sink = Sink::start(Behaviour::default());
     let setup = Setup {
         routes: format!(".client.dom smtp-etrn![127.0.0.1]:{}\n", sink.addr.port()),
@@ -346,7 +342,7 @@ fn msmtp_and_fetchmail_trigger_the_hub() {
         "Subject: one\r\n\r\nx\r\n",
     );
     // msmtp's Remote Message Queue Starting (RFC 1985).
-    let out = Command::new(tool("msmtp"))
+    let out = Command::new(&msmtp)
         .args([
             "--host=127.0.0.1",
             &format!("--port={port}"),
@@ -360,7 +356,7 @@ fn msmtp_and_fetchmail_trigger_the_hub() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(sink.wait_for(1, 10).len(), 1);
-    let out = Command::new(tool("msmtp"))
+    let out = Command::new(&msmtp)
         .args([
             "--host=127.0.0.1",
             &format!("--port={port}"),
@@ -381,7 +377,7 @@ fn msmtp_and_fetchmail_trigger_the_hub() {
         "Subject: two\r\n\r\nx\r\n",
     );
     let fetch = |domain: &str| {
-        Command::new(tool("fetchmail"))
+        Command::new(&fetchmail)
             .args([
                 "-f",
                 "/dev/null",

@@ -9,18 +9,8 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn find(tool: &str) -> String {
-    for dir in ["/usr/bin", "/usr/local/bin", "/bin"] {
-        let p = format!("{dir}/{tool}");
-        if Path::new(&p).exists() {
-            return p;
-        }
-    }
-    panic!("{tool} is needed (Debian package; .ci/run installs it)");
-}
-
 fn make(tool: &str, target: &str, dest: &Path) {
-    let out = Command::new(find(tool))
+    let out = Command::new(tool)
         .current_dir(root())
         .arg(target)
         .arg(format!("DESTDIR={}", dest.display()))
@@ -38,7 +28,11 @@ fn make(tool: &str, target: &str, dest: &Path) {
 
 #[test]
 fn make_install_with_gnu_make_and_bmake() {
-    for tool in ["make", "bmake"] {
+    for (tool, package) in [("make", "make"), ("bmake", "bmake")] {
+        let Some(tool) = crate::util::need_tool(tool, package) else {
+            continue;
+        };
+        let tool = tool.as_str();
         let dir = TempDir::new("install");
         let dest = dir.0.join("root");
         make(tool, "install", &dest);
@@ -98,13 +92,16 @@ fn make_install_with_gnu_make_and_bmake() {
 
 #[test]
 fn man_pages_are_lint_clean() {
+    let Some(mandoc) = crate::util::need_tool("mandoc", "mandoc") else {
+        return;
+    };
     for page in [
         "etrnd.8",
         "etrnd.conf.5",
         "etrnd-routes.5",
         "etrnd-scheduler.conf.5",
     ] {
-        let out = Command::new(find("mandoc"))
+        let out = Command::new(&mandoc)
             .args(["-Tlint", "-Wwarning"])
             .arg(root().join("man").join(page))
             .output()
@@ -117,6 +114,7 @@ fn man_pages_are_lint_clean() {
 
 #[test]
 fn shell_scripts_pass_sh_n_and_shellcheck() {
+    let shellcheck = crate::util::need_tool("shellcheck", "shellcheck");
     for (script, shell) in [
         ("rc.d/etrnd", "sh"),
         ("rc.d/etrnd.openbsd", "ksh"),
@@ -135,7 +133,10 @@ fn shell_scripts_pass_sh_n_and_shellcheck() {
             "sh -n {script}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let out = Command::new(find("shellcheck"))
+        let Some(shellcheck) = &shellcheck else {
+            continue;
+        };
+        let out = Command::new(shellcheck)
             .args(["-x", "-s", shell])
             .arg(&path)
             .output()
@@ -146,4 +147,47 @@ fn shell_scripts_pass_sh_n_and_shellcheck() {
             String::from_utf8_lossy(&out.stdout)
         );
     }
+}
+
+#[test]
+fn make_install_substitutes_prefix_and_installs_the_openbsd_script_where_it_belongs() {
+    let dir = TempDir::new("pkgsrc");
+    let dest = dir.0.join("root");
+    let out = Command::new("make")
+        .current_dir(root())
+        .args(["install", "PREFIX=/usr/pkg", "OPSYS=OpenBSD", "CARGO=true"])
+        .arg(format!("DESTDIR={}", dest.display()))
+        .arg(format!("BIN={}", bin()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rc = std::fs::read_to_string(dest.join("etc/rc.d/etrnd")).unwrap();
+    assert!(rc.starts_with("#!/bin/ksh"), "the OpenBSD script");
+    assert!(rc.contains("daemon=\"/usr/pkg/sbin/etrnd\""), "{rc}");
+    assert!(rc.contains("-f /usr/pkg/etc/etrnd/etrnd.conf"), "{rc}");
+    assert!(!rc.contains("/usr/local"), "{rc}");
+    // rc.subr matches pexp exactly (pgrep -xf): the daemon, never `etrnd mailq`.
+    let pexp = "/usr/pkg/sbin/etrnd -f /usr/pkg/etc/etrnd/etrnd.conf";
+    assert!(
+        rc.contains("pexp=\"${daemon}${daemon_flags:+ ${daemon_flags}}\""),
+        "{rc}"
+    );
+    assert_ne!(format!("{pexp} mailq"), pexp);
+    for f in [
+        "usr/pkg/etc/etrnd/ip-up.etrnd",
+        "usr/pkg/share/man/man8/etrnd.8",
+        "usr/pkg/share/man/man5/etrnd.conf.5",
+    ] {
+        let text = std::fs::read_to_string(dest.join(f)).unwrap();
+        assert!(!text.contains("/usr/local"), "{f}");
+        assert!(text.contains("/usr/pkg") || f.ends_with(".5"), "{f}");
+    }
+    assert!(
+        !dest.join("usr/pkg/etc/rc.d/etrnd").exists(),
+        "not the FreeBSD one"
+    );
 }

@@ -8,16 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::util::{Client, Daemon};
 
-fn strace() -> Option<&'static str> {
-    ["/usr/bin/strace", "/bin/strace"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-}
-
 #[test]
 fn no_250_before_fsync_rename_and_directory_fsync() {
-    let Some(strace) = strace() else {
-        eprintln!("skipped: needs strace");
+    let Some(strace) = crate::util::need_tool("strace", "strace") else {
         return;
     };
     let d = Daemon::start();

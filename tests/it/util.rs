@@ -20,6 +20,31 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// The one policy for tests that need a program from outside (README.md lists
+/// them): the program's path, or `None` after a "skipped:" line naming it and its
+/// Debian package, so `make test` passes on a machine with only cargo and Python.
+/// CI installs them all and sets `ETRND_REQUIRE_TOOLS=1`, where a missing one fails.
+pub fn need_tool(name: &str, package: &str) -> Option<String> {
+    for dir in [
+        "/usr/sbin",
+        "/usr/bin",
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/sbin",
+        "/bin",
+    ] {
+        let p = format!("{dir}/{name}");
+        if Path::new(&p).exists() {
+            return Some(p);
+        }
+    }
+    if std::env::var_os("ETRND_REQUIRE_TOOLS").is_some() {
+        panic!("{name} is needed (Debian package {package}); ETRND_REQUIRE_TOOLS is set");
+    }
+    eprintln!("skipped: needs {name} (Debian package {package})");
+    None
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_etrnd")
 }

@@ -14,7 +14,11 @@ fuzz_target!(|data: &[u8]| {
     let _ = routes::parse(p, t).map(etrnd::route::RouteTrie::new);
     let _ = names::parse_localnames(p, t);
     let _ = names::parse_aliases(p, t);
-    let _ = SchedulerConf::parse(p, t, "/log");
+    if let Ok(c) = SchedulerConf::parse(p, t, "/log") {
+        // The command-less clauses' expansions are looked up like any clause.
+        let _ = c.check_destination("smtp", "a.example");
+    }
+    let _ = etrnd::config::scheduler::parse_command(t, "/log");
     let _ = HostsTable::parse(p, t);
     let _ = ResolvConf::parse(p, t);
     let _ = parse_nsswitch(p, t);

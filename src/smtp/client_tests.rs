@@ -299,6 +299,12 @@ fn server_size_limit_fails_without_sending() {
     t.server("");
     assert!(matches!(&t.events[0], ClientEvent::Done(v) if matches!(v[0], RcptOutcome::Failed(_))));
     assert!(t.c.is_idle());
+    // Ready again at once, so the driver starts the next message on this connection.
+    assert!(
+        matches!(t.events.get(1), Some(ClientEvent::Ready)),
+        "{:?}",
+        t.events
+    );
 }
 
 #[test]
@@ -307,19 +313,31 @@ fn timeouts() {
     let d = t.c.poll_timeout().unwrap();
     assert_eq!(d - t.now, TIMEOUT_COMMAND);
     t.c.handle_timeout(d);
-    assert!(matches!(
-        t.c.poll_event(),
+    match t.c.poll_event() {
         Some(ClientEvent::Failed {
             temporary: true,
-            ..
-        })
-    ));
+            reason,
+        }) => assert_eq!(reason, "timeout waiting for the reply to the greeting"),
+        e => panic!("{e:?}"),
+    }
     let mut t = T::ready(&["PIPELINING"]);
     t.c.start(msg(&["a@x.example"], "x\r\n"), t.now);
     t.server("250 ok\r\n250 ok\r\n");
     assert_eq!(t.c.poll_timeout().unwrap() - t.now, TIMEOUT_DATA);
     t.server("354 go\r\n");
     assert_eq!(t.c.poll_timeout().unwrap() - t.now, TIMEOUT_DOT);
+    let d = t.c.poll_timeout().unwrap();
+    t.c.handle_timeout(d);
+    let reasons: Vec<String> = std::iter::from_fn(|| t.c.poll_event())
+        .filter_map(|e| match e {
+            ClientEvent::Failed { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        ["timeout waiting for the reply to the end of the message"]
+    );
 }
 
 #[test]

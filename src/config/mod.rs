@@ -35,6 +35,19 @@ pub struct Config {
     pub sched: scheduler::SchedulerConf,
 }
 
+impl Config {
+    /// Why no transport would deliver to `dest`, if none would.
+    pub fn unserved(&self, dest: &crate::spool::Destination) -> Option<scheduler::NoTransport> {
+        let (channel, host) = match dest {
+            crate::spool::Destination::Local(u) => ("local", u.as_str()),
+            crate::spool::Destination::Remote { channel, host } => {
+                (channel.as_str(), host.as_str())
+            }
+        };
+        self.sched.check_destination(channel, host).err()
+    }
+}
+
 /// Reads and parses one `db/` file, collecting its errors. An absent optional file
 /// is empty.
 fn db_file<T: Default>(

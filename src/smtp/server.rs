@@ -771,13 +771,7 @@ impl ServerSession {
         // only a reload that dropped a clause, or a recipient domain that a
         // command-less clause catches, gets here (the load-time check refuses the
         // rest). Tell the client to try later and the operator why.
-        let unserved = dests.iter().find_map(|d| {
-            let (channel, host) = match d {
-                Destination::Local(u) => ("local", u.as_str()),
-                Destination::Remote { channel, host } => (channel.as_str(), host.as_str()),
-            };
-            ctx.config.sched.check_destination(channel, host).err()
-        });
+        let unserved = dests.iter().find_map(|d| ctx.config.unserved(d));
         if let Some(why) = unserved {
             log::error!(
                 "{:08x} smtp rcpt-refused address={} to=<{}> reason=\"{why}\"",

@@ -75,6 +75,10 @@ fn delivers_to_the_routed_host_and_removes_the_message() {
     assert!(t.contains("> MAIL FROM:<s@test.example>"), "{t}");
     assert!(t.contains("< 250 2.0.0 Ok: queued"), "{t}");
     assert!(t.contains("> [message, "), "{t}");
+    // The relay is named once, Postfix's way, in the transcript as in the log.
+    let relay = format!(" 127.0.0.1[127.0.0.1]:{} ", sink.addr.port());
+    assert!(t.lines().all(|l| l.contains(&relay)), "{t}");
+    assert!(!t.contains(&format!("]:{}[", sink.addr.port())), "{t}");
     assert!(!t.contains("dotted"), "{t}");
 }
 

@@ -559,6 +559,10 @@ impl Daemon {
             if self.live >= max.saturating_add(REFUSAL_SLACK) {
                 continue; // dropped: a flood, not a client
             }
+            // Replies go out as soon as they are known (a pipelined ETRN's answer
+            // lets the next one be read): Nagle would hold each small one back
+            // for the client's delayed ACK, 40 ms on Linux.
+            let _ = stream.set_nodelay(true);
             let slot = self.free.pop().unwrap_or_else(|| {
                 self.conns.push(None);
                 self.conns.len() - 1

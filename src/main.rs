@@ -275,7 +275,9 @@ fn give_spool(main: &etrnd::config::MainConf, user: &str) {
     ] {
         paths.push(root.join(sub));
     }
-    for sub in ["queue", "state", "corrupt"] {
+    // Only the daemon's own files: corrupt/ may hold what a local user left in the
+    // drop folder, and nothing a user made is ever chowned.
+    for sub in ["queue", "state"] {
         if let Ok(rd) = std::fs::read_dir(root.join(sub)) {
             paths.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
         }

@@ -293,11 +293,9 @@ pub fn run(cfg: &Config, args: &Args, input: &mut impl Read, err: &mut impl Writ
             random_name()
         ));
     }
-    let mut data = format!(
-        "Received: by {host} (etrnd, from userid {user}); {}\r\n",
-        rfc5322_date(now)
-    )
-    .into_bytes();
+    // The trace line is the daemon's (pickup), from the file's owner: nothing the
+    // submitter writes can claim to be another user.
+    let mut data = Vec::new();
     for (_, text) in &fields {
         data.extend_from_slice(text.as_bytes());
     }

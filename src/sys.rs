@@ -114,7 +114,8 @@ pub fn writable(p: &Path) -> bool {
 
 /// Changes the owner of a path (spool folders when dropping privileges).
 pub fn chown_path(p: &Path, uid: u32, gid: u32) -> io::Result<()> {
-    std::os::unix::fs::chown(p, Some(uid), Some(gid))
+    // lchown: a link is changed itself, what it points to never.
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid))
 }
 
 /// Drops root privileges for good: supplementary groups, then gid, then uid.
@@ -163,7 +164,11 @@ pub fn uid() -> u32 {
 /// The name of the account running this process.
 pub fn current_user() -> Option<String> {
     // SAFETY: getuid has no preconditions.
-    let uid = unsafe { libc::getuid() };
+    user_name(unsafe { libc::getuid() })
+}
+
+/// The name of the account with this uid.
+pub fn user_name(uid: u32) -> Option<String> {
     let mut buf = vec![0u8; 4096];
     // SAFETY: passwd is plain old data; zeroed is valid.
     let mut pw: libc::passwd = unsafe { std::mem::zeroed() };

@@ -6,38 +6,101 @@ use std::time::{Duration, Instant};
 
 use super::{unix_now, Daemon};
 use crate::logging::sanitize;
-use crate::spool::drop::Drop;
+use crate::spool::drop::{self, Drop};
+
+/// Unlinks a drop-folder entry (never following it: unlink removes the name only).
+fn remove(path: &std::path::Path) {
+    if let Err(e) = std::fs::remove_file(path) {
+        log::error!("pickup unlink-failed file={} error=\"{e}\"", path.display());
+    }
+}
 
 /// The safety-net scan interval.
 pub const PICKUP_EVERY: Duration = Duration::from_secs(60);
 
 impl Daemon {
-    /// Queues every complete drop file.
+    /// Queues every complete drop file. Local users are untrusted: entries are read
+    /// the safe way (`spool::drop::open_entry`), the submitter is the file's owner,
+    /// SMTP's limits apply, and what is refused is removed or quarantined and logged.
     pub(super) fn pickup(&mut self, now: Instant) {
         self.next_pickup = now + PICKUP_EVERY;
-        for path in self.spool.drop_files() {
-            let data = match std::fs::read(&path) {
-                Ok(d) => d,
-                Err(e) => {
-                    log::error!("pickup read-failed file={} error=\"{e}\"", path.display());
+        let max_size = self.config.main.max_message_size;
+        let max_rcpts = self.config.main.max_recipients;
+        let limit = max_size.saturating_add(drop::header_allowance(max_rcpts));
+        for (path, dot) in self.spool.drop_files() {
+            let file = path.display().to_string();
+            let entry = match drop::open_entry(&path, limit) {
+                Ok(e) => e,
+                Err(drop::Refused::Io(e)) => {
+                    log::error!("pickup read-failed file={file} error=\"{e}\"");
+                    continue;
+                }
+                Err(why @ drop::Refused::NotRegular("a directory")) => {
+                    // Moved aside whole: nothing inside it is ever looked at.
+                    log::warn!("pickup moved-aside file={file} reason=\"{why}\"");
+                    self.spool.quarantine(&path);
+                    continue;
+                }
+                Err(why) => {
+                    log::warn!("pickup removed file={file} reason=\"{why}\"");
+                    remove(&path);
                     continue;
                 }
             };
-            let d = match Drop::decode(&data) {
+            let d = match Drop::decode(&entry.data) {
                 Ok(d) => d,
+                Err(_) if dot.is_some_and(|age| age < drop::STALE_TEMP) => continue,
+                Err(e) if dot.is_some() => {
+                    log::warn!(
+                        "pickup removed stale file={file} uid={} reason=\"{e}\"",
+                        entry.uid
+                    );
+                    remove(&path);
+                    continue;
+                }
                 Err(e) => {
-                    log::warn!("pickup quarantined file={} reason=\"{e}\"", path.display());
+                    log::warn!(
+                        "pickup quarantined file={file} uid={} reason=\"{e}\"",
+                        entry.uid
+                    );
                     self.spool.quarantine(&path);
                     continue;
                 }
             };
-            match self.queue_local(d.sender.clone(), &d.rcpts, &d.data, "LOCAL") {
+            if d.uid != entry.uid {
+                log::warn!(
+                    "pickup uid-mismatch file={file} owner={} claimed={}: the owner is the submitter",
+                    entry.uid,
+                    d.uid
+                );
+            }
+            let too_many = d.rcpts.len() > max_rcpts;
+            if too_many || d.data.len() as u64 > max_size {
+                log::warn!(
+                    "pickup refused file={file} uid={} reason=\"{}\"",
+                    entry.uid,
+                    if too_many {
+                        format!("{} recipients, at most {max_rcpts}", d.rcpts.len())
+                    } else {
+                        format!("{} octets, at most {max_size}", d.data.len())
+                    }
+                );
+                remove(&path);
+                continue;
+            }
+            let data = self.trace_local(entry.uid, &d.data);
+            match self.queue_local(d.sender.clone(), &d.rcpts, &data, "LOCAL") {
                 Ok((id, refused)) => {
                     log::info!(
-                        "{id} pickup queued uid={} from={} nrcpt={}",
-                        d.uid,
+                        "{id} pickup queued uid={} from={} nrcpt={}{}",
+                        entry.uid,
                         sanitize(crate::smtp::fmt_path(&d.sender).as_bytes()),
-                        d.rcpts.len() - refused.len()
+                        d.rcpts.len() - refused.len(),
+                        if dot.is_some() {
+                            " recovered=unrenamed-temp"
+                        } else {
+                            ""
+                        }
                     );
                     self.bounce_refused(&d, &refused);
                 }
@@ -46,14 +109,26 @@ impl Daemon {
                 }
                 Err(super::outbound::QueueError::Spool(e)) => {
                     // Keep the file: it is tried again at the next pickup.
-                    log::error!("pickup spool-failed file={} error=\"{e}\"", path.display());
+                    log::error!("pickup spool-failed file={file} error=\"{e}\"");
                     continue;
                 }
             }
-            if let Err(e) = std::fs::remove_file(&path) {
-                log::error!("pickup unlink-failed file={} error=\"{e}\"", path.display());
-            }
+            remove(&path);
         }
+    }
+
+    /// The message with our own trace line first: the submitter as the daemon saw it
+    /// (the file's owner), whatever the file itself claims.
+    fn trace_local(&self, uid: u32, data: &[u8]) -> Vec<u8> {
+        let who = crate::sys::user_name(uid).unwrap_or_else(|| format!("uid {uid}"));
+        let mut out = format!(
+            "Received: by {} (etrnd pickup, from userid {who} uid {uid}); {}\r\n",
+            self.config.main.hostname,
+            crate::smtp::trace::rfc5322_date(unix_now())
+        )
+        .into_bytes();
+        out.extend_from_slice(data);
+        out
     }
 
     /// Tells the sender about recipients that could not be routed at pickup.

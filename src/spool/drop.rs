@@ -12,8 +12,22 @@
 //! ETRND-END <len> <crc>\n   the queue file's trailer
 //! ```
 //!
-//! A file is written as `.tmp.<name>` and renamed when complete, so the daemon never
-//! sees half a file; a file that fails verification is quarantined.
+//! A file is written as `.tmp.<name>`, fsynced, and renamed when complete, so the
+//! daemon never sees half a file; a file that fails verification is quarantined.
+//!
+//! Local users are untrusted ([`open_entry`]): an entry is opened without following
+//! links and without blocking, and read only if it is a regular file with one link
+//! and within the size limit; the submitter is the file's owner (fstat), never the
+//! `U` line, which is only compared and logged. Anything else is removed, never
+//! opened for reading, followed or chowned. A complete `.tmp.` file older than
+//! [`TEMP_GRACE`] is a submission whose rename a crash or power cut lost (its data
+//! and name were fsynced before the rename): it is taken like any other. An
+//! incomplete one is removed once older than [`STALE_TEMP`].
+
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::time::Duration;
 
 use super::envelope::{decode, encode, trailer, verify, Crc32, DecodeError};
 use crate::smtp::{parse_path, Mailbox, ReversePath};
@@ -32,6 +46,97 @@ pub struct Drop {
 }
 
 const MAGIC: &str = "ETRNDDROP 1\n";
+
+/// How old a `.tmp.` file must be before pickup takes it if it is complete: a
+/// `sendmail` writes, fsyncs and renames in far less.
+pub const TEMP_GRACE: Duration = Duration::from_secs(60);
+
+/// How old an incomplete dot-file must be before pickup removes it (a `sendmail`
+/// still writing a large message is never disturbed).
+pub const STALE_TEMP: Duration = Duration::from_secs(3600);
+
+/// Octets of a drop file beyond the message: the header lines of the most recipients
+/// allowed (a %XX-encoded address is at most 3 × 256 octets) and the trailer.
+pub fn header_allowance(max_recipients: usize) -> u64 {
+    (max_recipients as u64 + 2).saturating_mul(800) + 4096
+}
+
+/// Why a drop-folder entry was not read.
+#[derive(Debug)]
+pub enum Refused {
+    /// Not a regular file with one link (a symlink, hard link, FIFO, device or
+    /// directory): removed unread.
+    NotRegular(&'static str),
+    /// Larger than a message may be: removed unread.
+    TooLarge(u64),
+    /// Could not be opened or read (kept, tried again later).
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::NotRegular(what) => write!(f, "not a regular file with one link: {what}"),
+            Refused::TooLarge(n) => write!(f, "{n} octets is larger than a message may be"),
+            Refused::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// A drop file read safely: its octets and its owner.
+#[derive(Debug)]
+pub struct Entry {
+    /// The file's contents.
+    pub data: Vec<u8>,
+    /// Its owner: the submitter.
+    pub uid: u32,
+}
+
+/// Opens and reads one drop-folder entry the safe way: `O_NOFOLLOW|O_NONBLOCK`, then
+/// fstat (a regular file, one link, at most `limit` octets), then a bounded read.
+pub fn open_entry(path: &Path, limit: u64) -> Result<Entry, Refused> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                Refused::NotRegular("a symbolic link")
+            } else {
+                Refused::Io(e)
+            }
+        })?;
+    let m = f.metadata().map_err(Refused::Io)?;
+    let ft = m.file_type();
+    if !ft.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        return Err(Refused::NotRegular(if ft.is_dir() {
+            "a directory"
+        } else if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_char_device() || ft.is_block_device() {
+            "a device"
+        } else if ft.is_socket() {
+            "a socket"
+        } else {
+            "not a file"
+        }));
+    }
+    if m.nlink() != 1 {
+        return Err(Refused::NotRegular("a hard link"));
+    }
+    if m.len() > limit {
+        return Err(Refused::TooLarge(m.len()));
+    }
+    let mut data = Vec::with_capacity(m.len() as usize);
+    f.take(limit + 1)
+        .read_to_end(&mut data)
+        .map_err(Refused::Io)?;
+    if data.len() as u64 > limit {
+        return Err(Refused::TooLarge(data.len() as u64));
+    }
+    Ok(Entry { data, uid: m.uid() })
+}
 
 impl Drop {
     /// The file contents.

@@ -332,17 +332,35 @@ impl Spool {
         self.root.join("notify")
     }
 
-    /// Drop files ready for pickup (not the `.tmp.` ones being written).
-    pub fn drop_files(&self) -> Vec<PathBuf> {
+    /// Drop-folder entries for pickup, each with its age when it is a dot-file: every
+    /// finished submission, and dot-files (`.tmp.` ones a crash left behind, or
+    /// anything else) once they are older than [`drop::TEMP_GRACE`], never the ones
+    /// a `sendmail` is still writing.
+    pub fn drop_files(&self) -> Vec<(PathBuf, Option<std::time::Duration>)> {
+        let age = |p: &Path| {
+            // lstat: the age of the entry itself, never of what a link points to.
+            fs::symlink_metadata(p)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .unwrap_or_default()
+        };
         list_dir(&self.drop)
             .unwrap_or_default()
             .into_iter()
-            .filter(|n| !n.starts_with('.'))
-            .map(|n| self.drop.join(n))
+            .filter_map(|n| {
+                let p = self.drop.join(&n);
+                if !n.starts_with('.') {
+                    return Some((p, None));
+                }
+                let a = age(&p);
+                (a > drop::TEMP_GRACE).then_some((p, Some(a)))
+            })
             .collect()
     }
 
-    /// Moves a bad file (a drop file) to `corrupt/`.
+    /// Moves a bad file (a drop file, already checked to be a regular file with one
+    /// link) to `corrupt/`. It keeps its owner: nothing a user made is ever chowned.
     pub fn quarantine(&self, path: &Path) {
         let name = path.file_name().map(|n| n.to_owned()).unwrap_or_default();
         let dest = self

@@ -12,6 +12,7 @@ mod install;
 mod interop;
 mod limits;
 mod local;
+mod local_trust;
 mod ordering;
 mod peer_faults;
 mod powerloss;

@@ -1,0 +1,215 @@
+//! The drop folder as a trust boundary (reference/bad-input.md §I 76, 77): a real
+//! unprivileged account, created here with useradd, leaves links, FIFOs, devices,
+//! directories, oversized files and lying drop files in the drop folder of a daemon
+//! started as root; root's files stay as they were, the daemon never blocks, the
+//! submitter is the file's owner, and SMTP's limits apply.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use etrnd::smtp::Mailbox;
+use etrnd::spool::drop::Drop;
+
+use crate::util::{is_root, Client, Daemon, Setup};
+
+const ATTACKER: &str = "etrnd-attacker";
+
+/// The attacker's uid, creating the account if needed; `None` (skip) unless root with
+/// useradd and setpriv.
+fn attacker() -> Option<u32> {
+    let tools = ["/usr/sbin/useradd", "/usr/bin/setpriv"];
+    if !is_root() || !tools.iter().all(|t| std::path::Path::new(t).exists()) {
+        if std::env::var_os("ETRND_REQUIRE_TOOLS").is_some() {
+            panic!("the local attack tests need root, useradd and setpriv");
+        }
+        eprintln!("skipped: needs root, useradd and setpriv (Debian packages passwd, util-linux)");
+        return None;
+    }
+    let _ = Command::new("/usr/sbin/useradd")
+        .args(["-M", "-r", "-s", "/bin/sh", ATTACKER])
+        .stderr(Stdio::null())
+        .status();
+    let out = Command::new("id").args(["-u", ATTACKER]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// Runs a shell command as the attacker, with `input` on its standard input.
+fn as_attacker(script: &str, input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut c = Command::new("/usr/bin/setpriv")
+        .args([
+            &format!("--reuid={ATTACKER}"),
+            &format!("--regid={ATTACKER}"),
+            "--clear-groups",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input).unwrap();
+    c.wait_with_output().unwrap()
+}
+
+fn wait(d: &Daemon, what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out: {what}\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// (content, uid, mode) of a file.
+fn state(p: &std::path::Path) -> (Vec<u8>, u32, u32) {
+    let m = std::fs::symlink_metadata(p).unwrap();
+    (std::fs::read(p).unwrap(), m.uid(), m.mode())
+}
+
+#[test]
+fn hostile_drop_folder_entries_are_never_followed_read_or_chowned() {
+    let Some(uid) = attacker() else { return };
+    let mut d = Daemon::prepare(Setup::default(), &[]);
+    // Root's file, outside the spool, that the attacker wants.
+    let target = d.dir.0.join("root-secret");
+    std::fs::write(&target, b"root only\n").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let before = state(&target);
+    // Make the spool, as the daemon would, then leave the entries.
+    etrnd::spool::Spool::open(&d.spool()).unwrap();
+    // The test's temporary folder must be reachable by the attacker.
+    std::fs::set_permissions(&d.dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let drop_dir = d.spool().join("drop");
+    let q = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let lying = Drop {
+        uid: 0,
+        sender: Some(Mailbox::parse("root@test.example").unwrap()),
+        rcpts: vec![Mailbox::parse("alice@test.example").unwrap()],
+        data: b"Subject: I am root\r\n\r\ntrust me\r\n".to_vec(),
+    };
+    let many = Drop {
+        uid,
+        sender: None,
+        rcpts: (0..20_000)
+            .map(|i| Mailbox::parse(&format!("u{i}@far.example")).unwrap())
+            .collect(),
+        data: b"Subject: many\r\n\r\nx\r\n".to_vec(),
+    };
+    let script = format!(
+        "cd {dir} && ln -s {t} link && ln -s {t}.missing dangling && mkfifo fifo && \
+         mkdir adir && truncate -s 60M big && cat > lying",
+        dir = q(&drop_dir),
+        t = q(&target)
+    );
+    let out = as_attacker(&script, &lying.encode());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = as_attacker(&format!("cat > {}/many", q(&drop_dir)), &many.encode());
+    assert!(out.status.success());
+    // A hard link to root's file (protected_hardlinks stops a user on Linux; a BSD
+    // does not, so the test makes it as root).
+    std::fs::hard_link(&target, drop_dir.join("hardlink")).unwrap();
+    d.spawn();
+    // The daemon serves meanwhile and has dealt with every entry.
+    let mut c = Client::hello(d.addr());
+    c.cmd("NOOP", 250);
+    wait(&d, "the drop folder to be emptied", || {
+        crate::util::list(&drop_dir).is_empty()
+    });
+    let mut c = Client::hello(d.addr());
+    c.cmd("NOOP", 250);
+    assert_eq!(state(&target), before, "root's file is untouched");
+    let log = d.log();
+    for (name, why) in [
+        ("link", "a symbolic link"),
+        ("dangling", "a symbolic link"),
+        ("fifo", "a FIFO"),
+        ("big", "larger than a message may be"),
+        ("hardlink", "a hard link"),
+    ] {
+        assert!(
+            log.lines().any(|l| l.contains("pickup removed")
+                && l.contains(&format!("/{name} "))
+                && l.contains(why)),
+            "{name}: {log}"
+        );
+    }
+    assert!(
+        !target.with_extension("missing").exists(),
+        "nothing made through the link"
+    );
+    assert!(
+        log.contains("pickup moved-aside")
+            && log.contains("/adir reason=\"not a regular file with one link: a directory\""),
+        "{log}"
+    );
+    // The lying file: taken as its owner's, who is logged and named in the trace.
+    assert!(
+        log.contains(&format!(
+            "owner={uid} claimed=0: the owner is the submitter"
+        )),
+        "{log}"
+    );
+    assert!(log.contains(&format!("pickup queued uid={uid} ")), "{log}");
+    assert!(!log.contains("pickup queued uid=0 "), "{log}");
+    // SMTP's recipient limit applies to local submissions too.
+    assert!(log.contains("20000 recipients, at most 1000"), "{log}");
+    // What was moved aside still belongs to the attacker: nothing was chowned.
+    let corrupt = crate::util::list(&d.spool().join("corrupt"));
+    assert!(!corrupt.is_empty());
+    for f in corrupt {
+        let m = std::fs::symlink_metadata(d.spool().join("corrupt").join(&f)).unwrap();
+        assert_eq!(m.uid(), uid, "{f}");
+    }
+    // The trace line is the daemon's: the submitter by uid, whatever the file says.
+    let mut c = Client::hello(d.addr());
+    c.cmd("NOOP", 250);
+    let queued = d.queue_files();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    let text = std::fs::read(d.spool().join("queue").join(&queued[0])).unwrap();
+    let text = String::from_utf8_lossy(&text);
+    assert!(
+        text.contains(&format!("(etrnd pickup, from userid {ATTACKER} uid {uid})")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_complete_submission_whose_rename_was_lost_is_delivered_after_restart() {
+    // The state a power cut right after sendmail's fsync can leave: only the temp
+    // name, with every octet (the data and its name were fsynced before the rename).
+    let mut d = Daemon::prepare(Setup::default(), &[]);
+    etrnd::spool::Spool::open(&d.spool()).unwrap();
+    let m = Drop {
+        uid: 0,
+        sender: Some(Mailbox::parse("me@test.example").unwrap()),
+        rcpts: vec![Mailbox::parse("bob@test.example").unwrap()],
+        data: b"Subject: survived\r\n\r\nhello\r\n".to_vec(),
+    };
+    let tmp = d.spool().join("drop/.tmp.abcdef");
+    std::fs::write(&tmp, m.encode()).unwrap();
+    let partial = d.spool().join("drop/.tmp.partial");
+    std::fs::write(&partial, &m.encode()[..40]).unwrap();
+    // Older than the grace period a running sendmail could need.
+    let old = std::time::SystemTime::now() - Duration::from_secs(120);
+    for p in [&tmp, &partial] {
+        std::fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    d.spawn();
+    wait(&d, "the unrenamed submission to be taken", || !tmp.exists());
+    assert!(d.log().contains("recovered=unrenamed-temp"), "{}", d.log());
+    // An incomplete one is left alone until it is an hour old.
+    assert!(partial.exists());
+}

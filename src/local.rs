@@ -10,8 +10,17 @@
 //! Maildir (`MAILBOX/<user>/`): write to `tmp/<unique>`, fsync, rename to
 //! `new/<unique>`, fsync `new/`.
 //!
-//! Files are created mode 0600 and, when running as root, given to the recipient.
-//! Synchronous file I/O in the loop, like the spool: small and bounded.
+//! Local users are untrusted (DESIGN.md §5.7): the mailbox and every Maildir folder
+//! are opened the way Postfix's `safe_open` does it — lstat, open with
+//! `O_NOFOLLOW|O_NONBLOCK` (folders with `openat` relative to their parent), fstat
+//! and compare device, inode, type, link count and owner — and created with
+//! `O_EXCL`. A mailbox that is a link, a FIFO, a device, a directory, has other
+//! links, or belongs to someone other than the recipient (ourselves when not root)
+//! defers the delivery with the reason logged: nothing is ever written through a name
+//! a user could have replaced. New mailboxes belong to the recipient: an mbox 0600
+//! (0660 group mail where the mail directory is group mail and group-writable), a
+//! Maildir and its folders 0700. Synchronous file I/O in the loop, like the spool:
+//! small, bounded, and never blocking (the open is non-blocking).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -79,11 +88,77 @@ fn mkdir(p: &Path) -> io::Result<()> {
     Ok(())
 }
 
-fn give(f: &File, owner: Option<(u32, u32)>) -> io::Result<()> {
-    match owner {
-        Some((uid, gid)) if crate::sys::is_root() => crate::sys::chown_fd(f, uid, gid),
-        _ => Ok(()),
+/// The recipient's account: uid, gid.
+type Owner = (u32, u32);
+
+/// Who must own an existing mailbox: the recipient when we run as root (we create
+/// them so), else ourselves (an unprivileged daemon creates them as itself).
+fn expected_uid(owner: Owner) -> u32 {
+    if crate::sys::is_root() {
+        owner.0
+    } else {
+        crate::sys::euid()
     }
+}
+
+/// Gives a file or folder we just created to the recipient, with exactly `mode`.
+fn give(f: &File, owner: Owner, gid: u32, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if crate::sys::is_root() {
+        crate::sys::chown_fd(f, owner.0, gid)?;
+    }
+    f.set_permissions(fs::Permissions::from_mode(mode))
+}
+
+/// Why an opened mailbox (or folder) is refused, comparing it with what lstat saw
+/// before the open; `None` if it is the recipient's own, unlinked, of the kind wanted.
+fn refuse_opened(f: &File, seen: Option<&fs::Metadata>, dir: bool, uid: u32) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = match f.metadata() {
+        Ok(m) => m,
+        Err(e) => return Some(e.to_string()),
+    };
+    if let Some(seen) = seen {
+        if (seen.dev(), seen.ino()) != (m.dev(), m.ino()) {
+            return Some("it was replaced while being opened".into());
+        }
+    }
+    if dir != m.is_dir() || (!dir && !m.is_file()) {
+        return Some(format!("it is {}", kind(&m)));
+    }
+    if !dir && m.nlink() != 1 {
+        return Some(format!("it has {} links", m.nlink()));
+    }
+    if m.uid() != uid {
+        return Some(format!("it belongs to uid {}, not {uid}", m.uid()));
+    }
+    None
+}
+
+fn kind(m: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = m.file_type();
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_file() {
+        "a file"
+    } else {
+        "not a file"
+    }
+}
+
+/// A refused mailbox: deferred, so nothing is lost and the operator can look.
+fn unsafe_mailbox(what: &str, why: &str) -> LocalResult {
+    log::warn!("local unsafe-mailbox path={what} reason=\"{why}\"");
+    LocalResult::Deferred(format!("4.2.0 mailbox {what} refused: {why}"))
 }
 
 /// Delivers `m` to `user`'s mailbox under `root`.
@@ -95,7 +170,7 @@ pub fn deliver(
     seq: u64,
 ) -> LocalResult {
     let owner = match crate::sys::user(user) {
-        Some((uid, gid, _)) => Some((uid, gid)),
+        Some((uid, gid, _)) => (uid, gid),
         None => {
             return LocalResult::Failed(
                 "5.1.1".into(),
@@ -107,9 +182,9 @@ pub fn deliver(
         return LocalResult::Failed("5.1.3".into(), format!("bad mailbox name '{user}'"));
     }
     let r = if maildir {
-        deliver_maildir(&root.join(user), m, owner, seq)
+        deliver_maildir(root, user, m, owner, seq)
     } else {
-        deliver_mbox(root, &root.join(user), m, owner)
+        deliver_mbox(root, user, m, owner)
     };
     match r {
         Ok(r) => r,
@@ -117,15 +192,54 @@ pub fn deliver(
     }
 }
 
+/// Opens (creating if needed) Maildir folder `name` in `parent` the safe way.
+fn maildir_folder(parent: &File, name: &str, owner: Owner) -> io::Result<Result<File, String>> {
+    let created = match crate::sys::mkdir_at(parent, name, 0o700) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(e),
+    };
+    let f = match crate::sys::open_dir_at(parent, name) {
+        Ok(f) => f,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
+            return Ok(Err("it is not a directory (a link or a file)".into()))
+        }
+        Err(e) => return Err(e),
+    };
+    if created {
+        give(&f, owner, owner.1, 0o700)?;
+    }
+    Ok(match refuse_opened(&f, None, true, expected_uid(owner)) {
+        Some(why) => Err(why),
+        None => Ok(f),
+    })
+}
+
 fn deliver_maildir(
-    dir: &Path,
+    root: &Path,
+    user: &str,
     m: &LocalMessage<'_>,
-    owner: Option<(u32, u32)>,
+    owner: Owner,
     seq: u64,
 ) -> io::Result<LocalResult> {
-    for sub in ["", "tmp", "new", "cur"] {
-        mkdir(&dir.join(sub))?;
+    mkdir(root)?;
+    let base = File::open(root)?;
+    let path = root.join(user);
+    let top = match maildir_folder(&base, user, owner)? {
+        Ok(f) => f,
+        Err(why) => return Ok(unsafe_mailbox(&path.display().to_string(), &why)),
+    };
+    let mut sub = Vec::with_capacity(3);
+    for name in ["tmp", "new", "cur"] {
+        match maildir_folder(&top, name, owner)? {
+            Ok(f) => sub.push(f),
+            Err(why) => {
+                let what = path.join(name).display().to_string();
+                return Ok(unsafe_mailbox(&what, &why));
+            }
+        }
     }
+    let (tmp, new) = (&sub[0], &sub[1]);
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
@@ -137,21 +251,16 @@ fn deliver_maildir(
         seq,
         m.hostname.replace(['/', ':'], "_")
     );
-    let tmp = dir.join("tmp").join(&name);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    give(&f, owner)?;
-    let r = f.write_all(&render(m, false)).and_then(|()| f.sync_all());
+    let mut f = crate::sys::create_at(tmp, &name, 0o600)?;
+    let r = give(&f, owner, owner.1, 0o600)
+        .and_then(|()| f.write_all(&render(m, false)))
+        .and_then(|()| f.sync_all());
     if let Err(e) = r {
-        let _ = fs::remove_file(&tmp);
+        let _ = crate::sys::unlink_at(tmp, &name);
         return Err(e);
     }
-    let new = dir.join("new").join(&name);
-    fs::rename(&tmp, &new)?;
-    File::open(dir.join("new"))?.sync_all()?;
+    crate::sys::rename_at(tmp, &name, new, &name)?;
+    new.sync_all()?;
     Ok(LocalResult::Delivered)
 }
 
@@ -175,7 +284,9 @@ fn dot_lock(path: &Path) -> io::Result<Option<DotLock>> {
         {
             Ok(_) => return Ok(Some(DotLock(lock))),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let stale = fs::metadata(&lock)
+                // lstat: a link named like the lock is never followed; unlink
+                // below removes the name only.
+                let stale = fs::symlink_metadata(&lock)
                     .and_then(|md| md.modified())
                     .ok()
                     .and_then(|t| t.elapsed().ok())
@@ -192,27 +303,73 @@ fn dot_lock(path: &Path) -> io::Result<Option<DotLock>> {
     Ok(None)
 }
 
+/// The mode and group of a new mbox: 0660 group mail where the mail directory is
+/// group mail and group-writable (the BSD and Debian layout), else 0600 the
+/// recipient's own group.
+fn new_mbox_mode(root: &Path, owner: Owner) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let mail = crate::sys::group_gid("mail");
+    match (fs::metadata(root), mail) {
+        (Ok(m), Some(g)) if m.gid() == g && m.mode() & 0o020 != 0 => (0o660, g),
+        _ => (0o600, owner.1),
+    }
+}
+
 fn deliver_mbox(
     root: &Path,
-    path: &Path,
+    user: &str,
     m: &LocalMessage<'_>,
-    owner: Option<(u32, u32)>,
+    owner: Owner,
 ) -> io::Result<LocalResult> {
     mkdir(root)?;
-    let Some(_dot) = dot_lock(path)? else {
+    let path = root.join(user);
+    let what = path.display().to_string();
+    let Some(_dot) = dot_lock(&path)? else {
         return Ok(LocalResult::Deferred(
             "4.2.0 mailbox is locked (dot lock)".into(),
         ));
     };
-    let existed = path.exists();
-    let mut f = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(path)?;
-    if !existed {
-        give(&f, owner)?;
-    }
+    let open = |create: bool| {
+        let mut o = OpenOptions::new();
+        o.append(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY);
+        if create {
+            o.create_new(true).mode(0o600);
+        }
+        o.open(&path)
+    };
+    let mut f = match fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let f = match open(true) {
+                Ok(f) => f,
+                // Someone made the name between the lstat and now: look again later.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    return Ok(unsafe_mailbox(&what, "it appeared while being created"))
+                }
+                Err(e) => return Err(e),
+            };
+            let (mode, gid) = new_mbox_mode(root, owner);
+            give(&f, owner, gid, mode)?;
+            f
+        }
+        Err(e) => return Err(e),
+        Ok(seen) if !seen.file_type().is_file() => {
+            return Ok(unsafe_mailbox(&what, &format!("it is {}", kind(&seen))))
+        }
+        Ok(seen) => {
+            let f = match open(false) {
+                Ok(f) => f,
+                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                    return Ok(unsafe_mailbox(&what, "it became a symbolic link"))
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(why) = refuse_opened(&f, Some(&seen), false, expected_uid(owner)) {
+                return Ok(unsafe_mailbox(&what, &why));
+            }
+            f
+        }
+    };
     if !crate::sys::try_lock(&f)? {
         return Ok(LocalResult::Deferred(
             "4.2.0 mailbox is locked (fcntl)".into(),

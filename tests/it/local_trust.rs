@@ -213,3 +213,222 @@ fn a_complete_submission_whose_rename_was_lost_is_delivered_after_restart() {
     // An incomplete one is left alone until it is an hour old.
     assert!(partial.exists());
 }
+
+const LOCAL_SCHED: &str = "*/* interval=1s retries=\"1\" expiry=1h\nlocal/* command=local\n\
+    smtp*/* queueonly command=smtp\nerror/* command=errormail\n";
+
+/// A daemon started as root delivering to `mail` (mbox) or `mail/` (Maildir), with a
+/// mail directory the attacker may write in (1777, as /var/mail is on many systems).
+fn mail_daemon(mailbox: &str) -> Daemon {
+    let mut d = Daemon::prepare(
+        Setup::with_conf(&format!("MAILBOX={mailbox}\n")),
+        &[("scheduler.conf", LOCAL_SCHED)],
+    );
+    std::fs::set_permissions(&d.dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mail = d.dir.0.join("mail");
+    std::fs::create_dir(&mail).unwrap();
+    std::fs::set_permissions(&mail, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    d.spawn();
+    d
+}
+
+fn send_to(d: &Daemon, to: &str, subject: &str) {
+    let mut c = Client::hello(d.addr());
+    c.send_message(
+        "s@far.example",
+        &[to],
+        &format!("Subject: {subject}\r\n\r\nfor {to}\r\n"),
+    );
+}
+
+fn count(d: &Daemon, what: &str) -> usize {
+    d.log().matches(what).count()
+}
+
+#[test]
+fn mbox_traps_never_write_through_links_fifos_or_foreign_files() {
+    let Some(uid) = attacker() else { return };
+    let d = mail_daemon("mail");
+    let root_file = d.dir.0.join("root-file");
+    std::fs::write(&root_file, b"root's\n").unwrap();
+    std::fs::set_permissions(&root_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let before = state(&root_file);
+    let rootdir = d.dir.0.join("rootdir");
+    std::fs::create_dir(&rootdir).unwrap();
+    let mbox = d.dir.0.join("mail").join(ATTACKER);
+    let me = format!("{ATTACKER}@test.example");
+    let p = |x: &std::path::Path| x.to_str().unwrap().to_string();
+    // Each trap in turn: the delivery is deferred with a reason, nothing else moves.
+    let traps = [
+        (
+            format!("ln -s {} {}", p(&root_file), p(&mbox)),
+            "a symbolic link",
+        ),
+        (
+            format!("ln -s {}/created {}", p(&rootdir), p(&mbox)),
+            "a symbolic link",
+        ),
+        (format!("mkfifo {}", p(&mbox)), "a FIFO"),
+        (format!("mkdir {}", p(&mbox)), "a directory"),
+    ];
+    for (i, (trap, why)) in traps.iter().enumerate() {
+        let out = as_attacker(trap, b"");
+        assert!(
+            out.status.success(),
+            "{trap}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let seen = count(&d, why);
+        send_to(&d, &me, &format!("trap {i}"));
+        wait(&d, why, || count(&d, why) > seen);
+        let mut c = Client::hello(d.addr());
+        c.cmd("NOOP", 250);
+        assert_eq!(state(&root_file), before, "{trap}");
+        assert!(crate::util::list(&rootdir).is_empty(), "{trap}");
+        let _ = std::fs::remove_dir(&mbox);
+        let _ = std::fs::remove_file(&mbox);
+    }
+    // A hard link to root's file (made as root: Linux's protected_hardlinks would stop
+    // the attacker, a BSD would not).
+    std::fs::hard_link(&root_file, &mbox).unwrap();
+    send_to(&d, &me, "hard link");
+    wait(&d, "the hard link refused", || {
+        d.log().contains("links") || d.log().contains("belongs to uid 0")
+    });
+    assert_eq!(state(&root_file), before);
+    std::fs::remove_file(&mbox).unwrap();
+    // Another user's mailbox made beforehand by the attacker, mode 0666: the victim's
+    // mail never goes into it.
+    let victim = d.dir.0.join("mail/daemon");
+    let out = as_attacker(&format!("touch {v} && chmod 666 {v}", v = p(&victim)), b"");
+    assert!(out.status.success());
+    send_to(&d, "daemon@test.example", "for the victim");
+    wait(&d, "the foreign mailbox refused", || {
+        d.log().contains(&format!("it belongs to uid {uid}, not 1"))
+    });
+    assert_eq!(
+        std::fs::metadata(&victim).unwrap().len(),
+        0,
+        "nothing written"
+    );
+    // With the traps gone, every deferred message arrives, in a mailbox that is the
+    // recipient's own and private.
+    std::fs::remove_file(&victim).unwrap();
+    wait(&d, "the deferred messages delivered", || {
+        std::fs::read_to_string(&mbox).is_ok_and(|t| t.matches("\nSubject: ").count() >= 5)
+    });
+    let m = std::fs::symlink_metadata(&mbox).unwrap();
+    assert!(m.is_file());
+    assert_eq!((m.uid(), m.mode() & 0o7777), (uid, 0o600));
+    // The recipient reads it as itself.
+    let out = as_attacker(&format!("cat {}", p(&mbox)), b"");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Subject: hard link"));
+}
+
+#[test]
+fn a_symlink_flipped_in_a_loop_never_reaches_roots_file() {
+    let Some(uid) = attacker() else { return };
+    let d = mail_daemon("mail");
+    let root_file = d.dir.0.join("root-file");
+    std::fs::write(&root_file, b"root's\n").unwrap();
+    std::fs::set_permissions(&root_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let before = state(&root_file);
+    let mbox = d.dir.0.join("mail").join(ATTACKER);
+    let p = |x: &std::path::Path| x.to_str().unwrap().to_string();
+    // For about four seconds the mailbox name flips between a file of the attacker's
+    // and a link to root's file, while mail for the attacker keeps arriving.
+    let flipper = format!(
+        "end=$(($(date +%s) + 4)); while [ $(date +%s) -lt $end ]; do \
+         touch {m}.f; mv -f {m}.f {m}; ln -sf {r} {m}.l; mv -f {m}.l {m}; done",
+        m = p(&mbox),
+        r = p(&root_file)
+    );
+    let runner = std::thread::spawn(move || as_attacker(&flipper, b""));
+    let t0 = Instant::now();
+    let mut sent = 0;
+    while t0.elapsed() < Duration::from_secs(4) {
+        send_to(
+            &d,
+            &format!("{ATTACKER}@test.example"),
+            &format!("race {sent}"),
+        );
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = runner.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        state(&root_file),
+        before,
+        "root's file: content, owner and mode"
+    );
+    assert!(sent > 10);
+    // Nothing is lost: what was refused is delivered once the name is a plain file
+    // (what went into the attacker's own files the loop then replaced is theirs).
+    let _ = std::fs::remove_file(&mbox);
+    let delivered = || {
+        d.log()
+            .lines()
+            .filter(|l| {
+                l.contains(&format!("to=<{ATTACKER}@test.example>")) && l.contains("status=sent")
+            })
+            .count()
+    };
+    wait(&d, "every message delivered", || delivered() == sent);
+    assert_eq!(std::fs::metadata(&mbox).unwrap().uid(), uid);
+    assert_eq!(state(&root_file), before);
+}
+
+#[test]
+fn maildir_traps_are_refused_and_new_maildirs_belong_to_the_recipient() {
+    let Some(uid) = attacker() else { return };
+    let d = mail_daemon("mail/");
+    let rootdir = d.dir.0.join("rootdir");
+    std::fs::create_dir(&rootdir).unwrap();
+    let md = d.dir.0.join("mail").join(ATTACKER);
+    let me = format!("{ATTACKER}@test.example");
+    let p = |x: &std::path::Path| x.to_str().unwrap().to_string();
+    // The Maildir itself a link to root's folder.
+    as_attacker(&format!("ln -s {} {}", p(&rootdir), p(&md)), b"");
+    send_to(&d, &me, "maildir link");
+    wait(&d, "the linked Maildir refused", || {
+        d.log().contains("unsafe-mailbox") && d.log().contains("not a directory (a link or a file)")
+    });
+    assert!(crate::util::list(&rootdir).is_empty());
+    std::fs::remove_file(&md).unwrap();
+    // Its tmp/ a link to root's folder.
+    as_attacker(
+        &format!(
+            "mkdir -m 700 {m} && ln -s {r} {m}/tmp",
+            m = p(&md),
+            r = p(&rootdir)
+        ),
+        b"",
+    );
+    let seen = count(&d, "unsafe-mailbox");
+    send_to(&d, &me, "tmp link");
+    wait(&d, "the linked tmp/ refused", || {
+        count(&d, "unsafe-mailbox") > seen
+    });
+    assert!(crate::util::list(&rootdir).is_empty());
+    // Without traps: a new Maildir, every folder and file the recipient's.
+    std::fs::remove_file(md.join("tmp")).unwrap();
+    std::fs::remove_dir(&md).unwrap();
+    wait(&d, "the deferred messages delivered", || {
+        crate::util::list(&md.join("new")).len() == 2
+    });
+    for sub in ["", "tmp", "new", "cur"] {
+        let m = std::fs::symlink_metadata(md.join(sub)).unwrap();
+        assert_eq!((m.uid(), m.mode() & 0o7777), (uid, 0o700), "{sub}");
+    }
+    let f = md.join("new").join(&crate::util::list(&md.join("new"))[0]);
+    let m = std::fs::metadata(&f).unwrap();
+    assert_eq!((m.uid(), m.mode() & 0o7777), (uid, 0o600));
+    let out = as_attacker(&format!("cat {}/new/*", p(&md)), b"");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Subject: "));
+}

@@ -36,6 +36,7 @@ pub mod config;
 pub mod dns;
 pub mod etrn_client;
 pub mod event_loop;
+pub mod helper;
 pub mod local;
 pub mod logging;
 pub mod mailq;

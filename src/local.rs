@@ -78,18 +78,33 @@ fn render(m: &LocalMessage<'_>, mbox: bool) -> Vec<u8> {
     out
 }
 
-fn mkdir(p: &Path) -> io::Result<()> {
+/// Makes the mail directory (`MAILBOX`) if it is missing: 0755, so that delivery
+/// children, being the recipients, can reach their own mailboxes in it.
+pub fn make_mail_root(p: &Path) -> io::Result<()> {
     if !p.is_dir() {
         fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o700)
+            .mode(0o755)
             .create(p)?;
     }
     Ok(())
 }
 
+/// The group a delivery child runs with: `mail` where the mbox directory is group
+/// mail and group-writable (so it can make its dot lock there), else the
+/// recipient's own.
+pub fn delivery_gid(root: &Path, maildir: bool, own: u32) -> u32 {
+    if maildir {
+        return own;
+    }
+    match new_mbox_mode(root, (0, own)) {
+        (0o660, mail) => mail,
+        _ => own,
+    }
+}
+
 /// The recipient's account: uid, gid.
-type Owner = (u32, u32);
+pub type Owner = (u32, u32);
 
 /// Who must own an existing mailbox: the recipient when we run as root (we create
 /// them so), else ourselves (an unprivileged daemon creates them as itself).
@@ -222,7 +237,7 @@ fn deliver_maildir(
     owner: Owner,
     seq: u64,
 ) -> io::Result<LocalResult> {
-    mkdir(root)?;
+    make_mail_root(root)?;
     let base = File::open(root)?;
     let path = root.join(user);
     let top = match maildir_folder(&base, user, owner)? {
@@ -269,7 +284,9 @@ struct DotLock(PathBuf);
 
 impl Drop for DotLock {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
+        if !self.0.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.0);
+        }
     }
 }
 
@@ -283,6 +300,11 @@ fn dot_lock(path: &Path) -> io::Result<Option<DotLock>> {
             .open(&lock)
         {
             Ok(_) => return Ok(Some(DotLock(lock))),
+            // A mail directory the recipient may not write in: no mail reader there
+            // can dot-lock either, so the fcntl lock is the lock.
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Ok(Some(DotLock(PathBuf::new())))
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 // lstat: a link named like the lock is never followed; unlink
                 // below removes the name only.
@@ -306,7 +328,7 @@ fn dot_lock(path: &Path) -> io::Result<Option<DotLock>> {
 /// The mode and group of a new mbox: 0660 group mail where the mail directory is
 /// group mail and group-writable (the BSD and Debian layout), else 0600 the
 /// recipient's own group.
-fn new_mbox_mode(root: &Path, owner: Owner) -> (u32, u32) {
+pub fn new_mbox_mode(root: &Path, owner: Owner) -> (u32, u32) {
     use std::os::unix::fs::MetadataExt;
     let mail = crate::sys::group_gid("mail");
     match (fs::metadata(root), mail) {
@@ -321,7 +343,7 @@ fn deliver_mbox(
     m: &LocalMessage<'_>,
     owner: Owner,
 ) -> io::Result<LocalResult> {
-    mkdir(root)?;
+    make_mail_root(root)?;
     let path = root.join(user);
     let what = path.display().to_string();
     let Some(_dot) = dot_lock(&path)? else {
@@ -357,6 +379,21 @@ fn deliver_mbox(
             return Ok(unsafe_mailbox(&what, &format!("it is {}", kind(&seen))))
         }
         Ok(seen) => {
+            use std::os::unix::fs::MetadataExt;
+            // What lstat shows already rules out other links and other owners; the
+            // fstat after the open is the check that counts.
+            if seen.nlink() != 1 || seen.uid() != expected_uid(owner) {
+                let why = if seen.nlink() != 1 {
+                    format!("it has {} links", seen.nlink())
+                } else {
+                    format!(
+                        "it belongs to uid {}, not {}",
+                        seen.uid(),
+                        expected_uid(owner)
+                    )
+                };
+                return Ok(unsafe_mailbox(&what, &why));
+            }
             let f = match open(false) {
                 Ok(f) => f,
                 Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {

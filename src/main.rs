@@ -229,6 +229,18 @@ fn daemon(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
         Err(e) => die(ex::CANTCREAT, e),
     };
     let user = cfg.main.user.clone().filter(|_| etrnd::sys::is_root());
+    if etrnd::sys::is_root() && user.is_none() {
+        die(
+            ex::CONFIG,
+            format!(
+                "{}: started as root with USER empty: the network-facing daemon never \
+                 runs as root; set USER to an unprivileged account of its own (for \
+                 example: useradd -r -d /nonexistent -s /usr/sbin/nologin etrnd, then \
+                 USER=etrnd)",
+                cfg.main.path.display()
+            ),
+        );
+    }
     let cfg_copy = user.as_ref().map(|_| cfg.main.clone());
     let mut d = match etrnd::event_loop::Daemon::new(cfg, config_path, listeners, spool) {
         Ok(d) => d,
@@ -238,6 +250,19 @@ fn daemon(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
     // the first pickup, are given to USER): nothing has read the network yet.
     if let (Some(u), Some(main)) = (&user, &cfg_copy) {
         give_spool(main, u);
+        // The helper keeps root for what needs it (delivering as the recipient);
+        // everything else gives it up now, before the first read from the network.
+        let conf = etrnd::helper::HelperConf {
+            postoffice: main.postoffice.clone(),
+            mailbox: main.mailbox.clone(),
+            maildir: main.maildir,
+            hostname: main.hostname.clone(),
+            max_message_size: main.max_message_size,
+        };
+        match etrnd::helper::Helper::spawn(conf) {
+            Ok(h) => d.set_helper(h),
+            Err(e) => die(ex::OSERR, format!("cannot start the delivery helper: {e}")),
+        }
         if let Err(e) = etrnd::sys::drop_privileges(u) {
             die(ex::OSERR, format!("cannot become user {u}: {e}"));
         }
@@ -272,6 +297,7 @@ fn give_spool(main: &etrnd::config::MainConf, user: &str) {
         "drop",
         "listening",
         "notify",
+        "control",
     ] {
         paths.push(root.join(sub));
     }

@@ -109,6 +109,9 @@ pub struct Daemon {
     outbound: Outbound,
     /// Counter for unique Maildir names.
     local_seq: u64,
+    /// The privileged helper, when the daemon was started as root (local delivery
+    /// goes through it, as the recipient).
+    helper: Option<crate::helper::Helper>,
     /// ETRN requests of this turn: (connection slot, target).
     etrns: Vec<(usize, EtrnTarget)>,
     /// Recent ETRNs per client address, for the rate limit.
@@ -213,6 +216,7 @@ impl Daemon {
             sched,
             outbound: Outbound::default(),
             local_seq: 0,
+            helper: None,
             etrns: Vec::new(),
             etrn_times: HashMap::new(),
             notify: None,
@@ -310,6 +314,12 @@ impl Daemon {
         }
         self.shutdown();
         Ok(())
+    }
+
+    /// Local deliveries go through `helper` from now on.
+    pub fn set_helper(&mut self, helper: crate::helper::Helper) {
+        log::info!("daemon helper pid={}", helper.pid());
+        self.helper = Some(helper);
     }
 
     /// Hands each event to its owner; connections with input go to `touched`.

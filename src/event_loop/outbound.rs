@@ -218,13 +218,19 @@ impl Daemon {
                     _ => job.key.host.clone(),
                 };
                 self.local_seq += 1;
-                let res = match crate::local::deliver(
-                    &self.config.main.mailbox,
-                    self.config.main.maildir,
-                    &user,
-                    &m,
-                    self.local_seq,
-                ) {
+                let outcome = match self.helper.as_mut() {
+                    // As the recipient, through the privileged helper.
+                    Some(h) => h.deliver(msg, &user),
+                    // Not started as root: in-process, as ourselves.
+                    None => crate::local::deliver(
+                        &self.config.main.mailbox,
+                        self.config.main.maildir,
+                        &user,
+                        &m,
+                        self.local_seq,
+                    ),
+                };
+                let res = match outcome {
                     crate::local::LocalResult::Delivered => {
                         delivered.push(StateRecord::Delivered {
                             idx,

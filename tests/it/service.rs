@@ -22,6 +22,7 @@ struct Syslog {
 impl Syslog {
     fn bind(path: &std::path::Path) -> Syslog {
         let s = UnixDatagram::bind(path).unwrap();
+        world_writable(path);
         s.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
@@ -221,6 +222,7 @@ fn a_syslog_that_stops_reading_never_stops_the_mail() {
     Setup::with_conf(&format!("LISTEN=127.0.0.1:{port}\nSYSLOG_SOCKET=syslog\n")).write(&dir.0);
     // Bound but not read: its queue fills after a few lines.
     let sock = UnixDatagram::bind(dir.0.join("syslog")).unwrap();
+    world_writable(&dir.0.join("syslog"));
     let (pid, _guard) = start_detached(&dir.0);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     // Every message logs several lines; a blocking logger would hang in the first few.
@@ -270,6 +272,7 @@ fn logs_to_a_stream_syslog_socket_too() {
     Setup::with_conf(&format!("LISTEN=127.0.0.1:{port}\nSYSLOG_SOCKET=syslog\n")).write(&dir.0);
     // As some syslog-ng setups listen: a stream socket, one line per message.
     let l = std::os::unix::net::UnixListener::bind(dir.0.join("syslog")).unwrap();
+    world_writable(&dir.0.join("syslog"));
     let lines = Arc::new(Mutex::new(Vec::new()));
     let l2 = lines.clone();
     std::thread::spawn(move || {
@@ -299,4 +302,10 @@ fn logs_to_a_stream_syslog_socket_too() {
         std::thread::sleep(Duration::from_millis(20));
     }
     kill("-TERM", pid);
+}
+
+/// A syslog socket anyone may write to, as /dev/log is (the daemon sends as USER).
+fn world_writable(p: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o666)).unwrap();
 }

@@ -45,6 +45,39 @@ pub fn need_tool(name: &str, package: &str) -> Option<String> {
     None
 }
 
+/// The unprivileged account test daemons started as root run as (created if
+/// missing).
+pub const DAEMON_ACCOUNT: &str = "etrnd-test";
+
+/// Makes sure [`DAEMON_ACCOUNT`] exists and returns its name.
+pub fn daemon_account() -> &'static str {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let exists = Command::new("id")
+            .arg(DAEMON_ACCOUNT)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !exists {
+            let ok = Command::new("useradd")
+                .args([
+                    "-r",
+                    "-M",
+                    "-d",
+                    "/nonexistent",
+                    "-s",
+                    "/bin/false",
+                    DAEMON_ACCOUNT,
+                ])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "useradd {DAEMON_ACCOUNT} failed");
+        }
+    });
+    DAEMON_ACCOUNT
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_etrnd")
 }
@@ -139,6 +172,11 @@ impl Setup {
             }
         }
         conf.push_str(&self.conf);
+        // Started as root (CI), the daemon needs an account of its own to become
+        // (last, so the lines above keep their numbers).
+        if is_root() && !has("USER") {
+            conf.push_str(&format!("USER={}\n", daemon_account()));
+        }
         std::fs::write(dir.join("etrnd.conf"), conf).unwrap();
         std::fs::write(dir.join("db/routes"), &self.routes).unwrap();
         std::fs::write(dir.join("db/localnames"), &self.localnames).unwrap();

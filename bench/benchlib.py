@@ -10,6 +10,13 @@ def start_etrnd(tag, conf, routes, files=None, base=None):
     `conf`), db/routes and `files` (name -> text) into a fresh directory under `base`
     ($BENCH_DIR or /var/tmp), starts the daemon and returns (process, port, directory)."""
     d = tempfile.mkdtemp(prefix=f"etrnd-{tag}.", dir=base or os.environ.get("BENCH_DIR") or "/var/tmp")
+    os.chmod(d, 0o755)
+    if os.geteuid() == 0 and "USER=" not in conf:
+        # etrnd refuses to serve as root: give it an account of its own.
+        if subprocess.run(["id", "etrnd-bench"], capture_output=True).returncode != 0:
+            subprocess.run(["useradd", "-r", "-M", "-d", "/nonexistent", "-s", "/bin/false",
+                            "etrnd-bench"], check=True)
+        conf += "\nUSER=etrnd-bench\n"
     os.makedirs(f"{d}/db")
     os.makedirs(f"{d}/log")
     open(f"{d}/etrnd.conf", "w").write(

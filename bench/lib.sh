@@ -18,11 +18,21 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# bench_user: as root, the unprivileged account the daemon becomes (created if
+# missing: etrnd refuses to serve as root); empty otherwise.
+bench_user() {
+    [ "$(id -u)" -eq 0 ] || return 0
+    id etrnd-bench >/dev/null 2>&1 ||
+        useradd -r -M -d /nonexistent -s /bin/false etrnd-bench
+    echo "USER=etrnd-bench"
+}
+
 # etrnd_dir TAG [EXTRA-CONF]: a fresh configuration in $dir (loopback, port 0, no DNS).
 etrnd_dir() {
     dir=$(mktemp -d "${BENCH_DIR:-/var/tmp}/etrnd-$1.XXXXXX")
+    chmod 755 "$dir"
     mkdir -p "$dir/db" "$dir/log"
-    printf 'MAILVAR=.\nPOSTOFFICE=spool\nPIDFILE=etrnd.pid\nLOGDIR=log\nLISTEN=127.0.0.1:0\nHOSTNAME=bench.example\nHOSTS_ORDER=files\nHOSTS_FILE=hosts\n%s\n' "${2:-}" > "$dir/etrnd.conf"
+    printf 'MAILVAR=.\nPOSTOFFICE=spool\nPIDFILE=etrnd.pid\nLOGDIR=log\nLISTEN=127.0.0.1:0\nHOSTNAME=bench.example\nHOSTS_ORDER=files\nHOSTS_FILE=hosts\n%s\n%s\n' "${2:-}" "$(bench_user)" > "$dir/etrnd.conf"
     : > "$dir/hosts"
     : > "$dir/db/routes"
 }

@@ -119,8 +119,17 @@ impl Daemon {
         if self.etrns.is_empty() {
             return;
         }
+        let mut answered = Vec::new();
+        self.hold_output = true;
         while !self.etrns.is_empty() {
+            answered.extend(self.etrns.iter().map(|(slot, _)| *slot));
             self.answer_etrn_round(now);
+        }
+        self.hold_output = false;
+        answered.sort_unstable();
+        answered.dedup();
+        for slot in answered {
+            self.service(slot, now);
         }
         self.start_jobs(now);
         // Idle rate-limit entries are dropped so the table stays small.

@@ -338,6 +338,15 @@ fn write_drop(postoffice: &Path, d: &Drop) -> io::Result<()> {
         return Err(e);
     }
     std::fs::rename(&tmp, dir.join(&name))?;
+    // The folder (1733) can be opened, and so fsynced, only by root and USER. For
+    // everyone else the file and its temporary name were made durable above: should
+    // a power cut lose the rename, pickup takes the complete temporary file
+    // (spool::drop::TEMP_GRACE), so an exit 0 is never a lost message.
+    match std::fs::File::open(&dir) {
+        Ok(d) => d.sync_all()?,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {}
+        Err(e) => return Err(e),
+    }
     // Wake the daemon; if it is not running, the message waits for it.
     if let Ok(s) = std::os::unix::net::UnixDatagram::unbound() {
         let _ = s.send_to(b"!", postoffice.join("notify"));

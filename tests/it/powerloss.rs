@@ -146,3 +146,60 @@ fn the_power_cut_harness_sees_a_spool_that_skips_fsync() {
         "with fsync switched off, a power cut must lose acknowledged mail"
     );
 }
+
+/// `sendmail` with the daemon down, each exit 0 followed by a power cut (a copy of
+/// the device): every copy holds every acknowledged submission, complete, under its
+/// final or its temporary name (both are picked up, see local_trust.rs).
+#[test]
+fn every_submission_sendmail_acknowledged_survives_a_power_cut() {
+    if !can_loop_mount() {
+        eprintln!("skipped: needs root, loop devices and mkfs.ext4");
+        return;
+    }
+    let d = Daemon::prepare(Setup::default(), &[]);
+    let dir = d.dir.0.clone();
+    let (image, copy, seen) = (dir.join("fs.img"), dir.join("cut.img"), dir.join("cut"));
+    let fs = LoopFs::new(&image, &d.spool());
+    etrnd::spool::Spool::open(&d.spool()).unwrap();
+    let rounds = 20;
+    let mut lost = Vec::new();
+    for i in 0..rounds {
+        let mut child = Command::new(crate::util::bin())
+            .arg("-f")
+            .arg(d.conf_path())
+            .args(["sendmail", "-f", "me@test.example", "alice@test.example"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(
+            &mut child.stdin.take().unwrap(),
+            format!("Subject: s{i}\n\n{}\n", "y".repeat(i * 97)).as_bytes(),
+        )
+        .unwrap();
+        assert!(child.wait().unwrap().success());
+        run(
+            "cp",
+            &[
+                "--sparse=always",
+                image.to_str().unwrap(),
+                copy.to_str().unwrap(),
+            ],
+        );
+        let cut = LoopFs::mount(&copy, &seen);
+        let subjects: Vec<String> = crate::util::list(&seen.join("drop"))
+            .iter()
+            .filter_map(|n| std::fs::read(seen.join("drop").join(n)).ok())
+            .filter_map(|data| etrnd::spool::drop::Drop::decode(&data).ok())
+            .map(|m| String::from_utf8_lossy(&m.data).into_owned())
+            .collect();
+        for j in 0..=i {
+            let want = format!("Subject: s{j}\r\n");
+            if !subjects.iter().any(|s| s.contains(&want)) {
+                lost.push((i, j));
+            }
+        }
+        drop(cut);
+    }
+    drop(fs);
+    assert!(lost.is_empty(), "(cut, submission) lost: {lost:?}");
+}

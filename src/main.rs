@@ -10,6 +10,9 @@ use etrnd::dns::{Dns, Outcome};
 use etrnd::route::Decision;
 use etrnd::spool::Spool;
 
+/// The account a daemon started as root with `USER` empty becomes.
+const FALLBACK_USER: &str = "nobody";
+
 fn load_config(path: &Path) -> Config {
     match config::load(path) {
         Ok(c) => c,
@@ -219,7 +222,12 @@ fn daemon(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
             log::error!("pid file {}: {e}", cfg.main.pidfile.display());
         }
     }
-    if let Err(e) = std::fs::create_dir_all(&cfg.main.logdir) {
+    // Transcripts hold addresses and replies: a folder only root and USER enter.
+    let made = std::fs::create_dir_all(&cfg.main.logdir).and_then(|()| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cfg.main.logdir, std::fs::Permissions::from_mode(0o750))
+    });
+    if let Err(e) = made {
         log::warn!("LOGDIR {}: {e}", cfg.main.logdir.display());
     }
     let fds = etrnd::sys::raise_fd_limit();
@@ -228,19 +236,29 @@ fn daemon(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
         Ok(s) => s,
         Err(e) => die(ex::CANTCREAT, e),
     };
-    let user = cfg.main.user.clone().filter(|_| etrnd::sys::is_root());
-    if etrnd::sys::is_root() && user.is_none() {
-        die(
+    // The network-facing daemon never runs as root: USER, or else `nobody` (as
+    // OpenSMTPD insists on _smtpd and Postfix on mail_owner; a dedicated account is
+    // better, see etrnd.conf(5)), or else it refuses to start.
+    let user = match (&cfg.main.user, etrnd::sys::is_root()) {
+        (_, false) => None,
+        (Some(u), true) => Some(u.clone()),
+        (None, true) if etrnd::sys::user_exists(FALLBACK_USER) => {
+            log::warn!(
+                "daemon USER is empty: running as {FALLBACK_USER}; set USER to an account of etrnd's own"
+            );
+            Some(FALLBACK_USER.to_string())
+        }
+        (None, true) => die(
             ex::CONFIG,
             format!(
-                "{}: started as root with USER empty: the network-facing daemon never \
-                 runs as root; set USER to an unprivileged account of its own (for \
-                 example: useradd -r -d /nonexistent -s /usr/sbin/nologin etrnd, then \
-                 USER=etrnd)",
+                "{}: started as root with USER empty and no '{FALLBACK_USER}' account: the \
+                 network-facing daemon never runs as root; set USER to an unprivileged \
+                 account of its own (useradd -r -d /nonexistent -s /usr/sbin/nologin etrnd, \
+                 then USER=etrnd)",
                 cfg.main.path.display()
             ),
-        );
-    }
+        ),
+    };
     let cfg_copy = user.as_ref().map(|_| cfg.main.clone());
     let mut d = match etrnd::event_loop::Daemon::new(cfg, config_path, listeners, spool) {
         Ok(d) => d,

@@ -213,8 +213,13 @@ fn deliver(conf: &HelperConf, id: MessageId, user: &str, seq: u64) -> LocalResul
         Ok(x) => x,
         Err(e) => return LocalResult::Deferred(format!("4.3.0 cannot read queue file: {e}")),
     };
-    if let Err(e) = prepare_top(conf, user, uid, gid) {
-        return LocalResult::Deferred(format!("4.3.0 mailbox for {user}: {e}"));
+    // A home mailbox is made by the child, being the user, in the user's home: root
+    // never touches a home.
+    let in_home = conf.mailbox.is_relative();
+    if !in_home {
+        if let Err(e) = prepare_top(conf, user, uid, gid) {
+            return LocalResult::Deferred(format!("4.3.0 mailbox for {user}: {e}"));
+        }
     }
     let (mut ours, mut theirs) = match crate::sys::socketpair() {
         Ok(p) => p,
@@ -224,7 +229,11 @@ fn deliver(conf: &HelperConf, id: MessageId, user: &str, seq: u64) -> LocalResul
         Err(e) => LocalResult::Deferred(format!("4.3.0 helper: fork: {e}")),
         Ok(crate::sys::Forked::Child) => {
             drop(ours);
-            let gid = crate::local::delivery_gid(&conf.mailbox, conf.maildir, gid);
+            let gid = if in_home {
+                gid
+            } else {
+                crate::local::delivery_gid(&conf.mailbox, conf.maildir, gid)
+            };
             let r = match crate::sys::become_user(uid, gid) {
                 Ok(()) => crate::local::deliver(
                     &conf.mailbox,

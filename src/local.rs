@@ -176,7 +176,10 @@ fn unsafe_mailbox(what: &str, why: &str) -> LocalResult {
     LocalResult::Deferred(format!("4.2.0 mailbox {what} refused: {why}"))
 }
 
-/// Delivers `m` to `user`'s mailbox under `root`.
+/// Delivers `m` to `user`'s mailbox: `root/<user>` (an mbox, or a Maildir when
+/// `maildir`), or, when `root` is relative (`MAILBOX=~/Maildir/`), that path in the
+/// user's home, which must be the user's own. Home deliveries are only ever made as
+/// the user (the helper's child, or a daemon that is that user).
 pub fn deliver(
     root: &Path,
     maildir: bool,
@@ -184,8 +187,8 @@ pub fn deliver(
     m: &LocalMessage<'_>,
     seq: u64,
 ) -> LocalResult {
-    let owner = match crate::sys::user(user) {
-        Some((uid, gid, _)) => (uid, gid),
+    let (owner, home) = match crate::sys::user(user) {
+        Some((uid, gid, home)) => ((uid, gid), home),
         None => {
             return LocalResult::Failed(
                 "5.1.1".into(),
@@ -196,10 +199,36 @@ pub fn deliver(
     if user.contains('/') || user.starts_with('.') || user.is_empty() {
         return LocalResult::Failed("5.1.3".into(), format!("bad mailbox name '{user}'"));
     }
-    let r = if maildir {
-        deliver_maildir(root, user, m, owner, seq)
+    let in_home = root.is_relative();
+    let (parent, name) = if in_home {
+        use std::os::unix::fs::MetadataExt;
+        let home = PathBuf::from(home);
+        match fs::metadata(&home) {
+            Ok(h) if h.is_dir() && h.uid() == owner.0 && crate::sys::euid() == owner.0 => {}
+            _ => {
+                return unsafe_mailbox(
+                    &home.display().to_string(),
+                    "a home mailbox needs a home of the user's own, written as the user",
+                )
+            }
+        }
+        let name = root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        (home.join(root.parent().unwrap_or(Path::new(""))), name)
     } else {
-        deliver_mbox(root, user, m, owner)
+        (root.to_path_buf(), user.to_string())
+    };
+    if !in_home {
+        if let Err(e) = make_mail_root(&parent) {
+            return LocalResult::Deferred(format!("4.3.0 mailbox for {user}: {e}"));
+        }
+    }
+    let r = if maildir {
+        deliver_maildir(&parent, &name, m, owner, seq)
+    } else {
+        deliver_mbox(&parent, &name, m, owner)
     };
     match r {
         Ok(r) => r,
@@ -237,7 +266,6 @@ fn deliver_maildir(
     owner: Owner,
     seq: u64,
 ) -> io::Result<LocalResult> {
-    make_mail_root(root)?;
     let base = File::open(root)?;
     let path = root.join(user);
     let top = match maildir_folder(&base, user, owner)? {
@@ -343,7 +371,6 @@ fn deliver_mbox(
     m: &LocalMessage<'_>,
     owner: Owner,
 ) -> io::Result<LocalResult> {
-    make_mail_root(root)?;
     let path = root.join(user);
     let what = path.display().to_string();
     let Some(_dot) = dot_lock(&path)? else {

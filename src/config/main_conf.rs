@@ -45,7 +45,8 @@ pub struct MainConf {
     pub logdir: PathBuf,
     /// Pid file of the detached daemon.
     pub pidfile: PathBuf,
-    /// Local mailboxes (a directory of mbox files, or Maildirs if it ended in `/`).
+    /// Local mailboxes (a directory of mbox files, or Maildirs if it ended in `/`);
+    /// relative (`~/Maildir/` was written) for a path in each user's home.
     pub mailbox: PathBuf,
     /// Whether `MAILBOX` names Maildirs.
     pub maildir: bool,
@@ -374,7 +375,14 @@ impl MainConf {
             "PIDFILE" => self.pidfile = path(v)?,
             "MAILBOX" => {
                 self.maildir = v.ends_with('/');
-                self.mailbox = path(v)?;
+                self.mailbox = match v.strip_prefix("~/") {
+                    // In each user's home: kept relative, resolved per recipient.
+                    Some(rest) if !rest.is_empty() && !rest.contains("..") => {
+                        PathBuf::from(rest.trim_end_matches('/'))
+                    }
+                    Some(_) => return Err(format!("'{v}': name a path in the home")),
+                    None => path(v)?,
+                };
             }
             "HOSTNAME" => {
                 crate::smtp::Domain::parse(v).map_err(|e| format!("'{v}': {e}"))?;

@@ -432,3 +432,122 @@ fn maildir_traps_are_refused_and_new_maildirs_belong_to_the_recipient() {
     let out = as_attacker(&format!("cat {}/new/*", p(&md)), b"");
     assert!(String::from_utf8_lossy(&out.stdout).contains("Subject: "));
 }
+
+/// The attacker's home (from the passwd file), made if missing and given to them.
+fn attacker_home(uid: u32) -> std::path::PathBuf {
+    let out = Command::new("getent")
+        .args(["passwd", ATTACKER])
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout).to_string();
+    let home = std::path::PathBuf::from(line.split(':').nth(5).unwrap().to_string());
+    std::fs::create_dir_all(&home).unwrap();
+    let _ = std::fs::remove_dir_all(home.join("Maildir"));
+    let _ = std::fs::remove_file(home.join("Maildir"));
+    std::os::unix::fs::chown(&home, Some(uid), Some(uid)).ok();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+    home
+}
+
+#[test]
+fn home_maildirs_are_made_by_the_recipient_and_traps_there_refused() {
+    let Some(uid) = attacker() else { return };
+    let home = attacker_home(uid);
+    let mut d = Daemon::prepare(
+        Setup::with_conf("MAILBOX=~/Maildir/\n"),
+        &[("scheduler.conf", LOCAL_SCHED)],
+    );
+    let rootdir = d.dir.0.join("rootdir");
+    std::fs::create_dir(&rootdir).unwrap();
+    d.spawn();
+    let me = format!("{ATTACKER}@test.example");
+    let p = |x: &std::path::Path| x.to_str().unwrap().to_string();
+    // ~/Maildir a link to root's folder: refused, nothing written there.
+    as_attacker(&format!("ln -s {} {}/Maildir", p(&rootdir), p(&home)), b"");
+    send_to(&d, &me, "home link");
+    wait(&d, "the linked home Maildir refused", || {
+        d.log().contains("unsafe-mailbox") && d.log().contains("Maildir")
+    });
+    assert!(crate::util::list(&rootdir).is_empty());
+    std::fs::remove_file(home.join("Maildir")).unwrap();
+    // Without the trap: made by the recipient, in the recipient's home.
+    wait(&d, "delivery into ~/Maildir", || {
+        crate::util::list(&home.join("Maildir/new")).len() == 1
+    });
+    for sub in ["Maildir", "Maildir/new"] {
+        let m = std::fs::symlink_metadata(home.join(sub)).unwrap();
+        assert_eq!((m.uid(), m.mode() & 0o7777), (uid, 0o700), "{sub}");
+    }
+    let _ = std::fs::remove_dir_all(home.join("Maildir"));
+}
+
+#[test]
+fn a_lock_held_by_another_user_defers_only_that_mailbox() {
+    let Some(_) = attacker() else { return };
+    let d = mail_daemon("mail");
+    let mail = d.dir.0.join("mail");
+    // The attacker holds the victim's (daemon's) dot lock for good.
+    let lock = mail.join("daemon.lock");
+    let out = as_attacker(&format!("touch {}", lock.to_str().unwrap()), b"");
+    assert!(out.status.success());
+    send_to(&d, "daemon@test.example", "locked out");
+    send_to(&d, "root@test.example", "not locked");
+    wait(&d, "root's delivery", || mail.join("root").exists());
+    wait(&d, "the victim deferred", || {
+        d.log().contains("to=<daemon@test.example>")
+            && d.log().contains("mailbox is locked (dot lock)")
+    });
+    // The helper may have made the (empty) mailbox for its recipient; nothing is in it.
+    assert_eq!(
+        std::fs::metadata(mail.join("daemon")).map_or(0, |m| m.len()),
+        0,
+        "never into an unlocked box"
+    );
+    let mut c = Client::hello(d.addr());
+    c.cmd("NOOP", 250);
+}
+
+#[test]
+fn with_user_empty_the_daemon_runs_as_nobody_and_the_traps_still_hold() {
+    let Some(uid) = attacker() else { return };
+    let mut d = Daemon::prepare(
+        Setup::with_conf("MAILBOX=mail\nUSER=\n"),
+        &[("scheduler.conf", LOCAL_SCHED)],
+    );
+    std::fs::set_permissions(&d.dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mail = d.dir.0.join("mail");
+    std::fs::create_dir(&mail).unwrap();
+    std::fs::set_permissions(&mail, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    d.spawn();
+    assert!(d.log().contains("running as nobody"), "{}", d.log());
+    let pid = d.pid();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    if let Some(line) = status.lines().find(|l| l.starts_with("Uid:")) {
+        assert!(!line.split_whitespace().skip(1).any(|u| u == "0"), "{line}");
+    }
+    let root_file = d.dir.0.join("root-file");
+    std::fs::write(&root_file, b"root's\n").unwrap();
+    let before = state(&root_file);
+    let mbox = mail.join(ATTACKER);
+    as_attacker(
+        &format!(
+            "ln -s {} {}",
+            root_file.to_str().unwrap(),
+            mbox.to_str().unwrap()
+        ),
+        b"",
+    );
+    send_to(&d, &format!("{ATTACKER}@test.example"), "as nobody");
+    wait(&d, "the link refused", || {
+        d.log().contains("it is a symbolic link")
+    });
+    assert_eq!(state(&root_file), before);
+    std::fs::remove_file(&mbox).unwrap();
+    wait(&d, "the delivery", || mbox.exists());
+    assert_eq!(std::fs::metadata(&mbox).unwrap().uid(), uid);
+    // The spool and LOGDIR are not for other users.
+    for (dir, what) in [(d.spool(), "spool"), (d.dir.0.join("log"), "LOGDIR")] {
+        let out = as_attacker(&format!("ls {}", dir.to_str().unwrap()), b"");
+        assert!(!out.status.success(), "{what} listed by another user");
+    }
+}

@@ -123,12 +123,19 @@ pub fn drop_privileges(user: &str) -> io::Result<()> {
     let (uid, gid, _) = self::user(user)
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no user '{user}'")))?;
     let cname = CString::new(user).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: plain syscalls with valid arguments; order matters (groups and gid
-    // while still root, uid last), and each result is checked.
+    // SAFETY: initgroups with a NUL-terminated name, while still root.
+    if unsafe { libc::initgroups(cname.as_ptr(), gid as _) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    set_ids(uid, gid)
+}
+
+/// The last steps of giving up root, groups already set: gid, then uid, then a check
+/// that root cannot be regained.
+fn set_ids(uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: plain syscalls with valid arguments; order matters (gid while still
+    // root, uid last), and each result is checked.
     unsafe {
-        if libc::initgroups(cname.as_ptr(), gid as _) != 0 {
-            return Err(io::Error::last_os_error());
-        }
         if libc::setgid(gid) != 0 {
             return Err(io::Error::last_os_error());
         }
@@ -764,23 +771,11 @@ pub fn become_user(uid: u32, gid: u32) -> io::Result<()> {
     if uid == 0 {
         return Ok(()); // root's own mailbox: nothing to give up
     }
-    // SAFETY: plain syscalls with valid arguments, groups and gid while still root,
-    // uid last; each result is checked.
-    unsafe {
-        if libc::setgroups(0, std::ptr::null()) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if libc::setgid(gid) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if libc::setuid(uid) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if libc::setuid(0) == 0 {
-            return Err(io::Error::other("could regain root after setuid"));
-        }
+    // SAFETY: setgroups with an empty list, while still root.
+    if unsafe { libc::setgroups(0, std::ptr::null()) } != 0 {
+        return Err(io::Error::last_os_error());
     }
-    Ok(())
+    set_ids(uid, gid)
 }
 
 /// Waits for child `pid`, for at most `limit`; a child still running then is killed.

@@ -24,18 +24,6 @@ const SCHED: &str = "*/* interval=1s retries=\"1\" expiry=1h\n\
     smtp*/* command=\"smtp -c $channel -l ${LOGDIR}/$channel.log\"\n\
     error/* command=errormail\n";
 
-fn wait_until(d: &Daemon, what: &str, secs: u64, f: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn delivers_to_the_routed_host_and_removes_the_message() {
     let sink = Sink::start(Behaviour::default());
@@ -61,7 +49,7 @@ fn delivers_to_the_routed_host_and_removes_the_message() {
         got[0].data.contains("\r\n..dotted\r\n"),
         "dot-stuffed on the wire"
     );
-    wait_until(&d, "queue to empty", 10, || d.queue_files().is_empty());
+    d.wait_until("queue to empty", 10, || d.queue_files().is_empty());
     let log = d.log();
     assert!(
         log.contains(&format!(
@@ -195,7 +183,7 @@ fn retries_on_schedule_then_expires_with_a_dsn() {
         (2..=6).contains(&tries),
         "about one attempt per second: {tries}"
     );
-    wait_until(&d, "queue to empty", 10, || d.queue_files().is_empty());
+    d.wait_until("queue to empty", 10, || d.queue_files().is_empty());
 }
 
 #[test]
@@ -254,7 +242,7 @@ fn connection_dropped_after_the_dot_defers() {
         &["u@sink.example"],
         "Subject: x\r\n\r\nx\r\n",
     );
-    wait_until(&d, "a deferral", 10, || d.log().contains("status=deferred"));
+    d.wait_until("a deferral", 10, || d.log().contains("status=deferred"));
     assert_eq!(d.queue_files().len(), 1);
 }
 
@@ -290,7 +278,7 @@ fn a_backlog_drains_through_one_connection() {
         refused <= 2,
         "a dead host costs one attempt per retry slot: {refused}"
     );
-    wait_until(&d, "queue to empty", 10, || d.queue_files().is_empty());
+    d.wait_until("queue to empty", 10, || d.queue_files().is_empty());
 }
 
 #[test]
@@ -318,14 +306,12 @@ fn kill9_during_delivery_repeats_at_most_what_was_in_flight() {
     for round in 1..=rounds {
         // Kill while the backlog drains, then restart and go on.
         let target = n * round / (rounds + 1);
-        wait_until(&d, "some deliveries", 20, || {
-            sink.messages().len() >= target
-        });
+        d.wait_until("some deliveries", 20, || sink.messages().len() >= target);
         eprintln!("round {round} at {:?}", t0.elapsed());
         d.kill9();
         d.spawn();
     }
-    wait_until(&d, "queue to empty", 30, || d.queue_files().is_empty());
+    d.wait_until("queue to empty", 30, || d.queue_files().is_empty());
     eprintln!("drained at {:?}", t0.elapsed());
     let got = sink.messages();
     let mut count = std::collections::HashMap::new();
@@ -375,7 +361,7 @@ fn postfix_smtp_sink_receives_everything_intact() {
             &format!("Subject: {i}\r\n\r\n..dot line\r\n{long}\r\n"),
         );
     }
-    wait_until(&d, "queue to empty", 20, || d.queue_files().is_empty());
+    d.wait_until("queue to empty", 20, || d.queue_files().is_empty());
     let _ = sink.kill();
     let _ = sink.wait();
     let text = std::fs::read_to_string(&dump).unwrap();

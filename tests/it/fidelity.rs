@@ -33,18 +33,6 @@ fn routes(r: &str) -> Setup {
     }
 }
 
-fn wait_until(d: &Daemon, what: &str, secs: u64, f: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_route_no_clause_runs_is_an_error_at_check_and_start() {
     let (code, err, start, serr) = check(
@@ -136,7 +124,7 @@ fn a_clause_without_command_takes_the_next_matching_command_and_flags_are_honour
         &["u@s.example"],
         "Subject: 8\r\n\r\n\u{e4}\r\n",
     );
-    wait_until(&d, "the 5.6.3 bounce", 10, || {
+    d.wait_until("the 5.6.3 bounce", 10, || {
         d.log().contains("to=<u@s.example>") && d.log().contains("status=bounced (554 5.6.3")
     });
     assert_eq!(sink.messages().len(), 3);
@@ -323,15 +311,6 @@ fn zmailer_shipped_shapes_load_and_resolve() {
     }
 }
 
-/// A port nothing listens on now (bound and released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn every_shipped_setup_starts_and_serves_ipv4_and_ipv6() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -345,7 +324,7 @@ fn every_shipped_setup_starts_and_serves_ipv4_and_ipv6() {
             }
         }
         // Paths into the temporary directory, the shipped ports onto a free one.
-        let port = free_port();
+        let port = crate::util::free_port();
         let text = std::fs::read_to_string(src.join("etrnd.conf")).unwrap();
         let mut conf = String::new();
         for line in text.lines() {
@@ -430,7 +409,7 @@ fn an_oversized_message_is_bounced_and_the_flush_goes_on() {
         vec!["<c@client.dom>"],
         "the next message, same connection"
     );
-    wait_until(&d, "the 5.3.4 bounce", 10, || {
+    d.wait_until("the 5.3.4 bounce", 10, || {
         d.log().contains("to=<b@client.dom>") && d.log().contains("status=bounced (552 5.3.4")
     });
 }

@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use crate::util::{bin, Client, Daemon, Setup};
 
@@ -50,18 +49,6 @@ for m in box:
     print("BODY", repr(m.get_payload()))
 "#;
 
-fn wait(d: &Daemon, what: &str, f: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out: {what}\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn smtp_to_maildir_read_back_by_python() {
     let d = start("mail/");
@@ -72,7 +59,7 @@ fn smtp_to_maildir_read_back_by_python() {
         "Subject: hello maildir\r\n\r\nline one\r\n..dot\r\nFrom the start\r\n",
     );
     let new = d.dir.0.join("mail/root/new");
-    wait(&d, "maildir delivery", || {
+    d.wait_until("maildir delivery", 10, || {
         crate::util::list(&new).len() == 1
     });
     let out = python(READ_MAILDIR, &d.dir.0.join("mail/root"));
@@ -84,7 +71,7 @@ fn smtp_to_maildir_read_back_by_python() {
         out.contains(r"BODY 'line one\n.dot\nFrom the start\n'"),
         "byte-exact body: {out}"
     );
-    wait(&d, "queue to empty", || d.queue_files().is_empty());
+    d.wait_until("queue to empty", 10, || d.queue_files().is_empty());
 }
 
 #[test]
@@ -100,7 +87,7 @@ fn smtp_to_mbox_read_back_by_python_and_expansion() {
     }
     let root = d.dir.0.join("mbox/root");
     let daemon = d.dir.0.join("mbox/daemon");
-    wait(&d, "mbox deliveries", || {
+    d.wait_until("mbox deliveries", 10, || {
         std::fs::read_to_string(&root)
             .map(|t| t.matches("\nbody\n").count())
             .unwrap_or(0)
@@ -146,11 +133,11 @@ fn locked_mbox_defers_then_delivers_untorn() {
         &["alice@test.example"],
         "Subject: waited\r\n\r\nx\r\n",
     );
-    wait(&d, "a deferral for the lock", || {
+    d.wait_until("a deferral for the lock", 10, || {
         d.log().contains("mailbox is locked")
     });
     holder.wait().unwrap();
-    wait(&d, "delivery after the lock", || d.queue_files().is_empty());
+    d.wait_until("delivery after the lock", 10, || d.queue_files().is_empty());
     let out = python(READ_MBOX, &path);
     assert_eq!(out.matches("SUBJECT waited").count(), 1, "{out}");
 }
@@ -189,7 +176,7 @@ fn sendmail_t_with_bcc_while_the_daemon_runs() {
     assert_eq!(code, 0, "{err}");
     let root_new = d.dir.0.join("mail/root/new");
     let daemon_new = d.dir.0.join("mail/daemon/new");
-    wait(&d, "both deliveries", || {
+    d.wait_until("both deliveries", 10, || {
         crate::util::list(&root_new).len() == 1 && crate::util::list(&daemon_new).len() == 1
     });
     let out = python(READ_MAILDIR, &d.dir.0.join("mail/root"));
@@ -215,7 +202,7 @@ fn sendmail_while_the_daemon_is_down_waits_for_it() {
     assert_eq!(crate::util::list(&d.spool().join("drop")).len(), 1);
     d.spawn();
     let new = d.dir.0.join("mail/root/new");
-    wait(&d, "pickup at start", || crate::util::list(&new).len() == 1);
+    d.wait_until("pickup at start", 10, || crate::util::list(&new).len() == 1);
     let out = python(READ_MAILDIR, &d.dir.0.join("mail/root"));
     assert!(
         out.contains(r"BODY '.\nkept\n'"),
@@ -300,7 +287,7 @@ fn unprivileged_user_can_submit_but_not_look() {
         String::from_utf8_lossy(&out.stderr)
     );
     let new = d.dir.0.join("mail/root/new");
-    wait(&d, "delivery of the unprivileged submission", || {
+    d.wait_until("delivery of the unprivileged submission", 10, || {
         crate::util::list(&new).len() == 1
     });
     let body = std::fs::read_to_string(new.join(&crate::util::list(&new)[0])).unwrap();

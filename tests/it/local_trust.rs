@@ -56,14 +56,6 @@ fn as_attacker(script: &str, input: &[u8]) -> std::process::Output {
     c.wait_with_output().unwrap()
 }
 
-fn wait(d: &Daemon, what: &str, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out: {what}\n{}", d.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// (content, uid, mode) of a file.
 fn state(p: &std::path::Path) -> (Vec<u8>, u32, u32) {
     let m = std::fs::symlink_metadata(p).unwrap();
@@ -120,7 +112,7 @@ fn hostile_drop_folder_entries_are_never_followed_read_or_chowned() {
     // The daemon serves meanwhile and has dealt with every entry.
     let mut c = Client::hello(d.addr());
     c.cmd("NOOP", 250);
-    wait(&d, "the drop folder to be emptied", || {
+    d.wait_until("the drop folder to be emptied", 10, || {
         crate::util::list(&drop_dir).is_empty()
     });
     let mut c = Client::hello(d.addr());
@@ -208,7 +200,7 @@ fn a_complete_submission_whose_rename_was_lost_is_delivered_after_restart() {
             .unwrap();
     }
     d.spawn();
-    wait(&d, "the unrenamed submission to be taken", || !tmp.exists());
+    d.wait_until("the unrenamed submission to be taken", 10, || !tmp.exists());
     assert!(d.log().contains("recovered=unrenamed-temp"), "{}", d.log());
     // An incomplete one is left alone until it is an hour old.
     assert!(partial.exists());
@@ -280,7 +272,7 @@ fn mbox_traps_never_write_through_links_fifos_or_foreign_files() {
         );
         let seen = count(&d, why);
         send_to(&d, &me, &format!("trap {i}"));
-        wait(&d, why, || count(&d, why) > seen);
+        d.wait_until(why, 10, || count(&d, why) > seen);
         let mut c = Client::hello(d.addr());
         c.cmd("NOOP", 250);
         assert_eq!(state(&root_file), before, "{trap}");
@@ -292,7 +284,7 @@ fn mbox_traps_never_write_through_links_fifos_or_foreign_files() {
     // the attacker, a BSD would not).
     std::fs::hard_link(&root_file, &mbox).unwrap();
     send_to(&d, &me, "hard link");
-    wait(&d, "the hard link refused", || {
+    d.wait_until("the hard link refused", 10, || {
         d.log().contains("links") || d.log().contains("belongs to uid 0")
     });
     assert_eq!(state(&root_file), before);
@@ -303,7 +295,7 @@ fn mbox_traps_never_write_through_links_fifos_or_foreign_files() {
     let out = as_attacker(&format!("touch {v} && chmod 666 {v}", v = p(&victim)), b"");
     assert!(out.status.success());
     send_to(&d, "daemon@test.example", "for the victim");
-    wait(&d, "the foreign mailbox refused", || {
+    d.wait_until("the foreign mailbox refused", 10, || {
         d.log().contains(&format!("it belongs to uid {uid}, not 1"))
     });
     assert_eq!(
@@ -314,7 +306,7 @@ fn mbox_traps_never_write_through_links_fifos_or_foreign_files() {
     // With the traps gone, every deferred message arrives, in a mailbox that is the
     // recipient's own and private.
     std::fs::remove_file(&victim).unwrap();
-    wait(&d, "the deferred messages delivered", || {
+    d.wait_until("the deferred messages delivered", 10, || {
         std::fs::read_to_string(&mbox).is_ok_and(|t| t.matches("\nSubject: ").count() >= 5)
     });
     let m = std::fs::symlink_metadata(&mbox).unwrap();
@@ -379,7 +371,7 @@ fn a_symlink_flipped_in_a_loop_never_reaches_roots_file() {
             })
             .count()
     };
-    wait(&d, "every message delivered", || delivered() == sent);
+    d.wait_until("every message delivered", 10, || delivered() == sent);
     assert_eq!(std::fs::metadata(&mbox).unwrap().uid(), uid);
     assert_eq!(state(&root_file), before);
 }
@@ -396,7 +388,7 @@ fn maildir_traps_are_refused_and_new_maildirs_belong_to_the_recipient() {
     // The Maildir itself a link to root's folder.
     as_attacker(&format!("ln -s {} {}", p(&rootdir), p(&md)), b"");
     send_to(&d, &me, "maildir link");
-    wait(&d, "the linked Maildir refused", || {
+    d.wait_until("the linked Maildir refused", 10, || {
         d.log().contains("unsafe-mailbox") && d.log().contains("not a directory (a link or a file)")
     });
     assert!(crate::util::list(&rootdir).is_empty());
@@ -412,14 +404,14 @@ fn maildir_traps_are_refused_and_new_maildirs_belong_to_the_recipient() {
     );
     let seen = count(&d, "unsafe-mailbox");
     send_to(&d, &me, "tmp link");
-    wait(&d, "the linked tmp/ refused", || {
+    d.wait_until("the linked tmp/ refused", 10, || {
         count(&d, "unsafe-mailbox") > seen
     });
     assert!(crate::util::list(&rootdir).is_empty());
     // Without traps: a new Maildir, every folder and file the recipient's.
     std::fs::remove_file(md.join("tmp")).unwrap();
     std::fs::remove_dir(&md).unwrap();
-    wait(&d, "the deferred messages delivered", || {
+    d.wait_until("the deferred messages delivered", 10, || {
         crate::util::list(&md.join("new")).len() == 2
     });
     for sub in ["", "tmp", "new", "cur"] {
@@ -465,13 +457,13 @@ fn home_maildirs_are_made_by_the_recipient_and_traps_there_refused() {
     // ~/Maildir a link to root's folder: refused, nothing written there.
     as_attacker(&format!("ln -s {} {}/Maildir", p(&rootdir), p(&home)), b"");
     send_to(&d, &me, "home link");
-    wait(&d, "the linked home Maildir refused", || {
+    d.wait_until("the linked home Maildir refused", 10, || {
         d.log().contains("unsafe-mailbox") && d.log().contains("Maildir")
     });
     assert!(crate::util::list(&rootdir).is_empty());
     std::fs::remove_file(home.join("Maildir")).unwrap();
     // Without the trap: made by the recipient, in the recipient's home.
-    wait(&d, "delivery into ~/Maildir", || {
+    d.wait_until("delivery into ~/Maildir", 10, || {
         crate::util::list(&home.join("Maildir/new")).len() == 1
     });
     for sub in ["Maildir", "Maildir/new"] {
@@ -492,8 +484,8 @@ fn a_lock_held_by_another_user_defers_only_that_mailbox() {
     assert!(out.status.success());
     send_to(&d, "daemon@test.example", "locked out");
     send_to(&d, "root@test.example", "not locked");
-    wait(&d, "root's delivery", || mail.join("root").exists());
-    wait(&d, "the victim deferred", || {
+    d.wait_until("root's delivery", 10, || mail.join("root").exists());
+    d.wait_until("the victim deferred", 10, || {
         d.log().contains("to=<daemon@test.example>")
             && d.log().contains("mailbox is locked (dot lock)")
     });
@@ -538,12 +530,12 @@ fn with_user_empty_the_daemon_runs_as_nobody_and_the_traps_still_hold() {
         b"",
     );
     send_to(&d, &format!("{ATTACKER}@test.example"), "as nobody");
-    wait(&d, "the link refused", || {
+    d.wait_until("the link refused", 10, || {
         d.log().contains("it is a symbolic link")
     });
     assert_eq!(state(&root_file), before);
     std::fs::remove_file(&mbox).unwrap();
-    wait(&d, "the delivery", || mbox.exists());
+    d.wait_until("the delivery", 10, || mbox.exists());
     assert_eq!(std::fs::metadata(&mbox).unwrap().uid(), uid);
     // The spool and LOGDIR are not for other users.
     for (dir, what) in [(d.spool(), "spool"), (d.dir.0.join("log"), "LOGDIR")] {

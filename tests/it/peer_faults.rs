@@ -172,18 +172,6 @@ fn start(routes: &str) -> Daemon {
     Daemon::start_with_files(s, &[("scheduler.conf", SCHED)])
 }
 
-fn wait_until(d: &Daemon, what: &str, secs: u64, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// The first connection misbehaves as `t`: the attempt is deferred, the message stays
 /// queued, and the retry delivers it exactly once.
 fn deferred_then_delivered_once(t: Trouble) {
@@ -198,16 +186,14 @@ fn deferred_then_delivered_once(t: Trouble) {
         &["u@peer.example"],
         "Subject: trouble\r\n\r\nbody\r\n",
     );
-    wait_until(&d, "the deferral", 10, || {
+    d.wait_until("the deferral", 10, || {
         d.log()
             .contains(&format!("{id} smtp delivery to=<u@peer.example>"))
             && d.log().contains("status=deferred")
     });
     assert!(peer.delivered().is_empty(), "{t:?}: nothing accepted yet");
-    wait_until(&d, "the retry to deliver", 10, || {
-        peer.delivered().len() == 1
-    });
-    wait_until(&d, "the queue to empty", 10, || d.queue_files().is_empty());
+    d.wait_until("the retry to deliver", 10, || peer.delivered().len() == 1);
+    d.wait_until("the queue to empty", 10, || d.queue_files().is_empty());
     assert!(peer.connections.load(Ordering::SeqCst) >= 2);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(peer.delivered().len(), 1, "{t:?}: delivered exactly once");
@@ -247,7 +233,7 @@ fn a_peer_stalled_at_the_dot_holds_up_nothing_else() {
         &["u@slow.example"],
         "Subject: 1\r\n\r\n1\r\n",
     );
-    wait_until(&d, "the peer to stall", 10, || {
+    d.wait_until("the peer to stall", 10, || {
         slow.stalled.load(Ordering::SeqCst)
     });
     // While that delivery waits for its reply, the daemon still accepts and delivers.
@@ -263,9 +249,7 @@ fn a_peer_stalled_at_the_dot_holds_up_nothing_else() {
     assert_eq!(d.queue_files().len(), 1, "the stalled message stays queued");
     // The stall ends in a reset: deferred, then delivered by the retry.
     slow.release.store(true, Ordering::SeqCst);
-    wait_until(&d, "the retry to deliver", 15, || {
-        slow.delivered().len() == 1
-    });
-    wait_until(&d, "the queue to empty", 10, || d.queue_files().is_empty());
+    d.wait_until("the retry to deliver", 15, || slow.delivered().len() == 1);
+    d.wait_until("the queue to empty", 10, || d.queue_files().is_empty());
     assert!(d.log().contains("status=deferred"), "{}", d.log());
 }

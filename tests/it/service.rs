@@ -7,14 +7,6 @@ use std::time::{Duration, Instant};
 
 use crate::util::{bin, run_etrnd, Client, Daemon, Setup, TempDir};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Syslog {
     lines: Arc<Mutex<Vec<String>>>,
 }
@@ -107,7 +99,7 @@ fn kill(sig: &str, pid: i32) {
 #[test]
 fn detaches_writes_pidfile_logs_to_syslog_reloads_and_stops() {
     let dir = TempDir::new("service");
-    let port = free_port();
+    let port = crate::util::free_port();
     Setup::with_conf(&format!("LISTEN=127.0.0.1:{port}\nSYSLOG_SOCKET=syslog\n")).write(&dir.0);
     let syslog = Syslog::bind(&dir.0.join("syslog"));
     let conf = dir.0.join("etrnd.conf");
@@ -134,7 +126,7 @@ fn detaches_writes_pidfile_logs_to_syslog_reloads_and_stops() {
     assert_eq!(code, 69);
     assert!(err.contains("already running"));
     // SIGHUP with a new listener: it is bound.
-    let port2 = free_port();
+    let port2 = crate::util::free_port();
     let text = std::fs::read_to_string(&conf).unwrap().replace(
         &format!("LISTEN=127.0.0.1:{port}"),
         &format!("LISTEN=127.0.0.1:{port} 127.0.0.1:{port2}"),
@@ -218,7 +210,7 @@ fn check_reports_unknown_user_and_unusable_spool() {
 #[test]
 fn a_syslog_that_stops_reading_never_stops_the_mail() {
     let dir = TempDir::new("syslogfull");
-    let port = free_port();
+    let port = crate::util::free_port();
     Setup::with_conf(&format!("LISTEN=127.0.0.1:{port}\nSYSLOG_SOCKET=syslog\n")).write(&dir.0);
     // Bound but not read: its queue fills after a few lines.
     let sock = UnixDatagram::bind(dir.0.join("syslog")).unwrap();
@@ -268,7 +260,7 @@ fn a_syslog_that_stops_reading_never_stops_the_mail() {
 fn logs_to_a_stream_syslog_socket_too() {
     use std::io::BufRead;
     let dir = TempDir::new("syslogstream");
-    let port = free_port();
+    let port = crate::util::free_port();
     Setup::with_conf(&format!("LISTEN=127.0.0.1:{port}\nSYSLOG_SOCKET=syslog\n")).write(&dir.0);
     // As some syslog-ng setups listen: a stream socket, one line per message.
     let l = std::os::unix::net::UnixListener::bind(dir.0.join("syslog")).unwrap();

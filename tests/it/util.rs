@@ -78,6 +78,15 @@ pub fn daemon_account() -> &'static str {
     DAEMON_ACCOUNT
 }
 
+/// A loopback port nothing listens on now (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_etrnd")
 }
@@ -302,6 +311,19 @@ impl Daemon {
             }
         }
         self.child = Some(child);
+    }
+
+    /// Waits until `f` holds; fails after `secs` with the daemon's log.
+    pub fn wait_until(&self, what: &str, secs: u64, f: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !f() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {

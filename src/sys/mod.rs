@@ -1,6 +1,7 @@
 //! The only module with `unsafe` and raw `libc` calls: host name, user lookup, free
 //! disk space, the signal self-pipe, detaching, the pid file lock and the file
-//! descriptor limit. Every `unsafe` block says why it is sound.
+//! descriptor limit; `at` (openat and friends) and `process` (the helper's fork) hold the
+//! rest. Every `unsafe` block says why it is sound.
 
 use std::ffi::{CStr, CString};
 use std::fs::{File, OpenOptions};
@@ -132,7 +133,7 @@ pub fn drop_privileges(user: &str) -> io::Result<()> {
 
 /// The last steps of giving up root, groups already set: gid, then uid, then a check
 /// that root cannot be regained.
-fn set_ids(uid: u32, gid: u32) -> io::Result<()> {
+pub(super) fn set_ids(uid: u32, gid: u32) -> io::Result<()> {
     // SAFETY: plain syscalls with valid arguments; order matters (gid while still
     // root, uid last), and each result is checked.
     unsafe {
@@ -610,199 +611,11 @@ pub fn listen(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(std::net::TcpListener::from(sock))
 }
 
-/// Opens directory `name` inside the directory `dir` without following a link
-/// (`openat` with `O_DIRECTORY|O_NOFOLLOW`): a user cannot redirect it.
-pub fn open_dir_at(dir: &File, name: &str) -> io::Result<File> {
-    let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: `c` is NUL-terminated and outlives the call; the fd is owned at once.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor nobody else owns.
-    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
-}
+mod at;
+mod process;
 
-/// Makes directory `name` inside `dir` (`mkdirat`; an existing name, link or not, is
-/// `AlreadyExists`).
-pub fn mkdir_at(dir: &File, name: &str, mode: u32) -> io::Result<()> {
-    let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: `c` is NUL-terminated and outlives the call.
-    if unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode as libc::mode_t) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Creates file `name` inside `dir`, which must not exist (`O_CREAT|O_EXCL`, so not
-/// even a link may be there), for writing.
-pub fn create_at(dir: &File, name: &str, mode: u32) -> io::Result<File> {
-    let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: `c` is NUL-terminated and outlives the call; the fd is owned at once.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            mode as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor nobody else owns.
-    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
-}
-
-/// Renames `from` in directory `a` to `to` in directory `b` (`renameat`).
-pub fn rename_at(a: &File, from: &str, b: &File, to: &str) -> io::Result<()> {
-    let (f, t) = match (CString::new(from), CString::new(to)) {
-        (Ok(f), Ok(t)) => (f, t),
-        _ => return Err(io::Error::from(io::ErrorKind::InvalidInput)),
-    };
-    // SAFETY: both names are NUL-terminated and outlive the call.
-    if unsafe { libc::renameat(a.as_raw_fd(), f.as_ptr(), b.as_raw_fd(), t.as_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Removes file `name` inside `dir` (`unlinkat`: the name, never what it points to).
-pub fn unlink_at(dir: &File, name: &str) -> io::Result<()> {
-    let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: `c` is NUL-terminated and outlives the call.
-    if unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// The gid of a group (the `mail` group of the mail directory).
-pub fn group_gid(name: &str) -> Option<u32> {
-    let c = CString::new(name).ok()?;
-    let mut buf = vec![0u8; 16 * 1024];
-    // SAFETY: group is plain old data; zeroed is valid.
-    let mut gr: libc::group = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: valid pointers; buf outlives the call and nothing of gr is used after.
-    let rc = unsafe {
-        libc::getgrnam_r(
-            c.as_ptr(),
-            &mut gr,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    (rc == 0 && !result.is_null()).then_some(gr.gr_gid)
-}
-
-/// This process's effective uid.
-pub fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() }
-}
-
-/// A connected pair of Unix stream sockets (the daemon's line to its helper).
-pub fn socketpair() -> io::Result<(
-    std::os::unix::net::UnixStream,
-    std::os::unix::net::UnixStream,
-)> {
-    std::os::unix::net::UnixStream::pair()
-}
-
-/// What `fork` returned.
-pub enum Forked {
-    /// In the child.
-    Child,
-    /// In the parent: the child's pid.
-    Parent(i32),
-}
-
-/// Forks. The daemon has one thread (DESIGN.md §2), so the child's copy of the
-/// process is complete.
-pub fn fork() -> io::Result<Forked> {
-    // SAFETY: the process is single-threaded (no threads are ever started), so fork
-    // is sound; the child only runs our code.
-    match unsafe { libc::fork() } {
-        -1 => Err(io::Error::last_os_error()),
-        0 => Ok(Forked::Child),
-        pid => Ok(Forked::Parent(pid)),
-    }
-}
-
-/// Ends a forked child at once, skipping destructors of state it shares with its
-/// parent.
-pub fn exit_child(code: i32) -> ! {
-    // SAFETY: _exit has no preconditions.
-    unsafe { libc::_exit(code) }
-}
-
-/// Closes every descriptor above 2 except `keep` (a forked helper must hold nothing
-/// of the daemon's: listeners, the pid lock, the spool's files).
-pub fn close_other_fds(keep: &[RawFd]) {
-    // SAFETY: getrlimit fills a plain struct.
-    let max = unsafe {
-        let mut rl: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 {
-            rl.rlim_cur.min(1 << 20) as RawFd
-        } else {
-            1024
-        }
-    };
-    for fd in 3..max {
-        if !keep.contains(&fd) {
-            // SAFETY: closing a descriptor this process may or may not hold; nothing
-            // of ours refers to the ones closed (the caller keeps what it uses).
-            unsafe { libc::close(fd) };
-        }
-    }
-}
-
-/// Becomes `uid` with primary group `gid` and no other groups, for good (a delivery
-/// child acting as the recipient).
-pub fn become_user(uid: u32, gid: u32) -> io::Result<()> {
-    if uid == 0 {
-        return Ok(()); // root's own mailbox: nothing to give up
-    }
-    // SAFETY: setgroups with an empty list, while still root.
-    if unsafe { libc::setgroups(0, std::ptr::null()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    set_ids(uid, gid)
-}
-
-/// Waits for child `pid`, for at most `limit`; a child still running then is killed.
-/// Returns its exit code (`None` if it was killed or died of a signal).
-pub fn wait_child(pid: i32, limit: std::time::Duration) -> Option<i32> {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid on our own child with a valid status pointer.
-        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if rc == pid {
-            return libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-        }
-        if rc < 0 {
-            return None;
-        }
-        if std::time::Instant::now() >= deadline {
-            // SAFETY: signalling and reaping our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            return None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-}
+pub use at::{create_at, euid, group_gid, mkdir_at, open_dir_at, rename_at, unlink_at};
+pub use process::{become_user, close_other_fds, exit_child, fork, socketpair, wait_child, Forked};
 
 #[cfg(test)]
 mod tests {

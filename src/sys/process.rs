@@ -1,0 +1,99 @@
+//! Processes: the delivery helper's fork, its socket, becoming a recipient, reaping a child. Part of `sys`: every `unsafe` block says why it is sound.
+
+use std::io;
+use std::os::fd::RawFd;
+
+/// A connected pair of Unix stream sockets (the daemon's line to its helper).
+pub fn socketpair() -> io::Result<(
+    std::os::unix::net::UnixStream,
+    std::os::unix::net::UnixStream,
+)> {
+    std::os::unix::net::UnixStream::pair()
+}
+
+/// What `fork` returned.
+pub enum Forked {
+    /// In the child.
+    Child,
+    /// In the parent: the child's pid.
+    Parent(i32),
+}
+
+/// Forks. The daemon has one thread (DESIGN.md §2), so the child's copy of the
+/// process is complete.
+pub fn fork() -> io::Result<Forked> {
+    // SAFETY: the process is single-threaded (no threads are ever started), so fork
+    // is sound; the child only runs our code.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// Ends a forked child at once, skipping destructors of state it shares with its
+/// parent.
+pub fn exit_child(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// Closes every descriptor above 2 except `keep` (a forked helper must hold nothing
+/// of the daemon's: listeners, the pid lock, the spool's files).
+pub fn close_other_fds(keep: &[RawFd]) {
+    // SAFETY: getrlimit fills a plain struct.
+    let max = unsafe {
+        let mut rl: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 {
+            rl.rlim_cur.min(1 << 20) as RawFd
+        } else {
+            1024
+        }
+    };
+    for fd in 3..max {
+        if !keep.contains(&fd) {
+            // SAFETY: closing a descriptor this process may or may not hold; nothing
+            // of ours refers to the ones closed (the caller keeps what it uses).
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Becomes `uid` with primary group `gid` and no other groups, for good (a delivery
+/// child acting as the recipient).
+pub fn become_user(uid: u32, gid: u32) -> io::Result<()> {
+    if uid == 0 {
+        return Ok(()); // root's own mailbox: nothing to give up
+    }
+    // SAFETY: setgroups with an empty list, while still root.
+    if unsafe { libc::setgroups(0, std::ptr::null()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    super::set_ids(uid, gid)
+}
+
+/// Waits for child `pid`, for at most `limit`; a child still running then is killed.
+/// Returns its exit code (`None` if it was killed or died of a signal).
+pub fn wait_child(pid: i32, limit: std::time::Duration) -> Option<i32> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid on our own child with a valid status pointer.
+        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if rc == pid {
+            return libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+        }
+        if rc < 0 {
+            return None;
+        }
+        if std::time::Instant::now() >= deadline {
+            // SAFETY: signalling and reaping our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}

@@ -73,6 +73,7 @@ impl Helper {
         match crate::sys::fork()? {
             crate::sys::Forked::Child => {
                 drop(ours);
+                crate::sys::helper_signals();
                 crate::sys::close_other_fds(&[theirs.as_raw_fd()]);
                 serve(theirs, &conf);
                 crate::sys::exit_child(0)

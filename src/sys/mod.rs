@@ -615,7 +615,9 @@ mod at;
 mod process;
 
 pub use at::{create_at, euid, group_gid, mkdir_at, open_dir_at, rename_at, unlink_at};
-pub use process::{become_user, close_other_fds, exit_child, fork, socketpair, wait_child, Forked};
+pub use process::{
+    become_user, close_other_fds, exit_child, fork, helper_signals, socketpair, wait_child, Forked,
+};
 
 #[cfg(test)]
 mod tests {

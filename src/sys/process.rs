@@ -97,3 +97,17 @@ pub fn wait_child(pid: i32, limit: std::time::Duration) -> Option<i32> {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
+
+/// A forked helper's signals: the daemon's handlers write to its self-pipe, whose
+/// number the helper may have reused for something else, so they are replaced —
+/// SIGHUP, SIGINT and SIGUSR1 ignored (meant for the daemon, which reloads or
+/// flushes; the helper goes when the daemon does), SIGTERM back to its default.
+pub fn helper_signals() {
+    // SAFETY: setting dispositions to SIG_IGN or SIG_DFL is always sound.
+    unsafe {
+        for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGUSR1] {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+    }
+}

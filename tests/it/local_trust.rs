@@ -543,3 +543,32 @@ fn with_user_empty_the_daemon_runs_as_nobody_and_the_traps_still_hold() {
         assert!(!out.status.success(), "{what} listed by another user");
     }
 }
+
+#[test]
+fn signals_meant_for_the_daemon_leave_its_helper_delivering() {
+    if !is_root() {
+        eprintln!("skipped: needs root (the helper exists only when started as root)");
+        return;
+    }
+    let d = mail_daemon("mail");
+    let log = d.log();
+    let pid = log
+        .split("daemon helper pid=")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .expect("helper pid logged")
+        .to_string();
+    for sig in ["HUP", "USR1", "INT"] {
+        assert!(Command::new("kill")
+            .args([&format!("-{sig}"), &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    send_to(&d, "root@test.example", "after signals");
+    let mbox = d.dir.0.join("mail/root");
+    d.wait_until("the delivery through the helper", 10, || {
+        std::fs::read_to_string(&mbox).is_ok_and(|t| t.contains("Subject: after signals"))
+    });
+}

@@ -558,6 +558,13 @@ fn signals_meant_for_the_daemon_leave_its_helper_delivering() {
         .and_then(|t| t.split_whitespace().next())
         .expect("helper pid logged")
         .to_string();
+    // Only ever signal the daemon's own child.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let ppid = status.lines().find(|l| l.starts_with("PPid:")).unwrap();
+    assert_eq!(
+        ppid.split_whitespace().nth(1),
+        Some(d.pid().to_string().as_str())
+    );
     for sig in ["HUP", "USR1", "INT"] {
         assert!(Command::new("kill")
             .args([&format!("-{sig}"), &pid])

@@ -191,7 +191,10 @@ fn deferred_then_delivered_once(t: Trouble) {
             .contains(&format!("{id} smtp delivery to=<u@peer.example>"))
             && d.log().contains("status=deferred")
     });
-    assert!(peer.delivered().is_empty(), "{t:?}: nothing accepted yet");
+    // The retry may already be under way (the scheduler counts whole seconds, so a
+    // deferral late in a second can be retried a few ms later): what proves the
+    // first attempt was not taken as delivered is the second connection below, and
+    // the one delivery.
     d.wait_until("the retry to deliver", 10, || peer.delivered().len() == 1);
     d.wait_until("the queue to empty", 10, || d.queue_files().is_empty());
     assert!(peer.connections.load(Ordering::SeqCst) >= 2);

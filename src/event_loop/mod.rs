@@ -17,6 +17,8 @@ mod conn;
 pub mod control;
 pub mod dns_io;
 mod etrn;
+mod inject;
+mod lifecycle;
 mod outbound;
 mod pickup;
 mod timers;
@@ -31,7 +33,7 @@ use mio::net::TcpListener;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::config::{self, cidr, Config};
+use crate::config::{cidr, Config};
 use crate::dns::Dns;
 use crate::sched::Scheduler;
 use crate::smtp::etrn::EtrnTarget;
@@ -407,123 +409,6 @@ impl Daemon {
             }
         }
         self.disk_low = low;
-    }
-
-    fn handle_signals(&mut self) {
-        for sig in self.signals.drain() {
-            match sig {
-                libc::SIGTERM | libc::SIGINT => {
-                    if !self.stopping {
-                        log::info!("daemon stopping signal={sig}");
-                        self.begin_stop();
-                    }
-                }
-                libc::SIGHUP => self.reload(),
-                libc::SIGUSR1 => {
-                    let n = self.sched.release_unheld(unix_now());
-                    log::info!("sched flush-all threads={n}");
-                }
-                _ => log::debug!("daemon signal={sig} ignored"),
-            }
-        }
-    }
-
-    /// SIGTERM: stop accepting, close idle sessions with 421, let messages being
-    /// received and deliveries in flight finish within [`STOP_GRACE`].
-    fn begin_stop(&mut self) {
-        self.stopping = true;
-        self.stop_at = Some(Instant::now() + STOP_GRACE);
-        for (_, l) in self.listeners.iter_mut().flatten() {
-            let _ = self.poll.registry().deregister(l);
-        }
-        let host = self.config.main.hostname.clone();
-        let now = Instant::now();
-        for slot in 0..self.conns.len() {
-            if let Some(c) = self.conns[slot].as_mut() {
-                c.session.drain(&host);
-                self.service(slot, now);
-            }
-        }
-    }
-
-    /// Applies a changed LISTEN: closes listeners no longer wanted, binds new ones
-    /// (which can fail after privileges were dropped: then the change is reported).
-    fn rebind(&mut self, wanted: &[SocketAddr]) {
-        for slot in self.listeners.iter_mut() {
-            if let Some((addr, l)) = slot {
-                if !wanted.contains(addr) {
-                    let _ = self.poll.registry().deregister(l);
-                    log::info!("smtp listener-closed address={addr}");
-                    *slot = None;
-                }
-            }
-        }
-        for addr in wanted {
-            if self.listeners.iter().flatten().any(|(a, _)| a == addr) {
-                continue;
-            }
-            match listen(*addr) {
-                Ok(mut l) => {
-                    let idx = self.listeners.len();
-                    if idx + LISTENER_BASE >= CONTROL.0 {
-                        log::error!("smtp listen-failed address={addr} error=\"too many listeners\"");
-                        continue;
-                    }
-                    if let Err(e) = self
-                        .poll
-                        .registry()
-                        .register(&mut l, Token(LISTENER_BASE + idx), Interest::READABLE)
-                    {
-                        log::error!("smtp listen-failed address={addr} error=\"{e}\"");
-                        continue;
-                    }
-                    let real = l.local_addr().unwrap_or(*addr);
-                    log::info!("smtp listening address={real}");
-                    self.listening.push(real);
-                    self.listeners.push(Some((*addr, l)));
-                }
-                Err(e) => log::warn!(
-                    "smtp listen-failed address={addr} error=\"{e}\" (a port below 1024 needs a restart as root)"
-                ),
-            }
-        }
-    }
-
-    /// Whether nothing is in flight any more (stopping may finish).
-    fn drained(&self) -> bool {
-        self.outbound.is_idle()
-            && self
-                .conns
-                .iter()
-                .flatten()
-                .all(|c| c.incoming.is_none() && !c.session.busy())
-    }
-
-    fn reload(&mut self) {
-        match config::load(&self.config_path) {
-            Ok(new) => {
-                if new.main.listen != self.config.main.listen {
-                    self.rebind(&new.main.listen);
-                }
-                if new.main.postoffice != self.config.main.postoffice {
-                    log::warn!("config POSTOFFICE changed: restart etrnd to apply it");
-                }
-                self.dns.reconfigure(
-                    new.resolve.clone(),
-                    crate::dns::self_spec(&new, &self.listening),
-                    new.main.smtp_port,
-                );
-                self.sched.reconfigure(new.sched.clone());
-                self.config = new;
-                log::info!("config reloaded path={}", self.config_path.display());
-            }
-            Err(errors) => {
-                for e in errors {
-                    log::error!("config reload-failed {e}");
-                }
-                log::error!("config reload-failed: the old configuration stays in force");
-            }
-        }
     }
 
     fn accept(&mut self, idx: usize, now: Instant, touched: &mut Vec<usize>) {

@@ -104,10 +104,10 @@ impl Daemon {
                     );
                     self.bounce_refused(&d, &refused);
                 }
-                Err(super::outbound::QueueError::Unroutable(refused)) => {
+                Err(super::inject::QueueError::Unroutable(refused)) => {
                     self.bounce_refused(&d, &refused);
                 }
-                Err(super::outbound::QueueError::Spool(e)) => {
+                Err(super::inject::QueueError::Spool(e)) => {
                     // Keep the file: it is tried again at the next pickup.
                     log::error!("pickup spool-failed file={file} error=\"{e}\"");
                     continue;

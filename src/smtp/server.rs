@@ -30,8 +30,7 @@ use super::reply::{self, Reply};
 use super::ReversePath;
 use crate::config::Config;
 use crate::logging::sanitize;
-use crate::route::Decision;
-use crate::spool::{Destination, Envelope, MessageId, Recipient, SpoolError};
+use crate::spool::{Envelope, MessageId, Recipient, SpoolError};
 
 /// RFC 5321 §4.5.3.2.7: the server waits at least 5 minutes for each command.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
@@ -689,156 +688,10 @@ impl ServerSession {
             self.set_state(State::Ready);
         }
     }
-
-    fn mail(
-        &mut self,
-        from: ReversePath,
-        size: Option<u64>,
-        body: Body,
-        now: Instant,
-        ctx: &Context<'_>,
-    ) {
-        let host = &ctx.config.main.hostname;
-        if self.helo.is_none() {
-            return self.error(&Reply::NEED_HELO, now, host);
-        }
-        if matches!(self.state, State::InTransaction(_)) {
-            return self.error(&Reply::NESTED_MAIL, now, host);
-        }
-        if size.is_some_and(|s| s > ctx.config.main.max_message_size) {
-            return self.error(&Reply::MESSAGE_TOO_BIG, now, host);
-        }
-        if ctx.disk_low {
-            return self.error(&Reply::STORAGE_LOW, now, host);
-        }
-        self.reply(&Reply::SENDER_OK);
-        self.set_state(State::InTransaction(Transaction {
-            from,
-            body,
-            rcpts: Vec::new(),
-        }));
-    }
-
-    fn rcpt(&mut self, to: crate::smtp::Mailbox, now: Instant, ctx: &Context<'_>) {
-        let host = &ctx.config.main.hostname;
-        let trusted = self.trusted;
-        let max = ctx.config.main.max_recipients;
-        let State::InTransaction(txn) = &mut self.state else {
-            let r = if self.helo.is_none() {
-                Reply::NEED_HELO
-            } else {
-                Reply::NEED_MAIL
-            };
-            return self.error(&r, now, host);
-        };
-        if txn.rcpts.len() >= max {
-            // Not counted as an error: a long list is no abuse (RFC 5321 §4.5.3.1.10).
-            self.reply(&Reply::TOO_MANY_RCPTS);
-            return;
-        }
-        let routed = ctx.config.router.route(&to, trusted);
-        let dests = match routed.decision {
-            Decision::Local(user) => match ctx.config.router.expand(&user) {
-                Ok(d) => d,
-                Err(why) => {
-                    log::info!(
-                        "{:08x} smtp rcpt-refused address={} to=<{}> reason=\"{}\"",
-                        self.id,
-                        self.client,
-                        sanitize(to.to_string().as_bytes()),
-                        why
-                    );
-                    return self.error(
-                        &with_address(&Reply::UNKNOWN_USER, &to.to_string()),
-                        now,
-                        host,
-                    );
-                }
-            },
-            Decision::Remote { channel, host } => vec![Destination::Remote { channel, host }],
-            Decision::Refuse(r) => {
-                log::info!(
-                    "{:08x} smtp rcpt-refused address={} to=<{}> reason=\"{}\"",
-                    self.id,
-                    self.client,
-                    sanitize(to.to_string().as_bytes()),
-                    routed.why
-                );
-                return self.error(&with_address(&r, &to.to_string()), now, host);
-            }
-        };
-        // A destination no transport serves would be accepted and never delivered:
-        // only a reload that dropped a clause, or a recipient domain that a
-        // command-less clause catches, gets here (the load-time check refuses the
-        // rest). Tell the client to try later and the operator why.
-        let unserved = dests.iter().find_map(|d| ctx.config.unserved(d));
-        if let Some(why) = unserved {
-            log::error!(
-                "{:08x} smtp rcpt-refused address={} to=<{}> reason=\"{why}\"",
-                self.id,
-                self.client,
-                sanitize(to.to_string().as_bytes()),
-            );
-            self.reply(&Reply::NO_TRANSPORT);
-            return;
-        }
-        if !txn.rcpts.iter().any(|r| r.address == to) {
-            for dest in dests {
-                // Two addresses that expand to one mailbox get one copy.
-                if !txn
-                    .rcpts
-                    .iter()
-                    .any(|r| r.dest == dest && matches!(dest, Destination::Local(_)))
-                {
-                    txn.rcpts.push(Recipient {
-                        address: to.clone(),
-                        dest,
-                    });
-                }
-            }
-        }
-        self.reply(&Reply::RCPT_OK);
-    }
-
-    fn data(&mut self, now: Instant, ctx: &Context<'_>) {
-        let host = &ctx.config.main.hostname;
-        let txn = match std::mem::replace(&mut self.state, State::Ready) {
-            State::InTransaction(t) if !t.rcpts.is_empty() => t,
-            State::InTransaction(t) => {
-                self.state = State::InTransaction(t);
-                return self.error(&Reply::NO_VALID_RCPT, now, host);
-            }
-            other => {
-                self.state = other;
-                let r = if self.helo.is_none() {
-                    Reply::NEED_HELO
-                } else {
-                    Reply::NEED_MAIL
-                };
-                return self.error(&r, now, host);
-            }
-        };
-        let (helo, esmtp) = self.helo.clone().unwrap_or_default();
-        let arrival = ctx.unix_time;
-        let env = Envelope {
-            arrival,
-            client: crate::config::cidr::canonical(self.client.ip()).to_string(),
-            helo,
-            protocol: if esmtp { "ESMTP" } else { "SMTP" }.to_string(),
-            eight_bit: txn.body == Body::EightBitMime,
-            sender: txn.from,
-            recipients: txn.rcpts,
-        };
-        self.events.push_back(Event::MessageStart(Box::new(env)));
-        self.reply(&Reply::START_DATA);
-        self.set_state(State::ReceivingData(Box::new(DataPhase {
-            decoder: DataDecoder::new(),
-            started: now,
-            raw_octets: 0,
-            refused: None,
-        })));
-    }
 }
+
+#[path = "server_txn.rs"]
+mod txn;
 
 #[cfg(test)]
 #[path = "server_tests.rs"]

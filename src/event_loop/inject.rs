@@ -1,0 +1,143 @@
+//! Messages made here: bounces (RFC 3464 DSNs for failed recipients) and local
+//! submissions are routed, expanded and committed to the spool like received mail.
+//! Part of the loop (`impl Daemon`). A bounce is committed before the failed
+//! recipients are journalled, so a crash repeats a bounce and never loses one.
+
+use super::{unix_now, Daemon};
+use crate::bounce::{self, Failure};
+use crate::logging::sanitize;
+use crate::sched::Bounce;
+use crate::spool::{Destination, Envelope, MessageId, Recipient, StateRecord};
+
+/// Recipients that could not be routed, with the reason.
+pub type Refused = Vec<(crate::smtp::Mailbox, String)>;
+
+/// Why a locally made message was not queued.
+pub enum QueueError {
+    /// No recipient could be routed.
+    Unroutable(Refused),
+    /// The spool failed (try again later).
+    Spool(String),
+}
+
+impl Daemon {
+    /// Commits a DSN for the failed recipients, then journals their failure.
+    pub(super) fn send_bounce(&mut self, b: Bounce) {
+        let unix = unix_now();
+        let failed: Vec<StateRecord> = b
+            .failures
+            .iter()
+            .map(|(idx, _, reason)| StateRecord::Failed {
+                idx: *idx,
+                at: unix,
+                reason: reason.clone(),
+            })
+            .collect();
+        match self.spool.load(b.msg) {
+            Ok((env, body)) => match &env.sender {
+                None => log::info!("{} bounce dropped: the message was itself a bounce", b.msg),
+                Some(sender) => {
+                    let failures: Vec<Failure> = b
+                        .failures
+                        .iter()
+                        .filter_map(|(idx, status, reason)| {
+                            let r = env.recipients.get(*idx)?;
+                            let remote = match &r.dest {
+                                Destination::Remote { host, .. } => Some(host.clone()),
+                                Destination::Local(_) => None,
+                            };
+                            Some(Failure {
+                                rcpt: r.address.clone(),
+                                status: status.clone(),
+                                diagnostic: reason.clone(),
+                                remote_mta: remote.filter(|_| {
+                                    reason.as_bytes().first().is_some_and(u8::is_ascii_digit)
+                                }),
+                            })
+                        })
+                        .collect();
+                    let dsn = bounce::dsn(
+                        &self.config.main.hostname,
+                        b.msg,
+                        &env,
+                        sender,
+                        &body,
+                        &failures,
+                        unix,
+                    );
+                    self.inject(sender.clone(), dsn, b.msg);
+                }
+            },
+            Err(e) => log::error!("{} bounce cannot read original error=\"{e}\"", b.msg),
+        }
+        if let Err(e) = self.spool.record_all(b.msg, &failed) {
+            log::error!("{} spool journal-failed error=\"{e}\"", b.msg);
+        }
+    }
+
+    /// Queues a locally generated message (a DSN) to `to`, from the null sender.
+    fn inject(&mut self, to: crate::smtp::Mailbox, data: Vec<u8>, about: MessageId) {
+        match self.queue_local(None, std::slice::from_ref(&to), &data, "LOCAL") {
+            Ok((id, _)) => log::info!(
+                "{id} bounce queued about={about} to=<{}>",
+                sanitize(to.to_string().as_bytes())
+            ),
+            Err(QueueError::Unroutable(refused)) => {
+                for (m, why) in refused {
+                    log::warn!(
+                        "{about} bounce undeliverable to=<{}> reason=\"{why}\"",
+                        sanitize(m.to_string().as_bytes())
+                    );
+                }
+            }
+            Err(QueueError::Spool(e)) => log::error!("{about} bounce spool-failed error=\"{e}\""),
+        }
+    }
+
+    /// Routes, expands and queues a message made here (bounces, local submission).
+    /// Returns its id and the recipients that could not be routed.
+    pub(super) fn queue_local(
+        &mut self,
+        sender: crate::smtp::ReversePath,
+        to: &[crate::smtp::Mailbox],
+        data: &[u8],
+        protocol: &str,
+    ) -> Result<(MessageId, Refused), QueueError> {
+        let mut recipients = Vec::new();
+        let mut refused = Vec::new();
+        for m in to {
+            match self.config.router.destinations(m, true) {
+                Ok(dests) => recipients.extend(dests.into_iter().map(|dest| Recipient {
+                    address: m.clone(),
+                    dest,
+                })),
+                Err(why) => refused.push((m.clone(), why)),
+            }
+        }
+        if recipients.is_empty() {
+            return Err(QueueError::Unroutable(refused));
+        }
+        let env = Envelope {
+            arrival: unix_now(),
+            client: "-".into(),
+            helo: self.config.main.hostname.clone(),
+            protocol: protocol.into(),
+            eight_bit: data.iter().any(|&b| b >= 0x80),
+            sender,
+            recipients,
+        };
+        let mut inc = self
+            .spool
+            .begin(&env)
+            .map_err(|e| QueueError::Spool(e.to_string()))?;
+        inc.write(data);
+        match self.spool.commit(vec![inc]).pop() {
+            Some(Ok(id)) => {
+                self.sched.add_message(id, &env, &[], unix_now());
+                Ok((id, refused))
+            }
+            Some(Err(e)) => Err(QueueError::Spool(e.to_string())),
+            None => Err(QueueError::Spool("nothing committed".into())),
+        }
+    }
+}

@@ -26,32 +26,53 @@ pub fn hostname() -> String {
     }
 }
 
-/// Looks up a system account by name: `(uid, gid, home)`.
-pub fn user(name: &str) -> Option<(u32, u32, String)> {
-    let cname = CString::new(name).ok()?;
+/// An account from the passwd database, by name or by uid.
+enum PwKey<'a> {
+    Name(&'a str),
+    Uid(u32),
+}
+
+/// `(uid, gid, home, name)` of an account (getpwnam_r / getpwuid_r).
+fn passwd(key: PwKey<'_>) -> Option<(u32, u32, String, String)> {
     let mut buf = vec![0u8; 4096];
     // SAFETY: passwd is plain old data; zeroed is a valid initial value.
     let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
     let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; buf outlives the use of pw's fields
-    // below, and result is checked before use.
+    // SAFETY: every pointer is valid for the call (the name NUL-terminated and alive
+    // for it); buf outlives the use of pw's fields below, and result is checked.
     let rc = unsafe {
-        libc::getpwnam_r(
-            cname.as_ptr(),
-            &mut pw,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
+        match key {
+            PwKey::Name(n) => {
+                let c = CString::new(n).ok()?;
+                libc::getpwnam_r(
+                    c.as_ptr(),
+                    &mut pw,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    &mut result,
+                )
+            }
+            PwKey::Uid(u) => {
+                libc::getpwuid_r(u, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut result)
+            }
+        }
     };
     if rc != 0 || result.is_null() {
         return None;
     }
-    // SAFETY: on success pw_dir points into buf, NUL-terminated.
-    let home = unsafe { CStr::from_ptr(pw.pw_dir) }
-        .to_string_lossy()
-        .into_owned();
-    Some((pw.pw_uid, pw.pw_gid, home))
+    // SAFETY: on success pw_dir and pw_name point into buf, NUL-terminated.
+    let (home, name) = unsafe { (CStr::from_ptr(pw.pw_dir), CStr::from_ptr(pw.pw_name)) };
+    Some((
+        pw.pw_uid,
+        pw.pw_gid,
+        home.to_string_lossy().into_owned(),
+        name.to_string_lossy().into_owned(),
+    ))
+}
+
+/// Looks up a system account by name: `(uid, gid, home)`.
+pub fn user(name: &str) -> Option<(u32, u32, String)> {
+    passwd(PwKey::Name(name)).map(|(u, g, h, _)| (u, g, h))
 }
 
 /// Whether a system account of that name exists.
@@ -177,29 +198,7 @@ pub fn current_user() -> Option<String> {
 
 /// The name of the account with this uid.
 pub fn user_name(uid: u32) -> Option<String> {
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: passwd is plain old data; zeroed is valid.
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: valid pointers; buf outlives the read of pw_name.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            &mut pw,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() {
-        return None;
-    }
-    // SAFETY: pw_name points into buf, NUL-terminated.
-    Some(
-        unsafe { CStr::from_ptr(pw.pw_name) }
-            .to_string_lossy()
-            .into_owned(),
-    )
+    passwd(PwKey::Uid(uid)).map(|(_, _, _, name)| name)
 }
 
 /// Addresses of the local interfaces (getifaddrs), for recognising our own MX.

@@ -601,21 +601,11 @@ fn a_detaching_daemon_says_when_no_syslog_socket_works() {
 #[test]
 fn mailq_and_qshape_show_mail_waiting_in_the_drop_folder() {
     let d = Daemon::prepare(Setup::default(), &[]);
-    let mut child = std::process::Command::new(crate::util::bin())
-        .arg("-f")
-        .arg(d.conf_path())
-        .args(["sendmail", "-f", "me@test.example", "alice@test.example"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"Subject: waiting\n\nhello\n")
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    let (code, err) = d.sendmail(
+        &["-f", "me@test.example", "alice@test.example"],
+        "Subject: waiting\n\nhello\n",
+    );
+    assert_eq!(code, 0, "{err}");
     let (code, out, _) = d.run(&["mailq"]);
     assert_eq!(code, 0);
     assert!(!out.contains("empty"), "{out}");

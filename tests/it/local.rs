@@ -142,34 +142,10 @@ fn locked_mbox_defers_then_delivers_untorn() {
     assert_eq!(out.matches("SUBJECT waited").count(), 1, "{out}");
 }
 
-fn sendmail(d: &Daemon, args: &[&str], input: &str) -> (i32, String) {
-    let mut child = Command::new(bin())
-        .arg("-f")
-        .arg(d.conf_path())
-        .arg("sendmail")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn sendmail_t_with_bcc_while_the_daemon_runs() {
     let d = start("mail/");
-    let (code, err) = sendmail(
-        &d,
+    let (code, err) = d.sendmail(
         &["-t", "-f", "script@test.example"],
         "To: alice@test.example\nBcc: bob@test.example\nSubject: cron report\n\nall good\n.\nnot part of it\n",
     );
@@ -197,7 +173,7 @@ fn sendmail_t_with_bcc_while_the_daemon_runs() {
 fn sendmail_while_the_daemon_is_down_waits_for_it() {
     let mut d = start("mail/");
     assert_eq!(d.stop().code(), Some(0));
-    let (code, err) = sendmail(&d, &["-i", "alice"], "Subject: offline\n\n.\nkept\n");
+    let (code, err) = d.sendmail(&["-i", "alice"], "Subject: offline\n\n.\nkept\n");
     assert_eq!(code, 0, "{err}");
     assert_eq!(crate::util::list(&d.spool().join("drop")).len(), 1);
     d.spawn();
@@ -214,12 +190,12 @@ fn sendmail_while_the_daemon_is_down_waits_for_it() {
 #[test]
 fn sendmail_refuses_unknown_users_and_bad_usage() {
     let d = start("mail/");
-    let (code, err) = sendmail(&d, &["nobody-such@test.example"], "Subject: x\n\nx\n");
+    let (code, err) = d.sendmail(&["nobody-such@test.example"], "Subject: x\n\nx\n");
     assert_eq!(code, 67, "{err}");
     assert!(err.contains("5.1.1"), "{err}");
-    let (code, _) = sendmail(&d, &[], "Subject: x\n\nx\n");
+    let (code, _) = d.sendmail(&[], "Subject: x\n\nx\n");
     assert_eq!(code, 64, "no recipients");
-    let (code, _) = sendmail(&d, &["-bs"], "");
+    let (code, _) = d.sendmail(&["-bs"], "");
     assert_eq!(code, 64);
     assert!(crate::util::list(&d.spool().join("drop")).is_empty());
 }

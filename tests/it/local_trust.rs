@@ -233,6 +233,26 @@ fn send_to(d: &Daemon, to: &str, subject: &str) {
     );
 }
 
+/// Plants a trap as the attacker, sends the attacker a message, waits for the
+/// refusal (an unsafe-mailbox line with `marker`), and checks root's folder is empty.
+fn trap_refused(d: &Daemon, script: &str, marker: &str, rootdir: &std::path::Path) {
+    let seen = count(d, "unsafe-mailbox");
+    let out = as_attacker(script, b"");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    send_to(d, &format!("{ATTACKER}@test.example"), script);
+    d.wait_until(script, 10, || {
+        count(d, "unsafe-mailbox") > seen
+            && d.log()
+                .lines()
+                .any(|l| l.contains("unsafe-mailbox") && l.contains(marker))
+    });
+    assert!(crate::util::list(rootdir).is_empty(), "{script}");
+}
+
 fn count(d: &Daemon, what: &str) -> usize {
     d.log().matches(what).count()
 }
@@ -383,31 +403,18 @@ fn maildir_traps_are_refused_and_new_maildirs_belong_to_the_recipient() {
     let rootdir = d.dir.0.join("rootdir");
     std::fs::create_dir(&rootdir).unwrap();
     let md = d.dir.0.join("mail").join(ATTACKER);
-    let me = format!("{ATTACKER}@test.example");
     let p = |x: &std::path::Path| x.to_str().unwrap().to_string();
     // The Maildir itself a link to root's folder.
-    as_attacker(&format!("ln -s {} {}", p(&rootdir), p(&md)), b"");
-    send_to(&d, &me, "maildir link");
-    d.wait_until("the linked Maildir refused", 10, || {
-        d.log().contains("unsafe-mailbox") && d.log().contains("not a directory (a link or a file)")
-    });
-    assert!(crate::util::list(&rootdir).is_empty());
+    let script = format!("ln -s {} {}", p(&rootdir), p(&md));
+    trap_refused(&d, &script, "not a directory (a link or a file)", &rootdir);
     std::fs::remove_file(&md).unwrap();
     // Its tmp/ a link to root's folder.
-    as_attacker(
-        &format!(
-            "mkdir -m 700 {m} && ln -s {r} {m}/tmp",
-            m = p(&md),
-            r = p(&rootdir)
-        ),
-        b"",
+    let script = format!(
+        "mkdir -m 700 {m} && ln -s {r} {m}/tmp",
+        m = p(&md),
+        r = p(&rootdir)
     );
-    let seen = count(&d, "unsafe-mailbox");
-    send_to(&d, &me, "tmp link");
-    d.wait_until("the linked tmp/ refused", 10, || {
-        count(&d, "unsafe-mailbox") > seen
-    });
-    assert!(crate::util::list(&rootdir).is_empty());
+    trap_refused(&d, &script, "/tmp reason=", &rootdir);
     // Without traps: a new Maildir, every folder and file the recipient's.
     std::fs::remove_file(md.join("tmp")).unwrap();
     std::fs::remove_dir(&md).unwrap();
@@ -452,15 +459,10 @@ fn home_maildirs_are_made_by_the_recipient_and_traps_there_refused() {
     let rootdir = d.dir.0.join("rootdir");
     std::fs::create_dir(&rootdir).unwrap();
     d.spawn();
-    let me = format!("{ATTACKER}@test.example");
     let p = |x: &std::path::Path| x.to_str().unwrap().to_string();
     // ~/Maildir a link to root's folder: refused, nothing written there.
-    as_attacker(&format!("ln -s {} {}/Maildir", p(&rootdir), p(&home)), b"");
-    send_to(&d, &me, "home link");
-    d.wait_until("the linked home Maildir refused", 10, || {
-        d.log().contains("unsafe-mailbox") && d.log().contains("Maildir")
-    });
-    assert!(crate::util::list(&rootdir).is_empty());
+    let script = format!("ln -s {} {}/Maildir", p(&rootdir), p(&home));
+    trap_refused(&d, &script, "Maildir", &rootdir);
     std::fs::remove_file(home.join("Maildir")).unwrap();
     // Without the trap: made by the recipient, in the recipient's home.
     d.wait_until("delivery into ~/Maildir", 10, || {

@@ -164,19 +164,11 @@ fn every_submission_sendmail_acknowledged_survives_a_power_cut() {
     let rounds = 20;
     let mut lost = Vec::new();
     for i in 0..rounds {
-        let mut child = Command::new(crate::util::bin())
-            .arg("-f")
-            .arg(d.conf_path())
-            .args(["sendmail", "-f", "me@test.example", "alice@test.example"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(
-            &mut child.stdin.take().unwrap(),
-            format!("Subject: s{i}\n\n{}\n", "y".repeat(i * 97)).as_bytes(),
-        )
-        .unwrap();
-        assert!(child.wait().unwrap().success());
+        let (code, err) = d.sendmail(
+            &["-f", "me@test.example", "alice@test.example"],
+            &format!("Subject: s{i}\n\n{}\n", "y".repeat(i * 97)),
+        );
+        assert_eq!(code, 0, "{err}");
         run(
             "cp",
             &[

@@ -313,6 +313,31 @@ impl Daemon {
         self.child = Some(child);
     }
 
+    /// Runs `etrnd sendmail ARGS` against this daemon's configuration with `input` on
+    /// its standard input: exit code and standard error.
+    pub fn sendmail(&self, args: &[&str], input: &str) -> (i32, String) {
+        let mut child = Command::new(bin())
+            .arg("-f")
+            .arg(self.conf_path())
+            .arg("sendmail")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Waits until `f` holds; fails after `secs` with the daemon's log.
     pub fn wait_until(&self, what: &str, secs: u64, f: impl Fn() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(secs);

@@ -253,6 +253,16 @@ fn trap_refused(d: &Daemon, script: &str, marker: &str, rootdir: &std::path::Pat
     assert!(crate::util::list(rootdir).is_empty(), "{script}");
 }
 
+/// A file of root's, mode `mode`, beside the daemon's spool: what an attacker wants.
+/// Returns it with its (content, owner, mode) to compare with afterwards.
+fn root_file(d: &Daemon, mode: u32) -> (std::path::PathBuf, (Vec<u8>, u32, u32)) {
+    let f = d.dir.0.join("root-file");
+    std::fs::write(&f, b"root's\n").unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+    let before = state(&f);
+    (f, before)
+}
+
 fn count(d: &Daemon, what: &str) -> usize {
     d.log().matches(what).count()
 }
@@ -261,10 +271,7 @@ fn count(d: &Daemon, what: &str) -> usize {
 fn mbox_traps_never_write_through_links_fifos_or_foreign_files() {
     let Some(uid) = attacker() else { return };
     let d = mail_daemon("mail");
-    let root_file = d.dir.0.join("root-file");
-    std::fs::write(&root_file, b"root's\n").unwrap();
-    std::fs::set_permissions(&root_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let before = state(&root_file);
+    let (root_file, before) = root_file(&d, 0o644);
     let rootdir = d.dir.0.join("rootdir");
     std::fs::create_dir(&rootdir).unwrap();
     let mbox = d.dir.0.join("mail").join(ATTACKER);
@@ -341,10 +348,7 @@ fn mbox_traps_never_write_through_links_fifos_or_foreign_files() {
 fn a_symlink_flipped_in_a_loop_never_reaches_roots_file() {
     let Some(uid) = attacker() else { return };
     let d = mail_daemon("mail");
-    let root_file = d.dir.0.join("root-file");
-    std::fs::write(&root_file, b"root's\n").unwrap();
-    std::fs::set_permissions(&root_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let before = state(&root_file);
+    let (root_file, before) = root_file(&d, 0o600);
     let mbox = d.dir.0.join("mail").join(ATTACKER);
     let p = |x: &std::path::Path| x.to_str().unwrap().to_string();
     // For about four seconds the mailbox name flips between a file of the attacker's
@@ -519,9 +523,7 @@ fn with_user_empty_the_daemon_runs_as_nobody_and_the_traps_still_hold() {
     if let Some(line) = status.lines().find(|l| l.starts_with("Uid:")) {
         assert!(!line.split_whitespace().skip(1).any(|u| u == "0"), "{line}");
     }
-    let root_file = d.dir.0.join("root-file");
-    std::fs::write(&root_file, b"root's\n").unwrap();
-    let before = state(&root_file);
+    let (root_file, before) = root_file(&d, 0o644);
     let mbox = mail.join(ATTACKER);
     as_attacker(
         &format!(

@@ -19,6 +19,13 @@
 //!   up; past the end of the list a random earlier entry is reused, as ZMailer does,
 //!   without its bugs), so one dead host costs one attempt per retry slot, not one
 //!   per message. A delivery resets the thread's retry index.
+//! * Due is not allowed. A thread with waiting mail is in at most one of two
+//!   ordered sets: `due` (by wake-up time: it may run once that time comes) or
+//!   `ready` (due now or released, by its oldest mail: it runs when the limits
+//!   allow). `poll_timeout` is the first entry of `due` (or the next expiry), so a
+//!   thread that only waits for a slot never becomes a timer; it is tried again when
+//!   an event could let it start (a job ended, a thread became ready, a release, a
+//!   reload), never by a timer. Between such events `poll_job` costs O(log n).
 //! * Expiry: a recipient with at least one attempt fails with 5.4.7 once its message
 //!   is `expiry` old; any recipient fails at `expiry + expiry2` (expiry2 defaults to
 //!   24 h when only expiry is set).
@@ -142,6 +149,20 @@ struct Thread {
     wakeup: Unix,
     /// Recipients a release (ETRN/flush) asked for; a subset of `waiting`.
     released: BTreeSet<RcptRef>,
+    /// Which ordered set holds the thread, under which sort key.
+    placed: Placed,
+}
+
+/// Where a thread is kept (see the module header: due is not allowed).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Placed {
+    /// Nothing to do until mail arrives or a release: held, empty, or unmatched.
+    #[default]
+    Nowhere,
+    /// In `due`, under its wake-up time.
+    Due(Unix),
+    /// In `ready`, under its oldest waiting recipient.
+    Ready(RcptRef),
 }
 
 /// The scheduler.
@@ -163,6 +184,15 @@ pub struct Scheduler {
     errors: HashMap<RcptRef, Rc<str>>,
     /// The last error string stored, shared by the next recipients with the same one.
     last_reason: Option<Rc<str>>,
+    /// Threads that run when their wake-up time comes.
+    due: BTreeSet<(Unix, Rc<ThreadKey>)>,
+    /// Threads due now (or released), waiting for the limits, oldest mail first.
+    ready: BTreeSet<(RcptRef, Rc<ThreadKey>)>,
+    /// Something happened that may let a ready thread start (a job ended, a
+    /// thread became ready, a release, a reload); cleared by a fruitless scan.
+    wake: bool,
+    /// The latest time `poll_job` was given: a thread already ready stays ready.
+    last_now: Unix,
     /// A lower bound of the next expiry (`Some(None)`: nothing expires), or `None`
     /// when it must be computed again. Saves a scan of the queue every loop turn.
     expiry_bound: Cell<Option<Option<Unix>>>,
@@ -213,7 +243,68 @@ impl Scheduler {
             complete: VecDeque::new(),
             errors: HashMap::new(),
             last_reason: None,
+            due: BTreeSet::new(),
+            ready: BTreeSet::new(),
+            wake: false,
+            last_now: 0,
             expiry_bound: Cell::new(None),
+        }
+    }
+
+    /// Whether a clause holds its threads (queue-only or the hold transport) or
+    /// gives them nothing to run (`None`: unmatched or no command).
+    fn held(&self, clause: Option<usize>) -> Option<bool> {
+        let p = self.params(clause)?;
+        let (transport, _) = p.command.as_ref()?;
+        Some(p.queueonly || *transport == Transport::Hold)
+    }
+
+    /// Puts a thread in the set its state calls for, after any change to its
+    /// waiting mail, releases, wake-up time or clause. O(log n).
+    fn place(&mut self, key: &Rc<ThreadKey>) {
+        let Some(t) = self.threads.get(key) else {
+            return;
+        };
+        let old = t.placed;
+        let held = self.held(t.clause);
+        let new = match (t.waiting.first(), held) {
+            (None, _) | (_, None) => Placed::Nowhere,
+            (Some(first), Some(held)) => {
+                if !t.released.is_empty() {
+                    Placed::Ready(*first)
+                } else if held {
+                    Placed::Nowhere
+                } else if t.wakeup <= self.last_now {
+                    Placed::Ready(*first)
+                } else {
+                    Placed::Due(t.wakeup)
+                }
+            }
+        };
+        if old == new {
+            return;
+        }
+        match old {
+            Placed::Nowhere => {}
+            Placed::Due(at) => {
+                self.due.remove(&(at, key.clone()));
+            }
+            Placed::Ready(first) => {
+                self.ready.remove(&(first, key.clone()));
+            }
+        }
+        match new {
+            Placed::Nowhere => {}
+            Placed::Due(at) => {
+                self.due.insert((at, key.clone()));
+            }
+            Placed::Ready(first) => {
+                self.ready.insert((first, key.clone()));
+                self.wake = true;
+            }
+        }
+        if let Some(t) = self.threads.get_mut(key) {
+            t.placed = new;
         }
     }
 
@@ -255,7 +346,9 @@ impl Scheduler {
             if let Some(t) = self.threads.get_mut(&k) {
                 t.clause = clause;
             }
+            self.place(&k);
         }
+        self.wake = true;
     }
 
     /// The thread group of a clause (its expansions share their file clause's).
@@ -308,6 +401,7 @@ impl Scheduler {
                 }
             }
         }
+        let mut touched: Vec<Rc<ThreadKey>> = Vec::new();
         for (idx, r) in rcpts.iter().enumerate() {
             if r.state != RcptState::Waiting {
                 continue;
@@ -324,6 +418,10 @@ impl Scheduler {
                 t.wakeup = t.wakeup.min(*n);
             }
             t.waiting.insert(RcptRef { msg: id, idx });
+            touched.push(r.key.clone());
+        }
+        for k in &touched {
+            self.place(k);
         }
         let all_done = rcpts.iter().all(|r| r.state == RcptState::Done);
         if all_done {
@@ -345,49 +443,64 @@ impl Scheduler {
         self.msgs.insert(id, m);
     }
 
-    fn may_start(&self, key: &ThreadKey, t: &Thread, now: Unix) -> bool {
+    /// Whether the limits let a ready thread start one more job now.
+    fn allowed(&self, key: &ThreadKey, t: &Thread) -> bool {
         let Some(p) = self.params(t.clause) else {
             return false;
         };
-        let Some((transport, _)) = &p.command else {
-            return false;
-        };
-        if t.waiting.is_empty() || t.jobs >= p.maxthr.max(1) {
-            return false;
-        }
-        let held = p.queueonly || *transport == Transport::Hold;
-        let due = !t.released.is_empty() || (!held && t.wakeup <= now);
-        if !due {
+        if t.jobs >= p.maxthr.max(1) {
             return false;
         }
         let ring = self.ring(t.clause);
         let under = |limit: u32, used: u32| limit == 0 || used < limit;
-        under(self.conf.maxta, self.total)
-            && under(
-                p.maxchannel,
-                self.per_channel.get(&key.channel).copied().unwrap_or(0),
-            )
-            && under(
-                p.maxring,
-                self.per_ring
-                    .get(&(ring, key.channel.clone()))
-                    .copied()
-                    .unwrap_or(0),
-            )
+        under(
+            p.maxchannel,
+            self.per_channel.get(&key.channel).copied().unwrap_or(0),
+        ) && under(
+            p.maxring,
+            self.per_ring
+                .get(&(ring, key.channel.clone()))
+                .copied()
+                .unwrap_or(0),
+        )
     }
 
-    /// The next job that may start now, if any.
+    /// The next job that may start now, if any. Threads whose time came move from
+    /// `due` to `ready`; the ready ones are scanned, oldest mail first, only after
+    /// an event that may let one start, so a loop turn where nothing changed costs
+    /// O(log n).
     pub fn poll_job(&mut self, now: Unix) -> Option<Job> {
-        let mut keys: Vec<&Rc<ThreadKey>> = self
-            .threads
+        self.last_now = self.last_now.max(now);
+        while let Some((at, key)) = self.due.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.due.pop_first();
+            if let Some(t) = self.threads.get_mut(&key) {
+                t.placed = Placed::Nowhere;
+            }
+            self.place(&key);
+        }
+        if !self.wake {
+            return None;
+        }
+        if self.conf.maxta != 0 && self.total >= self.conf.maxta {
+            // Woken again by the next job_done.
+            self.wake = false;
+            return None;
+        }
+        let key = self
+            .ready
             .iter()
-            .filter(|(k, t)| self.may_start(k, t, now))
-            .map(|(k, _)| k)
-            .collect();
-        // Oldest waiting mail first, so a release waiting for a slot is served fairly.
-        keys.sort_by_key(|k| self.threads[*k].waiting.first().copied());
-        let key = (*keys.first()?).clone();
-        let p = self.params(self.threads[&key].clause)?.clone();
+            .map(|(_, k)| k)
+            .find(|k| self.threads.get(*k).is_some_and(|t| self.allowed(k, t)))
+            .cloned();
+        let Some(key) = key else {
+            self.wake = false;
+            return None;
+        };
+        let clause = self.threads[&key].clause;
+        let p = self.params(clause)?.clone();
         let transport = p.command.as_ref()?.0.clone();
         let held = p.queueonly || transport == Transport::Hold;
         let t = self.threads.get_mut(&key)?;
@@ -431,6 +544,10 @@ impl Scheduler {
                 }
             }
         }
+        // What is left (mail that came meanwhile, the rest of a split thread) keeps
+        // its place; the scan goes on while it finds startable threads.
+        self.place(&key);
+        self.wake = true;
         self.next_job += 1;
         let id = JobId(self.next_job);
         self.jobs.insert(id, (key.clone(), clause, rcpts.clone()));
@@ -555,6 +672,10 @@ impl Scheduler {
         for (msg, f) in failures {
             self.bounces.push_back(Bounce { msg, failures: f });
         }
+        // A slot is free: ready threads may start now.
+        self.last_now = self.last_now.max(now);
+        self.place(&key);
+        self.wake = true;
         let mut seen = BTreeSet::new();
         for r in &rcpts {
             if seen.insert(r.msg) {
@@ -574,19 +695,12 @@ impl Scheduler {
         }
     }
 
-    /// When [`Scheduler::handle_timeout`] or [`Scheduler::poll_job`] next has work.
+    /// When [`Scheduler::handle_timeout`] or [`Scheduler::poll_job`] next has work
+    /// by the clock: the first wake-up of `due` or the next expiry. Work waiting for a
+    /// slot is not a time (it is woken by the job that frees the slot), so after
+    /// `poll_job(now)` returns `None` this is always later than `now`. O(log n).
     pub fn poll_timeout(&self) -> Option<Unix> {
-        let wake = self
-            .threads
-            .values()
-            .filter(|t| !t.waiting.is_empty())
-            .filter(|t| {
-                self.params(t.clause).is_some_and(|p| {
-                    !p.queueonly && !matches!(p.command, Some((Transport::Hold, _)) | None)
-                })
-            })
-            .map(|t| t.wakeup)
-            .min();
+        let wake = self.due.first().map(|(at, _)| *at);
         let exp = self.next_expiry();
         match (wake, exp) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -650,6 +764,7 @@ impl Scheduler {
                 t.waiting.remove(&r);
                 t.released.remove(&r);
             }
+            self.place(&key);
             if let Some(ri) = self
                 .msgs
                 .get_mut(&r.msg)
@@ -678,6 +793,7 @@ impl Scheduler {
     pub fn release(&mut self, mut pick: impl FnMut(&ThreadKey, &str) -> bool) -> Released {
         let mut out = Released::default();
         let mut msgs = BTreeSet::new();
+        let mut touched = Vec::new();
         for (k, t) in self.threads.iter_mut() {
             let mut matched_here = false;
             for r in &t.waiting {
@@ -692,8 +808,13 @@ impl Scheduler {
             if matched_here {
                 out.matched = true;
                 out.active |= t.jobs > 0;
+                touched.push(k.clone());
             }
         }
+        for k in &touched {
+            self.place(k);
+        }
+        self.wake |= !touched.is_empty();
         // Mail being delivered right now counts as matched (RFC 1985's 252), by the
         // same rule as waiting mail.
         for (key, _, rcpts) in self.jobs.values() {
@@ -713,7 +834,8 @@ impl Scheduler {
     /// without a target).
     pub fn release_unheld(&mut self, now: Unix) -> usize {
         let mut n = 0;
-        for t in self.threads.values_mut() {
+        let mut touched = Vec::new();
+        for (k, t) in self.threads.iter_mut() {
             let held = t
                 .clause
                 .and_then(|i| self.conf.clauses.get(i))
@@ -724,7 +846,11 @@ impl Scheduler {
             if !held && !t.waiting.is_empty() {
                 t.wakeup = t.wakeup.min(now);
                 n += 1;
+                touched.push(k.clone());
             }
+        }
+        for k in &touched {
+            self.place(k);
         }
         n
     }

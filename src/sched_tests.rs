@@ -420,3 +420,105 @@ fn limits_are_never_exceeded_under_random_load() {
         while s.poll_complete().is_some() {}
     }
 }
+
+/// The invariant that keeps the loop from spinning: once `poll_job(now)` has no job
+/// left to give, the next timer is later than `now` (or there is none), whatever mix
+/// of arrivals, limits, releases, deferrals and clock jumps came before.
+#[test]
+fn poll_timeout_is_later_than_now_once_no_job_starts() {
+    let text = "*/* maxta=5 interval=3s retries=\"1 2\" expiry=400s expiry2=100s\n\
+                smtp-etrn/* maxring=2 maxthr=1 queueonly command=smtp\n\
+                slow/* maxchannel=1 maxthr=1 command=smtp\n\
+                smtp/* maxring=3 maxchannel=4 maxthr=2 command=smtp\n";
+    let mut s = Scheduler::new(conf(text), 5);
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let mut running: Vec<Job> = Vec::new();
+    let mut now: Unix = 1000;
+    let mut id = 0;
+    for _ in 0..20_000 {
+        match next(6) {
+            0 | 1 => {
+                id += 1;
+                let ch = ["smtp", "smtp-etrn", "slow"][next(3) as usize];
+                let host = format!("h{}.example", next(8));
+                s.add_message(MessageId(id), &env(now, &[(ch, host.as_str())]), &[], now);
+            }
+            2 if !running.is_empty() => {
+                let j = running.remove(next(running.len() as u64) as usize);
+                let r: Vec<_> = j
+                    .rcpts
+                    .iter()
+                    .map(|r| {
+                        let res = match next(3) {
+                            0 => RcptResult::Delivered,
+                            1 => RcptResult::Deferred("x".into()),
+                            _ => RcptResult::Failed("5.0.0".into(), "x".into()),
+                        };
+                        (*r, res)
+                    })
+                    .collect();
+                s.job_done(j.id, &r, now);
+            }
+            3 if next(8) == 0 => {
+                let _ = s.release(|_, d| d.starts_with('h'));
+            }
+            4 => now += next(5),
+            _ => {}
+        }
+        s.handle_timeout(now);
+        while let Some(j) = s.poll_job(now) {
+            running.push(j);
+        }
+        if let Some(t) = s.poll_timeout() {
+            assert!(
+                t > now,
+                "timer {t} not after now {now}: the loop would spin"
+            );
+        }
+        while s.poll_record().is_some() {}
+        while s.poll_bounce().is_some() {}
+        while s.poll_complete().is_some() {}
+    }
+    assert!(
+        id > 5000 && s.messages() > 0,
+        "the run exercised a real queue"
+    );
+}
+
+/// A thread waiting behind its own running job (the case that spun at 100 % CPU)
+/// gives no timer, and starts when that job ends.
+#[test]
+fn mail_behind_a_busy_thread_waits_for_the_slot_not_a_timer() {
+    let mut s = Scheduler::new(conf(BASIC), 1);
+    s.add_message(MessageId(1), &env(0, &[("smtp", "slow.example")]), &[], 0);
+    let j = s.poll_job(0).expect("first message starts");
+    s.add_message(MessageId(2), &env(1, &[("smtp", "slow.example")]), &[], 1);
+    assert!(s.poll_job(5).is_none(), "maxthr=1: the second waits");
+    assert!(
+        s.poll_timeout().is_none_or(|t| t > 5),
+        "no timer for mail that waits for a slot: {:?}",
+        s.poll_timeout()
+    );
+    let r: Vec<_> = j
+        .rcpts
+        .iter()
+        .map(|r| (*r, RcptResult::Delivered))
+        .collect();
+    s.job_done(j.id, &r, 30);
+    let j2 = s
+        .poll_job(30)
+        .expect("the freed slot starts the second message");
+    assert_eq!(
+        j2.rcpts,
+        vec![RcptRef {
+            msg: MessageId(2),
+            idx: 0
+        }]
+    );
+}

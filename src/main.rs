@@ -35,11 +35,7 @@ fn die(code: i32, msg: impl std::fmt::Display) -> ! {
 fn route(cfg: &Config, addrs: &[String], resolve: bool) -> i32 {
     let mut code = ex::OK;
     let mut dns = resolve.then(|| {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-            ^ u64::from(std::process::id());
+        let seed = etrnd::sys::random_u64();
         Dns::new(
             cfg.resolve.clone(),
             etrnd::dns::self_spec(cfg, &[]),
@@ -149,7 +145,7 @@ fn etrn(cfg: &Config, port: Option<u16>, server: &str, targets: &[String]) -> i3
     let addrs: Vec<std::net::SocketAddr> = match server.parse::<std::net::IpAddr>() {
         Ok(ip) => vec![std::net::SocketAddr::new(ip, port)],
         Err(_) => {
-            let seed = u64::from(std::process::id());
+            let seed = etrnd::sys::random_u64();
             let mut dns = Dns::new(
                 cfg.resolve.clone(),
                 etrnd::dns::self_spec(cfg, &[]),

@@ -58,7 +58,7 @@ fn resolver_config(conf: &ResolveConf) -> ResolverConfig {
 impl Dns {
     /// A resolver for these settings; `seed` feeds transaction ids and MX shuffling.
     pub fn new(conf: ResolveConf, me: SelfSpec, smtp_port: u16, seed: u64) -> Dns {
-        let resolver = Resolver::new(resolver_config(&conf), seed);
+        let resolver = Resolver::new(resolver_config(&conf));
         Dns {
             conf,
             me,
@@ -154,9 +154,11 @@ impl Dns {
     }
 
     /// An answer from a server (UDP datagram, or TCP message without its prefix).
-    pub fn handle_datagram(&mut self, from: SocketAddr, data: &[u8], now: Instant) {
-        self.resolver.handle_datagram(from, data, now);
+    /// Returns whether it answered a query in flight (false: ignored).
+    pub fn handle_datagram(&mut self, from: SocketAddr, data: &[u8], now: Instant) -> bool {
+        let used = self.resolver.handle_datagram(from, data, now);
         self.pump(now);
+        used
     }
 
     /// When [`Dns::handle_timeout`] is next due.

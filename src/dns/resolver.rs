@@ -142,7 +142,8 @@ pub struct Resolver {
     done: VecDeque<(QueryId, Answer)>,
     backlog: VecDeque<(Domain, Rtype)>,
     next_qid: u64,
-    rng: u64,
+    /// Random octets from the OS for transaction ids, used from the back.
+    entropy: Vec<u8>,
     rotate_next: usize,
     /// Datagrams ignored (wrong source, id or question): for tests and logs.
     pub ignored: u64,
@@ -151,9 +152,9 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    /// A resolver; `seed` makes transaction ids unpredictable (the loop passes time
-    /// and pid mixed).
-    pub fn new(cfg: ResolverConfig, seed: u64) -> Resolver {
+    /// A resolver. Transaction ids come from the OS random source (RFC 5452 §9.2);
+    /// the loop gives every query its own socket, so the source port is random too.
+    pub fn new(cfg: ResolverConfig) -> Resolver {
         Resolver {
             cfg,
             pending: HashMap::new(),
@@ -162,7 +163,7 @@ impl Resolver {
             done: VecDeque::new(),
             backlog: VecDeque::new(),
             next_qid: 0,
-            rng: seed | 1,
+            entropy: Vec::new(),
             rotate_next: 0,
             ignored: 0,
             sent: 0,
@@ -174,13 +175,16 @@ impl Resolver {
         self.cfg = cfg;
     }
 
+    /// An unpredictable transaction id: OS randomness, fetched 256 octets at a time
+    /// (one system call per 128 queries).
     fn random16(&mut self) -> u16 {
-        // xorshift64*: not cryptographic, but unpredictable enough together with the
-        // random source port the loop's socket gets.
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        (self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 48) as u16
+        if self.entropy.len() < 2 {
+            self.entropy.resize(256, 0);
+            crate::sys::fill_random(&mut self.entropy);
+        }
+        let lo = self.entropy.pop().unwrap_or(0);
+        let hi = self.entropy.pop().unwrap_or(0);
+        u16::from_be_bytes([hi, lo])
     }
 
     /// Asks for `rtype` records of `name`. The answer comes out of
@@ -369,9 +373,12 @@ impl Resolver {
     }
 
     /// A datagram (or a TCP answer without its length prefix) from `from`.
-    pub fn handle_datagram(&mut self, from: SocketAddr, data: &[u8], now: Instant) {
+    /// Returns whether it answered a query in flight (false: ignored).
+    pub fn handle_datagram(&mut self, from: SocketAddr, data: &[u8], now: Instant) -> bool {
+        let ignored = self.ignored;
         self.receive(from, data, now);
         self.start_backlog(now);
+        self.ignored == ignored
     }
 
     fn receive(&mut self, from: SocketAddr, data: &[u8], now: Instant) {

@@ -8,15 +8,12 @@ const S1: &str = "127.0.0.1:5301";
 const S2: &str = "127.0.0.1:5302";
 
 fn resolver(servers: &[&str]) -> Resolver {
-    Resolver::new(
-        ResolverConfig {
-            servers: servers.iter().map(|s| s.parse().unwrap()).collect(),
-            timeout: Duration::from_secs(1),
-            attempts: 2,
-            rotate: false,
-        },
-        42,
-    )
+    Resolver::new(ResolverConfig {
+        servers: servers.iter().map(|s| s.parse().unwrap()).collect(),
+        timeout: Duration::from_secs(1),
+        attempts: 2,
+        rotate: false,
+    })
 }
 
 fn d(s: &str) -> Domain {

@@ -1,7 +1,14 @@
-//! Moves the resolver's messages: UDP datagrams from two unconnected sockets (IPv4 and
-//! IPv6, created on first use, so a daemon that never needs DNS never opens one) and
-//! TCP exchanges for truncated answers. Everything non-blocking, driven by mio.
+//! Moves the resolver's messages: UDP datagrams and TCP exchanges for truncated
+//! answers. Everything non-blocking, driven by mio.
+//!
+//! Every UDP query gets a socket of its own, connected to its server, with a source
+//! port the kernel picks at random (RFC 5452 §9.2; with the resolver's random
+//! transaction ids an off-path forger must guess about 32 bits, not 16). The socket
+//! closes when the resolver takes an answer from it, or after [`UDP_LIFETIME`]; at
+//! most [`MAX_UDP`] are open (the oldest goes first). A daemon that never needs DNS
+//! never opens one.
 
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -13,9 +20,16 @@ use crate::dns::{Dns, Transmit};
 
 /// First token used by DNS sockets (far above connection tokens).
 pub const DNS_BASE: usize = 1 << 30;
-const UDP4: Token = Token(DNS_BASE);
-const UDP6: Token = Token(DNS_BASE + 1);
-const TCP_BASE: usize = DNS_BASE + 2;
+const TCP_BASE: usize = DNS_BASE;
+/// UDP sockets take tokens above the TCP ones, counting up and wrapping; with at
+/// most [`MAX_UDP`] open, a wrapped token never meets a live one.
+const UDP_BASE: usize = DNS_BASE + 1024;
+const UDP_TOKENS: usize = 1 << 20;
+/// Most UDP query sockets open at once (the resolver has at most 64 queries in
+/// flight; the rest covers retries whose earlier try may still be answered).
+pub const MAX_UDP: usize = 256;
+/// A UDP query socket closes this long after it was opened (the longest try).
+pub const UDP_LIFETIME: Duration = crate::dns::resolver::MAX_TRY_TIMEOUT;
 /// TCP queries in flight at once; more are dropped and retried by the resolver.
 const MAX_TCP: usize = 16;
 /// A TCP exchange is abandoned after this long.
@@ -32,11 +46,19 @@ struct TcpQuery {
     started: Instant,
 }
 
+struct UdpQuery {
+    socket: UdpSocket,
+    server: SocketAddr,
+    opened: Instant,
+}
+
 /// The DNS sockets.
 #[derive(Default)]
 pub struct DnsIo {
-    udp4: Option<UdpSocket>,
-    udp6: Option<UdpSocket>,
+    udp: HashMap<Token, UdpQuery>,
+    /// Open UDP sockets, oldest first (some may have closed already).
+    udp_order: VecDeque<Token>,
+    next_udp: usize,
     tcp: Vec<Option<TcpQuery>>,
     /// Datagrams received (for tests of the zero-DNS guarantee, and logs).
     pub received: u64,
@@ -48,18 +70,46 @@ impl DnsIo {
         token.0 >= DNS_BASE
     }
 
-    fn udp_for(&mut self, server: SocketAddr, registry: &Registry) -> io::Result<&UdpSocket> {
-        let (slot, token, bind) = if server.is_ipv4() {
-            (&mut self.udp4, UDP4, SocketAddr::from(([0, 0, 0, 0], 0)))
+    /// Sends one datagram from a fresh socket connected to `server`.
+    fn send_udp(&mut self, t: &Transmit, registry: &Registry, now: Instant) -> io::Result<()> {
+        let bind = if t.server.is_ipv4() {
+            SocketAddr::from(([0, 0, 0, 0], 0))
         } else {
-            (&mut self.udp6, UDP6, SocketAddr::from(([0u16; 8], 0)))
+            SocketAddr::from(([0u16; 8], 0))
         };
-        if slot.is_none() {
-            let mut s = UdpSocket::bind(bind)?;
-            registry.register(&mut s, token, Interest::READABLE)?;
-            *slot = Some(s);
+        let mut socket = UdpSocket::bind(bind)?;
+        socket.connect(t.server)?;
+        while self.udp.len() >= MAX_UDP {
+            match self.udp_order.pop_front() {
+                Some(old) => self.close_udp(old, registry),
+                None => break,
+            }
         }
-        Ok(slot.as_ref().expect("set above"))
+        let token = Token(UDP_BASE + self.next_udp);
+        self.next_udp = (self.next_udp + 1) % UDP_TOKENS;
+        registry.register(&mut socket, token, Interest::READABLE)?;
+        socket.send(&t.data)?;
+        self.udp.insert(
+            token,
+            UdpQuery {
+                socket,
+                server: t.server,
+                opened: now,
+            },
+        );
+        self.udp_order.push_back(token);
+        Ok(())
+    }
+
+    fn close_udp(&mut self, token: Token, registry: &Registry) {
+        if let Some(mut q) = self.udp.remove(&token) {
+            let _ = registry.deregister(&mut q.socket);
+        }
+    }
+
+    /// UDP query sockets open now (tests).
+    pub fn udp_open(&self) -> usize {
+        self.udp.len()
     }
 
     /// Sends everything the resolver has queued, and drops stale TCP exchanges.
@@ -68,12 +118,20 @@ impl DnsIo {
             let r = if t.tcp {
                 self.start_tcp(t, registry, now)
             } else {
-                self.udp_for(t.server, registry)
-                    .and_then(|s| s.send_to(&t.data, t.server).map(|_| ()))
+                self.send_udp(&t, registry, now)
             };
             if let Err(e) = r {
                 // The resolver's timeout moves the query on.
                 log::warn!("dns send-failed error=\"{e}\"");
+            }
+        }
+        while let Some(&old) = self.udp_order.front() {
+            match self.udp.get(&old) {
+                Some(q) if now < q.opened + UDP_LIFETIME => break,
+                _ => {
+                    self.udp_order.pop_front();
+                    self.close_udp(old, registry);
+                }
             }
         }
         for slot in 0..self.tcp.len() {
@@ -123,25 +181,24 @@ impl DnsIo {
     /// Handles readiness of a DNS socket.
     pub fn handle_event(&mut self, token: Token, dns: &mut Dns, registry: &Registry, now: Instant) {
         match token {
-            UDP4 | UDP6 => {
+            t if t.0 >= UDP_BASE => {
                 let mut buf = [0u8; 4096];
                 loop {
-                    let sock = if token == UDP4 {
-                        &self.udp4
-                    } else {
-                        &self.udp6
-                    };
-                    let Some(sock) = sock else { return };
-                    match sock.recv_from(&mut buf) {
-                        Ok((n, from)) => {
+                    let Some(q) = self.udp.get(&t) else { return };
+                    match q.socket.recv(&mut buf) {
+                        Ok(n) => {
                             self.received += 1;
-                            dns.handle_datagram(from, &buf[..n], now);
+                            let server = q.server;
+                            if dns.handle_datagram(server, &buf[..n], now) {
+                                // Answered: this port is done.
+                                return self.close_udp(t, registry);
+                            }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        // ICMP errors (port unreachable) surface here; the timeout
-                        // handles the query.
-                        Err(_) => continue,
+                        // ICMP errors (port unreachable) surface here; the resolver's
+                        // timeout moves the query on.
+                        Err(_) => return self.close_udp(t, registry),
                     }
                 }
             }

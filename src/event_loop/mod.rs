@@ -169,11 +169,8 @@ impl Daemon {
             log::info!("smtp listening address={addr}");
             listening.push(addr);
         }
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-            ^ (u64::from(std::process::id()) << 32);
+        // MX shuffling and retry-slot picks (DNS ids draw on the OS source themselves).
+        let seed = crate::sys::random_u64();
         let dns = Dns::new(
             config.resolve.clone(),
             crate::dns::self_spec(&config, &listening),

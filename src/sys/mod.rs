@@ -509,6 +509,43 @@ pub fn raise_fd_limit() -> u64 {
     }
 }
 
+/// Fills `buf` from the operating system's random source (`getrandom(2)` on Linux,
+/// `arc4random_buf(3)` on the BSDs): DNS transaction ids and seeds that an attacker
+/// who sees our queries must not be able to predict. Never blocks after boot.
+pub fn fill_random(buf: &mut [u8]) {
+    #[cfg(target_os = "linux")]
+    {
+        let mut done = 0;
+        while done < buf.len() {
+            let rest = &mut buf[done..];
+            // SAFETY: the pointer and length describe `rest`, which the kernel fills.
+            let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+            if n > 0 {
+                done += n as usize;
+            } else if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                // No getrandom (a kernel older than 3.17): the device instead.
+                use std::io::Read;
+                match File::open("/dev/urandom").and_then(|mut f| f.read_exact(rest)) {
+                    Ok(()) => return,
+                    Err(e) => panic!("no random source: {e}"),
+                }
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        // SAFETY: the pointer and length describe `buf`; arc4random_buf cannot fail.
+        unsafe { libc::arc4random_buf(buf.as_mut_ptr().cast(), buf.len()) };
+    }
+}
+
+/// A random 64-bit number from [`fill_random`].
+pub fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    fill_random(&mut b);
+    u64::from_ne_bytes(b)
+}
+
 /// Sets a socket's send buffer (`SO_SNDBUF`; the smtp transport's `-w`).
 pub fn set_sndbuf(fd: RawFd, octets: u32) -> io::Result<()> {
     let v = libc::c_int::try_from(octets).unwrap_or(libc::c_int::MAX);

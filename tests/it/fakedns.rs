@@ -27,6 +27,8 @@ pub enum Entry {
 
 pub struct FakeDns {
     pub addr: SocketAddr,
+    /// Source port and transaction id of every UDP query, in arrival order.
+    pub queries: Arc<Mutex<Vec<(u16, u16)>>>,
     pub packets: Arc<AtomicUsize>,
     pub tcp_queries: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
@@ -115,8 +117,10 @@ impl FakeDns {
         let packets = Arc::new(AtomicUsize::new(0));
         let tcp_queries = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        let queries = Arc::new(Mutex::new(Vec::new()));
         {
             let (packets, stop, table) = (packets.clone(), stop.clone(), table.clone());
+            let queries = queries.clone();
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
                 while !stop.load(Ordering::Relaxed) {
@@ -127,6 +131,7 @@ impl FakeDns {
                     let Ok(q) = Message::from_vec(&buf[..len]) else {
                         continue;
                     };
+                    queries.lock().unwrap().push((from.port(), q.metadata.id));
                     if let Some(m) = answer(&table.lock().unwrap(), &q, false) {
                         let _ = udp.send_to(&m.to_vec().unwrap(), from);
                     }
@@ -166,6 +171,7 @@ impl FakeDns {
         }
         FakeDns {
             addr,
+            queries,
             packets,
             tcp_queries,
             stop,

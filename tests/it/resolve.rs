@@ -300,3 +300,38 @@ fn route_r_against_dnsmasq() {
         "{out}"
     );
 }
+
+/// RFC 5452: an off-path forger must guess the source port and the transaction id.
+/// A thousand lookups through the daemon's DNS code (`route -R`, the loop's own
+/// sockets) leave from many ports with ids that do not repeat or cluster.
+#[test]
+fn queries_leave_from_random_ports_with_random_ids() {
+    let dns = FakeDns::start(vec![]);
+    let d = start(&dns);
+    let addrs: Vec<String> = (0..400).map(|i| format!("u@h{i}.rand.example")).collect();
+    let mut args = vec!["route", "-R"];
+    args.extend(addrs.iter().map(String::as_str));
+    let (_, out, err) = d.run(&args);
+    assert!(out.contains("h399.rand.example"), "{out}{err}");
+    let q = dns.queries.lock().unwrap().clone();
+    assert!(q.len() >= 1000, "{} queries", q.len());
+    let q = &q[..1000];
+    let ports: std::collections::HashSet<u16> = q.iter().map(|x| x.0).collect();
+    assert!(ports.len() >= 100, "only {} source ports", ports.len());
+    let ids: std::collections::HashSet<u16> = q.iter().map(|x| x.1).collect();
+    // 1000 draws from 65,536 values: about 8 collisions expected; 50 would mean a
+    // weak generator.
+    assert!(ids.len() >= 950, "only {} distinct ids", ids.len());
+    // Spread: every sixteenth of the id space gets a share (62.5 expected each).
+    let mut bins = [0u32; 16];
+    for (_, id) in q {
+        bins[usize::from(id >> 12)] += 1;
+    }
+    assert!(bins.iter().all(|&b| (25..=110).contains(&b)), "{bins:?}");
+    // Consecutive ids are not related by a small step (a counter or a weak LCG).
+    let small_steps = q
+        .windows(2)
+        .filter(|w| w[1].1.wrapping_sub(w[0].1) < 64)
+        .count();
+    assert!(small_steps < 10, "{small_steps} small steps");
+}

@@ -193,7 +193,8 @@ fn serve(sock: UnixStream, conf: &HelperConf) {
 /// One delivery: read the message as root, prepare the top mailbox, then a child
 /// that is the recipient does the rest.
 fn deliver(conf: &HelperConf, id: MessageId, user: &str, seq: u64) -> LocalResult {
-    let Some((uid, gid, _)) = crate::sys::user(user) else {
+    // The helper is its own process: a lookup here blocks no loop.
+    let Some((uid, gid, home)) = crate::sys::user(user) else {
         return LocalResult::Failed(
             "5.1.1".into(),
             format!("no account '{user}' on this system"),
@@ -240,6 +241,7 @@ fn deliver(conf: &HelperConf, id: MessageId, user: &str, seq: u64) -> LocalResul
                     &conf.mailbox,
                     conf.maildir,
                     user,
+                    Some(&crate::accounts::Account { uid, gid, home }),
                     &LocalMessage {
                         sender: &env.sender,
                         arrival: env.arrival,

@@ -30,6 +30,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod accounts;
 pub mod bounce;
 pub mod cli;
 pub mod config;

@@ -180,15 +180,18 @@ fn unsafe_mailbox(what: &str, why: &str) -> LocalResult {
 /// `maildir`), or, when `root` is relative (`MAILBOX=~/Maildir/`), that path in the
 /// user's home, which must be the user's own. Home deliveries are only ever made as
 /// the user (the helper's child, or a daemon that is that user).
+/// `account` is the user's, from the accounts snapshot (or, in the helper's child, a
+/// fresh lookup); `None` fails the recipient.
 pub fn deliver(
     root: &Path,
     maildir: bool,
     user: &str,
+    account: Option<&crate::accounts::Account>,
     m: &LocalMessage<'_>,
     seq: u64,
 ) -> LocalResult {
-    let (owner, home) = match crate::sys::user(user) {
-        Some((uid, gid, home)) => ((uid, gid), home),
+    let (owner, home) = match account {
+        Some(a) => ((a.uid, a.gid), a.home.clone()),
         None => {
             return LocalResult::Failed(
                 "5.1.1".into(),
@@ -517,6 +520,7 @@ mod tests {
             Path::new("/nonexistent"),
             false,
             "no-such-user-xyz",
+            None,
             &msg(&s, b"x\r\n"),
             0,
         );

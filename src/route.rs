@@ -181,6 +181,8 @@ pub struct Router {
     pub aliases: Aliases,
     /// Whether unrouted domains go to `smtp!<domain>` (`PROTOCOLS=routes smtp`).
     pub protocols_smtp: bool,
+    /// The system's accounts, as of the last load (never a lookup per RCPT).
+    pub accounts: crate::accounts::Accounts,
 }
 
 /// Users that always exist (RFC 5321 §4.5.1; RFC 3834 bounce sender).
@@ -197,7 +199,7 @@ impl Router {
     pub fn local_user_exists(&self, user: &str) -> bool {
         ALWAYS_LOCAL.contains(&user)
             || self.aliases.contains_key(user)
-            || crate::sys::user_exists(user)
+            || self.accounts.contains(user)
     }
 
     /// Expands a local name through the aliases into final destinations: system
@@ -243,7 +245,7 @@ impl Router {
         }
         if !seen.insert(name.to_string()) {
             // A loop (or "user: user, …"): the name's own mailbox, if it has one.
-            if crate::sys::user_exists(name) {
+            if self.accounts.contains(name) {
                 push(out, Destination::Local(name.to_string()));
             } else {
                 problems.push(format!("alias loop at {name}"));
@@ -254,7 +256,7 @@ impl Router {
             match name {
                 "postmaster" => self.expand_into("root", depth + 1, seen, out, problems),
                 "mailer-daemon" => self.expand_into("postmaster", depth + 1, seen, out, problems),
-                _ if crate::sys::user_exists(name) => {
+                _ if self.accounts.contains(name) => {
                     push(out, Destination::Local(name.to_string()))
                 }
                 _ => problems.push(format!("no account or alias '{name}'")),
@@ -440,6 +442,7 @@ mod tests {
                 .collect(),
             aliases,
             protocols_smtp: smtp,
+            accounts: crate::accounts::Accounts::snapshot(),
         }
     }
 

@@ -121,6 +121,7 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
         localnames,
         aliases,
         protocols_smtp: main.protocols_smtp,
+        accounts: crate::accounts::Accounts::snapshot(),
     };
     Ok(Config {
         main,

@@ -393,6 +393,15 @@ impl Daemon {
             return;
         }
         self.disk_checked = Some(now);
+        // The same cadence notices a new passwd file (one stat; the walk through NSS
+        // happens only when it changed).
+        if self.config.router.accounts.is_stale() {
+            self.config.router.accounts = crate::accounts::Accounts::snapshot();
+            log::info!(
+                "daemon accounts-reloaded accounts={}",
+                self.config.router.accounts.len()
+            );
+        }
         let need = self.config.main.max_message_size.saturating_mul(3) / 2;
         let low = match crate::sys::free_space(self.spool.root()) {
             Ok(free) => free < need,

@@ -216,6 +216,7 @@ impl Daemon {
                         &self.config.main.mailbox,
                         self.config.main.maildir,
                         &user,
+                        self.config.router.accounts.get(&user),
                         &m,
                         self.local_seq,
                     ),

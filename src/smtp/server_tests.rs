@@ -34,6 +34,7 @@ fn config(trusted: bool) -> Config {
                 .collect(),
             aliases,
             protocols_smtp: false,
+            accounts: crate::accounts::Accounts::snapshot(),
         },
         resolve: crate::dns::ResolveConf {
             order: vec![crate::config::main_conf::HostSource::Files],

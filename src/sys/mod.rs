@@ -70,6 +70,47 @@ fn passwd(key: PwKey<'_>) -> Option<(u32, u32, String, String)> {
     ))
 }
 
+/// Every account the passwd database lists (`getpwent(3)`, through NSS):
+/// `(name, uid, gid, home)`. For a snapshot taken at start and reload, never on a loop
+/// path. A directory whose NSS source does not enumerate (LDAP or sssd with
+/// enumeration off) lists only what it enumerates.
+pub fn all_accounts() -> Vec<(String, u32, u32, String)> {
+    // getpwent's position is process-wide state: one walker at a time.
+    static WALK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = WALK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = Vec::new();
+    // SAFETY: setpwent/getpwent/endpwent are used by one caller at a time (the
+    // lock); each returned record is copied out before the next call reuses it.
+    unsafe {
+        libc::setpwent();
+        loop {
+            let pw = libc::getpwent();
+            if pw.is_null() {
+                break;
+            }
+            let pw = &*pw;
+            if pw.pw_name.is_null() {
+                continue;
+            }
+            let name = CStr::from_ptr(pw.pw_name).to_string_lossy().into_owned();
+            let home = if pw.pw_dir.is_null() {
+                String::new()
+            } else {
+                CStr::from_ptr(pw.pw_dir).to_string_lossy().into_owned()
+            };
+            out.push((name, pw.pw_uid, pw.pw_gid, home));
+            if out.len() >= MAX_ACCOUNTS {
+                break;
+            }
+        }
+        libc::endpwent();
+    }
+    out
+}
+
+/// Most accounts a snapshot holds (a directory bigger than this is cut short).
+pub const MAX_ACCOUNTS: usize = 1_000_000;
+
 /// Looks up a system account by name: `(uid, gid, home)`.
 pub fn user(name: &str) -> Option<(u32, u32, String)> {
     passwd(PwKey::Name(name)).map(|(u, g, h, _)| (u, g, h))

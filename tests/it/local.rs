@@ -291,3 +291,45 @@ fn unprivileged_user_can_submit_but_not_look() {
     let out = as_daemon(&["cat", qfile.to_str().unwrap()], "");
     assert!(!out.status.success(), "queued mail is private");
 }
+
+/// The RCPT path never calls into NSS: a thousand local RCPTs (accounts, aliases,
+/// unknown users) open neither /etc/passwd nor /etc/nsswitch.conf after start-up;
+/// the accounts snapshot answers them. A changed passwd file is noticed (one stat)
+/// and read again, off the RCPT path.
+#[test]
+fn a_thousand_local_rcpts_make_no_passwd_lookup() {
+    let Some(strace) = crate::util::need_tool("strace", "strace") else {
+        return;
+    };
+    let d = start("mail/");
+    let st = crate::util::Strace::attach(&strace, &d, "trace=open,openat,openat2,connect");
+    let mut accepted = 0;
+    let mut refused = 0;
+    for round in 0..10 {
+        // A session per hundred: unknown users count as errors, and too many end it.
+        let mut c = Client::hello(d.addr());
+        c.cmd("MAIL FROM:<s@far.example>", 250);
+        for i in 0..100 {
+            let user = match i % 50 {
+                0 => format!("nobody-{round}-{i}"),
+                n if n % 3 == 0 => "root".to_string(),
+                n if n % 3 == 1 => "alice".to_string(),
+                _ => "daemon".to_string(),
+            };
+            c.send(&format!("RCPT TO:<{user}@test.example>"));
+            match c.reply().map(|r| r.0) {
+                Some(250) => accepted += 1,
+                Some(550) => refused += 1,
+                other => panic!("RCPT {user}: {other:?}"),
+            }
+        }
+        c.cmd("QUIT", 221);
+    }
+    assert_eq!((accepted, refused), (980, 20));
+    let lines = st.finish();
+    let nss: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("/etc/passwd") || l.contains("nsswitch") || l.contains("nscd"))
+        .collect();
+    assert!(nss.is_empty(), "NSS on the RCPT path: {nss:?}");
+}

@@ -3,9 +3,6 @@
 //! `queue/`, and `queue/` fsynced after that rename — also when several sessions
 //! commit in the same batch. Needs strace; skipped without it.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 use crate::util::{Client, Daemon};
 
 #[test]
@@ -14,29 +11,11 @@ fn no_250_before_fsync_rename_and_directory_fsync() {
         return;
     };
     let d = Daemon::start();
-    let trace = d.dir.0.join("trace");
-    let mut st = Command::new(strace)
-        .args(["-y", "-s", "256", "-o"])
-        .arg(&trace)
-        .args([
-            "-e",
-            "trace=fsync,fdatasync,rename,renameat,renameat2,write,sendto,sendmsg,writev",
-            "-p",
-            &d.pid().to_string(),
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("strace");
-    // strace says so on stderr once it is attached.
-    let mut err = st.stderr.take().unwrap();
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !String::from_utf8_lossy(&seen).contains("attached") {
-        assert!(Instant::now() < deadline, "strace did not attach");
-        let mut b = [0u8; 256];
-        let n = std::io::Read::read(&mut err, &mut b).unwrap();
-        seen.extend_from_slice(&b[..n]);
-    }
+    let st = crate::util::Strace::attach(
+        &strace,
+        &d,
+        "trace=fsync,fdatasync,rename,renameat,renameat2,write,sendto,sendmsg,writev",
+    );
     let addr = d.addr();
     let senders: Vec<_> = (0..5)
         .map(|t| {
@@ -55,16 +34,7 @@ fn no_250_before_fsync_rename_and_directory_fsync() {
         .into_iter()
         .flat_map(|h| h.join().unwrap())
         .collect();
-    // SIGINT makes strace detach and write out the rest of the trace.
-    let _ = Command::new("kill")
-        .args(["-INT", &st.id().to_string()])
-        .status();
-    let _ = st.wait();
-    let lines: Vec<String> = std::fs::read_to_string(&trace)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let lines = st.finish();
     let find = |from: usize, f: &dyn Fn(&str) -> bool| -> Option<usize> {
         (from..lines.len()).find(|&i| f(&lines[i]))
     };

@@ -537,3 +537,51 @@ impl Client {
         text.trim().rsplit(' ').next().unwrap().to_string()
     }
 }
+
+/// strace attached to a running daemon, writing the system calls `expr` selects
+/// (`trace=...`) to a file in the daemon's directory.
+pub struct Strace {
+    child: std::process::Child,
+    file: PathBuf,
+}
+
+impl Strace {
+    /// Attaches and waits until strace says it is attached.
+    pub fn attach(strace: &str, d: &Daemon, expr: &str) -> Strace {
+        let file = d.dir.0.join("trace");
+        let mut child = Command::new(strace)
+            .args(["-y", "-s", "256", "-o"])
+            .arg(&file)
+            .args(["-e", expr, "-p", &d.pid().to_string()])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("strace");
+        let mut err = child.stderr.take().unwrap();
+        let mut seen = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !String::from_utf8_lossy(&seen).contains("attached") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "strace did not attach"
+            );
+            let mut b = [0u8; 256];
+            let n = std::io::Read::read(&mut err, &mut b).unwrap();
+            assert!(n > 0, "strace ended: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&b[..n]);
+        }
+        Strace { child, file }
+    }
+
+    /// Detaches (SIGINT makes strace write out the rest) and returns the trace lines.
+    pub fn finish(mut self) -> Vec<String> {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        std::fs::read_to_string(&self.file)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}

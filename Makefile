@@ -92,6 +92,7 @@ bench: build
 		sh bench/recovery.sh 100000'
 	python3 bench/idle.py 1000
 	python3 bench/stall.py 10
+	python3 bench/bigmsg.py 50
 	sh bench/dns.sh 300
 	$(CARGO) run --release -q --example sched_mem 10000
 

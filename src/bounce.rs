@@ -41,6 +41,10 @@ pub fn status_of(reply: &str) -> String {
     }
 }
 
+/// Most octets of the original read to quote its headers (a header section longer
+/// than this is quoted cut at a line end).
+pub const MAX_QUOTED_HEADERS: usize = 256 * 1024;
+
 /// The header section of a stored message (up to the first empty line).
 pub fn headers_of(message: &[u8]) -> &[u8] {
     match message.windows(4).position(|w| w == b"\r\n\r\n") {

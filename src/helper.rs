@@ -211,7 +211,7 @@ fn deliver(conf: &HelperConf, id: MessageId, user: &str, seq: u64) -> LocalResul
         Ok(_) => return LocalResult::Deferred("4.3.0 the queue file is not a plain file".into()),
         Err(e) => return LocalResult::Deferred(format!("4.3.0 cannot read queue file: {e}")),
     }
-    let (env, data) = match spool.load(id) {
+    let (env, body) = match spool.open_message(id) {
         Ok(x) => x,
         Err(e) => return LocalResult::Deferred(format!("4.3.0 cannot read queue file: {e}")),
     };
@@ -245,7 +245,7 @@ fn deliver(conf: &HelperConf, id: MessageId, user: &str, seq: u64) -> LocalResul
                     &LocalMessage {
                         sender: &env.sender,
                         arrival: env.arrival,
-                        data: &data,
+                        body: &body,
                         hostname: &conf.hostname,
                     },
                     seq,

@@ -32,6 +32,7 @@
 
 pub mod accounts;
 pub mod bounce;
+pub mod buf;
 pub mod cli;
 pub mod config;
 pub mod dns;

@@ -50,32 +50,144 @@ pub struct LocalMessage<'a> {
     pub sender: &'a ReversePath,
     /// Arrival time (Unix).
     pub arrival: u64,
-    /// Stored message (CR LF line ends).
-    pub data: &'a [u8],
+    /// Stored message (CR LF line ends), read in pieces.
+    pub body: &'a crate::spool::Body,
     /// Our host name (Maildir names).
     pub hostname: &'a str,
 }
 
-/// The message with LF line ends, a `Return-Path:` header first, and (for mbox)
-/// `From ` lines quoted.
-fn render(m: &LocalMessage<'_>, mbox: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(m.data.len() + 200);
-    out.extend_from_slice(format!("Return-Path: {}\n", fmt_path(m.sender)).as_bytes());
-    for line in m.data.split_inclusive(|&b| b == b'\n') {
-        let content = line
-            .strip_suffix(b"\n")
-            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-            .unwrap_or(line);
-        if mbox {
-            let gt = content.iter().take_while(|&&b| b == b'>').count();
-            if content[gt..].starts_with(b"From ") {
-                out.push(b'>');
+/// Writes the message with LF line ends, a `Return-Path:` header first, and (for
+/// mbox) `From ` lines quoted mboxrd-style, streaming from the queue file: the state
+/// between pieces is a few counters, never a line.
+fn render(m: &LocalMessage<'_>, mbox: bool, out: &mut impl Write) -> io::Result<()> {
+    out.write_all(format!("Return-Path: {}\n", fmt_path(m.sender)).as_bytes())?;
+    let mut r = LfRender::new(mbox);
+    let mut buf = vec![0u8; crate::spool::body::CHUNK];
+    let mut at = 0u64;
+    loop {
+        let n = m.body.read_at(at, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        at += n as u64;
+        r.feed(&buf[..n], out)?;
+    }
+    r.finish(out)
+}
+
+/// CR LF to LF, with mboxrd quoting of `>*From ` at a line start, in pieces.
+struct LfRender {
+    mbox: bool,
+    pending_cr: bool,
+    /// At a line start, how much of `>*From ` has been seen and held back: the
+    /// number of `>` and of `From ` octets (`usize::MAX` once the line is decided).
+    gts: usize,
+    from: usize,
+    decided: bool,
+    /// Something of the current line was seen (its LF is still to come).
+    open_line: bool,
+}
+
+const FROM: &[u8] = b"From ";
+
+impl LfRender {
+    fn new(mbox: bool) -> LfRender {
+        LfRender {
+            mbox,
+            pending_cr: false,
+            gts: 0,
+            from: 0,
+            decided: !mbox,
+            open_line: false,
+        }
+    }
+
+    /// Writes what was held back at the line start, quoted if it was `>*From `.
+    fn release(&mut self, quote: bool, out: &mut impl Write) -> io::Result<()> {
+        if quote {
+            out.write_all(b">")?;
+        }
+        for _ in 0..self.gts {
+            out.write_all(b">")?;
+        }
+        out.write_all(&FROM[..self.from])?;
+        self.gts = 0;
+        self.from = 0;
+        self.decided = true;
+        Ok(())
+    }
+
+    fn content(&mut self, mut run: &[u8], out: &mut impl Write) -> io::Result<()> {
+        self.open_line |= !run.is_empty();
+        while !self.decided && !run.is_empty() {
+            let b = run[0];
+            if self.from == 0 && b == b'>' {
+                self.gts += 1;
+            } else if b == FROM[self.from] {
+                self.from += 1;
+                if self.from == FROM.len() {
+                    self.release(true, out)?;
+                }
+            } else {
+                self.release(false, out)?;
+                break;
+            }
+            run = &run[1..];
+        }
+        if !run.is_empty() {
+            out.write_all(run)?;
+        }
+        Ok(())
+    }
+
+    fn end_line(&mut self, out: &mut impl Write) -> io::Result<()> {
+        if !self.decided {
+            self.release(false, out)?;
+        }
+        out.write_all(b"\n")?;
+        self.decided = !self.mbox;
+        self.open_line = false;
+        Ok(())
+    }
+
+    fn feed(&mut self, mut data: &[u8], out: &mut impl Write) -> io::Result<()> {
+        while !data.is_empty() {
+            if self.pending_cr {
+                self.pending_cr = false;
+                if data[0] == b'\n' {
+                    self.end_line(out)?;
+                    data = &data[1..];
+                    continue;
+                }
+                self.content(b"\r", out)?;
+            }
+            match data.iter().position(|&b| b == b'\r' || b == b'\n') {
+                None => return self.content(data, out),
+                Some(i) => {
+                    self.content(&data[..i], out)?;
+                    if data[i] == b'\n' {
+                        self.end_line(out)?;
+                    } else {
+                        self.pending_cr = true;
+                    }
+                    data = &data[i + 1..];
+                }
             }
         }
-        out.extend_from_slice(content);
-        out.push(b'\n');
+        Ok(())
     }
-    out
+
+    /// The last line always ends with LF (as the whole-message version did).
+    fn finish(&mut self, out: &mut impl Write) -> io::Result<()> {
+        if self.pending_cr {
+            self.pending_cr = false;
+            self.content(b"\r", out)?;
+        }
+        if self.open_line {
+            self.end_line(out)?;
+        }
+        Ok(())
+    }
 }
 
 /// Makes the mail directory (`MAILBOX`) if it is missing: 0755, so that delivery
@@ -297,9 +409,13 @@ fn deliver_maildir(
         seq,
         m.hostname.replace(['/', ':'], "_")
     );
-    let mut f = crate::sys::create_at(tmp, &name, 0o600)?;
+    let f = crate::sys::create_at(tmp, &name, 0o600)?;
     let r = give(&f, owner, owner.1, 0o600)
-        .and_then(|()| f.write_all(&render(m, false)))
+        .and_then(|()| {
+            let mut w = io::BufWriter::with_capacity(crate::spool::body::CHUNK, &f);
+            render(m, false, &mut w)?;
+            w.flush()
+        })
         .and_then(|()| f.sync_all());
     if let Err(e) = r {
         let _ = crate::sys::unlink_at(tmp, &name);
@@ -390,7 +506,7 @@ fn deliver_mbox(
         }
         o.open(&path)
     };
-    let mut f = match fs::symlink_metadata(&path) {
+    let f = match fs::symlink_metadata(&path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let f = match open(true) {
                 Ok(f) => f,
@@ -447,10 +563,16 @@ fn deliver_mbox(
         Some(s) => s.to_string(),
         None => "MAILER-DAEMON".into(),
     };
-    let mut data = format!("From {sender} {}\n", asctime(m.arrival)).into_bytes();
-    data.extend_from_slice(&render(m, true));
-    data.push(b'\n');
-    let r = f.write_all(&data).and_then(|()| f.sync_all());
+    let from_line = format!("From {sender} {}\n", asctime(m.arrival));
+    let r = (|| {
+        let mut w = io::BufWriter::with_capacity(crate::spool::body::CHUNK, &f);
+        w.write_all(from_line.as_bytes())?;
+        render(m, true, &mut w)?;
+        w.write_all(b"\n")?;
+        w.flush()?;
+        drop(w);
+        f.sync_all()
+    })();
     if let Err(e) = r {
         // Never leave a torn message: cut the file back to where it was.
         let _ = f.set_len(start);
@@ -486,26 +608,79 @@ fn asctime(unix: u64) -> String {
 mod tests {
     use super::*;
 
-    fn msg<'a>(sender: &'a ReversePath, data: &'a [u8]) -> LocalMessage<'a> {
+    use crate::spool::Body;
+
+    fn msg<'a>(sender: &'a ReversePath, body: &'a Body) -> LocalMessage<'a> {
         LocalMessage {
             sender,
             arrival: 1_795_873_551,
-            data,
+            body,
             hostname: "mx.test",
         }
     }
 
+    fn rendered(data: &[u8], mbox: bool) -> String {
+        let s = Some(crate::smtp::Mailbox::parse("a@b.example").unwrap());
+        let body = Body::from_bytes(data).unwrap();
+        let mut out = Vec::new();
+        render(&msg(&s, &body), mbox, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// The whole-message version this replaced, kept as the reference.
+    fn reference(data: &[u8], mbox: bool) -> String {
+        let mut out = b"Return-Path: <a@b.example>\n".to_vec();
+        for line in data.split_inclusive(|&b| b == b'\n') {
+            let content = line
+                .strip_suffix(b"\n")
+                .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+                .unwrap_or(line);
+            if mbox {
+                let gt = content.iter().take_while(|&&b| b == b'>').count();
+                if content[gt..].starts_with(b"From ") {
+                    out.push(b'>');
+                }
+            }
+            out.extend_from_slice(content);
+            out.push(b'\n');
+        }
+        String::from_utf8(out).unwrap()
+    }
+
     #[test]
     fn render_quotes_from_lines_for_mbox() {
-        let s = Some(crate::smtp::Mailbox::parse("a@b.example").unwrap());
-        let out = render(
-            &msg(&s, b"Subject: x\r\n\r\nFrom here\r\n>From there\r\nok\r\n"),
-            true,
-        );
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            rendered(
+                b"Subject: x\r\n\r\nFrom here\r\n>From there\r\nok\r\n",
+                true
+            ),
             "Return-Path: <a@b.example>\nSubject: x\n\n>From here\n>>From there\nok\n"
         );
+    }
+
+    #[test]
+    fn render_streams_like_the_whole_message_version() {
+        let cases: [&[u8]; 8] = [
+            b"From a\r\n>>From b\r\n>Fro\r\nFrom\r\n>From\r\n>>>x From y\r\n",
+            b"a\rb\r\n\r\rc\nFrom last",
+            b">>>>",
+            b"From ",
+            b"",
+            b"\r",
+            b"x\r\n\r\n",
+            b"F\r\nFr\r\n>F>rom \r\n",
+        ];
+        for c in cases {
+            for mbox in [true, false] {
+                assert_eq!(rendered(c, mbox), reference(c, mbox), "{c:?}");
+            }
+        }
+        // Across the 64 KiB read pieces too.
+        let mut big = Vec::new();
+        while big.len() < 200_000 {
+            big.extend_from_slice(b">>From x\r\nline\r\nFrom y\r\n");
+        }
+        assert_eq!(rendered(&big, true), reference(&big, true));
     }
 
     #[test]
@@ -521,7 +696,7 @@ mod tests {
             false,
             "no-such-user-xyz",
             None,
-            &msg(&s, b"x\r\n"),
+            &msg(&s, &Body::from_bytes(b"x\r\n").unwrap()),
             0,
         );
         assert!(matches!(r, LocalResult::Failed(..)));

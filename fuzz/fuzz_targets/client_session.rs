@@ -6,19 +6,28 @@ use std::time::{Duration, Instant};
 use etrnd::smtp::client::{ClientEvent, ClientSession, OutMessage};
 use etrnd::smtp::Mailbox;
 
+const BODY: &[u8] = b"Subject: x\r\n\r\n.dot\r\nbody\r\n";
+
 fuzz_target!(|data: &[u8]| {
     let mut now = Instant::now();
     let mut c = ClientSession::new("mx.fuzz.example", now);
     let msg = OutMessage {
         from: Some(Mailbox::parse("s@fuzz.example").unwrap()),
         rcpts: vec![Mailbox::parse("a@x.example").unwrap(), Mailbox::parse("b@x.example").unwrap()],
-        body: b"Subject: x\r\n\r\n.dot\r\nbody\r\n".to_vec(),
+        size: BODY.len() as u64,
+        has_8bit: false,
         eight_bit: false,
         seven_bit_only: false,
     };
     let mut sent = 0;
     for chunk in data.chunks(11) {
         c.handle_input(chunk, now);
+        if c.wants_body() {
+            // A piece, then the rest and the end: the body is fed as the loop does.
+            c.feed_body(&BODY[..5], now);
+            c.feed_body(&BODY[5..], now);
+            c.end_body(now);
+        }
         let n = c.pending_output().len();
         c.consume_output(n);
         while let Some(ev) = c.poll_event() {

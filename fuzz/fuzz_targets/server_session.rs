@@ -23,6 +23,7 @@ fn config() -> Config {
             localnames: [Domain::parse("fuzz.example").unwrap()].into_iter().collect(),
             aliases: Default::default(),
             protocols_smtp: false,
+            accounts: etrnd::accounts::Accounts::from_list(&[("root", 0, 0, "/root")]),
         },
         resolve: etrnd::dns::ResolveConf {
             order: vec![etrnd::config::main_conf::HostSource::Files],

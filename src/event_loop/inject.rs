@@ -33,7 +33,17 @@ impl Daemon {
                 reason: reason.clone(),
             })
             .collect();
-        match self.spool.load(b.msg) {
+        // The DSN quotes the original headers only: read the head, not the message.
+        let opened = self.spool.open_message(b.msg).and_then(|(env, body)| {
+            body.head(bounce::MAX_QUOTED_HEADERS)
+                .map(|head| (env, head))
+                .map_err(|e| crate::spool::SpoolError {
+                    op: "read",
+                    path: self.spool.queue_path(b.msg),
+                    err: e,
+                })
+        });
+        match opened {
             Ok((env, body)) => match &env.sender {
                 None => log::info!("{} bounce dropped: the message was itself a bounce", b.msg),
                 Some(sender) => {

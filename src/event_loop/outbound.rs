@@ -44,6 +44,8 @@ struct Run {
     hop: usize,
     conn: Option<usize>,
     last_error: String,
+    /// The current message's body and how much of it the session has.
+    body: Option<(crate::spool::Body, u64)>,
 }
 
 struct OutConn {
@@ -142,6 +144,7 @@ impl Daemon {
                         hop: 0,
                         conn: None,
                         last_error: String::new(),
+                        body: None,
                     };
                     self.outbound.runs.insert(run.job.id, run);
                 }
@@ -180,7 +183,7 @@ impl Daemon {
     fn deliver_local(&mut self, job: Job, now: Instant) {
         let mut results = Vec::new();
         for (msg, idxs) in group(&job.rcpts) {
-            let (env, data) = match self.spool.load(msg) {
+            let (env, body) = match self.spool.open_message(msg) {
                 Ok(x) => x,
                 Err(e) => {
                     log::error!("{msg} spool load-failed error=\"{e}\"");
@@ -196,7 +199,7 @@ impl Daemon {
             let m = crate::local::LocalMessage {
                 sender: &env.sender,
                 arrival: env.arrival,
-                data: &data,
+                body: &body,
                 hostname: &self.config.main.hostname,
             };
             let mut delivered = Vec::new();
@@ -470,8 +473,33 @@ impl Daemon {
             let jid = c.job;
             let relay = c.relay.clone();
             let Some(s) = c.session.as_mut() else { return };
-            // Write what we can.
-            while !s.pending_output().is_empty() {
+            // Feed the body between the watermarks and write what the socket takes,
+            // until it takes no more or the body is all out.
+            let mut body = self
+                .outbound
+                .runs
+                .get_mut(&jid)
+                .and_then(|r| r.body.as_mut());
+            loop {
+                if let Some((b, at)) = body.as_mut() {
+                    while s.wants_body() {
+                        match b.read_at(*at, &mut self.buf) {
+                            Ok(0) => s.end_body(now),
+                            Ok(n) => {
+                                *at += n as u64;
+                                s.feed_body(&self.buf[..n], now);
+                            }
+                            Err(e) => {
+                                log::error!("{} spool read-failed error=\"{e}\"", jid.0);
+                                s.handle_eof();
+                                break;
+                            }
+                        }
+                    }
+                }
+                if s.pending_output().is_empty() {
+                    break;
+                }
                 match std::io::Write::write(&mut c.stream, s.pending_output()) {
                     Ok(0) => break,
                     Ok(n) => s.consume_output(n),
@@ -590,27 +618,28 @@ impl Daemon {
                 }
                 return;
             };
-            match self.spool.load(msg) {
+            match self.spool.open_message(msg) {
                 Ok((env, body)) => {
                     let rcpts = idxs
                         .iter()
                         .filter_map(|&i| env.recipients.get(i).map(|r| r.address.clone()))
                         .collect();
                     let run = self.outbound.runs.get_mut(&jid).expect("present above");
-                    let has_8bit = || body.iter().any(|&b| b >= 0x80);
                     let (eight_bit, seven_bit_only) = match run.opts.eight_bit {
                         EightBit::AsReceived => (env.eight_bit, false),
-                        EightBit::Allow => (env.eight_bit || has_8bit(), false),
+                        EightBit::Allow => (env.eight_bit || body.has_8bit(), false),
                         EightBit::Forbid | EightBit::ForbidNoEsmtp => (false, true),
                     };
                     let out = OutMessage {
                         from: env.sender.clone(),
                         rcpts,
-                        body,
+                        size: body.len(),
+                        has_8bit: body.has_8bit(),
                         eight_bit,
                         seven_bit_only,
                     };
                     run.current = Some((msg, idxs));
+                    run.body = Some((body, 0));
                     if let Some(Some(c)) = self.outbound.conns.get_mut(slot) {
                         if let Some(s) = c.session.as_mut() {
                             s.start(out, now);

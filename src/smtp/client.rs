@@ -6,132 +6,51 @@
 //!  AwaitBanner -> AwaitEhlo --(5xx)--> AwaitHelo
 //!                    |                    |
 //!                    v                    v
-//!                  Idle <---- transaction done (RSET after a failure)
-//!                    |  start(message)         ^
-//!                    v                         |
-//!   MAIL, RCPT..., DATA (one group with PIPELINING, else lockstep) -> body -> "."
+//!                  Idle <------------- AwaitRset (after a failed transaction)
+//!                    |  start(message)    ^  ^
+//!                    v                    |  |
+//!              InTransaction -------------'  |   MAIL, RCPT..., DATA: one group with
+//!                    | 354                   |   PIPELINING, else lockstep
+//!                    v                       |
+//!               SendingBody  (the driver feeds the body between watermarks)
+//!                    | end_body              |
+//!                    v                       |
+//!                 AwaitDot ---> Idle --------'
 //!                    |  quit()
 //!                    v
 //!                AwaitQuit -> Closed
 //! ```
 //!
-//! Replies are parsed by [`ReplyParser`] (a trust boundary: bounded lines, bounded
-//! line count, sanitised text). A reply that does not parse, arrives when none is
-//! expected, or breaks the protocol ends the session with a temporary failure: the
-//! message is deferred, never half-sent. The body goes out dot-stuffed, with CR LF
-//! only, and lines over 998 octets folded (RFC 5321 §4.5.3.1.6).
+//! Every transition is a trace line (`smtp client-state from=… to=…`, debug level).
+//! Replies are parsed by [`ReplyParser`] (with the reply catalogue). A reply that does
+//! not parse, arrives when none is expected, or breaks the protocol ends the session
+//! with a temporary failure: the message is deferred, never half-sent. The body is
+//! never held whole: the driver feeds it in pieces while [`ClientSession::wants_body`]
+//! says so, and [`Stuffer`] dot-stuffs and folds it on the way.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::body::Stuffer;
+pub use super::body::MAX_LINE;
+pub use super::reply::{ReplyParser, ServerReply, MAX_REPLY_LINE, MAX_REPLY_LINES};
 use super::{fmt_path, Mailbox, ReversePath};
+use crate::buf::OutBuf;
 use crate::logging::sanitize;
 
 /// RFC 5321 §4.5.3.2 client timeouts (reference/bad-input.md G12).
 pub const TIMEOUT_COMMAND: Duration = Duration::from_secs(300);
 /// DATA initiation.
 pub const TIMEOUT_DATA: Duration = Duration::from_secs(120);
+/// Each data block (the server must keep taking the body).
+pub const TIMEOUT_BLOCK: Duration = Duration::from_secs(180);
 /// Final dot.
 pub const TIMEOUT_DOT: Duration = Duration::from_secs(600);
-/// Longest reply line accepted.
-pub const MAX_REPLY_LINE: usize = 2048;
-/// Most lines in one reply.
-pub const MAX_REPLY_LINES: usize = 100;
-/// Longest line on the wire (RFC 5321 §4.5.3.1.6), without CR LF.
-pub const MAX_LINE: usize = 998;
-
-/// A reply from the server: its code and its lines' text, sanitised.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerReply {
-    /// Three-digit code.
-    pub code: u16,
-    /// The text of each line after the code.
-    pub lines: Vec<String>,
-}
-
-impl ServerReply {
-    /// `code text` of the first line, for logs and bounces.
-    pub fn summary(&self) -> String {
-        format!(
-            "{} {}",
-            self.code,
-            self.lines.first().map(String::as_str).unwrap_or("")
-        )
-        .trim_end()
-        .to_string()
-    }
-}
-
-/// Parses server replies from a byte stream.
-#[derive(Debug, Default)]
-pub struct ReplyParser {
-    buf: Vec<u8>,
-    lines: Vec<String>,
-    code: Option<u16>,
-}
-
-impl ReplyParser {
-    /// Adds octets.
-    pub fn feed(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
-    }
-
-    /// Whether octets are buffered that are not part of a complete reply yet.
-    pub fn has_partial(&self) -> bool {
-        !self.buf.is_empty() || !self.lines.is_empty()
-    }
-
-    /// The next complete reply, an error, or `None` when more input is needed.
-    pub fn next_reply(&mut self) -> Option<Result<ServerReply, String>> {
-        loop {
-            let Some(nl) = self.buf.iter().position(|&b| b == b'\n') else {
-                if self.buf.len() > MAX_REPLY_LINE {
-                    return Some(Err("reply line too long".into()));
-                }
-                return None;
-            };
-            if nl > MAX_REPLY_LINE {
-                return Some(Err("reply line too long".into()));
-            }
-            let mut line: Vec<u8> = self.buf.drain(..=nl).collect();
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            if line.len() < 3 || !line[..3].iter().all(u8::is_ascii_digit) {
-                return Some(Err(format!("malformed reply \"{}\"", sanitize(&line))));
-            }
-            let code: u16 = std::str::from_utf8(&line[..3]).ok()?.parse().ok()?;
-            if !(200..600).contains(&code) {
-                return Some(Err(format!("reply code {code} out of range")));
-            }
-            if self.code.is_some_and(|c| c != code) {
-                return Some(Err("multi-line reply changes its code".into()));
-            }
-            let sep = line.get(3).copied();
-            if !matches!(sep, None | Some(b' ') | Some(b'-')) {
-                return Some(Err(format!("malformed reply \"{}\"", sanitize(&line))));
-            }
-            self.code = Some(code);
-            let text = if line.len() > 4 {
-                sanitize(&line[4..])
-            } else {
-                String::new()
-            };
-            self.lines.push(text);
-            if self.lines.len() > MAX_REPLY_LINES {
-                return Some(Err("reply has too many lines".into()));
-            }
-            if sep != Some(b'-') {
-                self.code = None;
-                return Some(Ok(ServerReply {
-                    code,
-                    lines: std::mem::take(&mut self.lines),
-                }));
-            }
-        }
-    }
-}
+/// The driver feeds more body while less than this is waiting to be written; with a
+/// feed of at most [`BODY_CHUNK`] the output stays under about twice this.
+pub const LOW_WATER: usize = 64 * 1024;
+/// How much body the driver reads per feed.
+pub const BODY_CHUNK: usize = 64 * 1024;
 
 /// A message to send.
 #[derive(Debug, Clone)]
@@ -140,8 +59,11 @@ pub struct OutMessage {
     pub from: ReversePath,
     /// Envelope recipients.
     pub rcpts: Vec<Mailbox>,
-    /// The stored message (CR LF line ends, not dot-stuffed).
-    pub body: Vec<u8>,
+    /// Size of the stored message (CR LF line ends, not dot-stuffed); the driver
+    /// feeds its octets after the 354.
+    pub size: u64,
+    /// Whether the stored message has 8-bit octets.
+    pub has_8bit: bool,
     /// Whether to declare `BODY=8BITMIME` when the server offers it.
     pub eight_bit: bool,
     /// A 7-bit channel (`-7`): a body with 8-bit octets is refused with 5.6.3 (no
@@ -208,9 +130,39 @@ impl std::fmt::Display for Expect {
     }
 }
 
+/// Where the session is (the diagram in the module header).
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum State {
+    /// Connected, waiting for the 220.
+    AwaitBanner,
+    /// EHLO sent.
+    AwaitEhlo,
+    /// HELO sent (EHLO refused, or `-77`).
+    AwaitHelo,
+    /// Ready for a message.
+    Idle,
+    /// MAIL, RCPT and DATA sent or being sent; their replies come in.
+    InTransaction,
+    /// 354 received: the body is being fed and written.
+    SendingBody,
+    /// The final dot is sent; its reply decides the recipients.
+    AwaitDot,
+    /// RSET after a transaction that did not complete.
+    AwaitRset,
+    /// QUIT sent.
+    AwaitQuit,
+    /// Over.
+    Closed,
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
 #[derive(Debug)]
 struct Txn {
-    msg: OutMessage,
     outcomes: Vec<Option<RcptOutcome>>,
     mail_failed: Option<(bool, String)>,
     data_sent: bool,
@@ -218,92 +170,44 @@ struct Txn {
     queue: VecDeque<(Expect, Vec<u8>)>,
 }
 
-/// Where the session is.
-#[derive(Debug, PartialEq, Eq, Clone, Copy)]
-enum Phase {
-    Greeting,
-    Idle,
-    Busy,
-    Quitting,
-    Closed,
-}
-
 /// One outbound SMTP session.
 #[derive(Debug)]
 pub struct ClientSession {
     helo_name: String,
-    phase: Phase,
+    state: State,
     parser: ReplyParser,
     expect: VecDeque<Expect>,
-    out: Vec<u8>,
+    out: OutBuf,
     events: VecDeque<ClientEvent>,
     deadline: Instant,
     pipelining: bool,
     eight_bit_mime: bool,
     size_limit: Option<u64>,
     txn: Option<Txn>,
+    stuffer: Stuffer,
     /// Transcript lines (`> command`, `< reply`), when asked for.
     transcript: Option<Vec<String>>,
     /// Whether to greet with EHLO (false: HELO only, the transport's `-77`).
     esmtp: bool,
 }
 
-fn stuff_and_fold(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + body.len() / 50 + 5);
-    let mut in_headers = true;
-    for line in body.split_inclusive(|&b| b == b'\n') {
-        let content = line
-            .strip_suffix(b"\n")
-            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-            .unwrap_or(line);
-        if content.is_empty() {
-            in_headers = false;
-        }
-        if content.is_empty() {
-            out.extend_from_slice(b"\r\n");
-            continue;
-        }
-        let mut first = true;
-        let mut rest = content;
-        while !rest.is_empty() {
-            // A folded header line starts with a space: it carries one octet less,
-            // so every line on the wire stays within MAX_LINE (RFC 5321 §4.5.3.1.6).
-            // Likewise a line that gets a stuffed dot.
-            let folded = !first && in_headers;
-            let prefixed = folded || rest.first() == Some(&b'.');
-            let room = if prefixed { MAX_LINE - 1 } else { MAX_LINE };
-            let (c, tail) = rest.split_at(rest.len().min(room));
-            rest = tail;
-            if folded {
-                out.push(b' ');
-            }
-            if c.first() == Some(&b'.') && !folded {
-                out.push(b'.');
-            }
-            out.extend_from_slice(c);
-            out.extend_from_slice(b"\r\n");
-            first = false;
-        }
-    }
-    out.extend_from_slice(b".\r\n");
-    out
-}
-
 impl ClientSession {
-    /// A session on a freshly connected socket, waiting for the banner.
+    /// A session on a freshly connected socket (or a connection just turned around),
+    /// waiting for the banner.
     pub fn new(helo_name: &str, now: Instant) -> ClientSession {
         ClientSession {
             helo_name: helo_name.to_string(),
-            phase: Phase::Greeting,
+            state: State::AwaitBanner,
             parser: ReplyParser::default(),
             expect: VecDeque::from([Expect::Banner]),
-            out: Vec::new(),
+            out: OutBuf::new(),
             events: VecDeque::new(),
             deadline: now + TIMEOUT_COMMAND,
             pipelining: false,
             eight_bit_mime: false,
             size_limit: None,
             txn: None,
+            stuffer: Stuffer::new(),
             transcript: None,
             esmtp: true,
         }
@@ -329,14 +233,57 @@ impl ClientSession {
             .unwrap_or_default()
     }
 
+    /// Where the session is.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    fn set_state(&mut self, to: State) {
+        if self.state != to {
+            log::debug!("smtp client-state from={} to={}", self.state, to);
+            self.state = to;
+        }
+    }
+
     /// Bytes to send.
     pub fn pending_output(&self) -> &[u8] {
-        &self.out
+        self.out.as_slice()
     }
 
     /// Marks `n` octets as sent.
     pub fn consume_output(&mut self, n: usize) {
-        self.out.drain(..n.min(self.out.len()));
+        self.out.consume(n);
+    }
+
+    /// Whether the driver should feed the next piece of the body now: the body is
+    /// being sent and less than [`LOW_WATER`] octets wait to be written.
+    pub fn wants_body(&self) -> bool {
+        self.state == State::SendingBody && self.out.len() < LOW_WATER
+    }
+
+    /// The next piece of the stored message (only while sending the body).
+    pub fn feed_body(&mut self, data: &[u8], now: Instant) {
+        if self.state != State::SendingBody {
+            return;
+        }
+        self.stuffer.feed(data, &mut self.out);
+        self.deadline = now + TIMEOUT_BLOCK;
+    }
+
+    /// The stored message is all fed: the final dot goes out.
+    pub fn end_body(&mut self, now: Instant) {
+        if self.state != State::SendingBody {
+            return;
+        }
+        self.stuffer.finish(&mut self.out);
+        let n = self.stuffer.seen();
+        self.stuffer = Stuffer::new();
+        if let Some(t) = self.transcript.as_mut() {
+            t.push(format!("> [message, {n} octets]"));
+        }
+        self.expect.push_back(Expect::Dot);
+        self.deadline = now + TIMEOUT_DOT;
+        self.set_state(State::AwaitDot);
     }
 
     /// The next event.
@@ -346,29 +293,25 @@ impl ClientSession {
 
     /// When the session times out.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        (self.phase != Phase::Closed).then_some(self.deadline)
+        (self.state != State::Closed).then_some(self.deadline)
     }
 
     /// Whether the session is over.
     pub fn is_closed(&self) -> bool {
-        self.phase == Phase::Closed
+        self.state == State::Closed
     }
 
     /// Whether a message may be started.
     pub fn is_idle(&self) -> bool {
-        self.phase == Phase::Idle
+        self.state == State::Idle
     }
 
     fn send(&mut self, what: Expect, line: &[u8], now: Instant) {
         if let Some(t) = self.transcript.as_mut() {
-            if what == Expect::Dot {
-                t.push(format!("> [message, {} octets]", line.len()));
-            } else {
-                t.push(format!(
-                    "> {}",
-                    sanitize(line.strip_suffix(b"\r\n").unwrap_or(line))
-                ));
-            }
+            t.push(format!(
+                "> {}",
+                sanitize(line.strip_suffix(b"\r\n").unwrap_or(line))
+            ));
         }
         self.out.extend_from_slice(line);
         self.expect.push_back(what);
@@ -381,53 +324,60 @@ impl ClientSession {
     }
 
     fn fail(&mut self, temporary: bool, reason: String) {
-        if self.phase == Phase::Closed {
+        if self.state == State::Closed {
             return;
         }
-        self.phase = Phase::Closed;
+        self.set_state(State::Closed);
         self.txn = None;
         self.expect.clear();
         self.events
             .push_back(ClientEvent::Failed { temporary, reason });
     }
 
+    fn closed(&mut self) {
+        self.set_state(State::Closed);
+        self.events.push_back(ClientEvent::Closed);
+    }
+
     /// The connection timed out at this deadline.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.phase != Phase::Closed && now >= self.deadline {
-            if self.phase == Phase::Quitting {
-                self.phase = Phase::Closed;
-                self.events.push_back(ClientEvent::Closed);
-            } else {
-                let why = match self.expect.front() {
-                    Some(what) => format!("timeout waiting for the reply to {what}"),
-                    None => "timeout: the server sent nothing".to_string(),
-                };
-                self.fail(true, why);
+        if self.state == State::Closed || now < self.deadline {
+            return;
+        }
+        match (self.state, self.expect.front()) {
+            (State::AwaitQuit, _) => self.closed(),
+            (State::SendingBody, _) => self.fail(
+                true,
+                "timeout: the server stopped taking the message".into(),
+            ),
+            (_, Some(what)) => {
+                let why = format!("timeout waiting for the reply to {what}");
+                self.fail(true, why)
             }
+            (_, None) => self.fail(true, "timeout: the server sent nothing".into()),
         }
     }
 
     /// The connection closed or failed.
     pub fn handle_eof(&mut self) {
-        if self.phase == Phase::Quitting {
-            self.phase = Phase::Closed;
-            self.events.push_back(ClientEvent::Closed);
+        if self.state == State::AwaitQuit {
+            self.closed();
         } else {
             self.fail(true, "connection closed by the server".into());
         }
     }
 
-    /// Sends a message (only when idle).
+    /// Sends a message (only when idle); its body is fed after the 354.
     pub fn start(&mut self, msg: OutMessage, now: Instant) {
-        if self.phase != Phase::Idle {
+        if self.state != State::Idle {
             return;
         }
-        let size = msg.body.len() as u64;
+        let size = msg.size;
         let refusal = if self.size_limit.is_some_and(|l| l > 0 && size > l) {
             Some(format!(
                 "552 5.3.4 message size {size} exceeds the server's limit"
             ))
-        } else if msg.seven_bit_only && msg.body.iter().any(|&b| b >= 0x80) {
+        } else if msg.seven_bit_only && msg.has_8bit {
             Some("554 5.6.3 the message has 8-bit octets and this channel is 7-bit only".into())
         } else {
             None
@@ -440,7 +390,7 @@ impl ClientSession {
             self.events.push_back(ClientEvent::Ready);
             return;
         }
-        self.phase = Phase::Busy;
+        self.set_state(State::InTransaction);
         let mut mail = format!("MAIL FROM:{}", fmt_path(&msg.from));
         if self.size_limit.is_some() {
             mail.push_str(&format!(" SIZE={size}"));
@@ -457,7 +407,6 @@ impl ClientSession {
         cmds.push_back((Expect::Data, b"DATA\r\n".to_vec()));
         let n = msg.rcpts.len();
         self.txn = Some(Txn {
-            msg,
             outcomes: vec![None; n],
             mail_failed: None,
             data_sent: false,
@@ -478,10 +427,10 @@ impl ClientSession {
 
     /// Ends the session politely.
     pub fn quit(&mut self, now: Instant) {
-        match self.phase {
-            Phase::Closed | Phase::Quitting => {}
+        match self.state {
+            State::Closed | State::AwaitQuit => {}
             _ => {
-                self.phase = Phase::Quitting;
+                self.set_state(State::AwaitQuit);
                 self.expect.clear();
                 self.send(Expect::Quit, b"QUIT\r\n", now);
             }
@@ -491,7 +440,7 @@ impl ClientSession {
     /// Octets from the server.
     pub fn handle_input(&mut self, data: &[u8], now: Instant) {
         self.parser.feed(data);
-        while self.phase != Phase::Closed {
+        while self.state != State::Closed {
             let reply = match self.parser.next_reply() {
                 None => break,
                 Some(Err(e)) => return self.fail(true, format!("protocol error: {e}")),
@@ -510,9 +459,20 @@ impl ClientSession {
         }
         // Replies must come only when asked for: anything left over while nothing
         // is expected is an injection attempt or a broken server.
-        if self.expect.is_empty() && self.parser.has_partial() && self.phase != Phase::Closed {
+        if self.expect.is_empty() && self.parser.has_partial() && self.state != State::Closed {
             self.fail(true, "server sent data nobody asked for".into());
         }
+    }
+
+    fn greet(&mut self, what: Expect, now: Instant) {
+        let verb = if what == Expect::Ehlo { "EHLO" } else { "HELO" };
+        let line = format!("{verb} {}\r\n", self.helo_name);
+        self.send(what, line.as_bytes(), now);
+        self.set_state(if what == Expect::Ehlo {
+            State::AwaitEhlo
+        } else {
+            State::AwaitHelo
+        });
     }
 
     fn on_reply(&mut self, what: Expect, r: ServerReply, now: Instant) {
@@ -523,13 +483,14 @@ impl ClientSession {
                 if r.code != 220 {
                     return self.fail(r.code < 500, format!("greeting: {}", r.summary()));
                 }
-                if self.esmtp {
-                    let ehlo = format!("EHLO {}\r\n", self.helo_name);
-                    self.send(Expect::Ehlo, ehlo.as_bytes(), now);
-                } else {
-                    let helo = format!("HELO {}\r\n", self.helo_name);
-                    self.send(Expect::Helo, helo.as_bytes(), now);
-                }
+                self.greet(
+                    if self.esmtp {
+                        Expect::Ehlo
+                    } else {
+                        Expect::Helo
+                    },
+                    now,
+                );
             }
             Expect::Ehlo => {
                 if ok {
@@ -548,8 +509,7 @@ impl ClientSession {
                     }
                     self.ready();
                 } else if r.code >= 500 && r.code != 554 {
-                    let helo = format!("HELO {}\r\n", self.helo_name);
-                    self.send(Expect::Helo, helo.as_bytes(), now);
+                    self.greet(Expect::Helo, now);
                 } else {
                     self.fail(temp, format!("EHLO: {}", r.summary()));
                 }
@@ -611,15 +571,12 @@ impl ClientSession {
                     self.fail(temp, format!("RSET: {}", r.summary()));
                 }
             }
-            Expect::Quit => {
-                self.phase = Phase::Closed;
-                self.events.push_back(ClientEvent::Closed);
-            }
+            Expect::Quit => self.closed(),
         }
     }
 
     fn ready(&mut self) {
-        self.phase = Phase::Idle;
+        self.set_state(State::Idle);
         self.events.push_back(ClientEvent::Ready);
     }
 
@@ -656,13 +613,15 @@ impl ClientSession {
             .any(|o| matches!(o, Some(RcptOutcome::Delivered(_))));
         if r.code == 354 {
             if any_accepted && t.mail_failed.is_none() {
-                let body = stuff_and_fold(&t.msg.body);
                 t.data_sent = true;
-                self.send(Expect::Dot, &body, now);
+                self.stuffer = Stuffer::new();
+                self.deadline = now + TIMEOUT_BLOCK;
+                self.set_state(State::SendingBody);
             } else {
                 // RFC 2920 §3.1: DATA accepted although no recipient was: send an
                 // empty message and forget its result.
                 self.send(Expect::Dot, b".\r\n", now);
+                self.set_state(State::AwaitDot);
             }
             return;
         }
@@ -708,7 +667,7 @@ impl ClientSession {
             })
             .collect();
         self.events.push_back(ClientEvent::Done(outcomes));
-        self.phase = Phase::Busy;
+        self.set_state(State::AwaitRset);
         self.send(Expect::Rset, b"RSET\r\n", now);
     }
 }

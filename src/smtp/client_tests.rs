@@ -2,20 +2,24 @@
 
 use super::*;
 
-fn msg(rcpts: &[&str], body: &str) -> OutMessage {
-    OutMessage {
+fn msg(rcpts: &[&str], body: &str) -> (OutMessage, Vec<u8>) {
+    let m = OutMessage {
         from: Some(Mailbox::parse("s@ours.example").unwrap()),
         rcpts: rcpts.iter().map(|r| Mailbox::parse(r).unwrap()).collect(),
-        body: body.as_bytes().to_vec(),
+        size: body.len() as u64,
+        has_8bit: body.bytes().any(|b| b >= 0x80),
         eight_bit: false,
         seven_bit_only: false,
-    }
+    };
+    (m, body.as_bytes().to_vec())
 }
 
 struct T {
     c: ClientSession,
     now: Instant,
     events: Vec<ClientEvent>,
+    /// The current message's body, fed (in small pieces) when the session asks.
+    body: Vec<u8>,
 }
 
 impl T {
@@ -25,11 +29,30 @@ impl T {
             c: ClientSession::new("mx.ours.example", now),
             now,
             events: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    fn start(&mut self, (m, body): (OutMessage, Vec<u8>)) {
+        self.body = body;
+        self.c.start(m, self.now);
+    }
+
+    fn feed(&mut self) {
+        while self.c.wants_body() {
+            if self.body.is_empty() {
+                self.c.end_body(self.now);
+            } else {
+                let n = self.body.len().min(7);
+                let piece: Vec<u8> = self.body.drain(..n).collect();
+                self.c.feed_body(&piece, self.now);
+            }
         }
     }
 
     fn server(&mut self, s: &str) {
         self.c.handle_input(s.as_bytes(), self.now);
+        self.feed();
         while let Some(e) = self.c.poll_event() {
             self.events.push(e);
         }
@@ -61,10 +84,10 @@ impl T {
 #[test]
 fn pipelined_transaction_with_mixed_recipients() {
     let mut t = T::ready(&["PIPELINING", "SIZE 1000000", "8BITMIME"]);
-    t.c.start(
-        msg(&["a@x.example", "b@x.example"], "Subject: s\r\n\r\nhi\r\n"),
-        t.now,
-    );
+    t.start(msg(
+        &["a@x.example", "b@x.example"],
+        "Subject: s\r\n\r\nhi\r\n",
+    ));
     assert_eq!(
         t.sent(),
         "MAIL FROM:<s@ours.example> SIZE=18\r\nRCPT TO:<a@x.example>\r\nRCPT TO:<b@x.example>\r\nDATA\r\n"
@@ -91,7 +114,7 @@ fn pipelined_transaction_with_mixed_recipients() {
 #[test]
 fn lockstep_without_pipelining() {
     let mut t = T::ready(&[]);
-    t.c.start(msg(&["a@x.example"], "x\r\n"), t.now);
+    t.start(msg(&["a@x.example"], "x\r\n"));
     assert_eq!(t.sent(), "MAIL FROM:<s@ours.example>\r\n");
     t.server("250 ok\r\n");
     assert_eq!(t.sent(), "RCPT TO:<a@x.example>\r\n");
@@ -108,7 +131,7 @@ fn lockstep_without_pipelining() {
 #[test]
 fn all_recipients_refused_skips_data_and_resets() {
     let mut t = T::ready(&[]);
-    t.c.start(msg(&["a@x.example"], "x\r\n"), t.now);
+    t.start(msg(&["a@x.example"], "x\r\n"));
     t.sent();
     t.server("250 ok\r\n");
     t.sent();
@@ -125,7 +148,7 @@ fn all_recipients_refused_skips_data_and_resets() {
 #[test]
 fn mail_refused_fails_every_recipient() {
     let mut t = T::ready(&["PIPELINING"]);
-    t.c.start(msg(&["a@x.example", "b@x.example"], "x\r\n"), t.now);
+    t.start(msg(&["a@x.example", "b@x.example"], "x\r\n"));
     t.sent();
     t.server("550 5.7.1 sender refused\r\n503 need mail\r\n503 need mail\r\n503 need mail\r\n");
     assert_eq!(t.sent(), "RSET\r\n");
@@ -142,7 +165,7 @@ fn mail_refused_fails_every_recipient() {
 #[test]
 fn pipelined_354_without_recipients_sends_empty_body() {
     let mut t = T::ready(&["PIPELINING"]);
-    t.c.start(msg(&["a@x.example"], "secret\r\n"), t.now);
+    t.start(msg(&["a@x.example"], "secret\r\n"));
     t.sent();
     t.server("250 ok\r\n550 no\r\n354 go\r\n");
     assert_eq!(t.sent(), ".\r\n");
@@ -161,7 +184,7 @@ fn final_dot_4xx_and_5xx() {
         ("554 5.6.0 content\r\n", false),
     ] {
         let mut t = T::ready(&["PIPELINING"]);
-        t.c.start(msg(&["a@x.example"], "x\r\n"), t.now);
+        t.start(msg(&["a@x.example"], "x\r\n"));
         t.sent();
         t.server("250 ok\r\n250 ok\r\n354 go\r\n");
         t.sent();
@@ -269,8 +292,13 @@ fn body_is_dot_stuffed_and_folded() {
     let long = "y".repeat(2500);
     let dots = ".".repeat(2500);
     let body = format!("Subject: {long}\r\n\r\n.dot\r\n{long}\r\n..\r\n{dots}\r\n");
-    let out = stuff_and_fold(body.as_bytes());
-    let text = String::from_utf8(out).unwrap();
+    // Through the session, as the driver feeds it after the 354.
+    let mut t = T::ready(&["PIPELINING"]);
+    t.start(msg(&["a@x.example"], &body));
+    t.sent();
+    t.server("250 ok\r\n250 ok\r\n354 go\r\n");
+    assert_eq!(t.c.state(), State::AwaitDot);
+    let text = t.sent();
     // str::lines drops the CR LF: each line's octets without it.
     let longest = text.lines().map(str::len).max().unwrap();
     assert_eq!(longest, MAX_LINE, "no line over 998 octets");
@@ -294,7 +322,7 @@ fn body_is_dot_stuffed_and_folded() {
 #[test]
 fn server_size_limit_fails_without_sending() {
     let mut t = T::ready(&["SIZE 10"]);
-    t.c.start(msg(&["a@x.example"], "this is longer than ten\r\n"), t.now);
+    t.start(msg(&["a@x.example"], "this is longer than ten\r\n"));
     assert_eq!(t.sent(), "");
     t.server("");
     assert!(matches!(&t.events[0], ClientEvent::Done(v) if matches!(v[0], RcptOutcome::Failed(_))));
@@ -321,7 +349,7 @@ fn timeouts() {
         e => panic!("{e:?}"),
     }
     let mut t = T::ready(&["PIPELINING"]);
-    t.c.start(msg(&["a@x.example"], "x\r\n"), t.now);
+    t.start(msg(&["a@x.example"], "x\r\n"));
     t.server("250 ok\r\n250 ok\r\n");
     assert_eq!(t.c.poll_timeout().unwrap() - t.now, TIMEOUT_DATA);
     t.server("354 go\r\n");
@@ -343,7 +371,7 @@ fn timeouts() {
 #[test]
 fn connection_drop_mid_transaction_defers() {
     let mut t = T::ready(&["PIPELINING"]);
-    t.c.start(msg(&["a@x.example"], "x\r\n"), t.now);
+    t.start(msg(&["a@x.example"], "x\r\n"));
     t.server("250 ok\r\n250 ok\r\n354 go\r\n");
     t.c.handle_eof();
     assert!(matches!(
@@ -373,4 +401,43 @@ fn parser_chunking() {
         assert_eq!(got[0].lines, vec!["first", "second", "last"]);
         assert_eq!(got[1].code, 220);
     }
+}
+
+#[test]
+fn body_is_fed_between_watermarks_and_states_are_named() {
+    let mut t = T::ready(&["PIPELINING"]);
+    assert_eq!(t.c.state().to_string(), "Idle");
+    let (m, _) = msg(&["a@x.example"], "");
+    let size = 1_000_000;
+    t.c.start(OutMessage { size, ..m }, t.now);
+    assert_eq!(t.c.state(), State::InTransaction);
+    t.sent();
+    t.c.handle_input(b"250 ok\r\n250 ok\r\n354 go\r\n", t.now);
+    assert_eq!(t.c.state(), State::SendingBody);
+    let line = b"0123456789012345678901234567890123456789\r\n";
+    let mut fed = 0u64;
+    let mut peak = 0;
+    let mut wire = 0;
+    while fed < size {
+        // The driver feeds while the session wants more; the socket takes 1448.
+        while t.c.wants_body() && fed < size {
+            t.c.feed_body(line, t.now);
+            fed += line.len() as u64;
+        }
+        peak = peak.max(t.c.pending_output().len());
+        let n = t.c.pending_output().len().min(1448);
+        wire += n;
+        t.c.consume_output(n);
+    }
+    assert!(peak < LOW_WATER + line.len(), "output peaked at {peak}");
+    t.c.end_body(t.now);
+    assert_eq!(t.c.state(), State::AwaitDot);
+    wire += t.sent().len();
+    assert!(wire as u64 >= size + 3);
+    t.server("250 queued\r\n");
+    assert_eq!(t.c.state(), State::Idle);
+    t.c.quit(t.now);
+    assert_eq!(t.c.state(), State::AwaitQuit);
+    t.server("221 bye\r\n");
+    assert_eq!(t.c.state(), State::Closed);
 }

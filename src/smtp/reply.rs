@@ -1,10 +1,19 @@
 //! The server's reply catalogue: every reply text the server sends lives here
 //! (qmail's `err_*` idea), with its RFC 3463 enhanced status code.
 //!
-//! A client-side reply parser joins this module when outbound SMTP arrives.
+//! The other direction lives here too: [`ReplyParser`] reads a server's replies for
+//! the client session and `etrnd etrn` (a trust boundary: bounded lines, bounded line
+//! count, sanitised text).
 
 use std::borrow::Cow;
 use std::fmt;
+
+use crate::logging::sanitize;
+
+/// Longest reply line accepted from a server.
+pub const MAX_REPLY_LINE: usize = 2048;
+/// Most lines in one reply from a server.
+pub const MAX_REPLY_LINES: usize = 100;
 
 /// One SMTP reply: a three-digit code and its text (enhanced code included).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +164,99 @@ pub fn write_multiline(code: u16, lines: &[&str], out: &mut Vec<u8>) {
     for (i, line) in lines.iter().enumerate() {
         let sep = if i + 1 == lines.len() { ' ' } else { '-' };
         out.extend_from_slice(format!("{code}{sep}{line}\r\n").as_bytes());
+    }
+}
+
+/// A reply from the server: its code and its lines' text, sanitised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerReply {
+    /// Three-digit code.
+    pub code: u16,
+    /// The text of each line after the code.
+    pub lines: Vec<String>,
+}
+
+impl ServerReply {
+    /// `code text` of the first line, for logs and bounces.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} {}",
+            self.code,
+            self.lines.first().map(String::as_str).unwrap_or("")
+        )
+        .trim_end()
+        .to_string()
+    }
+}
+
+/// Parses server replies from a byte stream.
+#[derive(Debug, Default)]
+pub struct ReplyParser {
+    buf: Vec<u8>,
+    lines: Vec<String>,
+    code: Option<u16>,
+}
+
+impl ReplyParser {
+    /// Adds octets.
+    pub fn feed(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Whether octets are buffered that are not part of a complete reply yet.
+    pub fn has_partial(&self) -> bool {
+        !self.buf.is_empty() || !self.lines.is_empty()
+    }
+
+    /// The next complete reply, an error, or `None` when more input is needed.
+    pub fn next_reply(&mut self) -> Option<Result<ServerReply, String>> {
+        loop {
+            let Some(nl) = self.buf.iter().position(|&b| b == b'\n') else {
+                if self.buf.len() > MAX_REPLY_LINE {
+                    return Some(Err("reply line too long".into()));
+                }
+                return None;
+            };
+            if nl > MAX_REPLY_LINE {
+                return Some(Err("reply line too long".into()));
+            }
+            let mut line: Vec<u8> = self.buf.drain(..=nl).collect();
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            if line.len() < 3 || !line[..3].iter().all(u8::is_ascii_digit) {
+                return Some(Err(format!("malformed reply \"{}\"", sanitize(&line))));
+            }
+            let code: u16 = std::str::from_utf8(&line[..3]).ok()?.parse().ok()?;
+            if !(200..600).contains(&code) {
+                return Some(Err(format!("reply code {code} out of range")));
+            }
+            if self.code.is_some_and(|c| c != code) {
+                return Some(Err("multi-line reply changes its code".into()));
+            }
+            let sep = line.get(3).copied();
+            if !matches!(sep, None | Some(b' ') | Some(b'-')) {
+                return Some(Err(format!("malformed reply \"{}\"", sanitize(&line))));
+            }
+            self.code = Some(code);
+            let text = if line.len() > 4 {
+                sanitize(&line[4..])
+            } else {
+                String::new()
+            };
+            self.lines.push(text);
+            if self.lines.len() > MAX_REPLY_LINES {
+                return Some(Err("reply has too many lines".into()));
+            }
+            if sep != Some(b'-') {
+                self.code = None;
+                return Some(Ok(ServerReply {
+                    code,
+                    lines: std::mem::take(&mut self.lines),
+                }));
+            }
+        }
     }
 }
 

@@ -316,8 +316,20 @@ pub fn verify(data: &[u8]) -> Result<usize, DecodeError> {
         return Err(DecodeError(format!("truncated ({} octets)", data.len())));
     }
     let split = data.len() - TRAILER_LEN;
-    let t = &data[split..];
-    if !t.starts_with(TRAILER_TAG) || t[TRAILER_LEN - 1] != b'\n' || t[26] != b' ' {
+    let mut c = Crc32::new();
+    c.update(&data[..split]);
+    check_trailer(&data[split..], split as u64, c.value())?;
+    Ok(split)
+}
+
+/// Checks a trailer against the length and CRC-32 of the content before it (for a
+/// file read in pieces).
+pub fn check_trailer(t: &[u8], content_len: u64, crc: u32) -> Result<(), DecodeError> {
+    if t.len() != TRAILER_LEN
+        || !t.starts_with(TRAILER_TAG)
+        || t[TRAILER_LEN - 1] != b'\n'
+        || t[26] != b' '
+    {
         return Err(DecodeError("no trailer (torn or truncated file)".into()));
     }
     let hex = |b: &[u8]| {
@@ -326,18 +338,16 @@ pub fn verify(data: &[u8]) -> Result<usize, DecodeError> {
             .and_then(|s| u64::from_str_radix(s, 16).ok())
     };
     let len = hex(&t[10..26]).ok_or_else(|| DecodeError("bad trailer length".into()))?;
-    let crc = hex(&t[27..35]).ok_or_else(|| DecodeError("bad trailer checksum".into()))?;
-    if len != split as u64 {
+    let want = hex(&t[27..35]).ok_or_else(|| DecodeError("bad trailer checksum".into()))?;
+    if len != content_len {
         return Err(DecodeError(format!(
-            "trailer says {len} octets, file has {split}"
+            "trailer says {len} octets, file has {content_len}"
         )));
     }
-    let mut c = Crc32::new();
-    c.update(&data[..split]);
-    if u64::from(c.value()) != crc {
+    if u64::from(crc) != want {
         return Err(DecodeError("checksum mismatch".into()));
     }
-    Ok(split)
+    Ok(())
 }
 
 /// One record of a message's delivery journal (`state/<id>`), appended and fsynced

@@ -53,6 +53,7 @@
 //! Writes are synchronous and done in the event loop: at this scale one fsync per
 //! message plus one directory fsync per loop turn is cheaper than a helper process.
 
+pub mod body;
 pub mod drop;
 pub mod envelope;
 
@@ -62,6 +63,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+pub use body::Body;
 use envelope::{Crc32, DecodeError};
 pub use envelope::{Destination, Envelope, Recipient, StateRecord};
 

@@ -84,6 +84,13 @@ impl OutBuf {
     }
 }
 
+impl Extend<u8> for OutBuf {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, iter: I) {
+        self.reclaim();
+        self.data.extend(iter);
+    }
+}
+
 impl std::io::Write for OutBuf {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
         self.extend_from_slice(b);

@@ -35,6 +35,7 @@ pub mod bounce;
 pub mod buf;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod dns;
 pub mod etrn_client;
 pub mod event_loop;

@@ -478,6 +478,10 @@ impl ClientSession {
     fn on_reply(&mut self, what: Expect, r: ServerReply, now: Instant) {
         let ok = (200..300).contains(&r.code);
         let temp = (400..500).contains(&r.code);
+        if r.code == 421 && what != Expect::Quit {
+            // RFC 5321 §3.8: the server is closing the channel, whatever it answers.
+            return self.fail(true, format!("{what}: {}", r.summary()));
+        }
         match what {
             Expect::Banner => {
                 if r.code != 220 {

@@ -148,8 +148,8 @@ impl Reply {
     }
 
     /// Appends `code text CR LF`.
-    pub fn write_to(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(format!("{} {}\r\n", self.code, self.text).as_bytes());
+    pub fn write_to(&self, out: &mut impl Extend<u8>) {
+        out.extend(format!("{} {}\r\n", self.code, self.text).into_bytes());
     }
 }
 
@@ -160,10 +160,10 @@ impl fmt::Display for Reply {
 }
 
 /// Appends a multi-line reply (`code-line` … `code line`, RFC 5321 §4.2.1).
-pub fn write_multiline(code: u16, lines: &[&str], out: &mut Vec<u8>) {
+pub fn write_multiline(code: u16, lines: &[&str], out: &mut impl Extend<u8>) {
     for (i, line) in lines.iter().enumerate() {
         let sep = if i + 1 == lines.len() { ' ' } else { '-' };
-        out.extend_from_slice(format!("{code}{sep}{line}\r\n").as_bytes());
+        out.extend(format!("{code}{sep}{line}\r\n").into_bytes());
     }
 }
 

@@ -139,7 +139,7 @@ pub struct ServerSession {
     helo: Option<(String, bool)>,
     state: State,
     inbuf: Vec<u8>,
-    out: Vec<u8>,
+    out: crate::buf::OutBuf,
     events: VecDeque<Event>,
     deadline: Instant,
     paused_until: Option<Instant>,
@@ -175,7 +175,7 @@ impl ServerSession {
             helo: None,
             state: State::Ready,
             inbuf: Vec::new(),
-            out: Vec::new(),
+            out: crate::buf::OutBuf::new(),
             events: VecDeque::new(),
             deadline: now + COMMAND_TIMEOUT,
             paused_until: None,
@@ -215,7 +215,7 @@ impl ServerSession {
             helo: None,
             state: State::Closing,
             inbuf: Vec::new(),
-            out: Vec::new(),
+            out: crate::buf::OutBuf::new(),
             events: VecDeque::new(),
             deadline: now + Duration::from_secs(10),
             paused_until: None,
@@ -299,12 +299,12 @@ impl ServerSession {
 
     /// Bytes to send; the caller removes what it wrote with [`Self::consume_output`].
     pub fn pending_output(&self) -> &[u8] {
-        &self.out
+        self.out.as_slice()
     }
 
     /// Marks `n` output octets as written.
     pub fn consume_output(&mut self, n: usize) {
-        self.out.drain(..n.min(self.out.len()));
+        self.out.consume(n);
     }
 
     /// The next event for the loop.

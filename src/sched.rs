@@ -880,15 +880,50 @@ impl Scheduler {
         self.msgs.len()
     }
 
-    /// Whether message `id` is finished once recipients `idxs` are delivered (every
-    /// other recipient is already done).
-    pub fn done_after(&self, id: MessageId, idxs: &[usize]) -> bool {
-        self.msgs.get(&id).is_some_and(|m| {
-            m.rcpts
-                .iter()
-                .enumerate()
-                .all(|(i, r)| r.state == RcptState::Done || idxs.contains(&i))
-        })
+    /// Recipients of running jobs were delivered (the remote or the mailbox took
+    /// them): each is done at once, before its job ends, so a crash cannot send it
+    /// again. A message all of whose recipients are now done completes (its queue
+    /// file goes; no journal record is needed); otherwise a `Delivered` record per
+    /// recipient is queued for the journal. The job's later result for them is a
+    /// no-op.
+    pub fn delivered(&mut self, rcpts: &[RcptRef], now: Unix) {
+        let mut msgs: Vec<MessageId> = Vec::new();
+        for r in rcpts {
+            let Some(ri) = self
+                .msgs
+                .get_mut(&r.msg)
+                .and_then(|m| m.rcpts.get_mut(r.idx))
+            else {
+                continue;
+            };
+            if ri.state == RcptState::Done {
+                continue;
+            }
+            ri.state = RcptState::Done;
+            self.errors.remove(r);
+            if !msgs.contains(&r.msg) {
+                msgs.push(r.msg);
+            }
+        }
+        for id in msgs {
+            let all_done = self
+                .msgs
+                .get(&id)
+                .is_some_and(|m| m.rcpts.iter().all(|x| x.state == RcptState::Done));
+            if all_done {
+                self.check_complete(id);
+                continue;
+            }
+            for r in rcpts.iter().filter(|r| r.msg == id) {
+                self.records.push_back((
+                    id,
+                    StateRecord::Delivered {
+                        idx: r.idx,
+                        at: now,
+                    },
+                ));
+            }
+        }
     }
 
     /// A recipient's address and its message's arrival time (for log lines).

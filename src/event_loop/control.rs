@@ -14,7 +14,7 @@ use std::io;
 use mio::net::UnixDatagram;
 use mio::Interest;
 
-use super::{unix_now, Daemon, CONTROL};
+use super::{Daemon, CONTROL};
 use crate::smtp::etrn::EtrnTarget;
 use crate::smtp::reply::Reply;
 
@@ -91,7 +91,7 @@ impl Daemon {
             };
             let reply = match Request::parse(&buf[..n]) {
                 Ok(Request::FlushAll) => {
-                    let threads = self.sched.release_unheld(unix_now());
+                    let threads = self.sched.release_unheld(self.unix);
                     log::info!("control flush-all threads={threads}");
                     Reply::new(
                         250,

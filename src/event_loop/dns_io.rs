@@ -9,21 +9,22 @@
 //! never opens one.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpStream, UdpSocket};
 use mio::{Interest, Registry, Token};
 
+use super::link::{ConnId, DnsTcp, Links, ReadResult, Role};
+use crate::buf::OutBuf;
 use crate::dns::{Dns, Transmit};
 
 /// First token used by DNS sockets (far above connection tokens).
 pub const DNS_BASE: usize = 1 << 30;
-const TCP_BASE: usize = DNS_BASE;
-/// UDP sockets take tokens above the TCP ones, counting up and wrapping; with at
-/// most [`MAX_UDP`] open, a wrapped token never meets a live one.
-const UDP_BASE: usize = DNS_BASE + 1024;
+/// UDP sockets take tokens from here, counting up and wrapping; with at most
+/// [`MAX_UDP`] open, a wrapped token never meets a live one.
+const UDP_BASE: usize = DNS_BASE;
 const UDP_TOKENS: usize = 1 << 20;
 /// Most UDP query sockets open at once (the resolver has at most 64 queries in
 /// flight; the rest covers retries whose earlier try may still be answered).
@@ -36,15 +37,6 @@ const MAX_TCP: usize = 16;
 const TCP_LIFETIME: Duration = Duration::from_secs(30);
 /// Largest DNS message over TCP.
 const MAX_TCP_MESSAGE: usize = 65_535 + 2;
-
-struct TcpQuery {
-    stream: TcpStream,
-    server: SocketAddr,
-    out: Vec<u8>,
-    written: usize,
-    inbuf: Vec<u8>,
-    started: Instant,
-}
 
 struct UdpQuery {
     socket: UdpSocket,
@@ -59,15 +51,16 @@ pub struct DnsIo {
     /// Open UDP sockets, oldest first (some may have closed already).
     udp_order: VecDeque<Token>,
     next_udp: usize,
-    tcp: Vec<Option<TcpQuery>>,
+    /// DNS exchanges over TCP open now (they are links of the connection layer).
+    tcp_open: usize,
     /// Datagrams received (for tests of the zero-DNS guarantee, and logs).
     pub received: u64,
 }
 
 impl DnsIo {
-    /// Whether `token` belongs to DNS.
+    /// Whether `token` is one of the UDP sockets' (DNS over TCP uses links).
     pub fn owns(token: Token) -> bool {
-        token.0 >= DNS_BASE
+        (DNS_BASE..DNS_BASE + UDP_TOKENS).contains(&token.0)
     }
 
     /// Sends one datagram from a fresh socket connected to `server`.
@@ -112,11 +105,11 @@ impl DnsIo {
         self.udp.len()
     }
 
-    /// Sends everything the resolver has queued, and drops stale TCP exchanges.
-    pub fn flush(&mut self, dns: &mut Dns, registry: &Registry, now: Instant) {
+    /// Sends everything the resolver has queued, and drops stale UDP sockets.
+    pub fn flush(&mut self, dns: &mut Dns, links: &mut Links, registry: &Registry, now: Instant) {
         while let Some(t) = dns.poll_transmit() {
             let r = if t.tcp {
-                self.start_tcp(t, registry, now)
+                self.start_tcp(t, links, registry, now)
             } else {
                 self.send_udp(&t, registry, now)
             };
@@ -134,118 +127,108 @@ impl DnsIo {
                 }
             }
         }
-        for slot in 0..self.tcp.len() {
-            if self.tcp[slot]
-                .as_ref()
-                .is_some_and(|q| now >= q.started + TCP_LIFETIME)
-            {
-                self.close_tcp(slot, registry);
-            }
-        }
     }
 
-    fn start_tcp(&mut self, t: Transmit, registry: &Registry, now: Instant) -> io::Result<()> {
-        let slot = match self.tcp.iter().position(Option::is_none) {
-            Some(s) => s,
-            None if self.tcp.len() < MAX_TCP => {
-                self.tcp.push(None);
-                self.tcp.len() - 1
-            }
-            None => return Err(io::Error::other("too many DNS TCP queries")),
-        };
-        let mut stream = TcpStream::connect(t.server)?;
-        registry.register(
-            &mut stream,
-            Token(TCP_BASE + slot),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        let mut out = (t.data.len() as u16).to_be_bytes().to_vec();
+    fn start_tcp(
+        &mut self,
+        t: Transmit,
+        links: &mut Links,
+        registry: &Registry,
+        now: Instant,
+    ) -> io::Result<()> {
+        if self.tcp_open >= MAX_TCP {
+            return Err(io::Error::other("too many DNS TCP queries"));
+        }
+        let stream = TcpStream::connect(t.server)?;
+        let mut out = OutBuf::new();
+        out.extend_from_slice(&(t.data.len() as u16).to_be_bytes());
         out.extend_from_slice(&t.data);
-        self.tcp[slot] = Some(TcpQuery {
-            stream,
+        let role = Role::Dns(Box::new(DnsTcp {
             server: t.server,
             out,
-            written: 0,
             inbuf: Vec::new(),
             started: now,
-        });
+        }));
+        let id = links.add(stream, role, registry)?;
+        links.set_timer(id, Some(now + TCP_LIFETIME));
+        self.tcp_open += 1;
         Ok(())
     }
 
-    fn close_tcp(&mut self, slot: usize, registry: &Registry) {
-        if let Some(mut q) = self.tcp.get_mut(slot).and_then(Option::take) {
-            let _ = registry.deregister(&mut q.stream);
+    /// A DNS-over-TCP link's deadline came, or it failed: it goes.
+    pub fn close_tcp(&mut self, id: ConnId, links: &mut Links, registry: &Registry) {
+        if links.close(id, registry).is_some() {
+            self.tcp_open -= 1;
         }
     }
 
-    /// Handles readiness of a DNS socket.
-    pub fn handle_event(&mut self, token: Token, dns: &mut Dns, registry: &Registry, now: Instant) {
-        match token {
-            t if t.0 >= UDP_BASE => {
-                let mut buf = [0u8; 4096];
-                loop {
-                    let Some(q) = self.udp.get(&t) else { return };
-                    match q.socket.recv(&mut buf) {
-                        Ok(n) => {
-                            self.received += 1;
-                            let server = q.server;
-                            if dns.handle_datagram(server, &buf[..n], now) {
-                                // Answered: this port is done.
-                                return self.close_udp(t, registry);
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        // ICMP errors (port unreachable) surface here; the resolver's
-                        // timeout moves the query on.
-                        Err(_) => return self.close_udp(t, registry),
-                    }
-                }
-            }
-            Token(t) => {
-                let slot = t - TCP_BASE;
-                if let Some(answer) = self.drive_tcp(slot) {
-                    let from = self.tcp[slot].as_ref().map(|q| q.server);
-                    self.close_tcp(slot, registry);
-                    if let (Some(from), Ok(msg)) = (from, answer) {
-                        self.received += 1;
-                        dns.handle_datagram(from, &msg, now);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Writes the request and reads the answer; `Some` when the exchange is over.
-    fn drive_tcp(&mut self, slot: usize) -> Option<Result<Vec<u8>, ()>> {
-        let q = self.tcp.get_mut(slot)?.as_mut()?;
-        while q.written < q.out.len() {
-            match q.stream.write(&q.out[q.written..]) {
-                Ok(n) => q.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return None,
-                Err(_) => return Some(Err(())),
-            }
-        }
+    /// Readiness of a DNS-over-TCP link: write the request, read the answer, hand
+    /// it to the resolver once complete.
+    pub fn handle_tcp(
+        &mut self,
+        id: ConnId,
+        links: &mut Links,
+        dns: &mut Dns,
+        registry: &Registry,
+        now: Instant,
+    ) {
         let mut buf = [0u8; 4096];
-        loop {
-            match q.stream.read(&mut buf) {
-                Ok(0) => return Some(Err(())),
-                Ok(n) => {
+        let answer = loop {
+            let Some(link) = links.get_mut(id) else {
+                return;
+            };
+            link.flush();
+            if link.dead {
+                break None;
+            }
+            let Role::Dns(q) = &link.role else { return };
+            if !q.out.is_empty() {
+                return; // still connecting or the request is not all out
+            }
+            match link.read(&mut buf) {
+                ReadResult::Data(n) => {
+                    let Role::Dns(q) = &mut link.role else { return };
                     q.inbuf.extend_from_slice(&buf[..n]);
                     if q.inbuf.len() >= 2 {
                         let len = usize::from(u16::from_be_bytes([q.inbuf[0], q.inbuf[1]]));
                         if q.inbuf.len() >= len + 2 {
-                            return Some(Ok(q.inbuf[2..len + 2].to_vec()));
+                            break Some((q.server, q.inbuf[2..len + 2].to_vec()));
                         }
                     }
                     if q.inbuf.len() > MAX_TCP_MESSAGE {
-                        return Some(Err(()));
+                        break None;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                ReadResult::WouldBlock => return,
+                ReadResult::Closed => break None,
+            }
+        };
+        self.close_tcp(id, links, registry);
+        if let Some((from, msg)) = answer {
+            self.received += 1;
+            dns.handle_datagram(from, &msg, now);
+        }
+    }
+
+    /// Handles readiness of a DNS UDP socket.
+    pub fn handle_event(&mut self, t: Token, dns: &mut Dns, registry: &Registry, now: Instant) {
+        let mut buf = [0u8; 4096];
+        loop {
+            let Some(q) = self.udp.get(&t) else { return };
+            match q.socket.recv(&mut buf) {
+                Ok(n) => {
+                    self.received += 1;
+                    let server = q.server;
+                    if dns.handle_datagram(server, &buf[..n], now) {
+                        // Answered: this port is done.
+                        return self.close_udp(t, registry);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return Some(Err(())),
+                // ICMP errors (port unreachable) surface here; the resolver's
+                // timeout moves the query on.
+                Err(_) => return self.close_udp(t, registry),
             }
         }
     }
@@ -262,6 +245,7 @@ pub fn resolve_all(
     let mut poll = mio::Poll::new()?;
     let mut events = mio::Events::with_capacity(64);
     let mut io = DnsIo::default();
+    let mut links = Links::default();
     let start = Instant::now();
     let mut ids = HashMap::new();
     for (i, (h, no_mx)) in hosts.iter().enumerate() {
@@ -278,16 +262,24 @@ pub fn resolve_all(
         if out.iter().all(Option::is_some) || now >= start + limit {
             break;
         }
-        io.flush(dns, poll.registry(), now);
-        let wait = dns
-            .poll_timeout()
+        io.flush(dns, &mut links, poll.registry(), now);
+        let wait = [dns.poll_timeout(), links.timers.next()]
+            .into_iter()
+            .flatten()
+            .min()
             .map(|t| t.saturating_duration_since(now))
             .unwrap_or(limit)
             .min(limit);
         poll.poll(&mut events, Some(wait))?;
         let now = Instant::now();
         for ev in events.iter() {
-            io.handle_event(ev.token(), dns, poll.registry(), now);
+            match ConnId::from_token(ev.token()) {
+                Some(id) => io.handle_tcp(id, &mut links, dns, poll.registry(), now),
+                None => io.handle_event(ev.token(), dns, poll.registry(), now),
+            }
+        }
+        for id in links.due(now) {
+            io.close_tcp(id, &mut links, poll.registry());
         }
         dns.handle_timeout(now);
     }

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::link::ConnId;
 use super::Daemon;
 use crate::config::main_conf::EtrnReplies;
 use crate::config::routes::RouteValue;
@@ -42,8 +43,8 @@ impl Daemon {
         }
     }
 
-    fn etrn_reply(&mut self, slot: usize, t: &EtrnTarget, now: Instant) -> Reply {
-        let Some(Some(c)) = self.conns.get(slot) else {
+    fn etrn_reply(&mut self, id: ConnId, t: &EtrnTarget, now: Instant) -> Reply {
+        let Some(c) = self.links.get_mut(id).and_then(|l| l.role.server()) else {
             return Reply::ETRN_TOO_MANY;
         };
         let ip = c.ip;
@@ -142,9 +143,9 @@ impl Daemon {
     /// Answers the ETRNs waiting now; serving their sessions may queue more.
     fn answer_etrn_round(&mut self, now: Instant) {
         let requests = std::mem::take(&mut self.etrns);
-        for (slot, t) in requests {
-            let reply = self.etrn_reply(slot, &t, now);
-            let Some(Some(c)) = self.conns.get_mut(slot) else {
+        for (id, t) in requests {
+            let reply = self.etrn_reply(id, &t, now);
+            let Some(c) = self.links.get_mut(id).and_then(|l| l.role.server()) else {
                 continue;
             };
             log::info!(
@@ -156,7 +157,7 @@ impl Daemon {
             );
             let ctx = super::context(&self.config, self.disk_low);
             c.session.handle_etrn(&reply, now, &ctx);
-            self.service(slot, now);
+            self.service(id, now);
         }
     }
 }

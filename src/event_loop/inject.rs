@@ -3,7 +3,7 @@
 //! Part of the loop (`impl Daemon`). A bounce is committed before the failed
 //! recipients are journalled, so a crash repeats a bounce and never loses one.
 
-use super::{unix_now, Daemon};
+use super::Daemon;
 use crate::bounce::{self, Failure};
 use crate::logging::sanitize;
 use crate::sched::Bounce;
@@ -23,7 +23,7 @@ pub enum QueueError {
 impl Daemon {
     /// Commits a DSN for the failed recipients, then journals their failure.
     pub(super) fn send_bounce(&mut self, b: Bounce) {
-        let unix = unix_now();
+        let unix = self.unix;
         let failed: Vec<StateRecord> = b
             .failures
             .iter()
@@ -128,7 +128,7 @@ impl Daemon {
             return Err(QueueError::Unroutable(refused));
         }
         let env = Envelope {
-            arrival: unix_now(),
+            arrival: self.unix,
             client: "-".into(),
             helo: self.config.main.hostname.clone(),
             protocol: protocol.into(),
@@ -143,7 +143,7 @@ impl Daemon {
         inc.write(data);
         match self.spool.commit(vec![inc]).pop() {
             Some(Ok(id)) => {
-                self.sched.add_message(id, &env, &[], unix_now());
+                self.sched.add_message(id, &env, &[], self.unix);
                 Ok((id, refused))
             }
             Some(Err(e)) => Err(QueueError::Spool(e.to_string())),

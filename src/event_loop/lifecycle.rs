@@ -7,22 +7,22 @@ use std::time::Instant;
 
 use mio::{Interest, Token};
 
-use super::{listen, unix_now, Daemon, CONTROL, LISTENER_BASE, STOP_GRACE};
+use super::{listen, Daemon, CONTROL, LISTENER_BASE, STOP_GRACE};
 use crate::config;
 
 impl Daemon {
-    pub(super) fn handle_signals(&mut self) {
+    pub(super) fn handle_signals(&mut self, now: Instant) {
         for sig in self.signals.drain() {
             match sig {
                 libc::SIGTERM | libc::SIGINT => {
                     if !self.stopping {
                         log::info!("daemon stopping signal={sig}");
-                        self.begin_stop();
+                        self.begin_stop(now);
                     }
                 }
                 libc::SIGHUP => self.reload(),
                 libc::SIGUSR1 => {
-                    let n = self.sched.release_unheld(unix_now());
+                    let n = self.sched.release_unheld(self.unix);
                     log::info!("sched flush-all threads={n}");
                 }
                 _ => log::debug!("daemon signal={sig} ignored"),
@@ -32,18 +32,17 @@ impl Daemon {
 
     /// SIGTERM: stop accepting, close idle sessions with 421, let messages being
     /// received and deliveries in flight finish within [`STOP_GRACE`].
-    pub(super) fn begin_stop(&mut self) {
+    pub(super) fn begin_stop(&mut self, now: Instant) {
         self.stopping = true;
-        self.stop_at = Some(Instant::now() + STOP_GRACE);
+        self.stop_at = Some(now + STOP_GRACE);
         for (_, l) in self.listeners.iter_mut().flatten() {
             let _ = self.poll.registry().deregister(l);
         }
         let host = self.config.main.hostname.clone();
-        let now = Instant::now();
-        for slot in 0..self.conns.len() {
-            if let Some(c) = self.conns[slot].as_mut() {
+        for id in self.server_links() {
+            if let Some(c) = self.links.get_mut(id).and_then(|l| l.role.server()) {
                 c.session.drain(&host);
-                self.service(slot, now);
+                self.service(id, now);
             }
         }
     }
@@ -94,11 +93,12 @@ impl Daemon {
     /// Whether nothing is in flight any more (stopping may finish).
     pub(super) fn drained(&self) -> bool {
         self.outbound.is_idle()
-            && self
-                .conns
-                .iter()
-                .flatten()
-                .all(|c| c.incoming.is_none() && !c.session.busy())
+            && self.links.slab.ids().into_iter().all(|id| {
+                match self.links.slab.get(id).map(|l| &l.role) {
+                    Some(super::link::Role::Server(c)) => c.incoming.is_none() && !c.session.busy(),
+                    _ => true,
+                }
+            })
     }
 
     pub(super) fn reload(&mut self) {

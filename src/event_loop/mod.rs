@@ -1,6 +1,7 @@
 //! The one event loop: it owns the poller, the listeners, every connection, the
 //! timers, the signal pipe and the spool, and routes what the sans-IO sessions ask
-//! for. It is the only caller of accept/read/write and of `Instant::now()`.
+//! for. It is the only caller of accept/read/write and reads the clock once per
+//! turn (`tick`).
 //!
 //! One turn, in qmail-send's prepare-then-do shape:
 //! 1. wait for readiness until the earliest session deadline;
@@ -13,12 +14,13 @@
 //!    written after the message is durable;
 //! 5. run due timers; write pending output; close finished connections.
 
-mod conn;
 pub mod control;
 pub mod dns_io;
 mod etrn;
+mod inbound;
 mod inject;
 mod lifecycle;
+pub mod link;
 mod outbound;
 mod pickup;
 mod timers;
@@ -33,19 +35,16 @@ use mio::net::TcpListener;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::config::{cidr, Config};
+use crate::config::Config;
 use crate::dns::Dns;
 use crate::sched::Scheduler;
 use crate::smtp::etrn::EtrnTarget;
-use crate::smtp::reply::Reply;
-use crate::smtp::server::{Context, Event, ServerSession};
-use crate::smtp::trace::{self, TraceInfo};
+use crate::smtp::server::Context;
 use crate::spool::Envelope;
 use crate::spool::{Incoming, Spool};
-use conn::{Conn, ReadResult};
 use dns_io::DnsIo;
+use link::{ConnId, Links, Role};
 use outbound::Outbound;
-use timers::Timers;
 
 const SIGNAL: Token = Token(0);
 const NOTIFY: Token = Token(1023);
@@ -53,7 +52,6 @@ const CONTROL: Token = Token(1022);
 const LISTENER_BASE: usize = 1;
 /// Extra zero-wait polls served before a commit (see `run`).
 const EXTRA_PASSES: usize = 4;
-const CONN_BASE: usize = 1024;
 /// How long in-flight work may take after SIGTERM.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How often the spool's free space is checked (reference/bad-input.md G15).
@@ -84,18 +82,17 @@ pub struct Daemon {
     /// Listeners by token offset, with the LISTEN entry each came from; a slot is
     /// emptied when a reload removes its address (tokens stay stable).
     listeners: Vec<Option<(SocketAddr, TcpListener)>>,
-    conns: Vec<Option<Conn>>,
-    free: Vec<usize>,
-    freed_this_turn: Vec<usize>,
+    /// Every connection: accepted clients, deliveries, DNS over TCP.
+    links: Links,
     per_ip: HashMap<IpAddr, usize>,
+    /// Accepted clients connected now.
     live: usize,
-    timers: Timers,
     spool: Spool,
     config: Config,
     config_path: PathBuf,
     signals: crate::sys::SignalPipe,
     next_session: u32,
-    batch: Vec<(usize, Incoming, Box<Envelope>)>,
+    batch: Vec<(ConnId, Incoming, Box<Envelope>)>,
     disk_low: bool,
     disk_checked: Option<Instant>,
     buf: Vec<u8>,
@@ -118,8 +115,8 @@ pub struct Daemon {
     /// answered in rounds leave in one write (separate small writes would wait for
     /// the client's delayed ACK behind Nagle, 40 ms each on Linux).
     hold_output: bool,
-    /// ETRN requests of this turn: (connection slot, target).
-    etrns: Vec<(usize, EtrnTarget)>,
+    /// ETRN requests of this turn: (link, target).
+    etrns: Vec<(ConnId, EtrnTarget)>,
     /// Recent ETRNs per client address, for the rate limit.
     etrn_times: HashMap<IpAddr, std::collections::VecDeque<Instant>>,
     /// The wake-up socket of `etrnd sendmail`.
@@ -128,9 +125,12 @@ pub struct Daemon {
     control: Option<mio::net::UnixDatagram>,
     /// When the drop folder is scanned next in any case.
     next_pickup: Instant,
+    /// Wall-clock seconds of this turn's clock reading (see `tick`).
+    unix: u64,
 }
 
-/// The per-call context sessions need: the configuration, the disk state and the time.
+/// The per-call context sessions need: the configuration, the disk state and the
+/// wall-clock time (Received: headers).
 fn context(config: &Config, disk_low: bool) -> Context<'_> {
     Context {
         config,
@@ -195,12 +195,9 @@ impl Daemon {
         let mut d = Daemon {
             poll,
             listeners: configured.into_iter().zip(listeners).map(Some).collect(),
-            conns: Vec::new(),
-            free: Vec::new(),
-            freed_this_turn: Vec::new(),
+            links: Links::default(),
             per_ip: HashMap::new(),
             live: 0,
-            timers: Timers::default(),
             spool,
             config,
             config_path,
@@ -226,6 +223,7 @@ impl Daemon {
             notify: None,
             control: None,
             next_pickup: Instant::now(),
+            unix,
         };
         d.notify = d.bind_notify();
         d.control = d.bind_control();
@@ -240,43 +238,52 @@ impl Daemon {
         Ok(d)
     }
 
+    /// Reads the clock: the one reading of a loop turn. `now` drives every session,
+    /// link and delivery; `self.unix`, the wall-clock seconds of the same moment,
+    /// goes to the scheduler and the spool (whose times are stored).
+    fn tick(&mut self) -> Instant {
+        let now = Instant::now();
+        self.unix = unix_now();
+        now
+    }
+
     /// Runs until SIGTERM or SIGINT.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        let mut now = self.tick();
         loop {
             if let Some(at) = self.stop_at {
-                if Instant::now() >= at || self.drained() {
+                if now >= at || self.drained() {
                     break;
                 }
             }
             let sched_at = self
                 .sched
                 .poll_timeout()
-                .map(|t| Instant::now() + Duration::from_secs(t.saturating_sub(unix_now())));
+                .map(|t| now + Duration::from_secs(t.saturating_sub(self.unix)));
             let next = [
                 self.stop_at,
                 Some(self.next_pickup),
-                self.timers.next(),
+                self.links.timers.next(),
                 self.dns.poll_timeout(),
-                self.outbound.next_deadline(),
                 sched_at,
             ]
             .into_iter()
             .flatten()
             .min();
-            let timeout = next.map(|t| t.saturating_duration_since(Instant::now()));
+            let timeout = next.map(|t| t.saturating_duration_since(now));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(e);
             }
-            let now = Instant::now();
+            now = self.tick();
             self.check_disk(now);
             let mut touched = Vec::new();
             self.dispatch(&events, now, &mut touched);
-            for slot in touched.drain(..) {
-                self.service(slot, now);
+            for id in touched.drain(..) {
+                self.service(id, now);
             }
             // Messages wait for the commit, which blocks the loop. Commands that
             // arrived meanwhile are served first (a few passes at most), so the
@@ -289,17 +296,25 @@ impl Daemon {
                     break;
                 }
                 self.dispatch(&events, now, &mut touched);
-                for slot in touched.drain(..) {
-                    self.service(slot, now);
+                for id in touched.drain(..) {
+                    self.service(id, now);
                 }
             }
             self.commit(now);
             self.answer_etrns(now);
-            for slot in self.timers.due(now) {
-                if let Some(Some(c)) = self.conns.get_mut(slot) {
-                    let ctx = context(&self.config, self.disk_low);
-                    c.session.handle_timeout(now, &ctx);
-                    self.service(slot, now);
+            for id in self.links.due(now) {
+                let role = self.links.get_mut(id).map(|l| match l.role {
+                    Role::Server(_) => 0,
+                    Role::Client(_) => 1,
+                    Role::Dns(_) => 2,
+                });
+                match role {
+                    Some(0) => self.server_timeout(id, now),
+                    Some(1) => self.out_timeout(id, now),
+                    Some(_) => self
+                        .dns_io
+                        .close_tcp(id, &mut self.links, self.poll.registry()),
+                    None => {}
                 }
             }
             self.commit(now);
@@ -309,12 +324,12 @@ impl Daemon {
             }
             self.dns.handle_timeout(now);
             self.lookups_done(now);
-            self.out_timeouts(now);
-            self.sched.handle_timeout(unix_now());
+            self.sched.handle_timeout(self.unix);
             self.apply_sched(now);
             self.start_jobs(now);
-            self.dns_io.flush(&mut self.dns, self.poll.registry(), now);
-            self.free.append(&mut self.freed_this_turn);
+            self.lookups_done(now);
+            self.dns_io
+                .flush(&mut self.dns, &mut self.links, self.poll.registry(), now);
         }
         self.shutdown();
         Ok(())
@@ -326,26 +341,37 @@ impl Daemon {
         self.helper = Some(helper);
     }
 
-    /// Hands each event to its owner; connections with input go to `touched`.
-    fn dispatch(&mut self, events: &Events, now: Instant, touched: &mut Vec<usize>) {
+    /// Hands each event to its owner; server links with input go to `touched`.
+    fn dispatch(&mut self, events: &Events, now: Instant, touched: &mut Vec<ConnId>) {
         for ev in events.iter() {
-            match ev.token() {
-                SIGNAL => self.handle_signals(),
+            let t = ev.token();
+            if let Some(id) = ConnId::from_token(t) {
+                let Some(link) = self.links.get_mut(id) else {
+                    continue; // a stale event for a link that is gone
+                };
+                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    link.readable = true;
+                }
+                match link.role {
+                    Role::Server(_) => touched.push(id),
+                    Role::Client(_) => self.out_event(id, now),
+                    Role::Dns(_) => self.dns_io.handle_tcp(
+                        id,
+                        &mut self.links,
+                        &mut self.dns,
+                        self.poll.registry(),
+                        now,
+                    ),
+                }
+                continue;
+            }
+            match t {
+                SIGNAL => self.handle_signals(now),
                 NOTIFY => self.drain_notify(now),
                 CONTROL => self.drain_control(now),
                 t if DnsIo::owns(t) => {
                     self.dns_io
                         .handle_event(t, &mut self.dns, self.poll.registry(), now)
-                }
-                t if Outbound::owns(t) => self.out_event(t, now),
-                Token(t) if t >= CONN_BASE => {
-                    let slot = t - CONN_BASE;
-                    if let Some(Some(c)) = self.conns.get_mut(slot) {
-                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            c.readable = true;
-                        }
-                        touched.push(slot);
-                    }
                 }
                 Token(t) => self.accept(t - LISTENER_BASE, now, touched),
             }
@@ -417,307 +443,9 @@ impl Daemon {
         self.disk_low = low;
     }
 
-    fn accept(&mut self, idx: usize, now: Instant, touched: &mut Vec<usize>) {
-        loop {
-            let Some(Some((_, listener))) = self.listeners.get(idx) else {
-                return;
-            };
-            let (mut stream, addr) = match listener.accept() {
-                Ok(x) => x,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
-                    // Out of descriptors: free the spare, take the client, tell it
-                    // 421 and let it go, then take the spare back (Postfix's trick),
-                    // so clients are refused cleanly instead of hanging.
-                    // (Linux reports EMFILE even with nobody waiting: then stop.)
-                    self.spare_fd = None;
-                    let taken = match self.listeners.get(idx) {
-                        Some(Some((_, l))) => l.accept().ok(),
-                        _ => None,
-                    };
-                    let got_one = taken.is_some();
-                    if let Some((mut s, addr)) = taken {
-                        let msg = Reply::closing(
-                            &self.config.main.hostname,
-                            "4.3.2 Error: too busy, try later",
-                        );
-                        let mut out = Vec::new();
-                        msg.write_to(&mut out);
-                        let _ = std::io::Write::write(&mut s, &out);
-                        log::warn!(
-                            "smtp refused address={addr} reason=\"out of file descriptors\""
-                        );
-                    }
-                    self.spare_fd = std::fs::File::open("/dev/null").ok();
-                    if !got_one {
-                        return;
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    log::error!("smtp accept-failed error=\"{e}\"");
-                    return;
-                }
-            };
-            let ip = cidr::canonical(addr.ip());
-            let max = self.config.main.max_connections;
-            if self.live >= max.saturating_add(REFUSAL_SLACK) {
-                continue; // dropped: a flood, not a client
-            }
-            let slot = self.free.pop().unwrap_or_else(|| {
-                self.conns.push(None);
-                self.conns.len() - 1
-            });
-            if let Err(e) = self.poll.registry().register(
-                &mut stream,
-                Token(CONN_BASE + slot),
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
-                log::error!("smtp register-failed error=\"{e}\"");
-                self.free.push(slot);
-                continue;
-            }
-            self.next_session = self.next_session.wrapping_add(1);
-            let sid = self.next_session;
-            let per_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
-            let host = &self.config.main.hostname;
-            let session = if self.live >= max {
-                ServerSession::refuse(sid, addr, host, "too many connections", now)
-            } else if per_ip >= self.config.main.max_connections_per_ip {
-                ServerSession::refuse(
-                    sid,
-                    addr,
-                    host,
-                    "too many connections from your address",
-                    now,
-                )
-            } else {
-                let ctx = context(&self.config, self.disk_low);
-                ServerSession::new(sid, SocketAddr::new(ip, addr.port()), &ctx, now)
-            };
-            *self.per_ip.entry(ip).or_insert(0) += 1;
-            self.live += 1;
-            self.conns[slot] = Some(Conn {
-                stream,
-                ip,
-                session,
-                incoming: None,
-                envelope: None,
-                spool_error: None,
-                readable: true,
-                dead: false,
-            });
-            touched.push(slot);
-        }
-    }
-
-    /// Reads what the session wants, routes its events, writes its output, and closes
-    /// or re-arms the connection.
-    fn service(&mut self, slot: usize, now: Instant) {
-        let Some(Some(c)) = self.conns.get_mut(slot) else {
-            return;
-        };
-        // Events are routed before the first read and after every read, so message
-        // octets go to the spool chunk by chunk.
-        loop {
-            Self::route_events(
-                &mut self.spool,
-                &mut self.batch,
-                &mut self.etrns,
-                &self.config,
-                slot,
-                c,
-            );
-            if !self.hold_output {
-                c.flush();
-            }
-            if !(c.readable && !c.dead && c.session.wants_read(now)) {
-                break;
-            }
-            match c.read(&mut self.buf) {
-                ReadResult::Data(n) => {
-                    let ctx = context(&self.config, self.disk_low);
-                    c.session.handle_input(&self.buf[..n], now, &ctx);
-                }
-                ReadResult::WouldBlock => c.readable = false,
-                ReadResult::Closed => {
-                    c.dead = true;
-                    c.session.handle_eof();
-                }
-            }
-        }
-        let done = c.dead || (c.session.is_closing() && c.session.pending_output().is_empty());
-        let waiting = self.batch.iter().any(|(s, _, _)| *s == slot)
-            || self.etrns.iter().any(|(s, _)| *s == slot);
-        if done && c.incoming.is_none() && !waiting {
-            self.close(slot);
-        } else {
-            self.timers.set(slot, c.session.poll_timeout());
-        }
-    }
-
-    /// Carries out what a session asked of the spool.
-    fn route_events(
-        spool: &mut Spool,
-        batch: &mut Vec<(usize, Incoming, Box<Envelope>)>,
-        etrns: &mut Vec<(usize, EtrnTarget)>,
-        config: &Config,
-        slot: usize,
-        c: &mut Conn,
-    ) {
-        while let Some(ev) = c.session.poll_event() {
-            match ev {
-                Event::Etrn(t) => etrns.push((slot, t)),
-                Event::MessageStart(env) => match spool.begin(&env) {
-                    Ok(mut inc) => {
-                        let id = inc.id.to_string();
-                        let single = match env.recipients.as_slice() {
-                            [one] => Some(one.address.to_string()),
-                            _ => None,
-                        };
-                        let header = trace::received(&TraceInfo {
-                            helo: &env.helo,
-                            client: c.ip,
-                            hostname: &config.main.hostname,
-                            protocol: &env.protocol,
-                            id: &id,
-                            single_rcpt: single,
-                            unix_time: env.arrival,
-                        });
-                        inc.write(header.as_bytes());
-                        log::info!(
-                            "{} smtp receiving session={:08x} from={} nrcpt={}",
-                            id,
-                            c.session.id(),
-                            crate::logging::sanitize(crate::smtp::fmt_path(&env.sender).as_bytes()),
-                            env.recipients.len()
-                        );
-                        c.incoming = Some(inc);
-                        c.envelope = Some(env);
-                    }
-                    Err(e) => {
-                        log::error!("spool begin-failed error=\"{e}\"");
-                        c.spool_error = Some(e);
-                    }
-                },
-                Event::MessageData(d) => {
-                    if let Some(inc) = c.incoming.as_mut() {
-                        inc.write(&d);
-                    }
-                }
-                Event::MessageAbort => {
-                    c.spool_error = None;
-                    c.envelope = None;
-                    if let Some(inc) = c.incoming.take() {
-                        spool.abort(inc);
-                    }
-                }
-                Event::MessageEnd => match (c.incoming.take(), c.envelope.take()) {
-                    (Some(inc), Some(env)) => batch.push((slot, inc, env)),
-                    _ => {
-                        // The spool could not even start this message.
-                        let now = Instant::now();
-                        let e = c
-                            .spool_error
-                            .take()
-                            .unwrap_or_else(|| crate::spool::SpoolError {
-                                op: "begin",
-                                path: spool.root().to_path_buf(),
-                                err: io::Error::other("no queue file"),
-                            });
-                        let ctx = context(config, false);
-                        c.session.handle_commit(Err(&e), now, &ctx);
-                    }
-                },
-            }
-        }
-    }
-
-    /// Commits the messages that ended in this turn, then answers their sessions.
-    fn commit(&mut self, now: Instant) {
-        while !self.batch.is_empty() {
-            let batch = std::mem::take(&mut self.batch);
-            let slots: Vec<usize> = batch.iter().map(|(s, _, _)| *s).collect();
-            let sizes: Vec<u64> = batch.iter().map(|(_, i, _)| i.len()).collect();
-            let mut envs = Vec::with_capacity(batch.len());
-            let mut incs = Vec::with_capacity(batch.len());
-            for (_, i, e) in batch {
-                incs.push(i);
-                envs.push(e);
-            }
-            let results = self.spool.commit(incs);
-            for (((slot, result), size), env) in slots.into_iter().zip(results).zip(sizes).zip(envs)
-            {
-                if let Ok(id) = &result {
-                    self.sched.add_message(*id, &env, &[], unix_now());
-                }
-                let Some(Some(c)) = self.conns.get_mut(slot) else {
-                    continue;
-                };
-                match &result {
-                    Ok(id) => log::info!(
-                        "{} smtp queued session={:08x} client={} size={}",
-                        id,
-                        c.session.id(),
-                        c.ip,
-                        size
-                    ),
-                    Err(e) => log::error!(
-                        "smtp queue-failed session={:08x} error=\"{}\"",
-                        c.session.id(),
-                        e
-                    ),
-                }
-                let ctx = context(&self.config, self.disk_low);
-                c.session.handle_commit(result.as_ref().copied(), now, &ctx);
-                self.service(slot, now);
-            }
-        }
-    }
-
-    fn close(&mut self, slot: usize) {
-        let Some(mut c) = self.conns.get_mut(slot).and_then(Option::take) else {
-            return;
-        };
-        if let Some(inc) = c.incoming.take() {
-            self.spool.abort(inc);
-        }
-        let _ = self.poll.registry().deregister(&mut c.stream);
-        if let Some(n) = self.per_ip.get_mut(&c.ip) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_ip.remove(&c.ip);
-            }
-        }
-        self.live -= 1;
-        self.timers.set(slot, None);
-        log::info!(
-            "{:08x} smtp disconnect address={} messages={}",
-            c.session.id(),
-            c.session.client(),
-            c.session.accepted
-        );
-        self.freed_this_turn.push(slot);
-    }
-
     fn shutdown(&mut self) {
         self.abandon_deliveries();
-        let host = self.config.main.hostname.clone();
-        for slot in 0..self.conns.len() {
-            if let Some(c) = self.conns[slot].as_mut() {
-                c.session.shutdown(&host);
-                while let Some(ev) = c.session.poll_event() {
-                    if let Event::MessageAbort = ev {
-                        if let Some(inc) = c.incoming.take() {
-                            self.spool.abort(inc);
-                        }
-                    }
-                }
-                c.flush();
-                self.close(slot);
-            }
-        }
+        self.close_servers();
         log::info!("daemon stopped");
     }
 }

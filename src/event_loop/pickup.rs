@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{unix_now, Daemon};
+use super::Daemon;
 use crate::logging::sanitize;
 use crate::spool::drop::{self, Drop};
 
@@ -124,7 +124,7 @@ impl Daemon {
         let mut out = format!(
             "Received: by {} (etrnd pickup, from userid {who} uid {uid}); {}\r\n",
             self.config.main.hostname,
-            crate::smtp::trace::rfc5322_date(unix_now())
+            crate::smtp::trace::rfc5322_date(self.unix)
         )
         .into_bytes();
         out.extend_from_slice(data);
@@ -147,7 +147,7 @@ impl Daemon {
             return;
         };
         let env = crate::spool::Envelope {
-            arrival: unix_now(),
+            arrival: self.unix,
             client: "-".into(),
             helo: self.config.main.hostname.clone(),
             protocol: "LOCAL".into(),
@@ -171,7 +171,7 @@ impl Daemon {
             &sender,
             &d.data,
             &failures,
-            unix_now(),
+            self.unix,
         );
         let _ = self.queue_local(None, std::slice::from_ref(&sender), &dsn, "LOCAL");
     }

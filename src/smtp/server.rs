@@ -695,4 +695,4 @@ mod txn;
 
 #[cfg(test)]
 #[path = "server_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -7,7 +7,7 @@ use crate::route::{RouteTrie, Router};
 use crate::smtp::Domain;
 use std::path::Path;
 
-fn config(trusted: bool) -> Config {
+pub(crate) fn config(trusted: bool) -> Config {
     let mut main = MainConf::defaults(Path::new("/nonexistent/etrnd.conf"));
     main.hostname = "mx.ours.example".into();
     main.greet_pause = Duration::from_secs(1);

@@ -1,0 +1,341 @@
+//! Accepted SMTP clients: accepting (with the limits and the out-of-descriptors
+//! refusal), serving a server link (read what the session wants, route its events,
+//! write its output), committing the messages of a turn as one batch, and closing.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::link::{ConnId, Inbound, ReadResult, Role};
+use super::{context, Daemon, REFUSAL_SLACK};
+use crate::config::{cidr, Config};
+use crate::smtp::etrn::EtrnTarget;
+use crate::smtp::reply::Reply;
+use crate::smtp::server::{Event, ServerSession};
+use crate::smtp::trace::{self, TraceInfo};
+use crate::spool::{Envelope, Incoming, Spool};
+
+impl Daemon {
+    pub(super) fn accept(&mut self, idx: usize, now: Instant, touched: &mut Vec<ConnId>) {
+        loop {
+            let Some(Some((_, listener))) = self.listeners.get(idx) else {
+                return;
+            };
+            let (stream, addr) = match listener.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
+                    if self.refuse_out_of_fds(idx) {
+                        continue;
+                    }
+                    return;
+                }
+                Err(e) => {
+                    log::error!("smtp accept-failed error=\"{e}\"");
+                    return;
+                }
+            };
+            let ip = cidr::canonical(addr.ip());
+            let max = self.config.main.max_connections;
+            if self.live >= max.saturating_add(REFUSAL_SLACK) {
+                continue; // dropped: a flood, not a client
+            }
+            self.next_session = self.next_session.wrapping_add(1);
+            let sid = self.next_session;
+            let per_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
+            let host = &self.config.main.hostname;
+            let session = if self.live >= max {
+                ServerSession::refuse(sid, addr, host, "too many connections", now)
+            } else if per_ip >= self.config.main.max_connections_per_ip {
+                ServerSession::refuse(
+                    sid,
+                    addr,
+                    host,
+                    "too many connections from your address",
+                    now,
+                )
+            } else {
+                let ctx = context(&self.config, self.disk_low);
+                ServerSession::new(sid, SocketAddr::new(ip, addr.port()), &ctx, now)
+            };
+            let role = Role::Server(Box::new(Inbound {
+                ip,
+                session,
+                incoming: None,
+                envelope: None,
+                spool_error: None,
+            }));
+            match self.links.add(stream, role, self.poll.registry()) {
+                Ok(id) => {
+                    *self.per_ip.entry(ip).or_insert(0) += 1;
+                    self.live += 1;
+                    touched.push(id);
+                }
+                Err(e) => log::error!("smtp register-failed error=\"{e}\""),
+            }
+        }
+    }
+
+    /// Out of descriptors: free the spare, take the client, tell it 421 and let it
+    /// go, then take the spare back (Postfix's trick), so clients are refused cleanly
+    /// instead of hanging. Returns whether a client was taken (Linux reports EMFILE
+    /// even with nobody waiting: then the accept loop stops).
+    fn refuse_out_of_fds(&mut self, idx: usize) -> bool {
+        self.spare_fd = None;
+        let taken = match self.listeners.get(idx) {
+            Some(Some((_, l))) => l.accept().ok(),
+            _ => None,
+        };
+        let got_one = taken.is_some();
+        if let Some((mut s, addr)) = taken {
+            let msg = Reply::closing(
+                &self.config.main.hostname,
+                "4.3.2 Error: too busy, try later",
+            );
+            let mut out = Vec::new();
+            msg.write_to(&mut out);
+            let _ = std::io::Write::write(&mut s, &out);
+            log::warn!("smtp refused address={addr} reason=\"out of file descriptors\"");
+        }
+        self.spare_fd = std::fs::File::open("/dev/null").ok();
+        got_one
+    }
+
+    /// Reads what the session wants, routes its events, writes its output, and
+    /// closes or re-arms the link.
+    pub(super) fn service(&mut self, id: ConnId, now: Instant) {
+        let Some(link) = self.links.slab.get_mut(id) else {
+            return;
+        };
+        // Events are routed before the first read and after every read, so message
+        // octets go to the spool chunk by chunk.
+        loop {
+            let Some(c) = link.role.server() else { return };
+            route_events(
+                &mut self.spool,
+                &mut self.batch,
+                &mut self.etrns,
+                &self.config,
+                id,
+                c,
+                now,
+            );
+            if !self.hold_output {
+                link.flush();
+            }
+            if !(link.readable && !link.dead && link.role.wants_read(now)) {
+                break;
+            }
+            let r = link.read(&mut self.buf);
+            let Some(c) = link.role.server() else { return };
+            match r {
+                ReadResult::Data(n) => {
+                    let ctx = context(&self.config, self.disk_low);
+                    c.session.handle_input(&self.buf[..n], now, &ctx);
+                }
+                ReadResult::WouldBlock => {}
+                ReadResult::Closed => c.session.handle_eof(),
+            }
+        }
+        let dead = link.dead;
+        let Some(c) = link.role.server() else { return };
+        let done = dead || (c.session.is_closing() && c.session.pending_output().is_empty());
+        let waiting =
+            self.batch.iter().any(|(s, _, _)| *s == id) || self.etrns.iter().any(|(s, _)| *s == id);
+        if done && c.incoming.is_none() && !waiting {
+            self.close(id);
+        } else {
+            let t = c.session.poll_timeout();
+            self.links.set_timer(id, t);
+        }
+    }
+
+    /// Commits the messages that ended in this turn, then answers their sessions.
+    pub(super) fn commit(&mut self, now: Instant) {
+        while !self.batch.is_empty() {
+            let batch = std::mem::take(&mut self.batch);
+            let ids: Vec<ConnId> = batch.iter().map(|(s, _, _)| *s).collect();
+            let sizes: Vec<u64> = batch.iter().map(|(_, i, _)| i.len()).collect();
+            let mut envs = Vec::with_capacity(batch.len());
+            let mut incs = Vec::with_capacity(batch.len());
+            for (_, i, e) in batch {
+                incs.push(i);
+                envs.push(e);
+            }
+            let results = self.spool.commit(incs);
+            for (((id, result), size), env) in ids.into_iter().zip(results).zip(sizes).zip(envs) {
+                if let Ok(mid) = &result {
+                    self.sched.add_message(*mid, &env, &[], self.unix);
+                }
+                let Some(c) = self.links.get_mut(id).and_then(|l| l.role.server()) else {
+                    continue;
+                };
+                match &result {
+                    Ok(mid) => log::info!(
+                        "{} smtp queued session={:08x} client={} size={}",
+                        mid,
+                        c.session.id(),
+                        c.ip,
+                        size
+                    ),
+                    Err(e) => log::error!(
+                        "smtp queue-failed session={:08x} error=\"{}\"",
+                        c.session.id(),
+                        e
+                    ),
+                }
+                let ctx = context(&self.config, self.disk_low);
+                c.session.handle_commit(result.as_ref().copied(), now, &ctx);
+                self.service(id, now);
+            }
+        }
+    }
+
+    /// Closes a server link.
+    pub(super) fn close(&mut self, id: ConnId) {
+        let Some(mut link) = self.links.close(id, self.poll.registry()) else {
+            return;
+        };
+        let Some(c) = link.role.server() else { return };
+        if let Some(inc) = c.incoming.take() {
+            self.spool.abort(inc);
+        }
+        if let Some(n) = self.per_ip.get_mut(&c.ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&c.ip);
+            }
+        }
+        self.live -= 1;
+        log::info!(
+            "{:08x} smtp disconnect address={} messages={}",
+            c.session.id(),
+            c.session.client(),
+            c.session.accepted
+        );
+    }
+
+    /// Every server link (draining and stopping walk them).
+    pub(super) fn server_links(&self) -> Vec<ConnId> {
+        self.links
+            .slab
+            .ids()
+            .into_iter()
+            .filter(|id| {
+                self.links
+                    .slab
+                    .get(*id)
+                    .is_some_and(|l| matches!(l.role, Role::Server(_)))
+            })
+            .collect()
+    }
+
+    /// A server link's deadline came.
+    pub(super) fn server_timeout(&mut self, id: ConnId, now: Instant) {
+        if let Some(c) = self.links.get_mut(id).and_then(|l| l.role.server()) {
+            let ctx = context(&self.config, self.disk_low);
+            c.session.handle_timeout(now, &ctx);
+            self.service(id, now);
+        }
+    }
+
+    /// Ends every server session (shutdown).
+    pub(super) fn close_servers(&mut self) {
+        let host = self.config.main.hostname.clone();
+        for id in self.server_links() {
+            let Some(link) = self.links.get_mut(id) else {
+                continue;
+            };
+            if let Some(c) = link.role.server() {
+                c.session.shutdown(&host);
+                while let Some(ev) = c.session.poll_event() {
+                    if let Event::MessageAbort = ev {
+                        if let Some(inc) = c.incoming.take() {
+                            self.spool.abort(inc);
+                        }
+                    }
+                }
+            }
+            link.flush();
+            self.close(id);
+        }
+    }
+}
+
+/// Carries out what a session asked of the spool.
+fn route_events(
+    spool: &mut Spool,
+    batch: &mut Vec<(ConnId, Incoming, Box<Envelope>)>,
+    etrns: &mut Vec<(ConnId, EtrnTarget)>,
+    config: &Config,
+    id: ConnId,
+    c: &mut Inbound,
+    now: Instant,
+) {
+    while let Some(ev) = c.session.poll_event() {
+        match ev {
+            Event::Etrn(t) => etrns.push((id, t)),
+            Event::MessageStart(env) => match spool.begin(&env) {
+                Ok(mut inc) => {
+                    let mid = inc.id.to_string();
+                    let single = match env.recipients.as_slice() {
+                        [one] => Some(one.address.to_string()),
+                        _ => None,
+                    };
+                    let header = trace::received(&TraceInfo {
+                        helo: &env.helo,
+                        client: c.ip,
+                        hostname: &config.main.hostname,
+                        protocol: &env.protocol,
+                        id: &mid,
+                        single_rcpt: single,
+                        unix_time: env.arrival,
+                    });
+                    inc.write(header.as_bytes());
+                    log::info!(
+                        "{} smtp receiving session={:08x} from={} nrcpt={}",
+                        mid,
+                        c.session.id(),
+                        crate::logging::sanitize(crate::smtp::fmt_path(&env.sender).as_bytes()),
+                        env.recipients.len()
+                    );
+                    c.incoming = Some(inc);
+                    c.envelope = Some(env);
+                }
+                Err(e) => {
+                    log::error!("spool begin-failed error=\"{e}\"");
+                    c.spool_error = Some(e);
+                }
+            },
+            Event::MessageData(d) => {
+                if let Some(inc) = c.incoming.as_mut() {
+                    inc.write(&d);
+                }
+            }
+            Event::MessageAbort => {
+                c.spool_error = None;
+                c.envelope = None;
+                if let Some(inc) = c.incoming.take() {
+                    spool.abort(inc);
+                }
+            }
+            Event::MessageEnd => match (c.incoming.take(), c.envelope.take()) {
+                (Some(inc), Some(env)) => batch.push((id, inc, env)),
+                _ => {
+                    // The spool could not even start this message.
+                    let e = c
+                        .spool_error
+                        .take()
+                        .unwrap_or_else(|| crate::spool::SpoolError {
+                            op: "begin",
+                            path: spool.root().to_path_buf(),
+                            err: io::Error::other("no queue file"),
+                        });
+                    let ctx = context(config, false);
+                    c.session.handle_commit(Err(&e), now, &ctx);
+                }
+            },
+        }
+    }
+}

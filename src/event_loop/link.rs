@@ -1,0 +1,432 @@
+//! The connection layer: every TCP connection of the daemon — accepted SMTP clients,
+//! outbound SMTP deliveries, DNS over TCP — is a [`Link`] in one [`Slab`], named by a
+//! generation-counted [`ConnId`], with a byte transport and a [`Role`]. One read path
+//! and one flush path serve every role; the sessions keep their own bounded output
+//! ([`crate::buf::OutBuf`]) and say through `wants_read` when they take no more input
+//! (back-pressure). A link can change its role in place (a server session becomes a
+//! client session on the same bytes: ATRN's turn-around).
+//!
+//! The transport is any `Read + Write` stream: a plain socket now; TLS (rustls driven
+//! by `read_tls`/`write_tls`/`process_new_packets`) wraps the same stream later
+//! without the sessions noticing; tests use an in-memory pipe.
+//!
+//! A `ConnId` is a slot and the slot's generation at insertion: when a slot is freed
+//! and reused, the old id stops matching, so a stale event or timer can never reach
+//! the new occupant (quinn-proto's connection handles, OpenSMTPD's `ioev`).
+
+use std::io::{self, Read, Write};
+use std::net::IpAddr;
+use std::time::Instant;
+
+use mio::Token;
+
+use crate::buf::OutBuf;
+use crate::sched::JobId;
+use crate::smtp::client::ClientSession;
+use crate::smtp::server::ServerSession;
+use crate::spool::{Envelope, Incoming, SpoolError};
+
+/// First token of links; tokens below are the loop's own (signals, listeners, DNS).
+pub const LINK_BASE: usize = 1 << 31;
+const SLOT_BITS: u32 = 16;
+const GEN_BITS: u32 = 15;
+/// Most links at once (the slot field of a token).
+pub const MAX_LINKS: usize = 1 << SLOT_BITS;
+
+/// A link's name: slot and generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    slot: u32,
+    gen: u32,
+}
+
+impl ConnId {
+    /// The slot (index into per-slot tables such as the timers).
+    pub fn slot(self) -> usize {
+        self.slot as usize
+    }
+
+    /// The poll token of this link.
+    pub fn token(self) -> Token {
+        Token(LINK_BASE | (self.gen as usize) << SLOT_BITS | self.slot as usize)
+    }
+
+    /// The link a token names, if it is a link token.
+    pub fn from_token(t: Token) -> Option<ConnId> {
+        if t.0 & LINK_BASE == 0 {
+            return None;
+        }
+        let v = t.0 & !LINK_BASE;
+        Some(ConnId {
+            slot: (v & (MAX_LINKS - 1)) as u32,
+            gen: (v >> SLOT_BITS) as u32 & ((1 << GEN_BITS) - 1),
+        })
+    }
+}
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.slot, self.gen)
+    }
+}
+
+/// Slots with generations.
+#[derive(Debug)]
+pub struct Slab<T> {
+    entries: Vec<(u32, Option<T>)>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Slab {
+            entries: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Slab<T> {
+    /// The id the next [`Slab::insert`] will return.
+    pub fn next_id(&self) -> Option<ConnId> {
+        match self.free.last() {
+            Some(&slot) => Some(ConnId {
+                slot,
+                gen: self.entries[slot as usize].0,
+            }),
+            None if self.entries.len() < MAX_LINKS => Some(ConnId {
+                slot: self.entries.len() as u32,
+                gen: 0,
+            }),
+            None => None,
+        }
+    }
+
+    /// Stores `value`; `None` when every slot is taken.
+    pub fn insert(&mut self, value: T) -> Option<ConnId> {
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None if self.entries.len() < MAX_LINKS => {
+                self.entries.push((0, None));
+                (self.entries.len() - 1) as u32
+            }
+            None => return None,
+        };
+        let e = &mut self.entries[slot as usize];
+        e.1 = Some(value);
+        self.len += 1;
+        Some(ConnId { slot, gen: e.0 })
+    }
+
+    /// The value `id` names, if it is still there.
+    pub fn get(&self, id: ConnId) -> Option<&T> {
+        match self.entries.get(id.slot as usize) {
+            Some((gen, Some(v))) if *gen == id.gen => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The value `id` names, if it is still there.
+    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut T> {
+        match self.entries.get_mut(id.slot as usize) {
+            Some((gen, Some(v))) if *gen == id.gen => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Takes the value out; the slot's generation moves on.
+    pub fn remove(&mut self, id: ConnId) -> Option<T> {
+        let e = self.entries.get_mut(id.slot as usize)?;
+        if e.0 != id.gen || e.1.is_none() {
+            return None;
+        }
+        let v = e.1.take();
+        e.0 = (e.0 + 1) & ((1 << GEN_BITS) - 1);
+        self.free.push(id.slot);
+        self.len -= 1;
+        v
+    }
+
+    /// The id of the link in `slot`, if any (timers are kept by slot).
+    pub fn id_at(&self, slot: usize) -> Option<ConnId> {
+        match self.entries.get(slot) {
+            Some((gen, Some(_))) => Some(ConnId {
+                slot: slot as u32,
+                gen: *gen,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Every id in use.
+    pub fn ids(&self) -> Vec<ConnId> {
+        (0..self.entries.len())
+            .filter_map(|s| self.id_at(s))
+            .collect()
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// An accepted SMTP client: its session and the message it is writing to the spool.
+pub struct Inbound {
+    /// The client's address (canonical, for per-address limits).
+    pub ip: IpAddr,
+    /// The SMTP session.
+    pub session: ServerSession,
+    /// The message being written, if any.
+    pub incoming: Option<Incoming>,
+    /// Its envelope, for the scheduler once it is committed.
+    pub envelope: Option<Box<Envelope>>,
+    /// Why the spool could not start the message, reported at its end.
+    pub spool_error: Option<SpoolError>,
+}
+
+/// An outbound delivery's connection.
+pub struct Outbound {
+    /// The job it serves.
+    pub job: JobId,
+    /// `host[ip]:port`.
+    pub relay: String,
+    /// The session, once connected.
+    pub session: Option<ClientSession>,
+    /// When connecting gives up.
+    pub connect_deadline: Instant,
+}
+
+/// One DNS exchange over TCP.
+pub struct DnsTcp {
+    /// The server.
+    pub server: std::net::SocketAddr,
+    /// The length-prefixed request still to write.
+    pub out: OutBuf,
+    /// The answer so far.
+    pub inbuf: Vec<u8>,
+    /// When the exchange started.
+    pub started: Instant,
+}
+
+/// What a link carries.
+pub enum Role {
+    /// A server session (an accepted client).
+    Server(Box<Inbound>),
+    /// A client session (a delivery; after ATRN, the hub's side too).
+    Client(Box<Outbound>),
+    /// A DNS query over TCP.
+    Dns(Box<DnsTcp>),
+}
+
+impl Role {
+    /// The server session's side, if that is the role.
+    pub fn server(&mut self) -> Option<&mut Inbound> {
+        match self {
+            Role::Server(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The delivery's side, if that is the role.
+    pub fn client(&mut self) -> Option<&mut Outbound> {
+        match self {
+            Role::Client(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Whether the role takes input now (back-pressure).
+    pub fn wants_read(&self, now: Instant) -> bool {
+        match self {
+            Role::Server(s) => s.session.wants_read(now),
+            Role::Client(c) => c.session.as_ref().is_some_and(|s| !s.is_closed()),
+            Role::Dns(_) => true,
+        }
+    }
+
+    fn pending(&self) -> &[u8] {
+        match self {
+            Role::Server(s) => s.session.pending_output(),
+            Role::Client(c) => c.session.as_ref().map_or(&[], |s| s.pending_output()),
+            Role::Dns(d) => d.out.as_slice(),
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        match self {
+            Role::Server(s) => s.session.consume_output(n),
+            Role::Client(c) => {
+                if let Some(s) = c.session.as_mut() {
+                    s.consume_output(n)
+                }
+            }
+            Role::Dns(d) => d.out.consume(n),
+        }
+    }
+}
+
+/// What a read found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadResult {
+    /// Octets read into the buffer.
+    Data(usize),
+    /// Nothing more for now.
+    WouldBlock,
+    /// End of stream or an error.
+    Closed,
+}
+
+/// A connection: its transport, its role, and its readiness.
+pub struct Link<S> {
+    /// The byte transport.
+    pub stream: S,
+    /// What it carries.
+    pub role: Role,
+    /// The transport may have more to read (edge-triggered readiness not drained).
+    pub readable: bool,
+    /// The peer closed its side or the transport failed.
+    pub dead: bool,
+}
+
+impl<S: Read + Write> Link<S> {
+    /// A new link, assumed readable (an edge may have come before registration).
+    pub fn new(stream: S, role: Role) -> Link<S> {
+        Link {
+            stream,
+            role,
+            readable: true,
+            dead: false,
+        }
+    }
+
+    /// Reads once into `buf`. The one read path of every role.
+    pub fn read(&mut self, buf: &mut [u8]) -> ReadResult {
+        loop {
+            match self.stream.read(buf) {
+                Ok(0) => {
+                    self.dead = true;
+                    return ReadResult::Closed;
+                }
+                Ok(n) => return ReadResult::Data(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return ReadResult::WouldBlock;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.dead = true;
+                    return ReadResult::Closed;
+                }
+            }
+        }
+    }
+
+    /// Writes as much of the role's output as the transport takes. The one write
+    /// path of every role. Returns whether output is still pending.
+    pub fn flush(&mut self) -> bool {
+        loop {
+            let pending = self.role.pending();
+            if pending.is_empty() {
+                return false;
+            }
+            match self.stream.write(pending) {
+                Ok(0) => {
+                    self.dead = true;
+                    return true;
+                }
+                Ok(n) => self.role.consume(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return true,
+                Err(_) => {
+                    self.dead = true;
+                    return true;
+                }
+            }
+        }
+    }
+
+    /// Gives the link a new role on the same transport (ATRN's turn-around); the
+    /// old role is handed back.
+    pub fn set_role(&mut self, role: Role) -> Role {
+        std::mem::replace(&mut self.role, role)
+    }
+}
+
+/// The daemon's links over sockets, with one deadline per link.
+#[derive(Default)]
+pub struct Links {
+    /// The links.
+    pub slab: Slab<Link<mio::net::TcpStream>>,
+    /// Their deadlines, by slot.
+    pub timers: super::timers::Timers,
+}
+
+impl Links {
+    /// Adds a link and registers its socket for reading and writing.
+    pub fn add(
+        &mut self,
+        mut stream: mio::net::TcpStream,
+        role: Role,
+        registry: &mio::Registry,
+    ) -> io::Result<ConnId> {
+        // The poller hears of the link under the id the slab will give it.
+        let id = self
+            .slab
+            .next_id()
+            .ok_or_else(|| io::Error::other("too many connections"))?;
+        registry.register(
+            &mut stream,
+            id.token(),
+            mio::Interest::READABLE | mio::Interest::WRITABLE,
+        )?;
+        let got = self.slab.insert(Link::new(stream, role));
+        debug_assert_eq!(got, Some(id));
+        Ok(id)
+    }
+
+    /// The link `id`, if it is still there.
+    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Link<mio::net::TcpStream>> {
+        self.slab.get_mut(id)
+    }
+
+    /// Removes a link: deregisters its socket and clears its deadline.
+    pub fn close(
+        &mut self,
+        id: ConnId,
+        registry: &mio::Registry,
+    ) -> Option<Link<mio::net::TcpStream>> {
+        let mut link = self.slab.remove(id)?;
+        let _ = registry.deregister(&mut link.stream);
+        self.timers.set(id.slot(), None);
+        Some(link)
+    }
+
+    /// Sets (or clears) the deadline of `id`.
+    pub fn set_timer(&mut self, id: ConnId, at: Option<Instant>) {
+        if self.slab.get(id).is_some() {
+            self.timers.set(id.slot(), at);
+        }
+    }
+
+    /// The links whose deadline has come.
+    pub fn due(&mut self, now: Instant) -> Vec<ConnId> {
+        self.timers
+            .due(now)
+            .into_iter()
+            .filter_map(|slot| self.slab.id_at(slot))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+#[path = "link_tests.rs"]
+mod tests;

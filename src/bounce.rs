@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 
 use crate::smtp::trace::rfc5322_date;
-use crate::smtp::Mailbox;
 use crate::spool::{Envelope, MessageId};
+use crate::vocab::Mailbox;
 
 /// One failed recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use crate::config::scheduler::{SmtpOptions, Transport};
 use crate::dns::nexthop::Source;
 use crate::sched::{JobId, ThreadKey};
 use crate::smtp::client::{ClientSession, OutMessage};
-use crate::smtp::Mailbox;
+use crate::vocab::Mailbox;
 
 fn hop(n: u8) -> Hop {
     Hop {

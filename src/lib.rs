@@ -40,6 +40,7 @@ pub mod dns;
 pub mod etrn_client;
 pub mod event_loop;
 pub mod helper;
+pub mod lex;
 pub mod local;
 pub mod logging;
 pub mod mailq;
@@ -50,3 +51,4 @@ pub mod spool;
 pub mod submit;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod vocab;

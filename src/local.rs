@@ -28,7 +28,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::smtp::{fmt_path, ReversePath};
+use crate::vocab::{fmt_path, ReversePath};
 
 /// How long a dot lock may be held before it counts as stale.
 pub const STALE_LOCK: Duration = Duration::from_secs(300);
@@ -620,7 +620,7 @@ mod tests {
     }
 
     fn rendered(data: &[u8], mbox: bool) -> String {
-        let s = Some(crate::smtp::Mailbox::parse("a@b.example").unwrap());
+        let s = Some(crate::vocab::Mailbox::parse("a@b.example").unwrap());
         let body = Body::from_bytes(data).unwrap();
         let mut out = Vec::new();
         render(&msg(&s, &body), mbox, &mut out).unwrap();

@@ -4,29 +4,9 @@
 
 use std::io::Write;
 
-/// Longest peer string written to a log line.
-pub const MAX_LOGGED: usize = 200;
+pub use crate::vocab::MAX_LOGGED;
 
-/// Makes a peer string safe to log: control characters and non-ASCII become `?` (or
-/// `\xNN`), quotes are escaped, and the result is capped at [`MAX_LOGGED`] octets.
-pub fn sanitize(s: &[u8]) -> String {
-    let mut out = String::with_capacity(s.len().min(MAX_LOGGED));
-    for &b in s {
-        if out.len() >= MAX_LOGGED {
-            out.push_str("...");
-            break;
-        }
-        match b {
-            b'"' | b'\\' => {
-                out.push('\\');
-                out.push(b as char);
-            }
-            0x20..=0x7e => out.push(b as char),
-            _ => out.push_str(&format!("\\x{b:02x}")),
-        }
-    }
-    out
-}
+pub use crate::vocab::sanitize;
 
 /// The one `log` backend: records at or above `level` go to stderr or to syslog.
 struct Logger {
@@ -63,7 +43,7 @@ fn log_stderr(r: &log::Record<'_>) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let stamp = crate::smtp::trace::iso_date(now.as_secs());
+    let stamp = crate::vocab::date::iso_date(now.as_secs());
     let _ = writeln!(
         std::io::stderr().lock(),
         "{stamp}.{:03} etrnd[{}]: {}: {}",

@@ -7,9 +7,9 @@ use crate::config::scheduler::Transport;
 use crate::config::Config;
 use crate::spool::Destination;
 
-use crate::smtp::fmt_path;
 use crate::smtp::trace::iso_date;
 use crate::spool::{Spool, StateRecord};
+use crate::vocab::fmt_path;
 
 /// The state of recipient `idx` from its journal, as words. `held`: its clause is
 /// queue-only (or a hold transport), so only a release starts it.

@@ -12,8 +12,8 @@ use std::path::Path;
 use crate::cli::exit as ex;
 use crate::config::Config;
 use crate::smtp::trace::rfc5322_date;
-use crate::smtp::{parse_path, Mailbox, ReversePath};
 use crate::spool::drop::Drop;
+use crate::vocab::{parse_path, Mailbox, ReversePath};
 
 /// Parsed sendmail options.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

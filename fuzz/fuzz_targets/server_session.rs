@@ -36,7 +36,7 @@ fn config() -> Config {
 
 fuzz_target!(|data: &[u8]| {
     let cfg = config();
-    let ctx = Context { config: &cfg, disk_low: false, unix_time: 0 };
+    let ctx = Context { policy: cfg.policy(), disk_low: false, unix_time: 0 };
     let mut now = Instant::now();
     let mut s = ServerSession::new(1, "127.0.0.1:4000".parse().unwrap(), &ctx, now);
     // The first byte of each chunk sets the chunk length; time moves on per chunk.

@@ -385,7 +385,7 @@ impl MainConf {
                 };
             }
             "HOSTNAME" => {
-                crate::smtp::Domain::parse(v).map_err(|e| format!("'{v}': {e}"))?;
+                crate::vocab::Domain::parse(v).map_err(|e| format!("'{v}': {e}"))?;
                 self.hostname = v.to_ascii_lowercase();
             }
             "LISTEN" => {

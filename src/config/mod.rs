@@ -4,23 +4,24 @@
 //! `db/aliases`, and reports every problem as a `file:line: message` line. It does no
 //! network I/O and never consults DNS.
 
-pub mod cidr;
-pub mod lex;
+pub mod hosts;
 pub mod main_conf;
-pub mod names;
-pub mod routes;
 pub mod scheduler;
+
+pub use crate::lex;
+pub use crate::route::{file as routes, names};
+pub use crate::vocab::cidr;
 
 use std::path::Path;
 
 pub use lex::ConfigError;
 
-use crate::dns::files::{self as dnsfiles, HostsTable, ResolvConf, ResolveConf};
+use hosts::{self as dnsfiles, HostsTable, ResolvConf, ResolveConf};
 use main_conf::HostSource;
 pub use main_conf::MainConf;
 
 use crate::route::{RouteTrie, Router};
-use crate::smtp::Domain;
+use crate::vocab::Domain;
 
 /// The whole configuration.
 #[derive(Debug)]
@@ -37,6 +38,21 @@ pub struct Config {
 
 impl Config {
     /// Why no transport would deliver to `dest`, if none would.
+    /// The view of the configuration a server session gets.
+    pub fn policy(&self) -> crate::smtp::server::Policy<'_> {
+        crate::smtp::server::Policy {
+            hostname: &self.main.hostname,
+            greet_pause: self.main.greet_pause,
+            max_message_size: self.main.max_message_size,
+            max_recipients: self.main.max_recipients,
+            etrn: self.main.etrn,
+            etrn_allow: self.main.etrn_allow.as_deref(),
+            mynetworks: &self.main.mynetworks,
+            recipients: self,
+        }
+    }
+
+    /// Whether a transport serves `dest` (`None`), or why not.
     pub fn unserved(&self, dest: &crate::spool::Destination) -> Option<scheduler::NoTransport> {
         let (channel, host) = match dest {
             crate::spool::Destination::Local(u) => ("local", u.as_str()),
@@ -45,6 +61,33 @@ impl Config {
             }
         };
         self.sched.check_destination(channel, host).err()
+    }
+}
+
+impl crate::smtp::server::Recipients for Config {
+    fn verdict(
+        &self,
+        rcpt: &crate::vocab::Mailbox,
+        trusted: bool,
+    ) -> crate::smtp::server::RcptVerdict {
+        use crate::route::Decision;
+        use crate::smtp::reply::Reply;
+        use crate::smtp::server::RcptVerdict;
+        let routed = self.router.route(rcpt, trusted);
+        let dests = match routed.decision {
+            Decision::Local(user) => match self.router.expand(&user) {
+                Ok(d) => d,
+                Err(why) => return RcptVerdict::Refuse(Reply::UNKNOWN_USER, why),
+            },
+            Decision::Remote { channel, host } => {
+                vec![crate::vocab::Destination::Remote { channel, host }]
+            }
+            Decision::Refuse(r) => return RcptVerdict::Refuse(r, routed.why),
+        };
+        match dests.iter().find_map(|d| self.unserved(d)) {
+            Some(why) => RcptVerdict::NoTransport(why.to_string()),
+            None => RcptVerdict::Accept(dests),
+        }
     }
 }
 

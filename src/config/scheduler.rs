@@ -488,7 +488,7 @@ fn parse_smtp_args(args: &[String]) -> Result<SmtpOptions, String> {
                     Ok(p) if p > 0 => o.port = Some(p),
                     _ => return Err(format!("smtp: -p '{a}' is not a port (1-65535)")),
                 },
-                (b'h', Some(a)) => match crate::smtp::Domain::parse(&a) {
+                (b'h', Some(a)) => match crate::vocab::Domain::parse(&a) {
                     Ok(_) => o.helo = Some(a.to_ascii_lowercase()),
                     Err(e) => return Err(format!("smtp: -h '{a}': {e}")),
                 },

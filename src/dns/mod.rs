@@ -6,7 +6,7 @@
 //! socket, and nothing is sent unless a lookup needs DNS: a route to `[ip]` or to a
 //! host in the hosts file (with `files` first) never produces a packet.
 
-pub mod files;
+pub use crate::config::hosts as files;
 pub mod nexthop;
 pub mod resolver;
 
@@ -23,7 +23,7 @@ pub fn self_spec(cfg: &crate::config::Config, listening: &[SocketAddr]) -> SelfS
     let mut listen = cfg.main.listen.clone();
     listen.extend_from_slice(listening);
     SelfSpec {
-        hostname: crate::smtp::Domain::parse(&cfg.main.hostname).ok(),
+        hostname: crate::vocab::Domain::parse(&cfg.main.hostname).ok(),
         listen,
         interfaces: crate::sys::interface_addrs(),
     }

@@ -23,7 +23,7 @@ use super::files::ResolveConf;
 use super::resolver::{Answer, QueryId, Resolver, Rtype, MAX_RECORDS};
 use crate::config::main_conf::HostSource;
 use crate::config::routes::{parse_host, Host};
-use crate::smtp::Domain;
+use crate::vocab::Domain;
 
 /// Addresses tried per delivery attempt (Postfix `smtp_mx_address_limit`, G17).
 pub const MAX_ADDRS: usize = 5;

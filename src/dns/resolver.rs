@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 
-use crate::config::cidr::canonical;
-use crate::smtp::Domain;
+use crate::vocab::cidr::canonical;
+use crate::vocab::Domain;
 
 /// Longest CNAME chain followed (ZMailer gives up past 3; we allow a few more).
 pub const MAX_CNAME_DEPTH: usize = 8;

@@ -35,7 +35,7 @@ impl Daemon {
             EtrnTarget::Subdomains(d) => routes.iter().any(|(key, v)| {
                 key.as_ref().is_some_and(|k| k.is_within(d))
                     || matches!(v, RouteValue::Channel { host, .. }
-                        if crate::smtp::Domain::parse(&host.to_string()).is_ok_and(|h| h.is_within(d)))
+                        if crate::vocab::Domain::parse(&host.to_string()).is_ok_and(|h| h.is_within(d)))
             }),
             EtrnTarget::Channel(c) => {
                 routes.iter().any(|(_, v)| matches!(v, RouteValue::Channel { channel, .. } if channel == c))
@@ -86,7 +86,7 @@ impl Daemon {
         };
         let same_route = |domain: &str| {
             own_route.is_some_and(|line| {
-                crate::smtp::Domain::parse(domain)
+                crate::vocab::Domain::parse(domain)
                     .ok()
                     .and_then(|d| trie.lookup(&d))
                     .is_some_and(|(k, r)| k != MatchKind::Default && r.line == line)

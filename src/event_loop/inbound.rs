@@ -297,7 +297,7 @@ fn route_events(
                         "{} smtp receiving session={:08x} from={} nrcpt={}",
                         mid,
                         c.session.id(),
-                        crate::logging::sanitize(crate::smtp::fmt_path(&env.sender).as_bytes()),
+                        crate::logging::sanitize(crate::vocab::fmt_path(&env.sender).as_bytes()),
                         env.recipients.len()
                     );
                     c.incoming = Some(inc);

@@ -10,7 +10,7 @@ use crate::sched::Bounce;
 use crate::spool::{Destination, Envelope, MessageId, Recipient, StateRecord};
 
 /// Recipients that could not be routed, with the reason.
-pub type Refused = Vec<(crate::smtp::Mailbox, String)>;
+pub type Refused = Vec<(crate::vocab::Mailbox, String)>;
 
 /// Why a locally made message was not queued.
 pub enum QueueError {
@@ -86,7 +86,7 @@ impl Daemon {
     }
 
     /// Queues a locally generated message (a DSN) to `to`, from the null sender.
-    fn inject(&mut self, to: crate::smtp::Mailbox, data: Vec<u8>, about: MessageId) {
+    fn inject(&mut self, to: crate::vocab::Mailbox, data: Vec<u8>, about: MessageId) {
         match self.queue_local(None, std::slice::from_ref(&to), &data, "LOCAL") {
             Ok((id, _)) => log::info!(
                 "{id} bounce queued about={about} to=<{}>",
@@ -108,8 +108,8 @@ impl Daemon {
     /// Returns its id and the recipients that could not be routed.
     pub(super) fn queue_local(
         &mut self,
-        sender: crate::smtp::ReversePath,
-        to: &[crate::smtp::Mailbox],
+        sender: crate::vocab::ReversePath,
+        to: &[crate::vocab::Mailbox],
         data: &[u8],
         protocol: &str,
     ) -> Result<(MessageId, Refused), QueueError> {

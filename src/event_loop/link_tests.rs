@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::*;
 use crate::smtp::client::{ClientEvent, OutMessage, RcptOutcome};
 use crate::smtp::server::{Context, Event};
-use crate::smtp::Mailbox;
 use crate::spool::MessageId;
+use crate::vocab::Mailbox;
 
 type Queue = Rc<RefCell<VecDeque<u8>>>;
 
@@ -140,7 +140,7 @@ fn a_link_turns_from_server_to_client_and_delivers_on_the_same_stream() {
     let mut cfg = crate::smtp::server::tests::config(true);
     cfg.main.greet_pause = Duration::ZERO;
     let ctx = Context {
-        config: &cfg,
+        policy: cfg.policy(),
         disk_low: false,
         unix_time: 0,
     };

@@ -133,7 +133,7 @@ pub struct Daemon {
 /// wall-clock time (Received: headers).
 fn context(config: &Config, disk_low: bool) -> Context<'_> {
     Context {
-        config,
+        policy: config.policy(),
         disk_low,
         unix_time: unix_now(),
     }

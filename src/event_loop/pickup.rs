@@ -94,7 +94,7 @@ impl Daemon {
                     log::info!(
                         "{id} pickup queued uid={} from={} nrcpt={}{}",
                         entry.uid,
-                        sanitize(crate::smtp::fmt_path(&d.sender).as_bytes()),
+                        sanitize(crate::vocab::fmt_path(&d.sender).as_bytes()),
                         d.rcpts.len() - refused.len(),
                         if dot.is_some() {
                             " recovered=unrenamed-temp"
@@ -132,7 +132,7 @@ impl Daemon {
     }
 
     /// Tells the sender about recipients that could not be routed at pickup.
-    fn bounce_refused(&mut self, d: &Drop, refused: &[(crate::smtp::Mailbox, String)]) {
+    fn bounce_refused(&mut self, d: &Drop, refused: &[(crate::vocab::Mailbox, String)]) {
         if refused.is_empty() {
             return;
         }

@@ -36,7 +36,7 @@ pub use super::body::MAX_LINE;
 pub use super::reply::{ReplyParser, ServerReply, MAX_REPLY_LINE, MAX_REPLY_LINES};
 use super::{fmt_path, Mailbox, ReversePath};
 use crate::buf::OutBuf;
-use crate::logging::sanitize;
+use crate::vocab::sanitize;
 
 /// RFC 5321 §4.5.3.2 client timeouts (reference/bad-input.md G12).
 pub const TIMEOUT_COMMAND: Duration = Duration::from_secs(300);

@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::logging::sanitize;
+use crate::vocab::sanitize;
 
 /// Longest reply line accepted from a server.
 pub const MAX_REPLY_LINE: usize = 2048;

@@ -28,9 +28,8 @@ use super::etrn::EtrnTarget;
 use super::line::{self, DataDecoder, DataProgress, Frame};
 use super::reply::{self, Reply};
 use super::ReversePath;
-use crate::config::Config;
-use crate::logging::sanitize;
 use crate::spool::{Envelope, MessageId, Recipient, SpoolError};
+use crate::vocab::sanitize;
 
 /// RFC 5321 §4.5.3.2.7: the server waits at least 5 minutes for each command.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
@@ -71,10 +70,49 @@ pub enum Event {
     Etrn(EtrnTarget),
 }
 
+/// What a session may know of the configuration: a narrow view the loop builds
+/// from it, so the session module stands on the vocabulary, not on the whole
+/// configuration or the router.
+pub struct Policy<'a> {
+    /// Our host name (greeting, replies).
+    pub hostname: &'a str,
+    /// How long to wait before the greeting (`GREET_PAUSE`).
+    pub greet_pause: Duration,
+    /// Largest message accepted (`SIZE`).
+    pub max_message_size: u64,
+    /// Most recipients per message.
+    pub max_recipients: usize,
+    /// Whether ETRN is offered.
+    pub etrn: bool,
+    /// Who may send ETRN (`None`: anyone).
+    pub etrn_allow: Option<&'a [crate::vocab::Cidr]>,
+    /// Trusted client networks (`MYNETWORKS`).
+    pub mynetworks: &'a [crate::vocab::Cidr],
+    /// Where each recipient goes.
+    pub recipients: &'a dyn Recipients,
+}
+
+/// The routing of a recipient, as the session needs it.
+pub trait Recipients {
+    /// The destinations of `rcpt` (a `trusted` client may relay), or why not.
+    fn verdict(&self, rcpt: &crate::vocab::Mailbox, trusted: bool) -> RcptVerdict;
+}
+
+/// What becomes of one RCPT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RcptVerdict {
+    /// Accepted, for these destinations.
+    Accept(Vec<crate::vocab::Destination>),
+    /// Refused with this reply; `why` is for the log.
+    Refuse(Reply, String),
+    /// Routed, but no transport serves a destination (after a reload): try later.
+    NoTransport(String),
+}
+
 /// Per-call facts the session needs besides its own state.
 pub struct Context<'a> {
-    /// The configuration in force.
-    pub config: &'a Config,
+    /// The configuration, as far as the session may see it.
+    pub policy: Policy<'a>,
     /// Whether the spool is short of space (`MAIL` gets 452 4.3.1).
     pub disk_low: bool,
     /// Wall-clock time, seconds since the epoch (for the envelope's arrival time).
@@ -162,12 +200,11 @@ impl ServerSession {
     /// A new session for a client that just connected.
     pub fn new(id: u32, client: SocketAddr, ctx: &Context<'_>, now: Instant) -> ServerSession {
         let trusted = ctx
-            .config
-            .main
+            .policy
             .mynetworks
             .iter()
             .any(|c| c.contains(client.ip()));
-        let pause = ctx.config.main.greet_pause;
+        let pause = ctx.policy.greet_pause;
         let mut s = ServerSession {
             id,
             client,
@@ -193,7 +230,7 @@ impl ServerSession {
             if trusted { "yes" } else { "no" }
         );
         if trusted || pause.is_zero() {
-            s.reply(&Reply::greeting(&ctx.config.main.hostname));
+            s.reply(&Reply::greeting(ctx.policy.hostname));
         } else {
             s.state = State::Greeting { until: now + pause };
         }
@@ -346,7 +383,7 @@ impl ServerSession {
     /// Acts on the passing of time: the greet pause ends, a pause ends, or the client
     /// was too slow (421 4.4.2).
     pub fn handle_timeout(&mut self, now: Instant, ctx: &Context<'_>) {
-        let host = &ctx.config.main.hostname;
+        let host = &ctx.policy.hostname;
         if let State::Greeting { until } = self.state {
             if now >= until {
                 self.set_state(State::Ready);
@@ -414,7 +451,7 @@ impl ServerSession {
 
     /// Processes buffered input until it runs out or the state blocks.
     fn process(&mut self, now: Instant, ctx: &Context<'_>) {
-        let host = ctx.config.main.hostname.clone();
+        let host = ctx.policy.hostname;
         let mut pos = 0;
         loop {
             if self.paused_until.is_some_and(|t| t > now) {
@@ -434,7 +471,7 @@ impl ServerSession {
                     };
                     d.raw_octets += used as u64;
                     pos += used;
-                    let max = ctx.config.main.max_message_size;
+                    let max = ctx.policy.max_message_size;
                     if d.refused.is_none() {
                         if d.decoder.size as u64 > max {
                             d.refused = Some(Reply::MESSAGE_TOO_BIG);
@@ -446,7 +483,7 @@ impl ServerSession {
                     }
                     match progress {
                         DataProgress::More => break,
-                        DataProgress::End(_) => self.end_of_data(now, &host),
+                        DataProgress::End(_) => self.end_of_data(now, host),
                     }
                 }
                 State::Ready | State::InTransaction(_) => {
@@ -538,7 +575,7 @@ impl ServerSession {
         }
         self.set_state(State::Ready);
         if reply.is_error() {
-            self.error(reply, now, &ctx.config.main.hostname);
+            self.error(reply, now, ctx.policy.hostname);
         } else {
             self.reply(reply);
         }
@@ -547,8 +584,8 @@ impl ServerSession {
     }
 
     fn etrn(&mut self, arg: &str, now: Instant, ctx: &Context<'_>) {
-        let host = &ctx.config.main.hostname;
-        let m = &ctx.config.main;
+        let host = &ctx.policy.hostname;
+        let m = &ctx.policy;
         if !m.etrn {
             return self.error(&Reply::ETRN_NOT_AVAILABLE, now, host);
         }
@@ -560,7 +597,6 @@ impl ServerSession {
         }
         let allowed = m
             .etrn_allow
-            .as_ref()
             .is_none_or(|nets| nets.iter().any(|c| c.contains(self.client.ip())));
         if !allowed {
             log::warn!(
@@ -589,7 +625,7 @@ impl ServerSession {
 
     /// One command line. `more`: further input was already buffered behind it.
     fn command(&mut self, line: &[u8], more: bool, now: Instant, ctx: &Context<'_>) {
-        let host = &ctx.config.main.hostname;
+        let host = &ctx.policy.hostname;
         log::debug!("{:08x} smtp command \"{}\"", self.id, sanitize(line));
         if self.draining {
             return self.shutdown(host);
@@ -649,14 +685,14 @@ impl ServerSession {
             }
             Command::Helo(name) => {
                 self.reset_transaction();
-                self.reply(&Reply::new(250, host.clone()));
+                self.reply(&Reply::new(250, host.to_string()));
                 self.helo = Some((name, false));
             }
             Command::Ehlo(name) => {
                 self.reset_transaction();
-                let size = format!("SIZE {}", ctx.config.main.max_message_size);
-                let mut lines = vec![host.as_str(), "PIPELINING", &size, "8BITMIME"];
-                if ctx.config.main.etrn {
+                let size = format!("SIZE {}", ctx.policy.max_message_size);
+                let mut lines = vec![host, "PIPELINING", &size, "8BITMIME"];
+                if ctx.policy.etrn {
                     lines.push("ETRN");
                 }
                 lines.push("ENHANCEDSTATUSCODES");

@@ -1,10 +1,10 @@
 //! State × verb tests of the server session, with a simulated clock and no sockets.
 
 use super::*;
-use crate::config::cidr::Cidr;
-use crate::config::{routes, MainConf};
+use crate::config::{routes, Config, MainConf};
 use crate::route::{RouteTrie, Router};
-use crate::smtp::Domain;
+use crate::vocab::cidr::Cidr;
+use crate::vocab::Domain;
 use std::path::Path;
 
 pub(crate) fn config(trusted: bool) -> Config {
@@ -156,7 +156,7 @@ impl T {
 
 fn ctx(cfg: &Config, disk_low: bool) -> Context<'_> {
     Context {
-        config: cfg,
+        policy: cfg.policy(),
         disk_low,
         unix_time: 1_795_873_551,
     }

@@ -5,14 +5,15 @@
 
 use std::time::Instant;
 
-use super::{with_address, Context, DataPhase, Event, ServerSession, State, Transaction};
-use crate::logging::sanitize;
-use crate::route::Decision;
+use super::{
+    with_address, Context, DataPhase, Event, RcptVerdict, ServerSession, State, Transaction,
+};
 use crate::smtp::command::Body;
 use crate::smtp::line::DataDecoder;
 use crate::smtp::reply::Reply;
-use crate::smtp::ReversePath;
 use crate::spool::{Destination, Envelope, Recipient};
+use crate::vocab::sanitize;
+use crate::vocab::ReversePath;
 
 impl ServerSession {
     pub(super) fn mail(
@@ -23,14 +24,14 @@ impl ServerSession {
         now: Instant,
         ctx: &Context<'_>,
     ) {
-        let host = &ctx.config.main.hostname;
+        let host = &ctx.policy.hostname;
         if self.helo.is_none() {
             return self.error(&Reply::NEED_HELO, now, host);
         }
         if matches!(self.state, State::InTransaction(_)) {
             return self.error(&Reply::NESTED_MAIL, now, host);
         }
-        if size.is_some_and(|s| s > ctx.config.main.max_message_size) {
+        if size.is_some_and(|s| s > ctx.policy.max_message_size) {
             return self.error(&Reply::MESSAGE_TOO_BIG, now, host);
         }
         if ctx.disk_low {
@@ -44,10 +45,10 @@ impl ServerSession {
         }));
     }
 
-    pub(super) fn rcpt(&mut self, to: crate::smtp::Mailbox, now: Instant, ctx: &Context<'_>) {
-        let host = &ctx.config.main.hostname;
+    pub(super) fn rcpt(&mut self, to: crate::vocab::Mailbox, now: Instant, ctx: &Context<'_>) {
+        let host = &ctx.policy.hostname;
         let trusted = self.trusted;
-        let max = ctx.config.main.max_recipients;
+        let max = ctx.policy.max_recipients;
         let State::InTransaction(txn) = &mut self.state else {
             let r = if self.helo.is_none() {
                 Reply::NEED_HELO
@@ -61,52 +62,33 @@ impl ServerSession {
             self.reply(&Reply::TOO_MANY_RCPTS);
             return;
         }
-        let routed = ctx.config.router.route(&to, trusted);
-        let dests = match routed.decision {
-            Decision::Local(user) => match ctx.config.router.expand(&user) {
-                Ok(d) => d,
-                Err(why) => {
-                    log::info!(
-                        "{:08x} smtp rcpt-refused address={} to=<{}> reason=\"{}\"",
-                        self.id,
-                        self.client,
-                        sanitize(to.to_string().as_bytes()),
-                        why
-                    );
-                    return self.error(
-                        &with_address(&Reply::UNKNOWN_USER, &to.to_string()),
-                        now,
-                        host,
-                    );
-                }
-            },
-            Decision::Remote { channel, host } => vec![Destination::Remote { channel, host }],
-            Decision::Refuse(r) => {
+        let dests = match ctx.policy.recipients.verdict(&to, trusted) {
+            RcptVerdict::Accept(d) => d,
+            RcptVerdict::Refuse(r, why) => {
                 log::info!(
                     "{:08x} smtp rcpt-refused address={} to=<{}> reason=\"{}\"",
                     self.id,
                     self.client,
                     sanitize(to.to_string().as_bytes()),
-                    routed.why
+                    why
                 );
                 return self.error(&with_address(&r, &to.to_string()), now, host);
             }
+            // A destination no transport serves would be accepted and never
+            // delivered: only a reload that dropped a clause, or a recipient domain
+            // that a command-less clause catches, gets here (the load-time check
+            // refuses the rest). Tell the client to try later and the operator why.
+            RcptVerdict::NoTransport(why) => {
+                log::error!(
+                    "{:08x} smtp rcpt-refused address={} to=<{}> reason=\"{why}\"",
+                    self.id,
+                    self.client,
+                    sanitize(to.to_string().as_bytes()),
+                );
+                self.reply(&Reply::NO_TRANSPORT);
+                return;
+            }
         };
-        // A destination no transport serves would be accepted and never delivered:
-        // only a reload that dropped a clause, or a recipient domain that a
-        // command-less clause catches, gets here (the load-time check refuses the
-        // rest). Tell the client to try later and the operator why.
-        let unserved = dests.iter().find_map(|d| ctx.config.unserved(d));
-        if let Some(why) = unserved {
-            log::error!(
-                "{:08x} smtp rcpt-refused address={} to=<{}> reason=\"{why}\"",
-                self.id,
-                self.client,
-                sanitize(to.to_string().as_bytes()),
-            );
-            self.reply(&Reply::NO_TRANSPORT);
-            return;
-        }
         if !txn.rcpts.iter().any(|r| r.address == to) {
             for dest in dests {
                 // Two addresses that expand to one mailbox get one copy.
@@ -126,7 +108,7 @@ impl ServerSession {
     }
 
     pub(super) fn data(&mut self, now: Instant, ctx: &Context<'_>) {
-        let host = &ctx.config.main.hostname;
+        let host = &ctx.policy.hostname;
         let txn = match std::mem::replace(&mut self.state, State::Ready) {
             State::InTransaction(t) if !t.rcpts.is_empty() => t,
             State::InTransaction(t) => {
@@ -147,7 +129,7 @@ impl ServerSession {
         let arrival = ctx.unix_time;
         let env = Envelope {
             arrival,
-            client: crate::config::cidr::canonical(self.client.ip()).to_string(),
+            client: crate::vocab::cidr::canonical(self.client.ip()).to_string(),
             helo,
             protocol: if esmtp { "ESMTP" } else { "SMTP" }.to_string(),
             eight_bit: txn.body == Body::EightBitMime,

@@ -30,7 +30,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::envelope::{decode, encode, trailer, verify, Crc32, DecodeError};
-use crate::smtp::{parse_path, Mailbox, ReversePath};
+use crate::vocab::{parse_path, Mailbox, ReversePath};
 
 /// A submission.
 #[derive(Debug, Clone, PartialEq, Eq)]

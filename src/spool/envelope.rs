@@ -27,7 +27,7 @@
 
 use std::fmt::Write as _;
 
-use crate::smtp::{parse_path, Mailbox, ReversePath};
+use crate::vocab::{parse_path, Mailbox, ReversePath};
 
 /// The first line of every message file.
 pub const MAGIC: &[u8] = b"ETRND 1\n";
@@ -35,28 +35,7 @@ pub const MAGIC: &[u8] = b"ETRND 1\n";
 pub const TRAILER_LEN: usize = 36;
 const TRAILER_TAG: &[u8] = b"ETRND-END ";
 
-/// Where a recipient goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Destination {
-    /// Local delivery to this user.
-    Local(String),
-    /// Through `channel` to `host`.
-    Remote {
-        /// scheduler.conf channel.
-        channel: String,
-        /// Next hop.
-        host: String,
-    },
-}
-
-impl std::fmt::Display for Destination {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Destination::Local(u) => write!(f, "local!{u}"),
-            Destination::Remote { channel, host } => write!(f, "{channel}!{host}"),
-        }
-    }
-}
+pub use crate::vocab::Destination;
 
 /// One envelope recipient and its route, fixed at RCPT time.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 use super::*;
-use crate::smtp::Mailbox;
+use crate::vocab::Mailbox;
 
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);

@@ -8,6 +8,7 @@ mod etrn;
 mod fakedns;
 mod faults;
 mod fidelity;
+mod imports;
 mod install;
 mod interop;
 mod limits;

@@ -10,9 +10,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::config::lex::{self, ConfigError};
-use crate::config::main_conf::HostSource;
-use crate::smtp::Domain;
+use super::main_conf::HostSource;
+use crate::lex::{self, ConfigError};
+use crate::vocab::Domain;
 
 /// The hosts file: lower-case name (or alias) to its addresses, in file order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -8,11 +8,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::config::names::{AliasTarget, Aliases};
-use crate::config::routes::{Host, RouteEntry, RouteKey, RouteValue};
+pub mod file;
+pub mod names;
+
 use crate::smtp::reply::Reply;
-use crate::smtp::{Domain, Mailbox};
-use crate::spool::Destination;
+use crate::vocab::{Destination, Domain, Mailbox};
+use file::{Host, RouteEntry, RouteKey, RouteValue};
+use names::{AliasTarget, Aliases};
 
 /// A route entry as stored in the trie: its value and the line it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -447,7 +449,7 @@ mod tests {
     }
 
     fn decide(r: &Router, addr: &str, trusted: bool) -> Decision {
-        let m = crate::smtp::parse_path(&format!("<{addr}>"))
+        let m = crate::vocab::parse_path(&format!("<{addr}>"))
             .unwrap()
             .unwrap();
         r.route(&m, trusted).decision

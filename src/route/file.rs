@@ -5,8 +5,8 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use super::lex::{self, ConfigError};
-use crate::smtp::Domain;
+use crate::lex::{self, ConfigError};
+use crate::vocab::Domain;
 
 /// The key of a route entry.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,8 +5,8 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use super::lex::{self, ConfigError};
-use crate::smtp::{Domain, Mailbox};
+use crate::lex::{self, ConfigError};
+use crate::vocab::{Domain, Mailbox};
 
 /// Parses the localnames file into the set of our domains.
 pub fn parse_localnames(path: &Path, text: &str) -> Result<HashSet<Domain>, Vec<ConfigError>> {

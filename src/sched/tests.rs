@@ -1,8 +1,8 @@
 //! Scheduler tests with a fake clock (Unix seconds).
 
 use super::*;
-use crate::smtp::Mailbox;
 use crate::spool::Recipient;
+use crate::vocab::Mailbox;
 use std::path::Path;
 
 fn conf(text: &str) -> SchedulerConf {

@@ -1,0 +1,57 @@
+//! The shared vocabulary: domains, mailboxes, destinations, address ranges, dates and
+//! the one way peer text is made printable. A leaf: it imports nothing of ours, so
+//! every other module can stand on it and be read after it.
+
+pub mod address;
+pub mod cidr;
+pub mod date;
+
+pub use address::{fmt_path, parse_path, AddrError, Domain, Mailbox, ReversePath};
+pub use cidr::{canonical, Cidr};
+
+/// Longest peer string written to a log line.
+pub const MAX_LOGGED: usize = 200;
+
+/// Makes a peer string safe to log: control characters and non-ASCII become `?` (or
+/// `\xNN`), quotes are escaped, and the result is capped at [`MAX_LOGGED`] octets.
+pub fn sanitize(s: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len().min(MAX_LOGGED));
+    for &b in s {
+        if out.len() >= MAX_LOGGED {
+            out.push_str("...");
+            break;
+        }
+        match b {
+            b'"' | b'\\' => {
+                out.push('\\');
+                out.push(b as char);
+            }
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out
+}
+
+/// Where a recipient goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// Local delivery to this user.
+    Local(String),
+    /// Through `channel` to `host`.
+    Remote {
+        /// scheduler.conf channel.
+        channel: String,
+        /// Next hop.
+        host: String,
+    },
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::Local(u) => write!(f, "local!{u}"),
+            Destination::Remote { channel, host } => write!(f, "{channel}!{host}"),
+        }
+    }
+}

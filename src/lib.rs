@@ -34,6 +34,7 @@ pub mod accounts;
 pub mod bounce;
 pub mod buf;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod delivery;
 pub mod dns;

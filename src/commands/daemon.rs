@@ -1,0 +1,174 @@
+//! The daemon's start-up: the order matters (bind and lock before detaching so
+//! errors reach the terminal; the spool given to `USER` and the helper started before
+//! privileges are dropped; nothing read from the network before that).
+
+use std::path::PathBuf;
+use std::process::exit;
+
+use crate::cli::{exit as ex, Options};
+use crate::config::Config;
+use crate::spool::Spool;
+
+/// The account a daemon started as root with `USER` empty becomes.
+const FALLBACK_USER: &str = "nobody";
+
+/// Reports a start-up failure (to the log, the terminal and a waiting parent) and
+/// exits.
+pub fn die(code: i32, msg: impl std::fmt::Display) -> ! {
+    log::error!("{msg}");
+    eprintln!("etrnd: {msg}");
+    crate::sys::daemon_failed(code, &msg.to_string());
+    exit(code);
+}
+
+/// Runs the daemon: binds, detaches, opens the spool, hands it to `USER`, starts
+/// the privileged helper, drops privileges, and runs the loop until it stops.
+pub fn run(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
+    let level = crate::logging::level_for(opts.verbosity);
+    if opts.foreground {
+        crate::logging::init_stderr(level);
+    }
+    let pidfile = cfg.main.pidfile.clone();
+    let pid_lock = match crate::sys::lock_pidfile(&cfg.main.pidfile) {
+        Ok(f) => f,
+        Err(e) => die(
+            ex::UNAVAILABLE,
+            format!("pid file {}: {e}", cfg.main.pidfile.display()),
+        ),
+    };
+    let listeners = match crate::event_loop::bind(&cfg) {
+        Ok(l) => l,
+        Err(e) => die(ex::OSERR, e),
+    };
+    if !opts.foreground {
+        let syslog = match crate::logging::syslog_target(cfg.main.syslog_socket.as_deref()) {
+            Ok(t) => Some(t),
+            Err(tried) => {
+                eprintln!(
+                    "etrnd: warning: no syslog socket works ({tried}); the daemon's log \
+                     lines will be lost: start syslogd, set SYSLOG_SOCKET, or run with -d"
+                );
+                None
+            }
+        };
+        if let Err(e) = crate::sys::daemonize() {
+            die(ex::OSERR, format!("cannot detach: {e}"));
+        }
+        crate::logging::init_syslog(level, syslog);
+        // The lock is inherited; the pid changed.
+        if let Err(e) = crate::sys::lock_pidfile_rewrite(&pid_lock) {
+            log::error!("pid file {}: {e}", cfg.main.pidfile.display());
+        }
+    }
+    // Transcripts hold addresses and replies: a folder only root and USER enter.
+    let made = std::fs::create_dir_all(&cfg.main.logdir).and_then(|()| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cfg.main.logdir, std::fs::Permissions::from_mode(0o750))
+    });
+    if let Err(e) = made {
+        log::warn!("LOGDIR {}: {e}", cfg.main.logdir.display());
+    }
+    let fds = crate::sys::raise_fd_limit();
+    log::debug!("daemon fd-limit={fds}");
+    let spool = match Spool::open(&cfg.main.postoffice) {
+        Ok(s) => s,
+        Err(e) => die(ex::CANTCREAT, e),
+    };
+    // The network-facing daemon never runs as root: USER, or else `nobody` (as
+    // OpenSMTPD insists on _smtpd and Postfix on mail_owner; a dedicated account is
+    // better, see etrnd.conf(5)), or else it refuses to start.
+    let user = match (&cfg.main.user, crate::sys::is_root()) {
+        (_, false) => None,
+        (Some(u), true) => Some(u.clone()),
+        (None, true) if crate::sys::user_exists(FALLBACK_USER) => {
+            log::warn!(
+                "daemon USER is empty: running as {FALLBACK_USER}; set USER to an account of etrnd's own"
+            );
+            Some(FALLBACK_USER.to_string())
+        }
+        (None, true) => die(
+            ex::CONFIG,
+            format!(
+                "{}: started as root with USER empty and no '{FALLBACK_USER}' account: the \
+                 network-facing daemon never runs as root; set USER to an unprivileged \
+                 account of its own (useradd -r -d /nonexistent -s /usr/sbin/nologin etrnd, \
+                 then USER=etrnd)",
+                cfg.main.path.display()
+            ),
+        ),
+    };
+    let cfg_copy = user.as_ref().map(|_| cfg.main.clone());
+    let mut d = match crate::event_loop::Daemon::new(cfg, config_path, listeners, spool) {
+        Ok(d) => d,
+        Err(e) => die(ex::OSERR, e),
+    };
+    // Listeners are bound and the spool is ready (and its files, including those of
+    // the first pickup, are given to USER): nothing has read the network yet.
+    if let (Some(u), Some(main)) = (&user, &cfg_copy) {
+        give_spool(main, u);
+        // The helper keeps root for what needs it (delivering as the recipient);
+        // everything else gives it up now, before the first read from the network.
+        let conf = crate::helper::HelperConf {
+            postoffice: main.postoffice.clone(),
+            mailbox: main.mailbox.clone(),
+            maildir: main.maildir,
+            hostname: main.hostname.clone(),
+            max_message_size: main.max_message_size,
+        };
+        match crate::helper::Helper::spawn(conf) {
+            Ok(h) => d.set_helper(h),
+            Err(e) => die(ex::OSERR, format!("cannot start the delivery helper: {e}")),
+        }
+        if let Err(e) = crate::sys::drop_privileges(u) {
+            die(ex::OSERR, format!("cannot become user {u}: {e}"));
+        }
+        log::info!("daemon privileges-dropped user={u}");
+    }
+    crate::sys::daemon_ready();
+    log::info!("daemon started version={}", env!("CARGO_PKG_VERSION"));
+    let rc = match d.run() {
+        Ok(()) => ex::OK,
+        Err(e) => {
+            log::error!("daemon failed error=\"{e}\"");
+            ex::OSERR
+        }
+    };
+    crate::sys::release_pidfile(&pidfile, &pid_lock);
+    drop(pid_lock);
+    exit(rc);
+}
+
+/// Gives the spool (and LOGDIR) to `USER` before privileges are dropped.
+pub fn give_spool(main: &crate::config::MainConf, user: &str) {
+    let Some((uid, gid, _)) = crate::sys::user(user) else {
+        return;
+    };
+    let root = &main.postoffice;
+    let mut paths = vec![root.clone(), main.logdir.clone()];
+    for sub in [
+        "tmp",
+        "queue",
+        "state",
+        "corrupt",
+        "drop",
+        "listening",
+        "notify",
+        "control",
+    ] {
+        paths.push(root.join(sub));
+    }
+    // Only the daemon's own files: corrupt/ may hold what a local user left in the
+    // drop folder, and nothing a user made is ever chowned.
+    for sub in ["queue", "state"] {
+        if let Ok(rd) = std::fs::read_dir(root.join(sub)) {
+            paths.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
+        }
+    }
+    for p in paths {
+        if p.exists() {
+            if let Err(e) = crate::sys::chown_path(&p, uid, gid) {
+                log::warn!("spool chown-failed path={} error=\"{e}\"", p.display());
+            }
+        }
+    }
+}

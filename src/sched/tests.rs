@@ -358,18 +358,39 @@ fn maxthr_splits_a_thread_over_connections() {
     assert_eq!(jobs.iter().map(|j| j.rcpts.len()).sum::<usize>(), 10);
 }
 
+/// A seeded generator: `next(n)` is in `0..n`.
+fn xorshift(mut rng: u64) -> impl FnMut(u64) -> u64 {
+    move |n| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    }
+}
+
+/// Ends a job with a random result per recipient.
+fn end_randomly(s: &mut Scheduler, j: &Job, now: Unix, next: &mut impl FnMut(u64) -> u64) {
+    let r: Vec<_> = j
+        .rcpts
+        .iter()
+        .map(|r| {
+            let res = match next(3) {
+                0 => RcptResult::Delivered,
+                1 => RcptResult::Deferred("x".into()),
+                _ => RcptResult::Failed("5.0.0".into(), "x".into()),
+            };
+            (*r, res)
+        })
+        .collect();
+    s.job_done(j.id, &r, now);
+}
+
 #[test]
 fn limits_are_never_exceeded_under_random_load() {
     let text = "*/* maxta=7\nsmtp-etrn/* maxring=2 maxchannel=3 maxthr=2 queueonly command=smtp\n\
                 smtp/* maxring=4 maxchannel=5 maxthr=2 command=smtp\n";
     let mut s = Scheduler::new(conf(text), 9);
-    let mut rng = 0x1234_5678_9abc_def0_u64;
-    let mut next = |n: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % n
-    };
+    let mut next = xorshift(0x1234_5678_9abc_def0);
     let mut running: Vec<Job> = Vec::new();
     let mut id = 0;
     for step in 0..5000u64 {
@@ -386,19 +407,7 @@ fn limits_are_never_exceeded_under_random_load() {
             }
             2 if !running.is_empty() => {
                 let j = running.remove(next(running.len() as u64) as usize);
-                let r: Vec<_> = j
-                    .rcpts
-                    .iter()
-                    .map(|r| {
-                        let res = match next(3) {
-                            0 => RcptResult::Delivered,
-                            1 => RcptResult::Deferred("x".into()),
-                            _ => RcptResult::Failed("5.0.0".into(), "x".into()),
-                        };
-                        (*r, res)
-                    })
-                    .collect();
-                s.job_done(j.id, &r, now);
+                end_randomly(&mut s, &j, now, &mut next);
             }
             _ => {}
         }
@@ -431,13 +440,7 @@ fn poll_timeout_is_later_than_now_once_no_job_starts() {
                 slow/* maxchannel=1 maxthr=1 command=smtp\n\
                 smtp/* maxring=3 maxchannel=4 maxthr=2 command=smtp\n";
     let mut s = Scheduler::new(conf(text), 5);
-    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut next = |n: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % n
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     let mut running: Vec<Job> = Vec::new();
     let mut now: Unix = 1000;
     let mut id = 0;
@@ -451,19 +454,7 @@ fn poll_timeout_is_later_than_now_once_no_job_starts() {
             }
             2 if !running.is_empty() => {
                 let j = running.remove(next(running.len() as u64) as usize);
-                let r: Vec<_> = j
-                    .rcpts
-                    .iter()
-                    .map(|r| {
-                        let res = match next(3) {
-                            0 => RcptResult::Delivered,
-                            1 => RcptResult::Deferred("x".into()),
-                            _ => RcptResult::Failed("5.0.0".into(), "x".into()),
-                        };
-                        (*r, res)
-                    })
-                    .collect();
-                s.job_done(j.id, &r, now);
+                end_randomly(&mut s, &j, now, &mut next);
             }
             3 if next(8) == 0 => {
                 let _ = s.release(|_, d| d.starts_with('h'));

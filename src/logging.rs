@@ -44,14 +44,17 @@ fn log_stderr(r: &log::Record<'_>) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let stamp = crate::vocab::date::iso_date(now.as_secs());
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "{stamp}.{:03} etrnd[{}]: {}: {}",
+    // One write per line: formatting straight into stderr (unbuffered) costs a
+    // system call per piece, a dozen per delivery line.
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let pid = *PID.get_or_init(std::process::id);
+    let line = format!(
+        "{stamp}.{:03} etrnd[{pid}]: {}: {}\n",
         now.subsec_millis(),
-        std::process::id(),
         r.level().as_str().to_ascii_lowercase(),
         r.args()
     );
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 /// The level for a count of `-v` flags: info, then debug, then trace.

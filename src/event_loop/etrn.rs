@@ -155,7 +155,7 @@ impl Daemon {
                 t,
                 reply
             );
-            let ctx = super::context(&self.config, self.disk_low);
+            let ctx = super::context(&self.config, self.disk_low, self.unix);
             c.session.handle_etrn(&reply, now, &ctx);
             self.service(id, now);
         }

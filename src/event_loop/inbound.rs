@@ -56,7 +56,7 @@ impl Daemon {
                     now,
                 )
             } else {
-                let ctx = context(&self.config, self.disk_low);
+                let ctx = context(&self.config, self.disk_low, self.unix);
                 ServerSession::new(sid, SocketAddr::new(ip, addr.port()), &ctx, now)
             };
             let role = Role::Server(Box::new(Inbound {
@@ -119,7 +119,7 @@ impl Daemon {
                 &self.config,
                 id,
                 c,
-                now,
+                (now, self.unix),
             );
             if !self.hold_output {
                 link.flush();
@@ -131,7 +131,7 @@ impl Daemon {
             let Some(c) = link.role.server() else { return };
             match r {
                 ReadResult::Data(n) => {
-                    let ctx = context(&self.config, self.disk_low);
+                    let ctx = context(&self.config, self.disk_low, self.unix);
                     c.session.handle_input(&self.buf[..n], now, &ctx);
                 }
                 ReadResult::WouldBlock => {}
@@ -185,7 +185,7 @@ impl Daemon {
                         e
                     ),
                 }
-                let ctx = context(&self.config, self.disk_low);
+                let ctx = context(&self.config, self.disk_low, self.unix);
                 c.session.handle_commit(result.as_ref().copied(), now, &ctx);
                 self.service(id, now);
             }
@@ -234,7 +234,7 @@ impl Daemon {
     /// A server link's deadline came.
     pub(super) fn server_timeout(&mut self, id: ConnId, now: Instant) {
         if let Some(c) = self.links.get_mut(id).and_then(|l| l.role.server()) {
-            let ctx = context(&self.config, self.disk_low);
+            let ctx = context(&self.config, self.disk_low, self.unix);
             c.session.handle_timeout(now, &ctx);
             self.service(id, now);
         }
@@ -271,7 +271,7 @@ fn route_events(
     config: &Config,
     id: ConnId,
     c: &mut Inbound,
-    now: Instant,
+    (now, unix): (Instant, u64),
 ) {
     while let Some(ev) = c.session.poll_event() {
         match ev {
@@ -332,7 +332,7 @@ fn route_events(
                             path: spool.root().to_path_buf(),
                             err: io::Error::other("no queue file"),
                         });
-                    let ctx = context(config, false);
+                    let ctx = context(config, false, unix);
                     c.session.handle_commit(Err(&e), now, &ctx);
                 }
             },

@@ -131,11 +131,11 @@ pub struct Daemon {
 
 /// The per-call context sessions need: the configuration, the disk state and the
 /// wall-clock time (Received: headers).
-fn context(config: &Config, disk_low: bool) -> Context<'_> {
+fn context(config: &Config, disk_low: bool, unix_time: u64) -> Context<'_> {
     Context {
         policy: config.policy(),
         disk_low,
-        unix_time: unix_now(),
+        unix_time,
     }
 }
 

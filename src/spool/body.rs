@@ -24,6 +24,9 @@ pub struct Body {
     start: u64,
     len: u64,
     has_8bit: bool,
+    /// A message that fit in the verifying read is kept (at most [`CHUNK`] octets):
+    /// most mail is small, and then the body costs no second read.
+    small: Option<Vec<u8>>,
 }
 
 impl Body {
@@ -49,6 +52,7 @@ impl Body {
             start: 0,
             len: data.len() as u64,
             has_8bit: data.iter().any(|&b| b >= 0x80),
+            small: None,
         })
     }
 
@@ -73,6 +77,10 @@ impl Body {
             return Ok(0);
         }
         let n = buf.len().min((self.len - at) as usize);
+        if let Some(data) = &self.small {
+            buf[..n].copy_from_slice(&data[at as usize..at as usize + n]);
+            return Ok(n);
+        }
         loop {
             match self.file.read_at(&mut buf[..n], self.start + at) {
                 Ok(0) => {
@@ -139,6 +147,9 @@ impl Spool {
             return Err(bad(format!("truncated ({size} octets)")));
         }
         let content = size - TRAILER_LEN as u64;
+        if size <= CHUNK as u64 {
+            return small_message(file, size, &bad, &err);
+        }
         let mut crc = Crc32::new();
         let mut header: Vec<u8> = Vec::new();
         let mut body_at: Option<u64> = None;
@@ -183,9 +194,36 @@ impl Spool {
                 start,
                 len: content - start,
                 has_8bit,
+                small: None,
             },
         ))
     }
+}
+
+/// A queue file of at most [`CHUNK`] octets: one read, verified in memory, the body
+/// kept.
+fn small_message(
+    file: File,
+    size: u64,
+    bad: &dyn Fn(String) -> SpoolError,
+    err: &dyn Fn(&'static str, io::Error) -> SpoolError,
+) -> Result<(Envelope, Body), SpoolError> {
+    let mut data = vec![0u8; size as usize];
+    read_full_at(&file, &mut data, 0).map_err(|e| err("read", e))?;
+    let content = envelope::verify(&data).map_err(|e| bad(e.0))?;
+    let (env, start) = Envelope::decode(&data[..content]).map_err(|e| bad(e.0))?;
+    data.truncate(content);
+    data.drain(..start);
+    Ok((
+        env,
+        Body {
+            file,
+            start: start as u64,
+            len: data.len() as u64,
+            has_8bit: data.iter().any(|&b| b >= 0x80),
+            small: Some(data),
+        },
+    ))
 }
 
 fn read_full_at(f: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {

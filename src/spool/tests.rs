@@ -182,3 +182,37 @@ fn journal_append() {
         vec![StateRecord::Delivered { idx: 0, at: 5 }]
     );
 }
+
+/// `open_message` gives the envelope and the body octets, small (one read, kept) or
+/// large (streamed by position), and refuses a file whose checksum is wrong.
+#[test]
+fn open_message_streams_small_and_large_bodies_and_verifies() {
+    let d = TempDir::new("open");
+    let mut s = Spool::open(&d.0).unwrap();
+    for size in [10usize, 70_000, 300_000] {
+        let mut body = Vec::new();
+        let mut i = 0u32;
+        while body.len() < size {
+            body.extend_from_slice(format!("line {i} \u{e9}\r\n").as_bytes());
+            i += 1;
+        }
+        let mut inc = s.begin(&env()).unwrap();
+        inc.write(&body);
+        let id = s.commit(vec![inc]).pop().unwrap().unwrap();
+        let (e, b) = s.open_message(id).unwrap();
+        assert_eq!(e.recipients.len(), 1);
+        assert_eq!(b.len(), body.len() as u64);
+        assert!(b.has_8bit());
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut b.reader(), &mut got).unwrap();
+        assert_eq!(got, body, "size {size}");
+        // One flipped octet in the middle: refused.
+        let p = s.queue_path(id);
+        let mut raw = fs::read(&p).unwrap();
+        let mid = raw.len() / 2;
+        raw[mid] ^= 1;
+        fs::write(&p, &raw).unwrap();
+        let err = s.open_message(id).unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
+    }
+}

@@ -64,12 +64,6 @@ impl OutBuf {
         }
     }
 
-    /// Drops everything not yet written.
-    pub fn clear(&mut self) {
-        let n = self.len();
-        self.consume(n);
-    }
-
     /// Octets moved by compaction so far.
     pub fn moved(&self) -> u64 {
         self.moved

@@ -100,11 +100,6 @@ impl DnsIo {
         }
     }
 
-    /// UDP query sockets open now (tests).
-    pub fn udp_open(&self) -> usize {
-        self.udp.len()
-    }
-
     /// Sends everything the resolver has queued, and drops stale UDP sockets.
     pub fn flush(&mut self, dns: &mut Dns, links: &mut Links, registry: &Registry, now: Instant) {
         while let Some(t) = dns.poll_transmit() {

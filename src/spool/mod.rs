@@ -631,20 +631,6 @@ impl Spool {
         f.sync_data().map_err(|e| SpoolError::new("fsync", &p, e))
     }
 
-    /// Reads a queued message: its envelope and the message octets.
-    pub fn load(&self, id: MessageId) -> Result<(Envelope, Vec<u8>), SpoolError> {
-        let p = self.queue_path(id);
-        let mut data = read_file(&p).map_err(|e| SpoolError::new("read", &p, e))?;
-        let bad = |m: String| {
-            SpoolError::new("verify", &p, io::Error::new(io::ErrorKind::InvalidData, m))
-        };
-        let content = envelope::verify(&data).map_err(|e| bad(e.0))?;
-        let (env, body_at) = Envelope::decode(&data[..content]).map_err(|e| bad(e.0))?;
-        data.truncate(content);
-        data.drain(..body_at);
-        Ok((env, data))
-    }
-
     /// Removes a finished message: the queue file first, then its journal (an orphan
     /// journal left by a crash in between is removed at startup).
     pub fn complete(&self, id: MessageId) -> Result<(), SpoolError> {

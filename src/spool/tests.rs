@@ -79,9 +79,11 @@ fn buffered_writes_of_any_size_keep_every_octet_in_order() {
     }
     assert_eq!(inc.len() as usize, env().encode().len() + want.len());
     let id = s.commit(vec![inc]).pop().unwrap().unwrap();
-    let (e, body) = s.load(id).unwrap();
+    let (e, body) = s.open_message(id).unwrap();
     assert_eq!(e, env());
-    assert_eq!(body, want);
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut body.reader(), &mut got).unwrap();
+    assert_eq!(got, want);
 }
 
 #[test]

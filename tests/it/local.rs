@@ -326,10 +326,22 @@ fn a_thousand_local_rcpts_make_no_passwd_lookup() {
         c.cmd("QUIT", 221);
     }
     assert_eq!((accepted, refused), (980, 20));
+    // The control: a reload takes a new snapshot, and the trace must show it read
+    // the passwd database then (a tracer that saw nothing would prove nothing).
+    d.signal("HUP");
+    d.wait_until("the reload", 10, || d.log().contains("config reloaded"));
     let lines = st.finish();
-    let nss: Vec<&String> = lines
+    let is_nss =
+        |l: &String| l.contains("/etc/passwd") || l.contains("nsswitch") || l.contains("nscd");
+    let reload = lines
         .iter()
-        .filter(|l| l.contains("/etc/passwd") || l.contains("nsswitch") || l.contains("nscd"))
-        .collect();
+        .position(|l| l.contains("etrnd.conf"))
+        .unwrap_or_else(|| panic!("the trace shows no reload: {lines:?}"));
+    let nss: Vec<&String> = lines[..reload].iter().filter(|l| is_nss(l)).collect();
     assert!(nss.is_empty(), "NSS on the RCPT path: {nss:?}");
+    assert!(
+        lines[reload..].iter().any(|l| l.contains("/etc/passwd")),
+        "the reload's snapshot read /etc/passwd and the trace saw it: {:?}",
+        &lines[reload..]
+    );
 }

@@ -212,10 +212,12 @@ const LOCAL_SCHED: &str = "*/* interval=1s retries=\"1\" expiry=1h\nlocal/* comm
 /// A daemon started as root delivering to `mail` (mbox) or `mail/` (Maildir), with a
 /// mail directory the attacker may write in (1777, as /var/mail is on many systems).
 fn mail_daemon(mailbox: &str) -> Daemon {
-    let mut d = Daemon::prepare(
-        Setup::with_conf(&format!("MAILBOX={mailbox}\n")),
-        &[("scheduler.conf", LOCAL_SCHED)],
-    );
+    mail_daemon_with(&format!("MAILBOX={mailbox}\n"))
+}
+
+/// The same with the whole extra configuration given.
+fn mail_daemon_with(conf: &str) -> Daemon {
+    let mut d = Daemon::prepare(Setup::with_conf(conf), &[("scheduler.conf", LOCAL_SCHED)]);
     std::fs::set_permissions(&d.dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mail = d.dir.0.join("mail");
     std::fs::create_dir(&mail).unwrap();
@@ -508,15 +510,7 @@ fn a_lock_held_by_another_user_defers_only_that_mailbox() {
 #[test]
 fn with_user_empty_the_daemon_runs_as_nobody_and_the_traps_still_hold() {
     let Some(uid) = attacker() else { return };
-    let mut d = Daemon::prepare(
-        Setup::with_conf("MAILBOX=mail\nUSER=\n"),
-        &[("scheduler.conf", LOCAL_SCHED)],
-    );
-    std::fs::set_permissions(&d.dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mail = d.dir.0.join("mail");
-    std::fs::create_dir(&mail).unwrap();
-    std::fs::set_permissions(&mail, std::fs::Permissions::from_mode(0o1777)).unwrap();
-    d.spawn();
+    let d = mail_daemon_with("MAILBOX=mail\nUSER=\n");
     assert!(d.log().contains("running as nobody"), "{}", d.log());
     let pid = d.pid();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -524,7 +518,7 @@ fn with_user_empty_the_daemon_runs_as_nobody_and_the_traps_still_hold() {
         assert!(!line.split_whitespace().skip(1).any(|u| u == "0"), "{line}");
     }
     let (root_file, before) = root_file(&d, 0o644);
-    let mbox = mail.join(ATTACKER);
+    let mbox = d.dir.0.join("mail").join(ATTACKER);
     as_attacker(
         &format!(
             "ln -s {} {}",

@@ -441,3 +441,25 @@ fn body_is_fed_between_watermarks_and_states_are_named() {
     t.server("221 bye\r\n");
     assert_eq!(t.c.state(), State::Closed);
 }
+
+/// RFC 5321 §3.8: a 421 to any command means the server is closing the channel: the
+/// session ends at once with a temporary failure (no recipient counts as refused or
+/// accepted, nothing more is sent), whatever it answered.
+#[test]
+fn a_421_to_rcpt_ends_the_session() {
+    let mut t = T::ready(&["PIPELINING"]);
+    t.start(msg(&["a@x.example", "b@x.example"], "x\r\n"));
+    t.sent();
+    t.server("250 ok\r\n250 ok\r\n421 4.3.2 shutting down\r\n");
+    assert_eq!(t.c.state(), State::Closed);
+    assert!(
+        matches!(&t.events[..], [ClientEvent::Failed { temporary: true, reason }]
+            if reason.contains("RCPT TO") && reason.contains("421 4.3.2")),
+        "{:?}",
+        t.events
+    );
+    assert_eq!(t.sent(), "", "nothing after the 421");
+    // A reply the server sends after it is ignored: the session is over.
+    t.server("354 go\r\n");
+    assert_eq!(t.events.len(), 1);
+}

@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod accounts;
+pub mod auth;
 pub mod bounce;
 pub mod buf;
 pub mod cli;

@@ -30,6 +30,91 @@ pub enum EtrnReplies {
     Minimal,
 }
 
+/// What a listener serves (`LISTEN addr:port/kind`, DESIGN.md §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenKind {
+    /// Port 25: STARTTLS offered when a certificate is set.
+    Smtp,
+    /// Submission: AUTH before MAIL, STARTTLS before AUTH.
+    Submission,
+    /// Implicit TLS (RFC 8314).
+    Smtps,
+    /// On-demand relay (RFC 2645 §4): EHLO, AUTH, ATRN and QUIT only.
+    Odmr,
+}
+
+impl ListenKind {
+    /// The kind's name in `LISTEN`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ListenKind::Smtp => "smtp",
+            ListenKind::Submission => "submission",
+            ListenKind::Smtps => "smtps",
+            ListenKind::Odmr => "odmr",
+        }
+    }
+
+    fn parse(s: &str) -> Option<ListenKind> {
+        [
+            ListenKind::Smtp,
+            ListenKind::Submission,
+            ListenKind::Smtps,
+            ListenKind::Odmr,
+        ]
+        .into_iter()
+        .find(|k| k.name() == s)
+    }
+}
+
+/// Outbound TLS levels (`SMTP_TLS`, `db/tls_policy`; Postfix's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsLevel {
+    /// Never TLS.
+    None,
+    /// TLS when offered, certificate not checked.
+    May,
+    /// TLS or wait, certificate not checked.
+    Encrypt,
+    /// Pinned certificate fingerprints.
+    Fingerprint,
+    /// CA-verified, name = the host connected to.
+    Verify,
+    /// CA-verified, name = the next-hop domain (or `match=`).
+    Secure,
+}
+
+impl TlsLevel {
+    /// Parses a level's name.
+    pub fn parse(s: &str) -> Option<TlsLevel> {
+        Some(match s {
+            "none" => TlsLevel::None,
+            "may" => TlsLevel::May,
+            "encrypt" => TlsLevel::Encrypt,
+            "fingerprint" => TlsLevel::Fingerprint,
+            "verify" => TlsLevel::Verify,
+            "secure" => TlsLevel::Secure,
+            _ => return None,
+        })
+    }
+
+    /// The level's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsLevel::None => "none",
+            TlsLevel::May => "may",
+            TlsLevel::Encrypt => "encrypt",
+            TlsLevel::Fingerprint => "fingerprint",
+            TlsLevel::Verify => "verify",
+            TlsLevel::Secure => "secure",
+        }
+    }
+
+    /// Whether the level never falls back to plaintext.
+    pub fn mandatory(self) -> bool {
+        self >= TlsLevel::Encrypt
+    }
+}
+
 /// The typed, checked contents of `etrnd.conf`.
 #[derive(Debug, Clone)]
 pub struct MainConf {
@@ -54,6 +139,16 @@ pub struct MainConf {
     pub hostname: String,
     /// Listening addresses.
     pub listen: Vec<SocketAddr>,
+    /// What each listening address serves (same order as `listen`).
+    pub listen_kinds: Vec<ListenKind>,
+    /// Server certificate chain (PEM).
+    pub tls_cert: Option<PathBuf>,
+    /// Server key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Roots for verifying servers; `None`: the system bundle.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Default outbound TLS level.
+    pub smtp_tls: TlsLevel,
     /// Clients that may relay to any routed destination.
     pub mynetworks: Vec<Cidr>,
     /// Whether `PROTOCOLS` includes `smtp` (DNS MX fall-back for unrouted domains).
@@ -62,6 +157,9 @@ pub struct MainConf {
     pub etrn: bool,
     /// Who may send ETRN; `None` is `any`.
     pub etrn_allow: Option<Vec<Cidr>>,
+    /// Whether `ETRN_ALLOW` has `auth`: an authenticated identity may ETRN the
+    /// domains `db/secrets` lists for it.
+    pub etrn_auth: bool,
     /// ETRN reply style.
     pub etrn_replies: EtrnReplies,
     /// Host lookup order, when set here (else the `hosts:` line of `NSSWITCH_CONF`).
@@ -132,6 +230,10 @@ const NAMES: &[&str] = &[
     "USER",
     "GREET_PAUSE",
     "SYSLOG_SOCKET",
+    "TLS_CERT",
+    "TLS_KEY",
+    "TLS_CA_FILE",
+    "SMTP_TLS",
 ];
 
 /// Unquotes a value and expands `$NAME` / `${NAME}` from names set earlier.
@@ -288,10 +390,16 @@ impl MainConf {
             maildir: false,
             hostname: crate::sys::hostname(),
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 25))],
+            listen_kinds: vec![ListenKind::Smtp],
+            tls_cert: None,
+            tls_key: None,
+            tls_ca_file: None,
+            smtp_tls: TlsLevel::May,
             mynetworks: Cidr::loopback(),
             protocols_smtp: false,
             etrn: true,
             etrn_allow: None,
+            etrn_auth: false,
             etrn_replies: EtrnReplies::Detailed,
             hosts_order: None,
             hosts_file: "/etc/hosts".into(),
@@ -384,16 +492,38 @@ impl MainConf {
                     None => path(v)?,
                 };
             }
+            "TLS_CERT" => self.tls_cert = if v.is_empty() { None } else { Some(path(v)?) },
+            "TLS_KEY" => self.tls_key = if v.is_empty() { None } else { Some(path(v)?) },
+            "TLS_CA_FILE" => self.tls_ca_file = if v.is_empty() { None } else { Some(path(v)?) },
+            "SMTP_TLS" => {
+                self.smtp_tls = TlsLevel::parse(v).ok_or_else(|| {
+                    format!("'{v}': expected none, may, encrypt, fingerprint, verify or secure")
+                })?
+            }
             "HOSTNAME" => {
                 crate::vocab::Domain::parse(v).map_err(|e| format!("'{v}': {e}"))?;
                 self.hostname = v.to_ascii_lowercase();
             }
             "LISTEN" => {
-                let l: Result<Vec<_>, _> = v
-                    .split_whitespace()
-                    .map(|a| parse_socket_addr(a, None))
-                    .collect();
-                self.listen = l?;
+                let mut addrs = Vec::new();
+                let mut kinds = Vec::new();
+                for word in v.split_whitespace() {
+                    let (a, kind) = match word.rsplit_once('/') {
+                        Some((a, k)) => match ListenKind::parse(k) {
+                            Some(kind) => (a, kind),
+                            None => {
+                                return Err(format!(
+                                    "'{word}': unknown kind '{k}' (smtp, submission, smtps or odmr)"
+                                ))
+                            }
+                        },
+                        None => (word, ListenKind::Smtp),
+                    };
+                    addrs.push(parse_socket_addr(a, None)?);
+                    kinds.push(kind);
+                }
+                self.listen = addrs;
+                self.listen_kinds = kinds;
                 if self.listen.is_empty() || self.listen.len() > MAX_LISTEN {
                     return Err(format!("needs 1 to {MAX_LISTEN} addresses"));
                 }
@@ -416,10 +546,12 @@ impl MainConf {
             }
             "ETRN" => self.etrn = parse_bool(v)?,
             "ETRN_ALLOW" => {
+                self.etrn_auth = v.split_whitespace().any(|w| w == "auth");
                 self.etrn_allow = if v.trim() == "any" {
                     None
                 } else {
-                    Some(cidrs(v)?)
+                    let nets: Vec<&str> = v.split_whitespace().filter(|w| *w != "auth").collect();
+                    Some(cidrs(&nets.join(" "))?)
                 }
             }
             "ETRN_REPLIES" => {

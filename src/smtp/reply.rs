@@ -79,6 +79,27 @@ replies! {
     RELAY_DENIED = 554, "5.7.1 Relay access denied";
     NO_TRANSPORT = 451, "4.3.5 Server configuration error: no transport for this destination";
     BYE = 221, "2.0.0 Bye";
+    TLS_GO = 220, "2.0.0 Ready to start TLS";
+    TLS_ACTIVE = 503, "5.5.1 Error: TLS already active";
+    TLS_BUSY = 454, "4.7.0 TLS not available now, try again later";
+    TLS_IN_TRANSACTION = 503, "5.5.1 Error: STARTTLS not allowed inside a mail transaction";
+    TLS_FIRST = 530, "5.7.0 Must issue a STARTTLS command first";
+    AUTH_OK = 235, "2.7.0 Authentication successful";
+    AUTH_FAILED = 535, "5.7.8 Error: authentication failed";
+    AUTH_TEMP = 454, "4.7.0 Temporary authentication failure";
+    AUTH_CANCELLED = 501, "5.7.0 Authentication aborted";
+    AUTH_BAD_BASE64 = 501, "5.5.2 Error: invalid base64 data";
+    AUTH_BAD_RESPONSE = 501, "5.5.2 Error: malformed authentication response";
+    AUTH_TOO_LONG = 500, "5.5.6 Authentication exchange line is too long";
+    AUTH_UNKNOWN_MECH = 504, "5.5.4 Unrecognized authentication type";
+    AUTH_NEEDS_TLS = 538, "5.7.11 Encryption required for requested authentication mechanism";
+    AUTH_ALREADY = 503, "5.5.1 Error: already authenticated";
+    AUTH_IN_TRANSACTION = 503, "5.5.1 Error: AUTH not allowed in a mail transaction";
+    AUTH_NO_INITIAL = 501, "5.7.0 No initial response allowed for this mechanism";
+    AUTH_NOT_OFFERED = 503, "5.5.1 Error: authentication not enabled";
+    AUTH_REQUIRED = 530, "5.7.0 Authentication required";
+    ODMR_ONLY = 502, "5.5.1 Error: command not available on this port (EHLO, AUTH, ATRN, QUIT)";
+    ROUTING_IN_LOCAL_PART = 554, "5.7.1 Recipient address rejected: routing in the local part is not allowed";
 }
 
 impl Reply {

@@ -689,6 +689,8 @@ pub fn listen(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
 }
 
 mod at;
+mod crypt;
+pub use crypt::crypt;
 mod process;
 
 pub use at::{create_at, euid, group_gid, mkdir_at, open_dir_at, rename_at, unlink_at};

@@ -1,0 +1,439 @@
+//! The auth helper ("guard"): a process forked before the daemon gives up its
+//! privileges, which alone reads `db/secrets`, `TLS_CERT` and `TLS_KEY` once the
+//! daemon serves. It checks presented secrets — a crypt(3) hash can cost tens of
+//! milliseconds, which must never stall the one event loop — and hands the loop the
+//! certificate and key again on reload. The paths are fixed when it starts: a
+//! daemon that someone took over cannot ask it to read anything else.
+//!
+//! ```text
+//!   daemon (loop, non-blocking socket)               guard (blocking, one request at a time)
+//!     "V <seq> P <hex user> <hex password>\n"  --->  verify
+//!     "V <seq> C <hex user> <hex challenge> <digest>\n"
+//!                             <---  "V <seq> ok [domain...]\n" | "V <seq> no\n"
+//!     "R\n" (reload)          --->  re-read secrets, certificate, key
+//!                             <---  "R ok <entries> <cram> <hex cert> <hex key>\n"
+//!                                 | "R err <hex message>\n"
+//! ```
+//!
+//! The guard sends one `R` line unasked when it starts. A bad reload keeps the
+//! previous secrets in force (the daemon keeps its certificate).
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use super::base64::{hex_decode, hex_encode};
+use super::sasl::Check;
+use super::secrets::Secrets;
+use super::Verdict;
+
+/// Longest line either way (a certificate chain in hex fits).
+pub const MAX_LINE: usize = 1 << 20;
+
+/// What the guard reads, fixed at start.
+#[derive(Debug, Clone)]
+pub struct GuardConf {
+    /// `db/secrets`.
+    pub secrets: PathBuf,
+    /// The certificate chain, if any.
+    pub cert: Option<PathBuf>,
+    /// The key, if any.
+    pub key: Option<PathBuf>,
+    /// Who may own the secrets file.
+    pub owners: Vec<u32>,
+}
+
+/// What a (re)load gave.
+#[derive(Clone, Default)]
+pub struct Loaded {
+    /// Entries in `db/secrets`.
+    pub entries: usize,
+    /// Whether any entry can answer CRAM-MD5.
+    pub cram: bool,
+    /// The certificate chain's PEM text.
+    pub cert: Vec<u8>,
+    /// The key's PEM text.
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Loaded(entries={} cram={})", self.entries, self.cram)
+    }
+}
+
+/// A message from the guard.
+#[derive(Debug)]
+pub enum FromGuard {
+    /// The verdict on request `seq`.
+    Verdict(u64, Verdict),
+    /// A (re)load's outcome.
+    Reload(Result<Loaded, String>),
+}
+
+fn read_file(p: &Option<PathBuf>, what: &str) -> Result<Vec<u8>, String> {
+    match p {
+        None => Ok(Vec::new()),
+        Some(p) => {
+            let f = std::fs::File::open(p).map_err(|e| format!("{what} {}: {e}", p.display()))?;
+            let mut v = Vec::new();
+            f.take(MAX_LINE as u64 / 4)
+                .read_to_end(&mut v)
+                .map_err(|e| format!("{what} {}: {e}", p.display()))?;
+            Ok(v)
+        }
+    }
+}
+
+fn load(conf: &GuardConf) -> Result<(Secrets, Loaded), String> {
+    let secrets = Secrets::load(&conf.secrets, &conf.owners).map_err(|errs| {
+        errs.iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
+    let cert = read_file(&conf.cert, "TLS_CERT")?;
+    let key = read_file(&conf.key, "TLS_KEY")?;
+    let loaded = Loaded {
+        entries: secrets.entries.len(),
+        cram: secrets.any_cram(),
+        cert,
+        key,
+    };
+    Ok((secrets, loaded))
+}
+
+fn reload_line(r: &Result<(Secrets, Loaded), String>) -> String {
+    match r {
+        Ok((_, l)) => format!(
+            "R ok {} {} {} {}\n",
+            l.entries,
+            u8::from(l.cram),
+            if l.cert.is_empty() {
+                "-".into()
+            } else {
+                hex_encode(&l.cert)
+            },
+            if l.key.is_empty() {
+                "-".into()
+            } else {
+                hex_encode(&l.key)
+            },
+        ),
+        Err(e) => format!("R err {}\n", hex_encode(e.as_bytes())),
+    }
+}
+
+/// Parses one request line into a check.
+pub fn parse_request(line: &str) -> Option<(u64, Check)> {
+    let mut w = line.split(' ');
+    if w.next()? != "V" {
+        return None;
+    }
+    let seq = w.next()?.parse().ok()?;
+    let kind = w.next()?;
+    let user = String::from_utf8(hex_decode(w.next()?)?).ok()?;
+    let check = match kind {
+        "P" => Check::Password {
+            user,
+            password: hex_decode(w.next()?)?,
+        },
+        "C" => Check::Cram {
+            user,
+            challenge: String::from_utf8(hex_decode(w.next()?)?).ok()?,
+            digest: w.next()?.to_string(),
+        },
+        _ => return None,
+    };
+    w.next().is_none().then_some((seq, check))
+}
+
+/// Renders a request line.
+pub fn request_line(seq: u64, check: &Check) -> String {
+    match check {
+        Check::Password { user, password } => format!(
+            "V {seq} P {} {}\n",
+            hex_encode(user.as_bytes()),
+            hex_encode(password)
+        ),
+        Check::Cram {
+            user,
+            challenge,
+            digest,
+        } => format!(
+            "V {seq} C {} {} {digest}\n",
+            hex_encode(user.as_bytes()),
+            hex_encode(challenge.as_bytes())
+        ),
+    }
+}
+
+/// Parses one line from the guard.
+pub fn parse_reply(line: &str) -> Option<FromGuard> {
+    let mut w = line.split(' ');
+    match w.next()? {
+        "V" => {
+            let seq = w.next()?.parse().ok()?;
+            match w.next()? {
+                "ok" => Some(FromGuard::Verdict(
+                    seq,
+                    Verdict::Ok(w.map(str::to_string).collect()),
+                )),
+                "no" => Some(FromGuard::Verdict(seq, Verdict::No)),
+                _ => None,
+            }
+        }
+        "R" => match w.next()? {
+            "ok" => {
+                let entries = w.next()?.parse().ok()?;
+                let cram = w.next()? == "1";
+                let blob = |s: &str| {
+                    if s == "-" {
+                        Some(Vec::new())
+                    } else {
+                        hex_decode(s)
+                    }
+                };
+                let cert = blob(w.next()?)?;
+                let key = blob(w.next()?)?;
+                Some(FromGuard::Reload(Ok(Loaded {
+                    entries,
+                    cram,
+                    cert,
+                    key,
+                })))
+            }
+            "err" => {
+                let m = String::from_utf8(hex_decode(w.next()?)?).ok()?;
+                Some(FromGuard::Reload(Err(m)))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn serve(sock: UnixStream, conf: &GuardConf) {
+    let mut current = load(conf);
+    let mut out = match sock.try_clone() {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    if out.write_all(reload_line(&current).as_bytes()).is_err() {
+        return;
+    }
+    let mut reader = BufReader::new(sock);
+    loop {
+        let mut line = String::new();
+        match (&mut reader).take(MAX_LINE as u64).read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let line = line.trim_end_matches('\n');
+        let reply = if line == "R" {
+            let fresh = load(conf);
+            let r = reload_line(&fresh);
+            if fresh.is_ok() {
+                current = fresh;
+            }
+            r
+        } else if let Some((seq, check)) = parse_request(line) {
+            let v = match &current {
+                Ok((s, _)) => super::verify(s, &check),
+                Err(_) => Verdict::No,
+            };
+            match v {
+                Verdict::Ok(d) if d.is_empty() => format!("V {seq} ok\n"),
+                Verdict::Ok(d) => format!("V {seq} ok {}\n", d.join(" ")),
+                Verdict::No => format!("V {seq} no\n"),
+            }
+        } else {
+            return; // not the daemon speaking: stop
+        };
+        if out.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// The daemon's end of the guard.
+pub struct Guard {
+    sock: mio::net::UnixStream,
+    pid: i32,
+    out: crate::buf::OutBuf,
+    inbuf: Vec<u8>,
+    next_seq: u64,
+    /// The guard's socket failed: every check is a temporary failure.
+    pub dead: bool,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Guard(pid={})", self.pid)
+    }
+}
+
+impl Guard {
+    /// Forks the guard and waits for its first load. Call before privileges are
+    /// dropped.
+    pub fn spawn(conf: GuardConf) -> io::Result<(Guard, Result<Loaded, String>)> {
+        let (ours, theirs) = crate::sys::socketpair()?;
+        match crate::sys::fork()? {
+            crate::sys::Forked::Child => {
+                drop(ours);
+                crate::sys::helper_signals();
+                crate::sys::close_other_fds(&[theirs.as_raw_fd()]);
+                serve(theirs, &conf);
+                crate::sys::exit_child(0)
+            }
+            crate::sys::Forked::Parent(pid) => {
+                drop(theirs);
+                ours.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+                let mut first = Vec::new();
+                let mut r = BufReader::new(&ours);
+                (&mut r)
+                    .take(MAX_LINE as u64)
+                    .read_until(b'\n', &mut first)?;
+                let text = String::from_utf8_lossy(&first);
+                let loaded = match parse_reply(text.trim_end_matches('\n')) {
+                    Some(FromGuard::Reload(l)) => l,
+                    _ => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "the auth helper did not start",
+                        ))
+                    }
+                };
+                ours.set_nonblocking(true)?;
+                Ok((
+                    Guard {
+                        sock: mio::net::UnixStream::from_std(ours),
+                        pid,
+                        out: crate::buf::OutBuf::new(),
+                        inbuf: Vec::new(),
+                        next_seq: 0,
+                        dead: false,
+                    },
+                    loaded,
+                ))
+            }
+        }
+    }
+
+    /// The guard's pid.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Its socket, for the poller.
+    pub fn source(&mut self) -> &mut mio::net::UnixStream {
+        &mut self.sock
+    }
+
+    /// Queues a check; returns its sequence number.
+    pub fn ask(&mut self, check: &Check) -> u64 {
+        self.next_seq += 1;
+        let line = request_line(self.next_seq, check);
+        self.out.extend_from_slice(line.as_bytes());
+        self.flush();
+        self.next_seq
+    }
+
+    /// Queues a reload.
+    pub fn reload(&mut self) {
+        self.out.extend_from_slice(b"R\n");
+        self.flush();
+    }
+
+    /// Writes what it can.
+    pub fn flush(&mut self) {
+        while !self.out.is_empty() && !self.dead {
+            match self.sock.write(self.out.as_slice()) {
+                Ok(0) => self.dead = true,
+                Ok(n) => self.out.consume(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => self.dead = true,
+            }
+        }
+    }
+
+    /// Reads what the guard said.
+    pub fn read(&mut self) -> Vec<FromGuard> {
+        let mut buf = [0u8; 16384];
+        loop {
+            match self.sock.read(&mut buf) {
+                Ok(0) => {
+                    self.dead = true;
+                    break;
+                }
+                Ok(n) => {
+                    self.inbuf.extend_from_slice(&buf[..n]);
+                    if self.inbuf.len() > MAX_LINE * 2 {
+                        self.dead = true;
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.dead = true;
+                    break;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        while let Some(i) = self.inbuf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.inbuf.drain(..=i).collect();
+            let text = String::from_utf8_lossy(&line[..i]);
+            match parse_reply(&text) {
+                Some(m) => out.push(m),
+                None => log::error!("auth helper sent a line it should not"),
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_and_reply_lines_round_trip() {
+        let c = Check::Cram {
+            user: "tim".into(),
+            challenge: "<1.2@h>".into(),
+            digest: "ab".repeat(16),
+        };
+        let (seq, back) = parse_request(request_line(7, &c).trim_end()).unwrap();
+        assert_eq!((seq, back), (7, c));
+        let p = Check::Password {
+            user: "a b".into(),
+            password: b"p w\n".to_vec(),
+        };
+        assert_eq!(parse_request(request_line(8, &p).trim_end()).unwrap().1, p);
+        assert!(parse_request("V 1 X 00 00").is_none());
+        assert!(matches!(
+            parse_reply("V 3 ok a.dom @b.dom"),
+            Some(FromGuard::Verdict(3, Verdict::Ok(d))) if d.len() == 2
+        ));
+        let l = Loaded {
+            entries: 2,
+            cram: true,
+            cert: b"C".to_vec(),
+            key: Vec::new(),
+        };
+        let line = reload_line(&Ok((Secrets::default(), l)));
+        match parse_reply(line.trim_end()) {
+            Some(FromGuard::Reload(Ok(l))) => {
+                assert_eq!(
+                    (l.entries, l.cram, l.cert, l.key),
+                    (2, true, b"C".to_vec(), vec![])
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -53,4 +53,6 @@ pub mod spool;
 pub mod submit;
 #[allow(unsafe_code)]
 pub mod sys;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod vocab;

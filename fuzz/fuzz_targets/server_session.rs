@@ -36,9 +36,9 @@ fn config() -> Config {
 
 fuzz_target!(|data: &[u8]| {
     let cfg = config();
-    let ctx = Context { policy: cfg.policy(), disk_low: false, unix_time: 0 };
+    let ctx = Context { policy: cfg.policy(), disk_low: false, unix_time: 0, tls_busy: false };
     let mut now = Instant::now();
-    let mut s = ServerSession::new(1, "127.0.0.1:4000".parse().unwrap(), &ctx, now);
+    let mut s = ServerSession::new(1, "127.0.0.1:4000".parse().unwrap(), etrnd::config::ListenKind::Smtp, &ctx, now);
     // The first byte of each chunk sets the chunk length; time moves on per chunk.
     let mut rest = data;
     while let Some((&n, tail)) = rest.split_first() {

@@ -24,8 +24,8 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
 use super::base64::{hex_decode, hex_encode};
-use super::sasl::Check;
 use super::secrets::Secrets;
+use super::Check;
 use super::Verdict;
 
 /// Longest line either way (a certificate chain in hex fits).
@@ -40,6 +40,10 @@ pub struct GuardConf {
     pub cert: Option<PathBuf>,
     /// The key, if any.
     pub key: Option<PathBuf>,
+    /// `db/authinfo` (client credentials).
+    pub authinfo: PathBuf,
+    /// `db/tls_policy`.
+    pub tls_policy: PathBuf,
     /// Who may own the secrets file.
     pub owners: Vec<u32>,
 }
@@ -55,6 +59,10 @@ pub struct Loaded {
     pub cert: Vec<u8>,
     /// The key's PEM text.
     pub key: Vec<u8>,
+    /// `db/authinfo`'s text (empty when missing).
+    pub authinfo: Vec<u8>,
+    /// `db/tls_policy`'s text (empty when missing).
+    pub tls_policy: Vec<u8>,
 }
 
 impl std::fmt::Debug for Loaded {
@@ -95,32 +103,47 @@ fn load(conf: &GuardConf) -> Result<(Secrets, Loaded), String> {
     })?;
     let cert = read_file(&conf.cert, "TLS_CERT")?;
     let key = read_file(&conf.key, "TLS_KEY")?;
+    let private = |p: &PathBuf| -> Result<Vec<u8>, String> {
+        match std::fs::symlink_metadata(p) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(format!("{}: {e}", p.display())),
+            Ok(m) => {
+                super::secrets::check_private(p, &m, &conf.owners).map_err(|e| e.to_string())?;
+                read_file(&Some(p.clone()), "")
+            }
+        }
+    };
     let loaded = Loaded {
         entries: secrets.entries.len(),
         cram: secrets.any_cram(),
         cert,
         key,
+        authinfo: private(&conf.authinfo)?,
+        tls_policy: private(&conf.tls_policy)?,
     };
     Ok((secrets, loaded))
 }
 
 fn reload_line(r: &Result<(Secrets, Loaded), String>) -> String {
     match r {
-        Ok((_, l)) => format!(
-            "R ok {} {} {} {}\n",
-            l.entries,
-            u8::from(l.cram),
-            if l.cert.is_empty() {
-                "-".into()
-            } else {
-                hex_encode(&l.cert)
-            },
-            if l.key.is_empty() {
-                "-".into()
-            } else {
-                hex_encode(&l.key)
-            },
-        ),
+        Ok((_, l)) => {
+            let blob = |b: &[u8]| {
+                if b.is_empty() {
+                    "-".to_string()
+                } else {
+                    hex_encode(b)
+                }
+            };
+            format!(
+                "R ok {} {} {} {} {} {}\n",
+                l.entries,
+                u8::from(l.cram),
+                blob(&l.cert),
+                blob(&l.key),
+                blob(&l.authinfo),
+                blob(&l.tls_policy),
+            )
+        }
         Err(e) => format!("R err {}\n", hex_encode(e.as_bytes())),
     }
 }
@@ -197,11 +220,15 @@ pub fn parse_reply(line: &str) -> Option<FromGuard> {
                 };
                 let cert = blob(w.next()?)?;
                 let key = blob(w.next()?)?;
+                let authinfo = blob(w.next()?)?;
+                let tls_policy = blob(w.next()?)?;
                 Some(FromGuard::Reload(Ok(Loaded {
                     entries,
                     cram,
                     cert,
                     key,
+                    authinfo,
+                    tls_policy,
                 })))
             }
             "err" => {
@@ -301,7 +328,10 @@ impl Guard {
                     _ => {
                         return Err(io::Error::new(
                             io::ErrorKind::InvalidData,
-                            "the auth helper did not start",
+                            format!(
+                                "the auth helper did not start (it said {} octets)",
+                                first.len()
+                            ),
                         ))
                     }
                 };
@@ -424,6 +454,8 @@ mod tests {
             cram: true,
             cert: b"C".to_vec(),
             key: Vec::new(),
+            authinfo: b"a u p\n".to_vec(),
+            tls_policy: Vec::new(),
         };
         let line = reload_line(&Ok((Secrets::default(), l)));
         match parse_reply(line.trim_end()) {
@@ -431,7 +463,8 @@ mod tests {
                 assert_eq!(
                     (l.entries, l.cram, l.cert, l.key),
                     (2, true, b"C".to_vec(), vec![])
-                )
+                );
+                assert_eq!(l.authinfo, b"a u p\n");
             }
             other => panic!("{other:?}"),
         }

@@ -1,4 +1,5 @@
-//! Authentication: the SASL exchanges of SMTP AUTH ([`sasl`]), the secrets file
+//! Authentication: what a SASL exchange of SMTP AUTH (`smtp::sasl`) asks to check
+//! ([`Check`]), the secrets file
 //! ([`secrets`]), the checks of a presented secret ([`verify`]), and the auth helper
 //! process that alone holds the secrets once the daemon serves ([`guard`]). The
 //! client side's credentials live in [`authinfo`].
@@ -7,11 +8,45 @@ pub mod authinfo;
 pub mod base64;
 pub mod guard;
 pub mod md5;
-pub mod sasl;
 pub mod secrets;
 
-use sasl::Check;
 use secrets::{Scheme, Secrets};
+
+/// What the auth helper must decide.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Check {
+    /// A user and the password they sent (PLAIN, LOGIN).
+    Password {
+        /// The user.
+        user: String,
+        /// The password.
+        password: Vec<u8>,
+    },
+    /// A CRAM-MD5 answer to our challenge.
+    Cram {
+        /// The user.
+        user: String,
+        /// The challenge we sent (without base64).
+        challenge: String,
+        /// The 32 lower-case hex digits the client sent.
+        digest: String,
+    },
+}
+
+impl Check {
+    /// The identity being checked.
+    pub fn user(&self) -> &str {
+        match self {
+            Check::Password { user, .. } | Check::Cram { user, .. } => user,
+        }
+    }
+}
+
+impl std::fmt::Debug for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Check({} <redacted>)", self.user())
+    }
+}
 
 /// Equal-length comparison that takes the same time wherever the first difference
 /// is.

@@ -12,6 +12,26 @@ use crate::spool::Spool;
 /// The account a daemon started as root with `USER` empty becomes.
 const FALLBACK_USER: &str = "nobody";
 
+/// What the auth helper reads: fixed here, before privileges are dropped.
+pub fn guard_conf(
+    main: &crate::config::MainConf,
+    user: Option<&str>,
+) -> crate::auth::guard::GuardConf {
+    let db = main.mailvar.join("db");
+    let mut owners = vec![0, crate::sys::euid()];
+    if let Some((uid, _, _)) = user.and_then(crate::sys::user) {
+        owners.push(uid);
+    }
+    crate::auth::guard::GuardConf {
+        secrets: db.join("secrets"),
+        cert: main.tls_cert.clone(),
+        key: main.tls_key.clone(),
+        authinfo: db.join("authinfo"),
+        tls_policy: db.join("tls_policy"),
+        owners,
+    }
+}
+
 /// Reports a start-up failure (to the log, the terminal and a waiting parent) and
 /// exits.
 pub fn die(code: i32, msg: impl std::fmt::Display) -> ! {
@@ -98,10 +118,22 @@ pub fn run(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
         ),
     };
     let cfg_copy = user.as_ref().map(|_| cfg.main.clone());
+    let guard_conf = guard_conf(&cfg.main, user.as_deref());
     let mut d = match crate::event_loop::Daemon::new(cfg, config_path, listeners, spool) {
         Ok(d) => d,
         Err(e) => die(ex::OSERR, e),
     };
+    // The auth helper reads the secrets, certificate and key now and on every
+    // SIGHUP, with the rights the daemon had at start.
+    match crate::auth::guard::Guard::spawn(guard_conf) {
+        Ok((g, Ok(loaded))) => {
+            if let Err(e) = d.set_guard(g, loaded) {
+                die(ex::CONFIG, e);
+            }
+        }
+        Ok((_, Err(e))) => die(ex::CONFIG, e),
+        Err(e) => die(ex::OSERR, format!("cannot start the auth helper: {e}")),
+    }
     // Listeners are bound and the spool is ready (and its files, including those of
     // the first pickup, are given to USER): nothing has read the network yet.
     if let (Some(u), Some(main)) = (&user, &cfg_copy) {

@@ -30,90 +30,7 @@ pub enum EtrnReplies {
     Minimal,
 }
 
-/// What a listener serves (`LISTEN addr:port/kind`, DESIGN.md §4.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListenKind {
-    /// Port 25: STARTTLS offered when a certificate is set.
-    Smtp,
-    /// Submission: AUTH before MAIL, STARTTLS before AUTH.
-    Submission,
-    /// Implicit TLS (RFC 8314).
-    Smtps,
-    /// On-demand relay (RFC 2645 §4): EHLO, AUTH, ATRN and QUIT only.
-    Odmr,
-}
-
-impl ListenKind {
-    /// The kind's name in `LISTEN`.
-    pub fn name(self) -> &'static str {
-        match self {
-            ListenKind::Smtp => "smtp",
-            ListenKind::Submission => "submission",
-            ListenKind::Smtps => "smtps",
-            ListenKind::Odmr => "odmr",
-        }
-    }
-
-    fn parse(s: &str) -> Option<ListenKind> {
-        [
-            ListenKind::Smtp,
-            ListenKind::Submission,
-            ListenKind::Smtps,
-            ListenKind::Odmr,
-        ]
-        .into_iter()
-        .find(|k| k.name() == s)
-    }
-}
-
-/// Outbound TLS levels (`SMTP_TLS`, `db/tls_policy`; Postfix's names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TlsLevel {
-    /// Never TLS.
-    None,
-    /// TLS when offered, certificate not checked.
-    May,
-    /// TLS or wait, certificate not checked.
-    Encrypt,
-    /// Pinned certificate fingerprints.
-    Fingerprint,
-    /// CA-verified, name = the host connected to.
-    Verify,
-    /// CA-verified, name = the next-hop domain (or `match=`).
-    Secure,
-}
-
-impl TlsLevel {
-    /// Parses a level's name.
-    pub fn parse(s: &str) -> Option<TlsLevel> {
-        Some(match s {
-            "none" => TlsLevel::None,
-            "may" => TlsLevel::May,
-            "encrypt" => TlsLevel::Encrypt,
-            "fingerprint" => TlsLevel::Fingerprint,
-            "verify" => TlsLevel::Verify,
-            "secure" => TlsLevel::Secure,
-            _ => return None,
-        })
-    }
-
-    /// The level's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            TlsLevel::None => "none",
-            TlsLevel::May => "may",
-            TlsLevel::Encrypt => "encrypt",
-            TlsLevel::Fingerprint => "fingerprint",
-            TlsLevel::Verify => "verify",
-            TlsLevel::Secure => "secure",
-        }
-    }
-
-    /// Whether the level never falls back to plaintext.
-    pub fn mandatory(self) -> bool {
-        self >= TlsLevel::Encrypt
-    }
-}
+pub use crate::vocab::{ListenKind, TlsLevel};
 
 /// The typed, checked contents of `etrnd.conf`.
 #[derive(Debug, Clone)]
@@ -372,6 +289,15 @@ fn cidrs(v: &str) -> Result<Vec<Cidr>, String> {
 }
 
 impl MainConf {
+    /// What the listener configured as `addr` serves.
+    pub fn listen_kind(&self, addr: SocketAddr) -> ListenKind {
+        self.listen
+            .iter()
+            .zip(&self.listen_kinds)
+            .find(|(a, _)| **a == addr)
+            .map_or(ListenKind::Smtp, |(_, k)| *k)
+    }
+
     /// Built-in defaults for a configuration file at `path`.
     pub fn defaults(path: &Path) -> MainConf {
         let dir = path
@@ -460,6 +386,29 @@ impl MainConf {
                 }
                 Err(m) => errors.push(ConfigError::at(path, line.no, format!("{name}: {m}"))),
             }
+        }
+        if c.tls_cert.is_some() != c.tls_key.is_some() {
+            errors.push(ConfigError::at(
+                path,
+                0,
+                "TLS_CERT and TLS_KEY go together: set both or neither",
+            ));
+        }
+        for k in [ListenKind::Smtps, ListenKind::Submission] {
+            if c.listen_kinds.contains(&k) && c.tls_cert.is_none() {
+                errors.push(ConfigError::at(
+                    path,
+                    0,
+                    format!("LISTEN has a {} listener but TLS_CERT is not set", k.name()),
+                ));
+            }
+        }
+        if !cfg!(feature = "tls") && (c.tls_cert.is_some() || c.smtp_tls.mandatory()) {
+            errors.push(ConfigError::at(
+                path,
+                0,
+                "TLS_CERT or a mandatory SMTP_TLS level needs etrnd built with the tls feature",
+            ));
         }
         if errors.is_empty() {
             Ok(c)

@@ -7,6 +7,7 @@
 pub mod hosts;
 pub mod main_conf;
 pub mod scheduler;
+pub mod tls_policy;
 
 pub use crate::lex;
 pub use crate::route::{file as routes, names};
@@ -18,7 +19,7 @@ pub use lex::ConfigError;
 
 use hosts::{self as dnsfiles, HostsTable, ResolvConf, ResolveConf};
 use main_conf::HostSource;
-pub use main_conf::MainConf;
+pub use main_conf::{ListenKind, MainConf, TlsLevel};
 
 use crate::route::{RouteTrie, Router};
 use crate::vocab::Domain;
@@ -49,6 +50,9 @@ impl Config {
             etrn_allow: self.main.etrn_allow.as_deref(),
             mynetworks: &self.main.mynetworks,
             recipients: self,
+            tls: false,
+            auth: crate::smtp::server::AuthOffer::default(),
+            etrn_auth: self.main.etrn_auth,
         }
     }
 
@@ -279,11 +283,63 @@ pub fn check_runtime(cfg: &Config) -> Vec<String> {
             _ => {}
         }
     }
+    out.extend(check_secrets(m));
     if m.user.is_some() && !crate::sys::is_root() {
         out.push(format!(
             "{}: USER is set but etrnd is not started as root: it keeps running as the current user",
             m.path.display()
         ));
+    }
+    out
+}
+
+/// The secrets and policies (`db/secrets`, `db/authinfo`, `db/tls_policy`) and the
+/// server certificate, as the daemon would read them at start.
+fn check_secrets(m: &MainConf) -> Vec<String> {
+    let db = m.mailvar.join("db");
+    let mut owners = vec![0, crate::sys::euid()];
+    if let Some((uid, _, _)) = m.user.as_deref().and_then(crate::sys::user) {
+        owners.push(uid);
+    }
+    let mut out = Vec::new();
+    let mut errs = |e: Vec<crate::lex::ConfigError>| out.extend(e.iter().map(|e| e.to_string()));
+    if let Err(e) = crate::auth::secrets::Secrets::load(&db.join("secrets"), &owners) {
+        errs(e);
+    }
+    if let Err(e) = crate::auth::authinfo::AuthInfo::load(&db.join("authinfo"), &owners) {
+        errs(e);
+    }
+    let tp = db.join("tls_policy");
+    match std::fs::symlink_metadata(&tp) {
+        Ok(meta) => match crate::auth::secrets::check_private(&tp, &meta, &owners)
+            .and_then(|()| lex::read(&tp))
+        {
+            Ok(text) => {
+                if let Err(e) = tls_policy::TlsPolicy::parse(&tp, &text) {
+                    errs(e);
+                }
+            }
+            Err(e) => errs(vec![e]),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => out.push(format!("{}: {e}", tp.display())),
+    }
+    #[cfg(feature = "tls")]
+    if let (Some(c), Some(k)) = (&m.tls_cert, &m.tls_key) {
+        let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+        match (read(c), read(k)) {
+            (Ok(cert), Ok(key)) => {
+                if let Err(e) = crate::tls::server_config(
+                    &cert,
+                    &key,
+                    &c.display().to_string(),
+                    &k.display().to_string(),
+                ) {
+                    out.push(e);
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => out.push(e),
+        }
     }
     out
 }

@@ -155,7 +155,7 @@ impl Daemon {
                 t,
                 reply
             );
-            let ctx = super::context(&self.config, self.disk_low, self.unix);
+            let ctx = super::context(&self.config, self.disk_low, self.unix, self.sec);
             c.session.handle_etrn(&reply, now, &ctx);
             self.service(id, now);
         }

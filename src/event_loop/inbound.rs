@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::link::{ConnId, Inbound, ReadResult, Role};
+use super::secure::tls_step;
 use super::{context, Daemon, REFUSAL_SLACK};
-use crate::config::{cidr, Config};
+use crate::config::{cidr, Config, ListenKind};
 use crate::smtp::etrn::EtrnTarget;
 use crate::smtp::reply::Reply;
 use crate::smtp::server::{Event, ServerSession};
@@ -18,9 +19,10 @@ use crate::spool::{Envelope, Incoming, Spool};
 impl Daemon {
     pub(super) fn accept(&mut self, idx: usize, now: Instant, touched: &mut Vec<ConnId>) {
         loop {
-            let Some(Some((_, listener))) = self.listeners.get(idx) else {
+            let Some(Some((configured, listener))) = self.listeners.get(idx) else {
                 return;
             };
+            let kind = self.config.main.listen_kind(*configured);
             let (stream, addr) = match listener.accept() {
                 Ok(x) => x,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -55,9 +57,22 @@ impl Daemon {
                     "too many connections from your address",
                     now,
                 )
+            } else if kind == ListenKind::Smtps
+                && (!self.sec.tls || self.sec.handshakes >= super::MAX_HANDSHAKES)
+            {
+                // No plaintext can be spoken here: a client past the cap is dropped.
+                log::warn!(
+                    "smtp refused address={addr} reason=\"{}\"",
+                    if self.sec.tls {
+                        "too many TLS handshakes"
+                    } else {
+                        "no certificate for smtps"
+                    }
+                );
+                continue;
             } else {
-                let ctx = context(&self.config, self.disk_low, self.unix);
-                ServerSession::new(sid, SocketAddr::new(ip, addr.port()), &ctx, now)
+                let ctx = context(&self.config, self.disk_low, self.unix, self.sec);
+                ServerSession::new(sid, SocketAddr::new(ip, addr.port()), kind, &ctx, now)
             };
             let role = Role::Server(Box::new(Inbound {
                 ip,
@@ -65,11 +80,15 @@ impl Daemon {
                 incoming: None,
                 envelope: None,
                 spool_error: None,
+                handshaking: false,
             }));
             match self.links.add(stream, role, self.poll.registry()) {
                 Ok(id) => {
                     *self.per_ip.entry(ip).or_insert(0) += 1;
                     self.live += 1;
+                    if kind == ListenKind::Smtps {
+                        self.start_implicit_tls(id, now);
+                    }
                     touched.push(id);
                 }
                 Err(e) => log::error!("smtp register-failed error=\"{e}\""),
@@ -115,23 +134,50 @@ impl Daemon {
             route_events(
                 &mut self.spool,
                 &mut self.batch,
-                &mut self.etrns,
+                (&mut self.etrns, &mut self.auths),
                 &self.config,
                 id,
                 c,
-                (now, self.unix),
+                (now, self.unix, self.sec),
             );
             if !self.hold_output {
                 link.flush();
             }
-            if !(link.readable && !link.dead && link.role.wants_read(now)) {
+            tls_step(
+                link,
+                &mut self.sec,
+                #[cfg(feature = "tls")]
+                self.tls_server.as_ref(),
+                now,
+            );
+            let want = link.role.wants_read(now) || link.stream.handshaking();
+            if !(link.readable && !link.dead && want) {
                 break;
             }
             let r = link.read(&mut self.buf);
+            // A handshake that just ended comes before the first octets inside it.
+            tls_step(
+                link,
+                &mut self.sec,
+                #[cfg(feature = "tls")]
+                self.tls_server.as_ref(),
+                now,
+            );
             let Some(c) = link.role.server() else { return };
             match r {
+                ReadResult::Closed if link.stream.tls_error().is_some() => {
+                    log::info!(
+                        "{:08x} smtp tls-failed address={} error=\"{}\"",
+                        c.session.id(),
+                        c.ip,
+                        crate::logging::sanitize(
+                            link.stream.tls_error().unwrap_or_default().as_bytes()
+                        )
+                    );
+                    c.session.handle_eof();
+                }
                 ReadResult::Data(n) => {
-                    let ctx = context(&self.config, self.disk_low, self.unix);
+                    let ctx = context(&self.config, self.disk_low, self.unix, self.sec);
                     c.session.handle_input(&self.buf[..n], now, &ctx);
                 }
                 ReadResult::WouldBlock => {}
@@ -146,8 +192,14 @@ impl Daemon {
         if done && c.incoming.is_none() && !waiting {
             self.close(id);
         } else {
-            let t = c.session.poll_timeout();
+            let t = match (c.session.poll_timeout(), link.stream.handshake_deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             self.links.set_timer(id, t);
+        }
+        if !self.auths.is_empty() {
+            self.send_auth_checks(now);
         }
     }
 
@@ -185,7 +237,7 @@ impl Daemon {
                         e
                     ),
                 }
-                let ctx = context(&self.config, self.disk_low, self.unix);
+                let ctx = context(&self.config, self.disk_low, self.unix, self.sec);
                 c.session.handle_commit(result.as_ref().copied(), now, &ctx);
                 self.service(id, now);
             }
@@ -200,6 +252,9 @@ impl Daemon {
         let Some(c) = link.role.server() else { return };
         if let Some(inc) = c.incoming.take() {
             self.spool.abort(inc);
+        }
+        if c.handshaking {
+            self.sec.handshakes = self.sec.handshakes.saturating_sub(1);
         }
         if let Some(n) = self.per_ip.get_mut(&c.ip) {
             *n -= 1;
@@ -233,8 +288,19 @@ impl Daemon {
 
     /// A server link's deadline came.
     pub(super) fn server_timeout(&mut self, id: ConnId, now: Instant) {
-        if let Some(c) = self.links.get_mut(id).and_then(|l| l.role.server()) {
-            let ctx = context(&self.config, self.disk_low, self.unix);
+        let Some(link) = self.links.get_mut(id) else {
+            return;
+        };
+        if link.stream.handshake_deadline().is_some_and(|t| t <= now) {
+            if let Some(c) = link.role.server() {
+                log::info!("{:08x} smtp tls-timeout address={}", c.session.id(), c.ip);
+                c.session.handle_eof();
+            }
+            self.close(id);
+            return;
+        }
+        if let Some(c) = link.role.server() {
+            let ctx = context(&self.config, self.disk_low, self.unix, self.sec);
             c.session.handle_timeout(now, &ctx);
             self.service(id, now);
         }
@@ -267,15 +333,19 @@ impl Daemon {
 fn route_events(
     spool: &mut Spool,
     batch: &mut Vec<(ConnId, Incoming, Box<Envelope>)>,
-    etrns: &mut Vec<(ConnId, EtrnTarget)>,
+    (etrns, auths): (
+        &mut Vec<(ConnId, EtrnTarget)>,
+        &mut Vec<(ConnId, crate::auth::Check)>,
+    ),
     config: &Config,
     id: ConnId,
     c: &mut Inbound,
-    (now, unix): (Instant, u64),
+    (now, unix, sec): (Instant, u64, super::Security),
 ) {
     while let Some(ev) = c.session.poll_event() {
         match ev {
             Event::Etrn(t) => etrns.push((id, t)),
+            Event::AuthCheck(check) => auths.push((id, check)),
             Event::MessageStart(env) => match spool.begin(&env) {
                 Ok(mut inc) => {
                     let mid = inc.id.to_string();
@@ -291,6 +361,7 @@ fn route_events(
                         id: &mid,
                         single_rcpt: single,
                         unix_time: env.arrival,
+                        tls: c.session.tls_info(),
                     });
                     inc.write(header.as_bytes());
                     log::info!(
@@ -332,7 +403,7 @@ fn route_events(
                             path: spool.root().to_path_buf(),
                             err: io::Error::other("no queue file"),
                         });
-                    let ctx = context(config, false, unix);
+                    let ctx = context(config, false, unix, sec);
                     c.session.handle_commit(Err(&e), now, &ctx);
                 }
             },

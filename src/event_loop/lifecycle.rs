@@ -116,7 +116,15 @@ impl Daemon {
                     new.main.smtp_port,
                 );
                 self.sched.reconfigure(new.sched.clone());
+                if (&new.main.tls_cert, &new.main.tls_key)
+                    != (&self.config.main.tls_cert, &self.config.main.tls_key)
+                {
+                    log::warn!(
+                        "config TLS_CERT/TLS_KEY changed: the files are re-read, a new path needs a restart"
+                    );
+                }
                 self.config = new;
+                self.reload_secrets();
                 log::info!("config reloaded path={}", self.config_path.display());
             }
             Err(errors) => {

@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use mio::Token;
 
+use super::transport::Transport;
 use crate::buf::OutBuf;
 use crate::sched::JobId;
 use crate::smtp::client::ClientSession;
@@ -190,6 +191,8 @@ pub struct Inbound {
     pub envelope: Option<Box<Envelope>>,
     /// Why the spool could not start the message, reported at its end.
     pub spool_error: Option<SpoolError>,
+    /// A TLS handshake is in progress (counted against the loop's cap).
+    pub handshaking: bool,
 }
 
 /// An outbound delivery's connection.
@@ -330,12 +333,20 @@ impl<S: Read + Write> Link<S> {
     }
 
     /// Writes as much of the role's output as the transport takes. The one write
-    /// path of every role. Returns whether output is still pending.
+    /// path of every role. Returns whether output is still pending (in the role or
+    /// in the transport, such as TLS records not yet written).
     pub fn flush(&mut self) -> bool {
         loop {
             let pending = self.role.pending();
             if pending.is_empty() {
-                return false;
+                return match self.stream.flush() {
+                    Ok(()) => false,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+                    Err(_) => {
+                        self.dead = true;
+                        true
+                    }
+                };
             }
             match self.stream.write(pending) {
                 Ok(0) => {
@@ -365,7 +376,7 @@ impl<S: Read + Write> Link<S> {
 #[derive(Default)]
 pub struct Links {
     /// The links.
-    pub slab: Slab<Link<mio::net::TcpStream>>,
+    pub slab: Slab<Link<Transport>>,
     /// Their deadlines, by slot.
     pub timers: super::timers::Timers,
 }
@@ -378,34 +389,34 @@ impl Links {
         role: Role,
         registry: &mio::Registry,
     ) -> io::Result<ConnId> {
+        let stream_ref = &mut stream;
         // The poller hears of the link under the id the slab will give it.
         let id = self
             .slab
             .next_id()
             .ok_or_else(|| io::Error::other("too many connections"))?;
         registry.register(
-            &mut stream,
+            stream_ref,
             id.token(),
             mio::Interest::READABLE | mio::Interest::WRITABLE,
         )?;
-        let got = self.slab.insert(Link::new(stream, role));
+        let got = self.slab.insert(Link::new(Transport::Plain(stream), role));
         debug_assert_eq!(got, Some(id));
         Ok(id)
     }
 
     /// The link `id`, if it is still there.
-    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Link<mio::net::TcpStream>> {
+    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Link<Transport>> {
         self.slab.get_mut(id)
     }
 
     /// Removes a link: deregisters its socket and clears its deadline.
-    pub fn close(
-        &mut self,
-        id: ConnId,
-        registry: &mio::Registry,
-    ) -> Option<Link<mio::net::TcpStream>> {
+    pub fn close(&mut self, id: ConnId, registry: &mio::Registry) -> Option<Link<Transport>> {
         let mut link = self.slab.remove(id)?;
-        let _ = registry.deregister(&mut link.stream);
+        link.stream.close_notify();
+        if let Some(s) = link.stream.socket() {
+            let _ = registry.deregister(s);
+        }
         self.timers.set(id.slot(), None);
         Some(link)
     }

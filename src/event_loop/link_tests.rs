@@ -61,10 +61,11 @@ fn server_role(ctx: &Context<'_>, now: Instant) -> Role {
     let addr: std::net::SocketAddr = "127.0.0.1:4000".parse().unwrap();
     Role::Server(Box::new(Inbound {
         ip: addr.ip(),
-        session: ServerSession::new(1, addr, ctx, now),
+        session: ServerSession::new(1, addr, crate::config::ListenKind::Smtp, ctx, now),
         incoming: None,
         envelope: None,
         spool_error: None,
+        handshaking: false,
     }))
 }
 
@@ -143,6 +144,7 @@ fn a_link_turns_from_server_to_client_and_delivers_on_the_same_stream() {
         policy: cfg.policy(),
         disk_low: false,
         unix_time: 0,
+        tls_busy: false,
     };
     let now = Instant::now();
     let (ea, eb) = pipe();

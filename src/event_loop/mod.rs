@@ -23,7 +23,9 @@ mod lifecycle;
 pub mod link;
 mod outbound;
 mod pickup;
+mod secure;
 mod timers;
+pub mod transport;
 
 use std::collections::HashMap;
 use std::io;
@@ -49,6 +51,7 @@ use outbound::Outbound;
 const SIGNAL: Token = Token(0);
 const NOTIFY: Token = Token(1023);
 const CONTROL: Token = Token(1022);
+const GUARD: Token = Token(1021);
 const LISTENER_BASE: usize = 1;
 /// Extra zero-wait polls served before a commit (see `run`).
 const EXTRA_PASSES: usize = 4;
@@ -127,16 +130,53 @@ pub struct Daemon {
     next_pickup: Instant,
     /// Wall-clock seconds of this turn's clock reading (see `tick`).
     unix: u64,
+    /// What sessions may offer of TLS and AUTH.
+    sec: Security,
+    /// The server's TLS configuration, when a certificate is loaded.
+    #[cfg(feature = "tls")]
+    tls_server: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// The auth helper.
+    guard: Option<crate::auth::guard::Guard>,
+    /// AUTH checks the sessions asked for in this turn.
+    auths: Vec<(ConnId, crate::auth::Check)>,
+    /// Checks at the auth helper: by sequence number, the link, user and address.
+    auth_waiting: HashMap<u64, (ConnId, String, IpAddr)>,
+    /// Recent AUTH failures per client address and per identity: count, last time.
+    auth_failures: HashMap<String, (u32, u64)>,
+    /// The client side's credentials and TLS policy (from the auth helper's load).
+    outbound_sec: secure::OutboundSecurity,
 }
 
 /// The per-call context sessions need: the configuration, the disk state and the
 /// wall-clock time (Received: headers).
-fn context(config: &Config, disk_low: bool, unix_time: u64) -> Context<'_> {
+fn context(config: &Config, disk_low: bool, unix_time: u64, sec: Security) -> Context<'_> {
+    let mut policy = config.policy();
+    policy.tls = sec.tls;
+    policy.auth = sec.auth;
     Context {
-        policy: config.policy(),
+        policy,
         disk_low,
         unix_time,
+        tls_busy: sec.handshakes >= MAX_HANDSHAKES,
     }
+}
+
+/// Most TLS handshakes in progress at once; past it STARTTLS gets 454 and an
+/// implicit-TLS client is closed (a handshake costs a key exchange: a flood of them
+/// must not starve the sessions already served).
+pub const MAX_HANDSHAKES: usize = 32;
+/// How long a TLS handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the sessions may offer of TLS and AUTH now.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Security {
+    /// A server certificate is loaded.
+    pub tls: bool,
+    /// What the auth helper's last load allows.
+    pub auth: crate::smtp::server::AuthOffer,
+    /// Handshakes in progress.
+    pub handshakes: usize,
 }
 
 fn unix_now() -> u64 {
@@ -224,6 +264,14 @@ impl Daemon {
             control: None,
             next_pickup: Instant::now(),
             unix,
+            sec: Security::default(),
+            #[cfg(feature = "tls")]
+            tls_server: None,
+            guard: None,
+            auths: Vec::new(),
+            auth_waiting: HashMap::new(),
+            auth_failures: HashMap::new(),
+            outbound_sec: secure::OutboundSecurity::default(),
         };
         d.notify = d.bind_notify();
         d.control = d.bind_control();
@@ -369,6 +417,7 @@ impl Daemon {
                 SIGNAL => self.handle_signals(now),
                 NOTIFY => self.drain_notify(now),
                 CONTROL => self.drain_control(now),
+                GUARD => self.guard_event(now),
                 t if DnsIo::owns(t) => {
                     self.dns_io
                         .handle_event(t, &mut self.dns, self.poll.registry(), now)

@@ -334,8 +334,11 @@ impl Daemon {
         let Some(c) = link.role.client() else { return };
         let jid = c.job;
         if c.session.is_none() {
-            let status = match link.stream.take_error() {
-                Ok(None) => link.stream.peer_addr().map(|_| ()),
+            let Some(sock) = link.stream.socket() else {
+                return;
+            };
+            let status = match sock.take_error() {
+                Ok(None) => sock.peer_addr().map(|_| ()),
                 Ok(Some(e)) | Err(e) => Err(e),
             };
             match status {

@@ -45,7 +45,16 @@ pub enum Command {
     Help,
     /// `ETRN argument` (RFC 1985), the raw argument after one space.
     Etrn(String),
-    /// A verb we know of but do not offer (EXPN, TURN, STARTTLS, AUTH, BDAT, ...).
+    /// `STARTTLS` (RFC 3207; no arguments).
+    StartTls,
+    /// `AUTH mechanism [initial-response]` (RFC 4954).
+    Auth {
+        /// The mechanism name, upper-cased.
+        mech: String,
+        /// The initial response, if sent (`=` is an empty one).
+        initial: Option<String>,
+    },
+    /// A verb we know of but do not offer (EXPN, TURN, ATRN, BDAT, ...).
     NotImplemented,
     /// A verb nobody knows.
     Unknown,
@@ -60,10 +69,19 @@ impl Command {
     /// we check those that change state, and STARTTLS/AUTH, whose followers must never
     /// be answered in the old state: reference/bad-input.md B13).
     pub fn ends_group(&self) -> bool {
-        matches!(
-            self,
-            Command::Helo(_) | Command::Ehlo(_) | Command::Data | Command::NotImplemented
-        )
+        match self {
+            // RFC 4954 §4: AUTH ends a group unless its one round trip is done
+            // with the initial response inline.
+            Command::Auth { mech, initial } => !(mech == "PLAIN" && initial.is_some()),
+            _ => matches!(
+                self,
+                Command::Helo(_)
+                    | Command::Ehlo(_)
+                    | Command::Data
+                    | Command::NotImplemented
+                    | Command::StartTls
+            ),
+        }
     }
 
     /// Whether the command is one that spammers repeat to keep a session alive (HELO
@@ -140,8 +158,20 @@ pub fn parse(line: &[u8]) -> Result<Command, Reply> {
             }
         }
         "ETRN" => Ok(Command::Etrn(rest.to_string())),
-        "EXPN" | "TURN" | "ATRN" | "STARTTLS" | "AUTH" | "BDAT" | "SEND" | "SOML" | "SAML"
-        | "XCLIENT" | "XFORWARD" => Ok(Command::NotImplemented),
+        "STARTTLS" => no_args(rest, Command::StartTls),
+        "AUTH" => {
+            let mut w = rest.split(' ').filter(|w| !w.is_empty());
+            let (Some(mech), initial, None) = (w.next(), w.next(), w.next()) else {
+                return Err(Reply::SYNTAX_PARAMS);
+            };
+            Ok(Command::Auth {
+                mech: mech.to_ascii_uppercase(),
+                initial: initial.map(str::to_string),
+            })
+        }
+        "EXPN" | "TURN" | "ATRN" | "BDAT" | "SEND" | "SOML" | "SAML" | "XCLIENT" | "XFORWARD" => {
+            Ok(Command::NotImplemented)
+        }
         "GET" | "POST" | "HEAD" | "PUT" | "CONNECT" | "OPTIONS" | "HOST:" | "USER-AGENT:" => {
             Ok(Command::Forbidden)
         }
@@ -239,6 +269,9 @@ fn parse_mail(rest: &str) -> Result<Command, Reply> {
             ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") => body = Body::SevenBit,
             ("BODY", Some(v)) if v.eq_ignore_ascii_case("8BITMIME") => body = Body::EightBitMime,
             ("BODY", _) => return Err(Reply::SYNTAX_PARAMS),
+            // RFC 4954 §5: the submitter's identity as another server asserted it.
+            // Accepted and not trusted: nobody here is entitled to assert one.
+            ("AUTH", Some(_)) => {}
             _ => return Err(Reply::UNKNOWN_PARAM),
         }
     }
@@ -421,7 +454,27 @@ mod tests {
     cmd!(http, b"GET / HTTP/1.1", Ok(Command::Forbidden));
     cmd!(connect, b"CONNECT x:25", Ok(Command::Forbidden));
     cmd!(unknown, b"FOO", Ok(Command::Unknown));
-    cmd!(starttls, b"STARTTLS", Ok(Command::NotImplemented));
+    cmd!(starttls, b"STARTTLS", Ok(Command::StartTls));
+    cmd!(starttls_args, b"STARTTLS now", Err(Reply::SYNTAX_PARAMS));
+    cmd!(
+        auth_plain_inline,
+        b"AUTH plain AHRpbQB0aW0=",
+        Ok(Command::Auth {
+            mech: "PLAIN".into(),
+            initial: Some("AHRpbQB0aW0=".into())
+        })
+    );
+    cmd!(auth_bare, b"AUTH", Err(Reply::SYNTAX_PARAMS));
+    cmd!(auth_three, b"AUTH PLAIN a b", Err(Reply::SYNTAX_PARAMS));
+    cmd!(
+        mail_auth_param,
+        b"MAIL FROM:<a@b.example> AUTH=<>",
+        Ok(Command::Mail {
+            from: Some(mb("a@b.example")),
+            size: None,
+            body: Body::SevenBit
+        })
+    );
 
     #[test]
     fn never_panics_on_noise() {

@@ -12,6 +12,7 @@ pub mod command;
 pub mod etrn;
 pub mod line;
 pub mod reply;
+pub mod sasl;
 pub mod server;
 pub mod trace;
 

@@ -30,6 +30,7 @@ use super::reply::{self, Reply};
 use super::ReversePath;
 use crate::spool::{Envelope, MessageId, Recipient, SpoolError};
 use crate::vocab::sanitize;
+use crate::vocab::ListenKind;
 
 /// RFC 5321 §4.5.3.2.7: the server waits at least 5 minutes for each command.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
@@ -68,6 +69,29 @@ pub enum Event {
     /// An allowed, well-formed ETRN: release the queue and call
     /// [`ServerSession::handle_etrn`] with the reply.
     Etrn(EtrnTarget),
+    /// A presented secret for the auth helper: call
+    /// [`ServerSession::handle_auth`] with its verdict.
+    AuthCheck(crate::smtp::sasl::Check),
+}
+
+/// What AUTH this server offers (from the auth helper's last load).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuthOffer {
+    /// `db/secrets` has entries.
+    pub enabled: bool,
+    /// Some entry can answer CRAM-MD5.
+    pub cram: bool,
+}
+
+/// The verdict on an AUTH exchange, as the loop hands it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// Authenticated, with the domains the identity may release.
+    Ok(Vec<String>),
+    /// Refused; the reply waits this long (failures are slowed).
+    Failed(Duration),
+    /// The check could not be made now.
+    Unavailable,
 }
 
 /// What a session may know of the configuration: a narrow view the loop builds
@@ -90,6 +114,12 @@ pub struct Policy<'a> {
     pub mynetworks: &'a [crate::vocab::Cidr],
     /// Where each recipient goes.
     pub recipients: &'a dyn Recipients,
+    /// Whether a server certificate is loaded (STARTTLS can be offered).
+    pub tls: bool,
+    /// What AUTH is offered.
+    pub auth: AuthOffer,
+    /// `ETRN_ALLOW` has `auth`.
+    pub etrn_auth: bool,
 }
 
 /// The routing of a recipient, as the session needs it.
@@ -117,6 +147,8 @@ pub struct Context<'a> {
     pub disk_low: bool,
     /// Wall-clock time, seconds since the epoch (for the envelope's arrival time).
     pub unix_time: u64,
+    /// Too many TLS handshakes are in progress: STARTTLS gets 454 now.
+    pub tls_busy: bool,
 }
 
 #[derive(Debug)]
@@ -149,6 +181,12 @@ enum State {
     AwaitCommit,
     /// An ETRN waits for the queue's answer.
     AwaitEtrn,
+    /// `220` to STARTTLS is queued: the loop starts TLS once it is written.
+    AwaitTls,
+    /// An AUTH exchange waits for the client's next line.
+    Authenticating(crate::smtp::sasl::Exchange, crate::smtp::sasl::Mech),
+    /// A presented secret waits for the auth helper's verdict.
+    AwaitAuth(String, crate::smtp::sasl::Mech),
     /// The last reply is queued; the connection closes once it is written.
     Closing,
 }
@@ -162,6 +200,9 @@ impl State {
             State::ReceivingData(_) => "ReceivingData",
             State::AwaitCommit => "AwaitCommit",
             State::AwaitEtrn => "AwaitEtrn",
+            State::AwaitTls => "AwaitTls",
+            State::Authenticating(..) => "Authenticating",
+            State::AwaitAuth(..) => "AwaitAuth",
             State::Closing => "Closing",
         }
     }
@@ -189,6 +230,30 @@ pub struct ServerSession {
     etrns: u32,
     /// The daemon is stopping: the next command gets 421.
     draining: bool,
+    /// What the listener serves.
+    kind: ListenKind,
+    /// TLS version and cipher, once TLS is on.
+    tls: Option<String>,
+    /// The authenticated identity and the domains it may release.
+    identity: Option<(String, Vec<String>)>,
+    /// Failed AUTH exchanges in this session.
+    auth_failures: u32,
+    /// A reply held back (slowed AUTH failures), and whether it ends the session.
+    delayed: Option<(Instant, Reply, bool)>,
+    /// The rest of an over-long line is thrown away up to its LF.
+    discard_line: bool,
+}
+
+/// A command line for the log: what follows `AUTH <mechanism>` is a secret.
+fn redacted(line: &[u8]) -> String {
+    let text = sanitize(line);
+    let mut w = text.splitn(3, ' ');
+    match (w.next(), w.next(), w.next()) {
+        (Some(v), Some(m), Some(_)) if v.eq_ignore_ascii_case("AUTH") => {
+            format!("{v} {m} <redacted>")
+        }
+        _ => text,
+    }
 }
 
 fn with_address(r: &Reply, addr: &str) -> Reply {
@@ -198,7 +263,13 @@ fn with_address(r: &Reply, addr: &str) -> Reply {
 
 impl ServerSession {
     /// A new session for a client that just connected.
-    pub fn new(id: u32, client: SocketAddr, ctx: &Context<'_>, now: Instant) -> ServerSession {
+    pub fn new(
+        id: u32,
+        client: SocketAddr,
+        kind: ListenKind,
+        ctx: &Context<'_>,
+        now: Instant,
+    ) -> ServerSession {
         let trusted = ctx
             .policy
             .mynetworks
@@ -222,12 +293,19 @@ impl ServerSession {
             accepted: 0,
             etrns: 0,
             draining: false,
+            kind,
+            tls: None,
+            identity: None,
+            auth_failures: 0,
+            delayed: None,
+            discard_line: false,
         };
         log::info!(
-            "{:08x} smtp connect address={} trusted={}",
+            "{:08x} smtp connect address={} trusted={} listener={}",
             id,
             client,
-            if trusted { "yes" } else { "no" }
+            if trusted { "yes" } else { "no" },
+            kind.name()
         );
         if trusted || pause.is_zero() {
             s.reply(&Reply::greeting(ctx.policy.hostname));
@@ -262,6 +340,12 @@ impl ServerSession {
             accepted: 0,
             etrns: 0,
             draining: false,
+            kind: ListenKind::Smtp,
+            tls: None,
+            identity: None,
+            auth_failures: 0,
+            delayed: None,
+            discard_line: false,
         };
         s.reply(&Reply::closing(host, &format!("4.7.0 Error: {why}")));
         s
@@ -353,8 +437,13 @@ impl ServerSession {
     pub fn wants_read(&self, now: Instant) -> bool {
         !matches!(
             self.state,
-            State::AwaitCommit | State::AwaitEtrn | State::Closing
+            State::AwaitCommit
+                | State::AwaitEtrn
+                | State::Closing
+                | State::AwaitTls
+                | State::AwaitAuth(..)
         ) && self.paused_until.is_none_or(|t| t <= now)
+            && self.delayed.is_none()
             && self.out.len() < MAX_PENDING_OUTPUT
     }
 
@@ -367,12 +456,16 @@ impl ServerSession {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let t = match &self.state {
             State::Greeting { until } => *until,
-            State::AwaitCommit | State::AwaitEtrn => return None,
+            State::AwaitCommit | State::AwaitEtrn | State::AwaitAuth(..) => return None,
             State::ReceivingData(d) => {
                 let grace = Duration::from_secs(d.raw_octets / MIN_DATA_RATE);
                 d.started + COMMAND_TIMEOUT + grace
             }
             _ => self.deadline,
+        };
+        let t = match self.delayed {
+            Some((at, _, _)) => at.min(t),
+            None => t,
         };
         Some(match self.paused_until {
             Some(p) => p.min(t),
@@ -391,6 +484,17 @@ impl ServerSession {
                 self.reply(&Reply::greeting(host));
             }
             return;
+        }
+        if self.delayed.as_ref().is_some_and(|d| d.0 <= now) {
+            if let Some((_, r, close)) = self.delayed.take() {
+                if close {
+                    self.close_with(&r);
+                } else {
+                    self.reply(&r);
+                }
+            }
+            self.deadline = now + COMMAND_TIMEOUT;
+            self.process(now, ctx);
         }
         if self.paused_until.is_some_and(|t| t <= now) {
             self.paused_until = None;
@@ -454,13 +558,36 @@ impl ServerSession {
         let host = ctx.policy.hostname;
         let mut pos = 0;
         loop {
-            if self.paused_until.is_some_and(|t| t > now) {
+            if self.paused_until.is_some_and(|t| t > now) || self.delayed.is_some() {
                 break;
             }
-            match &mut self.state {
-                State::Closing | State::AwaitCommit | State::AwaitEtrn | State::Greeting { .. } => {
-                    break
+            if self.discard_line {
+                match self.inbuf[pos..].iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        pos += i + 1;
+                        self.discard_line = false;
+                    }
+                    None => {
+                        pos = self.inbuf.len();
+                        break;
+                    }
                 }
+            }
+            match &mut self.state {
+                State::Closing
+                | State::AwaitCommit
+                | State::AwaitEtrn
+                | State::AwaitAuth(..)
+                | State::Greeting { .. } => break,
+                State::AwaitTls => {
+                    // Whatever came behind STARTTLS is never answered.
+                    pos = self.inbuf.len();
+                    break;
+                }
+                State::Authenticating(..) => match self.auth_line(pos, now, ctx) {
+                    Some(n) => pos += n,
+                    None => break,
+                },
                 State::ReceivingData(d) => {
                     let mut chunk = Vec::new();
                     let input = &self.inbuf[pos..];
@@ -595,9 +722,14 @@ impl ServerSession {
         if matches!(self.state, State::InTransaction(_)) {
             return self.error(&Reply::ETRN_IN_TRANSACTION, now, host);
         }
-        let allowed = m
-            .etrn_allow
-            .is_none_or(|nets| nets.iter().any(|c| c.contains(self.client.ip())));
+        let by_auth = m.etrn_auth
+            && self
+                .identity
+                .as_ref()
+                .is_some_and(|(_, doms)| crate::auth::secrets::entitled(doms, arg.trim()));
+        let allowed = by_auth
+            || m.etrn_allow
+                .is_none_or(|nets| nets.iter().any(|c| c.contains(self.client.ip())));
         if !allowed {
             log::warn!(
                 "{:08x} etrn refused address={} reason=not-allowed",
@@ -626,7 +758,7 @@ impl ServerSession {
     /// One command line. `more`: further input was already buffered behind it.
     fn command(&mut self, line: &[u8], more: bool, now: Instant, ctx: &Context<'_>) {
         let host = &ctx.policy.hostname;
-        log::debug!("{:08x} smtp command \"{}\"", self.id, sanitize(line));
+        log::debug!("{:08x} smtp command \"{}\"", self.id, redacted(line));
         if self.draining {
             return self.shutdown(host);
         }
@@ -638,6 +770,18 @@ impl ServerSession {
                 return;
             }
         };
+        if cmd == Command::StartTls {
+            return self.starttls(more, now, ctx);
+        }
+        // RFC 2645 §4: an ODMR port serves the turn-around and nothing else.
+        if self.kind == ListenKind::Odmr
+            && !matches!(
+                cmd,
+                Command::Ehlo(_) | Command::Auth { .. } | Command::Quit | Command::NotImplemented
+            )
+        {
+            return self.error(&Reply::ODMR_ONLY, now, host);
+        }
         // RFC 2920 §3.1: without PIPELINING the client must wait for each reply, and
         // even with it some commands must end a group (Exim's synchronisation check).
         let esmtp = self.helo.as_ref().is_some_and(|h| h.1);
@@ -691,13 +835,35 @@ impl ServerSession {
             Command::Ehlo(name) => {
                 self.reset_transaction();
                 let size = format!("SIZE {}", ctx.policy.max_message_size);
-                let mut lines = vec![host, "PIPELINING", &size, "8BITMIME"];
-                if ctx.policy.etrn {
-                    lines.push("ETRN");
+                let auth = self.auth_offer(ctx);
+                let mut lines: Vec<&str> = vec![host];
+                if self.kind != ListenKind::Odmr {
+                    lines.extend_from_slice(&["PIPELINING", &size, "8BITMIME"]);
+                    if ctx.policy.etrn {
+                        lines.push("ETRN");
+                    }
+                }
+                if ctx.policy.tls && self.tls.is_none() {
+                    lines.push("STARTTLS");
+                }
+                if let Some(a) = &auth {
+                    lines.push(a);
                 }
                 lines.push("ENHANCEDSTATUSCODES");
                 reply::write_multiline(250, &lines, &mut self.out);
                 self.helo = Some((name, true));
+            }
+            Command::Auth { mech, initial } => self.auth(&mech, initial.as_deref(), now, ctx),
+            Command::StartTls => unreachable!("handled above"),
+            Command::Mail { .. }
+                if self.kind == ListenKind::Submission && self.identity.is_none() =>
+            {
+                let r = if self.tls.is_none() && ctx.policy.tls {
+                    Reply::TLS_FIRST
+                } else {
+                    Reply::AUTH_REQUIRED
+                };
+                self.error(&r, now, host)
             }
             Command::Mail { from, size, body } => self.mail(from, size, body, now, ctx),
             Command::Rcpt(to) => self.rcpt(to, now, ctx),
@@ -728,6 +894,9 @@ impl ServerSession {
 
 #[path = "server_txn.rs"]
 mod txn;
+
+#[path = "server_auth.rs"]
+mod auth;
 
 #[cfg(test)]
 #[path = "server_tests.rs"]

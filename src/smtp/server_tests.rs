@@ -58,7 +58,13 @@ impl T {
         let cfg = config(trusted);
         let now = Instant::now();
         let addr: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-        let s = ServerSession::new(1, addr, &ctx(&cfg, false), now);
+        let s = ServerSession::new(
+            1,
+            addr,
+            crate::config::ListenKind::Smtp,
+            &ctx(&cfg, false),
+            now,
+        );
         let mut t = T {
             s,
             cfg,
@@ -159,6 +165,7 @@ fn ctx(cfg: &Config, disk_low: bool) -> Context<'_> {
         policy: cfg.policy(),
         disk_low,
         unix_time: 1_795_873_551,
+        tls_busy: false,
     }
 }
 
@@ -182,7 +189,13 @@ fn trusted_client_is_greeted_at_once() {
 fn greeting_untrusted_waits_for_the_pause() {
     let cfg = config(false);
     let now = Instant::now();
-    let mut s = ServerSession::new(1, "192.0.2.9:1".parse().unwrap(), &ctx(&cfg, false), now);
+    let mut s = ServerSession::new(
+        1,
+        "192.0.2.9:1".parse().unwrap(),
+        crate::config::ListenKind::Smtp,
+        &ctx(&cfg, false),
+        now,
+    );
     assert!(s.pending_output().is_empty());
     assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(1)));
     s.handle_timeout(now + Duration::from_secs(1), &ctx(&cfg, false));
@@ -193,7 +206,13 @@ fn greeting_untrusted_waits_for_the_pause() {
 fn greeting_early_talker_is_554_and_closed() {
     let cfg = config(false);
     let now = Instant::now();
-    let mut s = ServerSession::new(1, "192.0.2.9:1".parse().unwrap(), &ctx(&cfg, false), now);
+    let mut s = ServerSession::new(
+        1,
+        "192.0.2.9:1".parse().unwrap(),
+        crate::config::ListenKind::Smtp,
+        &ctx(&cfg, false),
+        now,
+    );
     s.handle_input(b"EHLO x\r\n", now, &ctx(&cfg, false));
     assert!(s.pending_output().starts_with(b"554 5.5.0"));
     assert!(s.is_closing());

@@ -47,7 +47,8 @@ impl ServerSession {
 
     pub(super) fn rcpt(&mut self, to: crate::vocab::Mailbox, now: Instant, ctx: &Context<'_>) {
         let host = &ctx.policy.hostname;
-        let trusted = self.trusted;
+        // An authenticated client relays like MYNETWORKS.
+        let trusted = self.trusted || self.identity.is_some();
         let max = ctx.policy.max_recipients;
         let State::InTransaction(txn) = &mut self.state else {
             let r = if self.helo.is_none() {
@@ -61,6 +62,18 @@ impl ServerSession {
             // Not counted as an error: a long list is no abuse (RFC 5321 §4.5.3.1.10).
             self.reply(&Reply::TOO_MANY_RCPTS);
             return;
+        }
+        // Postfix `allow_untrusted_routing = no`: a local part that routes on
+        // (`a%b@`, `b!a@`, `"a@b"@`) is refused for everyone else.
+        if !trusted && to.local().bytes().any(|b| matches!(b, b'%' | b'!' | b'@')) {
+            log::info!(
+                "{:08x} smtp rcpt-refused address={} to=<{}> reason=\"routing in local part\"",
+                self.id,
+                self.client,
+                sanitize(to.to_string().as_bytes())
+            );
+            let r = with_address(&Reply::ROUTING_IN_LOCAL_PART, &to.to_string());
+            return self.error(&r, now, host);
         }
         let dests = match ctx.policy.recipients.verdict(&to, trusted) {
             RcptVerdict::Accept(d) => d,
@@ -131,7 +144,14 @@ impl ServerSession {
             arrival,
             client: crate::vocab::cidr::canonical(self.client.ip()).to_string(),
             helo,
-            protocol: if esmtp { "ESMTP" } else { "SMTP" }.to_string(),
+            protocol: match (esmtp, self.tls.is_some(), self.identity.is_some()) {
+                (false, _, _) => "SMTP",
+                (true, false, false) => "ESMTP",
+                (true, true, false) => "ESMTPS",
+                (true, false, true) => "ESMTPA",
+                (true, true, true) => "ESMTPSA",
+            }
+            .to_string(),
             eight_bit: txn.body == Body::EightBitMime,
             sender: txn.from,
             recipients: txn.rcpts,

@@ -21,6 +21,8 @@ pub struct TraceInfo<'a> {
     pub single_rcpt: Option<String>,
     /// Seconds since the epoch.
     pub unix_time: u64,
+    /// TLS version and cipher, when the session used TLS.
+    pub tls: Option<&'a str>,
 }
 
 /// Renders the `Received:` header, folded, ending in CR LF.
@@ -29,10 +31,14 @@ pub fn received(t: &TraceInfo<'_>) -> String {
         IpAddr::V4(a) => format!("[{a}]"),
         IpAddr::V6(a) => format!("[IPv6:{a}]"),
     };
-    let mut s = format!(
-        "Received: from {} ({})\r\n\tby {} (etrnd) with {} id {}",
-        t.helo, literal, t.hostname, t.protocol, t.id
-    );
+    let mut s = format!("Received: from {} ({})", t.helo, literal);
+    if let Some(tls) = t.tls {
+        s.push_str(&format!("\r\n\t(using {tls})"));
+    }
+    s.push_str(&format!(
+        "\r\n\tby {} (etrnd) with {} id {}",
+        t.hostname, t.protocol, t.id
+    ));
     if let Some(r) = &t.single_rcpt {
         s.push_str(&format!("\r\n\tfor <{r}>"));
     }
@@ -65,6 +71,7 @@ mod tests {
             id: "0123456789abcdef",
             single_rcpt: Some("u@x.example".into()),
             unix_time: 0,
+            tls: None,
         });
         assert_eq!(
             h,

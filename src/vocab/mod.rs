@@ -5,9 +5,11 @@
 pub mod address;
 pub mod cidr;
 pub mod date;
+pub mod security;
 
 pub use address::{fmt_path, parse_path, AddrError, Domain, Mailbox, ReversePath};
 pub use cidr::{canonical, Cidr};
+pub use security::{ListenKind, TlsLevel};
 
 /// Longest peer string written to a log line.
 pub const MAX_LOGGED: usize = 200;

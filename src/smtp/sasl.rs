@@ -12,8 +12,9 @@
 //!  any line "*"              -> 501 aborted
 //! ```
 
-use super::base64;
-use crate::smtp::reply::Reply;
+use super::reply::Reply;
+use crate::auth::base64;
+pub use crate::auth::Check;
 
 /// Longest AUTH response line (RFC 4954 §4: 12,288 octets is enough).
 pub const MAX_AUTH_LINE: usize = 12_288;
@@ -54,42 +55,6 @@ impl Mech {
     /// Whether the client sends its password (only under TLS).
     pub fn cleartext(self) -> bool {
         !matches!(self, Mech::CramMd5)
-    }
-}
-
-/// What the auth helper must decide.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Check {
-    /// A user and the password they sent (PLAIN, LOGIN).
-    Password {
-        /// The user.
-        user: String,
-        /// The password.
-        password: Vec<u8>,
-    },
-    /// A CRAM-MD5 answer to our challenge.
-    Cram {
-        /// The user.
-        user: String,
-        /// The challenge we sent (without base64).
-        challenge: String,
-        /// The 32 lower-case hex digits the client sent.
-        digest: String,
-    },
-}
-
-impl Check {
-    /// The identity being checked.
-    pub fn user(&self) -> &str {
-        match self {
-            Check::Password { user, .. } | Check::Cram { user, .. } => user,
-        }
-    }
-}
-
-impl std::fmt::Debug for Check {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Check({} <redacted>)", self.user())
     }
 }
 
@@ -247,7 +212,7 @@ impl Exchange {
 /// Client side: the response to a CRAM-MD5 challenge (base64 in, base64 out).
 pub fn cram_response(user: &str, password: &[u8], challenge_b64: &str) -> Option<String> {
     let challenge = base64::decode(challenge_b64.as_bytes())?;
-    let digest = super::md5::hmac(password, &challenge);
+    let digest = crate::auth::md5::hmac(password, &challenge);
     let text = format!("{user} {}", base64::hex_encode(&digest));
     Some(base64::encode(text.as_bytes()))
 }

@@ -1,0 +1,253 @@
+//! TLS and AUTH in the loop: starting TLS on a server link once the `220` to
+//! STARTTLS is written (or at once on an implicit-TLS listener), noticing the end of
+//! each handshake, handing AUTH checks to the auth helper and its verdicts back to
+//! the sessions, slowing failures per client address and per identity, and
+//! applying what the auth helper (re)loaded: the certificate and key, the AUTH
+//! offer, the client side's credentials and TLS policy.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use super::link::{ConnId, Link};
+use super::transport::Transport;
+use super::{context, Daemon, Security, GUARD};
+use crate::auth::authinfo::AuthInfo;
+use crate::auth::guard::{FromGuard, Guard, Loaded};
+use crate::auth::Verdict;
+use crate::config::tls_policy::TlsPolicy;
+use crate::smtp::server::{AuthOffer, AuthOutcome};
+
+/// How long AUTH failures are remembered.
+pub const FAILURE_WINDOW: u64 = 3600;
+/// Most remembered failure counters.
+pub const MAX_FAILURE_KEYS: usize = 10_000;
+/// The longest wait before a failure's reply.
+pub const MAX_FAILURE_DELAY: Duration = Duration::from_secs(16);
+
+/// What the client side presents and demands (`db/authinfo`, `db/tls_policy`).
+#[derive(Debug, Clone, Default)]
+pub struct OutboundSecurity {
+    /// Credentials per next hop.
+    pub authinfo: AuthInfo,
+    /// TLS levels per destination.
+    pub policy: TlsPolicy,
+}
+
+/// Starts TLS on a server link whose session sent `220` to STARTTLS and whose
+/// output is all written, and tells the session when the handshake is done.
+pub(super) fn tls_step(
+    link: &mut Link<Transport>,
+    sec: &mut Security,
+    #[cfg(feature = "tls")] server: Option<&std::sync::Arc<rustls::ServerConfig>>,
+    now: Instant,
+) {
+    let Some(c) = link.role.server() else { return };
+    #[cfg(feature = "tls")]
+    if c.session.awaits_tls()
+        && !link.stream.is_tls()
+        && c.session.pending_output().is_empty()
+        && std::io::Write::flush(&mut link.stream).is_ok()
+    {
+        match server.map(crate::tls::server_connection) {
+            Some(Ok(conn)) => {
+                link.stream
+                    .start_tls(conn.into(), now + super::HANDSHAKE_TIMEOUT);
+                c.handshaking = true;
+                sec.handshakes += 1;
+            }
+            _ => link.dead = true,
+        }
+    }
+    if c.handshaking && !link.stream.handshaking() {
+        c.handshaking = false;
+        sec.handshakes = sec.handshakes.saturating_sub(1);
+        if let Some(info) = link.stream.describe() {
+            c.session.tls_on(info, now);
+        }
+    }
+}
+
+impl Daemon {
+    /// An implicit-TLS listener's client: TLS from the first octet.
+    pub(super) fn start_implicit_tls(&mut self, id: ConnId, now: Instant) {
+        #[cfg(feature = "tls")]
+        {
+            let Some(link) = self.links.get_mut(id) else {
+                return;
+            };
+            let conn = self.tls_server.as_ref().map(crate::tls::server_connection);
+            let Some(c) = link.role.server() else { return };
+            match conn {
+                Some(Ok(conn)) => {
+                    link.stream
+                        .start_tls(conn.into(), now + super::HANDSHAKE_TIMEOUT);
+                    c.handshaking = true;
+                    self.sec.handshakes += 1;
+                }
+                _ => link.dead = true,
+            }
+        }
+        #[cfg(not(feature = "tls"))]
+        let _ = (id, now);
+    }
+
+    /// Takes the auth helper and applies its first load (at start: an error stops
+    /// the daemon).
+    pub fn set_guard(&mut self, mut guard: Guard, loaded: Loaded) -> Result<(), String> {
+        self.apply_load(loaded)?;
+        log::info!("daemon auth-helper pid={}", guard.pid());
+        if let Err(e) = self.poll.registry().register(
+            guard.source(),
+            GUARD,
+            mio::Interest::READABLE | mio::Interest::WRITABLE,
+        ) {
+            return Err(format!("cannot watch the auth helper: {e}"));
+        }
+        self.guard = Some(guard);
+        Ok(())
+    }
+
+    /// Applies a load: all of it, or (on any error) none of it.
+    fn apply_load(&mut self, l: Loaded) -> Result<(), String> {
+        let main = &self.config.main;
+        let db = main.mailvar.join("db");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let errs = |e: Vec<crate::lex::ConfigError>| {
+            e.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let authinfo = AuthInfo::parse(&db.join("authinfo"), &text(&l.authinfo)).map_err(errs)?;
+        let policy =
+            TlsPolicy::parse(&db.join("tls_policy"), &text(&l.tls_policy)).map_err(errs)?;
+        #[cfg(feature = "tls")]
+        let server = match (&main.tls_cert, &main.tls_key) {
+            (Some(c), Some(k)) => Some(crate::tls::server_config(
+                &l.cert,
+                &l.key,
+                &c.display().to_string(),
+                &k.display().to_string(),
+            )?),
+            _ => None,
+        };
+        #[cfg(feature = "tls")]
+        {
+            self.sec.tls = server.is_some();
+            self.tls_server = server;
+        }
+        self.sec.auth = AuthOffer {
+            enabled: l.entries > 0,
+            cram: l.cram,
+        };
+        self.outbound_sec = OutboundSecurity { authinfo, policy };
+        log::info!(
+            "daemon secrets-loaded tls={} auth-identities={} cram-md5={}",
+            if self.sec.tls { "yes" } else { "no" },
+            l.entries,
+            if l.cram { "yes" } else { "no" }
+        );
+        Ok(())
+    }
+
+    /// SIGHUP: the auth helper reads the secrets, certificate and key again.
+    pub(super) fn reload_secrets(&mut self) {
+        if let Some(g) = self.guard.as_mut() {
+            g.reload();
+        }
+    }
+
+    /// The auth helper spoke (or its socket can take more).
+    pub(super) fn guard_event(&mut self, now: Instant) {
+        let Some(g) = self.guard.as_mut() else { return };
+        g.flush();
+        let msgs = g.read();
+        let dead = g.dead;
+        for m in msgs {
+            match m {
+                FromGuard::Reload(Ok(l)) => {
+                    if let Err(e) = self.apply_load(l) {
+                        log::error!("config reload-failed {e}: the old secrets stay in force");
+                    }
+                }
+                FromGuard::Reload(Err(e)) => {
+                    log::error!("config reload-failed {e}: the old secrets stay in force")
+                }
+                FromGuard::Verdict(seq, v) => self.verdict(seq, Some(v), now),
+            }
+        }
+        if dead {
+            log::error!("daemon auth-helper-failed: AUTH is unavailable until restart");
+            if let Some(mut g) = self.guard.take() {
+                let _ = self.poll.registry().deregister(g.source());
+            }
+            let seqs: Vec<u64> = self.auth_waiting.keys().copied().collect();
+            for s in seqs {
+                self.verdict(s, None, now);
+            }
+        }
+    }
+
+    /// Hands this turn's AUTH checks to the auth helper.
+    pub(super) fn send_auth_checks(&mut self, now: Instant) {
+        for (id, check) in std::mem::take(&mut self.auths) {
+            let ip = match self.links.get_mut(id).and_then(|l| l.role.server()) {
+                Some(c) => c.ip,
+                None => continue,
+            };
+            match self.guard.as_mut().filter(|g| !g.dead) {
+                Some(g) => {
+                    let seq = g.ask(&check);
+                    self.auth_waiting
+                        .insert(seq, (id, check.user().to_string(), ip));
+                }
+                None => self.answer_auth(id, AuthOutcome::Unavailable, now),
+            }
+        }
+    }
+
+    fn verdict(&mut self, seq: u64, v: Option<Verdict>, now: Instant) {
+        let Some((id, user, ip)) = self.auth_waiting.remove(&seq) else {
+            return;
+        };
+        let outcome = match v {
+            Some(Verdict::Ok(d)) => AuthOutcome::Ok(d),
+            Some(Verdict::No) => AuthOutcome::Failed(self.count_failure(ip, &user)),
+            None => AuthOutcome::Unavailable,
+        };
+        self.answer_auth(id, outcome, now);
+    }
+
+    fn answer_auth(&mut self, id: ConnId, outcome: AuthOutcome, now: Instant) {
+        if let Some(c) = self.links.get_mut(id).and_then(|l| l.role.server()) {
+            let ctx = context(&self.config, self.disk_low, self.unix, self.sec);
+            c.session.handle_auth(outcome, now, &ctx);
+            self.service(id, now);
+        }
+    }
+
+    /// Counts a failure for the address and the identity; the reply waits 1 s,
+    /// doubled for each earlier failure of either within the window, at most
+    /// [`MAX_FAILURE_DELAY`].
+    fn count_failure(&mut self, ip: IpAddr, user: &str) -> Duration {
+        let unix = self.unix;
+        let m = &mut self.auth_failures;
+        if m.len() >= MAX_FAILURE_KEYS {
+            m.retain(|_, (_, t)| unix.saturating_sub(*t) < FAILURE_WINDOW);
+            if m.len() >= MAX_FAILURE_KEYS {
+                m.clear();
+            }
+        }
+        let mut before = 0;
+        for key in [format!("ip {ip}"), format!("user {user}")] {
+            let e = m.entry(key).or_insert((0, unix));
+            if unix.saturating_sub(e.1) >= FAILURE_WINDOW {
+                *e = (0, unix);
+            }
+            before = before.max(e.0);
+            e.0 = e.0.saturating_add(1);
+            e.1 = unix;
+        }
+        Duration::from_secs(1 << before.min(4)).min(MAX_FAILURE_DELAY)
+    }
+}

@@ -125,7 +125,7 @@ impl ServerCertVerifier for Verifier {
             Check::None => Ok(ServerCertVerified::assertion()),
             Check::Fingerprint(fps) => {
                 let fp = sha256_hex(end_entity.as_ref());
-                if fps.iter().any(|f| *f == fp) {
+                if fps.contains(&fp) {
                     Ok(ServerCertVerified::assertion())
                 } else {
                     Err(rustls::Error::General(format!(

@@ -1,5 +1,6 @@
 //! Every configuration parser: etrnd.conf, routes, localnames, aliases,
-//! scheduler.conf, hosts, resolv.conf, nsswitch.conf.
+//! scheduler.conf, hosts, resolv.conf, nsswitch.conf, and the secrets and policies
+//! (db/secrets, db/authinfo, db/tls_policy).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
@@ -23,4 +24,15 @@ fuzz_target!(|data: &[u8]| {
     let _ = ResolvConf::parse(p, t);
     let _ = parse_nsswitch(p, t);
     let _ = etrnd::config::scheduler::parse_interval(t);
+    if let Ok(s) = etrnd::auth::secrets::Secrets::parse(p, t) {
+        for e in &s.entries {
+            let _ = etrnd::auth::secrets::entitled(&e.domains, "a.example");
+        }
+    }
+    if let Ok(a) = etrnd::auth::authinfo::AuthInfo::parse(p, t) {
+        let _ = a.lookup("a.example", 587);
+    }
+    if let Ok(tp) = etrnd::config::tls_policy::TlsPolicy::parse(p, t) {
+        let _ = tp.lookup("mx.a.example", 25, "b.a.example");
+    }
 });

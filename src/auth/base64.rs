@@ -38,7 +38,7 @@ fn value(c: u8) -> Option<u32> {
 /// Decodes canonical base64: length a multiple of four, padding only at the end,
 /// unused bits zero. Anything else is `None`.
 pub fn decode(text: &[u8]) -> Option<Vec<u8>> {
-    if text.len() % 4 != 0 {
+    if !text.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(text.len() / 4 * 3);
@@ -70,7 +70,7 @@ pub fn hex_encode(data: &[u8]) -> String {
 
 /// Decodes hex (either case); `None` for an odd length or a non-hex digit.
 pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     text.as_bytes()

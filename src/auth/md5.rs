@@ -29,7 +29,7 @@ pub fn compress(state: &mut [u32; 4], block: &[u8; 64]) {
         ]);
     }
     let [mut a, mut b, mut c, mut d] = *state;
-    for i in 0..64 {
+    for (i, &shift) in S.iter().enumerate() {
         let (f, g) = match i / 16 {
             0 => ((b & c) | (!b & d), i),
             1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
@@ -43,7 +43,7 @@ pub fn compress(state: &mut [u32; 4], block: &[u8; 64]) {
             a.wrapping_add(f)
                 .wrapping_add(k(i))
                 .wrapping_add(m[g])
-                .rotate_left(S[i]),
+                .rotate_left(shift),
         );
         a = t;
     }
@@ -206,7 +206,7 @@ mod tests {
         let text = contexts_hex(&c);
         assert_eq!(text.len(), 64);
         let back = parse_contexts(&text).unwrap();
-        let long = vec![b'x'; 200];
+        let long = [b'x'; 200];
         for msg in [&b"<1.2@h>"[..], &long[..]] {
             assert_eq!(
                 hmac_from_contexts(back.0, back.1, msg),

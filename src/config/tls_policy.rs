@@ -168,6 +168,16 @@ impl TlsPolicy {
         }
     }
 
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// The policy for a delivery to route host `host` at `port` for recipient
     /// domain `domain`.
     pub fn lookup(&self, host: &str, port: u16, domain: &str) -> Option<&Policy> {

@@ -8,6 +8,9 @@ use std::time::Instant;
 
 use super::link::{ConnId, Inbound, ReadResult, Role};
 use super::secure::tls_step;
+
+/// AUTH checks sessions asked for, by link.
+type AuthChecks = Vec<(ConnId, crate::auth::Check)>;
 use super::{context, Daemon, REFUSAL_SLACK};
 use crate::config::{cidr, Config, ListenKind};
 use crate::smtp::etrn::EtrnTarget;
@@ -19,10 +22,14 @@ use crate::spool::{Envelope, Incoming, Spool};
 impl Daemon {
     pub(super) fn accept(&mut self, idx: usize, now: Instant, touched: &mut Vec<ConnId>) {
         loop {
-            let Some(Some((configured, listener))) = self.listeners.get(idx) else {
+            let Some(Some((_, listener))) = self.listeners.get(idx) else {
                 return;
             };
-            let kind = self.config.main.listen_kind(*configured);
+            let kind = self
+                .listener_kinds
+                .get(idx)
+                .copied()
+                .unwrap_or(ListenKind::Smtp);
             let (stream, addr) = match listener.accept() {
                 Ok(x) => x,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -333,10 +340,7 @@ impl Daemon {
 fn route_events(
     spool: &mut Spool,
     batch: &mut Vec<(ConnId, Incoming, Box<Envelope>)>,
-    (etrns, auths): (
-        &mut Vec<(ConnId, EtrnTarget)>,
-        &mut Vec<(ConnId, crate::auth::Check)>,
-    ),
+    (etrns, auths): (&mut Vec<(ConnId, EtrnTarget)>, &mut AuthChecks),
     config: &Config,
     id: ConnId,
     c: &mut Inbound,

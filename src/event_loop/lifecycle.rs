@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use mio::{Interest, Token};
 
-use super::{listen, Daemon, CONTROL, LISTENER_BASE, STOP_GRACE};
+use super::{listen, Daemon, GUARD, LISTENER_BASE, STOP_GRACE};
 use crate::config;
 
 impl Daemon {
@@ -66,7 +66,7 @@ impl Daemon {
             match listen(*addr) {
                 Ok(mut l) => {
                     let idx = self.listeners.len();
-                    if idx + LISTENER_BASE >= CONTROL.0 {
+                    if idx + LISTENER_BASE >= GUARD.0 {
                         log::error!("smtp listen-failed address={addr} error=\"too many listeners\"");
                         continue;
                     }
@@ -106,6 +106,17 @@ impl Daemon {
             Ok(new) => {
                 if new.main.listen != self.config.main.listen {
                     self.rebind(&new.main.listen);
+                    let kinds: Vec<_> = self
+                        .listeners
+                        .iter()
+                        .map(|l| match l {
+                            Some((a, _)) => new.main.listen_kind(*a),
+                            None => crate::vocab::ListenKind::Smtp,
+                        })
+                        .collect();
+                    self.listener_kinds = kinds;
+                } else {
+                    self.listener_kinds = new.main.listen_kinds.clone();
                 }
                 if new.main.postoffice != self.config.main.postoffice {
                     log::warn!("config POSTOFFICE changed: restart etrnd to apply it");

@@ -85,6 +85,8 @@ pub struct Daemon {
     /// Listeners by token offset, with the LISTEN entry each came from; a slot is
     /// emptied when a reload removes its address (tokens stay stable).
     listeners: Vec<Option<(SocketAddr, TcpListener)>>,
+    /// What each listener serves (same index as `listeners`).
+    listener_kinds: Vec<crate::vocab::ListenKind>,
     /// Every connection: accepted clients, deliveries, DNS over TCP.
     links: Links,
     per_ip: HashMap<IpAddr, usize>,
@@ -234,6 +236,7 @@ impl Daemon {
         log::info!("sched loaded messages={}", sched.messages());
         let mut d = Daemon {
             poll,
+            listener_kinds: config.main.listen_kinds.clone(),
             listeners: configured.into_iter().zip(listeners).map(Some).collect(),
             links: Links::default(),
             per_ip: HashMap::new(),

@@ -142,10 +142,12 @@ impl Daemon {
         };
         self.outbound_sec = OutboundSecurity { authinfo, policy };
         log::info!(
-            "daemon secrets-loaded tls={} auth-identities={} cram-md5={}",
+            "daemon secrets-loaded tls={} auth-identities={} cram-md5={} client-credentials={} tls-policies={}",
             if self.sec.tls { "yes" } else { "no" },
             l.entries,
-            if l.cram { "yes" } else { "no" }
+            if l.cram { "yes" } else { "no" },
+            self.outbound_sec.authinfo.entries.len(),
+            self.outbound_sec.policy.len()
         );
         Ok(())
     }

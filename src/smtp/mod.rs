@@ -11,6 +11,7 @@ pub mod client;
 pub mod command;
 pub mod etrn;
 pub mod line;
+pub mod policy;
 pub mod reply;
 pub mod sasl;
 pub mod server;

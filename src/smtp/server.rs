@@ -74,82 +74,7 @@ pub enum Event {
     AuthCheck(crate::smtp::sasl::Check),
 }
 
-/// What AUTH this server offers (from the auth helper's last load).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AuthOffer {
-    /// `db/secrets` has entries.
-    pub enabled: bool,
-    /// Some entry can answer CRAM-MD5.
-    pub cram: bool,
-}
-
-/// The verdict on an AUTH exchange, as the loop hands it back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthOutcome {
-    /// Authenticated, with the domains the identity may release.
-    Ok(Vec<String>),
-    /// Refused; the reply waits this long (failures are slowed).
-    Failed(Duration),
-    /// The check could not be made now.
-    Unavailable,
-}
-
-/// What a session may know of the configuration: a narrow view the loop builds
-/// from it, so the session module stands on the vocabulary, not on the whole
-/// configuration or the router.
-pub struct Policy<'a> {
-    /// Our host name (greeting, replies).
-    pub hostname: &'a str,
-    /// How long to wait before the greeting (`GREET_PAUSE`).
-    pub greet_pause: Duration,
-    /// Largest message accepted (`SIZE`).
-    pub max_message_size: u64,
-    /// Most recipients per message.
-    pub max_recipients: usize,
-    /// Whether ETRN is offered.
-    pub etrn: bool,
-    /// Who may send ETRN (`None`: anyone).
-    pub etrn_allow: Option<&'a [crate::vocab::Cidr]>,
-    /// Trusted client networks (`MYNETWORKS`).
-    pub mynetworks: &'a [crate::vocab::Cidr],
-    /// Where each recipient goes.
-    pub recipients: &'a dyn Recipients,
-    /// Whether a server certificate is loaded (STARTTLS can be offered).
-    pub tls: bool,
-    /// What AUTH is offered.
-    pub auth: AuthOffer,
-    /// `ETRN_ALLOW` has `auth`.
-    pub etrn_auth: bool,
-}
-
-/// The routing of a recipient, as the session needs it.
-pub trait Recipients {
-    /// The destinations of `rcpt` (a `trusted` client may relay), or why not.
-    fn verdict(&self, rcpt: &crate::vocab::Mailbox, trusted: bool) -> RcptVerdict;
-}
-
-/// What becomes of one RCPT.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RcptVerdict {
-    /// Accepted, for these destinations.
-    Accept(Vec<crate::vocab::Destination>),
-    /// Refused with this reply; `why` is for the log.
-    Refuse(Reply, String),
-    /// Routed, but no transport serves a destination (after a reload): try later.
-    NoTransport(String),
-}
-
-/// Per-call facts the session needs besides its own state.
-pub struct Context<'a> {
-    /// The configuration, as far as the session may see it.
-    pub policy: Policy<'a>,
-    /// Whether the spool is short of space (`MAIL` gets 452 4.3.1).
-    pub disk_low: bool,
-    /// Wall-clock time, seconds since the epoch (for the envelope's arrival time).
-    pub unix_time: u64,
-    /// Too many TLS handshakes are in progress: STARTTLS gets 454 now.
-    pub tls_busy: bool,
-}
+pub use super::policy::{AuthOffer, AuthOutcome, Context, Policy, RcptVerdict, Recipients};
 
 #[derive(Debug)]
 struct Transaction {
@@ -276,30 +201,7 @@ impl ServerSession {
             .iter()
             .any(|c| c.contains(client.ip()));
         let pause = ctx.policy.greet_pause;
-        let mut s = ServerSession {
-            id,
-            client,
-            trusted,
-            helo: None,
-            state: State::Ready,
-            inbuf: Vec::new(),
-            out: crate::buf::OutBuf::new(),
-            events: VecDeque::new(),
-            deadline: now + COMMAND_TIMEOUT,
-            paused_until: None,
-            errors: 0,
-            junk: 0,
-            unknown_in_row: 0,
-            accepted: 0,
-            etrns: 0,
-            draining: false,
-            kind,
-            tls: None,
-            identity: None,
-            auth_failures: 0,
-            delayed: None,
-            discard_line: false,
-        };
+        let mut s = ServerSession::blank(id, client, trusted, kind, now + COMMAND_TIMEOUT);
         log::info!(
             "{:08x} smtp connect address={} trusted={} listener={}",
             id,
@@ -315,6 +217,39 @@ impl ServerSession {
         s
     }
 
+    fn blank(
+        id: u32,
+        client: SocketAddr,
+        trusted: bool,
+        kind: ListenKind,
+        deadline: Instant,
+    ) -> ServerSession {
+        ServerSession {
+            id,
+            client,
+            trusted,
+            helo: None,
+            state: State::Ready,
+            inbuf: Vec::new(),
+            out: crate::buf::OutBuf::new(),
+            events: VecDeque::new(),
+            deadline,
+            paused_until: None,
+            errors: 0,
+            junk: 0,
+            unknown_in_row: 0,
+            accepted: 0,
+            etrns: 0,
+            draining: false,
+            kind,
+            tls: None,
+            identity: None,
+            auth_failures: 0,
+            delayed: None,
+            discard_line: false,
+        }
+    }
+
     /// A session that only says `421` and closes (connection limits).
     pub fn refuse(id: u32, client: SocketAddr, host: &str, why: &str, now: Instant) -> Self {
         log::warn!(
@@ -323,30 +258,14 @@ impl ServerSession {
             client,
             why
         );
-        let mut s = ServerSession {
+        let mut s = ServerSession::blank(
             id,
             client,
-            trusted: false,
-            helo: None,
-            state: State::Closing,
-            inbuf: Vec::new(),
-            out: crate::buf::OutBuf::new(),
-            events: VecDeque::new(),
-            deadline: now + Duration::from_secs(10),
-            paused_until: None,
-            errors: 0,
-            junk: 0,
-            unknown_in_row: 0,
-            accepted: 0,
-            etrns: 0,
-            draining: false,
-            kind: ListenKind::Smtp,
-            tls: None,
-            identity: None,
-            auth_failures: 0,
-            delayed: None,
-            discard_line: false,
-        };
+            false,
+            ListenKind::Smtp,
+            now + Duration::from_secs(10),
+        );
+        s.state = State::Closing;
         s.reply(&Reply::closing(host, &format!("4.7.0 Error: {why}")));
         s
     }
@@ -695,66 +614,6 @@ impl ServerSession {
         self.process(now, ctx);
     }
 
-    /// The queue's answer to an ETRN.
-    pub fn handle_etrn(&mut self, reply: &Reply, now: Instant, ctx: &Context<'_>) {
-        if !matches!(self.state, State::AwaitEtrn) {
-            return;
-        }
-        self.set_state(State::Ready);
-        if reply.is_error() {
-            self.error(reply, now, ctx.policy.hostname);
-        } else {
-            self.reply(reply);
-        }
-        self.deadline = now + COMMAND_TIMEOUT;
-        self.process(now, ctx);
-    }
-
-    fn etrn(&mut self, arg: &str, now: Instant, ctx: &Context<'_>) {
-        let host = &ctx.policy.hostname;
-        let m = &ctx.policy;
-        if !m.etrn {
-            return self.error(&Reply::ETRN_NOT_AVAILABLE, now, host);
-        }
-        if self.helo.is_none() {
-            return self.error(&Reply::NEED_HELO, now, host);
-        }
-        if matches!(self.state, State::InTransaction(_)) {
-            return self.error(&Reply::ETRN_IN_TRANSACTION, now, host);
-        }
-        let by_auth = m.etrn_auth
-            && self
-                .identity
-                .as_ref()
-                .is_some_and(|(_, doms)| crate::auth::secrets::entitled(doms, arg.trim()));
-        let allowed = by_auth
-            || m.etrn_allow
-                .is_none_or(|nets| nets.iter().any(|c| c.contains(self.client.ip())));
-        if !allowed {
-            log::warn!(
-                "{:08x} etrn refused address={} reason=not-allowed",
-                self.id,
-                self.client
-            );
-            return self.error(
-                &Reply::etrn_refused(&sanitize(arg.as_bytes()), "client not allowed to ETRN"),
-                now,
-                host,
-            );
-        }
-        self.etrns += 1;
-        if self.etrns > ETRN_PER_SESSION {
-            return self.error(&Reply::ETRN_TOO_MANY, now, host);
-        }
-        match EtrnTarget::parse(arg) {
-            None => self.error(&Reply::ETRN_SYNTAX, now, host),
-            Some(t) => {
-                self.events.push_back(Event::Etrn(t));
-                self.set_state(State::AwaitEtrn);
-            }
-        }
-    }
-
     /// One command line. `more`: further input was already buffered behind it.
     fn command(&mut self, line: &[u8], more: bool, now: Instant, ctx: &Context<'_>) {
         let host = &ctx.policy.hostname;
@@ -897,6 +756,9 @@ mod txn;
 
 #[path = "server_auth.rs"]
 mod auth;
+
+#[path = "server_etrn.rs"]
+mod etrn_verb;
 
 #[cfg(test)]
 #[path = "server_tests.rs"]

@@ -98,8 +98,8 @@ impl ServerSession {
             return;
         };
         if more {
-            // Never answer what was pipelined behind a refused STARTTLS either.
-            self.reply(&r);
+            // What was pipelined behind a refused STARTTLS is never answered: the
+            // group is a synchronisation error (reference/bad-input.md B13).
             self.close_with(&Reply::SYNC_ERROR);
             return;
         }

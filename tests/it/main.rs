@@ -21,4 +21,5 @@ mod resolve;
 mod scripts;
 mod service;
 mod sink;
+mod tls;
 mod util;

@@ -325,6 +325,8 @@ impl Delivery {
         let Some(n) = self.hop_index() else { return };
         match ev {
             ClientEvent::Ready => self.next_message(n),
+            // The driver starts TLS on the link; nothing changes here.
+            ClientEvent::StartTls => {}
             ClientEvent::Done(outcomes) => self.message_done(outcomes),
             ClientEvent::Failed { reason, .. } => {
                 let relay = self.relay();

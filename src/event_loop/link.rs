@@ -205,6 +205,12 @@ pub struct Outbound {
     pub session: Option<ClientSession>,
     /// When connecting gives up.
     pub connect_deadline: Instant,
+    /// How to check the server's certificate and the name to send (SNI), when the
+    /// connection may use TLS.
+    #[cfg(feature = "tls")]
+    pub tls_plan: Option<(crate::tls::Check, String)>,
+    /// The next hop's address (a failed opportunistic handshake is remembered by it).
+    pub addr: std::net::SocketAddr,
 }
 
 /// One DNS exchange over TCP.

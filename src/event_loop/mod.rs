@@ -147,6 +147,9 @@ pub struct Daemon {
     auth_failures: HashMap<String, (u32, u64)>,
     /// The client side's credentials and TLS policy (from the auth helper's load).
     outbound_sec: secure::OutboundSecurity,
+    /// CA roots for `verify`/`secure`, read at first use (and again after SIGHUP).
+    #[cfg(feature = "tls")]
+    tls_roots: Option<std::sync::Arc<rustls::RootCertStore>>,
 }
 
 /// The per-call context sessions need: the configuration, the disk state and the
@@ -275,6 +278,8 @@ impl Daemon {
             auth_waiting: HashMap::new(),
             auth_failures: HashMap::new(),
             outbound_sec: secure::OutboundSecurity::default(),
+            #[cfg(feature = "tls")]
+            tls_roots: None,
         };
         d.notify = d.bind_notify();
         d.control = d.bind_control();

@@ -41,6 +41,10 @@ struct Run {
     log: Option<PathBuf>,
     /// The current message's body and how much of it the session has.
     body: Option<(Body, u64)>,
+    /// The thread's route host (`job.key.host`): TLS policy and credentials key.
+    route_host: String,
+    /// The host name of the hop connected to (MX name or route host).
+    hop_host: String,
 }
 
 /// Outbound state owned by the loop.
@@ -49,6 +53,9 @@ pub struct Outbound {
     runs: HashMap<JobId, Run>,
     lookups: HashMap<crate::dns::LookupId, JobId>,
     penalties: crate::delivery::Penalties,
+    /// Next hops whose opportunistic (`may`) TLS handshake failed, and when: the
+    /// next connection within an hour goes in plaintext (Postfix's fall-back).
+    pub(super) tls_failed: HashMap<std::net::SocketAddr, Instant>,
 }
 
 impl Outbound {
@@ -81,11 +88,14 @@ impl Daemon {
                                 .replace("${host}", &job.key.host),
                         )
                     });
+                    let route_host = job.key.host.clone();
                     let run = Run {
                         machine: Delivery::new(job, opts),
                         link: None,
                         log,
                         body: None,
+                        route_host,
+                        hop_host: String::new(),
                     };
                     self.outbound.runs.insert(jid, run);
                     self.act(jid, now);
@@ -306,11 +316,16 @@ impl Daemon {
             relay: crate::delivery::relay_name(hop),
             session: None,
             connect_deadline: deadline,
+            #[cfg(feature = "tls")]
+            tls_plan: None,
+            addr: hop.addr,
         }));
+        let hop_host = hop.host.clone();
         let id = self.links.add(stream, role, self.poll.registry())?;
         self.links.set_timer(id, Some(deadline));
         if let Some(run) = self.outbound.runs.get_mut(&jid) {
             run.link = Some(id);
+            run.hop_host = hop_host;
         }
         Ok(())
     }
@@ -355,6 +370,9 @@ impl Daemon {
                 break;
             }
             let r = link.read(&mut self.buf);
+            // A handshake that just ended comes before the first octets inside it.
+            super::secure::client_tls_step(link, &mut self.outbound.tls_failed, now);
+            let tls_error = link.stream.tls_error().map(str::to_string);
             let Some(s) = link.role.client().and_then(|c| c.session.as_mut()) else {
                 return;
             };
@@ -362,7 +380,10 @@ impl Daemon {
                 ReadResult::Data(n) => s.handle_input(&self.buf[..n], now),
                 ReadResult::WouldBlock => break,
                 ReadResult::Closed => {
-                    s.handle_eof();
+                    match tls_error {
+                        Some(e) => s.tls_failed(&e),
+                        None => s.handle_eof(),
+                    }
                     break;
                 }
             }
@@ -385,9 +406,24 @@ impl Daemon {
         if run.log.is_some() {
             s = s.with_transcript();
         }
+        let (route_host, hop_host) = (run.route_host.clone(), run.hop_host.clone());
+        let Some(addr) = self
+            .links
+            .get_mut(id)
+            .and_then(|l| l.role.client())
+            .map(|c| c.addr)
+        else {
+            return;
+        };
+        let sec = self.client_security(id, &route_host, &hop_host, addr, now);
+        let implicit = sec.implicit;
+        s = s.with_security(sec);
         if let Some(c) = self.links.get_mut(id).and_then(|l| l.role.client()) {
             log::info!("{} smtp connected relay={}", jid.0, c.relay);
             c.session = Some(s);
+        }
+        if implicit {
+            self.start_client_tls(id, now);
         }
     }
 
@@ -481,6 +517,10 @@ impl Daemon {
                 self.links.set_timer(id, t);
                 return;
             };
+            if ev == crate::smtp::client::ClientEvent::StartTls {
+                self.start_client_tls(id, now);
+                continue;
+            }
             if let crate::smtp::client::ClientEvent::Failed { reason, .. } = &ev {
                 log::info!(
                     "{} smtp session-failed relay={relay} reason=\"{reason}\"",

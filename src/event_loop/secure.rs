@@ -141,6 +141,10 @@ impl Daemon {
             cram: l.cram,
         };
         self.outbound_sec = OutboundSecurity { authinfo, policy };
+        #[cfg(feature = "tls")]
+        {
+            self.tls_roots = None;
+        }
         log::info!(
             "daemon secrets-loaded tls={} auth-identities={} cram-md5={} client-credentials={} tls-policies={}",
             if self.sec.tls { "yes" } else { "no" },
@@ -252,4 +256,201 @@ impl Daemon {
         }
         Duration::from_secs(1 << before.min(4)).min(MAX_FAILURE_DELAY)
     }
+}
+
+/// How long a failed opportunistic handshake sends a next hop to plaintext.
+pub const TLS_FALLBACK_FOR: Duration = Duration::from_secs(3600);
+
+/// `[1.2.3.4]:587` → `1.2.3.4`; `mail.isp.dom` stays.
+fn bare_host(route_host: &str) -> &str {
+    match route_host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => route_host,
+    }
+}
+
+/// A client link whose TLS handshake is over: the session learns it (or its
+/// failure, remembered for the `may` fall-back).
+pub(super) fn client_tls_step(
+    link: &mut Link<Transport>,
+    tls_failed: &mut std::collections::HashMap<std::net::SocketAddr, Instant>,
+    now: Instant,
+) {
+    if !link.stream.is_tls() || link.stream.handshaking() {
+        return;
+    }
+    let describe = link.stream.describe();
+    let failed = link.stream.tls_error().is_some();
+    let Some(c) = link.role.client() else { return };
+    let addr = c.addr;
+    let Some(s) = c.session.as_mut() else { return };
+    if !s.awaits_tls() {
+        return;
+    }
+    match describe {
+        Some(info) if !failed => s.tls_on(info, now),
+        _ => {
+            tls_failed.insert(addr, now);
+        }
+    }
+}
+
+impl Daemon {
+    /// What a delivery connection to `addr` (hop `hop_host`, for route host
+    /// `route_host`) needs of TLS and AUTH, from `db/tls_policy`, `SMTP_TLS` and
+    /// `db/authinfo`; the certificate check goes on the link.
+    pub(super) fn client_security(
+        &mut self,
+        id: ConnId,
+        route_host: &str,
+        hop_host: &str,
+        addr: std::net::SocketAddr,
+        now: Instant,
+    ) -> crate::smtp::client::ClientSecurity {
+        use crate::vocab::TlsLevel;
+        let host = bare_host(route_host).to_ascii_lowercase();
+        let port = addr.port();
+        let policy = self.outbound_sec.policy.lookup(&host, port, &host).cloned();
+        let mut level = policy
+            .as_ref()
+            .map_or(self.config.main.smtp_tls, |p| p.level);
+        let implicit =
+            level != TlsLevel::None && (policy.as_ref().is_some_and(|p| p.implicit) || port == 465);
+        if level == TlsLevel::May && !implicit {
+            let recent = self
+                .outbound
+                .tls_failed
+                .get(&addr)
+                .is_some_and(|t| now.saturating_duration_since(*t) < TLS_FALLBACK_FOR);
+            if recent {
+                log::info!(
+                    "smtp client-tls skipped address={addr}: a handshake failed within the hour"
+                );
+                level = TlsLevel::None;
+            }
+        }
+        let credentials = self
+            .outbound_sec
+            .authinfo
+            .lookup(&host, port)
+            .map(|c| (c.user.clone(), c.password.clone()));
+        #[cfg(feature = "tls")]
+        {
+            let hop = bare_host(hop_host)
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
+            let matches = policy
+                .as_ref()
+                .map(|p| p.matches.clone())
+                .unwrap_or_default();
+            let plan = match level {
+                TlsLevel::None => None,
+                TlsLevel::May | TlsLevel::Encrypt => Some(crate::tls::Check::None),
+                TlsLevel::Fingerprint => Some(crate::tls::Check::Fingerprint(matches)),
+                TlsLevel::Verify | TlsLevel::Secure => {
+                    let names = if level == TlsLevel::Verify && matches.is_empty() {
+                        vec![hop.clone()]
+                    } else {
+                        let wanted = if matches.is_empty() {
+                            vec!["nexthop".to_string(), "dot-nexthop".to_string()]
+                        } else {
+                            matches
+                        };
+                        cert_names(&wanted, &host, &hop)
+                    };
+                    match self.roots() {
+                        Ok(r) => Some(crate::tls::Check::Names(r, names)),
+                        Err(e) => {
+                            log::error!("smtp client-tls roots-failed error=\"{e}\"");
+                            // No roots: nothing verifies, so the mail waits.
+                            Some(crate::tls::Check::Names(
+                                std::sync::Arc::new(rustls::RootCertStore::empty()),
+                                Vec::new(),
+                            ))
+                        }
+                    }
+                }
+            };
+            // An address literal is a valid server name too: rustls sends no SNI then.
+            let sni = if hop.is_empty() { host.clone() } else { hop };
+            if let Some(c) = self.links.get_mut(id).and_then(|l| l.role.client()) {
+                c.tls_plan = plan.map(|p| (p, sni));
+            }
+        }
+        #[cfg(not(feature = "tls"))]
+        let _ = (id, hop_host);
+        crate::smtp::client::ClientSecurity {
+            level,
+            implicit,
+            credentials,
+        }
+    }
+
+    /// The CA roots (`TLS_CA_FILE` or the system bundle), read once.
+    #[cfg(feature = "tls")]
+    fn roots(&mut self) -> Result<std::sync::Arc<rustls::RootCertStore>, String> {
+        if let Some(r) = &self.tls_roots {
+            return Ok(r.clone());
+        }
+        let r = crate::tls::roots(self.config.main.tls_ca_file.as_deref())?;
+        self.tls_roots = Some(r.clone());
+        Ok(r)
+    }
+
+    /// Starts TLS on a client link (after `220` to STARTTLS, or at connect for
+    /// implicit TLS).
+    pub(super) fn start_client_tls(&mut self, id: ConnId, now: Instant) {
+        let Some(link) = self.links.get_mut(id) else {
+            return;
+        };
+        #[cfg(feature = "tls")]
+        {
+            let plan = link.role.client().and_then(|c| c.tls_plan.clone());
+            let conn = plan
+                .ok_or_else(|| "no TLS plan".to_string())
+                .and_then(|(check, sni)| {
+                    crate::tls::client_connection(crate::tls::client_config(check), &sni)
+                });
+            match conn {
+                Ok(c) => link
+                    .stream
+                    .start_tls(c.into(), now + super::HANDSHAKE_TIMEOUT),
+                Err(e) => {
+                    if let Some(s) = link.role.client().and_then(|c| c.session.as_mut()) {
+                        s.tls_failed(&e);
+                    }
+                }
+            }
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            let _ = now;
+            if let Some(s) = link.role.client().and_then(|c| c.session.as_mut()) {
+                s.tls_failed("this etrnd was built without TLS");
+            }
+        }
+    }
+}
+
+/// The names a `secure`/`verify` certificate may carry, from `match=` words:
+/// `nexthop` (the route host), `dot-nexthop` (the hop's name when it is under the
+/// route host), `hostname` (the hop's name), `.suffix` (the hop's name when under
+/// it), or a literal name.
+fn cert_names(wanted: &[String], host: &str, hop: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for w in wanted {
+        let name = match w.as_str() {
+            "nexthop" => Some(host.to_string()),
+            "hostname" => Some(hop.to_string()),
+            "dot-nexthop" => hop.ends_with(&format!(".{host}")).then(|| hop.to_string()),
+            s if s.starts_with('.') => hop.ends_with(s).then(|| hop.to_string()),
+            s => Some(s.to_string()),
+        };
+        if let Some(n) = name {
+            if !n.is_empty() && !out.contains(&n) {
+                out.push(n);
+            }
+        }
+    }
+    out
 }

@@ -98,6 +98,9 @@ pub enum ClientEvent {
     },
     /// QUIT answered or the connection can be dropped.
     Closed,
+    /// `220` to STARTTLS and nothing behind it: the driver starts TLS now and
+    /// calls [`ClientSession::tls_on`] when the handshake is done.
+    StartTls,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +114,9 @@ enum Expect {
     Dot,
     Rset,
     Quit,
+    StartTls,
+    /// An AUTH exchange's step (0: the AUTH command).
+    Auth(u8),
 }
 
 impl std::fmt::Display for Expect {
@@ -126,6 +132,8 @@ impl std::fmt::Display for Expect {
             Expect::Dot => "the end of the message",
             Expect::Rset => "RSET",
             Expect::Quit => "QUIT",
+            Expect::StartTls => "STARTTLS",
+            Expect::Auth(_) => "AUTH",
         })
     }
 }
@@ -151,6 +159,12 @@ pub enum State {
     AwaitRset,
     /// QUIT sent.
     AwaitQuit,
+    /// STARTTLS sent.
+    AwaitStartTls,
+    /// `220` to STARTTLS received: the TLS handshake runs.
+    AwaitTlsHandshake,
+    /// AUTH sent; its exchange runs.
+    AwaitAuth,
     /// Over.
     Closed,
 }
@@ -189,6 +203,16 @@ pub struct ClientSession {
     transcript: Option<Vec<String>>,
     /// Whether to greet with EHLO (false: HELO only, the transport's `-77`).
     esmtp: bool,
+    /// What TLS and AUTH this connection needs.
+    sec: ClientSecurity,
+    /// TLS version and cipher, once TLS is on.
+    tls: Option<String>,
+    /// The server offered STARTTLS in its last EHLO reply.
+    starttls_offered: bool,
+    /// The AUTH mechanisms of its last EHLO reply.
+    auth_mechs: Vec<String>,
+    /// The mechanism of the AUTH exchange in progress.
+    auth_mech: Option<crate::smtp::sasl::Mech>,
 }
 
 impl ClientSession {
@@ -210,6 +234,11 @@ impl ClientSession {
             stuffer: Stuffer::new(),
             transcript: None,
             esmtp: true,
+            sec: ClientSecurity::default(),
+            tls: None,
+            starttls_offered: false,
+            auth_mechs: Vec::new(),
+            auth_mech: None,
         }
     }
 
@@ -308,10 +337,17 @@ impl ClientSession {
 
     fn send(&mut self, what: Expect, line: &[u8], now: Instant) {
         if let Some(t) = self.transcript.as_mut() {
-            t.push(format!(
-                "> {}",
-                sanitize(line.strip_suffix(b"\r\n").unwrap_or(line))
-            ));
+            let shown = line.strip_suffix(b"\r\n").unwrap_or(line);
+            // What an AUTH exchange sends is a secret: the transcript names the step.
+            t.push(match what {
+                Expect::Auth(0) => {
+                    let mut w = shown.splitn(3, |&b| b == b' ');
+                    let (v, m) = (w.next().unwrap_or_default(), w.next().unwrap_or_default());
+                    format!("> {} {} <redacted>", sanitize(v), sanitize(m))
+                }
+                Expect::Auth(_) => "> <redacted>".to_string(),
+                _ => format!("> {}", sanitize(shown)),
+            });
         }
         self.out.extend_from_slice(line);
         self.expect.push_back(what);
@@ -508,10 +544,14 @@ impl ClientSession {
                                 self.size_limit =
                                     Some(w.next().and_then(|n| n.parse().ok()).unwrap_or(0))
                             }
+                            Some("STARTTLS") => self.starttls_offered = true,
+                            Some("AUTH") => {
+                                self.auth_mechs = w.map(str::to_string).collect();
+                            }
                             _ => {}
                         }
                     }
-                    self.ready();
+                    self.after_ehlo(now);
                 } else if r.code >= 500 && r.code != 554 {
                     self.greet(Expect::Helo, now);
                 } else {
@@ -520,7 +560,7 @@ impl ClientSession {
             }
             Expect::Helo => {
                 if ok {
-                    self.ready();
+                    self.after_ehlo(now);
                 } else {
                     self.fail(temp, format!("HELO: {}", r.summary()));
                 }
@@ -576,6 +616,8 @@ impl ClientSession {
                 }
             }
             Expect::Quit => self.closed(),
+            Expect::StartTls => self.on_starttls(r, now),
+            Expect::Auth(step) => self.on_auth(step, r, now),
         }
     }
 
@@ -675,6 +717,10 @@ impl ClientSession {
         self.send(Expect::Rset, b"RSET\r\n", now);
     }
 }
+
+#[path = "client_secure.rs"]
+mod secure;
+pub use secure::ClientSecurity;
 
 #[cfg(test)]
 #[path = "client_tests.rs"]

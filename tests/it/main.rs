@@ -22,4 +22,5 @@ mod scripts;
 mod service;
 mod sink;
 mod tls;
+mod tls_client;
 mod util;

@@ -1,0 +1,211 @@
+//! Secure transport, client side: deliveries over STARTTLS and implicit TLS with
+//! AUTH, per `db/tls_policy` and `db/authinfo`, against a second etrnd (a
+//! STARTTLS+AUTH submission server), and the hostile servers of
+//! reference/bad-input.md §J 86–87.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::tls::make_cert;
+use crate::util::{Client, Daemon, Setup};
+
+const SCHED: &str = "*/* interval=1s retries=\"3\" expiry=1h\n\
+    smtp*/* command=\"smtp -l ${LOGDIR}/smtp.log\"\n\
+    error/* command=errormail\n";
+
+fn private(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// The ISP side: a submission listener (STARTTLS before AUTH, AUTH before MAIL)
+/// and an implicit-TLS one; nobody is in MYNETWORKS, so it relays only for `cust`.
+fn isp() -> Option<Daemon> {
+    let setup = Setup {
+        conf: "LISTEN=\"127.0.0.1:0/submission 127.0.0.1:0/smtps\"\nTLS_CERT=cert.pem\n\
+               TLS_KEY=key.pem\nMYNETWORKS=10.255.0.0/16\n"
+            .into(),
+        routes: ". smtp!mx.far.example\n".into(),
+        ..Setup::default()
+    };
+    let mut d = Daemon::prepare(setup, &[]);
+    if !make_cert(&d.dir.0) {
+        return None;
+    }
+    private(&d.dir.0.join("db/secrets"), "cust {PLAIN}s3cret\n");
+    d.spawn();
+    Some(d)
+}
+
+/// The dial-up client: everything relays through `[127.0.0.1]:port`.
+fn client(port: u16, policy: &str, authinfo: &str) -> Daemon {
+    let setup = Setup {
+        routes: format!(". smtp![127.0.0.1]:{port}\n"),
+        ..Setup::default()
+    };
+    let mut d = Daemon::prepare(setup, &[("scheduler.conf", SCHED)]);
+    private(&d.dir.0.join("db/tls_policy"), policy);
+    private(&d.dir.0.join("db/authinfo"), authinfo);
+    d.spawn();
+    d
+}
+
+fn queued_text(d: &Daemon) -> String {
+    d.queue_files()
+        .iter()
+        .map(|f| {
+            String::from_utf8_lossy(&std::fs::read(d.spool().join("queue").join(f)).unwrap())
+                .into_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn a_held_message_goes_to_the_isp_over_starttls_with_auth() {
+    let Some(isp) = isp() else { return };
+    let port = isp.addrs[0].port();
+    let c = client(
+        port,
+        &format!("[127.0.0.1]:{port} encrypt\n"),
+        &format!("[127.0.0.1]:{port} cust s3cret\n"),
+    );
+    let mut s = Client::hello(c.addr());
+    s.send_message(
+        "me@client.example",
+        &["you@far.example"],
+        "Subject: out\r\n\r\nhi\r\n",
+    );
+    isp.wait_until("the ISP to queue it", 15, || !isp.queue_files().is_empty());
+    c.wait_until("the client to empty", 15, || c.queue_files().is_empty());
+    let text = queued_text(&isp);
+    assert!(text.contains("Subject: out"), "{text}");
+    assert!(text.contains("with ESMTPSA"), "{text}");
+    assert!(text.contains("(using TLSv1.3 with cipher"), "{text}");
+    let ilog = isp.log();
+    // The best mechanism both offer: CRAM-MD5 (a {PLAIN} secret serves it).
+    assert!(
+        ilog.contains("user=cust mechanism=CRAM-MD5 result=ok"),
+        "{ilog}"
+    );
+    let clog = c.log();
+    assert!(clog.contains("smtp client-tls TLSv1.3"), "{clog}");
+    assert!(clog.contains("status=sent"), "{clog}");
+    assert!(
+        !clog.contains("s3cret") && !ilog.contains("s3cret"),
+        "a secret reached a log"
+    );
+    let transcript = std::fs::read_to_string(c.dir.0.join("log/smtp.log")).unwrap();
+    assert!(transcript.contains("> STARTTLS"), "{transcript}");
+    assert!(
+        transcript.contains("> AUTH CRAM-MD5 <redacted>"),
+        "{transcript}"
+    );
+    assert!(transcript.contains("> <redacted>"), "{transcript}");
+    assert!(!transcript.contains("s3cret"), "{transcript}");
+}
+
+#[test]
+fn implicit_tls_on_a_465_style_policy() {
+    let Some(isp) = isp() else { return };
+    let port = isp.addrs[1].port();
+    let c = client(
+        port,
+        &format!("[127.0.0.1]:{port} encrypt implicit=yes\n"),
+        &format!("[127.0.0.1]:{port} cust s3cret\n"),
+    );
+    let mut s = Client::hello(c.addr());
+    s.send_message(
+        "me@client.example",
+        &["you@far.example"],
+        "Subject: 465\r\n\r\nhi\r\n",
+    );
+    isp.wait_until("the ISP to queue it", 15, || !isp.queue_files().is_empty());
+    assert!(queued_text(&isp).contains("with ESMTPSA"));
+}
+
+/// A server that says `220 go` to STARTTLS with a forged reply behind it in the
+/// same segment, or offers no STARTTLS at all; records what it was sent.
+fn fake_server(inject: bool) -> (u16, std::sync::mpsc::Receiver<String>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in l.incoming().take(3) {
+            let Ok(mut s) = conn else { return };
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let _ = s.write_all(b"220 fake ESMTP\r\n");
+            let mut seen = String::new();
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                seen.push_str(&line);
+                let up = line.to_ascii_uppercase();
+                let reply: &[u8] = if up.starts_with("EHLO") {
+                    if inject {
+                        b"250-fake\r\n250 STARTTLS\r\n"
+                    } else {
+                        b"250-fake\r\n250 PIPELINING\r\n"
+                    }
+                } else if up.starts_with("STARTTLS") {
+                    b"220 go\r\n250-injected\r\n250 AUTH PLAIN\r\n"
+                } else if up.starts_with("QUIT") {
+                    b"221 bye\r\n"
+                } else {
+                    b"250 ok\r\n"
+                };
+                let _ = s.write_all(reply);
+            }
+            let _ = tx.send(seen);
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn an_injected_reply_behind_starttls_or_a_missing_starttls_defers_and_sends_nothing() {
+    for (inject, level, want) in [
+        (true, "may", "sent data behind its 220 to STARTTLS"),
+        (false, "encrypt", "4.7.4 TLS is required (level encrypt)"),
+    ] {
+        let (port, rx) = fake_server(inject);
+        let c = client(port, &format!("[127.0.0.1]:{port} {level}\n"), "");
+        let mut s = Client::hello(c.addr());
+        s.send_message(
+            "me@client.example",
+            &["you@far.example"],
+            "Subject: x\r\n\r\nx\r\n",
+        );
+        let seen = rx
+            .recv_timeout(Duration::from_secs(15))
+            .expect("a connection");
+        assert!(!seen.contains("MAIL FROM"), "sent in plaintext: {seen}");
+        c.wait_until("the deferral", 15, || c.log().contains("status=deferred"));
+        let log = c.log();
+        assert!(log.contains(want), "{log}");
+        assert!(!log.contains("status=bounced"), "{log}");
+        assert_eq!(c.queue_files().len(), 1, "the message waits");
+    }
+}
+
+#[test]
+fn verify_against_a_self_signed_certificate_defers() {
+    let Some(isp) = isp() else { return };
+    let port = isp.addrs[0].port();
+    let c = client(port, &format!("[127.0.0.1]:{port} verify\n"), "");
+    let mut s = Client::hello(c.addr());
+    s.send_message(
+        "me@client.example",
+        &["you@far.example"],
+        "Subject: v\r\n\r\nx\r\n",
+    );
+    c.wait_until("the deferral", 15, || c.log().contains("status=deferred"));
+    let log = c.log();
+    assert!(log.contains("TLS handshake failed"), "{log}");
+    assert!(isp.queue_files().is_empty(), "nothing was delivered");
+}

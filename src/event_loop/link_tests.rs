@@ -75,6 +75,9 @@ fn client_role(name: &str, now: Instant) -> Role {
         relay: "peer".into(),
         session: Some(ClientSession::new(name, now)),
         connect_deadline: now,
+        #[cfg(feature = "tls")]
+        tls_plan: None,
+        addr: "127.0.0.1:25".parse().unwrap(),
     }))
 }
 

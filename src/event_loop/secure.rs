@@ -436,6 +436,7 @@ impl Daemon {
 /// `nexthop` (the route host), `dot-nexthop` (the hop's name when it is under the
 /// route host), `hostname` (the hop's name), `.suffix` (the hop's name when under
 /// it), or a literal name.
+#[cfg(feature = "tls")]
 fn cert_names(wanted: &[String], host: &str, hop: &str) -> Vec<String> {
     let mut out = Vec::new();
     for w in wanted {

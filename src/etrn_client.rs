@@ -14,6 +14,7 @@ use std::time::Duration;
 use crate::cli::exit as ex;
 use crate::config::Config;
 use crate::smtp::client::{ReplyParser, ServerReply};
+use crate::vocab::TlsLevel;
 
 /// Per-step timeout of the ETRN client.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -22,8 +23,59 @@ pub const NOPERM: i32 = 77;
 /// `EX_TEMPFAIL`.
 pub const TEMPFAIL: i32 = 75;
 
+/// What `etrnd etrn` needs of TLS and AUTH towards SERVER: the level (from
+/// `db/tls_policy` for `[SERVER]:PORT` or SERVER, else `SMTP_TLS`), the certificate
+/// check, and `db/authinfo`'s credentials.
+#[derive(Debug, Clone)]
+pub struct Security {
+    /// Level, implicit TLS and credentials, as deliveries use them.
+    pub client: crate::smtp::client::ClientSecurity,
+    /// The certificate check and the name sent.
+    #[cfg(feature = "tls")]
+    pub check: Option<(crate::tls::Check, String)>,
+}
+
+impl Security {
+    /// Plaintext, no AUTH.
+    pub fn none() -> Security {
+        Security {
+            client: crate::smtp::client::ClientSecurity::default(),
+            #[cfg(feature = "tls")]
+            check: None,
+        }
+    }
+}
+
+enum Stream {
+    Plain(TcpStream),
+    /// Only while TLS is being set up.
+    Switching,
+    #[cfg(feature = "tls")]
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.read(buf),
+            Stream::Switching => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.write_all(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.write_all(buf).and_then(|()| s.flush()),
+            Stream::Switching => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
 struct Conn {
-    s: TcpStream,
+    s: Stream,
     p: ReplyParser,
 }
 
@@ -47,6 +99,105 @@ impl Conn {
             .write_all(format!("{line}\r\n").as_bytes())
             .map_err(|e| e.to_string())?;
         self.reply()
+    }
+
+    /// Turns the connection into TLS (after `220` to STARTTLS, or at once);
+    /// returns the version and cipher.
+    fn start_tls(&mut self, sec: &Security) -> Result<String, String> {
+        #[cfg(feature = "tls")]
+        {
+            let Some((check, sni)) = sec.check.clone() else {
+                return Err("no TLS plan".into());
+            };
+            let conn = crate::tls::client_connection(crate::tls::client_config(check), &sni)?;
+            let Stream::Plain(sock) = std::mem::replace(&mut self.s, Stream::Switching) else {
+                return Err("TLS is already on".into());
+            };
+            let mut tls = rustls::StreamOwned::new(conn, sock);
+            // Drive the handshake now, so that its failure is reported as one.
+            while tls.conn.is_handshaking() {
+                tls.conn
+                    .complete_io(&mut tls.sock)
+                    .map_err(|e| format!("4.7.5 TLS handshake failed: {e}"))?;
+            }
+            let info = crate::tls::describe(&tls.conn).unwrap_or_default();
+            self.s = Stream::Tls(Box::new(tls));
+            Ok(info)
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            let _ = sec;
+            Err("this etrnd was built without TLS".into())
+        }
+    }
+}
+
+/// What `etrnd etrn` uses towards `server` at `port`: `db/tls_policy` (else
+/// `SMTP_TLS`) and `db/authinfo`, read under the secrets-file rule; a file that
+/// cannot be read is reported on `err` and left out.
+pub fn security_for(cfg: &Config, server: &str, port: u16, err: &mut impl Write) -> Security {
+    use crate::auth::authinfo::AuthInfo;
+    use crate::config::tls_policy::TlsPolicy;
+    let db = cfg.main.mailvar.join("db");
+    let mut owners = vec![0, crate::sys::euid()];
+    if let Some((uid, _, _)) = cfg.main.user.as_deref().and_then(crate::sys::user) {
+        owners.push(uid);
+    }
+    let mut warn = |e: Vec<crate::lex::ConfigError>| {
+        for e in e {
+            let _ = writeln!(err, "etrn: {e}");
+        }
+    };
+    let authinfo = AuthInfo::load(&db.join("authinfo"), &owners).unwrap_or_else(|e| {
+        warn(e);
+        AuthInfo::default()
+    });
+    let tp = db.join("tls_policy");
+    let policy = match std::fs::symlink_metadata(&tp) {
+        Ok(m) => crate::auth::secrets::check_private(&tp, &m, &owners)
+            .and_then(|()| crate::lex::read(&tp))
+            .map_err(|e| vec![e])
+            .and_then(|t| TlsPolicy::parse(&tp, &t))
+            .unwrap_or_else(|e| {
+                warn(e);
+                TlsPolicy::default()
+            }),
+        Err(_) => TlsPolicy::default(),
+    };
+    let host = server
+        .trim_start_matches('[')
+        .split(']')
+        .next()
+        .unwrap_or(server)
+        .to_ascii_lowercase();
+    let p = policy.lookup(&host, port, &host).cloned();
+    let level = p.as_ref().map_or(cfg.main.smtp_tls, |p| p.level);
+    let implicit =
+        level != TlsLevel::None && (p.as_ref().is_some_and(|p| p.implicit) || port == 465);
+    let credentials = authinfo
+        .lookup(&host, port)
+        .map(|c| (c.user.clone(), c.password.clone()));
+    #[cfg(feature = "tls")]
+    let check = {
+        let matches = p.as_ref().map(|p| p.matches.clone()).unwrap_or_default();
+        let roots = matches!(level, TlsLevel::Verify | TlsLevel::Secure)
+            .then(|| crate::tls::roots(cfg.main.tls_ca_file.as_deref()))
+            .and_then(|r| {
+                r.map_err(|e| {
+                    let _ = writeln!(err, "etrn: {e}");
+                })
+                .ok()
+            });
+        crate::tls::plan(level, &matches, &host, &host, roots)
+    };
+    Security {
+        client: crate::smtp::client::ClientSecurity {
+            level,
+            implicit,
+            credentials,
+        },
+        #[cfg(feature = "tls")]
+        check,
     }
 }
 
@@ -76,7 +227,13 @@ pub fn code_for(r: &ServerReply) -> i32 {
 
 /// Connects to `addrs`, sends `ETRN t` for each target, prints each reply. Returns
 /// the worst exit code.
-pub fn run(addrs: &[SocketAddr], helo: &str, targets: &[String], out: &mut impl Write) -> i32 {
+pub fn run(
+    addrs: &[SocketAddr],
+    helo: &str,
+    targets: &[String],
+    sec: &Security,
+    out: &mut impl Write,
+) -> i32 {
     let s = match connect(addrs) {
         Ok(s) => s,
         Err(e) => {
@@ -85,19 +242,51 @@ pub fn run(addrs: &[SocketAddr], helo: &str, targets: &[String], out: &mut impl 
         }
     };
     let mut c = Conn {
-        s,
+        s: Stream::Plain(s),
         p: ReplyParser::default(),
     };
     let mut step = |c: &mut Conn| -> Result<i32, String> {
+        let mut tls = None;
+        if sec.client.implicit {
+            tls = Some(c.start_tls(sec)?);
+        }
         let g = c.reply()?;
         if g.code != 220 {
             return Err(format!("greeting: {}", g.summary()));
         }
-        let e = c.cmd(&format!("EHLO {helo}"))?;
-        if e.code != 250 {
-            let h = c.cmd(&format!("HELO {helo}"))?;
-            if h.code != 250 {
-                return Err(format!("HELO: {}", h.summary()));
+        let mut e = greet(c, helo)?;
+        let level = sec.client.level;
+        if tls.is_none() && level != TlsLevel::None {
+            if has(&e, "STARTTLS") {
+                let r = c.cmd("STARTTLS")?;
+                if r.code == 220 {
+                    if c.p.has_partial() {
+                        return Err("4.7.0 the server sent data behind its 220 to STARTTLS".into());
+                    }
+                    tls = Some(c.start_tls(sec)?);
+                    e = greet(c, helo)?;
+                } else if level.mandatory() {
+                    return Err(format!("4.7.4 STARTTLS: {}", r.summary()));
+                }
+            } else if level.mandatory() {
+                return Err(format!(
+                    "4.7.4 TLS is required (level {}) but the server does not offer STARTTLS",
+                    level.name()
+                ));
+            }
+        }
+        if let Some(info) = &tls {
+            let _ = writeln!(out, "etrn: TLS {info}");
+        }
+        if let Some((user, pw)) = &sec.client.credentials {
+            if tls.is_some() || level == TlsLevel::None {
+                if let Some(mechs) = e.lines.iter().find_map(|l| {
+                    let up = l.to_ascii_uppercase();
+                    up.strip_prefix("AUTH ").map(str::to_string)
+                }) {
+                    authenticate(c, &mechs, user, pw)?;
+                    let _ = writeln!(out, "etrn: authenticated as {user}");
+                }
             }
         }
         let mut worst = ex::OK;
@@ -118,6 +307,62 @@ pub fn run(addrs: &[SocketAddr], helo: &str, targets: &[String], out: &mut impl 
             let _ = writeln!(out, "etrn: {e}");
             TEMPFAIL
         }
+    }
+}
+
+fn greet(c: &mut Conn, helo: &str) -> Result<ServerReply, String> {
+    let e = c.cmd(&format!("EHLO {helo}"))?;
+    if e.code == 250 {
+        return Ok(e);
+    }
+    let h = c.cmd(&format!("HELO {helo}"))?;
+    if h.code != 250 {
+        return Err(format!("HELO: {}", h.summary()));
+    }
+    Ok(h)
+}
+
+fn has(ehlo: &ServerReply, ext: &str) -> bool {
+    ehlo.lines.iter().skip(1).any(|l| {
+        l.split_whitespace()
+            .next()
+            .is_some_and(|w| w.eq_ignore_ascii_case(ext))
+    })
+}
+
+/// AUTH with the best of `mechs` (CRAM-MD5, PLAIN, LOGIN).
+fn authenticate(c: &mut Conn, mechs: &str, user: &str, pw: &[u8]) -> Result<(), String> {
+    use crate::auth::base64;
+    use crate::smtp::sasl::{cram_response, plain_response};
+    let offered = |m: &str| mechs.split_whitespace().any(|x| x == m);
+    let fail = |r: &ServerReply| Err(format!("AUTH: {}", r.summary()));
+    let r = if offered("CRAM-MD5") {
+        let r = c.cmd("AUTH CRAM-MD5")?;
+        if r.code != 334 {
+            return fail(&r);
+        }
+        let chal = r.lines.first().map(String::as_str).unwrap_or("").trim();
+        let resp = cram_response(user, pw, chal).ok_or("AUTH: bad CRAM-MD5 challenge")?;
+        c.cmd(&resp)?
+    } else if offered("PLAIN") {
+        c.cmd(&format!("AUTH PLAIN {}", plain_response(user, pw)))?
+    } else if offered("LOGIN") {
+        let r = c.cmd("AUTH LOGIN")?;
+        if r.code != 334 {
+            return fail(&r);
+        }
+        let r = c.cmd(&base64::encode(user.as_bytes()))?;
+        if r.code != 334 {
+            return fail(&r);
+        }
+        c.cmd(&base64::encode(pw))?
+    } else {
+        return Ok(());
+    };
+    if r.code == 235 {
+        Ok(())
+    } else {
+        fail(&r)
     }
 }
 

@@ -215,7 +215,7 @@ pub fn server_connection(cfg: &Arc<ServerConfig>) -> Result<ServerConnection, St
 }
 
 /// `TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384`, once the handshake is done.
-pub fn describe(conn: &Connection) -> Option<String> {
+pub fn describe(conn: &rustls::CommonState) -> Option<String> {
     let v = match conn.protocol_version()? {
         rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
         rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
@@ -224,4 +224,65 @@ pub fn describe(conn: &Connection) -> Option<String> {
     let s = conn.negotiated_cipher_suite()?.suite();
     let name = s.as_str().map_or_else(|| format!("{s:?}"), str::to_string);
     Some(format!("{v} with cipher {name}"))
+}
+
+/// The certificate check and the name to send for a connection at `level`
+/// (`None` for level `none`): `host` is the route host (the next-hop domain),
+/// `hop` the name of the host connected to; `roots` are needed for
+/// `verify`/`secure` (without them nothing verifies, so the mail waits).
+pub fn plan(
+    level: crate::vocab::TlsLevel,
+    matches: &[String],
+    host: &str,
+    hop: &str,
+    roots: Option<Arc<RootCertStore>>,
+) -> Option<(Check, String)> {
+    use crate::vocab::TlsLevel;
+    let hop = hop.trim_end_matches('.').to_ascii_lowercase();
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let check = match level {
+        TlsLevel::None => return None,
+        TlsLevel::May | TlsLevel::Encrypt => Check::None,
+        TlsLevel::Fingerprint => Check::Fingerprint(matches.to_vec()),
+        TlsLevel::Verify | TlsLevel::Secure => {
+            let names = if level == TlsLevel::Verify && matches.is_empty() {
+                vec![hop.clone()]
+            } else {
+                let wanted: Vec<String> = if matches.is_empty() {
+                    vec!["nexthop".into(), "dot-nexthop".into()]
+                } else {
+                    matches.to_vec()
+                };
+                cert_names(&wanted, &host, &hop)
+            };
+            let roots = roots.unwrap_or_else(|| Arc::new(RootCertStore::empty()));
+            Check::Names(roots, names)
+        }
+    };
+    // An address literal is a valid server name too: rustls sends no SNI then.
+    let sni = if hop.is_empty() { host } else { hop };
+    Some((check, sni))
+}
+
+/// The names a `secure`/`verify` certificate may carry, from `match=` words:
+/// `nexthop` (the route host), `dot-nexthop` (the hop's name when it is under the
+/// route host), `hostname` (the hop's name), `.suffix` (the hop's name when under
+/// it), or a literal name.
+fn cert_names(wanted: &[String], host: &str, hop: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for w in wanted {
+        let name = match w.as_str() {
+            "nexthop" => Some(host.to_string()),
+            "hostname" => Some(hop.to_string()),
+            "dot-nexthop" => hop.ends_with(&format!(".{host}")).then(|| hop.to_string()),
+            s if s.starts_with('.') => hop.ends_with(s).then(|| hop.to_string()),
+            s => Some(s.to_string()),
+        };
+        if let Some(n) = name {
+            if !n.is_empty() && !out.contains(&n) {
+                out.push(n);
+            }
+        }
+    }
+    out
 }

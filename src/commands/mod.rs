@@ -158,5 +158,12 @@ pub fn etrn(cfg: &Config, port: Option<u16>, server: &str, targets: &[String]) -
             }
         }
     };
-    crate::etrn_client::run(&addrs, &cfg.main.hostname, targets, &mut std::io::stdout())
+    let sec = crate::etrn_client::security_for(cfg, server, port, &mut std::io::stderr());
+    crate::etrn_client::run(
+        &addrs,
+        &cfg.main.hostname,
+        targets,
+        &sec,
+        &mut std::io::stdout(),
+    )
 }

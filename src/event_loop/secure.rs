@@ -262,7 +262,7 @@ impl Daemon {
 pub const TLS_FALLBACK_FOR: Duration = Duration::from_secs(3600);
 
 /// `[1.2.3.4]:587` → `1.2.3.4`; `mail.isp.dom` stays.
-fn bare_host(route_host: &str) -> &str {
+pub fn bare_host(route_host: &str) -> &str {
     match route_host.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or(rest),
         None => route_host,
@@ -336,45 +336,21 @@ impl Daemon {
             .map(|c| (c.user.clone(), c.password.clone()));
         #[cfg(feature = "tls")]
         {
-            let hop = bare_host(hop_host)
-                .trim_end_matches('.')
-                .to_ascii_lowercase();
             let matches = policy
                 .as_ref()
                 .map(|p| p.matches.clone())
                 .unwrap_or_default();
-            let plan = match level {
-                TlsLevel::None => None,
-                TlsLevel::May | TlsLevel::Encrypt => Some(crate::tls::Check::None),
-                TlsLevel::Fingerprint => Some(crate::tls::Check::Fingerprint(matches)),
-                TlsLevel::Verify | TlsLevel::Secure => {
-                    let names = if level == TlsLevel::Verify && matches.is_empty() {
-                        vec![hop.clone()]
-                    } else {
-                        let wanted = if matches.is_empty() {
-                            vec!["nexthop".to_string(), "dot-nexthop".to_string()]
-                        } else {
-                            matches
-                        };
-                        cert_names(&wanted, &host, &hop)
-                    };
-                    match self.roots() {
-                        Ok(r) => Some(crate::tls::Check::Names(r, names)),
-                        Err(e) => {
-                            log::error!("smtp client-tls roots-failed error=\"{e}\"");
-                            // No roots: nothing verifies, so the mail waits.
-                            Some(crate::tls::Check::Names(
-                                std::sync::Arc::new(rustls::RootCertStore::empty()),
-                                Vec::new(),
-                            ))
-                        }
-                    }
-                }
+            let hop = bare_host(hop_host);
+            let roots = if matches!(level, TlsLevel::Verify | TlsLevel::Secure) {
+                self.roots()
+                    .map_err(|e| log::error!("smtp client-tls roots-failed error=\"{e}\""))
+                    .ok()
+            } else {
+                None
             };
-            // An address literal is a valid server name too: rustls sends no SNI then.
-            let sni = if hop.is_empty() { host.clone() } else { hop };
+            let plan = crate::tls::plan(level, &matches, &host, hop, roots);
             if let Some(c) = self.links.get_mut(id).and_then(|l| l.role.client()) {
-                c.tls_plan = plan.map(|p| (p, sni));
+                c.tls_plan = plan;
             }
         }
         #[cfg(not(feature = "tls"))]
@@ -430,28 +406,4 @@ impl Daemon {
             }
         }
     }
-}
-
-/// The names a `secure`/`verify` certificate may carry, from `match=` words:
-/// `nexthop` (the route host), `dot-nexthop` (the hop's name when it is under the
-/// route host), `hostname` (the hop's name), `.suffix` (the hop's name when under
-/// it), or a literal name.
-#[cfg(feature = "tls")]
-fn cert_names(wanted: &[String], host: &str, hop: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for w in wanted {
-        let name = match w.as_str() {
-            "nexthop" => Some(host.to_string()),
-            "hostname" => Some(hop.to_string()),
-            "dot-nexthop" => hop.ends_with(&format!(".{host}")).then(|| hop.to_string()),
-            s if s.starts_with('.') => hop.ends_with(s).then(|| hop.to_string()),
-            s => Some(s.to_string()),
-        };
-        if let Some(n) = name {
-            if !n.is_empty() && !out.contains(&n) {
-                out.push(n);
-            }
-        }
-    }
-    out
 }

@@ -209,3 +209,41 @@ fn verify_against_a_self_signed_certificate_defers() {
     assert!(log.contains("TLS handshake failed"), "{log}");
     assert!(isp.queue_files().is_empty(), "nothing was delivered");
 }
+
+#[test]
+fn etrnd_etrn_uses_the_tls_policy_and_authenticates() {
+    let setup = Setup {
+        conf: "TLS_CERT=cert.pem\nTLS_KEY=key.pem\nMYNETWORKS=10.255.0.0/16\nETRN_ALLOW=auth\n"
+            .into(),
+        ..Setup::default()
+    };
+    let mut isp = Daemon::prepare(setup, &[]);
+    if !make_cert(&isp.dir.0) {
+        return;
+    }
+    private(
+        &isp.dir.0.join("db/secrets"),
+        "cust {PLAIN}s3cret client.dom\n",
+    );
+    isp.spawn();
+    let port = isp.addr().port();
+    let c = Daemon::prepare(Setup::default(), &[]);
+    private(
+        &c.dir.0.join("db/tls_policy"),
+        &format!("[127.0.0.1]:{port} encrypt\n"),
+    );
+    let p = port.to_string();
+    let args = ["etrn", "-p", &p, "127.0.0.1", "client.dom"];
+    // Without credentials the hub refuses (459: not allowed).
+    let (rc, out, err) = crate::util::run_etrnd(&c.conf_path(), &args);
+    assert_eq!(rc, 77, "{out}{err}");
+    assert!(out.contains("etrn: TLS TLSv1.3"), "{out}");
+    private(
+        &c.dir.0.join("db/authinfo"),
+        &format!("[127.0.0.1]:{port} cust s3cret\n"),
+    );
+    let (rc, out, err) = crate::util::run_etrnd(&c.conf_path(), &args);
+    assert_eq!(rc, 0, "{out}{err}\n{}", isp.log());
+    assert!(out.contains("authenticated as cust"), "{out}");
+    assert!(isp.log().contains("user=cust"), "{}", isp.log());
+}

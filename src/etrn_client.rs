@@ -49,6 +49,7 @@ impl Security {
 enum Stream {
     Plain(TcpStream),
     /// Only while TLS is being set up.
+    #[cfg(feature = "tls")]
     Switching,
     #[cfg(feature = "tls")]
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
@@ -60,6 +61,7 @@ impl Stream {
             Stream::Plain(s) => s.read(buf),
             #[cfg(feature = "tls")]
             Stream::Tls(s) => s.read(buf),
+            #[cfg(feature = "tls")]
             Stream::Switching => Err(std::io::ErrorKind::NotConnected.into()),
         }
     }
@@ -69,6 +71,7 @@ impl Stream {
             Stream::Plain(s) => s.write_all(buf),
             #[cfg(feature = "tls")]
             Stream::Tls(s) => s.write_all(buf).and_then(|()| s.flush()),
+            #[cfg(feature = "tls")]
             Stream::Switching => Err(std::io::ErrorKind::NotConnected.into()),
         }
     }

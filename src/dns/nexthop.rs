@@ -191,7 +191,7 @@ pub struct Env<'a> {
 /// Starts a lookup. A lookup that needs no DNS finishes at once (`Err(outcome)`).
 pub fn start(
     host: &str,
-    no_mx: bool,
+    mut no_mx: bool,
     env: &Env<'_>,
     dns: &mut Resolver,
     now: Instant,
@@ -207,6 +207,10 @@ pub fn start(
             }]));
         }
         Ok(Host::Name(d)) => (d, env.smtp_port),
+        Ok(Host::Bracketed(d, port)) => {
+            no_mx = true;
+            (d, port.unwrap_or(env.smtp_port))
+        }
         _ => return Err(failed("5.1.2", format!("bad host '{host}'"))),
     };
     if let Some(addrs) = env.conf.files_answer(&name) {

@@ -28,6 +28,9 @@ pub enum Host {
     Name(Domain),
     /// `[ip]` or `[ip]:port`: connect directly, no lookup.
     Literal(IpAddr, Option<u16>),
+    /// `[name]` or `[name]:port` (Postfix's form): the name's own addresses (hosts
+    /// file, then A/AAAA), no MX lookup, at that port.
+    Bracketed(Domain, Option<u16>),
 }
 
 impl std::fmt::Display for Host {
@@ -37,6 +40,8 @@ impl std::fmt::Display for Host {
             Host::Name(d) => write!(f, "{d}"),
             Host::Literal(ip, None) => write!(f, "[{ip}]"),
             Host::Literal(ip, Some(p)) => write!(f, "[{ip}]:{p}"),
+            Host::Bracketed(d, None) => write!(f, "[{d}]"),
+            Host::Bracketed(d, Some(p)) => write!(f, "[{d}]:{p}"),
         }
     }
 }
@@ -122,9 +127,6 @@ pub fn parse_host(h: &str) -> Result<Host, String> {
             .strip_prefix("IPv6:")
             .or_else(|| inside.strip_prefix("ipv6:"))
             .unwrap_or(inside);
-        let ip: IpAddr = inside
-            .parse()
-            .map_err(|_| format!("bad address literal '{h}'"))?;
         let port = match after {
             "" => None,
             p => match p.strip_prefix(':').map(str::parse::<u16>) {
@@ -132,7 +134,16 @@ pub fn parse_host(h: &str) -> Result<Host, String> {
                 _ => return Err(format!("bad port in '{h}'")),
             },
         };
-        return Ok(Host::Literal(ip, port));
+        if let Ok(ip) = inside.parse::<IpAddr>() {
+            return Ok(Host::Literal(ip, port));
+        }
+        let looks_numeric = inside
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b':');
+        return match Domain::parse(inside) {
+            Ok(d) if !looks_numeric && d.literal().is_none() => Ok(Host::Bracketed(d, port)),
+            _ => Err(format!("bad address literal '{h}'")),
+        };
     }
     if h.contains('!') {
         return Err(format!(

@@ -52,6 +52,11 @@ impl EtrnTarget {
 
     /// Whether a recipient of thread (`channel`, `host`) with domain `domain` is meant.
     pub fn matches(&self, channel: &str, host: &str, domain: &str) -> bool {
+        // A bracketed route host (`[mail.isp.dom]:587`) is named by its name.
+        let host = match host.strip_prefix('[') {
+            Some(rest) => rest.split(']').next().unwrap_or(rest),
+            None => host,
+        };
         match self {
             EtrnTarget::Node(d) => host == d.as_str() || domain == d.as_str(),
             EtrnTarget::Subdomains(d) => [host, domain]

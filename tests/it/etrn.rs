@@ -97,7 +97,8 @@ fn client_daemon(dns: &FakeDns, client_port: u16, hub_port: u16) -> Daemon {
              MYNETWORKS=127.0.0.1/32\nETRN_ALLOW=127.0.0.0/8\n",
             dns.addr
         ),
-        routes: shipped("etc/client/db/routes"),
+        // The shipped relay is the ISP's submission port; this hub listens elsewhere.
+        routes: shipped("etc/client/db/routes").replace(":587", &format!(":{hub_port}")),
         localnames: shipped("etc/client/db/localnames"),
         aliases: format!("{}user: root\n", shipped("etc/client/db/aliases")),
     };

@@ -5,6 +5,7 @@ mod config_errors;
 mod crash;
 mod delivery;
 mod etrn;
+mod exim;
 mod fakedns;
 mod faults;
 mod fidelity;

@@ -17,6 +17,7 @@ mod local;
 mod local_trust;
 mod ordering;
 mod peer_faults;
+mod postfix_tls;
 mod powerloss;
 mod resolve;
 mod scripts;

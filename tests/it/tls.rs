@@ -10,39 +10,83 @@ use std::time::{Duration, Instant};
 
 use crate::util::{need_tool, run_etrnd, Daemon, Setup};
 
-/// A self-signed certificate and key for `mx.test.example` in `dir`.
+/// A test CA (`ca.pem`) and a certificate it signed for `mx.test.example`
+/// (`cert.pem`, key `key.pem`) in `dir`.
 pub fn make_cert(dir: &Path) -> bool {
     let Some(openssl) = need_tool("openssl", "openssl") else {
         return false;
     };
-    let st = Command::new(openssl)
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "key.pem",
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:mx.test.example\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let steps: [Vec<&str>; 3] = [
+        [
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=etrnd test CA",
+            ],
+        ]
+        .concat(),
+        [
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "key.pem",
+                "-out",
+                "leaf.csr",
+                "-subj",
+                "/CN=mx.test.example",
+            ],
+        ]
+        .concat(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
             "-out",
             "cert.pem",
             "-days",
             "2",
-            "-subj",
-            "/CN=mx.test.example",
-            "-addext",
-            "subjectAltName=DNS:mx.test.example",
-        ])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+            "-extfile",
+            "leaf.ext",
+        ],
+    ];
+    for args in steps {
+        let st = Command::new(&openssl)
+            .args(&args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+    }
     true
 }
 

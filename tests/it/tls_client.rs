@@ -247,3 +247,66 @@ fn etrnd_etrn_uses_the_tls_policy_and_authenticates() {
     assert!(out.contains("authenticated as cust"), "{out}");
     assert!(isp.log().contains("user=cust"), "{}", isp.log());
 }
+
+#[test]
+fn fingerprint_and_secure_levels_accept_the_right_certificate_only() {
+    let Some(isp) = isp() else { return };
+    let port = isp.addrs[0].port();
+    let der = std::process::Command::new("openssl")
+        .args(["x509", "-outform", "DER", "-in"])
+        .arg(isp.dir.0.join("cert.pem"))
+        .output()
+        .unwrap()
+        .stdout;
+    let fp = etrnd::tls::sha256_hex(&der);
+    let auth = format!("[127.0.0.1]:{port} cust s3cret\n");
+    let ca = isp.dir.0.join("ca.pem");
+    for (policy, good) in [
+        (
+            format!("[127.0.0.1]:{port} fingerprint match=sha256:{fp}\n"),
+            true,
+        ),
+        (
+            format!(
+                "[127.0.0.1]:{port} fingerprint match=sha256:{}\n",
+                "0".repeat(64)
+            ),
+            false,
+        ),
+        (
+            format!("[127.0.0.1]:{port} secure match=mx.test.example\n"),
+            true,
+        ),
+    ] {
+        let mut c = Daemon::prepare(
+            Setup {
+                conf: format!("TLS_CA_FILE={}\n", ca.display()),
+                routes: format!(". smtp![127.0.0.1]:{port}\n"),
+                ..Setup::default()
+            },
+            &[("scheduler.conf", SCHED)],
+        );
+        private(&c.dir.0.join("db/tls_policy"), &policy);
+        private(&c.dir.0.join("db/authinfo"), &auth);
+        c.spawn();
+        let mut s = Client::hello(c.addr());
+        s.send_message(
+            "me@client.example",
+            &["you@far.example"],
+            "Subject: fp\r\n\r\nx\r\n",
+        );
+        let want = if good {
+            "status=sent"
+        } else {
+            "status=deferred"
+        };
+        c.wait_until(want, 15, || c.log().contains(want));
+        if !good {
+            assert!(
+                c.log().contains("is not in the policy's match list"),
+                "{}",
+                c.log()
+            );
+        }
+    }
+}

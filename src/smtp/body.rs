@@ -1,5 +1,7 @@
 //! `Stuffer`: puts a stored message on the wire as it streams by, in pieces of any
-//! size: CR LF line ends only, a leading dot doubled, lines over [`MAX_LINE`] octets
+//! size: CR LF line ends only (a bare LF or a lone CR, which a local submission
+//! may carry, ends its line: neither ever reaches the wire alone), a leading dot
+//! doubled, lines over [`MAX_LINE`] octets
 //! folded (a header line continues after a space, a body line simply breaks), and
 //! the final `.` line (RFC 5321 §4.5.2, §4.5.3.1.6). It keeps a few bits of state
 //! between pieces and never holds a line, so memory stays flat for any message or
@@ -14,8 +16,8 @@ pub const MAX_LINE: usize = 998;
 #[derive(Debug, Clone)]
 pub struct Stuffer {
     in_headers: bool,
-    /// A CR was the last octet seen: CR LF ends the line, anything else makes it
-    /// content.
+    /// A CR was the last octet seen: with or without the LF after it, it ends
+    /// the line.
     pending_cr: bool,
     /// Octets of the current wire line are out (or its prefix is).
     seg_started: bool,
@@ -57,12 +59,11 @@ impl Stuffer {
         while !data.is_empty() {
             if self.pending_cr {
                 self.pending_cr = false;
+                self.end_line(out);
                 if data[0] == b'\n' {
-                    self.end_line(out);
                     data = &data[1..];
-                    continue;
                 }
-                self.content(b"\r", out);
+                continue;
             }
             match data.iter().position(|&b| b == b'\r' || b == b'\n') {
                 None => {
@@ -86,7 +87,7 @@ impl Stuffer {
     pub fn finish(&mut self, out: &mut OutBuf) {
         if self.pending_cr {
             self.pending_cr = false;
-            self.content(b"\r", out);
+            self.end_line(out);
         }
         if self.seg_started {
             out.extend_from_slice(b"\r\n");
@@ -147,11 +148,22 @@ mod tests {
     fn reference(body: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         let mut in_headers = true;
-        for line in body.split_inclusive(|&b| b == b'\n') {
-            let content = line
-                .strip_suffix(b"\n")
-                .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-                .unwrap_or(line);
+        // CR LF, a bare LF and a lone CR each end a line.
+        let mut norm = Vec::new();
+        let mut i = 0;
+        while i < body.len() {
+            if body[i] == b'\r' {
+                norm.push(b'\n');
+                if body.get(i + 1) == Some(&b'\n') {
+                    i += 1;
+                }
+            } else {
+                norm.push(body[i]);
+            }
+            i += 1;
+        }
+        for line in norm.split_inclusive(|&b| b == b'\n') {
+            let content = line.strip_suffix(b"\n").unwrap_or(line);
             if content.is_empty() {
                 in_headers = false;
                 out.extend_from_slice(b"\r\n");

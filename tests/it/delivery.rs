@@ -380,3 +380,28 @@ fn postfix_smtp_sink_receives_everything_intact() {
         "dot-stuffed on the wire"
     );
 }
+
+#[test]
+fn a_lone_cr_from_a_local_submission_never_reaches_the_wire() {
+    let sink = Sink::start(Behaviour::default());
+    let d = start(
+        format!(".sink.example smtp![127.0.0.1]:{}\n", sink.addr.port()),
+        SCHED,
+    );
+    let (rc, err) = d.sendmail(
+        &["-f", "root@test.example", "a@sink.example"],
+        "Subject: cr\n\nline one\rline two\r\r\nend\n",
+    );
+    assert_eq!(rc, 0, "{err}");
+    let got = sink.wait_for(1, 15);
+    let data = got[0].data.as_bytes();
+    for (i, &b) in data.iter().enumerate() {
+        if b == b'\r' {
+            assert_eq!(data.get(i + 1), Some(&b'\n'), "a bare CR on the wire: {:?}", got[0].data);
+        }
+        if b == b'\n' {
+            assert!(i > 0 && data[i - 1] == b'\r', "a bare LF on the wire: {:?}", got[0].data);
+        }
+    }
+    assert!(got[0].data.contains("line one\r\nline two\r\n"), "{:?}", got[0].data);
+}

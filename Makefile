@@ -91,6 +91,7 @@ bench: build
 		sh bench/etrn.sh 10000 && sh bench/local.sh 5000 && python3 bench/latency.py 5000 10 && \
 		sh bench/recovery.sh 100000'
 	python3 bench/idle.py 1000
+	python3 bench/tls.py --runs 3
 	python3 bench/stall.py 10
 	python3 bench/bigmsg.py 50
 	sh bench/dns.sh 300

@@ -54,29 +54,28 @@ impl Daemon {
             let sid = self.next_session;
             let per_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
             let host = &self.config.main.hostname;
-            let session = if self.live >= max {
-                ServerSession::refuse(sid, addr, host, "too many connections", now)
+            let limit = if self.live >= max {
+                Some("too many connections")
             } else if per_ip >= self.config.main.max_connections_per_ip {
-                ServerSession::refuse(
-                    sid,
-                    addr,
-                    host,
-                    "too many connections from your address",
-                    now,
-                )
-            } else if kind == ListenKind::Smtps
-                && (!self.sec.tls || self.sec.handshakes >= super::MAX_HANDSHAKES)
+                Some("too many connections from your address")
+            } else {
+                None
+            };
+            let session = if kind == ListenKind::Smtps
+                && (limit.is_some()
+                    || !self.sec.tls
+                    || self.sec.handshakes >= super::MAX_HANDSHAKES)
             {
-                // No plaintext can be spoken here: a client past the cap is dropped.
-                log::warn!(
-                    "smtp refused address={addr} reason=\"{}\"",
-                    if self.sec.tls {
-                        "too many TLS handshakes"
-                    } else {
-                        "no certificate for smtps"
-                    }
-                );
+                // No plaintext can be spoken here: such a client is dropped.
+                let why = match limit {
+                    Some(w) => w,
+                    None if self.sec.tls => "too many TLS handshakes",
+                    None => "no certificate for smtps",
+                };
+                log::warn!("smtp refused address={addr} reason=\"{why}\"");
                 continue;
+            } else if let Some(why) = limit {
+                ServerSession::refuse(sid, addr, host, why, now)
             } else {
                 let ctx = context(&self.config, self.disk_low, self.unix, self.sec);
                 ServerSession::new(sid, SocketAddr::new(ip, addr.port()), kind, &ctx, now)

@@ -397,11 +397,24 @@ fn a_lone_cr_from_a_local_submission_never_reaches_the_wire() {
     let data = got[0].data.as_bytes();
     for (i, &b) in data.iter().enumerate() {
         if b == b'\r' {
-            assert_eq!(data.get(i + 1), Some(&b'\n'), "a bare CR on the wire: {:?}", got[0].data);
+            assert_eq!(
+                data.get(i + 1),
+                Some(&b'\n'),
+                "a bare CR on the wire: {:?}",
+                got[0].data
+            );
         }
         if b == b'\n' {
-            assert!(i > 0 && data[i - 1] == b'\r', "a bare LF on the wire: {:?}", got[0].data);
+            assert!(
+                i > 0 && data[i - 1] == b'\r',
+                "a bare LF on the wire: {:?}",
+                got[0].data
+            );
         }
     }
-    assert!(got[0].data.contains("line one\r\nline two\r\n"), "{:?}", got[0].data);
+    assert!(
+        got[0].data.contains("line one\r\nline two\r\n"),
+        "{:?}",
+        got[0].data
+    );
 }

@@ -474,3 +474,85 @@ fn bad_certificates_and_readable_secrets_are_configuration_errors() {
     );
     assert!(err.contains("secrets: mode 0644"), "{err}");
 }
+
+/// The certificate served now, as its SHA-256 (lower-case hex).
+fn served_fingerprint(port: u16) -> String {
+    let script = r#"
+import ssl, socket, sys, hashlib
+c = ssl.create_default_context(); c.check_hostname = False; c.verify_mode = ssl.CERT_NONE
+s = c.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10))
+print(hashlib.sha256(s.getpeercert(binary_form=True)).hexdigest())
+"#;
+    let (ok, out) = python(script, &[port.to_string()]);
+    assert!(ok, "{out}");
+    out.trim().to_string()
+}
+
+#[test]
+fn a_new_certificate_is_served_after_sighup_and_a_bad_one_is_refused() {
+    let Some(d) = tls_daemon("") else { return };
+    let smtps = d.addrs[1].port();
+    let before = served_fingerprint(smtps);
+    // A new key and certificate in the same files (the paths are fixed at start).
+    let fresh = crate::util::TempDir::new("newcert");
+    assert!(make_cert(&fresh.0));
+    for f in ["cert.pem", "key.pem"] {
+        std::fs::copy(fresh.0.join(f), d.dir.0.join(f)).unwrap();
+    }
+    d.signal("HUP");
+    d.wait_until("the reload", 10, || {
+        d.log().matches("secrets-loaded").count() >= 2
+    });
+    let after = served_fingerprint(smtps);
+    assert_ne!(before, after, "the old certificate is still served");
+    // A broken certificate: the reload is refused, the last good one stays.
+    std::fs::write(d.dir.0.join("cert.pem"), "garbage\n").unwrap();
+    d.signal("HUP");
+    d.wait_until("the refusal", 10, || {
+        d.log().contains("no CERTIFICATE block found")
+    });
+    assert!(
+        d.log().contains("cert.pem: no CERTIFICATE block found"),
+        "{}",
+        d.log()
+    );
+    assert_eq!(served_fingerprint(smtps), after);
+}
+
+const CAP: &str = r#"
+# 32 clients that never start their handshake hold every slot: the 33rd is
+# closed at once on smtps, and STARTTLS on port 25 gets 454 until one goes.
+hold = [socket.create_connection(("127.0.0.1", smtps), timeout=10) for _ in range(32)]
+time.sleep(0.5)
+late = socket.create_connection(("127.0.0.1", smtps), timeout=10)
+late.settimeout(5)
+assert late.recv(100) == b"", "a 33rd handshake was started"
+with smtplib.SMTP("127.0.0.1", smtp, timeout=10) as s:
+    s.ehlo("py.example")
+    code, msg = s.docmd("STARTTLS")
+    assert code == 454, (code, msg)
+for h in hold:
+    h.close()
+time.sleep(0.5)
+with smtplib.SMTP("127.0.0.1", smtp, timeout=10) as s:
+    s.ehlo("py.example")
+    code, _ = s.starttls(context=ctx)
+    assert code == 220, code
+# §J 81: STARTTLS after a plaintext CRAM-MD5 AUTH is refused.
+with smtplib.SMTP("127.0.0.1", smtp, timeout=10) as s:
+    s.ehlo("py.example")
+    s.login("tim", "tanstaaftanstaaf")
+    code, _ = s.docmd("STARTTLS")
+    assert code == 503, code
+print("ok")
+"#;
+
+#[test]
+fn handshakes_are_capped_and_starttls_after_auth_is_refused() {
+    let Some(d) = tls_daemon("MAX_CONNECTIONS_PER_IP=100\n") else {
+        return;
+    };
+    let (ok, out) = python(&format!("{PY_PRELUDE}{CAP}"), &ports(&d));
+    assert!(ok, "{out}\n{}", d.log());
+    assert!(d.log().contains("too many TLS handshakes"), "{}", d.log());
+}

@@ -28,7 +28,6 @@
 //! request, or run anything as root on a path a user could have replaced.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -69,25 +68,13 @@ impl Helper {
     /// Forks the helper (call as root, before dropping privileges). The child never
     /// returns from here.
     pub fn spawn(conf: HelperConf) -> io::Result<Helper> {
-        let (ours, theirs) = crate::sys::socketpair()?;
-        match crate::sys::fork()? {
-            crate::sys::Forked::Child => {
-                drop(ours);
-                crate::sys::helper_signals();
-                crate::sys::close_other_fds(&[theirs.as_raw_fd()]);
-                serve(theirs, &conf);
-                crate::sys::exit_child(0)
-            }
-            crate::sys::Forked::Parent(pid) => {
-                drop(theirs);
-                ours.set_read_timeout(Some(VERDICT_LIMIT))?;
-                ours.set_write_timeout(Some(VERDICT_LIMIT))?;
-                Ok(Helper {
-                    sock: BufReader::new(ours),
-                    pid,
-                })
-            }
-        }
+        let (ours, pid) = crate::sys::fork_server(|theirs| serve(theirs, &conf))?;
+        ours.set_read_timeout(Some(VERDICT_LIMIT))?;
+        ours.set_write_timeout(Some(VERDICT_LIMIT))?;
+        Ok(Helper {
+            sock: BufReader::new(ours),
+            pid,
+        })
     }
 
     /// The helper's pid.

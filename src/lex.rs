@@ -51,6 +51,26 @@ pub struct Line<'a> {
     pub text: &'a str,
 }
 
+/// Splits a `[host]:port` / `[host]` / `host` key (of `db/authinfo` and
+/// `db/tls_policy`): the host without brackets and the port, if one was named
+/// (1 to 65535). `None` for an unterminated bracket or a bad port.
+pub fn bracketed_key(k: &str) -> Option<(&str, Option<u16>)> {
+    let Some(rest) = k.strip_prefix('[') else {
+        return Some((k, None));
+    };
+    let (h, after) = rest.split_once(']')?;
+    let port = match after {
+        "" => None,
+        p => Some(
+            p.strip_prefix(':')?
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p > 0)?,
+        ),
+    };
+    Some((h, port))
+}
+
 /// Splits `text` into meaningful lines. A `#` starts a comment at the start of a line
 /// or after white space, outside double quotes (so `a#b` and `"x # y"` keep theirs).
 pub fn lines(text: &str) -> Vec<Line<'_>> {

@@ -19,7 +19,6 @@
 //! previous secrets in force (the daemon keeps its certificate).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
@@ -305,50 +304,38 @@ impl Guard {
     /// Forks the guard and waits for its first load. Call before privileges are
     /// dropped.
     pub fn spawn(conf: GuardConf) -> io::Result<(Guard, Result<Loaded, String>)> {
-        let (ours, theirs) = crate::sys::socketpair()?;
-        match crate::sys::fork()? {
-            crate::sys::Forked::Child => {
-                drop(ours);
-                crate::sys::helper_signals();
-                crate::sys::close_other_fds(&[theirs.as_raw_fd()]);
-                serve(theirs, &conf);
-                crate::sys::exit_child(0)
-            }
-            crate::sys::Forked::Parent(pid) => {
-                drop(theirs);
-                ours.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
-                let mut first = Vec::new();
-                let mut r = BufReader::new(&ours);
-                (&mut r)
-                    .take(MAX_LINE as u64)
-                    .read_until(b'\n', &mut first)?;
-                let text = String::from_utf8_lossy(&first);
-                let loaded = match parse_reply(text.trim_end_matches('\n')) {
-                    Some(FromGuard::Reload(l)) => l,
-                    _ => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!(
-                                "the auth helper did not start (it said {} octets)",
-                                first.len()
-                            ),
-                        ))
-                    }
-                };
-                ours.set_nonblocking(true)?;
-                Ok((
-                    Guard {
-                        sock: mio::net::UnixStream::from_std(ours),
-                        pid,
-                        out: crate::buf::OutBuf::new(),
-                        inbuf: Vec::new(),
-                        next_seq: 0,
-                        dead: false,
-                    },
-                    loaded,
+        let (ours, pid) = crate::sys::fork_server(|theirs| serve(theirs, &conf))?;
+        ours.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+        let mut first = Vec::new();
+        let mut r = BufReader::new(&ours);
+        (&mut r)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut first)?;
+        let text = String::from_utf8_lossy(&first);
+        let loaded = match parse_reply(text.trim_end_matches('\n')) {
+            Some(FromGuard::Reload(l)) => l,
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the auth helper did not start (it said {} octets)",
+                        first.len()
+                    ),
                 ))
             }
-        }
+        };
+        ours.set_nonblocking(true)?;
+        Ok((
+            Guard {
+                sock: mio::net::UnixStream::from_std(ours),
+                pid,
+                out: crate::buf::OutBuf::new(),
+                inbuf: Vec::new(),
+                next_seq: 0,
+                dead: false,
+            },
+            loaded,
+        ))
     }
 
     /// The guard's pid.

@@ -111,3 +111,26 @@ pub fn helper_signals() {
         libc::signal(libc::SIGTERM, libc::SIG_DFL);
     }
 }
+
+/// Forks a helper process that serves `serve` on its end of a new socketpair, with
+/// the helper's signal dispositions and every other descriptor closed; the child
+/// exits when `serve` returns. The parent gets its end and the child's pid.
+pub fn fork_server(
+    serve: impl FnOnce(std::os::unix::net::UnixStream),
+) -> io::Result<(std::os::unix::net::UnixStream, i32)> {
+    use std::os::fd::AsRawFd;
+    let (ours, theirs) = socketpair()?;
+    match fork()? {
+        Forked::Child => {
+            drop(ours);
+            helper_signals();
+            close_other_fds(&[theirs.as_raw_fd()]);
+            serve(theirs);
+            exit_child(0)
+        }
+        Forked::Parent(pid) => {
+            drop(theirs);
+            Ok((ours, pid))
+        }
+    }
+}

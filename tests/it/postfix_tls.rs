@@ -176,6 +176,29 @@ fn postfix_delivers_to_etrnd_with_encrypt_and_sasl_and_the_received_line_names_t
     assert!(log.contains("TLS connection established to"), "{log}");
 }
 
+/// An etrnd that relays far.example to Postfix at `port` at the `secure` level,
+/// trusting the test CA of `certs`, wanting the name `name`.
+fn secure_client(port: u16, certs: &Path, name: &str) -> Daemon {
+    let setup = Setup {
+        conf: format!("TLS_CA_FILE={}/ca.pem\n", certs.display()),
+        routes: format!(".far.example smtp![127.0.0.1]:{port}\n"),
+        ..Setup::default()
+    };
+    let mut d = Daemon::prepare(
+        setup,
+        &[(
+            "scheduler.conf",
+            "*/* interval=1s retries=\"3\" expiry=1h\nsmtp*/* command=smtp\nerror/* command=errormail\n",
+        )],
+    );
+    private(
+        &d.dir.0.join("db/tls_policy"),
+        &format!("[127.0.0.1]:{port} secure match={name}\n"),
+    );
+    d.spawn();
+    d
+}
+
 #[test]
 fn etrnd_delivers_to_postfix_smtpd_at_the_secure_level() {
     let tmp = TempDir::new("pf-cert");
@@ -196,24 +219,7 @@ fn etrnd_delivers_to_postfix_smtpd_at_the_secure_level() {
     ) else {
         return;
     };
-    let setup = Setup {
-        conf: format!("TLS_CA_FILE={}/ca.pem\n", tmp.0.display()),
-        routes: format!(".far.example smtp![127.0.0.1]:{}\n", pf.port),
-        ..Setup::default()
-    };
-    let mut d = Daemon::prepare(
-        setup,
-        &[(
-            "scheduler.conf",
-            "*/* interval=1s retries=\"3\" expiry=1h\nsmtp*/* command=smtp\nerror/* command=errormail\n",
-        )],
-    );
-    // The certificate names mx.test.example: `secure` with that name and our CA file.
-    private(
-        &d.dir.0.join("db/tls_policy"),
-        &format!("[127.0.0.1]:{} secure match=mx.test.example\n", pf.port),
-    );
-    d.spawn();
+    let d = secure_client(pf.port, &tmp.0, "mx.test.example");
     let mut c = Client::hello(d.addr());
     c.send_message(
         "me@test.example",
@@ -221,33 +227,11 @@ fn etrnd_delivers_to_postfix_smtpd_at_the_secure_level() {
         "Subject: to postfix\r\n\r\nx\r\n",
     );
     d.wait_until("the delivery", 20, || d.log().contains("status=sent"));
-    let log = pf.wait_log("TLS connection established from", 10);
-    assert!(
-        log.contains("Trusted TLS") || log.contains("TLS connection"),
-        "{log}"
-    );
+    // Postfix's own words for the session it received.
+    pf.wait_log("TLS connection established from", 10);
     assert!(d.log().contains("smtp client-tls TLSv1.3"), "{}", d.log());
     // And a name the certificate does not carry is refused: the mail waits.
-    let d2 = {
-        let setup = Setup {
-            conf: format!("TLS_CA_FILE={}/ca.pem\n", tmp.0.display()),
-            routes: format!(".far.example smtp![127.0.0.1]:{}\n", pf.port),
-            ..Setup::default()
-        };
-        let mut d2 = Daemon::prepare(
-            setup,
-            &[(
-                "scheduler.conf",
-                "*/* interval=1s retries=\"3\" expiry=1h\nsmtp*/* command=smtp\nerror/* command=errormail\n",
-            )],
-        );
-        private(
-            &d2.dir.0.join("db/tls_policy"),
-            &format!("[127.0.0.1]:{} secure match=other.example\n", pf.port),
-        );
-        d2.spawn();
-        d2
-    };
+    let d2 = secure_client(pf.port, &tmp.0, "other.example");
     let mut c = Client::hello(d2.addr());
     c.send_message(
         "me@test.example",

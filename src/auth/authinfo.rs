@@ -49,21 +49,7 @@ pub struct AuthInfo {
 }
 
 fn parse_key(k: &str) -> Option<(String, Option<u16>)> {
-    let (host, port) = if let Some(rest) = k.strip_prefix('[') {
-        let (h, after) = rest.split_once(']')?;
-        let port = match after {
-            "" => None,
-            p => Some(
-                p.strip_prefix(':')?
-                    .parse::<u16>()
-                    .ok()
-                    .filter(|&p| p > 0)?,
-            ),
-        };
-        (h, port)
-    } else {
-        (k, None)
-    };
+    let (host, port) = lex::bracketed_key(k)?;
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     let ok = !host.is_empty()
         && (crate::vocab::Domain::parse(&host).is_ok() || host.parse::<std::net::IpAddr>().is_ok());

@@ -48,17 +48,8 @@ pub struct TlsPolicy {
 
 fn parse_key(k: &str) -> Option<Key> {
     let k = k.to_ascii_lowercase();
-    if let Some(rest) = k.strip_prefix('[') {
-        let (h, after) = rest.split_once(']')?;
-        let port = match after {
-            "" => None,
-            p => Some(
-                p.strip_prefix(':')?
-                    .parse::<u16>()
-                    .ok()
-                    .filter(|&p| p > 0)?,
-            ),
-        };
+    if k.starts_with('[') {
+        let (h, port) = lex::bracketed_key(&k)?;
         let ok = crate::vocab::Domain::parse(h).is_ok() || h.parse::<std::net::IpAddr>().is_ok();
         return ok.then(|| Key::Host(h.trim_end_matches('.').to_string(), port));
     }

@@ -70,3 +70,7 @@ impl ServerSession {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "server_etrn_tests.rs"]
+mod tests;

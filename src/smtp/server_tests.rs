@@ -45,16 +45,16 @@ pub(crate) fn config(trusted: bool) -> Config {
     }
 }
 
-struct T {
-    s: ServerSession,
-    cfg: Config,
-    now: Instant,
-    events: Vec<Event>,
-    disk_low: bool,
+pub(crate) struct T {
+    pub(crate) s: ServerSession,
+    pub(crate) cfg: Config,
+    pub(crate) now: Instant,
+    pub(crate) events: Vec<Event>,
+    pub(crate) disk_low: bool,
 }
 
 impl T {
-    fn new(trusted: bool) -> T {
+    pub(crate) fn new(trusted: bool) -> T {
         let cfg = config(trusted);
         let now = Instant::now();
         let addr: SocketAddr = "127.0.0.1:40000".parse().unwrap();
@@ -79,14 +79,14 @@ impl T {
     }
 
     /// A trusted session after the greeting.
-    fn ready() -> T {
+    pub(crate) fn ready() -> T {
         let mut t = T::new(true);
         t.take();
         t
     }
 
     /// After EHLO.
-    fn ehlo() -> T {
+    pub(crate) fn ehlo() -> T {
         let mut t = T::ready();
         t.send("EHLO client.example\r\n");
         t.take();
@@ -94,41 +94,41 @@ impl T {
     }
 
     /// In a transaction with one recipient.
-    fn in_transaction() -> T {
+    pub(crate) fn in_transaction() -> T {
         let mut t = T::ehlo();
         t.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<u@ours.example>\r\n");
         assert_eq!(t.codes(), vec![250, 250]);
         t
     }
 
-    fn advance(&mut self, d: Duration) {
+    pub(crate) fn advance(&mut self, d: Duration) {
         self.now += d;
         let (cfg, disk_low) = (&self.cfg, self.disk_low);
         self.s.handle_timeout(self.now, &ctx(cfg, disk_low));
         self.drain();
     }
 
-    fn send(&mut self, data: impl AsRef<[u8]>) {
+    pub(crate) fn send(&mut self, data: impl AsRef<[u8]>) {
         let (cfg, disk_low) = (&self.cfg, self.disk_low);
         self.s
             .handle_input(data.as_ref(), self.now, &ctx(cfg, disk_low));
         self.drain();
     }
 
-    fn drain(&mut self) {
+    pub(crate) fn drain(&mut self) {
         while let Some(e) = self.s.poll_event() {
             self.events.push(e);
         }
     }
 
-    fn commit(&mut self, r: Result<MessageId, &SpoolError>) {
+    pub(crate) fn commit(&mut self, r: Result<MessageId, &SpoolError>) {
         let (cfg, disk_low) = (&self.cfg, self.disk_low);
         self.s.handle_commit(r, self.now, &ctx(cfg, disk_low));
         self.drain();
     }
 
     /// Output so far as text, consumed.
-    fn take(&mut self) -> String {
+    pub(crate) fn take(&mut self) -> String {
         let out = String::from_utf8_lossy(self.s.pending_output()).into_owned();
         let n = self.s.pending_output().len();
         self.s.consume_output(n);
@@ -136,7 +136,7 @@ impl T {
     }
 
     /// Codes of the final lines of each reply, consumed.
-    fn codes(&mut self) -> Vec<u16> {
+    pub(crate) fn codes(&mut self) -> Vec<u16> {
         self.take()
             .lines()
             .filter(|l| l.as_bytes().get(3) == Some(&b' '))
@@ -144,7 +144,7 @@ impl T {
             .collect()
     }
 
-    fn message_body(&self) -> Vec<u8> {
+    pub(crate) fn message_body(&self) -> Vec<u8> {
         self.events
             .iter()
             .filter_map(|e| match e {
@@ -155,12 +155,12 @@ impl T {
             .collect()
     }
 
-    fn count(&self, f: fn(&Event) -> bool) -> usize {
+    pub(crate) fn count(&self, f: fn(&Event) -> bool) -> usize {
         self.events.iter().filter(|e| f(e)).count()
     }
 }
 
-fn ctx(cfg: &Config, disk_low: bool) -> Context<'_> {
+pub(crate) fn ctx(cfg: &Config, disk_low: bool) -> Context<'_> {
     Context {
         policy: cfg.policy(),
         disk_low,
@@ -269,73 +269,6 @@ fn in_transaction_data_without_valid_rcpt_is_554() {
     t.send("RCPT TO:<nobody-here@ours.example>\r\n");
     t.send("DATA\r\n");
     assert_eq!(t.codes(), vec![250, 550, 554]);
-}
-
-#[test]
-fn in_transaction_etrn_is_503_and_not_started() {
-    let mut t = T::in_transaction();
-    t.send("ETRN client.dom\r\n");
-    assert_eq!(t.codes(), vec![503]);
-    assert!(!t.events.iter().any(|e| matches!(e, Event::Etrn(_))));
-}
-
-#[test]
-fn ready_etrn_known_domain_asks_the_queue_and_waits() {
-    let mut t = T::ehlo();
-    t.send("ETRN client.dom\r\nNOOP\r\n");
-    assert_eq!(t.take(), "", "no reply before the queue answers");
-    assert!(matches!(
-        t.events.last(),
-        Some(Event::Etrn(EtrnTarget::Node(_)))
-    ));
-    let (c, now) = (&t.cfg, t.now);
-    t.s.handle_etrn(&Reply::etrn_started(5, "client.dom"), now, &ctx(c, false));
-    assert_eq!(t.codes(), vec![253, 250], "the pipelined NOOP follows");
-}
-
-#[test]
-fn ready_etrn_bad_arguments_are_501() {
-    for bad in ["", "a..b", "../../etc", "x';--", "$(id)"] {
-        let mut t = T::ehlo();
-        t.send(format!("ETRN {bad}\r\n"));
-        assert_eq!(t.codes(), vec![501], "{bad:?}");
-        assert!(t.events.is_empty());
-    }
-}
-
-#[test]
-fn etrn_disabled_is_502_and_not_advertised() {
-    let mut t = T::ready();
-    t.cfg.main.etrn = false;
-    t.send("EHLO x.example\r\n");
-    assert!(!t.take().contains("ETRN"));
-    t.send("ETRN client.dom\r\n");
-    assert_eq!(t.codes(), vec![502]);
-}
-
-#[test]
-fn etrn_from_a_client_not_allowed_is_459() {
-    let mut t = T::ehlo();
-    t.cfg.main.etrn_allow = Some(vec![Cidr::parse("10.0.0.0/8").unwrap()]);
-    t.send("ETRN client.dom\r\n");
-    assert_eq!(t.codes(), vec![459]);
-    assert!(t.events.is_empty());
-}
-
-#[test]
-fn etrn_before_helo_is_503_and_session_cap_is_458() {
-    let mut t = T::ready();
-    t.send("ETRN client.dom\r\n");
-    assert_eq!(t.codes(), vec![503]);
-    let mut t = T::ehlo();
-    for _ in 0..ETRN_PER_SESSION {
-        t.send("ETRN client.dom\r\n");
-        let (c, now) = (&t.cfg, t.now);
-        t.s.handle_etrn(&Reply::ETRN_MINIMAL, now, &ctx(c, false));
-    }
-    t.take();
-    t.send("ETRN client.dom\r\n");
-    assert_eq!(t.codes(), vec![458]);
 }
 
 #[test]

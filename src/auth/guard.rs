@@ -27,8 +27,10 @@ use super::secrets::Secrets;
 use super::Check;
 use super::Verdict;
 
-/// Longest line either way (a certificate chain in hex fits).
-pub const MAX_LINE: usize = 1 << 20;
+/// Longest line either way: four files of at most [`MAX_FILE`] octets in hex fit.
+pub const MAX_LINE: usize = 9 * MAX_FILE;
+/// Largest certificate, key, `db/authinfo` or `db/tls_policy` file read.
+pub const MAX_FILE: usize = 512 * 1024;
 
 /// What the guard reads, fixed at start.
 #[derive(Debug, Clone)]
@@ -85,9 +87,15 @@ fn read_file(p: &Option<PathBuf>, what: &str) -> Result<Vec<u8>, String> {
         Some(p) => {
             let f = std::fs::File::open(p).map_err(|e| format!("{what} {}: {e}", p.display()))?;
             let mut v = Vec::new();
-            f.take(MAX_LINE as u64 / 4)
+            f.take(MAX_FILE as u64 + 1)
                 .read_to_end(&mut v)
                 .map_err(|e| format!("{what} {}: {e}", p.display()))?;
+            if v.len() > MAX_FILE {
+                return Err(format!(
+                    "{what} {}: larger than {MAX_FILE} octets",
+                    p.display()
+                ));
+            }
             Ok(v)
         }
     }
@@ -108,7 +116,7 @@ fn load(conf: &GuardConf) -> Result<(Secrets, Loaded), String> {
             Err(e) => Err(format!("{}: {e}", p.display())),
             Ok(m) => {
                 super::secrets::check_private(p, &m, &conf.owners).map_err(|e| e.to_string())?;
-                read_file(&Some(p.clone()), "")
+                read_file(&Some(p.clone()), "file")
             }
         }
     };

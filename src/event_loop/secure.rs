@@ -258,6 +258,8 @@ impl Daemon {
     }
 }
 
+/// Most next hops remembered for the `may` fall-back.
+pub const MAX_TLS_FAILED: usize = 10_000;
 /// How long a failed opportunistic handshake sends a next hop to plaintext.
 pub const TLS_FALLBACK_FOR: Duration = Duration::from_secs(3600);
 
@@ -290,6 +292,12 @@ pub(super) fn client_tls_step(
     match describe {
         Some(info) if !failed => s.tls_on(info, now),
         _ => {
+            if tls_failed.len() >= MAX_TLS_FAILED {
+                tls_failed.retain(|_, t| now.saturating_duration_since(*t) < TLS_FALLBACK_FOR);
+                if tls_failed.len() >= MAX_TLS_FAILED {
+                    tls_failed.clear();
+                }
+            }
             tls_failed.insert(addr, now);
         }
     }

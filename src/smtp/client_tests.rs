@@ -463,3 +463,70 @@ fn a_421_to_rcpt_ends_the_session() {
     t.server("354 go\r\n");
     assert_eq!(t.events.len(), 1);
 }
+
+fn secure(level: crate::vocab::TlsLevel, creds: bool) -> T {
+    let mut t = T::new();
+    t.c = ClientSession::new("mx.ours.example", t.now).with_security(ClientSecurity {
+        level,
+        implicit: false,
+        credentials: creds.then(|| ("cust".to_string(), b"s3cret".to_vec())),
+    });
+    t
+}
+
+#[test]
+fn starttls_then_a_fresh_ehlo_then_auth_login() {
+    use crate::vocab::TlsLevel;
+    let mut t = secure(TlsLevel::Encrypt, true);
+    t.server("220 hi\r\n");
+    t.server("250-mx\r\n250-AUTH LOGIN\r\n250 STARTTLS\r\n");
+    assert_eq!(
+        t.sent(),
+        "EHLO mx.ours.example\r\nSTARTTLS\r\n",
+        "no AUTH before TLS"
+    );
+    t.server("220 go\r\n");
+    assert_eq!(t.events.pop(), Some(ClientEvent::StartTls));
+    assert!(t.c.awaits_tls());
+    t.c.tls_on("TLSv1.3 with cipher X".into(), t.now);
+    assert_eq!(t.sent(), "EHLO mx.ours.example\r\n");
+    t.server("250-mx\r\n250 AUTH LOGIN PLAIN\r\n");
+    assert_eq!(t.sent(), "AUTH PLAIN AGN1c3QAczNjcmV0\r\n");
+    t.server("235 ok\r\n");
+    assert_eq!(t.events.pop(), Some(ClientEvent::Ready));
+}
+
+#[test]
+fn a_reply_behind_the_220_to_starttls_fails_the_session() {
+    let mut t = secure(crate::vocab::TlsLevel::May, false);
+    t.server("220 hi\r\n");
+    t.server("250-mx\r\n250 STARTTLS\r\n");
+    let _ = t.sent();
+    t.server("220 go\r\n250-injected\r\n250 AUTH PLAIN\r\n");
+    assert!(matches!(
+        t.events.pop(),
+        Some(ClientEvent::Failed { temporary: true, reason }) if reason.contains("behind its 220")
+    ));
+    assert!(!t.events.contains(&ClientEvent::StartTls));
+}
+
+#[test]
+fn mandatory_tls_without_starttls_fails_and_may_goes_on_without_credentials() {
+    use crate::vocab::TlsLevel;
+    let mut t = secure(TlsLevel::Encrypt, true);
+    t.server("220 hi\r\n");
+    t.server("250-mx\r\n250 AUTH PLAIN\r\n");
+    assert!(matches!(
+        t.events.pop(),
+        Some(ClientEvent::Failed { temporary: true, reason }) if reason.contains("4.7.4")
+    ));
+    let mut t = secure(TlsLevel::May, true);
+    t.server("220 hi\r\n");
+    t.server("250-mx\r\n250 AUTH PLAIN\r\n");
+    assert_eq!(t.events.pop(), Some(ClientEvent::Ready));
+    assert_eq!(
+        t.sent(),
+        "EHLO mx.ours.example\r\n",
+        "no credentials in plaintext"
+    );
+}

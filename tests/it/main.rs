@@ -5,6 +5,7 @@ mod config_errors;
 mod crash;
 mod delivery;
 mod etrn;
+#[cfg(feature = "tls")]
 mod exim;
 mod fakedns;
 mod faults;
@@ -17,12 +18,15 @@ mod local;
 mod local_trust;
 mod ordering;
 mod peer_faults;
+#[cfg(feature = "tls")]
 mod postfix_tls;
 mod powerloss;
 mod resolve;
 mod scripts;
 mod service;
 mod sink;
+#[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "tls")]
 mod tls_client;
 mod util;

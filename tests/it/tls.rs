@@ -538,6 +538,9 @@ with smtplib.SMTP("127.0.0.1", smtp, timeout=10) as s:
     s.ehlo("py.example")
     code, _ = s.starttls(context=ctx)
     assert code == 220, code
+    s.ehlo("py.example")
+    # TLS without AUTH, to a held client domain: ESMTPS.
+    assert s.sendmail("a@example.org", ["u@client.dom"], "Subject: tls only\r\n\r\nx\r\n") == {}
 # §J 81: STARTTLS after a plaintext CRAM-MD5 AUTH is refused.
 with smtplib.SMTP("127.0.0.1", smtp, timeout=10) as s:
     s.ehlo("py.example")
@@ -555,4 +558,10 @@ fn handshakes_are_capped_and_starttls_after_auth_is_refused() {
     let (ok, out) = python(&format!("{PY_PRELUDE}{CAP}"), &ports(&d));
     assert!(ok, "{out}\n{}", d.log());
     assert!(d.log().contains("too many TLS handshakes"), "{}", d.log());
+    let files = d.queue_files();
+    assert_eq!(files.len(), 1);
+    let text =
+        String::from_utf8_lossy(&std::fs::read(d.spool().join("queue").join(&files[0])).unwrap())
+            .into_owned();
+    assert!(text.contains("with ESMTPS id"), "{text}");
 }

@@ -533,7 +533,11 @@ fn with_user_empty_the_daemon_runs_as_nobody_and_the_traps_still_hold() {
     });
     assert_eq!(state(&root_file), before);
     std::fs::remove_file(&mbox).unwrap();
-    d.wait_until("the delivery", 10, || mbox.exists());
+    // The helper makes the mailbox (as root, then hands it over) before the
+    // recipient's own process writes the message: wait for the message.
+    d.wait_until("the delivery", 10, || {
+        std::fs::metadata(&mbox).is_ok_and(|m| m.len() > 0)
+    });
     assert_eq!(std::fs::metadata(&mbox).unwrap().uid(), uid);
     // The spool and LOGDIR are not for other users.
     for (dir, what) in [(d.spool(), "spool"), (d.dir.0.join("log"), "LOGDIR")] {

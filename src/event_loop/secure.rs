@@ -41,23 +41,17 @@ pub(super) fn tls_step(
     #[cfg(feature = "tls")] server: Option<&std::sync::Arc<rustls::ServerConfig>>,
     now: Instant,
 ) {
-    let Some(c) = link.role.server() else { return };
     #[cfg(feature = "tls")]
-    if c.session.awaits_tls()
-        && !link.stream.is_tls()
-        && c.session.pending_output().is_empty()
-        && std::io::Write::flush(&mut link.stream).is_ok()
     {
-        match server.map(crate::tls::server_connection) {
-            Some(Ok(conn)) => {
-                link.stream
-                    .start_tls(conn.into(), now + super::HANDSHAKE_TIMEOUT);
-                c.handshaking = true;
-                sec.handshakes += 1;
-            }
-            _ => link.dead = true,
+        let written = link
+            .role
+            .server()
+            .is_some_and(|c| c.session.awaits_tls() && c.session.pending_output().is_empty());
+        if written && !link.stream.is_tls() && std::io::Write::flush(&mut link.stream).is_ok() {
+            start_server_tls(link, sec, server, now);
         }
     }
+    let Some(c) = link.role.server() else { return };
     if c.handshaking && !link.stream.handshaking() {
         c.handshaking = false;
         sec.handshakes = sec.handshakes.saturating_sub(1);
@@ -67,25 +61,33 @@ pub(super) fn tls_step(
     }
 }
 
+/// Switches a server link to TLS (counted against the handshake cap); without a
+/// server configuration the link is dropped.
+#[cfg(feature = "tls")]
+fn start_server_tls(
+    link: &mut Link<Transport>,
+    sec: &mut Security,
+    server: Option<&std::sync::Arc<rustls::ServerConfig>>,
+    now: Instant,
+) {
+    let Some(c) = link.role.server() else { return };
+    match server.map(crate::tls::server_connection) {
+        Some(Ok(conn)) => {
+            link.stream
+                .start_tls(conn.into(), now + super::HANDSHAKE_TIMEOUT);
+            c.handshaking = true;
+            sec.handshakes += 1;
+        }
+        _ => link.dead = true,
+    }
+}
+
 impl Daemon {
     /// An implicit-TLS listener's client: TLS from the first octet.
     pub(super) fn start_implicit_tls(&mut self, id: ConnId, now: Instant) {
         #[cfg(feature = "tls")]
-        {
-            let Some(link) = self.links.get_mut(id) else {
-                return;
-            };
-            let conn = self.tls_server.as_ref().map(crate::tls::server_connection);
-            let Some(c) = link.role.server() else { return };
-            match conn {
-                Some(Ok(conn)) => {
-                    link.stream
-                        .start_tls(conn.into(), now + super::HANDSHAKE_TIMEOUT);
-                    c.handshaking = true;
-                    self.sec.handshakes += 1;
-                }
-                _ => link.dead = true,
-            }
+        if let Some(link) = self.links.slab.get_mut(id) {
+            start_server_tls(link, &mut self.sec, self.tls_server.as_ref(), now);
         }
         #[cfg(not(feature = "tls"))]
         let _ = (id, now);

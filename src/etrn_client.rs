@@ -155,18 +155,10 @@ pub fn security_for(cfg: &Config, server: &str, port: u16, err: &mut impl Write)
         warn(e);
         AuthInfo::default()
     });
-    let tp = db.join("tls_policy");
-    let policy = match std::fs::symlink_metadata(&tp) {
-        Ok(m) => crate::auth::secrets::check_private(&tp, &m, &owners)
-            .and_then(|()| crate::lex::read(&tp))
-            .map_err(|e| vec![e])
-            .and_then(|t| TlsPolicy::parse(&tp, &t))
-            .unwrap_or_else(|e| {
-                warn(e);
-                TlsPolicy::default()
-            }),
-        Err(_) => TlsPolicy::default(),
-    };
+    let policy = TlsPolicy::load(&db.join("tls_policy"), &owners).unwrap_or_else(|e| {
+        warn(e);
+        TlsPolicy::default()
+    });
     let host = server
         .trim_start_matches('[')
         .split(']')

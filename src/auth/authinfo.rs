@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use super::secrets::check_private;
+use super::secrets::read_private;
 use crate::lex::{self, ConfigError};
 
 /// Most entries.
@@ -96,13 +96,7 @@ impl AuthInfo {
 
     /// Reads the file (a missing one is empty) under the secrets-file rule.
     pub fn load(path: &Path, owners: &[u32]) -> Result<AuthInfo, Vec<ConfigError>> {
-        match std::fs::symlink_metadata(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(AuthInfo::default()),
-            Err(e) => return Err(vec![ConfigError::at(path, 0, e.to_string())]),
-            Ok(m) => check_private(path, &m, owners).map_err(|e| vec![e])?,
-        }
-        let text = lex::read(path).map_err(|e| vec![e])?;
-        AuthInfo::parse(path, &text)
+        AuthInfo::parse(path, &read_private(path, owners).map_err(|e| vec![e])?)
     }
 
     /// The credentials for `host` (a route host, brackets removed) at `port`: an

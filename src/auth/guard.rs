@@ -111,14 +111,11 @@ fn load(conf: &GuardConf) -> Result<(Secrets, Loaded), String> {
     let cert = read_file(&conf.cert, "TLS_CERT")?;
     let key = read_file(&conf.key, "TLS_KEY")?;
     let private = |p: &PathBuf| -> Result<Vec<u8>, String> {
-        match std::fs::symlink_metadata(p) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(format!("{}: {e}", p.display())),
-            Ok(m) => {
-                super::secrets::check_private(p, &m, &conf.owners).map_err(|e| e.to_string())?;
-                read_file(&Some(p.clone()), "file")
-            }
+        let text = super::secrets::read_private(p, &conf.owners).map_err(|e| e.to_string())?;
+        if text.len() > MAX_FILE {
+            return Err(format!("{}: larger than {MAX_FILE} octets", p.display()));
         }
+        Ok(text.into_bytes())
     };
     let loaded = Loaded {
         entries: secrets.entries.len(),

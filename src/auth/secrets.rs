@@ -170,13 +170,7 @@ impl Secrets {
     /// Reads and parses the file; a missing file is an empty one. `owners` are the
     /// uids that may own it (root and the daemon's account).
     pub fn load(path: &Path, owners: &[u32]) -> Result<Secrets, Vec<ConfigError>> {
-        match std::fs::symlink_metadata(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Secrets::default()),
-            Err(e) => return Err(vec![ConfigError::at(path, 0, e.to_string())]),
-            Ok(m) => check_private(path, &m, owners).map_err(|e| vec![e])?,
-        }
-        let text = lex::read(path).map_err(|e| vec![e])?;
-        Secrets::parse(path, &text)
+        Secrets::parse(path, &read_private(path, owners).map_err(|e| vec![e])?)
     }
 
     /// The entry of `user`.
@@ -189,6 +183,19 @@ impl Secrets {
         self.entries
             .iter()
             .any(|e| !matches!(e.scheme, Scheme::Crypt(_)))
+    }
+}
+
+/// The text of a secrets or policy file (`db/secrets`, `db/authinfo`,
+/// `db/tls_policy`) under [`check_private`]'s rule; a missing file is empty.
+pub fn read_private(path: &Path, owners: &[u32]) -> Result<String, ConfigError> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(ConfigError::at(path, 0, e.to_string())),
+        Ok(m) => {
+            check_private(path, &m, owners)?;
+            lex::read(path)
+        }
     }
 }
 

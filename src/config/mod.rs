@@ -309,20 +309,8 @@ fn check_secrets(m: &MainConf) -> Vec<String> {
     if let Err(e) = crate::auth::authinfo::AuthInfo::load(&db.join("authinfo"), &owners) {
         errs(e);
     }
-    let tp = db.join("tls_policy");
-    match std::fs::symlink_metadata(&tp) {
-        Ok(meta) => match crate::auth::secrets::check_private(&tp, &meta, &owners)
-            .and_then(|()| lex::read(&tp))
-        {
-            Ok(text) => {
-                if let Err(e) = tls_policy::TlsPolicy::parse(&tp, &text) {
-                    errs(e);
-                }
-            }
-            Err(e) => errs(vec![e]),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => out.push(format!("{}: {e}", tp.display())),
+    if let Err(e) = tls_policy::TlsPolicy::load(&db.join("tls_policy"), &owners) {
+        errs(e);
     }
     #[cfg(feature = "tls")]
     if let (Some(c), Some(k)) = (&m.tls_cert, &m.tls_key) {

@@ -159,6 +159,12 @@ impl TlsPolicy {
         }
     }
 
+    /// Reads the file (a missing one is empty) under the secrets-file rule.
+    pub fn load(path: &Path, owners: &[u32]) -> Result<TlsPolicy, Vec<ConfigError>> {
+        let text = crate::auth::secrets::read_private(path, owners).map_err(|e| vec![e])?;
+        TlsPolicy::parse(path, &text)
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()

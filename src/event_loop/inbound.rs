@@ -149,26 +149,14 @@ impl Daemon {
             if !self.hold_output {
                 link.flush();
             }
-            tls_step(
-                link,
-                &mut self.sec,
-                #[cfg(feature = "tls")]
-                self.tls_server.as_ref(),
-                now,
-            );
+            tls_step(link, &mut self.sec, self.tls_server.as_ref(), now);
             let want = link.role.wants_read(now) || link.stream.handshaking();
             if !(link.readable && !link.dead && want) {
                 break;
             }
             let r = link.read(&mut self.buf);
             // A handshake that just ended comes before the first octets inside it.
-            tls_step(
-                link,
-                &mut self.sec,
-                #[cfg(feature = "tls")]
-                self.tls_server.as_ref(),
-                now,
-            );
+            tls_step(link, &mut self.sec, self.tls_server.as_ref(), now);
             let Some(c) = link.role.server() else { return };
             match r {
                 ReadResult::Closed if link.stream.tls_error().is_some() => {

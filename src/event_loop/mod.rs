@@ -135,8 +135,7 @@ pub struct Daemon {
     /// What sessions may offer of TLS and AUTH.
     sec: Security,
     /// The server's TLS configuration, when a certificate is loaded.
-    #[cfg(feature = "tls")]
-    tls_server: Option<std::sync::Arc<rustls::ServerConfig>>,
+    tls_server: Option<transport::ServerTls>,
     /// The auth helper.
     guard: Option<crate::auth::guard::Guard>,
     /// AUTH checks the sessions asked for in this turn.
@@ -271,7 +270,6 @@ impl Daemon {
             next_pickup: Instant::now(),
             unix,
             sec: Security::default(),
-            #[cfg(feature = "tls")]
             tls_server: None,
             guard: None,
             auths: Vec::new(),

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::link::{ConnId, Link};
-use super::transport::Transport;
+use super::transport::{ServerTls, Transport};
 use super::{context, Daemon, Security, GUARD};
 use crate::auth::authinfo::AuthInfo;
 use crate::auth::guard::{FromGuard, Guard, Loaded};
@@ -38,9 +38,11 @@ pub struct OutboundSecurity {
 pub(super) fn tls_step(
     link: &mut Link<Transport>,
     sec: &mut Security,
-    #[cfg(feature = "tls")] server: Option<&std::sync::Arc<rustls::ServerConfig>>,
+    server: Option<&ServerTls>,
     now: Instant,
 ) {
+    #[cfg(not(feature = "tls"))]
+    let _ = server; // always None
     #[cfg(feature = "tls")]
     {
         let written = link
@@ -67,7 +69,7 @@ pub(super) fn tls_step(
 fn start_server_tls(
     link: &mut Link<Transport>,
     sec: &mut Security,
-    server: Option<&std::sync::Arc<rustls::ServerConfig>>,
+    server: Option<&ServerTls>,
     now: Instant,
 ) {
     let Some(c) = link.role.server() else { return };
@@ -133,11 +135,10 @@ impl Daemon {
             )?),
             _ => None,
         };
-        #[cfg(feature = "tls")]
-        {
-            self.sec.tls = server.is_some();
-            self.tls_server = server;
-        }
+        #[cfg(not(feature = "tls"))]
+        let server = None;
+        self.sec.tls = server.is_some();
+        self.tls_server = server;
         self.sec.auth = AuthOffer {
             enabled: l.entries > 0,
             cram: l.cram,

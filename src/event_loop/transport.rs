@@ -13,6 +13,14 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 
+/// The server's TLS configuration, shared by every server connection.
+#[cfg(feature = "tls")]
+pub type ServerTls = std::sync::Arc<rustls::ServerConfig>;
+/// Without the `tls` feature there is none: `Option<ServerTls>` is always `None`.
+#[cfg(not(feature = "tls"))]
+#[derive(Debug)]
+pub enum ServerTls {}
+
 /// Most TLS output held in rustls before writes stop being taken (back-pressure).
 pub const TLS_OUT_LIMIT: usize = 64 * 1024;
 

@@ -50,17 +50,7 @@ impl Exim {
             return None;
         }
         let bin = exim_binary()?;
-        let _ = Command::new("useradd")
-            .args([
-                "-r",
-                "-M",
-                "-d",
-                "/nonexistent",
-                "-s",
-                "/usr/sbin/nologin",
-                "Debian-exim",
-            ])
-            .output();
+        crate::util::system_account("Debian-exim", "/usr/sbin/nologin");
         let dir = TempDir::new("exim");
         let d = &dir.0;
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -18,17 +18,7 @@ fn start(mailbox: &str) -> Daemon {
 }
 
 fn python(script: &str, arg: &std::path::Path) -> String {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(arg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = crate::util::run_ok(Command::new("python3").arg("-c").arg(script).arg(arg));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

@@ -165,9 +165,7 @@ fn postfix_delivers_to_etrnd_with_encrypt_and_sasl_and_the_received_line_names_t
         "Subject: via postfix\r\n\r\nhello\r\n",
     );
     hub.wait_until("the hub to queue it", 30, || !hub.queue_files().is_empty());
-    let f = &hub.queue_files()[0];
-    let text = String::from_utf8_lossy(&std::fs::read(hub.spool().join("queue").join(f)).unwrap())
-        .into_owned();
+    let text = hub.queued_text();
     assert!(text.contains("Subject: via postfix"), "{text}");
     assert!(text.contains("(using TLSv1.3 with cipher"), "{text}");
     assert!(text.contains("with ESMTPSA"), "{text}");

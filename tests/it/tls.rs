@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::util::{need_tool, run_etrnd, Daemon, Setup};
+use crate::util::{need_tool, run_etrnd, run_ok, run_with_input, Daemon, Setup};
 
 /// A test CA (`ca.pem`) and a certificate it signed for `mx.test.example`
 /// (`cert.pem`, key `key.pem`) in `dir`.
@@ -76,16 +76,7 @@ pub fn make_cert(dir: &Path) -> bool {
         ],
     ];
     for args in steps {
-        let st = Command::new(&openssl)
-            .args(&args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            st.status.success(),
-            "{}",
-            String::from_utf8_lossy(&st.stderr)
-        );
+        run_ok(Command::new(&openssl).args(&args).current_dir(dir));
     }
     true
 }
@@ -97,10 +88,7 @@ fn cram_entry(pw: &str) -> String {
 }
 
 fn sha512_crypt(pw: &str) -> String {
-    let out = Command::new("openssl")
-        .args(["passwd", "-6", "-salt", "etrndtest", pw])
-        .output()
-        .unwrap();
+    let out = run_ok(Command::new("openssl").args(["passwd", "-6", "-salt", "etrndtest", pw]));
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -153,6 +141,13 @@ fn ports(d: &Daemon) -> Vec<String> {
     d.addrs.iter().map(|a| a.port().to_string()).collect()
 }
 
+/// Runs a Python client script (after [`PY_PRELUDE`]) against `d`'s three
+/// listeners; it must end well.
+fn client_script(d: &Daemon, script: &str) {
+    let (ok, out) = python(&format!("{PY_PRELUDE}{script}"), &ports(d));
+    assert!(ok, "{out}\n{}", d.log());
+}
+
 const PY_PRELUDE: &str = r#"
 import smtplib, ssl, socket, sys, time, base64
 ctx = ssl.create_default_context()
@@ -198,12 +193,9 @@ print("ok")
 #[test]
 fn starttls_then_auth_relays_and_the_received_line_names_tls() {
     let Some(d) = tls_daemon("") else { return };
-    let (ok, out) = python(&format!("{PY_PRELUDE}{STARTTLS_AUTH}"), &ports(&d));
-    assert!(ok, "{out}\n{}", d.log());
-    let files = d.queue_files();
-    assert_eq!(files.len(), 1, "{}", d.log());
-    let data = std::fs::read(d.spool().join("queue").join(&files[0])).unwrap();
-    let text = String::from_utf8_lossy(&data);
+    client_script(&d, STARTTLS_AUTH);
+    assert_eq!(d.queue_files().len(), 1, "{}", d.log());
+    let text = d.queued_text();
     assert!(text.contains("Subject: relayed"), "{text}");
     assert!(text.contains("(using TLSv1.3 with cipher TLS13_"), "{text}");
     assert!(text.contains("with ESMTPSA id"), "{text}");
@@ -242,8 +234,7 @@ print("ok")
 #[test]
 fn implicit_tls_and_the_submission_rules() {
     let Some(d) = tls_daemon("") else { return };
-    let (ok, out) = python(&format!("{PY_PRELUDE}{IMPLICIT}"), &ports(&d));
-    assert!(ok, "{out}\n{}", d.log());
+    client_script(&d, IMPLICIT);
     assert_eq!(d.queue_files().len(), 1);
     assert!(d.log().contains("user=alice mechanism=PLAIN result=ok"));
 }
@@ -293,8 +284,7 @@ print("ok")
 #[test]
 fn plaintext_behind_starttls_is_never_answered_and_hostile_auth_lines_get_5xx() {
     let Some(d) = tls_daemon("") else { return };
-    let (ok, out) = python(&format!("{PY_PRELUDE}{INJECTION}"), &ports(&d));
-    assert!(ok, "{out}\n{}", d.log());
+    client_script(&d, INJECTION);
     assert!(d.log().contains("input behind STARTTLS discarded"));
 }
 
@@ -327,8 +317,7 @@ print("ok", waits)
 fn failed_auth_is_slowed_counted_and_ends_the_session() {
     let Some(d) = tls_daemon("") else { return };
     let started = Instant::now();
-    let (ok, out) = python(&format!("{PY_PRELUDE}{FAILURES}"), &ports(&d));
-    assert!(ok, "{out}\n{}", d.log());
+    client_script(&d, FAILURES);
     assert!(started.elapsed() < Duration::from_secs(30));
     let log = d.log();
     assert!(log.contains("result=failed failures=3"), "{log}");
@@ -362,8 +351,7 @@ fn etrn_by_identity_and_no_routing_in_the_local_part() {
     let Some(d) = tls_daemon("ETRN_ALLOW=auth\n") else {
         return;
     };
-    let (ok, out) = python(&format!("{PY_PRELUDE}{ETRN_AUTH}"), &ports(&d));
-    assert!(ok, "{out}\n{}", d.log());
+    client_script(&d, ETRN_AUTH);
 }
 
 #[test]
@@ -407,8 +395,8 @@ fn swaks_and_msmtp_authenticate_over_tls() {
         }
     }
     if let Some(msmtp) = need_tool("msmtp", "msmtp") {
-        let mut child = Command::new(msmtp)
-            .args([
+        let out = run_with_input(
+            Command::new(msmtp).args([
                 "--host=127.0.0.1",
                 &format!("--port={}", p[2]),
                 "--tls=on",
@@ -419,19 +407,9 @@ fn swaks_and_msmtp_authenticate_over_tls() {
                 "--passwordeval=echo bobpass",
                 "--from=m@example.org",
                 "u@far.example",
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"Subject: msmtp\r\n\r\nhi\r\n")
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+            ]),
+            b"Subject: msmtp\r\n\r\nhi\r\n",
+        );
         assert!(
             out.status.success(),
             "msmtp: {}\n{}",
@@ -555,13 +533,9 @@ fn handshakes_are_capped_and_starttls_after_auth_is_refused() {
     let Some(d) = tls_daemon("MAX_CONNECTIONS_PER_IP=100\n") else {
         return;
     };
-    let (ok, out) = python(&format!("{PY_PRELUDE}{CAP}"), &ports(&d));
-    assert!(ok, "{out}\n{}", d.log());
+    client_script(&d, CAP);
     assert!(d.log().contains("too many TLS handshakes"), "{}", d.log());
-    let files = d.queue_files();
-    assert_eq!(files.len(), 1);
-    let text =
-        String::from_utf8_lossy(&std::fs::read(d.spool().join("queue").join(&files[0])).unwrap())
-            .into_owned();
+    assert_eq!(d.queue_files().len(), 1);
+    let text = d.queued_text();
     assert!(text.contains("with ESMTPS id"), "{text}");
 }

@@ -53,14 +53,15 @@ fn client(port: u16, policy: &str, authinfo: &str) -> Daemon {
     d
 }
 
-fn queued_text(d: &Daemon) -> String {
-    d.queue_files()
-        .iter()
-        .map(|f| {
-            String::from_utf8_lossy(&std::fs::read(d.spool().join("queue").join(f)).unwrap())
-                .into_owned()
-        })
-        .collect()
+/// Sends one message into the client `c` and waits until the ISP queued it.
+fn send_through(c: &Daemon, isp: &Daemon, subject: &str) {
+    let mut s = Client::hello(c.addr());
+    s.send_message(
+        "me@client.example",
+        &["you@far.example"],
+        &format!("Subject: {subject}\r\n\r\nhi\r\n"),
+    );
+    isp.wait_until("the ISP to queue it", 15, || !isp.queue_files().is_empty());
 }
 
 #[test]
@@ -72,15 +73,9 @@ fn a_held_message_goes_to_the_isp_over_starttls_with_auth() {
         &format!("[127.0.0.1]:{port} encrypt\n"),
         &format!("[127.0.0.1]:{port} cust s3cret\n"),
     );
-    let mut s = Client::hello(c.addr());
-    s.send_message(
-        "me@client.example",
-        &["you@far.example"],
-        "Subject: out\r\n\r\nhi\r\n",
-    );
-    isp.wait_until("the ISP to queue it", 15, || !isp.queue_files().is_empty());
+    send_through(&c, &isp, "out");
     c.wait_until("the client to empty", 15, || c.queue_files().is_empty());
-    let text = queued_text(&isp);
+    let text = isp.queued_text();
     assert!(text.contains("Subject: out"), "{text}");
     assert!(text.contains("with ESMTPSA"), "{text}");
     assert!(text.contains("(using TLSv1.3 with cipher"), "{text}");
@@ -116,14 +111,8 @@ fn implicit_tls_on_a_465_style_policy() {
         &format!("[127.0.0.1]:{port} encrypt implicit=yes\n"),
         &format!("[127.0.0.1]:{port} cust s3cret\n"),
     );
-    let mut s = Client::hello(c.addr());
-    s.send_message(
-        "me@client.example",
-        &["you@far.example"],
-        "Subject: 465\r\n\r\nhi\r\n",
-    );
-    isp.wait_until("the ISP to queue it", 15, || !isp.queue_files().is_empty());
-    assert!(queued_text(&isp).contains("with ESMTPSA"));
+    send_through(&c, &isp, "465");
+    assert!(isp.queued_text().contains("with ESMTPSA"));
 }
 
 /// A server that says `220 go` to STARTTLS with a forged reply behind it in the

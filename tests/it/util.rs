@@ -49,33 +49,56 @@ pub fn need_tool(name: &str, package: &str) -> Option<String> {
 /// missing).
 pub const DAEMON_ACCOUNT: &str = "etrnd-test";
 
+/// Makes sure the system account `name` exists (created with no home and `shell`).
+pub fn system_account(name: &str, shell: &str) {
+    let exists = Command::new("id")
+        .arg(name)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !exists {
+        let ok = Command::new("useradd")
+            .args(["-r", "-M", "-d", "/nonexistent", "-s", shell, name])
+            .status()
+            .is_ok_and(|s| s.success());
+        // A parallel test may have made it meanwhile.
+        let now = Command::new("id")
+            .arg(name)
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok || now, "useradd {name} failed");
+    }
+}
+
 /// Makes sure [`DAEMON_ACCOUNT`] exists and returns its name.
 pub fn daemon_account() -> &'static str {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let exists = Command::new("id")
-            .arg(DAEMON_ACCOUNT)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !exists {
-            let ok = Command::new("useradd")
-                .args([
-                    "-r",
-                    "-M",
-                    "-d",
-                    "/nonexistent",
-                    "-s",
-                    "/bin/false",
-                    DAEMON_ACCOUNT,
-                ])
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "useradd {DAEMON_ACCOUNT} failed");
-        }
-    });
+    ONCE.call_once(|| system_account(DAEMON_ACCOUNT, "/bin/false"));
     DAEMON_ACCOUNT
+}
+
+/// Runs `cmd` with `input` on its standard input (standard error captured).
+pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> std::process::Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Runs `cmd`, which must succeed (its standard error is the failure message).
+pub fn run_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// A loopback port nothing listens on now (bound and released).
@@ -316,22 +339,14 @@ impl Daemon {
     /// Runs `etrnd sendmail ARGS` against this daemon's configuration with `input` on
     /// its standard input: exit code and standard error.
     pub fn sendmail(&self, args: &[&str], input: &str) -> (i32, String) {
-        let mut child = Command::new(bin())
-            .arg("-f")
-            .arg(self.conf_path())
-            .arg("sendmail")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = run_with_input(
+            Command::new(bin())
+                .arg("-f")
+                .arg(self.conf_path())
+                .arg("sendmail")
+                .args(args),
+            input.as_bytes(),
+        );
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -411,6 +426,17 @@ impl Daemon {
     /// Runs `etrnd ARGS` against this daemon's configuration.
     pub fn run(&self, args: &[&str]) -> (i32, String, String) {
         run_etrnd(&self.conf_path(), args)
+    }
+
+    /// The text of every queue file, one after the other.
+    pub fn queued_text(&self) -> String {
+        self.queue_files()
+            .iter()
+            .map(|f| {
+                String::from_utf8_lossy(&std::fs::read(self.spool().join("queue").join(f)).unwrap())
+                    .into_owned()
+            })
+            .collect()
     }
 
     pub fn queue_files(&self) -> Vec<String> {

@@ -45,6 +45,15 @@ pub enum Command {
         /// What to ask for.
         targets: Vec<String>,
     },
+    /// ODMR customer: ask SERVER for our held mail with ATRN (through the daemon).
+    Atrn {
+        /// `-p`: the server's port (else 366).
+        port: Option<u16>,
+        /// The server (name or address).
+        server: String,
+        /// The domains (none: all of ours).
+        domains: Vec<String>,
+    },
     /// Show how addresses route; with `resolve` (`-R`) also the next hops.
     Route {
         /// `-R`: resolve the next hop of each remote route.
@@ -68,7 +77,7 @@ pub struct Options {
 }
 
 /// The one-line usage message.
-pub const USAGE: &str = "usage: etrnd [-dhnv] [-f file] [mailq | qshape | route [-R] address ... | sendmail [-t] [-i] [-f sender] [address ...] | flush [target] | etrn [-p port] server target ...]";
+pub const USAGE: &str = "usage: etrnd [-dhnv] [-f file] [mailq | qshape | route [-R] address ... | sendmail [-t] [-i] [-f sender] [address ...] | flush [target] | etrn [-p port] server target ... | atrn [-p port] server [domain ...]]";
 
 /// Parses `args` (program name first). `Err` carries a message for stderr and the
 /// exit code.
@@ -123,7 +132,7 @@ pub fn parse(args: &[String]) -> Result<Options, (String, i32)> {
         Some("qshape") if free.len() == 1 => Command::Qshape,
         Some("sendmail") => Command::Sendmail(free[1..].to_vec()),
         Some("flush") if free.len() <= 2 => Command::Flush(free.get(1).cloned()),
-        Some("etrn") => {
+        Some(verb @ ("etrn" | "atrn")) => {
             let mut rest: Vec<String> = free[1..].to_vec();
             let mut port = None;
             if rest.first().is_some_and(|a| a.starts_with("-p")) {
@@ -135,21 +144,34 @@ pub fn parse(args: &[String]) -> Result<Options, (String, i32)> {
                 } else {
                     rest.remove(0)
                 };
-                port =
-                    Some(v.parse::<u16>().map_err(|_| {
-                        (format!("etrnd: etrn: bad port '{v}'\n{USAGE}"), exit::USAGE)
-                    })?);
+                port = Some(v.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
+                    (
+                        format!("etrnd: {verb}: bad port '{v}'\n{USAGE}"),
+                        exit::USAGE,
+                    )
+                })?);
             }
-            if rest.len() < 2 {
-                return Err((
-                    format!("etrnd: etrn needs a server and a target\n{USAGE}"),
-                    exit::USAGE,
-                ));
-            }
-            Command::Etrn {
-                port,
-                server: rest[0].clone(),
-                targets: rest[1..].to_vec(),
+            if verb == "atrn" {
+                if rest.is_empty() {
+                    return Err((format!("etrnd: atrn needs a server\n{USAGE}"), exit::USAGE));
+                }
+                Command::Atrn {
+                    port,
+                    server: rest[0].clone(),
+                    domains: rest[1..].to_vec(),
+                }
+            } else {
+                if rest.len() < 2 {
+                    return Err((
+                        format!("etrnd: etrn needs a server and a target\n{USAGE}"),
+                        exit::USAGE,
+                    ));
+                }
+                Command::Etrn {
+                    port,
+                    server: rest[0].clone(),
+                    targets: rest[1..].to_vec(),
+                }
             }
         }
         Some("route") if free.len() > 1 => {
@@ -252,6 +274,29 @@ mod tests {
             }
         );
         assert_eq!(p(&["etrnd", "etrn", "hub"]).unwrap_err().1, exit::USAGE);
+        assert_eq!(
+            p(&["etrnd", "atrn", "-p", "3366", "hub", "a.dom", "b.dom"])
+                .unwrap()
+                .command,
+            Command::Atrn {
+                port: Some(3366),
+                server: "hub".into(),
+                domains: vec!["a.dom".into(), "b.dom".into()],
+            }
+        );
+        assert_eq!(
+            p(&["etrnd", "atrn", "hub"]).unwrap().command,
+            Command::Atrn {
+                port: None,
+                server: "hub".into(),
+                domains: vec![],
+            }
+        );
+        assert_eq!(p(&["etrnd", "atrn"]).unwrap_err().1, exit::USAGE);
+        assert_eq!(
+            p(&["etrnd", "atrn", "-p", "0", "hub"]).unwrap_err().1,
+            exit::USAGE
+        );
         assert_eq!(
             p(&["etrnd", "etrn", "-p", "x", "hub", "t"]).unwrap_err().1,
             exit::USAGE

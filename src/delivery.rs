@@ -180,6 +180,9 @@ pub struct Delivery {
     hops: Vec<Hop>,
     last_error: String,
     actions: VecDeque<Action>,
+    /// On a connection turned around by ATRN: one hop, already connected, never
+    /// penalised (the customer's address changes from one dial-up to the next).
+    turned: bool,
 }
 
 impl Delivery {
@@ -195,12 +198,36 @@ impl Delivery {
             last_error: String::new(),
             actions: VecDeque::new(),
             job,
+            turned: false,
         };
         d.actions.push_back(Action::Lookup {
             host: d.job.key.host.clone(),
             no_mx: d.opts.no_mx,
         });
         d
+    }
+
+    /// A job on a connection the customer turned around with ATRN (RFC 2645): no
+    /// lookup and no connect, the session waits for the customer's greeting.
+    pub fn turned(job: Job, opts: SmtpOptions, hop: Hop) -> Delivery {
+        Delivery {
+            pending: group(&job.rcpts),
+            opts,
+            state: State::Greeting(0),
+            current: None,
+            results: Vec::new(),
+            hops: vec![hop],
+            last_error: String::new(),
+            actions: VecDeque::new(),
+            job,
+            turned: true,
+        }
+    }
+
+    fn penalise(&mut self, n: usize) {
+        if let (Some(h), false) = (self.hops.get(n), self.turned) {
+            self.actions.push_back(Action::Penalise(h.addr));
+        }
     }
 
     /// The job.
@@ -313,9 +340,7 @@ impl Delivery {
         };
         let relay = self.relay();
         self.last_error = format!("{relay}: {why}");
-        if let Some(h) = self.hops.get(n) {
-            self.actions.push_back(Action::Penalise(h.addr));
-        }
+        self.penalise(n);
         self.actions.push_back(Action::Close);
         self.connect(n + 1);
     }
@@ -325,8 +350,9 @@ impl Delivery {
         let Some(n) = self.hop_index() else { return };
         match ev {
             ClientEvent::Ready => self.next_message(n),
-            // The driver starts TLS on the link; nothing changes here.
-            ClientEvent::StartTls => {}
+            // The driver starts TLS on the link; nothing changes here. A delivery
+            // never sends ATRN.
+            ClientEvent::StartTls | ClientEvent::Atrn { .. } => {}
             ClientEvent::Done(outcomes) => self.message_done(outcomes),
             ClientEvent::Failed { reason, .. } => {
                 let relay = self.relay();
@@ -334,9 +360,7 @@ impl Delivery {
                     self.pending.push_front(c);
                 }
                 self.last_error = format!("{relay}: {reason}");
-                if let Some(h) = self.hops.get(n) {
-                    self.actions.push_back(Action::Penalise(h.addr));
-                }
+                self.penalise(n);
                 self.actions.push_back(Action::Close);
                 if n + 1 < self.hops.len() {
                     self.connect(n + 1);

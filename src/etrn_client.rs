@@ -396,6 +396,59 @@ pub fn flush(cfg: &Config, target: Option<&str>, out: &mut impl Write) -> i32 {
     }
 }
 
+/// The ODMR port (RFC 2645 §4), `etrnd atrn`'s default.
+pub const ODMR_PORT: u16 = 366;
+/// How long `etrnd atrn` waits for the daemon's answer: the provider may take ten
+/// minutes to answer ATRN, and then the held mail comes down the connection.
+pub const ATRN_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
+
+/// `etrnd atrn [-p PORT] SERVER [DOMAIN…]`: the running daemon connects to SERVER,
+/// authenticates with our `db/authinfo` credentials, sends ATRN and takes the held
+/// mail as a server on the same connection (DESIGN.md §5.8). Prints the daemon's
+/// answer: how many messages came, or why none. Exit 0 for mail received or none
+/// waiting (453), 75 for a temporary refusal, 77 for a policy refusal (530, 450 is
+/// temporary), 69 if the server or the daemon cannot be reached.
+pub fn atrn(
+    cfg: &Config,
+    port: u16,
+    server: &str,
+    domains: &[String],
+    out: &mut impl Write,
+) -> i32 {
+    if let Err(e) = crate::smtp::atrn::parse_list(&domains.join(",")) {
+        let _ = writeln!(
+            out,
+            "atrn: bad domain list ({e:?}): domains are host names like client.dom"
+        );
+        return ex::USAGE;
+    }
+    let request = format!("atrn {port} {server} {}", domains.join(" "));
+    let control = cfg.main.postoffice.join("control");
+    match control_request(&control, request.trim_end().as_bytes(), ATRN_TIMEOUT) {
+        Ok(reply) => {
+            let text = String::from_utf8_lossy(&reply);
+            let line = text.trim_end();
+            let _ = writeln!(out, "{line}");
+            let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+            let unreachable = line.get(4..9) == Some("4.4.1");
+            match code {
+                200..=299 => ex::OK,
+                _ if unreachable => ex::UNAVAILABLE,
+                500..=599 => NOPERM,
+                _ => TEMPFAIL,
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(
+                out,
+                "atrn: etrnd is not running or does not answer ({}: {e})",
+                control.display()
+            );
+            ex::UNAVAILABLE
+        }
+    }
+}
+
 /// Sends one request datagram to the daemon's control socket from a socket of our
 /// own (in the temporary directory, writable so a daemon running as `USER` can
 /// answer) and waits for the reply.

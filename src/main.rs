@@ -99,6 +99,17 @@ fn main() {
             server,
             targets,
         } => exit(commands::etrn(&cfg, *port, server, targets)),
+        Command::Atrn {
+            port,
+            server,
+            domains,
+        } => exit(etrnd::etrn_client::atrn(
+            &cfg,
+            port.unwrap_or(etrnd::etrn_client::ODMR_PORT),
+            server,
+            domains,
+            &mut std::io::stdout(),
+        )),
         Command::Daemon => commands::daemon::run(&opts, cfg, config_path),
     }
 }

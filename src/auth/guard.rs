@@ -9,6 +9,7 @@
 //!   daemon (loop, non-blocking socket)               guard (blocking, one request at a time)
 //!     "V <seq> P <hex user> <hex password>\n"  --->  verify
 //!     "V <seq> C <hex user> <hex challenge> <digest>\n"
+//!     "V <seq> D <hex user>\n"   (the domains of a user who authenticated before)
 //!                             <---  "V <seq> ok [domain...]\n" | "V <seq> no\n"
 //!     "R\n" (reload)          --->  re-read secrets, certificate, key
 //!                             <---  "R ok <entries> <cram> <hex cert> <hex key>\n"
@@ -171,6 +172,7 @@ pub fn parse_request(line: &str) -> Option<(u64, Check)> {
             challenge: String::from_utf8(hex_decode(w.next()?)?).ok()?,
             digest: w.next()?.to_string(),
         },
+        "D" => Check::Domains { user },
         _ => return None,
     };
     w.next().is_none().then_some((seq, check))
@@ -193,6 +195,7 @@ pub fn request_line(seq: u64, check: &Check) -> String {
             hex_encode(user.as_bytes()),
             hex_encode(challenge.as_bytes())
         ),
+        Check::Domains { user } => format!("V {seq} D {}\n", hex_encode(user.as_bytes())),
     }
 }
 
@@ -436,6 +439,11 @@ mod tests {
             password: b"p w\n".to_vec(),
         };
         assert_eq!(parse_request(request_line(8, &p).trim_end()).unwrap().1, p);
+        let d = Check::Domains {
+            user: "cust".into(),
+        };
+        assert_eq!(parse_request(request_line(9, &d).trim_end()).unwrap().1, d);
+        assert!(parse_request("V 1 D 6375 00").is_none());
         assert!(parse_request("V 1 X 00 00").is_none());
         assert!(matches!(
             parse_reply("V 3 ok a.dom @b.dom"),

@@ -31,13 +31,21 @@ pub enum Check {
         /// The 32 lower-case hex digits the client sent.
         digest: String,
     },
+    /// The domains an identity authenticated earlier may release now (ATRN checks
+    /// again: the secrets may have been reloaded since the AUTH).
+    Domains {
+        /// The user.
+        user: String,
+    },
 }
 
 impl Check {
     /// The identity being checked.
     pub fn user(&self) -> &str {
         match self {
-            Check::Password { user, .. } | Check::Cram { user, .. } => user,
+            Check::Password { user, .. } | Check::Cram { user, .. } | Check::Domains { user } => {
+                user
+            }
         }
     }
 }
@@ -74,6 +82,7 @@ pub fn verify(secrets: &Secrets, check: &Check) -> Verdict {
         return Verdict::No;
     };
     let good = match (check, &entry.scheme) {
+        (Check::Domains { .. }, _) => true,
         (Check::Password { password, .. }, Scheme::CramMd5(i, o)) => {
             let (pi, po) = md5::hmac_contexts(password);
             let a = md5::contexts_hex(&(pi, po));
@@ -145,6 +154,12 @@ mod tests {
         );
         assert_eq!(verify(&s, &pw("alice", "hunter3")), Verdict::No);
         assert_eq!(verify(&s, &pw("nobody", "x")), Verdict::No);
+        let doms = |u: &str| Check::Domains { user: u.into() };
+        assert_eq!(
+            verify(&s, &doms("tim")),
+            Verdict::Ok(vec!["client.dom".into()])
+        );
+        assert_eq!(verify(&s, &doms("nobody")), Verdict::No);
         let chal = "<1896.697170952@postoffice.reston.mci.net>";
         let cram = |u: &str, d: &str| Check::Cram {
             user: u.into(),

@@ -3,10 +3,12 @@
 //! that may be stale. A Unix datagram socket: one request per datagram, one reply
 //! datagram back to the sender's own bound socket.
 //!
-//! Requests (text, one line): `flush` (every queue that is not held) and
-//! `flush TARGET` (TARGET as ETRN takes it). Replies are one SMTP-style line, `250 …`
-//! or an error code with its reason, which `etrnd flush` prints. Anything else gets
-//! `500`. A request is at most [`MAX_REQUEST`] octets; the socket is non-blocking and
+//! Requests (text, one line): `flush` (every queue that is not held),
+//! `flush TARGET` (TARGET as ETRN takes it), and `atrn PORT SERVER [DOMAIN…]` (the
+//! ODMR customer's side, `etrnd atrn`: only from root or the daemon's own user,
+//! told by the owner of the requester's socket; its reply comes when the
+//! turned-around session is over). Replies are one SMTP-style line, `250 …` or an
+//! error code with its reason, which the command prints. Anything else gets `500`. A request is at most [`MAX_REQUEST`] octets; the socket is non-blocking and
 //! drained until `WouldBlock`, so a local user cannot stall the loop with it.
 
 use std::io;
@@ -28,6 +30,27 @@ pub enum Request {
     FlushAll,
     /// Release what an ETRN of this target would.
     Flush(EtrnTarget),
+    /// Ask SERVER for our held mail with ATRN (`etrnd atrn`).
+    Atrn {
+        /// The provider's port.
+        port: u16,
+        /// The provider: a host name or an address.
+        server: String,
+        /// The domains (none: all of ours).
+        domains: Vec<String>,
+    },
+}
+
+/// A provider named by `etrnd atrn`: a host name or an IP address (never anything
+/// that could reach a header or a log line as more than a name).
+fn server_name(s: &str) -> Option<String> {
+    if s.parse::<std::net::IpAddr>().is_ok() {
+        return Some(s.to_string());
+    }
+    crate::vocab::Domain::parse_relaxed(s)
+        .ok()
+        .filter(|d| d.literal().is_none())
+        .map(|d| d.as_str().to_ascii_lowercase())
 }
 
 impl Request {
@@ -44,9 +67,31 @@ impl Request {
             ("flush", a) => EtrnTarget::parse(a)
                 .map(Request::Flush)
                 .ok_or(Reply::ETRN_SYNTAX),
+            ("atrn", a) => {
+                let mut w = a.split(' ');
+                let bad = || Reply::new(501, "5.5.4 Syntax: atrn PORT SERVER [DOMAIN...]".into());
+                let port = w
+                    .next()
+                    .and_then(|p| p.parse::<u16>().ok())
+                    .filter(|p| *p != 0)
+                    .ok_or_else(bad)?;
+                let server = w.next().and_then(server_name).ok_or_else(bad)?;
+                let list: Vec<&str> = w.collect();
+                let domains = crate::smtp::atrn::parse_list(&list.join(","))
+                    .map_err(|_| Reply::ATRN_SYNTAX)?;
+                if list.iter().any(|d| d.is_empty()) {
+                    return Err(bad());
+                }
+                Ok(Request::Atrn {
+                    port,
+                    server,
+                    domains,
+                })
+            }
             _ => Err(Reply::new(
                 500,
-                "5.5.1 unknown control request (flush [TARGET])".into(),
+                "5.5.1 unknown control request (flush [TARGET], atrn PORT SERVER [DOMAIN...])"
+                    .into(),
             )),
         }
     }
@@ -89,7 +134,20 @@ impl Daemon {
                     return;
                 }
             };
+            let peer = from.as_pathname().map(std::path::Path::to_path_buf);
             let reply = match Request::parse(&buf[..n]) {
+                Ok(Request::Atrn { .. }) if !privileged(peer.as_deref()) => Reply::new(
+                    550,
+                    "5.7.1 atrn is for root and the daemon's user only".into(),
+                ),
+                Ok(Request::Atrn {
+                    port,
+                    server,
+                    domains,
+                }) => match self.customer_start(server, port, domains, peer.clone(), now) {
+                    Some(r) => r,
+                    None => continue, // answered when the session is over
+                },
                 Ok(Request::FlushAll) => {
                     let threads = self.sched.release_unheld(self.unix);
                     log::info!("control flush-all threads={threads}");
@@ -106,15 +164,32 @@ impl Daemon {
                 Err(r) => r,
             };
             self.start_jobs(now);
-            let mut out = Vec::new();
-            reply.write_to(&mut out);
-            if let (Some(s), Some(path)) = (&self.control, from.as_pathname()) {
-                if let Err(e) = s.send_to(&out, path) {
-                    log::warn!("control reply-failed error=\"{e}\"");
-                }
+            if let Some(path) = peer {
+                self.control_reply(&path, &reply);
             }
         }
     }
+
+    /// Sends a reply datagram to a requester's socket.
+    pub(super) fn control_reply(&self, path: &std::path::Path, reply: &Reply) {
+        let mut out = Vec::new();
+        reply.write_to(&mut out);
+        if let Some(s) = &self.control {
+            if let Err(e) = s.send_to(&out, path) {
+                log::warn!("control reply-failed error=\"{e}\"");
+            }
+        }
+    }
+}
+
+/// Whether the requester's socket belongs to root or to the daemon's own user (a
+/// socket file is owned by whoever bound it; a local user cannot make one of root's).
+fn privileged(path: Option<&std::path::Path>) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Some(m) = path.and_then(|p| std::fs::symlink_metadata(p).ok()) else {
+        return false;
+    };
+    m.file_type().is_socket() && (m.uid() == 0 || m.uid() == crate::sys::euid())
 }
 
 #[cfg(test)]

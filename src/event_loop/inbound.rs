@@ -11,6 +11,8 @@ use super::secure::tls_step;
 
 /// AUTH checks sessions asked for, by link.
 type AuthChecks = Vec<(ConnId, crate::auth::Check)>;
+/// ATRNs sessions asked for: link, identity, domains.
+type AtrnAsks = Vec<(ConnId, String, Vec<String>)>;
 use super::{context, Daemon, REFUSAL_SLACK};
 use crate::config::{cidr, Config, ListenKind};
 use crate::smtp::etrn::EtrnTarget;
@@ -140,7 +142,7 @@ impl Daemon {
             route_events(
                 &mut self.spool,
                 &mut self.batch,
-                (&mut self.etrns, &mut self.auths),
+                (&mut self.etrns, &mut self.auths, &mut self.atrns),
                 &self.config,
                 id,
                 c,
@@ -180,11 +182,25 @@ impl Daemon {
         }
         let dead = link.dead;
         let Some(c) = link.role.server() else { return };
+        if c.session.turned() && !dead {
+            // The 250 to ATRN must be out (TLS records too) before the roles swap.
+            let pending = link.flush();
+            let empty = link
+                .role
+                .server()
+                .is_some_and(|c| c.session.pending_output().is_empty());
+            if !pending && empty {
+                self.turn_provider(id, now);
+            } else {
+                self.links.set_timer(id, None);
+            }
+            return;
+        }
         let done = dead || (c.session.is_closing() && c.session.pending_output().is_empty());
         let waiting =
             self.batch.iter().any(|(s, _, _)| *s == id) || self.etrns.iter().any(|(s, _)| *s == id);
         if done && c.incoming.is_none() && !waiting {
-            self.close(id);
+            self.close(id, now);
         } else {
             let t = match (c.session.poll_timeout(), link.stream.handshake_deadline()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -194,6 +210,9 @@ impl Daemon {
         }
         if !self.auths.is_empty() {
             self.send_auth_checks(now);
+        }
+        if !self.atrns.is_empty() {
+            self.atrn_requests(now);
         }
     }
 
@@ -239,11 +258,20 @@ impl Daemon {
     }
 
     /// Closes a server link.
-    pub(super) fn close(&mut self, id: ConnId) {
-        let Some(mut link) = self.links.close(id, self.poll.registry()) else {
+    pub(super) fn close(&mut self, id: ConnId, now: Instant) {
+        let Some(link) = self.links.close(id, self.poll.registry()) else {
             return;
         };
-        let Some(c) = link.role.server() else { return };
+        let Role::Server(c) = link.role else { return };
+        let accepted = c.session.accepted;
+        self.forget_inbound(*c);
+        self.drop_turning(id, now);
+        self.reversed_closed(id, accepted);
+    }
+
+    /// The accounting of a server session that ends (closed, or turned around by
+    /// ATRN into a client session).
+    pub(super) fn forget_inbound(&mut self, mut c: Inbound) {
         if let Some(inc) = c.incoming.take() {
             self.spool.abort(inc);
         }
@@ -290,7 +318,7 @@ impl Daemon {
                 log::info!("{:08x} smtp tls-timeout address={}", c.session.id(), c.ip);
                 c.session.handle_eof();
             }
-            self.close(id);
+            self.close(id, now);
             return;
         }
         if let Some(c) = link.role.server() {
@@ -301,7 +329,7 @@ impl Daemon {
     }
 
     /// Ends every server session (shutdown).
-    pub(super) fn close_servers(&mut self) {
+    pub(super) fn close_servers(&mut self, now: Instant) {
         let host = self.config.main.hostname.clone();
         for id in self.server_links() {
             let Some(link) = self.links.get_mut(id) else {
@@ -318,7 +346,7 @@ impl Daemon {
                 }
             }
             link.flush();
-            self.close(id);
+            self.close(id, now);
         }
     }
 }
@@ -327,7 +355,11 @@ impl Daemon {
 fn route_events(
     spool: &mut Spool,
     batch: &mut Vec<(ConnId, Incoming, Box<Envelope>)>,
-    (etrns, auths): (&mut Vec<(ConnId, EtrnTarget)>, &mut AuthChecks),
+    (etrns, auths, atrns): (
+        &mut Vec<(ConnId, EtrnTarget)>,
+        &mut AuthChecks,
+        &mut AtrnAsks,
+    ),
     config: &Config,
     id: ConnId,
     c: &mut Inbound,
@@ -337,6 +369,7 @@ fn route_events(
         match ev {
             Event::Etrn(t) => etrns.push((id, t)),
             Event::AuthCheck(check) => auths.push((id, check)),
+            Event::Atrn { user, domains } => atrns.push((id, user, domains)),
             Event::MessageStart(env) => match spool.begin(&env) {
                 Ok(mut inc) => {
                     let mid = inc.id.to_string();
@@ -353,6 +386,7 @@ fn route_events(
                         single_rcpt: single,
                         unix_time: env.arrival,
                         tls: c.session.tls_info(),
+                        provider: c.session.provider(),
                     });
                     inc.write(header.as_bytes());
                     log::info!(

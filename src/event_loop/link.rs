@@ -211,6 +211,9 @@ pub struct Outbound {
     pub tls_plan: Option<(crate::tls::Check, String)>,
     /// The next hop's address (a failed opportunistic handshake is remembered by it).
     pub addr: std::net::SocketAddr,
+    /// The `etrnd atrn` request this connection serves (the customer's side of
+    /// ODMR), instead of a delivery job.
+    pub customer: Option<u64>,
 }
 
 /// One DNS exchange over TCP.

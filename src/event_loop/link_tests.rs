@@ -78,6 +78,7 @@ fn client_role(name: &str, now: Instant) -> Role {
         #[cfg(feature = "tls")]
         tls_plan: None,
         addr: "127.0.0.1:25".parse().unwrap(),
+        customer: None,
     }))
 }
 

@@ -21,6 +21,7 @@ mod inbound;
 mod inject;
 mod lifecycle;
 pub mod link;
+mod odmr;
 mod outbound;
 mod pickup;
 mod secure;
@@ -122,6 +123,10 @@ pub struct Daemon {
     hold_output: bool,
     /// ETRN requests of this turn: (link, target).
     etrns: Vec<(ConnId, EtrnTarget)>,
+    /// ATRN requests of this turn: (link, identity, domains).
+    atrns: Vec<(ConnId, String, Vec<String>)>,
+    /// ODMR state: claims, rate limits, customer requests.
+    odmr: odmr::Odmr,
     /// Recent ETRNs per client address, for the rate limit.
     etrn_times: HashMap<IpAddr, std::collections::VecDeque<Instant>>,
     /// The wake-up socket of `etrnd sendmail`.
@@ -264,6 +269,8 @@ impl Daemon {
             helper: None,
             hold_output: false,
             etrns: Vec::new(),
+            atrns: Vec::new(),
+            odmr: odmr::Odmr::default(),
             etrn_times: HashMap::new(),
             notify: None,
             control: None,
@@ -500,7 +507,8 @@ impl Daemon {
 
     fn shutdown(&mut self) {
         self.abandon_deliveries();
-        self.close_servers();
+        let now = self.tick();
+        self.close_servers(now);
         log::info!("daemon stopped");
     }
 }

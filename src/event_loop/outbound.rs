@@ -45,6 +45,8 @@ struct Run {
     route_host: String,
     /// The host name of the hop connected to (MX name or route host).
     hop_host: String,
+    /// On a connection turned around by ATRN: the claim it delivers.
+    claim: Option<super::odmr::Claim>,
 }
 
 /// Outbound state owned by the loop.
@@ -96,6 +98,7 @@ impl Daemon {
                         body: None,
                         route_host,
                         hop_host: String::new(),
+                        claim: None,
                     };
                     self.outbound.runs.insert(jid, run);
                     self.act(jid, now);
@@ -235,8 +238,10 @@ impl Daemon {
                 Action::Record { relay, outcomes } => self.record(&relay, outcomes, now),
                 Action::Finished(results) => {
                     self.close_out(jid);
-                    self.outbound.runs.remove(&jid);
-                    self.finish_job(jid, results, now);
+                    match self.outbound.runs.remove(&jid).and_then(|r| r.claim) {
+                        Some(claim) => self.settle_claim(jid, claim, results, now),
+                        None => self.finish_job(jid, results, now),
+                    }
                     return;
                 }
             }
@@ -293,6 +298,10 @@ impl Daemon {
     /// Acts on finished next-hop lookups.
     pub(super) fn lookups_done(&mut self, now: Instant) {
         while let Some((lid, outcome)) = self.dns.poll_done() {
+            if self.odmr.owns_lookup(&lid) {
+                self.customer_resolved(lid, outcome, now);
+                continue;
+            }
             let Some(jid) = self.outbound.lookups.remove(&lid) else {
                 continue;
             };
@@ -319,6 +328,7 @@ impl Daemon {
             #[cfg(feature = "tls")]
             tls_plan: None,
             addr: hop.addr,
+            customer: None,
         }));
         let hop_host = hop.host.clone();
         let id = self.links.add(stream, role, self.poll.registry())?;
@@ -328,6 +338,26 @@ impl Daemon {
             run.hop_host = hop_host;
         }
         Ok(())
+    }
+
+    /// Starts the run of a connection turned around by ATRN.
+    pub(super) fn start_turned_run(
+        &mut self,
+        jid: JobId,
+        id: ConnId,
+        machine: Delivery,
+        claim: super::odmr::Claim,
+    ) {
+        let run = Run {
+            machine,
+            link: Some(id),
+            log: None,
+            body: None,
+            route_host: claim.user.clone(),
+            hop_host: claim.user.clone(),
+            claim: Some(claim),
+        };
+        self.outbound.runs.insert(jid, run);
     }
 
     /// Closes a run's client link (if any) and drops its open body.
@@ -347,7 +377,7 @@ impl Daemon {
             return;
         };
         let Some(c) = link.role.client() else { return };
-        let jid = c.job;
+        let (jid, customer) = (c.job, c.customer);
         if c.session.is_none() {
             let Some(sock) = link.stream.socket() else {
                 return;
@@ -356,10 +386,14 @@ impl Daemon {
                 Ok(None) => sock.peer_addr().map(|_| ()),
                 Ok(Some(e)) | Err(e) => Err(e),
             };
-            match status {
-                Ok(()) => self.connected(id, jid, now),
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                Err(e) => return self.conn_failed(jid, &format!("connect: {e}"), now),
+            match (status, customer) {
+                (Ok(()), Some(cid)) => self.customer_connected(id, cid, now),
+                (Ok(()), None) => self.connected(id, jid, now),
+                (Err(e), _) if e.kind() == io::ErrorKind::NotConnected => return,
+                (Err(e), Some(cid)) => {
+                    return self.customer_conn_failed(id, cid, &format!("connect: {e}"), now)
+                }
+                (Err(e), None) => return self.conn_failed(jid, &format!("connect: {e}"), now),
             }
         }
         loop {
@@ -448,6 +482,12 @@ impl Daemon {
             return;
         };
         let jid = c.job;
+        if let (Some(cid), None) = (c.customer, c.session.as_ref()) {
+            if now >= c.connect_deadline {
+                self.customer_conn_failed(id, cid, "connect timed out", now);
+            }
+            return;
+        }
         match c.session.as_mut() {
             None if now >= c.connect_deadline => self.conn_failed(jid, "connect timed out", now),
             None => {}
@@ -460,12 +500,15 @@ impl Daemon {
 
     /// Feeds the body between the watermarks, writes the session's output, and hands
     /// its events to the machine.
-    fn drive_out(&mut self, id: ConnId, now: Instant) {
+    pub(super) fn drive_out(&mut self, id: ConnId, now: Instant) {
         loop {
             let Some(link) = self.links.get_mut(id) else {
                 return;
             };
             let Some(c) = link.role.client() else { return };
+            if c.customer.is_some() {
+                return self.drive_customer(id, now);
+            }
             let jid = c.job;
             let relay = c.relay.clone();
             let Some(run) = self.outbound.runs.get_mut(&jid) else {

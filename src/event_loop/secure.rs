@@ -182,6 +182,9 @@ impl Daemon {
                 FromGuard::Reload(Err(e)) => {
                     log::error!("config reload-failed {e}: the old secrets stay in force")
                 }
+                FromGuard::Verdict(seq, v) if self.odmr_owns(seq) => {
+                    self.atrn_verdict(seq, Some(v), now)
+                }
                 FromGuard::Verdict(seq, v) => self.verdict(seq, Some(v), now),
             }
         }
@@ -194,6 +197,7 @@ impl Daemon {
             for s in seqs {
                 self.verdict(s, None, now);
             }
+            self.odmr_guard_lost(now);
         }
     }
 

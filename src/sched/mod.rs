@@ -196,6 +196,8 @@ pub struct Scheduler {
     /// A lower bound of the next expiry (`Some(None)`: nothing expires), or `None`
     /// when it must be computed again. Saves a scan of the queue every loop turn.
     expiry_bound: Cell<Option<Option<Unix>>>,
+    /// ATRN claims: recipients taken for a turned-around connection.
+    claims: HashMap<JobId, Vec<RcptRef>>,
 }
 
 /// The lower-case domain of a queued recipient's address (empty if unknown).
@@ -248,6 +250,7 @@ impl Scheduler {
             wake: false,
             last_now: 0,
             expiry_bound: Cell::new(None),
+            claims: HashMap::new(),
         }
     }
 
@@ -614,9 +617,23 @@ impl Scheduler {
                 t.retry_index = r;
             }
         }
-        let wakeup = self.threads.get(&key).map(|t| t.wakeup).unwrap_or(now);
+        self.settle(&rcpts, results, now);
+        // A slot is free: ready threads may start now.
+        self.last_now = self.last_now.max(now);
+        self.place(&key);
+        self.wake = true;
+    }
+
+    /// The results of a job's (or a claim's) recipients: delivered and failed ones
+    /// are done (a bounce is queued for the failed), the rest wait again in their own
+    /// thread with one more attempt and a journal record. Messages with nothing left
+    /// complete.
+    fn settle(&mut self, rcpts: &[RcptRef], results: &[(RcptRef, RcptResult)], now: Unix) {
+        let result_of: HashMap<RcptRef, &RcptResult> =
+            results.iter().map(|(r, x)| (*r, x)).collect();
         let mut failures: BTreeMap<MessageId, Vec<(usize, String, String)>> = BTreeMap::new();
-        for r in &rcpts {
+        let mut touched: Vec<Rc<ThreadKey>> = Vec::new();
+        for r in rcpts {
             let res = result_of
                 .get(r)
                 .copied()
@@ -645,39 +662,43 @@ impl Scheduler {
                         .or_default()
                         .push((r.idx, status, reason));
                 }
-                RcptResult::Deferred(reason) => {
+                RcptResult::Deferred(reason) if ri.state == RcptState::Active => {
                     ri.state = RcptState::Waiting;
                     ri.attempts += 1;
+                    let key = ri.key.clone();
                     if let Some(e) = shared {
                         self.errors.insert(*r, e);
                     }
+                    let t = self.threads.entry(key.clone()).or_default();
+                    t.waiting.insert(*r);
                     self.records.push_back((
                         r.msg,
                         StateRecord::Deferred {
                             idx: r.idx,
                             at: now,
-                            next: wakeup,
+                            next: t.wakeup.max(now),
                             reason,
                         },
                     ));
-                    if let Some(t) = self.threads.get_mut(&key) {
-                        t.waiting.insert(*r);
+                    if !touched.contains(&key) {
+                        touched.push(key);
                     }
                     if let Some(m) = self.msgs.get(&r.msg) {
                         self.lower_expiry(self.expiry_of(m, &m.rcpts[r.idx]));
                     }
                 }
+                // Already done (delivered and recorded while the job ran).
+                RcptResult::Deferred(_) => {}
             }
         }
         for (msg, f) in failures {
             self.bounces.push_back(Bounce { msg, failures: f });
         }
-        // A slot is free: ready threads may start now.
-        self.last_now = self.last_now.max(now);
-        self.place(&key);
-        self.wake = true;
+        for k in &touched {
+            self.place(k);
+        }
         let mut seen = BTreeSet::new();
-        for r in &rcpts {
+        for r in rcpts {
             if seen.insert(r.msg) {
                 self.check_complete(r.msg);
             }
@@ -791,6 +812,7 @@ impl Scheduler {
     }
 }
 
+mod claim;
 mod expiry;
 mod release;
 

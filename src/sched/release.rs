@@ -10,11 +10,20 @@ impl Scheduler {
     /// Releases held and deferred recipients that `pick` selects (ETRN, flush): they
     /// start at once, or as soon as a slot frees. `pick` sees the thread and the
     /// recipient's domain. A repeated release of the same recipients coalesces.
+    /// Threads of the `hold` transport are never released: only ATRN
+    /// ([`Scheduler::claim`]) or expiry takes their mail.
     pub fn release(&mut self, mut pick: impl FnMut(&ThreadKey, &str) -> bool) -> Released {
         let mut out = Released::default();
         let mut msgs = BTreeSet::new();
         let mut touched = Vec::new();
         for (k, t) in self.threads.iter_mut() {
+            let hold = t
+                .clause
+                .and_then(|i| self.conf.clauses.get(i))
+                .is_some_and(|c| matches!(c.params.command, Some((Transport::Hold, _))));
+            if hold {
+                continue;
+            }
             let mut matched_here = false;
             for r in &t.waiting {
                 if !pick(k, &rcpt_domain(&self.msgs, *r)) {
@@ -44,6 +53,20 @@ impl Scheduler {
             {
                 out.matched = true;
                 out.active = true;
+            }
+        }
+        // And so does mail going down a connection turned around by ATRN.
+        for rcpts in self.claims.values() {
+            for r in rcpts {
+                let key = self
+                    .msgs
+                    .get(&r.msg)
+                    .and_then(|m| m.rcpts.get(r.idx))
+                    .map(|x| x.key.clone());
+                if key.is_some_and(|k| pick(&k, &rcpt_domain(&self.msgs, *r))) {
+                    out.matched = true;
+                    out.active = true;
+                }
             }
         }
         out.messages = msgs.len();

@@ -46,6 +46,9 @@ pub const TIMEOUT_DATA: Duration = Duration::from_secs(120);
 pub const TIMEOUT_BLOCK: Duration = Duration::from_secs(180);
 /// Final dot.
 pub const TIMEOUT_DOT: Duration = Duration::from_secs(600);
+/// RFC 2645 §5.2.1: the customer waits at least 10 minutes for the reply to ATRN
+/// (the provider may scan a large queue first).
+pub const TIMEOUT_ATRN: Duration = Duration::from_secs(600);
 /// The driver feeds more body while less than this is waiting to be written; with a
 /// feed of at most [`BODY_CHUNK`] the output stays under about twice this.
 pub const LOW_WATER: usize = 64 * 1024;
@@ -101,6 +104,14 @@ pub enum ClientEvent {
     /// `220` to STARTTLS and nothing behind it: the driver starts TLS now and
     /// calls [`ClientSession::tls_on`] when the handshake is done.
     StartTls,
+    /// The reply to ATRN (RFC 2645): on `250` the session is over and the driver
+    /// turns the connection around; otherwise the session is idle again.
+    Atrn {
+        /// The reply code.
+        code: u16,
+        /// The reply, sanitised.
+        text: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +128,7 @@ enum Expect {
     StartTls,
     /// An AUTH exchange's step (0: the AUTH command).
     Auth(u8),
+    Atrn,
 }
 
 impl std::fmt::Display for Expect {
@@ -134,6 +146,7 @@ impl std::fmt::Display for Expect {
             Expect::Quit => "QUIT",
             Expect::StartTls => "STARTTLS",
             Expect::Auth(_) => "AUTH",
+            Expect::Atrn => "ATRN",
         })
     }
 }
@@ -165,6 +178,10 @@ pub enum State {
     AwaitTlsHandshake,
     /// AUTH sent; its exchange runs.
     AwaitAuth,
+    /// ATRN sent: the provider may take ten minutes to answer.
+    AwaitAtrn,
+    /// `250` to ATRN: the connection belongs to a server session now.
+    Turned,
     /// Over.
     Closed,
 }
@@ -213,6 +230,8 @@ pub struct ClientSession {
     auth_mechs: Vec<String>,
     /// The mechanism of the AUTH exchange in progress.
     auth_mech: Option<crate::smtp::sasl::Mech>,
+    /// The server accepted our AUTH.
+    authenticated: bool,
 }
 
 impl ClientSession {
@@ -239,7 +258,53 @@ impl ClientSession {
             starttls_offered: false,
             auth_mechs: Vec::new(),
             auth_mech: None,
+            authenticated: false,
         }
+    }
+
+    /// The provider's session on a connection the customer turned around with ATRN:
+    /// it waits for the customer's greeting; the TLS state, if any, is carried over
+    /// (no STARTTLS, no AUTH on this side).
+    pub fn turned(helo_name: &str, tls: Option<String>, now: Instant) -> ClientSession {
+        let mut s = ClientSession::new(helo_name, now);
+        s.tls = tls;
+        s
+    }
+
+    /// Whether the server accepted our AUTH.
+    pub fn authenticated(&self) -> bool {
+        self.authenticated
+    }
+
+    /// Sends `ATRN` with `domains` (none: all of ours), only when idle.
+    pub fn atrn(&mut self, domains: &[String], now: Instant) {
+        if self.state != State::Idle {
+            return;
+        }
+        let line = if domains.is_empty() {
+            "ATRN\r\n".to_string()
+        } else {
+            format!("ATRN {}\r\n", domains.join(","))
+        };
+        self.set_state(State::AwaitAtrn);
+        self.send(Expect::Atrn, line.as_bytes(), now);
+    }
+
+    fn on_atrn(&mut self, r: ServerReply) {
+        let text = r.summary();
+        if r.code == 250 {
+            if self.parser.has_partial() {
+                return self.fail(
+                    true,
+                    "the provider sent data behind its 250 to ATRN: connection dropped".into(),
+                );
+            }
+            self.set_state(State::Turned);
+        } else {
+            self.set_state(State::Idle);
+        }
+        self.events
+            .push_back(ClientEvent::Atrn { code: r.code, text });
     }
 
     /// Greets with HELO and uses no SMTP extension (the smtp transport's `-77`).
@@ -322,7 +387,7 @@ impl ClientSession {
 
     /// When the session times out.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        (self.state != State::Closed).then_some(self.deadline)
+        (!matches!(self.state, State::Closed | State::Turned)).then_some(self.deadline)
     }
 
     /// Whether the session is over.
@@ -355,6 +420,7 @@ impl ClientSession {
             + match what {
                 Expect::Data => TIMEOUT_DATA,
                 Expect::Dot => TIMEOUT_DOT,
+                Expect::Atrn => TIMEOUT_ATRN,
                 _ => TIMEOUT_COMMAND,
             };
     }
@@ -618,6 +684,7 @@ impl ClientSession {
             Expect::Quit => self.closed(),
             Expect::StartTls => self.on_starttls(r, now),
             Expect::Auth(step) => self.on_auth(step, r, now),
+            Expect::Atrn => self.on_atrn(r),
         }
     }
 

@@ -117,7 +117,13 @@ impl ClientSession {
             }
         }
         if self.sec.credentials.is_some() && !self.auth_mechs.is_empty() {
-            if self.tls.is_some() || level == TlsLevel::None {
+            let cram = self
+                .auth_mechs
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case("CRAM-MD5"));
+            // CRAM-MD5 never sends the password, so it may go in plaintext
+            // (Postfix's default `smtp_sasl_security_options = noplaintext`).
+            if self.tls.is_some() || level == TlsLevel::None || cram {
                 if self.start_auth(now) {
                     return;
                 }
@@ -181,6 +187,7 @@ impl ClientSession {
         let mech = self.auth_mech.unwrap_or(Mech::Plain);
         if r.code == 235 {
             log::info!("smtp client-auth mechanism={} result=ok", mech.name());
+            self.authenticated = true;
             return self.ready();
         }
         let Some((user, pw)) = self.sec.credentials.clone() else {

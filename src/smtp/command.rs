@@ -45,6 +45,9 @@ pub enum Command {
     Help,
     /// `ETRN argument` (RFC 1985), the raw argument after one space.
     Etrn(String),
+    /// `ATRN [domain,domain…]` (RFC 2645 §5.2.1): the domains, lower case; empty for
+    /// all of the identity's.
+    Atrn(Vec<String>),
     /// `STARTTLS` (RFC 3207; no arguments).
     StartTls,
     /// `AUTH mechanism [initial-response]` (RFC 4954).
@@ -54,7 +57,7 @@ pub enum Command {
         /// The initial response, if sent (`=` is an empty one).
         initial: Option<String>,
     },
-    /// A verb we know of but do not offer (EXPN, TURN, ATRN, BDAT, ...).
+    /// A verb we know of but do not offer (EXPN, TURN, BDAT, ...).
     NotImplemented,
     /// A verb nobody knows.
     Unknown,
@@ -80,6 +83,7 @@ impl Command {
                     | Command::Data
                     | Command::NotImplemented
                     | Command::StartTls
+                    | Command::Atrn(_)
             ),
         }
     }
@@ -169,7 +173,12 @@ pub fn parse(line: &[u8]) -> Result<Command, Reply> {
                 initial: initial.map(str::to_string),
             })
         }
-        "EXPN" | "TURN" | "ATRN" | "BDAT" | "SEND" | "SOML" | "SAML" | "XCLIENT" | "XFORWARD" => {
+        "ATRN" => match super::atrn::parse_list(rest) {
+            Ok(list) => Ok(Command::Atrn(list)),
+            Err(super::atrn::ListError::TooMany) => Err(Reply::ATRN_TOO_MANY),
+            Err(super::atrn::ListError::Syntax) => Err(Reply::ATRN_SYNTAX),
+        },
+        "EXPN" | "TURN" | "BDAT" | "SEND" | "SOML" | "SAML" | "XCLIENT" | "XFORWARD" => {
             Ok(Command::NotImplemented)
         }
         "GET" | "POST" | "HEAD" | "PUT" | "CONNECT" | "OPTIONS" | "HOST:" | "USER-AGENT:" => {

@@ -6,6 +6,7 @@
 //! Parsers take bytes or `&str` and return a typed value or a typed error; they never
 //! panic on any input.
 
+pub mod atrn;
 pub mod body;
 pub mod client;
 pub mod command;

@@ -98,6 +98,18 @@ replies! {
     AUTH_NO_INITIAL = 501, "5.7.0 No initial response allowed for this mechanism";
     AUTH_NOT_OFFERED = 503, "5.5.1 Error: authentication not enabled";
     AUTH_REQUIRED = 530, "5.7.0 Authentication required";
+    ATRN_SYNTAX = 501, "5.5.4 Syntax: ATRN [domain[,domain...]]";
+    ATRN_TOO_MANY = 501, "5.5.4 Error: too many domains in one ATRN";
+    ATRN_NOT_AVAILABLE = 502, "5.5.1 Error: ATRN not available on this port";
+    ATRN_IN_TRANSACTION = 503, "5.5.1 Error: ATRN not allowed inside a mail transaction";
+    ATRN_NEEDS_AUTH = 530, "5.7.0 Authentication required before ATRN";
+    ATRN_NOT_ENTITLED = 450, "4.7.0 ATRN request refused: not entitled to every domain listed, nothing sent";
+    ATRN_NO_DOMAINS = 450, "4.7.0 ATRN request refused: no domains are held for this identity";
+    ATRN_TOO_OFTEN = 450, "4.7.0 ATRN request refused: too many requests, try again later";
+    ATRN_BUSY = 450, "4.7.0 ATRN request refused: a turned-around session for this identity is running";
+    ATRN_CANNOT_CHECK = 451, "4.3.0 Unable to process ATRN request now";
+    ATRN_NO_MAIL = 453, "4.7.0 You have no mail";
+    ATRN_TURNING = 250, "2.0.0 OK now reversing the connection";
     ODMR_ONLY = 502, "5.5.1 Error: command not available on this port (EHLO, AUTH, ATRN, QUIT)";
     ROUTING_IN_LOCAL_PART = 554, "5.7.1 Recipient address rejected: routing in the local part is not allowed";
 }

@@ -72,6 +72,15 @@ pub enum Event {
     /// A presented secret for the auth helper: call
     /// [`ServerSession::handle_auth`] with its verdict.
     AuthCheck(crate::smtp::sasl::Check),
+    /// An ATRN the session's own checks allow (authenticated, entitled to every
+    /// domain listed): the loop checks again with the auth helper, claims the held
+    /// mail and calls [`ServerSession::handle_atrn`].
+    Atrn {
+        /// The authenticated identity.
+        user: String,
+        /// The domains listed (empty: all of the identity's).
+        domains: Vec<String>,
+    },
 }
 
 pub use super::policy::{AuthOffer, AuthOutcome, Context, Policy, RcptVerdict, Recipients};
@@ -106,6 +115,11 @@ enum State {
     AwaitCommit,
     /// An ETRN waits for the queue's answer.
     AwaitEtrn,
+    /// An ATRN waits for the loop's answer.
+    AwaitAtrn,
+    /// `250` to ATRN is queued: once it is written the loop turns the connection
+    /// around (this session is over; a client session takes the link).
+    Turned,
     /// `220` to STARTTLS is queued: the loop starts TLS once it is written.
     AwaitTls,
     /// An AUTH exchange waits for the client's next line.
@@ -125,6 +139,8 @@ impl State {
             State::ReceivingData(_) => "ReceivingData",
             State::AwaitCommit => "AwaitCommit",
             State::AwaitEtrn => "AwaitEtrn",
+            State::AwaitAtrn => "AwaitAtrn",
+            State::Turned => "Turned",
             State::AwaitTls => "AwaitTls",
             State::Authenticating(..) => "Authenticating",
             State::AwaitAuth(..) => "AwaitAuth",
@@ -167,6 +183,8 @@ pub struct ServerSession {
     delayed: Option<(Instant, Reply, bool)>,
     /// The rest of an over-long line is thrown away up to its LF.
     discard_line: bool,
+    /// On a connection we turned around with ATRN: the provider's name.
+    provider: Option<String>,
 }
 
 /// A command line for the log: what follows `AUTH <mechanism>` is a secret.
@@ -247,6 +265,7 @@ impl ServerSession {
             auth_failures: 0,
             delayed: None,
             discard_line: false,
+            provider: None,
         }
     }
 
@@ -358,6 +377,8 @@ impl ServerSession {
             self.state,
             State::AwaitCommit
                 | State::AwaitEtrn
+                | State::AwaitAtrn
+                | State::Turned
                 | State::Closing
                 | State::AwaitTls
                 | State::AwaitAuth(..)
@@ -375,7 +396,11 @@ impl ServerSession {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let t = match &self.state {
             State::Greeting { until } => *until,
-            State::AwaitCommit | State::AwaitEtrn | State::AwaitAuth(..) => return None,
+            State::AwaitCommit
+            | State::AwaitEtrn
+            | State::AwaitAtrn
+            | State::Turned
+            | State::AwaitAuth(..) => return None,
             State::ReceivingData(d) => {
                 let grace = Duration::from_secs(d.raw_octets / MIN_DATA_RATE);
                 d.started + COMMAND_TIMEOUT + grace
@@ -446,13 +471,16 @@ impl ServerSession {
     pub fn busy(&self) -> bool {
         matches!(
             self.state,
-            State::ReceivingData(_) | State::AwaitCommit | State::AwaitEtrn
+            State::ReceivingData(_) | State::AwaitCommit | State::AwaitEtrn | State::AwaitAtrn
         )
     }
 
     /// The daemon is stopping: say so and close.
     pub fn shutdown(&mut self, host: &str) {
-        if !self.is_closing() {
+        if self.turned() {
+            // The 250 to ATRN is out: nothing may follow it from this side.
+            self.set_state(State::Closing);
+        } else if !self.is_closing() {
             self.close_with(&Reply::closing(host, "4.3.2 Service shutting down"));
         }
     }
@@ -496,6 +524,8 @@ impl ServerSession {
                 State::Closing
                 | State::AwaitCommit
                 | State::AwaitEtrn
+                | State::AwaitAtrn
+                | State::Turned
                 | State::AwaitAuth(..)
                 | State::Greeting { .. } => break,
                 State::AwaitTls => {
@@ -636,7 +666,11 @@ impl ServerSession {
         if self.kind == ListenKind::Odmr
             && !matches!(
                 cmd,
-                Command::Ehlo(_) | Command::Auth { .. } | Command::Quit | Command::NotImplemented
+                Command::Ehlo(_)
+                    | Command::Auth { .. }
+                    | Command::Atrn(_)
+                    | Command::Quit
+                    | Command::NotImplemented
             )
         {
             return self.error(&Reply::ODMR_ONLY, now, host);
@@ -702,11 +736,14 @@ impl ServerSession {
                         lines.push("ETRN");
                     }
                 }
-                if ctx.policy.tls && self.tls.is_none() {
+                if ctx.policy.tls && self.tls.is_none() && self.provider.is_none() {
                     lines.push("STARTTLS");
                 }
                 if let Some(a) = &auth {
                     lines.push(a);
+                }
+                if self.offers_atrn() {
+                    lines.push("ATRN");
                 }
                 lines.push("ENHANCEDSTATUSCODES");
                 reply::write_multiline(250, &lines, &mut self.out);
@@ -739,6 +776,7 @@ impl ServerSession {
                 self.set_state(State::Closing);
             }
             Command::Etrn(arg) => self.etrn(&arg, now, ctx),
+            Command::Atrn(domains) => self.atrn(domains, now, ctx),
             Command::NotImplemented => self.error(&Reply::NOT_IMPLEMENTED, now, host),
             Command::Unknown => unreachable!("handled above"),
         }
@@ -759,6 +797,9 @@ mod auth;
 
 #[path = "server_etrn.rs"]
 mod etrn_verb;
+
+#[path = "server_atrn.rs"]
+mod atrn_verb;
 
 #[cfg(test)]
 #[path = "server_tests.rs"]

@@ -54,7 +54,7 @@ impl ServerSession {
     /// The `AUTH` line of our EHLO reply, if any.
     pub(super) fn auth_offer(&self, ctx: &Context<'_>) -> Option<String> {
         let a = ctx.policy.auth;
-        if !a.enabled || self.identity.is_some() {
+        if !a.enabled || self.identity.is_some() || self.provider.is_some() {
             return None;
         }
         let tls = self.tls.is_some();
@@ -73,7 +73,7 @@ impl ServerSession {
 
     pub(super) fn starttls(&mut self, more: bool, now: Instant, ctx: &Context<'_>) {
         let host = ctx.policy.hostname;
-        let r = if !ctx.policy.tls {
+        let r = if !ctx.policy.tls || self.provider.is_some() {
             Reply::NOT_IMPLEMENTED
         } else if self.tls.is_some() {
             Reply::TLS_ACTIVE
@@ -115,7 +115,7 @@ impl ServerSession {
     ) {
         let host = ctx.policy.hostname;
         let tls = self.tls.is_some();
-        let refuse = if !ctx.policy.auth.enabled {
+        let refuse = if !ctx.policy.auth.enabled || self.provider.is_some() {
             Some(Reply::AUTH_NOT_OFFERED)
         } else if self.identity.is_some() {
             Some(Reply::AUTH_ALREADY)

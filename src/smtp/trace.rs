@@ -23,6 +23,8 @@ pub struct TraceInfo<'a> {
     pub unix_time: u64,
     /// TLS version and cipher, when the session used TLS.
     pub tls: Option<&'a str>,
+    /// The ODMR provider, when we turned the connection around with ATRN.
+    pub provider: Option<&'a str>,
 }
 
 /// Renders the `Received:` header, folded, ending in CR LF.
@@ -32,6 +34,9 @@ pub fn received(t: &TraceInfo<'_>) -> String {
         IpAddr::V6(a) => format!("[IPv6:{a}]"),
     };
     let mut s = format!("Received: from {} ({})", t.helo, literal);
+    if let Some(p) = t.provider {
+        s.push_str(&format!("\r\n\t(ODMR provider {p}, turned around by ATRN)"));
+    }
     if let Some(tls) = t.tls {
         s.push_str(&format!("\r\n\t(using {tls})"));
     }
@@ -72,6 +77,7 @@ mod tests {
             single_rcpt: Some("u@x.example".into()),
             unix_time: 0,
             tls: None,
+            provider: None,
         });
         assert_eq!(
             h,

@@ -91,6 +91,9 @@ pub struct MainConf {
     pub dns_servers: Vec<SocketAddr>,
     /// Port for outbound SMTP.
     pub smtp_port: u16,
+    /// `SMTP_BIND`: the source address of outbound connections, at most one per
+    /// family.
+    pub smtp_bind: Vec<std::net::IpAddr>,
     /// Largest message accepted, in octets.
     pub max_message_size: u64,
     /// Most recipients per message.
@@ -140,6 +143,7 @@ const NAMES: &[&str] = &[
     "NSSWITCH_CONF",
     "DNS_SERVERS",
     "SMTP_PORT",
+    "SMTP_BIND",
     "MAX_MESSAGE_SIZE",
     "MAX_RECIPIENTS",
     "MAX_CONNECTIONS",
@@ -298,6 +302,14 @@ impl MainConf {
             .map_or(ListenKind::Smtp, |(_, k)| *k)
     }
 
+    /// The `SMTP_BIND` source address for a connection to `to` (same family), if any.
+    pub fn bind_for(&self, to: SocketAddr) -> Option<std::net::IpAddr> {
+        self.smtp_bind
+            .iter()
+            .find(|ip| ip.is_ipv4() == to.is_ipv4())
+            .copied()
+    }
+
     /// Built-in defaults for a configuration file at `path`.
     pub fn defaults(path: &Path) -> MainConf {
         let dir = path
@@ -333,6 +345,7 @@ impl MainConf {
             nsswitch_conf: "/etc/nsswitch.conf".into(),
             dns_servers: Vec::new(),
             smtp_port: 25,
+            smtp_bind: Vec::new(),
             max_message_size: 10_240_000,
             max_recipients: 1000,
             max_connections: 100,
@@ -536,6 +549,21 @@ impl MainConf {
                 self.dns_servers = l?;
             }
             "SMTP_PORT" => self.smtp_port = parse_num(name, v)?,
+            "SMTP_BIND" => {
+                let mut l: Vec<std::net::IpAddr> = Vec::new();
+                for w in v.split_whitespace() {
+                    let ip: std::net::IpAddr =
+                        w.parse().map_err(|_| format!("'{w}': not an IP address"))?;
+                    if ip.is_unspecified() || ip.is_multicast() {
+                        return Err(format!("'{w}': not an address of this host"));
+                    }
+                    if l.iter().any(|x| x.is_ipv4() == ip.is_ipv4()) {
+                        return Err("at most one address per family".into());
+                    }
+                    l.push(ip);
+                }
+                self.smtp_bind = l;
+            }
             "MAX_MESSAGE_SIZE" => self.max_message_size = parse_num(name, v)?,
             "MAX_RECIPIENTS" => self.max_recipients = parse_num(name, v)?,
             "MAX_CONNECTIONS" => self.max_connections = parse_num(name, v)?,

@@ -474,7 +474,9 @@ impl Daemon {
                 });
                 return self.customer_done(cid, r);
             };
-            let opened = TcpStream::connect(addr).and_then(|stream| {
+            let from = self.config.main.bind_for(addr);
+            let connected = crate::sys::connect_from(addr, from).map(TcpStream::from_std);
+            let opened = connected.and_then(|stream| {
                 let role = Role::Client(Box::new(OutLink {
                     job: JobId(0),
                     relay: format!("{}[{}]:{}", c.server, addr.ip(), addr.port()),

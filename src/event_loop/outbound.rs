@@ -313,7 +313,8 @@ impl Daemon {
     }
 
     fn open(&mut self, jid: JobId, hop: &Hop, now: Instant) -> io::Result<()> {
-        let stream = TcpStream::connect(hop.addr)?;
+        let from = self.config.main.bind_for(hop.addr);
+        let stream = TcpStream::from_std(crate::sys::connect_from(hop.addr, from)?);
         let run = self.outbound.runs.get(&jid);
         if let Some(n) = run.and_then(|r| r.machine.opts().sndbuf) {
             use std::os::fd::AsRawFd;

@@ -184,9 +184,11 @@ fn parse_value(v: &str) -> Result<RouteValue, String> {
         )),
         _ => {
             let host = parse_host(rest)?;
-            if host == Host::RecipientDomain && !channel.starts_with("smtp") {
+            // `odmr!` (DESIGN.md §5.8): held per recipient domain for ATRN.
+            if host == Host::RecipientDomain && !channel.starts_with("smtp") && channel != "odmr" {
                 return Err(format!(
-                    "'{channel}!' needs a host (only smtp channels take the recipient's domain)"
+                    "'{channel}!' needs a host (only smtp and odmr channels take the recipient's \
+                     domain)"
                 ));
             }
             Ok(RouteValue::Channel {
@@ -323,6 +325,7 @@ mod tests {
             .unwrap_err()
             .contains("bad port"));
         assert!(one("a.dom hold!").unwrap_err().contains("needs a host"));
+        assert!(one("a.dom odmr!").is_ok());
         assert!(one("junkdom bitbucket!")
             .unwrap_err()
             .contains("bitbucket channel needs one of ZMailer's sm programs"));

@@ -606,6 +606,93 @@ pub fn set_sndbuf(fd: RawFd, octets: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// `addr` as a sockaddr of its family, and its length.
+fn sockaddr(addr: std::net::SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: an all-zero sockaddr_storage is valid; it is then filled as the
+    // family's own structure, which fits in it, and the length is that family's.
+    unsafe {
+        let mut ss: libc::sockaddr_storage = std::mem::zeroed();
+        let len = match addr {
+            std::net::SocketAddr::V4(a) => {
+                let sin =
+                    &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>();
+                sin.sin_family = libc::AF_INET as libc::sa_family_t;
+                sin.sin_port = a.port().to_be();
+                sin.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
+                std::mem::size_of::<libc::sockaddr_in>()
+            }
+            std::net::SocketAddr::V6(a) => {
+                let sin6 =
+                    &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
+                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                sin6.sin6_port = a.port().to_be();
+                sin6.sin6_addr.s6_addr = a.ip().octets();
+                sin6.sin6_scope_id = a.scope_id();
+                std::mem::size_of::<libc::sockaddr_in6>()
+            }
+        };
+        (ss, len as libc::socklen_t)
+    }
+}
+
+/// A non-blocking connect to `addr`, from the source address `from` when one is
+/// given (`SMTP_BIND`); the connection completes later (writable, then
+/// `take_error`).
+pub fn connect_from(
+    addr: std::net::SocketAddr,
+    from: Option<std::net::IpAddr>,
+) -> io::Result<std::net::TcpStream> {
+    let family = if addr.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    // SAFETY: plain socket(2); the descriptor is owned by `sock` at once.
+    let fd = unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    if let Some(ip) = from {
+        let (ss, len) = sockaddr(std::net::SocketAddr::new(ip, 0));
+        // SAFETY: `ss` holds a sockaddr of the family with length `len`.
+        let rc = unsafe {
+            libc::bind(
+                sock.as_raw_fd(),
+                (&ss as *const libc::sockaddr_storage).cast(),
+                len,
+            )
+        };
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(e.kind(), format!("bind to {ip}: {e}")));
+        }
+    }
+    let (ss, len) = sockaddr(addr);
+    // SAFETY: as above; a non-blocking connect returns EINPROGRESS.
+    let rc = unsafe {
+        libc::connect(
+            sock.as_raw_fd(),
+            (&ss as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINPROGRESS) {
+            return Err(e);
+        }
+    }
+    Ok(std::net::TcpStream::from(sock))
+}
+
 /// A non-blocking listening socket on `addr` with `SO_REUSEADDR`; an IPv6 socket is
 /// v6-only (`IPV6_V6ONLY`), so `0.0.0.0:25 [::]:25` binds on Linux as on the BSDs.
 pub fn listen(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
@@ -649,33 +736,13 @@ pub fn listen(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
     if addr.is_ipv6() {
         set(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY)?;
     }
-    // SAFETY: the sockaddr storage is zeroed and filled for the family, and its
-    // length is that family's.
+    let (ss, len) = sockaddr(addr);
+    // SAFETY: `ss` holds a sockaddr of the family with length `len`.
     let rc = unsafe {
-        let mut ss: libc::sockaddr_storage = std::mem::zeroed();
-        let len = match addr {
-            std::net::SocketAddr::V4(a) => {
-                let sin =
-                    &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>();
-                sin.sin_family = libc::AF_INET as libc::sa_family_t;
-                sin.sin_port = a.port().to_be();
-                sin.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
-                std::mem::size_of::<libc::sockaddr_in>()
-            }
-            std::net::SocketAddr::V6(a) => {
-                let sin6 =
-                    &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
-                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-                sin6.sin6_port = a.port().to_be();
-                sin6.sin6_addr.s6_addr = a.ip().octets();
-                sin6.sin6_scope_id = a.scope_id();
-                std::mem::size_of::<libc::sockaddr_in6>()
-            }
-        };
         libc::bind(
             sock.as_raw_fd(),
             (&ss as *const libc::sockaddr_storage).cast(),
-            len as libc::socklen_t,
+            len,
         )
     };
     if rc != 0 {

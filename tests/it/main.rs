@@ -16,6 +16,7 @@ mod interop;
 mod limits;
 mod local;
 mod local_trust;
+mod odmr;
 mod ordering;
 mod peer_faults;
 #[cfg(feature = "tls")]

@@ -532,6 +532,17 @@ impl Client {
         }
     }
 
+    /// Reads one line (a command, when the test plays a server) and checks its verb.
+    #[track_caller]
+    pub fn expect_line(&mut self, verb: &str) -> String {
+        let l = self.line().expect("a line");
+        assert!(
+            l.to_ascii_uppercase().starts_with(verb),
+            "expected {verb}, got {l:?}"
+        );
+        l
+    }
+
     /// Whether the server closed the connection (after any pending replies).
     pub fn closed(&mut self) -> bool {
         self.line().is_none()

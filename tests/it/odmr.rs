@@ -1,0 +1,460 @@
+//! ODMR / ATRN (RFC 2645): the provider's replies and turn-around against a scripted
+//! customer, held mail going down the turned connection (what is not delivered stays
+//! held), etrnd to etrnd with the customer's address changing at every call, and
+//! fetchmail as the customer.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use crate::util::{bin, is_root, need_tool, Client, Daemon, Setup};
+
+/// Held for ATRN: `odmr!` routes, and the hold transport that never sends by itself.
+const HUB_SCHED: &str = "*/* queueonly expiry=1d\nodmr/* command=hold\nlocal/* command=local\n\
+    smtp*/* command=smtp\nerror/* command=errormail\n";
+const HUB_ROUTES: &str = "client.dom odmr!\n.client.dom odmr!\nother.dom odmr!\n\
+    .other.dom odmr!\nthird.dom odmr!\n";
+/// `cust` may release client.dom (exactly) and other.dom with its subdomains;
+/// `nobody` has no domains.
+const SECRETS: &str = "cust {PLAIN}s3cret client.dom @other.dom\nnobody {PLAIN}x\n\
+    third {PLAIN}t3 third.dom\n";
+
+fn private(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// The provider: SMTP on `addrs[0]`, ODMR on `addrs[1]`; nobody is in MYNETWORKS.
+fn hub(extra: &str) -> Daemon {
+    let setup = Setup {
+        conf: format!("LISTEN=\"127.0.0.1:0 127.0.0.1:0/odmr\"\nMYNETWORKS=10.255.0.0/16\n{extra}"),
+        routes: HUB_ROUTES.into(),
+        ..Setup::default()
+    };
+    let mut d = Daemon::prepare(setup, &[("scheduler.conf", HUB_SCHED)]);
+    private(&d.dir.0.join("db/secrets"), SECRETS);
+    d.spawn();
+    d
+}
+
+/// Queues one message for each recipient, from alice@test.example.
+fn hold(d: &Daemon, to: &[&str], subject: &str) {
+    let mut c = Client::hello(d.addrs[0]);
+    c.send_message(
+        "alice@test.example",
+        to,
+        &format!("Subject: {subject}\r\n\r\nheld for ATRN\r\n"),
+    );
+    c.cmd("QUIT", 221);
+}
+
+/// AUTH CRAM-MD5 as `user` with `password` on an ODMR session after EHLO.
+fn cram(c: &mut Client, user: &str, password: &str) {
+    let challenge = c.cmd("AUTH CRAM-MD5", 334);
+    let b64 = challenge.trim().trim_start_matches("334 ");
+    let chal = etrnd::auth::base64::decode(b64.as_bytes()).expect("base64 challenge");
+    let digest = etrnd::auth::md5::hmac(password.as_bytes(), &chal);
+    let answer = format!("{user} {}", etrnd::auth::base64::hex_encode(&digest));
+    c.cmd(&etrnd::auth::base64::encode(answer.as_bytes()), 235);
+}
+
+/// An ODMR session authenticated as `user`.
+fn odmr_session(d: &Daemon, user: &str, password: &str) -> Client {
+    let mut c = Client::connect(d.addrs[1]);
+    c.expect(220);
+    let ehlo = c.cmd("EHLO customer.example", 250);
+    assert!(ehlo.contains("ATRN") && ehlo.contains("CRAM-MD5"), "{ehlo}");
+    cram(&mut c, user, password);
+    c
+}
+
+/// Plays the customer's SMTP server on a turned connection: greets, takes every
+/// message (`rcpt` answers each RCPT), returns the messages' texts.
+fn serve(c: &mut Client, rcpt: impl Fn(&str) -> &'static str) -> Vec<String> {
+    c.send("220 customer.example ESMTP ready");
+    let mut messages = Vec::new();
+    loop {
+        let line = c.reply().expect("the provider hung up").1;
+        let line = line.trim_end();
+        let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+        match verb.as_str() {
+            "EHLO" => c.send("250-customer.example\r\n250 PIPELINING"),
+            "MAIL" => c.send("250 2.1.0 ok"),
+            "RCPT" => c.send(rcpt(line)),
+            "DATA" => {
+                c.send("354 go ahead");
+                let mut text = String::new();
+                loop {
+                    let l = c.reply().expect("message text").1;
+                    if l.trim_end() == "." {
+                        break;
+                    }
+                    text.push_str(&l);
+                }
+                messages.push(text);
+                c.send("250 2.0.0 taken");
+            }
+            "RSET" => c.send("250 2.0.0 ok"),
+            "QUIT" => {
+                c.send("221 2.0.0 bye");
+                return messages;
+            }
+            other => panic!("unexpected from the provider: {other:?} in {line:?}"),
+        }
+    }
+}
+
+#[test]
+fn every_reply_code_of_rfc_2645() {
+    let d = hub("");
+    // Not on the smtp listener.
+    let mut c = Client::hello(d.addrs[0]);
+    c.cmd("ATRN client.dom", 502);
+    // ODMR port: EHLO, AUTH, ATRN, QUIT only; ATRN only after AUTH.
+    let mut c = Client::connect(d.addrs[1]);
+    c.expect(220);
+    c.cmd("EHLO customer.example", 250);
+    c.cmd("MAIL FROM:<a@b.example>", 502);
+    c.cmd("ATRN client.dom", 530);
+    cram(&mut c, "cust", "s3cret");
+    c.cmd("ATRN client.dom,bad..dom", 501);
+    // Not entitled to every domain listed: 450, and nothing is sent.
+    hold(&d, &["x@client.dom"], "one");
+    c.cmd("ATRN client.dom,third.dom", 450);
+    c.cmd("ATRN sub.client.dom", 450);
+    assert_eq!(d.queue_files().len(), 1, "nothing was sent");
+    // Entitled, nothing held for that domain: 453.
+    c.cmd("ATRN other.dom", 453);
+    // Entitled, mail waiting: 250, and the connection turns around.
+    c.cmd("ATRN client.dom", 250);
+    let got = serve(&mut c, |_| "250 2.1.5 ok");
+    assert_eq!(got.len(), 1);
+    assert!(got[0].contains("Subject: one"), "{}", got[0]);
+    d.wait_until("the hub to empty", 10, || d.queue_files().is_empty());
+    d.wait_until("the claim to end", 10, || d.log().contains("atrn done"));
+    let log = d.log();
+    assert!(
+        log.contains("atrn done user=cust domains=client.dom delivered=1 deferred=0 bounced=0"),
+        "{log}"
+    );
+    // An identity without domains: a bare ATRN is 450.
+    let mut n = odmr_session(&d, "nobody", "x");
+    n.cmd("ATRN", 450);
+    // The auth helper cannot confirm the identity's domains now: 451.
+    let mut a = odmr_session(&d, "cust", "s3cret");
+    let log = d.log();
+    let pid = log
+        .split("auth-helper pid=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("the auth helper's pid");
+    crate::util::run_ok(Command::new("kill").args(["-9", pid]));
+    d.wait_until("the daemon to notice", 10, || {
+        d.log().contains("auth-helper-failed")
+    });
+    a.cmd("ATRN client.dom", 451);
+}
+
+#[test]
+fn too_many_requests_and_a_second_session_of_one_identity_get_450() {
+    let d = hub("");
+    hold(&d, &["y@third.dom"], "busy");
+    let mut first = odmr_session(&d, "third", "t3");
+    first.cmd("ATRN third.dom", 250);
+    // While the first is turned around, the same identity is refused.
+    let mut second = odmr_session(&d, "third", "t3");
+    let r = second.cmd("ATRN", 450);
+    assert!(r.contains("running"), "{r}");
+    let got = serve(&mut first, |_| "250 2.1.5 ok");
+    assert_eq!(got.len(), 1);
+    // The rate limit: five requests a minute per identity (one used above; the
+    // refusal of a busy identity does not count).
+    for _ in 0..4 {
+        second.cmd("ATRN", 453);
+    }
+    let r = second.cmd("ATRN", 450);
+    assert!(r.contains("too many"), "{r}");
+}
+
+#[test]
+fn only_the_asked_and_entitled_recipients_go_and_the_rest_stays_held() {
+    let d = hub("");
+    // One message for three domains: client.dom (asked), other.dom (entitled, not
+    // asked) and third.dom (another customer's).
+    hold(
+        &d,
+        &["a@client.dom", "b@mail.other.dom", "c@third.dom"],
+        "mixed",
+    );
+    let mut c = odmr_session(&d, "cust", "s3cret");
+    c.cmd("ATRN client.dom", 250);
+    let got = serve(&mut c, |_| "250 2.1.5 ok");
+    assert_eq!(got.len(), 1);
+    let rcpts = d.log();
+    assert!(rcpts.contains("to=<a@client.dom>"), "{rcpts}");
+    assert!(!rcpts.contains("to=<b@mail.other.dom>"), "{rcpts}");
+    assert_eq!(d.queue_files().len(), 1, "the message stays for the others");
+    // A bare ATRN: all of cust's domains — mail.other.dom by `@other.dom` — but
+    // never third.dom.
+    let mut c = odmr_session(&d, "cust", "s3cret");
+    c.cmd("ATRN", 250);
+    serve(&mut c, |_| "250 2.1.5 ok");
+    let log = d.log();
+    assert!(log.contains("to=<b@mail.other.dom>"), "{log}");
+    assert!(!log.contains("to=<c@third.dom>"), "{log}");
+    let (_, mailq, _) = d.run(&["mailq"]);
+    assert!(
+        mailq.contains("c@third.dom") && mailq.contains("held"),
+        "{mailq}"
+    );
+}
+
+#[test]
+fn a_dropped_connection_and_a_4xx_keep_mail_held_and_a_5xx_bounces() {
+    let d = hub("");
+    hold(&d, &["one@client.dom"], "first");
+    hold(&d, &["two@client.dom"], "second");
+    hold(&d, &["bad@client.dom", "later@client.dom"], "third");
+    // The customer drops the connection in the middle of the first message.
+    let mut c = odmr_session(&d, "cust", "s3cret");
+    c.cmd("ATRN client.dom", 250);
+    c.send("220 customer.example ready");
+    c.expect_line("EHLO");
+    c.send("250 customer.example");
+    c.expect_line("MAIL");
+    c.send("250 ok");
+    c.expect_line("RCPT");
+    c.send("250 ok");
+    c.expect_line("DATA");
+    c.send("354 go");
+    drop(c);
+    d.wait_until("the claim to end", 10, || d.log().contains("atrn done"));
+    assert_eq!(d.queue_files().len(), 3, "everything is still held");
+    let (_, mailq, _) = d.run(&["mailq"]);
+    assert!(mailq.contains("held"), "{mailq}");
+    // Next ATRN: everything comes; 450 for later@ keeps it, 550 for bad@ bounces.
+    let mut c = odmr_session(&d, "cust", "s3cret");
+    c.cmd("ATRN client.dom", 250);
+    let got = serve(&mut c, |line| {
+        if line.contains("bad@") {
+            "550 5.1.1 no such user"
+        } else if line.contains("later@") {
+            "450 4.2.0 try later"
+        } else {
+            "250 2.1.5 ok"
+        }
+    });
+    // Three transactions: the third's recipients were both refused (its DATA
+    // pipelined anyway, so it sends nothing the customer keeps).
+    assert_eq!(got.len(), 3, "{got:?}");
+    d.wait_until("the bounce", 10, || d.log().contains("bounced=1 "));
+    let log = d.log();
+    assert!(log.contains("delivered=2 deferred=1 bounced=1"), "{log}");
+    let text = d.queued_text();
+    assert!(
+        text.contains("bad@client.dom") && text.contains("5.1.1"),
+        "a bounce: {text}"
+    );
+    let (_, mailq, _) = d.run(&["mailq"]);
+    assert!(mailq.contains("later@client.dom"), "{mailq}");
+}
+
+/// Customer-side configuration: a daemon that keeps what it receives queued (its
+/// test scheduler holds everything) and reaches the hub's ODMR port.
+fn customer(hub: &Daemon, bind: &str, tls_policy: &str) -> Daemon {
+    let port = hub.addrs[1].port();
+    let setup = Setup {
+        conf: format!("SMTP_BIND={bind}\n"),
+        localnames: "client.dom\nother.dom\ntest.example\n".into(),
+        aliases: "alice: root\nx: root\n".into(),
+        ..Setup::default()
+    };
+    let mut d = Daemon::prepare(setup, &[]);
+    private(
+        &d.dir.0.join("db/authinfo"),
+        &format!("[127.0.0.1]:{port} cust s3cret\n"),
+    );
+    if !tls_policy.is_empty() {
+        private(&d.dir.0.join("db/tls_policy"), tls_policy);
+    }
+    d.spawn();
+    d
+}
+
+fn atrn(c: &Daemon, hub: &Daemon, args: &[&str]) -> (i32, String) {
+    let port = hub.addrs[1].port().to_string();
+    let mut a = vec!["atrn", "-p", &port, "127.0.0.1"];
+    a.extend_from_slice(args);
+    let (code, out, err) = c.run(&a);
+    (code, format!("{out}{err}"))
+}
+
+#[test]
+fn etrnd_to_etrnd_with_a_new_address_at_every_call() {
+    let hub = hub("");
+    for (n, addr) in ["127.0.0.3", "127.0.0.7"].iter().enumerate() {
+        let subject = format!("call {n}");
+        hold(&hub, &["x@client.dom"], &subject);
+        let c = customer(&hub, addr, "");
+        let (code, out) = atrn(&c, &hub, &["client.dom"]);
+        assert_eq!(code, 0, "{out}\n{}", c.log());
+        assert!(
+            out.contains("1 message(s) received from 127.0.0.1"),
+            "{out}"
+        );
+        let text = c.queued_text();
+        assert!(text.contains(&format!("Subject: {subject}")), "{text}");
+        assert!(
+            text.contains("(ODMR provider 127.0.0.1, turned around by ATRN)"),
+            "{text}"
+        );
+        let log = hub.log();
+        assert!(
+            log.contains(&format!("address={addr}:")),
+            "the hub saw {addr}: {log}"
+        );
+        hub.wait_until("the hub to empty", 10, || hub.queue_files().is_empty());
+        // Nothing held any more: 453, which is success for the customer.
+        let (code, out) = atrn(&c, &hub, &[]);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("no mail"), "{out}");
+    }
+    // Refusals map to exit codes: 450 not entitled is temporary (75).
+    let c = customer(&hub, "127.0.0.9", "");
+    let (code, out) = atrn(&c, &hub, &["third.dom"]);
+    assert_eq!(code, 75, "{out}");
+    // A server nobody listens on: 69.
+    let (code, out, _) = c.run(&["atrn", "-p", "1", "127.0.0.1"]);
+    assert_ne!(code, 0, "{out}");
+}
+
+#[test]
+fn atrn_over_the_control_socket_is_for_root_and_the_daemons_user_only() {
+    if !is_root() {
+        return;
+    }
+    let hub = hub("");
+    let c = customer(&hub, "127.0.0.5", "");
+    crate::util::system_account("etrnd-odmr-user", "/bin/sh");
+    let port = hub.addrs[1].port().to_string();
+    let out = Command::new("runuser")
+        .args(["-u", "etrnd-odmr-user", "--", bin(), "-f"])
+        .arg(c.conf_path())
+        .args(["atrn", "-p", &port, "127.0.0.1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(77), "{text}");
+    assert!(text.contains("5.7.1"), "{text}");
+    assert!(
+        !hub.log().contains("address=127.0.0.5"),
+        "no connection was made"
+    );
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn tls_is_kept_across_the_turn_around() {
+    let setup = Setup {
+        conf: "LISTEN=\"127.0.0.1:0 127.0.0.1:0/odmr\"\nMYNETWORKS=10.255.0.0/16\n\
+               TLS_CERT=cert.pem\nTLS_KEY=key.pem\n"
+            .into(),
+        routes: HUB_ROUTES.into(),
+        ..Setup::default()
+    };
+    let mut hub = Daemon::prepare(setup, &[("scheduler.conf", HUB_SCHED)]);
+    if !crate::tls::make_cert(&hub.dir.0) {
+        return;
+    }
+    private(&hub.dir.0.join("db/secrets"), SECRETS);
+    hub.spawn();
+    hold(&hub, &["x@client.dom"], "secret");
+    let port = hub.addrs[1].port();
+    let c = customer(&hub, "127.0.0.4", &format!("[127.0.0.1]:{port} encrypt\n"));
+    let (code, out) = atrn(&c, &hub, &["client.dom"]);
+    assert_eq!(code, 0, "{out}\n{}", c.log());
+    let text = c.queued_text();
+    assert!(text.contains("Subject: secret"), "{text}");
+    assert!(text.contains("(using TLSv1."), "TLS carried over: {text}");
+    assert!(
+        hub.log().contains("smtp tls address=127.0.0.4"),
+        "{}",
+        hub.log()
+    );
+}
+
+#[test]
+fn fetchmail_as_the_customer() {
+    let Some(fetchmail) = need_tool("fetchmail", "fetchmail") else {
+        return;
+    };
+    if !is_root() {
+        return; // its own hostname and /etc/hosts need a private UTS and mount namespace
+    }
+    let hub = hub("");
+    // The customer's MTA: a second etrnd that delivers to local mailboxes.
+    let sched = "*/* expiry=1d\nlocal/* command=local\nsmtp*/* queueonly command=smtp\n\
+                 error/* command=errormail\n";
+    let setup = Setup {
+        localnames: "client.dom\nother.dom\n".into(),
+        aliases: "x: root\n".into(),
+        ..Setup::default()
+    };
+    let local = Daemon::start_with_files(setup, &[("scheduler.conf", sched)]);
+    let dir = &local.dir.0;
+    let rc = dir.join("fetchmailrc");
+    let write_rc = |domains: &str| {
+        private(
+            &rc,
+            &format!(
+                "poll 127.0.0.1 protocol odmr service {} user \"cust\" password \"s3cret\" \
+                 fetchdomains {domains} smtphost 127.0.0.1/{}\n",
+                hub.addrs[1].port(),
+                local.addrs[0].port()
+            ),
+        )
+    };
+    std::fs::write(
+        dir.join("hosts"),
+        "127.0.0.1 localhost\n127.0.1.1 customer.test customer\n",
+    )
+    .unwrap();
+    let run = |what: &str| -> i32 {
+        let script = format!(
+            "hostname customer.test && mount --bind {hosts} /etc/hosts && \
+             exec {fetchmail} -f {rc} -v --nodetach --nosyslog",
+            hosts = dir.join("hosts").display(),
+            rc = rc.display()
+        );
+        let out = Command::new("unshare")
+            .args(["--mount", "--uts", "sh", "-c", &script])
+            .env("HOME", dir)
+            .output()
+            .unwrap();
+        let code = out.status.code().unwrap_or(-1);
+        eprintln!(
+            "fetchmail ({what}) exit {code}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        code
+    };
+    // 453: nothing held — fetchmail counts that as success.
+    write_rc("client.dom");
+    assert_eq!(run("nothing held"), 0, "{}", hub.log());
+    // 250: the held mail goes through fetchmail into the local MTA and a mailbox.
+    hold(&hub, &["x@client.dom"], "via fetchmail");
+    assert_eq!(run("mail held"), 0, "{}", hub.log());
+    hub.wait_until("the hub to empty", 10, || hub.queue_files().is_empty());
+    let new = dir.join("mail/root/new");
+    local.wait_until("the mailbox", 15, || crate::util::list(&new).len() == 1);
+    let msg = std::fs::read_to_string(new.join(&crate::util::list(&new)[0])).unwrap();
+    assert!(msg.contains("Subject: via fetchmail"), "{msg}");
+    // 450: a domain cust is not entitled to — a protocol error for fetchmail.
+    hold(&hub, &["y@third.dom"], "not yours");
+    write_rc("client.dom,third.dom");
+    let code = run("not entitled");
+    assert_ne!(code, 0);
+    assert!(hub.log().contains("reason=not-entitled"), "{}", hub.log());
+    assert_eq!(hub.queue_files().len(), 1, "nothing was sent");
+}

@@ -355,3 +355,38 @@ fn states_have_names() {
     );
     assert_eq!(State::Connecting(2).to_string(), "connecting(hop 3)");
 }
+
+#[test]
+fn a_turned_delivery_starts_at_the_greeting_and_a_broken_session_defers_without_penalty() {
+    let mut d = Delivery::turned(job(&[(1, 1), (2, 1)]), SmtpOptions::default(), hop(9));
+    assert_eq!(d.state(), State::Greeting(0));
+    assert_eq!(d.poll_action(), None, "no lookup, no connect");
+    d.session(ClientEvent::Ready);
+    assert!(matches!(
+        d.poll_action(),
+        Some(Action::Load(MessageId(1), _))
+    ));
+    d.session(ClientEvent::Done(vec![RcptOutcome::Delivered(
+        "250 ok".into(),
+    )]));
+    assert!(matches!(d.poll_action(), Some(Action::Record { .. })));
+    d.session(ClientEvent::Ready);
+    assert!(matches!(
+        d.poll_action(),
+        Some(Action::Load(MessageId(2), _))
+    ));
+    d.session(ClientEvent::Failed {
+        temporary: true,
+        reason: "connection closed by the server".into(),
+    });
+    let actions: Vec<Action> = std::iter::from_fn(|| d.poll_action()).collect();
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Penalise(_))),
+        "the customer's address is never penalised: {actions:?}"
+    );
+    let Some(Action::Finished(results)) = actions.last() else {
+        panic!("{actions:?}");
+    };
+    assert_eq!(results.len(), 2);
+    assert!(matches!(results[1].1, RcptResult::Deferred(_)));
+}

@@ -12,10 +12,16 @@ use crate::spool::{Spool, StateRecord};
 use crate::vocab::fmt_path;
 
 /// The state of recipient `idx` from its journal, as words. `held`: its clause is
-/// queue-only (or a hold transport), so only a release starts it.
-fn recipient_state(idx: usize, records: &[StateRecord], held: bool) -> String {
+/// queue-only (or a hold transport), so only a release starts it; `for_atrn`: a
+/// hold transport, which only ATRN (or expiry) takes from.
+fn recipient_state(idx: usize, records: &[StateRecord], held: bool, for_atrn: bool) -> String {
     let mut attempts = 0;
-    let mut state = if held { "held" } else { "queued" }.to_string();
+    let word = match (held, for_atrn) {
+        (true, true) => "held for ATRN",
+        (true, false) => "held",
+        _ => "queued",
+    };
+    let mut state = word.to_string();
     for r in records {
         match r {
             StateRecord::Delivered { idx: i, .. } if *i == idx => state = "sent".into(),
@@ -30,7 +36,7 @@ fn recipient_state(idx: usize, records: &[StateRecord], held: bool) -> String {
             } if *i == idx => {
                 attempts += 1;
                 state = if held {
-                    format!("held, {attempts} attempt(s), last error: {reason}")
+                    format!("{word}, {attempts} attempt(s), last error: {reason}")
                 } else {
                     format!(
                         "deferred, {attempts} attempt(s), next {}, last error: {reason}",
@@ -42,6 +48,16 @@ fn recipient_state(idx: usize, records: &[StateRecord], held: bool) -> String {
         }
     }
     state
+}
+
+/// Whether a destination's clause is the hold transport (its mail waits for ATRN).
+fn for_atrn(cfg: &Config, dest: &Destination) -> bool {
+    let Destination::Remote { channel, host } = dest else {
+        return false;
+    };
+    cfg.sched
+        .clause_for(channel, host)
+        .is_some_and(|(_, c)| matches!(c.params.command, Some((Transport::Hold, _))))
 }
 
 /// Whether a destination's clause holds mail until a release.
@@ -116,7 +132,7 @@ pub fn render(cfg: &Config) -> Result<String, crate::spool::SpoolError> {
                 "",
                 crate::logging::sanitize(r.address.to_string().as_bytes()),
                 r.dest,
-                recipient_state(i, &e.state, is_held(cfg, &r.dest))
+                recipient_state(i, &e.state, is_held(cfg, &r.dest), for_atrn(cfg, &r.dest))
             );
         }
         out.push('\n');

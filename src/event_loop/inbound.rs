@@ -264,6 +264,12 @@ impl Daemon {
         };
         let Role::Server(c) = link.role else { return };
         let accepted = c.session.accepted;
+        log::info!(
+            "{:08x} smtp disconnect address={} messages={}",
+            c.session.id(),
+            c.session.client(),
+            accepted
+        );
         self.forget_inbound(*c);
         self.drop_turning(id, now);
         self.reversed_closed(id, accepted);
@@ -285,12 +291,6 @@ impl Daemon {
             }
         }
         self.live -= 1;
-        log::info!(
-            "{:08x} smtp disconnect address={} messages={}",
-            c.session.id(),
-            c.session.client(),
-            c.session.accepted
-        );
     }
 
     /// Every server link (draining and stopping walk them).

@@ -319,7 +319,8 @@ impl Daemon {
         };
         let machine = Delivery::turned(job, SmtpOptions::default(), hop);
         self.start_turned_run(jid, id, machine, claim);
-        self.drive_out(id, now);
+        // Whatever the customer already sent (its greeting) is read now.
+        self.out_event(id, now);
     }
 
     /// A connection closed before its `250` to ATRN was out: the claim goes back.

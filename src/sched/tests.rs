@@ -513,3 +513,93 @@ fn mail_behind_a_busy_thread_waits_for_the_slot_not_a_timer() {
         }]
     );
 }
+
+#[test]
+fn a_claim_takes_only_held_waiting_recipients_it_picks() {
+    let mut s = Scheduler::new(conf(BASIC), 1);
+    // One message for a held (hold transport) domain, a queue-only one and an
+    // ordinary smtp one; a second message for the held domain.
+    s.add_message(
+        MessageId(1),
+        &env(
+            0,
+            &[("hold", "c.dom"), ("smtp-etrn", "c.dom"), ("smtp", "c.dom")],
+        ),
+        &[],
+        0,
+    );
+    s.add_message(MessageId(2), &env(0, &[("hold", "d.dom")]), &[], 0);
+    let _ = all_jobs(&mut s, 0); // the smtp recipient goes its own way
+    let (id, rcpts) = s.claim(|_, d| d == "c.dom").expect("something to claim");
+    assert_eq!(
+        rcpts,
+        vec![
+            RcptRef {
+                msg: MessageId(1),
+                idx: 0
+            },
+            RcptRef {
+                msg: MessageId(1),
+                idx: 1
+            }
+        ],
+        "held ones only, never the ordinary smtp one, never d.dom"
+    );
+    assert_eq!(s.rcpt_state(rcpts[0]), Some(RcptState::Active));
+    assert!(
+        s.claim(|_, d| d == "c.dom").is_none(),
+        "nothing left to claim"
+    );
+    // An ETRN meanwhile finds it busy, not waiting.
+    let r = s.release(|_, d| d == "c.dom");
+    assert!(r.matched && r.active && r.messages == 0, "{r:?}");
+    assert_eq!(s.claimed(id), Some(1));
+}
+
+#[test]
+fn a_claims_end_re_holds_what_was_not_delivered_and_bounces_5xx() {
+    let mut s = Scheduler::new(conf(BASIC), 1);
+    s.add_message(
+        MessageId(1),
+        &env(0, &[("hold", "c.dom"), ("hold", "c.dom")]),
+        &[],
+        0,
+    );
+    s.add_message(MessageId(2), &env(0, &[("hold", "c.dom")]), &[], 0);
+    s.add_message(MessageId(3), &env(0, &[("hold", "c.dom")]), &[], 0);
+    let (id, rcpts) = s.claim(|_, _| true).unwrap();
+    assert_eq!(rcpts.len(), 4);
+    let results = vec![
+        (rcpts[0], RcptResult::Delivered),
+        (
+            rcpts[1],
+            RcptResult::Failed("5.1.1".into(), "550 no such user".into()),
+        ),
+        (rcpts[2], RcptResult::Deferred("450 later".into())),
+        // rcpts[3]: the connection dropped before it was tried
+    ];
+    s.claim_done(id, &results, 50);
+    let b = s.poll_bounce().expect("a bounce for the 550");
+    assert_eq!((b.msg, b.failures.len()), (MessageId(1), 1));
+    assert_eq!(s.poll_complete(), Some(MessageId(1)));
+    assert_eq!(s.rcpt_state(rcpts[2]), Some(RcptState::Waiting));
+    assert_eq!(s.rcpt_state(rcpts[3]), Some(RcptState::Waiting));
+    // Held again: no job by itself, ever; the next claim takes both.
+    assert!(all_jobs(&mut s, 10_000).is_empty());
+    let (_, again) = s.claim(|_, _| true).unwrap();
+    assert_eq!(again, vec![rcpts[2], rcpts[3]]);
+    // Lifetime unchanged: still counted from arrival (expiry 100 s once tried).
+    let recs: Vec<_> = std::iter::from_fn(|| s.poll_record()).collect();
+    assert!(recs
+        .iter()
+        .any(|(m, r)| *m == MessageId(2) && matches!(r, StateRecord::Deferred { .. })));
+}
+
+#[test]
+fn etrn_never_releases_the_hold_transport() {
+    let mut s = Scheduler::new(conf(BASIC), 1);
+    s.add_message(MessageId(1), &env(0, &[("hold", "c.dom")]), &[], 0);
+    let r = s.release(|_, _| true);
+    assert!(!r.matched, "{r:?}");
+    assert!(all_jobs(&mut s, 0).is_empty());
+}

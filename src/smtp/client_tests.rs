@@ -530,3 +530,69 @@ fn mandatory_tls_without_starttls_fails_and_may_goes_on_without_credentials() {
         "no credentials in plaintext"
     );
 }
+
+#[test]
+fn cram_md5_may_go_in_plaintext_because_it_never_sends_the_password() {
+    let mut t = secure(crate::vocab::TlsLevel::May, true);
+    t.server("220 hi\r\n");
+    t.server("250-mx\r\n250 AUTH PLAIN CRAM-MD5\r\n");
+    assert_eq!(t.sent(), "EHLO mx.ours.example\r\nAUTH CRAM-MD5\r\n");
+    t.server("334 PDEyMzQ1QGh1Yj4=\r\n");
+    let answer = t.sent();
+    let decoded = crate::auth::base64::decode(answer.trim_end().as_bytes()).unwrap();
+    assert!(
+        String::from_utf8_lossy(&decoded).starts_with("cust "),
+        "{answer}"
+    );
+    assert!(!String::from_utf8_lossy(&decoded).contains("s3cret"));
+    t.server("235 ok\r\n");
+    assert!(t.c.authenticated());
+    assert_eq!(t.events.pop(), Some(ClientEvent::Ready));
+}
+
+#[test]
+fn atrn_waits_ten_minutes_and_a_250_ends_the_client_role() {
+    let mut t = secure(crate::vocab::TlsLevel::None, true);
+    t.server("220 hi\r\n250-mx\r\n250-AUTH CRAM-MD5\r\n250 ATRN\r\n");
+    let _ = t.sent();
+    t.server("334 PDEyMzQ1QGh1Yj4=\r\n");
+    let _ = t.sent();
+    t.server("235 ok\r\n");
+    assert_eq!(t.events.pop(), Some(ClientEvent::Ready));
+    t.c.atrn(&["a.dom".to_string(), "b.dom".to_string()], t.now);
+    assert_eq!(t.sent(), "ATRN a.dom,b.dom\r\n");
+    // Five minutes pass: still waiting (RFC 2645 §5.2.1: at least ten).
+    t.now += Duration::from_secs(300);
+    t.c.handle_timeout(t.now);
+    assert!(t.c.poll_event().is_none());
+    t.server("250 2.0.0 OK now reversing\r\n");
+    assert_eq!(
+        t.events.pop(),
+        Some(ClientEvent::Atrn {
+            code: 250,
+            text: "250 2.0.0 OK now reversing".into()
+        })
+    );
+    assert_eq!(t.c.state(), State::Turned);
+    assert_eq!(t.c.poll_timeout(), None);
+}
+
+#[test]
+fn a_refused_atrn_leaves_the_session_idle_and_a_reply_behind_a_250_drops_it() {
+    let mut t = T::ready(&[]);
+    t.c.atrn(&[], t.now);
+    assert_eq!(t.sent(), "ATRN\r\n");
+    t.server("453 4.7.0 You have no mail\r\n");
+    assert!(matches!(
+        t.events.pop(),
+        Some(ClientEvent::Atrn { code: 453, .. })
+    ));
+    assert!(t.c.is_idle());
+    t.c.atrn(&[], t.now);
+    let _ = t.sent();
+    t.server("250 ok\r\nEHLO early\r\n");
+    assert!(matches!(
+        t.events.pop(),
+        Some(ClientEvent::Failed { reason, .. }) if reason.contains("behind its 250")
+    ));
+}

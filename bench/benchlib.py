@@ -5,10 +5,11 @@ TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(TOP, "target/release/etrnd")
 
 
-def start_etrnd(tag, conf, routes, files=None, base=None):
+def start_etrnd(tag, conf, routes, files=None, base=None, private=()):
     """Writes etrnd.conf (loopback, port 0, spool and logs inside the directory, plus
-    `conf`), db/routes and `files` (name -> text) into a fresh directory under `base`
-    ($BENCH_DIR or /var/tmp), starts the daemon and returns (process, port, directory)."""
+    `conf`), db/routes and `files` (name -> text; those named in `private` mode 0600)
+    into a fresh directory under `base` ($BENCH_DIR or /var/tmp), starts the daemon and
+    returns (process, port, directory)."""
     d = tempfile.mkdtemp(prefix=f"etrnd-{tag}.", dir=base or os.environ.get("BENCH_DIR") or "/var/tmp")
     os.chmod(d, 0o755)
     if os.geteuid() == 0 and "USER=" not in conf:
@@ -25,6 +26,8 @@ def start_etrnd(tag, conf, routes, files=None, base=None):
     open(f"{d}/db/routes", "w").write(routes)
     for name, text in (files or {}).items():
         open(f"{d}/{name}", "w").write(text)
+        if name in private:
+            os.chmod(f"{d}/{name}", 0o600)
     log = open(f"{d}/log/etrnd", "w+")
     p = subprocess.Popen([BIN, "-d", "-f", f"{d}/etrnd.conf"], stderr=log)
     for _ in range(200):

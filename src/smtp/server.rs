@@ -28,7 +28,7 @@ use super::etrn::EtrnTarget;
 use super::line::{self, DataDecoder, DataProgress, Frame};
 use super::reply::{self, Reply};
 use super::ReversePath;
-use crate::spool::{Envelope, MessageId, Recipient, SpoolError};
+use crate::spool::{Envelope, Recipient};
 use crate::vocab::sanitize;
 use crate::vocab::ListenKind;
 
@@ -593,55 +593,6 @@ impl ServerSession {
         if self.is_closing() {
             self.inbuf.clear();
         }
-    }
-
-    fn end_of_data(&mut self, now: Instant, host: &str) {
-        let State::ReceivingData(d) = std::mem::replace(&mut self.state, State::Ready) else {
-            unreachable!("end_of_data is only called while receiving data");
-        };
-        let refused = d
-            .refused
-            .or_else(|| (d.decoder.received_count() > MAX_HOPS).then_some(Reply::TOO_MANY_HOPS));
-        match refused {
-            Some(r) => {
-                self.events.push_back(Event::MessageAbort);
-                log::info!(
-                    "{:08x} smtp message-refused size={} reply=\"{}\"",
-                    self.id,
-                    d.decoder.size,
-                    r
-                );
-                self.set_state(State::Ready);
-                self.error(&r, now, host);
-            }
-            None => {
-                self.events.push_back(Event::MessageEnd);
-                self.set_state(State::AwaitCommit);
-            }
-        }
-    }
-
-    /// The spool's answer for the message that ended: 250 only now.
-    pub fn handle_commit(
-        &mut self,
-        result: Result<MessageId, &SpoolError>,
-        now: Instant,
-        ctx: &Context<'_>,
-    ) {
-        if !matches!(self.state, State::AwaitCommit) {
-            return;
-        }
-        self.set_state(State::Ready);
-        match result {
-            Ok(id) => {
-                self.accepted += 1;
-                self.reply(&Reply::queued(&id.to_string()));
-            }
-            Err(e) if e.is_no_space() => self.reply(&Reply::STORAGE_LOW),
-            Err(_) => self.reply(&Reply::QUEUE_WRITE_ERROR),
-        }
-        self.deadline = now + COMMAND_TIMEOUT;
-        self.process(now, ctx);
     }
 
     /// One command line. `more`: further input was already buffered behind it.

@@ -1,6 +1,7 @@
 //! State × verb tests of the server session, with a simulated clock and no sockets.
 
 use super::*;
+use crate::spool::{MessageId, SpoolError};
 use crate::config::{routes, Config, MainConf};
 use crate::route::{RouteTrie, Router};
 use crate::vocab::cidr::Cidr;

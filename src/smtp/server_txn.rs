@@ -1,17 +1,19 @@
 //! The mail transaction verbs of [`ServerSession`]: MAIL (size and disk checks),
 //! RCPT (routing, alias expansion, the relay rule, a transport for every
 //! destination) and DATA (the envelope handed to the loop). Same module privacy as
-//! the session itself; split out by noun.
+//! the session itself; split out by noun. The end of DATA and the spool's answer
+//! (250 only once the message is durable) are here too.
 
 use std::time::Instant;
 
 use super::{
     with_address, Context, DataPhase, Event, RcptVerdict, ServerSession, State, Transaction,
+    COMMAND_TIMEOUT, MAX_HOPS,
 };
 use crate::smtp::command::Body;
 use crate::smtp::line::DataDecoder;
 use crate::smtp::reply::Reply;
-use crate::spool::{Destination, Envelope, Recipient};
+use crate::spool::{Destination, Envelope, MessageId, Recipient, SpoolError};
 use crate::vocab::sanitize;
 use crate::vocab::ReversePath;
 
@@ -164,5 +166,54 @@ impl ServerSession {
             raw_octets: 0,
             refused: None,
         })));
+    }
+
+    pub(super) fn end_of_data(&mut self, now: Instant, host: &str) {
+        let State::ReceivingData(d) = std::mem::replace(&mut self.state, State::Ready) else {
+            unreachable!("end_of_data is only called while receiving data");
+        };
+        let refused = d
+            .refused
+            .or_else(|| (d.decoder.received_count() > MAX_HOPS).then_some(Reply::TOO_MANY_HOPS));
+        match refused {
+            Some(r) => {
+                self.events.push_back(Event::MessageAbort);
+                log::info!(
+                    "{:08x} smtp message-refused size={} reply=\"{}\"",
+                    self.id,
+                    d.decoder.size,
+                    r
+                );
+                self.set_state(State::Ready);
+                self.error(&r, now, host);
+            }
+            None => {
+                self.events.push_back(Event::MessageEnd);
+                self.set_state(State::AwaitCommit);
+            }
+        }
+    }
+
+    /// The spool's answer for the message that ended: 250 only now.
+    pub fn handle_commit(
+        &mut self,
+        result: Result<MessageId, &SpoolError>,
+        now: Instant,
+        ctx: &Context<'_>,
+    ) {
+        if !matches!(self.state, State::AwaitCommit) {
+            return;
+        }
+        self.set_state(State::Ready);
+        match result {
+            Ok(id) => {
+                self.accepted += 1;
+                self.reply(&Reply::queued(&id.to_string()));
+            }
+            Err(e) if e.is_no_space() => self.reply(&Reply::STORAGE_LOW),
+            Err(_) => self.reply(&Reply::QUEUE_WRITE_ERROR),
+        }
+        self.deadline = now + COMMAND_TIMEOUT;
+        self.process(now, ctx);
     }
 }

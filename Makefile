@@ -92,6 +92,7 @@ bench: build
 		sh bench/recovery.sh 100000'
 	python3 bench/idle.py 1000
 	python3 bench/tls.py --runs 3
+	sh bench/spoolfs.sh python3 bench/atrn.py --messages 5000 --runs 3
 	python3 bench/stall.py 10
 	python3 bench/bigmsg.py 50
 	sh bench/dns.sh 300

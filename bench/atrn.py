@@ -9,7 +9,9 @@ one ATRN and delivered down the customer's own turned-around connection.
      and then answers as an SMTP sink that keeps nothing: the time from sending ATRN
      to the end of the first message, and the drain rate of one connection — the
      figure to set beside `bench/etrn.sh` (ETRN into Postfix's smtp-sink);
-  2. etrnd to etrnd: a customer daemon that commits every message durably, started
+  2. the same held mail released by ETRN instead, into the same Python sink on a
+     listening socket: the figure that differs only by the turn-around;
+  3. etrnd to etrnd: a customer daemon that commits every message durably, started
      with `etrnd atrn`: the time until the hub's queue is empty and the customer
      holds every message.
 
@@ -33,12 +35,12 @@ def queued(d):
     return len(os.listdir(q)) if os.path.isdir(q) else 0
 
 
-def hub(n):
+def hub(n, routes="client.dom odmr!\n"):
     sched = open(f"{TOP}/etc/hub/scheduler.conf").read()
     p, port, d = start_etrnd(
         "atrn-hub",
         'LISTEN="127.0.0.1:0 127.0.0.1:0/odmr"\nHOSTNAME=hub.example\nMYNETWORKS=127.0.0.0/8\n',
-        "client.dom odmr!\n",
+        routes,
         {"scheduler.conf": sched, "db/secrets": SECRETS},
         private=("db/secrets",),
     )
@@ -91,6 +93,56 @@ class Conn:
             self.buf = keep + chunk
 
 
+def sink(c, t0):
+    """Answers as an SMTP server that keeps nothing: (messages, first at)."""
+    c.send("220 customer.example ready")
+    first = None
+    got = 0
+    while True:
+        l = c.line()
+        v = l[:4].upper()
+        if v == b"EHLO":
+            c.s.sendall(b"250-customer.example\r\n250 PIPELINING\r\n")
+        elif v == b"MAIL" or v == b"RCPT" or v == b"RSET":
+            c.s.sendall(b"250 ok\r\n")
+        elif v == b"DATA":
+            c.s.sendall(b"354 go\r\n")
+            c.until_dot()
+            got += 1
+            if first is None:
+                first = time.monotonic() - t0
+            c.s.sendall(b"250 ok\r\n")
+        elif v == b"QUIT":
+            c.s.sendall(b"221 bye\r\n")
+            return got, first
+
+
+def etrn_into_sink(n):
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(1)
+    sport = lst.getsockname()[1]
+    p, _, d = hub(n, f".client.dom smtp-etrn![127.0.0.1]:{sport}\n")
+    smtp = ports(d)[0]
+    try:
+        t0 = time.monotonic()
+        subprocess.run([BIN, "-f", f"{d}/etrnd.conf", "etrn", "-p", str(smtp), "127.0.0.1",
+                        "client.dom"], check=True, capture_output=True)
+        s, _ = lst.accept()
+        c = Conn.__new__(Conn)
+        c.s, c.buf = s, b""
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        got, first = sink(c, t0)
+        total = time.monotonic() - t0
+        assert got == n, (got, n)
+        return first * 1000, n / total
+    finally:
+        lst.close()
+        p.terminate()
+        p.wait()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def scripted_customer(n):
     p, odmr, d = hub(n)
     try:
@@ -108,27 +160,7 @@ def scripted_customer(n):
         c.send("ATRN client.dom")
         code, l = c.reply()
         assert code == 250, l
-        c.send("220 customer.example ready")
-        first = None
-        got = 0
-        c.buf = c.buf  # the provider waits for our greeting: nothing is buffered yet
-        while True:
-            l = c.line()
-            v = l[:4].upper()
-            if v == b"EHLO":
-                c.s.sendall(b"250-customer.example\r\n250 PIPELINING\r\n")
-            elif v == b"MAIL" or v == b"RCPT" or v == b"RSET":
-                c.s.sendall(b"250 ok\r\n")
-            elif v == b"DATA":
-                c.s.sendall(b"354 go\r\n")
-                c.until_dot()
-                got += 1
-                if first is None:
-                    first = time.monotonic() - t0
-                c.s.sendall(b"250 ok\r\n")
-            elif v == b"QUIT":
-                c.s.sendall(b"221 bye\r\n")
-                break
+        got, first = sink(c, t0)
         total = time.monotonic() - t0
         assert got == n, (got, n)
         while queued(d) > 0:
@@ -172,16 +204,21 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "-q"], cwd=TOP, check=True)
-    firsts, rates, e2e = [], [], []
+    firsts, rates, efirsts, erates, e2e = [], [], [], [], []
     for _ in range(a.runs):
         f, r = scripted_customer(a.messages)
         firsts.append(f)
         rates.append(r)
+        f, r = etrn_into_sink(a.messages)
+        efirsts.append(f)
+        erates.append(r)
         e2e.append(etrnd_customer(a.messages))
     print(f"ATRN, {a.messages} held 1 KiB messages, medians of {a.runs} runs\n")
     print("| figure | value |\n|---|---:|")
     print(f"| ATRN sent → end of the first message at the customer | {statistics.median(firsts):.1f} ms |")
     print(f"| drain down one turned-around connection (customer keeps nothing) | {statistics.median(rates):,.0f} msg/s |")
+    print(f"| ETRN → end of the first message at the same sink | {statistics.median(efirsts):.1f} ms |")
+    print(f"| drain after one ETRN into the same sink, one connection | {statistics.median(erates):,.0f} msg/s |")
     print(f"| etrnd to etrnd (`etrnd atrn`, the customer commits each message) | {statistics.median(e2e):,.0f} msg/s |")
 
 

@@ -21,8 +21,9 @@ def start_etrnd(tag, conf, routes, files=None, base=None, private=()):
     os.makedirs(f"{d}/db")
     os.makedirs(f"{d}/log")
     open(f"{d}/etrnd.conf", "w").write(
-        "MAILVAR=.\nPOSTOFFICE=spool\nPIDFILE=etrnd.pid\nLOGDIR=log\nLISTEN=127.0.0.1:0\n"
-        "HOSTS_ORDER=files\n" + conf)
+        "MAILVAR=.\nPOSTOFFICE=spool\nPIDFILE=etrnd.pid\nLOGDIR=log\n"
+        + ("" if "LISTEN=" in conf else "LISTEN=127.0.0.1:0\n")
+        + "HOSTS_ORDER=files\n" + conf)
     open(f"{d}/db/routes", "w").write(routes)
     for name, text in (files or {}).items():
         open(f"{d}/{name}", "w").write(text)

@@ -4,38 +4,13 @@
 //! once the session has turned around it neither reads nor writes again.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use std::path::Path;
+
+mod common;
+
 use std::time::{Duration, Instant};
 
-use etrnd::config::{main_conf::MainConf, routes, Config};
-use etrnd::route::{RouteTrie, Router};
 use etrnd::smtp::reply::Reply;
 use etrnd::smtp::server::{AuthOffer, AuthOutcome, Context, Event, ServerSession};
-use etrnd::smtp::Domain;
-
-fn config() -> Config {
-    let mut main = MainConf::defaults(Path::new("/fuzz/etrnd.conf"));
-    main.hostname = "mx.fuzz.example".into();
-    main.greet_pause = Duration::ZERO;
-    main.max_message_size = 4096;
-    let entries = routes::parse(Path::new("r"), "client.dom odmr!\n").unwrap();
-    Config {
-        main,
-        router: Router {
-            trie: RouteTrie::new(entries),
-            localnames: [Domain::parse("fuzz.example").unwrap()].into_iter().collect(),
-            aliases: Default::default(),
-            protocols_smtp: false,
-            accounts: etrnd::accounts::Accounts::from_list(&[("root", 0, 0, "/root")]),
-        },
-        resolve: etrnd::dns::ResolveConf {
-            order: vec![etrnd::config::main_conf::HostSource::Files],
-            hosts: Default::default(),
-            resolv: Default::default(),
-        },
-        sched: etrnd::config::scheduler::SchedulerConf::builtin("/log"),
-    }
-}
 
 const ANSWERS: [Reply; 6] = [
     Reply::ATRN_TURNING,
@@ -47,7 +22,7 @@ const ANSWERS: [Reply; 6] = [
 ];
 
 fuzz_target!(|data: &[u8]| {
-    let cfg = config();
+    let cfg = common::config("client.dom odmr!\n");
     let mut policy = cfg.policy();
     policy.auth = AuthOffer { enabled: true, cram: true };
     let ctx = Context { policy, disk_low: false, unix_time: 0, tls_busy: false };

@@ -2,40 +2,15 @@
 //! clock: no panic, bounded output, state always consistent.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use std::path::Path;
+
+mod common;
+
 use std::time::{Duration, Instant};
 
-use etrnd::config::{main_conf::MainConf, routes, Config};
-use etrnd::route::{RouteTrie, Router};
 use etrnd::smtp::server::{Context, ServerSession};
-use etrnd::smtp::Domain;
-
-fn config() -> Config {
-    let mut main = MainConf::defaults(Path::new("/fuzz/etrnd.conf"));
-    main.hostname = "mx.fuzz.example".into();
-    main.greet_pause = Duration::ZERO;
-    main.max_message_size = 4096;
-    let entries = routes::parse(Path::new("r"), ".client.dom smtp-etrn!mail.client.dom\n").unwrap();
-    Config {
-        main,
-        router: Router {
-            trie: RouteTrie::new(entries),
-            localnames: [Domain::parse("fuzz.example").unwrap()].into_iter().collect(),
-            aliases: Default::default(),
-            protocols_smtp: false,
-            accounts: etrnd::accounts::Accounts::from_list(&[("root", 0, 0, "/root")]),
-        },
-        resolve: etrnd::dns::ResolveConf {
-            order: vec![etrnd::config::main_conf::HostSource::Files],
-            hosts: Default::default(),
-            resolv: Default::default(),
-        },
-        sched: etrnd::config::scheduler::SchedulerConf::builtin("/log"),
-    }
-}
 
 fuzz_target!(|data: &[u8]| {
-    let cfg = config();
+    let cfg = common::config(".client.dom smtp-etrn!mail.client.dom\n");
     let ctx = Context { policy: cfg.policy(), disk_low: false, unix_time: 0, tls_busy: false };
     let mut now = Instant::now();
     let mut s = ServerSession::new(1, "127.0.0.1:4000".parse().unwrap(), etrnd::config::ListenKind::Smtp, &ctx, now);

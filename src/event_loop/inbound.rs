@@ -82,14 +82,7 @@ impl Daemon {
                 let ctx = context(&self.config, self.disk_low, self.unix, self.sec);
                 ServerSession::new(sid, SocketAddr::new(ip, addr.port()), kind, &ctx, now)
             };
-            let role = Role::Server(Box::new(Inbound {
-                ip,
-                session,
-                incoming: None,
-                envelope: None,
-                spool_error: None,
-                handshaking: false,
-            }));
+            let role = Role::Server(Box::new(Inbound::new(ip, session)));
             match self.links.add(stream, role, self.poll.registry()) {
                 Ok(id) => {
                     *self.per_ip.entry(ip).or_insert(0) += 1;
@@ -192,7 +185,9 @@ impl Daemon {
             if !pending && empty {
                 self.turn_provider(id, now);
             } else {
-                self.links.set_timer(id, None);
+                // A customer that takes nothing more is dropped (the claim goes back).
+                let wait = crate::smtp::server::COMMAND_TIMEOUT;
+                self.links.set_timer(id, Some(now + wait));
             }
             return;
         }
@@ -322,6 +317,15 @@ impl Daemon {
             return;
         }
         if let Some(c) = link.role.server() {
+            if c.session.turned() {
+                log::info!(
+                    "{:08x} atrn timeout address={}: the 250 was never taken",
+                    c.session.id(),
+                    c.ip
+                );
+                self.close(id, now);
+                return;
+            }
             let ctx = context(&self.config, self.disk_low, self.unix, self.sec);
             c.session.handle_timeout(now, &ctx);
             self.service(id, now);

@@ -195,6 +195,20 @@ pub struct Inbound {
     pub handshaking: bool,
 }
 
+impl Inbound {
+    /// A server session on a link, nothing received yet.
+    pub fn new(ip: IpAddr, session: ServerSession) -> Inbound {
+        Inbound {
+            ip,
+            session,
+            incoming: None,
+            envelope: None,
+            spool_error: None,
+            handshaking: false,
+        }
+    }
+}
+
 /// An outbound delivery's connection.
 pub struct Outbound {
     /// The job it serves.

@@ -507,12 +507,7 @@ impl Daemon {
         let Some(server) = self.odmr.customers.get(&cid).map(|c| c.server.clone()) else {
             return;
         };
-        let Some(addr) = self
-            .links
-            .get_mut(id)
-            .and_then(|l| l.role.client())
-            .map(|c| c.addr)
-        else {
+        let Some(addr) = self.client_addr(id) else {
             return;
         };
         let hostname = self.config.main.hostname.clone();
@@ -656,14 +651,7 @@ impl Daemon {
         let ctx = super::context(&self.config, self.disk_low, self.unix, self.sec);
         let session = ServerSession::reversed(self.next_session, peer, &server, tls, &ctx, now);
         let ip = crate::config::cidr::canonical(peer.ip());
-        link.set_role(Role::Server(Box::new(Inbound {
-            ip,
-            session,
-            incoming: None,
-            envelope: None,
-            spool_error: None,
-            handshaking: false,
-        })));
+        link.set_role(Role::Server(Box::new(Inbound::new(ip, session))));
         *self.per_ip.entry(ip).or_default() += 1;
         self.live += 1;
         self.odmr.reversed.insert(id, cid);

@@ -442,12 +442,7 @@ impl Daemon {
             s = s.with_transcript();
         }
         let (route_host, hop_host) = (run.route_host.clone(), run.hop_host.clone());
-        let Some(addr) = self
-            .links
-            .get_mut(id)
-            .and_then(|l| l.role.client())
-            .map(|c| c.addr)
-        else {
+        let Some(addr) = self.client_addr(id) else {
             return;
         };
         let sec = self.client_security(id, &route_host, &hop_host, addr, now);
@@ -460,6 +455,11 @@ impl Daemon {
         if implicit {
             self.start_client_tls(id, now);
         }
+    }
+
+    /// The peer address of a client link.
+    pub(super) fn client_addr(&mut self, id: ConnId) -> Option<std::net::SocketAddr> {
+        self.links.get_mut(id)?.role.client().map(|c| c.addr)
     }
 
     /// A connection that never got to SMTP: the machine moves to the next hop.

@@ -1,9 +1,9 @@
 //! State × verb tests of the server session, with a simulated clock and no sockets.
 
 use super::*;
-use crate::spool::{MessageId, SpoolError};
 use crate::config::{routes, Config, MainConf};
 use crate::route::{RouteTrie, Router};
+use crate::spool::{MessageId, SpoolError};
 use crate::vocab::cidr::Cidr;
 use crate::vocab::Domain;
 use std::path::Path;

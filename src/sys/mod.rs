@@ -606,6 +606,47 @@ pub fn set_sndbuf(fd: RawFd, octets: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// A non-blocking, close-on-exec TCP socket of `addr`'s family.
+fn tcp_socket(addr: std::net::SocketAddr) -> io::Result<OwnedFd> {
+    let family = if addr.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    // SAFETY: plain socket(2); the descriptor is owned by `sock` at once.
+    let fd = unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok(sock)
+}
+
+/// bind(2) of `sock` to `addr`.
+fn bind(sock: &OwnedFd, addr: std::net::SocketAddr) -> io::Result<()> {
+    let (ss, len) = sockaddr(addr);
+    // SAFETY: `ss` holds a sockaddr of the family with length `len`.
+    let rc = unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            (&ss as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    };
+    if rc != 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 /// `addr` as a sockaddr of its family, and its length.
 fn sockaddr(addr: std::net::SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: an all-zero sockaddr_storage is valid; it is then filled as the
@@ -642,38 +683,10 @@ pub fn connect_from(
     addr: std::net::SocketAddr,
     from: Option<std::net::IpAddr>,
 ) -> io::Result<std::net::TcpStream> {
-    let family = if addr.is_ipv6() {
-        libc::AF_INET6
-    } else {
-        libc::AF_INET
-    };
-    // SAFETY: plain socket(2); the descriptor is owned by `sock` at once.
-    let fd = unsafe {
-        libc::socket(
-            family,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor nobody else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let sock = tcp_socket(addr)?;
     if let Some(ip) = from {
-        let (ss, len) = sockaddr(std::net::SocketAddr::new(ip, 0));
-        // SAFETY: `ss` holds a sockaddr of the family with length `len`.
-        let rc = unsafe {
-            libc::bind(
-                sock.as_raw_fd(),
-                (&ss as *const libc::sockaddr_storage).cast(),
-                len,
-            )
-        };
-        if rc != 0 {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::new(e.kind(), format!("bind to {ip}: {e}")));
-        }
+        bind(&sock, std::net::SocketAddr::new(ip, 0))
+            .map_err(|e| io::Error::new(e.kind(), format!("bind to {ip}: {e}")))?;
     }
     let (ss, len) = sockaddr(addr);
     // SAFETY: as above; a non-blocking connect returns EINPROGRESS.
@@ -696,24 +709,7 @@ pub fn connect_from(
 /// A non-blocking listening socket on `addr` with `SO_REUSEADDR`; an IPv6 socket is
 /// v6-only (`IPV6_V6ONLY`), so `0.0.0.0:25 [::]:25` binds on Linux as on the BSDs.
 pub fn listen(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
-    let family = if addr.is_ipv6() {
-        libc::AF_INET6
-    } else {
-        libc::AF_INET
-    };
-    // SAFETY: plain socket(2); the descriptor is owned by `sock` at once.
-    let fd = unsafe {
-        libc::socket(
-            family,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor nobody else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let sock = tcp_socket(addr)?;
     let one: libc::c_int = 1;
     let set = |level, name| {
         // SAFETY: `one` outlives the call and its size is passed with it.
@@ -736,18 +732,7 @@ pub fn listen(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
     if addr.is_ipv6() {
         set(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY)?;
     }
-    let (ss, len) = sockaddr(addr);
-    // SAFETY: `ss` holds a sockaddr of the family with length `len`.
-    let rc = unsafe {
-        libc::bind(
-            sock.as_raw_fd(),
-            (&ss as *const libc::sockaddr_storage).cast(),
-            len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    bind(&sock, addr)?;
     // SAFETY: listen(2) on the descriptor we own.
     if unsafe { libc::listen(sock.as_raw_fd(), 1024) } != 0 {
         return Err(io::Error::last_os_error());

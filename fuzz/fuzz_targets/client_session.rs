@@ -1,4 +1,5 @@
-//! The outbound client session against a hostile server.
+//! The outbound client session against a hostile server (and, when the first octet
+//! is odd, the ODMR customer's session: ATRN instead of messages).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use std::time::{Duration, Instant};
@@ -20,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
         seven_bit_only: false,
     };
     let mut sent = 0;
+    let atrn = data.first().is_some_and(|b| b & 1 == 1);
     for chunk in data.chunks(11) {
         c.handle_input(chunk, now);
         if c.wants_body() {
@@ -32,9 +34,17 @@ fuzz_target!(|data: &[u8]| {
         c.consume_output(n);
         while let Some(ev) = c.poll_event() {
             match ev {
+                ClientEvent::Ready if atrn && sent < 2 => {
+                    sent += 1;
+                    c.atrn(&["client.dom".to_string()], now);
+                }
                 ClientEvent::Ready if sent < 3 => {
                     sent += 1;
                     c.start(msg.clone(), now);
+                }
+                ClientEvent::Atrn { code: 250, .. } => {
+                    assert_eq!(c.poll_timeout(), None, "turned: the session is over");
+                    return;
                 }
                 ClientEvent::Ready => c.quit(now),
                 _ => {}

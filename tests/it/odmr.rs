@@ -458,3 +458,68 @@ fn fetchmail_as_the_customer() {
     assert!(hub.log().contains("reason=not-entitled"), "{}", hub.log());
     assert_eq!(hub.queue_files().len(), 1, "nothing was sent");
 }
+
+#[test]
+fn a_hub_killed_in_the_middle_of_a_turned_drain_loses_nothing() {
+    let mut d = hub("");
+    for i in 0..30 {
+        hold(&d, &["x@client.dom"], &format!("n{i}"));
+    }
+    let subject = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("Subject: "))
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    // First call: ten messages taken, the eleventh received but never answered, then
+    // the hub dies (kill -9).
+    let mut c = odmr_session(&d, "cust", "s3cret");
+    c.cmd("ATRN client.dom", 250);
+    c.send("220 customer.example ready");
+    let mut taken: Vec<String> = Vec::new();
+    loop {
+        let line = c.reply().expect("the provider hung up").1;
+        let verb = line.split(' ').next().unwrap_or("").trim().to_ascii_uppercase();
+        match verb.as_str() {
+            "EHLO" => c.send("250-customer.example\r\n250 PIPELINING"),
+            "MAIL" | "RCPT" => c.send("250 ok"),
+            "DATA" => {
+                c.send("354 go");
+                let mut text = String::new();
+                loop {
+                    let l = c.reply().expect("message text").1;
+                    if l.trim_end() == "." {
+                        break;
+                    }
+                    text.push_str(&l);
+                }
+                if taken.len() == 10 {
+                    break; // in flight: never answered
+                }
+                taken.push(subject(&text));
+                c.send("250 2.0.0 taken");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    d.kill9();
+    drop(c);
+    d.spawn();
+    // Second call to the restarted hub: everything not taken comes, nothing is lost.
+    let mut c = odmr_session(&d, "cust", "s3cret");
+    c.cmd("ATRN client.dom", 250);
+    let rest: Vec<String> = serve(&mut c, |_| "250 2.1.5 ok")
+        .iter()
+        .map(|t| subject(t))
+        .collect();
+    let mut all: Vec<String> = taken.iter().chain(&rest).cloned().collect();
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(all.len(), 30, "taken {taken:?}, then {rest:?}");
+    // A duplicate only for what was in flight: the last answered message, if the
+    // hub died before it recorded that answer.
+    assert!(before - all.len() <= 1, "taken {taken:?}, then {rest:?}");
+    d.wait_until("the hub to empty", 10, || d.queue_files().is_empty());
+}

@@ -323,9 +323,23 @@ fn etrnd_to_etrnd_with_a_new_address_at_every_call() {
     let c = customer(&hub, "127.0.0.9", "");
     let (code, out) = atrn(&c, &hub, &["third.dom"]);
     assert_eq!(code, 75, "{out}");
-    // A server nobody listens on: 69.
+    // A server nobody listens on: 69; no credentials for it: 77.
+    let mut c = c;
     let (code, out, _) = c.run(&["atrn", "-p", "1", "127.0.0.1"]);
-    assert_ne!(code, 0, "{out}");
+    assert_eq!(code, 77, "no credentials for [127.0.0.1]:1: {out}");
+    private(&c.dir.0.join("db/authinfo"), "[127.0.0.1]:1 cust s3cret\n");
+    c.signal("HUP");
+    c.wait_until("the reload", 10, || {
+        c.log().matches("secrets-loaded").count() >= 2
+    });
+    let (code, out, _) = c.run(&["atrn", "-p", "1", "127.0.0.1"]);
+    assert_eq!(code, 69, "{out}");
+    assert!(out.contains("4.4.1"), "{out}");
+    // No daemon to ask: 69.
+    c.stop();
+    let (code, out, _) = c.run(&["atrn", "-p", "1", "127.0.0.1"]);
+    assert_eq!(code, 69, "{out}");
+    assert!(out.contains("not running"), "{out}");
 }
 
 #[test]
@@ -480,7 +494,12 @@ fn a_hub_killed_in_the_middle_of_a_turned_drain_loses_nothing() {
     let mut taken: Vec<String> = Vec::new();
     loop {
         let line = c.reply().expect("the provider hung up").1;
-        let verb = line.split(' ').next().unwrap_or("").trim().to_ascii_uppercase();
+        let verb = line
+            .split(' ')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_uppercase();
         match verb.as_str() {
             "EHLO" => c.send("250-customer.example\r\n250 PIPELINING"),
             "MAIL" | "RCPT" => c.send("250 ok"),

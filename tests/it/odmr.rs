@@ -370,8 +370,8 @@ fn atrn_over_the_control_socket_is_for_root_and_the_daemons_user_only() {
 #[test]
 fn tls_is_kept_across_the_turn_around() {
     let setup = Setup {
-        conf: "LISTEN=\"127.0.0.1:0 127.0.0.1:0/odmr\"\nMYNETWORKS=10.255.0.0/16\n\
-               TLS_CERT=cert.pem\nTLS_KEY=key.pem\n"
+        conf: "LISTEN=\"127.0.0.1:0 127.0.0.1:0/odmr 127.0.0.1:0/submission\"\n\
+               MYNETWORKS=10.255.0.0/16\nTLS_CERT=cert.pem\nTLS_KEY=key.pem\n"
             .into(),
         routes: HUB_ROUTES.into(),
         ..Setup::default()
@@ -395,6 +395,25 @@ fn tls_is_kept_across_the_turn_around() {
         "{}",
         hub.log()
     );
+    // ATRN on the submission listener: STARTTLS, then AUTH, then ATRN.
+    hold(&hub, &["x@client.dom"], "by submission");
+    let sub = hub.addrs[2].port();
+    private(
+        &c.dir.0.join("db/authinfo"),
+        &format!("[127.0.0.1]:{sub} cust s3cret\n"),
+    );
+    private(
+        &c.dir.0.join("db/tls_policy"),
+        &format!("[127.0.0.1]:{sub} encrypt\n"),
+    );
+    c.signal("HUP");
+    c.wait_until("the reload", 10, || {
+        c.log().matches("secrets-loaded").count() >= 2
+    });
+    let (code, out, _) = c.run(&["atrn", "-p", &sub.to_string(), "127.0.0.1", "client.dom"]);
+    assert_eq!(code, 0, "{out}\n{}", c.log());
+    assert!(c.queued_text().contains("Subject: by submission"));
+    assert!(hub.log().contains("listener=submission"), "{}", hub.log());
 }
 
 #[test]

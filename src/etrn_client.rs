@@ -33,6 +33,8 @@ pub struct Security {
     /// The certificate check and the name sent.
     #[cfg(feature = "tls")]
     pub check: Option<(crate::tls::Check, String)>,
+    /// `SMTP_BIND`: the source addresses to connect from.
+    pub bind: Vec<std::net::IpAddr>,
 }
 
 impl Security {
@@ -42,6 +44,7 @@ impl Security {
             client: crate::smtp::client::ClientSecurity::default(),
             #[cfg(feature = "tls")]
             check: None,
+            bind: Vec::new(),
         }
     }
 }
@@ -193,13 +196,23 @@ pub fn security_for(cfg: &Config, server: &str, port: u16, err: &mut impl Write)
         },
         #[cfg(feature = "tls")]
         check,
+        bind: cfg.main.smtp_bind.clone(),
     }
 }
 
-fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, String> {
+fn connect(addrs: &[SocketAddr], bind: &[std::net::IpAddr]) -> Result<TcpStream, String> {
     let mut last = String::from("no address");
     for a in addrs {
-        match TcpStream::connect_timeout(a, TIMEOUT) {
+        let from = bind.iter().find(|ip| ip.is_ipv4() == a.is_ipv4()).copied();
+        let opened = match from {
+            None => TcpStream::connect_timeout(a, TIMEOUT),
+            Some(ip) => crate::sys::connect_from(*a, Some(ip)).and_then(|s| {
+                crate::sys::wait_connected(&s, TIMEOUT)?;
+                s.set_nonblocking(false)?;
+                Ok(s)
+            }),
+        };
+        match opened {
             Ok(s) => {
                 let _ = s.set_read_timeout(Some(TIMEOUT));
                 let _ = s.set_write_timeout(Some(TIMEOUT));
@@ -229,7 +242,7 @@ pub fn run(
     sec: &Security,
     out: &mut impl Write,
 ) -> i32 {
-    let s = match connect(addrs) {
+    let s = match connect(addrs, &sec.bind) {
         Ok(s) => s,
         Err(e) => {
             let _ = writeln!(out, "etrn: cannot connect: {e}");

@@ -706,6 +706,27 @@ pub fn connect_from(
     Ok(std::net::TcpStream::from(sock))
 }
 
+/// Waits until a non-blocking connect on `s` completes (or fails, or `timeout`
+/// passes).
+pub fn wait_connected(s: &std::net::TcpStream, timeout: std::time::Duration) -> io::Result<()> {
+    let mut p = libc::pollfd {
+        fd: s.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: one pollfd, valid for the call.
+    let n = unsafe { libc::poll(&mut p, 1, ms) };
+    match n {
+        n if n < 0 => Err(io::Error::last_os_error()),
+        0 => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+        _ => match s.take_error()? {
+            Some(e) => Err(e),
+            None => s.peer_addr().map(|_| ()),
+        },
+    }
+}
+
 /// A non-blocking listening socket on `addr` with `SO_REUSEADDR`; an IPv6 socket is
 /// v6-only (`IPV6_V6ONLY`), so `0.0.0.0:25 [::]:25` binds on Linux as on the BSDs.
 pub fn listen(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {

@@ -654,6 +654,33 @@ mod tests {
     }
 
     #[test]
+    fn smtp_bind_takes_one_address_per_family() {
+        let c = parse("SMTP_BIND=192.0.2.7 2001:db8::7\n").unwrap();
+        assert_eq!(
+            c.bind_for("198.51.100.1:25".parse().unwrap()),
+            Some("192.0.2.7".parse().unwrap())
+        );
+        assert_eq!(
+            c.bind_for("[2001:db8::1]:25".parse().unwrap()),
+            Some("2001:db8::7".parse().unwrap())
+        );
+        let c = parse("SMTP_BIND=192.0.2.7\n").unwrap();
+        assert_eq!(c.bind_for("[2001:db8::1]:25".parse().unwrap()), None);
+        for (bad, why) in [
+            ("192.0.2.7 192.0.2.8", "one address per family"),
+            ("mail.example", "not an IP address"),
+            ("0.0.0.0", "not an address of this host"),
+            ("224.0.0.1", "not an address of this host"),
+        ] {
+            let e = parse(&format!("SMTP_BIND={bad}\n")).unwrap_err();
+            assert!(
+                e[0].contains(why) && e[0].contains("etrnd.conf:1"),
+                "{bad}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
     fn twice_is_an_error() {
         let errs = parse("ETRN=yes\nETRN=no\n").unwrap_err();
         assert_eq!(errs, vec!["/etc/etrnd/etrnd.conf:2: ETRN is set twice"]);

@@ -68,6 +68,18 @@ fn odmr_session(d: &Daemon, user: &str, password: &str) -> Client {
     c
 }
 
+/// The message after a 354, up to its final dot.
+fn message_text(c: &mut Client) -> String {
+    let mut text = String::new();
+    loop {
+        let l = c.reply().expect("message text").1;
+        if l.trim_end() == "." {
+            return text;
+        }
+        text.push_str(&l);
+    }
+}
+
 /// Plays the customer's SMTP server on a turned connection: greets, takes every
 /// message (`rcpt` answers each RCPT), returns the messages' texts.
 fn serve(c: &mut Client, rcpt: impl Fn(&str) -> &'static str) -> Vec<String> {
@@ -83,15 +95,7 @@ fn serve(c: &mut Client, rcpt: impl Fn(&str) -> &'static str) -> Vec<String> {
             "RCPT" => c.send(rcpt(line)),
             "DATA" => {
                 c.send("354 go ahead");
-                let mut text = String::new();
-                loop {
-                    let l = c.reply().expect("message text").1;
-                    if l.trim_end() == "." {
-                        break;
-                    }
-                    text.push_str(&l);
-                }
-                messages.push(text);
+                messages.push(message_text(c));
                 c.send("250 2.0.0 taken");
             }
             "RSET" => c.send("250 2.0.0 ok"),
@@ -531,14 +535,7 @@ fn a_hub_killed_in_the_middle_of_a_turned_drain_loses_nothing() {
             "MAIL" | "RCPT" => c.send("250 ok"),
             "DATA" => {
                 c.send("354 go");
-                let mut text = String::new();
-                loop {
-                    let l = c.reply().expect("message text").1;
-                    if l.trim_end() == "." {
-                        break;
-                    }
-                    text.push_str(&l);
-                }
+                let text = message_text(&mut c);
                 if taken.len() == 10 {
                     break; // in flight: never answered
                 }

@@ -96,6 +96,8 @@ pub struct MainConf {
     pub smtp_bind: Vec<std::net::IpAddr>,
     /// Largest message accepted, in octets.
     pub max_message_size: u64,
+    /// `HOLD_QUOTA`: most octets held per destination (0: no quota).
+    pub hold_quota: u64,
     /// Most recipients per message.
     pub max_recipients: usize,
     /// Most simultaneous SMTP sessions.
@@ -145,6 +147,7 @@ const NAMES: &[&str] = &[
     "SMTP_PORT",
     "SMTP_BIND",
     "MAX_MESSAGE_SIZE",
+    "HOLD_QUOTA",
     "MAX_RECIPIENTS",
     "MAX_CONNECTIONS",
     "MAX_CONNECTIONS_PER_IP",
@@ -250,6 +253,7 @@ pub const RANGES: &[(&str, u64, u64)] = &[
     ("MAX_CONNECTIONS", 1, 65_536),
     ("MAX_CONNECTIONS_PER_IP", 1, 65_536),
     ("GREET_PAUSE", 0, 300),
+    ("HOLD_QUOTA", 0, 1 << 40),
 ];
 
 /// A number of `name` within its [`RANGES`] entry.
@@ -347,6 +351,7 @@ impl MainConf {
             smtp_port: 25,
             smtp_bind: Vec::new(),
             max_message_size: 10_240_000,
+            hold_quota: 0,
             max_recipients: 1000,
             max_connections: 100,
             max_connections_per_ip: 20,
@@ -565,6 +570,7 @@ impl MainConf {
                 self.smtp_bind = l;
             }
             "MAX_MESSAGE_SIZE" => self.max_message_size = parse_num(name, v)?,
+            "HOLD_QUOTA" => self.hold_quota = parse_num(name, v)?,
             "MAX_RECIPIENTS" => self.max_recipients = parse_num(name, v)?,
             "MAX_CONNECTIONS" => self.max_connections = parse_num(name, v)?,
             "MAX_CONNECTIONS_PER_IP" => self.max_connections_per_ip = parse_num(name, v)?,

@@ -155,7 +155,13 @@ impl Daemon {
                 t,
                 reply
             );
-            let ctx = super::context(&self.config, self.disk_low, self.unix, self.sec);
+            let ctx = super::context(
+                &self.config,
+                self.disk_low,
+                self.unix,
+                self.sec,
+                Some(self.sched.over_quota()),
+            );
             c.session.handle_etrn(&reply, now, &ctx);
             self.service(id, now);
         }

@@ -79,7 +79,13 @@ impl Daemon {
             } else if let Some(why) = limit {
                 ServerSession::refuse(sid, addr, host, why, now)
             } else {
-                let ctx = context(&self.config, self.disk_low, self.unix, self.sec);
+                let ctx = context(
+                    &self.config,
+                    self.disk_low,
+                    self.unix,
+                    self.sec,
+                    Some(self.sched.over_quota()),
+                );
                 ServerSession::new(sid, SocketAddr::new(ip, addr.port()), kind, &ctx, now)
             };
             let role = Role::Server(Box::new(Inbound::new(ip, session)));
@@ -166,7 +172,13 @@ impl Daemon {
                     c.session.handle_eof();
                 }
                 ReadResult::Data(n) => {
-                    let ctx = context(&self.config, self.disk_low, self.unix, self.sec);
+                    let ctx = context(
+                        &self.config,
+                        self.disk_low,
+                        self.unix,
+                        self.sec,
+                        Some(self.sched.over_quota()),
+                    );
                     c.session.handle_input(&self.buf[..n], now, &ctx);
                 }
                 ReadResult::WouldBlock => {}
@@ -226,7 +238,7 @@ impl Daemon {
             let results = self.spool.commit(incs);
             for (((id, result), size), env) in ids.into_iter().zip(results).zip(sizes).zip(envs) {
                 if let Ok(mid) = &result {
-                    self.sched.add_message(*mid, &env, &[], self.unix);
+                    self.sched.add_sized(*mid, &env, &[], self.unix, size);
                 }
                 let Some(c) = self.links.get_mut(id).and_then(|l| l.role.server()) else {
                     continue;
@@ -245,7 +257,13 @@ impl Daemon {
                         e
                     ),
                 }
-                let ctx = context(&self.config, self.disk_low, self.unix, self.sec);
+                let ctx = context(
+                    &self.config,
+                    self.disk_low,
+                    self.unix,
+                    self.sec,
+                    Some(self.sched.over_quota()),
+                );
                 c.session.handle_commit(result.as_ref().copied(), now, &ctx);
                 self.service(id, now);
             }
@@ -326,7 +344,13 @@ impl Daemon {
                 self.close(id, now);
                 return;
             }
-            let ctx = context(&self.config, self.disk_low, self.unix, self.sec);
+            let ctx = context(
+                &self.config,
+                self.disk_low,
+                self.unix,
+                self.sec,
+                Some(self.sched.over_quota()),
+            );
             c.session.handle_timeout(now, &ctx);
             self.service(id, now);
         }
@@ -432,7 +456,7 @@ fn route_events(
                             path: spool.root().to_path_buf(),
                             err: io::Error::other("no queue file"),
                         });
-                    let ctx = context(config, false, unix, sec);
+                    let ctx = context(config, false, unix, sec, None);
                     c.session.handle_commit(Err(&e), now, &ctx);
                 }
             },

@@ -141,9 +141,10 @@ impl Daemon {
             .begin(&env)
             .map_err(|e| QueueError::Spool(e.to_string()))?;
         inc.write(data);
+        let size = inc.len();
         match self.spool.commit(vec![inc]).pop() {
             Some(Ok(id)) => {
-                self.sched.add_message(id, &env, &[], self.unix);
+                self.sched.add_sized(id, &env, &[], self.unix, size);
                 Ok((id, refused))
             }
             Some(Err(e)) => Err(QueueError::Spool(e.to_string())),

@@ -127,6 +127,7 @@ impl Daemon {
                     new.main.smtp_port,
                 );
                 self.sched.reconfigure(new.sched.clone());
+                self.sched.set_hold_quota(new.main.hold_quota);
                 if (&new.main.tls_cert, &new.main.tls_key)
                     != (&self.config.main.tls_cert, &self.config.main.tls_key)
                 {

@@ -149,6 +149,7 @@ fn a_link_turns_from_server_to_client_and_delivers_on_the_same_stream() {
         disk_low: false,
         unix_time: 0,
         tls_busy: false,
+        held_full: None,
     };
     let now = Instant::now();
     let (ea, eb) = pipe();

@@ -158,7 +158,13 @@ pub struct Daemon {
 
 /// The per-call context sessions need: the configuration, the disk state and the
 /// wall-clock time (Received: headers).
-fn context(config: &Config, disk_low: bool, unix_time: u64, sec: Security) -> Context<'_> {
+fn context<'a>(
+    config: &'a Config,
+    disk_low: bool,
+    unix_time: u64,
+    sec: Security,
+    held_full: Option<&'a std::collections::HashSet<String>>,
+) -> Context<'a> {
     let mut policy = config.policy();
     policy.tls = sec.tls;
     policy.auth = sec.auth;
@@ -167,6 +173,7 @@ fn context(config: &Config, disk_low: bool, unix_time: u64, sec: Security) -> Co
         disk_low,
         unix_time,
         tls_busy: sec.handshakes >= MAX_HANDSHAKES,
+        held_full,
     }
 }
 
@@ -227,11 +234,12 @@ impl Daemon {
             seed,
         );
         let mut sched = Scheduler::new(config.sched.clone(), seed.rotate_left(7));
+        sched.set_hold_quota(config.main.hold_quota);
         let unix = unix_now();
         // Startup recovery (reference/bad-input.md H64, H65) reads each queue file
         // once: verified messages go straight into the schedule.
         let rec = spool
-            .recover(|e| sched.add_message(e.id, &e.envelope, &e.state, unix))
+            .recover(|e| sched.add_sized(e.id, &e.envelope, &e.state, unix, e.size))
             .map_err(|e| io::Error::other(e.to_string()))?;
         log::info!(
             "spool recovered queued={} removed-temp={} quarantined={} removed-journals={}",

@@ -233,7 +233,13 @@ impl Daemon {
 
     fn answer_auth(&mut self, id: ConnId, outcome: AuthOutcome, now: Instant) {
         if let Some(c) = self.links.get_mut(id).and_then(|l| l.role.server()) {
-            let ctx = context(&self.config, self.disk_low, self.unix, self.sec);
+            let ctx = context(
+                &self.config,
+                self.disk_low,
+                self.unix,
+                self.sec,
+                Some(self.sched.over_quota()),
+            );
             c.session.handle_auth(outcome, now, &ctx);
             self.service(id, now);
         }

@@ -37,7 +37,7 @@ impl Scheduler {
                 continue;
             }
             for r in &taken {
-                t.waiting.remove(r);
+                t.unwait(r, self.msgs.get(&r.msg).map_or(0, |m| m.size));
                 t.released.remove(r);
             }
             rcpts.extend(taken);

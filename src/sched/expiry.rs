@@ -62,7 +62,7 @@ impl Scheduler {
         let mut failures: BTreeMap<MessageId, Vec<(usize, String, String)>> = BTreeMap::new();
         for (r, key) in expired {
             if let Some(t) = self.threads.get_mut(&key) {
-                t.waiting.remove(&r);
+                t.unwait(&r, self.msgs.get(&r.msg).map_or(0, |m| m.size));
                 t.released.remove(&r);
             }
             self.place(&key);

@@ -137,6 +137,8 @@ struct RcptInfo {
 #[derive(Debug)]
 struct MsgInfo {
     arrival: Unix,
+    /// Octets of the queue file (what `HOLD_QUOTA` counts).
+    size: u64,
     rcpts: Box<[RcptInfo]>,
 }
 
@@ -151,6 +153,35 @@ struct Thread {
     released: BTreeSet<RcptRef>,
     /// Which ordered set holds the thread, under which sort key.
     placed: Placed,
+    /// Octets of the messages with a recipient waiting here (each message once).
+    octets: u64,
+}
+
+impl Thread {
+    /// Whether a recipient of message `m` waits here.
+    fn has_msg(&self, m: MessageId) -> bool {
+        let lo = RcptRef { msg: m, idx: 0 };
+        let hi = RcptRef {
+            msg: m,
+            idx: usize::MAX,
+        };
+        self.waiting.range(lo..=hi).next().is_some()
+    }
+
+    /// A recipient waits here now; its message's `size` counts once.
+    fn wait(&mut self, r: RcptRef, size: u64) {
+        let first = !self.has_msg(r.msg);
+        if self.waiting.insert(r) && first {
+            self.octets += size;
+        }
+    }
+
+    /// A recipient waits here no more (taken, released, expired).
+    fn unwait(&mut self, r: &RcptRef, size: u64) {
+        if self.waiting.remove(r) && !self.has_msg(r.msg) {
+            self.octets = self.octets.saturating_sub(size);
+        }
+    }
 }
 
 /// Where a thread is kept (see the module header: due is not allowed).
@@ -198,6 +229,10 @@ pub struct Scheduler {
     expiry_bound: Cell<Option<Option<Unix>>>,
     /// ATRN claims: recipients taken for a turned-around connection.
     claims: HashMap<JobId, Vec<RcptRef>>,
+    /// `HOLD_QUOTA` (0: none).
+    hold_quota: u64,
+    /// Held destinations (`channel!host`) at or past the quota: RCPT gets 452.
+    full: std::collections::HashSet<String>,
 }
 
 /// The lower-case domain of a queued recipient's address (empty if unknown).
@@ -251,6 +286,8 @@ impl Scheduler {
             last_now: 0,
             expiry_bound: Cell::new(None),
             claims: HashMap::new(),
+            hold_quota: 0,
+            full: std::collections::HashSet::new(),
         }
     }
 
@@ -270,6 +307,23 @@ impl Scheduler {
         };
         let old = t.placed;
         let held = self.held(t.clause);
+        // `HOLD_QUOTA` (no work, no allocation, without one).
+        if self.hold_quota > 0 || !self.full.is_empty() {
+            let full = self.hold_quota > 0 && held == Some(true) && t.octets >= self.hold_quota;
+            let name = key.to_string();
+            if full != self.full.contains(&name) {
+                if full {
+                    log::warn!("{key} sched hold-quota-full octets={}", t.octets);
+                    self.full.insert(name);
+                } else {
+                    log::info!("{key} sched hold-quota-ok octets={}", t.octets);
+                    self.full.remove(&name);
+                }
+            }
+        }
+        let Some(t) = self.threads.get(key) else {
+            return;
+        };
         let new = match (t.waiting.first(), held) {
             (None, _) | (_, None) => Placed::Nowhere,
             (Some(first), Some(held)) => {
@@ -367,13 +421,26 @@ impl Scheduler {
             .map(|c| &c.params)
     }
 
-    /// Adds a message (new, or rebuilt from the spool with its journal).
+    /// Adds a message whose size does not matter (tests, tools).
     pub fn add_message(
         &mut self,
         id: MessageId,
         env: &Envelope,
         journal: &[StateRecord],
         now: Unix,
+    ) {
+        self.add_sized(id, env, journal, now, 0)
+    }
+
+    /// Adds a message of `size` octets (new, or rebuilt from the spool with its
+    /// journal).
+    pub fn add_sized(
+        &mut self,
+        id: MessageId,
+        env: &Envelope,
+        journal: &[StateRecord],
+        now: Unix,
+        size: u64,
     ) {
         let mut rcpts: Vec<RcptInfo> = Vec::with_capacity(env.recipients.len());
         for r in &env.recipients {
@@ -420,7 +487,7 @@ impl Scheduler {
             } else if let Some(n) = next_try.get(&idx) {
                 t.wakeup = t.wakeup.min(*n);
             }
-            t.waiting.insert(RcptRef { msg: id, idx });
+            t.wait(RcptRef { msg: id, idx }, size);
             touched.push(r.key.clone());
         }
         for k in &touched {
@@ -438,6 +505,7 @@ impl Scheduler {
         }
         let m = MsgInfo {
             arrival: env.arrival,
+            size,
             rcpts: rcpts.into_boxed_slice(),
         };
         for r in m.rcpts.iter().filter(|r| r.state == RcptState::Waiting) {
@@ -528,7 +596,7 @@ impl Scheduler {
             }
         }
         for r in &rcpts {
-            t.waiting.remove(r);
+            t.unwait(r, self.msgs.get(&r.msg).map_or(0, |m| m.size));
             t.released.remove(r);
         }
         t.jobs += 1;
@@ -595,6 +663,25 @@ impl Scheduler {
     /// The next message whose every recipient is done.
     pub fn poll_complete(&mut self) -> Option<MessageId> {
         self.complete.pop_front()
+    }
+
+    /// Sets `HOLD_QUOTA` (0: none); every thread is checked against it again.
+    pub fn set_hold_quota(&mut self, quota: u64) {
+        self.hold_quota = quota;
+        let keys: Vec<Rc<ThreadKey>> = self.threads.keys().cloned().collect();
+        for k in keys {
+            self.place(&k);
+        }
+    }
+
+    /// Held destinations (`channel!host`) at or past `HOLD_QUOTA`.
+    pub fn over_quota(&self) -> &std::collections::HashSet<String> {
+        &self.full
+    }
+
+    /// Octets waiting for a destination (`HOLD_QUOTA` counts these).
+    pub fn octets(&self, key: &ThreadKey) -> u64 {
+        self.threads.get(key).map_or(0, |t| t.octets)
     }
 
     /// Number of jobs running.

@@ -113,8 +113,9 @@ impl Scheduler {
                     if let Some(e) = shared {
                         self.errors.insert(*r, e);
                     }
+                    let size = m.size;
                     let t = self.threads.entry(key.clone()).or_default();
-                    t.waiting.insert(*r);
+                    t.wait(*r, size);
                     self.records.push_back((
                         r.msg,
                         StateRecord::Deferred {

@@ -603,3 +603,59 @@ fn etrn_never_releases_the_hold_transport() {
     assert!(!r.matched, "{r:?}");
     assert!(all_jobs(&mut s, 0).is_empty());
 }
+
+#[test]
+fn held_octets_count_each_message_once_and_the_quota_follows_them() {
+    let mut s = Scheduler::new(conf(BASIC), 1);
+    s.set_hold_quota(2500);
+    let key = ThreadKey {
+        channel: "smtp-etrn".into(),
+        host: "c.dom".into(),
+    };
+    // Two recipients of one message in one held thread: its size counts once.
+    s.add_sized(
+        MessageId(1),
+        &env(0, &[("smtp-etrn", "c.dom"), ("smtp-etrn", "c.dom")]),
+        &[],
+        0,
+        1000,
+    );
+    assert_eq!(s.octets(&key), 1000);
+    s.add_sized(
+        MessageId(2),
+        &env(0, &[("smtp-etrn", "c.dom")]),
+        &[],
+        0,
+        1000,
+    );
+    assert!(s.over_quota().is_empty());
+    s.add_sized(
+        MessageId(3),
+        &env(0, &[("smtp-etrn", "c.dom")]),
+        &[],
+        0,
+        600,
+    );
+    assert!(s.over_quota().contains("smtp-etrn!c.dom"));
+    // An ordinary (not held) destination never counts against the quota.
+    s.add_sized(MessageId(4), &env(0, &[("smtp", "d.dom")]), &[], 0, 9000);
+    assert!(!s.over_quota().contains("smtp!d.dom"));
+    // A release takes the mail: the destination is below the quota again.
+    s.release(|_, d| d == "c.dom");
+    let jobs = all_jobs(&mut s, 0);
+    assert_eq!(s.octets(&key), 0);
+    assert!(s.over_quota().is_empty());
+    // Deferred back: it counts again.
+    for j in jobs.iter().filter(|j| j.key == key) {
+        let r: Vec<_> = j
+            .rcpts
+            .iter()
+            .map(|r| (*r, RcptResult::Deferred("4xx".into())))
+            .collect();
+        s.job_done(j.id, &r, 10);
+    }
+    assert_eq!(s.octets(&key), 2600);
+    assert!(s.over_quota().contains("smtp-etrn!c.dom"));
+    s.set_hold_quota(0);
+    assert!(s.over_quota().is_empty());
+}

@@ -82,4 +82,6 @@ pub struct Context<'a> {
     pub unix_time: u64,
     /// Too many TLS handshakes are in progress: STARTTLS gets 454 now.
     pub tls_busy: bool,
+    /// Held destinations (`channel!host`) at `HOLD_QUOTA`: RCPT to them gets 452.
+    pub held_full: Option<&'a std::collections::HashSet<String>>,
 }

@@ -98,6 +98,7 @@ replies! {
     AUTH_NO_INITIAL = 501, "5.7.0 No initial response allowed for this mechanism";
     AUTH_NOT_OFFERED = 503, "5.5.1 Error: authentication not enabled";
     AUTH_REQUIRED = 530, "5.7.0 Authentication required";
+    HOLD_FULL = 452, "4.2.2 Mailbox full: too much mail is held for this destination, try again later";
     ATRN_SYNTAX = 501, "5.5.4 Syntax: ATRN [domain[,domain...]]";
     ATRN_TOO_MANY = 501, "5.5.4 Error: too many domains in one ATRN";
     ATRN_NOT_AVAILABLE = 502, "5.5.1 Error: ATRN not available on this port";

@@ -30,6 +30,7 @@ fn actx(cfg: &Config) -> Context<'_> {
         disk_low: false,
         unix_time: 1_795_873_551,
         tls_busy: false,
+        held_full: None,
     }
 }
 

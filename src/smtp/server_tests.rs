@@ -167,6 +167,7 @@ pub(crate) fn ctx(cfg: &Config, disk_low: bool) -> Context<'_> {
         disk_low,
         unix_time: 1_795_873_551,
         tls_busy: false,
+        held_full: None,
     }
 }
 

@@ -104,6 +104,21 @@ impl ServerSession {
                 return;
             }
         };
+        // HOLD_QUOTA: a held destination that has too much waiting takes no more until
+        // it is released (a temporary refusal: the sender's MTA tries again).
+        if let Some(d) = dests
+            .iter()
+            .find(|d| ctx.held_full.is_some_and(|f| f.contains(&d.to_string())))
+        {
+            log::info!(
+                "{:08x} smtp rcpt-refused address={} to=<{}> reason=\"hold quota: {d}\"",
+                self.id,
+                self.client,
+                sanitize(to.to_string().as_bytes()),
+            );
+            self.reply(&with_address(&Reply::HOLD_FULL, &to.to_string()));
+            return;
+        }
         if !txn.rcpts.iter().any(|r| r.address == to) {
             for dest in dests {
                 // Two addresses that expand to one mailbox get one copy.

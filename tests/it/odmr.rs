@@ -565,3 +565,48 @@ fn a_hub_killed_in_the_middle_of_a_turned_drain_loses_nothing() {
     assert!(before - all.len() <= 1, "taken {taken:?}, then {rest:?}");
     d.wait_until("the hub to empty", 10, || d.queue_files().is_empty());
 }
+
+#[test]
+fn hold_quota_refuses_at_rcpt_and_recovers_after_the_release() {
+    let d = hub("HOLD_QUOTA=2000\n");
+    let mut c = Client::hello(d.addrs[0]);
+    let mut accepted = 0;
+    let refusal = loop {
+        c.cmd("MAIL FROM:<alice@test.example>", 250);
+        c.send("RCPT TO:<x@client.dom>");
+        let (code, text) = c.reply().unwrap();
+        if code != 250 {
+            break (code, text);
+        }
+        c.cmd("DATA", 354);
+        c.send_raw(format!("Subject: q{accepted}\r\n\r\n{}\r\n.\r\n", "y".repeat(400)).as_bytes());
+        c.expect(250);
+        accepted += 1;
+        assert!(accepted < 20, "the quota never applied");
+    };
+    assert_eq!(refusal.0, 452, "{refusal:?}");
+    assert!(refusal.1.contains("4.2.2"), "{refusal:?}");
+    // Counted from what is on disk: the queue files' octets reached the quota.
+    let octets: u64 = d
+        .queue_files()
+        .iter()
+        .map(|f| {
+            std::fs::metadata(d.spool().join("queue").join(f))
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert!(octets >= 2000, "{octets}");
+    // Other destinations are not affected.
+    c.cmd("RSET", 250);
+    c.cmd("MAIL FROM:<alice@test.example>", 250);
+    c.cmd("RCPT TO:<y@other.dom>", 250);
+    c.cmd("RSET", 250);
+    // After the release the destination takes mail again.
+    let mut a = odmr_session(&d, "cust", "s3cret");
+    a.cmd("ATRN client.dom", 250);
+    assert_eq!(serve(&mut a, |_| "250 ok").len(), accepted);
+    d.wait_until("the claim to end", 10, || d.log().contains("atrn done"));
+    c.cmd("MAIL FROM:<alice@test.example>", 250);
+    c.cmd("RCPT TO:<x@client.dom>", 250);
+}

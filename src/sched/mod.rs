@@ -487,8 +487,14 @@ impl Scheduler {
             } else if let Some(n) = next_try.get(&idx) {
                 t.wakeup = t.wakeup.min(*n);
             }
-            t.wait(RcptRef { msg: id, idx }, size);
-            touched.push(r.key.clone());
+            // A new message: its size counts once per thread, at its first recipient
+            // there (no lookup in the waiting set).
+            let first = !touched.contains(&r.key);
+            t.waiting.insert(RcptRef { msg: id, idx });
+            if first {
+                t.octets += size;
+                touched.push(r.key.clone());
+            }
         }
         for k in &touched {
             self.place(k);

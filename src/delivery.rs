@@ -188,18 +188,7 @@ pub struct Delivery {
 impl Delivery {
     /// Starts a job: the first action is the lookup.
     pub fn new(job: Job, opts: SmtpOptions) -> Delivery {
-        let mut d = Delivery {
-            pending: group(&job.rcpts),
-            opts,
-            state: State::Resolving,
-            current: None,
-            results: Vec::new(),
-            hops: Vec::new(),
-            last_error: String::new(),
-            actions: VecDeque::new(),
-            job,
-            turned: false,
-        };
+        let mut d = Delivery::starting(job, opts, State::Resolving, Vec::new());
         d.actions.push_back(Action::Lookup {
             host: d.job.key.host.clone(),
             no_mx: d.opts.no_mx,
@@ -210,17 +199,23 @@ impl Delivery {
     /// A job on a connection the customer turned around with ATRN (RFC 2645): no
     /// lookup and no connect, the session waits for the customer's greeting.
     pub fn turned(job: Job, opts: SmtpOptions, hop: Hop) -> Delivery {
+        let mut d = Delivery::starting(job, opts, State::Greeting(0), vec![hop]);
+        d.turned = true;
+        d
+    }
+
+    fn starting(job: Job, opts: SmtpOptions, state: State, hops: Vec<Hop>) -> Delivery {
         Delivery {
             pending: group(&job.rcpts),
             opts,
-            state: State::Greeting(0),
+            state,
             current: None,
             results: Vec::new(),
-            hops: vec![hop],
+            hops,
             last_error: String::new(),
             actions: VecDeque::new(),
             job,
-            turned: true,
+            turned: false,
         }
     }
 

@@ -155,13 +155,7 @@ impl Daemon {
                 t,
                 reply
             );
-            let ctx = super::context(
-                &self.config,
-                self.disk_low,
-                self.unix,
-                self.sec,
-                Some(self.sched.over_quota()),
-            );
+            let ctx = session_ctx!(self);
             c.session.handle_etrn(&reply, now, &ctx);
             self.service(id, now);
         }

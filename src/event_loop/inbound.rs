@@ -13,8 +13,8 @@ use super::secure::tls_step;
 type AuthChecks = Vec<(ConnId, crate::auth::Check)>;
 /// ATRNs sessions asked for: link, identity, domains.
 type AtrnAsks = Vec<(ConnId, String, Vec<String>)>;
-use super::{context, Daemon, REFUSAL_SLACK};
-use crate::config::{cidr, Config, ListenKind};
+use super::{Daemon, REFUSAL_SLACK};
+use crate::config::{cidr, ListenKind};
 use crate::smtp::etrn::EtrnTarget;
 use crate::smtp::reply::Reply;
 use crate::smtp::server::{Event, ServerSession};
@@ -79,13 +79,7 @@ impl Daemon {
             } else if let Some(why) = limit {
                 ServerSession::refuse(sid, addr, host, why, now)
             } else {
-                let ctx = context(
-                    &self.config,
-                    self.disk_low,
-                    self.unix,
-                    self.sec,
-                    Some(self.sched.over_quota()),
-                );
+                let ctx = session_ctx!(self);
                 ServerSession::new(sid, SocketAddr::new(ip, addr.port()), kind, &ctx, now)
             };
             let role = Role::Server(Box::new(Inbound::new(ip, session)));
@@ -142,10 +136,10 @@ impl Daemon {
                 &mut self.spool,
                 &mut self.batch,
                 (&mut self.etrns, &mut self.auths, &mut self.atrns),
-                &self.config,
+                &session_ctx!(self),
                 id,
                 c,
-                (now, self.unix, self.sec),
+                now,
             );
             if !self.hold_output {
                 link.flush();
@@ -172,13 +166,7 @@ impl Daemon {
                     c.session.handle_eof();
                 }
                 ReadResult::Data(n) => {
-                    let ctx = context(
-                        &self.config,
-                        self.disk_low,
-                        self.unix,
-                        self.sec,
-                        Some(self.sched.over_quota()),
-                    );
+                    let ctx = session_ctx!(self);
                     c.session.handle_input(&self.buf[..n], now, &ctx);
                 }
                 ReadResult::WouldBlock => {}
@@ -257,13 +245,7 @@ impl Daemon {
                         e
                     ),
                 }
-                let ctx = context(
-                    &self.config,
-                    self.disk_low,
-                    self.unix,
-                    self.sec,
-                    Some(self.sched.over_quota()),
-                );
+                let ctx = session_ctx!(self);
                 c.session.handle_commit(result.as_ref().copied(), now, &ctx);
                 self.service(id, now);
             }
@@ -344,13 +326,7 @@ impl Daemon {
                 self.close(id, now);
                 return;
             }
-            let ctx = context(
-                &self.config,
-                self.disk_low,
-                self.unix,
-                self.sec,
-                Some(self.sched.over_quota()),
-            );
+            let ctx = session_ctx!(self);
             c.session.handle_timeout(now, &ctx);
             self.service(id, now);
         }
@@ -388,10 +364,10 @@ fn route_events(
         &mut AuthChecks,
         &mut AtrnAsks,
     ),
-    config: &Config,
+    ctx: &crate::smtp::server::Context<'_>,
     id: ConnId,
     c: &mut Inbound,
-    (now, unix, sec): (Instant, u64, super::Security),
+    now: Instant,
 ) {
     while let Some(ev) = c.session.poll_event() {
         match ev {
@@ -408,7 +384,7 @@ fn route_events(
                     let header = trace::received(&TraceInfo {
                         helo: &env.helo,
                         client: c.ip,
-                        hostname: &config.main.hostname,
+                        hostname: ctx.policy.hostname,
                         protocol: &env.protocol,
                         id: &mid,
                         single_rcpt: single,
@@ -456,8 +432,7 @@ fn route_events(
                             path: spool.root().to_path_buf(),
                             err: io::Error::other("no queue file"),
                         });
-                    let ctx = context(config, false, unix, sec, None);
-                    c.session.handle_commit(Err(&e), now, &ctx);
+                    c.session.handle_commit(Err(&e), now, ctx);
                 }
             },
         }

@@ -14,6 +14,21 @@
 //!    written after the message is durable;
 //! 5. run due timers; write pending output; close finished connections.
 
+/// The sessions' [`Context`] from the daemon's state now. A macro, not a method: it
+/// borrows only the fields it reads, so a session of `self.links` can be held
+/// mutably beside it.
+macro_rules! session_ctx {
+    ($d:expr) => {
+        $crate::event_loop::context(
+            &$d.config,
+            $d.disk_low,
+            $d.unix,
+            $d.sec,
+            Some($d.sched.over_quota()),
+        )
+    };
+}
+
 pub mod control;
 pub mod dns_io;
 mod etrn;

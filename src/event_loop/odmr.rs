@@ -256,13 +256,7 @@ impl Daemon {
             held,
             r
         );
-        let ctx = super::context(
-            &self.config,
-            self.disk_low,
-            self.unix,
-            self.sec,
-            Some(self.sched.over_quota()),
-        );
+        let ctx = session_ctx!(self);
         c.session.handle_atrn(r, now, &ctx);
         self.service(id, now);
     }
@@ -654,13 +648,7 @@ impl Daemon {
             .and_then(|c| c.session.as_ref())
             .and_then(|s| s.tls_info().map(str::to_string));
         self.next_session = self.next_session.wrapping_add(1);
-        let ctx = super::context(
-            &self.config,
-            self.disk_low,
-            self.unix,
-            self.sec,
-            Some(self.sched.over_quota()),
-        );
+        let ctx = session_ctx!(self);
         let session = ServerSession::reversed(self.next_session, peer, &server, tls, &ctx, now);
         let ip = crate::config::cidr::canonical(peer.ip());
         link.set_role(Role::Server(Box::new(Inbound::new(ip, session))));

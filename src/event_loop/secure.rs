@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::link::{ConnId, Link};
 use super::transport::{ServerTls, Transport};
-use super::{context, Daemon, Security, GUARD};
+use super::{Daemon, Security, GUARD};
 use crate::auth::authinfo::AuthInfo;
 use crate::auth::guard::{FromGuard, Guard, Loaded};
 use crate::auth::Verdict;
@@ -233,13 +233,7 @@ impl Daemon {
 
     fn answer_auth(&mut self, id: ConnId, outcome: AuthOutcome, now: Instant) {
         if let Some(c) = self.links.get_mut(id).and_then(|l| l.role.server()) {
-            let ctx = context(
-                &self.config,
-                self.disk_low,
-                self.unix,
-                self.sec,
-                Some(self.sched.over_quota()),
-            );
+            let ctx = session_ctx!(self);
             c.session.handle_auth(outcome, now, &ctx);
             self.service(id, now);
         }

@@ -76,8 +76,9 @@ impl Scheduler {
         self.wake = true;
     }
 
-    /// Messages a claim holds (for `mailq` and tests).
-    pub fn claimed(&self, id: JobId) -> Option<usize> {
+    /// Messages a claim holds.
+    #[cfg(test)]
+    pub(crate) fn claimed(&self, id: JobId) -> Option<usize> {
         self.claims.get(&id).map(|r| {
             let mut m: Vec<_> = r.iter().map(|x| x.msg).collect();
             m.dedup();

@@ -610,3 +610,91 @@ fn hold_quota_refuses_at_rcpt_and_recovers_after_the_release() {
     c.cmd("MAIL FROM:<alice@test.example>", 250);
     c.cmd("RCPT TO:<x@client.dom>", 250);
 }
+
+/// A provider played by the test: any AUTH is accepted, ATRN gets 250, and then it
+/// tries to relay through the customer.
+#[test]
+fn a_hostile_provider_cannot_relay_through_the_customer_and_no_dns_is_sent() {
+    let dns = crate::fakedns::FakeDns::start(Vec::new());
+    let provider = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = provider.local_addr().unwrap().port();
+    // The customer: our domains are local, everything else would go to the ISP's
+    // relay (the dial-up client's default route), and 127.0.0.1 is in MYNETWORKS,
+    // so only the turn-around's own rule can refuse the relay. The provider is
+    // named, found in the hosts file; DNS is on, at a server that counts queries.
+    let setup = Setup {
+        conf: format!(
+            "HOSTS_ORDER=files dns\nDNS_SERVERS={}\nRESOLV_CONF=resolv.conf\n\
+             MYNETWORKS=127.0.0.0/8\n",
+            dns.addr
+        ),
+        routes: ". smtp![127.0.0.1]:1\n".into(),
+        localnames: "client.dom\n".into(),
+        aliases: "x: root\n".into(),
+    };
+    let mut c = Daemon::prepare(setup, &[("hosts", "127.0.0.1 hub.test\n")]);
+    private(
+        &c.dir.0.join("db/authinfo"),
+        &format!("[hub.test]:{port} cust s3cret\n"),
+    );
+    c.spawn();
+    let conf = c.conf_path();
+    let asker = std::thread::spawn(move || {
+        Command::new(bin())
+            .arg("-f")
+            .arg(&conf)
+            .args(["atrn", "-p", &port.to_string(), "hub.test", "client.dom"])
+            .output()
+            .unwrap()
+    });
+    let (s, _) = provider.accept().unwrap();
+    let mut p = Client::from_stream(s);
+    p.send("220 hub.test ESMTP");
+    p.expect_line("EHLO");
+    p.send("250-hub.test\r\n250-AUTH CRAM-MD5\r\n250 ATRN");
+    p.expect_line("AUTH CRAM-MD5");
+    p.send(&format!(
+        "334 {}",
+        etrnd::auth::base64::encode(b"<1.2@hub.test>")
+    ));
+    p.reply().expect("the CRAM-MD5 answer");
+    p.send("235 2.7.0 ok");
+    let atrn = p.expect_line("ATRN");
+    assert_eq!(atrn, "ATRN client.dom");
+    p.send("250 OK now reversing the connection");
+    // Reversed: the customer greets and offers nothing to take over the session.
+    p.expect(220);
+    let ehlo = p.cmd("EHLO hub.test", 250);
+    for word in ["STARTTLS", "AUTH", "ATRN"] {
+        assert!(!ehlo.contains(word), "{word} offered: {ehlo}");
+    }
+    p.cmd("MAIL FROM:<spammer@far.example>", 250);
+    p.send("RCPT TO:<victim@elsewhere.example>");
+    let (code, text) = p.reply().unwrap();
+    assert!(
+        (550..=554).contains(&code),
+        "relayed through the customer: {text}"
+    );
+    p.send("RCPT TO:<x+routed%elsewhere.example@client.dom>");
+    let (code, text) = p.reply().unwrap();
+    assert!(code >= 500, "routing in the local part: {text}");
+    p.cmd("RCPT TO:<x@client.dom>", 250);
+    p.cmd("DATA", 354);
+    p.send_raw(b"Subject: from a hostile provider\r\n\r\nhi\r\n.\r\n");
+    p.expect(250);
+    p.cmd("QUIT", 221);
+    let out = asker.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("1 message(s) received from hub.test"),
+        "{text}"
+    );
+    let queued = c.queued_text();
+    assert!(
+        queued.contains("Subject: from a hostile provider"),
+        "{queued}"
+    );
+    assert!(!queued.contains("victim@elsewhere.example"), "{queued}");
+    assert_eq!(dns.count(), 0, "no DNS query from the customer");
+}

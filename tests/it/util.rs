@@ -483,6 +483,17 @@ impl Client {
         }
     }
 
+    /// A client over a connection accepted elsewhere (the test plays a server).
+    pub fn from_stream(stream: TcpStream) -> Client {
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
     pub fn send_raw(&mut self, data: &[u8]) {
         self.stream.write_all(data).expect("write");
     }

@@ -18,6 +18,9 @@ pub struct Failure {
     pub diagnostic: String,
     /// The host that answered, when one did.
     pub remote_mta: Option<String>,
+    /// A delay notice: the recipient is still being tried until then (RFC 3464
+    /// `Action: delayed`, `Will-Retry-Until`); `None`: it failed for good.
+    pub until: Option<Option<u64>>,
 }
 
 /// The enhanced status code in an SMTP reply text, or one from its class.
@@ -65,12 +68,27 @@ pub fn dsn(
 ) -> Vec<u8> {
     let boundary = format!("{id}.{now}/{hostname}");
     let date = rfc5322_date(now);
+    let delayed = !failures.is_empty() && failures.iter().all(|f| f.until.is_some());
+    let (subject, intro) = if delayed {
+        (
+            "Delayed Mail (still being retried)",
+            "This is a warning only: your message could not be delivered yet to the\r\n\
+             recipients below. Delivery is still being tried; you need not send it\r\n\
+             again.\r\n",
+        )
+    } else {
+        (
+            "Undelivered Mail Returned to Sender",
+            "I'm sorry to have to inform you that your message could not\r\n\
+             be delivered to one or more recipients. It's attached below.\r\n",
+        )
+    };
     let mut m = String::new();
     let _ = write!(
         m,
         "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n\
          To: <{sender}>\r\n\
-         Subject: Undelivered Mail Returned to Sender\r\n\
+         Subject: {subject}\r\n\
          Date: {date}\r\n\
          Message-ID: <{id}.{now}.dsn@{hostname}>\r\n\
          Auto-Submitted: auto-replied\r\n\
@@ -86,8 +104,7 @@ pub fn dsn(
          \r\n\
          This is the mail system at host {hostname}.\r\n\
          \r\n\
-         I'm sorry to have to inform you that your message could not\r\n\
-         be delivered to one or more recipients. It's attached below.\r\n\
+         {intro}\
          \r\n"
     );
     for f in failures {
@@ -117,8 +134,14 @@ pub fn dsn(
         };
         let _ = write!(
             m,
-            "\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {}\r\n",
-            f.rcpt, f.status
+            "\r\nFinal-Recipient: rfc822; {}\r\nAction: {}\r\nStatus: {}\r\n",
+            f.rcpt,
+            if f.until.is_some() {
+                "delayed"
+            } else {
+                "failed"
+            },
+            f.status
         );
         if let Some(r) = &f.remote_mta {
             let _ = write!(m, "Remote-MTA: dns; {r}\r\n");
@@ -128,6 +151,9 @@ pub fn dsn(
             "Diagnostic-Code: {kind}; {}\r\nLast-Attempt-Date: {date}\r\n",
             f.diagnostic
         );
+        if let Some(Some(until)) = f.until {
+            let _ = write!(m, "Will-Retry-Until: {}\r\n", rfc5322_date(until));
+        }
     }
     let _ = write!(
         m,
@@ -177,6 +203,7 @@ mod tests {
             &sender,
             b"Subject: orig\r\nFrom: s@x.example\r\n\r\nsecret body\r\n",
             &[Failure {
+                until: None,
                 rcpt: Mailbox::parse("u@y.example").unwrap(),
                 status: "5.1.1".into(),
                 diagnostic: "550 5.1.1 no such user".into(),

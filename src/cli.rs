@@ -54,6 +54,15 @@ pub enum Command {
         /// The domains (none: all of ours).
         domains: Vec<String>,
     },
+    /// `link up|down|status [NAME]`: tell the daemon about a link, or ask.
+    Link {
+        /// `up`, `down` or `status`.
+        op: String,
+        /// The link (none: `default`; for status, every link).
+        name: Option<String>,
+    },
+    /// Per held destination: what is held, and who released it last.
+    Clients,
     /// Show how addresses route; with `resolve` (`-R`) also the next hops.
     Route {
         /// `-R`: resolve the next hop of each remote route.
@@ -77,7 +86,7 @@ pub struct Options {
 }
 
 /// The one-line usage message.
-pub const USAGE: &str = "usage: etrnd [-dhnv] [-f file] [mailq | qshape | route [-R] address ... | sendmail [-t] [-i] [-f sender] [address ...] | flush [target] | etrn [-p port] server target ... | atrn [-p port] server [domain ...]]";
+pub const USAGE: &str = "usage: etrnd [-dhnv] [-f file] [mailq | qshape | clients | link up|down|status [name] | route [-R] address ... | sendmail [-t] [-i] [-f sender] [address ...] | flush [target] | etrn [-p port] server target ... | atrn [-p port] server [domain ...]]";
 
 /// Parses `args` (program name first). `Err` carries a message for stderr and the
 /// exit code.
@@ -130,6 +139,16 @@ pub fn parse(args: &[String]) -> Result<Options, (String, i32)> {
         }
         Some("mailq") if free.len() == 1 => Command::Mailq,
         Some("qshape") if free.len() == 1 => Command::Qshape,
+        Some("clients") if free.len() == 1 => Command::Clients,
+        Some("link")
+            if (2..=3).contains(&free.len())
+                && ["up", "down", "status"].contains(&free[1].as_str()) =>
+        {
+            Command::Link {
+                op: free[1].clone(),
+                name: free.get(2).cloned(),
+            }
+        }
         Some("sendmail") => Command::Sendmail(free[1..].to_vec()),
         Some("flush") if free.len() <= 2 => Command::Flush(free.get(1).cloned()),
         Some(verb @ ("etrn" | "atrn")) => {

@@ -340,6 +340,16 @@ impl Delivery {
         self.connect(n + 1);
     }
 
+    /// The lookup or connection the machine asked for was not made: the link it
+    /// needs is down, or the local network failed before a packet left. Every
+    /// recipient not yet done waits again untried (no attempt, no penalty).
+    pub fn untried(&mut self, why: &str) {
+        if matches!(self.state, State::Resolving | State::Connecting(_)) {
+            self.actions.push_back(Action::Close);
+            self.fail_rest(RcptResult::Untried(why.to_string()));
+        }
+    }
+
     /// What the client session reported.
     pub fn session(&mut self, ev: ClientEvent) {
         let Some(n) = self.hop_index() else { return };
@@ -347,7 +357,7 @@ impl Delivery {
             ClientEvent::Ready => self.next_message(n),
             // The driver starts TLS on the link; nothing changes here. A delivery
             // never sends ATRN.
-            ClientEvent::StartTls | ClientEvent::Atrn { .. } => {}
+            ClientEvent::StartTls | ClientEvent::Atrn { .. } | ClientEvent::Etrn { .. } => {}
             ClientEvent::Done(outcomes) => self.message_done(outcomes),
             ClientEvent::Failed { reason, .. } => {
                 let relay = self.relay();

@@ -409,6 +409,47 @@ pub fn flush(cfg: &Config, target: Option<&str>, out: &mut impl Write) -> i32 {
     }
 }
 
+/// `etrnd link up|down|status [NAME]`: tells the running daemon (DESIGN.md §5.9)
+/// and prints its reply, one line per link for `status`. Exit 0 for 2xx, 77 for a
+/// refusal (not root, no such link), 69 if no daemon answers.
+pub fn link(cfg: &Config, op: &str, name: Option<&str>, out: &mut impl Write) -> i32 {
+    let request = match name {
+        Some(n) => format!("link {op} {n}"),
+        None => format!("link {op}"),
+    };
+    let control = cfg.main.postoffice.join("control");
+    match control_request(&control, request.as_bytes(), CONTROL_TIMEOUT) {
+        Ok(reply) => {
+            let text = String::from_utf8_lossy(&reply);
+            let line = text.trim_end();
+            let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+            match (code, line.strip_prefix("250 2.0.0 ")) {
+                (250, Some(rest)) if op == "status" => {
+                    for l in rest.split("; ") {
+                        let _ = writeln!(out, "{l}");
+                    }
+                }
+                _ => {
+                    let _ = writeln!(out, "{line}");
+                }
+            }
+            match code {
+                200..=299 => ex::OK,
+                500..=599 => NOPERM,
+                _ => TEMPFAIL,
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(
+                out,
+                "link: etrnd is not running or does not answer ({}: {e})",
+                control.display()
+            );
+            ex::UNAVAILABLE
+        }
+    }
+}
+
 /// The ODMR port (RFC 2645 §4), `etrnd atrn`'s default.
 pub const ODMR_PORT: u16 = 366;
 /// How long `etrnd atrn` waits for the daemon's answer: the provider may take ten

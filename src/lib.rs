@@ -35,6 +35,7 @@ pub mod auth;
 pub mod bounce;
 pub mod buf;
 pub mod cli;
+pub mod clients;
 pub mod commands;
 pub mod config;
 pub mod delivery;

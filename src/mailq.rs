@@ -14,13 +14,25 @@ use crate::vocab::fmt_path;
 /// The state of recipient `idx` from its journal, as words. `held`: its clause is
 /// queue-only (or a hold transport), so only a release starts it; `for_atrn`: a
 /// hold transport, which only ATRN (or expiry) takes from.
-fn recipient_state(idx: usize, records: &[StateRecord], held: bool, for_atrn: bool) -> String {
+/// `link`: the link the recipient's route is behind is down (its name).
+fn recipient_state(
+    idx: usize,
+    records: &[StateRecord],
+    (held, for_atrn): (bool, bool),
+    link: Option<&str>,
+) -> String {
     let mut attempts = 0;
-    let word = match (held, for_atrn) {
-        (true, true) => "held for ATRN",
-        (true, false) => "held",
+    let link_word;
+    let word = match (held, for_atrn, link) {
+        (true, true, _) => "held for ATRN",
+        (_, _, Some(l)) => {
+            link_word = format!("held: link {l} down");
+            link_word.as_str()
+        }
+        (true, false, None) => "held",
         _ => "queued",
     };
+    let held = held || link.is_some();
     let mut state = word.to_string();
     for r in records {
         match r {
@@ -58,6 +70,17 @@ fn for_atrn(cfg: &Config, dest: &Destination) -> bool {
     cfg.sched
         .clause_for(channel, host)
         .is_some_and(|(_, c)| matches!(c.params.command, Some((Transport::Hold, _))))
+}
+
+/// The down link a destination is behind, if any.
+fn link_down(cfg: &Config, dest: &Destination) -> Option<String> {
+    let Destination::Remote { channel, host } = dest else {
+        return None;
+    };
+    match crate::event_loop::netlinks::offline_link(cfg, |t| t.covers(channel, host)) {
+        Some((l, true)) => Some(l),
+        _ => None,
+    }
 }
 
 /// Whether a destination's clause holds mail until a release.
@@ -132,7 +155,12 @@ pub fn render(cfg: &Config) -> Result<String, crate::spool::SpoolError> {
                 "",
                 crate::logging::sanitize(r.address.to_string().as_bytes()),
                 r.dest,
-                recipient_state(i, &e.state, is_held(cfg, &r.dest), for_atrn(cfg, &r.dest))
+                recipient_state(
+                    i,
+                    &e.state,
+                    (is_held(cfg, &r.dest), for_atrn(cfg, &r.dest)),
+                    link_down(cfg, &r.dest).as_deref()
+                )
             );
         }
         out.push('\n');

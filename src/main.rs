@@ -110,6 +110,28 @@ fn main() {
             domains,
             &mut std::io::stdout(),
         )),
+        Command::Link { op, name } => exit(etrnd::etrn_client::link(
+            &cfg,
+            op,
+            name.as_deref(),
+            &mut std::io::stdout(),
+        )),
+        Command::Clients => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            match etrnd::clients::render(&cfg, now) {
+                Ok(text) => {
+                    print!("{text}");
+                    exit(ex::OK)
+                }
+                Err(e) => {
+                    eprintln!("etrnd: {e}");
+                    exit(ex::OSERR)
+                }
+            }
+        }
         Command::Daemon => commands::daemon::run(&opts, cfg, config_path),
     }
 }

@@ -81,7 +81,19 @@ pub fn route(cfg: &Config, addrs: &[String], resolve: bool) -> i32 {
         if outside.decision != inside.decision {
             println!("    from outside MYNETWORKS: {}", show(&outside.decision));
         }
-        if let (Some(dns), Decision::Remote { host, .. }) = (dns.as_mut(), &inside.decision) {
+        let link = crate::event_loop::netlinks::offline_link(cfg, |t| t.covers(channel, host));
+        match &link {
+            Some((l, true)) => {
+                println!("    link: {l}, down: a delivery waits for it (nothing is looked up)")
+            }
+            Some((l, false)) => println!("    link: {l}, up"),
+            None => {}
+        }
+        if let (Some(dns), Decision::Remote { host, .. }, false) = (
+            dns.as_mut(),
+            &inside.decision,
+            matches!(link, Some((_, true))),
+        ) {
             print_next_hops(dns, host);
         }
     }
@@ -122,6 +134,14 @@ fn print_next_hops(dns: &mut Dns, host: &str) {
 /// A/AAAA; an address literal or IP as is) and sends the ETRNs.
 pub fn etrn(cfg: &Config, port: Option<u16>, server: &str, targets: &[String]) -> i32 {
     let port = port.unwrap_or(cfg.main.smtp_port);
+    let bare = server
+        .strip_prefix('[')
+        .and_then(|r| r.split(']').next())
+        .unwrap_or(server);
+    if let Some((l, true)) = crate::event_loop::netlinks::offline_link(cfg, |t| t.covers_server(bare)) {
+        eprintln!("etrn: {server} is behind link {l}, which is down (etrnd link up {l})");
+        return crate::etrn_client::TEMPFAIL;
+    }
     let addrs: Vec<std::net::SocketAddr> = match server.parse::<std::net::IpAddr>() {
         Ok(ip) => vec![std::net::SocketAddr::new(ip, port)],
         Err(_) => {

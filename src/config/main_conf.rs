@@ -112,6 +112,9 @@ pub struct MainConf {
     /// The syslog socket, when not one of the usual places (`/dev/log`,
     /// `/var/run/syslog`, `/var/run/log`). An extension to the contract's names.
     pub syslog_socket: Option<PathBuf>,
+    /// `LINKS`, `LINK_UP`, `LINK_DIAL`, `LINK_DIAL_WHEN`, `LINK_DIAL_TIMEOUT`,
+    /// `LINK_PACE` (DESIGN.md §5.9).
+    pub links: super::links::LinksConf,
 }
 
 /// The build-time installation prefix (`ETRND_PREFIX`, default `/usr/local`).
@@ -358,6 +361,7 @@ impl MainConf {
             user: None,
             greet_pause: Duration::from_secs(1),
             syslog_socket: None,
+            links: super::links::LinksConf::default(),
         }
     }
 
@@ -374,7 +378,7 @@ impl MainConf {
                 continue;
             };
             let name = name.trim();
-            if !NAMES.contains(&name) {
+            if !NAMES.contains(&name) && !super::links::NAMES.contains(&name) {
                 errors.push(ConfigError::at(
                     path,
                     line.no,
@@ -586,6 +590,7 @@ impl MainConf {
             }
             "GREET_PAUSE" => self.greet_pause = Duration::from_secs(parse_num(name, v)?),
             "SYSLOG_SOCKET" => self.syslog_socket = Some(path(v)?),
+            n if super::links::NAMES.contains(&n) => self.links.set(n, v)?,
             _ => unreachable!("NAMES and set() list the same names"),
         }
         Ok(())

@@ -5,6 +5,7 @@
 //! network I/O and never consults DNS.
 
 pub mod hosts;
+pub mod links;
 pub mod main_conf;
 pub mod scheduler;
 pub mod tls_policy;

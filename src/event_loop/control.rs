@@ -7,7 +7,8 @@
 //! `flush TARGET` (TARGET as ETRN takes it), and `atrn PORT SERVER [DOMAIN…]` (the
 //! ODMR customer's side, `etrnd atrn`: only from root or the daemon's own user,
 //! told by the owner of the requester's socket; its reply comes when the
-//! turned-around session is over). Replies are one SMTP-style line, `250 …` or an
+//! turned-around session is over), and `link up|down|status [NAME]` (up and down
+//! from root or the daemon's user only). Replies are one SMTP-style line, `250 …` or an
 //! error code with its reason, which the command prints. Anything else gets `500`. A request is at most [`MAX_REQUEST`] octets; the socket is non-blocking and
 //! drained until `WouldBlock`, so a local user cannot stall the loop with it.
 
@@ -38,6 +39,13 @@ pub enum Request {
         server: String,
         /// The domains (none: all of ours).
         domains: Vec<String>,
+    },
+    /// `link up|down|status [NAME]` (DESIGN.md §5.9).
+    Link {
+        /// What to do.
+        op: super::netlinks::LinkOp,
+        /// The link (none: `default`).
+        name: Option<String>,
     },
 }
 
@@ -88,9 +96,32 @@ impl Request {
                     domains,
                 })
             }
+            ("link", a) => {
+                use super::netlinks::LinkOp;
+                let bad = || Reply::new(501, "5.5.4 Syntax: link up|down|status [NAME]".into());
+                let mut w = a.split(' ');
+                let op = match w.next() {
+                    Some("up") => LinkOp::Up,
+                    Some("down") => LinkOp::Down,
+                    Some("status") => LinkOp::Status,
+                    _ => return Err(bad()),
+                };
+                let name = match w.next() {
+                    None => None,
+                    Some(n) => Some(
+                        crate::config::links::link_name(n)
+                            .map_err(|_| bad())?
+                            .to_string(),
+                    ),
+                };
+                if w.next().is_some() {
+                    return Err(bad());
+                }
+                Ok(Request::Link { op, name })
+            }
             _ => Err(Reply::new(
                 500,
-                "5.5.1 unknown control request (flush [TARGET], atrn PORT SERVER [DOMAIN...])"
+                "5.5.1 unknown control request (flush [TARGET], atrn PORT SERVER [DOMAIN...], link up|down|status [NAME])"
                     .into(),
             )),
         }
@@ -144,10 +175,26 @@ impl Daemon {
                     port,
                     server,
                     domains,
-                }) => match self.customer_start(server, port, domains, peer.clone(), now) {
+                }) => match self.customer_start(
+                    super::odmr::Ask::Atrn(domains),
+                    server,
+                    port,
+                    (peer.clone(), None),
+                    now,
+                ) {
                     Some(r) => r,
                     None => continue, // answered when the session is over
                 },
+                Ok(Request::Link { op, .. })
+                    if op != super::netlinks::LinkOp::Status && !privileged(peer.as_deref()) =>
+                {
+                    Reply::new(
+                        550,
+                        "5.7.1 link up and link down are for root and the daemon's user only"
+                            .into(),
+                    )
+                }
+                Ok(Request::Link { op, name }) => self.link_request(op, name.as_deref(), now),
                 Ok(Request::FlushAll) => {
                     let threads = self.sched.release_unheld(self.unix);
                     log::info!("control flush-all threads={threads}");
@@ -157,7 +204,7 @@ impl Daemon {
                     )
                 }
                 Ok(Request::Flush(t)) => {
-                    let r = self.etrn_release(&t);
+                    let r = self.etrn_release(&t, ("flush", "local"));
                     log::info!("control flush target={t} reply=\"{r}\"");
                     r
                 }

@@ -63,12 +63,20 @@ impl Daemon {
             }
             times.push_back(now);
         }
-        self.etrn_release(t)
+        self.etrn_release(t, ("etrn", &ip.to_string()))
     }
 
     /// Releases what `t` names and gives the RFC 1985 reply (ETRN after its policy
     /// checks, and `etrnd flush TARGET` over the control socket).
-    pub(super) fn etrn_release(&mut self, t: &EtrnTarget) -> Reply {
+    pub(super) fn etrn_release(&mut self, t: &EtrnTarget, who: (&str, &str)) -> Reply {
+        let r = self.etrn_release_reply(t);
+        for key in self.sched.take_matched() {
+            self.notes.request(&key, self.unix, who.0, who.1, r.code);
+        }
+        r
+    }
+
+    fn etrn_release_reply(&mut self, t: &EtrnTarget) -> Reply {
         if self.stopping {
             return Reply::new(458, format!("4.3.2 {t}: unable to queue messages now"));
         }

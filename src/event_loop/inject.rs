@@ -57,6 +57,7 @@ impl Daemon {
                                 Destination::Local(_) => None,
                             };
                             Some(Failure {
+                                until: None,
                                 rcpt: r.address.clone(),
                                 status: status.clone(),
                                 diagnostic: reason.clone(),
@@ -83,6 +84,59 @@ impl Daemon {
         if let Err(e) = self.spool.record_all(b.msg, &failed) {
             log::error!("{} spool journal-failed error=\"{e}\"", b.msg);
         }
+    }
+
+    /// Sends a delay notice (`reporttimes`): Action: delayed, with Will-Retry-Until
+    /// (never to the null sender). The scheduler has journalled the level sent.
+    pub(super) fn send_delay(&mut self, d: crate::sched::Delay) {
+        let opened = self.spool.open_message(d.msg).and_then(|(env, body)| {
+            body.head(bounce::MAX_QUOTED_HEADERS)
+                .map(|head| (env, head))
+                .map_err(|e| crate::spool::SpoolError {
+                    op: "read",
+                    path: self.spool.queue_path(d.msg),
+                    err: e,
+                })
+        });
+        let (env, head) = match opened {
+            Ok(x) => x,
+            Err(e) => return log::error!("{} delay cannot read original error=\"{e}\"", d.msg),
+        };
+        let Some(sender) = env.sender.clone() else {
+            return log::info!("{} delay not sent: the null sender gets no notices", d.msg);
+        };
+        let failures: Vec<Failure> = d
+            .rcpts
+            .iter()
+            .filter_map(|(idx, error, until)| {
+                let r = env.recipients.get(*idx)?;
+                let diagnostic = error
+                    .clone()
+                    .unwrap_or_else(|| "not delivered yet: waiting to be released".into());
+                let status = match error {
+                    Some(e) if bounce::status_of(e).starts_with('4') => bounce::status_of(e),
+                    _ => "4.4.7".to_string(),
+                };
+                Some(Failure {
+                    until: Some(*until),
+                    rcpt: r.address.clone(),
+                    status,
+                    diagnostic,
+                    remote_mta: None,
+                })
+            })
+            .collect();
+        let dsn = bounce::dsn(
+            &self.config.main.hostname,
+            d.msg,
+            &env,
+            &sender,
+            &head,
+            &failures,
+            self.unix,
+        );
+        log::info!("{} delay notice recipients={}", d.msg, failures.len());
+        self.inject(sender, dsn, d.msg);
     }
 
     /// Queues a locally generated message (a DSN) to `to`, from the null sender.

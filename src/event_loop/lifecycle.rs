@@ -136,6 +136,7 @@ impl Daemon {
                     );
                 }
                 self.config = new;
+                self.links_configure();
                 self.reload_secrets();
                 log::info!("config reloaded path={}", self.config_path.display());
             }

@@ -36,6 +36,7 @@ mod inbound;
 mod inject;
 mod lifecycle;
 pub mod link;
+pub mod netlinks;
 mod odmr;
 mod outbound;
 mod pickup;
@@ -142,6 +143,12 @@ pub struct Daemon {
     atrns: Vec<(ConnId, String, Vec<String>)>,
     /// ODMR state: claims, rate limits, customer requests.
     odmr: odmr::Odmr,
+    /// Named links (`LINKS`) and their state.
+    netlinks: netlinks::NetLinks,
+    /// Per held destination: the last request and release (`POSTOFFICE/clients`).
+    notes: crate::clients::Notes,
+    /// When the notes are written next, if they changed.
+    notes_write_at: Option<Instant>,
     /// Recent ETRNs per client address, for the rate limit.
     etrn_times: HashMap<IpAddr, std::collections::VecDeque<Instant>>,
     /// The wake-up socket of `etrnd sendmail`.
@@ -251,6 +258,17 @@ impl Daemon {
         let mut sched = Scheduler::new(config.sched.clone(), seed.rotate_left(7));
         sched.set_hold_quota(config.main.hold_quota);
         let unix = unix_now();
+        // Held mail's expiry counts from its destination's last release.
+        let notes = crate::clients::Notes::read(spool.root());
+        for (k, n) in notes.iter() {
+            if let (Some((channel, host)), true) = (k.split_once('!'), n.release > 0) {
+                let key = crate::sched::ThreadKey {
+                    channel: channel.into(),
+                    host: host.into(),
+                };
+                sched.set_last_release(key, n.release);
+            }
+        }
         // Startup recovery (reference/bad-input.md H64, H65) reads each queue file
         // once: verified messages go straight into the schedule.
         let rec = spool
@@ -294,6 +312,9 @@ impl Daemon {
             etrns: Vec::new(),
             atrns: Vec::new(),
             odmr: odmr::Odmr::default(),
+            netlinks: netlinks::NetLinks::default(),
+            notes,
+            notes_write_at: None,
             etrn_times: HashMap::new(),
             notify: None,
             control: None,
@@ -309,6 +330,7 @@ impl Daemon {
             #[cfg(feature = "tls")]
             tls_roots: None,
         };
+        d.links_configure();
         d.notify = d.bind_notify();
         d.control = d.bind_control();
         // Tell `etrnd flush` where we really listen (port 0 picks one).
@@ -351,6 +373,8 @@ impl Daemon {
                 self.links.timers.next(),
                 self.dns.poll_timeout(),
                 sched_at,
+                self.links_timeout(now),
+                self.notes_write_at,
             ]
             .into_iter()
             .flatten()
@@ -411,6 +435,8 @@ impl Daemon {
             self.sched.handle_timeout(self.unix);
             self.apply_sched(now);
             self.start_jobs(now);
+            self.links_tick(now);
+            self.notes_tick(now);
             self.lookups_done(now);
             self.dns_io
                 .flush(&mut self.dns, &mut self.links, self.poll.registry(), now);
@@ -532,6 +558,8 @@ impl Daemon {
         self.abandon_deliveries();
         let now = self.tick();
         self.close_servers(now);
+        self.notes_tick(now);
+        self.write_notes();
         log::info!("daemon stopped");
     }
 }

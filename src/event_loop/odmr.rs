@@ -65,13 +65,27 @@ pub(super) struct Claim {
     pub started: Instant,
 }
 
-/// One `etrnd atrn` request.
+/// What a customer request asks of the server.
+#[derive(Debug, Clone)]
+pub(super) enum Ask {
+    /// `ATRN` for these domains (none: all of ours), then turn around.
+    Atrn(Vec<String>),
+    /// `ETRN` each target in turn (a link-up action), then QUIT.
+    Etrn(Vec<String>),
+}
+
+/// One `etrnd atrn` request, or a link-up action's ATRN or ETRN.
 struct Customer {
     server: String,
     port: u16,
-    domains: Vec<String>,
+    ask: Ask,
+    /// ETRN targets not yet sent, and the replies to those sent.
+    etrn_next: VecDeque<String>,
+    etrn_replies: Vec<(u16, String)>,
     /// Who asked (the control socket's peer), told the outcome at the end.
     reply_to: Option<PathBuf>,
+    /// The link whose link-up action this is.
+    link: Option<String>,
     /// Addresses still to try.
     hops: VecDeque<SocketAddr>,
     /// The reply to ATRN, once it came.
@@ -256,6 +270,22 @@ impl Daemon {
             held,
             r
         );
+        let mut keys: Vec<String> = Vec::new();
+        if let Some((_, claim)) = self.odmr.turning.get(&id) {
+            for r in &claim.rcpts {
+                if let Some(k) = self.sched.rcpt_dest(*r) {
+                    if !keys.contains(&k) {
+                        keys.push(k);
+                    }
+                }
+            }
+        }
+        for k in keys {
+            self.notes.request(&k, self.unix, "atrn", user, r.code);
+        }
+        let Some(c) = self.links.get_mut(id).and_then(|l| l.role.server()) else {
+            return;
+        };
         let ctx = session_ctx!(self);
         c.session.handle_atrn(r, now, &ctx);
         self.service(id, now);
@@ -343,7 +373,7 @@ impl Daemon {
             match r {
                 RcptResult::Delivered => delivered += 1,
                 RcptResult::Failed(..) => bounced += 1,
-                RcptResult::Deferred(_) => {}
+                RcptResult::Deferred(_) | RcptResult::Untried(_) => {}
             }
         }
         let deferred = claim.rcpts.len() - delivered - bounced;
@@ -373,10 +403,10 @@ impl Daemon {
     /// `etrnd atrn`: starts the customer's side; the requester hears at the end.
     pub(super) fn customer_start(
         &mut self,
+        ask: Ask,
         server: String,
         port: u16,
-        domains: Vec<String>,
-        reply_to: Option<PathBuf>,
+        (reply_to, link): (Option<PathBuf>, Option<String>),
         now: Instant,
     ) -> Option<Reply> {
         if self.stopping {
@@ -388,8 +418,15 @@ impl Daemon {
                 "4.3.1 too many ATRN requests in progress".into(),
             ));
         }
+        if let Some(l) = self.server_link_down(&server) {
+            return Some(Reply::new(
+                421,
+                format!("4.4.1 {server} is behind link {l}, which is down"),
+            ));
+        }
         let host = crate::event_loop::secure::bare_host(&server).to_ascii_lowercase();
-        if self.outbound_sec.authinfo.lookup(&host, port).is_none() {
+        if matches!(ask, Ask::Atrn(_)) && self.outbound_sec.authinfo.lookup(&host, port).is_none()
+        {
             return Some(Reply::new(
                 530,
                 format!("5.7.0 no credentials for [{host}]:{port} in db/authinfo"),
@@ -397,16 +434,22 @@ impl Daemon {
         }
         self.odmr.next_customer += 1;
         let cid = self.odmr.next_customer;
+        let (verb, args) = match &ask {
+            Ask::Atrn(d) if d.is_empty() => ("atrn", "(all)".to_string()),
+            Ask::Atrn(d) => ("atrn", d.join(",")),
+            Ask::Etrn(t) => ("etrn", t.join(",")),
+        };
         log::info!(
-            "atrn customer-start server={} port={} domains={}",
+            "{verb} customer-start server={} port={} {}={}",
             sanitize(server.as_bytes()),
             port,
-            if domains.is_empty() {
-                "(all)".to_string()
-            } else {
-                domains.join(",")
-            }
+            if verb == "atrn" { "domains" } else { "targets" },
+            args
         );
+        let etrn_next = match &ask {
+            Ask::Etrn(t) => t.iter().cloned().collect(),
+            Ask::Atrn(_) => VecDeque::new(),
+        };
         let lookup_host = if server.parse::<std::net::IpAddr>().is_ok() {
             format!("[{server}]")
         } else {
@@ -417,8 +460,11 @@ impl Daemon {
             Customer {
                 server,
                 port,
-                domains,
+                ask,
+                etrn_next,
+                etrn_replies: Vec::new(),
                 reply_to,
+                link,
                 hops: VecDeque::new(),
                 atrn: None,
                 failure: None,
@@ -463,6 +509,13 @@ impl Daemon {
     /// Connects to the next address of the provider.
     fn customer_connect(&mut self, cid: u64, now: Instant) {
         loop {
+            let Some(server) = self.odmr.customers.get(&cid).map(|c| c.server.clone()) else {
+                return;
+            };
+            if let Some(l) = self.server_link_down(&server) {
+                let r = Reply::new(421, format!("4.4.1 link {l} went down"));
+                return self.customer_done(cid, r);
+            }
             let Some(c) = self.odmr.customers.get_mut(&cid) else {
                 return;
             };
@@ -564,6 +617,20 @@ impl Daemon {
             };
             match ev {
                 ClientEvent::StartTls => self.start_client_tls(id, now),
+                ClientEvent::Ready if matches!(cust.ask, Ask::Etrn(_)) => {
+                    if cust.etrn_replies.is_empty() {
+                        self.next_etrn(id, cid, now);
+                    }
+                }
+                ClientEvent::Etrn { code, text } => {
+                    log::info!(
+                        "etrn customer-reply server={} reply=\"{}\"",
+                        cust.server,
+                        sanitize(text.as_bytes())
+                    );
+                    cust.etrn_replies.push((code, text));
+                    self.next_etrn(id, cid, now);
+                }
                 ClientEvent::Ready if cust.atrn.is_none() => {
                     if !authenticated {
                         cust.failure = Some(Reply::new(
@@ -578,7 +645,9 @@ impl Daemon {
                         }
                         continue;
                     }
-                    let domains = cust.domains.clone();
+                    let Ask::Atrn(domains) = cust.ask.clone() else {
+                        continue;
+                    };
                     if let Some(s) = self.customer_session(id) {
                         s.atrn(&domains, now);
                     }
@@ -622,6 +691,21 @@ impl Daemon {
                     self.links.close(id, self.poll.registry());
                     return self.customer_finish(cid);
                 }
+            }
+        }
+    }
+
+    /// Sends the next ETRN of a link-up action, or QUIT after the last.
+    fn next_etrn(&mut self, id: ConnId, cid: u64, now: Instant) {
+        let next = self
+            .odmr
+            .customers
+            .get_mut(&cid)
+            .and_then(|c| c.etrn_next.pop_front());
+        if let Some(s) = self.customer_session(id) {
+            match next {
+                Some(t) => s.etrn(&t, now),
+                None => s.quit(now),
             }
         }
     }
@@ -678,8 +762,16 @@ impl Daemon {
         let Some(c) = self.odmr.customers.get_mut(&cid) else {
             return;
         };
+        let etrn = matches!(c.ask, Ask::Etrn(_));
         let r = match (c.atrn.take(), c.failure.take()) {
             (_, Some(f)) => f,
+            (None, None) if etrn && !c.etrn_replies.is_empty() => {
+                // The worst reply decides: 5xx, then 4xx, else every target started.
+                let worst = c.etrn_replies.iter().map(|(code, _)| *code).max().unwrap_or(250);
+                let code = if worst < 400 { 250 } else { worst };
+                let text: Vec<String> = c.etrn_replies.iter().map(|(_, t)| t.clone()).collect();
+                Reply::new(code, format!("{}: ETRN: {}", c.server, text.join("; ")))
+            }
             (Some((453, text)), None) => Reply::new(
                 250,
                 format!("2.0.0 {} has no mail for us ({text})", c.server),
@@ -703,12 +795,16 @@ impl Daemon {
             return;
         };
         log::info!(
-            "atrn customer-done server={} reply=\"{}\"",
+            "{} customer-done server={} reply=\"{}\"",
+            if matches!(c.ask, Ask::Etrn(_)) { "etrn" } else { "atrn" },
             sanitize(c.server.as_bytes()),
             r
         );
         if let Some(path) = c.reply_to {
             self.control_reply(&path, &r);
+        }
+        if let Some(link) = c.link {
+            self.link_action_done(&link, &r);
         }
     }
 }

@@ -47,6 +47,8 @@ struct Run {
     hop_host: String,
     /// On a connection turned around by ATRN: the claim it delivers.
     claim: Option<super::odmr::Claim>,
+    /// An action held back by the pace of the run's link (`LINK_PACE`).
+    stashed: Option<Action>,
 }
 
 /// Outbound state owned by the loop.
@@ -99,6 +101,7 @@ impl Daemon {
                         route_host,
                         hop_host: String::new(),
                         claim: None,
+                        stashed: None,
                     };
                     self.outbound.runs.insert(jid, run);
                     self.act(jid, now);
@@ -211,9 +214,30 @@ impl Daemon {
             let Some(run) = self.outbound.runs.get_mut(&jid) else {
                 return;
             };
-            let Some(action) = run.machine.poll_action() else {
+            let Some(action) = run.stashed.take().or_else(|| run.machine.poll_action()) else {
                 break;
             };
+            // Links (DESIGN.md §5.9): nothing behind a down link is looked up or
+            // connected to, whatever the routes say; a link's pace holds new
+            // connections and messages back.
+            if !self.netlinks.list.is_empty() && run.claim.is_none() {
+                let key = run.machine.job().key.clone();
+                if matches!(action, Action::Lookup { .. } | Action::Connect(_)) {
+                    if let Some(l) = self.link_down_for(&key) {
+                        log::info!("{} link held job={} link={l}", key, jid.0);
+                        if let Some(run) = self.outbound.runs.get_mut(&jid) {
+                            run.machine.untried(&format!("link {l} is down"));
+                        }
+                        continue;
+                    }
+                }
+                if !self.pace_allows(jid, &key, &action) {
+                    if let Some(run) = self.outbound.runs.get_mut(&jid) {
+                        run.stashed = Some(action);
+                    }
+                    break;
+                }
+            }
             match action {
                 Action::Lookup { host, no_mx } => {
                     let lid = self.dns.lookup(&host, no_mx, now);
@@ -223,7 +247,12 @@ impl Daemon {
                     if let Err(e) = self.open(jid, &hop, now) {
                         let why = format!("connect to {}[{}]: {e}", hop.host, hop.addr);
                         if let Some(run) = self.outbound.runs.get_mut(&jid) {
-                            run.machine.connect_failed(&why);
+                            if local_outage(&e) {
+                                // Nothing left this host: no attempt is counted.
+                                run.machine.untried(&format!("{why} (local network down)"));
+                            } else {
+                                run.machine.connect_failed(&why);
+                            }
                         }
                     }
                 }
@@ -249,6 +278,11 @@ impl Daemon {
         if let Some(id) = self.outbound.runs.get(&jid).and_then(|r| r.link) {
             self.drive_out(id, now);
         }
+    }
+
+    /// A job whose action waited for its link's pace goes on.
+    pub(super) fn act_paced(&mut self, jid: JobId, now: Instant) {
+        self.act(jid, now);
     }
 
     fn session_of(&mut self, jid: JobId) -> Option<&mut ClientSession> {
@@ -357,6 +391,7 @@ impl Daemon {
             route_host: claim.user.clone(),
             hop_host: claim.user.clone(),
             claim: Some(claim),
+            stashed: None,
         };
         self.outbound.runs.insert(jid, run);
     }
@@ -600,6 +635,7 @@ impl Daemon {
         let (status, text) = match res {
             RcptResult::Delivered => ("sent", reply.unwrap_or("delivered").to_string()),
             RcptResult::Deferred(t) => ("deferred", t.clone()),
+            RcptResult::Untried(t) => ("held", t.clone()),
             RcptResult::Failed(_, t) => ("bounced", t.clone()),
         };
         let (to, delay) = match self.sched.rcpt_info(r) {
@@ -640,6 +676,9 @@ impl Daemon {
         while let Some(b) = self.sched.poll_bounce() {
             self.send_bounce(b);
         }
+        while let Some(d) = self.sched.poll_delay() {
+            self.send_delay(d);
+        }
         while let Some(id) = self.sched.poll_complete() {
             // The unlink is in the kernel at once, so a kill -9 never re-sends it;
             // only a power loss before the next directory flush can bring it back (a
@@ -664,6 +703,15 @@ impl Daemon {
 
 /// Appends transcript lines to the run's `-l` file (best effort: a failure is
 /// logged, delivery goes on).
+/// Whether a connect error says the local network is down (no route, no
+/// interface, no source address): nothing left this host.
+fn local_outage(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENETUNREACH | libc::ENETDOWN | libc::EADDRNOTAVAIL)
+    )
+}
+
 fn append_transcript(path: Option<&PathBuf>, jid: JobId, relay: &str, lines: &[String]) {
     let Some(path) = path else {
         return;

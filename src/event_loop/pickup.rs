@@ -158,6 +158,7 @@ impl Daemon {
         let failures: Vec<crate::bounce::Failure> = refused
             .iter()
             .map(|(m, why)| crate::bounce::Failure {
+                until: None,
                 rcpt: m.clone(),
                 status: "5.1.1".into(),
                 diagnostic: why.clone(),

@@ -72,6 +72,22 @@ impl Scheduler {
         let Some(rcpts) = self.claims.remove(&id) else {
             return;
         };
+        let mut keys: Vec<std::rc::Rc<ThreadKey>> = Vec::new();
+        for (r, res) in results {
+            let key = self
+                .msgs
+                .get(&r.msg)
+                .and_then(|m| m.rcpts.get(r.idx))
+                .map(|x| x.key.clone());
+            if let (RcptResult::Delivered, Some(k)) = (res, key) {
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+        }
+        for k in &keys {
+            self.note_release(k, now);
+        }
         self.settle(&rcpts, results, now);
         self.wake = true;
     }

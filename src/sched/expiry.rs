@@ -5,21 +5,56 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use super::{Bounce, MsgInfo, RcptInfo, RcptRef, RcptState, Scheduler, ThreadKey, Unix};
-use crate::spool::MessageId;
+use super::{Bounce, Delay, MsgInfo, RcptInfo, RcptRef, RcptState, Scheduler, ThreadKey, Unix};
+use crate::spool::{MessageId, StateRecord};
 
 impl Scheduler {
     /// The Unix time a waiting recipient of `m` expires, with its clause.
+    ///
+    /// Held mail (a queue-only or hold thread) counts from the later of its arrival
+    /// and the destination's last successful release, so a client that calls in
+    /// regularly does not lose what one call could not take to a fixed clock; it
+    /// never outlives twice the clause's whole lifetime (`expiry + expiry2`).
     pub(super) fn expiry_of(&self, m: &MsgInfo, r: &RcptInfo) -> Option<Unix> {
-        let clause = self.threads.get(&r.key).and_then(|t| t.clause);
+        let t = self.threads.get(&r.key);
+        let clause = t.and_then(|t| t.clause);
         let p = self.params(clause)?;
         let e1 = p.expiry?.as_secs();
         let e2 = p.expiry2.map(|d| d.as_secs()).unwrap_or(86_400);
-        let hard = m.arrival + e1 + e2;
-        Some(if r.attempts > 0 {
-            (m.arrival + e1).min(hard)
+        let held = self.held(clause) == Some(true);
+        let base = match t {
+            Some(t) if held => m.arrival.max(t.last_release),
+            _ => m.arrival,
+        };
+        let hard = base + e1 + e2;
+        let e = if r.attempts > 0 {
+            (base + e1).min(hard)
         } else {
             hard
+        };
+        Some(if held {
+            e.min(m.arrival + 2 * (e1 + e2))
+        } else {
+            e
+        })
+    }
+
+    /// When the next delay notice of a waiting recipient of `m` is due.
+    pub(super) fn report_of(&self, m: &MsgInfo, r: &RcptInfo) -> Option<Unix> {
+        let clause = self.threads.get(&r.key).and_then(|t| t.clause);
+        let p = self.params(clause)?;
+        let t = p.reporttimes.get(usize::from(r.reported))?;
+        Some(m.arrival.saturating_add(t.as_secs()))
+    }
+
+    /// How many report times of `m`'s clause have passed at `now`.
+    fn report_level(&self, m: &MsgInfo, r: &RcptInfo, now: Unix) -> u8 {
+        let clause = self.threads.get(&r.key).and_then(|t| t.clause);
+        self.params(clause).map_or(0, |p| {
+            p.reporttimes
+                .iter()
+                .filter(|t| m.arrival.saturating_add(t.as_secs()) <= now)
+                .count() as u8
         })
     }
 
@@ -39,7 +74,8 @@ impl Scheduler {
                 m.rcpts
                     .iter()
                     .filter(|r| r.state == RcptState::Waiting)
-                    .filter_map(move |r| self.expiry_of(m, r))
+                    .flat_map(move |r| [self.expiry_of(m, r), self.report_of(m, r)])
+                    .flatten()
             })
             .min()
     }
@@ -54,11 +90,13 @@ impl Scheduler {
         let mut expired: Vec<(RcptRef, Rc<ThreadKey>)> = Vec::new();
         for (id, m) in &self.msgs {
             for (idx, r) in m.rcpts.iter().enumerate() {
-                if r.state == RcptState::Waiting && self.expiry_of(m, r).is_some_and(|e| e <= now) {
+                if r.state == RcptState::Waiting && self.expiry_of(m, r).is_some_and(|e| e <= now)
+                {
                     expired.push((RcptRef { msg: *id, idx }, r.key.clone()));
                 }
             }
         }
+        self.reports_due(now);
         let mut failures: BTreeMap<MessageId, Vec<(usize, String, String)>> = BTreeMap::new();
         for (r, key) in expired {
             if let Some(t) = self.threads.get_mut(&key) {
@@ -85,6 +123,51 @@ impl Scheduler {
         for (msg, f) in failures {
             self.bounces.push_back(Bounce { msg, failures: f });
             self.check_complete(msg);
+        }
+    }
+
+    /// Delay notices whose time came (recipients that expire now get a bounce
+    /// instead): one per message, a journal record per recipient so none repeats.
+    fn reports_due(&mut self, now: Unix) {
+        let mut due: Vec<(RcptRef, u8)> = Vec::new();
+        for (id, m) in &self.msgs {
+            for (idx, r) in m.rcpts.iter().enumerate() {
+                let expires = self.expiry_of(m, r).is_some_and(|e| e <= now);
+                if r.state == RcptState::Waiting
+                    && !expires
+                    && self.report_of(m, r).is_some_and(|t| t <= now)
+                {
+                    due.push((RcptRef { msg: *id, idx }, self.report_level(m, r, now)));
+                }
+            }
+        }
+        let mut delays: BTreeMap<MessageId, Vec<(usize, Option<String>, Option<Unix>)>> =
+            BTreeMap::new();
+        for (r, level) in due {
+            let Some(m) = self.msgs.get_mut(&r.msg) else {
+                continue;
+            };
+            let Some(ri) = m.rcpts.get_mut(r.idx) else {
+                continue;
+            };
+            ri.reported = level;
+            self.records.push_back((
+                r.msg,
+                StateRecord::Reported {
+                    idx: r.idx,
+                    at: now,
+                    level,
+                },
+            ));
+            let until = self
+                .msgs
+                .get(&r.msg)
+                .and_then(|m| self.expiry_of(m, &m.rcpts[r.idx]));
+            let error = self.errors.get(&r).map(|e| e.to_string());
+            delays.entry(r.msg).or_default().push((r.idx, error, until));
+        }
+        for (msg, rcpts) in delays {
+            self.delays.push_back(Delay { msg, rcpts });
         }
     }
 }

@@ -90,6 +90,10 @@ pub enum RcptResult {
     Deferred(String),
     /// Failed for good: RFC 3463 status and reason.
     Failed(String, String),
+    /// Not tried: the link it needs is down, or the local network failed before a
+    /// packet left. Waits again with no attempt counted and no journal record; the
+    /// thread's retry state is untouched (DESIGN.md §5.9).
+    Untried(String),
 }
 
 /// A message some of whose recipients failed for good: a DSN is due.
@@ -99,6 +103,16 @@ pub struct Bounce {
     pub msg: MessageId,
     /// Failed recipients: index, status, reason.
     pub failures: Vec<(usize, String, String)>,
+}
+
+/// A message some of whose recipients wait past a `reporttimes` age: a delay
+/// notice (RFC 3464, Action: delayed) is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delay {
+    /// The message.
+    pub msg: MessageId,
+    /// Delayed recipients: index, last error (if tried), when they expire.
+    pub rcpts: Vec<(usize, Option<String>, Option<Unix>)>,
 }
 
 /// What a release found.
@@ -132,6 +146,8 @@ struct RcptInfo {
     key: Rc<ThreadKey>,
     state: RcptState,
     attempts: u32,
+    /// Delay notices sent (`reporttimes` levels covered).
+    reported: u8,
 }
 
 #[derive(Debug)]
@@ -155,6 +171,9 @@ struct Thread {
     placed: Placed,
     /// Octets of the messages with a recipient waiting here (each message once).
     octets: u64,
+    /// When a release of this (held) destination last delivered mail: held mail
+    /// expires counting from the later of its arrival and this.
+    last_release: Unix,
 }
 
 impl Thread {
@@ -209,6 +228,7 @@ pub struct Scheduler {
     next_job: u64,
     rng: u64,
     bounces: VecDeque<Bounce>,
+    delays: VecDeque<Delay>,
     records: VecDeque<(MessageId, StateRecord)>,
     complete: VecDeque<MessageId>,
     /// The last error of each waiting recipient that was tried.
@@ -233,6 +253,12 @@ pub struct Scheduler {
     hold_quota: u64,
     /// Held destinations (`channel!host`) at or past the quota: RCPT gets 452.
     full: std::collections::HashSet<String>,
+    /// What is behind links that are down: threads it covers never start.
+    blocked: Vec<crate::config::links::LinkTarget>,
+    /// Destinations whose release delivered mail, and when (to be made durable).
+    release_notes: VecDeque<(String, Unix)>,
+    /// The destinations the last release matched.
+    matched: Vec<String>,
 }
 
 /// The lower-case domain of a queued recipient's address (empty if unknown).
@@ -276,6 +302,7 @@ impl Scheduler {
             next_job: 0,
             rng: seed | 1,
             bounces: VecDeque::new(),
+            delays: VecDeque::new(),
             records: VecDeque::new(),
             complete: VecDeque::new(),
             errors: HashMap::new(),
@@ -288,6 +315,9 @@ impl Scheduler {
             claims: HashMap::new(),
             hold_quota: 0,
             full: std::collections::HashSet::new(),
+            blocked: Vec::new(),
+            release_notes: VecDeque::new(),
+            matched: Vec::new(),
         }
     }
 
@@ -324,8 +354,10 @@ impl Scheduler {
         let Some(t) = self.threads.get(key) else {
             return;
         };
+        let blocked = self.is_blocked(key);
         let new = match (t.waiting.first(), held) {
             (None, _) | (_, None) => Placed::Nowhere,
+            (Some(_), Some(_)) if blocked => Placed::Nowhere,
             (Some(first), Some(held)) => {
                 if !t.released.is_empty() {
                     Placed::Ready(*first)
@@ -449,6 +481,7 @@ impl Scheduler {
                 key: self.intern(dest_key(&r.dest)),
                 state: RcptState::Waiting,
                 attempts: 0,
+                reported: 0,
             });
         }
         let mut next_try: HashMap<usize, Unix> = HashMap::new();
@@ -458,6 +491,11 @@ impl Scheduler {
                 StateRecord::Delivered { idx, .. } | StateRecord::Failed { idx, .. } => {
                     if let Some(r) = rcpts.get_mut(*idx) {
                         r.state = RcptState::Done;
+                    }
+                }
+                StateRecord::Reported { idx, level, .. } => {
+                    if let Some(r) = rcpts.get_mut(*idx) {
+                        r.reported = r.reported.max(*level);
                     }
                 }
                 StateRecord::Deferred {
@@ -516,6 +554,7 @@ impl Scheduler {
         };
         for r in m.rcpts.iter().filter(|r| r.state == RcptState::Waiting) {
             self.lower_expiry(self.expiry_of(&m, r));
+            self.lower_expiry(self.report_of(&m, r));
         }
         self.msgs.insert(id, m);
     }
@@ -666,6 +705,11 @@ impl Scheduler {
         self.bounces.pop_front()
     }
 
+    /// The next delay notice to send.
+    pub fn poll_delay(&mut self) -> Option<Delay> {
+        self.delays.pop_front()
+    }
+
     /// The next message whose every recipient is done.
     pub fn poll_complete(&mut self) -> Option<MessageId> {
         self.complete.pop_front()
@@ -706,6 +750,17 @@ impl Scheduler {
         m.rcpts.get(r.idx).map(|x| (&*x.address, m.arrival))
     }
 
+    /// A recipient's destination (`channel!host`).
+    pub fn rcpt_dest(&self, r: RcptRef) -> Option<String> {
+        let m = self.msgs.get(&r.msg)?;
+        m.rcpts.get(r.idx).map(|x| x.key.to_string())
+    }
+
+    /// The destinations the last [`Scheduler::release`] matched.
+    pub fn take_matched(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.matched)
+    }
+
     /// The state of a recipient (tests and listings).
     pub fn rcpt_state(&self, r: RcptRef) -> Option<RcptState> {
         self.msgs.get(&r.msg)?.rcpts.get(r.idx).map(|x| x.state)
@@ -714,6 +769,7 @@ impl Scheduler {
 
 mod claim;
 mod expiry;
+mod links;
 mod outcome;
 mod release;
 

@@ -7,6 +7,10 @@ use std::rc::Rc;
 use super::{Bounce, JobId, RcptRef, RcptResult, RcptState, Scheduler, ThreadKey, Unix};
 use crate::spool::{MessageId, StateRecord};
 
+/// How long a thread whose job went untried (a local outage) waits before it is
+/// due again; nothing is counted against it.
+pub const UNTRIED_WAIT: Unix = 60;
+
 impl Scheduler {
     /// A job ended. Every recipient of the job must have a result (missing ones count
     /// as deferred). Journal records, bounces and completed messages become available
@@ -29,14 +33,21 @@ impl Scheduler {
         let deferred_any = rcpts.iter().any(|r| {
             !matches!(
                 result_of.get(r),
-                Some(RcptResult::Delivered) | Some(RcptResult::Failed(..))
+                Some(RcptResult::Delivered | RcptResult::Failed(..) | RcptResult::Untried(_))
             )
         });
+        let untried_any = results
+            .iter()
+            .any(|(_, r)| matches!(r, RcptResult::Untried(_)));
         let p = self.params(Some(clause)).cloned().unwrap_or_default();
         let t = self.threads.entry(key.clone()).or_default();
         t.jobs = t.jobs.saturating_sub(1);
         if delivered_any {
             t.retry_index = 0;
+        }
+        if untried_any && !deferred_any {
+            // A local outage: wait a little, count nothing.
+            t.wakeup = t.wakeup.max(now + UNTRIED_WAIT);
         }
         if deferred_any && t.wakeup <= now {
             let mult = if p.retries.is_empty() {
@@ -55,6 +66,9 @@ impl Scheduler {
             if let Some(t) = self.threads.get_mut(&key) {
                 t.retry_index = r;
             }
+        }
+        if delivered_any {
+            self.note_release(&key, now);
         }
         self.settle(&rcpts, results, now);
         // A slot is free: ready threads may start now.
@@ -84,7 +98,9 @@ impl Scheduler {
                 .cloned()
                 .unwrap_or_else(|| RcptResult::Deferred("no result".into()));
             let shared = match &res {
-                RcptResult::Deferred(reason) => Some(self.reason(reason)),
+                RcptResult::Deferred(reason) | RcptResult::Untried(reason) => {
+                    Some(self.reason(reason))
+                }
                 _ => None,
             };
             let Some(m) = self.msgs.get_mut(&r.msg) else {
@@ -132,8 +148,23 @@ impl Scheduler {
                         self.lower_expiry(self.expiry_of(m, &m.rcpts[r.idx]));
                     }
                 }
+                RcptResult::Untried(_) if ri.state == RcptState::Active => {
+                    ri.state = RcptState::Waiting;
+                    let key = ri.key.clone();
+                    if let Some(e) = shared {
+                        self.errors.insert(*r, e);
+                    }
+                    let size = m.size;
+                    self.threads.entry(key.clone()).or_default().wait(*r, size);
+                    if !touched.contains(&key) {
+                        touched.push(key);
+                    }
+                    if let Some(m) = self.msgs.get(&r.msg) {
+                        self.lower_expiry(self.expiry_of(m, &m.rcpts[r.idx]));
+                    }
+                }
                 // Already done (delivered and recorded while the job ran).
-                RcptResult::Deferred(_) => {}
+                RcptResult::Deferred(_) | RcptResult::Untried(_) => {}
             }
         }
         for (msg, f) in failures {

@@ -43,6 +43,7 @@ impl Scheduler {
         for k in &touched {
             self.place(k);
         }
+        self.matched = touched.iter().map(|k| k.to_string()).collect();
         self.wake |= !touched.is_empty();
         // Mail being delivered right now counts as matched (RFC 1985's 252), by the
         // same rule as waiting mail.

@@ -112,6 +112,13 @@ pub enum ClientEvent {
         /// The reply, sanitised.
         text: String,
     },
+    /// The reply to ETRN (RFC 1985); the session is idle again.
+    Etrn {
+        /// The reply code.
+        code: u16,
+        /// The reply, sanitised.
+        text: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +136,7 @@ enum Expect {
     /// An AUTH exchange's step (0: the AUTH command).
     Auth(u8),
     Atrn,
+    Etrn,
 }
 
 impl std::fmt::Display for Expect {
@@ -147,6 +155,7 @@ impl std::fmt::Display for Expect {
             Expect::StartTls => "STARTTLS",
             Expect::Auth(_) => "AUTH",
             Expect::Atrn => "ATRN",
+            Expect::Etrn => "ETRN",
         })
     }
 }
@@ -182,6 +191,8 @@ pub enum State {
     AwaitAtrn,
     /// `250` to ATRN: the connection belongs to a server session now.
     Turned,
+    /// ETRN sent (RFC 1985).
+    AwaitEtrn,
     /// Over.
     Closed,
 }
@@ -260,51 +271,6 @@ impl ClientSession {
             auth_mech: None,
             authenticated: false,
         }
-    }
-
-    /// The provider's session on a connection the customer turned around with ATRN:
-    /// it waits for the customer's greeting; the TLS state, if any, is carried over
-    /// (no STARTTLS, no AUTH on this side).
-    pub fn turned(helo_name: &str, tls: Option<String>, now: Instant) -> ClientSession {
-        let mut s = ClientSession::new(helo_name, now);
-        s.tls = tls;
-        s
-    }
-
-    /// Whether the server accepted our AUTH.
-    pub fn authenticated(&self) -> bool {
-        self.authenticated
-    }
-
-    /// Sends `ATRN` with `domains` (none: all of ours), only when idle.
-    pub fn atrn(&mut self, domains: &[String], now: Instant) {
-        if self.state != State::Idle {
-            return;
-        }
-        let line = if domains.is_empty() {
-            "ATRN\r\n".to_string()
-        } else {
-            format!("ATRN {}\r\n", domains.join(","))
-        };
-        self.set_state(State::AwaitAtrn);
-        self.send(Expect::Atrn, line.as_bytes(), now);
-    }
-
-    fn on_atrn(&mut self, r: ServerReply) {
-        let text = r.summary();
-        if r.code == 250 {
-            if self.parser.has_partial() {
-                return self.fail(
-                    true,
-                    "the provider sent data behind its 250 to ATRN: connection dropped".into(),
-                );
-            }
-            self.set_state(State::Turned);
-        } else {
-            self.set_state(State::Idle);
-        }
-        self.events
-            .push_back(ClientEvent::Atrn { code: r.code, text });
     }
 
     /// Greets with HELO and uses no SMTP extension (the smtp transport's `-77`).
@@ -685,6 +651,7 @@ impl ClientSession {
             Expect::StartTls => self.on_starttls(r, now),
             Expect::Auth(step) => self.on_auth(step, r, now),
             Expect::Atrn => self.on_atrn(r),
+            Expect::Etrn => self.on_etrn(r),
         }
     }
 
@@ -787,6 +754,9 @@ impl ClientSession {
 
 #[path = "client_secure.rs"]
 mod secure;
+
+#[path = "client_requests.rs"]
+mod requests;
 pub use secure::ClientSecurity;
 
 #[cfg(test)]

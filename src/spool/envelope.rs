@@ -360,6 +360,16 @@ pub enum StateRecord {
         /// The remote reply or local reason.
         reason: String,
     },
+    /// A delay notice (`reporttimes`) of level `level` (1: the first) went out for
+    /// recipient `idx` at `at`.
+    Reported {
+        /// Recipient index.
+        idx: usize,
+        /// When.
+        at: u64,
+        /// How many of the clause's report times it covers.
+        level: u8,
+    },
 }
 
 impl StateRecord {
@@ -376,6 +386,7 @@ impl StateRecord {
                 next,
                 reason,
             } => format!("A {idx} {at} {next} {}\n", encode(reason)),
+            StateRecord::Reported { idx, at, level } => format!("R {idx} {at} {level}\n"),
         }
     }
 
@@ -404,6 +415,11 @@ impl StateRecord {
                 idx: num(1)? as usize,
                 at: num(2)?,
                 reason: decode(w[3]).ok()?,
+            }),
+            "R" if w.len() == 4 => Some(StateRecord::Reported {
+                idx: num(1)? as usize,
+                at: num(2)?,
+                level: u8::try_from(num(3)?).ok()?,
             }),
             "A" if w.len() == 5 => Some(StateRecord::Deferred {
                 idx: num(1)? as usize,

@@ -14,6 +14,7 @@ mod imports;
 mod install;
 mod interop;
 mod limits;
+mod links;
 mod local;
 mod local_trust;
 mod odmr;

@@ -231,6 +231,8 @@ pub struct Daemon {
     pub env: Vec<(String, String)>,
     /// A shell command run before `exec` of the daemon (e.g. `ulimit -n 64`).
     pub shell_prefix: Option<String>,
+    /// A command the daemon runs under (e.g. `ip netns exec NS`), which execs it.
+    pub wrap: Vec<String>,
     child: Option<Child>,
     pub addrs: Vec<SocketAddr>,
     log: Arc<Mutex<String>>,
@@ -271,6 +273,7 @@ impl Daemon {
             dir,
             env: Vec::new(),
             shell_prefix: None,
+            wrap: Vec::new(),
             child: None,
             addrs: Vec::new(),
             log: Arc::new(Mutex::new(String::new())),
@@ -293,6 +296,14 @@ impl Daemon {
                 c.arg("-c")
                     .arg(format!("{prefix} && exec \"$0\" -d -v -f \"$1\""))
                     .arg(bin())
+                    .arg(self.conf_path());
+                c
+            }
+            None if !self.wrap.is_empty() => {
+                let mut c = Command::new(&self.wrap[0]);
+                c.args(&self.wrap[1..])
+                    .arg(bin())
+                    .args(["-d", "-v", "-f"])
                     .arg(self.conf_path());
                 c
             }

@@ -1,0 +1,688 @@
+//! Named links (`LINKS`, DESIGN.md §5.9), the loop's side.
+//!
+//! * **State.** Every link starts down (a dial-up host sends nothing until ppp's
+//!   ip-up says `etrnd link up`); `link up|down` over the control socket changes
+//!   it, and `POSTOFFICE/links` shows it to `mailq` and `etrnd route -R`.
+//! * **Down means silent.** The scheduler never starts a thread behind a down link,
+//!   and the loop checks again where lookups and connections are made
+//!   ([`Daemon::link_down_for`], [`Daemon::server_link_down`]): a job that reaches
+//!   either point behind a down link ends untried — no attempt counted, retry state
+//!   untouched.
+//! * **Up.** Held and deferred mail behind the link is released first, paced by
+//!   `LINK_PACE` (new connections and messages per second over that link); once
+//!   none of it is running or waiting for a slot, the `LINK_UP` actions run one
+//!   after another (ETRN and ATRN as a client, through the ODMR customer machine),
+//!   each logged with its outcome. `link down` in the middle stops what has not
+//!   started; what is in flight finishes or fails safely.
+//! * **Dial.** With `LINK_DIAL`, a down link with held mail that meets
+//!   `LINK_DIAL_WHEN` is asked for once: the command runs (no shell, `ETRND_LINK`
+//!   in its environment) and the link must come up within `LINK_DIAL_TIMEOUT`. No
+//!   second dial while one runs; a failed dial backs off (1 minute, doubling to an
+//!   hour).
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::Daemon;
+use crate::config::links::{LinkAction, LinkTarget};
+use crate::delivery::Action;
+use crate::logging::sanitize;
+use crate::sched::{JobId, ThreadKey};
+use crate::smtp::reply::Reply;
+
+/// The first back-off after a failed dial; it doubles up to [`DIAL_BACKOFF_MAX`].
+pub const DIAL_BACKOFF: Duration = Duration::from_secs(60);
+/// The longest back-off after failed dials.
+pub const DIAL_BACKOFF_MAX: Duration = Duration::from_secs(3600);
+/// How often a dial command is checked for its exit.
+const DIAL_POLL: Duration = Duration::from_secs(1);
+/// How often children that outlived their dial are reaped.
+const REAP_EVERY: Duration = Duration::from_secs(30);
+
+/// A dial in progress.
+struct Dial {
+    child: Option<Child>,
+    deadline: Instant,
+}
+
+/// One named link.
+pub(super) struct NetLink {
+    /// Its name.
+    pub name: String,
+    /// Up or down.
+    pub up: bool,
+    /// Since when (Unix seconds), and why.
+    pub since: u64,
+    why: String,
+    /// `LINK_UP` actions not yet started.
+    pending: VecDeque<LinkAction>,
+    /// An action is running.
+    running: bool,
+    dial: Option<Dial>,
+    backoff_until: Option<Instant>,
+    failures: u32,
+    /// Dials since start-up.
+    pub dials: u64,
+    /// Pacing: the second counted, connections and messages started in it.
+    pace: (u64, u32, u32),
+}
+
+impl NetLink {
+    fn new(name: &str, since: u64) -> NetLink {
+        NetLink {
+            name: name.to_string(),
+            up: false,
+            since,
+            why: "start-up".into(),
+            pending: VecDeque::new(),
+            running: false,
+            dial: None,
+            backoff_until: None,
+            failures: 0,
+            dials: 0,
+            pace: (0, 0, 0),
+        }
+    }
+}
+
+/// The loop's link state.
+#[derive(Default)]
+pub(super) struct NetLinks {
+    pub list: Vec<NetLink>,
+    /// Jobs whose next action waits for the pace of their link.
+    paced: Vec<JobId>,
+    /// The scheduler's message count at the last dial check.
+    seen_msgs: usize,
+    /// When the dial policy must be checked again by the clock (`age=`, back-off).
+    check_at: Option<Instant>,
+    /// Dial commands that outlived their dial, reaped from time to time.
+    orphans: Vec<Child>,
+    next_reap: Option<Instant>,
+}
+
+/// A link request over the control socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkOp {
+    /// `link up [NAME]`.
+    Up,
+    /// `link down [NAME]`.
+    Down,
+    /// `link status [NAME]`.
+    Status,
+}
+
+impl Daemon {
+    /// The links of the configuration, every one down (start-up), or after a
+    /// reload: links kept keep their state, new ones start down.
+    pub(super) fn links_configure(&mut self) {
+        let names: Vec<String> = self
+            .config
+            .main
+            .links
+            .names()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let mut old = std::mem::take(&mut self.netlinks.list);
+        for n in names {
+            let kept = old
+                .iter()
+                .position(|l| l.name == n)
+                .map(|i| old.swap_remove(i));
+            self.netlinks
+                .list
+                .push(kept.unwrap_or_else(|| NetLink::new(&n, self.unix)));
+        }
+        for mut gone in old {
+            if let Some(c) = gone.dial.take().and_then(|d| d.child) {
+                self.netlinks.orphans.push(c);
+            }
+        }
+        self.links_changed();
+    }
+
+    /// After a change of state: the scheduler learns what is blocked, and
+    /// `POSTOFFICE/links` is rewritten.
+    fn links_changed(&mut self) {
+        let down: Vec<LinkTarget> = self
+            .config
+            .main
+            .links
+            .targets
+            .iter()
+            .filter(|(n, _)| self.netlinks.list.iter().any(|l| &l.name == n && !l.up))
+            .map(|(_, t)| t.clone())
+            .collect();
+        self.sched.set_blocked(down);
+        let text: String = self
+            .netlinks
+            .list
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} {} {} {}\n",
+                    l.name,
+                    if l.up { "up" } else { "down" },
+                    l.since,
+                    l.why
+                )
+            })
+            .collect();
+        let path = self.spool.root().join("links");
+        if let Err(e) = write_replace(&path, text.as_bytes()) {
+            log::warn!("link state-write-failed path={} error=\"{e}\"", path.display());
+        }
+    }
+
+    /// The down link a thread is behind, if any (checked where lookups and
+    /// connections are made).
+    pub(super) fn link_down_for(&self, key: &ThreadKey) -> Option<String> {
+        self.config
+            .main
+            .links
+            .targets
+            .iter()
+            .filter(|(_, t)| t.covers(&key.channel, &key.host))
+            .find(|(n, _)| self.link_is_down(n))
+            .map(|(n, _)| n.clone())
+    }
+
+    /// The down link a server (`etrn`, `atrn`) is behind, if any.
+    pub(super) fn server_link_down(&self, server: &str) -> Option<String> {
+        let bare = crate::event_loop::secure::bare_host(server);
+        self.config
+            .main
+            .links
+            .targets
+            .iter()
+            .filter(|(_, t)| t.covers_server(bare))
+            .find(|(n, _)| self.link_is_down(n))
+            .map(|(n, _)| n.clone())
+    }
+
+    fn link_is_down(&self, name: &str) -> bool {
+        self.netlinks
+            .list
+            .iter()
+            .any(|l| l.name == name && !l.up)
+    }
+
+    /// Whether a thread is behind link `name`.
+    fn behind(&self, name: &str, key: &ThreadKey) -> bool {
+        self.config
+            .main
+            .links
+            .targets
+            .iter()
+            .any(|(n, t)| n == name && t.covers(&key.channel, &key.host))
+    }
+
+    /// `etrnd link up|down|status [NAME]`.
+    pub(super) fn link_request(&mut self, op: LinkOp, name: Option<&str>, now: Instant) -> Reply {
+        if op == LinkOp::Status && name.is_none() && !self.netlinks.list.is_empty() {
+            let all: Vec<String> = (0..self.netlinks.list.len())
+                .map(|i| self.link_status(i))
+                .collect();
+            return Reply::new(250, format!("2.0.0 {}", all.join("; ")));
+        }
+        let name = name.unwrap_or("default");
+        let Some(i) = self.netlinks.list.iter().position(|l| l.name == name) else {
+            let known: Vec<&str> = self.netlinks.list.iter().map(|l| l.name.as_str()).collect();
+            return Reply::new(
+                550,
+                format!(
+                    "5.3.0 no link '{}' in LINKS (links: {})",
+                    sanitize(name.as_bytes()),
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(" ")
+                    }
+                ),
+            );
+        };
+        match op {
+            LinkOp::Status => Reply::new(250, format!("2.0.0 {}", self.link_status(i))),
+            LinkOp::Up => {
+                if self.netlinks.list[i].up {
+                    return Reply::new(250, format!("2.0.0 link {name} is already up"));
+                }
+                self.link_up(i, now);
+                Reply::new(250, format!("2.0.0 link {name} up"))
+            }
+            LinkOp::Down => {
+                let l = &mut self.netlinks.list[i];
+                if !l.up {
+                    return Reply::new(250, format!("2.0.0 link {name} is already down"));
+                }
+                l.up = false;
+                l.since = self.unix;
+                l.why = "etrnd link down".into();
+                let dropped = l.pending.len();
+                l.pending.clear();
+                log::info!("link down name={name} actions-dropped={dropped}");
+                self.links_changed();
+                Reply::new(250, format!("2.0.0 link {name} down"))
+            }
+        }
+    }
+
+    /// One link's state for `link status`.
+    fn link_status(&self, i: usize) -> String {
+        let l = &self.netlinks.list[i];
+        let sum = self.sched.held_sum(|k| self.behind(&l.name, k));
+        let mut s = format!(
+            "{} {} since {} ({}) held={} octets={} dials={}",
+            l.name,
+            if l.up { "up" } else { "down" },
+            crate::vocab::date::iso_date(l.since),
+            l.why,
+            sum.messages,
+            sum.octets,
+            l.dials
+        );
+        if l.dial.is_some() {
+            s.push_str(" dialling");
+        }
+        if !l.pending.is_empty() || l.running {
+            s.push_str(&format!(" actions-left={}", l.pending.len() + l.running as usize));
+        }
+        s
+    }
+
+    /// The link comes up: held mail behind it first, then its actions.
+    fn link_up(&mut self, i: usize, now: Instant) {
+        let unix = self.unix;
+        let actions = {
+            let name = self.netlinks.list[i].name.clone();
+            self.config.main.links.actions_for(&name)
+        };
+        let l = &mut self.netlinks.list[i];
+        l.up = true;
+        l.since = unix;
+        l.why = match l.dial.take() {
+            Some(d) => {
+                if let Some(c) = d.child {
+                    self.netlinks.orphans.push(c);
+                }
+                "etrnd link up, after a dial".into()
+            }
+            None => "etrnd link up".into(),
+        };
+        l.failures = 0;
+        l.backoff_until = None;
+        l.pending = actions.into();
+        let name = l.name.clone();
+        self.links_changed();
+        let links = &self.config.main.links;
+        let released = self.sched.release(|k, _| {
+            links
+                .targets
+                .iter()
+                .any(|(n, t)| *n == name && t.covers(&k.channel, &k.host))
+        });
+        for key in self.sched.take_matched() {
+            self.notes.request(&key, unix, "link", &name, 250);
+        }
+        log::info!(
+            "link up name={name} released-messages={} actions={}",
+            released.messages,
+            self.netlinks.list[i].pending.len()
+        );
+        self.start_jobs(now);
+        self.links_tick(now);
+    }
+
+    /// A link-up action ended.
+    pub(super) fn link_action_done(&mut self, link: &str, r: &Reply) {
+        if let Some(l) = self.netlinks.list.iter_mut().find(|l| l.name == link) {
+            l.running = false;
+        }
+        log::info!("link action-done name={link} reply=\"{r}\"");
+    }
+
+    /// Whether the pace of the link `key` is behind lets `action` go now (a new
+    /// connection, a message); if not, the job waits for the next second.
+    pub(super) fn pace_allows(&mut self, jid: JobId, key: &ThreadKey, action: &Action) -> bool {
+        let conn = match action {
+            Action::Connect(_) => true,
+            Action::Load(..) => false,
+            _ => return true,
+        };
+        let pace = self.config.main.links.pace;
+        let Some(name) = self.config.main.links.link_of(&key.channel, &key.host) else {
+            return true;
+        };
+        let unix = self.unix;
+        let Some(l) = self.netlinks.list.iter_mut().find(|l| l.name == name) else {
+            return true;
+        };
+        if l.pace.0 != unix {
+            l.pace = (unix, 0, 0);
+        }
+        let (limit, used) = if conn {
+            (pace.conns, &mut l.pace.1)
+        } else {
+            (pace.msgs, &mut l.pace.2)
+        };
+        if limit == 0 || *used < limit {
+            *used += 1;
+            return true;
+        }
+        if !self.netlinks.paced.contains(&jid) {
+            self.netlinks.paced.push(jid);
+        }
+        false
+    }
+
+    /// Every loop turn: paced jobs whose second came, the next link-up action of
+    /// each link whose outbound mail is done, dials (start, exit, time-out), and the
+    /// dial policy when held mail changed or its time came.
+    pub(super) fn links_tick(&mut self, now: Instant) {
+        if self.netlinks.list.is_empty() {
+            return;
+        }
+        if !self.netlinks.paced.is_empty() {
+            let paced = std::mem::take(&mut self.netlinks.paced);
+            for jid in paced {
+                self.act_paced(jid, now);
+            }
+        }
+        for i in 0..self.netlinks.list.len() {
+            self.next_action(i, now);
+            self.watch_dial(i, now);
+        }
+        let msgs = self.sched.messages();
+        let due = self.netlinks.check_at.is_some_and(|t| now >= t);
+        if msgs != self.netlinks.seen_msgs || due {
+            self.netlinks.seen_msgs = msgs;
+            self.netlinks.check_at = None;
+            for i in 0..self.netlinks.list.len() {
+                self.dial_policy(i, now);
+            }
+        }
+        if self.netlinks.next_reap.is_none_or(|t| now >= t) {
+            self.netlinks
+                .orphans
+                .retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+            self.netlinks.next_reap = Some(now + REAP_EVERY);
+        }
+    }
+
+    /// When [`Daemon::links_tick`] has work by the clock.
+    pub(super) fn links_timeout(&self, now: Instant) -> Option<Instant> {
+        let mut t: Vec<Instant> = Vec::new();
+        if !self.netlinks.paced.is_empty() {
+            // The next second of the wall clock.
+            t.push(now + Duration::from_millis(1000));
+        }
+        t.extend(self.netlinks.check_at);
+        for l in &self.netlinks.list {
+            if let Some(d) = &l.dial {
+                t.push(d.deadline);
+                if d.child.is_some() {
+                    t.push(now + DIAL_POLL);
+                }
+            }
+        }
+        if !self.netlinks.orphans.is_empty() {
+            t.extend(self.netlinks.next_reap);
+        }
+        t.into_iter().min()
+    }
+
+    /// Starts link `i`'s next action once nothing behind it runs or waits.
+    fn next_action(&mut self, i: usize, now: Instant) {
+        let l = &self.netlinks.list[i];
+        if !l.up || l.running || l.pending.is_empty() || self.stopping {
+            return;
+        }
+        let name = l.name.clone();
+        if self.sched.busy(|k| self.behind(&name, k)) {
+            return;
+        }
+        let Some(a) = self.netlinks.list[i].pending.pop_front() else {
+            return;
+        };
+        log::info!(
+            "link action-start name={name} action=\"{}\"",
+            sanitize(a.to_string().as_bytes())
+        );
+        let (ask, server, port) = match a {
+            LinkAction::Etrn {
+                port,
+                server,
+                targets,
+            } => (
+                super::odmr::Ask::Etrn(targets),
+                server,
+                port.unwrap_or(self.config.main.smtp_port),
+            ),
+            LinkAction::Atrn {
+                port,
+                server,
+                domains,
+            } => (
+                super::odmr::Ask::Atrn(domains),
+                server,
+                port.unwrap_or(crate::etrn_client::ODMR_PORT),
+            ),
+        };
+        self.netlinks.list[i].running = true;
+        if let Some(r) = self.customer_start(ask, server, port, (None, Some(name.clone())), now) {
+            self.link_action_done(&name, &r);
+        }
+    }
+
+    /// Link `i`'s dial: its command's exit, its deadline.
+    fn watch_dial(&mut self, i: usize, now: Instant) {
+        let l = &mut self.netlinks.list[i];
+        let Some(d) = l.dial.as_mut() else { return };
+        let mut failed: Option<String> = None;
+        if let Some(c) = d.child.as_mut() {
+            match c.try_wait() {
+                Ok(Some(st)) if st.success() => d.child = None,
+                Ok(Some(st)) => failed = Some(format!("the dial command failed ({st})")),
+                Ok(None) => {}
+                Err(e) => failed = Some(format!("cannot wait for the dial command: {e}")),
+            }
+        }
+        if failed.is_none() && now >= d.deadline {
+            failed = Some(format!(
+                "the link did not come up within {} s",
+                self.config.main.links.dial_timeout.as_secs()
+            ));
+        }
+        let Some(why) = failed else { return };
+        let mut d = l.dial.take().expect("checked above");
+        if let Some(mut c) = d.child.take() {
+            let _ = c.kill();
+            self.netlinks.orphans.push(c);
+        }
+        l.failures = l.failures.saturating_add(1);
+        let back = DIAL_BACKOFF
+            .saturating_mul(1 << (l.failures - 1).min(6))
+            .min(DIAL_BACKOFF_MAX);
+        l.backoff_until = Some(now + back);
+        log::warn!(
+            "link dial-failed name={} error=\"{}\" retry-in={}",
+            l.name,
+            sanitize(why.as_bytes()),
+            back.as_secs()
+        );
+        let at = now + back;
+        self.netlinks.check_at = Some(self.netlinks.check_at.map_or(at, |t| t.min(at)));
+    }
+
+    /// Dials link `i` if it is down, may dial, and what is held behind it meets
+    /// `LINK_DIAL_WHEN`.
+    fn dial_policy(&mut self, i: usize, now: Instant) {
+        let lc = &self.config.main.links;
+        let l = &self.netlinks.list[i];
+        if l.up || l.dial.is_some() || lc.dial.is_empty() || self.stopping {
+            return;
+        }
+        if let Some(t) = l.backoff_until {
+            if now < t {
+                return;
+            }
+        }
+        let name = l.name.clone();
+        let sum = self.sched.held_sum(|k| self.behind(&name, k));
+        if sum.messages == 0 {
+            return;
+        }
+        let w = &lc.dial_when;
+        let aged = |age: Duration| {
+            sum.oldest
+                .is_some_and(|o| self.unix >= o.saturating_add(age.as_secs()))
+        };
+        let why = if w.is_empty() {
+            Some("mail held".to_string())
+        } else if w.count.is_some_and(|c| sum.messages >= c) {
+            Some(format!("count={}", sum.messages))
+        } else if w.octets.is_some_and(|o| sum.octets >= o) {
+            Some(format!("octets={}", sum.octets))
+        } else if w.age.is_some_and(aged) {
+            Some(format!("age={}", self.unix - sum.oldest.unwrap_or(self.unix)))
+        } else {
+            None
+        };
+        let Some(why) = why else {
+            // Not yet: the age condition comes due by the clock.
+            if let (Some(age), Some(o)) = (w.age, sum.oldest) {
+                let left = o.saturating_add(age.as_secs()).saturating_sub(self.unix);
+                let at = now + Duration::from_secs(left);
+                self.netlinks.check_at = Some(self.netlinks.check_at.map_or(at, |t| t.min(at)));
+            }
+            return;
+        };
+        let cmd = lc.dial.clone();
+        let timeout = lc.dial_timeout;
+        let spawned = Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .env("ETRND_LINK", &name)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let l = &mut self.netlinks.list[i];
+        l.dials += 1;
+        match spawned {
+            Ok(child) => {
+                log::info!(
+                    "link dial name={name} reason={why} held={} octets={} pid={}",
+                    sum.messages,
+                    sum.octets,
+                    child.id()
+                );
+                l.dial = Some(Dial {
+                    child: Some(child),
+                    deadline: now + timeout,
+                });
+            }
+            Err(e) => {
+                // Counted as a failed dial: the back-off applies.
+                l.dial = Some(Dial {
+                    child: None,
+                    deadline: now,
+                });
+                log::warn!(
+                    "link dial-spawn-failed name={name} command={} error=\"{e}\"",
+                    sanitize(cmd[0].as_bytes())
+                );
+                self.watch_dial(i, now);
+            }
+        }
+    }
+}
+
+/// How long changed notes wait before they are written (many ETRNs, one write).
+const NOTES_EVERY: Duration = Duration::from_secs(5);
+
+impl Daemon {
+    /// Releases that delivered mail become notes; changed notes are written at most
+    /// every [`NOTES_EVERY`] (and at shutdown).
+    pub(super) fn notes_tick(&mut self, now: Instant) {
+        while let Some((key, at)) = self.sched.poll_release_note() {
+            self.notes.released(&key, at);
+        }
+        if !self.notes.dirty {
+            return;
+        }
+        match self.notes_write_at {
+            None => self.notes_write_at = Some(now + NOTES_EVERY),
+            Some(t) if now >= t => self.write_notes(),
+            Some(_) => {}
+        }
+    }
+
+    /// Writes the notes now.
+    pub(super) fn write_notes(&mut self) {
+        self.notes_write_at = None;
+        if let Err(e) = self.notes.write(self.spool.root()) {
+            log::warn!("clients notes-write-failed error=\"{e}\"");
+        }
+    }
+}
+
+/// Writes `path` whole through a temporary file and a rename.
+fn write_replace(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The link states `POSTOFFICE/links` records: name, up, since (for `mailq` and
+/// `etrnd route -R`, which run without the daemon). Bounded: at most
+/// [`crate::config::links::MAX_LINKS`] lines of at most 200 octets are read.
+pub fn read_states(postoffice: &Path) -> Vec<(String, bool, u64)> {
+    let Ok(text) = std::fs::read_to_string(postoffice.join("links")) else {
+        return Vec::new();
+    };
+    parse_states(&text)
+}
+
+/// For the commands that run without the daemon (`route -R`, `etrn`, `mailq`): the
+/// link that what `covers` selects is behind, and whether it is down now by
+/// `POSTOFFICE/links` (a link the file does not list is down: the daemon starts
+/// with every link down).
+pub fn offline_link(
+    cfg: &crate::config::Config,
+    covers: impl Fn(&LinkTarget) -> bool,
+) -> Option<(String, bool)> {
+    let targets = &cfg.main.links.targets;
+    let behind: Vec<&str> = targets
+        .iter()
+        .filter(|(_, t)| covers(t))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let first = behind.first()?;
+    let states = read_states(&cfg.main.postoffice);
+    let down = |n: &str| !states.iter().any(|(s, up, _)| s == n && *up);
+    Some(match behind.iter().find(|n| down(n)) {
+        Some(n) => (n.to_string(), true),
+        None => (first.to_string(), false),
+    })
+}
+
+/// Parses the text of `POSTOFFICE/links`; lines that do not parse are skipped.
+pub fn parse_states(text: &str) -> Vec<(String, bool, u64)> {
+    text.lines()
+        .filter(|l| l.len() <= 200)
+        .filter_map(|l| {
+            let mut w = l.split(' ');
+            let name = crate::config::links::link_name(w.next()?).ok()?;
+            let up = match w.next()? {
+                "up" => true,
+                "down" => false,
+                _ => return None,
+            };
+            let since = w.next()?.parse().ok()?;
+            Some((name.to_string(), up, since))
+        })
+        .take(crate::config::links::MAX_LINKS)
+        .collect()
+}

@@ -1,0 +1,410 @@
+//! Links (DESIGN.md §5.9): a client in its own network namespace, joined to the
+//! hub's by a veth pair playing ppp0. While `etrnd link down` is in force — with the
+//! veth up, as a demand-dial interface is — the client sends not one packet through
+//! it; after `link up` mail flows both ways. And the dial policy: one dial per batch.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::util::{bin, is_root, Daemon, Setup};
+
+/// Two namespaces joined by a veth pair: `ppp0` (10.201.N.2) in the client's,
+/// `hub0` (10.201.N.1) in the hub's. Removed on drop.
+struct Net {
+    hub: String,
+    cl: String,
+    n: u32,
+}
+
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+impl Net {
+    fn new(n: u32) -> Option<Net> {
+        let pid = std::process::id();
+        let net = Net {
+            hub: format!("etl-hub-{pid}-{n}"),
+            cl: format!("etl-cl-{pid}-{n}"),
+            n,
+        };
+        if !ip(&["netns", "add", &net.hub]) || !ip(&["netns", "add", &net.cl]) {
+            return None;
+        }
+        let (a, b) = (format!("etla{pid}{n}"), format!("etlb{pid}{n}"));
+        let hub_addr = format!("{}/30", net.hub_ip());
+        let cl_addr = format!("{}/30", net.cl_ip());
+        let ok = ip(&["link", "add", &a, "type", "veth", "peer", "name", &b])
+            && ip(&["link", "set", &a, "netns", &net.hub])
+            && ip(&["link", "set", &b, "netns", &net.cl])
+            && ip(&["-n", &net.hub, "link", "set", &a, "name", "hub0"])
+            && ip(&["-n", &net.cl, "link", "set", &b, "name", "ppp0"])
+            && net.no_ipv6()
+            && ip(&["-n", &net.hub, "addr", "add", &hub_addr, "dev", "hub0"])
+            && ip(&["-n", &net.cl, "addr", "add", &cl_addr, "dev", "ppp0"])
+            && ip(&["-n", &net.hub, "link", "set", "lo", "up"])
+            && ip(&["-n", &net.cl, "link", "set", "lo", "up"])
+            && ip(&["-n", &net.hub, "link", "set", "hub0", "up"])
+            && ip(&["-n", &net.cl, "link", "set", "ppp0", "up"]);
+        assert!(ok, "cannot set up the veth pair");
+        Some(net)
+    }
+
+    /// No IPv6 on the pair: the kernel's own router solicitations and DAD would
+    /// move the counters.
+    fn no_ipv6(&self) -> bool {
+        [(&self.hub, "hub0"), (&self.cl, "ppp0")]
+            .iter()
+            .all(|(ns, dev)| {
+                Command::new("ip")
+                    .args(["netns", "exec", ns, "sh", "-c"])
+                    .arg(format!(
+                        "echo 1 > /proc/sys/net/ipv6/conf/{dev}/disable_ipv6 2>/dev/null || true"
+                    ))
+                    .status()
+                    .map(|s| s.success())
+                    .unwrap_or(false)
+            })
+    }
+
+    fn hub_ip(&self) -> String {
+        format!("10.201.{}.1", self.n)
+    }
+
+    fn cl_ip(&self) -> String {
+        format!("10.201.{}.2", self.n)
+    }
+
+    /// Packets the client sent through ppp0 (`ip -s link`).
+    fn tx_packets(&self) -> u64 {
+        let out = Command::new("ip")
+            .args(["-n", &self.cl, "-s", "link", "show", "ppp0"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        while let Some(l) = lines.next() {
+            if l.trim_start().starts_with("TX:") {
+                let nums: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+                return nums.get(1).and_then(|n| n.parse().ok()).unwrap_or(u64::MAX);
+            }
+        }
+        panic!("no TX counters in:\n{text}");
+    }
+
+    fn wrap(&self, ns: &str) -> Vec<String> {
+        ["ip", "netns", "exec", ns].map(String::from).to_vec()
+    }
+
+    /// `etrnd -f CONF ARGS…` inside the client's namespace.
+    fn client_cmd(&self, d: &Daemon, args: &[&str], input: Option<&str>) -> (i32, String) {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.cl, bin(), "-f"])
+            .arg(d.conf_path())
+            .args(args);
+        let out = match input {
+            Some(i) => crate::util::run_with_input(&mut c, i.as_bytes()),
+            None => c.output().unwrap(),
+        };
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        ip(&["netns", "del", &self.hub]);
+        ip(&["netns", "del", &self.cl]);
+    }
+}
+
+/// The namespaces, or `None` (with a line saying why) where `ip netns` cannot run.
+fn net(n: u32) -> Option<Net> {
+    if !is_root() {
+        eprintln!("skipped: the link namespace test needs root for ip netns");
+        return None;
+    }
+    match Net::new(n) {
+        Some(net) => Some(net),
+        None => {
+            assert!(
+                std::env::var_os("ETRND_REQUIRE_TOOLS").is_none(),
+                "ip netns is unavailable"
+            );
+            eprintln!("skipped: ip netns is unavailable here");
+            None
+        }
+    }
+}
+
+const HUB_SCHED: &str = "*/* queueonly expiry=1d\nlocal/* command=local\n\
+    smtp*/* command=smtp\nerror/* command=errormail\n";
+
+/// The hub: relays for the client's network (holding it), holds client.dom for
+/// ETRN and delivers it to the client's address.
+fn hub(net: &Net) -> Daemon {
+    let setup = Setup {
+        conf: format!(
+            "LISTEN={}:2525\nMYNETWORKS=127.0.0.0/8 10.201.{}.0/30\nHOSTNAME=mail.isp.dom\n",
+            net.hub_ip(),
+            net.n
+        ),
+        routes: format!(
+            "client.dom smtp-etrn![{}]:2525\n. smtp!far.example\n",
+            net.cl_ip()
+        ),
+        localnames: "isp.dom\n".into(),
+        ..Setup::default()
+    };
+    let mut d = Daemon::prepare(setup, &[("scheduler.conf", HUB_SCHED)]);
+    d.wrap = net.wrap(&net.hub);
+    d.spawn();
+    d
+}
+
+/// The client: everything not local goes to mail.isp.dom (in the hosts file) behind
+/// ppp0; DNS would go to the hub's address, through ppp0 too.
+fn client(net: &Net, extra: &str) -> Daemon {
+    let setup = Setup {
+        conf: format!(
+            "LISTEN={}:2525\nHOSTNAME=client.dom\nSMTP_PORT=2525\nHOSTS_ORDER=\"files dns\"\n\
+             LINKS=\"ppp0:#smtp ppp0:#smtpx ppp0:mail.isp.dom\"\n{extra}",
+            net.cl_ip()
+        ),
+        routes: ". smtp!mail.isp.dom\n.soon.dom smtpx!mail.isp.dom\n".into(),
+        localnames: "client.dom\n".into(),
+        aliases: "alice: root\n".into(),
+    };
+    // Mail for soon.dom expires (unsent) after two seconds: a bounce. Everything
+    // else gets a delay notice after one.
+    let sched = "smtpx/* expiry=1s expiry2=1s command=smtp\n\
+                 smtp/* expiry=1d interval=1m retries=1 reporttimes=1s\n\
+                 error/* command=errormail\nsmtp/* command=smtp\n";
+    let mut d = Daemon::prepare(setup, &[("scheduler.conf", sched)]);
+    std::fs::write(
+        d.dir.0.join("hosts"),
+        format!("127.0.0.1 localhost\n{} mail.isp.dom\n", net.hub_ip()),
+    )
+    .unwrap();
+    std::fs::write(
+        d.dir.0.join("resolv.conf"),
+        format!("nameserver {}\n", net.hub_ip()),
+    )
+    .unwrap();
+    d.wrap = net.wrap(&net.cl);
+    d.spawn();
+    d
+}
+
+fn mailbox(d: &Daemon, user: &str) -> String {
+    let dir = d.dir.0.join("mail").join(user).join("new");
+    crate::util::list(&dir)
+        .iter()
+        .map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_default())
+        .collect()
+}
+
+#[test]
+fn a_down_link_sends_no_packet_and_mail_flows_when_it_comes_up() {
+    let Some(net) = net(1) else { return };
+    let hub = hub(&net);
+    // Mail for the client waits at the hub.
+    let (code, err) = hub.sendmail(&["root@client.dom"], "Subject: inbound\r\n\r\nfor you\r\n");
+    assert_eq!(code, 0, "{err}");
+    hub.wait_until("the hub to hold it", 20, || hub.queue_files().len() == 1);
+    let before = net.tx_packets();
+    assert_eq!(before, 0, "nothing has run in the client's namespace yet");
+
+    let cl = client(&net, "LINK_UP=\"etrn mail.isp.dom client.dom\"\n");
+    // Local mail, outbound mail, a bounce (expiry, to a remote sender), a delay
+    // notice (to the local sender of the outbound mail).
+    let (code, err) = cl.sendmail(&["alice@client.dom"], "Subject: local\r\n\r\nhi\r\n");
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = cl.sendmail(&["dest@far.example"], "Subject: out\r\n\r\nout\r\n");
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = cl.sendmail(
+        &["-f", "sender@far.example", "x@soon.dom"],
+        "Subject: doomed\r\n\r\nno\r\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    cl.wait_until("local delivery", 20, || mailbox(&cl, "root").contains("Subject: local"));
+    cl.wait_until("the bounce and a delay notice", 20, || {
+        cl.queued_text().contains("Undelivered Mail Returned to Sender")
+            && mailbox(&cl, "root").contains("Action: delayed")
+    });
+    let (code, q) = net.client_cmd(&cl, &["mailq"], None);
+    assert_eq!(code, 0, "{q}");
+    assert!(q.contains("held: link ppp0 down"), "{q}");
+    let (_, r) = net.client_cmd(&cl, &["route", "-R", "dest@far.example"], None);
+    assert!(r.contains("link: ppp0, down"), "{r}");
+    assert!(!r.contains("next hop 1"), "{r}");
+    let (code, out) = net.client_cmd(&cl, &["etrn", "mail.isp.dom", "client.dom"], None);
+    assert_eq!(code, 75, "{out}");
+    std::thread::sleep(Duration::from_secs(2));
+    let sent_down = net.tx_packets();
+    assert_eq!(
+        sent_down, 0,
+        "packets through ppp0 while the link was down\n{}",
+        cl.log()
+    );
+    assert!(!cl.log().contains("smtp connected"), "{}", cl.log());
+
+    // Up: the held mail goes first, then the ETRN brings the inbound mail.
+    let (code, out) = net.client_cmd(&cl, &["link", "up", "ppp0"], None);
+    assert_eq!(code, 0, "{out}");
+    hub.wait_until("outbound mail at the hub", 30, || {
+        let q = hub.queued_text();
+        q.contains("Subject: out") && q.contains("Subject: doomed") && q.contains("Action: failed")
+    });
+    cl.wait_until("inbound mail from the hub", 30, || {
+        mailbox(&cl, "root").contains("Subject: inbound")
+    });
+    cl.wait_until("the action's outcome", 20, || {
+        cl.log().contains("link action-done name=ppp0 reply=\"250")
+    });
+    let sent_up = net.tx_packets();
+    assert!(sent_up > 0);
+    eprintln!("links: packets through ppp0 while down: {sent_down}; after link up: {sent_up}");
+    let (_, status) = net.client_cmd(&cl, &["link", "status"], None);
+    assert!(status.contains("ppp0 up"), "{status}");
+
+    // The line fails (veth down) while the daemon is told the link is up: the
+    // connection fails locally, no retry counter moves, nothing is lost.
+    let (code, _) = net.client_cmd(&cl, &["link", "down", "ppp0"], None);
+    assert_eq!(code, 0);
+    let (code, err) = cl.sendmail(&["late@far.example"], "Subject: late\r\n\r\nlate\r\n");
+    assert_eq!(code, 0, "{err}");
+    cl.wait_until("it to be queued", 20, || cl.queued_text().contains("Subject: late"));
+    assert!(ip(&["-n", &net.cl, "link", "set", "ppp0", "down"]));
+    let (code, _) = net.client_cmd(&cl, &["link", "up", "ppp0"], None);
+    assert_eq!(code, 0);
+    cl.wait_until("the local failure", 20, || {
+        cl.log().contains("(local network down)")
+    });
+    let (_, q) = net.client_cmd(&cl, &["mailq"], None);
+    assert!(q.contains("late@far.example") && !q.contains("attempt"), "{q}");
+    assert!(!cl.queued_text().contains("\nD "), "no deferral journalled");
+    assert!(ip(&["-n", &net.cl, "link", "set", "ppp0", "up"]));
+    let (code, _) = net.client_cmd(&cl, &["link", "down", "ppp0"], None);
+    assert_eq!(code, 0);
+    let (code, _) = net.client_cmd(&cl, &["link", "up", "ppp0"], None);
+    assert_eq!(code, 0);
+    hub.wait_until("the late mail at the hub", 30, || {
+        hub.queued_text().contains("Subject: late")
+    });
+}
+
+/// A sink that counts connections and messages: (connections, messages).
+fn sink() -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<(u32, u32)>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let counts = std::sync::Arc::new(std::sync::Mutex::new((0u32, 0u32)));
+    let c2 = counts.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { return };
+            c2.lock().unwrap().0 += 1;
+            let c3 = c2.clone();
+            std::thread::spawn(move || {
+                let mut w = s.try_clone().unwrap();
+                let mut r = BufReader::new(s);
+                let _ = w.write_all(b"220 sink\r\n");
+                let mut line = String::new();
+                let mut data = false;
+                while r.read_line(&mut line).unwrap_or(0) > 0 {
+                    let l = line.trim_end().to_ascii_uppercase();
+                    let reply: &[u8] = if data {
+                        if l == "." {
+                            data = false;
+                            c3.lock().unwrap().1 += 1;
+                            b"250 ok\r\n"
+                        } else {
+                            b""
+                        }
+                    } else if l.starts_with("EHLO") {
+                        b"250-sink\r\n250 PIPELINING\r\n"
+                    } else if l == "DATA" {
+                        data = true;
+                        b"354 go\r\n"
+                    } else if l == "QUIT" {
+                        let _ = w.write_all(b"221 bye\r\n");
+                        return;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    let _ = w.write_all(reply);
+                    line.clear();
+                }
+            });
+        }
+    });
+    (addr, counts)
+}
+
+#[test]
+fn dial_policy_dials_once_per_batch() {
+    let (addr, counts) = sink();
+    let dir = crate::util::TempDir::new("dial");
+    let marker = dir.0.join("dials");
+    let script = dir.0.join("dial.sh");
+    let setup = Setup {
+        conf: format!(
+            "LINKS=\"default:#smtp\"\nLINK_DIAL=\"{}\"\nLINK_DIAL_WHEN=\"count=20\"\n\
+             LINK_PACE=\"conns=2 msgs=0\"\n",
+            script.display()
+        ),
+        routes: format!(". smtp![{}]:{}\n", addr.ip(), addr.port()),
+        ..Setup::default()
+    };
+    let sched = "smtp/* expiry=1d interval=1m retries=1\nsmtp/* command=smtp\n";
+    let mut d = Daemon::prepare(setup, &[("scheduler.conf", sched)]);
+    // The dial "brings the line up" by telling the daemon, as ppp's ip-up would.
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$ETRND_LINK\" >> {}\nexec {} -f {} link up \"$ETRND_LINK\"\n",
+            marker.display(),
+            bin(),
+            d.conf_path().display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    if is_root() {
+        // The daemon runs as its own user: it must reach the script and the marker.
+        std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    d.spawn();
+    for i in 0..19 {
+        let (code, err) = d.sendmail(&["x@far.example"], &format!("Subject: {i}\r\n\r\nm\r\n"));
+        assert_eq!(code, 0, "{err}");
+    }
+    d.wait_until("19 queued", 30, || d.queue_files().len() == 19);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!marker.exists(), "a dial for 19 messages\n{}", d.log());
+    assert_eq!(*counts.lock().unwrap(), (0, 0));
+    let (code, err) = d.sendmail(&["x@far.example"], "Subject: 19\r\n\r\nm\r\n");
+    assert_eq!(code, 0, "{err}");
+    d.wait_until("the batch delivered", 30, || counts.lock().unwrap().1 == 20);
+    d.wait_until("queue empty", 10, || d.queue_files().is_empty());
+    let dials = std::fs::read_to_string(&marker).unwrap();
+    assert_eq!(dials, "default\n", "one dial");
+    assert_eq!(
+        counts.lock().unwrap().0,
+        1,
+        "the batch went in one connection"
+    );
+    assert!(d.log().contains("link dial name=default reason=count=20"), "{}", d.log());
+}

@@ -63,8 +63,10 @@ install: build
 		$(SUBST) rc.d/etrnd > $(DESTDIR)$(RCDIR)/etrnd && \
 		chmod 755 $(DESTDIR)$(RCDIR)/etrnd; \
 	fi
-	$(SUBST) etc/ppp/ip-up.etrnd > $(DESTDIR)$(SYSCONFDIR)/etrnd/ip-up.etrnd
-	chmod 755 $(DESTDIR)$(SYSCONFDIR)/etrnd/ip-up.etrnd
+	for s in ip-up.etrnd ip-down.etrnd; do \
+		$(SUBST) etc/ppp/$$s > $(DESTDIR)$(SYSCONFDIR)/etrnd/$$s && \
+		chmod 755 $(DESTDIR)$(SYSCONFDIR)/etrnd/$$s || exit 1; \
+	done
 	for f in etrnd.conf scheduler.conf db/routes db/localnames db/aliases; do \
 		$(INSTALL) -m 644 etc/hub/$$f $(DESTDIR)$(SYSCONFDIR)/etrnd/$$f.sample; \
 		[ -f $(DESTDIR)$(SYSCONFDIR)/etrnd/$$f ] || \
@@ -73,7 +75,8 @@ install: build
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/etrnd $(DESTDIR)$(BINDIR)/mailq $(DESTDIR)$(BINDIR)/sendmail \
-		$(DESTDIR)$(MANDIR)/man8/etrnd.8 $(DESTDIR)$(SYSCONFDIR)/etrnd/ip-up.etrnd
+		$(DESTDIR)$(MANDIR)/man8/etrnd.8 $(DESTDIR)$(SYSCONFDIR)/etrnd/ip-up.etrnd \
+		$(DESTDIR)$(SYSCONFDIR)/etrnd/ip-down.etrnd
 	os="$(OPSYS)"; [ -n "$$os" ] || os=$$(uname -s); \
 	if [ "$$os" = OpenBSD ]; then rm -f $(DESTDIR)/etc/rc.d/etrnd; \
 	else rm -f $(DESTDIR)$(RCDIR)/etrnd; fi

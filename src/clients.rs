@@ -218,7 +218,9 @@ pub fn render(cfg: &Config, now: u64) -> Result<String, crate::spool::SpoolError
     for d in dests {
         let note = notes.get(&d.key);
         let request = match note {
-            Some(n) if n.when > 0 => format!("{} {} from {} -> {}", when(n.when), n.kind, n.from, n.code),
+            Some(n) if n.when > 0 => {
+                format!("{} {} from {} -> {}", when(n.when), n.kind, n.from, n.code)
+            }
             _ => "-".to_string(),
         };
         let _ = writeln!(
@@ -248,7 +250,10 @@ mod tests {
         n.request("odmr!", 130, "atrn", "cust dom", 250);
         let text = n.render();
         let back = Notes::parse(&text);
-        assert_eq!(back.get("smtp-etrn!mail.client.dom"), n.get("smtp-etrn!mail.client.dom"));
+        assert_eq!(
+            back.get("smtp-etrn!mail.client.dom"),
+            n.get("smtp-etrn!mail.client.dom")
+        );
         assert_eq!(back.get("odmr!").unwrap().from, "custdom");
         let bad = "nokey 1 2 etrn x 250\na!b x 2 etrn x 250\na!b 1 2 bogus x 250\na!b 1 2\n";
         assert_eq!(Notes::parse(bad).iter().count(), 0);

@@ -138,7 +138,9 @@ pub fn etrn(cfg: &Config, port: Option<u16>, server: &str, targets: &[String]) -
         .strip_prefix('[')
         .and_then(|r| r.split(']').next())
         .unwrap_or(server);
-    if let Some((l, true)) = crate::event_loop::netlinks::offline_link(cfg, |t| t.covers_server(bare)) {
+    if let Some((l, true)) =
+        crate::event_loop::netlinks::offline_link(cfg, |t| t.covers_server(bare))
+    {
         eprintln!("etrn: {server} is behind link {l}, which is down (etrnd link up {l})");
         return crate::etrn_client::TEMPFAIL;
     }

@@ -86,7 +86,9 @@ impl LinkTarget {
             return if ip_ok && port_ok {
                 Ok(LinkTarget::Host(s.to_ascii_lowercase()))
             } else {
-                Err(format!("'{s}': not an address (write [192.0.2.1] or [192.0.2.1]:587)"))
+                Err(format!(
+                    "'{s}': not an address (write [192.0.2.1] or [192.0.2.1]:587)"
+                ))
             };
         }
         crate::vocab::Domain::parse(s)
@@ -209,7 +211,10 @@ impl LinkAction {
             );
             rest.drain(..2);
         }
-        let server = server_name(rest.first().ok_or_else(|| format!("{verb} needs a SERVER"))?)?;
+        let server = server_name(
+            rest.first()
+                .ok_or_else(|| format!("{verb} needs a SERVER"))?,
+        )?;
         let args: Vec<String> = rest[1..].iter().map(|a| a.to_string()).collect();
         if args.len() > MAX_ACTION_ARGS {
             return Err(format!("at most {MAX_ACTION_ARGS} arguments per action"));
@@ -220,8 +225,9 @@ impl LinkAction {
                     return Err("etrn needs SERVER and at least one TARGET".into());
                 }
                 for a in &args {
-                    EtrnTarget::parse(a)
-                        .ok_or_else(|| format!("etrn target '{a}': not a host, @domain or #channel"))?;
+                    EtrnTarget::parse(a).ok_or_else(|| {
+                        format!("etrn target '{a}': not a host, @domain or #channel")
+                    })?;
                 }
                 Ok(LinkAction::Etrn {
                     port,
@@ -306,6 +312,42 @@ impl DialWhen {
             }
         }
         Ok(w)
+    }
+
+    /// Whether what is held — `messages`, `octets`, the `oldest` arrival — makes a
+    /// dial due at `now` (Unix seconds): `Ok(why)`, or `Err(when)` with the time
+    /// the age condition would come due (`None`: only more mail can make it due).
+    /// With no condition set, any held mail is enough.
+    pub fn verdict(
+        &self,
+        messages: u64,
+        octets: u64,
+        oldest: Option<u64>,
+        now: u64,
+    ) -> Result<String, Option<u64>> {
+        if messages == 0 {
+            return Err(None);
+        }
+        if self.is_empty() {
+            return Ok("mail-held".into());
+        }
+        if self.count.is_some_and(|c| messages >= c) {
+            return Ok(format!("count={messages}"));
+        }
+        if self.octets.is_some_and(|o| octets >= o) {
+            return Ok(format!("octets={octets}"));
+        }
+        match (self.age, oldest) {
+            (Some(age), Some(o)) => {
+                let at = o.saturating_add(age.as_secs());
+                if now >= at {
+                    Ok(format!("age={}", now - o))
+                } else {
+                    Err(Some(at))
+                }
+            }
+            _ => Err(None),
+        }
     }
 
     /// Whether nothing is set.
@@ -507,7 +549,17 @@ mod tests {
         assert!(lit.covers("smtp", "[192.0.2.1]:587") && !lit.covers("smtp", "[192.0.2.1]"));
         assert!(lit.covers_server("192.0.2.1"));
         assert!(d.covers_server("mail.isp.dom") && !c.covers_server("mail.isp.dom"));
-        for bad in ["#", "#a b", "@", "@[1.2.3.4]", "[1.2.3.4", "[x]", "[1.2.3.4]:0", "a..b", ""] {
+        for bad in [
+            "#",
+            "#a b",
+            "@",
+            "@[1.2.3.4]",
+            "[1.2.3.4",
+            "[x]",
+            "[1.2.3.4]:0",
+            "a..b",
+            "",
+        ] {
             assert!(LinkTarget::parse(bad).is_err(), "{bad}");
         }
     }
@@ -533,7 +585,8 @@ mod tests {
         );
         assert_eq!(c.actions_for("ppp0").len(), 2);
         assert_eq!(c.actions_for("wan1").len(), 2);
-        c.set("LINK_DIAL_WHEN", "age=2h count=20 octets=1M").unwrap();
+        c.set("LINK_DIAL_WHEN", "age=2h count=20 octets=1M")
+            .unwrap();
         assert_eq!(c.dial_when.age, Some(Duration::from_secs(7200)));
         assert_eq!(c.dial_when.count, Some(20));
         assert_eq!(c.dial_when.octets, Some(1 << 20));

@@ -176,7 +176,7 @@ impl Daemon {
                     server,
                     domains,
                 }) => match self.customer_start(
-                    super::odmr::Ask::Atrn(domains),
+                    super::customer::Ask::Atrn(domains),
                     server,
                     port,
                     (peer.clone(), None),

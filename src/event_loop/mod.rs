@@ -30,6 +30,7 @@ macro_rules! session_ctx {
 }
 
 pub mod control;
+mod customer;
 pub mod dns_io;
 mod etrn;
 mod inbound;

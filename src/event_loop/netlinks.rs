@@ -172,7 +172,10 @@ impl Daemon {
             .collect();
         let path = self.spool.root().join("links");
         if let Err(e) = write_replace(&path, text.as_bytes()) {
-            log::warn!("link state-write-failed path={} error=\"{e}\"", path.display());
+            log::warn!(
+                "link state-write-failed path={} error=\"{e}\"",
+                path.display()
+            );
         }
     }
 
@@ -203,10 +206,7 @@ impl Daemon {
     }
 
     fn link_is_down(&self, name: &str) -> bool {
-        self.netlinks
-            .list
-            .iter()
-            .any(|l| l.name == name && !l.up)
+        self.netlinks.list.iter().any(|l| l.name == name && !l.up)
     }
 
     /// Whether a thread is behind link `name`.
@@ -287,7 +287,10 @@ impl Daemon {
             s.push_str(" dialling");
         }
         if !l.pending.is_empty() || l.running {
-            s.push_str(&format!(" actions-left={}", l.pending.len() + l.running as usize));
+            s.push_str(&format!(
+                " actions-left={}",
+                l.pending.len() + l.running as usize
+            ));
         }
         s
     }
@@ -456,7 +459,7 @@ impl Daemon {
                 server,
                 targets,
             } => (
-                super::odmr::Ask::Etrn(targets),
+                super::customer::Ask::Etrn(targets),
                 server,
                 port.unwrap_or(self.config.main.smtp_port),
             ),
@@ -465,7 +468,7 @@ impl Daemon {
                 server,
                 domains,
             } => (
-                super::odmr::Ask::Atrn(domains),
+                super::customer::Ask::Atrn(domains),
                 server,
                 port.unwrap_or(crate::etrn_client::ODMR_PORT),
             ),
@@ -530,34 +533,21 @@ impl Daemon {
             }
         }
         let name = l.name.clone();
-        let sum = self.sched.held_sum(|k| self.behind(&name, k));
-        if sum.messages == 0 {
-            return;
-        }
-        let w = &lc.dial_when;
-        let aged = |age: Duration| {
-            sum.oldest
-                .is_some_and(|o| self.unix >= o.saturating_add(age.as_secs()))
-        };
-        let why = if w.is_empty() {
-            Some("mail held".to_string())
-        } else if w.count.is_some_and(|c| sum.messages >= c) {
-            Some(format!("count={}", sum.messages))
-        } else if w.octets.is_some_and(|o| sum.octets >= o) {
-            Some(format!("octets={}", sum.octets))
-        } else if w.age.is_some_and(aged) {
-            Some(format!("age={}", self.unix - sum.oldest.unwrap_or(self.unix)))
-        } else {
-            None
-        };
-        let Some(why) = why else {
-            // Not yet: the age condition comes due by the clock.
-            if let (Some(age), Some(o)) = (w.age, sum.oldest) {
-                let left = o.saturating_add(age.as_secs()).saturating_sub(self.unix);
-                let at = now + Duration::from_secs(left);
-                self.netlinks.check_at = Some(self.netlinks.check_at.map_or(at, |t| t.min(at)));
+        // Mail waiting out a retry back-off is not counted until it is due.
+        let (sum, next_due) = self.sched.dial_sum(|k| self.behind(&name, k), self.unix);
+        let verdict = lc
+            .dial_when
+            .verdict(sum.messages, sum.octets, sum.oldest, self.unix);
+        let why = match verdict {
+            Ok(why) => why,
+            Err(at) => {
+                // Not yet: the age condition, or deferred mail, comes due by the clock.
+                if let Some(at) = [at, next_due].into_iter().flatten().min() {
+                    let at = now + Duration::from_secs(at.saturating_sub(self.unix));
+                    self.netlinks.check_at = Some(self.netlinks.check_at.map_or(at, |t| t.min(at)));
+                }
+                return;
             }
-            return;
         };
         let cmd = lc.dial.clone();
         let timeout = lc.dial_timeout;

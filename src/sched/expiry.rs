@@ -90,8 +90,7 @@ impl Scheduler {
         let mut expired: Vec<(RcptRef, Rc<ThreadKey>)> = Vec::new();
         for (id, m) in &self.msgs {
             for (idx, r) in m.rcpts.iter().enumerate() {
-                if r.state == RcptState::Waiting && self.expiry_of(m, r).is_some_and(|e| e <= now)
-                {
+                if r.state == RcptState::Waiting && self.expiry_of(m, r).is_some_and(|e| e <= now) {
                     expired.push((RcptRef { msg: *id, idx }, r.key.clone()));
                 }
             }
@@ -141,8 +140,7 @@ impl Scheduler {
                 }
             }
         }
-        let mut delays: BTreeMap<MessageId, Vec<(usize, Option<String>, Option<Unix>)>> =
-            BTreeMap::new();
+        let mut delays: BTreeMap<MessageId, Vec<super::Delayed>> = BTreeMap::new();
         for (r, level) in due {
             let Some(m) = self.msgs.get_mut(&r.msg) else {
                 continue;

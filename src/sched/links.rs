@@ -98,6 +98,29 @@ impl Scheduler {
         s
     }
 
+    /// What the dial policy counts behind a link: the waiting mail of the threads
+    /// `pick` selects that are held or due at `now` (mail waiting out a retry
+    /// back-off would only fail again), and the earliest wake-up of the others.
+    pub fn dial_sum(
+        &self,
+        mut pick: impl FnMut(&ThreadKey) -> bool,
+        now: Unix,
+    ) -> (HeldSum, Option<Unix>) {
+        let mut s = HeldSum::default();
+        let mut next: Option<Unix> = None;
+        for (k, t) in &self.threads {
+            if t.waiting.is_empty() || !pick(k) {
+                continue;
+            }
+            if self.held(t.clause) == Some(false) && t.wakeup > now {
+                next = Some(next.map_or(t.wakeup, |n| n.min(t.wakeup)));
+                continue;
+            }
+            self.add_thread(t, &mut s);
+        }
+        (s, next)
+    }
+
     fn add_thread(&self, t: &super::Thread, s: &mut HeldSum) {
         let mut last = None;
         for r in &t.waiting {
@@ -151,3 +174,7 @@ impl Scheduler {
         l
     }
 }
+
+#[cfg(test)]
+#[path = "links_tests.rs"]
+mod tests;

@@ -105,14 +105,17 @@ pub struct Bounce {
     pub failures: Vec<(usize, String, String)>,
 }
 
+/// A delayed recipient: index, last error (if tried), when it expires.
+pub type Delayed = (usize, Option<String>, Option<Unix>);
+
 /// A message some of whose recipients wait past a `reporttimes` age: a delay
 /// notice (RFC 3464, Action: delayed) is due.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delay {
     /// The message.
     pub msg: MessageId,
-    /// Delayed recipients: index, last error (if tried), when they expire.
-    pub rcpts: Vec<(usize, Option<String>, Option<Unix>)>,
+    /// The delayed recipients.
+    pub rcpts: Vec<Delayed>,
 }
 
 /// What a release found.

@@ -51,6 +51,7 @@ fn make_install_with_gnu_make_and_bmake() {
             "usr/local/etc/etrnd/db/localnames",
             "usr/local/etc/etrnd/db/aliases",
             "usr/local/etc/etrnd/ip-up.etrnd",
+            "usr/local/etc/etrnd/ip-down.etrnd",
         ] {
             assert!(p(f).is_file(), "{tool}: {f} missing");
         }
@@ -119,6 +120,7 @@ fn shell_scripts_pass_sh_n_and_shellcheck() {
         ("rc.d/etrnd", "sh"),
         ("rc.d/etrnd.openbsd", "ksh"),
         ("etc/ppp/ip-up.etrnd", "sh"),
+        ("etc/ppp/ip-down.etrnd", "sh"),
         ("bench/accept.sh", "sh"),
         ("bench/drain.sh", "sh"),
         ("bench/etrn.sh", "sh"),

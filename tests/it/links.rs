@@ -237,9 +237,12 @@ fn a_down_link_sends_no_packet_and_mail_flows_when_it_comes_up() {
         "Subject: doomed\r\n\r\nno\r\n",
     );
     assert_eq!(code, 0, "{err}");
-    cl.wait_until("local delivery", 20, || mailbox(&cl, "root").contains("Subject: local"));
+    cl.wait_until("local delivery", 20, || {
+        mailbox(&cl, "root").contains("Subject: local")
+    });
     cl.wait_until("the bounce and a delay notice", 20, || {
-        cl.queued_text().contains("Undelivered Mail Returned to Sender")
+        cl.queued_text()
+            .contains("Undelivered Mail Returned to Sender")
             && mailbox(&cl, "root").contains("Action: delayed")
     });
     let (code, q) = net.client_cmd(&cl, &["mailq"], None);
@@ -253,7 +256,8 @@ fn a_down_link_sends_no_packet_and_mail_flows_when_it_comes_up() {
     std::thread::sleep(Duration::from_secs(2));
     let sent_down = net.tx_packets();
     assert_eq!(
-        sent_down, 0,
+        sent_down,
+        0,
         "packets through ppp0 while the link was down\n{}",
         cl.log()
     );
@@ -284,7 +288,9 @@ fn a_down_link_sends_no_packet_and_mail_flows_when_it_comes_up() {
     assert_eq!(code, 0);
     let (code, err) = cl.sendmail(&["late@far.example"], "Subject: late\r\n\r\nlate\r\n");
     assert_eq!(code, 0, "{err}");
-    cl.wait_until("it to be queued", 20, || cl.queued_text().contains("Subject: late"));
+    cl.wait_until("it to be queued", 20, || {
+        cl.queued_text().contains("Subject: late")
+    });
     assert!(ip(&["-n", &net.cl, "link", "set", "ppp0", "down"]));
     let (code, _) = net.client_cmd(&cl, &["link", "up", "ppp0"], None);
     assert_eq!(code, 0);
@@ -292,7 +298,10 @@ fn a_down_link_sends_no_packet_and_mail_flows_when_it_comes_up() {
         cl.log().contains("(local network down)")
     });
     let (_, q) = net.client_cmd(&cl, &["mailq"], None);
-    assert!(q.contains("late@far.example") && !q.contains("attempt"), "{q}");
+    assert!(
+        q.contains("late@far.example") && !q.contains("attempt"),
+        "{q}"
+    );
     assert!(!cl.queued_text().contains("\nD "), "no deferral journalled");
     assert!(ip(&["-n", &net.cl, "link", "set", "ppp0", "up"]));
     let (code, _) = net.client_cmd(&cl, &["link", "down", "ppp0"], None);
@@ -305,7 +314,10 @@ fn a_down_link_sends_no_packet_and_mail_flows_when_it_comes_up() {
 }
 
 /// A sink that counts connections and messages: (connections, messages).
-fn sink() -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<(u32, u32)>>) {
+fn sink() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<(u32, u32)>>,
+) {
     use std::io::{BufRead, BufReader, Write};
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
@@ -406,5 +418,9 @@ fn dial_policy_dials_once_per_batch() {
         1,
         "the batch went in one connection"
     );
-    assert!(d.log().contains("link dial name=default reason=count=20"), "{}", d.log());
+    assert!(
+        d.log().contains("link dial name=default reason=count=20"),
+        "{}",
+        d.log()
+    );
 }

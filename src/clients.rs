@@ -205,7 +205,20 @@ pub fn render(cfg: &Config, now: u64) -> Result<String, crate::spool::SpoolError
         }
     };
     let mut out = String::new();
-    let dests = sched.held_destinations();
+    let mut dests = sched.held_destinations();
+    // Destinations released before and holding nothing now: the last call shows.
+    let mut idle: Vec<crate::sched::HeldDest> = notes
+        .iter()
+        .filter(|(k, _)| !dests.iter().any(|d| &d.key == *k))
+        .map(|(k, n)| crate::sched::HeldDest {
+            key: k.clone(),
+            held: Default::default(),
+            next_expiry: None,
+            last_release: n.release,
+        })
+        .collect();
+    idle.sort_by(|a, b| a.key.cmp(&b.key));
+    dests.extend(idle);
     if dests.is_empty() {
         out.push_str("No mail is held\n");
         return Ok(out);

@@ -425,6 +425,21 @@ impl MainConf {
                 ));
             }
         }
+        let l = &c.links;
+        if l.targets.is_empty() && (!l.up.is_empty() || !l.dial.is_empty()) {
+            errors.push(ConfigError::at(
+                path,
+                0,
+                "LINK_UP and LINK_DIAL act on links: name them in LINKS",
+            ));
+        }
+        if l.dial.is_empty() && !l.dial_when.is_empty() {
+            errors.push(ConfigError::at(
+                path,
+                0,
+                "LINK_DIAL_WHEN says when to run LINK_DIAL, which is not set",
+            ));
+        }
         if !cfg!(feature = "tls") && (c.tls_cert.is_some() || c.smtp_tls.mandatory()) {
             errors.push(ConfigError::at(
                 path,
@@ -689,6 +704,23 @@ mod tests {
                 "{bad}: {e:?}"
             );
         }
+    }
+
+    #[test]
+    fn link_settings_need_links() {
+        let e = parse("LINK_UP=\"etrn mail.isp.dom client.dom\"\n").unwrap_err();
+        assert!(e[0].contains("name them in LINKS"), "{e:?}");
+        let e = parse("LINKS=ppp0:#smtp\nLINK_DIAL_WHEN=count=5\n").unwrap_err();
+        assert!(e[0].contains("LINK_DIAL, which is not set"), "{e:?}");
+        let c =
+            parse("LINKS=\"ppp0:#smtp ppp0:mail.isp.dom\"\nLINK_DIAL=/usr/sbin/pppd call isp\n")
+                .unwrap();
+        assert_eq!(c.links.dial, ["/usr/sbin/pppd", "call", "isp"]);
+        let e = parse("LINKS=ppp0\n").unwrap_err();
+        assert!(
+            e[0].starts_with("/etc/etrnd/etrnd.conf:1: LINKS: 'ppp0'"),
+            "{e:?}"
+        );
     }
 
     #[test]

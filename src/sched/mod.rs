@@ -773,6 +773,7 @@ impl Scheduler {
 mod claim;
 mod expiry;
 mod links;
+pub use links::{HeldDest, HeldSum};
 mod outcome;
 mod release;
 

@@ -424,3 +424,95 @@ fn dial_policy_dials_once_per_batch() {
         d.log()
     );
 }
+
+/// The hub side: delay notices for held mail (RFC 3464, read by Python's email
+/// package), none for the null sender, and `etrnd clients` before and after ETRN.
+#[test]
+fn hub_delay_notices_parse_and_clients_show_the_last_release() {
+    let Some(python) = crate::util::need_tool("python3", "python3") else {
+        return;
+    };
+    let (sink, counts) = sink();
+    let setup = Setup {
+        routes: format!(".client.dom smtp-etrn![{}]:{}\n", sink.ip(), sink.port()),
+        ..Setup::default()
+    };
+    let sched = "smtp-etrn/* queueonly expiry=1d reporttimes=1s command=smtp\n\
+                 local/* command=local\n";
+    let d = Daemon::start_with_files(setup, &[("scheduler.conf", sched)]);
+    let mut c = crate::util::Client::hello(d.addr());
+    for (from, n) in [("alice@test.example", 2), ("", 1)] {
+        for i in 0..n {
+            c.send_message(
+                from,
+                &["u@mail.client.dom"],
+                &format!("Subject: held {i} from <{from}>\r\n\r\nbody\r\n"),
+            );
+        }
+    }
+    d.wait_until("the delay notices", 20, || {
+        mailbox(&d, "root").matches("Action: delayed").count() == 2
+    });
+    d.wait_until("the null sender skipped", 10, || {
+        d.log()
+            .contains("delay not sent: the null sender gets no notices")
+    });
+    let notice = mailbox(&d, "root");
+    let first = &notice[..notice[1..]
+        .find("Return-Path")
+        .map_or(notice.len(), |i| i + 1)];
+    let check = r#"
+import email, email.utils, sys
+m = email.message_from_string(sys.stdin.read())
+assert m.get_content_type() == "multipart/report", m.get_content_type()
+assert m.get_param("report-type") == "delivery-status"
+assert m["Subject"].startswith("Delayed Mail"), m["Subject"]
+parts = [p for p in m.walk() if p.get_content_type() == "message/delivery-status"]
+assert len(parts) == 1
+groups = parts[0].get_payload()
+assert groups[0]["Reporting-MTA"].startswith("dns;")
+r = groups[1]
+assert r["Action"] == "delayed", r["Action"]
+assert r["Status"].startswith("4."), r["Status"]
+assert r["Final-Recipient"] == "rfc822; u@mail.client.dom", r["Final-Recipient"]
+until = email.utils.parsedate_to_datetime(r["Will-Retry-Until"])
+arrival = email.utils.parsedate_to_datetime(groups[0]["Arrival-Date"])
+# Never tried: bounced at expiry + expiry2 (1 day each).
+assert 172000 < (until - arrival).total_seconds() <= 172801, (until, arrival)
+print("ok")
+"#;
+    let out =
+        crate::util::run_with_input(Command::new(python).args(["-c", check]), first.as_bytes());
+    assert!(
+        out.status.success(),
+        "{}{}\n{first}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, before, _) = d.run(&["clients"]);
+    assert_eq!(code, 0, "{before}");
+    let key = format!("smtp-etrn![{}]:{}", sink.ip(), sink.port());
+    let row = before
+        .lines()
+        .find(|l| l.starts_with(&key))
+        .unwrap_or_default()
+        .to_string();
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols.get(1), Some(&"3"), "three held:\n{before}");
+    assert!(row.ends_with(" -"), "no request yet:\n{before}");
+    c.cmd("ETRN client.dom", 253);
+    d.wait_until("the release", 20, || counts.lock().unwrap().1 == 3);
+    d.wait_until("the notes written", 20, || {
+        let (_, after, _) = d.run(&["clients"]);
+        after.contains("etrn from 127.0.0.1 -> 253")
+    });
+    let (_, after, _) = d.run(&["clients"]);
+    let row = after
+        .lines()
+        .find(|l| l.starts_with(&key))
+        .unwrap_or_default();
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    // Nothing held now (no oldest, no expiry), but the release and the request show.
+    assert_eq!(&cols[1..5], ["0", "0", "-", "-"], "{after}");
+    assert_ne!(cols[5], "-", "the last release:\n{after}");
+}

@@ -22,6 +22,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut sent = 0;
     let atrn = data.first().is_some_and(|b| b & 1 == 1);
+    // A link-up action's ETRNs: one after another, each on the reply to the last.
+    let etrn = data.first().is_some_and(|b| b & 2 == 2);
+    let mut etrns = 0;
     for chunk in data.chunks(11) {
         c.handle_input(chunk, now);
         if c.wants_body() {
@@ -34,6 +37,15 @@ fuzz_target!(|data: &[u8]| {
         c.consume_output(n);
         while let Some(ev) = c.poll_event() {
             match ev {
+                ClientEvent::Ready if etrn && etrns == 0 => {
+                    etrns += 1;
+                    c.etrn("client.dom", now);
+                }
+                ClientEvent::Etrn { .. } if etrns < 3 => {
+                    etrns += 1;
+                    c.etrn("@sub.client.dom", now);
+                }
+                ClientEvent::Etrn { .. } => c.quit(now),
                 ClientEvent::Ready if atrn && sent < 2 => {
                     sent += 1;
                     c.atrn(&["client.dom".to_string()], now);

@@ -1,6 +1,6 @@
 //! Every configuration parser: etrnd.conf, routes, localnames, aliases,
 //! scheduler.conf, hosts, resolv.conf, nsswitch.conf, and the secrets and policies
-//! (db/secrets, db/authinfo, db/tls_policy).
+//! (db/secrets, db/authinfo, db/tls_policy), and the link names of etrnd.conf.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
@@ -24,6 +24,27 @@ fuzz_target!(|data: &[u8]| {
     let _ = ResolvConf::parse(p, t);
     let _ = parse_nsswitch(p, t);
     let _ = etrnd::config::scheduler::parse_interval(t);
+    // The link names (LINKS, LINK_UP, LINK_DIAL, LINK_DIAL_WHEN, LINK_PACE).
+    use etrnd::config::links::{DialWhen, LinkAction, LinkTarget, LinksConf, NAMES};
+    for name in NAMES {
+        let mut l = LinksConf::default();
+        if l.set(name, t).is_ok() {
+            let _ = l.link_of("smtp", "mail.a.example");
+            let _ = l.link_of_server("mail.a.example");
+            let _ = l.actions_for("ppp0");
+        }
+    }
+    if let Ok(target) = LinkTarget::parse(t) {
+        let _ = target.covers("smtp", "[192.0.2.1]:25");
+        let _ = target.covers_server(t);
+    }
+    if let Ok(a) = LinkAction::parse(t) {
+        let _ = a.to_string();
+    }
+    if let Ok(w) = DialWhen::parse(t) {
+        let _ = w.verdict(u64::MAX, u64::MAX, Some(u64::MAX), 0);
+        let _ = w.verdict(3, 1, Some(0), u64::MAX);
+    }
     if let Ok(s) = etrnd::auth::secrets::Secrets::parse(p, t) {
         for e in &s.entries {
             let _ = etrnd::auth::secrets::entitled(&e.domains, "a.example");

@@ -313,21 +313,30 @@ fn a_down_link_sends_no_packet_and_mail_flows_when_it_comes_up() {
     });
 }
 
+type Counts = std::sync::Arc<std::sync::Mutex<(u32, u32)>>;
+type Times = std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>;
+
 /// A sink that counts connections and messages: (connections, messages).
-fn sink() -> (
-    std::net::SocketAddr,
-    std::sync::Arc<std::sync::Mutex<(u32, u32)>>,
-) {
+fn sink() -> (std::net::SocketAddr, Counts) {
+    let (a, c, _) = timed_sink();
+    (a, c)
+}
+
+/// The same, with when each message's dot came.
+fn timed_sink() -> (std::net::SocketAddr, Counts, Times) {
     use std::io::{BufRead, BufReader, Write};
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let counts = std::sync::Arc::new(std::sync::Mutex::new((0u32, 0u32)));
+    let times: Times = Default::default();
+    let t2 = times.clone();
     let c2 = counts.clone();
     std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(s) = s else { return };
             c2.lock().unwrap().0 += 1;
             let c3 = c2.clone();
+            let t3 = t2.clone();
             std::thread::spawn(move || {
                 let mut w = s.try_clone().unwrap();
                 let mut r = BufReader::new(s);
@@ -340,6 +349,7 @@ fn sink() -> (
                         if l == "." {
                             data = false;
                             c3.lock().unwrap().1 += 1;
+                            t3.lock().unwrap().push(std::time::Instant::now());
                             b"250 ok\r\n"
                         } else {
                             b""
@@ -361,7 +371,36 @@ fn sink() -> (
             });
         }
     });
-    (addr, counts)
+    (addr, counts, times)
+}
+
+#[test]
+fn link_pace_spreads_a_batch_over_the_seconds() {
+    let (addr, counts, times) = timed_sink();
+    let setup = Setup {
+        conf: "LINKS=\"default:#smtp\"\nLINK_PACE=\"conns=1 msgs=4\"\n".into(),
+        routes: format!(". smtp![{}]:{}\n", addr.ip(), addr.port()),
+        ..Setup::default()
+    };
+    let sched = "smtp/* expiry=1d interval=1m retries=1\nsmtp/* command=smtp\n";
+    let d = Daemon::start_with_files(setup, &[("scheduler.conf", sched)]);
+    for i in 0..12 {
+        let (code, err) = d.sendmail(&["x@far.example"], &format!("Subject: {i}\r\n\r\nm\r\n"));
+        assert_eq!(code, 0, "{err}");
+    }
+    d.wait_until("12 held", 30, || d.queue_files().len() == 12);
+    let (code, out, _) = d.run(&["link", "up"]);
+    assert_eq!(code, 0, "{out}");
+    d.wait_until("the batch delivered", 30, || counts.lock().unwrap().1 == 12);
+    let t = times.lock().unwrap();
+    // At most 4 messages start in any second of the clock: 12 span 3 seconds.
+    let spread = t[11].duration_since(t[0]);
+    assert!(
+        spread >= Duration::from_millis(1900),
+        "12 messages in {spread:?}"
+    );
+    assert_eq!(counts.lock().unwrap().0, 1, "one connection");
+    eprintln!("links: 12 messages at msgs=4 took {spread:?}");
 }
 
 #[test]

@@ -266,9 +266,13 @@ fn a_dropped_connection_and_a_4xx_keep_mail_held_and_a_5xx_bounces() {
 /// Customer-side configuration: a daemon that keeps what it receives queued (its
 /// test scheduler holds everything) and reaches the hub's ODMR port.
 fn customer(hub: &Daemon, bind: &str, tls_policy: &str) -> Daemon {
+    customer_with(hub, bind, tls_policy, "")
+}
+
+fn customer_with(hub: &Daemon, bind: &str, tls_policy: &str, extra: &str) -> Daemon {
     let port = hub.addrs[1].port();
     let setup = Setup {
-        conf: format!("SMTP_BIND={bind}\n"),
+        conf: format!("SMTP_BIND={bind}\n{extra}"),
         localnames: "client.dom\nother.dom\ntest.example\n".into(),
         aliases: "alice: root\nx: root\n".into(),
         ..Setup::default()
@@ -351,6 +355,31 @@ fn etrnd_to_etrnd_with_a_new_address_at_every_call() {
     let (code, out, _) = c.run(&["atrn", "-p", "1", "127.0.0.1"]);
     assert_eq!(code, 69, "{out}");
     assert!(out.contains("not running"), "{out}");
+}
+
+#[test]
+fn a_link_up_action_asks_the_provider_with_atrn_and_waits_while_the_link_is_down() {
+    let hub = hub("");
+    hold(&hub, &["x@client.dom"], "by link-up");
+    let port = hub.addrs[1].port();
+    let links =
+        format!("LINKS=\"isp:[127.0.0.1]\"\nLINK_UP=\"atrn -p {port} 127.0.0.1 client.dom\"\n");
+    let c = customer_with(&hub, "127.0.0.5", "", &links);
+    // Down: the provider behind the link is not even looked up.
+    let (code, out) = atrn(&c, &hub, &["client.dom"]);
+    assert_eq!(code, 75, "{out}");
+    assert!(out.contains("behind link isp, which is down"), "{out}");
+    assert!(!hub.log().contains("address=127.0.0.5:"), "{}", hub.log());
+    let (code, out, _) = c.run(&["link", "up", "isp"]);
+    assert_eq!(code, 0, "{out}");
+    c.wait_until("the action's outcome", 20, || {
+        c.log()
+            .contains("link action-done name=isp reply=\"250 2.0.0 1 message(s) received")
+    });
+    assert!(c.queued_text().contains("Subject: by link-up"));
+    let (code, status, _) = c.run(&["link", "status"]);
+    assert_eq!(code, 0, "{status}");
+    assert!(status.starts_with("isp up since "), "{status}");
 }
 
 #[test]

@@ -51,32 +51,8 @@ fn main() {
             })
         }
         Command::Route { resolve, addrs } => exit(commands::route(&cfg, addrs, *resolve)),
-        Command::Mailq => match etrnd::mailq::render(&cfg) {
-            Ok(text) => {
-                print!("{text}");
-                exit(ex::OK)
-            }
-            Err(e) => {
-                eprintln!("etrnd: {e}");
-                exit(ex::OSERR)
-            }
-        },
-        Command::Qshape => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            match etrnd::mailq::qshape(&cfg, now) {
-                Ok(text) => {
-                    print!("{text}");
-                    exit(ex::OK)
-                }
-                Err(e) => {
-                    eprintln!("etrnd: {e}");
-                    exit(ex::OSERR)
-                }
-            }
-        }
+        Command::Mailq => report(etrnd::mailq::render(&cfg)),
+        Command::Qshape => report(etrnd::mailq::qshape(&cfg, unix_now())),
         Command::Sendmail(args) => match etrnd::submit::parse_args(args) {
             Ok(a) => exit(etrnd::submit::run(
                 &cfg,
@@ -116,22 +92,28 @@ fn main() {
             name.as_deref(),
             &mut std::io::stdout(),
         )),
-        Command::Clients => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            match etrnd::clients::render(&cfg, now) {
-                Ok(text) => {
-                    print!("{text}");
-                    exit(ex::OK)
-                }
-                Err(e) => {
-                    eprintln!("etrnd: {e}");
-                    exit(ex::OSERR)
-                }
-            }
-        }
+        Command::Clients => report(etrnd::clients::render(&cfg, unix_now())),
         Command::Daemon => commands::daemon::run(&opts, cfg, config_path),
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Prints a listing read from the spool (`mailq`, `qshape`, `clients`) and exits.
+fn report(r: Result<String, etrnd::spool::SpoolError>) -> ! {
+    match r {
+        Ok(text) => {
+            print!("{text}");
+            exit(ex::OK)
+        }
+        Err(e) => {
+            eprintln!("etrnd: {e}");
+            exit(ex::OSERR)
+        }
     }
 }

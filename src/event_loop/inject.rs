@@ -33,16 +33,7 @@ impl Daemon {
                 reason: reason.clone(),
             })
             .collect();
-        // The DSN quotes the original headers only: read the head, not the message.
-        let opened = self.spool.open_message(b.msg).and_then(|(env, body)| {
-            body.head(bounce::MAX_QUOTED_HEADERS)
-                .map(|head| (env, head))
-                .map_err(|e| crate::spool::SpoolError {
-                    op: "read",
-                    path: self.spool.queue_path(b.msg),
-                    err: e,
-                })
-        });
+        let opened = self.original_head(b.msg);
         match opened {
             Ok((env, body)) => match &env.sender {
                 None => log::info!("{} bounce dropped: the message was itself a bounce", b.msg),
@@ -86,19 +77,27 @@ impl Daemon {
         }
     }
 
-    /// Sends a delay notice (`reporttimes`): Action: delayed, with Will-Retry-Until
-    /// (never to the null sender). The scheduler has journalled the level sent.
-    pub(super) fn send_delay(&mut self, d: crate::sched::Delay) {
-        let opened = self.spool.open_message(d.msg).and_then(|(env, body)| {
+    /// A message's envelope and headers: a DSN quotes the original headers only, so
+    /// the head is read, not the message.
+    fn original_head(
+        &self,
+        msg: MessageId,
+    ) -> Result<(crate::spool::Envelope, Vec<u8>), crate::spool::SpoolError> {
+        self.spool.open_message(msg).and_then(|(env, body)| {
             body.head(bounce::MAX_QUOTED_HEADERS)
                 .map(|head| (env, head))
                 .map_err(|e| crate::spool::SpoolError {
                     op: "read",
-                    path: self.spool.queue_path(d.msg),
+                    path: self.spool.queue_path(msg),
                     err: e,
                 })
-        });
-        let (env, head) = match opened {
+        })
+    }
+
+    /// Sends a delay notice (`reporttimes`): Action: delayed, with Will-Retry-Until
+    /// (never to the null sender). The scheduler has journalled the level sent.
+    pub(super) fn send_delay(&mut self, d: crate::sched::Delay) {
+        let (env, head) = match self.original_head(d.msg) {
             Ok(x) => x,
             Err(e) => return log::error!("{} delay cannot read original error=\"{e}\"", d.msg),
         };

@@ -178,10 +178,13 @@ fn client(net: &Net, extra: &str) -> Daemon {
     let setup = Setup {
         conf: format!(
             "LISTEN={}:2525\nHOSTNAME=client.dom\nSMTP_PORT=2525\nHOSTS_ORDER=\"files dns\"\n\
-             LINKS=\"ppp0:#smtp ppp0:#smtpx ppp0:mail.isp.dom\"\n{extra}",
+             LINKS=\"ppp0:#smtp ppp0:#smtpx ppp0:mail.isp.dom wan0:@dns.dom\"\n{extra}",
             net.cl_ip()
         ),
-        routes: ". smtp!mail.isp.dom\n.soon.dom smtpx!mail.isp.dom\n".into(),
+        // mx.dns.dom is in no hosts file: only DNS (through ppp0) could find it, and
+        // it is behind wan0, which never comes up.
+        routes: ". smtp!mail.isp.dom\n.soon.dom smtpx!mail.isp.dom\n.dns.dom smtp!mx.dns.dom\n"
+            .into(),
         localnames: "client.dom\n".into(),
         aliases: "alice: root\n".into(),
     };
@@ -232,6 +235,8 @@ fn a_down_link_sends_no_packet_and_mail_flows_when_it_comes_up() {
     assert_eq!(code, 0, "{err}");
     let (code, err) = cl.sendmail(&["dest@far.example"], "Subject: out\r\n\r\nout\r\n");
     assert_eq!(code, 0, "{err}");
+    let (code, err) = cl.sendmail(&["x@dns.dom"], "Subject: needs dns\r\n\r\nq\r\n");
+    assert_eq!(code, 0, "{err}");
     let (code, err) = cl.sendmail(
         &["-f", "sender@far.example", "x@soon.dom"],
         "Subject: doomed\r\n\r\nno\r\n",
@@ -251,6 +256,11 @@ fn a_down_link_sends_no_packet_and_mail_flows_when_it_comes_up() {
     let (_, r) = net.client_cmd(&cl, &["route", "-R", "dest@far.example"], None);
     assert!(r.contains("link: ppp0, down"), "{r}");
     assert!(!r.contains("next hop 1"), "{r}");
+    let (_, r) = net.client_cmd(&cl, &["route", "-R", "x@dns.dom"], None);
+    assert!(
+        r.contains(", down: a delivery waits") && !r.contains("next hop"),
+        "{r}"
+    );
     let (code, out) = net.client_cmd(&cl, &["etrn", "mail.isp.dom", "client.dom"], None);
     assert_eq!(code, 75, "{out}");
     std::thread::sleep(Duration::from_secs(2));
@@ -278,6 +288,18 @@ fn a_down_link_sends_no_packet_and_mail_flows_when_it_comes_up() {
     });
     let sent_up = net.tx_packets();
     assert!(sent_up > 0);
+    // Still behind wan0: never looked up, even with ppp0 (the only route) up.
+    assert!(
+        !cl.log().contains("smtp!mx.dns.dom sched job-start"),
+        "{}",
+        cl.log()
+    );
+    let (_, q) = net.client_cmd(&cl, &["mailq"], None);
+    let line = q
+        .lines()
+        .find(|l| l.contains("x@dns.dom"))
+        .unwrap_or_default();
+    assert!(line.contains("held: link wan0 down"), "{q}");
     eprintln!("links: packets through ppp0 while down: {sent_down}; after link up: {sent_up}");
     let (_, status) = net.client_cmd(&cl, &["link", "status"], None);
     assert!(status.contains("ppp0 up"), "{status}");
@@ -298,11 +320,22 @@ fn a_down_link_sends_no_packet_and_mail_flows_when_it_comes_up() {
         cl.log().contains("(local network down)")
     });
     let (_, q) = net.client_cmd(&cl, &["mailq"], None);
-    assert!(
-        q.contains("late@far.example") && !q.contains("attempt"),
-        "{q}"
-    );
-    assert!(!cl.queued_text().contains("\nD "), "no deferral journalled");
+    let line = q
+        .lines()
+        .find(|l| l.contains("late@far.example"))
+        .unwrap_or_default();
+    assert!(line.contains("queued") && !line.contains("attempt"), "{q}");
+    let late = cl
+        .queue_files()
+        .into_iter()
+        .find(|f| {
+            std::fs::read_to_string(cl.spool().join("queue").join(f))
+                .unwrap_or_default()
+                .contains("Subject: late")
+        })
+        .expect("the late message is queued");
+    let journal = std::fs::read_to_string(cl.spool().join("state").join(&late)).unwrap_or_default();
+    assert!(!journal.contains("A "), "no deferral journalled: {journal}");
     assert!(ip(&["-n", &net.cl, "link", "set", "ppp0", "up"]));
     let (code, _) = net.client_cmd(&cl, &["link", "down", "ppp0"], None);
     assert_eq!(code, 0);

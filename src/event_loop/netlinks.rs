@@ -264,6 +264,8 @@ impl Daemon {
                 l.pending.clear();
                 log::info!("link down name={name} actions-dropped={dropped}");
                 self.links_changed();
+                // What is still held behind it may call for a dial now.
+                self.netlinks.check_at = Some(now);
                 Reply::new(250, format!("2.0.0 link {name} down"))
             }
         }

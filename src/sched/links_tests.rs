@@ -168,3 +168,30 @@ fn reporttimes_send_one_delay_notice_per_level_and_never_again() {
     again.handle_timeout(4 * 3600);
     assert!(again.poll_delay().is_some(), "the second level");
 }
+
+#[test]
+fn a_report_time_counts_again_once_a_recipient_waits_again() {
+    let mut s = Scheduler::new(conf(CONF), 1);
+    s.add_message(MessageId(1), &env(0, "smtp", "slow.example"), &[], 0);
+    let job = s.poll_job(0).unwrap();
+    // The bound is computed while the recipient is in a job (not waiting).
+    assert!(s.poll_timeout().is_none_or(|t| t > 3600));
+    s.job_done(
+        job.id,
+        &[(job.rcpts[0], RcptResult::Deferred("451 later".into()))],
+        5,
+    );
+    assert_eq!(s.poll_timeout(), Some(15), "the retry comes first");
+    let job = s.poll_job(15).unwrap();
+    let _ = s.poll_timeout();
+    s.job_done(
+        job.id,
+        &[(job.rcpts[0], RcptResult::Untried("link down".into()))],
+        20,
+    );
+    s.handle_timeout(3600);
+    assert!(
+        s.poll_delay().is_some(),
+        "the report time is back in the bound"
+    );
+}

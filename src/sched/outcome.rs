@@ -146,6 +146,7 @@ impl Scheduler {
                     }
                     if let Some(m) = self.msgs.get(&r.msg) {
                         self.lower_expiry(self.expiry_of(m, &m.rcpts[r.idx]));
+                        self.lower_expiry(self.report_of(m, &m.rcpts[r.idx]));
                     }
                 }
                 RcptResult::Untried(_) if ri.state == RcptState::Active => {
@@ -161,6 +162,7 @@ impl Scheduler {
                     }
                     if let Some(m) = self.msgs.get(&r.msg) {
                         self.lower_expiry(self.expiry_of(m, &m.rcpts[r.idx]));
+                        self.lower_expiry(self.report_of(m, &m.rcpts[r.idx]));
                     }
                 }
                 // Already done (delivered and recorded while the job ran).

@@ -588,3 +588,39 @@ print("ok")
     assert_eq!(&cols[1..5], ["0", "0", "-", "-"], "{after}");
     assert_ne!(cols[5], "-", "the last release:\n{after}");
 }
+
+#[test]
+fn a_failed_dial_backs_off_and_mail_waits() {
+    let setup = Setup {
+        conf: "LINKS=\"default:#smtp\"\nLINK_DIAL=\"/bin/false\"\nLINK_DIAL_WHEN=\"count=1\"\n"
+            .into(),
+        routes: ". smtp![127.0.0.1]:9\n".into(),
+        ..Setup::default()
+    };
+    let sched = "smtp/* expiry=1d interval=1m retries=1\nsmtp/* command=smtp\n";
+    let d = Daemon::start_with_files(setup, &[("scheduler.conf", sched)]);
+    let (code, err) = d.sendmail(&["x@far.example"], "Subject: 1\r\n\r\nm\r\n");
+    assert_eq!(code, 0, "{err}");
+    d.wait_until("the failed dial", 20, || {
+        d.log().contains("link dial-failed name=default")
+    });
+    assert!(d.log().contains("retry-in=60"), "{}", d.log());
+    // More mail during the back-off: no second dial, nothing sent, nothing lost.
+    let (code, err) = d.sendmail(&["x@far.example"], "Subject: 2\r\n\r\nm\r\n");
+    assert_eq!(code, 0, "{err}");
+    d.wait_until("both queued", 20, || d.queue_files().len() == 2);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        d.log().matches("link dial name=default").count(),
+        1,
+        "{}",
+        d.log()
+    );
+    assert!(!d.log().contains("smtp connect-failed"), "{}", d.log());
+    let (code, status, _) = d.run(&["link", "status"]);
+    assert_eq!(code, 0);
+    assert!(
+        status.contains("default down") && status.contains("held=2 ") && status.contains("dials=1"),
+        "{status}"
+    );
+}

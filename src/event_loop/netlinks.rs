@@ -22,7 +22,6 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::Daemon;
@@ -43,7 +42,8 @@ const REAP_EVERY: Duration = Duration::from_secs(30);
 
 /// A dial in progress.
 struct Dial {
-    child: Option<Child>,
+    /// The dial command's pid while it runs.
+    child: Option<i32>,
     deadline: Instant,
 }
 
@@ -98,7 +98,7 @@ pub(super) struct NetLinks {
     /// When the dial policy must be checked again by the clock (`age=`, back-off).
     check_at: Option<Instant>,
     /// Dial commands that outlived their dial, reaped from time to time.
-    orphans: Vec<Child>,
+    orphans: Vec<i32>,
     next_reap: Option<Instant>,
 }
 
@@ -411,7 +411,7 @@ impl Daemon {
         if self.netlinks.next_reap.is_none_or(|t| now >= t) {
             self.netlinks
                 .orphans
-                .retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+                .retain(|&pid| crate::sys::try_reap(pid).is_none());
             self.netlinks.next_reap = Some(now + REAP_EVERY);
         }
     }
@@ -486,12 +486,18 @@ impl Daemon {
         let l = &mut self.netlinks.list[i];
         let Some(d) = l.dial.as_mut() else { return };
         let mut failed: Option<String> = None;
-        if let Some(c) = d.child.as_mut() {
-            match c.try_wait() {
-                Ok(Some(st)) if st.success() => d.child = None,
-                Ok(Some(st)) => failed = Some(format!("the dial command failed ({st})")),
-                Ok(None) => {}
-                Err(e) => failed = Some(format!("cannot wait for the dial command: {e}")),
+        if let Some(pid) = d.child {
+            match crate::sys::try_reap(pid) {
+                Some(Some(0)) => d.child = None,
+                Some(Some(code)) => {
+                    d.child = None;
+                    failed = Some(format!("the dial command exited {code}"));
+                }
+                Some(None) => {
+                    d.child = None;
+                    failed = Some("the dial command was killed".into());
+                }
+                None => {}
             }
         }
         if failed.is_none() && now >= d.deadline {
@@ -502,9 +508,9 @@ impl Daemon {
         }
         let Some(why) = failed else { return };
         let mut d = l.dial.take().expect("checked above");
-        if let Some(mut c) = d.child.take() {
-            let _ = c.kill();
-            self.netlinks.orphans.push(c);
+        if let Some(pid) = d.child.take() {
+            crate::sys::terminate(pid);
+            self.netlinks.orphans.push(pid);
         }
         l.failures = l.failures.saturating_add(1);
         let back = DIAL_BACKOFF
@@ -553,25 +559,18 @@ impl Daemon {
         };
         let cmd = lc.dial.clone();
         let timeout = lc.dial_timeout;
-        let spawned = Command::new(&cmd[0])
-            .args(&cmd[1..])
-            .env("ETRND_LINK", &name)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
+        let spawned = crate::sys::spawn_command(&cmd, &[("ETRND_LINK", &name)]);
         let l = &mut self.netlinks.list[i];
         l.dials += 1;
         match spawned {
-            Ok(child) => {
+            Ok(pid) => {
                 log::info!(
-                    "link dial name={name} reason={why} held={} octets={} pid={}",
+                    "link dial name={name} reason={why} held={} octets={} pid={pid}",
                     sum.messages,
                     sum.octets,
-                    child.id()
                 );
                 l.dial = Some(Dial {
-                    child: Some(child),
+                    child: Some(pid),
                     deadline: now + timeout,
                 });
             }

@@ -769,7 +769,7 @@ mod process;
 pub use at::{create_at, euid, group_gid, mkdir_at, open_dir_at, rename_at, unlink_at};
 pub use process::{
     become_user, close_other_fds, exit_child, fork, fork_server, helper_signals, socketpair,
-    wait_child, Forked,
+    spawn_command, terminate, try_reap, wait_child, Forked,
 };
 
 #[cfg(test)]

@@ -134,3 +134,98 @@ pub fn fork_server(
         }
     }
 }
+
+/// Runs `argv[0]` (an absolute path) with `argv[1..]`, our environment plus `env`,
+/// stdin and stdout and stderr on /dev/null, in a session of its own (the daemon's
+/// signals never reach it), without a shell. Returns its pid; reap it with
+/// [`try_reap`]. A program that cannot be executed exits 127.
+pub fn spawn_command(argv: &[String], env: &[(&str, &str)]) -> io::Result<i32> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let bad = || io::Error::new(io::ErrorKind::InvalidInput, "a NUL in a command word");
+    let args: Vec<CString> = argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()).map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    if args.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no command"));
+    }
+    let mut vars: Vec<CString> = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        if env.iter().any(|(n, _)| k.as_bytes() == n.as_bytes()) {
+            continue;
+        }
+        let mut kv = k.as_bytes().to_vec();
+        kv.push(b'=');
+        kv.extend_from_slice(v.as_bytes());
+        if let Ok(c) = CString::new(kv) {
+            vars.push(c);
+        }
+    }
+    for (k, v) in env {
+        vars.push(CString::new(format!("{k}={v}")).map_err(|_| bad())?);
+    }
+    let mut argp: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argp.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = vars.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    use std::os::fd::AsRawFd;
+    let nfd = null.as_raw_fd();
+    match fork()? {
+        Forked::Child => {
+            // Only async-signal-safe calls from here: everything was prepared above.
+            // SAFETY: dup2, setsid, signal, close and execve on values that live in
+            // this process; on failure the child ends with _exit.
+            unsafe {
+                for fd in 0..3 {
+                    libc::dup2(nfd, fd);
+                }
+                libc::setsid();
+                for sig in [
+                    libc::SIGHUP,
+                    libc::SIGINT,
+                    libc::SIGTERM,
+                    libc::SIGUSR1,
+                    libc::SIGPIPE,
+                    libc::SIGCHLD,
+                ] {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
+            close_other_fds(&[]);
+            // SAFETY: argp and envp are NUL-terminated arrays of C strings that
+            // outlive the call (execve only returns on failure).
+            unsafe {
+                libc::execve(argp[0], argp.as_ptr(), envp.as_ptr());
+            }
+            exit_child(127)
+        }
+        Forked::Parent(pid) => Ok(pid),
+    }
+}
+
+/// Reaps child `pid` if it ended: `None` while it runs, `Some(Some(code))` for an
+/// exit, `Some(None)` for a death by signal (or a child that is gone).
+pub fn try_reap(pid: i32) -> Option<Option<i32>> {
+    let mut status = 0;
+    // SAFETY: waitpid on our own child with a valid status pointer.
+    let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    match rc {
+        0 => None,
+        r if r == pid => Some(libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status))),
+        _ => Some(None),
+    }
+}
+
+/// Sends SIGTERM to child `pid` and its session (reap it later with [`try_reap`]).
+pub fn terminate(pid: i32) {
+    // SAFETY: signalling our own child's process group (setsid made it its leader).
+    unsafe {
+        libc::kill(-pid, libc::SIGTERM);
+        libc::kill(pid, libc::SIGTERM);
+    }
+}

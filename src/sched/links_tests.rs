@@ -2,30 +2,11 @@
 
 use super::super::*;
 use crate::config::links::LinkTarget;
-use crate::spool::Recipient;
-use crate::vocab::Mailbox;
-use std::path::Path;
 
-fn conf(text: &str) -> SchedulerConf {
-    SchedulerConf::parse(Path::new("s"), text, "/log").unwrap()
-}
+use super::super::tests::conf;
 
 fn env(arrival: Unix, channel: &str, host: &str) -> Envelope {
-    Envelope {
-        arrival,
-        client: "-".into(),
-        helo: "h".into(),
-        protocol: "ESMTP".into(),
-        eight_bit: false,
-        sender: Some(Mailbox::parse("s@x.example").unwrap()),
-        recipients: vec![Recipient {
-            address: Mailbox::parse(&format!("u@{host}")).unwrap(),
-            dest: Destination::Remote {
-                channel: channel.into(),
-                host: host.into(),
-            },
-        }],
-    }
+    super::super::tests::env(arrival, &[(channel, host)])
 }
 
 const CONF: &str = "smtp-etrn/* queueonly expiry=10d expiry2=1d command=smtp\n\

@@ -5,11 +5,11 @@ use crate::spool::Recipient;
 use crate::vocab::Mailbox;
 use std::path::Path;
 
-fn conf(text: &str) -> SchedulerConf {
+pub(super) fn conf(text: &str) -> SchedulerConf {
     SchedulerConf::parse(Path::new("s"), text, "/log").unwrap()
 }
 
-fn env(arrival: Unix, dests: &[(&str, &str)]) -> Envelope {
+pub(super) fn env(arrival: Unix, dests: &[(&str, &str)]) -> Envelope {
     Envelope {
         arrival,
         client: "-".into(),

@@ -299,17 +299,14 @@ impl Daemon {
                     .arg(self.conf_path());
                 c
             }
-            None if !self.wrap.is_empty() => {
-                let mut c = Command::new(&self.wrap[0]);
-                c.args(&self.wrap[1..])
-                    .arg(bin())
+            None => {
+                // Under `wrap` (which execs it) or on its own.
+                let mut argv: Vec<&str> = self.wrap.iter().map(String::as_str).collect();
+                argv.push(bin());
+                let mut c = Command::new(argv[0]);
+                c.args(&argv[1..])
                     .args(["-d", "-v", "-f"])
                     .arg(self.conf_path());
-                c
-            }
-            None => {
-                let mut c = Command::new(bin());
-                c.args(["-d", "-v", "-f"]).arg(self.conf_path());
                 c
             }
         };

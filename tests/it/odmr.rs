@@ -194,8 +194,12 @@ fn only_the_asked_and_entitled_recipients_go_and_the_rest_stays_held() {
     c.cmd("ATRN client.dom", 250);
     let got = serve(&mut c, |_| "250 2.1.5 ok");
     assert_eq!(got.len(), 1);
+    // The log is read from the daemon's stderr by a thread: wait for the line.
+    d.wait_until("the delivery line", 10, || {
+        d.log().contains("to=<a@client.dom>")
+    });
+    d.wait_until("the claim settled", 10, || d.log().contains("atrn done"));
     let rcpts = d.log();
-    assert!(rcpts.contains("to=<a@client.dom>"), "{rcpts}");
     assert!(!rcpts.contains("to=<b@mail.other.dom>"), "{rcpts}");
     assert_eq!(d.queue_files().len(), 1, "the message stays for the others");
     // A bare ATRN: all of cust's domains — mail.other.dom by `@other.dom` — but
@@ -203,8 +207,10 @@ fn only_the_asked_and_entitled_recipients_go_and_the_rest_stays_held() {
     let mut c = odmr_session(&d, "cust", "s3cret");
     c.cmd("ATRN", 250);
     serve(&mut c, |_| "250 2.1.5 ok");
+    d.wait_until("the second delivery line", 10, || {
+        d.log().contains("to=<b@mail.other.dom>")
+    });
     let log = d.log();
-    assert!(log.contains("to=<b@mail.other.dom>"), "{log}");
     assert!(!log.contains("to=<c@third.dom>"), "{log}");
     let (_, mailq, _) = d.run(&["mailq"]);
     assert!(

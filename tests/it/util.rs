@@ -436,13 +436,14 @@ impl Daemon {
         run_etrnd(&self.conf_path(), args)
     }
 
-    /// The text of every queue file, one after the other.
+    /// The text of every queue file, one after the other (a file delivered and
+    /// removed between the listing and the read counts as empty).
     pub fn queued_text(&self) -> String {
         self.queue_files()
             .iter()
             .map(|f| {
-                String::from_utf8_lossy(&std::fs::read(self.spool().join("queue").join(f)).unwrap())
-                    .into_owned()
+                let data = std::fs::read(self.spool().join("queue").join(f)).unwrap_or_default();
+                String::from_utf8_lossy(&data).into_owned()
             })
             .collect()
     }

@@ -385,26 +385,40 @@ pub fn flush(cfg: &Config, target: Option<&str>, out: &mut impl Write) -> i32 {
         Some(t) => format!("flush {t}\n"),
         None => "flush\n".to_string(),
     };
+    let Some((code, line)) = ask_daemon(cfg, "flush", &request, CONTROL_TIMEOUT, out) else {
+        return ex::UNAVAILABLE;
+    };
+    let _ = writeln!(out, "{line}");
+    match code {
+        200..=299 => ex::OK,
+        459 | 500..=599 => NOPERM,
+        _ => TEMPFAIL,
+    }
+}
+
+/// Sends one request to the running daemon and returns its reply's code and line;
+/// `None` (after saying so on `out`) when no daemon answers.
+fn ask_daemon(
+    cfg: &Config,
+    verb: &str,
+    request: &str,
+    timeout: Duration,
+    out: &mut impl Write,
+) -> Option<(u16, String)> {
     let control = cfg.main.postoffice.join("control");
-    match control_request(&control, request.as_bytes(), CONTROL_TIMEOUT) {
+    match control_request(&control, request.as_bytes(), timeout) {
         Ok(reply) => {
-            let text = String::from_utf8_lossy(&reply);
-            let line = text.trim_end();
-            let _ = writeln!(out, "{line}");
+            let line = String::from_utf8_lossy(&reply).trim_end().to_string();
             let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
-            match code {
-                200..=299 => ex::OK,
-                459 | 500..=599 => NOPERM,
-                _ => TEMPFAIL,
-            }
+            Some((code, line))
         }
         Err(e) => {
             let _ = writeln!(
                 out,
-                "flush: etrnd is not running or does not answer ({}: {e})",
+                "{verb}: etrnd is not running or does not answer ({}: {e})",
                 control.display()
             );
-            ex::UNAVAILABLE
+            None
         }
     }
 }
@@ -417,36 +431,23 @@ pub fn link(cfg: &Config, op: &str, name: Option<&str>, out: &mut impl Write) ->
         Some(n) => format!("link {op} {n}"),
         None => format!("link {op}"),
     };
-    let control = cfg.main.postoffice.join("control");
-    match control_request(&control, request.as_bytes(), CONTROL_TIMEOUT) {
-        Ok(reply) => {
-            let text = String::from_utf8_lossy(&reply);
-            let line = text.trim_end();
-            let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
-            match (code, line.strip_prefix("250 2.0.0 ")) {
-                (250, Some(rest)) if op == "status" => {
-                    for l in rest.split("; ") {
-                        let _ = writeln!(out, "{l}");
-                    }
-                }
-                _ => {
-                    let _ = writeln!(out, "{line}");
-                }
-            }
-            match code {
-                200..=299 => ex::OK,
-                500..=599 => NOPERM,
-                _ => TEMPFAIL,
+    let Some((code, line)) = ask_daemon(cfg, "link", &request, CONTROL_TIMEOUT, out) else {
+        return ex::UNAVAILABLE;
+    };
+    match (code, line.strip_prefix("250 2.0.0 ")) {
+        (250, Some(rest)) if op == "status" => {
+            for l in rest.split("; ") {
+                let _ = writeln!(out, "{l}");
             }
         }
-        Err(e) => {
-            let _ = writeln!(
-                out,
-                "link: etrnd is not running or does not answer ({}: {e})",
-                control.display()
-            );
-            ex::UNAVAILABLE
+        _ => {
+            let _ = writeln!(out, "{line}");
         }
+    }
+    match code {
+        200..=299 => ex::OK,
+        500..=599 => NOPERM,
+        _ => TEMPFAIL,
     }
 }
 
@@ -477,29 +478,16 @@ pub fn atrn(
         return ex::USAGE;
     }
     let request = format!("atrn {port} {server} {}", domains.join(" "));
-    let control = cfg.main.postoffice.join("control");
-    match control_request(&control, request.trim_end().as_bytes(), ATRN_TIMEOUT) {
-        Ok(reply) => {
-            let text = String::from_utf8_lossy(&reply);
-            let line = text.trim_end();
-            let _ = writeln!(out, "{line}");
-            let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
-            let unreachable = line.get(4..9) == Some("4.4.1");
-            match code {
-                200..=299 => ex::OK,
-                _ if unreachable => ex::UNAVAILABLE,
-                500..=599 => NOPERM,
-                _ => TEMPFAIL,
-            }
-        }
-        Err(e) => {
-            let _ = writeln!(
-                out,
-                "atrn: etrnd is not running or does not answer ({}: {e})",
-                control.display()
-            );
-            ex::UNAVAILABLE
-        }
+    let Some((code, line)) = ask_daemon(cfg, "atrn", request.trim_end(), ATRN_TIMEOUT, out) else {
+        return ex::UNAVAILABLE;
+    };
+    let _ = writeln!(out, "{line}");
+    let unreachable = line.get(4..9) == Some("4.4.1");
+    match code {
+        200..=299 => ex::OK,
+        _ if unreachable => ex::UNAVAILABLE,
+        500..=599 => NOPERM,
+        _ => TEMPFAIL,
     }
 }
 

@@ -134,10 +134,7 @@ fn print_next_hops(dns: &mut Dns, host: &str) {
 /// A/AAAA; an address literal or IP as is) and sends the ETRNs.
 pub fn etrn(cfg: &Config, port: Option<u16>, server: &str, targets: &[String]) -> i32 {
     let port = port.unwrap_or(cfg.main.smtp_port);
-    let bare = server
-        .strip_prefix('[')
-        .and_then(|r| r.split(']').next())
-        .unwrap_or(server);
+    let bare = crate::vocab::bare_host(server);
     if let Some((l, true)) =
         crate::event_loop::netlinks::offline_link(cfg, |t| t.covers_server(bare))
     {

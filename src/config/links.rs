@@ -112,11 +112,8 @@ impl LinkTarget {
     pub fn covers_server(&self, server: &str) -> bool {
         match self {
             LinkTarget::Host(h) => {
-                let bare = h
-                    .strip_prefix('[')
-                    .and_then(|r| r.split(']').next())
-                    .unwrap_or(h);
-                server.eq_ignore_ascii_case(h) || server.eq_ignore_ascii_case(bare)
+                server.eq_ignore_ascii_case(h)
+                    || server.eq_ignore_ascii_case(crate::vocab::bare_host(h))
             }
             LinkTarget::Domain(d) => in_domain(server, d),
             LinkTarget::Channel(_) => false,
@@ -184,14 +181,7 @@ impl std::fmt::Display for LinkAction {
 
 /// A server an action names: a host name or an IP address.
 fn server_name(s: &str) -> Result<String, String> {
-    if s.parse::<std::net::IpAddr>().is_ok() {
-        return Ok(s.to_string());
-    }
-    crate::vocab::Domain::parse(s)
-        .ok()
-        .filter(|d| d.literal().is_none())
-        .map(|d| d.as_str().to_ascii_lowercase())
-        .ok_or_else(|| format!("'{s}': not a host name or an address"))
+    crate::vocab::server_name(s).ok_or_else(|| format!("'{s}': not a host name or an address"))
 }
 
 impl LinkAction {

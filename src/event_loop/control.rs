@@ -49,18 +49,6 @@ pub enum Request {
     },
 }
 
-/// A provider named by `etrnd atrn`: a host name or an IP address (never anything
-/// that could reach a header or a log line as more than a name).
-fn server_name(s: &str) -> Option<String> {
-    if s.parse::<std::net::IpAddr>().is_ok() {
-        return Some(s.to_string());
-    }
-    crate::vocab::Domain::parse_relaxed(s)
-        .ok()
-        .filter(|d| d.literal().is_none())
-        .map(|d| d.as_str().to_ascii_lowercase())
-}
-
 impl Request {
     /// Parses a request datagram; `Err` is the reply for a bad one.
     pub fn parse(data: &[u8]) -> Result<Request, Reply> {
@@ -83,7 +71,10 @@ impl Request {
                     .and_then(|p| p.parse::<u16>().ok())
                     .filter(|p| *p != 0)
                     .ok_or_else(bad)?;
-                let server = w.next().and_then(server_name).ok_or_else(bad)?;
+                let server = w
+                    .next()
+                    .and_then(crate::vocab::server_name)
+                    .ok_or_else(bad)?;
                 let list: Vec<&str> = w.collect();
                 let domains = crate::smtp::atrn::parse_list(&list.join(","))
                     .map_err(|_| Reply::ATRN_SYNTAX)?;

@@ -270,13 +270,7 @@ pub const MAX_TLS_FAILED: usize = 10_000;
 /// How long a failed opportunistic handshake sends a next hop to plaintext.
 pub const TLS_FALLBACK_FOR: Duration = Duration::from_secs(3600);
 
-/// `[1.2.3.4]:587` → `1.2.3.4`; `mail.isp.dom` stays.
-pub fn bare_host(route_host: &str) -> &str {
-    match route_host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(rest),
-        None => route_host,
-    }
-}
+pub use crate::vocab::bare_host;
 
 /// A client link whose TLS handshake is over: the session learns it (or its
 /// failure, remembered for the `may` fall-back).

@@ -284,6 +284,28 @@ pub fn fmt_path(p: &ReversePath) -> String {
     }
 }
 
+/// A route host without its brackets and port: `[1.2.3.4]:587` → `1.2.3.4`;
+/// `mail.isp.dom` stays.
+pub fn bare_host(route_host: &str) -> &str {
+    match route_host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => route_host,
+    }
+}
+
+/// A server named on a command line, in a control request or in `LINK_UP`: a host
+/// name (lower case) or an IP address, never anything that could reach a header or
+/// a log line as more than a name.
+pub fn server_name(s: &str) -> Option<String> {
+    if s.parse::<std::net::IpAddr>().is_ok() {
+        return Some(s.to_string());
+    }
+    Domain::parse_relaxed(s)
+        .ok()
+        .filter(|d| d.literal().is_none())
+        .map(|d| d.as_str().to_ascii_lowercase())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,9 @@ pub mod cidr;
 pub mod date;
 pub mod security;
 
-pub use address::{fmt_path, parse_path, AddrError, Domain, Mailbox, ReversePath};
+pub use address::{
+    bare_host, fmt_path, parse_path, server_name, AddrError, Domain, Mailbox, ReversePath,
+};
 pub use cidr::{canonical, Cidr};
 pub use security::{ListenKind, TlsLevel};
 

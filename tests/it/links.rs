@@ -624,3 +624,52 @@ fn a_failed_dial_backs_off_and_mail_waits() {
         "{status}"
     );
 }
+
+/// A local user may ask `link status` but cannot bring a link up (and so make the
+/// host dial, or send held mail) or take it down.
+#[test]
+fn a_local_user_cannot_move_a_link() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run as another user");
+        return;
+    }
+    let setup = Setup {
+        conf: "LINKS=\"ppp0:#smtp\"\n".into(),
+        routes: ". smtp![127.0.0.1]:9\n".into(),
+        ..Setup::default()
+    };
+    let sched = "smtp/* expiry=1d\nsmtp/* command=smtp\n";
+    let d = Daemon::start_with_files(setup, &[("scheduler.conf", sched)]);
+    let (code, err) = d.sendmail(&["x@far.example"], "Subject: held\r\n\r\nm\r\n");
+    assert_eq!(code, 0, "{err}");
+    d.wait_until("it queued", 20, || d.queue_files().len() == 1);
+    crate::util::system_account("etrnd-link-user", "/bin/sh");
+    let as_user = |args: &[&str]| {
+        let out = Command::new("runuser")
+            .args(["-u", "etrnd-link-user", "--", bin(), "-f"])
+            .arg(d.conf_path())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    for op in ["up", "down"] {
+        let (code, out) = as_user(&["link", op, "ppp0"]);
+        assert_eq!(code, Some(77), "link {op}: {out}");
+        assert!(out.contains("5.7.1"), "{out}");
+    }
+    let (code, out) = as_user(&["link", "status"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("ppp0 down"), "{out}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!d.log().contains("link up name=ppp0"), "{}", d.log());
+    assert!(
+        !d.log().contains("smtp connect-failed"),
+        "nothing was sent: {}",
+        d.log()
+    );
+    assert_eq!(d.queue_files().len(), 1);
+}

@@ -29,7 +29,10 @@ pub enum Command {
     /// Check the configuration (`-n`).
     Check,
     /// List the queue.
-    Mailq,
+    Mailq {
+        /// `-j`: one JSON object per message.
+        json: bool,
+    },
     /// Queue shape per destination and age.
     Qshape,
     /// Local submission with sendmail's options.
@@ -63,6 +66,8 @@ pub enum Command {
     },
     /// Per held destination: what is held, and who released it last.
     Clients,
+    /// `queue delete|hold|release|requeue SELECTION`: the words after `queue`.
+    Queue(Vec<String>),
     /// Show how addresses route; with `resolve` (`-R`) also the next hops.
     Route {
         /// `-R`: resolve the next hop of each remote route.
@@ -95,16 +100,22 @@ pub fn parse(args: &[String]) -> Result<Options, (String, i32)> {
         .first()
         .and_then(|a| a.rsplit('/').next())
         .unwrap_or("etrnd");
-    if prog == "sendmail" {
+    if prog == "sendmail" || prog == "mailq" {
         let config = match std::env::var_os("ETRND_CONF") {
             Some(p) => PathBuf::from(p),
             None => crate::config::main_conf::default_path(),
+        };
+        let rest = args.get(1..).unwrap_or_default();
+        let command = if prog == "mailq" {
+            mailq_args(rest)?
+        } else {
+            Command::Sendmail(rest.to_vec())
         };
         return Ok(Options {
             config,
             foreground: false,
             verbosity: 0,
-            command: Command::Sendmail(args.get(1..).unwrap_or_default().to_vec()),
+            command,
         });
     }
     let mut opts = getopts::Options::new();
@@ -127,17 +138,14 @@ pub fn parse(args: &[String]) -> Result<Options, (String, i32)> {
             _ => crate::config::main_conf::default_path(),
         },
     };
-    let mut free = m.free.clone();
-    if prog == "mailq" {
-        free.insert(0, "mailq".into());
-    }
+    let free = m.free.clone();
     let command = match free.first().map(String::as_str) {
         None if m.opt_present("n") => Command::Check,
         None => Command::Daemon,
         Some(_) if m.opt_present("n") => {
             return Err((format!("etrnd: -n takes no command\n{USAGE}"), exit::USAGE))
         }
-        Some("mailq") if free.len() == 1 => Command::Mailq,
+        Some("mailq") => mailq_args(&free[1..])?,
         Some("qshape") if free.len() == 1 => Command::Qshape,
         Some("clients") if free.len() == 1 => Command::Clients,
         Some("link")
@@ -150,6 +158,7 @@ pub fn parse(args: &[String]) -> Result<Options, (String, i32)> {
             }
         }
         Some("sendmail") => Command::Sendmail(free[1..].to_vec()),
+        Some("queue") => Command::Queue(free[1..].to_vec()),
         Some("flush") if free.len() <= 2 => Command::Flush(free.get(1).cloned()),
         Some(verb @ ("etrn" | "atrn")) => {
             let mut rest: Vec<String> = free[1..].to_vec();
@@ -219,6 +228,15 @@ pub fn parse(args: &[String]) -> Result<Options, (String, i32)> {
     })
 }
 
+/// `mailq [-j]`.
+fn mailq_args(args: &[String]) -> Result<Command, (String, i32)> {
+    match args {
+        [] => Ok(Command::Mailq { json: false }),
+        [j] if j == "-j" => Ok(Command::Mailq { json: true }),
+        _ => Err((format!("mailq: usage: mailq [-j]\n{USAGE}"), exit::USAGE)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,8 +258,14 @@ mod tests {
     #[test]
     fn commands() {
         assert_eq!(p(&["etrnd", "-n"]).unwrap().command, Command::Check);
-        assert_eq!(p(&["etrnd", "mailq"]).unwrap().command, Command::Mailq);
-        assert_eq!(p(&["/usr/bin/mailq"]).unwrap().command, Command::Mailq);
+        assert_eq!(
+            p(&["etrnd", "mailq"]).unwrap().command,
+            Command::Mailq { json: false }
+        );
+        assert_eq!(
+            p(&["/usr/bin/mailq"]).unwrap().command,
+            Command::Mailq { json: false }
+        );
         assert_eq!(
             p(&["/usr/sbin/sendmail", "-f", "me@x", "-t"])
                 .unwrap()

@@ -494,7 +494,21 @@ pub fn atrn(
 /// Sends one request datagram to the daemon's control socket from a socket of our
 /// own (in the temporary directory, writable so a daemon running as `USER` can
 /// answer) and waits for the reply.
-fn control_request(control: &Path, request: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
+pub fn control_request(
+    control: &Path,
+    request: &[u8],
+    timeout: Duration,
+) -> std::io::Result<Vec<u8>> {
+    control_request_with(control, request, timeout, None)
+}
+
+/// [`control_request`] with a descriptor attached to the request.
+pub fn control_request_with(
+    control: &Path,
+    request: &[u8],
+    timeout: Duration,
+    fd: Option<std::os::fd::RawFd>,
+) -> std::io::Result<Vec<u8>> {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::net::UnixDatagram;
     let nanos = std::time::SystemTime::now()
@@ -513,7 +527,15 @@ fn control_request(control: &Path, request: &[u8], timeout: Duration) -> std::io
     let _unlink = Unlink(&me);
     std::fs::set_permissions(&me, std::fs::Permissions::from_mode(0o666))?;
     sock.set_read_timeout(Some(timeout))?;
-    sock.send_to(request, control)?;
+    match fd {
+        Some(fd) => {
+            use std::os::fd::AsRawFd;
+            crate::sys::send_with_fd(sock.as_raw_fd(), control, request, fd)?;
+        }
+        None => {
+            sock.send_to(request, control)?;
+        }
+    }
     let mut buf = vec![0u8; 4096];
     let n = sock.recv(&mut buf)?;
     buf.truncate(n);

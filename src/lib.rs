@@ -47,6 +47,7 @@ pub mod lex;
 pub mod local;
 pub mod logging;
 pub mod mailq;
+pub mod queue_ctl;
 pub mod route;
 pub mod sched;
 pub mod smtp;

@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::spool::Destination;
 
 use crate::smtp::trace::iso_date;
-use crate::spool::{Spool, StateRecord};
+use crate::spool::{MessageId, Spool, StateRecord};
 use crate::vocab::fmt_path;
 
 /// The state of recipient `idx` from its journal, as words. `held`: its clause is
@@ -94,9 +94,94 @@ pub fn is_held(cfg: &Config, dest: &Destination) -> bool {
     })
 }
 
+/// `etrnd mailq [-j]` (also `mailq`, `sendmail -bp`): for any local user through
+/// the running daemon, which writes the listing into a pipe we hand it; with no
+/// daemon, read from the spool here (which only root and `USER` may). Exit 0, 69
+/// when neither works.
+pub fn run(cfg: &Config, json: bool, out: &mut impl std::io::Write) -> i32 {
+    use crate::cli::exit as ex;
+    if let Ok(active) = std::env::var(crate::event_loop::showq::ACTIVE_ENV) {
+        // The daemon's own listing child: read the spool.
+        let active: Vec<MessageId> = active.split(',').filter_map(MessageId::parse).collect();
+        return print(render_with(cfg, &active, json), out);
+    }
+    match through_daemon(cfg, json, out) {
+        Ok(code) => code,
+        Err(why) => match render_with(cfg, &[], json) {
+            Ok(text) => print(Ok(text), out),
+            Err(e) => {
+                let _ = out.flush();
+                eprintln!("mailq: the queue cannot be listed: {why}; and {e}");
+                ex::UNAVAILABLE
+            }
+        },
+    }
+}
+
+fn print(r: Result<String, crate::spool::SpoolError>, out: &mut impl std::io::Write) -> i32 {
+    match r {
+        Ok(text) => match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            Ok(()) => crate::cli::exit::OK,
+            Err(_) => crate::cli::exit::OSERR,
+        },
+        Err(e) => {
+            eprintln!("mailq: {e}");
+            crate::cli::exit::OSERR
+        }
+    }
+}
+
+/// Asks the daemon for the listing through a pipe; `Err` (why) when no daemon
+/// answers.
+fn through_daemon(cfg: &Config, json: bool, out: &mut impl std::io::Write) -> Result<i32, String> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let (mut reader, writer) = std::io::pipe().map_err(|e| e.to_string())?;
+    let control = cfg.main.postoffice.join("control");
+    let request = if json { "mailq -j" } else { "mailq" };
+    let reply = crate::etrn_client::control_request_with(
+        &control,
+        request.as_bytes(),
+        crate::etrn_client::CONTROL_TIMEOUT,
+        Some(writer.as_raw_fd()),
+    )
+    .map_err(|e| format!("etrnd does not answer ({}: {e})", control.display()))?;
+    drop(writer);
+    let line = String::from_utf8_lossy(&reply).trim_end().to_string();
+    if !line.starts_with("250") {
+        eprintln!("mailq: {line}");
+        return Ok(crate::etrn_client::TEMPFAIL);
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if out.write_all(&buf[..n]).is_err() {
+                    return Ok(crate::cli::exit::OSERR);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let _ = out.flush();
+    Ok(crate::cli::exit::OK)
+}
+
 /// Renders the listing of the spool at `postoffice` (read-only: nothing is created,
 /// verified or moved).
 pub fn render(cfg: &Config) -> Result<String, crate::spool::SpoolError> {
+    render_with(cfg, &[], false)
+}
+
+/// The listing, with the messages being delivered now (`*`) as the daemon said;
+/// `json`: one JSON object per line and message, as Postfix's `postqueue -j`.
+pub fn render_with(
+    cfg: &Config,
+    active: &[MessageId],
+    json: bool,
+) -> Result<String, crate::spool::SpoolError> {
     let postoffice = cfg.main.postoffice.as_path();
     let mut out = String::new();
     let entries = if postoffice.join("queue").is_dir() {
@@ -105,6 +190,9 @@ pub fn render(cfg: &Config) -> Result<String, crate::spool::SpoolError> {
         Vec::new()
     };
     let drops = dropped(postoffice, cfg.main.max_message_size);
+    if json {
+        return Ok(render_json(cfg, &entries, &drops, active));
+    }
     if entries.is_empty() && drops.is_empty() {
         out.push_str("Mail queue is empty\n");
         return Ok(out);
@@ -140,10 +228,11 @@ pub fn render(cfg: &Config) -> Result<String, crate::spool::SpoolError> {
     }
     for e in &entries {
         total += e.size;
+        let (_, mark) = queue_name(e, active);
         let _ = writeln!(
             out,
-            "{:<16} {:>9} {} {}",
-            e.id.to_string(),
+            "{}{mark} {:>8} {} {}",
+            e.id,
             e.size,
             iso_date(e.envelope.arrival),
             crate::logging::sanitize(fmt_path(&e.envelope.sender).as_bytes())
@@ -155,12 +244,7 @@ pub fn render(cfg: &Config) -> Result<String, crate::spool::SpoolError> {
                 "",
                 crate::logging::sanitize(r.address.to_string().as_bytes()),
                 r.dest,
-                recipient_state(
-                    i,
-                    &e.state,
-                    (is_held(cfg, &r.dest), for_atrn(cfg, &r.dest)),
-                    link_down(cfg, &r.dest).as_deref()
-                )
+                state_of(cfg, e, i)
             );
         }
         out.push('\n');
@@ -174,6 +258,129 @@ pub fn render(cfg: &Config) -> Result<String, crate::spool::SpoolError> {
         if n == 1 { "" } else { "s" }
     );
     Ok(out)
+}
+
+/// A recipient's state in words; a message on the operator's hold says so first.
+fn state_of(cfg: &Config, e: &crate::spool::QueueEntry, i: usize) -> String {
+    let Some(r) = e.envelope.recipients.get(i) else {
+        return String::new();
+    };
+    let state = recipient_state(
+        i,
+        &e.state,
+        (is_held(cfg, &r.dest), for_atrn(cfg, &r.dest)),
+        link_down(cfg, &r.dest).as_deref(),
+    );
+    if crate::queue_ctl::on_hold(&e.state)
+        && !state.starts_with("sent")
+        && !state.starts_with("bounced")
+    {
+        format!("on hold (etrnd queue release), {state}")
+    } else {
+        state
+    }
+}
+
+/// Postfix's queue name of a message and its `mailq` marker: `active` (`*`),
+/// `hold` (`!`), `deferred` (tried before) or `incoming`.
+fn queue_name(e: &crate::spool::QueueEntry, active: &[MessageId]) -> (&'static str, char) {
+    if active.contains(&e.id) {
+        ("active", '*')
+    } else if crate::queue_ctl::on_hold(&e.state) {
+        ("hold", '!')
+    } else if e
+        .state
+        .iter()
+        .any(|s| matches!(s, StateRecord::Deferred { .. }))
+    {
+        ("deferred", ' ')
+    } else {
+        ("incoming", ' ')
+    }
+}
+
+/// A JSON string literal.
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `mailq -j`: one object per message and line (Postfix's `postqueue -j` keys, plus
+/// each recipient's destination and state).
+fn render_json(
+    cfg: &Config,
+    entries: &[crate::spool::QueueEntry],
+    drops: &[Dropped],
+    active: &[MessageId],
+) -> String {
+    let mut out = String::new();
+    for d in drops {
+        let (sender, rcpts): (String, Vec<String>) = match &d.drop {
+            Some(x) => (
+                fmt_path(&x.sender),
+                x.rcpts.iter().map(|r| r.to_string()).collect(),
+            ),
+            None => (String::new(), Vec::new()),
+        };
+        let rcpts: Vec<String> = rcpts
+            .iter()
+            .map(|r| {
+                format!(
+                    "{{\"address\":{},\"state\":\"waiting in the drop folder for pickup\"}}",
+                    json_str(r)
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "{{\"queue_name\":\"maildrop\",\"queue_id\":{},\"arrival_time\":{},\"message_size\":{},\"sender\":{},\"recipients\":[{}]}}",
+            json_str(&d.name),
+            d.mtime,
+            d.size,
+            json_str(sender.trim_start_matches('<').trim_end_matches('>')),
+            rcpts.join(",")
+        );
+    }
+    for e in entries {
+        let (queue, _) = queue_name(e, active);
+        let rcpts: Vec<String> = e
+            .envelope
+            .recipients
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                format!(
+                    "{{\"address\":{},\"destination\":{},\"state\":{}}}",
+                    json_str(&r.address.to_string()),
+                    json_str(&r.dest.to_string()),
+                    json_str(&state_of(cfg, e, i))
+                )
+            })
+            .collect();
+        let sender = fmt_path(&e.envelope.sender);
+        let _ = writeln!(
+            out,
+            "{{\"queue_name\":\"{queue}\",\"queue_id\":\"{}\",\"arrival_time\":{},\"message_size\":{},\"sender\":{},\"recipients\":[{}]}}",
+            e.id,
+            e.envelope.arrival,
+            e.size,
+            json_str(sender.trim_start_matches('<').trim_end_matches('>')),
+            rcpts.join(",")
+        );
+    }
+    out
 }
 
 /// A message waiting in the drop folder.

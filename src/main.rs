@@ -51,7 +51,7 @@ fn main() {
             })
         }
         Command::Route { resolve, addrs } => exit(commands::route(&cfg, addrs, *resolve)),
-        Command::Mailq => report(etrnd::mailq::render(&cfg)),
+        Command::Mailq { json } => exit(etrnd::mailq::run(&cfg, *json, &mut std::io::stdout())),
         Command::Qshape => report(etrnd::mailq::qshape(&cfg, unix_now())),
         Command::Sendmail(args) => match etrnd::submit::parse_args(args) {
             Ok(a) => exit(etrnd::submit::run(
@@ -92,6 +92,7 @@ fn main() {
             name.as_deref(),
             &mut std::io::stdout(),
         )),
+        Command::Queue(args) => exit(etrnd::queue_ctl::run(&cfg, args, &mut std::io::stdout())),
         Command::Clients => report(etrnd::clients::render(&cfg, unix_now())),
         Command::Daemon => commands::daemon::run(&opts, cfg, config_path),
     }

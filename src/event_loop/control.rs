@@ -3,16 +3,19 @@
 //! that may be stale. A Unix datagram socket: one request per datagram, one reply
 //! datagram back to the sender's own bound socket.
 //!
-//! Requests (text, one line): `flush` (every queue that is not held),
+//! Requests (text, one line): `mailq [-j]` (with the write end of a pipe attached:
+//! the listing comes back through it, see showq.rs), `flush` (every queue that is not held),
 //! `flush TARGET` (TARGET as ETRN takes it), and `atrn PORT SERVER [DOMAIN…]` (the
 //! ODMR customer's side, `etrnd atrn`: only from root or the daemon's own user,
 //! told by the owner of the requester's socket; its reply comes when the
 //! turned-around session is over), and `link up|down|status [NAME]` (up and down
-//! from root or the daemon's user only). Replies are one SMTP-style line, `250 …` or an
+//! from root or the daemon's user only), and `queue delete|hold|release|requeue
+//! ID…|-d DOMAIN|ALL` (root and the daemon's user only). Replies are one SMTP-style line, `250 …` or an
 //! error code with its reason, which the command prints. Anything else gets `500`. A request is at most [`MAX_REQUEST`] octets; the socket is non-blocking and
 //! drained until `WouldBlock`, so a local user cannot stall the loop with it.
 
 use std::io;
+use std::os::fd::AsRawFd;
 
 use mio::net::UnixDatagram;
 use mio::Interest;
@@ -23,6 +26,9 @@ use crate::smtp::reply::Reply;
 
 /// Largest request read (longer datagrams are truncated and refused).
 pub const MAX_REQUEST: usize = 512;
+
+/// Most message ids in one `queue` request (`etrnd queue` sends more in several).
+pub const MAX_QUEUE_IDS: usize = 25;
 
 /// What a control request asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +45,19 @@ pub enum Request {
         server: String,
         /// The domains (none: all of ours).
         domains: Vec<String>,
+    },
+    /// `mailq [-j]`: the listing, written to the descriptor that came with the
+    /// request (any local user, DESIGN.md §5.11).
+    Mailq {
+        /// `-j`: one JSON object per message.
+        json: bool,
+    },
+    /// `queue delete|hold|release|requeue SELECTION` (DESIGN.md §3).
+    Queue {
+        /// What to do.
+        op: crate::sched::QueueOp,
+        /// To which messages.
+        sel: crate::sched::Selection,
     },
     /// `link up|down|status [NAME]` (DESIGN.md §5.9).
     Link {
@@ -110,9 +129,23 @@ impl Request {
                 }
                 Ok(Request::Link { op, name })
             }
+            ("mailq", "") => Ok(Request::Mailq { json: false }),
+            ("mailq", "-j") => Ok(Request::Mailq { json: true }),
+            ("queue", a) => {
+                let mut w = a.split(' ');
+                let op = w.next().and_then(crate::sched::QueueOp::parse).ok_or_else(|| {
+                    Reply::new(
+                        501,
+                        "5.5.4 Syntax: queue delete|hold|release|requeue ID...|-d DOMAIN|ALL".into(),
+                    )
+                })?;
+                let sel = crate::sched::Selection::parse(w, MAX_QUEUE_IDS)
+                    .map_err(|e| Reply::new(501, format!("5.5.4 {e}")))?;
+                Ok(Request::Queue { op, sel })
+            }
             _ => Err(Reply::new(
                 500,
-                "5.5.1 unknown control request (flush [TARGET], atrn PORT SERVER [DOMAIN...], link up|down|status [NAME])"
+                "5.5.1 unknown control request (mailq [-j], flush [TARGET], atrn PORT SERVER [DOMAIN...], link up|down|status [NAME], queue OP SELECTION)"
                     .into(),
             )),
         }
@@ -147,7 +180,7 @@ impl Daemon {
         let mut buf = [0u8; MAX_REQUEST + 1];
         loop {
             let Some(s) = &self.control else { return };
-            let (n, from) = match s.recv_from(&mut buf) {
+            let (n, peer, fd) = match crate::sys::recv_with_fd(s.as_raw_fd(), &mut buf) {
                 Ok(x) => x,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -156,8 +189,9 @@ impl Daemon {
                     return;
                 }
             };
-            let peer = from.as_pathname().map(std::path::Path::to_path_buf);
+            let n = n.min(buf.len());
             let reply = match Request::parse(&buf[..n]) {
+                Ok(Request::Mailq { json }) => self.showq_start(json, fd, now),
                 Ok(Request::Atrn { .. }) if !privileged(peer.as_deref()) => Reply::new(
                     550,
                     "5.7.1 atrn is for root and the daemon's user only".into(),
@@ -186,6 +220,13 @@ impl Daemon {
                     )
                 }
                 Ok(Request::Link { op, name }) => self.link_request(op, name.as_deref(), now),
+                Ok(Request::Queue { .. }) if !privileged(peer.as_deref()) => Reply::new(
+                    550,
+                    "5.7.1 queue control is for root and the daemon's user only".into(),
+                ),
+                Ok(Request::Queue { op, sel }) => {
+                    self.queue_request(op, &sel, requester(peer.as_deref()), now)
+                }
                 Ok(Request::FlushAll) => {
                     let threads = self.sched.release_unheld(self.unix);
                     log::info!("control flush-all threads={threads}");
@@ -218,6 +259,13 @@ impl Daemon {
             }
         }
     }
+}
+
+/// The uid owning the requester's socket (who asked), for log lines.
+fn requester(path: Option<&std::path::Path>) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    path.and_then(|p| std::fs::symlink_metadata(p).ok())
+        .map(|m| m.uid())
 }
 
 /// Whether the requester's socket belongs to root or to the daemon's own user (a

@@ -41,7 +41,9 @@ pub mod netlinks;
 mod odmr;
 mod outbound;
 mod pickup;
+mod queue_ctl;
 mod secure;
+pub mod showq;
 mod timers;
 pub mod transport;
 
@@ -156,6 +158,8 @@ pub struct Daemon {
     notify: Option<mio::net::UnixDatagram>,
     /// The control socket (`etrnd flush`).
     control: Option<mio::net::UnixDatagram>,
+    /// Running `mailq` listings: pid, when they are stopped.
+    showq: Vec<(i32, Instant)>,
     /// When the drop folder is scanned next in any case.
     next_pickup: Instant,
     /// Wall-clock seconds of this turn's clock reading (see `tick`).
@@ -319,6 +323,7 @@ impl Daemon {
             etrn_times: HashMap::new(),
             notify: None,
             control: None,
+            showq: Vec::new(),
             next_pickup: Instant::now(),
             unix,
             sec: Security::default(),
@@ -376,6 +381,7 @@ impl Daemon {
                 sched_at,
                 self.links_timeout(now),
                 self.notes_write_at,
+                self.showq_timeout(now),
             ]
             .into_iter()
             .flatten()
@@ -438,6 +444,7 @@ impl Daemon {
             self.start_jobs(now);
             self.links_tick(now);
             self.notes_tick(now);
+            self.showq_reap(now);
             self.lookups_done(now);
             self.dns_io
                 .flush(&mut self.dns, &mut self.links, self.poll.registry(), now);

@@ -292,6 +292,13 @@ impl Daemon {
 
     /// Opens message `msg` and starts it on the session.
     fn load(&mut self, jid: JobId, msg: MessageId, idxs: &[usize], now: Instant) {
+        if !self.sched.has_message(msg) {
+            // Deleted by the operator since the job started: nothing to send.
+            if let Some(run) = self.outbound.runs.get_mut(&jid) {
+                run.machine.load_failed("deleted by the operator");
+            }
+            return;
+        }
         match self.spool.open_message(msg) {
             Ok((env, body)) => {
                 let Some(run) = self.outbound.runs.get_mut(&jid) else {

@@ -138,6 +138,8 @@ pub enum RcptState {
     Active,
     /// Delivered or failed.
     Done,
+    /// Its message is on the operator's hold (`etrnd queue hold`).
+    Held,
 }
 
 /// Per queued recipient; kept small (32 octets) because a held queue can be large. The
@@ -262,6 +264,8 @@ pub struct Scheduler {
     release_notes: VecDeque<(String, Unix)>,
     /// The destinations the last release matched.
     matched: Vec<String>,
+    /// Messages on the operator's hold.
+    on_hold: std::collections::HashSet<MessageId>,
 }
 
 /// The lower-case domain of a queued recipient's address (empty if unknown).
@@ -321,6 +325,7 @@ impl Scheduler {
             blocked: Vec::new(),
             release_notes: VecDeque::new(),
             matched: Vec::new(),
+            on_hold: std::collections::HashSet::new(),
         }
     }
 
@@ -489,6 +494,7 @@ impl Scheduler {
         }
         let mut next_try: HashMap<usize, Unix> = HashMap::new();
         let mut last_error: HashMap<usize, Rc<str>> = HashMap::new();
+        let mut on_hold = false;
         for rec in journal {
             match rec {
                 StateRecord::Delivered { idx, .. } | StateRecord::Failed { idx, .. } => {
@@ -501,6 +507,9 @@ impl Scheduler {
                         r.reported = r.reported.max(*level);
                     }
                 }
+                StateRecord::OnHold { .. } => on_hold = true,
+                StateRecord::OffHold { .. } => on_hold = false,
+                StateRecord::Requeued { .. } => next_try.clear(),
                 StateRecord::Deferred {
                     idx, next, reason, ..
                 } => {
@@ -510,6 +519,12 @@ impl Scheduler {
                         next_try.insert(*idx, *next);
                     }
                 }
+            }
+        }
+        if on_hold {
+            self.on_hold.insert(id);
+            for r in rcpts.iter_mut().filter(|r| r.state == RcptState::Waiting) {
+                r.state = RcptState::Held;
             }
         }
         let mut touched: Vec<Rc<ThreadKey>> = Vec::new();
@@ -697,85 +712,19 @@ impl Scheduler {
             (a, b) => a.or(b),
         }
     }
-
-    /// The next journal record to append.
-    pub fn poll_record(&mut self) -> Option<(MessageId, StateRecord)> {
-        self.records.pop_front()
-    }
-
-    /// The next bounce to send.
-    pub fn poll_bounce(&mut self) -> Option<Bounce> {
-        self.bounces.pop_front()
-    }
-
-    /// The next delay notice to send.
-    pub fn poll_delay(&mut self) -> Option<Delay> {
-        self.delays.pop_front()
-    }
-
-    /// The next message whose every recipient is done.
-    pub fn poll_complete(&mut self) -> Option<MessageId> {
-        self.complete.pop_front()
-    }
-
-    /// Sets `HOLD_QUOTA` (0: none); every thread is checked against it again.
-    pub fn set_hold_quota(&mut self, quota: u64) {
-        self.hold_quota = quota;
-        let keys: Vec<Rc<ThreadKey>> = self.threads.keys().cloned().collect();
-        for k in keys {
-            self.place(&k);
-        }
-    }
-
-    /// Held destinations (`channel!host`) at or past `HOLD_QUOTA`.
-    pub fn over_quota(&self) -> &std::collections::HashSet<String> {
-        &self.full
-    }
-
-    /// Octets waiting for a destination (`HOLD_QUOTA` counts these).
-    pub fn octets(&self, key: &ThreadKey) -> u64 {
-        self.threads.get(key).map_or(0, |t| t.octets)
-    }
-
-    /// Number of jobs running.
-    pub fn running(&self) -> u32 {
-        self.total
-    }
-
-    /// Messages known.
-    pub fn messages(&self) -> usize {
-        self.msgs.len()
-    }
-
-    /// A recipient's address and its message's arrival time (for log lines).
-    pub fn rcpt_info(&self, r: RcptRef) -> Option<(&str, Unix)> {
-        let m = self.msgs.get(&r.msg)?;
-        m.rcpts.get(r.idx).map(|x| (&*x.address, m.arrival))
-    }
-
-    /// A recipient's destination (`channel!host`).
-    pub fn rcpt_dest(&self, r: RcptRef) -> Option<String> {
-        let m = self.msgs.get(&r.msg)?;
-        m.rcpts.get(r.idx).map(|x| x.key.to_string())
-    }
-
-    /// The destinations the last [`Scheduler::release`] matched.
-    pub fn take_matched(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.matched)
-    }
-
-    /// The state of a recipient (tests and listings).
-    pub fn rcpt_state(&self, r: RcptRef) -> Option<RcptState> {
-        self.msgs.get(&r.msg)?.rcpts.get(r.idx).map(|x| x.state)
-    }
 }
 
+mod access;
 mod claim;
 mod expiry;
 mod links;
 pub use links::{HeldDest, HeldSum};
+mod operator;
+pub use operator::{QueueOp, Selection};
 mod outcome;
 mod release;
 
+#[cfg(test)]
+mod operator_tests;
 #[cfg(test)]
 mod tests;

@@ -30,12 +30,16 @@ impl Scheduler {
         let result_of: HashMap<RcptRef, &RcptResult> =
             results.iter().map(|(r, x)| (*r, x)).collect();
         let delivered_any = results.iter().any(|(_, r)| *r == RcptResult::Delivered);
-        let deferred_any = rcpts.iter().any(|r| {
-            !matches!(
-                result_of.get(r),
-                Some(RcptResult::Delivered | RcptResult::Failed(..) | RcptResult::Untried(_))
-            )
-        });
+        // A message deleted meanwhile counts for nothing.
+        let deferred_any = rcpts
+            .iter()
+            .filter(|r| self.msgs.contains_key(&r.msg))
+            .any(|r| {
+                !matches!(
+                    result_of.get(r),
+                    Some(RcptResult::Delivered | RcptResult::Failed(..) | RcptResult::Untried(_))
+                )
+            });
         let untried_any = results
             .iter()
             .any(|(_, r)| matches!(r, RcptResult::Untried(_)));
@@ -103,6 +107,12 @@ impl Scheduler {
                 }
                 _ => None,
             };
+            // Put on hold while it was being delivered: what is left waits there.
+            let back = if self.on_hold.contains(&r.msg) {
+                RcptState::Held
+            } else {
+                RcptState::Waiting
+            };
             let Some(m) = self.msgs.get_mut(&r.msg) else {
                 continue;
             };
@@ -123,7 +133,7 @@ impl Scheduler {
                         .push((r.idx, status, reason));
                 }
                 RcptResult::Deferred(reason) if ri.state == RcptState::Active => {
-                    ri.state = RcptState::Waiting;
+                    ri.state = back;
                     ri.attempts += 1;
                     let key = ri.key.clone();
                     if let Some(e) = shared {
@@ -131,7 +141,9 @@ impl Scheduler {
                     }
                     let size = m.size;
                     let t = self.threads.entry(key.clone()).or_default();
-                    t.wait(*r, size);
+                    if back == RcptState::Waiting {
+                        t.wait(*r, size);
+                    }
                     self.records.push_back((
                         r.msg,
                         StateRecord::Deferred {
@@ -150,13 +162,15 @@ impl Scheduler {
                     }
                 }
                 RcptResult::Untried(_) if ri.state == RcptState::Active => {
-                    ri.state = RcptState::Waiting;
+                    ri.state = back;
                     let key = ri.key.clone();
                     if let Some(e) = shared {
                         self.errors.insert(*r, e);
                     }
                     let size = m.size;
-                    self.threads.entry(key.clone()).or_default().wait(*r, size);
+                    if back == RcptState::Waiting {
+                        self.threads.entry(key.clone()).or_default().wait(*r, size);
+                    }
                     if !touched.contains(&key) {
                         touched.push(key);
                     }

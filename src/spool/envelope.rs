@@ -370,6 +370,23 @@ pub enum StateRecord {
         /// How many of the clause's report times it covers.
         level: u8,
     },
+    /// The operator put the whole message on hold at `at` (`etrnd queue hold`):
+    /// nothing of it is tried, expired or reported until an [`StateRecord::OffHold`].
+    OnHold {
+        /// When.
+        at: u64,
+    },
+    /// The operator released the message from hold at `at` (`etrnd queue release`).
+    OffHold {
+        /// When.
+        at: u64,
+    },
+    /// The operator requeued the message at `at` (`etrnd queue requeue`): the retry
+    /// times of the records before this one no longer apply.
+    Requeued {
+        /// When.
+        at: u64,
+    },
 }
 
 impl StateRecord {
@@ -387,6 +404,9 @@ impl StateRecord {
                 reason,
             } => format!("A {idx} {at} {next} {}\n", encode(reason)),
             StateRecord::Reported { idx, at, level } => format!("R {idx} {at} {level}\n"),
+            StateRecord::OnHold { at } => format!("H {at}\n"),
+            StateRecord::OffHold { at } => format!("U {at}\n"),
+            StateRecord::Requeued { at } => format!("Q {at}\n"),
         }
     }
 
@@ -421,6 +441,9 @@ impl StateRecord {
                 at: num(2)?,
                 level: u8::try_from(num(3)?).ok()?,
             }),
+            "H" if w.len() == 2 => Some(StateRecord::OnHold { at: num(1)? }),
+            "U" if w.len() == 2 => Some(StateRecord::OffHold { at: num(1)? }),
+            "Q" if w.len() == 2 => Some(StateRecord::Requeued { at: num(1)? }),
             "A" if w.len() == 5 => Some(StateRecord::Deferred {
                 idx: num(1)? as usize,
                 at: num(2)?,
@@ -548,6 +571,9 @@ mod tests {
                 at: 12,
                 reason: "550 5.1.1 no".into(),
             },
+            StateRecord::OnHold { at: 13 },
+            StateRecord::OffHold { at: 14 },
+            StateRecord::Requeued { at: 15 },
         ];
         let mut data: Vec<u8> = recs.iter().flat_map(|r| r.encode().into_bytes()).collect();
         assert_eq!(StateRecord::decode_all(&data), recs);

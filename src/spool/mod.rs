@@ -631,6 +631,39 @@ impl Spool {
         f.sync_data().map_err(|e| SpoolError::new("fsync", &p, e))
     }
 
+    /// Appends a record as a tool run by root or `USER` does (`etrnd queue` with the
+    /// daemon down): like [`Spool::record`], and a journal it creates is given to
+    /// the owner of `state/`, so the daemon can read and extend it. Only an
+    /// existing message gets a journal, and links are never followed.
+    pub fn record_owned(&self, id: MessageId, rec: &StateRecord) -> Result<(), SpoolError> {
+        use std::os::unix::fs::MetadataExt;
+        let p = self.state.join(id.to_string());
+        let owner = fs::symlink_metadata(&self.state)
+            .map_err(|e| SpoolError::new("stat", &self.state, e))?;
+        let mut f = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&p)
+            .map_err(|e| SpoolError::new("open", &p, e))?;
+        let meta = f.metadata().map_err(|e| SpoolError::new("stat", &p, e))?;
+        if !meta.is_file() {
+            return Err(SpoolError::new(
+                "open",
+                &p,
+                io::Error::other("not a regular file"),
+            ));
+        }
+        if meta.uid() != owner.uid() {
+            crate::sys::chown_fd(&f, owner.uid(), owner.gid())
+                .map_err(|e| SpoolError::new("chown", &p, e))?;
+        }
+        f.write_all(rec.encode().as_bytes())
+            .map_err(|e| SpoolError::new("write", &p, e))?;
+        f.sync_data().map_err(|e| SpoolError::new("fsync", &p, e))
+    }
+
     /// Removes a finished message: the queue file first, then its journal (an orphan
     /// journal left by a crash in between is removed at startup).
     pub fn complete(&self, id: MessageId) -> Result<(), SpoolError> {

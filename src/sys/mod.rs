@@ -7,7 +7,6 @@ use std::ffi::{CStr, CString};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -481,52 +480,6 @@ pub fn daemon_failed(code: i32, msg: &str) {
     tell_parent(&b);
 }
 
-/// Creates and locks the pid file and writes our pid. The returned file must stay
-/// open: its lock is what keeps a second daemon from starting.
-pub fn lock_pidfile(path: &Path) -> io::Result<File> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        .open(path)?;
-    // SAFETY: flock on an fd we own.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let pid = std::fs::read_to_string(path).unwrap_or_default();
-        return Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            format!("already running (pid {})", pid.trim()),
-        ));
-    }
-    f.set_len(0)?;
-    writeln!(f, "{}", std::process::id())?;
-    f.sync_all()?;
-    Ok(f)
-}
-
-/// Rewrites our pid into the already locked pid file (after detaching).
-pub fn lock_pidfile_rewrite(f: &File) -> io::Result<()> {
-    let mut f = f;
-    f.set_len(0)?;
-    use std::io::Seek;
-    f.seek(io::SeekFrom::Start(0))?;
-    writeln!(f, "{}", std::process::id())?;
-    f.sync_all()
-}
-
-/// Removes the pid file at a clean exit, while we still hold its lock; where the
-/// directory is not ours any more (privileges dropped), empties it instead, so that
-/// no stale pid is ever left for a tool to act on.
-pub fn release_pidfile(path: &Path, f: &File) {
-    if std::fs::remove_file(path).is_err() {
-        let _ = f.set_len(0);
-    }
-}
-
 /// Raises the soft limit on open files to the hard limit (1,000 sessions need more
 /// than the usual 1,024 descriptors). Returns the new soft limit.
 pub fn raise_fd_limit() -> u64 {
@@ -764,12 +717,16 @@ pub fn listen(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
 mod at;
 mod crypt;
 pub use crypt::crypt;
+mod fdpass;
+mod pidfile;
 mod process;
+pub use fdpass::{recv_with_fd, send_with_fd};
+pub use pidfile::{lock_pidfile, lock_pidfile_rewrite, release_pidfile, try_flock};
 
 pub use at::{create_at, euid, group_gid, mkdir_at, open_dir_at, rename_at, unlink_at};
 pub use process::{
     become_user, close_other_fds, exit_child, fork, fork_server, helper_signals, socketpair,
-    spawn_command, terminate, try_reap, wait_child, Forked,
+    spawn_command, spawn_command_to, terminate, try_reap, wait_child, Forked,
 };
 
 #[cfg(test)]

@@ -140,6 +140,16 @@ pub fn fork_server(
 /// signals never reach it), without a shell. Returns its pid; reap it with
 /// [`try_reap`]. A program that cannot be executed exits 127.
 pub fn spawn_command(argv: &[String], env: &[(&str, &str)]) -> io::Result<i32> {
+    spawn_command_to(argv, env, None)
+}
+
+/// [`spawn_command`] with stdout and stderr on `out` (a descriptor the caller keeps
+/// and closes) instead of /dev/null.
+pub fn spawn_command_to(
+    argv: &[String],
+    env: &[(&str, &str)],
+    out: Option<RawFd>,
+) -> io::Result<i32> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let bad = || io::Error::new(io::ErrorKind::InvalidInput, "a NUL in a command word");
@@ -181,8 +191,9 @@ pub fn spawn_command(argv: &[String], env: &[(&str, &str)]) -> io::Result<i32> {
             // SAFETY: dup2, setsid, signal, close and execve on values that live in
             // this process; on failure the child ends with _exit.
             unsafe {
-                for fd in 0..3 {
-                    libc::dup2(nfd, fd);
+                libc::dup2(nfd, 0);
+                for fd in 1..3 {
+                    libc::dup2(out.unwrap_or(nfd), fd);
                 }
                 libc::setsid();
                 for sig in [

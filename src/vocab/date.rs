@@ -16,6 +16,14 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// `Sat, 28 Nov 2026 13:45:51 +0000` for a Unix time (always UTC: no time zone
+/// Seconds since the epoch now (0 if the clock is before it).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// database is read).
 pub fn rfc5322_date(unix: u64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];

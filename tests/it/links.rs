@@ -346,11 +346,11 @@ fn a_down_link_sends_no_packet_and_mail_flows_when_it_comes_up() {
     });
 }
 
-type Counts = std::sync::Arc<std::sync::Mutex<(u32, u32)>>;
+pub(crate) type Counts = std::sync::Arc<std::sync::Mutex<(u32, u32)>>;
 type Times = std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>;
 
 /// A sink that counts connections and messages: (connections, messages).
-fn sink() -> (std::net::SocketAddr, Counts) {
+pub(crate) fn sink() -> (std::net::SocketAddr, Counts) {
     let (a, c, _) = timed_sink();
     (a, c)
 }

@@ -23,6 +23,7 @@ mod peer_faults;
 #[cfg(feature = "tls")]
 mod postfix_tls;
 mod powerloss;
+mod queue;
 mod resolve;
 mod scripts;
 mod service;

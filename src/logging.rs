@@ -49,8 +49,9 @@ fn log_stderr(r: &log::Record<'_>) {
     static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     let pid = *PID.get_or_init(std::process::id);
     let line = format!(
-        "{stamp}.{:03} etrnd[{pid}]: {}: {}\n",
+        "{stamp}.{:03} {}[{pid}]: {}: {}\n",
         now.subsec_millis(),
+        tag(r.target()),
         r.level().as_str().to_ascii_lowercase(),
         r.args()
     );
@@ -157,10 +158,23 @@ impl SyslogStream {
     }
 }
 
+/// The services whose lines follow Postfix's (DESIGN.md §5.12): a record logged
+/// with one of these as its target is tagged `etrnd/SERVICE`, so that pflogsumm
+/// and its kind read it; every other line is tagged `etrnd`.
+pub const SERVICES: [&str; 6] = ["smtpd", "smtp", "local", "pickup", "qmgr", "odmr"];
+
+/// The syslog tag of a record's target.
+fn tag(target: &str) -> std::borrow::Cow<'static, str> {
+    match SERVICES.iter().find(|s| **s == target) {
+        Some(s) => format!("etrnd/{s}").into(),
+        None => "etrnd".into(),
+    }
+}
+
 impl Syslog {
-    fn send(&self, severity: u8, text: &str) -> bool {
+    fn send(&self, severity: u8, tag: &str, text: &str) -> bool {
         let line = format!(
-            "<{}>{} etrnd[{}]: {}",
+            "<{}>{} {tag}[{}]: {}",
             2 * 8 + severity,
             syslog_stamp(),
             self.pid,
@@ -194,12 +208,13 @@ impl Syslog {
         if dropped > 0
             && self.send(
                 4,
+                "etrnd",
                 &format!("syslog dropped={dropped} (the syslog socket was full or gone)"),
             )
         {
             self.dropped.fetch_sub(dropped, Ordering::Relaxed);
         }
-        if !self.send(severity, &r.args().to_string()) {
+        if !self.send(severity, &tag(r.target()), &r.args().to_string()) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }

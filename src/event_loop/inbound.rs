@@ -225,20 +225,26 @@ impl Daemon {
             }
             let results = self.spool.commit(incs);
             for (((id, result), size), env) in ids.into_iter().zip(results).zip(sizes).zip(envs) {
-                if let Ok(mid) = &result {
-                    self.sched.add_sized(*mid, &env, &[], self.unix, size);
-                }
                 let Some(c) = self.links.get_mut(id).and_then(|l| l.role.server()) else {
+                    if let Ok(mid) = &result {
+                        self.sched.add_sized(*mid, &env, &[], self.unix, size);
+                    }
                     continue;
                 };
                 match &result {
-                    Ok(mid) => log::info!(
-                        "{} smtp queued session={:08x} client={} size={}",
-                        mid,
-                        c.session.id(),
-                        c.ip,
-                        size
-                    ),
+                    Ok(mid) => {
+                        // Postfix's pair first (DESIGN.md §5.12), then our own line.
+                        log::info!(target: "smtpd", "{mid}: client=unknown[{}]", c.ip);
+                        super::inject::log_queued(*mid, &env, size);
+                        log::info!(
+                            "{} smtp queued session={:08x} client={} size={}",
+                            mid,
+                            c.session.id(),
+                            c.ip,
+                            size
+                        );
+                        self.sched.add_sized(*mid, &env, &[], self.unix, size);
+                    }
                     Err(e) => log::error!(
                         "smtp queue-failed session={:08x} error=\"{}\"",
                         c.session.id(),

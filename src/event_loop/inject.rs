@@ -198,10 +198,25 @@ impl Daemon {
         match self.spool.commit(vec![inc]).pop() {
             Some(Ok(id)) => {
                 self.sched.add_sized(id, &env, &[], self.unix, size);
+                if env.sender.is_none() {
+                    // A notice of ours; pickup logs submissions after its uid line.
+                    log_queued(id, &env, size);
+                }
                 Ok((id, refused))
             }
             Some(Err(e)) => Err(QueueError::Spool(e.to_string())),
             None => Err(QueueError::Spool("nothing committed".into())),
         }
     }
+}
+
+/// The queue manager's line for a new message (DESIGN.md §5.12), which pflogsumm
+/// reads for senders and sizes: `QUEUEID: from=<…>, size=N, nrcpt=N (queue active)`.
+pub(super) fn log_queued(id: crate::spool::MessageId, env: &Envelope, size: u64) {
+    log::info!(
+        target: "qmgr",
+        "{id}: from={}, size={size}, nrcpt={} (queue active)",
+        crate::logging::sanitize(crate::vocab::fmt_path(&env.sender).as_bytes()),
+        env.recipients.len()
+    );
 }

@@ -49,6 +49,10 @@ struct Run {
     claim: Option<super::odmr::Claim>,
     /// An action held back by the pace of the run's link (`LINK_PACE`).
     stashed: Option<Action>,
+    /// When the job started, and when its connection was made (the `delays=`
+    /// of the delivery lines).
+    started: Instant,
+    connected: Option<Instant>,
 }
 
 /// Outbound state owned by the loop.
@@ -102,6 +106,8 @@ impl Daemon {
                         hop_host: String::new(),
                         claim: None,
                         stashed: None,
+                        started: now,
+                        connected: None,
                     };
                     self.outbound.runs.insert(jid, run);
                     self.act(jid, now);
@@ -136,12 +142,13 @@ impl Daemon {
             .iter()
             .map(|o| (o.rcpt, o.result.clone()))
             .collect();
-        self.record(&relay, outcomes, now);
+        self.record(&relay, outcomes, None, now);
         self.finish_job(job.id, results, now);
     }
 
     /// Delivers a local job into mailboxes, one message at a time.
     fn deliver_local(&mut self, job: Job, now: Instant) {
+        let started = Instant::now();
         let mut results = Vec::new();
         let relay = format!("local:{}", job.key.host);
         for (msg, idxs) in crate::delivery::group(&job.rcpts) {
@@ -203,7 +210,7 @@ impl Daemon {
                 }
             }
             results.extend(these.iter().map(|o| (o.rcpt, o.result.clone())));
-            self.record(&relay, these, now);
+            self.record(&relay, these, Some((started, Some(started))), now);
         }
         self.finish_job(job.id, results, now);
     }
@@ -264,7 +271,14 @@ impl Daemon {
                 }
                 Action::Close => self.close_out(jid),
                 Action::Penalise(addr) => self.outbound.penalties.penalise(addr, now),
-                Action::Record { relay, outcomes } => self.record(&relay, outcomes, now),
+                Action::Record { relay, outcomes } => {
+                    let timing = self
+                        .outbound
+                        .runs
+                        .get(&jid)
+                        .map(|r| (r.started, r.connected));
+                    self.record(&relay, outcomes, timing, now)
+                }
                 Action::Finished(results) => {
                     self.close_out(jid);
                     match self.outbound.runs.remove(&jid).and_then(|r| r.claim) {
@@ -399,6 +413,8 @@ impl Daemon {
             hop_host: claim.user.clone(),
             claim: Some(claim),
             stashed: None,
+            started: Instant::now(),
+            connected: Some(Instant::now()),
         };
         self.outbound.runs.insert(jid, run);
     }
@@ -474,6 +490,7 @@ impl Daemon {
             return;
         };
         run.machine.connected();
+        run.connected = Some(now);
         let opts = run.machine.opts();
         let helo = opts.helo.as_deref().unwrap_or(&self.config.main.hostname);
         let mut s = ClientSession::new(helo, now);
@@ -621,11 +638,18 @@ impl Daemon {
     /// The one place recipient outcomes go: a delivery line each, and a delivered
     /// recipient is recorded in the scheduler at once (journalled, or its message
     /// completed and removed by `apply_sched`). Deferred and failed ones reach the
-    /// scheduler with the job's results.
-    fn record(&mut self, relay: &str, outcomes: Vec<Recorded>, now: Instant) {
+    /// scheduler with the job's results. `timing`: when the job started and when
+    /// its connection was made.
+    fn record(
+        &mut self,
+        relay: &str,
+        outcomes: Vec<Recorded>,
+        timing: Option<(Instant, Option<Instant>)>,
+        now: Instant,
+    ) {
         let mut delivered: Vec<RcptRef> = Vec::new();
         for o in &outcomes {
-            self.log_result(o.rcpt, relay, &o.result, o.reply.as_deref());
+            self.log_result(o, relay, timing);
             if o.result == RcptResult::Delivered {
                 delivered.push(o.rcpt);
             }
@@ -636,25 +660,66 @@ impl Daemon {
         }
     }
 
-    /// One Postfix-style delivery line; `reply` is the remote's (or the mailbox's)
-    /// answer for a delivered recipient.
-    fn log_result(&self, r: RcptRef, relay: &str, res: &RcptResult, reply: Option<&str>) {
-        let (status, text) = match res {
-            RcptResult::Delivered => ("sent", reply.unwrap_or("delivered").to_string()),
-            RcptResult::Deferred(t) => ("deferred", t.clone()),
-            RcptResult::Untried(t) => ("held", t.clone()),
-            RcptResult::Failed(_, t) => ("bounced", t.clone()),
+    /// One Postfix delivery line (DESIGN.md §5.12), which pflogsumm reads:
+    /// `QUEUEID: to=<…>, relay=…, delay=S.ss, delays=a/b/c/d, dsn=X.Y.Z,
+    /// status=sent|deferred|bounced (reply)`, with the tag `etrnd/smtp` or
+    /// `etrnd/local`. `delays`: before the queue (0: a message is queued when it is
+    /// committed), in the queue, connection set-up, transmission.
+    fn log_result(&self, o: &Recorded, relay: &str, timing: Option<(Instant, Option<Instant>)>) {
+        let (status, text, dsn) = match &o.result {
+            RcptResult::Delivered => (
+                "sent",
+                o.reply.clone().unwrap_or_else(|| "delivered".into()),
+                "2.0.0".to_string(),
+            ),
+            RcptResult::Deferred(t) => {
+                let st = crate::bounce::status_of(t);
+                let st = if st.starts_with('4') {
+                    st
+                } else {
+                    "4.0.0".into()
+                };
+                ("deferred", t.clone(), st)
+            }
+            RcptResult::Untried(t) => ("held", t.clone(), "4.0.0".to_string()),
+            RcptResult::Failed(st, t) => ("bounced", t.clone(), st.clone()),
         };
-        let (to, delay) = match self.sched.rcpt_info(r) {
-            Some((addr, arrival)) => (addr.to_string(), self.unix.saturating_sub(arrival)),
-            None => (String::new(), 0),
+        let to = self
+            .sched
+            .rcpt_info(o.rcpt)
+            .map(|(addr, _)| addr.to_string())
+            .unwrap_or_default();
+        // The id is the arrival in microseconds.
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let delay = now_us.saturating_sub(o.rcpt.msg.0) as f64 / 1e6;
+        let (setup, xfer) = match timing {
+            Some((started, connected)) => {
+                let c = connected.unwrap_or(started);
+                (
+                    c.saturating_duration_since(started).as_secs_f64(),
+                    c.elapsed().as_secs_f64(),
+                )
+            }
+            None => (0.0, 0.0),
+        };
+        let queued = (delay - setup - xfer).max(0.0);
+        let (service, relay) = match relay.strip_prefix("local:") {
+            Some(_) => ("local", "local"),
+            None => ("smtp", relay),
         };
         log::info!(
-            "{} smtp delivery to=<{}>, relay={}, delay={}, status={} ({})",
-            r.msg,
+            target: service,
+            "{}: to=<{}>, relay={}, delay={:.2}, delays=0/{:.2}/{:.2}/{:.2}, dsn={}, status={} ({})",
+            o.rcpt.msg,
             sanitize(to.as_bytes()),
             relay,
             delay,
+            queued,
+            setup,
+            xfer,
+            dsn,
             status,
             sanitize(text.as_bytes())
         );
@@ -691,7 +756,7 @@ impl Daemon {
             // only a power loss before the next directory flush can bring it back (a
             // duplicate, RFC 1047), which saves an fsync per message on a drain.
             match self.spool.complete(id) {
-                Ok(()) => log::info!("{id} sched removed"),
+                Ok(()) => log::info!(target: "qmgr", "{id}: removed"),
                 Err(e) => log::error!("{id} spool remove-failed error=\"{e}\""),
             }
         }

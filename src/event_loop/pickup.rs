@@ -92,6 +92,19 @@ impl Daemon {
             match self.queue_local(d.sender.clone(), &d.rcpts, &data, "LOCAL") {
                 Ok((id, refused)) => {
                     log::info!(
+                        target: "pickup",
+                        "{id}: uid={} from={}",
+                        entry.uid,
+                        sanitize(crate::vocab::fmt_path(&d.sender).as_bytes())
+                    );
+                    log::info!(
+                        target: "qmgr",
+                        "{id}: from={}, size={}, nrcpt={} (queue active)",
+                        sanitize(crate::vocab::fmt_path(&d.sender).as_bytes()),
+                        data.len(),
+                        d.rcpts.len() - refused.len()
+                    );
+                    log::info!(
                         "{id} pickup queued uid={} from={} nrcpt={}{}",
                         entry.uid,
                         sanitize(crate::vocab::fmt_path(&d.sender).as_bytes()),

@@ -75,6 +75,7 @@ impl ServerSession {
                 sanitize(to.to_string().as_bytes())
             );
             let r = with_address(&Reply::ROUTING_IN_LOCAL_PART, &to.to_string());
+            self.log_reject(&r, &to);
             return self.error(&r, now, host);
         }
         let dests = match ctx.policy.recipients.verdict(&to, trusted) {
@@ -87,7 +88,9 @@ impl ServerSession {
                     sanitize(to.to_string().as_bytes()),
                     why
                 );
-                return self.error(&with_address(&r, &to.to_string()), now, host);
+                let r = with_address(&r, &to.to_string());
+                self.log_reject(&r, &to);
+                return self.error(&r, now, host);
             }
             // A destination no transport serves would be accepted and never
             // delivered: only a reload that dropped a clause, or a recipient domain
@@ -100,6 +103,7 @@ impl ServerSession {
                     self.client,
                     sanitize(to.to_string().as_bytes()),
                 );
+                self.log_reject(&Reply::NO_TRANSPORT, &to);
                 self.reply(&Reply::NO_TRANSPORT);
                 return;
             }
@@ -116,7 +120,9 @@ impl ServerSession {
                 self.client,
                 sanitize(to.to_string().as_bytes()),
             );
-            self.reply(&with_address(&Reply::HOLD_FULL, &to.to_string()));
+            let r = with_address(&Reply::HOLD_FULL, &to.to_string());
+            self.log_reject(&r, &to);
+            self.reply(&r);
             return;
         }
         if !txn.rcpts.iter().any(|r| r.address == to) {
@@ -230,5 +236,32 @@ impl ServerSession {
         }
         self.deadline = now + COMMAND_TIMEOUT;
         self.process(now, ctx);
+    }
+}
+
+impl ServerSession {
+    /// Postfix's reject line for a refused recipient (DESIGN.md §5.12), which
+    /// pflogsumm counts: `NOQUEUE: reject: RCPT from unknown[IP]: CODE X.Y.Z <rcpt>:
+    /// text; from=<…> to=<…> proto=ESMTP helo=<…>`.
+    fn log_reject(&self, r: &Reply, to: &crate::vocab::Mailbox) {
+        let from = match &self.state {
+            State::InTransaction(t) => crate::vocab::fmt_path(&t.from),
+            _ => "<>".into(),
+        };
+        let (helo, esmtp) = self
+            .helo
+            .as_ref()
+            .map_or(("", false), |(h, e)| (h.as_str(), *e));
+        log::info!(
+            target: "smtpd",
+            "NOQUEUE: reject: RCPT from unknown[{}]: {} {}; from={} to=<{}> proto={} helo=<{}>",
+            self.client.ip(),
+            r.code,
+            sanitize(r.text.as_bytes()),
+            sanitize(from.as_bytes()),
+            sanitize(to.to_string().as_bytes()),
+            if esmtp { "ESMTP" } else { "SMTP" },
+            sanitize(helo.as_bytes())
+        );
     }
 }

@@ -53,7 +53,7 @@ fn delivers_to_the_routed_host_and_removes_the_message() {
     let log = d.log();
     assert!(
         log.contains(&format!(
-            "{id} smtp delivery to=<a@sink.example>, relay=127.0.0.1[127.0.0.1]:"
+            "{id}: to=<a@sink.example>, relay=127.0.0.1[127.0.0.1]:"
         )),
         "{log}"
     );

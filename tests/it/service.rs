@@ -301,3 +301,214 @@ fn world_writable(p: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o666)).unwrap();
 }
+
+/// A sink that answers RCPT by the recipient's domain: `bad.example` 550,
+/// `defer.example` 451, the rest 250.
+fn judging_sink() -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { return };
+            std::thread::spawn(move || {
+                let mut w = s.try_clone().unwrap();
+                let mut r = BufReader::new(s);
+                let _ = w.write_all(b"220 judge\r\n");
+                let (mut line, mut data, mut ok) = (String::new(), false, 0);
+                while r.read_line(&mut line).unwrap_or(0) > 0 {
+                    let l = line.trim_end().to_ascii_lowercase();
+                    let reply: &[u8] = if data {
+                        if l == "." {
+                            data = false;
+                            b"250 2.0.0 taken\r\n"
+                        } else {
+                            b""
+                        }
+                    } else if l.starts_with("ehlo") {
+                        b"250-judge\r\n250 PIPELINING\r\n"
+                    } else if l.starts_with("rcpt") && l.contains("@bad.example") {
+                        b"550 5.1.1 no such user here\r\n"
+                    } else if l.starts_with("rcpt") && l.contains("@defer.example") {
+                        b"451 4.3.0 try again later\r\n"
+                    } else if l.starts_with("rcpt") {
+                        ok += 1;
+                        b"250 2.1.5 ok\r\n"
+                    } else if l == "data" {
+                        if ok > 0 {
+                            data = true;
+                            b"354 go\r\n"
+                        } else {
+                            b"554 5.5.1 no valid recipients\r\n"
+                        }
+                    } else if l == "rset" {
+                        ok = 0;
+                        b"250 ok\r\n"
+                    } else if l == "quit" {
+                        let _ = w.write_all(b"221 bye\r\n");
+                        return;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    let _ = w.write_all(reply);
+                    line.clear();
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The figure pflogsumm prints before `label` in its Grand Totals.
+fn total(report: &str, label: &str) -> u64 {
+    report
+        .lines()
+        .find_map(|l| {
+            let l = l.trim();
+            let (n, rest) = l.split_once(char::is_whitespace)?;
+            rest.trim_start()
+                .starts_with(label)
+                .then(|| n.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no '{label}' in:\n{report}"))
+}
+
+#[test]
+fn pflogsumm_reads_the_syslog_lines() {
+    let Some(pflogsumm) = crate::util::need_tool("pflogsumm", "pflogsumm") else {
+        return;
+    };
+    let dir = TempDir::new("pflogsumm");
+    let port = crate::util::free_port();
+    let sink = judging_sink();
+    let route = format!("smtp![{}]:{}", sink.ip(), sink.port());
+    Setup {
+        conf: format!("LISTEN=127.0.0.1:{port}\nSYSLOG_SOCKET=syslog\n"),
+        routes: format!(".sink.example {route}\n.bad.example {route}\n.defer.example {route}\n"),
+        ..Setup::default()
+    }
+    .write(&dir.0);
+    std::fs::write(
+        dir.0.join("scheduler.conf"),
+        "smtp/* expiry=1d interval=1h command=smtp\nlocal/* command=local\n",
+    )
+    .unwrap();
+    let syslog = Syslog::bind(&dir.0.join("syslog"));
+    let (pid, _guard) = start_detached(&dir.0);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // Four messages by SMTP: delivered locally, delivered remotely, bounced by the
+    // remote (its DSN is delivered locally), deferred; two recipients refused.
+    let mut c = Client::hello(addr);
+    for to in [
+        "alice@test.example",
+        "x@sink.example",
+        "y@bad.example",
+        "z@defer.example",
+    ] {
+        c.send_message("root@test.example", &[to], "Subject: mix\r\n\r\nhello\r\n");
+    }
+    c.cmd("MAIL FROM:<s@far.example>", 250);
+    c.cmd("RCPT TO:<nosuch@test.example>", 550);
+    c.cmd("RCPT TO:<u@victim.example>", 550);
+    c.cmd("QUIT", 221);
+    // And one by sendmail.
+    let (code, _, err) = run_etrnd_input(
+        &dir.0.join("etrnd.conf"),
+        &["sendmail", "alice"],
+        "Subject: local\n\nhi\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    syslog.wait_for("status=deferred");
+    syslog.wait_for("status=bounced");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while syslog
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("status=sent"))
+        .count()
+        < 4
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            syslog.lines.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kill("-TERM", pid);
+    // As a syslog daemon writes them: the time stamp, the host, then the rest.
+    let lines = syslog.lines.lock().unwrap().clone();
+    let mut text = String::new();
+    for l in &lines {
+        let l = l.split_once('>').map_or(l.as_str(), |(_, r)| r);
+        let (stamp, rest) = l.split_at(15.min(l.len()));
+        text.push_str(&format!("{stamp} mx{rest}\n"));
+    }
+    std::fs::write(dir.0.join("maillog"), &text).unwrap();
+    let out = Command::new(&pflogsumm)
+        .args(["--syslog-name=etrnd", "--problems-first"])
+        .arg(dir.0.join("maillog"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let size_of = |id: &str| -> u64 {
+        text.lines()
+            .find(|l| l.contains(&format!("{id}: from=<")))
+            .and_then(|l| l.split("size=").nth(1))
+            .and_then(|s| s.split(',').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    };
+    let ids_with = |what: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.contains(what))
+            .filter_map(|l| l.split("]: ").nth(1))
+            .filter_map(|r| r.split(':').next())
+            .map(str::to_string)
+            .collect()
+    };
+    let received: u64 = ids_with(": client=")
+        .iter()
+        .chain(&ids_with(": uid="))
+        .map(|i| size_of(i))
+        .sum();
+    let delivered: u64 = ids_with("status=sent").iter().map(|i| size_of(i)).sum();
+    eprintln!("pflogsumm:\n{report}");
+    assert_eq!(total(&report, "received"), 5, "{text}");
+    assert_eq!(total(&report, "delivered"), 4, "{text}");
+    assert_eq!(total(&report, "deferred"), 1);
+    assert_eq!(total(&report, "bounced"), 1);
+    assert_eq!(total(&report, "rejected"), 2);
+    assert_eq!(total(&report, "bytes received"), received);
+    assert_eq!(total(&report, "bytes delivered"), delivered);
+    assert_eq!(
+        total(&report, "senders"),
+        2,
+        "root@test.example and root@mx.test.example"
+    );
+    assert_eq!(
+        total(&report, "recipients"),
+        4,
+        "alice@test.example, alice@mx.test.example (sendmail's), x and root (the DSN)"
+    );
+    assert!(received > 0 && delivered > 0);
+}
+
+/// `etrnd ARGS` with `input` on stdin.
+fn run_etrnd_input(conf: &std::path::Path, args: &[&str], input: &str) -> (i32, String, String) {
+    let mut cmd = Command::new(bin());
+    cmd.arg("-f").arg(conf).args(args);
+    let out = crate::util::run_with_input(&mut cmd, input.as_bytes());
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -91,7 +91,7 @@ pub struct Options {
 }
 
 /// The one-line usage message.
-pub const USAGE: &str = "usage: etrnd [-dhnv] [-f file] [mailq | qshape | clients | link up|down|status [name] | route [-R] address ... | sendmail [-t] [-i] [-f sender] [address ...] | flush [target] | etrn [-p port] server target ... | atrn [-p port] server [domain ...]]";
+pub const USAGE: &str = "usage: etrnd [-dhnv] [-f file] [mailq [-j] | qshape | clients | queue delete|hold|release|requeue id ...|-d domain|ALL | link up|down|status [name] | route [-R] address ... | sendmail [-t] [-i] [-f sender] [address ...] | flush [target] | etrn [-p port] server target ... | atrn [-p port] server [domain ...]]";
 
 /// Parses `args` (program name first). `Err` carries a message for stderr and the
 /// exit code.

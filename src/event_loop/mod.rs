@@ -37,6 +37,7 @@ mod inbound;
 mod inject;
 mod lifecycle;
 pub mod link;
+mod maillog;
 pub mod netlinks;
 mod odmr;
 mod outbound;

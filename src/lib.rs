@@ -53,6 +53,7 @@ pub mod sched;
 pub mod smtp;
 pub mod spool;
 pub mod submit;
+pub mod submit_bs;
 #[allow(unsafe_code)]
 pub mod sys;
 #[cfg(feature = "tls")]

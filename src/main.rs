@@ -54,12 +54,7 @@ fn main() {
         Command::Mailq { json } => exit(etrnd::mailq::run(&cfg, *json, &mut std::io::stdout())),
         Command::Qshape => report(etrnd::mailq::qshape(&cfg, unix_now())),
         Command::Sendmail(args) => match etrnd::submit::parse_args(args) {
-            Ok(a) => exit(etrnd::submit::run(
-                &cfg,
-                &a,
-                &mut std::io::stdin().lock(),
-                &mut std::io::stderr(),
-            )),
+            Ok(a) => exit(sendmail(&cfg, &a)),
             Err(e) => {
                 eprintln!("sendmail: {e}");
                 exit(ex::USAGE)
@@ -95,6 +90,43 @@ fn main() {
         Command::Queue(args) => exit(etrnd::queue_ctl::run(&cfg, args, &mut std::io::stdout())),
         Command::Clients => report(etrnd::clients::render(&cfg, unix_now())),
         Command::Daemon => commands::daemon::run(&opts, cfg, config_path),
+    }
+}
+
+/// `sendmail` in each of its modes.
+fn sendmail(cfg: &Config, a: &etrnd::submit::Args) -> i32 {
+    use etrnd::submit::Mode;
+    let mut out = std::io::stdout();
+    match a.mode {
+        Mode::Deliver => {
+            etrnd::submit::run(cfg, a, &mut std::io::stdin().lock(), &mut std::io::stderr())
+        }
+        Mode::List => etrnd::mailq::run(cfg, false, &mut out),
+        Mode::Smtp => etrnd::submit_bs::session(cfg, &mut std::io::stdin().lock(), &mut out),
+        Mode::Init => {
+            println!(
+                "sendmail: -bi: nothing to build: etrnd reads the aliases file itself (after a change, etrnd -n checks it and SIGHUP reloads it)"
+            );
+            ex::OK
+        }
+        Mode::Verify if a.rcpts.is_empty() => {
+            eprintln!("sendmail: -bv needs an address");
+            ex::USAGE
+        }
+        Mode::Verify => {
+            // Printed as `route` does; the exit says whether a local submission to
+            // every one of them would be taken.
+            let code = commands::route(cfg, &a.rcpts, false);
+            let all = a.rcpts.iter().all(|r| {
+                etrnd::submit::qualify(r, &cfg.main.hostname)
+                    .is_ok_and(|m| cfg.router.destinations(&m, true).is_ok())
+            });
+            match (code, all) {
+                (ex::OK, false) => 67, // EX_NOUSER
+                (c, _) => c,
+            }
+        }
+        Mode::Flush => etrnd::etrn_client::flush(cfg, None, &mut out),
     }
 }
 

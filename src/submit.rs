@@ -28,10 +28,30 @@ pub struct Args {
     pub dot_ends: bool,
     /// Recipients on the command line.
     pub rcpts: Vec<String>,
+    /// What to do (`-b…`, `-q`).
+    pub mode: Mode,
 }
 
-/// Parses sendmail's options (the common ones; modes other than `-bm` and `-bp` are
-/// refused, other `-o` options ignored).
+/// sendmail's modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// `-bm` (the default): submit a message.
+    #[default]
+    Deliver,
+    /// `-bp`: list the queue (`mailq`).
+    List,
+    /// `-bs`: an SMTP session on stdin and stdout.
+    Smtp,
+    /// `-bi`: rebuild the aliases database (nothing to do here).
+    Init,
+    /// `-bv`: verify the recipients (`route`).
+    Verify,
+    /// `-q`: run the queue (`flush`).
+    Flush,
+}
+
+/// Parses sendmail's options (the common ones; modes other than `-bm`, `-bp`,
+/// `-bs`, `-bi` and `-bv` are refused with their name, other `-o` options ignored).
 pub fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut a = Args {
         dot_ends: true,
@@ -66,15 +86,28 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
                     a.dot_ends = false;
                 }
             }
-            "b" => match value("b")?.as_str() {
-                "m" => {}
-                other => return Err(format!("mode -b{other} is not supported")),
-            },
-            "v" | "U" | "m" | "e" => {}
-            "B" | "N" | "R" | "V" | "X" | "h" | "L" | "O" | "q" => {
-                if rest.is_empty() && flag != "m" {
-                    let _ = it.next();
+            "b" => {
+                a.mode = match value("b")?.as_str() {
+                    "m" => Mode::Deliver,
+                    "p" => Mode::List,
+                    "s" => Mode::Smtp,
+                    "i" => Mode::Init,
+                    "v" => Mode::Verify,
+                    other => {
+                        return Err(format!(
+                            "mode -b{other} is not supported (-bm, -bp, -bs, -bi and -bv are)"
+                        ))
+                    }
                 }
+            }
+            // `-q`, `-q30m`, `-qR…`: one run of the queue, now.
+            "q" => a.mode = Mode::Flush,
+            // Flags that take no value and change nothing here.
+            "v" | "U" | "m" | "e" | "n" => {}
+            // Options whose value is ignored (`-B 8BITMIME`, `-N never`, `-R hdrs`,
+            // `-V envid`, `-X log`, `-h hops`, `-L label`, `-O opt`, `-C file`).
+            "B" | "N" | "R" | "V" | "X" | "h" | "L" | "O" | "C" => {
+                let _ = value(flag)?;
             }
             _ => return Err(format!("unknown option -{flag}")),
         }
@@ -83,7 +116,7 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
 }
 
 /// Header fields: (name, full text of the field including continuation lines).
-fn split_headers(msg: &[u8]) -> (Vec<(String, String)>, Vec<u8>) {
+pub(crate) fn split_headers(msg: &[u8]) -> (Vec<(String, String)>, Vec<u8>) {
     let text_end = msg.windows(4).position(|w| w == b"\r\n\r\n");
     let (head, body) = match text_end {
         Some(i) => (&msg[..i + 2], msg[i + 4..].to_vec()),
@@ -158,7 +191,7 @@ pub fn header_addresses(value: &str) -> Vec<String> {
 }
 
 /// Parses an address, qualifying a bare name with our host name.
-fn qualify(a: &str, hostname: &str) -> Result<Mailbox, String> {
+pub fn qualify(a: &str, hostname: &str) -> Result<Mailbox, String> {
     let a = a.trim().trim_start_matches('<').trim_end_matches('>');
     let full = if a.contains('@') {
         a.to_string()
@@ -263,6 +296,27 @@ pub fn run(cfg: &Config, args: &Args, input: &mut impl Read, err: &mut impl Writ
             return 67; // EX_NOUSER
         }
     }
+    match queue(cfg, sender, rcpts, fields, &body, args.full_name.as_deref()) {
+        Ok(()) => ex::OK,
+        Err(e) => {
+            let _ = writeln!(err, "sendmail: cannot queue the message: {e}");
+            75 // EX_TEMPFAIL
+        }
+    }
+}
+
+/// Completes a submission's header (`From:`, `Date:`, `Message-ID:` where missing)
+/// and writes it durably to the drop folder for the daemon's pickup.
+pub(crate) fn queue(
+    cfg: &Config,
+    sender: ReversePath,
+    rcpts: Vec<Mailbox>,
+    fields: Vec<(String, String)>,
+    body: &[u8],
+    full_name: Option<&str>,
+) -> io::Result<()> {
+    let host = cfg.main.hostname.clone();
+    let user = crate::sys::current_user().unwrap_or_else(|| "nobody".into());
     // The headers every message needs (RFC 5322 §3.6).
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -275,7 +329,7 @@ pub fn run(cfg: &Config, args: &Args, input: &mut impl Read, err: &mut impl Writ
             .as_ref()
             .map(|m| m.to_string())
             .unwrap_or_else(|| format!("{user}@{host}"));
-        match &args.full_name {
+        match full_name {
             Some(n) => added.push_str(&format!(
                 "From: \"{}\" <{addr}>\r\n",
                 n.replace(['"', '\\', '\r', '\n'], "")
@@ -301,7 +355,7 @@ pub fn run(cfg: &Config, args: &Args, input: &mut impl Read, err: &mut impl Writ
     }
     data.extend_from_slice(added.as_bytes());
     data.extend_from_slice(b"\r\n");
-    data.extend_from_slice(&body);
+    data.extend_from_slice(body);
     // The file is the submitter's, mode 0644 in a folder nobody can list, under a
     // random name: others cannot find, read or remove it.
     let d = Drop {
@@ -310,13 +364,7 @@ pub fn run(cfg: &Config, args: &Args, input: &mut impl Read, err: &mut impl Writ
         rcpts,
         data,
     };
-    match write_drop(&cfg.main.postoffice, &d) {
-        Ok(()) => ex::OK,
-        Err(e) => {
-            let _ = writeln!(err, "sendmail: cannot queue the message: {e}");
-            75 // EX_TEMPFAIL
-        }
-    }
+    write_drop(&cfg.main.postoffice, &d)
 }
 
 fn write_drop(postoffice: &Path, d: &Drop) -> io::Result<()> {
@@ -368,8 +416,30 @@ mod tests {
         let a = v(&["-fme@x", "-i", "-FJohn Doe", "a", "b"]).unwrap();
         assert_eq!(a.full_name.as_deref(), Some("John Doe"));
         assert_eq!(a.rcpts.len(), 2);
-        assert!(v(&["-bs"]).is_err());
+        assert!(v(&["-bd"]).unwrap_err().contains("-bd is not supported"));
         assert!(v(&["-Q"]).is_err());
+        for (args, mode) in [
+            (&["-bp"][..], Mode::List),
+            (&["-bs"], Mode::Smtp),
+            (&["-bi"], Mode::Init),
+            (&["-bv", "a"], Mode::Verify),
+            (&["-q"], Mode::Flush),
+            (&["-q30m"], Mode::Flush),
+            (&["-bm", "a"], Mode::Deliver),
+        ] {
+            assert_eq!(v(args).unwrap().mode, mode, "{args:?}");
+        }
+        // -r is -f; the ignored options keep their values away from the recipients.
+        let a = v(&[
+            "-r", "me@x", "-oi", "-om", "-U", "-B", "8BITMIME", "-N", "never", "you",
+        ])
+        .unwrap();
+        assert_eq!(a.sender.as_deref(), Some("me@x"));
+        assert_eq!(a.rcpts, vec!["you"]);
+        assert!(
+            v(&["-q"]).unwrap().rcpts.is_empty(),
+            "-q takes no recipient"
+        );
     }
 
     #[test]

@@ -185,8 +185,9 @@ fn sendmail_refuses_unknown_users_and_bad_usage() {
     assert!(err.contains("5.1.1"), "{err}");
     let (code, _) = d.sendmail(&[], "Subject: x\n\nx\n");
     assert_eq!(code, 64, "no recipients");
-    let (code, _) = d.sendmail(&["-bs"], "");
+    let (code, err) = d.sendmail(&["-bD"], "");
     assert_eq!(code, 64);
+    assert!(err.contains("mode -bD is not supported"), "{err}");
     assert!(crate::util::list(&d.spool().join("drop")).is_empty());
 }
 

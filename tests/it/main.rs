@@ -26,6 +26,7 @@ mod powerloss;
 mod queue;
 mod resolve;
 mod scripts;
+mod sendmail_modes;
 mod service;
 mod sink;
 #[cfg(feature = "tls")]

@@ -1,0 +1,112 @@
+//! sendmail's other modes: `-bs` driven by Python's smtplib over a socket pair,
+//! `-bp`, `-bi`, `-bv`, `-q`, and the refusal of a mode we do not have.
+
+use std::process::Command;
+
+use crate::util::{bin, Daemon, Setup};
+
+const SCHED: &str = "*/* interval=1s retries=\"1\" expiry=1h\nlocal/* command=local\n\
+    smtp*/* queueonly command=smtp\n";
+
+/// smtplib on one end of a socket pair, `etrnd sendmail -bs` on the other as its
+/// stdin and stdout.
+const SMTPLIB_BS: &str = r#"
+import smtplib, socket, subprocess, sys
+ours, theirs = socket.socketpair()
+p = subprocess.Popen([sys.argv[1], "-f", sys.argv[2], "sendmail", "-bs"], stdin=theirs, stdout=theirs)
+theirs.close()
+s = smtplib.SMTP()
+s.sock = ours
+print("GREETING", s.getreply()[0])
+print("EHLO", s.ehlo("mua.example")[0], "8bitmime" in s.esmtp_features and "size" in s.esmtp_features)
+refused = s.sendmail("carol@test.example", ["alice@test.example", "nosuch@test.example"],
+                     "Subject: over a pipe\r\nFrom: carol@test.example\r\n\r\nhello\r\n.dots stay\r\n")
+print("REFUSED", sorted((k, v[0]) for k, v in refused.items()))
+try:
+    s.sendmail("carol@test.example", ["nosuch@test.example"], "Subject: x\r\n\r\ny\r\n")
+except smtplib.SMTPRecipientsRefused as e:
+    print("ALLREFUSED", [v[0] for v in e.recipients.values()])
+print("ETRN", s.docmd("ETRN", "client.dom")[0])
+print("QUIT", s.quit()[0])
+print("EXIT", p.wait())
+"#;
+
+#[test]
+fn sendmail_bs_speaks_smtp_to_smtplib_over_a_pipe_pair() {
+    let s = Setup {
+        conf: "MAILBOX=mail/\n".into(),
+        ..Setup::default()
+    };
+    let d = Daemon::start_with_files(s, &[("scheduler.conf", SCHED)]);
+    let out = crate::util::run_ok(
+        Command::new("python3")
+            .arg("-c")
+            .arg(SMTPLIB_BS)
+            .arg(bin())
+            .arg(d.conf_path()),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "GREETING 220",
+        "EHLO 250 True",
+        "REFUSED [('nosuch@test.example', 550)]",
+        "ALLREFUSED [550]",
+        "ETRN 502",
+        "QUIT 221",
+        "EXIT 0",
+    ] {
+        assert!(
+            text.contains(want),
+            "{want} in:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let new = d.dir.0.join("mail/root/new");
+    d.wait_until("the -bs message delivered", 10, || {
+        crate::util::list(&new).len() == 1
+    });
+    let msg = std::fs::read_to_string(new.join(&crate::util::list(&new)[0])).unwrap();
+    assert!(msg.contains("Subject: over a pipe"), "{msg}");
+    assert!(
+        msg.contains("\n.dots stay") && !msg.contains("..dots"),
+        "smtplib's dot-stuffing undone: {msg}"
+    );
+    assert!(msg.contains("Return-Path: <carol@test.example>"), "{msg}");
+    assert!(
+        msg.contains("Message-ID: <"),
+        "completed like any submission: {msg}"
+    );
+}
+
+#[test]
+fn sendmail_bp_bi_bv_and_q_and_an_unknown_mode() {
+    let d = Daemon::start();
+    let mut c = crate::util::Client::hello(d.addr());
+    c.send_message(
+        "s@far.example",
+        &["u@client.dom"],
+        "Subject: held\r\n\r\nx\r\n",
+    );
+    d.wait_until("queued", 10, || d.queue_files().len() == 1);
+    let id = d.queue_files()[0].clone();
+    let (code, out, _) = d.run(&["sendmail", "-bp"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&id) && out.contains("u@client.dom"), "{out}");
+    let (code, out, _) = d.run(&["sendmail", "-bi"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("nothing to build"), "{out}");
+    let (code, out, _) = d.run(&["sendmail", "-bv", "alice@test.example", "u@client.dom"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("alice@test.example") && out.contains("smtp-etrn!mail.client.dom"),
+        "{out}"
+    );
+    let (code, _, _) = d.run(&["sendmail", "-bv", "u@victim.example"]);
+    assert_ne!(code, 0, "relaying is refused, so is its verification");
+    let (code, out, _) = d.run(&["sendmail", "-q"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("250"), "{out}");
+    let (code, _, err) = d.run(&["sendmail", "-bd"]);
+    assert_eq!(code, 64);
+    assert!(err.contains("mode -bd is not supported"), "{err}");
+}

@@ -66,6 +66,8 @@ pub enum Command {
     },
     /// Per held destination: what is held, and who released it last.
     Clients,
+    /// `config`: the effective `etrnd.conf`, with where each value came from.
+    Config,
     /// `queue delete|hold|release|requeue SELECTION`: the words after `queue`.
     Queue(Vec<String>),
     /// Show how addresses route; with `resolve` (`-R`) also the next hops.
@@ -91,7 +93,47 @@ pub struct Options {
 }
 
 /// The one-line usage message.
-pub const USAGE: &str = "usage: etrnd [-dhnv] [-f file] [mailq [-j] | qshape | clients | queue delete|hold|release|requeue id ...|-d domain|ALL | link up|down|status [name] | route [-R] address ... | sendmail [-t] [-i] [-f sender] [address ...] | flush [target] | etrn [-p port] server target ... | atrn [-p port] server [domain ...]]";
+pub const USAGE: &str = "usage: etrnd [-dhnvV] [-f file] [config | mailq [-j] | qshape | clients | queue delete|hold|release|requeue id ...|-d domain|ALL | link up|down|status [name] | route [-R] address ... | sendmail [-t] [-i] [-f sender] [address ...] | flush [target] | etrn [-p port] server target ... | atrn [-p port] server [domain ...]]";
+
+/// `etrnd -h`: every command with what it does.
+pub const HELP: &str = "\
+usage: etrnd [-dhnvV] [-f file] [command ...]
+
+  etrnd [-d] [-v...]          run the daemon (-d: in the foreground, logging to stderr)
+  etrnd -n                    check every configuration file and exit
+  etrnd -V                    print the version and exit
+  etrnd -h                    print this summary
+  config                      print the effective etrnd.conf and where each value came from
+  mailq [-j]                  list the queue (-j: one JSON object per message)
+  qshape                      messages waiting per destination and age (held, and the rest)
+  clients                     per held destination: what is held, last request and release
+  queue delete|hold|release|requeue id ...|-d domain|ALL
+                              delete, hold, release or requeue messages
+  flush [target]              ask the daemon to deliver now (target as ETRN takes it)
+  link up|down|status [name]  tell the daemon a link is up or down, or show the links
+  etrn [-p port] server target ...
+                              send ETRN to a server and print its replies
+  atrn [-p port] server [domain ...]
+                              ask a provider for our held mail with ATRN (RFC 2645)
+  route [-R] address ...      show how addresses route (-R: and the next hops)
+  sendmail [-t] [-i] [-f sender] [-F name] [-bm|-bp|-bs|-bi|-bv] [-q] [address ...]
+                              submit a message (also invoked as sendmail; mailq too)
+
+Global options come before the command: -f file (the configuration), -v (more logging).
+See etrnd(8).";
+
+/// `etrnd -V`.
+pub fn version() -> String {
+    format!(
+        "etrnd {}{}",
+        env!("CARGO_PKG_VERSION"),
+        if cfg!(feature = "tls") {
+            " (tls)"
+        } else {
+            " (no tls)"
+        }
+    )
+}
 
 /// Parses `args` (program name first). `Err` carries a message for stderr and the
 /// exit code.
@@ -124,12 +166,16 @@ pub fn parse(args: &[String]) -> Result<Options, (String, i32)> {
     opts.optflagmulti("v", "", "more verbose logging");
     opts.optflag("n", "", "check the configuration and exit");
     opts.optflag("h", "", "help");
+    opts.optflag("V", "", "version");
     opts.optopt("f", "", "configuration file", "FILE");
     let m = opts
         .parse(args.get(1..).unwrap_or_default())
         .map_err(|e| (format!("etrnd: {e}\n{USAGE}"), exit::USAGE))?;
     if m.opt_present("h") {
-        return Err((USAGE.to_string(), exit::OK));
+        return Err((HELP.to_string(), exit::OK));
+    }
+    if m.opt_present("V") {
+        return Err((version(), exit::OK));
     }
     let config = match m.opt_str("f") {
         Some(f) => PathBuf::from(f),
@@ -148,6 +194,7 @@ pub fn parse(args: &[String]) -> Result<Options, (String, i32)> {
         Some("mailq") => mailq_args(&free[1..])?,
         Some("qshape") if free.len() == 1 => Command::Qshape,
         Some("clients") if free.len() == 1 => Command::Clients,
+        Some("config") if free.len() == 1 => Command::Config,
         Some("link")
             if (2..=3).contains(&free.len())
                 && ["up", "down", "status"].contains(&free[1].as_str()) =>

@@ -88,6 +88,10 @@ fn main() {
             &mut std::io::stdout(),
         )),
         Command::Queue(args) => exit(etrnd::queue_ctl::run(&cfg, args, &mut std::io::stdout())),
+        Command::Config => {
+            print!("{}", etrnd::config::show::render(&cfg.main));
+            exit(ex::OK)
+        }
         Command::Clients => report(etrnd::clients::render(&cfg, unix_now())),
         Command::Daemon => commands::daemon::run(&opts, cfg, config_path),
     }

@@ -171,7 +171,7 @@ impl<W: Write> Session<'_, W> {
 /// Reads DATA up to the lone dot, undoing dot-stuffing, as CR LF lines: the message
 /// (`None` if it grew past `max` octets, the rest then read and dropped) and whether
 /// the dot came before the end of the input.
-fn read_data(input: &mut impl BufRead, max: u64) -> (Option<Vec<u8>>, bool) {
+pub fn read_data(input: &mut impl BufRead, max: u64) -> (Option<Vec<u8>>, bool) {
     let mut msg = Vec::new();
     let mut over = false;
     let mut line = Vec::new();

@@ -115,6 +115,8 @@ pub struct MainConf {
     /// `LINKS`, `LINK_UP`, `LINK_DIAL`, `LINK_DIAL_WHEN`, `LINK_DIAL_TIMEOUT`,
     /// `LINK_PACE` (DESIGN.md §5.9).
     pub links: super::links::LinksConf,
+    /// The names the file set: name, value (after expansion), line (`etrnd config`).
+    pub sources: Vec<(String, String, usize)>,
 }
 
 /// The build-time installation prefix (`ETRND_PREFIX`, default `/usr/local`).
@@ -128,7 +130,8 @@ pub fn default_path() -> PathBuf {
     PathBuf::from(format!("{PREFIX}/etc/etrnd/etrnd.conf"))
 }
 
-const NAMES: &[&str] = &[
+/// Every name `etrnd.conf` takes (besides the links', `links::NAMES`).
+pub const NAMES: &[&str] = &[
     "MAILVAR",
     "MAILSHARE",
     "POSTOFFICE",
@@ -362,6 +365,7 @@ impl MainConf {
             greet_pause: Duration::from_secs(1),
             syslog_socket: None,
             links: super::links::LinksConf::default(),
+            sources: Vec::new(),
         }
     }
 
@@ -400,6 +404,7 @@ impl MainConf {
             });
             match result {
                 Ok(v) => {
+                    c.sources.push((name.to_string(), v.clone(), line.no));
                     mailshare_set |= name == "MAILSHARE";
                     if name == "MAILVAR" && !mailshare_set {
                         c.mailshare = c.mailvar.clone();

@@ -8,6 +8,7 @@ pub mod hosts;
 pub mod links;
 pub mod main_conf;
 pub mod scheduler;
+pub mod show;
 pub mod tls_policy;
 
 pub use crate::lex;

@@ -133,3 +133,72 @@ fn listens_on_several_addresses_ipv4_and_ipv6() {
     }
     assert_eq!(d.queue_files().len(), d.addrs.len());
 }
+
+#[test]
+fn config_shows_every_name_with_its_source_and_v_and_h_answer() {
+    let d = Daemon::start_with(crate::util::Setup::with_conf(
+        "MAX_RECIPIENTS=500\nHOLD_QUOTA=${MAX_RECIPIENTS}000\n",
+    ));
+    let (code, out, err) = d.run(&["config"]);
+    assert_eq!(code, 0, "{err}");
+    let conf = d.conf_path();
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let line_of = |name: &str| {
+        text.lines()
+            .position(|l| l.starts_with(&format!("{name}=")))
+            .unwrap()
+            + 1
+    };
+    assert!(
+        out.contains(&format!(
+            "MAX_RECIPIENTS=500\t# {}:{}",
+            conf.display(),
+            line_of("MAX_RECIPIENTS")
+        )),
+        "{out}"
+    );
+    assert!(out.contains("HOLD_QUOTA=500000\t# "), "expanded: {out}");
+    assert!(out.contains("MAX_CONNECTIONS=100\t# default"), "{out}");
+    assert!(
+        out.contains("LINK_PACE=\"conns=2 msgs=10\"\t# default"),
+        "{out}"
+    );
+    // Every name of etrnd.conf(5) appears once.
+    for name in [
+        "POSTOFFICE",
+        "LISTEN",
+        "SMTP_BIND",
+        "SMTP_TLS",
+        "LINKS",
+        "LINK_DIAL_WHEN",
+    ] {
+        assert_eq!(
+            out.matches(&format!("\n{name}=")).count(),
+            1,
+            "{name}: {out}"
+        );
+    }
+    let (code, out, _) = d.run(&["-V"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with(&format!("etrnd {}", env!("CARGO_PKG_VERSION"))),
+        "{out}"
+    );
+    let (code, out, _) = d.run(&["-h"]);
+    assert_eq!(code, 0);
+    for cmd in [
+        "config",
+        "mailq [-j]",
+        "qshape",
+        "clients",
+        "queue delete",
+        "flush",
+        "link up",
+        "etrn [-p port]",
+        "atrn [-p port]",
+        "route [-R]",
+        "sendmail",
+    ] {
+        assert!(out.contains(&format!("  {cmd}")), "{cmd} in:\n{out}");
+    }
+}

@@ -334,7 +334,7 @@ impl Delivery {
             return;
         };
         let relay = self.relay();
-        self.last_error = format!("{relay}: {why}");
+        self.last_error = format!("connect to {relay}: {why}");
         self.penalise(n);
         self.actions.push_back(Action::Close);
         self.connect(n + 1);
@@ -422,6 +422,7 @@ impl Delivery {
         let Some((msg, idxs)) = self.current.take() else {
             return;
         };
+        let host = self.said_by();
         let recorded = idxs
             .iter()
             .zip(outcomes)
@@ -429,9 +430,10 @@ impl Delivery {
                 let rcpt = RcptRef { msg, idx: *idx };
                 let (result, reply) = match o {
                     RcptOutcome::Delivered(text) => (RcptResult::Delivered, Some(text)),
-                    RcptOutcome::Deferred(t) => (RcptResult::Deferred(t), None),
+                    RcptOutcome::Deferred(t) => (RcptResult::Deferred(said(&host, &t)), None),
                     RcptOutcome::Failed(t) => {
-                        (RcptResult::Failed(crate::bounce::status_of(&t), t), None)
+                        let status = crate::bounce::status_of(strip_command(&t).1);
+                        (RcptResult::Failed(status, said(&host, &t)), None)
                     }
                 };
                 Recorded {
@@ -454,6 +456,14 @@ impl Delivery {
             relay: self.relay(),
             outcomes,
         });
+    }
+
+    /// The current hop as Postfix names a remote in its reasons: `host[address]`.
+    fn said_by(&self) -> String {
+        match self.hop_index().and_then(|n| self.hops.get(n)) {
+            Some(h) => format!("{}[{}]", h.host, h.addr.ip()),
+            None => self.relay(),
+        }
     }
 
     /// Ends the job with `result` for every recipient not yet done.
@@ -485,3 +495,36 @@ impl Delivery {
 #[cfg(test)]
 #[path = "delivery_tests.rs"]
 mod tests;
+
+/// The command a refusal answered (the client session's prefix) and the reply.
+fn strip_command(t: &str) -> (Option<&'static str>, &str) {
+    for (prefix, cmd) in [
+        ("MAIL: ", "MAIL FROM"),
+        ("RCPT: ", "RCPT TO"),
+        ("DATA: ", "DATA"),
+        ("end of DATA: ", "end of DATA"),
+    ] {
+        if let Some(rest) = t.strip_prefix(prefix) {
+            return (Some(cmd), rest);
+        }
+    }
+    (None, t)
+}
+
+/// A remote refusal as Postfix words it: `host mx.example[192.0.2.7] said: 550 5.1.1
+/// no such user (in reply to RCPT TO command)`; other reasons stay as they are.
+pub fn said(host: &str, t: &str) -> String {
+    match strip_command(t) {
+        (Some(cmd), reply) => format!("host {host} said: {reply} (in reply to {cmd} command)"),
+        (None, _) => t.to_string(),
+    }
+}
+
+/// The remote's own reply inside a reason worded by [`said`] (for a DSN's
+/// Diagnostic-Code and a log line's `dsn=`); other reasons as they are.
+pub fn remote_reply(reason: &str) -> &str {
+    reason
+        .split_once(" said: ")
+        .map(|(_, r)| r.rsplit_once(" (in reply to ").map_or(r, |(x, _)| x))
+        .unwrap_or(reason)
+}

@@ -390,3 +390,21 @@ fn a_turned_delivery_starts_at_the_greeting_and_a_broken_session_defers_without_
     assert_eq!(results.len(), 2);
     assert!(matches!(results[1].1, RcptResult::Deferred(_)));
 }
+
+#[test]
+fn remote_refusals_are_worded_as_postfix_words_them() {
+    use crate::delivery::{remote_reply, said};
+    let r = said("mx.y.example[192.0.2.7]", "RCPT: 550 5.1.1 no such user");
+    assert_eq!(
+        r,
+        "host mx.y.example[192.0.2.7] said: 550 5.1.1 no such user (in reply to RCPT TO command)"
+    );
+    assert_eq!(remote_reply(&r), "550 5.1.1 no such user");
+    assert!(said("h[1.2.3.4]", "end of DATA: 451 4.3.0 later")
+        .ends_with("(in reply to end of DATA command)"));
+    assert!(said("h[1.2.3.4]", "MAIL: 553 no").contains("(in reply to MAIL FROM command)"));
+    assert_eq!(said("h[1.2.3.4]", "connection closed"), "connection closed");
+    assert_eq!(remote_reply("connection closed"), "connection closed");
+    let e = std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
+    assert_eq!(crate::vocab::os_error(&e), "Connection refused");
+}

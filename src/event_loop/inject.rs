@@ -47,13 +47,14 @@ impl Daemon {
                                 Destination::Remote { host, .. } => Some(host.clone()),
                                 Destination::Local(_) => None,
                             };
+                            let reply = crate::delivery::remote_reply(reason);
                             Some(Failure {
                                 until: None,
                                 rcpt: r.address.clone(),
                                 status: status.clone(),
-                                diagnostic: reason.clone(),
+                                diagnostic: reply.to_string(),
                                 remote_mta: remote.filter(|_| {
-                                    reason.as_bytes().first().is_some_and(u8::is_ascii_digit)
+                                    reply.as_bytes().first().is_some_and(u8::is_ascii_digit)
                                 }),
                             })
                         })
@@ -109,8 +110,9 @@ impl Daemon {
             .iter()
             .filter_map(|(idx, error, until)| {
                 let r = env.recipients.get(*idx)?;
+                let error = error.as_deref().map(crate::delivery::remote_reply);
                 let diagnostic = error
-                    .clone()
+                    .map(str::to_string)
                     .unwrap_or_else(|| "not delivered yet: waiting to be released".into());
                 let status = match error {
                     Some(e) if bounce::status_of(e).starts_with('4') => bounce::status_of(e),

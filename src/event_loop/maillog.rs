@@ -27,7 +27,7 @@ impl Daemon {
                 "2.0.0".to_string(),
             ),
             RcptResult::Deferred(t) => {
-                let st = crate::bounce::status_of(t);
+                let st = crate::bounce::status_of(crate::delivery::remote_reply(t));
                 let st = if st.starts_with('4') {
                     st
                 } else {

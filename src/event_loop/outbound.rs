@@ -252,11 +252,14 @@ impl Daemon {
                 }
                 Action::Connect(hop) => {
                     if let Err(e) = self.open(jid, &hop, now) {
-                        let why = format!("connect to {}[{}]: {e}", hop.host, hop.addr);
+                        let why = crate::vocab::os_error(&e);
                         if let Some(run) = self.outbound.runs.get_mut(&jid) {
                             if local_outage(&e) {
                                 // Nothing left this host: no attempt is counted.
-                                run.machine.untried(&format!("{why} (local network down)"));
+                                run.machine.untried(&format!(
+                                    "connect to {}[{}]: {why} (local network down)",
+                                    hop.host, hop.addr
+                                ));
                             } else {
                                 run.machine.connect_failed(&why);
                             }
@@ -450,9 +453,10 @@ impl Daemon {
                 (Ok(()), None) => self.connected(id, jid, now),
                 (Err(e), _) if e.kind() == io::ErrorKind::NotConnected => return,
                 (Err(e), Some(cid)) => {
-                    return self.customer_conn_failed(id, cid, &format!("connect: {e}"), now)
+                    let why = format!("connect: {}", crate::vocab::os_error(&e));
+                    return self.customer_conn_failed(id, cid, &why, now);
                 }
-                (Err(e), None) => return self.conn_failed(jid, &format!("connect: {e}"), now),
+                (Err(e), None) => return self.conn_failed(jid, &crate::vocab::os_error(&e), now),
             }
         }
         loop {
@@ -549,7 +553,7 @@ impl Daemon {
             return;
         }
         match c.session.as_mut() {
-            None if now >= c.connect_deadline => self.conn_failed(jid, "connect timed out", now),
+            None if now >= c.connect_deadline => self.conn_failed(jid, "Connection timed out", now),
             None => {}
             Some(s) => {
                 s.handle_timeout(now);

@@ -612,8 +612,8 @@ impl ClientSession {
                         Some((true, w)) => RcptOutcome::Deferred(w),
                         Some((false, w)) => RcptOutcome::Failed(w),
                         None if ok => RcptOutcome::Delivered(text),
-                        None if temp => RcptOutcome::Deferred(text),
-                        None => RcptOutcome::Failed(text),
+                        None if temp => RcptOutcome::Deferred(format!("RCPT: {text}")),
+                        None => RcptOutcome::Failed(format!("RCPT: {text}")),
                     });
                 }
                 self.next_lockstep(now);
@@ -622,14 +622,15 @@ impl ClientSession {
             Expect::Dot => {
                 let Some(mut t) = self.txn.take() else { return };
                 let text = r.summary();
+                let refused = format!("end of DATA: {text}");
                 for o in t.outcomes.iter_mut() {
                     if let Some(RcptOutcome::Delivered(_)) = o {
                         *o = Some(if ok {
                             RcptOutcome::Delivered(text.clone())
                         } else if temp {
-                            RcptOutcome::Deferred(text.clone())
+                            RcptOutcome::Deferred(refused.clone())
                         } else {
-                            RcptOutcome::Failed(text.clone())
+                            RcptOutcome::Failed(refused.clone())
                         });
                     }
                 }

@@ -100,7 +100,7 @@ fn pipelined_transaction_with_mixed_recipients() {
         vec![
             ClientEvent::Done(vec![
                 RcptOutcome::Delivered("250 2.0.0 queued as X".into()),
-                RcptOutcome::Failed("550 5.1.1 no such user".into()),
+                RcptOutcome::Failed("RCPT: 550 5.1.1 no such user".into()),
             ]),
             ClientEvent::Ready
         ]
@@ -139,7 +139,7 @@ fn all_recipients_refused_skips_data_and_resets() {
     assert_eq!(t.sent(), "RSET\r\n");
     assert_eq!(
         t.events[0],
-        ClientEvent::Done(vec![RcptOutcome::Deferred("451 4.3.0 later".into())])
+        ClientEvent::Done(vec![RcptOutcome::Deferred("RCPT: 451 4.3.0 later".into())])
     );
     t.server("250 ok\r\n");
     assert_eq!(t.events.last(), Some(&ClientEvent::Ready));
@@ -173,7 +173,7 @@ fn pipelined_354_without_recipients_sends_empty_body() {
     assert_eq!(t.sent(), "RSET\r\n");
     assert_eq!(
         t.events[0],
-        ClientEvent::Done(vec![RcptOutcome::Failed("550 no".into())])
+        ClientEvent::Done(vec![RcptOutcome::Failed("RCPT: 550 no".into())])
     );
 }
 

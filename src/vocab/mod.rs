@@ -17,6 +17,16 @@ pub use security::{ListenKind, TlsLevel};
 pub const MAX_LOGGED: usize = 200;
 
 /// Makes a peer string safe to log: control characters and non-ASCII become `?` (or
+/// An OS error as a reason a person reads: the system's text without Rust's
+/// ` (os error N)` tail (`Connection refused`, as Postfix says it).
+pub fn os_error(e: &std::io::Error) -> String {
+    let t = e.to_string();
+    match t.rfind(" (os error ") {
+        Some(i) if t.ends_with(')') => t[..i].to_string(),
+        _ => t,
+    }
+}
+
 /// `\xNN`), quotes are escaped, and the result is capped at [`MAX_LOGGED`] octets.
 pub fn sanitize(s: &[u8]) -> String {
     let mut out = String::with_capacity(s.len().min(MAX_LOGGED));

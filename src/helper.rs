@@ -55,6 +55,9 @@ pub struct HelperConf {
     pub hostname: String,
     /// Largest message (bounds the queue file read).
     pub max_message_size: u64,
+    /// `db/aliases`: read again for every file or command target, to learn whom it
+    /// runs as (local_targets.rs).
+    pub aliases: PathBuf,
 }
 
 /// The daemon's end: one request at a time.
@@ -87,6 +90,29 @@ impl Helper {
         match self.ask(&format!("D {id} {user}\n")) {
             Ok(line) => parse_verdict(&line),
             Err(e) => LocalResult::Deferred(format!("4.3.0 the delivery helper failed: {e}")),
+        }
+    }
+
+    /// Asks for recipient `idx` of message `id`, a file or command target of an
+    /// alias, to be delivered (the helper finds the target and whom it runs as):
+    /// the verdict, or the socket it will come on while the delivery runs.
+    pub fn start_target(&mut self, id: MessageId, idx: usize) -> Result<UnixStream, LocalResult> {
+        use std::os::fd::AsRawFd;
+        let failed = |e: &dyn std::fmt::Display| {
+            LocalResult::Deferred(format!("4.3.0 the delivery helper failed: {e}"))
+        };
+        self.sock
+            .get_mut()
+            .write_all(format!("X {id} {idx}\n").as_bytes())
+            .map_err(|e| failed(&e))?;
+        let mut buf = [0u8; MAX_LINE];
+        let (n, _, fd) = crate::sys::recv_with_fd(self.sock.get_ref().as_raw_fd(), &mut buf)
+            .map_err(|e| failed(&e))?;
+        let line = String::from_utf8_lossy(&buf[..n.min(buf.len())]).into_owned();
+        match fd {
+            Some(fd) if line == "P\n" => Ok(UnixStream::from(fd)),
+            _ if line.ends_with('\n') => Err(parse_verdict(&line)),
+            _ => Err(failed(&"no verdict from the helper")),
         }
     }
 
@@ -129,6 +155,38 @@ fn verdict(r: &LocalResult) -> String {
     }
 }
 
+/// What the daemon asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// `D <id> <user>`: message `id` into `user`'s mailbox.
+    Mailbox(MessageId, String),
+    /// `X <id> <idx>`: recipient `idx` of message `id`, an alias's file or command.
+    Target(MessageId, usize),
+}
+
+/// A request line, every part checked.
+pub fn parse(line: &str) -> Result<Request, String> {
+    let mut w = line.trim_end_matches('\n').split(' ');
+    let (Some(verb), Some(id), Some(arg), None) = (w.next(), w.next(), w.next(), w.next()) else {
+        return Err("bad request".into());
+    };
+    let id = (id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| u64::from_str_radix(id, 16).ok())
+        .flatten()
+        .map(MessageId)
+        .ok_or("bad message id")?;
+    match verb {
+        "D" => parse_request(&format!("D {id} {arg}")).map(|(id, u)| Request::Mailbox(id, u)),
+        "X" => arg
+            .parse::<usize>()
+            .ok()
+            .filter(|i| *i < 1_000_000 && arg.bytes().all(|b| b.is_ascii_digit()))
+            .map(|i| Request::Target(id, i))
+            .ok_or_else(|| "bad recipient index".into()),
+        _ => Err("bad request".into()),
+    }
+}
+
 /// A request line: `D <id> <user>`, both checked.
 pub fn parse_request(line: &str) -> Result<(MessageId, String), String> {
     let mut w = line.trim_end_matches('\n').split(' ');
@@ -167,8 +225,21 @@ fn serve(sock: UnixStream, conf: &HelperConf) {
             Ok(_) => {}
         }
         seq += 1;
-        let result = match parse_request(&line) {
-            Ok((id, user)) => deliver(conf, id, &user, seq),
+        let result = match parse(&line) {
+            Ok(Request::Mailbox(id, user)) => deliver(conf, id, &user, seq),
+            Ok(Request::Target(id, idx)) => match deliver_target(conf, id, idx) {
+                Started::Done(r) => r,
+                Started::Running(s) => {
+                    // "P" and the verdict socket: the daemon reads the verdict.
+                    use std::os::fd::AsRawFd;
+                    if crate::sys::send_fd_connected(writer.as_raw_fd(), b"P\n", s.as_raw_fd())
+                        .is_err()
+                    {
+                        return;
+                    }
+                    continue;
+                }
+            },
             Err(e) => LocalResult::Deferred(format!("4.3.0 helper: {e}")),
         };
         if writer.write_all(verdict(&result).as_bytes()).is_err() {
@@ -187,20 +258,9 @@ fn deliver(conf: &HelperConf, id: MessageId, user: &str, seq: u64) -> LocalResul
             format!("no account '{user}' on this system"),
         );
     };
-    let spool = crate::spool::Spool::at(&conf.postoffice);
-    // The file is the daemon's; a message is never larger than the limit allows.
-    let limit = conf
-        .max_message_size
-        .saturating_mul(2)
-        .saturating_add(1 << 20);
-    match std::fs::symlink_metadata(spool.queue_path(id)) {
-        Ok(m) if m.is_file() && m.len() <= limit => {}
-        Ok(_) => return LocalResult::Deferred("4.3.0 the queue file is not a plain file".into()),
-        Err(e) => return LocalResult::Deferred(format!("4.3.0 cannot read queue file: {e}")),
-    }
-    let (env, body) = match spool.open_message(id) {
+    let (env, body) = match read_message(conf, id) {
         Ok(x) => x,
-        Err(e) => return LocalResult::Deferred(format!("4.3.0 cannot read queue file: {e}")),
+        Err(r) => return r,
     };
     // A home mailbox is made by the child, being the user, in the user's home: root
     // never touches a home.
@@ -210,6 +270,149 @@ fn deliver(conf: &HelperConf, id: MessageId, user: &str, seq: u64) -> LocalResul
             return LocalResult::Deferred(format!("4.3.0 mailbox for {user}: {e}"));
         }
     }
+    let gid = if in_home {
+        gid
+    } else {
+        crate::local::delivery_gid(&conf.mailbox, conf.maildir, gid)
+    };
+    as_user(uid, gid, user, || {
+        crate::local::deliver(
+            &conf.mailbox,
+            conf.maildir,
+            user,
+            Some(&crate::accounts::Account { uid, gid, home }),
+            &LocalMessage {
+                sender: &env.sender,
+                arrival: env.arrival,
+                body: &body,
+                hostname: &conf.hostname,
+            },
+            seq,
+        )
+    })
+}
+
+/// Reads a queued message as root, checking first that it is a plain file no
+/// larger than a message may be.
+fn read_message(
+    conf: &HelperConf,
+    id: MessageId,
+) -> Result<(crate::spool::Envelope, crate::spool::Body), LocalResult> {
+    let spool = crate::spool::Spool::at(&conf.postoffice);
+    // The file is the daemon's; a message is never larger than the limit allows.
+    let limit = conf
+        .max_message_size
+        .saturating_mul(2)
+        .saturating_add(1 << 20);
+    match std::fs::symlink_metadata(spool.queue_path(id)) {
+        Ok(m) if m.is_file() && m.len() <= limit => {}
+        Ok(_) => {
+            return Err(LocalResult::Deferred(
+                "4.3.0 the queue file is not a plain file".into(),
+            ))
+        }
+        Err(e) => {
+            return Err(LocalResult::Deferred(format!(
+                "4.3.0 cannot read queue file: {e}"
+            )))
+        }
+    }
+    spool
+        .open_message(id)
+        .map_err(|e| LocalResult::Deferred(format!("4.3.0 cannot read queue file: {e}")))
+}
+
+/// An alias's file or command target: which one is read from the queue file, whom
+/// it runs as from the aliases file, both by the helper itself.
+fn deliver_target(conf: &HelperConf, id: MessageId, idx: usize) -> Started {
+    use crate::local_targets::Target;
+    let (env, body) = match read_message(conf, id) {
+        Ok(x) => x,
+        Err(r) => return r.into(),
+    };
+    let Some(r) = env.recipients.get(idx) else {
+        return LocalResult::Deferred(format!("4.3.0 message {id} has no recipient {idx}")).into();
+    };
+    let crate::spool::Destination::Local(name) = &r.dest else {
+        return LocalResult::Deferred("4.3.0 not a local recipient".into()).into();
+    };
+    let Some(target) = Target::of(name) else {
+        return LocalResult::Deferred("4.3.0 not a file or command target".into()).into();
+    };
+    if target == Target::Discard {
+        return LocalResult::Delivered.into();
+    }
+    let (uid, gid, home, user) = match crate::local_targets::run_as(&conf.aliases, target) {
+        Ok(a) => a,
+        Err(why) => return LocalResult::Deferred(format!("4.3.0 {name}: {why}")).into(),
+    };
+    let rcpt = r.address.to_string();
+    let started = fork_verdict(&[body.raw_fd()], || {
+        if let Err(e) = crate::sys::become_user(uid, gid) {
+            return LocalResult::Deferred(format!("4.3.0 cannot become {user}: {e}"));
+        }
+        let m = LocalMessage {
+            sender: &env.sender,
+            arrival: env.arrival,
+            body: &body,
+            hostname: &conf.hostname,
+        };
+        crate::local_targets::deliver(target, &m, ((uid, gid), &home, &user), &rcpt)
+    });
+    match started {
+        Ok(s) => Started::Running(s),
+        Err(e) => Started::Done(LocalResult::Deferred(format!("4.3.0 helper: fork: {e}"))),
+    }
+}
+
+/// A target delivery: already decided, or running with its verdict to come on the
+/// socket (which goes to the daemon).
+pub enum Started {
+    /// The verdict.
+    Done(LocalResult),
+    /// The read end of the running delivery's verdict.
+    Running(UnixStream),
+}
+
+impl From<LocalResult> for Started {
+    fn from(r: LocalResult) -> Started {
+        Started::Done(r)
+    }
+}
+
+/// Runs `f` in a grandchild (a double fork: nothing is left to reap), with every
+/// descriptor closed but its verdict socket and `keep`, and returns the socket its
+/// verdict line will come on. Commands can take long; neither the helper nor the
+/// daemon waits for them.
+pub fn fork_verdict(
+    keep: &[std::os::fd::RawFd],
+    f: impl FnOnce() -> LocalResult,
+) -> io::Result<UnixStream> {
+    use std::os::fd::AsRawFd;
+    let (ours, mut theirs) = crate::sys::socketpair()?;
+    match crate::sys::fork()? {
+        crate::sys::Forked::Child => {
+            drop(ours);
+            if let Ok(crate::sys::Forked::Child) = crate::sys::fork() {
+                let mut fds = keep.to_vec();
+                fds.push(theirs.as_raw_fd());
+                crate::sys::close_other_fds(&fds);
+                let r = f();
+                let _ = theirs.write_all(verdict(&r).as_bytes());
+            }
+            crate::sys::exit_child(0)
+        }
+        crate::sys::Forked::Parent(pid) => {
+            drop(theirs);
+            crate::sys::wait_child(pid, Duration::from_secs(5));
+            Ok(ours)
+        }
+    }
+}
+
+/// Runs `f` in a child that has become `uid`/`gid` for good, and returns its verdict
+/// (deferred if it does not come within [`DELIVERY_LIMIT`]).
+fn as_user(uid: u32, gid: u32, user: &str, f: impl FnOnce() -> LocalResult) -> LocalResult {
     let (mut ours, mut theirs) = match crate::sys::socketpair() {
         Ok(p) => p,
         Err(e) => return LocalResult::Deferred(format!("4.3.0 helper: {e}")),
@@ -218,25 +421,8 @@ fn deliver(conf: &HelperConf, id: MessageId, user: &str, seq: u64) -> LocalResul
         Err(e) => LocalResult::Deferred(format!("4.3.0 helper: fork: {e}")),
         Ok(crate::sys::Forked::Child) => {
             drop(ours);
-            let gid = if in_home {
-                gid
-            } else {
-                crate::local::delivery_gid(&conf.mailbox, conf.maildir, gid)
-            };
             let r = match crate::sys::become_user(uid, gid) {
-                Ok(()) => crate::local::deliver(
-                    &conf.mailbox,
-                    conf.maildir,
-                    user,
-                    Some(&crate::accounts::Account { uid, gid, home }),
-                    &LocalMessage {
-                        sender: &env.sender,
-                        arrival: env.arrival,
-                        body: &body,
-                        hostname: &conf.hostname,
-                    },
-                    seq,
-                ),
+                Ok(()) => f(),
                 Err(e) => LocalResult::Deferred(format!("4.3.0 cannot become {user}: {e}")),
             };
             let _ = theirs.write_all(verdict(&r).as_bytes());

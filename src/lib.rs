@@ -45,6 +45,7 @@ pub mod event_loop;
 pub mod helper;
 pub mod lex;
 pub mod local;
+pub mod local_targets;
 pub mod logging;
 pub mod mailq;
 pub mod queue_ctl;

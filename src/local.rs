@@ -59,7 +59,7 @@ pub struct LocalMessage<'a> {
 /// Writes the message with LF line ends, a `Return-Path:` header first, and (for
 /// mbox) `From ` lines quoted mboxrd-style, streaming from the queue file: the state
 /// between pieces is a few counters, never a line.
-fn render(m: &LocalMessage<'_>, mbox: bool, out: &mut impl Write) -> io::Result<()> {
+pub(crate) fn render(m: &LocalMessage<'_>, mbox: bool, out: &mut impl Write) -> io::Result<()> {
     out.write_all(format!("Return-Path: {}\n", fmt_path(m.sender)).as_bytes())?;
     let mut r = LfRender::new(mbox);
     let mut buf = vec![0u8; crate::spool::body::CHUNK];
@@ -348,6 +348,27 @@ pub fn deliver(
     match r {
         Ok(r) => r,
         Err(e) => LocalResult::Deferred(format!("4.3.0 mailbox for {user}: {e}")),
+    }
+}
+
+/// Appends `m` to the file an alias names (`/path`), as an mbox, the safe way: as
+/// for a mailbox, the file must be a plain file with one link, belonging to `owner`
+/// (the account the delivery runs as), or is created by it, mode 0600. Call as
+/// `owner` (the helper's child) or, unprivileged, as ourselves.
+pub fn deliver_file(path: &Path, m: &LocalMessage<'_>, owner: Owner) -> LocalResult {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return LocalResult::Failed(
+            "5.3.5".into(),
+            format!("bad file target {}", path.display()),
+        );
+    };
+    match deliver_mbox(parent, &name.to_string_lossy(), m, owner) {
+        Ok(r) => r,
+        Err(e) => LocalResult::Deferred(format!(
+            "4.3.0 file {}: {}",
+            path.display(),
+            crate::vocab::os_error(&e)
+        )),
     }
 }
 

@@ -15,6 +15,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = routes::parse(p, t).map(etrnd::route::RouteTrie::new);
     let _ = names::parse_localnames(p, t);
     let _ = names::parse_aliases(p, t);
+    for line in t.lines() {
+        let _ = names::parse_target(line);
+    }
     if let Ok(c) = SchedulerConf::parse(p, t, "/log") {
         // The command-less clauses' expansions are looked up like any clause.
         let _ = c.check_destination("smtp", "a.example");

@@ -9,5 +9,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(!user.contains('/') && !user.starts_with('.'));
         assert_eq!(id.to_string().len(), 16);
     }
+    match etrnd::helper::parse(t) {
+        Ok(etrnd::helper::Request::Mailbox(_, user)) => assert!(!user.contains('/')),
+        Ok(etrnd::helper::Request::Target(_, idx)) => assert!(idx < 1_000_000),
+        Err(_) => {}
+    }
     let _ = etrnd::helper::parse_verdict(t);
 });

@@ -146,6 +146,7 @@ pub fn run(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
             maildir: main.maildir,
             hostname: main.hostname.clone(),
             max_message_size: main.max_message_size,
+            aliases: main.mailvar.join("db").join("aliases"),
         };
         match crate::helper::Helper::spawn(conf) {
             Ok(h) => d.set_helper(h),

@@ -135,12 +135,10 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
         names::parse_localnames,
         &mut errors,
     );
-    let aliases = db_file(
-        &db.join("aliases"),
-        false,
-        names::parse_aliases,
-        &mut errors,
-    );
+    let aliases = names::load_aliases(&db.join("aliases")).unwrap_or_else(|mut e| {
+        errors.append(&mut e);
+        Default::default()
+    });
     let resolve = load_resolve(&main, &mut errors);
     let sched_path = main.mailshare.join("scheduler.conf");
     let logdir = main.logdir.to_string_lossy().into_owned();

@@ -37,6 +37,7 @@ mod inbound;
 mod inject;
 mod lifecycle;
 pub mod link;
+mod local_out;
 mod maillog;
 pub mod netlinks;
 mod odmr;
@@ -161,6 +162,11 @@ pub struct Daemon {
     control: Option<mio::net::UnixDatagram>,
     /// Running `mailq` listings: pid, when they are stopped.
     showq: Vec<(i32, Instant)>,
+    /// Alias file and command targets being delivered, and the results so far of
+    /// the local jobs that wait for them.
+    targets: Vec<local_out::PendingTarget>,
+    local_done:
+        HashMap<crate::sched::JobId, Vec<(crate::sched::RcptRef, crate::sched::RcptResult)>>,
     /// When the drop folder is scanned next in any case.
     next_pickup: Instant,
     /// Wall-clock seconds of this turn's clock reading (see `tick`).
@@ -325,6 +331,8 @@ impl Daemon {
             notify: None,
             control: None,
             showq: Vec::new(),
+            targets: Vec::new(),
+            local_done: HashMap::new(),
             next_pickup: Instant::now(),
             unix,
             sec: Security::default(),
@@ -383,6 +391,7 @@ impl Daemon {
                 self.links_timeout(now),
                 self.notes_write_at,
                 self.showq_timeout(now),
+                self.targets_timeout(now),
             ]
             .into_iter()
             .flatten()
@@ -446,6 +455,7 @@ impl Daemon {
             self.links_tick(now);
             self.notes_tick(now);
             self.showq_reap(now);
+            self.targets_tick(now);
             self.lookups_done(now);
             self.dns_io
                 .flush(&mut self.dns, &mut self.links, self.poll.registry(), now);

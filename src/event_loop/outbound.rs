@@ -27,7 +27,7 @@ use crate::dns::Hop;
 use crate::logging::sanitize;
 use crate::sched::{Job, JobId, RcptRef, RcptResult};
 use crate::smtp::client::{ClientSession, OutMessage, BODY_CHUNK};
-use crate::spool::{Body, Destination, MessageId};
+use crate::spool::{Body, MessageId};
 
 /// RFC 5321 §4.5.3.2 / G12: connect timeout.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -143,75 +143,6 @@ impl Daemon {
             .map(|o| (o.rcpt, o.result.clone()))
             .collect();
         self.record(&relay, outcomes, None, now);
-        self.finish_job(job.id, results, now);
-    }
-
-    /// Delivers a local job into mailboxes, one message at a time.
-    fn deliver_local(&mut self, job: Job, now: Instant) {
-        let started = Instant::now();
-        let mut results = Vec::new();
-        let relay = format!("local:{}", job.key.host);
-        for (msg, idxs) in crate::delivery::group(&job.rcpts) {
-            let mut these = Vec::new();
-            match self.spool.open_message(msg) {
-                Err(e) => {
-                    log::error!("{msg} spool load-failed error=\"{e}\"");
-                    for idx in idxs {
-                        these.push(Recorded {
-                            rcpt: RcptRef { msg, idx },
-                            result: RcptResult::Deferred(format!("cannot read queue file: {e}")),
-                            reply: None,
-                        });
-                    }
-                }
-                Ok((env, body)) => {
-                    let m = crate::local::LocalMessage {
-                        sender: &env.sender,
-                        arrival: env.arrival,
-                        body: &body,
-                        hostname: &self.config.main.hostname,
-                    };
-                    for idx in idxs {
-                        let user = match env.recipients.get(idx).map(|x| &x.dest) {
-                            Some(Destination::Local(u)) => u.clone(),
-                            _ => job.key.host.clone(),
-                        };
-                        self.local_seq += 1;
-                        let outcome = match self.helper.as_mut() {
-                            // As the recipient, through the privileged helper.
-                            Some(h) => h.deliver(msg, &user),
-                            // Not started as root: in-process, as ourselves.
-                            None => crate::local::deliver(
-                                &self.config.main.mailbox,
-                                self.config.main.maildir,
-                                &user,
-                                self.config.router.accounts.get(&user),
-                                &m,
-                                self.local_seq,
-                            ),
-                        };
-                        let (result, reply) = match outcome {
-                            crate::local::LocalResult::Delivered => {
-                                (RcptResult::Delivered, Some("delivered to mailbox".into()))
-                            }
-                            crate::local::LocalResult::Deferred(w) => {
-                                (RcptResult::Deferred(w), None)
-                            }
-                            crate::local::LocalResult::Failed(st, w) => {
-                                (RcptResult::Failed(st, w), None)
-                            }
-                        };
-                        these.push(Recorded {
-                            rcpt: RcptRef { msg, idx },
-                            result,
-                            reply,
-                        });
-                    }
-                }
-            }
-            results.extend(these.iter().map(|o| (o.rcpt, o.result.clone())));
-            self.record(&relay, these, Some((started, Some(started))), now);
-        }
         self.finish_job(job.id, results, now);
     }
 
@@ -644,7 +575,7 @@ impl Daemon {
     /// completed and removed by `apply_sched`). Deferred and failed ones reach the
     /// scheduler with the job's results. `timing`: when the job started and when
     /// its connection was made.
-    fn record(
+    pub(super) fn record(
         &mut self,
         relay: &str,
         outcomes: Vec<Recorded>,
@@ -665,7 +596,12 @@ impl Daemon {
     }
 
     /// Hands a job's results to the scheduler and carries out what follows.
-    fn finish_job(&mut self, jid: JobId, results: Vec<(RcptRef, RcptResult)>, now: Instant) {
+    pub(super) fn finish_job(
+        &mut self,
+        jid: JobId,
+        results: Vec<(RcptRef, RcptResult)>,
+        now: Instant,
+    ) {
         self.sched.job_done(jid, &results, self.unix);
         self.apply_sched(now);
     }

@@ -275,6 +275,14 @@ impl Router {
                     }
                     Decision::Refuse(r) => problems.push(format!("{m}: {r}")),
                 },
+                // Special local targets: the local channel tells them from users by
+                // their first character, which no user name has.
+                AliasTarget::Discard => push(out, Destination::Local("/dev/null".into())),
+                AliasTarget::File { path, .. } => push(out, Destination::Local(path.clone())),
+                AliasTarget::Command { cmd, .. } => {
+                    push(out, Destination::Local(format!("|{cmd}")))
+                }
+                AliasTarget::Include(p) => problems.push(format!(":include:{p} was not read")),
             }
         }
     }

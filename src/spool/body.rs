@@ -56,7 +56,14 @@ impl Body {
         })
     }
 
-    /// Octets of the message.
+    /// The descriptor the message is read through (kept open by a delivery child
+    /// that closes every other one).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.file.as_raw_fd()
+    }
+
+    /// Length of the message in octets.
     pub fn len(&self) -> u64 {
         self.len
     }

@@ -30,7 +30,19 @@ fn sockaddr(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
 
 /// Sends `data` to the socket at `to` from socket `sock`, with `fd` attached.
 pub fn send_with_fd(sock: RawFd, to: &Path, data: &[u8], fd: RawFd) -> io::Result<()> {
-    let (mut sa, salen) = sockaddr(to)?;
+    send_fd(sock, Some(to), data, fd)
+}
+
+/// Sends `data` with `fd` attached on a connected socket.
+pub fn send_fd_connected(sock: RawFd, data: &[u8], fd: RawFd) -> io::Result<()> {
+    send_fd(sock, None, data, fd)
+}
+
+fn send_fd(sock: RawFd, to: Option<&Path>, data: &[u8], fd: RawFd) -> io::Result<()> {
+    let (mut sa, salen) = match to {
+        Some(p) => sockaddr(p)?,
+        None => sockaddr(Path::new(""))?,
+    };
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
         iov_len: data.len(),
@@ -43,8 +55,10 @@ pub fn send_with_fd(sock: RawFd, to: &Path, data: &[u8], fd: RawFd) -> io::Resul
         let space = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
         assert!(space <= cbuf.len());
         let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_name = (&mut sa as *mut libc::sockaddr_un).cast();
-        msg.msg_namelen = salen;
+        if to.is_some() {
+            msg.msg_name = (&mut sa as *mut libc::sockaddr_un).cast();
+            msg.msg_namelen = salen;
+        }
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = cbuf.as_mut_ptr().cast();

@@ -720,7 +720,7 @@ pub use crypt::crypt;
 mod fdpass;
 mod pidfile;
 mod process;
-pub use fdpass::{recv_with_fd, send_with_fd};
+pub use fdpass::{recv_with_fd, send_fd_connected, send_with_fd};
 pub use pidfile::{lock_pidfile, lock_pidfile_rewrite, release_pidfile, try_flock};
 
 pub use at::{create_at, euid, group_gid, mkdir_at, open_dir_at, rename_at, unlink_at};
@@ -728,6 +728,7 @@ pub use process::{
     become_user, close_other_fds, exit_child, fork, fork_server, helper_signals, socketpair,
     spawn_command, spawn_command_to, terminate, try_reap, wait_child, Forked,
 };
+pub use process::{kill_session, poll_fds, reap, set_nonblocking, spawn_piped};
 
 #[cfg(test)]
 mod tests {

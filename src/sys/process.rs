@@ -240,3 +240,136 @@ pub fn terminate(pid: i32) {
         libc::kill(pid, libc::SIGTERM);
     }
 }
+
+/// Starts `argv[0]` (an absolute path) with exactly the environment `env`, in `dir`,
+/// in a session of its own, its stdin the read end of one new pipe and its stdout
+/// and stderr the write end of another: a command that is fed a message and whose
+/// output is read (alias `|command` deliveries). Returns the pid, the end to write
+/// its input to and the end to read its output from, both close-on-exec.
+pub fn spawn_piped(
+    argv: &[String],
+    env: &[(String, String)],
+    dir: &std::path::Path,
+) -> io::Result<(i32, std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::ffi::CString;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    let bad = || io::Error::new(io::ErrorKind::InvalidInput, "a NUL in a command word");
+    let args: Vec<CString> = argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()).map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    if args.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no command"));
+    }
+    let vars: Vec<CString> = env
+        .iter()
+        .map(|(k, v)| CString::new(format!("{k}={v}")).map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    let cdir = CString::new(dir.as_os_str().as_bytes()).map_err(|_| bad())?;
+    let mut argp: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argp.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = vars.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let pipe = || -> io::Result<(OwnedFd, OwnedFd)> {
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: pipe2 fills two descriptors we then own.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: both are fresh descriptors owned by nothing else.
+        Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    };
+    let (in_r, in_w) = pipe()?;
+    let (out_r, out_w) = pipe()?;
+    match fork()? {
+        Forked::Child => {
+            // Only async-signal-safe calls from here: everything was prepared above.
+            // SAFETY: dup2, setsid, signal, chdir and execve on values that live in
+            // this process; on failure the child ends with _exit.
+            unsafe {
+                libc::dup2(in_r.as_raw_fd(), 0);
+                libc::dup2(out_w.as_raw_fd(), 1);
+                libc::dup2(out_w.as_raw_fd(), 2);
+                libc::setsid();
+                for sig in [
+                    libc::SIGHUP,
+                    libc::SIGINT,
+                    libc::SIGTERM,
+                    libc::SIGUSR1,
+                    libc::SIGPIPE,
+                    libc::SIGCHLD,
+                    libc::SIGALRM,
+                ] {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+                if libc::chdir(cdir.as_ptr()) != 0 {
+                    libc::chdir(c"/".as_ptr());
+                }
+            }
+            close_other_fds(&[]);
+            // SAFETY: argp and envp are NUL-terminated arrays of C strings that
+            // outlive the call (execve only returns on failure).
+            unsafe {
+                libc::execve(argp[0], argp.as_ptr(), envp.as_ptr());
+            }
+            exit_child(127)
+        }
+        Forked::Parent(pid) => Ok((pid, in_w, out_r)),
+    }
+}
+
+/// Waits until one of `fds` (descriptor, `POLLIN` or `POLLOUT`) is ready or
+/// `timeout` passes; the events each got (0: none).
+pub fn poll_fds(fds: &[(RawFd, i16)], timeout: std::time::Duration) -> io::Result<Vec<i16>> {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&(fd, events)| libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: poll on a valid array of pollfd of the length given.
+    let rc = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, ms) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(vec![0; fds.len()]);
+        }
+        return Err(e);
+    }
+    Ok(p.iter().map(|x| x.revents).collect())
+}
+
+/// Kills child `pid` and its session with SIGKILL, then reaps it.
+pub fn kill_session(pid: i32) {
+    // SAFETY: signalling and reaping our own child (setsid made it a group leader).
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
+        libc::kill(pid, libc::SIGKILL);
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+    }
+}
+
+/// Makes a descriptor non-blocking.
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor the caller owns.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Reaps child `pid`, waiting for it: its exit code, or `None` for a signal.
+pub fn reap(pid: i32) -> Option<i32> {
+    let mut status = 0;
+    // SAFETY: waitpid on our own child with a valid status pointer.
+    let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+    (rc == pid && libc::WIFEXITED(status)).then(|| libc::WEXITSTATUS(status))
+}

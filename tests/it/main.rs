@@ -1,5 +1,6 @@
 //! Integration tests: the real `etrnd` binary on loopback, spoken to over SMTP.
 
+mod alias_targets;
 mod commands;
 mod config_errors;
 mod crash;

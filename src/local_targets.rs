@@ -1,0 +1,277 @@
+//! Alias targets that are not mailboxes (DESIGN.md §4.3, Postfix local(8) and
+//! sendmail semantics): `/dev/null`, an absolute file path and `|command`. They reach
+//! the local channel as `Destination::Local` names that start with `/` or `|`, which
+//! no user name does.
+//!
+//! * Who: a file or command target runs as the owner of the aliases (or
+//!   `:include:`) file that names it, or as [`DEFAULT_PRIVS`] when root owns that
+//!   file — never as root. The privileged helper decides this itself, reading the
+//!   aliases file again ([`run_as`]): the daemon only says which recipient of which
+//!   queued message, so a daemon that was taken over cannot name a command or an
+//!   account of its own.
+//! * Files are appended to as an mbox under the mailbox rules (`local::deliver_file`).
+//! * Commands get the message (with `Return-Path:`, LF line ends) on stdin, a clean
+//!   environment (`PATH`, `HOME`, `USER`, `LOGNAME`, `SHELL`, `SENDER`,
+//!   `RECIPIENT`), their home as working directory, and [`COMMAND_LIMIT`] to finish;
+//!   their output is read as it comes (the first [`MAX_OUTPUT`] octets kept for the
+//!   reason, the rest dropped), so one that floods stdout never blocks. No shell runs
+//!   unless the command needs one (shell characters, or no absolute path). The exit
+//!   status is read as sysexits(3): 0 delivered, 75 and 71 deferred, the others
+//!   bounced with their RFC 3463 status; a time-out or a signal defers.
+
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::local::{LocalMessage, LocalResult};
+use crate::route::names::AliasTarget;
+
+/// The account file and command targets of root's aliases run as.
+pub const DEFAULT_PRIVS: &str = "nobody";
+/// How long a command may run (below the helper's own limit for a delivery).
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(50);
+/// Most octets of a command's output kept for the reason.
+pub const MAX_OUTPUT: usize = 1024;
+
+/// What a local destination name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// `/dev/null`.
+    Discard,
+    /// A file path.
+    File(&'a str),
+    /// A command line.
+    Command(&'a str),
+}
+
+impl<'a> Target<'a> {
+    /// The target a local destination name stands for; `None` for a user.
+    pub fn of(local: &'a str) -> Option<Target<'a>> {
+        if local == "/dev/null" {
+            Some(Target::Discard)
+        } else if let Some(cmd) = local.strip_prefix('|') {
+            Some(Target::Command(cmd))
+        } else if local.starts_with('/') {
+            Some(Target::File(local))
+        } else {
+            None
+        }
+    }
+}
+
+/// The account a file or command target runs as: uid, gid, home, name. Read from
+/// the aliases file (and its includes) now; `Err` when no entry names the target
+/// any more, or its account is missing.
+pub fn run_as(aliases: &Path, target: Target<'_>) -> Result<(u32, u32, String, String), String> {
+    let map = crate::route::names::load_aliases(aliases)
+        .map_err(|e| format!("the aliases cannot be read: {}", e[0]))?;
+    let owner = map
+        .values()
+        .flatten()
+        .find_map(|t| match (t, target) {
+            (AliasTarget::File { path, owner }, Target::File(p)) if path == p => Some(*owner),
+            (AliasTarget::Command { cmd, owner }, Target::Command(c)) if cmd == c => Some(*owner),
+            _ => None,
+        })
+        .ok_or("no alias names this target any more")?;
+    let name = if owner == 0 {
+        DEFAULT_PRIVS.to_string()
+    } else {
+        crate::sys::user_name(owner).ok_or(format!("no account has uid {owner}"))?
+    };
+    let (uid, gid, home) = crate::sys::user(&name).ok_or(format!("no account '{name}'"))?;
+    if uid == 0 {
+        return Err(format!("'{name}' is root: targets never run as root"));
+    }
+    Ok((uid, gid, home, name))
+}
+
+/// Delivers to a target as the account this process is now (`owner`, `home` and
+/// `name` are that account's); `rcpt` is the recipient address the alias was.
+pub fn deliver(
+    target: Target<'_>,
+    m: &LocalMessage<'_>,
+    (owner, home, name): ((u32, u32), &str, &str),
+    rcpt: &str,
+) -> LocalResult {
+    match target {
+        Target::Discard => LocalResult::Delivered,
+        Target::File(p) => crate::local::deliver_file(Path::new(p), m, owner),
+        Target::Command(cmd) => command(cmd, m, home, name, rcpt),
+    }
+}
+
+/// Whether a command line needs a shell to mean what it says.
+fn needs_shell(cmd: &str) -> bool {
+    !cmd.starts_with('/')
+        || cmd
+            .chars()
+            .any(|c| "|&;<>()$`\\\"'*?[]#~=%{}!\n".contains(c))
+}
+
+/// Runs a command target with the message on its stdin.
+fn command(cmd: &str, m: &LocalMessage<'_>, home: &str, name: &str, rcpt: &str) -> LocalResult {
+    let argv: Vec<String> = if needs_shell(cmd) {
+        vec!["/bin/sh".into(), "-c".into(), cmd.into()]
+    } else {
+        cmd.split_whitespace().map(str::to_string).collect()
+    };
+    let sender = m.sender.as_ref().map(|s| s.to_string()).unwrap_or_default();
+    let env: Vec<(String, String)> = [
+        ("PATH", "/usr/bin:/bin:/usr/local/bin"),
+        ("HOME", home),
+        ("USER", name),
+        ("LOGNAME", name),
+        ("SHELL", "/bin/sh"),
+        ("SENDER", &sender),
+        ("RECIPIENT", rcpt),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let mut input = Vec::new();
+    if let Err(e) = crate::local::render(m, false, &mut input) {
+        return LocalResult::Deferred(format!("4.3.0 cannot read the message: {e}"));
+    }
+    let dir = if Path::new(home).is_dir() { home } else { "/" };
+    let (pid, stdin, stdout) = match crate::sys::spawn_piped(&argv, &env, Path::new(dir)) {
+        Ok(x) => x,
+        Err(e) => {
+            return LocalResult::Deferred(format!(
+                "4.3.0 cannot run \"{cmd}\": {}",
+                crate::vocab::os_error(&e)
+            ))
+        }
+    };
+    match feed(&input, stdin, stdout, Instant::now() + COMMAND_LIMIT) {
+        Ok(output) => verdict(cmd, crate::sys::reap(pid), &output),
+        Err(()) => {
+            crate::sys::kill_session(pid);
+            LocalResult::Deferred(format!(
+                "4.3.0 \"{cmd}\": command time limit exceeded ({} s)",
+                COMMAND_LIMIT.as_secs()
+            ))
+        }
+    }
+}
+
+/// Writes `input` to the command while reading its output, until the output ends
+/// (the command and everything it started closed it) or `deadline`: the first
+/// [`MAX_OUTPUT`] octets of the output, or `Err` at the deadline.
+fn feed(
+    input: &[u8],
+    stdin: std::os::fd::OwnedFd,
+    stdout: std::os::fd::OwnedFd,
+    deadline: Instant,
+) -> Result<Vec<u8>, ()> {
+    let _ = crate::sys::set_nonblocking(stdin.as_raw_fd());
+    let _ = crate::sys::set_nonblocking(stdout.as_raw_fd());
+    let mut writer = Some(std::fs::File::from(stdin));
+    let mut reader = std::fs::File::from(stdout);
+    let (mut sent, mut output) = (0usize, Vec::new());
+    let mut buf = [0u8; 8192];
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(());
+        }
+        let mut fds = vec![(reader.as_raw_fd(), libc::POLLIN)];
+        if let Some(w) = &writer {
+            fds.push((w.as_raw_fd(), libc::POLLOUT));
+        }
+        let ready = crate::sys::poll_fds(&fds, deadline - now).map_err(|_| ())?;
+        if ready.get(1).is_some_and(|r| *r != 0) {
+            if let Some(w) = writer.as_mut() {
+                match w.write(&input[sent..]) {
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    // EPIPE: the command stopped reading; its status says the rest.
+                    Err(_) => sent = input.len(),
+                }
+                if sent >= input.len() {
+                    writer = None; // EOF on its stdin
+                }
+            }
+        }
+        if ready[0] != 0 {
+            match reader.read(&mut buf) {
+                Ok(0) => return Ok(output),
+                Ok(n) => {
+                    let room = MAX_OUTPUT.saturating_sub(output.len());
+                    output.extend_from_slice(&buf[..n.min(room)]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return Ok(output),
+            }
+        }
+    }
+}
+
+/// The outcome of a command that ended with `status` (`None`: by a signal).
+fn verdict(cmd: &str, status: Option<i32>, output: &[u8]) -> LocalResult {
+    let said = String::from_utf8_lossy(output);
+    let said = crate::logging::sanitize(said.trim().as_bytes());
+    let tail = if said.is_empty() {
+        String::new()
+    } else {
+        format!(". Command output: {said}")
+    };
+    let Some(code) = status else {
+        return LocalResult::Deferred(format!("4.3.0 \"{cmd}\" was killed by a signal{tail}"));
+    };
+    let status = match code {
+        0 => return LocalResult::Delivered,
+        71 | 75 => {
+            return LocalResult::Deferred(format!(
+                "4.3.0 \"{cmd}\" exited with status {code} (try again later){tail}"
+            ))
+        }
+        67 => "5.1.1",
+        68 => "5.1.2",
+        65 => "5.6.0",
+        73 => "5.2.0",
+        76 => "5.5.0",
+        77 => "5.7.0",
+        78 => "5.3.5",
+        _ => "5.3.0",
+    };
+    LocalResult::Failed(
+        status.into(),
+        format!("\"{cmd}\" exited with status {code}{tail}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_shells() {
+        assert_eq!(Target::of("/dev/null"), Some(Target::Discard));
+        assert_eq!(Target::of("/var/log/x"), Some(Target::File("/var/log/x")));
+        assert_eq!(Target::of("|/bin/cat"), Some(Target::Command("/bin/cat")));
+        assert_eq!(Target::of("alice"), None);
+        assert!(!needs_shell("/usr/bin/procmail -a x"));
+        assert!(needs_shell("procmail"));
+        assert!(needs_shell("/bin/cat > /tmp/x"));
+    }
+
+    #[test]
+    fn sysexits() {
+        assert_eq!(verdict("c", Some(0), b""), LocalResult::Delivered);
+        assert!(matches!(
+            verdict("c", Some(75), b""),
+            LocalResult::Deferred(_)
+        ));
+        assert!(matches!(verdict("c", None, b""), LocalResult::Deferred(_)));
+        match verdict("c", Some(67), b"no such user\n") {
+            LocalResult::Failed(st, why) => {
+                assert_eq!(st, "5.1.1");
+                assert!(why.ends_with("Command output: no such user"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(verdict("c", Some(1), b""), LocalResult::Failed(s, _) if s == "5.3.0"));
+    }
+}

@@ -1,0 +1,174 @@
+//! Alias targets that are not mailboxes: `/dev/null`, files, `|command` (exit codes
+//! 0, 75 and 67, a command that hangs, one that floods its output) and
+//! `:include:`, with the file traps of reference/bad-input.md §I.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::time::Duration;
+
+use crate::util::{is_root, Client, Daemon, Setup};
+
+const SCHED: &str = "*/* interval=1h retries=\"1\" expiry=1d\nlocal/* command=local\n\
+    smtp*/* queueonly command=smtp\n";
+
+fn uid_of(name: &str) -> u32 {
+    let out = crate::util::run_ok(std::process::Command::new("id").args(["-u", name]));
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn dev_null_files_commands_and_includes() {
+    let dir = crate::util::TempDir::new("targets");
+    let out = dir.0.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // The targets run as nobody (root owns the aliases file): they must reach here.
+    for d in [&dir.0, &out] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let o = out.display();
+    std::fs::write(out.join("list"), format!("alice\n{o}/from-include\n")).unwrap();
+    // The traps: a link to a file of root's, a hard link, a FIFO.
+    std::fs::write(out.join("secret"), "root's own\n").unwrap();
+    std::fs::set_permissions(out.join("secret"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::symlink(out.join("secret"), out.join("symlink")).unwrap();
+    std::fs::write(out.join("shared"), "").unwrap();
+    std::fs::hard_link(out.join("shared"), out.join("hardlink")).unwrap();
+    crate::util::run_ok(std::process::Command::new("mkfifo").arg(out.join("fifo")));
+    let aliases = format!(
+        "null: /dev/null\n\
+         arch: {o}/archive\n\
+         ok: \"|/bin/sh -c 'cat > {o}/ok.out; id -u > {o}/ok.uid'\"\n\
+         later: \"|/bin/sh -c 'exit 75'\"\n\
+         nouser: \"|/bin/sh -c 'echo no such user; exit 67'\"\n\
+         flood: \"|/bin/sh -c 'head -c 20000000 /dev/zero; cat > {o}/flood.out'\"\n\
+         hang: \"|/bin/sleep 600\"\n\
+         list: :include:{o}/list\n\
+         symlink: {o}/symlink\n\
+         hardlink: {o}/hardlink\n\
+         fifo: {o}/fifo\n\
+         alice: root\n"
+    );
+    let setup = Setup {
+        aliases,
+        ..Setup::default()
+    };
+    let d = Daemon::start_with_files(setup, &[("scheduler.conf", SCHED)]);
+    let mut c = Client::hello(d.addr());
+    for to in [
+        "null", "arch", "ok", "later", "nouser", "flood", "hang", "list", "symlink", "hardlink",
+        "fifo",
+    ] {
+        c.send_message(
+            "root@test.example",
+            &[&format!("{to}@test.example")],
+            &format!("Subject: to {to}\r\n\r\nhello {to}\r\n"),
+        );
+    }
+    c.cmd("QUIT", 221);
+    let line_for = |to: &str, status: &str| {
+        let log = d.log();
+        log.lines()
+            .find(|l| l.contains(&format!("to=<{to}@test.example>")) && l.contains(status))
+            .map(str::to_string)
+    };
+    let wait = |to: &str, status: &str, secs: u64| {
+        d.wait_until(&format!("{to} {status}"), secs, || {
+            line_for(to, status).is_some()
+        });
+        line_for(to, status).unwrap()
+    };
+    assert!(wait("null", "status=sent", 20).contains("discarded (/dev/null)"));
+    wait("arch", "status=sent", 20);
+    let archive = std::fs::read_to_string(out.join("archive")).unwrap();
+    assert!(archive.starts_with("From root@test.example "), "{archive}");
+    assert!(archive.contains("Subject: to arch"), "{archive}");
+    wait("ok", "status=sent", 20);
+    let piped = std::fs::read_to_string(out.join("ok.out")).unwrap();
+    assert!(
+        piped.starts_with("Return-Path: <root@test.example>\n"),
+        "{piped}"
+    );
+    assert!(
+        piped.contains("hello ok\n") && !piped.contains('\r'),
+        "LF line ends: {piped}"
+    );
+    let ran_as: u32 = std::fs::read_to_string(out.join("ok.uid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    if is_root() {
+        assert_eq!(
+            ran_as,
+            uid_of("nobody"),
+            "root's aliases run as nobody, never root"
+        );
+        let m = std::fs::metadata(out.join("archive")).unwrap();
+        assert_eq!((m.uid(), m.mode() & 0o777), (uid_of("nobody"), 0o600));
+    }
+    assert!(wait("later", "status=deferred", 20).contains("exited with status 75"));
+    let bounced = wait("nouser", "status=bounced", 20);
+    assert!(
+        bounced.contains("dsn=5.1.1") && bounced.contains("Command output: no such user"),
+        "{bounced}"
+    );
+    wait("flood", "status=sent", 30);
+    assert!(std::fs::read_to_string(out.join("flood.out"))
+        .unwrap()
+        .contains("hello flood"));
+    // :include: — a local user and a file target, read with the include's owner.
+    wait("list", "status=sent", 20);
+    assert!(std::fs::read_to_string(out.join("from-include"))
+        .unwrap()
+        .contains("Subject: to list"));
+    // The traps defer, and nothing is written through them.
+    assert!(wait("symlink", "status=deferred", 20).contains("symbolic link"));
+    assert_eq!(
+        std::fs::read_to_string(out.join("secret")).unwrap(),
+        "root's own\n"
+    );
+    assert!(wait("hardlink", "status=deferred", 20).contains("links"));
+    assert_eq!(std::fs::read_to_string(out.join("shared")).unwrap(), "");
+    assert!(wait("fifo", "status=deferred", 20).contains("FIFO"));
+    // The command that hangs is stopped at the time limit and deferred.
+    let hang = wait("hang", "status=deferred", 80);
+    assert!(hang.contains("time limit"), "{hang}");
+    std::thread::sleep(Duration::from_millis(200));
+    let sleepers = crate::util::run_with_input(
+        std::process::Command::new("pgrep").args(["-f", "^/bin/sleep 600$"]),
+        b"",
+    );
+    assert!(sleepers.stdout.is_empty(), "the hung command was killed");
+}
+
+#[test]
+fn a_target_the_aliases_no_longer_name_is_not_run() {
+    // The helper reads the aliases itself: after a change, a queued message for a
+    // removed command target waits (deferred) instead of running it.
+    let dir = crate::util::TempDir::new("gone");
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let marker = dir.0.join("ran");
+    let setup = Setup {
+        aliases: format!("prog: \"|/bin/sh -c 'touch {}'\"\n", marker.display()),
+        ..Setup::default()
+    };
+    let held = "*/* queueonly expiry=1d\nlocal/* queueonly command=local\nsmtp*/* command=smtp\n";
+    let d = Daemon::start_with_files(setup, &[("scheduler.conf", held)]);
+    let mut c = Client::hello(d.addr());
+    c.send_message(
+        "root@test.example",
+        &["prog@test.example"],
+        "Subject: x\r\n\r\nx\r\n",
+    );
+    c.cmd("QUIT", 221);
+    d.wait_until("queued", 10, || d.queue_files().len() == 1);
+    std::fs::write(d.dir.0.join("db/aliases"), "prog: root\n").unwrap();
+    let (code, _, _) = d.run(&["flush", "#local"]);
+    assert_eq!(code, 0);
+    d.wait_until("the deferral", 20, || {
+        d.log().contains("no alias names this target any more")
+    });
+    assert!(
+        !marker.exists(),
+        "a command no alias names any more never runs"
+    );
+}

@@ -42,7 +42,7 @@ fn routes_aliases_localnames_errors() {
     let setup = Setup {
         routes: "# ok\n.client.dom smtp-etrn!mail.client.dom\nbroken\n".into(),
         localnames: "good.example\nbad..example\n".into(),
-        aliases: "x: |/bin/sh\n".into(),
+        aliases: "x: |\n".into(),
         ..Setup::default()
     };
     let (code, text) = check(setup);
@@ -53,7 +53,7 @@ fn routes_aliases_localnames_errors() {
     );
     assert!(text.contains("DIR/db/localnames:2: bad domain"), "{text}");
     assert!(
-        text.contains("DIR/db/aliases:1: '|/bin/sh': program"),
+        text.contains("DIR/db/aliases:1: bad command '|'"),
         "{text}"
     );
 }

@@ -1,31 +1,37 @@
 //! The privileged helper (DESIGN.md §2): a small process that keeps root when the
-//! network-facing daemon gives it up, and delivers into local mailboxes as their
-//! recipients.
+//! network-facing daemon gives it up, and delivers as the recipient: into local
+//! mailboxes (or as their `.forward` says), and to the aliases' file and command
+//! targets as the aliases file's owner (local_targets.rs).
 //!
 //! ```text
 //!   daemon (USER, serves the network)          helper (root, parses nothing of it)
 //!       |  "D <16-hex id> <user>\n"  ------>   checks the user is an account and the
-//!       |                                      id a queue name; reads
+//!       |  "X <16-hex id> <index>\n"           id a queue name; reads
 //!       |                                      POSTOFFICE/queue/<id> itself (its own
 //!       |                                      path, verified like the spool does);
-//!       |                                      makes the top mailbox (mbox file or
-//!       |                                      Maildir folder) if missing, owned by
-//!       |                                      the user; forks a child that becomes
-//!       |                                      the user and delivers (local.rs, the
-//!       |                                      safe-open way)
-//!       |  <------  "D\n" | "T reason\n" | "F status reason\n"
+//!       |                                      for D makes the top mailbox if missing,
+//!       |                                      owned by the user; for X finds the
+//!       |                                      recipient's target in the envelope and
+//!       |                                      whom it runs as in db/aliases; forks a
+//!       |                                      delivery that becomes that account
+//!       |  <------  "P\n" + the delivery's socket (SCM_RIGHTS), or at once
+//!       |           "D\n" | "T reason\n" | "F status reason\n"
+//!       |  <====== on that socket, when the delivery ends: one verdict line, or
+//!       |          "W address ...\n" (a `.forward` sends the message on)
 //! ```
 //!
-//! What crosses the socket is one request line (a message id and an account name)
-//! and one verdict line; no path, no message text. The helper reads the queue file
-//! with the spool's own decoder (a file the daemon wrote, checked by its CRC) and
-//! never looks at network input otherwise. A child that takes longer than
-//! [`DELIVERY_LIMIT`] is killed and the delivery deferred. The daemon waits for the
-//! verdict (local delivery was already synchronous in the loop, and every step of it
-//! is non-blocking file I/O), with [`VERDICT_LIMIT`] as a bound.
+//! What crosses the socket is one request line (a message id and an account name or
+//! a recipient index) and one reply; no path, no command, no message text. The
+//! helper reads the queue file with the spool's own decoder (a file the daemon
+//! wrote, checked by its CRC) and never looks at network input otherwise. A delivery
+//! runs in a grandchild of the helper with every other descriptor closed, so neither
+//! the helper nor the daemon's loop waits for it (a command may take
+//! `local_targets::COMMAND_LIMIT`); the daemon reads its verdict when it comes and
+//! defers the recipient if none came within [`VERDICT_LIMIT`].
 //!
-//! Does not: read configuration after it started, accept anything but the one
-//! request, or run anything as root on a path a user could have replaced.
+//! Does not: read configuration after it started (but db/aliases, for X), accept
+//! anything but these requests, or run anything as root on a path a user could have
+//! replaced.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -37,8 +43,6 @@ use crate::spool::MessageId;
 
 /// Longest request or verdict line.
 pub const MAX_LINE: usize = 1024;
-/// How long one delivery child may take.
-pub const DELIVERY_LIMIT: Duration = Duration::from_secs(60);
 /// How long the daemon waits for a verdict.
 pub const VERDICT_LIMIT: Duration = Duration::from_secs(90);
 
@@ -85,25 +89,29 @@ impl Helper {
         self.pid
     }
 
-    /// Asks for message `id` to be delivered to `user`'s mailbox.
-    pub fn deliver(&mut self, id: MessageId, user: &str) -> LocalResult {
-        match self.ask(&format!("D {id} {user}\n")) {
-            Ok(line) => parse_verdict(&line),
-            Err(e) => LocalResult::Deferred(format!("4.3.0 the delivery helper failed: {e}")),
-        }
+    /// Asks for message `id` to be delivered to `user` (their mailbox, or what
+    /// their `.forward` says): the verdict, or the socket it will come on.
+    pub fn start_mailbox(&mut self, id: MessageId, user: &str) -> Result<UnixStream, LocalResult> {
+        self.start(&format!("D {id} {user}\n"))
     }
 
     /// Asks for recipient `idx` of message `id`, a file or command target of an
     /// alias, to be delivered (the helper finds the target and whom it runs as):
     /// the verdict, or the socket it will come on while the delivery runs.
     pub fn start_target(&mut self, id: MessageId, idx: usize) -> Result<UnixStream, LocalResult> {
+        self.start(&format!("X {id} {idx}\n"))
+    }
+
+    /// Sends a request; the helper answers with a verdict, or with "P" and the
+    /// socket of the delivery it started.
+    fn start(&mut self, request: &str) -> Result<UnixStream, LocalResult> {
         use std::os::fd::AsRawFd;
         let failed = |e: &dyn std::fmt::Display| {
             LocalResult::Deferred(format!("4.3.0 the delivery helper failed: {e}"))
         };
         self.sock
             .get_mut()
-            .write_all(format!("X {id} {idx}\n").as_bytes())
+            .write_all(request.as_bytes())
             .map_err(|e| failed(&e))?;
         let mut buf = [0u8; MAX_LINE];
         let (n, _, fd) = crate::sys::recv_with_fd(self.sock.get_ref().as_raw_fd(), &mut buf)
@@ -115,21 +123,6 @@ impl Helper {
             _ => Err(failed(&"no verdict from the helper")),
         }
     }
-
-    fn ask(&mut self, request: &str) -> io::Result<String> {
-        self.sock.get_mut().write_all(request.as_bytes())?;
-        let mut line = String::new();
-        let n = (&mut self.sock)
-            .take(MAX_LINE as u64)
-            .read_line(&mut line)?;
-        if n == 0 || !line.ends_with('\n') {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "no verdict from the helper",
-            ));
-        }
-        Ok(line)
-    }
 }
 
 /// A verdict line as a result.
@@ -137,6 +130,13 @@ pub fn parse_verdict(line: &str) -> LocalResult {
     let line = line.trim_end_matches('\n');
     match line.split_once(' ').unwrap_or((line, "")) {
         ("D", _) => LocalResult::Delivered,
+        ("W", to) => LocalResult::Forward(
+            to.split(' ')
+                .filter(|t| !t.is_empty())
+                .take(crate::local::MAX_FORWARD_TARGETS)
+                .map(str::to_string)
+                .collect(),
+        ),
         ("T", why) => LocalResult::Deferred(why.to_string()),
         ("F", rest) => {
             let (status, why) = rest.split_once(' ').unwrap_or(("5.0.0", rest));
@@ -152,6 +152,10 @@ fn verdict(r: &LocalResult) -> String {
         LocalResult::Delivered => "D\n".into(),
         LocalResult::Deferred(w) => format!("T {}\n", one(w)),
         LocalResult::Failed(st, w) => format!("F {} {}\n", one(st), one(w)),
+        LocalResult::Forward(to) => {
+            let to: Vec<String> = to.iter().map(|t| one(t).replace(' ', "")).collect();
+            format!("W {}\n", to.join(" "))
+        }
     }
 }
 
@@ -225,22 +229,22 @@ fn serve(sock: UnixStream, conf: &HelperConf) {
             Ok(_) => {}
         }
         seq += 1;
-        let result = match parse(&line) {
+        let started = match parse(&line) {
             Ok(Request::Mailbox(id, user)) => deliver(conf, id, &user, seq),
-            Ok(Request::Target(id, idx)) => match deliver_target(conf, id, idx) {
-                Started::Done(r) => r,
-                Started::Running(s) => {
-                    // "P" and the verdict socket: the daemon reads the verdict.
-                    use std::os::fd::AsRawFd;
-                    if crate::sys::send_fd_connected(writer.as_raw_fd(), b"P\n", s.as_raw_fd())
-                        .is_err()
-                    {
-                        return;
-                    }
-                    continue;
+            Ok(Request::Target(id, idx)) => deliver_target(conf, id, idx),
+            Err(e) => LocalResult::Deferred(format!("4.3.0 helper: {e}")).into(),
+        };
+        let result = match started {
+            Started::Done(r) => r,
+            Started::Running(s) => {
+                // "P" and the verdict socket: the daemon reads the verdict.
+                use std::os::fd::AsRawFd;
+                if crate::sys::send_fd_connected(writer.as_raw_fd(), b"P\n", s.as_raw_fd()).is_err()
+                {
+                    return;
                 }
-            },
-            Err(e) => LocalResult::Deferred(format!("4.3.0 helper: {e}")),
+                continue;
+            }
         };
         if writer.write_all(verdict(&result).as_bytes()).is_err() {
             return;
@@ -250,24 +254,25 @@ fn serve(sock: UnixStream, conf: &HelperConf) {
 
 /// One delivery: read the message as root, prepare the top mailbox, then a child
 /// that is the recipient does the rest.
-fn deliver(conf: &HelperConf, id: MessageId, user: &str, seq: u64) -> LocalResult {
+fn deliver(conf: &HelperConf, id: MessageId, user: &str, seq: u64) -> Started {
     // The helper is its own process: a lookup here blocks no loop.
     let Some((uid, gid, home)) = crate::sys::user(user) else {
         return LocalResult::Failed(
             "5.1.1".into(),
             format!("no account '{user}' on this system"),
-        );
+        )
+        .into();
     };
     let (env, body) = match read_message(conf, id) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return r.into(),
     };
     // A home mailbox is made by the child, being the user, in the user's home: root
     // never touches a home.
     let in_home = conf.mailbox.is_relative();
     if !in_home {
         if let Err(e) = prepare_top(conf, user, uid, gid) {
-            return LocalResult::Deferred(format!("4.3.0 mailbox for {user}: {e}"));
+            return LocalResult::Deferred(format!("4.3.0 mailbox for {user}: {e}")).into();
         }
     }
     let gid = if in_home {
@@ -275,21 +280,39 @@ fn deliver(conf: &HelperConf, id: MessageId, user: &str, seq: u64) -> LocalResul
     } else {
         crate::local::delivery_gid(&conf.mailbox, conf.maildir, gid)
     };
-    as_user(uid, gid, user, || {
-        crate::local::deliver(
-            &conf.mailbox,
-            conf.maildir,
-            user,
-            Some(&crate::accounts::Account { uid, gid, home }),
-            &LocalMessage {
-                sender: &env.sender,
-                arrival: env.arrival,
-                body: &body,
-                hostname: &conf.hostname,
-            },
-            seq,
-        )
-    })
+    let started = fork_verdict(&[body.raw_fd()], || {
+        if let Err(e) = crate::sys::become_user(uid, gid) {
+            return LocalResult::Deferred(format!("4.3.0 cannot become {user}: {e}"));
+        }
+        let m = LocalMessage {
+            sender: &env.sender,
+            arrival: env.arrival,
+            body: &body,
+            hostname: &conf.hostname,
+        };
+        let account = crate::accounts::Account {
+            uid,
+            gid,
+            home: home.clone(),
+        };
+        // The recipient's own `.forward`, read as the recipient.
+        match crate::local::forward_file(Path::new(&home), uid) {
+            None => {}
+            Some(Err(why)) => {
+                log::warn!("local forward-refused user={user} reason=\"{why}\"");
+                return LocalResult::Deferred(format!("4.3.0 {why}"));
+            }
+            Some(Ok(list)) => {
+                let mailbox = (conf.mailbox.as_path(), conf.maildir, seq);
+                return crate::local_targets::forward(&list, user, &account, mailbox, &m);
+            }
+        }
+        crate::local::deliver(&conf.mailbox, conf.maildir, user, Some(&account), &m, seq)
+    });
+    match started {
+        Ok(s) => Started::Running(s),
+        Err(e) => Started::Done(LocalResult::Deferred(format!("4.3.0 helper: fork: {e}"))),
+    }
 }
 
 /// Reads a queued message as root, checking first that it is a plain file no
@@ -406,46 +429,6 @@ pub fn fork_verdict(
             drop(theirs);
             crate::sys::wait_child(pid, Duration::from_secs(5));
             Ok(ours)
-        }
-    }
-}
-
-/// Runs `f` in a child that has become `uid`/`gid` for good, and returns its verdict
-/// (deferred if it does not come within [`DELIVERY_LIMIT`]).
-fn as_user(uid: u32, gid: u32, user: &str, f: impl FnOnce() -> LocalResult) -> LocalResult {
-    let (mut ours, mut theirs) = match crate::sys::socketpair() {
-        Ok(p) => p,
-        Err(e) => return LocalResult::Deferred(format!("4.3.0 helper: {e}")),
-    };
-    match crate::sys::fork() {
-        Err(e) => LocalResult::Deferred(format!("4.3.0 helper: fork: {e}")),
-        Ok(crate::sys::Forked::Child) => {
-            drop(ours);
-            let r = match crate::sys::become_user(uid, gid) {
-                Ok(()) => f(),
-                Err(e) => LocalResult::Deferred(format!("4.3.0 cannot become {user}: {e}")),
-            };
-            let _ = theirs.write_all(verdict(&r).as_bytes());
-            crate::sys::exit_child(0)
-        }
-        Ok(crate::sys::Forked::Parent(pid)) => {
-            drop(theirs);
-            let _ = ours.set_read_timeout(Some(DELIVERY_LIMIT));
-            let mut line = String::new();
-            let got = BufReader::new(&mut ours)
-                .take(MAX_LINE as u64)
-                .read_line(&mut line);
-            let exited = crate::sys::wait_child(pid, Duration::from_secs(1));
-            match (got, exited) {
-                (Ok(n), _) if n > 0 && line.ends_with('\n') => parse_verdict(&line),
-                _ => {
-                    crate::sys::wait_child(pid, Duration::ZERO);
-                    LocalResult::Deferred(format!(
-                        "4.3.0 the delivery to {user} did not finish within {} s",
-                        DELIVERY_LIMIT.as_secs()
-                    ))
-                }
-            }
         }
     }
 }

@@ -29,7 +29,7 @@ use crate::route::names::AliasTarget;
 
 /// The account file and command targets of root's aliases run as.
 pub const DEFAULT_PRIVS: &str = "nobody";
-/// How long a command may run (below the helper's own limit for a delivery).
+/// How long a command may run (below the daemon's wait for a verdict, `helper::VERDICT_LIMIT`).
 pub const COMMAND_LIMIT: Duration = Duration::from_secs(50);
 /// Most octets of a command's output kept for the reason.
 pub const MAX_OUTPUT: usize = 1024;
@@ -99,6 +99,73 @@ pub fn deliver(
         Target::Discard => LocalResult::Delivered,
         Target::File(p) => crate::local::deliver_file(Path::new(p), m, owner),
         Target::Command(cmd) => command(cmd, m, home, name, rcpt),
+    }
+}
+
+/// Delivers as a recipient's `.forward` says (call as the recipient): `\\user` (or
+/// the user's own name) is their mailbox, files and commands run as them here,
+/// `/dev/null` drops, and addresses and other local names are handed back
+/// ([`LocalResult::Forward`]) for the daemon to queue a copy to. A copy that already
+/// went through this user's `.forward` (its `Delivered-To:`) is a loop and bounces.
+/// The first target that fails decides the outcome (a deferral over a bounce).
+pub fn forward(
+    list: &[String],
+    user: &str,
+    account: &crate::accounts::Account,
+    (root, maildir, seq): (&Path, bool, u64),
+    m: &LocalMessage<'_>,
+) -> LocalResult {
+    let me = format!("{user}@{}", m.hostname);
+    let head = m.body.head(64 * 1024).unwrap_or_default();
+    let head = String::from_utf8_lossy(&head);
+    let header_end = head.find("\r\n\r\n").unwrap_or(head.len());
+    let looped = head[..header_end].lines().any(|l| {
+        l.split_once(':').is_some_and(|(n, v)| {
+            n.eq_ignore_ascii_case("delivered-to") && v.trim().eq_ignore_ascii_case(&me)
+        })
+    });
+    if looped {
+        return LocalResult::Failed("5.4.6".into(), format!("mail forwarding loop for {me}"));
+    }
+    let owner = (account.uid, account.gid);
+    let mut onward = Vec::new();
+    let mut worst: Option<LocalResult> = None;
+    for t in list {
+        let t = t.as_str();
+        let r = if t.strip_prefix('\\').unwrap_or(t).eq_ignore_ascii_case(user) {
+            crate::local::deliver(root, maildir, user, Some(account), m, seq)
+        } else {
+            match crate::route::names::parse_target(t) {
+                Ok(AliasTarget::Discard) => LocalResult::Delivered,
+                Ok(AliasTarget::File { path, .. }) => {
+                    crate::local::deliver_file(Path::new(&path), m, owner)
+                }
+                Ok(AliasTarget::Command { cmd, .. }) => command(&cmd, m, &account.home, user, &me),
+                Ok(AliasTarget::Address(a)) => {
+                    onward.push(a.to_string());
+                    LocalResult::Delivered
+                }
+                Ok(AliasTarget::Local(u)) => {
+                    onward.push(u);
+                    LocalResult::Delivered
+                }
+                Ok(AliasTarget::Include(_)) => {
+                    LocalResult::Deferred("4.3.0 .forward: :include: is not taken there".into())
+                }
+                Err(e) => LocalResult::Deferred(format!("4.3.0 .forward: {e}")),
+            }
+        };
+        worst = match (worst, r) {
+            (Some(LocalResult::Deferred(w)), _) => Some(LocalResult::Deferred(w)),
+            (_, LocalResult::Deferred(w)) => Some(LocalResult::Deferred(w)),
+            (Some(f @ LocalResult::Failed(..)), _) | (_, f @ LocalResult::Failed(..)) => Some(f),
+            (w, _) => w,
+        };
+    }
+    match worst {
+        Some(r) => r,
+        None if onward.is_empty() => LocalResult::Delivered,
+        None => LocalResult::Forward(onward),
     }
 }
 

@@ -18,6 +18,8 @@ pub(super) struct PendingTarget {
     relay: String,
     /// The reply logged when it is delivered.
     what: String,
+    /// For a mailbox delivery, the user (whose `.forward` may send it on).
+    user: Option<String>,
     sock: std::os::unix::net::UnixStream,
     line: Vec<u8>,
     started: Instant,
@@ -37,6 +39,11 @@ fn reply_of(t: Target<'_>) -> String {
 fn recorded(rcpt: RcptRef, r: LocalResult, t: Target<'_>) -> Recorded {
     let (result, reply) = match r {
         LocalResult::Delivered => (RcptResult::Delivered, Some(reply_of(t))),
+        // The copy is queued: Postfix's words, which pflogsumm counts as forwarded.
+        LocalResult::Forward(id) => (
+            RcptResult::Delivered,
+            Some(format!("forwarded as {}", id.join(" "))),
+        ),
         LocalResult::Deferred(w) => (RcptResult::Deferred(w), None),
         LocalResult::Failed(st, w) => (RcptResult::Failed(st, w), None),
     };
@@ -82,19 +89,95 @@ impl Daemon {
         match started {
             Err(r) => done(r),
             Ok(sock) => {
-                let _ = sock.set_nonblocking(true);
-                let now = Instant::now();
-                self.targets.push(PendingTarget {
-                    jid,
-                    rcpt: RcptRef { msg, idx },
-                    relay: relay.to_string(),
-                    what: reply_of(t),
-                    sock,
-                    line: Vec::new(),
-                    started: now,
-                    deadline: now + crate::helper::VERDICT_LIMIT,
-                });
+                let what = reply_of(t);
+                self.await_verdict((jid, RcptRef { msg, idx }), relay, &what, sock, None);
                 None
+            }
+        }
+    }
+
+    /// A delivery runs on its own: its verdict is awaited on `sock`. `user`: a
+    /// mailbox delivery, whose `.forward` may send the message on.
+    fn await_verdict(
+        &mut self,
+        (jid, rcpt): (JobId, RcptRef),
+        relay: &str,
+        what: &str,
+        sock: std::os::unix::net::UnixStream,
+        user: Option<String>,
+    ) {
+        let _ = sock.set_nonblocking(true);
+        let now = Instant::now();
+        self.targets.push(PendingTarget {
+            jid,
+            rcpt,
+            relay: relay.to_string(),
+            what: what.to_string(),
+            user,
+            sock,
+            line: Vec::new(),
+            started: now,
+            deadline: now + crate::helper::VERDICT_LIMIT,
+        });
+    }
+
+    /// A `.forward` sent the message on: a copy for those addresses is queued, with
+    /// the original sender and a `Delivered-To:` line that stops a loop.
+    fn forward_copy(&mut self, rcpt: RcptRef, user: &str, to: &[String]) -> LocalResult {
+        let host = self.config.main.hostname.clone();
+        let (env, body) = match self.spool.open_message(rcpt.msg) {
+            Ok(x) => x,
+            Err(e) => return LocalResult::Deferred(format!("4.3.0 cannot read queue file: {e}")),
+        };
+        let mut data = format!("Delivered-To: {user}@{host}\r\n").into_bytes();
+        let mut at = 0u64;
+        let mut buf = vec![0u8; crate::spool::body::CHUNK];
+        loop {
+            match body.read_at(at, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    data.extend_from_slice(&buf[..n]);
+                    at += n as u64;
+                }
+                Err(e) => {
+                    return LocalResult::Deferred(format!("4.3.0 cannot read queue file: {e}"))
+                }
+            }
+        }
+        let rcpts: Vec<crate::vocab::Mailbox> = to
+            .iter()
+            .filter_map(|t| crate::submit::qualify(t, &host).ok())
+            .collect();
+        if rcpts.is_empty() {
+            return LocalResult::Failed(
+                "5.1.3".into(),
+                format!("{user}'s .forward names no address"),
+            );
+        }
+        match self.queue_local(env.sender.clone(), &rcpts, &data, "LOCAL") {
+            Ok((id, refused)) => {
+                for r in &refused {
+                    log::warn!(
+                        "{} local forward-refused user={user} to=<{}> reason=\"{}\"",
+                        rcpt.msg,
+                        r.0,
+                        r.1
+                    );
+                }
+                LocalResult::Forward(vec![id.to_string()])
+            }
+            Err(super::inject::QueueError::Unroutable(r)) => LocalResult::Failed(
+                "5.1.1".into(),
+                format!(
+                    "{user}'s .forward names no deliverable address ({})",
+                    r.iter()
+                        .map(|(m, why)| format!("{m}: {why}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            ),
+            Err(super::inject::QueueError::Spool(e)) => {
+                LocalResult::Deferred(format!("4.3.0 cannot queue the forwarded copy: {e}"))
             }
         }
     }
@@ -105,6 +188,7 @@ impl Daemon {
             return;
         }
         let mut i = 0;
+        let before = self.targets.len();
         while i < self.targets.len() {
             let p = &mut self.targets[i];
             let mut buf = [0u8; 1024];
@@ -140,8 +224,15 @@ impl Daemon {
                 continue;
             };
             let p = self.targets.swap_remove(i);
+            let v = match (v, &p.user) {
+                (LocalResult::Forward(to), Some(user)) => self.forward_copy(p.rcpt, user, &to),
+                (LocalResult::Forward(_), None) => {
+                    LocalResult::Deferred("4.3.0 a forward from a target".into())
+                }
+                (v, _) => v,
+            };
             let mut rec = recorded(p.rcpt, v, Target::Discard);
-            if rec.result == RcptResult::Delivered {
+            if rec.result == RcptResult::Delivered && rec.reply.is_none() {
                 rec.reply = Some(p.what.clone());
             }
             let result = (rec.rcpt, rec.result.clone());
@@ -153,6 +244,10 @@ impl Daemon {
                 let results = self.local_done.remove(&p.jid).unwrap_or_default();
                 self.finish_job(p.jid, results, now);
             }
+        }
+        if self.targets.len() < before {
+            // Jobs ended and copies may have been queued: start what can start.
+            self.start_jobs(now);
         }
     }
 
@@ -201,9 +296,23 @@ impl Daemon {
                             }
                             continue;
                         }
+                        let rcpt = RcptRef { msg, idx };
                         let outcome = match self.helper.as_mut() {
-                            // As the recipient, through the privileged helper.
-                            Some(h) => h.deliver(msg, &user),
+                            // As the recipient, through the privileged helper, which
+                            // also reads their `.forward`.
+                            Some(h) => match h.start_mailbox(msg, &user) {
+                                Ok(sock) => {
+                                    self.await_verdict(
+                                        (job.id, rcpt),
+                                        &relay,
+                                        "delivered to mailbox",
+                                        sock,
+                                        Some(user),
+                                    );
+                                    continue;
+                                }
+                                Err(r) => r,
+                            },
                             // Not started as root: in-process, as ourselves.
                             None => crate::local::deliver(
                                 &self.config.main.mailbox,
@@ -214,22 +323,11 @@ impl Daemon {
                                 self.local_seq,
                             ),
                         };
-                        let (result, reply) = match outcome {
-                            crate::local::LocalResult::Delivered => {
-                                (RcptResult::Delivered, Some("delivered to mailbox".into()))
-                            }
-                            crate::local::LocalResult::Deferred(w) => {
-                                (RcptResult::Deferred(w), None)
-                            }
-                            crate::local::LocalResult::Failed(st, w) => {
-                                (RcptResult::Failed(st, w), None)
-                            }
-                        };
-                        these.push(Recorded {
-                            rcpt: RcptRef { msg, idx },
-                            result,
-                            reply,
-                        });
+                        let mut r = recorded(rcpt, outcome, Target::Discard);
+                        if r.result == RcptResult::Delivered {
+                            r.reply = Some("delivered to mailbox".into());
+                        }
+                        these.push(r);
                     }
                 }
             }

@@ -172,3 +172,101 @@ fn a_target_the_aliases_no_longer_name_is_not_run() {
         "a command no alias names any more never runs"
     );
 }
+
+const FWD_USER: &str = "etrnd-fwd";
+
+#[test]
+fn dot_forward_as_the_recipient_with_every_target_kind_and_no_loop() {
+    if !is_root() || !std::path::Path::new("/usr/sbin/useradd").exists() {
+        assert!(
+            std::env::var_os("ETRND_REQUIRE_TOOLS").is_none(),
+            "needs root and useradd"
+        );
+        eprintln!("skipped: .forward needs root and useradd");
+        return;
+    }
+    let home = std::path::PathBuf::from(format!("/tmp/{FWD_USER}-home"));
+    let _ = std::process::Command::new("/usr/sbin/useradd")
+        .args([
+            "-r",
+            "-M",
+            "-d",
+            home.to_str().unwrap(),
+            "-s",
+            "/bin/sh",
+            FWD_USER,
+        ])
+        .stderr(std::process::Stdio::null())
+        .status();
+    let uid = uid_of(FWD_USER);
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(uid), Some(uid)).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let h = home.display();
+    let forward = home.join(".forward");
+    let write_forward = |text: &str| {
+        std::fs::write(&forward, text).unwrap();
+        std::os::unix::fs::chown(&forward, Some(uid), Some(uid)).unwrap();
+        std::fs::set_permissions(&forward, std::fs::Permissions::from_mode(0o644)).unwrap();
+    };
+    write_forward(&format!(
+        "# keep a copy, send one to alice, run a program, file one\n\
+         \\{FWD_USER}, alice\n\"|/bin/sh -c 'cat > {h}/fwd.out'\"\n{h}/fwd.file\n"
+    ));
+    let d = Daemon::start_with_files(Setup::default(), &[("scheduler.conf", SCHED)]);
+    let mut c = Client::hello(d.addr());
+    c.send_message(
+        "root@test.example",
+        &[&format!("{FWD_USER}@test.example")],
+        "Subject: forwarded\r\n\r\nhello\r\n",
+    );
+    d.wait_until("the forward", 20, || d.log().contains("forwarded as "));
+    // Its own mailbox, the program and the file, all as the recipient.
+    let own = d.dir.0.join(format!("mail/{FWD_USER}/new"));
+    d.wait_until("the own copy", 10, || crate::util::list(&own).len() == 1);
+    let out = std::fs::read_to_string(home.join("fwd.out")).unwrap();
+    assert!(out.contains("Subject: forwarded"), "{out}");
+    assert_eq!(std::fs::metadata(home.join("fwd.out")).unwrap().uid(), uid);
+    let file = home.join("fwd.file");
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .contains("Subject: forwarded"));
+    assert_eq!(std::fs::metadata(&file).unwrap().uid(), uid);
+    // Alice's copy (alice is root's alias) keeps the sender and says where it went.
+    let roots = d.dir.0.join("mail/root/new");
+    d.wait_until("alice's copy", 10, || crate::util::list(&roots).len() == 1);
+    let copy = std::fs::read_to_string(roots.join(&crate::util::list(&roots)[0])).unwrap();
+    assert!(copy.contains("Return-Path: <root@test.example>"), "{copy}");
+    assert!(
+        copy.contains(&format!("Delivered-To: {FWD_USER}@mx.test.example")),
+        "{copy}"
+    );
+    // A .forward back to the user's own address is a loop: one bounce, no storm.
+    write_forward(&format!("{FWD_USER}@test.example\n"));
+    c = Client::hello(d.addr());
+    c.send_message(
+        "root@test.example",
+        &[&format!("{FWD_USER}@test.example")],
+        "Subject: loop\r\n\r\nround\r\n",
+    );
+    d.wait_until("the loop bounce", 20, || {
+        d.log().contains("mail forwarding loop")
+    });
+    d.wait_until("the bounce delivered", 10, || {
+        crate::util::list(&roots).len() == 2
+    });
+    // A .forward others may write is refused: the mail waits.
+    write_forward("alice\n");
+    std::fs::set_permissions(&forward, std::fs::Permissions::from_mode(0o666)).unwrap();
+    c = Client::hello(d.addr());
+    c.send_message(
+        "root@test.example",
+        &[&format!("{FWD_USER}@test.example")],
+        "Subject: w\r\n\r\nw\r\n",
+    );
+    d.wait_until("the refusal", 20, || {
+        d.log().contains("others may write it")
+    });
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -52,10 +52,7 @@ fn routes_aliases_localnames_errors() {
         "{text}"
     );
     assert!(text.contains("DIR/db/localnames:2: bad domain"), "{text}");
-    assert!(
-        text.contains("DIR/db/aliases:1: bad command '|'"),
-        "{text}"
-    );
+    assert!(text.contains("DIR/db/aliases:1: bad command '|'"), "{text}");
 }
 
 #[test]

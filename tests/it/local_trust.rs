@@ -300,8 +300,16 @@ fn mbox_traps_never_write_through_links_fifos_or_foreign_files() {
             String::from_utf8_lossy(&out.stderr)
         );
         let seen = count(&d, why);
+        let deferred = count(&d, "status=deferred");
         send_to(&d, &me, &format!("trap {i}"));
         d.wait_until(why, 10, || count(&d, why) > seen);
+        // The deferral is recorded; the message is held, so that its retry (every
+        // second) makes no mailbox in the place of the next trap.
+        d.wait_until("the deferral", 10, || {
+            count(&d, "status=deferred") > deferred
+        });
+        let (code, out, _) = d.run(&["queue", "hold", "ALL"]);
+        assert_eq!(code, 0, "{out}");
         let mut c = Client::hello(d.addr());
         c.cmd("NOOP", 250);
         assert_eq!(state(&root_file), before, "{trap}");
@@ -335,6 +343,8 @@ fn mbox_traps_never_write_through_links_fifos_or_foreign_files() {
     // With the traps gone, every deferred message arrives, in a mailbox that is the
     // recipient's own and private.
     std::fs::remove_file(&victim).unwrap();
+    let (code, out, _) = d.run(&["queue", "release", "ALL"]);
+    assert_eq!(code, 0, "{out}");
     d.wait_until("the deferred messages delivered", 10, || {
         std::fs::read_to_string(&mbox).is_ok_and(|t| t.matches("\nSubject: ").count() >= 5)
     });

@@ -133,7 +133,7 @@ pub fn parse_verdict(line: &str) -> LocalResult {
         ("W", to) => LocalResult::Forward(
             to.split(' ')
                 .filter(|t| !t.is_empty())
-                .take(crate::local::MAX_FORWARD_TARGETS)
+                .take(crate::local_targets::MAX_FORWARD_TARGETS)
                 .map(str::to_string)
                 .collect(),
         ),
@@ -296,7 +296,7 @@ fn deliver(conf: &HelperConf, id: MessageId, user: &str, seq: u64) -> Started {
             home: home.clone(),
         };
         // The recipient's own `.forward`, read as the recipient.
-        match crate::local::forward_file(Path::new(&home), uid) {
+        match crate::local_targets::forward_file(Path::new(&home), uid) {
             None => {}
             Some(Err(why)) => {
                 log::warn!("local forward-refused user={user} reason=\"{why}\"");

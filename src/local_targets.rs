@@ -169,6 +169,86 @@ pub fn forward(
     }
 }
 
+/// Largest `.forward` read.
+pub const MAX_FORWARD: u64 = 64 * 1024;
+/// Most targets one `.forward` may list.
+pub const MAX_FORWARD_TARGETS: usize = 100;
+
+/// The targets of `home/.forward` (call as the recipient, `uid`): `None` when there
+/// is none. Opened the safe way: not through a link, a plain file of the
+/// recipient's (or root's) that nobody else may write, no larger than
+/// [`MAX_FORWARD`]; anything else is `Err` (the delivery waits, the reason logged).
+pub fn forward_file(home: &Path, uid: u32) -> Option<Result<Vec<String>, String>> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let path = home.join(".forward");
+    let seen = match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(Err(crate::vocab::os_error(&e))),
+        Ok(m) => m,
+    };
+    let check = || -> Result<Vec<String>, String> {
+        if !seen.file_type().is_file() {
+            return Err(format!("it is {}", crate::local::kind(&seen)));
+        }
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(&path)
+            .map_err(|e| crate::vocab::os_error(&e))?;
+        let m = f.metadata().map_err(|e| crate::vocab::os_error(&e))?;
+        if (seen.dev(), seen.ino()) != (m.dev(), m.ino()) || !m.is_file() {
+            return Err("it was replaced while being opened".into());
+        }
+        if m.uid() != uid && m.uid() != 0 {
+            return Err(format!("it belongs to uid {}", m.uid()));
+        }
+        if m.mode() & 0o022 != 0 {
+            return Err("others may write it".into());
+        }
+        if m.len() > MAX_FORWARD {
+            return Err(format!("larger than {MAX_FORWARD} octets"));
+        }
+        let mut text = String::new();
+        f.take(MAX_FORWARD)
+            .read_to_string(&mut text)
+            .map_err(|e| crate::vocab::os_error(&e))?;
+        let targets = forward_targets(&text);
+        if targets.len() > MAX_FORWARD_TARGETS {
+            return Err(format!("more than {MAX_FORWARD_TARGETS} targets"));
+        }
+        Ok(targets)
+    };
+    Some(check().map_err(|why| format!("{}: {why}", path.display())))
+}
+
+/// The targets a `.forward` lists: comma or line separated, `#` comments, quotes
+/// around targets with spaces or commas (removed).
+pub fn forward_targets(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (mut cur, mut quoted) = (String::new(), false);
+        for c in line.chars().chain(std::iter::once(',')) {
+            match c {
+                '"' => quoted = !quoted,
+                ',' if !quoted => {
+                    let t = cur.trim();
+                    if !t.is_empty() {
+                        out.push(t.to_string());
+                    }
+                    cur.clear();
+                }
+                c => cur.push(c),
+            }
+        }
+    }
+    out
+}
+
 /// Whether a command line needs a shell to mean what it says.
 fn needs_shell(cmd: &str) -> bool {
     !cmd.starts_with('/')
@@ -340,5 +420,24 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(verdict("c", Some(1), b""), LocalResult::Failed(s, _) if s == "5.3.0"));
+    }
+}
+
+#[cfg(test)]
+mod forward_tests {
+    #[test]
+    fn forward_lists() {
+        let t = super::forward_targets(
+            "# comment\n\\me, alice@x.example\n\"|/usr/bin/vacation -a x, y\"\n\n/var/mail/archive\n",
+        );
+        assert_eq!(
+            t,
+            vec![
+                "\\me",
+                "alice@x.example",
+                "|/usr/bin/vacation -a x, y",
+                "/var/mail/archive"
+            ]
+        );
     }
 }

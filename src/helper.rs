@@ -272,7 +272,11 @@ fn deliver(conf: &HelperConf, id: MessageId, user: &str, seq: u64) -> Started {
     let in_home = conf.mailbox.is_relative();
     if !in_home {
         if let Err(e) = prepare_top(conf, user, uid, gid) {
-            return LocalResult::Deferred(format!("4.3.0 mailbox for {user}: {e}")).into();
+            return LocalResult::Deferred(format!(
+                "4.3.0 mailbox for {user}: {}",
+                crate::vocab::os_error(&e)
+            ))
+            .into();
         }
     }
     let gid = if in_home {
@@ -280,16 +284,7 @@ fn deliver(conf: &HelperConf, id: MessageId, user: &str, seq: u64) -> Started {
     } else {
         crate::local::delivery_gid(&conf.mailbox, conf.maildir, gid)
     };
-    let started = fork_verdict(&[body.raw_fd()], || {
-        if let Err(e) = crate::sys::become_user(uid, gid) {
-            return LocalResult::Deferred(format!("4.3.0 cannot become {user}: {e}"));
-        }
-        let m = LocalMessage {
-            sender: &env.sender,
-            arrival: env.arrival,
-            body: &body,
-            hostname: &conf.hostname,
-        };
+    as_user(conf, (&env, &body), (uid, gid, user), |m| {
         let account = crate::accounts::Account {
             uid,
             gid,
@@ -304,15 +299,11 @@ fn deliver(conf: &HelperConf, id: MessageId, user: &str, seq: u64) -> Started {
             }
             Some(Ok(list)) => {
                 let mailbox = (conf.mailbox.as_path(), conf.maildir, seq);
-                return crate::local_targets::forward(&list, user, &account, mailbox, &m);
+                return crate::local_targets::forward(&list, user, &account, mailbox, m);
             }
         }
-        crate::local::deliver(&conf.mailbox, conf.maildir, user, Some(&account), &m, seq)
-    });
-    match started {
-        Ok(s) => Started::Running(s),
-        Err(e) => Started::Done(LocalResult::Deferred(format!("4.3.0 helper: fork: {e}"))),
-    }
+        crate::local::deliver(&conf.mailbox, conf.maildir, user, Some(&account), m, seq)
+    })
 }
 
 /// Reads a queued message as root, checking first that it is a plain file no
@@ -370,21 +361,39 @@ fn deliver_target(conf: &HelperConf, id: MessageId, idx: usize) -> Started {
         Err(why) => return LocalResult::Deferred(format!("4.3.0 {name}: {why}")).into(),
     };
     let rcpt = r.address.to_string();
+    as_user(conf, (&env, &body), (uid, gid, &user), |m| {
+        crate::local_targets::deliver(target, m, ((uid, gid), &home, &user), &rcpt)
+    })
+}
+
+/// Starts a delivery in a child that has become `uid`/`gid` for good; `f` gets the
+/// message.
+fn as_user(
+    conf: &HelperConf,
+    (env, body): (&crate::spool::Envelope, &crate::spool::Body),
+    (uid, gid, user): (u32, u32, &str),
+    f: impl FnOnce(&LocalMessage<'_>) -> LocalResult,
+) -> Started {
     let started = fork_verdict(&[body.raw_fd()], || {
         if let Err(e) = crate::sys::become_user(uid, gid) {
-            return LocalResult::Deferred(format!("4.3.0 cannot become {user}: {e}"));
+            return LocalResult::Deferred(format!(
+                "4.3.0 cannot become {user}: {}",
+                crate::vocab::os_error(&e)
+            ));
         }
-        let m = LocalMessage {
+        f(&LocalMessage {
             sender: &env.sender,
             arrival: env.arrival,
-            body: &body,
+            body,
             hostname: &conf.hostname,
-        };
-        crate::local_targets::deliver(target, &m, ((uid, gid), &home, &user), &rcpt)
+        })
     });
     match started {
         Ok(s) => Started::Running(s),
-        Err(e) => Started::Done(LocalResult::Deferred(format!("4.3.0 helper: fork: {e}"))),
+        Err(e) => Started::Done(LocalResult::Deferred(format!(
+            "4.3.0 helper: fork: {}",
+            crate::vocab::os_error(&e)
+        ))),
     }
 }
 

@@ -340,7 +340,10 @@ pub fn deliver(
     };
     if !in_home {
         if let Err(e) = make_mail_root(&parent) {
-            return LocalResult::Deferred(format!("4.3.0 mailbox for {user}: {e}"));
+            return LocalResult::Deferred(format!(
+                "4.3.0 mailbox for {user}: {}",
+                crate::vocab::os_error(&e)
+            ));
         }
     }
     let r = if maildir {
@@ -350,7 +353,10 @@ pub fn deliver(
     };
     match r {
         Ok(r) => r,
-        Err(e) => LocalResult::Deferred(format!("4.3.0 mailbox for {user}: {e}")),
+        Err(e) => LocalResult::Deferred(format!(
+            "4.3.0 mailbox for {user}: {}",
+            crate::vocab::os_error(&e)
+        )),
     }
 }
 

@@ -279,7 +279,10 @@ fn command(cmd: &str, m: &LocalMessage<'_>, home: &str, name: &str, rcpt: &str) 
     .collect();
     let mut input = Vec::new();
     if let Err(e) = crate::local::render(m, false, &mut input) {
-        return LocalResult::Deferred(format!("4.3.0 cannot read the message: {e}"));
+        return LocalResult::Deferred(format!(
+            "4.3.0 cannot read the message: {}",
+            crate::vocab::os_error(&e)
+        ));
     }
     let dir = if Path::new(home).is_dir() { home } else { "/" };
     let (pid, stdin, stdout) = match crate::sys::spawn_piped(&argv, &env, Path::new(dir)) {

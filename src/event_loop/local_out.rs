@@ -83,7 +83,9 @@ impl Daemon {
                 crate::helper::fork_verdict(&[m.body.raw_fd()], || {
                     crate::local_targets::deliver(t, m, ((uid, gid), &home, &me), rcpt)
                 })
-                .map_err(|e| LocalResult::Deferred(format!("4.3.0 fork: {e}")))
+                .map_err(|e| {
+                    LocalResult::Deferred(format!("4.3.0 fork: {}", crate::vocab::os_error(&e)))
+                })
             }
         };
         match started {
@@ -140,7 +142,10 @@ impl Daemon {
                     at += n as u64;
                 }
                 Err(e) => {
-                    return LocalResult::Deferred(format!("4.3.0 cannot read queue file: {e}"))
+                    return LocalResult::Deferred(format!(
+                        "4.3.0 cannot read queue file: {}",
+                        crate::vocab::os_error(&e)
+                    ))
                 }
             }
         }
@@ -216,7 +221,12 @@ impl Daemon {
                             ))
                         })
                     }
-                    Err(e) => break Some(LocalResult::Deferred(format!("4.3.0 {e}"))),
+                    Err(e) => {
+                        break Some(LocalResult::Deferred(format!(
+                            "4.3.0 {}",
+                            crate::vocab::os_error(&e)
+                        )))
+                    }
                 }
             };
             let Some(v) = verdict else {

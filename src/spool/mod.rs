@@ -122,7 +122,13 @@ impl SpoolError {
 
 impl fmt::Display for SpoolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.op, self.path.display(), self.err)
+        write!(
+            f,
+            "{} {}: {}",
+            self.op,
+            self.path.display(),
+            crate::vocab::os_error(&self.err)
+        )
     }
 }
 

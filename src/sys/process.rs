@@ -188,25 +188,14 @@ pub fn spawn_command_to(
     match fork()? {
         Forked::Child => {
             // Only async-signal-safe calls from here: everything was prepared above.
-            // SAFETY: dup2, setsid, signal, close and execve on values that live in
-            // this process; on failure the child ends with _exit.
+            // SAFETY: dup2 on descriptors that live in this process.
             unsafe {
                 libc::dup2(nfd, 0);
                 for fd in 1..3 {
                     libc::dup2(out.unwrap_or(nfd), fd);
                 }
-                libc::setsid();
-                for sig in [
-                    libc::SIGHUP,
-                    libc::SIGINT,
-                    libc::SIGTERM,
-                    libc::SIGUSR1,
-                    libc::SIGPIPE,
-                    libc::SIGCHLD,
-                ] {
-                    libc::signal(sig, libc::SIG_DFL);
-                }
             }
+            new_session_default_signals();
             close_other_fds(&[]);
             // SAFETY: argp and envp are NUL-terminated arrays of C strings that
             // outlive the call (execve only returns on failure).
@@ -216,6 +205,26 @@ pub fn spawn_command_to(
             exit_child(127)
         }
         Forked::Parent(pid) => Ok(pid),
+    }
+}
+
+/// In a child about to exec: a session of its own, and the signals the daemon
+/// handles back to their defaults (async-signal-safe calls only).
+fn new_session_default_signals() {
+    // SAFETY: setsid and signal are async-signal-safe and act on this process only.
+    unsafe {
+        libc::setsid();
+        for sig in [
+            libc::SIGHUP,
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGUSR1,
+            libc::SIGPIPE,
+            libc::SIGCHLD,
+            libc::SIGALRM,
+        ] {
+            libc::signal(sig, libc::SIG_DFL);
+        }
     }
 }
 
@@ -285,24 +294,15 @@ pub fn spawn_piped(
     match fork()? {
         Forked::Child => {
             // Only async-signal-safe calls from here: everything was prepared above.
-            // SAFETY: dup2, setsid, signal, chdir and execve on values that live in
-            // this process; on failure the child ends with _exit.
+            // SAFETY: dup2 on descriptors that live in this process.
             unsafe {
                 libc::dup2(in_r.as_raw_fd(), 0);
                 libc::dup2(out_w.as_raw_fd(), 1);
                 libc::dup2(out_w.as_raw_fd(), 2);
-                libc::setsid();
-                for sig in [
-                    libc::SIGHUP,
-                    libc::SIGINT,
-                    libc::SIGTERM,
-                    libc::SIGUSR1,
-                    libc::SIGPIPE,
-                    libc::SIGCHLD,
-                    libc::SIGALRM,
-                ] {
-                    libc::signal(sig, libc::SIG_DFL);
-                }
+            }
+            new_session_default_signals();
+            // SAFETY: chdir with a NUL-terminated path that lives in this process.
+            unsafe {
                 if libc::chdir(cdir.as_ptr()) != 0 {
                     libc::chdir(c"/".as_ptr());
                 }

@@ -67,7 +67,8 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
             a.rcpts.push(arg.clone());
             continue;
         };
-        let (flag, rest) = opt.split_at(1);
+        // The first character, whatever it is (an argument need not be ASCII).
+        let (flag, rest) = opt.split_at(opt.chars().next().map_or(0, char::len_utf8));
         let mut value = |name: &str| -> Result<String, String> {
             if !rest.is_empty() {
                 Ok(rest.to_string())
@@ -418,6 +419,12 @@ mod tests {
         assert_eq!(a.rcpts.len(), 2);
         assert!(v(&["-bd"]).unwrap_err().contains("-bd is not supported"));
         assert!(v(&["-Q"]).is_err());
+        assert!(
+            v(&["-\u{e9}t\u{e9}"])
+                .unwrap_err()
+                .contains("unknown option"),
+            "no panic"
+        );
         for (args, mode) in [
             (&["-bp"][..], Mode::List),
             (&["-bs"], Mode::Smtp),

@@ -180,7 +180,7 @@ pub fn parse(line: &str) -> Result<Request, String> {
         .map(MessageId)
         .ok_or("bad message id")?;
     match verb {
-        "D" => parse_request(&format!("D {id} {arg}")).map(|(id, u)| Request::Mailbox(id, u)),
+        "D" => check_user(arg).map(|u| Request::Mailbox(id, u)),
         "X" => arg
             .parse::<usize>()
             .ok()
@@ -193,15 +193,14 @@ pub fn parse(line: &str) -> Result<Request, String> {
 
 /// A request line: `D <id> <user>`, both checked.
 pub fn parse_request(line: &str) -> Result<(MessageId, String), String> {
-    let mut w = line.trim_end_matches('\n').split(' ');
-    let (Some("D"), Some(id), Some(user), None) = (w.next(), w.next(), w.next(), w.next()) else {
-        return Err("bad request".into());
-    };
-    let id = (id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| u64::from_str_radix(id, 16).ok())
-        .flatten()
-        .map(MessageId)
-        .ok_or("bad message id")?;
+    match parse(line)? {
+        Request::Mailbox(id, user) => Ok((id, user)),
+        Request::Target(..) => Err("bad request".into()),
+    }
+}
+
+/// An account name as the helper takes it: no path, no option, nothing odd.
+fn check_user(user: &str) -> Result<String, String> {
     let ok = !user.is_empty()
         && user.len() <= 64
         && !user.starts_with(['.', '-'])
@@ -211,7 +210,7 @@ pub fn parse_request(line: &str) -> Result<(MessageId, String), String> {
     if !ok {
         return Err(format!("bad user name '{}'", user.escape_debug()));
     }
-    Ok((id, user.to_string()))
+    Ok(user.to_string())
 }
 
 /// The helper's loop: one request, one verdict, until the daemon goes away.

@@ -52,7 +52,7 @@ fn main() {
         }
         Command::Route { resolve, addrs } => exit(commands::route(&cfg, addrs, *resolve)),
         Command::Mailq { json } => exit(etrnd::mailq::run(&cfg, *json, &mut std::io::stdout())),
-        Command::Qshape => report(etrnd::mailq::qshape(&cfg, unix_now())),
+        Command::Qshape => report(etrnd::mailq::qshape(&cfg, etrnd::vocab::date::unix_now())),
         Command::Sendmail(args) => match etrnd::submit::parse_args(args) {
             Ok(a) => exit(sendmail(&cfg, &a)),
             Err(e) => {
@@ -92,7 +92,7 @@ fn main() {
             print!("{}", etrnd::config::show::render(&cfg.main));
             exit(ex::OK)
         }
-        Command::Clients => report(etrnd::clients::render(&cfg, unix_now())),
+        Command::Clients => report(etrnd::clients::render(&cfg, etrnd::vocab::date::unix_now())),
         Command::Daemon => commands::daemon::run(&opts, cfg, config_path),
     }
 }
@@ -132,13 +132,6 @@ fn sendmail(cfg: &Config, a: &etrnd::submit::Args) -> i32 {
         }
         Mode::Flush => etrnd::etrn_client::flush(cfg, None, &mut out),
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Prints a listing read from the spool (`mailq`, `qshape`, `clients`) and exits.

@@ -53,7 +53,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::unix::SourceFd;
@@ -229,12 +229,7 @@ pub(crate) struct Security {
     pub handshakes: usize,
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::vocab::date::unix_now;
 
 impl Daemon {
     /// Sets up the loop around already bound listeners and an opened spool, which it

@@ -153,13 +153,7 @@ pub fn spawn_command_to(
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let bad = || io::Error::new(io::ErrorKind::InvalidInput, "a NUL in a command word");
-    let args: Vec<CString> = argv
-        .iter()
-        .map(|a| CString::new(a.as_bytes()).map_err(|_| bad()))
-        .collect::<Result<_, _>>()?;
-    if args.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no command"));
-    }
+    let args = command_words(argv)?;
     let mut vars: Vec<CString> = Vec::new();
     for (k, v) in std::env::vars_os() {
         if env.iter().any(|(n, _)| k.as_bytes() == n.as_bytes()) {
@@ -206,6 +200,19 @@ pub fn spawn_command_to(
         }
         Forked::Parent(pid) => Ok(pid),
     }
+}
+
+/// A command's words as C strings (at least one, none with a NUL).
+fn command_words(argv: &[String]) -> io::Result<Vec<std::ffi::CString>> {
+    let args: Vec<std::ffi::CString> = argv
+        .iter()
+        .map(|a| std::ffi::CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in a command word"))?;
+    if args.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no command"));
+    }
+    Ok(args)
 }
 
 /// In a child about to exec: a session of its own, and the signals the daemon
@@ -264,13 +271,7 @@ pub fn spawn_piped(
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     use std::os::unix::ffi::OsStrExt;
     let bad = || io::Error::new(io::ErrorKind::InvalidInput, "a NUL in a command word");
-    let args: Vec<CString> = argv
-        .iter()
-        .map(|a| CString::new(a.as_bytes()).map_err(|_| bad()))
-        .collect::<Result<_, _>>()?;
-    if args.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no command"));
-    }
+    let args = command_words(argv)?;
     let vars: Vec<CString> = env
         .iter()
         .map(|(k, v)| CString::new(format!("{k}={v}")).map_err(|_| bad()))

@@ -3,6 +3,8 @@
 #   make            build the release binary
 #   make run        run the daemon in the foreground from the checkout (127.0.0.1:2525)
 #   make test       run every test
+#   make static     a binary with no shared-library dependency (target/etrnd-static)
+#   make test-static  the integration tests against a static build
 #   make install    install under $(DESTDIR)$(PREFIX)
 #   make uninstall  remove what install put there
 #   make bench      side-by-side figures (see bench/)
@@ -114,7 +116,7 @@ crashtest:
 # Each fuzz target for FUZZ_SECONDS (cargo-fuzz; the stable toolchain needs
 # RUSTC_BOOTSTRAP=1). Seeds are in fuzz/seeds, the growing corpus in fuzz/corpus.
 FUZZ_SECONDS ?=	600
-FUZZ_TARGETS =	command server_session reply client_session dns_answer config_files spool_files control_request helper_request auth_exchange atrn_list odmr_session
+FUZZ_TARGETS =	command server_session reply client_session dns_answer config_files spool_files control_request helper_request auth_exchange atrn_list odmr_session account_files
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	for t in $(FUZZ_TARGETS); do \
@@ -123,8 +125,24 @@ fuzz:
 			-max_total_time=$(FUZZ_SECONDS)) || exit 1; \
 	done
 
+# A binary with no shared-library dependency (glibc's static libc here; musl where
+# the toolchain's host target is musl): what one ships on a router. The host
+# triple is named so that build scripts and proc-macros stay dynamic.
+STATIC_BIN =	target/etrnd-static
+static:
+	t=$$(rustc -vV | sed -n 's/^host: //p'); \
+	RUSTFLAGS="-C target-feature=+crt-static" ETRND_PREFIX=$(PREFIX) \
+		$(CARGO) build --release --target $$t && \
+	cp target/$$t/release/etrnd $(STATIC_BIN) && ls -l $(STATIC_BIN)
+
+# The integration tests against a static build of the daemon.
+test-static:
+	t=$$(rustc -vV | sed -n 's/^host: //p'); \
+	RUSTFLAGS="-C target-feature=+crt-static" ETRND_STATIC=1 \
+		$(CARGO) test --target $$t --test it
+
 clean:
 	$(CARGO) clean
 	rm -rf var
 
-.PHONY: all build run test install uninstall bench crashtest fuzz soak clean
+.PHONY: all build static test-static run test install uninstall bench crashtest fuzz soak clean

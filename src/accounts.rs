@@ -1,6 +1,8 @@
 //! `Accounts`: a snapshot of the system's accounts, taken when the configuration is
 //! loaded (start, SIGHUP) and again when the passwd file changes, so the RCPT path
-//! and in-process local delivery never call into NSS. A `getpwnam` per RCPT opens
+//! and in-process local delivery never read a file. The snapshot reads the passwd
+//! file itself (`sys::pwfile`: the `files` source of nsswitch.conf), never through
+//! NSS, so a static binary works and a directory server never blocks the loop. A `getpwnam` per RCPT opens
 //! `/etc/nsswitch.conf` and `/etc/passwd` each time, and with LDAP or sssd behind
 //! NSS it blocks the whole loop on the network.
 //!

@@ -78,24 +78,13 @@ pub fn unlink_at(dir: &File, name: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// The gid of a group (the `mail` group of the mail directory).
+/// The gid of a group (the `mail` group of the mail directory), from the group
+/// file (never through NSS).
 pub fn group_gid(name: &str) -> Option<u32> {
-    let c = CString::new(name).ok()?;
-    let mut buf = vec![0u8; 16 * 1024];
-    // SAFETY: group is plain old data; zeroed is valid.
-    let mut gr: libc::group = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: valid pointers; buf outlives the call and nothing of gr is used after.
-    let rc = unsafe {
-        libc::getgrnam_r(
-            c.as_ptr(),
-            &mut gr,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    (rc == 0 && !result.is_null()).then_some(gr.gr_gid)
+    super::pwfile::groups(1 << 20)
+        .into_iter()
+        .find(|g| g.name == name)
+        .map(|g| g.gid)
 }
 
 /// This process's effective uid.

@@ -3,7 +3,7 @@
 //! descriptor limit; `at` (openat and friends) and `process` (the helper's fork) hold the
 //! rest. Every `unsafe` block says why it is sound.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -25,86 +25,30 @@ pub fn hostname() -> String {
     }
 }
 
-/// An account from the passwd database, by name or by uid.
-enum PwKey<'a> {
-    Name(&'a str),
-    Uid(u32),
+/// `(uid, gid, home, name)` of the first passwd-file account `pick` selects (what
+/// `getpwnam`/`getpwuid` would return from the `files` source), never through NSS.
+fn passwd(pick: impl FnMut(&pwfile::PwEntry) -> bool) -> Option<(u32, u32, String, String)> {
+    pwfile::find_account(pick).map(|e| (e.uid, e.gid, e.home, e.name))
 }
 
-/// `(uid, gid, home, name)` of an account (getpwnam_r / getpwuid_r).
-fn passwd(key: PwKey<'_>) -> Option<(u32, u32, String, String)> {
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: passwd is plain old data; zeroed is a valid initial value.
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call (the name NUL-terminated and alive
-    // for it); buf outlives the use of pw's fields below, and result is checked.
-    let rc = unsafe {
-        match key {
-            PwKey::Name(n) => {
-                let c = CString::new(n).ok()?;
-                libc::getpwnam_r(
-                    c.as_ptr(),
-                    &mut pw,
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    &mut result,
-                )
-            }
-            PwKey::Uid(u) => {
-                libc::getpwuid_r(u, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut result)
-            }
-        }
-    };
-    if rc != 0 || result.is_null() {
-        return None;
-    }
-    // SAFETY: on success pw_dir and pw_name point into buf, NUL-terminated.
-    let (home, name) = unsafe { (CStr::from_ptr(pw.pw_dir), CStr::from_ptr(pw.pw_name)) };
-    Some((
-        pw.pw_uid,
-        pw.pw_gid,
-        home.to_string_lossy().into_owned(),
-        name.to_string_lossy().into_owned(),
-    ))
-}
-
-/// Every account the passwd database lists (`getpwent(3)`, through NSS):
+/// Every account of the passwd file, read directly (not through NSS: a static
+/// binary has no NSS modules, and a directory server would block the loop):
 /// `(name, uid, gid, home)`. For a snapshot taken at start and reload, never on a loop
-/// path. A directory whose NSS source does not enumerate (LDAP or sssd with
-/// enumeration off) lists only what it enumerates.
+/// path. Sources other than the files that `nsswitch.conf` names are logged, once
+/// per snapshot: accounts only they hold are not seen.
 pub fn all_accounts() -> Vec<(String, u32, u32, String)> {
-    // getpwent's position is process-wide state: one walker at a time.
-    static WALK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = WALK.lock().unwrap_or_else(|e| e.into_inner());
-    let mut out = Vec::new();
-    // SAFETY: setpwent/getpwent/endpwent are used by one caller at a time (the
-    // lock); each returned record is copied out before the next call reuses it.
-    unsafe {
-        libc::setpwent();
-        loop {
-            let pw = libc::getpwent();
-            if pw.is_null() {
-                break;
-            }
-            let pw = &*pw;
-            if pw.pw_name.is_null() {
-                continue;
-            }
-            let name = CStr::from_ptr(pw.pw_name).to_string_lossy().into_owned();
-            let home = if pw.pw_dir.is_null() {
-                String::new()
-            } else {
-                CStr::from_ptr(pw.pw_dir).to_string_lossy().into_owned()
-            };
-            out.push((name, pw.pw_uid, pw.pw_gid, home));
-            if out.len() >= MAX_ACCOUNTS {
-                break;
-            }
-        }
-        libc::endpwent();
+    let others = pwfile::other_sources("passwd");
+    if !others.is_empty() {
+        log::warn!(
+            "accounts files-only file={} other-sources=\"{}\"",
+            pwfile::NSSWITCH,
+            others.join(" ")
+        );
     }
-    out
+    pwfile::accounts(MAX_ACCOUNTS)
+        .into_iter()
+        .map(|e| (e.name, e.uid, e.gid, e.home))
+        .collect()
 }
 
 /// Most accounts a snapshot holds (a directory bigger than this is cut short).
@@ -112,7 +56,7 @@ pub const MAX_ACCOUNTS: usize = 1_000_000;
 
 /// Looks up a system account by name: `(uid, gid, home)`.
 pub fn user(name: &str) -> Option<(u32, u32, String)> {
-    passwd(PwKey::Name(name)).map(|(u, g, h, _)| (u, g, h))
+    passwd(|e| e.name == name).map(|(u, g, h, _)| (u, g, h))
 }
 
 /// Whether a system account of that name exists.
@@ -184,9 +128,13 @@ pub fn chown_path(p: &Path, uid: u32, gid: u32) -> io::Result<()> {
 pub fn drop_privileges(user: &str) -> io::Result<()> {
     let (uid, gid, _) = self::user(user)
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no user '{user}'")))?;
-    let cname = CString::new(user).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: initgroups with a NUL-terminated name, while still root.
-    if unsafe { libc::initgroups(cname.as_ptr(), gid as _) } != 0 {
+    // What initgroups(3) would set, from the group file (no NSS).
+    let groups: Vec<libc::gid_t> = pwfile::group_list(&pwfile::groups(1 << 20), user, gid, 1024)
+        .into_iter()
+        .map(|g| g as libc::gid_t)
+        .collect();
+    // SAFETY: setgroups with a valid pointer to `groups.len()` gids, while still root.
+    if unsafe { libc::setgroups(groups.len() as _, groups.as_ptr()) } != 0 {
         return Err(io::Error::last_os_error());
     }
     set_ids(uid, gid)
@@ -238,7 +186,7 @@ pub fn current_user() -> Option<String> {
 
 /// The name of the account with this uid.
 pub fn user_name(uid: u32) -> Option<String> {
-    passwd(PwKey::Uid(uid)).map(|(_, _, _, name)| name)
+    passwd(|e| e.uid == uid).map(|(_, _, _, name)| name)
 }
 
 /// Addresses of the local interfaces (getifaddrs), for recognising our own MX.
@@ -720,6 +668,7 @@ pub use crypt::crypt;
 mod fdpass;
 mod pidfile;
 mod process;
+pub mod pwfile;
 pub use fdpass::{recv_with_fd, send_fd_connected, send_with_fd};
 pub use pidfile::{lock_pidfile, lock_pidfile_rewrite, release_pidfile, try_flock};
 

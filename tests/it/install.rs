@@ -193,3 +193,33 @@ fn make_install_substitutes_prefix_and_installs_the_openbsd_script_where_it_belo
         "not the FreeBSD one"
     );
 }
+
+/// The ELF program header types of a binary (64-bit little-endian only).
+fn program_headers(path: &str) -> Vec<u32> {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(&b[..4], b"\x7fELF", "not an ELF file");
+    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(b[0x20..0x28].try_into().unwrap()) as usize;
+    let (size, n) = (u16_at(0x36), u16_at(0x38));
+    (0..n)
+        .map(|i| {
+            let o = phoff + i * size;
+            u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn the_static_build_has_no_interpreter() {
+    // `make test-static` runs the whole suite against a static build; this says
+    // the binary under test is one (PT_INTERP, 3, names the dynamic loader).
+    if std::env::var_os("ETRND_STATIC").is_none() || !cfg!(target_os = "linux") {
+        return;
+    }
+    let ph = program_headers(crate::util::bin());
+    assert!(!ph.is_empty());
+    assert!(
+        !ph.contains(&3),
+        "the static binary asks for a dynamic loader"
+    );
+}

@@ -591,3 +591,73 @@ fn signals_meant_for_the_daemon_leave_its_helper_delivering() {
         std::fs::read_to_string(&mbox).is_ok_and(|t| t.contains("Subject: after signals"))
     });
 }
+
+/// The daemon's own account, in a supplementary group of its own.
+const SERVICE: &str = "etrnd-svc";
+const SERVICE_GROUP: &str = "etrnd-svcgrp";
+
+#[test]
+fn the_daemon_and_its_helper_read_the_account_files_and_load_no_nss_module() {
+    if attacker().is_none() {
+        return;
+    }
+    let Some(strace) = crate::util::need_tool("strace", "strace") else {
+        return;
+    };
+    let run = |args: &[&str]| {
+        let _ = Command::new(args[0])
+            .args(&args[1..])
+            .stderr(Stdio::null())
+            .status();
+    };
+    run(&["/usr/sbin/groupadd", "-r", SERVICE_GROUP]);
+    run(&["/usr/sbin/useradd", "-M", "-r", "-s", "/bin/sh", SERVICE]);
+    run(&["/usr/sbin/usermod", "-a", "-G", SERVICE_GROUP, SERVICE]);
+    let d = mail_daemon_with(&format!("MAILBOX=mail\nUSER={SERVICE}\n"));
+    // The groups the daemon kept are what the group file gives its account (what
+    // initgroups(3) would have set), read by `id` through the system's own NSS.
+    let id = Command::new("id").args(["-G", SERVICE]).output().unwrap();
+    let mut want: Vec<String> = String::from_utf8_lossy(&id.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    want.sort();
+    assert!(
+        want.len() >= 2,
+        "the service account has a second group: {want:?}"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
+    let groups = status.lines().find(|l| l.starts_with("Groups:")).unwrap();
+    let mut have: Vec<String> = groups
+        .split_whitespace()
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+    have.sort();
+    assert_eq!(have, want, "{groups}");
+    // The helper looks the recipient up when it delivers: from /etc/passwd itself,
+    // with no NSS module loaded and no name service daemon asked.
+    let pid = d
+        .log()
+        .split("daemon helper pid=")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .expect("helper pid logged")
+        .to_string();
+    let st = crate::util::Strace::attach_pid(&strace, &d, &pid, "trace=open,openat,connect");
+    send_to(&d, "root@test.example", "no nss");
+    let mbox = d.dir.0.join("mail/root");
+    d.wait_until("the delivery through the helper", 10, || {
+        std::fs::read_to_string(&mbox).is_ok_and(|t| t.contains("Subject: no nss"))
+    });
+    let lines = st.finish();
+    assert!(
+        lines.iter().any(|l| l.contains("/etc/passwd")),
+        "the helper read the passwd file and the trace saw it: {lines:?}"
+    );
+    let nss: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("libnss") || l.contains("nscd") || l.contains("sss"))
+        .collect();
+    assert!(nss.is_empty(), "NSS in the helper: {nss:?}");
+}

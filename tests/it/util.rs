@@ -598,11 +598,22 @@ pub struct Strace {
 impl Strace {
     /// Attaches and waits until strace says it is attached.
     pub fn attach(strace: &str, d: &Daemon, expr: &str) -> Strace {
-        let file = d.dir.0.join("trace");
+        Strace::trace(strace, d, &["-p", &d.pid().to_string()], expr)
+    }
+
+    /// Attaches to another process of the daemon's (its helper) and the children
+    /// it starts (lines then begin with their pid).
+    pub fn attach_pid(strace: &str, d: &Daemon, pid: &str, expr: &str) -> Strace {
+        Strace::trace(strace, d, &["-f", "-p", pid], expr)
+    }
+
+    fn trace(strace: &str, d: &Daemon, target: &[&str], expr: &str) -> Strace {
+        let file = d.dir.0.join(format!("trace.{}", target[target.len() - 1]));
         let mut child = Command::new(strace)
             .args(["-y", "-s", "256", "-o"])
             .arg(&file)
-            .args(["-e", expr, "-p", &d.pid().to_string()])
+            .args(["-e", expr])
+            .args(target)
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("strace");

@@ -197,6 +197,22 @@ pub fn give_spool(main: &crate::config::MainConf, user: &str) {
             paths.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
         }
     }
+    // hold/ may hold a million files: walked only when the folder is not the
+    // daemon's yet (its files are queue files moved by rename, already the
+    // daemon's). index/ (a file per destination, some written by the start-up
+    // before this) always is.
+    for sub in ["hold", "index"] {
+        use std::os::unix::fs::MetadataExt;
+        let dir = root.join(sub);
+        let foreign =
+            std::fs::symlink_metadata(&dir).is_ok_and(|m| m.uid() != uid || m.gid() != gid);
+        if sub == "index" || foreign {
+            if let Ok(rd) = std::fs::read_dir(&dir) {
+                paths.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
+            }
+        }
+        paths.push(dir);
+    }
     for p in paths {
         if p.exists() {
             if let Err(e) = crate::sys::chown_path(&p, uid, gid) {

@@ -100,9 +100,15 @@ impl Daemon {
                     .is_some_and(|(k, r)| k != MatchKind::Default && r.line == line)
             })
         };
-        let released = self
-            .sched
-            .release(|k, domain| t.matches(&k.channel, &k.host, domain) || same_route(domain));
+        let pick = |k: &crate::sched::ThreadKey, domain: &str| {
+            t.matches(&k.channel, &k.host, domain) || same_route(domain)
+        };
+        // Held mail on disk is loaded first (at most a chunk per destination; the
+        // rest follows as it leaves), then released like mail in memory.
+        let loaded =
+            super::park::page_in_release(&mut self.spool, &mut self.sched, self.unix, pick);
+        self.releasing.extend(loaded);
+        let released = self.sched.release(pick);
         if self.config.main.etrn_replies == EtrnReplies::Minimal {
             // Minimal: every well-formed name gets 250, held here or not, so a
             // client learns nothing about which domains we hold.

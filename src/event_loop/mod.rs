@@ -42,6 +42,7 @@ mod maillog;
 pub mod netlinks;
 mod odmr;
 mod outbound;
+mod park;
 mod pickup;
 mod queue_ctl;
 mod secure;
@@ -104,6 +105,8 @@ pub fn bind(cfg: &Config) -> io::Result<Vec<TcpListener>> {
 /// The running daemon.
 pub struct Daemon {
     poll: Poll,
+    /// Held destinations whose release goes on chunk by chunk from disk (`park`).
+    releasing: Vec<crate::sched::ThreadKey>,
     /// Listeners by token offset, with the LISTEN entry each came from; a slot is
     /// emptied when a reload removes its address (tokens stay stable).
     listeners: Vec<Option<(SocketAddr, TcpListener)>>,
@@ -288,7 +291,14 @@ impl Daemon {
             rec.quarantined.len(),
             rec.removed_state
         );
-        log::info!("sched loaded messages={}", sched.messages());
+        // Held mail: summaries from the index (or the index rebuilt from hold/),
+        // and what recovery loaded from queue/ that may wait on disk goes there.
+        let (dests, parked, rebuilt) = park::start(&mut spool, &mut sched, unix);
+        log::info!(
+            "sched loaded messages={} parked={parked} held-destinations={dests} index={}",
+            sched.messages(),
+            if rebuilt { "rebuilt" } else { "trusted" }
+        );
         let mut d = Daemon {
             poll,
             listener_kinds: config.main.listen_kinds.clone(),
@@ -307,6 +317,7 @@ impl Daemon {
             buf: vec![0; 64 * 1024],
             stopping: false,
             stop_at: None,
+            releasing: Vec::new(),
             spare_fd: std::fs::File::open("/dev/null").ok(),
             dns,
             dns_io: DnsIo::default(),
@@ -444,9 +455,12 @@ impl Daemon {
             }
             self.dns.handle_timeout(now);
             self.lookups_done(now);
+            self.page_in_due();
             self.sched.handle_timeout(self.unix);
             self.apply_sched(now);
+            self.page_in_released();
             self.start_jobs(now);
+            self.park_candidates();
             self.links_tick(now);
             self.notes_tick(now);
             self.showq_reap(now);
@@ -574,6 +588,11 @@ impl Daemon {
         self.close_servers(now);
         self.notes_tick(now);
         self.write_notes();
+        // Every index line is on disk: the next start trusts the index whatever
+        // happens to this boot.
+        if let Err(e) = self.spool.mark_index(true) {
+            log::error!("spool index-mark-failed error=\"{e}\"");
+        }
         log::info!("daemon stopped");
     }
 }

@@ -322,12 +322,15 @@ impl Daemon {
         let name = l.name.clone();
         self.links_changed();
         let links = &self.config.main.links;
-        let released = self.sched.release(|k, _| {
+        let pick = |k: &crate::sched::ThreadKey, _: &str| {
             links
                 .targets
                 .iter()
                 .any(|(n, t)| *n == name && t.covers(&k.channel, &k.host))
-        });
+        };
+        let loaded = super::park::page_in_release(&mut self.spool, &mut self.sched, unix, pick);
+        self.releasing.extend(loaded);
+        let released = self.sched.release(pick);
         for key in self.sched.take_matched() {
             self.notes.request(&key, unix, "link", &name, 250);
         }

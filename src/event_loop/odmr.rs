@@ -189,6 +189,21 @@ impl Daemon {
             entitled(ent, domain)
                 && (domains.is_empty() || domains.iter().any(|r| covers(r, domain)))
         };
+        // An ATRN takes held mail on disk too (up to a bound; the rest waits for
+        // the next ATRN).
+        for key in self
+            .sched
+            .parked_matching(|_, domain| domain.is_empty() || wanted(domain))
+        {
+            super::park::page_in(
+                &mut self.spool,
+                &mut self.sched,
+                &key,
+                self.unix,
+                super::park::CLAIM_MAX,
+                |_, e| wanted(&e.domain),
+            );
+        }
         let Some((jid, rcpts)) = self.sched.claim(|_, domain| wanted(domain)) else {
             return Reply::ATRN_NO_MAIL;
         };

@@ -18,6 +18,15 @@ impl Daemon {
         now: Instant,
     ) -> Reply {
         let who = who.map_or("-".to_string(), |u| u.to_string());
+        // Parked messages the selection names are loaded first.
+        match sel {
+            Selection::Ids(ids) => self.page_in_ids(ids),
+            Selection::Domain(d) => {
+                let d = d.to_ascii_lowercase();
+                self.page_in_matching(|_, domain| domain.is_empty() || domain == d)
+            }
+            Selection::All => self.page_in_matching(|_, _| true),
+        }
         let ids = self.sched.select(sel);
         let mut n = 0usize;
         for id in &ids {

@@ -43,7 +43,9 @@ impl Scheduler {
 
     /// Octets waiting for a destination (`HOLD_QUOTA` counts these).
     pub fn octets(&self, key: &ThreadKey) -> u64 {
-        self.threads.get(key).map_or(0, |t| t.octets)
+        self.threads
+            .get(key)
+            .map_or(0, |t| t.octets + t.parked.octets)
     }
 
     /// Number of jobs running.

@@ -72,6 +72,7 @@ impl Scheduler {
         let Some(rcpts) = self.claims.remove(&id) else {
             return;
         };
+        self.park_candidates.extend(rcpts.iter().map(|r| r.msg));
         let mut keys: Vec<std::rc::Rc<ThreadKey>> = Vec::new();
         for (r, res) in results {
             let key = self

@@ -16,24 +16,26 @@ impl Scheduler {
     /// regularly does not lose what one call could not take to a fixed clock; it
     /// never outlives twice the clause's whole lifetime (`expiry + expiry2`).
     pub(super) fn expiry_of(&self, m: &MsgInfo, r: &RcptInfo) -> Option<Unix> {
-        let t = self.threads.get(&r.key);
+        self.expiry_at(&r.key, m.arrival, r.attempts > 0)
+    }
+
+    /// [`Scheduler::expiry_of`] for a recipient of thread `key` that arrived at
+    /// `arrival` and was `tried` or not (a parked message's index line).
+    pub(super) fn expiry_at(&self, key: &ThreadKey, arrival: Unix, tried: bool) -> Option<Unix> {
+        let t = self.threads.get(key);
         let clause = t.and_then(|t| t.clause);
         let p = self.params(clause)?;
         let e1 = p.expiry?.as_secs();
         let e2 = p.expiry2.map(|d| d.as_secs()).unwrap_or(86_400);
         let held = self.held(clause) == Some(true);
         let base = match t {
-            Some(t) if held => m.arrival.max(t.last_release),
-            _ => m.arrival,
+            Some(t) if held => arrival.max(t.last_release),
+            _ => arrival,
         };
         let hard = base + e1 + e2;
-        let e = if r.attempts > 0 {
-            (base + e1).min(hard)
-        } else {
-            hard
-        };
+        let e = if tried { (base + e1).min(hard) } else { hard };
         Some(if held {
-            e.min(m.arrival + 2 * (e1 + e2))
+            e.min(arrival + 2 * (e1 + e2))
         } else {
             e
         })
@@ -41,10 +43,15 @@ impl Scheduler {
 
     /// When the next delay notice of a waiting recipient of `m` is due.
     pub(super) fn report_of(&self, m: &MsgInfo, r: &RcptInfo) -> Option<Unix> {
-        let clause = self.threads.get(&r.key).and_then(|t| t.clause);
+        self.report_at(&r.key, m.arrival, r.reported)
+    }
+
+    /// [`Scheduler::report_of`] from an arrival and the levels already reported.
+    pub(super) fn report_at(&self, key: &ThreadKey, arrival: Unix, reported: u8) -> Option<Unix> {
+        let clause = self.threads.get(key).and_then(|t| t.clause);
         let p = self.params(clause)?;
-        let t = p.reporttimes.get(usize::from(r.reported))?;
-        Some(m.arrival.saturating_add(t.as_secs()))
+        let t = p.reporttimes.get(usize::from(reported))?;
+        Some(arrival.saturating_add(t.as_secs()))
     }
 
     /// How many report times of `m`'s clause have passed at `now`.
@@ -58,13 +65,25 @@ impl Scheduler {
         })
     }
 
+    /// The next expiry or delay notice of mail in memory, or of parked mail.
     pub(super) fn next_expiry(&self) -> Option<Unix> {
-        if let Some(bound) = self.expiry_bound.get() {
-            return bound;
+        let parked = self.park_due.first().map(|(at, _)| *at);
+        match (self.mem_expiry(), parked) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        let e = self.scan_expiry();
-        self.expiry_bound.set(Some(e));
-        e
+    }
+
+    /// The next expiry or delay notice of mail in memory (a lower bound).
+    fn mem_expiry(&self) -> Option<Unix> {
+        match self.expiry_bound.get() {
+            Some(bound) => bound,
+            None => {
+                let e = self.scan_expiry();
+                self.expiry_bound.set(Some(e));
+                e
+            }
+        }
     }
 
     fn scan_expiry(&self) -> Option<Unix> {
@@ -81,8 +100,10 @@ impl Scheduler {
     }
 
     /// Expires recipients whose time is up.
+    /// Parked mail whose time came is loaded first by the loop
+    /// ([`Scheduler::parked_due`]).
     pub fn handle_timeout(&mut self, now: Unix) {
-        if self.next_expiry().is_none_or(|e| e > now) {
+        if self.mem_expiry().is_none_or(|e| e > now) {
             return;
         }
         // The bound is due (or stale): find what expired, then compute it again.

@@ -90,7 +90,7 @@ impl Scheduler {
     pub fn held_sum(&self, mut pick: impl FnMut(&ThreadKey) -> bool) -> HeldSum {
         let mut s = HeldSum::default();
         for (k, t) in &self.threads {
-            if t.waiting.is_empty() || !pick(k) {
+            if (t.waiting.is_empty() && t.parked.messages == 0) || !pick(k) {
                 continue;
             }
             self.add_thread(t, &mut s);
@@ -109,7 +109,7 @@ impl Scheduler {
         let mut s = HeldSum::default();
         let mut next: Option<Unix> = None;
         for (k, t) in &self.threads {
-            if t.waiting.is_empty() || !pick(k) {
+            if (t.waiting.is_empty() && t.parked.messages == 0) || !pick(k) {
                 continue;
             }
             if self.held(t.clause) == Some(false) && t.wakeup > now {
@@ -133,7 +133,11 @@ impl Scheduler {
                 s.oldest = Some(s.oldest.map_or(m.arrival, |o: Unix| o.min(m.arrival)));
             }
         }
-        s.octets += t.octets;
+        s.octets += t.octets + t.parked.octets;
+        s.messages += t.parked.messages;
+        if let Some(o) = t.parked.oldest {
+            s.oldest = Some(s.oldest.map_or(o, |x| x.min(o)));
+        }
     }
 
     /// Whether a thread `pick` selects has a job running or mail due or released
@@ -149,11 +153,16 @@ impl Scheduler {
     pub fn held_destinations(&self) -> Vec<HeldDest> {
         let mut l: Vec<HeldDest> = Vec::new();
         for (k, t) in &self.threads {
-            if t.waiting.is_empty() || self.held(t.clause) != Some(true) {
+            if (t.waiting.is_empty() && t.parked.messages == 0) || self.held(t.clause) != Some(true)
+            {
                 continue;
             }
             let mut held = HeldSum::default();
             self.add_thread(t, &mut held);
+            let parked = t
+                .parked
+                .oldest
+                .and_then(|o| self.expiry_at(k, o, false).min(self.expiry_at(k, o, true)));
             let next_expiry = t
                 .waiting
                 .iter()
@@ -162,6 +171,7 @@ impl Scheduler {
                     let ri = m.rcpts.get(r.idx)?;
                     (ri.state == RcptState::Waiting).then(|| self.expiry_of(m, ri))?
                 })
+                .chain(parked)
                 .min();
             l.push(HeldDest {
                 key: k.to_string(),

@@ -179,6 +179,8 @@ struct Thread {
     /// When a release of this (held) destination last delivered mail: held mail
     /// expires counting from the later of its arrival and this.
     last_release: Unix,
+    /// Its mail parked on disk, summed (`park`).
+    parked: park::Parked,
 }
 
 impl Thread {
@@ -266,6 +268,10 @@ pub struct Scheduler {
     matched: Vec<String>,
     /// Messages on the operator's hold.
     on_hold: std::collections::HashSet<MessageId>,
+    /// Held destinations with parked mail, by their next expiry or delay notice.
+    park_due: BTreeSet<(Unix, Rc<ThreadKey>)>,
+    /// Messages that may wait on disk now (checked by the loop).
+    park_candidates: Vec<MessageId>,
 }
 
 /// The lower-case domain of a queued recipient's address (empty if unknown).
@@ -326,6 +332,8 @@ impl Scheduler {
             release_notes: VecDeque::new(),
             matched: Vec::new(),
             on_hold: std::collections::HashSet::new(),
+            park_due: BTreeSet::new(),
+            park_candidates: Vec::new(),
         }
     }
 
@@ -347,14 +355,15 @@ impl Scheduler {
         let held = self.held(t.clause);
         // `HOLD_QUOTA` (no work, no allocation, without one).
         if self.hold_quota > 0 || !self.full.is_empty() {
-            let full = self.hold_quota > 0 && held == Some(true) && t.octets >= self.hold_quota;
+            let octets = t.octets + t.parked.octets;
+            let full = self.hold_quota > 0 && held == Some(true) && octets >= self.hold_quota;
             let name = key.to_string();
             if full != self.full.contains(&name) {
                 if full {
-                    log::warn!("{key} sched hold-quota-full octets={}", t.octets);
+                    log::warn!("{key} sched hold-quota-full octets={octets}");
                     self.full.insert(name);
                 } else {
-                    log::info!("{key} sched hold-quota-ok octets={}", t.octets);
+                    log::info!("{key} sched hold-quota-ok octets={octets}");
                     self.full.remove(&name);
                 }
             }
@@ -560,6 +569,9 @@ impl Scheduler {
             self.complete.push_back(id);
             return;
         }
+        if !touched.is_empty() {
+            self.park_candidates.push(id);
+        }
         for (idx, e) in last_error {
             if rcpts[idx].state == RcptState::Waiting {
                 self.errors.insert(RcptRef { msg: id, idx }, e);
@@ -722,6 +734,8 @@ pub use links::{HeldDest, HeldSum};
 mod operator;
 pub use operator::{QueueOp, Selection};
 mod outcome;
+mod park;
+pub use park::MAX_DOMAINS;
 mod release;
 
 #[cfg(test)]

@@ -172,6 +172,7 @@ impl Scheduler {
         if !self.msgs.contains_key(&id) {
             return false;
         }
+        self.park_candidates.push(id);
         match op {
             QueueOp::Delete => self.delete(id),
             QueueOp::Hold => {

@@ -19,6 +19,8 @@ impl Scheduler {
         let Some((key, clause, rcpts)) = self.jobs.remove(&id) else {
             return;
         };
+        // What is waiting again may go back to disk.
+        self.park_candidates.extend(rcpts.iter().map(|r| r.msg));
         self.total = self.total.saturating_sub(1);
         if let Some(n) = self.per_channel.get_mut(&key.channel) {
             *n = n.saturating_sub(1);

@@ -7,6 +7,8 @@
 //!                  never modified after the rename
 //!   state/<id>     append-only per-recipient delivery journal (may be absent)
 //!   corrupt/<id>   quarantined files: never delivered, kept for the operator
+//!   hold/<id>      a queue file whose destinations are all held (held.rs)
+//!   index/<dest>   per held destination, the messages parked there (held.rs)
 //!   drop/<name>    local submissions from `etrnd sendmail` (mode 1733, see drop.rs)
 //!   notify         the daemon's wake-up socket for new drop files
 //!   control        the daemon's control socket (`etrnd flush`)
@@ -56,6 +58,7 @@
 pub mod body;
 pub mod drop;
 pub mod envelope;
+pub mod held;
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -159,6 +162,10 @@ pub struct Spool {
     state: PathBuf,
     corrupt: PathBuf,
     drop: PathBuf,
+    hold: PathBuf,
+    index: PathBuf,
+    /// Index files appended to since the last clean mark (fsynced at a clean stop).
+    dirty: std::collections::HashSet<String>,
     last_id: u64,
     /// A fault to inject (tests only).
     pub fault: Option<Fault>,
@@ -287,7 +294,9 @@ impl Spool {
                 _ => None,
             };
         }
-        for d in [&s.root, &s.tmp, &s.queue, &s.state, &s.corrupt] {
+        for d in [
+            &s.root, &s.tmp, &s.queue, &s.state, &s.corrupt, &s.hold, &s.index,
+        ] {
             if !d.is_dir() {
                 fs::DirBuilder::new()
                     .recursive(true)
@@ -320,6 +329,9 @@ impl Spool {
             state: root.join("state"),
             corrupt: root.join("corrupt"),
             drop: root.join("drop"),
+            hold: root.join("hold"),
+            index: root.join("index"),
+            dirty: std::collections::HashSet::new(),
             last_id: 0,
             fault: None,
         }
@@ -560,7 +572,7 @@ impl Spool {
         }
         for name in list_dir(&self.state)? {
             let orphan = match MessageId::parse(&name) {
-                Some(id) => rec.queued.binary_search(&id).is_err(),
+                Some(id) => rec.queued.binary_search(&id).is_err() && !self.is_parked(id),
                 None => true,
             };
             if orphan && fs::remove_file(self.state.join(&name)).is_ok() {
@@ -579,12 +591,22 @@ impl Spool {
 
     /// Calls `f` with each queued message, oldest first, one at a time: a big queue
     /// is never held in memory whole (startup, `mailq`).
+    /// Parked messages (`hold/`) are listed too, in the same order.
     pub fn for_each(&self, mut f: impl FnMut(QueueEntry)) -> Result<(), SpoolError> {
-        for name in self.queue_names()? {
+        let mut names: Vec<(String, &Path)> = self
+            .queue_names()?
+            .into_iter()
+            .map(|n| (n, self.queue.as_path()))
+            .collect();
+        if let Ok(held) = list_dir(&self.hold) {
+            names.extend(held.into_iter().map(|n| (n, self.hold.as_path())));
+            names.sort_unstable();
+        }
+        for (name, dir) in names {
             let Some(id) = MessageId::parse(&name) else {
                 continue;
             };
-            let p = self.queue.join(&name);
+            let p = dir.join(&name);
             let Ok(data) = read_file(&p) else { continue };
             let Ok((envelope, _)) = Envelope::decode(&data) else {
                 continue;
@@ -675,6 +697,11 @@ impl Spool {
     pub fn complete(&self, id: MessageId) -> Result<(), SpoolError> {
         let p = self.queue_path(id);
         match fs::remove_file(&p) {
+            // Parked (`etrnd queue delete` with the daemon stopped).
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.is_parked(id) => {
+                let h = self.hold_path(id);
+                fs::remove_file(&h).map_err(|e| SpoolError::new("unlink", &h, e))?
+            }
             // Already gone (removed by hand): nothing left to do.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             r => r.map_err(|e| SpoolError::new("unlink", &p, e))?,

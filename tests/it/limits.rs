@@ -68,7 +68,7 @@ fn large_message_is_stored_byte_exact() {
     let stuffed = body.replace("\r\n.leading", "\r\n..leading");
     c.send_message("a@b.example", &["u@client.dom"], &stuffed);
     let files = d.queue_files();
-    let data = std::fs::read(d.spool().join("queue").join(&files[0])).unwrap();
+    let data = std::fs::read(d.queue_file(&files[0])).unwrap();
     let text = String::from_utf8_lossy(&data);
     assert!(text.contains(&body), "body stored unstuffed and byte-exact");
 }

@@ -329,7 +329,7 @@ fn a_down_link_sends_no_packet_and_mail_flows_when_it_comes_up() {
         .queue_files()
         .into_iter()
         .find(|f| {
-            std::fs::read_to_string(cl.spool().join("queue").join(f))
+            std::fs::read_to_string(cl.queue_file(f))
                 .unwrap_or_default()
                 .contains("Subject: late")
         })

@@ -165,7 +165,7 @@ fn hostile_drop_folder_entries_are_never_followed_read_or_chowned() {
     c.cmd("NOOP", 250);
     let queued = d.queue_files();
     assert_eq!(queued.len(), 1, "{queued:?}");
-    let text = std::fs::read(d.spool().join("queue").join(&queued[0])).unwrap();
+    let text = std::fs::read(d.queue_file(&queued[0])).unwrap();
     let text = String::from_utf8_lossy(&text);
     assert!(
         text.contains(&format!("(etrnd pickup, from userid {ATTACKER} uid {uid})")),

@@ -625,11 +625,7 @@ fn hold_quota_refuses_at_rcpt_and_recovers_after_the_release() {
     let octets: u64 = d
         .queue_files()
         .iter()
-        .map(|f| {
-            std::fs::metadata(d.spool().join("queue").join(f))
-                .unwrap()
-                .len()
-        })
+        .map(|f| std::fs::metadata(d.queue_file(f)).unwrap().len())
         .sum();
     assert!(octets >= 2000, "{octets}");
     // Other destinations are not affected.

@@ -102,7 +102,9 @@ fn losses(rounds: usize, env: &[(&str, &str)]) -> Vec<(usize, Vec<String>)> {
         let bad: Vec<String> = acked
             .iter()
             .filter(|id| {
+                // Held mail may have been parked (moved to hold/) before the cut.
                 std::fs::read(seen.join("queue").join(id))
+                    .or_else(|_| std::fs::read(seen.join("hold").join(id)))
                     .map(|data| etrnd::spool::check(&data).is_err())
                     .unwrap_or(true)
             })

@@ -158,7 +158,7 @@ fn queue_control_on_a_stopped_daemon_is_kept_when_it_starts() {
         out.contains("1 message deleted (etrnd is not running"),
         "{out}"
     );
-    assert!(!d.spool().join("queue").join(&ids[0]).exists());
+    assert!(!d.queue_file(&ids[0]).exists());
     let (code, out, _) = d.run(&["queue", "hold", "ALL"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("2 messages held"), "{out}");
@@ -198,7 +198,7 @@ fn queue_control_on_a_stopped_daemon_is_kept_when_it_starts() {
 fn gone_or_intact(d: &mut Daemon, before: usize) -> usize {
     let left = d.queue_files();
     for f in &left {
-        let data = std::fs::read(d.spool().join("queue").join(f)).unwrap();
+        let data = std::fs::read(d.queue_file(f)).unwrap();
         etrnd::spool::check(&data).unwrap_or_else(|e| panic!("{f}: {e}"));
     }
     assert!(left.len() < before, "the delete had begun");

@@ -442,14 +442,42 @@ impl Daemon {
         self.queue_files()
             .iter()
             .map(|f| {
-                let data = std::fs::read(self.spool().join("queue").join(f)).unwrap_or_default();
+                let data = std::fs::read(self.queue_file(f)).unwrap_or_default();
                 String::from_utf8_lossy(&data).into_owned()
             })
             .collect()
     }
 
+    /// The queued messages: `queue/` and the held mail parked in `hold/`.
+    /// A message moving between the two (parked, or loaded back) while they are
+    /// listed could be missed or seen twice: listed again until two listings agree.
     pub fn queue_files(&self) -> Vec<String> {
-        list(&self.spool().join("queue"))
+        let once = || {
+            let mut l = list(&self.spool().join("hold"));
+            l.extend(list(&self.spool().join("queue")));
+            l.sort();
+            l.dedup();
+            l
+        };
+        let mut last = once();
+        for _ in 0..50 {
+            let now = once();
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        last
+    }
+
+    /// Where a queued message's file is now (`queue/` or, parked, `hold/`).
+    pub fn queue_file(&self, id: &str) -> std::path::PathBuf {
+        let q = self.spool().join("queue").join(id);
+        if q.exists() {
+            q
+        } else {
+            self.spool().join("hold").join(id)
+        }
     }
 }
 

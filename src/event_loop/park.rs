@@ -1,0 +1,248 @@
+//! Moving held mail between memory and the hold store (`spool::held`,
+//! `sched::park`): parking what may wait on disk, loading back what a release, an
+//! ATRN claim, a queue command or a due time concerns, and, at start-up, the
+//! per-destination summaries from the indexes (or a rebuild from `hold/`).
+
+use super::Daemon;
+use crate::sched::{Scheduler, ThreadKey, Unix};
+use crate::spool::held::{index_key, index_name, IndexEntry};
+use crate::spool::{MessageId, Spool};
+
+/// Most messages one release loads from a destination's index in one go; the rest
+/// follow as the first ones leave memory ([`Daemon::page_in_released`]).
+pub const PAGE_IN_MAX: usize = 1_000;
+/// Most messages an ATRN loads from one destination (the rest waits for the next
+/// ATRN).
+pub const CLAIM_MAX: usize = 10_000;
+
+/// Before a release: loads the first chunk of parked mail of every destination
+/// `pick` may select. Returns the destinations with mail still parked (their
+/// release goes on chunk by chunk).
+pub(super) fn page_in_release(
+    spool: &mut Spool,
+    sched: &mut Scheduler,
+    now: Unix,
+    pick: impl FnMut(&ThreadKey, &str) -> bool,
+) -> Vec<ThreadKey> {
+    let mut left = Vec::new();
+    for key in sched.parked_matching(pick) {
+        page_in(spool, sched, &key, now, PAGE_IN_MAX, |_, _| true);
+        if sched.parked_count(&key) > 0 {
+            left.push(key);
+        }
+    }
+    left
+}
+
+/// Parks every candidate the scheduler named that may wait on disk now.
+pub(super) fn park_pending(spool: &mut Spool, sched: &mut Scheduler, now: Unix) {
+    let mut ids = sched.take_park_candidates();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        park_one(spool, sched, id, now);
+    }
+}
+
+fn park_one(spool: &mut Spool, sched: &mut Scheduler, id: MessageId, now: Unix) -> bool {
+    let Some(entries) = sched.parkable(id, now) else {
+        return false;
+    };
+    let named: Option<Vec<(String, IndexEntry)>> = entries
+        .iter()
+        .map(|(k, e)| index_name(&k.channel, &k.host).map(|n| (n, e.clone())))
+        .collect();
+    // A destination too long to name a file after keeps its mail in memory.
+    let Some(named) = named else {
+        return false;
+    };
+    match spool.park(id, &named) {
+        Ok(()) => {
+            sched.park(id, &entries);
+            true
+        }
+        Err(e) => {
+            // Still in queue/ (or in hold/ with its lines written): loaded at the
+            // next start either way; in memory until then.
+            log::error!("{id} spool park-failed error=\"{e}\"");
+            false
+        }
+    }
+}
+
+/// Loads back the parked messages of `key` that `want` selects (at most `max`);
+/// what stays parked is written back as its index and its summary. Returns the
+/// number loaded.
+pub(super) fn page_in(
+    spool: &mut Spool,
+    sched: &mut Scheduler,
+    key: &ThreadKey,
+    now: Unix,
+    max: usize,
+    mut want: impl FnMut(&Scheduler, &IndexEntry) -> bool,
+) -> usize {
+    let Some(name) = index_name(&key.channel, &key.host) else {
+        return 0;
+    };
+    let mut keep = Vec::new();
+    let mut n = 0;
+    for e in spool.read_index(&name) {
+        if sched.has_message(e.id) {
+            continue; // loaded through another destination; it parks again whole
+        }
+        if n >= max || !want(sched, &e) {
+            keep.push(e);
+            continue;
+        }
+        match spool.unpark(e.id) {
+            Ok(Some(q)) => {
+                sched.add_sized(q.id, &q.envelope, &q.state, now, q.size);
+                sched.loaded_from(q.id, key);
+                n += 1;
+            }
+            Ok(None) => {} // gone: delivered through another destination, or deleted
+            Err(why) => log::warn!("{} spool parked-file-bad reason=\"{why}\"", e.id),
+        }
+    }
+    if let Err(e) = spool.rewrite_index(&name, &keep) {
+        log::error!("spool index-write-failed error=\"{e}\"");
+    }
+    sched.set_parked(key.clone(), &keep);
+    if n > 0 {
+        log::info!("{key} sched paged-in messages={n} parked={}", keep.len());
+    }
+    n
+}
+
+/// Start-up: the summaries from every index (when it can be trusted) or a rebuild
+/// of the index from `hold/`; then what was loaded from `queue/` and may wait on
+/// disk is parked. Returns (destinations, parked messages, rebuilt).
+pub(super) fn start(spool: &mut Spool, sched: &mut Scheduler, now: Unix) -> (usize, u64, bool) {
+    let rebuilt = !spool.index_trusted();
+    if rebuilt {
+        log::warn!("spool index-rebuild reason=\"not known to be complete\"");
+        if let Err(e) = spool.clear_index() {
+            log::error!("spool index-rebuild-failed error=\"{e}\"");
+        }
+        let r = spool.for_each_parked(|q| {
+            sched.add_sized(q.id, &q.envelope, &q.state, now, q.size);
+        });
+        if let Err(e) = r {
+            log::error!("spool index-rebuild-failed error=\"{e}\"");
+        }
+        // Parked again where they are; what may no longer wait on disk (its route
+        // changed) goes back to queue/ and stays in memory.
+        let ids = sched.take_park_candidates();
+        for id in ids {
+            if !park_one(spool, sched, id, now) && spool.is_parked(id) {
+                let _ = spool.unpark(id);
+            }
+        }
+    } else {
+        for name in spool.index_names() {
+            let Some((channel, host)) = index_key(&name) else {
+                continue;
+            };
+            let mut entries = spool.read_index(&name);
+            entries.retain(|e| !sched.has_message(e.id));
+            for e in &entries {
+                spool.seen_id(e.id);
+            }
+            sched.set_parked(ThreadKey { channel, host }, &entries);
+        }
+    }
+    park_pending(spool, sched, now);
+    if let Err(e) = spool.mark_index(false) {
+        log::error!("spool index-mark-failed error=\"{e}\"");
+    }
+    let dests = sched.parked_matching(|_, _| true).len();
+    (dests, sched.parked_messages(), rebuilt)
+}
+
+impl Daemon {
+    /// Parks this turn's candidates.
+    pub(super) fn park_candidates(&mut self) {
+        park_pending(&mut self.spool, &mut self.sched, self.unix);
+    }
+
+    /// Loads the parked mail of every destination `pick` may select (before a
+    /// release, an ATRN claim, a queue command by domain): in memory, the usual
+    /// rules decide.
+    pub(super) fn page_in_matching(&mut self, pick: impl FnMut(&ThreadKey, &str) -> bool) {
+        for key in self.sched.parked_matching(pick) {
+            page_in(
+                &mut self.spool,
+                &mut self.sched,
+                &key,
+                self.unix,
+                PAGE_IN_MAX,
+                |_, _| true,
+            );
+        }
+    }
+
+    /// The next chunk of each destination being released, once less than half a
+    /// chunk of what was released before waits (the whole destination is released:
+    /// mail that arrives during a long release goes along).
+    pub(super) fn page_in_released(&mut self) {
+        if self.releasing.is_empty() {
+            return;
+        }
+        let keys = std::mem::take(&mut self.releasing);
+        for key in keys {
+            if self.releasing.contains(&key) || self.sched.parked_count(&key) == 0 {
+                continue;
+            }
+            if self.sched.released_waiting(&key) <= PAGE_IN_MAX / 2 {
+                page_in(
+                    &mut self.spool,
+                    &mut self.sched,
+                    &key,
+                    self.unix,
+                    PAGE_IN_MAX,
+                    |_, _| true,
+                );
+                self.sched.release(|k, _| *k == key);
+            }
+            self.releasing.push(key);
+        }
+    }
+
+    /// Loads parked messages by id (a queue command naming them).
+    pub(super) fn page_in_ids(&mut self, ids: &[MessageId]) {
+        let wanted: Vec<MessageId> = ids
+            .iter()
+            .copied()
+            .filter(|id| !self.sched.has_message(*id) && self.spool.is_parked(*id))
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        for key in self.sched.parked_matching(|_, _| true) {
+            page_in(
+                &mut self.spool,
+                &mut self.sched,
+                &key,
+                self.unix,
+                usize::MAX,
+                |_, e| wanted.contains(&e.id),
+            );
+        }
+    }
+
+    /// Loads parked messages whose expiry or delay notice came (before the
+    /// scheduler's timeout handling).
+    pub(super) fn page_in_due(&mut self) {
+        let now = self.unix;
+        for key in self.sched.parked_due(now) {
+            page_in(
+                &mut self.spool,
+                &mut self.sched,
+                &key,
+                now,
+                usize::MAX,
+                |s, e| s.entry_due(&key, e).is_some_and(|t| t <= now),
+            );
+        }
+    }
+}

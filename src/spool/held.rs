@@ -1,0 +1,420 @@
+//! The hold store (DESIGN.md §5.10): held mail stays on disk until its destination
+//! is released.
+//!
+//! ```text
+//! POSTOFFICE/hold/<id>          a queue file whose every waiting recipient is in a
+//!                               held (queue-only or hold) destination; the same
+//!                               bytes as queue/<id>, moved by rename
+//! POSTOFFICE/index/<channel>!<host>
+//!                               per held destination: one line per message parked
+//!                               there, appended before the file moves to hold/
+//! POSTOFFICE/index/.state       "clean" (written at a clean stop, after every index
+//!                               file was fsynced) or "boot <boot id>" (running)
+//! ```
+//!
+//! An index line is `<id> <arrival> <size> <tried> <reported> <domain>`: enough for
+//! the daemon's per-destination summary (count, octets, oldest, next expiry or
+//! delay notice) and for ETRN's domain match without opening a message. Lines are
+//! only ever appended; a message may be listed twice (the last line wins) or after
+//! it left (it is skipped when its file is not in `hold/`); a release rewrites the
+//! index with what stays parked (temp file, rename).
+//!
+//! Crash safety. The queue file is never modified: parking is a rename within the
+//! spool, so a crash leaves it in `queue/` (loaded at start and parked again) or in
+//! `hold/`. Its index line is written before the rename and is in the kernel when
+//! the rename happens, so a kill -9 cannot separate them. A power loss can: index
+//! lines are not fsynced on the commit path. So the index is trusted at start only
+//! when `.state` says the last stop was clean or names this boot (same boot: no
+//! page of the page cache was lost); otherwise it is rebuilt from the files in
+//! `hold/` (each read and verified, its journal applied) before the daemon serves.
+//! A rebuild removes `.state` first, so a crash during it makes the next start
+//! rebuild again.
+
+use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use super::{envelope, fsync_dir, list_dir, read_file, verified, MessageId, QueueEntry};
+use super::{Spool, SpoolError};
+
+/// Longest index line read back.
+const MAX_LINE: usize = 1024;
+/// Longest index file name (a destination whose name is longer stays in memory).
+const MAX_NAME: usize = 240;
+
+/// One message parked in one held destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// The message.
+    pub id: MessageId,
+    /// When it arrived (its envelope's arrival).
+    pub arrival: u64,
+    /// Octets of its queue file.
+    pub size: u64,
+    /// Whether one of its recipients here was tried (expiry counts from then).
+    pub tried: bool,
+    /// Delay notices sent for its recipients here (`reporttimes` levels).
+    pub reported: u8,
+    /// The domain of its (first) recipient here, lower case.
+    pub domain: String,
+}
+
+impl IndexEntry {
+    /// The line, with its LF.
+    pub fn encode(&self) -> String {
+        format!(
+            "{} {} {} {} {} {}\n",
+            self.id,
+            self.arrival,
+            self.size,
+            u8::from(self.tried),
+            self.reported,
+            envelope::encode(if self.domain.is_empty() {
+                "."
+            } else {
+                &self.domain
+            })
+        )
+    }
+
+    /// One line (without its LF); `None` when it is not one.
+    pub fn decode(line: &[u8]) -> Option<IndexEntry> {
+        if line.len() > MAX_LINE {
+            return None;
+        }
+        let line = std::str::from_utf8(line).ok()?;
+        let f: Vec<&str> = line.split(' ').collect();
+        let [id, arrival, size, tried, reported, domain] = f[..] else {
+            return None;
+        };
+        let domain = envelope::decode(domain).ok()?;
+        Some(IndexEntry {
+            id: MessageId::parse(id)?,
+            arrival: arrival.parse().ok()?,
+            size: size.parse().ok()?,
+            tried: match tried {
+                "0" => false,
+                "1" => true,
+                _ => return None,
+            },
+            reported: reported.parse().ok()?,
+            domain: if domain == "." { String::new() } else { domain },
+        })
+    }
+}
+
+/// The entries of an index file: the last line of each message wins, oldest
+/// message first; lines that do not parse (a torn last line) are skipped.
+pub fn parse_index(data: &[u8]) -> Vec<IndexEntry> {
+    let mut by_id: BTreeMap<MessageId, IndexEntry> = BTreeMap::new();
+    for line in data.split(|&b| b == b'\n') {
+        if let Some(e) = IndexEntry::decode(line) {
+            by_id.insert(e.id, e);
+        }
+    }
+    by_id.into_values().collect()
+}
+
+fn name_part(s: &str, out: &mut String) {
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
+/// The index file name of a destination (`None`: too long to be one).
+pub fn index_name(channel: &str, host: &str) -> Option<String> {
+    let mut n = String::new();
+    name_part(channel, &mut n);
+    n.push('!');
+    name_part(host, &mut n);
+    (n.len() <= MAX_NAME && !channel.is_empty()).then_some(n)
+}
+
+/// The destination an index file name stands for.
+pub fn index_key(name: &str) -> Option<(String, String)> {
+    let (c, h) = name.split_once('!')?;
+    let c = envelope::decode(c).ok()?;
+    let h = envelope::decode(h).ok()?;
+    (index_name(&c, &h).as_deref() == Some(name)).then_some((c, h))
+}
+
+/// This boot's id (Linux), to tell a restart after kill -9 (page cache intact)
+/// from one after a power loss.
+fn boot_id() -> Option<String> {
+    let s = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let s = s.trim();
+    (!s.is_empty() && s.len() < 100).then(|| s.to_string())
+}
+
+impl Spool {
+    pub(super) fn hold_path(&self, id: MessageId) -> PathBuf {
+        self.hold.join(id.to_string())
+    }
+
+    fn index_path(&self, name: &str) -> PathBuf {
+        self.index.join(name)
+    }
+
+    /// Whether `hold/<id>` exists.
+    pub fn is_parked(&self, id: MessageId) -> bool {
+        self.hold_path(id).exists()
+    }
+
+    /// Whether the index may be trusted now (module header).
+    pub fn index_trusted(&self) -> bool {
+        let Ok(s) = fs::read_to_string(self.index.join(".state")) else {
+            return false;
+        };
+        let s = s.trim();
+        s == "clean" || boot_id().is_some_and(|b| s == format!("boot {b}"))
+    }
+
+    /// Records the index as written by a clean stop (`clean`: every index file was
+    /// fsynced first) or by a daemon running in this boot.
+    pub fn mark_index(&mut self, clean: bool) -> Result<(), SpoolError> {
+        if clean {
+            for name in std::mem::take(&mut self.dirty) {
+                if let Ok(f) = fs::File::open(self.index_path(&name)) {
+                    let _ = f.sync_all();
+                }
+            }
+            for d in [&self.index, &self.hold, &self.queue] {
+                fsync_dir(d).map_err(|e| SpoolError::new("fsync", d, e))?;
+            }
+        }
+        let text = if clean {
+            "clean\n".to_string()
+        } else {
+            format!("boot {}\n", boot_id().unwrap_or_default())
+        };
+        let tmp = self.index.join(".state.tmp");
+        let dest = self.index.join(".state");
+        fs::write(&tmp, text).map_err(|e| SpoolError::new("write", &tmp, e))?;
+        if let Ok(f) = fs::File::open(&tmp) {
+            let _ = f.sync_all();
+        }
+        fs::rename(&tmp, &dest).map_err(|e| SpoolError::new("rename", &dest, e))?;
+        fsync_dir(&self.index).map_err(|e| SpoolError::new("fsync", &self.index, e))
+    }
+
+    /// Parks a committed message: its line is appended to the index of each held
+    /// destination it waits in, then `queue/<id>` moves to `hold/<id>` (unless it is
+    /// there already: a rebuild).
+    pub fn park(
+        &mut self,
+        id: MessageId,
+        entries: &[(String, IndexEntry)],
+    ) -> Result<(), SpoolError> {
+        for (name, e) in entries {
+            let p = self.index_path(name);
+            let mut f = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .open(&p)
+                .map_err(|err| SpoolError::new("open", &p, err))?;
+            f.write_all(e.encode().as_bytes())
+                .map_err(|err| SpoolError::new("write", &p, err))?;
+            self.dirty.insert(name.clone());
+        }
+        let from = self.queue_path(id);
+        if from.exists() {
+            let to = self.hold_path(id);
+            fs::rename(&from, &to).map_err(|e| SpoolError::new("rename", &from, e))?;
+        }
+        Ok(())
+    }
+
+    /// Takes a parked message back into `queue/` for delivery: read, verified (a
+    /// file that fails goes to `corrupt/`, `Err` with the reason) and renamed.
+    /// `Ok(None)`: it is not parked (gone, or already back in `queue/`).
+    pub fn unpark(&mut self, id: MessageId) -> Result<Option<QueueEntry>, String> {
+        let p = self.hold_path(id);
+        let data = match read_file(&p) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("read {}: {e}", p.display())),
+        };
+        let envelope = match verified(&data) {
+            Ok(env) => env,
+            Err(e) => {
+                let dest = self.corrupt.join(id.to_string());
+                log::warn!("spool quarantined file={} reason=\"{}\"", p.display(), e.0);
+                let _ = fs::rename(&p, &dest);
+                return Err(e.0);
+            }
+        };
+        let to = self.queue_path(id);
+        fs::rename(&p, &to).map_err(|e| format!("rename {}: {e}", p.display()))?;
+        Ok(Some(QueueEntry {
+            id,
+            size: data.len() as u64,
+            envelope,
+            state: self.journal(&id.to_string()),
+        }))
+    }
+
+    /// The names of every index file.
+    pub fn index_names(&self) -> Vec<String> {
+        list_dir(&self.index)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| !n.starts_with('.'))
+            .collect()
+    }
+
+    /// The entries of one destination's index.
+    pub fn read_index(&self, name: &str) -> Vec<IndexEntry> {
+        read_file(&self.index_path(name))
+            .map(|d| parse_index(&d))
+            .unwrap_or_default()
+    }
+
+    /// Replaces a destination's index with `keep` (temp file, rename; removed when
+    /// empty).
+    pub fn rewrite_index(&mut self, name: &str, keep: &[IndexEntry]) -> Result<(), SpoolError> {
+        let p = self.index_path(name);
+        if keep.is_empty() {
+            self.dirty.remove(name);
+            return match fs::remove_file(&p) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    Err(SpoolError::new("unlink", &p, e))
+                }
+                _ => Ok(()),
+            };
+        }
+        let tmp = self.index.join(format!(".{name}.tmp"));
+        let text: String = keep.iter().map(IndexEntry::encode).collect();
+        fs::write(&tmp, text).map_err(|e| SpoolError::new("write", &tmp, e))?;
+        fs::rename(&tmp, &p).map_err(|e| SpoolError::new("rename", &p, e))?;
+        self.dirty.insert(name.to_string());
+        Ok(())
+    }
+
+    /// Starts a rebuild: the index is untrusted from now until [`Spool::mark_index`]
+    /// (`.state` goes first), and every index file is removed.
+    pub fn clear_index(&mut self) -> Result<(), SpoolError> {
+        let state = self.index.join(".state");
+        match fs::remove_file(&state) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(SpoolError::new("unlink", &state, e))
+            }
+            _ => {}
+        }
+        fsync_dir(&self.index).map_err(|e| SpoolError::new("fsync", &self.index, e))?;
+        for name in list_dir(&self.index)? {
+            let _ = fs::remove_file(self.index.join(name));
+        }
+        self.dirty.clear();
+        Ok(())
+    }
+
+    /// Every message in `hold/`, oldest first, read and verified (a file that fails
+    /// goes to `corrupt/`), for a rebuild of the index; moves the id generator past
+    /// each.
+    pub fn for_each_parked(&mut self, mut f: impl FnMut(QueueEntry)) -> Result<usize, SpoolError> {
+        let mut n = 0;
+        for name in list_dir(&self.hold)? {
+            let Some(id) = MessageId::parse(&name) else {
+                let p = self.hold.join(&name);
+                let _ = fs::rename(&p, self.corrupt.join(&name));
+                continue;
+            };
+            self.last_id = self.last_id.max(id.0);
+            match self.unpark_read(id) {
+                Some(e) => {
+                    n += 1;
+                    f(e)
+                }
+                None => continue,
+            }
+        }
+        Ok(n)
+    }
+
+    /// A parked message read and verified in place (a rebuild); a bad one is
+    /// quarantined.
+    fn unpark_read(&self, id: MessageId) -> Option<QueueEntry> {
+        let p = self.hold_path(id);
+        let data = read_file(&p).ok()?;
+        match verified(&data) {
+            Ok(envelope) => Some(QueueEntry {
+                id,
+                size: data.len() as u64,
+                envelope,
+                state: self.journal(&id.to_string()),
+            }),
+            Err(e) => {
+                log::warn!("spool quarantined file={} reason=\"{}\"", p.display(), e.0);
+                let _ = fs::rename(&p, self.corrupt.join(id.to_string()));
+                None
+            }
+        }
+    }
+
+    /// Moves the id generator past `id` (ids read from the index at start).
+    pub fn seen_id(&mut self, id: MessageId) {
+        self.last_id = self.last_id.max(id.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: u64, domain: &str) -> IndexEntry {
+        IndexEntry {
+            id: MessageId(id),
+            arrival: 1_700_000_000,
+            size: 1234,
+            tried: id.is_multiple_of(2),
+            reported: 1,
+            domain: domain.into(),
+        }
+    }
+
+    #[test]
+    fn index_lines_round_trip_and_the_last_line_wins() {
+        let a = entry(0x10, "client.dom");
+        let b = entry(0x20, "");
+        let mut a2 = a.clone();
+        a2.reported = 2;
+        let text = format!(
+            "{}{}junk line\n{}{}",
+            a.encode(),
+            b.encode(),
+            a2.encode(),
+            "0000000000000030 1 2"
+        );
+        let l = parse_index(text.as_bytes());
+        assert_eq!(l, vec![a2, b]);
+        assert_eq!(IndexEntry::decode(b"0000000000000010 1 2 3 0 x"), None);
+        let odd = entry(0x40, "we ird\n.dom");
+        assert_eq!(
+            IndexEntry::decode(odd.encode().trim_end().as_bytes()),
+            Some(odd)
+        );
+    }
+
+    #[test]
+    fn index_names_are_safe_file_names_and_round_trip() {
+        let n = index_name("smtp-etrn", "client.dom").unwrap();
+        assert_eq!(n, "smtp-etrn!client.dom");
+        assert_eq!(
+            index_key(&n),
+            Some(("smtp-etrn".into(), "client.dom".into()))
+        );
+        let n = index_name("local", "../x y!").unwrap();
+        assert!(!n.contains('/') && !n.contains(' '), "{n}");
+        assert_eq!(index_key(&n), Some(("local".into(), "../x y!".into())));
+        assert_eq!(index_name("smtp", &"a".repeat(300)), None);
+        assert_eq!(index_key("no-separator"), None);
+        assert_eq!(index_key("a!b%2"), None);
+    }
+}

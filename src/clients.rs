@@ -193,8 +193,16 @@ pub fn render(cfg: &Config, now: u64) -> Result<String, crate::spool::SpoolError
         }
     }
     if postoffice.join("queue").is_dir() {
-        for e in crate::spool::Spool::at(postoffice).list()? {
+        // Mail in queue/ is read; parked mail is summed from the index when it is
+        // known complete (read every file otherwise: after a power loss, until the
+        // daemon has rebuilt it).
+        let mut spool = crate::spool::Spool::at(postoffice);
+        let trusted = spool.index_trusted();
+        spool.for_each_in(!trusted, |e| {
             sched.add_sized(e.id, &e.envelope, &e.state, now, e.size);
+        })?;
+        if trusted {
+            sched.load_index(&mut spool);
         }
     }
     let when = |t: u64| {

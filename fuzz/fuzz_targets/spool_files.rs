@@ -1,5 +1,6 @@
 //! Spool files as read back from disk: queue files, journals, drop files, and the
-//! daemon's notes (`clients`) and link states (`links`).
+//! daemon's notes (`clients`) and link states (`links`), and the hold store's
+//! per-destination index files and their names.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -11,10 +12,21 @@ fuzz_target!(|data: &[u8]| {
     let _ = Envelope::decode(data);
     let _ = StateRecord::decode_all(data);
     let _ = Drop::decode(data);
+    // An index line read back is written back the same.
+    for e in etrnd::spool::held::parse_index(data) {
+        let line = e.encode();
+        assert_eq!(
+            etrnd::spool::held::IndexEntry::decode(line.trim_end().as_bytes()),
+            Some(e)
+        );
+    }
     // The daemon's state files: POSTOFFICE/clients and POSTOFFICE/links.
     if let Ok(t) = std::str::from_utf8(data) {
         let n = etrnd::clients::Notes::parse(t);
         let _ = n.render();
         let _ = etrnd::event_loop::netlinks::parse_states(t);
+        if let Some((c, h)) = etrnd::spool::held::index_key(t) {
+            assert_eq!(etrnd::spool::held::index_name(&c, &h).as_deref(), Some(t));
+        }
     }
 });

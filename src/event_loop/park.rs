@@ -5,7 +5,7 @@
 
 use super::Daemon;
 use crate::sched::{Scheduler, ThreadKey, Unix};
-use crate::spool::held::{index_key, index_name, IndexEntry};
+use crate::spool::held::{index_name, IndexEntry};
 use crate::spool::{MessageId, Spool};
 
 /// Most messages one release loads from a destination's index in one go; the rest
@@ -139,17 +139,7 @@ pub(super) fn start(spool: &mut Spool, sched: &mut Scheduler, now: Unix) -> (usi
             }
         }
     } else {
-        for name in spool.index_names() {
-            let Some((channel, host)) = index_key(&name) else {
-                continue;
-            };
-            let mut entries = spool.read_index(&name);
-            entries.retain(|e| !sched.has_message(e.id));
-            for e in &entries {
-                spool.seen_id(e.id);
-            }
-            sched.set_parked(ThreadKey { channel, host }, &entries);
-        }
+        sched.load_index(spool);
     }
     park_pending(spool, sched, now);
     if let Err(e) = spool.mark_index(false) {

@@ -12,7 +12,7 @@
 
 use std::rc::Rc;
 
-use super::{dest_key, RcptRef, RcptState, Scheduler, ThreadKey, Unix};
+use super::{RcptRef, RcptState, Scheduler, ThreadKey, Unix};
 use crate::spool::held::IndexEntry;
 use crate::spool::MessageId;
 
@@ -252,9 +252,20 @@ impl Scheduler {
         self.threads.values().map(|t| t.parked.messages).sum()
     }
 
-    /// The destination a recipient of a new message goes to (the loop names its
-    /// index file).
-    pub fn key_of(dest: &crate::spool::Destination) -> ThreadKey {
-        dest_key(dest)
+    /// The summaries of every destination's parked mail, from the index files
+    /// (messages already in memory left out); moves the spool's id generator past
+    /// every id listed.
+    pub fn load_index(&mut self, spool: &mut crate::spool::Spool) {
+        for name in spool.index_names() {
+            let Some((channel, host)) = crate::spool::held::index_key(&name) else {
+                continue;
+            };
+            let mut entries = spool.read_index(&name);
+            entries.retain(|e| !self.has_message(e.id));
+            for e in &entries {
+                spool.seen_id(e.id);
+            }
+            self.set_parked(ThreadKey { channel, host }, &entries);
+        }
     }
 }

@@ -592,13 +592,22 @@ impl Spool {
     /// Calls `f` with each queued message, oldest first, one at a time: a big queue
     /// is never held in memory whole (startup, `mailq`).
     /// Parked messages (`hold/`) are listed too, in the same order.
-    pub fn for_each(&self, mut f: impl FnMut(QueueEntry)) -> Result<(), SpoolError> {
+    pub fn for_each(&self, f: impl FnMut(QueueEntry)) -> Result<(), SpoolError> {
+        self.for_each_in(true, f)
+    }
+
+    /// [`Spool::for_each`], parked messages only when `parked`.
+    pub fn for_each_in(
+        &self,
+        parked: bool,
+        mut f: impl FnMut(QueueEntry),
+    ) -> Result<(), SpoolError> {
         let mut names: Vec<(String, &Path)> = self
             .queue_names()?
             .into_iter()
             .map(|n| (n, self.queue.as_path()))
             .collect();
-        if let Ok(held) = list_dir(&self.hold) {
+        if let Some(held) = parked.then(|| list_dir(&self.hold).ok()).flatten() {
             names.extend(held.into_iter().map(|n| (n, self.hold.as_path())));
             names.sort_unstable();
         }

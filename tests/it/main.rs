@@ -11,6 +11,7 @@ mod exim;
 mod fakedns;
 mod faults;
 mod fidelity;
+mod holdstore;
 mod imports;
 mod install;
 mod interop;

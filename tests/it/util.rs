@@ -290,6 +290,24 @@ impl Daemon {
 
     /// Starts the binary and waits for its "listening" lines.
     pub fn spawn(&mut self) {
+        let rx = self.launch();
+        self.addrs.clear();
+        loop {
+            match rx.recv_timeout(IO_TIMEOUT) {
+                Ok(Some(a)) => self.addrs.push(a),
+                Ok(None) => break,
+                Err(_) => panic!("daemon did not start:\n{}", self.log()),
+            }
+        }
+    }
+
+    /// Starts the binary without waiting for it to listen (to kill it while it
+    /// starts); the addresses stay those of the last start.
+    pub fn spawn_nowait(&mut self) {
+        let _ = self.launch();
+    }
+
+    fn launch(&mut self) -> std::sync::mpsc::Receiver<Option<SocketAddr>> {
         let mut cmd = match &self.shell_prefix {
             Some(prefix) => {
                 let mut c = Command::new("sh");
@@ -333,15 +351,8 @@ impl Daemon {
                 l.push('\n');
             }
         });
-        self.addrs.clear();
-        loop {
-            match rx.recv_timeout(IO_TIMEOUT) {
-                Ok(Some(a)) => self.addrs.push(a),
-                Ok(None) => break,
-                Err(_) => panic!("daemon did not start:\n{}", self.log()),
-            }
-        }
         self.child = Some(child);
+        rx
     }
 
     /// Runs `etrnd sendmail ARGS` against this daemon's configuration with `input` on

@@ -108,7 +108,9 @@ class Etrnd:
         return self.proc.pid
 
     def queued(self):
-        return len(os.listdir(f"{self.dir}/spool/queue"))
+        # Held mail is parked in hold/ (DESIGN.md §5.10).
+        return sum(len(os.listdir(f"{self.dir}/spool/{q}")) for q in ("queue", "hold")
+                   if os.path.isdir(f"{self.dir}/spool/{q}"))
 
     def held(self):
         return self.queued()

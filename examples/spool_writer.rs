@@ -78,12 +78,13 @@ fn main() {
                 tried: false,
                 reported: 0,
                 domain: domain.clone(),
+                next: 0,
             };
             let name = index_name("smtp-etrn", &domain).unwrap();
             spool.park(id, &[(name, e)]).expect("park");
         }
         i = (i + batch).min(n);
-        if i % 100_000 == 0 {
+        if i.is_multiple_of(100_000) {
             eprintln!("{i} written, {:.0} s", started.elapsed().as_secs_f64());
         }
     }

@@ -440,19 +440,48 @@ const BUCKETS: [u64; 9] = [5, 10, 20, 40, 80, 160, 320, 640, 1280];
 pub fn qshape(cfg: &Config, now: u64) -> Result<String, crate::spool::SpoolError> {
     use std::collections::BTreeMap;
     let postoffice = cfg.main.postoffice.as_path();
+    // Parked mail is counted from the index when it is known complete (its lines
+    // hold the arrival and the destination): no parked file is opened.
+    let spool = Spool::at(postoffice);
+    let trusted = spool.index_trusted();
     let entries = if postoffice.join("queue").is_dir() {
-        Spool::at(postoffice).list()?
+        let mut l = Vec::new();
+        spool.for_each_in(!trusted, |e| l.push(e))?;
+        l
     } else {
         Vec::new()
     };
-    // (held, destination) -> counts per bucket (last = older than the last bucket).
-    let mut rows: BTreeMap<(bool, String), [u64; BUCKETS.len() + 1]> = BTreeMap::new();
-    for e in &entries {
-        let age_min = now.saturating_sub(e.envelope.arrival) / 60;
-        let bucket = BUCKETS
+    let bucket_of = |arrival: u64| {
+        let age_min = now.saturating_sub(arrival) / 60;
+        BUCKETS
             .iter()
             .position(|&b| age_min < b)
-            .unwrap_or(BUCKETS.len());
+            .unwrap_or(BUCKETS.len())
+    };
+    // (held, destination) -> counts per bucket (last = older than the last bucket).
+    let mut rows: BTreeMap<(bool, String), [u64; BUCKETS.len() + 1]> = BTreeMap::new();
+    if trusted {
+        let in_queue: std::collections::HashSet<_> = entries.iter().map(|e| e.id).collect();
+        for name in spool.index_names() {
+            let Some((channel, host)) = crate::spool::held::index_key(&name) else {
+                continue;
+            };
+            let dest = if channel == "local" {
+                Destination::Local(host)
+            } else {
+                Destination::Remote { channel, host }
+            };
+            let key = (is_held(cfg, &dest), dest.to_string());
+            for e in spool.read_index(&name) {
+                if !in_queue.contains(&e.id) && spool.is_parked(e.id) {
+                    rows.entry(key.clone()).or_insert([0; BUCKETS.len() + 1])
+                        [bucket_of(e.arrival)] += 1;
+                }
+            }
+        }
+    }
+    for e in &entries {
+        let bucket = bucket_of(e.envelope.arrival);
         let mut seen = std::collections::BTreeSet::new();
         for (i, r) in e.envelope.recipients.iter().enumerate() {
             let done = e.state.iter().any(|s| {

@@ -228,6 +228,7 @@ impl Daemon {
                     self.queue_request(op, &sel, requester(peer.as_deref()), now)
                 }
                 Ok(Request::FlushAll) => {
+                    self.page_in_unheld();
                     let threads = self.sched.release_unheld(self.unix);
                     log::info!("control flush-all threads={threads}");
                     Reply::new(

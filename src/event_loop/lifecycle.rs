@@ -22,6 +22,7 @@ impl Daemon {
                 }
                 libc::SIGHUP => self.reload(),
                 libc::SIGUSR1 => {
+                    self.page_in_unheld();
                     let n = self.sched.release_unheld(self.unix);
                     log::info!("sched flush-all threads={n}");
                 }

@@ -106,7 +106,7 @@ pub fn bind(cfg: &Config) -> io::Result<Vec<TcpListener>> {
 pub struct Daemon {
     poll: Poll,
     /// Held destinations whose release goes on chunk by chunk from disk (`park`).
-    releasing: Vec<crate::sched::ThreadKey>,
+    releasing: Vec<park::Releasing>,
     /// Listeners by token offset, with the LISTEN entry each came from; a slot is
     /// emptied when a reload removes its address (tokens stay stable).
     listeners: Vec<Option<(SocketAddr, TcpListener)>>,
@@ -267,6 +267,14 @@ impl Daemon {
         );
         let mut sched = Scheduler::new(config.sched.clone(), seed.rotate_left(7));
         sched.set_hold_quota(config.main.hold_quota);
+        // Debug builds only: the tests make the active set small.
+        #[cfg(debug_assertions)]
+        if let Some(n) = std::env::var("ETRND_TEST_ACTIVE_LIMIT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            sched.set_active_limit(n);
+        }
         let unix = unix_now();
         // Held mail's expiry counts from its destination's last release.
         let notes = crate::clients::Notes::read(spool.root());
@@ -458,8 +466,12 @@ impl Daemon {
             self.page_in_due();
             self.sched.handle_timeout(self.unix);
             self.apply_sched(now);
-            self.page_in_released();
             self.start_jobs(now);
+            // Chunks of releases from disk load after the first jobs started.
+            self.page_in_released();
+            if self.page_in_wanted() | !self.releasing.is_empty() {
+                self.start_jobs(now);
+            }
             self.park_candidates();
             self.links_tick(now);
             self.notes_tick(now);
@@ -589,7 +601,8 @@ impl Daemon {
         self.notes_tick(now);
         self.write_notes();
         // Every index line is on disk: the next start trusts the index whatever
-        // happens to this boot.
+        // happens to this boot, and reads the summaries from one file.
+        self.park_stop();
         if let Err(e) = self.spool.mark_index(true) {
             log::error!("spool index-mark-failed error=\"{e}\"");
         }

@@ -11,24 +11,43 @@ use crate::spool::{MessageId, Spool};
 /// Most messages one release loads from a destination's index in one go; the rest
 /// follow as the first ones leave memory ([`Daemon::page_in_released`]).
 pub const PAGE_IN_MAX: usize = 1_000;
+/// The first chunk of a release: small, so the first connection starts after a
+/// few reads from a cold disk; the next chunks follow at once, while it runs.
+pub const FIRST_CHUNK: usize = 20;
 /// Most messages an ATRN loads from one destination (the rest waits for the next
 /// ATRN).
 pub const CLAIM_MAX: usize = 10_000;
 
+/// A destination whose release goes on from disk, and the recipient domains it
+/// covers there (`None`: all of them).
+pub type Releasing = (ThreadKey, Option<Vec<String>>);
+
 /// Before a release: loads the first chunk of parked mail of every destination
-/// `pick` may select. Returns the destinations with mail still parked (their
-/// release goes on chunk by chunk).
+/// `pick` may select (only the domains it covers). Returns the destinations with
+/// such mail still parked: their release goes on chunk by chunk.
 pub(super) fn page_in_release(
     spool: &mut Spool,
     sched: &mut Scheduler,
     now: Unix,
-    pick: impl FnMut(&ThreadKey, &str) -> bool,
-) -> Vec<ThreadKey> {
+    mut pick: impl FnMut(&ThreadKey, &str) -> bool,
+) -> Vec<Releasing> {
     let mut left = Vec::new();
-    for key in sched.parked_matching(pick) {
-        page_in(spool, sched, &key, now, PAGE_IN_MAX, |_, _| true);
+    for key in sched.parked_matching(&mut pick) {
+        // The whole destination, or the domains the release names.
+        let domains = match sched.parked_domains(&key) {
+            Some(all) if !pick(&key, "") => {
+                Some(all.into_iter().filter(|d| pick(&key, d)).collect())
+            }
+            _ => None,
+        };
+        let covered = |e: &IndexEntry, d: &Option<Vec<String>>| {
+            d.as_ref().is_none_or(|d| d.contains(&e.domain))
+        };
+        page_in(spool, sched, &key, now, FIRST_CHUNK, |_, e| {
+            covered(e, &domains)
+        });
         if sched.parked_count(&key) > 0 {
-            left.push(key);
+            left.push((key, domains));
         }
     }
     left
@@ -40,12 +59,30 @@ pub(super) fn park_pending(spool: &mut Spool, sched: &mut Scheduler, now: Unix) 
     ids.sort_unstable();
     ids.dedup();
     for id in ids {
-        park_one(spool, sched, id, now);
+        park_one(spool, sched, id, now, false);
+    }
+    // Past the active limit, deferred mail waiting out a back-off goes too.
+    let deferred = sched.deferred_to_park(now);
+    if !deferred.is_empty() {
+        let n = deferred
+            .into_iter()
+            .filter(|id| park_one(spool, sched, *id, now, true))
+            .count();
+        log::info!(
+            "sched parked-deferred messages={n} in-memory={}",
+            sched.messages()
+        );
     }
 }
 
-fn park_one(spool: &mut Spool, sched: &mut Scheduler, id: MessageId, now: Unix) -> bool {
-    let Some(entries) = sched.parkable(id, now) else {
+fn park_one(
+    spool: &mut Spool,
+    sched: &mut Scheduler,
+    id: MessageId,
+    now: Unix,
+    deferred: bool,
+) -> bool {
+    let Some(entries) = sched.parkable(id, now, deferred) else {
         return false;
     };
     let named: Option<Vec<(String, IndexEntry)>> = entries
@@ -134,7 +171,7 @@ pub(super) fn start(spool: &mut Spool, sched: &mut Scheduler, now: Unix) -> (usi
         // changed) goes back to queue/ and stays in memory.
         let ids = sched.take_park_candidates();
         for id in ids {
-            if !park_one(spool, sched, id, now) && spool.is_parked(id) {
+            if !park_one(spool, sched, id, now, false) && spool.is_parked(id) {
                 let _ = spool.unpark(id);
             }
         }
@@ -172,29 +209,79 @@ impl Daemon {
     }
 
     /// The next chunk of each destination being released, once less than half a
-    /// chunk of what was released before waits (the whole destination is released:
-    /// mail that arrives during a long release goes along).
+    /// chunk of what was released before waits (mail of the domains the release
+    /// covered, including what arrived meanwhile).
     pub(super) fn page_in_released(&mut self) {
         if self.releasing.is_empty() {
             return;
         }
-        let keys = std::mem::take(&mut self.releasing);
-        for key in keys {
-            if self.releasing.contains(&key) || self.sched.parked_count(&key) == 0 {
+        let all = std::mem::take(&mut self.releasing);
+        for (key, domains) in all {
+            if self.releasing.iter().any(|(k, _)| *k == key) || self.sched.parked_count(&key) == 0 {
                 continue;
             }
+            let covers = |d: &str| domains.as_ref().is_none_or(|l| l.iter().any(|x| x == d));
             if self.sched.released_waiting(&key) <= PAGE_IN_MAX / 2 {
-                page_in(
+                let n = page_in(
                     &mut self.spool,
                     &mut self.sched,
                     &key,
                     self.unix,
                     PAGE_IN_MAX,
-                    |_, _| true,
+                    |_, e| covers(&e.domain),
                 );
-                self.sched.release(|k, _| *k == key);
+                if n == 0 {
+                    continue; // nothing it covers is left on disk
+                }
+                self.sched.release(|k, d| *k == key && covers(d));
             }
-            self.releasing.push(key);
+            self.releasing.push((key, domains));
+        }
+    }
+
+    /// Deferred destinations whose time came, their parked mail loaded (a chunk;
+    /// the rest when that is done). Returns whether anything was loaded.
+    pub(super) fn page_in_wanted(&mut self) -> bool {
+        let mut any = false;
+        for key in self.sched.take_page_in_wanted() {
+            any |= page_in(
+                &mut self.spool,
+                &mut self.sched,
+                &key,
+                self.unix,
+                PAGE_IN_MAX,
+                |_, _| true,
+            ) > 0;
+        }
+        any
+    }
+
+    /// Before SIGUSR1 or `etrnd flush` without a target: the first chunk of
+    /// every deferred destination parked on disk.
+    pub(super) fn page_in_unheld(&mut self) {
+        for key in self.sched.parked_unheld() {
+            page_in(
+                &mut self.spool,
+                &mut self.sched,
+                &key,
+                self.unix,
+                PAGE_IN_MAX,
+                |_, _| true,
+            );
+        }
+    }
+
+    /// A clean stop: every destination's summary in one file, so the next start
+    /// reads that instead of each index.
+    pub(super) fn park_stop(&mut self) {
+        let all: Vec<(String, crate::spool::held::Summary)> = self
+            .sched
+            .parked_summaries()
+            .into_iter()
+            .filter_map(|(k, s)| index_name(&k.channel, &k.host).map(|n| (n, s)))
+            .collect();
+        if let Err(e) = self.spool.write_summary(&all) {
+            log::error!("spool summary-write-failed error=\"{e}\"");
         }
     }
 

@@ -272,6 +272,11 @@ pub struct Scheduler {
     park_due: BTreeSet<(Unix, Rc<ThreadKey>)>,
     /// Messages that may wait on disk now (checked by the loop).
     park_candidates: Vec<MessageId>,
+    /// Deferred destinations whose time came with mail parked on disk: the loop
+    /// loads it.
+    page_in_wanted: Vec<Rc<ThreadKey>>,
+    /// Messages kept in memory at most before deferred mail goes to disk.
+    active_limit: usize,
 }
 
 /// The lower-case domain of a queued recipient's address (empty if unknown).
@@ -334,6 +339,8 @@ impl Scheduler {
             on_hold: std::collections::HashSet::new(),
             park_due: BTreeSet::new(),
             park_candidates: Vec::new(),
+            page_in_wanted: Vec::new(),
+            active_limit: park::ACTIVE_LIMIT,
         }
     }
 
@@ -373,6 +380,18 @@ impl Scheduler {
         };
         let blocked = self.is_blocked(key);
         let new = match (t.waiting.first(), held) {
+            // Deferred mail parked on disk: due at its wake-up time, then loaded
+            // (the loop takes `page_in_wanted`) before it can run.
+            (None, Some(false)) if t.parked.messages > 0 && !blocked && t.jobs == 0 => {
+                if t.wakeup <= self.last_now {
+                    if !self.page_in_wanted.contains(key) {
+                        self.page_in_wanted.push(key.clone());
+                    }
+                    Placed::Nowhere
+                } else {
+                    Placed::Due(t.wakeup)
+                }
+            }
             (None, _) | (_, None) => Placed::Nowhere,
             (Some(_), Some(_)) if blocked => Placed::Nowhere,
             (Some(first), Some(held)) => {
@@ -735,10 +754,12 @@ mod operator;
 pub use operator::{QueueOp, Selection};
 mod outcome;
 mod park;
-pub use park::MAX_DOMAINS;
+pub use park::{ACTIVE_LIMIT, MAX_DOMAINS};
 mod release;
 
 #[cfg(test)]
 mod operator_tests;
+#[cfg(test)]
+mod park_tests;
 #[cfg(test)]
 mod tests;

@@ -20,6 +20,11 @@ use crate::spool::MessageId;
 /// loads the destination to look.
 pub const MAX_DOMAINS: usize = 16;
 
+/// Messages the scheduler keeps in memory before deferred mail whose destination
+/// waits out a retry back-off goes to disk too, latest wake-up first (about 220
+/// octets each: some 4 MiB).
+pub const ACTIVE_LIMIT: usize = 20_000;
+
 /// A held destination's parked mail, summed.
 #[derive(Debug, Default)]
 pub(super) struct Parked {
@@ -49,10 +54,17 @@ impl Scheduler {
         std::mem::take(&mut self.park_candidates)
     }
 
-    /// Whether a message of `held` threads only may wait on disk, now: its index
-    /// entries per destination. `None` when it must stay in memory (on hold, in a
-    /// job, released, a destination not held, a time due now).
-    pub fn parkable(&self, id: MessageId, now: Unix) -> Option<Vec<(ThreadKey, IndexEntry)>> {
+    /// Whether a message may wait on disk now: its index entries per destination.
+    /// Held destinations always may; with `deferred`, so may destinations waiting
+    /// out a retry back-off (their wake-up goes in the line). `None` when it must
+    /// stay in memory (on hold, in a job, released, a destination due or unmatched,
+    /// an expiry or delay notice due now).
+    pub fn parkable(
+        &self,
+        id: MessageId,
+        now: Unix,
+        deferred: bool,
+    ) -> Option<Vec<(ThreadKey, IndexEntry)>> {
         let m = self.msgs.get(&id)?;
         if self.on_hold.contains(&id) {
             return None;
@@ -65,9 +77,14 @@ impl Scheduler {
                 RcptState::Active | RcptState::Held => return None,
             }
             let t = self.threads.get(&r.key)?;
-            if self.held(t.clause) != Some(true) || t.released.contains(&RcptRef { msg: id, idx }) {
+            if t.released.contains(&RcptRef { msg: id, idx }) {
                 return None;
             }
+            let next = match self.held(t.clause) {
+                Some(true) => 0,
+                Some(false) if deferred && t.wakeup > now && t.released.is_empty() => t.wakeup,
+                _ => return None,
+            };
             let domain = r
                 .address
                 .rsplit('@')
@@ -88,6 +105,7 @@ impl Scheduler {
                         tried: r.attempts > 0,
                         reported: r.reported,
                         domain,
+                        next,
                     },
                 )),
             }
@@ -159,7 +177,8 @@ impl Scheduler {
     }
 
     /// What stays parked in `key` (start-up, after loading some of it back): its
-    /// summary is made again from these entries.
+    /// summary is made again from these entries. A deferred destination with
+    /// nothing in memory wakes at the earliest next try its lines name.
     pub fn set_parked(&mut self, key: ThreadKey, entries: &[IndexEntry]) {
         let key = self.intern(key);
         let clause = self
@@ -168,6 +187,11 @@ impl Scheduler {
             .map(|(i, _)| i);
         let t = self.threads.entry(key.clone()).or_default();
         t.clause = clause;
+        if t.waiting.is_empty() && t.jobs == 0 {
+            if let Some(n) = entries.iter().map(|e| e.next).filter(|n| *n > 0).min() {
+                t.wakeup = n;
+            }
+        }
         if let Some(n) = std::mem::take(&mut t.parked).next {
             self.park_due.remove(&(n, key.clone()));
         }
@@ -237,6 +261,120 @@ impl Scheduler {
         out
     }
 
+    /// Deferred messages to take out of memory now to bring it back under the
+    /// active limit (with a tenth to spare): those of the destinations due last.
+    pub fn deferred_to_park(&self, now: Unix) -> Vec<MessageId> {
+        if self.msgs.len() <= self.active_limit {
+            return Vec::new();
+        }
+        let want = self.msgs.len() - self.active_limit * 9 / 10;
+        let mut out = Vec::new();
+        for (at, key) in self.due.iter().rev() {
+            if *at <= now || out.len() >= want {
+                break;
+            }
+            if let Some(t) = self.threads.get(key) {
+                let mut last = None;
+                for r in &t.waiting {
+                    if last != Some(r.msg) {
+                        last = Some(r.msg);
+                        out.push(r.msg);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The deferred destinations whose time came with mail on disk.
+    pub fn take_page_in_wanted(&mut self) -> Vec<ThreadKey> {
+        std::mem::take(&mut self.page_in_wanted)
+            .into_iter()
+            .map(|k| (*k).clone())
+            .collect()
+    }
+
+    /// Destinations with parked mail that are not held (SIGUSR1, `etrnd flush`).
+    pub fn parked_unheld(&self) -> Vec<ThreadKey> {
+        self.threads
+            .iter()
+            .filter(|(_, t)| t.parked.messages > 0 && self.held(t.clause) == Some(false))
+            .map(|(k, _)| (**k).clone())
+            .collect()
+    }
+
+    /// How many messages stay in memory before deferred mail goes to disk.
+    pub fn set_active_limit(&mut self, n: usize) {
+        self.active_limit = n.max(1);
+    }
+
+    /// Every destination's parked summary, for `index/.summary` at a clean stop.
+    pub fn parked_summaries(&self) -> Vec<(ThreadKey, crate::spool::held::Summary)> {
+        let mut out: Vec<(ThreadKey, crate::spool::held::Summary)> = self
+            .threads
+            .iter()
+            .filter(|(_, t)| t.parked.messages > 0)
+            .map(|(k, t)| {
+                let p = &t.parked;
+                let deferred = self.held(t.clause) == Some(false);
+                let s = crate::spool::held::Summary {
+                    messages: p.messages,
+                    octets: p.octets,
+                    oldest: p.oldest.unwrap_or(0),
+                    next: p.next.unwrap_or(0),
+                    wake: if deferred { t.wakeup } else { 0 },
+                    domains: p.domains.iter().map(|d| d.to_string()).collect(),
+                    many: p.many,
+                };
+                ((**k).clone(), s)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// A destination's summary as a clean stop wrote it (start-up, instead of its
+    /// index file).
+    pub fn set_summary(&mut self, key: ThreadKey, s: &crate::spool::held::Summary) {
+        let key = self.intern(key);
+        let clause = self
+            .conf
+            .clause_for(&key.channel, &key.host)
+            .map(|(i, _)| i);
+        let t = self.threads.entry(key.clone()).or_default();
+        t.clause = clause;
+        if s.wake > 0 && t.waiting.is_empty() && t.jobs == 0 {
+            t.wakeup = s.wake;
+        }
+        if let Some(n) = std::mem::take(&mut t.parked).next {
+            self.park_due.remove(&(n, key.clone()));
+        }
+        let t = self.threads.entry(key.clone()).or_default();
+        t.parked = Parked {
+            messages: s.messages,
+            octets: s.octets,
+            oldest: (s.oldest > 0).then_some(s.oldest),
+            next: (s.next > 0).then_some(s.next),
+            domains: s
+                .domains
+                .iter()
+                .take(MAX_DOMAINS)
+                .map(|d| d.as_str().into())
+                .collect(),
+            many: s.many || s.domains.len() > MAX_DOMAINS,
+        };
+        if s.next > 0 {
+            self.park_due.insert((s.next, key.clone()));
+        }
+        self.place(&key);
+    }
+
+    /// The recipient domains of `key`'s parked mail (`None`: too many to list).
+    pub fn parked_domains(&self, key: &ThreadKey) -> Option<Vec<String>> {
+        let p = &self.threads.get(key)?.parked;
+        (!p.many).then(|| p.domains.iter().map(|d| d.to_string()).collect())
+    }
+
     /// Messages parked in `key`.
     pub fn parked_count(&self, key: &ThreadKey) -> u64 {
         self.threads.get(key).map_or(0, |t| t.parked.messages)
@@ -256,6 +394,15 @@ impl Scheduler {
     /// (messages already in memory left out); moves the spool's id generator past
     /// every id listed.
     pub fn load_index(&mut self, spool: &mut crate::spool::Spool) {
+        // After a clean stop: one file of summaries instead of every index file.
+        if let Some(all) = spool.take_summary() {
+            for (name, s) in all {
+                if let Some((channel, host)) = crate::spool::held::index_key(&name) {
+                    self.set_summary(ThreadKey { channel, host }, &s);
+                }
+            }
+            return;
+        }
         for name in spool.index_names() {
             let Some((channel, host)) = crate::spool::held::index_key(&name) else {
                 continue;

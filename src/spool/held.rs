@@ -12,7 +12,10 @@
 //!                               file was fsynced) or "boot <boot id>" (running)
 //! ```
 //!
-//! An index line is `<id> <arrival> <size> <tried> <reported> <domain>`: enough for
+//! The same store takes deferred mail past the bounded active set, its destination
+//! waiting out a retry back-off: its lines carry the time of the next try.
+//!
+//! An index line is `<id> <arrival> <size> <tried> <reported> <domain> <next>`: enough for
 //! the daemon's per-destination summary (count, octets, oldest, next expiry or
 //! delay notice) and for ETRN's domain match without opening a message. Lines are
 //! only ever appended; a message may be listed twice (the last line wins) or after
@@ -29,6 +32,11 @@
 //! `hold/` (each read and verified, its journal applied) before the daemon serves.
 //! A rebuild removes `.state` first, so a crash during it makes the next start
 //! rebuild again.
+//!
+//! A clean stop also writes `index/.summary`, every destination's summary in one
+//! file, and the start after it reads that instead of each index file (a cold
+//! start then reads one file, not one per destination). It is used only when
+//! `.state` says `clean`, and removed when the daemon starts.
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
@@ -59,13 +67,15 @@ pub struct IndexEntry {
     pub reported: u8,
     /// The domain of its (first) recipient here, lower case.
     pub domain: String,
+    /// Deferred (not held) mail: when its destination is tried again (0: held).
+    pub next: u64,
 }
 
 impl IndexEntry {
     /// The line, with its LF.
     pub fn encode(&self) -> String {
         format!(
-            "{} {} {} {} {} {}\n",
+            "{} {} {} {} {} {} {}\n",
             self.id,
             self.arrival,
             self.size,
@@ -75,7 +85,8 @@ impl IndexEntry {
                 "."
             } else {
                 &self.domain
-            })
+            }),
+            self.next
         )
     }
 
@@ -86,8 +97,10 @@ impl IndexEntry {
         }
         let line = std::str::from_utf8(line).ok()?;
         let f: Vec<&str> = line.split(' ').collect();
-        let [id, arrival, size, tried, reported, domain] = f[..] else {
-            return None;
+        let (id, arrival, size, tried, reported, domain, next) = match f[..] {
+            [a, b, c, d, e, g] => (a, b, c, d, e, g, "0"),
+            [a, b, c, d, e, g, h] => (a, b, c, d, e, g, h),
+            _ => return None,
         };
         let domain = envelope::decode(domain).ok()?;
         Some(IndexEntry {
@@ -101,8 +114,106 @@ impl IndexEntry {
             },
             reported: reported.parse().ok()?,
             domain: if domain == "." { String::new() } else { domain },
+            next: next.parse().ok()?,
         })
     }
+}
+
+/// One destination's parked mail, summed (`index/.summary`, written at a clean stop).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Summary {
+    /// Messages.
+    pub messages: u64,
+    /// Their octets.
+    pub octets: u64,
+    /// The oldest arrival (0: none).
+    pub oldest: u64,
+    /// The first expiry or delay notice due (0: none).
+    pub next: u64,
+    /// Deferred mail: the destination's next try (0: held).
+    pub wake: u64,
+    /// Their recipient domains (empty with `many`: too many to list).
+    pub domains: Vec<String>,
+    /// More domains than are listed.
+    pub many: bool,
+}
+
+impl Summary {
+    /// The line for destination `name`, with its LF.
+    pub fn encode(&self, name: &str) -> String {
+        let domains: Vec<String> = self
+            .domains
+            .iter()
+            .map(|d| envelope::encode(d).replace(',', "%2C"))
+            .collect();
+        format!(
+            "{name} {} {} {} {} {} {} {}\n",
+            self.messages,
+            self.octets,
+            self.oldest,
+            self.next,
+            self.wake,
+            u8::from(self.many),
+            if domains.is_empty() {
+                ".".to_string()
+            } else {
+                domains.join(",")
+            }
+        )
+    }
+
+    /// One line: the destination's index name and its summary.
+    pub fn decode(line: &[u8]) -> Option<(String, Summary)> {
+        if line.len() > 16 * MAX_LINE {
+            return None;
+        }
+        let line = std::str::from_utf8(line).ok()?;
+        let f: Vec<&str> = line.split(' ').collect();
+        let [name, messages, octets, oldest, next, wake, many, domains] = f[..] else {
+            return None;
+        };
+        index_key(name)?;
+        let domains = if domains == "." {
+            Vec::new()
+        } else {
+            domains
+                .split(',')
+                .take(64)
+                .map(|d| envelope::decode(d).ok())
+                .collect::<Option<Vec<String>>>()?
+        };
+        Some((
+            name.to_string(),
+            Summary {
+                messages: messages.parse().ok()?,
+                octets: octets.parse().ok()?,
+                oldest: oldest.parse().ok()?,
+                next: next.parse().ok()?,
+                wake: wake.parse().ok()?,
+                domains,
+                many: match many {
+                    "0" => false,
+                    "1" => true,
+                    _ => return None,
+                },
+            },
+        ))
+    }
+}
+
+/// A summary file: the highest message id parked, and every destination's line
+/// (the file starts with `last <id>` and ends with `end`: a torn or cut file, or
+/// one line that does not parse, and it is not used at all).
+pub fn parse_summary(data: &[u8]) -> Option<(MessageId, Vec<(String, Summary)>)> {
+    let body = data.strip_suffix(b"end\n")?;
+    let mut lines = body.split(|&b| b == b'\n');
+    let first = std::str::from_utf8(lines.next()?).ok()?;
+    let last = MessageId::parse(first.strip_prefix("last ")?)?;
+    let mut out = Vec::new();
+    for line in lines.filter(|l| !l.is_empty()) {
+        out.push(Summary::decode(line)?);
+    }
+    Some((last, out))
 }
 
 /// The entries of an index file: the last line of each message wins, oldest
@@ -226,6 +337,12 @@ impl Spool {
         let from = self.queue_path(id);
         if from.exists() {
             let to = self.hold_path(id);
+            if to.exists() {
+                // Never over another parked message (an id reused after the clock
+                // went back): this one stays in queue/ and in memory.
+                let e = io::Error::from(io::ErrorKind::AlreadyExists);
+                return Err(SpoolError::new("rename", &to, e));
+            }
             fs::rename(&from, &to).map_err(|e| SpoolError::new("rename", &from, e))?;
         }
         Ok(())
@@ -295,6 +412,38 @@ impl Spool {
         fs::rename(&tmp, &p).map_err(|e| SpoolError::new("rename", &p, e))?;
         self.dirty.insert(name.to_string());
         Ok(())
+    }
+
+    /// Writes every destination's summary (a clean stop, before `.state` says so),
+    /// with the id generator's position (no later id may collide with a parked one).
+    pub fn write_summary(&self, all: &[(String, Summary)]) -> Result<(), SpoolError> {
+        let mut text = format!("last {}\n", MessageId(self.last_id));
+        text.extend(all.iter().map(|(n, s)| s.encode(n)));
+        text.push_str("end\n");
+        let tmp = self.index.join(".summary.tmp");
+        let dest = self.index.join(".summary");
+        fs::write(&tmp, text).map_err(|e| SpoolError::new("write", &tmp, e))?;
+        if let Ok(f) = fs::File::open(&tmp) {
+            f.sync_all()
+                .map_err(|e| SpoolError::new("fsync", &tmp, e))?;
+        }
+        fs::rename(&tmp, &dest).map_err(|e| SpoolError::new("rename", &dest, e))
+    }
+
+    /// The summaries a clean stop wrote, when `.state` still says `clean`; the file
+    /// is removed (it is true only until the daemon changes something).
+    pub fn take_summary(&mut self) -> Option<Vec<(String, Summary)>> {
+        let clean =
+            fs::read_to_string(self.index.join(".state")).is_ok_and(|s| s.trim() == "clean");
+        let p = self.index.join(".summary");
+        let data = read_file(&p).ok();
+        let _ = fs::remove_file(&p);
+        if !clean {
+            return None;
+        }
+        let (last, all) = parse_summary(&data?)?;
+        self.seen_id(last);
+        Some(all)
     }
 
     /// Starts a rebuild: the index is untrusted from now until [`Spool::mark_index`]
@@ -376,6 +525,7 @@ mod tests {
             tried: id.is_multiple_of(2),
             reported: 1,
             domain: domain.into(),
+            next: id * 3,
         }
     }
 
@@ -395,11 +545,42 @@ mod tests {
         let l = parse_index(text.as_bytes());
         assert_eq!(l, vec![a2, b]);
         assert_eq!(IndexEntry::decode(b"0000000000000010 1 2 3 0 x"), None);
+        // A line without its next-try field (held mail) reads as 0.
+        let six = IndexEntry::decode(b"0000000000000010 1 2 1 0 x").unwrap();
+        assert_eq!((six.next, six.tried), (0, true));
         let odd = entry(0x40, "we ird\n.dom");
         assert_eq!(
             IndexEntry::decode(odd.encode().trim_end().as_bytes()),
             Some(odd)
         );
+    }
+
+    #[test]
+    fn summaries_round_trip_and_a_cut_file_is_not_used() {
+        let s = Summary {
+            messages: 3,
+            octets: 999,
+            oldest: 10,
+            next: 20,
+            wake: 0,
+            domains: vec!["c.dom".into(), "we,ird".into()],
+            many: false,
+        };
+        let text = format!(
+            "last 00000000000000ff\n{}{}end\n",
+            s.encode("smtp!c.dom"),
+            Summary::default().encode("smtp!x")
+        );
+        let (last, l) = parse_summary(text.as_bytes()).unwrap();
+        assert_eq!(last, MessageId(255));
+        assert_eq!(l[0], ("smtp!c.dom".to_string(), s));
+        assert_eq!(l[1].1, Summary::default());
+        assert_eq!(parse_summary(&text.as_bytes()[..text.len() - 4]), None);
+        assert_eq!(
+            parse_summary(b"last 00000000000000ff\nbad line\nend\n"),
+            None
+        );
+        assert_eq!(parse_summary(b"smtp!x 1 1 1 1 0 0 .\nend\n"), None);
     }
 
     #[test]

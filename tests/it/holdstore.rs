@@ -251,3 +251,46 @@ fn a_kill_9_during_an_etrn_release_from_the_index_loses_nothing() {
     assert!(dups <= 4 * 20, "{dups} delivered twice");
     assert!(list(&d.spool().join("corrupt")).is_empty());
 }
+
+#[test]
+fn deferred_mail_past_the_active_limit_waits_on_disk_and_comes_back_when_due() {
+    // A destination that refuses connections: its mail is deferred for 3 s. With an
+    // active set of 50 messages, the rest of 300 goes to disk until the retry time,
+    // and is then loaded and delivered (a sink listens there by then).
+    let port = crate::util::free_port();
+    let setup = Setup {
+        routes: format!(".dead.example smtp![127.0.0.1]:{port}\n"),
+        ..Setup::default()
+    };
+    let sched = "*/* interval=3s retries=\"1\" expiry=1d\nsmtp*/* command=smtp\n";
+    let mut d = Daemon::prepare(setup, &[("scheduler.conf", sched)]);
+    d.env.push(("ETRND_TEST_ACTIVE_LIMIT".into(), "50".into()));
+    d.spawn();
+    let mut c = Client::hello(d.addr());
+    for i in 0..300 {
+        c.send_message(
+            "s@far.example",
+            &["u@dead.example"],
+            &format!("Subject: d{i}\r\n\r\nx\r\n"),
+        );
+    }
+    c.cmd("QUIT", 221);
+    d.wait_until("deferred mail parked", 20, || parked(&d) >= 250);
+    assert!(d.log().contains("sched parked-deferred"), "{}", d.log());
+    assert!(list(&d.spool().join("queue")).len() <= 50);
+    // A restart keeps them on disk, their destination due at its old retry time.
+    let on_disk = parked(&d);
+    d.stop();
+    d.spawn();
+    d.wait_until("started", 10, || d.log().contains("daemon started"));
+    assert!(
+        d.log().contains(&format!("parked={on_disk} ")),
+        "{on_disk} parked after the restart:\n{}",
+        d.log()
+    );
+    let sink = Sink::start_on(&format!("127.0.0.1:{port}"), Behaviour::default());
+    sink.wait_for(300, 30);
+    assert!(d.log().contains("sched paged-in"), "{}", d.log());
+    assert_eq!(subjects(&sink).len(), 300);
+    d.wait_until("the spool empty", 10, || d.queue_files().is_empty());
+}

@@ -33,7 +33,10 @@ pub(super) struct Parked {
     pub(super) oldest: Option<Unix>,
     /// The first expiry or delay notice due among them.
     pub(super) next: Option<Unix>,
+    /// Domains other than the destination's host (the usual one costs nothing).
     domains: Vec<Box<str>>,
+    /// The host is one of the domains.
+    host_domain: bool,
     /// More domains than [`MAX_DOMAINS`].
     many: bool,
 }
@@ -157,7 +160,9 @@ impl Scheduler {
         if let Some(d) = due {
             p.next = Some(p.next.map_or(d, |n| n.min(d)));
         }
-        if !p.many && !p.domains.iter().any(|d| **d == *e.domain) {
+        if e.domain == key.host {
+            p.host_domain = true;
+        } else if !p.many && !p.domains.iter().any(|d| **d == *e.domain) {
             if p.domains.len() < MAX_DOMAINS {
                 p.domains.push(e.domain.clone().into_boxed_str());
             } else {
@@ -236,7 +241,10 @@ impl Scheduler {
             .iter()
             .filter(|(_, t)| t.parked.messages > 0)
             .filter(|(k, t)| {
-                t.parked.many || pick(k, "") || t.parked.domains.iter().any(|d| pick(k, d))
+                t.parked.many
+                    || pick(k, "")
+                    || (t.parked.host_domain && pick(k, &k.host))
+                    || t.parked.domains.iter().any(|d| pick(k, d))
             })
             .map(|(k, _)| (**k).clone())
             .collect();
@@ -323,7 +331,7 @@ impl Scheduler {
                     oldest: p.oldest.unwrap_or(0),
                     next: p.next.unwrap_or(0),
                     wake: if deferred { t.wakeup } else { 0 },
-                    domains: p.domains.iter().map(|d| d.to_string()).collect(),
+                    domains: self.parked_domains(k).unwrap_or_default(),
                     many: p.many,
                 };
                 ((**k).clone(), s)
@@ -355,13 +363,15 @@ impl Scheduler {
             octets: s.octets,
             oldest: (s.oldest > 0).then_some(s.oldest),
             next: (s.next > 0).then_some(s.next),
+            host_domain: s.domains.iter().any(|d| *d == key.host),
             domains: s
                 .domains
                 .iter()
+                .filter(|d| **d != key.host)
                 .take(MAX_DOMAINS)
                 .map(|d| d.as_str().into())
                 .collect(),
-            many: s.many || s.domains.len() > MAX_DOMAINS,
+            many: s.many || s.domains.len() > MAX_DOMAINS + 1,
         };
         if s.next > 0 {
             self.park_due.insert((s.next, key.clone()));
@@ -372,7 +382,12 @@ impl Scheduler {
     /// The recipient domains of `key`'s parked mail (`None`: too many to list).
     pub fn parked_domains(&self, key: &ThreadKey) -> Option<Vec<String>> {
         let p = &self.threads.get(key)?.parked;
-        (!p.many).then(|| p.domains.iter().map(|d| d.to_string()).collect())
+        (!p.many).then(|| {
+            let host = p.host_domain.then(|| key.host.clone());
+            host.into_iter()
+                .chain(p.domains.iter().map(|d| d.to_string()))
+                .collect()
+        })
     }
 
     /// Messages parked in `key`.

@@ -177,16 +177,42 @@ def etrnd_figures(a, base, sink, rows):
                     f"{d}/spool", str(a.messages), str(a.dests)])
     print(out.strip(), f"({t:.0f} s)", file=sys.stderr)
     subprocess.run(["chown", "-R", "etrnd-bench:", f"{d}/spool"], check=True)
-    subprocess.run(["sync"])
-    subprocess.run("echo 3 > /proc/sys/vm/drop_caches", shell=True)
+
+    def cold():
+        subprocess.run(["sync"])
+        subprocess.run("echo 3 > /proc/sys/vm/drop_caches", shell=True)
+    # Three starts: the first one reads every index file (the writer leaves no
+    # summary); after a clean stop the next reads the summary file; after a kill -9
+    # the index files again (this boot: trusted). Caches dropped before each.
+    cold()
     p, t0 = start(BIN, d)
     up = first_220(port, t0)
+    rows.append((f"start to first 220, {a.messages} held, {a.dests} index files read, cold (s)", f"{up:.3f}"))
+    stop(p)
+    cold()
+    p, t0 = start(BIN, d)
+    up = first_220(port, t0)
+    rows.append((f"start to first 220 after a clean stop (one summary file), cold (s)", f"{up:.3f}"))
+    p.kill()
+    p.wait()
+    cold()
+    p, t0 = start(BIN, d)
+    up = first_220(port, t0)
+    rows.append((f"start to first 220 after kill -9 (index files), cold (s)", f"{up:.3f}"))
     time.sleep(1)
     main_rss = rss(p.pid)
     all_rss = compare.memory(p.pid)[0]
-    rows.append(("start to first 220, %d held (s)" % a.messages, f"{up:.3f}"))
     rows.append(("daemon RSS holding them (KiB)", str(main_rss)))
     rows.append(("all etrnd processes, RSS (KiB)", str(all_rss)))
+    # The same configuration (10,000 route lines and hosts entries) with no mail.
+    e, eport = etrnd_dir(base, "cfg", sink.port, a.dests)
+    q, t1 = start(BIN, e)
+    first_220(eport, t1)
+    time.sleep(1)
+    rows.append(("daemon RSS, same configuration, empty spool (KiB)", str(rss(q.pid))))
+    stop(q)
+    shutil.rmtree(e, ignore_errors=True)
+    cold()
     per = a.messages // a.dests
     sink.reset()
     t0 = time.monotonic()
@@ -248,6 +274,10 @@ def static_figures(base, sink, rows):
     rows.append(("static build: RSS after the load (KiB)", str(rss(p.pid))))
     rows.append(("static build: RSS peak sampled during the load (KiB)", str(peak[0])))
     rows.append(("static build: VmHWM (KiB)", str(hwm(p.pid))))
+    st = open(f"/proc/{p.pid}/status").read()
+    for k in ("RssAnon", "RssFile"):
+        v = re.search(rf"{k}:\s+(\d+)", st)
+        rows.append((f"static build: {k} after the load (KiB)", v.group(1) if v else "?"))
     rows.append(("static build: binary size (octets)", str(os.path.getsize(STATIC))))
     rows.append(("dynamic release binary size (octets)", str(os.path.getsize(BIN))))
     stop(p)

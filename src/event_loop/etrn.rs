@@ -105,10 +105,13 @@ impl Daemon {
         };
         // Held mail on disk is loaded first (at most a chunk per destination; the
         // rest follows as it leaves), then released like mail in memory.
-        let loaded =
+        // What stays on disk for now is released too (it follows chunk by chunk)
+        // and counts in the reply.
+        let (loaded, later) =
             super::park::page_in_release(&mut self.spool, &mut self.sched, self.unix, pick);
         self.releasing.extend(loaded);
-        let released = self.sched.release(pick);
+        let mut released = self.sched.release(pick);
+        released.messages += later;
         if self.config.main.etrn_replies == EtrnReplies::Minimal {
             // Minimal: every well-formed name gets 250, held here or not, so a
             // client learns nothing about which domains we hold.

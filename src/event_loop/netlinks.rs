@@ -328,7 +328,8 @@ impl Daemon {
                 .iter()
                 .any(|(n, t)| *n == name && t.covers(&k.channel, &k.host))
         };
-        let loaded = super::park::page_in_release(&mut self.spool, &mut self.sched, unix, pick);
+        let (loaded, _) =
+            super::park::page_in_release(&mut self.spool, &mut self.sched, unix, pick);
         self.releasing.extend(loaded);
         let released = self.sched.release(pick);
         for key in self.sched.take_matched() {

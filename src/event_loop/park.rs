@@ -24,14 +24,16 @@ pub type Releasing = (ThreadKey, Option<Vec<String>>);
 
 /// Before a release: loads the first chunk of parked mail of every destination
 /// `pick` may select (only the domains it covers). Returns the destinations with
-/// such mail still parked: their release goes on chunk by chunk.
+/// such mail still parked (their release goes on chunk by chunk) and how many
+/// messages of it stay on disk for now.
 pub(super) fn page_in_release(
     spool: &mut Spool,
     sched: &mut Scheduler,
     now: Unix,
     mut pick: impl FnMut(&ThreadKey, &str) -> bool,
-) -> Vec<Releasing> {
+) -> (Vec<Releasing>, usize) {
     let mut left = Vec::new();
+    let mut later = 0;
     for key in sched.parked_matching(&mut pick) {
         // The whole destination, or the domains the release names.
         let domains = match sched.parked_domains(&key) {
@@ -43,14 +45,18 @@ pub(super) fn page_in_release(
         let covered = |e: &IndexEntry, d: &Option<Vec<String>>| {
             d.as_ref().is_none_or(|d| d.contains(&e.domain))
         };
-        page_in(spool, sched, &key, now, FIRST_CHUNK, |_, e| {
-            covered(e, &domains)
+        let mut wanted = 0;
+        let loaded = page_in(spool, sched, &key, now, FIRST_CHUNK, |_, e| {
+            let c = covered(e, &domains);
+            wanted += usize::from(c);
+            c
         });
-        if sched.parked_count(&key) > 0 {
+        if wanted > loaded {
+            later += wanted - loaded;
             left.push((key, domains));
         }
     }
-    left
+    (left, later)
 }
 
 /// Parks every candidate the scheduler named that may wait on disk now.
@@ -127,7 +133,8 @@ pub(super) fn page_in(
         if sched.has_message(e.id) {
             continue; // loaded through another destination; it parks again whole
         }
-        if n >= max || !want(sched, &e) {
+        // `want` sees every entry (a release counts what it covers).
+        if !want(sched, &e) || n >= max {
             keep.push(e);
             continue;
         }

@@ -144,7 +144,11 @@ impl Summary {
         let domains: Vec<String> = self
             .domains
             .iter()
-            .map(|d| envelope::encode(d).replace(',', "%2C"))
+            .map(|d| match d.as_str() {
+                // "." alone stands for no domains.
+                "." => "%2E".to_string(),
+                d => envelope::encode(d).replace(',', "%2C"),
+            })
             .collect();
         format!(
             "{name} {} {} {} {} {} {} {}\n",

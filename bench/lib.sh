@@ -50,7 +50,7 @@ etrnd_start() {
 
 etrnd_stop() { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; }
 
-queued() { find "$dir/spool/queue" -type f | wc -l; }
+queued() { find "$dir/spool/queue" "$dir/spool/hold" -type f 2>/dev/null | wc -l; }
 
 wait_empty() { while [ "$(queued)" -gt 0 ]; do sleep 0.02; done; }
 

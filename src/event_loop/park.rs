@@ -13,7 +13,7 @@ use crate::spool::{MessageId, Spool};
 pub const PAGE_IN_MAX: usize = 1_000;
 /// The first chunk of a release: small, so the first connection starts after a
 /// few reads from a cold disk; the next chunks follow at once, while it runs.
-pub const FIRST_CHUNK: usize = 20;
+pub const FIRST_CHUNK: usize = 5;
 /// Most messages an ATRN loads from one destination (the rest waits for the next
 /// ATRN).
 pub const CLAIM_MAX: usize = 10_000;

@@ -167,6 +167,18 @@ def stop(p):
     p.wait()
 
 
+def idle_rss(binary, base, sinkport, dests, settle):
+    """The RSS of a daemon started on an empty spool, `settle` seconds after its 220."""
+    d, port = etrnd_dir(base, "idle", sinkport, dests)
+    p, t0 = start(binary, d)
+    first_220(port, t0)
+    time.sleep(settle)
+    r = rss(p.pid)
+    stop(p)
+    shutil.rmtree(d, ignore_errors=True)
+    return r
+
+
 def accept_rate(port, rcpt, n=5000, sessions=10):
     return n / compare.smtp_source(port, n, sessions, rcpt)
 
@@ -205,13 +217,8 @@ def etrnd_figures(a, base, sink, rows):
     rows.append(("daemon RSS holding them (KiB)", str(main_rss)))
     rows.append(("all etrnd processes, RSS (KiB)", str(all_rss)))
     # The same configuration (10,000 route lines and hosts entries) with no mail.
-    e, eport = etrnd_dir(base, "cfg", sink.port, a.dests)
-    q, t1 = start(BIN, e)
-    first_220(eport, t1)
-    time.sleep(1)
-    rows.append(("daemon RSS, same configuration, empty spool (KiB)", str(rss(q.pid))))
-    stop(q)
-    shutil.rmtree(e, ignore_errors=True)
+    rows.append(("daemon RSS, same configuration, empty spool (KiB)",
+                 str(idle_rss(BIN, base, sink.port, a.dests, 1))))
     cold()
     per = a.messages // a.dests
     sink.reset()
@@ -281,15 +288,9 @@ def static_figures(base, sink, rows):
     rows.append(("static build: binary size (octets)", str(os.path.getsize(STATIC))))
     rows.append(("dynamic release binary size (octets)", str(os.path.getsize(BIN))))
     stop(p)
-    # The dynamic build beside it, same spool kind.
-    d2, port2 = etrnd_dir(base, "dyn", sink.port, 10)
-    p, t0 = start(BIN, d2)
-    first_220(port2, t0)
-    time.sleep(2)
-    rows.append(("dynamic build: idle RSS, daemon (KiB)", str(rss(p.pid))))
-    stop(p)
     shutil.rmtree(d, ignore_errors=True)
-    shutil.rmtree(d2, ignore_errors=True)
+    # The dynamic build beside it, same spool kind.
+    rows.append(("dynamic build: idle RSS, daemon (KiB)", str(idle_rss(BIN, base, sink.port, 10, 2))))
 
 
 def postfix_fill(port, n, dests, sessions=10):

@@ -203,16 +203,18 @@ impl Daemon {
     /// release, an ATRN claim, a queue command by domain): in memory, the usual
     /// rules decide.
     pub(super) fn page_in_matching(&mut self, pick: impl FnMut(&ThreadKey, &str) -> bool) {
-        for key in self.sched.parked_matching(pick) {
-            page_in(
-                &mut self.spool,
-                &mut self.sched,
-                &key,
-                self.unix,
-                PAGE_IN_MAX,
-                |_, _| true,
-            );
+        let keys = self.sched.parked_matching(pick);
+        self.page_in_chunks(keys);
+    }
+
+    /// The first chunk of each of these destinations; whether anything was loaded.
+    fn page_in_chunks(&mut self, keys: Vec<ThreadKey>) -> bool {
+        let mut any = false;
+        for key in keys {
+            let (spool, sched) = (&mut self.spool, &mut self.sched);
+            any |= page_in(spool, sched, &key, self.unix, PAGE_IN_MAX, |_, _| true) > 0;
         }
+        any
     }
 
     /// The next chunk of each destination being released, once less than half a
@@ -249,33 +251,15 @@ impl Daemon {
     /// Deferred destinations whose time came, their parked mail loaded (a chunk;
     /// the rest when that is done). Returns whether anything was loaded.
     pub(super) fn page_in_wanted(&mut self) -> bool {
-        let mut any = false;
-        for key in self.sched.take_page_in_wanted() {
-            any |= page_in(
-                &mut self.spool,
-                &mut self.sched,
-                &key,
-                self.unix,
-                PAGE_IN_MAX,
-                |_, _| true,
-            ) > 0;
-        }
-        any
+        let keys = self.sched.take_page_in_wanted();
+        self.page_in_chunks(keys)
     }
 
     /// Before SIGUSR1 or `etrnd flush` without a target: the first chunk of
     /// every deferred destination parked on disk.
     pub(super) fn page_in_unheld(&mut self) {
-        for key in self.sched.parked_unheld() {
-            page_in(
-                &mut self.spool,
-                &mut self.sched,
-                &key,
-                self.unix,
-                PAGE_IN_MAX,
-                |_, _| true,
-            );
-        }
+        let keys = self.sched.parked_unheld();
+        self.page_in_chunks(keys);
     }
 
     /// A clean stop: every destination's summary in one file, so the next start

@@ -185,6 +185,17 @@ impl Scheduler {
     /// summary is made again from these entries. A deferred destination with
     /// nothing in memory wakes at the earliest next try its lines name.
     pub fn set_parked(&mut self, key: ThreadKey, entries: &[IndexEntry]) {
+        let wake = entries.iter().map(|e| e.next).filter(|n| *n > 0).min();
+        let key = self.fresh_summary(key, wake);
+        for e in entries {
+            self.add_parked(&key, e);
+        }
+        self.place(&key);
+    }
+
+    /// `key`'s thread with its parked summary emptied (and out of `park_due`), its
+    /// clause matched, and a deferred thread with nothing in memory waking at `wake`.
+    fn fresh_summary(&mut self, key: ThreadKey, wake: Option<Unix>) -> Rc<ThreadKey> {
         let key = self.intern(key);
         let clause = self
             .conf
@@ -192,18 +203,13 @@ impl Scheduler {
             .map(|(i, _)| i);
         let t = self.threads.entry(key.clone()).or_default();
         t.clause = clause;
-        if t.waiting.is_empty() && t.jobs == 0 {
-            if let Some(n) = entries.iter().map(|e| e.next).filter(|n| *n > 0).min() {
-                t.wakeup = n;
-            }
+        if let Some(w) = wake.filter(|_| t.waiting.is_empty() && t.jobs == 0) {
+            t.wakeup = w;
         }
         if let Some(n) = std::mem::take(&mut t.parked).next {
             self.park_due.remove(&(n, key.clone()));
         }
-        for e in entries {
-            self.add_parked(&key, e);
-        }
-        self.place(&key);
+        key
     }
 
     /// A message parked in several destinations was loaded through one of them:
@@ -344,19 +350,7 @@ impl Scheduler {
     /// A destination's summary as a clean stop wrote it (start-up, instead of its
     /// index file).
     pub fn set_summary(&mut self, key: ThreadKey, s: &crate::spool::held::Summary) {
-        let key = self.intern(key);
-        let clause = self
-            .conf
-            .clause_for(&key.channel, &key.host)
-            .map(|(i, _)| i);
-        let t = self.threads.entry(key.clone()).or_default();
-        t.clause = clause;
-        if s.wake > 0 && t.waiting.is_empty() && t.jobs == 0 {
-            t.wakeup = s.wake;
-        }
-        if let Some(n) = std::mem::take(&mut t.parked).next {
-            self.park_due.remove(&(n, key.clone()));
-        }
+        let key = self.fresh_summary(key, (s.wake > 0).then_some(s.wake));
         let t = self.threads.entry(key.clone()).or_default();
         t.parked = Parked {
             messages: s.messages,

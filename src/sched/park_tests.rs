@@ -109,4 +109,3 @@ fn deferred_mail_past_the_active_limit_parks_and_its_thread_asks_to_be_loaded() 
     );
     assert_eq!(s.take_page_in_wanted(), vec![key("smtp", "far.dom")]);
 }
-

@@ -210,6 +210,9 @@ impl Summary {
 /// one line that does not parse, and it is not used at all).
 pub fn parse_summary(data: &[u8]) -> Option<(MessageId, Vec<(String, Summary)>)> {
     let body = data.strip_suffix(b"end\n")?;
+    if !body.ends_with(b"\n") {
+        return None; // "end" must be a line of its own
+    }
     let mut lines = body.split(|&b| b == b'\n');
     let first = std::str::from_utf8(lines.next()?).ok()?;
     let last = MessageId::parse(first.strip_prefix("last ")?)?;

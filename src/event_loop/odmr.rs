@@ -191,10 +191,7 @@ impl Daemon {
         };
         // An ATRN takes held mail on disk too (up to a bound; the rest waits for
         // the next ATRN).
-        for key in self
-            .sched
-            .parked_matching(|_, domain| domain.is_empty() || wanted(domain))
-        {
+        for key in self.sched.parked_matching(|_, domain| wanted(domain)) {
             super::park::page_in(
                 &mut self.spool,
                 &mut self.sched,

@@ -18,14 +18,22 @@ pub const FIRST_CHUNK: usize = 5;
 /// ATRN).
 pub const CLAIM_MAX: usize = 10_000;
 
-/// A destination whose release goes on from disk, and the recipient domains it
-/// covers there (`None`: all of them).
-pub type Releasing = (ThreadKey, Option<Vec<String>>);
+/// A destination whose release goes on from disk: the recipient domains it covers
+/// there (`None`: all of them) and how far its index has been read (an offset into
+/// the file with that inode; a rewrite meanwhile starts the reading again).
+pub type Releasing = (ThreadKey, Option<Vec<String>>, (u64, u64));
+
+fn index_ino(spool: &Spool, key: &ThreadKey) -> u64 {
+    index_name(&key.channel, &key.host).map_or(0, |n| spool.index_ino(&n))
+}
+
+/// Lines read from an index at a time.
+const INDEX_BLOCK: usize = 4096;
 
 /// Before a release: loads the first chunk of parked mail of every destination
 /// `pick` may select (only the domains it covers). Returns the destinations with
-/// such mail still parked (their release goes on chunk by chunk) and how many
-/// messages of it stay on disk for now.
+/// such mail still parked (their release goes on chunk by chunk, reading the index
+/// on from where it stopped) and how many messages of it stay on disk for now.
 pub(super) fn page_in_release(
     spool: &mut Spool,
     sched: &mut Scheduler,
@@ -42,21 +50,125 @@ pub(super) fn page_in_release(
             }
             _ => None,
         };
-        let covered = |e: &IndexEntry, d: &Option<Vec<String>>| {
-            d.as_ref().is_none_or(|d| d.contains(&e.domain))
+        let covered = |e: &IndexEntry| covers(&domains, &e.domain);
+        let total = match &domains {
+            None => sched.parked_count(&key) as usize,
+            Some(_) => count_parked(spool, sched, &key, covered),
         };
-        let mut wanted = 0;
-        let loaded = page_in(spool, sched, &key, now, FIRST_CHUNK, |_, e| {
-            let c = covered(e, &domains);
-            wanted += usize::from(c);
-            c
-        });
-        if wanted > loaded {
-            later += wanted - loaded;
-            left.push((key, domains));
+        let (loaded, offset, done) = load_from(spool, sched, &key, now, 0, FIRST_CHUNK, covered);
+        if done {
+            compact(spool, sched, &key, now, &domains);
+        } else {
+            later += total.saturating_sub(loaded);
+            let ino = index_ino(spool, &key);
+            left.push((key, domains, (offset, ino)));
         }
     }
     (left, later)
+}
+
+fn covers(domains: &Option<Vec<String>>, domain: &str) -> bool {
+    domains
+        .as_ref()
+        .is_none_or(|l| l.iter().any(|d| d == domain))
+}
+
+/// How many messages of `key` parked on disk `want` covers (read as a stream).
+fn count_parked(
+    spool: &Spool,
+    sched: &Scheduler,
+    key: &ThreadKey,
+    want: impl Fn(&IndexEntry) -> bool,
+) -> usize {
+    let Some(name) = index_name(&key.channel, &key.host) else {
+        return 0;
+    };
+    let (mut n, mut at) = (0, 0);
+    loop {
+        let (entries, next, end) = spool.read_index_from(&name, at, INDEX_BLOCK);
+        n += entries
+            .iter()
+            .filter(|(e, _)| want(e) && !sched.has_message(e.id))
+            .count();
+        if end {
+            return n;
+        }
+        at = next;
+    }
+}
+
+/// Loads up to `max` parked messages of `key` that `want` covers, reading its
+/// index from `offset` on; the summary no longer counts them. Returns how many were
+/// loaded, where the next read starts, and whether the index was read to its end.
+fn load_from(
+    spool: &mut Spool,
+    sched: &mut Scheduler,
+    key: &ThreadKey,
+    now: Unix,
+    offset: u64,
+    max: usize,
+    want: impl Fn(&IndexEntry) -> bool,
+) -> (usize, u64, bool) {
+    let Some(name) = index_name(&key.channel, &key.host) else {
+        return (0, offset, true);
+    };
+    let (mut n, mut at) = (0, offset);
+    loop {
+        let (entries, next, end) = spool.read_index_from(&name, at, INDEX_BLOCK);
+        for (e, after) in entries {
+            if sched.has_message(e.id) || !want(&e) {
+                continue;
+            }
+            match spool.unpark(e.id) {
+                Ok(Some(q)) => {
+                    sched.add_sized(q.id, &q.envelope, &q.state, now, q.size);
+                    sched.loaded_from(q.id, key);
+                    sched.parked_took(key, q.size);
+                    n += 1;
+                }
+                Ok(None) => {}
+                Err(why) => {
+                    log::warn!("{} spool parked-file-bad reason=\"{why}\"", e.id);
+                    sched.parked_took(key, e.size);
+                }
+            }
+            if n >= max {
+                log::info!("{key} sched paged-in messages={n} release=on");
+                return (n, after, false);
+            }
+        }
+        if end {
+            if n > 0 {
+                log::info!("{key} sched paged-in messages={n} release=done");
+            }
+            return (n, next, true);
+        }
+        at = next;
+    }
+}
+
+/// The end of a release read as a stream: its index written anew with only what
+/// is still parked, and its summary made again from it. A release of the whole
+/// destination left nothing (every line was loaded, in memory, or gone), so its
+/// index goes without being read again.
+fn compact(
+    spool: &mut Spool,
+    sched: &mut Scheduler,
+    key: &ThreadKey,
+    now: Unix,
+    domains: &Option<Vec<String>>,
+) {
+    match (domains, index_name(&key.channel, &key.host)) {
+        (None, Some(name)) => {
+            if let Err(e) = spool.rewrite_index(&name, &[]) {
+                log::error!("spool index-write-failed error=\"{e}\"");
+            }
+            sched.set_parked(key.clone(), &[]);
+        }
+        _ => {
+            page_in(spool, sched, key, now, 0, |_, _| false);
+        }
+    }
 }
 
 /// Parks every candidate the scheduler named that may wait on disk now.
@@ -133,9 +245,12 @@ pub(super) fn page_in(
         if sched.has_message(e.id) {
             continue; // loaded through another destination; it parks again whole
         }
-        // `want` sees every entry (a release counts what it covers).
+        // `want` sees every entry; what stays is kept only while its file is
+        // parked (a line whose message left another way goes).
         if !want(sched, &e) || n >= max {
-            keep.push(e);
+            if spool.is_parked(e.id) {
+                keep.push(e);
+            }
             continue;
         }
         match spool.unpark(e.id) {
@@ -225,26 +340,30 @@ impl Daemon {
             return;
         }
         let all = std::mem::take(&mut self.releasing);
-        for (key, domains) in all {
-            if self.releasing.iter().any(|(k, _)| *k == key) || self.sched.parked_count(&key) == 0 {
+        for (key, domains, (offset, ino)) in all {
+            if self.releasing.iter().any(|(k, _, _)| *k == key) {
                 continue;
             }
-            let covers = |d: &str| domains.as_ref().is_none_or(|l| l.iter().any(|x| x == d));
-            if self.sched.released_waiting(&key) <= PAGE_IN_MAX / 2 {
-                let n = page_in(
-                    &mut self.spool,
-                    &mut self.sched,
-                    &key,
-                    self.unix,
-                    PAGE_IN_MAX,
-                    |_, e| covers(&e.domain),
-                );
-                if n == 0 {
-                    continue; // nothing it covers is left on disk
-                }
-                self.sched.release(|k, d| *k == key && covers(d));
+            if self.sched.released_waiting(&key) > PAGE_IN_MAX / 2 {
+                self.releasing.push((key, domains, (offset, ino)));
+                continue;
             }
-            self.releasing.push((key, domains));
+            // Rewritten meanwhile (an expiry, a queue command): read it again from
+            // the start; what was loaded is in memory and skipped.
+            let now_ino = index_ino(&self.spool, &key);
+            let offset = if now_ino == ino { offset } else { 0 };
+            let covered = |e: &IndexEntry| covers(&domains, &e.domain);
+            let (spool, sched) = (&mut self.spool, &mut self.sched);
+            let (n, next, done) =
+                load_from(spool, sched, &key, self.unix, offset, PAGE_IN_MAX, covered);
+            if n > 0 {
+                self.sched.release(|k, d| *k == key && covers(&domains, d));
+            }
+            if done {
+                compact(&mut self.spool, &mut self.sched, &key, self.unix, &domains);
+            } else {
+                self.releasing.push((key, domains, (next, now_ino)));
+            }
         }
     }
 

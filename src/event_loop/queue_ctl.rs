@@ -23,7 +23,7 @@ impl Daemon {
             Selection::Ids(ids) => self.page_in_ids(ids),
             Selection::Domain(d) => {
                 let d = d.to_ascii_lowercase();
-                self.page_in_matching(|_, domain| domain.is_empty() || domain == d)
+                self.page_in_matching(|_, domain| domain == d)
             }
             Selection::All => self.page_in_matching(|_, _| true),
         }

@@ -384,6 +384,15 @@ impl Scheduler {
         })
     }
 
+    /// One parked message of `key` was loaded (a release reading its index as a
+    /// stream): the summary counts it no more.
+    pub fn parked_took(&mut self, key: &ThreadKey, size: u64) {
+        if let Some(t) = self.threads.get_mut(key) {
+            t.parked.messages = t.parked.messages.saturating_sub(1);
+            t.parked.octets = t.parked.octets.saturating_sub(size);
+        }
+    }
+
     /// Messages parked in `key`.
     pub fn parked_count(&self, key: &ThreadKey) -> u64 {
         self.threads.get(key).map_or(0, |t| t.parked.messages)

@@ -400,6 +400,49 @@ impl Spool {
             .unwrap_or_default()
     }
 
+    /// Which file a destination's index is now (its inode): a rewrite makes a new
+    /// one, and a reader's offset into the old one means nothing there.
+    pub fn index_ino(&self, name: &str) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(self.index_path(name)).map_or(0, |m| m.ino())
+    }
+
+    /// Up to `max` lines of a destination's index from octet `offset` on, as
+    /// entries each with the offset just after its line (lines that do not parse
+    /// are skipped), the offset after the last whole line read, and whether the
+    /// file ended there. A release reads its destination this way, chunk by chunk,
+    /// without holding the whole index.
+    pub fn read_index_from(
+        &self,
+        name: &str,
+        offset: u64,
+        max: usize,
+    ) -> (Vec<(IndexEntry, u64)>, u64, bool) {
+        use std::io::{BufRead, Seek};
+        let Ok(mut f) = fs::File::open(self.index_path(name)) else {
+            return (Vec::new(), offset, true);
+        };
+        if f.seek(io::SeekFrom::Start(offset)).is_err() {
+            return (Vec::new(), offset, true);
+        }
+        let mut r = io::BufReader::new(f);
+        let (mut out, mut at, mut line) = (Vec::new(), offset, Vec::new());
+        for _ in 0..max {
+            line.clear();
+            match r.read_until(b'\n', &mut line) {
+                Ok(n) if n > 0 && line.ends_with(b"\n") => {
+                    at += n as u64;
+                    if let Some(e) = IndexEntry::decode(&line[..n - 1]) {
+                        out.push((e, at));
+                    }
+                }
+                // The end, or a torn last line (a crash while it was appended).
+                _ => return (out, at, true),
+            }
+        }
+        (out, at, false)
+    }
+
     /// Replaces a destination's index with `keep` (temp file, rename; removed when
     /// empty).
     pub fn rewrite_index(&mut self, name: &str, keep: &[IndexEntry]) -> Result<(), SpoolError> {

@@ -534,7 +534,9 @@ fn fetchmail_as_the_customer() {
     write_rc("client.dom,third.dom");
     // fetchmail's PS_PROTOCOL.
     assert_eq!(run("not entitled"), 4);
-    assert!(hub.log().contains("reason=not-entitled"), "{}", hub.log());
+    hub.wait_until("the refusal logged", 10, || {
+        hub.log().contains("reason=not-entitled")
+    });
     assert_eq!(hub.queue_files().len(), 1, "nothing was sent");
 }
 

@@ -50,14 +50,14 @@ pub(super) fn page_in_release(
             }
             _ => None,
         };
-        let covered = |e: &IndexEntry| covers(&domains, &e.domain);
+        let covered = |_: &Scheduler, e: &IndexEntry| covers(&domains, &e.domain);
         let total = match &domains {
             None => sched.parked_count(&key) as usize,
             Some(_) => count_parked(spool, sched, &key, covered),
         };
         let (loaded, offset, done) = load_from(spool, sched, &key, now, 0, FIRST_CHUNK, covered);
         if done {
-            compact(spool, sched, &key, now, &domains);
+            compact(spool, sched, &key, domains.is_none());
         } else {
             later += total.saturating_sub(loaded);
             let ino = index_ino(spool, &key);
@@ -78,7 +78,7 @@ fn count_parked(
     spool: &Spool,
     sched: &Scheduler,
     key: &ThreadKey,
-    want: impl Fn(&IndexEntry) -> bool,
+    want: impl Fn(&Scheduler, &IndexEntry) -> bool,
 ) -> usize {
     let Some(name) = index_name(&key.channel, &key.host) else {
         return 0;
@@ -88,7 +88,7 @@ fn count_parked(
         let (entries, next, end) = spool.read_index_from(&name, at, INDEX_BLOCK);
         n += entries
             .iter()
-            .filter(|(e, _)| want(e) && !sched.has_message(e.id))
+            .filter(|(e, _)| want(sched, e) && !sched.has_message(e.id))
             .count();
         if end {
             return n;
@@ -107,7 +107,7 @@ fn load_from(
     now: Unix,
     offset: u64,
     max: usize,
-    want: impl Fn(&IndexEntry) -> bool,
+    want: impl Fn(&Scheduler, &IndexEntry) -> bool,
 ) -> (usize, u64, bool) {
     let Some(name) = index_name(&key.channel, &key.host) else {
         return (0, offset, true);
@@ -116,7 +116,7 @@ fn load_from(
     loop {
         let (entries, next, end) = spool.read_index_from(&name, at, INDEX_BLOCK);
         for (e, after) in entries {
-            if sched.has_message(e.id) || !want(&e) {
+            if sched.has_message(e.id) || !want(sched, &e) {
                 continue;
             }
             match spool.unpark(e.id) {
@@ -133,13 +133,13 @@ fn load_from(
                 }
             }
             if n >= max {
-                log::info!("{key} sched paged-in messages={n} release=on");
+                log::info!("{key} sched paged-in messages={n}");
                 return (n, after, false);
             }
         }
         if end {
             if n > 0 {
-                log::info!("{key} sched paged-in messages={n} release=done");
+                log::info!("{key} sched paged-in messages={n}");
             }
             return (n, next, true);
         }
@@ -147,28 +147,25 @@ fn load_from(
     }
 }
 
-/// The end of a release read as a stream: its index written anew with only what
-/// is still parked, and its summary made again from it. A release of the whole
-/// destination left nothing (every line was loaded, in memory, or gone), so its
-/// index goes without being read again.
-fn compact(
-    spool: &mut Spool,
-    sched: &mut Scheduler,
-    key: &ThreadKey,
-    now: Unix,
-    domains: &Option<Vec<String>>,
-) {
-    match (domains, index_name(&key.channel, &key.host)) {
-        (None, Some(name)) => {
-            if let Err(e) = spool.rewrite_index(&name, &[]) {
-                log::error!("spool index-write-failed error=\"{e}\"");
-            }
-            sched.set_parked(key.clone(), &[]);
-        }
-        _ => {
-            page_in(spool, sched, key, now, 0, |_, _| false);
-        }
+/// After loading: `key`'s index written anew with only what is still parked (not
+/// in memory, its file still in `hold/`), and its summary made again from it.
+/// After a release of the whole destination read to its end nothing is left
+/// (every line was loaded, is in memory, or is gone), so the index goes unread.
+fn compact(spool: &mut Spool, sched: &mut Scheduler, key: &ThreadKey, all_taken: bool) {
+    let Some(name) = index_name(&key.channel, &key.host) else {
+        return;
+    };
+    let keep: Vec<IndexEntry> = if all_taken {
+        Vec::new()
+    } else {
+        let mut l = spool.read_index(&name);
+        l.retain(|e| !sched.has_message(e.id) && spool.is_parked(e.id));
+        l
+    };
+    if let Err(e) = spool.rewrite_index(&name, &keep) {
+        log::error!("spool index-write-failed error=\"{e}\"");
     }
+    sched.set_parked(key.clone(), &keep);
 }
 
 /// Parks every candidate the scheduler named that may wait on disk now.
@@ -234,42 +231,10 @@ pub(super) fn page_in(
     key: &ThreadKey,
     now: Unix,
     max: usize,
-    mut want: impl FnMut(&Scheduler, &IndexEntry) -> bool,
+    want: impl Fn(&Scheduler, &IndexEntry) -> bool,
 ) -> usize {
-    let Some(name) = index_name(&key.channel, &key.host) else {
-        return 0;
-    };
-    let mut keep = Vec::new();
-    let mut n = 0;
-    for e in spool.read_index(&name) {
-        if sched.has_message(e.id) {
-            continue; // loaded through another destination; it parks again whole
-        }
-        // `want` sees every entry; what stays is kept only while its file is
-        // parked (a line whose message left another way goes).
-        if !want(sched, &e) || n >= max {
-            if spool.is_parked(e.id) {
-                keep.push(e);
-            }
-            continue;
-        }
-        match spool.unpark(e.id) {
-            Ok(Some(q)) => {
-                sched.add_sized(q.id, &q.envelope, &q.state, now, q.size);
-                sched.loaded_from(q.id, key);
-                n += 1;
-            }
-            Ok(None) => {} // gone: delivered through another destination, or deleted
-            Err(why) => log::warn!("{} spool parked-file-bad reason=\"{why}\"", e.id),
-        }
-    }
-    if let Err(e) = spool.rewrite_index(&name, &keep) {
-        log::error!("spool index-write-failed error=\"{e}\"");
-    }
-    sched.set_parked(key.clone(), &keep);
-    if n > 0 {
-        log::info!("{key} sched paged-in messages={n} parked={}", keep.len());
-    }
+    let (n, _, _) = load_from(spool, sched, key, now, 0, max, want);
+    compact(spool, sched, key, false);
     n
 }
 
@@ -352,7 +317,7 @@ impl Daemon {
             // the start; what was loaded is in memory and skipped.
             let now_ino = index_ino(&self.spool, &key);
             let offset = if now_ino == ino { offset } else { 0 };
-            let covered = |e: &IndexEntry| covers(&domains, &e.domain);
+            let covered = |_: &Scheduler, e: &IndexEntry| covers(&domains, &e.domain);
             let (spool, sched) = (&mut self.spool, &mut self.sched);
             let (n, next, done) =
                 load_from(spool, sched, &key, self.unix, offset, PAGE_IN_MAX, covered);
@@ -360,7 +325,7 @@ impl Daemon {
                 self.sched.release(|k, d| *k == key && covers(&domains, d));
             }
             if done {
-                compact(&mut self.spool, &mut self.sched, &key, self.unix, &domains);
+                compact(&mut self.spool, &mut self.sched, &key, domains.is_none());
             } else {
                 self.releasing.push((key, domains, (next, now_ino)));
             }

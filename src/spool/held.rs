@@ -39,12 +39,11 @@
 //! `.state` says `clean`, and removed when the daemon starts.
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::PathBuf;
 
-use super::{envelope, fsync_dir, list_dir, read_file, verified, MessageId, QueueEntry};
+use super::{append, envelope, fsync_dir, list_dir, read_file, verified, MessageId, QueueEntry};
 use super::{Spool, SpoolError};
 
 /// Longest index line read back.
@@ -330,15 +329,7 @@ impl Spool {
         entries: &[(String, IndexEntry)],
     ) -> Result<(), SpoolError> {
         for (name, e) in entries {
-            let p = self.index_path(name);
-            let mut f = OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o600)
-                .open(&p)
-                .map_err(|err| SpoolError::new("open", &p, err))?;
-            f.write_all(e.encode().as_bytes())
-                .map_err(|err| SpoolError::new("write", &p, err))?;
+            append(&self.index_path(name), e.encode().as_bytes())?;
             self.dirty.insert(name.clone());
         }
         let from = self.queue_path(id);

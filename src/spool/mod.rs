@@ -656,15 +656,8 @@ impl Spool {
             return Ok(());
         }
         let p = self.state.join(id.to_string());
-        let mut f = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&p)
-            .map_err(|e| SpoolError::new("open", &p, e))?;
         let text: String = recs.iter().map(StateRecord::encode).collect();
-        f.write_all(text.as_bytes())
-            .map_err(|e| SpoolError::new("write", &p, e))?;
+        let f = append(&p, text.as_bytes())?;
         f.sync_data().map_err(|e| SpoolError::new("fsync", &p, e))
     }
 
@@ -732,6 +725,20 @@ pub fn check(data: &[u8]) -> Result<(), DecodeError> {
 fn verified(data: &[u8]) -> Result<Envelope, DecodeError> {
     let content = envelope::verify(data)?;
     Envelope::decode(&data[..content]).map(|(e, _)| e)
+}
+
+/// Appends `data` to the spool's own file `p` (created 0600 if missing) in one
+/// write: a journal, an index.
+fn append(p: &Path, data: &[u8]) -> Result<File, SpoolError> {
+    let mut f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(p)
+        .map_err(|e| SpoolError::new("open", p, e))?;
+    f.write_all(data)
+        .map_err(|e| SpoolError::new("write", p, e))?;
+    Ok(f)
 }
 
 fn read_file(p: &Path) -> io::Result<Vec<u8>> {

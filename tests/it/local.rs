@@ -273,6 +273,9 @@ fn unprivileged_user_can_submit_but_not_look() {
     for probe in [
         vec!["ls", spool.join("drop").to_str().unwrap()],
         vec!["ls", spool.join("queue").to_str().unwrap()],
+        // Held mail and its per-destination index are as private as the queue.
+        vec!["ls", spool.join("hold").to_str().unwrap()],
+        vec!["ls", spool.join("index").to_str().unwrap()],
         vec!["ls", spool.to_str().unwrap()],
     ] {
         let out = as_daemon(&probe, "");
@@ -281,6 +284,12 @@ fn unprivileged_user_can_submit_but_not_look() {
     let qfile = d.queue_file(&d.queue_files()[0]);
     let out = as_daemon(&["cat", qfile.to_str().unwrap()], "");
     assert!(!out.status.success(), "queued mail is private");
+    // The held message's index line names its recipient's destination: private too,
+    // even to someone who knows the file name.
+    let index = spool.join("index").join("smtp-etrn!mail.client.dom");
+    d.wait_until("the held message parked", 10, || index.exists());
+    let out = as_daemon(&["cat", index.to_str().unwrap()], "");
+    assert!(!out.status.success(), "the hold index is private");
 }
 
 /// The RCPT path never calls into NSS: a thousand local RCPTs (accounts, aliases,

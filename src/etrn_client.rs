@@ -379,14 +379,15 @@ pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `etrnd flush [TARGET]`: asks the running daemon over its control socket (never by
 /// signalling a pid read from a file) and prints its reply. Exit 0 for 2xx, 75 for
-/// 4xx, 77 for 459/5xx, 69 if no daemon answers.
+/// 4xx, 77 for 459/5xx, 69 if no daemon runs, 75 if it went away before answering.
 pub fn flush(cfg: &Config, target: Option<&str>, out: &mut impl Write) -> i32 {
     let request = match target {
         Some(t) => format!("flush {t}\n"),
         None => "flush\n".to_string(),
     };
-    let Some((code, line)) = ask_daemon(cfg, "flush", &request, CONTROL_TIMEOUT, out) else {
-        return ex::UNAVAILABLE;
+    let (code, line) = match ask_daemon(cfg, "flush", &request, CONTROL_TIMEOUT, out) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     let _ = writeln!(out, "{line}");
     match code {
@@ -397,42 +398,55 @@ pub fn flush(cfg: &Config, target: Option<&str>, out: &mut impl Write) -> i32 {
 }
 
 /// Sends one request to the running daemon and returns its reply's code and line;
-/// `None` (after saying so on `out`) when no daemon answers.
+/// otherwise (after saying why on `out`) the exit code: 69 when no daemon runs, 75
+/// when it went away or did not answer.
 fn ask_daemon(
     cfg: &Config,
     verb: &str,
     request: &str,
     timeout: Duration,
     out: &mut impl Write,
-) -> Option<(u16, String)> {
+) -> Result<(u16, String), i32> {
     let control = cfg.main.postoffice.join("control");
-    match control_request(&control, request.as_bytes(), timeout) {
-        Ok(reply) => {
-            let line = String::from_utf8_lossy(&reply).trim_end().to_string();
-            let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
-            Some((code, line))
-        }
+    let mut conn = match ControlConn::connect(&control) {
+        Ok(c) => c,
         Err(e) => {
             let _ = writeln!(
                 out,
-                "{verb}: etrnd is not running or does not answer ({}: {e})",
+                "{verb}: etrnd is not running ({}: {e})",
                 control.display()
             );
-            None
+            return Err(if no_daemon(&e) {
+                ex::UNAVAILABLE
+            } else {
+                TEMPFAIL
+            });
+        }
+    };
+    match conn.ask(request.as_bytes(), None, timeout) {
+        Ok(reply) => {
+            let line = String::from_utf8_lossy(&reply).trim_end().to_string();
+            let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+            Ok((code, line))
+        }
+        Err(e) => {
+            let _ = writeln!(out, "{verb}: {e} ({})", control.display());
+            Err(TEMPFAIL)
         }
     }
 }
 
 /// `etrnd link up|down|status [NAME]`: tells the running daemon (DESIGN.md §5.9)
 /// and prints its reply, one line per link for `status`. Exit 0 for 2xx, 77 for a
-/// refusal (not root, no such link), 69 if no daemon answers.
+/// refusal (not root, no such link), 69 if no daemon runs, 75 if it went away.
 pub fn link(cfg: &Config, op: &str, name: Option<&str>, out: &mut impl Write) -> i32 {
     let request = match name {
         Some(n) => format!("link {op} {n}"),
         None => format!("link {op}"),
     };
-    let Some((code, line)) = ask_daemon(cfg, "link", &request, CONTROL_TIMEOUT, out) else {
-        return ex::UNAVAILABLE;
+    let (code, line) = match ask_daemon(cfg, "link", &request, CONTROL_TIMEOUT, out) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     match (code, line.strip_prefix("250 2.0.0 ")) {
         (250, Some(rest)) if op == "status" => {
@@ -478,8 +492,9 @@ pub fn atrn(
         return ex::USAGE;
     }
     let request = format!("atrn {port} {server} {}", domains.join(" "));
-    let Some((code, line)) = ask_daemon(cfg, "atrn", request.trim_end(), ATRN_TIMEOUT, out) else {
-        return ex::UNAVAILABLE;
+    let (code, line) = match ask_daemon(cfg, "atrn", request.trim_end(), ATRN_TIMEOUT, out) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     let _ = writeln!(out, "{line}");
     let unreachable = line.get(4..9) == Some("4.4.1");
@@ -491,9 +506,107 @@ pub fn atrn(
     }
 }
 
-/// Sends one request datagram to the daemon's control socket from a socket of our
-/// own (in the temporary directory, writable so a daemon running as `USER` can
-/// answer) and waits for the reply.
+/// A connection to the running daemon's control socket (a Unix stream socket: the
+/// daemon learns our uid from the kernel and answers on the same connection, so
+/// nothing is left in the file system and the end of the daemon is seen at once).
+pub struct ControlConn {
+    stream: std::os::unix::net::UnixStream,
+    buf: Vec<u8>,
+}
+
+/// Longest reply line read from the daemon.
+const MAX_CONTROL_REPLY: usize = 64 * 1024;
+
+impl ControlConn {
+    /// Connects to the control socket at `control`. An error here means no daemon
+    /// runs (no socket, or nobody on it): see [`no_daemon`].
+    pub fn connect(control: &Path) -> std::io::Result<ControlConn> {
+        Ok(ControlConn {
+            stream: std::os::unix::net::UnixStream::connect(control)?,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Sends one request line (with `fd` attached, if any) and waits up to
+    /// `timeout` for the reply line. The daemon going away before it answers is
+    /// an `UnexpectedEof` error.
+    pub fn ask(
+        &mut self,
+        request: &[u8],
+        fd: Option<std::os::fd::RawFd>,
+        timeout: Duration,
+    ) -> std::io::Result<Vec<u8>> {
+        use std::os::fd::AsRawFd;
+        let mut line = request.to_vec();
+        if line.last() != Some(&b'\n') {
+            line.push(b'\n');
+        }
+        self.stream.set_write_timeout(Some(timeout))?;
+        let sent = match fd {
+            Some(fd) => crate::sys::send_fd_connected(self.stream.as_raw_fd(), &line[..1], fd)
+                .and_then(|()| self.stream.write_all(&line[1..])),
+            None => self.stream.write_all(&line),
+        };
+        if let Err(e) = sent {
+            return Err(match e.raw_os_error() {
+                Some(libc::EPIPE | libc::ECONNRESET) => std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "etrnd went away before it answered",
+                ),
+                _ => e,
+            });
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                return Ok(self.buf.drain(..=i).collect());
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || self.buf.len() > MAX_CONTROL_REPLY {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "etrnd did not answer in time",
+                ));
+            }
+            self.stream.set_read_timeout(Some(left))?;
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "etrnd went away before it answered",
+                    ))
+                }
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "etrnd did not answer in time",
+                    ))
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "etrnd went away before it answered",
+                    ))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Whether a failed connection to the control socket says no daemon is there (no
+/// socket, or nobody listening on it).
+pub fn no_daemon(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOENT | libc::ECONNREFUSED | libc::ENOTSOCK)
+    )
+}
+
+/// One request to the daemon on a connection of its own (see [`ControlConn`]).
 pub fn control_request(
     control: &Path,
     request: &[u8],
@@ -509,35 +622,5 @@ pub fn control_request_with(
     timeout: Duration,
     fd: Option<std::os::fd::RawFd>,
 ) -> std::io::Result<Vec<u8>> {
-    use std::os::unix::fs::PermissionsExt;
-    use std::os::unix::net::UnixDatagram;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let me = std::env::temp_dir().join(format!("etrnd-flush.{}.{nanos}", std::process::id()));
-    let _ = std::fs::remove_file(&me);
-    let sock = UnixDatagram::bind(&me)?;
-    struct Unlink<'a>(&'a Path);
-    impl Drop for Unlink<'_> {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(self.0);
-        }
-    }
-    let _unlink = Unlink(&me);
-    std::fs::set_permissions(&me, std::fs::Permissions::from_mode(0o666))?;
-    sock.set_read_timeout(Some(timeout))?;
-    match fd {
-        Some(fd) => {
-            use std::os::fd::AsRawFd;
-            crate::sys::send_with_fd(sock.as_raw_fd(), control, request, fd)?;
-        }
-        None => {
-            sock.send_to(request, control)?;
-        }
-    }
-    let mut buf = vec![0u8; 4096];
-    let n = sock.recv(&mut buf)?;
-    buf.truncate(n);
-    Ok(buf)
+    ControlConn::connect(control)?.ask(request, fd, timeout)
 }

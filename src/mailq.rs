@@ -89,15 +89,13 @@ pub fn is_held(cfg: &Config, dest: &Destination) -> bool {
         Destination::Local(u) => ("local", u.as_str()),
         Destination::Remote { channel, host } => (channel.as_str(), host.as_str()),
     };
-    cfg.sched.clause_for(channel, host).is_some_and(|(_, c)| {
-        c.params.queueonly || matches!(c.params.command, Some((Transport::Hold, _)))
-    })
+    cfg.sched.holds(channel, host)
 }
 
 /// `etrnd mailq [-j]` (also `mailq`, `sendmail -bp`): for any local user through
 /// the running daemon, which writes the listing into a pipe we hand it; with no
 /// daemon, read from the spool here (which only root and `USER` may). Exit 0, 69
-/// when neither works.
+/// when neither works, 75 when the daemon went away before it answered.
 pub fn run(cfg: &Config, json: bool, out: &mut impl std::io::Write) -> i32 {
     use crate::cli::exit as ex;
     if let Ok(active) = std::env::var(crate::event_loop::showq::ACTIVE_ENV) {
@@ -107,7 +105,12 @@ pub fn run(cfg: &Config, json: bool, out: &mut impl std::io::Write) -> i32 {
     }
     match through_daemon(cfg, json, out) {
         Ok(code) => code,
-        Err(why) => match render_with(cfg, &[], json) {
+        Err(NoListing::Failed(why)) => {
+            let _ = out.flush();
+            eprintln!("mailq: {why}");
+            crate::etrn_client::TEMPFAIL
+        }
+        Err(NoListing::NotRunning(why)) => match render_with(cfg, &[], json) {
             Ok(text) => print(Ok(text), out),
             Err(e) => {
                 let _ = out.flush();
@@ -131,21 +134,40 @@ fn print(r: Result<String, crate::spool::SpoolError>, out: &mut impl std::io::Wr
     }
 }
 
-/// Asks the daemon for the listing through a pipe; `Err` (why) when no daemon
-/// answers.
-fn through_daemon(cfg: &Config, json: bool, out: &mut impl std::io::Write) -> Result<i32, String> {
+/// Why the daemon gave no listing.
+enum NoListing {
+    /// No daemon runs: the spool may be read here instead.
+    NotRunning(String),
+    /// It went away or did not answer: exit 75.
+    Failed(String),
+}
+
+/// Asks the daemon for the listing through a pipe.
+fn through_daemon(
+    cfg: &Config,
+    json: bool,
+    out: &mut impl std::io::Write,
+) -> Result<i32, NoListing> {
     use std::io::Read;
     use std::os::fd::AsRawFd;
-    let (mut reader, writer) = std::io::pipe().map_err(|e| e.to_string())?;
+    let (mut reader, writer) = std::io::pipe().map_err(|e| NoListing::Failed(e.to_string()))?;
     let control = cfg.main.postoffice.join("control");
     let request = if json { "mailq -j" } else { "mailq" };
-    let reply = crate::etrn_client::control_request_with(
-        &control,
-        request.as_bytes(),
-        crate::etrn_client::CONTROL_TIMEOUT,
-        Some(writer.as_raw_fd()),
-    )
-    .map_err(|e| format!("etrnd does not answer ({}: {e})", control.display()))?;
+    let mut conn = crate::etrn_client::ControlConn::connect(&control).map_err(|e| {
+        let why = format!("etrnd is not running ({}: {e})", control.display());
+        if crate::etrn_client::no_daemon(&e) {
+            NoListing::NotRunning(why)
+        } else {
+            NoListing::Failed(why)
+        }
+    })?;
+    let reply = conn
+        .ask(
+            request.as_bytes(),
+            Some(writer.as_raw_fd()),
+            crate::etrn_client::CONTROL_TIMEOUT,
+        )
+        .map_err(|e| NoListing::Failed(e.to_string()))?;
     drop(writer);
     let line = String::from_utf8_lossy(&reply).trim_end().to_string();
     if !line.starts_with("250") {
@@ -162,7 +184,7 @@ fn through_daemon(cfg: &Config, json: bool, out: &mut impl std::io::Write) -> Re
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(NoListing::Failed(e.to_string())),
         }
     }
     let _ = out.flush();

@@ -56,9 +56,21 @@ pub fn run(cfg: &Config, args: &[String], out: &mut impl Write) -> i32 {
         Selection::All => vec![format!("queue {} ALL", op.word())],
     };
     let control = cfg.main.postoffice.join("control");
+    let mut conn = match crate::etrn_client::ControlConn::connect(&control) {
+        Ok(c) => c,
+        Err(e) if crate::etrn_client::no_daemon(&e) => return offline(cfg, op, &sel, out),
+        Err(e) => {
+            let _ = writeln!(
+                out,
+                "queue: cannot reach etrnd ({}: {e})",
+                control.display()
+            );
+            return crate::etrn_client::TEMPFAIL;
+        }
+    };
     let mut done = 0u64;
-    for (i, req) in requests.iter().enumerate() {
-        match crate::etrn_client::control_request(&control, req.as_bytes(), QUEUE_TIMEOUT) {
+    for req in &requests {
+        match conn.ask(req.as_bytes(), None, QUEUE_TIMEOUT) {
             Ok(reply) => {
                 let line = String::from_utf8_lossy(&reply).trim_end().to_string();
                 let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
@@ -76,13 +88,8 @@ pub fn run(cfg: &Config, args: &[String], out: &mut impl Write) -> i32 {
                     .and_then(|n| n.parse::<u64>().ok())
                     .unwrap_or(0);
             }
-            Err(e) if i == 0 && no_daemon(&e) => return offline(cfg, op, &sel, out),
             Err(e) => {
-                let _ = writeln!(
-                    out,
-                    "queue: etrnd does not answer ({}: {e})",
-                    control.display()
-                );
+                let _ = writeln!(out, "queue: {e} ({})", control.display());
                 return crate::etrn_client::TEMPFAIL;
             }
         }
@@ -94,14 +101,6 @@ pub fn run(cfg: &Config, args: &[String], out: &mut impl Write) -> i32 {
 /// "3 messages deleted".
 fn summary(n: u64, op: QueueOp) -> String {
     format!("{n} message{} {}", if n == 1 { "" } else { "s" }, op.done())
-}
-
-/// Whether a failed request says no daemon is there (no socket, or nobody on it).
-fn no_daemon(e: &std::io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::ENOENT | libc::ECONNREFUSED | libc::ENOTSOCK)
-    )
 }
 
 /// The daemon is down: the changes are made on the spool, under the pid file's lock.

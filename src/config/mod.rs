@@ -10,6 +10,7 @@ pub mod main_conf;
 pub mod scheduler;
 pub mod show;
 pub mod tls_policy;
+pub mod transport;
 
 pub use crate::lex;
 pub use crate::route::{file as routes, names};

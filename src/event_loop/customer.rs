@@ -12,7 +12,6 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -49,7 +48,7 @@ pub(super) struct Customer {
     pub(super) etrn_next: VecDeque<String>,
     pub(super) etrn_replies: Vec<(u16, String)>,
     /// Who asked (the control socket's peer), told the outcome at the end.
-    pub(super) reply_to: Option<PathBuf>,
+    pub(super) reply_to: Option<super::control::ControlRef>,
     /// The link whose link-up action this is.
     pub(super) link: Option<String>,
     /// Addresses still to try.
@@ -67,7 +66,7 @@ impl Daemon {
         ask: Ask,
         server: String,
         port: u16,
-        (reply_to, link): (Option<PathBuf>, Option<String>),
+        (reply_to, link): (Option<super::control::ControlRef>, Option<String>),
         now: Instant,
     ) -> Option<Reply> {
         if self.stopping {
@@ -469,8 +468,8 @@ impl Daemon {
             sanitize(c.server.as_bytes()),
             r
         );
-        if let Some(path) = c.reply_to {
-            self.control_reply(&path, &r);
+        if let Some(to) = c.reply_to {
+            self.control_reply(to, &r, Instant::now());
         }
         if let Some(link) = c.link {
             self.link_action_done(&link, &r);

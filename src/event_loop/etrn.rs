@@ -43,6 +43,53 @@ impl Daemon {
         }
     }
 
+    /// Whether the target names a destination whose mail is held (a queue-only
+    /// clause or the `hold` transport): releasing it is for root and the daemon's
+    /// user when asked over the control socket (DESIGN.md §3, `etrnd flush`), as a
+    /// network ETRN is subject to `ETRN_ALLOW`. Decided from the configuration
+    /// alone, so the answer says nothing about what is queued.
+    pub(super) fn names_held(&self, t: &EtrnTarget) -> bool {
+        let held = |channel: &str, host: &str| self.config.sched.holds(channel, host);
+        let trie = &self.config.router.trie;
+        let route_host = |key: &Option<crate::vocab::Domain>,
+                          host: &crate::config::routes::Host| match host {
+            crate::config::routes::Host::RecipientDomain => key.as_ref().map(|k| k.to_string()),
+            h => Some(h.to_string()),
+        };
+        if let EtrnTarget::Node(d) = t {
+            if let Some((k, r)) = trie.lookup(d) {
+                if let (true, RouteValue::Channel { channel, host }) =
+                    (k != MatchKind::Default, &r.value)
+                {
+                    let h = match host {
+                        crate::config::routes::Host::RecipientDomain => d.to_string(),
+                        h => h.to_string(),
+                    };
+                    if held(channel, &h) {
+                        return true;
+                    }
+                }
+            }
+        }
+        trie.values().iter().any(|(key, v)| {
+            let RouteValue::Channel { channel, host } = v else {
+                return false;
+            };
+            let Some(h) = route_host(key, host) else {
+                return false;
+            };
+            let named = match t {
+                EtrnTarget::Node(d) => h == d.as_str(),
+                EtrnTarget::Subdomains(d) => {
+                    key.as_ref().is_some_and(|k| k.is_within(d))
+                        || crate::vocab::Domain::parse(&h).is_ok_and(|x| x.is_within(d))
+                }
+                EtrnTarget::Channel(c) => channel == c,
+            };
+            named && held(channel, &h)
+        })
+    }
+
     fn etrn_reply(&mut self, id: ConnId, t: &EtrnTarget, now: Instant) -> Reply {
         let Some(c) = self.links.get_mut(id).and_then(|l| l.role.server()) else {
             return Reply::ETRN_TOO_MANY;

@@ -161,8 +161,8 @@ pub struct Daemon {
     etrn_times: HashMap<IpAddr, std::collections::VecDeque<Instant>>,
     /// The wake-up socket of `etrnd sendmail`.
     notify: Option<mio::net::UnixDatagram>,
-    /// The control socket (`etrnd flush`).
-    control: Option<mio::net::UnixDatagram>,
+    /// The control socket (`etrnd flush`, `mailq`, `queue`, `link`, `atrn`).
+    control: control::Control,
     /// Running `mailq` listings: pid, when they are stopped.
     showq: Vec<(i32, Instant)>,
     /// Alias file and command targets being delivered, and the results so far of
@@ -343,7 +343,7 @@ impl Daemon {
             notes_write_at: None,
             etrn_times: HashMap::new(),
             notify: None,
-            control: None,
+            control: control::Control::default(),
             showq: Vec::new(),
             targets: Vec::new(),
             local_done: HashMap::new(),
@@ -361,7 +361,7 @@ impl Daemon {
         };
         d.links_configure();
         d.notify = d.bind_notify();
-        d.control = d.bind_control();
+        d.bind_control();
         // Tell `etrnd flush` where we really listen (port 0 picks one).
         let text: String = d.listening.iter().map(|a| format!("{a}\n")).collect();
         let path = d.spool.root().join("listening");
@@ -406,6 +406,7 @@ impl Daemon {
                 self.notes_write_at,
                 self.showq_timeout(now),
                 self.targets_timeout(now),
+                self.control.timeout(),
             ]
             .into_iter()
             .flatten()
@@ -477,6 +478,7 @@ impl Daemon {
             self.notes_tick(now);
             self.showq_reap(now);
             self.targets_tick(now);
+            self.control_tick(now);
             self.lookups_done(now);
             self.dns_io
                 .flush(&mut self.dns, &mut self.links, self.poll.registry(), now);
@@ -518,7 +520,8 @@ impl Daemon {
             match t {
                 SIGNAL => self.handle_signals(now),
                 NOTIFY => self.drain_notify(now),
-                CONTROL => self.drain_control(now),
+                CONTROL => self.control_accept(now),
+                t if control::Control::owns(t) => self.control_event(t, now),
                 GUARD => self.guard_event(now),
                 t if DnsIo::owns(t) => {
                     self.dns_io

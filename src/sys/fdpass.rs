@@ -1,4 +1,4 @@
-//! Passing a descriptor over a Unix datagram socket (`SCM_RIGHTS`): `etrnd mailq`
+//! Passing a descriptor over a Unix socket (`SCM_RIGHTS`): `etrnd mailq`
 //! hands the daemon the write end of a pipe, and the listing comes back through it,
 //! as long as it is, while the control reply stays one datagram.
 
@@ -133,4 +133,43 @@ pub fn recv_with_fd(
         };
         Ok((n as usize, path, fd))
     }
+}
+
+/// The uid of the process at the other end of a connected Unix stream socket, as the
+/// kernel recorded it when the connection was made (`SO_PEERCRED` on Linux,
+/// `getpeereid(3)` on the BSDs): never anything the peer says or a path it names.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn peer_uid(sock: RawFd) -> io::Result<u32> {
+    // SAFETY: ucred is plain old data; getsockopt writes at most `len` octets into it.
+    unsafe {
+        let mut cred: libc::ucred = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            sock,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        );
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if len as usize != std::mem::size_of::<libc::ucred>() {
+            return Err(io::Error::other("short peer credentials"));
+        }
+        Ok(cred.uid)
+    }
+}
+
+/// The uid of the process at the other end of a connected Unix stream socket, as the
+/// kernel recorded it when the connection was made (`getpeereid(3)`).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn peer_uid(sock: RawFd) -> io::Result<u32> {
+    let mut uid: libc::uid_t = 0;
+    let mut gid: libc::gid_t = 0;
+    // SAFETY: getpeereid writes one uid_t and one gid_t into the locals given.
+    if unsafe { libc::getpeereid(sock, &mut uid, &mut gid) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(uid)
 }

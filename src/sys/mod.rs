@@ -669,7 +669,7 @@ mod fdpass;
 mod pidfile;
 mod process;
 pub mod pwfile;
-pub use fdpass::{recv_with_fd, send_fd_connected, send_with_fd};
+pub use fdpass::{peer_uid, recv_with_fd, send_fd_connected, send_with_fd};
 pub use pidfile::{lock_pidfile, lock_pidfile_rewrite, release_pidfile, try_flock};
 
 pub use at::{create_at, euid, group_gid, mkdir_at, open_dir_at, rename_at, unlink_at};

@@ -552,7 +552,7 @@ fn flush_talks_to_the_daemon_never_to_a_stale_pid() {
     assert_eq!(code, 77, "{out}");
     assert!(out.starts_with("459 "), "{out}");
     assert!(
-        d.log().contains("control flush target=client.dom"),
+        d.log().contains("request=\"flush client.dom\" reply=\"251"),
         "{}",
         d.log()
     );

@@ -11,50 +11,7 @@ use std::time::{Duration, Instant};
 use etrnd::smtp::Mailbox;
 use etrnd::spool::drop::Drop;
 
-use crate::util::{is_root, Client, Daemon, Setup};
-
-const ATTACKER: &str = "etrnd-attacker";
-
-/// The attacker's uid, creating the account if needed; `None` (skip) unless root with
-/// useradd and setpriv.
-fn attacker() -> Option<u32> {
-    let tools = ["/usr/sbin/useradd", "/usr/bin/setpriv"];
-    if !is_root() || !tools.iter().all(|t| std::path::Path::new(t).exists()) {
-        if std::env::var_os("ETRND_REQUIRE_TOOLS").is_some() {
-            panic!("the local attack tests need root, useradd and setpriv");
-        }
-        eprintln!("skipped: needs root, useradd and setpriv (Debian packages passwd, util-linux)");
-        return None;
-    }
-    let _ = Command::new("/usr/sbin/useradd")
-        .args(["-M", "-r", "-s", "/bin/sh", ATTACKER])
-        .stderr(Stdio::null())
-        .status();
-    let out = Command::new("id").args(["-u", ATTACKER]).output().ok()?;
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-}
-
-/// Runs a shell command as the attacker, with `input` on its standard input.
-fn as_attacker(script: &str, input: &[u8]) -> std::process::Output {
-    use std::io::Write;
-    let mut c = Command::new("/usr/bin/setpriv")
-        .args([
-            &format!("--reuid={ATTACKER}"),
-            &format!("--regid={ATTACKER}"),
-            "--clear-groups",
-            "--",
-            "sh",
-            "-c",
-            script,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(input).unwrap();
-    c.wait_with_output().unwrap()
-}
+use crate::util::{as_attacker, attacker, is_root, Client, Daemon, Setup, ATTACKER};
 
 /// (content, uid, mode) of a file.
 fn state(p: &std::path::Path) -> (Vec<u8>, u32, u32) {

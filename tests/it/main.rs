@@ -3,6 +3,7 @@
 mod alias_targets;
 mod commands;
 mod config_errors;
+mod control_trust;
 mod crash;
 mod delivery;
 mod etrn;

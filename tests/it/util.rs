@@ -79,6 +79,52 @@ pub fn daemon_account() -> &'static str {
     DAEMON_ACCOUNT
 }
 
+/// The unprivileged account local attacks run as (created if missing, kept).
+pub const ATTACKER: &str = "etrnd-attacker";
+
+/// The attacker's uid, creating the account if needed; `None` (skip) unless root with
+/// useradd and setpriv.
+pub fn attacker() -> Option<u32> {
+    let tools = ["/usr/sbin/useradd", "/usr/bin/setpriv"];
+    if !is_root() || !tools.iter().all(|t| std::path::Path::new(t).exists()) {
+        if std::env::var_os("ETRND_REQUIRE_TOOLS").is_some() {
+            panic!("the local attack tests need root, useradd and setpriv");
+        }
+        eprintln!("skipped: needs root, useradd and setpriv (Debian packages passwd, util-linux)");
+        return None;
+    }
+    system_account(ATTACKER, "/bin/sh");
+    let out = Command::new("id").args(["-u", ATTACKER]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// Runs a shell command as `user` (no supplementary groups), with `input` on its
+/// standard input.
+pub fn as_user(user: &str, script: &str, input: &[u8]) -> std::process::Output {
+    let mut c = Command::new("/usr/bin/setpriv")
+        .args([
+            &format!("--reuid={user}"),
+            &format!("--regid={user}"),
+            "--clear-groups",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input).unwrap();
+    c.wait_with_output().unwrap()
+}
+
+/// Runs a shell command as the attacker, with `input` on its standard input.
+pub fn as_attacker(script: &str, input: &[u8]) -> std::process::Output {
+    as_user(ATTACKER, script, input)
+}
+
 /// Runs `cmd` with `input` on its standard input (standard error captured).
 pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> std::process::Output {
     let mut child = cmd

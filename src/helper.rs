@@ -34,6 +34,7 @@
 //! replaced.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
+
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -64,23 +65,34 @@ pub struct HelperConf {
     pub aliases: PathBuf,
 }
 
-/// The daemon's end: one request at a time.
+/// The daemon's end: requests go out as they come (the socket is non-blocking and
+/// registered with the poller), and the helper answers them in order, each with a
+/// verdict or with `P` and the socket of the delivery it started. `T` tags each
+/// request with what the daemon needs to know when its answer comes.
 #[derive(Debug)]
-pub struct Helper {
-    sock: BufReader<UnixStream>,
+pub struct Helper<T> {
+    sock: mio::net::UnixStream,
     pid: i32,
+    out: crate::buf::OutBuf,
+    inbuf: Vec<u8>,
+    fds: std::collections::VecDeque<std::os::fd::OwnedFd>,
+    asked: std::collections::VecDeque<T>,
+    /// The socket failed or closed: the helper is gone.
+    pub dead: bool,
 }
 
-impl Helper {
-    /// Forks the helper (call as root, before dropping privileges). The child never
-    /// returns from here.
-    pub fn spawn(conf: HelperConf) -> io::Result<Helper> {
-        let (ours, pid) = crate::sys::fork_server(|theirs| serve(theirs, &conf))?;
-        ours.set_read_timeout(Some(VERDICT_LIMIT))?;
-        ours.set_write_timeout(Some(VERDICT_LIMIT))?;
+impl<T> Helper<T> {
+    /// The daemon's end of a helper the supervisor started.
+    pub fn new(sock: UnixStream, pid: i32) -> io::Result<Helper<T>> {
+        sock.set_nonblocking(true)?;
         Ok(Helper {
-            sock: BufReader::new(ours),
+            sock: mio::net::UnixStream::from_std(sock),
             pid,
+            out: crate::buf::OutBuf::new(),
+            inbuf: Vec::new(),
+            fds: std::collections::VecDeque::new(),
+            asked: std::collections::VecDeque::new(),
+            dead: false,
         })
     }
 
@@ -89,39 +101,101 @@ impl Helper {
         self.pid
     }
 
+    /// Its socket, for the poller.
+    pub fn source(&mut self) -> &mut mio::net::UnixStream {
+        &mut self.sock
+    }
+
+    /// Requests asked and not answered yet.
+    pub fn in_flight(&self) -> usize {
+        self.asked.len()
+    }
+
     /// Asks for message `id` to be delivered to `user` (their mailbox, or what
-    /// their `.forward` says): the verdict, or the socket it will come on.
-    pub fn start_mailbox(&mut self, id: MessageId, user: &str) -> Result<UnixStream, LocalResult> {
-        self.start(&format!("D {id} {user}\n"))
+    /// their `.forward` says).
+    pub fn start_mailbox(&mut self, id: MessageId, user: &str, tag: T) {
+        self.ask(&format!("D {id} {user}\n"), tag);
     }
 
     /// Asks for recipient `idx` of message `id`, a file or command target of an
-    /// alias, to be delivered (the helper finds the target and whom it runs as):
-    /// the verdict, or the socket it will come on while the delivery runs.
-    pub fn start_target(&mut self, id: MessageId, idx: usize) -> Result<UnixStream, LocalResult> {
-        self.start(&format!("X {id} {idx}\n"))
+    /// alias, to be delivered (the helper finds the target and whom it runs as).
+    pub fn start_target(&mut self, id: MessageId, idx: usize, tag: T) {
+        self.ask(&format!("X {id} {idx}\n"), tag);
     }
 
-    /// Sends a request; the helper answers with a verdict, or with "P" and the
-    /// socket of the delivery it started.
-    fn start(&mut self, request: &str) -> Result<UnixStream, LocalResult> {
-        use std::os::fd::AsRawFd;
-        let failed = |e: &dyn std::fmt::Display| {
-            LocalResult::Deferred(format!("4.3.0 the delivery helper failed: {e}"))
-        };
-        self.sock
-            .get_mut()
-            .write_all(request.as_bytes())
-            .map_err(|e| failed(&e))?;
-        let mut buf = [0u8; MAX_LINE];
-        let (n, _, fd) = crate::sys::recv_with_fd(self.sock.get_ref().as_raw_fd(), &mut buf)
-            .map_err(|e| failed(&e))?;
-        let line = String::from_utf8_lossy(&buf[..n.min(buf.len())]).into_owned();
-        match fd {
-            Some(fd) if line == "P\n" => Ok(UnixStream::from(fd)),
-            _ if line.ends_with('\n') => Err(parse_verdict(&line)),
-            _ => Err(failed(&"no verdict from the helper")),
+    fn ask(&mut self, request: &str, tag: T) {
+        self.out.extend_from_slice(request.as_bytes());
+        self.asked.push_back(tag);
+        self.flush();
+    }
+
+    /// Writes what it can of the requests.
+    pub fn flush(&mut self) {
+        while !self.out.is_empty() && !self.dead {
+            match self.sock.write(self.out.as_slice()) {
+                Ok(0) => self.dead = true,
+                Ok(n) => self.out.consume(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => self.dead = true,
+            }
         }
+    }
+
+    /// The answers that came: each request's tag, with its verdict or the socket
+    /// its verdict will come on. Sets `dead` when the helper is gone.
+    pub fn read(&mut self) -> Vec<(T, Started)> {
+        use std::os::fd::AsRawFd;
+        let mut out = Vec::new();
+        loop {
+            let mut buf = [0u8; 64];
+            match crate::sys::recv_with_fds(self.sock.as_raw_fd(), &mut buf) {
+                Ok((0, _)) => {
+                    self.dead = true;
+                    break;
+                }
+                Ok((n, fds)) => {
+                    self.inbuf.extend_from_slice(&buf[..n]);
+                    self.fds.extend(fds);
+                    if self.inbuf.len() > 4 * MAX_LINE {
+                        self.dead = true;
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.dead = true;
+                    break;
+                }
+            }
+        }
+        while let Some(i) = self.inbuf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.inbuf.drain(..=i).collect();
+            let line = String::from_utf8_lossy(&line).into_owned();
+            let Some(tag) = self.asked.pop_front() else {
+                // An answer nobody asked for: not the helper speaking.
+                self.dead = true;
+                break;
+            };
+            let started = if line == "P\n" {
+                match self.fds.pop_front() {
+                    Some(fd) => Started::Running(UnixStream::from(fd)),
+                    None => Started::Done(LocalResult::Deferred(
+                        "4.3.0 the delivery helper sent no verdict socket".into(),
+                    )),
+                }
+            } else {
+                Started::Done(parse_verdict(&line))
+            };
+            out.push((tag, started));
+        }
+        out
+    }
+
+    /// What was asked and will now never be answered (the helper died).
+    pub fn take_unanswered(&mut self) -> Vec<T> {
+        self.asked.drain(..).collect()
     }
 }
 
@@ -214,7 +288,7 @@ fn check_user(user: &str) -> Result<String, String> {
 }
 
 /// The helper's loop: one request, one verdict, until the daemon goes away.
-fn serve(sock: UnixStream, conf: &HelperConf) {
+pub fn serve(sock: UnixStream, conf: &HelperConf) {
     let mut writer = match sock.try_clone() {
         Ok(w) => w,
         Err(_) => return,
@@ -396,8 +470,9 @@ fn as_user(
     }
 }
 
-/// A target delivery: already decided, or running with its verdict to come on the
-/// socket (which goes to the daemon).
+/// A delivery: already decided, or running with its verdict to come on the socket
+/// (which goes to the daemon).
+#[derive(Debug)]
 pub enum Started {
     /// The verdict.
     Done(LocalResult),

@@ -45,6 +45,7 @@ pub mod event_loop;
 pub mod helper;
 pub mod lex;
 pub mod local;
+pub mod local_runs;
 pub mod local_targets;
 pub mod logging;
 pub mod mailq;
@@ -55,6 +56,7 @@ pub mod smtp;
 pub mod spool;
 pub mod submit;
 pub mod submit_bs;
+pub mod supervisor;
 #[allow(unsafe_code)]
 pub mod sys;
 #[cfg(feature = "tls")]

@@ -248,7 +248,8 @@ pub fn parse_reply(line: &str) -> Option<FromGuard> {
     }
 }
 
-fn serve(sock: UnixStream, conf: &GuardConf) {
+/// The auth helper's loop (in the process the supervisor forks for it).
+pub fn serve(sock: UnixStream, conf: &GuardConf) {
     let mut current = load(conf);
     let mut out = match sock.try_clone() {
         Ok(s) => s,
@@ -309,10 +310,9 @@ impl std::fmt::Debug for Guard {
 }
 
 impl Guard {
-    /// Forks the guard and waits for its first load. Call before privileges are
-    /// dropped.
-    pub fn spawn(conf: GuardConf) -> io::Result<(Guard, Result<Loaded, String>)> {
-        let (ours, pid) = crate::sys::fork_server(|theirs| serve(theirs, &conf))?;
+    /// The daemon's end of an auth helper the supervisor started, once its first
+    /// load came (at start-up, before the loop runs).
+    pub fn attach(ours: UnixStream, pid: i32) -> io::Result<(Guard, Result<Loaded, String>)> {
         ours.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
         let mut first = Vec::new();
         let mut r = BufReader::new(&ours);
@@ -332,18 +332,21 @@ impl Guard {
                 ))
             }
         };
+        Ok((Guard::attach_later(ours, pid)?, loaded))
+    }
+
+    /// The daemon's end of an auth helper started again while the loop runs: its
+    /// first load comes through [`Guard::read`] like a reload's.
+    pub fn attach_later(ours: UnixStream, pid: i32) -> io::Result<Guard> {
         ours.set_nonblocking(true)?;
-        Ok((
-            Guard {
-                sock: mio::net::UnixStream::from_std(ours),
-                pid,
-                out: crate::buf::OutBuf::new(),
-                inbuf: Vec::new(),
-                next_seq: 0,
-                dead: false,
-            },
-            loaded,
-        ))
+        Ok(Guard {
+            sock: mio::net::UnixStream::from_std(ours),
+            pid,
+            out: crate::buf::OutBuf::new(),
+            inbuf: Vec::new(),
+            next_seq: 0,
+            dead: false,
+        })
     }
 
     /// The guard's pid.

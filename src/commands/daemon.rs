@@ -11,6 +11,8 @@ use crate::spool::Spool;
 
 /// The account a daemon started as root with `USER` empty becomes.
 const FALLBACK_USER: &str = "nobody";
+/// How long the daemon waits at start-up for a helper the supervisor starts.
+const HELPER_START: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What the auth helper reads: fixed here, before privileges are dropped.
 pub fn guard_conf(
@@ -90,10 +92,6 @@ pub fn run(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
     }
     let fds = crate::sys::raise_fd_limit();
     log::debug!("daemon fd-limit={fds}");
-    let spool = match Spool::open(&cfg.main.postoffice) {
-        Ok(s) => s,
-        Err(e) => die(ex::CANTCREAT, e),
-    };
     // The network-facing daemon never runs as root: USER, or else `nobody` (as
     // OpenSMTPD insists on _smtpd and Postfix on mail_owner; a dedicated account is
     // better, see etrnd.conf(5)), or else it refuses to start.
@@ -117,15 +115,41 @@ pub fn run(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
             ),
         ),
     };
+    // The supervisor starts (and starts again) the helpers: the delivery helper keeps
+    // root for what needs it (delivering as the recipient), the auth helper the
+    // rights to read the secrets. Forked before the spool is read, so it holds
+    // nothing of it.
+    let helper_conf = user.as_ref().map(|_| crate::helper::HelperConf {
+        postoffice: cfg.main.postoffice.clone(),
+        mailbox: cfg.main.mailbox.clone(),
+        maildir: cfg.main.maildir,
+        hostname: cfg.main.hostname.clone(),
+        max_message_size: cfg.main.max_message_size,
+        aliases: cfg.main.mailvar.join("db").join("aliases"),
+    });
+    let confs = crate::supervisor::Confs {
+        helper: helper_conf,
+        guard: guard_conf(&cfg.main, user.as_deref()),
+    };
+    let mut sup = match crate::supervisor::Supervisor::spawn(confs) {
+        Ok(s) => s,
+        Err(e) => die(ex::OSERR, format!("cannot start the supervisor: {e}")),
+    };
+    let spool = match Spool::open(&cfg.main.postoffice) {
+        Ok(s) => s,
+        Err(e) => die(ex::CANTCREAT, e),
+    };
     let cfg_copy = user.as_ref().map(|_| cfg.main.clone());
-    let guard_conf = guard_conf(&cfg.main, user.as_deref());
     let mut d = match crate::event_loop::Daemon::new(cfg, config_path, listeners, spool) {
         Ok(d) => d,
         Err(e) => die(ex::OSERR, e),
     };
     // The auth helper reads the secrets, certificate and key now and on every
     // SIGHUP, with the rights the daemon had at start.
-    match crate::auth::guard::Guard::spawn(guard_conf) {
+    let started = sup
+        .start(crate::supervisor::Kind::Auth, HELPER_START)
+        .and_then(|(pid, sock)| crate::auth::guard::Guard::attach(sock, pid));
+    match started {
         Ok((g, Ok(loaded))) => {
             if let Err(e) = d.set_guard(g, loaded) {
                 die(ex::CONFIG, e);
@@ -138,24 +162,20 @@ pub fn run(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
     // the first pickup, are given to USER): nothing has read the network yet.
     if let (Some(u), Some(main)) = (&user, &cfg_copy) {
         give_spool(main, u);
-        // The helper keeps root for what needs it (delivering as the recipient);
-        // everything else gives it up now, before the first read from the network.
-        let conf = crate::helper::HelperConf {
-            postoffice: main.postoffice.clone(),
-            mailbox: main.mailbox.clone(),
-            maildir: main.maildir,
-            hostname: main.hostname.clone(),
-            max_message_size: main.max_message_size,
-            aliases: main.mailvar.join("db").join("aliases"),
-        };
-        match crate::helper::Helper::spawn(conf) {
-            Ok(h) => d.set_helper(h),
-            Err(e) => die(ex::OSERR, format!("cannot start the delivery helper: {e}")),
+        let started = sup
+            .start(crate::supervisor::Kind::Delivery, HELPER_START)
+            .and_then(|(pid, sock)| crate::helper::Helper::new(sock, pid))
+            .and_then(|h| d.set_helper(h));
+        if let Err(e) = started {
+            die(ex::OSERR, format!("cannot start the delivery helper: {e}"));
         }
         if let Err(e) = crate::sys::drop_privileges(u) {
             die(ex::OSERR, format!("cannot become user {u}: {e}"));
         }
         log::info!("daemon privileges-dropped user={u}");
+    }
+    if let Err(e) = d.set_supervisor(sup) {
+        die(ex::OSERR, format!("cannot watch the supervisor: {e}"));
     }
     crate::sys::daemon_ready();
     log::info!("daemon started version={}", env!("CARGO_PKG_VERSION"));

@@ -1,126 +1,378 @@
-//! Local jobs: mailboxes (through the privileged helper, as the recipient) and the
-//! aliases' `/dev/null`, file and command targets.
+//! Local jobs, the loop's side: [`LocalRuns`] decides which delivery starts when
+//! (one at a time per mailbox or target, a cap in all, a deferral ends the job);
+//! this file carries it out. A delivery goes to the privileged helper as one
+//! request line on its non-blocking socket (started as root), or to a child of
+//! ours (not started as root); either way it runs in a process of its own and its
+//! verdict comes on a socket registered with the poller, so no delivery, however
+//! slow, and no helper round trip ever holds the loop up. Starts per loop turn are
+//! bounded ([`STARTS_PER_TURN`]); the rest go on next turn.
 
 use std::io::Read;
+use std::os::unix::net::UnixStream;
 use std::time::Instant;
+
+use mio::{Interest, Token};
 
 use super::Daemon;
 use crate::delivery::Recorded;
-use crate::local::{LocalMessage, LocalResult};
+use crate::helper::Started;
+use crate::local::LocalResult;
+use crate::local_runs::{LocalAction, LocalRuns};
 use crate::local_targets::Target;
 use crate::sched::{Job, JobId, RcptRef, RcptResult};
-use crate::spool::{Destination, MessageId};
 
-/// A file or command target being delivered: its verdict comes on `sock`.
-pub(super) struct PendingTarget {
-    jid: JobId,
+/// Deliveries started (or decided at once) in one loop turn, at most.
+pub const STARTS_PER_TURN: usize = 64;
+/// Tokens of verdict sockets: far from links (bit 31), DNS (bit 30), control (bit 29).
+pub const VERDICT_BASE: usize = 1 << 28;
+/// Most verdict sockets watched at once (deliveries running, with room for the
+/// ones whose verdict is late).
+const MAX_VERDICTS: usize = 4 * crate::local_runs::MAX_RUNNING;
+
+/// A delivery running on its own: its verdict comes on `sock`.
+struct Verdict {
+    job: JobId,
     rcpt: RcptRef,
-    relay: String,
-    /// The reply logged when it is delivered.
-    what: String,
-    /// For a mailbox delivery, the user (whose `.forward` may send it on).
-    user: Option<String>,
-    sock: std::os::unix::net::UnixStream,
+    sock: mio::net::UnixStream,
     line: Vec<u8>,
-    started: Instant,
     deadline: Instant,
 }
 
-/// What a delivered target's log line says.
-fn reply_of(t: Target<'_>) -> String {
+/// What the loop keeps of local jobs.
+#[derive(Default)]
+pub(super) struct Local {
+    pub(super) runs: LocalRuns,
+    /// Per job: the relay its lines name, and when it started.
+    jobs: std::collections::HashMap<JobId, (String, Instant)>,
+    verdicts: Vec<Option<Verdict>>,
+    /// Starts left this turn.
+    budget: usize,
+    /// The helper must exist (the daemon was started as root): while it is being
+    /// started again, deliveries wait.
+    pub(super) privileged: bool,
+}
+
+/// What a delivered recipient's log line says (DESIGN.md §5.13).
+fn reply_of(t: Option<Target<'_>>, maildir: bool) -> String {
     match t {
-        Target::Discard => "discarded (/dev/null)".to_string(),
-        Target::File(p) => format!("delivered to file: {p}"),
-        Target::Command(c) => format!("delivered to command: {c}"),
+        None if maildir => "delivered to maildir".into(),
+        None => "delivered to mailbox".into(),
+        Some(Target::Discard) => "discarded (/dev/null)".into(),
+        Some(Target::File(p)) => format!("delivered to file: {p}"),
+        Some(Target::Command(c)) => format!("delivered to command: {c}"),
     }
 }
 
-/// A target's outcome as the scheduler and the log take it.
-fn recorded(rcpt: RcptRef, r: LocalResult, t: Target<'_>) -> Recorded {
-    let (result, reply) = match r {
-        LocalResult::Delivered => (RcptResult::Delivered, Some(reply_of(t))),
-        // The copy is queued: Postfix's words, which pflogsumm counts as forwarded.
-        LocalResult::Forward(id) => (
-            RcptResult::Delivered,
-            Some(format!("forwarded as {}", id.join(" "))),
-        ),
-        LocalResult::Deferred(w) => (RcptResult::Deferred(w), None),
-        LocalResult::Failed(st, w) => (RcptResult::Failed(st, w), None),
-    };
-    Recorded {
-        rcpt,
-        result,
-        reply,
+/// A local result as the scheduler takes it.
+fn result_of(r: LocalResult) -> RcptResult {
+    match r {
+        LocalResult::Delivered | LocalResult::Forward(_) => RcptResult::Delivered,
+        LocalResult::Deferred(w) => RcptResult::Deferred(w),
+        LocalResult::Failed(st, w) => RcptResult::Failed(st, w),
     }
 }
 
 impl Daemon {
-    /// An alias's `/dev/null`, file or command target: through the helper, which
-    /// runs it as the aliases file's owner; unprivileged, in a child of ours. Either
-    /// way the delivery runs on its own and its verdict is read when it comes
-    /// ([`Daemon::targets_tick`]); `Some` when the outcome is known at once.
-    fn start_target(
-        &mut self,
-        (jid, msg, idx): (JobId, MessageId, usize),
-        t: Target<'_>,
-        m: &LocalMessage<'_>,
-        rcpt: &str,
-        relay: &str,
-    ) -> Option<Recorded> {
-        let done = |result: LocalResult| Some(recorded(RcptRef { msg, idx }, result, t));
-        let started = match (t, self.helper.as_mut()) {
-            (Target::Discard, _) => return done(LocalResult::Delivered),
-            (_, Some(h)) => h.start_target(msg, idx),
-            (_, None) => {
-                // Unprivileged: as ourselves, if an alias still names it.
-                let aliases = self.config.main.mailvar.join("db").join("aliases");
-                if let Err(why) = crate::local_targets::run_as(&aliases, t) {
-                    return done(LocalResult::Deferred(format!("4.3.0 {why}")));
+    /// A local job: its deliveries start as the limits allow.
+    pub(super) fn deliver_local(&mut self, job: Job, now: Instant) {
+        let relay = format!("local:{}", job.key.host);
+        self.local.jobs.insert(job.id, (relay, now));
+        self.local.runs.add(job.id, &job.key.host, &job.rcpts);
+        self.local_step(now);
+    }
+
+    /// A new loop turn: a new budget of starts.
+    pub(super) fn local_turn(&mut self) {
+        self.local.budget = STARTS_PER_TURN;
+    }
+
+    /// Carries out what the runs want, within this turn's budget.
+    pub(super) fn local_step(&mut self, now: Instant) {
+        while self.local.budget > 0 {
+            let Some(action) = self.local.runs.poll_action() else {
+                return;
+            };
+            match action {
+                LocalAction::Start { job, rcpt } => {
+                    self.local.budget -= 1;
+                    self.local_start(job, rcpt, now);
                 }
-                let me = crate::sys::current_user().unwrap_or_default();
-                let (uid, gid, home) =
-                    crate::sys::user(&me).unwrap_or((crate::sys::euid(), 0, "/".into()));
-                crate::helper::fork_verdict(&[m.body.raw_fd()], || {
-                    crate::local_targets::deliver(t, m, ((uid, gid), &home, &me), rcpt)
-                })
-                .map_err(|e| {
-                    LocalResult::Deferred(format!("4.3.0 fork: {}", crate::vocab::os_error(&e)))
-                })
-            }
-        };
-        match started {
-            Err(r) => done(r),
-            Ok(sock) => {
-                let what = reply_of(t);
-                self.await_verdict((jid, RcptRef { msg, idx }), relay, &what, sock, None);
-                None
+                LocalAction::Finished { job, results } => {
+                    self.local.jobs.remove(&job);
+                    self.finish_job(job, results, now);
+                }
             }
         }
     }
 
-    /// A delivery runs on its own: its verdict is awaited on `sock`. `user`: a
-    /// mailbox delivery, whose `.forward` may send the message on.
-    fn await_verdict(
-        &mut self,
-        (jid, rcpt): (JobId, RcptRef),
-        relay: &str,
-        what: &str,
-        sock: std::os::unix::net::UnixStream,
-        user: Option<String>,
-    ) {
+    /// When the loop must come back for local work: a verdict's deadline, or at once
+    /// when starts wait only for the next turn's budget.
+    pub(super) fn local_timeout(&self, now: Instant) -> Option<Instant> {
+        let late = self
+            .local
+            .verdicts
+            .iter()
+            .flatten()
+            .map(|v| v.deadline)
+            .min();
+        let more = (self.local.budget == 0 && self.local.runs.has_action()).then_some(now);
+        late.into_iter().chain(more).min()
+    }
+
+    /// The target of a job: its thread's host (a user, or an alias's `/…` or `|…`).
+    fn local_target(&self, job: JobId) -> String {
+        self.local
+            .jobs
+            .get(&job)
+            .and_then(|(relay, _)| relay.strip_prefix("local:"))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Starts delivering one recipient of a local job.
+    fn local_start(&mut self, job: JobId, rcpt: RcptRef, now: Instant) {
+        if !self.sched.has_message(rcpt.msg) {
+            // Deleted by the operator since the job started: nothing to deliver.
+            let why = "deleted by the operator".to_string();
+            return self.local_end(job, rcpt, LocalResult::Deferred(why), now);
+        }
+        let name = self.local_target(job);
+        let target = Target::of(&name);
+        if target == Some(Target::Discard) {
+            return self.local_end(job, rcpt, LocalResult::Delivered, now);
+        }
+        if self.local.privileged {
+            let Some(h) = self.helper.as_mut() else {
+                let why = "4.3.0 no delivery helper (it died and cannot be started again)";
+                return self.local_end(job, rcpt, LocalResult::Deferred(why.into()), now);
+            };
+            match target {
+                Some(_) => h.start_target(rcpt.msg, rcpt.idx, (job, rcpt)),
+                None => h.start_mailbox(rcpt.msg, &name, (job, rcpt)),
+            }
+            return;
+        }
+        // Not started as root: a child of ours delivers, as ourselves.
+        self.local_seq += 1;
+        let seq = self.local_seq;
+        let spool = crate::spool::Spool::at(self.spool.root());
+        let main = &self.config.main;
+        let (mailbox, maildir, hostname) =
+            (main.mailbox.clone(), main.maildir, main.hostname.clone());
+        let aliases = main.mailvar.join("db").join("aliases");
+        let account = self.config.router.accounts.get(&name).cloned();
+        let forked = crate::helper::fork_verdict(&[], || {
+            let (env, body) = match spool.open_message(rcpt.msg) {
+                Ok(x) => x,
+                Err(e) => {
+                    return LocalResult::Deferred(format!("4.3.0 cannot read queue file: {e}"))
+                }
+            };
+            let m = crate::local::LocalMessage {
+                sender: &env.sender,
+                arrival: env.arrival,
+                body: &body,
+                hostname: &hostname,
+            };
+            match target {
+                Some(t) => {
+                    if let Err(why) = crate::local_targets::run_as(&aliases, t) {
+                        return LocalResult::Deferred(format!("4.3.0 {why}"));
+                    }
+                    let me = crate::sys::current_user().unwrap_or_default();
+                    let (uid, gid, home) =
+                        crate::sys::user(&me).unwrap_or((crate::sys::euid(), 0, "/".into()));
+                    let to = env
+                        .recipients
+                        .get(rcpt.idx)
+                        .map(|r| r.address.to_string())
+                        .unwrap_or_default();
+                    crate::local_targets::deliver(t, &m, ((uid, gid), &home, &me), &to)
+                }
+                None => crate::local::deliver(&mailbox, maildir, &name, account.as_ref(), &m, seq),
+            }
+        });
+        match forked {
+            Ok(sock) => self.watch_verdict(job, rcpt, sock, now),
+            Err(e) => {
+                let why = format!("4.3.0 fork: {}", crate::vocab::os_error(&e));
+                self.local_end(job, rcpt, LocalResult::Deferred(why), now)
+            }
+        }
+    }
+
+    /// A delivery runs on its own: its verdict is awaited on `sock`.
+    fn watch_verdict(&mut self, job: JobId, rcpt: RcptRef, sock: UnixStream, now: Instant) {
+        let slot = match self.local.verdicts.iter().position(Option::is_none) {
+            Some(i) => i,
+            None if self.local.verdicts.len() < MAX_VERDICTS => {
+                self.local.verdicts.push(None);
+                self.local.verdicts.len() - 1
+            }
+            None => {
+                let why = "4.3.0 too many deliveries awaiting a verdict".to_string();
+                return self.local_end(job, rcpt, LocalResult::Deferred(why), now);
+            }
+        };
         let _ = sock.set_nonblocking(true);
-        let now = Instant::now();
-        self.targets.push(PendingTarget {
-            jid,
+        let mut sock = mio::net::UnixStream::from_std(sock);
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut sock, Token(VERDICT_BASE + slot), Interest::READABLE)
+        {
+            let why = format!("4.3.0 {}", crate::vocab::os_error(&e));
+            return self.local_end(job, rcpt, LocalResult::Deferred(why), now);
+        }
+        self.local.verdicts[slot] = Some(Verdict {
+            job,
             rcpt,
-            relay: relay.to_string(),
-            what: what.to_string(),
-            user,
             sock,
             line: Vec::new(),
-            started: now,
             deadline: now + crate::helper::VERDICT_LIMIT,
         });
+    }
+
+    /// Whether `token` is a verdict socket's.
+    pub(super) fn owns_verdict(token: Token) -> bool {
+        (VERDICT_BASE..VERDICT_BASE + MAX_VERDICTS).contains(&token.0)
+    }
+
+    /// A verdict socket can be read.
+    pub(super) fn verdict_event(&mut self, token: Token, now: Instant) {
+        let slot = token.0 - VERDICT_BASE;
+        let Some(v) = self.local.verdicts.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let mut buf = [0u8; 1024];
+        let result = loop {
+            match v.sock.read(&mut buf) {
+                Ok(0) => {
+                    break Some(LocalResult::Deferred(
+                        "4.3.0 the delivery ended without a verdict".into(),
+                    ))
+                }
+                Ok(n) => {
+                    v.line
+                        .extend_from_slice(&buf[..n.min(crate::helper::MAX_LINE)]);
+                    if v.line.ends_with(b"\n") || v.line.len() >= crate::helper::MAX_LINE {
+                        break Some(crate::helper::parse_verdict(&String::from_utf8_lossy(
+                            &v.line,
+                        )));
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break None,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    break Some(LocalResult::Deferred(format!(
+                        "4.3.0 {}",
+                        crate::vocab::os_error(&e)
+                    )))
+                }
+            }
+        };
+        if let Some(r) = result {
+            self.verdict_done(slot, r, now);
+        }
+    }
+
+    fn verdict_done(&mut self, slot: usize, r: LocalResult, now: Instant) {
+        let Some(mut v) = self.local.verdicts.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut v.sock);
+        self.local_end(v.job, v.rcpt, r, now);
+    }
+
+    /// Verdicts that did not come in time.
+    pub(super) fn local_tick(&mut self, now: Instant) {
+        let late: Vec<usize> = (0..self.local.verdicts.len())
+            .filter(|&i| {
+                self.local.verdicts[i]
+                    .as_ref()
+                    .is_some_and(|v| now >= v.deadline)
+            })
+            .collect();
+        for slot in late {
+            let why = format!(
+                "4.3.0 no verdict within {} s",
+                crate::helper::VERDICT_LIMIT.as_secs()
+            );
+            self.verdict_done(slot, LocalResult::Deferred(why), now);
+        }
+        self.local_step(now);
+    }
+
+    /// The delivery helper answered, or its socket can take more.
+    pub(super) fn helper_event(&mut self, now: Instant) {
+        let Some(h) = self.helper.as_mut() else {
+            return;
+        };
+        h.flush();
+        let answers = h.read();
+        let dead = h.dead;
+        for ((job, rcpt), started) in answers {
+            match started {
+                Started::Done(r) => self.local_end(job, rcpt, r, now),
+                Started::Running(sock) => self.watch_verdict(job, rcpt, sock, now),
+            }
+        }
+        if dead {
+            self.helper_died(now);
+        }
+        self.local_step(now);
+    }
+
+    /// The delivery helper is gone: what it was asked is deferred, deliveries wait,
+    /// and the supervisor starts a new one.
+    fn helper_died(&mut self, now: Instant) {
+        let Some(mut h) = self.helper.take() else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(h.source());
+        let lost = h.take_unanswered();
+        log::error!(
+            "daemon helper-died pid={} requests-deferred={}: starting a new one",
+            h.pid(),
+            lost.len()
+        );
+        for (job, rcpt) in lost {
+            let why = "4.3.0 the delivery helper died".to_string();
+            self.local_end(job, rcpt, LocalResult::Deferred(why), now);
+        }
+        self.ask_supervisor(crate::supervisor::Kind::Delivery);
+    }
+
+    /// A delivery ended: logged, recorded, and the job goes on.
+    fn local_end(&mut self, job: JobId, rcpt: RcptRef, r: LocalResult, now: Instant) {
+        let name = self.local_target(job);
+        let target = Target::of(&name);
+        let r = match r {
+            LocalResult::Forward(to) if target.is_none() => self.forward_copy(rcpt, &name, &to),
+            LocalResult::Forward(_) => {
+                LocalResult::Deferred("4.3.0 a forward from a target".into())
+            }
+            r => r,
+        };
+        let reply = match &r {
+            LocalResult::Forward(id) => Some(format!("forwarded as {}", id.join(" "))),
+            LocalResult::Delivered => Some(reply_of(target, self.config.main.maildir)),
+            _ => None,
+        };
+        let result = result_of(r);
+        let (relay, started) = self
+            .local
+            .jobs
+            .get(&job)
+            .cloned()
+            .unwrap_or_else(|| (format!("local:{name}"), now));
+        let rec = Recorded {
+            rcpt,
+            result: result.clone(),
+            reply,
+        };
+        self.record(&relay, vec![rec], Some((started, Some(started))), now);
+        self.local.runs.done(job, rcpt, &result);
     }
 
     /// A `.forward` sent the message on: a copy for those addresses is queued, with
@@ -185,170 +437,5 @@ impl Daemon {
                 LocalResult::Deferred(format!("4.3.0 cannot queue the forwarded copy: {e}"))
             }
         }
-    }
-
-    /// Reads the verdicts that came; a job whose last one came ends.
-    pub(super) fn targets_tick(&mut self, now: Instant) {
-        if self.targets.is_empty() {
-            return;
-        }
-        let mut i = 0;
-        let before = self.targets.len();
-        while i < self.targets.len() {
-            let p = &mut self.targets[i];
-            let mut buf = [0u8; 1024];
-            let verdict = loop {
-                match p.sock.read(&mut buf) {
-                    Ok(0) => {
-                        break Some(LocalResult::Deferred(
-                            "4.3.0 the delivery ended without a verdict".into(),
-                        ))
-                    }
-                    Ok(n) => {
-                        p.line
-                            .extend_from_slice(&buf[..n.min(crate::helper::MAX_LINE)]);
-                        if p.line.ends_with(b"\n") || p.line.len() >= crate::helper::MAX_LINE {
-                            break Some(crate::helper::parse_verdict(&String::from_utf8_lossy(
-                                &p.line,
-                            )));
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        break (now >= p.deadline).then(|| {
-                            LocalResult::Deferred(format!(
-                                "4.3.0 no verdict within {} s",
-                                crate::helper::VERDICT_LIMIT.as_secs()
-                            ))
-                        })
-                    }
-                    Err(e) => {
-                        break Some(LocalResult::Deferred(format!(
-                            "4.3.0 {}",
-                            crate::vocab::os_error(&e)
-                        )))
-                    }
-                }
-            };
-            let Some(v) = verdict else {
-                i += 1;
-                continue;
-            };
-            let p = self.targets.swap_remove(i);
-            let v = match (v, &p.user) {
-                (LocalResult::Forward(to), Some(user)) => self.forward_copy(p.rcpt, user, &to),
-                (LocalResult::Forward(_), None) => {
-                    LocalResult::Deferred("4.3.0 a forward from a target".into())
-                }
-                (v, _) => v,
-            };
-            let mut rec = recorded(p.rcpt, v, Target::Discard);
-            if rec.result == RcptResult::Delivered && rec.reply.is_none() {
-                rec.reply = Some(p.what.clone());
-            }
-            let result = (rec.rcpt, rec.result.clone());
-            self.record(&p.relay, vec![rec], Some((p.started, Some(p.started))), now);
-            let waiting = self.targets.iter().any(|x| x.jid == p.jid);
-            let results = self.local_done.entry(p.jid).or_default();
-            results.push(result);
-            if !waiting {
-                let results = self.local_done.remove(&p.jid).unwrap_or_default();
-                self.finish_job(p.jid, results, now);
-            }
-        }
-        if self.targets.len() < before {
-            // Jobs ended and copies may have been queued: start what can start.
-            self.start_jobs(now);
-        }
-    }
-
-    /// When verdicts are looked for again (while any is awaited).
-    pub(super) fn targets_timeout(&self, now: Instant) -> Option<Instant> {
-        (!self.targets.is_empty()).then(|| now + std::time::Duration::from_millis(50))
-    }
-
-    /// Delivers a local job into mailboxes, one message at a time.
-    pub(super) fn deliver_local(&mut self, job: Job, now: Instant) {
-        let started = Instant::now();
-        let mut results = Vec::new();
-        let relay = format!("local:{}", job.key.host);
-        for (msg, idxs) in crate::delivery::group(&job.rcpts) {
-            let mut these = Vec::new();
-            match self.spool.open_message(msg) {
-                Err(e) => {
-                    log::error!("{msg} spool load-failed error=\"{e}\"");
-                    for idx in idxs {
-                        these.push(Recorded {
-                            rcpt: RcptRef { msg, idx },
-                            result: RcptResult::Deferred(format!("cannot read queue file: {e}")),
-                            reply: None,
-                        });
-                    }
-                }
-                Ok((env, body)) => {
-                    let hostname = self.config.main.hostname.clone();
-                    let m = crate::local::LocalMessage {
-                        sender: &env.sender,
-                        arrival: env.arrival,
-                        body: &body,
-                        hostname: &hostname,
-                    };
-                    for idx in idxs {
-                        let user = match env.recipients.get(idx).map(|x| &x.dest) {
-                            Some(Destination::Local(u)) => u.clone(),
-                            _ => job.key.host.clone(),
-                        };
-                        self.local_seq += 1;
-                        if let Some(t) = Target::of(&user) {
-                            let rcpt = env.recipients[idx].address.to_string();
-                            let key = (job.id, msg, idx);
-                            if let Some(r) = self.start_target(key, t, &m, &rcpt, &relay) {
-                                these.push(r);
-                            }
-                            continue;
-                        }
-                        let rcpt = RcptRef { msg, idx };
-                        let outcome = match self.helper.as_mut() {
-                            // As the recipient, through the privileged helper, which
-                            // also reads their `.forward`.
-                            Some(h) => match h.start_mailbox(msg, &user) {
-                                Ok(sock) => {
-                                    self.await_verdict(
-                                        (job.id, rcpt),
-                                        &relay,
-                                        "delivered to mailbox",
-                                        sock,
-                                        Some(user),
-                                    );
-                                    continue;
-                                }
-                                Err(r) => r,
-                            },
-                            // Not started as root: in-process, as ourselves.
-                            None => crate::local::deliver(
-                                &self.config.main.mailbox,
-                                self.config.main.maildir,
-                                &user,
-                                self.config.router.accounts.get(&user),
-                                &m,
-                                self.local_seq,
-                            ),
-                        };
-                        let mut r = recorded(rcpt, outcome, Target::Discard);
-                        if r.result == RcptResult::Delivered {
-                            r.reply = Some("delivered to mailbox".into());
-                        }
-                        these.push(r);
-                    }
-                }
-            }
-            results.extend(these.iter().map(|o| (o.rcpt, o.result.clone())));
-            self.record(&relay, these, Some((started, Some(started))), now);
-        }
-        if self.targets.iter().any(|p| p.jid == job.id) {
-            // Targets still run: the job ends with the last verdict.
-            self.local_done.insert(job.id, results);
-            return;
-        }
-        self.finish_job(job.id, results, now);
     }
 }

@@ -75,6 +75,8 @@ const SIGNAL: Token = Token(0);
 const NOTIFY: Token = Token(1023);
 const CONTROL: Token = Token(1022);
 const GUARD: Token = Token(1021);
+const HELPER: Token = Token(1020);
+const SUPERVISOR: Token = Token(1019);
 const LISTENER_BASE: usize = 1;
 /// Extra zero-wait polls served before a commit (see `run`).
 const EXTRA_PASSES: usize = 4;
@@ -139,8 +141,14 @@ pub struct Daemon {
     /// Counter for unique Maildir names.
     local_seq: u64,
     /// The privileged helper, when the daemon was started as root (local delivery
-    /// goes through it, as the recipient).
-    helper: Option<crate::helper::Helper>,
+    /// goes through it, as the recipient); `None` while it is started again.
+    helper: Option<crate::helper::Helper<(crate::sched::JobId, crate::sched::RcptRef)>>,
+    /// The supervisor, which starts the helpers again when they die.
+    supervisor: Option<crate::supervisor::Supervisor>,
+    /// Local jobs in progress and the deliveries they run.
+    local: local_out::Local,
+    /// `etrnd queue` requests carried out a slice a turn.
+    queue_work: Vec<queue_ctl::QueueWork>,
     /// While set, serving a session does not write its output yet: pipelined ETRNs
     /// answered in rounds leave in one write (separate small writes would wait for
     /// the client's delayed ACK behind Nagle, 40 ms each on Linux).
@@ -165,11 +173,6 @@ pub struct Daemon {
     control: control::Control,
     /// Running `mailq` listings: pid, when they are stopped.
     showq: Vec<(i32, Instant)>,
-    /// Alias file and command targets being delivered, and the results so far of
-    /// the local jobs that wait for them.
-    targets: Vec<local_out::PendingTarget>,
-    local_done:
-        HashMap<crate::sched::JobId, Vec<(crate::sched::RcptRef, crate::sched::RcptResult)>>,
     /// When the drop folder is scanned next in any case.
     next_pickup: Instant,
     /// Wall-clock seconds of this turn's clock reading (see `tick`).
@@ -334,6 +337,9 @@ impl Daemon {
             outbound: Outbound::default(),
             local_seq: 0,
             helper: None,
+            supervisor: None,
+            local: local_out::Local::default(),
+            queue_work: Vec::new(),
             hold_output: false,
             etrns: Vec::new(),
             atrns: Vec::new(),
@@ -345,8 +351,6 @@ impl Daemon {
             notify: None,
             control: control::Control::default(),
             showq: Vec::new(),
-            targets: Vec::new(),
-            local_done: HashMap::new(),
             next_pickup: Instant::now(),
             unix,
             sec: Security::default(),
@@ -405,7 +409,8 @@ impl Daemon {
                 self.links_timeout(now),
                 self.notes_write_at,
                 self.showq_timeout(now),
-                self.targets_timeout(now),
+                self.local_timeout(now),
+                self.queue_timeout(now),
                 self.control.timeout(),
             ]
             .into_iter()
@@ -419,6 +424,7 @@ impl Daemon {
                 return Err(e);
             }
             now = self.tick();
+            self.local_turn();
             self.check_disk(now);
             let mut touched = Vec::new();
             self.dispatch(&events, now, &mut touched);
@@ -477,7 +483,8 @@ impl Daemon {
             self.links_tick(now);
             self.notes_tick(now);
             self.showq_reap(now);
-            self.targets_tick(now);
+            self.local_tick(now);
+            self.queue_tick(now);
             self.control_tick(now);
             self.lookups_done(now);
             self.dns_io
@@ -487,10 +494,109 @@ impl Daemon {
         Ok(())
     }
 
-    /// Local deliveries go through `helper` from now on.
-    pub fn set_helper(&mut self, helper: crate::helper::Helper) {
+    /// Local deliveries go through `helper` from now on (started as root).
+    pub fn set_helper(
+        &mut self,
+        mut helper: crate::helper::Helper<(crate::sched::JobId, crate::sched::RcptRef)>,
+    ) -> io::Result<()> {
         log::info!("daemon helper pid={}", helper.pid());
+        self.poll.registry().register(
+            helper.source(),
+            HELPER,
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
         self.helper = Some(helper);
+        self.local.privileged = true;
+        self.local.runs.pause(false);
+        Ok(())
+    }
+
+    /// The supervisor starts the helpers again when they die.
+    pub fn set_supervisor(&mut self, sup: crate::supervisor::Supervisor) -> io::Result<()> {
+        sup.set_nonblocking()?;
+        self.poll
+            .registry()
+            .register(&mut SourceFd(&sup.fd()), SUPERVISOR, Interest::READABLE)?;
+        log::info!("daemon supervisor pid={}", sup.pid());
+        self.supervisor = Some(sup);
+        Ok(())
+    }
+
+    /// Asks the supervisor for a new helper of `kind`; without a supervisor, says
+    /// that none will come.
+    fn ask_supervisor(&mut self, kind: crate::supervisor::Kind) {
+        let asked = self.supervisor.as_mut().map(|s| s.ask(kind));
+        match asked {
+            Some(Ok(())) => {
+                if kind == crate::supervisor::Kind::Delivery {
+                    self.local.runs.pause(true);
+                }
+            }
+            Some(Err(e)) => self.supervisor_lost(&e.to_string()),
+            None => log::error!("daemon {kind} cannot be started again: no supervisor"),
+        }
+    }
+
+    /// The supervisor sent the helpers it started.
+    fn supervisor_event(&mut self, now: Instant) {
+        let Some(sup) = self.supervisor.as_mut() else {
+            return;
+        };
+        match sup.read() {
+            Ok(started) => {
+                for (kind, pid, sock) in started {
+                    self.helper_started(kind, pid, sock, now);
+                }
+            }
+            Err(e) => self.supervisor_lost(&e.to_string()),
+        }
+    }
+
+    /// A helper the supervisor started again takes over.
+    fn helper_started(
+        &mut self,
+        kind: crate::supervisor::Kind,
+        pid: i32,
+        sock: std::os::unix::net::UnixStream,
+        now: Instant,
+    ) {
+        use crate::supervisor::Kind;
+        log::info!("daemon helper-restarted kind=\"{kind}\" pid={pid}");
+        match kind {
+            Kind::Delivery => match crate::helper::Helper::new(sock, pid) {
+                Ok(h) => {
+                    if let Err(e) = self.set_helper(h) {
+                        log::error!("daemon helper-failed error=\"{e}\"");
+                    }
+                    self.local_step(now);
+                }
+                Err(e) => log::error!("daemon helper-failed error=\"{e}\""),
+            },
+            Kind::Auth => match crate::auth::guard::Guard::attach_later(sock, pid) {
+                Ok(mut g) => {
+                    let r = self.poll.registry().register(
+                        g.source(),
+                        GUARD,
+                        Interest::READABLE | Interest::WRITABLE,
+                    );
+                    match r {
+                        Ok(()) => self.guard = Some(g),
+                        Err(e) => log::error!("daemon auth-helper-failed error=\"{e}\""),
+                    }
+                }
+                Err(e) => log::error!("daemon auth-helper-failed error=\"{e}\""),
+            },
+        }
+    }
+
+    /// The supervisor is gone: helpers that die from now on stay dead, and local
+    /// deliveries that wait for one are deferred.
+    fn supervisor_lost(&mut self, why: &str) {
+        if let Some(s) = self.supervisor.take() {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&s.fd()));
+            log::error!("daemon supervisor-lost pid={} error=\"{why}\": helpers that die are not started again", s.pid());
+        }
+        self.local.runs.pause(false);
     }
 
     /// Hands each event to its owner; server links with input go to `touched`.
@@ -523,6 +629,12 @@ impl Daemon {
                 CONTROL => self.control_accept(now),
                 t if control::Control::owns(t) => self.control_event(t, now),
                 GUARD => self.guard_event(now),
+                HELPER => self.helper_event(now),
+                SUPERVISOR => self.supervisor_event(now),
+                t if Daemon::owns_verdict(t) => {
+                    self.verdict_event(t, now);
+                    self.local_step(now);
+                }
                 t if DnsIo::owns(t) => {
                     self.dns_io
                         .handle_event(t, &mut self.dns, self.poll.registry(), now)

@@ -613,12 +613,11 @@ impl Daemon {
         while let Some((id, rec)) = self.sched.poll_record() {
             by_msg.entry(id).or_default().push(rec);
         }
-        for (id, recs) in by_msg {
-            if let Err(e) = self.spool.record_all(id, &recs) {
-                // For a delivered recipient: the remote has the message and we could
-                // not note it; a restart may send it again (a duplicate, never a loss).
-                log::error!("{id} spool journal-failed error=\"{e}\"");
-            }
+        let batch: Vec<_> = by_msg.into_iter().collect();
+        for (id, e) in self.spool.record_batch(&batch) {
+            // For a delivered recipient: the remote has the message and we could
+            // not note it; a restart may send it again (a duplicate, never a loss).
+            log::error!("{id} spool journal-failed error=\"{e}\"");
         }
         while let Some(b) = self.sched.poll_bounce() {
             self.send_bounce(b);

@@ -189,10 +189,14 @@ impl Daemon {
             }
         }
         if dead {
-            log::error!("daemon auth-helper-failed: AUTH is unavailable until restart");
             if let Some(mut g) = self.guard.take() {
+                log::error!(
+                    "daemon auth-helper-died pid={}: AUTH answers 454 until a new one is up",
+                    g.pid()
+                );
                 let _ = self.poll.registry().deregister(g.source());
             }
+            self.ask_supervisor(crate::supervisor::Kind::Auth);
             let seqs: Vec<u64> = self.auth_waiting.keys().copied().collect();
             for s in seqs {
                 self.verdict(s, None, now);

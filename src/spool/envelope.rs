@@ -390,6 +390,19 @@ pub enum StateRecord {
 }
 
 impl StateRecord {
+    /// Whether the record must be on disk (fsynced) before the daemon acts on it:
+    /// a delivery (else a power cut sends it again), a failure (its bounce went), a
+    /// delay notice (sent), the operator's hold and its release. A deferral and a
+    /// requeue are written but not synced: a power cut that loses one only makes a
+    /// try come sooner and one attempt go uncounted (a kill -9 loses nothing, the
+    /// write is in the kernel).
+    pub fn needs_sync(&self) -> bool {
+        !matches!(
+            self,
+            StateRecord::Deferred { .. } | StateRecord::Requeued { .. }
+        )
+    }
+
     /// One journal line, LF-terminated.
     pub fn encode(&self) -> String {
         match self {

@@ -661,6 +661,40 @@ impl Spool {
         f.sync_data().map_err(|e| SpoolError::new("fsync", &p, e))
     }
 
+    /// Appends the records of many messages, one write per journal, and then syncs
+    /// every journal that holds a record that needs it ([`StateRecord::needs_sync`])
+    /// in one pass: writeback is started for all of them first, so the first sync's
+    /// journal commit carries the others' and their syncs find their data on its way
+    /// (as the commit of a batch of messages does). The failures, per message.
+    pub fn record_batch(
+        &self,
+        batch: &[(MessageId, Vec<StateRecord>)],
+    ) -> Vec<(MessageId, SpoolError)> {
+        let mut failed = Vec::new();
+        let mut to_sync = Vec::new();
+        for (id, recs) in batch {
+            if recs.is_empty() {
+                continue;
+            }
+            let p = self.state.join(id.to_string());
+            let text: String = recs.iter().map(StateRecord::encode).collect();
+            match append(&p, text.as_bytes()) {
+                Ok(f) if recs.iter().any(StateRecord::needs_sync) => {
+                    crate::sys::start_writeback(&f);
+                    to_sync.push((*id, p, f));
+                }
+                Ok(_) => {}
+                Err(e) => failed.push((*id, e)),
+            }
+        }
+        for (id, p, f) in to_sync {
+            if let Err(e) = f.sync_data() {
+                failed.push((id, SpoolError::new("fsync", &p, e)));
+            }
+        }
+        failed
+    }
+
     /// Appends a record as a tool run by root or `USER` does (`etrnd queue` with the
     /// daemon down): like [`Spool::record`], and a journal it creates is given to
     /// the owner of `state/`, so the daemon can read and extend it. Only an

@@ -10,6 +10,11 @@ use std::path::{Path, PathBuf};
 /// Room for one descriptor's control message (and some slack for the alignment).
 const CMSG_ROOM: usize = 64;
 
+/// Room for control messages, aligned as `struct cmsghdr` must be (a plain octet
+/// array may sit at any address).
+#[repr(C, align(8))]
+struct Cmsg<const N: usize>([u8; N]);
+
 fn sockaddr(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
     // SAFETY: sockaddr_un is plain old data; zeroed is valid.
     let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
@@ -47,7 +52,8 @@ fn send_fd(sock: RawFd, to: Option<&Path>, data: &[u8], fd: RawFd) -> io::Result
         iov_base: data.as_ptr() as *mut libc::c_void,
         iov_len: data.len(),
     };
-    let mut cbuf = [0u8; CMSG_ROOM];
+    let mut cbuf = Cmsg([0u8; CMSG_ROOM]);
+    let cbuf = &mut cbuf.0;
     // SAFETY: msghdr is plain old data; every pointer set below points into locals
     // that outlive the sendmsg call; the CMSG macros stay inside cbuf, whose room is
     // checked against CMSG_SPACE first.
@@ -75,6 +81,18 @@ fn send_fd(sock: RawFd, to: Option<&Path>, data: &[u8], fd: RawFd) -> io::Result
     Ok(())
 }
 
+/// What `sock` has to read: its length and every descriptor attached to those
+/// octets, in order (at most [`MAX_FDS`] a call; a larger batch is cut short by the
+/// kernel and those past it are closed, as [`recv_with_fd`] does). For a stream
+/// socket whose peer attaches one descriptor to each of several replies.
+pub fn recv_with_fds(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    recvmsg_fds(sock, buf, &mut Cmsg([0u8; FDS_ROOM]).0).map(|(n, _, fds, _)| (n, fds))
+}
+
+/// Most descriptors taken by one [`recv_with_fds`].
+pub const MAX_FDS: usize = 32;
+const FDS_ROOM: usize = 64 + MAX_FDS * std::mem::size_of::<RawFd>();
+
 /// One datagram received on `sock`: its length, the sender's bound path (if any)
 /// and the first descriptor attached to it. Any other descriptor that came with it
 /// is closed, and so is everything when the control data was cut short, so a local
@@ -83,6 +101,23 @@ pub fn recv_with_fd(
     sock: RawFd,
     buf: &mut [u8],
 ) -> io::Result<(usize, Option<PathBuf>, Option<OwnedFd>)> {
+    let (n, path, fds, truncated) = recvmsg_fds(sock, buf, &mut Cmsg([0u8; CMSG_ROOM]).0)?;
+    let fd = if truncated {
+        None
+    } else {
+        fds.into_iter().next()
+    };
+    Ok((n, path, fd))
+}
+
+/// `recvmsg` with `cbuf` for control data: the length, the sender's path, every
+/// descriptor that came (each taken into an `OwnedFd` once) and whether the control
+/// data was cut short.
+fn recvmsg_fds(
+    sock: RawFd,
+    buf: &mut [u8],
+    cbuf: &mut [u8],
+) -> io::Result<(usize, Option<PathBuf>, Vec<OwnedFd>, bool)> {
     // SAFETY: as in send_with_fd; recvmsg writes at most the lengths given; every
     // descriptor the kernel put in the control data is taken into an OwnedFd once.
     unsafe {
@@ -91,7 +126,6 @@ pub fn recv_with_fd(
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
         };
-        let mut cbuf = [0u8; CMSG_ROOM];
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_name = (&mut sa as *mut libc::sockaddr_un).cast();
         msg.msg_namelen = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
@@ -126,12 +160,7 @@ pub fn recv_with_fd(
             .take_while(|&b| b != 0)
             .collect();
         let path = (!raw.is_empty()).then(|| PathBuf::from(std::ffi::OsStr::from_bytes(&raw)));
-        let fd = if truncated {
-            None
-        } else {
-            fds.into_iter().next()
-        };
-        Ok((n as usize, path, fd))
+        Ok((n as usize, path, fds, truncated))
     }
 }
 

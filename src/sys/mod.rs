@@ -669,7 +669,7 @@ mod fdpass;
 mod pidfile;
 mod process;
 pub mod pwfile;
-pub use fdpass::{peer_uid, recv_with_fd, send_fd_connected, send_with_fd};
+pub use fdpass::{peer_uid, recv_with_fd, recv_with_fds, send_fd_connected, send_with_fd};
 pub use pidfile::{lock_pidfile, lock_pidfile_rewrite, release_pidfile, try_flock};
 
 pub use at::{create_at, euid, group_gid, mkdir_at, open_dir_at, rename_at, unlink_at};
@@ -677,7 +677,7 @@ pub use process::{
     become_user, close_other_fds, exit_child, fork, fork_server, helper_signals, socketpair,
     spawn_command, spawn_command_to, terminate, try_reap, wait_child, Forked,
 };
-pub use process::{kill_session, poll_fds, reap, set_nonblocking, spawn_piped};
+pub use process::{kill_session, poll_fds, reap, reap_any, set_nonblocking, spawn_piped};
 
 #[cfg(test)]
 mod tests {

@@ -41,6 +41,32 @@ pub fn exit_child(code: i32) -> ! {
 /// Closes every descriptor above 2 except `keep` (a forked helper must hold nothing
 /// of the daemon's: listeners, the pid lock, the spool's files).
 pub fn close_other_fds(keep: &[RawFd]) {
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&fd| fd > 2).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    // The gaps between the descriptors kept, closed a range at a time where the
+    // system can (close_range(2) on Linux 5.9 and later); else one by one up to the
+    // descriptor limit.
+    let mut lo: RawFd = 3;
+    for &k in keep.iter().chain(std::iter::once(&RawFd::MAX)) {
+        if k > lo {
+            close_range(lo, k - 1);
+        }
+        lo = k.saturating_add(1);
+    }
+}
+
+/// Closes descriptors `lo..=hi`.
+fn close_range(lo: RawFd, hi: RawFd) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: close_range only closes descriptors of this process; nothing of
+        // ours refers to the ones closed (the caller keeps what it uses).
+        let rc = unsafe { libc::syscall(libc::SYS_close_range, lo as u32, hi as u32, 0u32) };
+        if rc == 0 {
+            return;
+        }
+    }
     // SAFETY: getrlimit fills a plain struct.
     let max = unsafe {
         let mut rl: libc::rlimit = std::mem::zeroed();
@@ -50,12 +76,9 @@ pub fn close_other_fds(keep: &[RawFd]) {
             1024
         }
     };
-    for fd in 3..max {
-        if !keep.contains(&fd) {
-            // SAFETY: closing a descriptor this process may or may not hold; nothing
-            // of ours refers to the ones closed (the caller keeps what it uses).
-            unsafe { libc::close(fd) };
-        }
+    for fd in lo..=hi.min(max) {
+        // SAFETY: as above.
+        unsafe { libc::close(fd) };
     }
 }
 
@@ -342,6 +365,18 @@ pub fn poll_fds(fds: &[(RawFd, i16)], timeout: std::time::Duration) -> io::Resul
         return Err(e);
     }
     Ok(p.iter().map(|x| x.revents).collect())
+}
+
+/// Reaps every child that has ended (the supervisor's helpers), without waiting.
+pub fn reap_any() {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid for any child of ours, with a valid status pointer.
+        let rc = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if rc <= 0 {
+            return;
+        }
+    }
 }
 
 /// Kills child `pid` and its session with SIGKILL, then reaps it.

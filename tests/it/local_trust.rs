@@ -527,13 +527,19 @@ fn signals_meant_for_the_daemon_leave_its_helper_delivering() {
         .and_then(|t| t.split_whitespace().next())
         .expect("helper pid logged")
         .to_string();
-    // Only ever signal the daemon's own child.
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let ppid = status.lines().find(|l| l.starts_with("PPid:")).unwrap();
-    assert_eq!(
-        ppid.split_whitespace().nth(1),
-        Some(d.pid().to_string().as_str())
+    // Only ever signal the daemon's own helper: a child of its supervisor, which
+    // is the daemon's child.
+    let ppid = |pid: &str| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("PPid:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().to_string()
+    };
+    let sup = ppid(&pid);
+    assert!(
+        log.contains(&format!("daemon supervisor pid={sup}")),
+        "{log}"
     );
+    assert_eq!(ppid(&sup), d.pid().to_string());
     for sig in ["HUP", "USR1", "INT"] {
         assert!(Command::new("kill")
             .args([&format!("-{sig}"), &pid])

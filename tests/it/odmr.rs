@@ -152,11 +152,26 @@ fn every_reply_code_of_rfc_2645() {
         .nth(1)
         .and_then(|r| r.split_whitespace().next())
         .expect("the auth helper's pid");
+    // (The supervisor, stopped, starts no new one meanwhile.)
+    let sup = log
+        .split("daemon supervisor pid=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("the supervisor's pid");
+    crate::util::run_ok(Command::new("kill").args(["-STOP", sup]));
     crate::util::run_ok(Command::new("kill").args(["-9", pid]));
     d.wait_until("the daemon to notice", 10, || {
-        d.log().contains("auth-helper-failed")
+        d.log().contains("auth-helper-died")
     });
     a.cmd("ATRN client.dom", 451);
+    // Once a new one is up, ATRN is served again.
+    crate::util::run_ok(Command::new("kill").args(["-CONT", sup]));
+    d.wait_until("the new auth helper", 10, || {
+        d.log().contains("helper-restarted kind=\"auth helper\"")
+            && d.log().matches("secrets-loaded").count() >= 2
+    });
+    let mut a = odmr_session(&d, "cust", "s3cret");
+    a.cmd("ATRN other.dom", 453);
 }
 
 #[test]

@@ -362,7 +362,8 @@ impl Daemon {
         }
     }
 
-    /// The reply to a request answered later (ATRN), if its requester still waits.
+    /// The reply to a request answered later (ATRN, a large queue request), if its
+    /// requester still waits.
     pub(super) fn control_reply(&mut self, to: ControlRef, reply: &Reply, now: Instant) {
         let same = self
             .control
@@ -412,7 +413,7 @@ impl Daemon {
             }
             Request::Link { op, name } => Some(self.link_request(op, name.as_deref(), now)),
             Request::Queue { .. } if !who.privileged => denied("queue control is"),
-            Request::Queue { op, sel } => Some(self.queue_request(op, &sel, Some(who.uid), now)),
+            Request::Queue { op, sel } => self.queue_request(op, &sel, who.uid, me, now),
             Request::FlushAll => {
                 self.page_in_unheld();
                 let threads = self.sched.release_unheld(self.unix);

@@ -19,6 +19,7 @@ mod interop;
 mod limits;
 mod links;
 mod local;
+mod local_bounds;
 mod local_trust;
 mod odmr;
 mod ordering;

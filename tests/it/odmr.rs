@@ -48,14 +48,8 @@ fn hold(d: &Daemon, to: &[&str], subject: &str) {
     c.cmd("QUIT", 221);
 }
 
-/// AUTH CRAM-MD5 as `user` with `password` on an ODMR session after EHLO.
 fn cram(c: &mut Client, user: &str, password: &str) {
-    let challenge = c.cmd("AUTH CRAM-MD5", 334);
-    let b64 = challenge.trim().trim_start_matches("334 ");
-    let chal = etrnd::auth::base64::decode(b64.as_bytes()).expect("base64 challenge");
-    let digest = etrnd::auth::md5::hmac(password.as_bytes(), &chal);
-    let answer = format!("{user} {}", etrnd::auth::base64::hex_encode(&digest));
-    c.cmd(&etrnd::auth::base64::encode(answer.as_bytes()), 235);
+    crate::util::cram(c, user, password, 235);
 }
 
 /// An ODMR session authenticated as `user`.

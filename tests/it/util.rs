@@ -125,6 +125,51 @@ pub fn as_attacker(script: &str, input: &[u8]) -> std::process::Output {
     as_user(ATTACKER, script, input)
 }
 
+/// AUTH CRAM-MD5 as `user` with `password` after EHLO; the final reply must be
+/// `code`.
+pub fn cram(c: &mut Client, user: &str, password: &str, code: u16) -> String {
+    let challenge = c.cmd("AUTH CRAM-MD5", 334);
+    let b64 = challenge.trim().trim_start_matches("334 ");
+    let chal = etrnd::auth::base64::decode(b64.as_bytes()).expect("base64 challenge");
+    let digest = etrnd::auth::md5::hmac(password.as_bytes(), &chal);
+    let answer = format!("{user} {}", etrnd::auth::base64::hex_encode(&digest));
+    c.cmd(&etrnd::auth::base64::encode(answer.as_bytes()), code)
+}
+
+/// A system account with a home of its own at `/tmp/NAME-home` (made afresh, owned
+/// by it, 0755): its uid and home.
+pub fn home_account(name: &str) -> (u32, PathBuf) {
+    let home = PathBuf::from(format!("/tmp/{name}-home"));
+    let exists = Command::new("id")
+        .arg(name)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !exists {
+        let _ = Command::new("/usr/sbin/useradd")
+            .args([
+                "-r",
+                "-M",
+                "-d",
+                home.to_str().unwrap(),
+                "-s",
+                "/bin/sh",
+                name,
+            ])
+            .stderr(Stdio::null())
+            .status();
+    }
+    let out = run_ok(Command::new("id").args(["-u", name]));
+    let uid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(uid), Some(uid)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (uid, home)
+}
+
 /// Runs `cmd` with `input` on its standard input (standard error captured).
 pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> std::process::Output {
     let mut child = cmd

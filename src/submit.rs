@@ -368,6 +368,9 @@ pub(crate) fn queue(
     write_drop(&cfg.main.postoffice, &d)
 }
 
+/// A drop file's mode, whatever the submitter's umask.
+pub const DROP_MODE: u32 = 0o644;
+
 fn write_drop(postoffice: &Path, d: &Drop) -> io::Result<()> {
     let dir = postoffice.join("drop");
     if !dir.is_dir() {
@@ -379,9 +382,17 @@ fn write_drop(postoffice: &Path, d: &Drop) -> io::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o644)
+        .mode(0o600)
         .open(&tmp)?;
-    let r = f.write_all(&d.encode()).and_then(|()| f.sync_all());
+    // The mode is set, not left to the umask: mutt, cron jobs and careful users
+    // run with umask 077, and a 0600 file of theirs is one the daemon (USER)
+    // could never read. 0644 in a folder only root and USER may list, under a
+    // random name, is what Postfix's maildrop does: others cannot find it.
+    use std::os::unix::fs::PermissionsExt;
+    let r = f
+        .set_permissions(std::fs::Permissions::from_mode(DROP_MODE))
+        .and_then(|()| f.write_all(&d.encode()))
+        .and_then(|()| f.sync_all());
     if let Err(e) = r {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);

@@ -1,13 +1,21 @@
 //! Messages made here: bounces (RFC 3464 DSNs for failed recipients) and local
 //! submissions are routed, expanded and committed to the spool like received mail.
 //! Part of the loop (`impl Daemon`). A bounce is committed before the failed
-//! recipients are journalled, so a crash repeats a bounce and never loses one.
+//! recipients are journalled, so a crash repeats a bounce and never loses one; a
+//! bounce that cannot be committed journals nothing and is tried again, and the
+//! original stays until it is out.
+
+use std::time::{Duration, Instant};
 
 use super::Daemon;
 use crate::bounce::{self, Failure};
 use crate::logging::sanitize;
 use crate::sched::Bounce;
 use crate::spool::{Destination, Envelope, MessageId, Recipient, StateRecord};
+
+/// How long a bounce that could not be committed waits before it is tried again
+/// (at once when the disk has room again).
+pub const BOUNCE_RETRY: Duration = Duration::from_secs(30);
 
 /// Recipients that could not be routed, with the reason.
 pub type Refused = Vec<(crate::vocab::Mailbox, String)>;
@@ -17,26 +25,23 @@ pub enum QueueError {
     /// No recipient could be routed.
     Unroutable(Refused),
     /// The spool failed (try again later).
-    Spool(String),
+    Spool(crate::spool::SpoolError),
 }
 
 impl Daemon {
-    /// Commits a DSN for the failed recipients, then journals their failure.
-    pub(super) fn send_bounce(&mut self, b: Bounce) {
+    /// Commits a DSN for the failed recipients, then journals their failure. A DSN
+    /// that cannot be committed (a full disk) journals nothing: the bounce is tried
+    /// again ([`Daemon::retry_bounces`]) and the original stays in the queue until it
+    /// is out, so the sender always hears.
+    pub(super) fn send_bounce(&mut self, b: Bounce, now: Instant) {
         let unix = self.unix;
-        let failed: Vec<StateRecord> = b
-            .failures
-            .iter()
-            .map(|(idx, _, reason)| StateRecord::Failed {
-                idx: *idx,
-                at: unix,
-                reason: reason.clone(),
-            })
-            .collect();
         let opened = self.original_head(b.msg);
-        match opened {
+        let committed = match opened {
             Ok((env, body)) => match &env.sender {
-                None => log::info!("{} bounce dropped: the message was itself a bounce", b.msg),
+                None => {
+                    log::info!("{} bounce dropped: the message was itself a bounce", b.msg);
+                    true
+                }
                 Some(sender) => {
                     let failures: Vec<Failure> = b
                         .failures
@@ -68,14 +73,64 @@ impl Daemon {
                         &failures,
                         unix,
                     );
-                    self.inject(sender.clone(), dsn, b.msg);
+                    self.inject(sender.clone(), dsn, b.msg)
                 }
             },
-            Err(e) => log::error!("{} bounce cannot read original error=\"{e}\"", b.msg),
+            Err(e) => {
+                // Gone or unreadable: nothing can be quoted or told any more.
+                log::error!("{} bounce cannot read original error=\"{e}\"", b.msg);
+                true
+            }
+        };
+        if !committed {
+            log::warn!(
+                "{} bounce postponed: the failed recipients stay queued until it is out (retry in {} s)",
+                b.msg,
+                BOUNCE_RETRY.as_secs()
+            );
+            self.bounces_waiting.push((b, now + BOUNCE_RETRY));
+            return;
         }
+        let failed: Vec<StateRecord> = b
+            .failures
+            .iter()
+            .map(|(idx, _, reason)| StateRecord::Failed {
+                idx: *idx,
+                at: unix,
+                reason: reason.clone(),
+            })
+            .collect();
         if let Err(e) = self.spool.record_all(b.msg, &failed) {
             log::error!("{} spool journal-failed error=\"{e}\"", b.msg);
         }
+        if self.completed_waiting.remove(&b.msg) {
+            self.remove_completed(b.msg);
+        }
+    }
+
+    /// Whether a bounce about `msg` waits to be committed (its queue file stays).
+    pub(super) fn bounce_waits_for(&self, msg: MessageId) -> bool {
+        self.bounces_waiting.iter().any(|(b, _)| b.msg == msg)
+    }
+
+    /// Tries the postponed bounces whose time came (or all of them, once the disk
+    /// has room again).
+    pub(super) fn retry_bounces(&mut self, now: Instant, all: bool) {
+        if self.bounces_waiting.is_empty() {
+            return;
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.bounces_waiting)
+            .into_iter()
+            .partition(|(_, at)| all || now >= *at);
+        self.bounces_waiting = later;
+        for (b, _) in due {
+            self.send_bounce(b, now);
+        }
+    }
+
+    /// When a postponed bounce is tried next.
+    pub(super) fn bounce_timeout(&self) -> Option<Instant> {
+        self.bounces_waiting.iter().map(|(_, at)| *at).min()
     }
 
     /// A message's envelope and headers: a DSN quotes the original headers only, so
@@ -137,16 +192,22 @@ impl Daemon {
             self.unix,
         );
         log::info!("{} delay notice recipients={}", d.msg, failures.len());
+        // A notice that cannot be committed is not sent again (its level is
+        // journalled): a warning lost, never a message.
         self.inject(sender, dsn, d.msg);
     }
 
-    /// Queues a locally generated message (a DSN) to `to`, from the null sender.
-    fn inject(&mut self, to: crate::vocab::Mailbox, data: Vec<u8>, about: MessageId) {
+    /// Queues a locally generated message (a DSN) to `to`, from the null sender;
+    /// `false` when it could not be committed (and may be tried again).
+    fn inject(&mut self, to: crate::vocab::Mailbox, data: Vec<u8>, about: MessageId) -> bool {
         match self.queue_local(None, std::slice::from_ref(&to), &data, "LOCAL") {
-            Ok((id, _)) => log::info!(
-                "{id} bounce queued about={about} to=<{}>",
-                sanitize(to.to_string().as_bytes())
-            ),
+            Ok((id, _)) => {
+                log::info!(
+                    "{id} bounce queued about={about} to=<{}>",
+                    sanitize(to.to_string().as_bytes())
+                );
+                true
+            }
             Err(QueueError::Unroutable(refused)) => {
                 for (m, why) in refused {
                     log::warn!(
@@ -154,8 +215,12 @@ impl Daemon {
                         sanitize(m.to_string().as_bytes())
                     );
                 }
+                true
             }
-            Err(QueueError::Spool(e)) => log::error!("{about} bounce spool-failed error=\"{e}\""),
+            Err(QueueError::Spool(e)) => {
+                log::error!("{about} bounce spool-failed error=\"{e}\"");
+                false
+            }
         }
     }
 
@@ -191,10 +256,7 @@ impl Daemon {
             sender,
             recipients,
         };
-        let mut inc = self
-            .spool
-            .begin(&env)
-            .map_err(|e| QueueError::Spool(e.to_string()))?;
+        let mut inc = self.spool.begin(&env).map_err(QueueError::Spool)?;
         inc.write(data);
         let size = inc.len();
         match self.spool.commit(vec![inc]).pop() {
@@ -206,8 +268,15 @@ impl Daemon {
                 }
                 Ok((id, refused))
             }
-            Some(Err(e)) => Err(QueueError::Spool(e.to_string())),
-            None => Err(QueueError::Spool("nothing committed".into())),
+            Some(Err(e)) => {
+                if e.is_no_space() {
+                    // The disk is checked again at once (and MAIL refused while it
+                    // is full); the transition back starts what waits for room.
+                    self.disk_checked = None;
+                }
+                Err(QueueError::Spool(e))
+            }
+            None => unreachable!("a batch of one gives one result"),
         }
     }
 }

@@ -147,6 +147,10 @@ pub struct Daemon {
     supervisor: Option<crate::supervisor::Supervisor>,
     /// Local jobs in progress and the deliveries they run.
     local: local_out::Local,
+    /// Bounces that could not be committed (a full disk), and when they are tried
+    /// again; and finished messages whose queue file waits for their bounce.
+    bounces_waiting: Vec<(crate::sched::Bounce, Instant)>,
+    completed_waiting: std::collections::HashSet<crate::spool::MessageId>,
     /// `etrnd queue` requests carried out a slice a turn.
     queue_work: Vec<queue_ctl::QueueWork>,
     /// While set, serving a session does not write its output yet: pipelined ETRNs
@@ -340,6 +344,8 @@ impl Daemon {
             supervisor: None,
             local: local_out::Local::default(),
             queue_work: Vec::new(),
+            bounces_waiting: Vec::new(),
+            completed_waiting: std::collections::HashSet::new(),
             hold_output: false,
             etrns: Vec::new(),
             atrns: Vec::new(),
@@ -411,6 +417,8 @@ impl Daemon {
                 self.showq_timeout(now),
                 self.local_timeout(now),
                 self.queue_timeout(now),
+                self.bounce_timeout(),
+                self.disk_timeout(now),
                 self.control.timeout(),
             ]
             .into_iter()
@@ -485,6 +493,7 @@ impl Daemon {
             self.showq_reap(now);
             self.local_tick(now);
             self.queue_tick(now);
+            self.retry_bounces(now, false);
             self.control_tick(now);
             self.lookups_done(now);
             self.dns_io
@@ -677,6 +686,18 @@ impl Daemon {
         self.pickup(now);
     }
 
+    /// While the disk is (or may be) full, it is checked again on time even when
+    /// nothing else happens: what waits for room goes as soon as there is some.
+    fn disk_timeout(&self, now: Instant) -> Option<Instant> {
+        match self.disk_checked {
+            None => Some(now),
+            Some(t) if self.disk_low || !self.bounces_waiting.is_empty() => {
+                Some(t + DISK_CHECK_EVERY)
+            }
+            Some(_) => None,
+        }
+    }
+
     fn check_disk(&mut self, now: Instant) {
         if self
             .disk_checked
@@ -706,7 +727,12 @@ impl Daemon {
                 log::info!("spool disk-ok");
             }
         }
+        let room_again = self.disk_low && !low;
         self.disk_low = low;
+        if room_again {
+            // Bounces that waited for room go now.
+            self.retry_bounces(now, true);
+        }
     }
 
     fn shutdown(&mut self) {

@@ -608,7 +608,7 @@ impl Daemon {
 
     /// Journal records, bounces and completed messages from the scheduler. The only
     /// place a finished message's queue file is removed.
-    pub(super) fn apply_sched(&mut self, _now: Instant) {
+    pub(super) fn apply_sched(&mut self, now: Instant) {
         let mut by_msg: HashMap<MessageId, Vec<crate::spool::StateRecord>> = HashMap::new();
         while let Some((id, rec)) = self.sched.poll_record() {
             by_msg.entry(id).or_default().push(rec);
@@ -620,19 +620,29 @@ impl Daemon {
             log::error!("{id} spool journal-failed error=\"{e}\"");
         }
         while let Some(b) = self.sched.poll_bounce() {
-            self.send_bounce(b);
+            self.send_bounce(b, now);
         }
         while let Some(d) = self.sched.poll_delay() {
             self.send_delay(d);
         }
         while let Some(id) = self.sched.poll_complete() {
-            // The unlink is in the kernel at once, so a kill -9 never re-sends it;
-            // only a power loss before the next directory flush can bring it back (a
-            // duplicate, RFC 1047), which saves an fsync per message on a drain.
-            match self.spool.complete(id) {
-                Ok(()) => log::info!(target: "qmgr", "{id}: removed"),
-                Err(e) => log::error!("{id} spool remove-failed error=\"{e}\""),
+            if self.bounce_waits_for(id) {
+                // Its bounce is not out yet: the queue file stays for it.
+                self.completed_waiting.insert(id);
+                continue;
             }
+            self.remove_completed(id);
+        }
+    }
+
+    /// Removes a finished message's files. The unlink is in the kernel at once, so
+    /// a kill -9 never re-sends it; only a power loss before the next directory
+    /// flush can bring it back (a duplicate, RFC 1047), which saves an fsync per
+    /// message on a drain.
+    pub(super) fn remove_completed(&mut self, id: MessageId) {
+        match self.spool.complete(id) {
+            Ok(()) => log::info!(target: "qmgr", "{id}: removed"),
+            Err(e) => log::error!("{id} spool remove-failed error=\"{e}\""),
         }
     }
 

@@ -131,3 +131,66 @@ fn out_of_descriptors_refuses_new_clients_cleanly() {
     std::thread::sleep(Duration::from_millis(300));
     Client::hello(d.addr()).cmd("NOOP", 250);
 }
+
+#[test]
+fn a_bounce_that_cannot_be_committed_keeps_the_recipients_and_goes_once_there_is_room() {
+    if !crate::util::is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let port = crate::util::free_port();
+    let setup = Setup {
+        conf: "MAX_MESSAGE_SIZE=65536\n".into(),
+        routes: format!(".fail.example smtp![127.0.0.1]:{port}\n"),
+        ..Setup::default()
+    };
+    let sched = "*/* interval=1s retries=\"1\" expiry=1d\nsmtp/* command=smtp\n\
+                 local/* queueonly command=local\n";
+    let mut d = Daemon::prepare(setup, &[("scheduler.conf", sched)]);
+    let Some(fs) = Tmpfs::mount(&d.dir.0.join("spool"), "1m") else {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    };
+    d.spawn();
+    // Accepted while the next hop is down: it waits.
+    let mut c = Client::hello(d.addr());
+    c.send_message(
+        "root@test.example",
+        &["reject-me@fail.example"],
+        "Subject: will bounce\r\n\r\nx\r\n",
+    );
+    c.cmd("QUIT", 221);
+    let id = d.queue_files().pop().expect("queued");
+    d.wait_until("a first try", 10, || d.log().contains("Connection refused"));
+    // The disk fills up; then the next hop comes and refuses the recipient.
+    let filler = d.spool().join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        while f.write_all(&[0u8; 4096]).is_ok() {}
+    }
+    let sink = crate::sink::Sink::start_on(&format!("127.0.0.1:{port}"), Default::default());
+    d.wait_until("the bounce to be postponed", 20, || {
+        d.log().contains(&format!("{id} bounce postponed"))
+    });
+    // Nothing was journalled as failed and the original is still there.
+    assert_eq!(d.queue_files(), vec![id.clone()]);
+    let journal = std::fs::read_to_string(d.spool().join("state").join(&id)).unwrap_or_default();
+    assert!(!journal.lines().any(|l| l.starts_with("F ")), "{journal}");
+    assert!(!d.log().contains(&format!("{id}: removed")));
+    // Room again: the bounce goes out, then the failure is journalled and the
+    // original removed.
+    std::fs::remove_file(&filler).unwrap();
+    d.wait_until("the bounce", 20, || {
+        d.log().contains(&format!("bounce queued about={id}"))
+    });
+    d.wait_until("the original to go", 10, || {
+        d.log().contains(&format!("{id}: removed"))
+    });
+    let dsn = d.queued_text();
+    assert!(dsn.contains("reject-me@fail.example"), "{dsn}");
+    assert!(dsn.contains("5.0.0") || dsn.contains("550"), "{dsn}");
+    drop(sink);
+    d.kill9();
+    drop(fs);
+}

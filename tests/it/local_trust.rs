@@ -624,3 +624,81 @@ fn the_daemon_and_its_helper_read_the_account_files_and_load_no_nss_module() {
         .collect();
     assert!(nss.is_empty(), "NSS in the helper: {nss:?}");
 }
+
+#[test]
+fn a_submission_under_umask_077_is_delivered_and_others_cannot_read_it() {
+    let Some(uid) = attacker() else { return };
+    let mut d = Daemon::prepare(
+        Setup::with_conf("MAILBOX=mail\n"),
+        &[("scheduler.conf", LOCAL_SCHED)],
+    );
+    std::fs::set_permissions(&d.dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for f in [
+        "etrnd.conf",
+        "db/routes",
+        "db/localnames",
+        "db/aliases",
+        "scheduler.conf",
+    ] {
+        std::fs::set_permissions(d.dir.0.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    std::fs::set_permissions(d.dir.0.join("db"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mail = d.dir.0.join("mail");
+    std::fs::create_dir(&mail).unwrap();
+    std::fs::set_permissions(&mail, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    // The spool exists as the daemon makes it, but the daemon is down: the
+    // submissions wait in the drop folder.
+    etrnd::spool::Spool::open(&d.spool()).unwrap();
+    let conf = d.conf_path();
+    let bin = crate::util::bin();
+    let out = as_attacker(
+        &format!(
+            "umask 077; {bin} -f {} sendmail root@test.example",
+            conf.display()
+        ),
+        b"Subject: careful user\r\n\r\nsent with umask 077\r\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    // mutt in batch mode, which sets umask 077 itself, through our sendmail.
+    let home = d.dir.0.join("attacker-home");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(uid), Some(uid)).unwrap();
+    let mutt = crate::util::need_tool("mutt", "mutt");
+    if let Some(mutt) = &mutt {
+        let out = as_attacker(
+            &format!(
+                "umask 077; HOME={h} {mutt} -n -F /dev/null -e 'set sendmail=\"{bin} -f {c} sendmail\"' \
+                 -e 'set from={ATTACKER}@test.example' -s 'via mutt' root@test.example",
+                h = home.display(),
+                c = conf.display()
+            ),
+            b"sent by mutt\n",
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+    let drop_dir = d.spool().join("drop");
+    let files = crate::util::list(&drop_dir);
+    assert_eq!(files.len(), 1 + usize::from(mutt.is_some()), "{files:?}");
+    for f in &files {
+        let m = std::fs::metadata(drop_dir.join(f)).unwrap();
+        assert_eq!((m.uid(), m.mode() & 0o777), (uid, 0o644), "{f}");
+    }
+    // Another local user cannot find them to read them.
+    let (other, _) = crate::util::home_account("etrnd-fwd");
+    let _ = other;
+    let out = crate::util::as_user(
+        "etrnd-fwd",
+        &format!("ls {0} || cat {0}/*", drop_dir.display()),
+        b"",
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    // The daemon picks both up and delivers them.
+    d.spawn();
+    d.wait_until("the deliveries", 20, || {
+        std::fs::read_to_string(mail.join("root")).is_ok_and(|t| {
+            t.contains("sent with umask 077") && (mutt.is_none() || t.contains("sent by mutt"))
+        })
+    });
+    assert!(crate::util::list(&drop_dir).is_empty());
+}

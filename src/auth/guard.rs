@@ -110,7 +110,10 @@ fn load(conf: &GuardConf) -> Result<(Secrets, Loaded), String> {
             .join("; ")
     })?;
     let cert = read_file(&conf.cert, "TLS_CERT")?;
-    let key = read_file(&conf.key, "TLS_KEY")?;
+    let key = match &conf.key {
+        Some(k) => super::secrets::read_key(k, &conf.owners)?,
+        None => Vec::new(),
+    };
     let private = |p: &PathBuf| -> Result<Vec<u8>, String> {
         let text = super::secrets::read_private(p, &conf.owners).map_err(|e| e.to_string())?;
         if text.len() > MAX_FILE {
@@ -211,6 +214,7 @@ pub fn parse_reply(line: &str) -> Option<FromGuard> {
                     Verdict::Ok(w.map(str::to_string).collect()),
                 )),
                 "no" => Some(FromGuard::Verdict(seq, Verdict::No)),
+                "unknown" => Some(FromGuard::Verdict(seq, Verdict::Unknown)),
                 _ => None,
             }
         }
@@ -282,6 +286,7 @@ pub fn serve(sock: UnixStream, conf: &GuardConf) {
                 Verdict::Ok(d) if d.is_empty() => format!("V {seq} ok\n"),
                 Verdict::Ok(d) => format!("V {seq} ok {}\n", d.join(" ")),
                 Verdict::No => format!("V {seq} no\n"),
+                Verdict::Unknown => format!("V {seq} unknown\n"),
             }
         } else {
             return; // not the daemon speaking: stop

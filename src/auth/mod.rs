@@ -9,6 +9,7 @@ pub mod base64;
 pub mod guard;
 pub mod md5;
 pub mod secrets;
+pub mod throttle;
 
 use secrets::{Scheme, Secrets};
 
@@ -70,8 +71,11 @@ pub fn same(a: &[u8], b: &[u8]) -> bool {
 pub enum Verdict {
     /// Authenticated; what the identity may release.
     Ok(Vec<String>),
-    /// Wrong user, secret, or a mechanism the stored secret cannot serve.
+    /// A wrong secret for an identity the secrets file has, or a mechanism its
+    /// stored secret cannot serve.
     No,
+    /// No such identity.
+    Unknown,
 }
 
 /// Checks `check` against `secrets` (in the auth helper: crypt(3) may be slow).
@@ -79,7 +83,7 @@ pub fn verify(secrets: &Secrets, check: &Check) -> Verdict {
     let Some(entry) = secrets.get(check.user()) else {
         // Spend about the time a known user with a CRAM-MD5 entry costs.
         let _ = md5::hmac_contexts(check.user().as_bytes());
-        return Verdict::No;
+        return Verdict::Unknown;
     };
     let good = match (check, &entry.scheme) {
         (Check::Domains { .. }, _) => true,
@@ -153,13 +157,13 @@ mod tests {
             Verdict::Ok(vec!["a.dom".into()])
         );
         assert_eq!(verify(&s, &pw("alice", "hunter3")), Verdict::No);
-        assert_eq!(verify(&s, &pw("nobody", "x")), Verdict::No);
+        assert_eq!(verify(&s, &pw("nobody", "x")), Verdict::Unknown);
         let doms = |u: &str| Check::Domains { user: u.into() };
         assert_eq!(
             verify(&s, &doms("tim")),
             Verdict::Ok(vec!["client.dom".into()])
         );
-        assert_eq!(verify(&s, &doms("nobody")), Verdict::No);
+        assert_eq!(verify(&s, &doms("nobody")), Verdict::Unknown);
         let chal = "<1896.697170952@postoffice.reston.mci.net>";
         let cram = |u: &str, d: &str| Check::Cram {
             user: u.into(),

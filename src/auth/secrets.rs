@@ -199,6 +199,48 @@ pub fn read_private(path: &Path, owners: &[u32]) -> Result<String, ConfigError> 
     }
 }
 
+/// The TLS key: like a secrets file, it must be no one's but root's or the daemon's
+/// user's — mode 0600 or 0640 (a group such as Debian's ssl-cert may read it), owned
+/// by one of `owners`. A symbolic link is followed (certbot's live/ names are links)
+/// and the file it leads to is checked, on the descriptor that is read.
+pub fn read_key(path: &Path, owners: &[u32]) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| format!("TLS_KEY {}: {e}", path.display()))?;
+    let m = f
+        .metadata()
+        .map_err(|e| format!("TLS_KEY {}: {e}", path.display()))?;
+    if !m.is_file() {
+        return Err(format!("TLS_KEY {}: not a regular file", path.display()));
+    }
+    if m.mode() & 0o037 != 0 {
+        return Err(format!(
+            "TLS_KEY {}: mode {:04o}: a private key must not be readable by others or \
+             writable by its group (chmod 600, or 640 for a group such as ssl-cert)",
+            path.display(),
+            m.mode() & 0o7777
+        ));
+    }
+    if !owners.contains(&m.uid()) {
+        return Err(format!(
+            "TLS_KEY {}: owned by uid {}: must be owned by root or the daemon's USER",
+            path.display(),
+            m.uid()
+        ));
+    }
+    let mut v = Vec::new();
+    f.take(super::guard::MAX_FILE as u64 + 1)
+        .read_to_end(&mut v)
+        .map_err(|e| format!("TLS_KEY {}: {e}", path.display()))?;
+    if v.len() > super::guard::MAX_FILE {
+        return Err(format!(
+            "TLS_KEY {}: larger than {} octets",
+            path.display(),
+            super::guard::MAX_FILE
+        ));
+    }
+    Ok(v)
+}
+
 /// The rule for secrets files: a regular file (not a link), no access for group or
 /// others, owned by one of `owners`.
 pub fn check_private(

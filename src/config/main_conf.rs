@@ -106,6 +106,10 @@ pub struct MainConf {
     pub max_connections_per_ip: usize,
     /// User to run as after binding, when started as root.
     pub user: Option<String>,
+    /// Listener kinds where CRAM-MD5 is offered without TLS (`AUTH_CLEAR_CRAM`): a
+    /// passive observer of a cleartext CRAM-MD5 exchange can attack the password
+    /// offline, so only where a client has no STARTTLS (fetchmail's ODMR).
+    pub auth_clear_cram: Vec<ListenKind>,
     /// How long a client outside `MYNETWORKS` must wait for the greeting before it may
     /// talk (an early talker is refused). An extension to the contract's names.
     pub greet_pause: Duration,
@@ -158,6 +162,7 @@ pub const NAMES: &[&str] = &[
     "MAX_CONNECTIONS",
     "MAX_CONNECTIONS_PER_IP",
     "USER",
+    "AUTH_CLEAR_CRAM",
     "GREET_PAUSE",
     "SYSLOG_SOCKET",
     "TLS_CERT",
@@ -362,6 +367,7 @@ impl MainConf {
             max_connections: 100,
             max_connections_per_ip: 20,
             user: None,
+            auth_clear_cram: vec![ListenKind::Odmr],
             greet_pause: Duration::from_secs(1),
             syslog_socket: None,
             links: super::links::LinksConf::default(),
@@ -544,6 +550,17 @@ impl MainConf {
                     let nets: Vec<&str> = v.split_whitespace().filter(|w| *w != "auth").collect();
                     Some(cidrs(&nets.join(" "))?)
                 }
+            }
+            "AUTH_CLEAR_CRAM" => {
+                self.auth_clear_cram = v
+                    .split_whitespace()
+                    .filter(|w| *w != "none")
+                    .map(|w| {
+                        ListenKind::parse(w).ok_or_else(|| {
+                            format!("'{w}' is not a listener kind (smtp, submission, smtps, odmr, none)")
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
             }
             "ETRN_REPLIES" => {
                 self.etrn_replies = match v {

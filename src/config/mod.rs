@@ -41,7 +41,6 @@ pub struct Config {
 }
 
 impl Config {
-    /// Why no transport would deliver to `dest`, if none would.
     /// The view of the configuration a server session gets.
     pub fn policy(&self) -> crate::smtp::server::Policy<'_> {
         crate::smtp::server::Policy {
@@ -56,6 +55,7 @@ impl Config {
             tls: false,
             auth: crate::smtp::server::AuthOffer::default(),
             etrn_auth: self.main.etrn_auth,
+            clear_cram: &self.main.auth_clear_cram,
         }
     }
 
@@ -316,7 +316,7 @@ fn check_secrets(m: &MainConf) -> Vec<String> {
     #[cfg(feature = "tls")]
     if let (Some(c), Some(k)) = (&m.tls_cert, &m.tls_key) {
         let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-        match (read(c), read(k)) {
+        match (read(c), crate::auth::secrets::read_key(k, &owners)) {
             (Ok(cert), Ok(key)) => {
                 if let Err(e) = crate::tls::server_config(
                     &cert,

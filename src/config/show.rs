@@ -98,6 +98,13 @@ fn effective(c: &MainConf, name: &str) -> String {
         "MAX_CONNECTIONS" => c.max_connections.to_string(),
         "MAX_CONNECTIONS_PER_IP" => c.max_connections_per_ip.to_string(),
         "USER" => c.user.clone().unwrap_or_default(),
+        "AUTH_CLEAR_CRAM" => {
+            if c.auth_clear_cram.is_empty() {
+                "none".into()
+            } else {
+                join(&c.auth_clear_cram, |k| k.name().to_string())
+            }
+        }
         "GREET_PAUSE" => c.greet_pause.as_secs().to_string(),
         "SYSLOG_SOCKET" => opt(&c.syslog_socket),
         "TLS_CERT" => opt(&c.tls_cert),

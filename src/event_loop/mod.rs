@@ -177,8 +177,11 @@ pub struct Daemon {
     control: control::Control,
     /// Running `mailq` listings: pid, when they are stopped.
     showq: Vec<(i32, Instant)>,
-    /// When the drop folder is scanned next in any case.
+    /// When the drop folder is scanned next in any case, and when it was last.
     next_pickup: Instant,
+    pickup_last: Option<Instant>,
+    /// Drop-folder entries whose failure was logged (each is logged once).
+    pickup_noted: std::collections::HashSet<PathBuf>,
     /// Wall-clock seconds of this turn's clock reading (see `tick`).
     unix: u64,
     /// What sessions may offer of TLS and AUTH.
@@ -192,7 +195,7 @@ pub struct Daemon {
     /// Checks at the auth helper: by sequence number, the link, user and address.
     auth_waiting: HashMap<u64, (ConnId, String, IpAddr)>,
     /// Recent AUTH failures per client address and per identity: count, last time.
-    auth_failures: HashMap<String, (u32, u64)>,
+    auth_throttle: crate::auth::throttle::Throttle,
     /// The client side's credentials and TLS policy (from the auth helper's load).
     outbound_sec: secure::OutboundSecurity,
     /// CA roots for `verify`/`secure`, read at first use (and again after SIGHUP).
@@ -358,13 +361,15 @@ impl Daemon {
             control: control::Control::default(),
             showq: Vec::new(),
             next_pickup: Instant::now(),
+            pickup_last: None,
+            pickup_noted: std::collections::HashSet::new(),
             unix,
             sec: Security::default(),
             tls_server: None,
             guard: None,
             auths: Vec::new(),
             auth_waiting: HashMap::new(),
-            auth_failures: HashMap::new(),
+            auth_throttle: crate::auth::throttle::Throttle::default(),
             outbound_sec: secure::OutboundSecurity::default(),
             #[cfg(feature = "tls")]
             tls_roots: None,
@@ -683,7 +688,7 @@ impl Daemon {
         if let Some(s) = &self.notify {
             while s.recv(&mut buf).is_ok() {}
         }
-        self.pickup(now);
+        self.pickup_wake(now);
     }
 
     /// While the disk is (or may be) full, it is checked again on time even when

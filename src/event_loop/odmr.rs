@@ -159,7 +159,7 @@ impl Daemon {
         }
         let reply = match v {
             None => Reply::ATRN_CANNOT_CHECK,
-            Some(Verdict::No) => Reply::ATRN_NOT_ENTITLED,
+            Some(Verdict::No | Verdict::Unknown) => Reply::ATRN_NOT_ENTITLED,
             Some(Verdict::Ok(ent)) => {
                 if domains.iter().any(|d| !entitled(&ent, d))
                     || (domains.is_empty() && ent.is_empty())

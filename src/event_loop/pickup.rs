@@ -1,6 +1,12 @@
 //! Pickup of local submissions from the drop folder: at startup, whenever
 //! `etrnd sendmail` wakes the daemon through its notify socket, and once a minute in
 //! case a wake-up was lost (never more often, so a sleeping system stays asleep).
+//!
+//! Local users are untrusted here too: wake-ups are coalesced (a scan at most every
+//! [`WAKE_GAP`]), a turn handles at most [`PER_TURN`] entries (the rest next turn),
+//! and an entry that cannot be handled (a directory of another user's, which cannot
+//! be moved out of the sticky folder; a file that cannot be read) is logged once,
+//! not at every scan.
 
 use std::time::{Duration, Instant};
 
@@ -17,28 +23,63 @@ fn remove(path: &std::path::Path) {
 
 /// The safety-net scan interval.
 pub const PICKUP_EVERY: Duration = Duration::from_secs(60);
+/// The shortest time between two scans a wake-up starts.
+pub const WAKE_GAP: Duration = Duration::from_millis(100);
+/// Entries handled in one loop turn, at most.
+pub const PER_TURN: usize = 64;
+/// Entries remembered as logged (beyond it, the oldest are forgotten).
+const MAX_NOTED: usize = 4096;
 
 impl Daemon {
     /// Queues every complete drop file. Local users are untrusted: entries are read
     /// the safe way (`spool::drop::open_entry`), the submitter is the file's owner,
     /// SMTP's limits apply, and what is refused is removed or quarantined and logged.
     pub(super) fn pickup(&mut self, now: Instant) {
+        self.pickup_last = Some(now);
         self.next_pickup = now + PICKUP_EVERY;
         let max_size = self.config.main.max_message_size;
         let max_rcpts = self.config.main.max_recipients;
         let limit = max_size.saturating_add(drop::header_allowance(max_rcpts));
-        for (path, dot) in self.spool.drop_files() {
+        let entries = self.spool.drop_files();
+        // What is no longer there need not be remembered.
+        let present: std::collections::HashSet<&std::path::Path> =
+            entries.iter().map(|(p, _)| p.as_path()).collect();
+        self.pickup_noted.retain(|p| present.contains(p.as_path()));
+        let mut handled = 0;
+        for (path, dot) in entries {
+            if handled == PER_TURN {
+                // The rest next turn.
+                self.next_pickup = now;
+                break;
+            }
+            handled += 1;
             let file = path.display().to_string();
             let entry = match drop::open_entry(&path, limit) {
                 Ok(e) => e,
+                Err(drop::Refused::Io(e)) if dot.is_some_and(|a| a >= drop::STALE_TEMP) => {
+                    // A dot-file nobody will finish, which we cannot even read.
+                    log::warn!("pickup removed stale file={file} reason=\"{e}\"");
+                    remove(&path);
+                    continue;
+                }
                 Err(drop::Refused::Io(e)) => {
-                    log::error!("pickup read-failed file={file} error=\"{e}\"");
+                    if self.note(&path) {
+                        log::error!("pickup read-failed file={file} error=\"{e}\" (logged once)");
+                    }
                     continue;
                 }
                 Err(why @ drop::Refused::NotRegular("a directory")) => {
                     // Moved aside whole: nothing inside it is ever looked at.
-                    log::warn!("pickup moved-aside file={file} reason=\"{why}\"");
-                    self.spool.quarantine(&path);
+                    match self.spool.quarantine(&path) {
+                        Ok(()) => log::warn!("pickup moved-aside file={file} reason=\"{why}\""),
+                        Err(e) => {
+                            if self.note(&path) {
+                                log::error!(
+                                    "pickup cannot-move file={file} reason=\"{why}\" error=\"{e}\" (logged once; the operator must remove it)"
+                                );
+                            }
+                        }
+                    }
                     continue;
                 }
                 Err(why) => {
@@ -59,11 +100,19 @@ impl Daemon {
                     continue;
                 }
                 Err(e) => {
-                    log::warn!(
-                        "pickup quarantined file={file} uid={} reason=\"{e}\"",
-                        entry.uid
-                    );
-                    self.spool.quarantine(&path);
+                    match self.spool.quarantine(&path) {
+                        Ok(()) => log::warn!(
+                            "pickup quarantined file={file} uid={} reason=\"{e}\"",
+                            entry.uid
+                        ),
+                        Err(q) => {
+                            if self.note(&path) {
+                                log::error!(
+                                    "pickup quarantine-failed file={file} reason=\"{e}\" error=\"{q}\" (logged once)"
+                                );
+                            }
+                        }
+                    }
                     continue;
                 }
             };
@@ -128,6 +177,27 @@ impl Daemon {
             }
             remove(&path);
         }
+    }
+
+    /// A wake-up from `etrnd sendmail`: a scan now, or soon after the last one (a
+    /// flood of wake-ups costs a scan per [`WAKE_GAP`]).
+    pub(super) fn pickup_wake(&mut self, now: Instant) {
+        match self.pickup_last {
+            Some(t) if now < t + WAKE_GAP => self.next_pickup = self.next_pickup.min(t + WAKE_GAP),
+            _ => self.pickup(now),
+        }
+    }
+
+    /// Remembers an entry whose failure was logged: `true` the first time.
+    fn note(&mut self, path: &std::path::Path) -> bool {
+        if self.pickup_noted.contains(path) {
+            return false;
+        }
+        if self.pickup_noted.len() >= MAX_NOTED {
+            self.pickup_noted.clear();
+        }
+        self.pickup_noted.insert(path.to_path_buf());
+        true
     }
 
     /// The message with our own trace line first: the submitter as the daemon saw it

@@ -5,7 +5,7 @@
 //! applying what the auth helper (re)loaded: the certificate and key, the AUTH
 //! offer, the client side's credentials and TLS policy.
 
-use std::net::IpAddr;
+use crate::logging::sanitize;
 use std::time::{Duration, Instant};
 
 use super::link::{ConnId, Link};
@@ -16,13 +16,6 @@ use crate::auth::guard::{FromGuard, Guard, Loaded};
 use crate::auth::Verdict;
 use crate::config::tls_policy::TlsPolicy;
 use crate::smtp::server::{AuthOffer, AuthOutcome};
-
-/// How long AUTH failures are remembered.
-pub const FAILURE_WINDOW: u64 = 3600;
-/// Most remembered failure counters.
-pub const MAX_FAILURE_KEYS: usize = 10_000;
-/// The longest wait before a failure's reply.
-pub const MAX_FAILURE_DELAY: Duration = Duration::from_secs(16);
 
 /// What the client side presents and demands (`db/authinfo`, `db/tls_policy`).
 #[derive(Debug, Clone, Default)]
@@ -205,13 +198,26 @@ impl Daemon {
         }
     }
 
-    /// Hands this turn's AUTH checks to the auth helper.
+    /// Hands this turn's AUTH checks to the auth helper, but for an identity past
+    /// its failure budget ([`crate::auth::throttle`]): 454, unchecked.
     pub(super) fn send_auth_checks(&mut self, now: Instant) {
         for (id, check) in std::mem::take(&mut self.auths) {
             let ip = match self.links.get_mut(id).and_then(|l| l.role.server()) {
                 Some(c) => c.ip,
                 None => continue,
             };
+            let exempt = self.config.main.mynetworks.iter().any(|n| n.contains(ip));
+            let admit = self
+                .auth_throttle
+                .admit(check.user(), ip, exempt, self.unix);
+            if admit == crate::auth::throttle::Admit::Locked {
+                log::warn!(
+                    "smtp auth-locked address={ip} user={}: too many failures for this identity; not checked",
+                    sanitize(check.user().as_bytes())
+                );
+                self.answer_auth(id, AuthOutcome::Unavailable, now);
+                continue;
+            }
             match self.guard.as_mut().filter(|g| !g.dead) {
                 Some(g) => {
                     let seq = g.ask(&check);
@@ -227,9 +233,18 @@ impl Daemon {
         let Some((id, user, ip)) = self.auth_waiting.remove(&seq) else {
             return;
         };
+        use crate::auth::throttle::Checked;
+        let unix = self.unix;
+        let how = match &v {
+            Some(Verdict::Ok(_)) => Checked::Ok,
+            Some(Verdict::No) => Checked::Wrong,
+            Some(Verdict::Unknown) => Checked::Unknown,
+            None => Checked::Unavailable,
+        };
+        let wait = self.auth_throttle.checked(&user, ip, how, unix);
         let outcome = match v {
             Some(Verdict::Ok(d)) => AuthOutcome::Ok(d),
-            Some(Verdict::No) => AuthOutcome::Failed(self.count_failure(ip, &user)),
+            Some(Verdict::No | Verdict::Unknown) => AuthOutcome::Failed(wait),
             None => AuthOutcome::Unavailable,
         };
         self.answer_auth(id, outcome, now);
@@ -241,31 +256,6 @@ impl Daemon {
             c.session.handle_auth(outcome, now, &ctx);
             self.service(id, now);
         }
-    }
-
-    /// Counts a failure for the address and the identity; the reply waits 1 s,
-    /// doubled for each earlier failure of either within the window, at most
-    /// [`MAX_FAILURE_DELAY`].
-    fn count_failure(&mut self, ip: IpAddr, user: &str) -> Duration {
-        let unix = self.unix;
-        let m = &mut self.auth_failures;
-        if m.len() >= MAX_FAILURE_KEYS {
-            m.retain(|_, (_, t)| unix.saturating_sub(*t) < FAILURE_WINDOW);
-            if m.len() >= MAX_FAILURE_KEYS {
-                m.clear();
-            }
-        }
-        let mut before = 0;
-        for key in [format!("ip {ip}"), format!("user {user}")] {
-            let e = m.entry(key).or_insert((0, unix));
-            if unix.saturating_sub(e.1) >= FAILURE_WINDOW {
-                *e = (0, unix);
-            }
-            before = before.max(e.0);
-            e.0 = e.0.saturating_add(1);
-            e.1 = unix;
-        }
-        Duration::from_secs(1 << before.min(4)).min(MAX_FAILURE_DELAY)
     }
 }
 

@@ -53,6 +53,8 @@ pub struct Policy<'a> {
     pub auth: AuthOffer,
     /// `ETRN_ALLOW` has `auth`.
     pub etrn_auth: bool,
+    /// Listener kinds where CRAM-MD5 is offered without TLS (`AUTH_CLEAR_CRAM`).
+    pub clear_cram: &'a [crate::vocab::ListenKind],
 }
 
 /// The routing of a recipient, as the session needs it.

@@ -19,12 +19,21 @@ struct A {
     events: Vec<Event>,
 }
 
+/// Every kind: these tests authenticate with CRAM-MD5 without TLS everywhere.
+const ALL_KINDS: &[ListenKind] = &[
+    ListenKind::Smtp,
+    ListenKind::Submission,
+    ListenKind::Smtps,
+    ListenKind::Odmr,
+];
+
 fn actx(cfg: &Config) -> Context<'_> {
     let mut policy = cfg.policy();
     policy.auth = AuthOffer {
         enabled: true,
         cram: true,
     };
+    policy.clear_cram = ALL_KINDS;
     Context {
         policy,
         disk_low: false,
@@ -279,4 +288,32 @@ fn the_reversed_session_greets_at_once_and_offers_no_tls_auth_or_atrn() {
     s.handle_input(b"STARTTLS\r\n", now, &actx(&cfg));
     assert!(String::from_utf8_lossy(s.pending_output()).starts_with("502 "));
     assert_eq!(s.provider(), Some("mail.isp.dom"));
+}
+
+#[test]
+fn ready_cram_md5_without_tls_only_where_auth_clear_cram_allows() {
+    // The default: the odmr listener only.
+    let cfg = config(false);
+    assert_eq!(cfg.main.auth_clear_cram, vec![ListenKind::Odmr]);
+    for (kind, offered) in [(ListenKind::Odmr, true), (ListenKind::Smtp, false)] {
+        let now = Instant::now();
+        let addr: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        let ctx = || {
+            let mut c = actx(&cfg);
+            c.policy.clear_cram = &cfg.main.auth_clear_cram;
+            c
+        };
+        let mut s = ServerSession::new(9, addr, kind, &ctx(), now);
+        let now = now + Duration::from_secs(1);
+        s.handle_timeout(now, &ctx());
+        s.handle_input(b"EHLO customer.example\r\n", now, &ctx());
+        s.handle_input(b"AUTH CRAM-MD5\r\n", now, &ctx());
+        let out = String::from_utf8_lossy(s.pending_output()).into_owned();
+        assert_eq!(out.contains("CRAM-MD5"), offered, "{kind:?}: {out}");
+        if offered {
+            assert!(out.ends_with("\r\n") && out.contains("\r\n334 "), "{out}");
+        } else {
+            assert!(out.contains("538 5.7.11"), "{kind:?}: {out}");
+        }
+    }
 }

@@ -65,7 +65,7 @@ impl ServerSession {
         if tls {
             mechs.extend_from_slice(&["PLAIN", "LOGIN"]);
         }
-        if a.cram {
+        if a.cram && (tls || ctx.policy.clear_cram.contains(&self.kind)) {
             mechs.push("CRAM-MD5");
         }
         (!mechs.is_empty()).then(|| format!("AUTH {}", mechs.join(" ")))
@@ -139,6 +139,10 @@ impl ServerSession {
         }
         if m == Mech::CramMd5 && !ctx.policy.auth.cram {
             return self.error(&Reply::AUTH_UNKNOWN_MECH, now, host);
+        }
+        if m == Mech::CramMd5 && !tls && !ctx.policy.clear_cram.contains(&self.kind) {
+            // An observer of the exchange could try passwords offline.
+            return self.error(&Reply::AUTH_NEEDS_TLS, now, host);
         }
         let unix = ctx.unix_time;
         let (ex, step) = Exchange::start(m, initial, || {

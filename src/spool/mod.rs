@@ -358,12 +358,21 @@ impl Spool {
     /// a `sendmail` is still writing.
     pub fn drop_files(&self) -> Vec<(PathBuf, Option<std::time::Duration>)> {
         let age = |p: &Path| {
-            // lstat: the age of the entry itself, never of what a link points to.
-            fs::symlink_metadata(p)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .unwrap_or_default()
+            // lstat: the age of the entry itself, never of what a link points to. A
+            // modification time in the future (a user may set one) would make a
+            // file young for ever: then its change time, which no user can set.
+            use std::os::unix::fs::MetadataExt;
+            let Ok(m) = fs::symlink_metadata(p) else {
+                return std::time::Duration::ZERO;
+            };
+            let now = crate::vocab::date::unix_now();
+            let since =
+                |t: i64| std::time::Duration::from_secs(now.saturating_sub(t.max(0) as u64));
+            if m.mtime() > now as i64 {
+                since(m.ctime())
+            } else {
+                since(m.mtime())
+            }
         };
         list_dir(&self.drop)
             .unwrap_or_default()
@@ -379,19 +388,16 @@ impl Spool {
             .collect()
     }
 
-    /// Moves a bad file (a drop file, already checked to be a regular file with one
-    /// link) to `corrupt/`. It keeps its owner: nothing a user made is ever chowned.
-    pub fn quarantine(&self, path: &Path) {
+    /// Moves a bad drop-folder entry (a regular file with one link that does not
+    /// verify, or a directory) to `corrupt/`. It keeps its owner: nothing a user made
+    /// is ever chowned. A directory of another user's cannot move (its `..` would
+    /// change): the error says so.
+    pub fn quarantine(&self, path: &Path) -> io::Result<()> {
         let name = path.file_name().map(|n| n.to_owned()).unwrap_or_default();
         let dest = self
             .corrupt
             .join(format!("drop-{}", name.to_string_lossy()));
-        if let Err(e) = fs::rename(path, &dest) {
-            log::error!(
-                "spool quarantine-failed file={} error=\"{e}\"",
-                path.display()
-            );
-        }
+        fs::rename(path, &dest)
     }
 
     /// The spool root.

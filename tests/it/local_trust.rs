@@ -702,3 +702,38 @@ fn a_submission_under_umask_077_is_delivered_and_others_cannot_read_it() {
     });
     assert!(crate::util::list(&drop_dir).is_empty());
 }
+
+#[test]
+fn an_unmovable_drop_entry_and_a_flood_of_wakeups_log_a_line_not_a_flood() {
+    if attacker().is_none() {
+        return;
+    }
+    let d = Daemon::start();
+    std::fs::set_permissions(&d.dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let drop_dir = d.spool().join("drop");
+    // A directory of the attacker's (the daemon cannot move it out of the sticky
+    // folder, nor remove it while something is in it), then 20,000 wake-ups.
+    let script = format!(
+        "mkdir {0}/stuck && touch {0}/stuck/x && python3 -c 'import socket\n\
+         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+         for i in range(20000):\n    s.sendto(b\"!\", \"{1}\")'",
+        drop_dir.display(),
+        d.spool().join("notify").display()
+    );
+    let out = as_attacker(&script, b"");
+    assert!(out.status.success(), "{out:?}");
+    // Mail still flows meanwhile, and is picked up.
+    let mut c = Client::hello(d.addr());
+    c.cmd("NOOP", 250);
+    let (code, _) = d.sendmail(&["u@client.dom"], "Subject: through\r\n\r\nx\r\n");
+    assert_eq!(code, 0);
+    d.wait_until("the pickup", 10, || d.log().contains("pickup queued"));
+    let lines = d.log().lines().filter(|l| l.contains("/stuck")).count();
+    assert!(
+        (1..=2).contains(&lines),
+        "{lines} log lines about it:\n{}",
+        d.log()
+    );
+    // Scans were coalesced: nowhere near one per wake-up.
+    assert!(std::path::Path::new(&drop_dir.join("stuck")).exists());
+}

@@ -162,7 +162,10 @@ const STARTTLS_AUTH: &str = r#"
 with smtplib.SMTP("127.0.0.1", smtp, timeout=20) as s:
     s.ehlo("py.example")
     assert s.has_extn("starttls"), s.esmtp_features
-    assert s.esmtp_features["auth"].split() == ["CRAM-MD5"], s.esmtp_features
+    # AUTH_CLEAR_CRAM's default: no CRAM-MD5 without TLS on an smtp listener.
+    assert not s.has_extn("auth"), s.esmtp_features
+    code, _ = s.docmd("AUTH", "CRAM-MD5")
+    assert code == 538, code
     try:
         s.sendmail("py@example.org", ["u@far.example"], "Subject: x\r\n\r\nx\r\n")
         raise SystemExit("relayed without AUTH")
@@ -530,7 +533,8 @@ print("ok")
 
 #[test]
 fn handshakes_are_capped_and_starttls_after_auth_is_refused() {
-    let Some(d) = tls_daemon("MAX_CONNECTIONS_PER_IP=100\n") else {
+    // CRAM-MD5 in clear on the smtp listener, so STARTTLS after it can be tried.
+    let Some(d) = tls_daemon("MAX_CONNECTIONS_PER_IP=100\nAUTH_CLEAR_CRAM=\"smtp odmr\"\n") else {
         return;
     };
     client_script(&d, CAP);
@@ -538,4 +542,43 @@ fn handshakes_are_capped_and_starttls_after_auth_is_refused() {
     assert_eq!(d.queue_files().len(), 1);
     let text = d.queued_text();
     assert!(text.contains("with ESMTPS id"), "{text}");
+}
+
+#[test]
+fn a_tls_key_others_can_read_or_that_another_user_owns_is_refused() {
+    let Some(mut d) = tls_daemon("") else { return };
+    let key = d.dir.0.join("key.pem");
+    // On reload: refused, logged with the path and why, the old key stays in force.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    d.signal("HUP");
+    d.wait_until("the refused reload", 10, || {
+        d.log()
+            .contains("key.pem: mode 0644: a private key must not be readable by others")
+    });
+    // The old key is still served.
+    assert_eq!(served_fingerprint(d.addrs[1].port()).len(), 64);
+    d.stop();
+    // At start: exit 78 with the path and the reason; `etrnd -n` says the same.
+    let (rc, _, err) = run_etrnd(&d.conf_path(), &["-n"]);
+    assert_eq!(rc, 78, "{err}");
+    assert!(err.contains("key.pem: mode 0644"), "{err}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let (rc, _, err) = run_etrnd(&d.conf_path(), &["-n"]);
+    assert_eq!(rc, 0, "a group-readable key (ssl-cert) is fine: {err}");
+    if crate::util::is_root() && crate::util::attacker().is_some() {
+        crate::util::run_ok(Command::new("chown").arg(crate::util::ATTACKER).arg(&key));
+        let (rc, _, err) = run_etrnd(&d.conf_path(), &["-n"]);
+        assert_eq!(rc, 78, "{err}");
+        assert!(err.contains("key.pem: owned by uid"), "{err}");
+        let out = Command::new(crate::util::bin())
+            .args(["-d", "-f"])
+            .arg(d.conf_path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("owned by uid"),
+            "{out:?}"
+        );
+    }
 }

@@ -189,10 +189,10 @@ impl Throttle {
         let name = user.to_string();
         let locked = !exempt
             && self.by_name.count(&name, now) >= IDENTITY_BUDGET
-            && !self
+            && self
                 .trusted
                 .last(&(name.clone(), ip))
-                .is_some_and(|t| now.saturating_sub(t) < TRUST_FOR);
+                .is_none_or(|t| now.saturating_sub(t) >= TRUST_FOR);
         if locked {
             return Admit::Locked;
         }

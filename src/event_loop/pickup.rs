@@ -45,14 +45,12 @@ impl Daemon {
         let present: std::collections::HashSet<&std::path::Path> =
             entries.iter().map(|(p, _)| p.as_path()).collect();
         self.pickup_noted.retain(|p| present.contains(p.as_path()));
-        let mut handled = 0;
-        for (path, dot) in entries {
+        for (handled, (path, dot)) in entries.into_iter().enumerate() {
             if handled == PER_TURN {
                 // The rest next turn.
                 self.next_pickup = now;
                 break;
             }
-            handled += 1;
             let file = path.display().to_string();
             let entry = match drop::open_entry(&path, limit) {
                 Ok(e) => e,

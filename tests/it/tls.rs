@@ -447,6 +447,11 @@ fn bad_certificates_and_readable_secrets_are_configuration_errors() {
         std::fs::Permissions::from_mode(0o644),
     )
     .unwrap();
+    std::fs::set_permissions(
+        d.dir.0.join("key.pem"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     let (rc, _, err) = run_etrnd(&d.conf_path(), &["-n"]);
     assert_eq!(rc, 78, "{err}");
     assert!(

@@ -203,7 +203,8 @@ impl<T> Helper<T> {
 pub fn parse_verdict(line: &str) -> LocalResult {
     let line = line.trim_end_matches('\n');
     match line.split_once(' ').unwrap_or((line, "")) {
-        ("D", _) => LocalResult::Delivered,
+        ("D", "") => LocalResult::Delivered,
+        ("D", what) => LocalResult::DeliveredAs(what.to_string()),
         ("W", to) => LocalResult::Forward(
             to.split(' ')
                 .filter(|t| !t.is_empty())
@@ -224,6 +225,7 @@ fn verdict(r: &LocalResult) -> String {
     let one = |s: &str| s.replace(['\r', '\n'], " ");
     match r {
         LocalResult::Delivered => "D\n".into(),
+        LocalResult::DeliveredAs(what) => format!("D {}\n", one(what)),
         LocalResult::Deferred(w) => format!("T {}\n", one(w)),
         LocalResult::Failed(st, w) => format!("F {} {}\n", one(st), one(w)),
         LocalResult::Forward(to) => {

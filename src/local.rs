@@ -38,6 +38,9 @@ pub const STALE_LOCK: Duration = Duration::from_secs(300);
 pub enum LocalResult {
     /// In the mailbox.
     Delivered,
+    /// Delivered, as this says (a `.forward` that kept a copy, ran a command,
+    /// filed it): the text of its delivery line.
+    DeliveredAs(String),
     /// Try again later (lock held, disk trouble).
     Deferred(String),
     /// Permanent (no such account): status and reason.

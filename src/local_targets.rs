@@ -129,18 +129,28 @@ pub fn forward(
     }
     let owner = (account.uid, account.gid);
     let mut onward = Vec::new();
+    // What was done, for the delivery line ("delivered via ~/.forward to …").
+    let mut done: Vec<String> = Vec::new();
     let mut worst: Option<LocalResult> = None;
     for t in list {
         let t = t.as_str();
         let r = if t.strip_prefix('\\').unwrap_or(t).eq_ignore_ascii_case(user) {
+            done.push(if maildir { "maildir" } else { "mailbox" }.into());
             crate::local::deliver(root, maildir, user, Some(account), m, seq)
         } else {
             match crate::route::names::parse_target(t) {
-                Ok(AliasTarget::Discard) => LocalResult::Delivered,
+                Ok(AliasTarget::Discard) => {
+                    done.push("/dev/null".into());
+                    LocalResult::Delivered
+                }
                 Ok(AliasTarget::File { path, .. }) => {
+                    done.push(format!("file: {path}"));
                     crate::local::deliver_file(Path::new(&path), m, owner)
                 }
-                Ok(AliasTarget::Command { cmd, .. }) => command(&cmd, m, &account.home, user, &me),
+                Ok(AliasTarget::Command { cmd, .. }) => {
+                    done.push(format!("command: {cmd}"));
+                    command(&cmd, m, &account.home, user, &me)
+                }
                 Ok(AliasTarget::Address(a)) => {
                     onward.push(a.to_string());
                     LocalResult::Delivered
@@ -164,7 +174,9 @@ pub fn forward(
     }
     match worst {
         Some(r) => r,
-        None if onward.is_empty() => LocalResult::Delivered,
+        None if onward.is_empty() => {
+            LocalResult::DeliveredAs(format!("delivered via ~/.forward to {}", done.join(", ")))
+        }
         None => LocalResult::Forward(onward),
     }
 }

@@ -214,7 +214,9 @@ pub fn server_connection(cfg: &Arc<ServerConfig>) -> Result<ServerConnection, St
     ServerConnection::new(cfg.clone()).map_err(|e| e.to_string())
 }
 
-/// `TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384`, once the handshake is done.
+/// `TLSv1.3 with cipher TLS_AES_256_GCM_SHA384`, once the handshake is done: the
+/// suite's IANA name, as Postfix, Exim and OpenSSL write it (rustls calls the TLS
+/// 1.3 ones `TLS13_…`).
 pub fn describe(conn: &rustls::CommonState) -> Option<String> {
     let v = match conn.protocol_version()? {
         rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
@@ -223,7 +225,17 @@ pub fn describe(conn: &rustls::CommonState) -> Option<String> {
     };
     let s = conn.negotiated_cipher_suite()?.suite();
     let name = s.as_str().map_or_else(|| format!("{s:?}"), str::to_string);
-    Some(format!("{v} with cipher {name}"))
+    Some(format!("{v} with cipher {}", iana_name(&name)))
+}
+
+/// The IANA name of a cipher suite rustls names: its TLS 1.3 suites are
+/// `TLS13_AES_256_GCM_SHA384` there and `TLS_AES_256_GCM_SHA384` in the registry;
+/// the TLS 1.2 ones already carry their registry names.
+pub fn iana_name(rustls_name: &str) -> String {
+    match rustls_name.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => rustls_name.to_string(),
+    }
 }
 
 /// The certificate check and the name to send for a connection at `level`

@@ -39,6 +39,16 @@ pub(super) enum Ask {
     Etrn(Vec<String>),
 }
 
+impl Ask {
+    /// The verb its log lines start with.
+    pub(super) fn verb(&self) -> &'static str {
+        match self {
+            Ask::Atrn(_) => "atrn",
+            Ask::Etrn(_) => "etrn",
+        }
+    }
+}
+
 /// One `etrnd atrn` request, or a link-up action's ATRN or ETRN.
 pub(super) struct Customer {
     pub(super) server: String,
@@ -216,7 +226,12 @@ impl Daemon {
 
     /// The customer's connection is up: its client session starts.
     pub(super) fn customer_connected(&mut self, id: ConnId, cid: u64, now: Instant) {
-        let Some(server) = self.odmr.customers.get(&cid).map(|c| c.server.clone()) else {
+        let Some((server, verb)) = self
+            .odmr
+            .customers
+            .get(&cid)
+            .map(|c| (c.server.clone(), c.ask.verb()))
+        else {
             return;
         };
         let Some(addr) = self.client_addr(id) else {
@@ -227,7 +242,7 @@ impl Daemon {
         let implicit = sec.implicit;
         let s = ClientSession::new(&hostname, now).with_security(sec);
         if let Some(c) = self.links.get_mut(id).and_then(|l| l.role.client()) {
-            log::info!("atrn customer-connected relay={}", c.relay);
+            log::info!("{verb} customer-connected relay={}", c.relay);
             c.session = Some(s);
         }
         if implicit {
@@ -241,7 +256,8 @@ impl Daemon {
         self.links.close(id, self.poll.registry());
         if let Some(c) = self.odmr.customers.get_mut(&cid) {
             log::info!(
-                "atrn customer-connect-failed server={} error=\"{}\"",
+                "{} customer-connect-failed server={} error=\"{}\"",
+                c.ask.verb(),
                 c.server,
                 sanitize(why.as_bytes())
             );
@@ -460,11 +476,7 @@ impl Daemon {
         };
         log::info!(
             "{} customer-done server={} reply=\"{}\"",
-            if matches!(c.ask, Ask::Etrn(_)) {
-                "etrn"
-            } else {
-                "atrn"
-            },
+            c.ask.verb(),
             sanitize(c.server.as_bytes()),
             r
         );

@@ -66,7 +66,9 @@ fn reply_of(t: Option<Target<'_>>, maildir: bool) -> String {
 /// A local result as the scheduler takes it.
 fn result_of(r: LocalResult) -> RcptResult {
     match r {
-        LocalResult::Delivered | LocalResult::Forward(_) => RcptResult::Delivered,
+        LocalResult::Delivered | LocalResult::DeliveredAs(_) | LocalResult::Forward(_) => {
+            RcptResult::Delivered
+        }
         LocalResult::Deferred(w) => RcptResult::Deferred(w),
         LocalResult::Failed(st, w) => RcptResult::Failed(st, w),
     }
@@ -356,6 +358,7 @@ impl Daemon {
         };
         let reply = match &r {
             LocalResult::Forward(id) => Some(format!("forwarded as {}", id.join(" "))),
+            LocalResult::DeliveredAs(what) => Some(what.clone()),
             LocalResult::Delivered => Some(reply_of(target, self.config.main.maildir)),
             _ => None,
         };

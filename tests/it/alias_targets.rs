@@ -269,3 +269,108 @@ fn dot_forward_as_the_recipient_with_every_target_kind_and_no_loop() {
     });
     let _ = std::fs::remove_dir_all(&home);
 }
+
+/// Our log lines as a syslog daemon writes them (time stamp, host, tag, message),
+/// for pflogsumm.
+fn as_syslog(log: &str) -> String {
+    let mut out = String::new();
+    for l in log.lines() {
+        // "2026-12-07 13:39:10.983 etrnd/local[25705]: info: text"
+        let Some((head, rest)) = l.split_once("]: ") else {
+            continue;
+        };
+        let Some(msg) = rest.split_once(": ").map(|(_, m)| m) else {
+            continue;
+        };
+        let (Some(time), Some(tag)) = (head.get(11..19), head.get(24..)) else {
+            continue;
+        };
+        out.push_str(&format!("Dec  7 {time} mx {tag}]: {msg}\n"));
+    }
+    out
+}
+
+#[test]
+fn every_kind_of_local_delivery_is_logged_for_what_it_is() {
+    let dir = crate::util::TempDir::new("kinds");
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = dir.0.display();
+    let aliases = format!(
+        "null: /dev/null\nfiled: {o}/archive\nrun: \"|/bin/sh -c 'cat > /dev/null'\"\nalice: root\n"
+    );
+    let mut lines = Vec::new();
+    let mut all = String::new();
+    for (mailbox, own) in [
+        ("mail", "delivered to mailbox"),
+        ("mail/", "delivered to maildir"),
+    ] {
+        let setup = Setup {
+            conf: format!("MAILBOX={mailbox}\n"),
+            aliases: aliases.clone(),
+            ..Setup::default()
+        };
+        let mut d = Daemon::prepare(setup, &[("scheduler.conf", SCHED)]);
+        std::fs::create_dir(d.dir.0.join("mail")).unwrap();
+        d.spawn();
+        let mut c = Client::hello(d.addr());
+        let targets: &[(&str, String)] = if mailbox == "mail" {
+            &[
+                ("root", own.to_string()),
+                ("null", "discarded (/dev/null)".into()),
+                ("filed", format!("delivered to file: {o}/archive")),
+                (
+                    "run",
+                    "delivered to command: /bin/sh -c 'cat > /dev/null'".into(),
+                ),
+            ]
+        } else {
+            &[("root", own.to_string())]
+        };
+        for (to, _) in targets {
+            c.send_message(
+                "root@test.example",
+                &[&format!("{to}@test.example")],
+                "Subject: k\r\n\r\nx\r\n",
+            );
+        }
+        c.cmd("QUIT", 221);
+        d.wait_until("every delivery", 20, || {
+            d.log().matches("status=sent").count() >= targets.len()
+        });
+        let log = d.log();
+        for (to, what) in targets {
+            let line = log
+                .lines()
+                .find(|l| {
+                    l.contains(&format!("to=<{to}@test.example>")) && l.contains("status=sent")
+                })
+                .unwrap_or_else(|| panic!("{to}: {log}"))
+                .to_string();
+            assert!(
+                line.ends_with(&format!("status=sent ({what})")),
+                "{to}: {line}"
+            );
+            assert!(line.contains(" etrnd/local["), "{line}");
+            lines.push(line);
+        }
+        all.push_str(&log);
+        d.stop();
+    }
+    // pflogsumm counts five deliveries (and nothing discarded as rejected).
+    let Some(pflogsumm) = crate::util::need_tool("pflogsumm", "pflogsumm") else {
+        return;
+    };
+    std::fs::write(dir.0.join("maillog"), as_syslog(&all)).unwrap();
+    let out = std::process::Command::new(&pflogsumm)
+        .args(["--syslog-name=etrnd"])
+        .arg(dir.0.join("maillog"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    let delivered = report
+        .lines()
+        .find(|l| l.trim_end().ends_with("delivered"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse::<usize>().ok());
+    assert_eq!(delivered, Some(5), "{report}");
+}

@@ -68,6 +68,11 @@ pub enum Command {
     Clients,
     /// `config`: the effective `etrnd.conf`, with where each value came from.
     Config,
+    /// `newaliases` (also `sendmail -bi`): check the aliases and have a running
+    /// daemon read them again.
+    Newaliases,
+    /// `hoststat`, `purgestat`: sendmail's host status, which etrnd does not keep.
+    NoHostStatus(String),
     /// `queue delete|hold|release|requeue SELECTION`: the words after `queue`.
     Queue(Vec<String>),
     /// Show how addresses route; with `resolve` (`-R`) also the next hops.
@@ -93,7 +98,7 @@ pub struct Options {
 }
 
 /// The one-line usage message.
-pub const USAGE: &str = "usage: etrnd [-dhnvV] [-f file] [config | mailq [-j] | qshape | clients | queue delete|hold|release|requeue id ...|-d domain|ALL | link up|down|status [name] | route [-R] address ... | sendmail [-t] [-i] [-f sender] [address ...] | flush [target] | etrn [-p port] server target ... | atrn [-p port] server [domain ...]]";
+pub const USAGE: &str = "usage: etrnd [-dhnvV] [-f file] [config | newaliases | mailq [-j] | qshape | clients | queue delete|hold|release|requeue id ...|-d domain|ALL | link up|down|status [name] | route [-R] address ... | sendmail [-t] [-i] [-f sender] [address ...] | flush [target] | etrn [-p port] server target ... | atrn [-p port] server [domain ...]]";
 
 /// `etrnd -h`: every command with what it does.
 pub const HELP: &str = "\
@@ -104,6 +109,7 @@ usage: etrnd [-dhnvV] [-f file] [command ...]
   etrnd -V                    print the version and exit
   etrnd -h                    print this summary
   config                      print the effective etrnd.conf and where each value came from
+  newaliases                  check the aliases and have the daemon read them again
   mailq [-j]                  list the queue (-j: one JSON object per message)
   qshape                      messages waiting per destination and age (held, and the rest)
   clients                     per held destination: what is held, last request and release
@@ -118,6 +124,10 @@ usage: etrnd [-dhnvV] [-f file] [command ...]
   route [-R] address ...      show how addresses route (-R: and the next hops)
   sendmail [-t] [-i] [-f sender] [-F name] [-bm|-bp|-bs|-bi|-bv] [-q] [address ...]
                               submit a message (also invoked as sendmail; mailq too)
+
+Invoked as sendmail, send-mail, mailq, newaliases, hoststat or purgestat (Debian's
+alternatives, the BSDs' mailwrapper), it does what sendmail does under that name, with
+the configuration from ETRND_CONF; only etrnd itself starts the daemon.
 
 Global options come before the command: -f file (the configuration), -v (more logging).
 See etrnd(8).";
@@ -142,16 +152,10 @@ pub fn parse(args: &[String]) -> Result<Options, (String, i32)> {
         .first()
         .and_then(|a| a.rsplit('/').next())
         .unwrap_or("etrnd");
-    if prog == "sendmail" || prog == "mailq" {
+    if let Some(command) = as_named(prog, args.get(1..).unwrap_or_default())? {
         let config = match std::env::var_os("ETRND_CONF") {
             Some(p) => PathBuf::from(p),
             None => crate::config::main_conf::default_path(),
-        };
-        let rest = args.get(1..).unwrap_or_default();
-        let command = if prog == "mailq" {
-            mailq_args(rest)?
-        } else {
-            Command::Sendmail(rest.to_vec())
         };
         return Ok(Options {
             config,
@@ -195,6 +199,7 @@ pub fn parse(args: &[String]) -> Result<Options, (String, i32)> {
         Some("qshape") if free.len() == 1 => Command::Qshape,
         Some("clients") if free.len() == 1 => Command::Clients,
         Some("config") if free.len() == 1 => Command::Config,
+        Some("newaliases") if free.len() == 1 => Command::Newaliases,
         Some("link")
             if (2..=3).contains(&free.len())
                 && ["up", "down", "status"].contains(&free[1].as_str()) =>
@@ -276,6 +281,28 @@ pub fn parse(args: &[String]) -> Result<Options, (String, i32)> {
 }
 
 /// `mailq [-j]`.
+/// The names Debian's alternatives and the BSDs' mailwrapper(8) run the MTA as
+/// (argv[0] kept): what each does. `None`: the name is etrnd's own. No name but
+/// `etrnd` ever starts the daemon.
+fn as_named(prog: &str, rest: &[String]) -> Result<Option<Command>, (String, i32)> {
+    Ok(Some(match prog {
+        "sendmail" | "send-mail" => Command::Sendmail(rest.to_vec()),
+        "mailq" => mailq_args(rest)?,
+        "newaliases" => Command::Newaliases,
+        "hoststat" | "purgestat" => Command::NoHostStatus(prog.to_string()),
+        p if p.starts_with("etrnd") => return Ok(None),
+        p => {
+            return Err((
+                format!(
+                    "etrnd: invoked as '{p}': the names are etrnd, sendmail, send-mail, mailq, \
+                     newaliases, hoststat and purgestat"
+                ),
+                exit::USAGE,
+            ))
+        }
+    }))
+}
+
 fn mailq_args(args: &[String]) -> Result<Command, (String, i32)> {
     match args {
         [] => Ok(Command::Mailq { json: false }),

@@ -436,6 +436,49 @@ fn ask_daemon(
     }
 }
 
+/// `newaliases` (`etrnd newaliases`, `sendmail -bi`): the aliases were checked with
+/// the rest of the configuration on the way here (a bad line is `file:line` and exit
+/// 78 before this runs); a running daemon is asked to read them again. Exit 0 when it
+/// did or when none runs (it reads them when it starts), 77 when this user may not
+/// ask, 75 when the daemon kept its old configuration.
+pub fn newaliases(cfg: &Config, out: &mut impl Write) -> i32 {
+    let n = std::fs::read_to_string(cfg.main.mailvar.join("db/aliases"))
+        .map(|t| {
+            t.lines()
+                .filter(|l| {
+                    !l.trim().is_empty() && !l.starts_with('#') && !l.starts_with([' ', '\t'])
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    let mut quiet = Vec::new();
+    match ask_daemon(cfg, "newaliases", "reload", CONTROL_TIMEOUT, &mut quiet) {
+        Ok((250, _)) => {
+            let _ = writeln!(out, "newaliases: {n} aliases checked; etrnd reads them now");
+            ex::OK
+        }
+        Ok((code, line)) => {
+            let _ = writeln!(out, "newaliases: {n} aliases checked; {line}");
+            if code >= 500 {
+                NOPERM
+            } else {
+                TEMPFAIL
+            }
+        }
+        Err(ex::UNAVAILABLE) => {
+            let _ = writeln!(
+                out,
+                "newaliases: {n} aliases checked; etrnd is not running and reads them when it starts"
+            );
+            ex::OK
+        }
+        Err(code) => {
+            let _ = out.write_all(&quiet);
+            code
+        }
+    }
+}
+
 /// `etrnd link up|down|status [NAME]`: tells the running daemon (DESIGN.md §5.9)
 /// and prints its reply, one line per link for `status`. Exit 0 for 2xx, 77 for a
 /// refusal (not root, no such link), 69 if no daemon runs, 75 if it went away.

@@ -93,6 +93,11 @@ fn main() {
             exit(ex::OK)
         }
         Command::Clients => report(etrnd::clients::render(&cfg, etrnd::vocab::date::unix_now())),
+        Command::Newaliases => exit(etrnd::etrn_client::newaliases(&cfg, &mut std::io::stdout())),
+        Command::NoHostStatus(name) => {
+            println!("{name}: etrnd keeps no host status: nothing to show or purge");
+            exit(ex::OK)
+        }
         Command::Daemon => commands::daemon::run(&opts, cfg, config_path),
     }
 }
@@ -107,12 +112,7 @@ fn sendmail(cfg: &Config, a: &etrnd::submit::Args) -> i32 {
         }
         Mode::List => etrnd::mailq::run(cfg, false, &mut out),
         Mode::Smtp => etrnd::submit_bs::session(cfg, &mut std::io::stdin().lock(), &mut out),
-        Mode::Init => {
-            println!(
-                "sendmail: -bi: nothing to build: etrnd reads the aliases file itself (after a change, etrnd -n checks it and SIGHUP reloads it)"
-            );
-            ex::OK
-        }
+        Mode::Init => etrnd::etrn_client::newaliases(cfg, &mut out),
         Mode::Verify if a.rcpts.is_empty() => {
             eprintln!("sendmail: -bv needs an address");
             ex::USAGE

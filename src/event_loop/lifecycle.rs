@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use mio::{Interest, Token};
 
-use super::{listen, Daemon, GUARD, LISTENER_BASE, STOP_GRACE};
+use super::{listen, Daemon, FIRST_FIXED, LISTENER_BASE, STOP_GRACE};
 use crate::config;
 
 impl Daemon {
@@ -20,7 +20,9 @@ impl Daemon {
                         self.begin_stop(now);
                     }
                 }
-                libc::SIGHUP => self.reload(),
+                libc::SIGHUP => {
+                    let _ = self.reload();
+                }
                 libc::SIGUSR1 => {
                     self.page_in_unheld();
                     let n = self.sched.release_unheld(self.unix);
@@ -67,7 +69,7 @@ impl Daemon {
             match listen(*addr) {
                 Ok(mut l) => {
                     let idx = self.listeners.len();
-                    if idx + LISTENER_BASE >= GUARD.0 {
+                    if idx + LISTENER_BASE >= FIRST_FIXED {
                         log::error!("smtp listen-failed address={addr} error=\"too many listeners\"");
                         continue;
                     }
@@ -102,7 +104,9 @@ impl Daemon {
             })
     }
 
-    pub(super) fn reload(&mut self) {
+    /// Reads every file again (SIGHUP, `newaliases`); a bad one keeps the old
+    /// configuration in force, and the errors are returned as well as logged.
+    pub(super) fn reload(&mut self) -> Result<(), String> {
         match config::load(&self.config_path) {
             Ok(new) => {
                 if new.main.listen != self.config.main.listen {
@@ -140,12 +144,18 @@ impl Daemon {
                 self.links_configure();
                 self.reload_secrets();
                 log::info!("config reloaded path={}", self.config_path.display());
+                Ok(())
             }
             Err(errors) => {
-                for e in errors {
+                for e in &errors {
                     log::error!("config reload-failed {e}");
                 }
                 log::error!("config reload-failed: the old configuration stays in force");
+                Err(errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "))
             }
         }
     }

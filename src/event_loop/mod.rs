@@ -77,6 +77,8 @@ const CONTROL: Token = Token(1022);
 const GUARD: Token = Token(1021);
 const HELPER: Token = Token(1020);
 const SUPERVISOR: Token = Token(1019);
+/// The lowest fixed token: listeners count up to it.
+const FIRST_FIXED: usize = SUPERVISOR.0;
 const LISTENER_BASE: usize = 1;
 /// Extra zero-wait polls served before a commit (see `run`).
 const EXTRA_PASSES: usize = 4;

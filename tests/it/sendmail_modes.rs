@@ -94,7 +94,11 @@ fn sendmail_bp_bi_bv_and_q_and_an_unknown_mode() {
     assert!(out.contains(&id) && out.contains("u@client.dom"), "{out}");
     let (code, out, _) = d.run(&["sendmail", "-bi"]);
     assert_eq!(code, 0);
-    assert!(out.contains("nothing to build"), "{out}");
+    assert!(
+        out.contains("aliases checked; etrnd reads them now"),
+        "{out}"
+    );
+    d.wait_until("the reload", 10, || d.log().contains("config reloaded"));
     let (code, out, _) = d.run(&["sendmail", "-bv", "alice@test.example", "u@client.dom"]);
     assert_eq!(code, 0, "{out}");
     assert!(
@@ -109,4 +113,81 @@ fn sendmail_bp_bi_bv_and_q_and_an_unknown_mode() {
     let (code, _, err) = d.run(&["sendmail", "-bd"]);
     assert_eq!(code, 64);
     assert!(err.contains("mode -bd is not supported"), "{err}");
+}
+
+/// Runs the binary under another name (a symbolic link, as Debian's alternatives
+/// and mailwrapper(8) run it) with `ETRND_CONF` set.
+fn as_named(d: &Daemon, name: &str, args: &[&str], input: &str) -> (i32, String) {
+    let link = d.dir.0.join(name);
+    if !link.exists() {
+        std::os::unix::fs::symlink(crate::util::bin(), &link).unwrap();
+    }
+    let out = crate::util::run_with_input(
+        std::process::Command::new(&link)
+            .args(args)
+            .env("ETRND_CONF", d.conf_path())
+            .stdout(std::process::Stdio::piped()),
+        input.as_bytes(),
+    );
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn every_name_the_system_calls_us_by_and_none_starts_a_daemon() {
+    let mut d = Daemon::prepare(crate::util::Setup::default(), &[]);
+    let pidfile = d.dir.0.join("etrnd.pid");
+    // No daemon: newaliases checks and says so; the others do their job; none of
+    // them starts a daemon.
+    let (code, out) = as_named(&d, "newaliases", &[], "");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("2 aliases checked; etrnd is not running"),
+        "{out}"
+    );
+    let (code, out) = as_named(&d, "hoststat", &[], "");
+    assert_eq!((code, out.contains("nothing")), (0, true), "{out}");
+    let (code, out) = as_named(&d, "purgestat", &[], "");
+    assert_eq!((code, out.contains("nothing")), (0, true), "{out}");
+    let (code, out) = as_named(
+        &d,
+        "send-mail",
+        &["-oi", "-t"],
+        "To: alice@test.example\nSubject: via send-mail\n\nhi\n",
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = as_named(&d, "mailq", &[], "");
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = as_named(&d, "postfix", &[], "");
+    assert_eq!(code, 64, "{out}");
+    assert!(out.contains("invoked as 'postfix'"), "{out}");
+    assert!(!pidfile.exists(), "a daemon was started");
+    assert!(!d.log().contains("listening"), "{}", d.log());
+    // A broken aliases file: file:line and 78.
+    std::fs::write(d.dir.0.join("db/aliases"), "alice: root\nbroken line\n").unwrap();
+    let (code, out) = as_named(&d, "newaliases", &[], "");
+    assert_eq!(code, 78, "{out}");
+    assert!(out.contains("aliases:2:"), "{out}");
+    // With a daemon: it is asked to read them again.
+    std::fs::write(
+        d.dir.0.join("db/aliases"),
+        "alice: root\nbob: root\ncarol: root\n",
+    )
+    .unwrap();
+    d.spawn();
+    let (code, out) = as_named(&d, "newaliases", &[], "");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("3 aliases checked; etrnd reads them now"),
+        "{out}"
+    );
+    d.wait_until("the reload", 10, || d.log().contains("config reloaded"));
+    // The send-mail submission was picked up.
+    d.wait_until("the pickup", 10, || d.log().contains("pickup queued"));
 }

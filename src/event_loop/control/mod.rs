@@ -13,7 +13,8 @@
 //! `etrnd atrn`: root or the daemon's user; its reply comes when the turned-around
 //! session is over), `link up|down|status [NAME]` (up and down from root or the
 //! daemon's user), and `queue delete|hold|release|requeue ID…|-d DOMAIN|ALL` (root
-//! and the daemon's user). Replies are one SMTP-style line, `250 …` or an error code
+//! and the daemon's user), and `reload` (as SIGHUP; root and the daemon's user).
+//! Replies are one SMTP-style line, `250 …` or an error code
 //! with its reason, which the command prints. Anything else gets `500`.
 //!
 //! Bounds: a request is at most [`MAX_REQUEST`] octets and must come within
@@ -413,6 +414,17 @@ impl Daemon {
             }
             Request::Link { op, name } => Some(self.link_request(op, name.as_deref(), now)),
             Request::Queue { .. } if !who.privileged => denied("queue control is"),
+            Request::Reload if !who.privileged => denied("reloading is"),
+            Request::Reload => Some(match self.reload() {
+                Ok(()) => Reply::new(250, "2.0.0 configuration reloaded".into()),
+                Err(e) => Reply::new(
+                    451,
+                    format!(
+                        "4.3.0 the old configuration stays in force: {}",
+                        crate::logging::sanitize(e.as_bytes())
+                    ),
+                ),
+            }),
             Request::Queue { op, sel } => self.queue_request(op, &sel, who.uid, me, now),
             Request::FlushAll => {
                 self.page_in_unheld();

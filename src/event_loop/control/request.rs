@@ -39,6 +39,9 @@ pub enum Request {
         /// To which messages.
         sel: crate::sched::Selection,
     },
+    /// `reload`: read every configuration file again, as SIGHUP does
+    /// (`newaliases`).
+    Reload,
     /// `link up|down|status [NAME]` (DESIGN.md §5.9).
     Link {
         /// What to do.
@@ -109,6 +112,7 @@ impl Request {
                 }
                 Ok(Request::Link { op, name })
             }
+            ("reload", "") => Ok(Request::Reload),
             ("mailq", "") => Ok(Request::Mailq { json: false }),
             ("mailq", "-j") => Ok(Request::Mailq { json: true }),
             ("queue", a) => {
@@ -125,7 +129,7 @@ impl Request {
             }
             _ => Err(Reply::new(
                 500,
-                "5.5.1 unknown control request (mailq [-j], flush [TARGET], atrn PORT SERVER [DOMAIN...], link up|down|status [NAME], queue OP SELECTION)"
+                "5.5.1 unknown control request (mailq [-j], flush [TARGET], atrn PORT SERVER [DOMAIN...], link up|down|status [NAME], queue OP SELECTION, reload)"
                     .into(),
             )),
         }

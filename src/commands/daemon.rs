@@ -135,6 +135,7 @@ pub fn run(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
         Ok(s) => s,
         Err(e) => die(ex::OSERR, format!("cannot start the supervisor: {e}")),
     };
+    let spool_root = cfg.main.postoffice.clone();
     let spool = match Spool::open(&cfg.main.postoffice) {
         Ok(s) => s,
         Err(e) => die(ex::CANTCREAT, e),
@@ -176,6 +177,15 @@ pub fn run(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
     }
     if let Err(e) = d.set_supervisor(sup) {
         die(ex::OSERR, format!("cannot watch the supervisor: {e}"));
+    }
+    // Before serving: the spool can be written by who we are now (a daemon that
+    // greets and then answers 451 to every message helps nobody).
+    if let Err(e) = crate::spool::Spool::at(&spool_root).check_writable() {
+        let me = crate::sys::current_user().unwrap_or_else(|| format!("uid {}", crate::sys::euid()));
+        die(
+            ex::CANTCREAT,
+            format!("the spool cannot be written by {me}: {e}; give POSTOFFICE and the folders above it to {me}, or set USER"),
+        );
     }
     crate::sys::daemon_ready();
     log::info!("daemon started version={}", env!("CARGO_PKG_VERSION"));

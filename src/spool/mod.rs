@@ -401,6 +401,43 @@ impl Spool {
         fs::rename(path, &dest)
     }
 
+    /// Checks that this process can write every folder of the spool it writes in:
+    /// a file is created and removed in each. `Err` names the folder, its owner and
+    /// mode, and why (a daemon that cannot write its spool must not greet anyone).
+    pub fn check_writable(&self) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        let probe = format!(".write-check.{}", std::process::id());
+        for d in [
+            &self.root, &self.tmp, &self.queue, &self.state, &self.corrupt, &self.hold,
+            &self.index, &self.drop,
+        ] {
+            let p = d.join(&probe);
+            let made = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&p)
+                .and_then(|_| fs::remove_file(&p));
+            if let Err(e) = made {
+                let who = match fs::metadata(d) {
+                    Ok(m) => format!(
+                        "owner uid {} gid {}, mode {:04o}",
+                        m.uid(),
+                        m.gid(),
+                        m.mode() & 0o7777
+                    ),
+                    Err(e) => format!("cannot even look at it: {}", crate::vocab::os_error(&e)),
+                };
+                return Err(format!(
+                    "{}: {} ({who})",
+                    d.display(),
+                    crate::vocab::os_error(&e)
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The spool root.
     pub fn root(&self) -> &Path {
         &self.root

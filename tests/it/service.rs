@@ -1,5 +1,6 @@
 //! The daemon as rc.d runs it: detached, pid file, syslog, signals, privileges.
 
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -511,4 +512,25 @@ fn run_etrnd_input(conf: &std::path::Path, args: &[&str], input: &str) -> (i32, 
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+#[test]
+fn a_daemon_that_cannot_write_its_spool_does_not_start() {
+    if !crate::util::is_root() {
+        eprintln!("skipped: needs root (the daemon drops to USER)");
+        return;
+    }
+    let d = Daemon::prepare(Setup::default(), &[]);
+    // The spool's parent is closed to the daemon's user.
+    std::fs::set_permissions(&d.dir.0, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = Command::new(crate::util::bin())
+        .args(["-d", "-f"])
+        .arg(d.conf_path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(73), "{err}");
+    assert!(err.contains("the spool cannot be written by etrnd-test"), "{err}");
+    assert!(err.contains(&format!("{}/spool", d.dir.0.display())), "{err}");
+    assert!(!err.contains("daemon started"), "{err}");
 }

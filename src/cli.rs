@@ -73,6 +73,8 @@ pub enum Command {
     Newaliases,
     /// `hoststat`, `purgestat`: sendmail's host status, which etrnd does not keep.
     NoHostStatus(String),
+    /// `secret [-s SCHEME]`: a `db/secrets` value for a password read on stdin.
+    Secret(Vec<String>),
     /// `queue delete|hold|release|requeue SELECTION`: the words after `queue`.
     Queue(Vec<String>),
     /// Show how addresses route; with `resolve` (`-R`) also the next hops.
@@ -98,7 +100,7 @@ pub struct Options {
 }
 
 /// The one-line usage message.
-pub const USAGE: &str = "usage: etrnd [-dhnvV] [-f file] [config | newaliases | mailq [-j] | qshape | clients | queue delete|hold|release|requeue id ...|-d domain|ALL | link up|down|status [name] | route [-R] address ... | sendmail [-t] [-i] [-f sender] [address ...] | flush [target] | etrn [-p port] server target ... | atrn [-p port] server [domain ...]]";
+pub const USAGE: &str = "usage: etrnd [-dhnvV] [-f file] [config | newaliases | secret [-s scheme] | mailq [-j] | qshape | clients | queue delete|hold|release|requeue id ...|-d domain|ALL | link up|down|status [name] | route [-R] address ... | sendmail [-t] [-i] [-f sender] [address ...] | flush [target] | etrn [-p port] server target ... | atrn [-p port] server [domain ...]]";
 
 /// `etrnd -h`: every command with what it does.
 pub const HELP: &str = "\
@@ -110,6 +112,8 @@ usage: etrnd [-dhnvV] [-f file] [command ...]
   etrnd -h                    print this summary
   config                      print the effective etrnd.conf and where each value came from
   newaliases                  check the aliases and have the daemon read them again
+  secret [-s scheme]          read a password on stdin, print its db/secrets value
+                              ({CRAM-MD5} by default; yescrypt, bcrypt, sha512, sha256)
   mailq [-j]                  list the queue (-j: one JSON object per message)
   qshape                      messages waiting per destination and age (held, and the rest)
   clients                     per held destination: what is held, last request and release
@@ -200,6 +204,7 @@ pub fn parse(args: &[String]) -> Result<Options, (String, i32)> {
         Some("clients") if free.len() == 1 => Command::Clients,
         Some("config") if free.len() == 1 => Command::Config,
         Some("newaliases") if free.len() == 1 => Command::Newaliases,
+        Some("secret") => Command::Secret(free[1..].to_vec()),
         Some("link")
             if (2..=3).contains(&free.len())
                 && ["up", "down", "status"].contains(&free[1].as_str()) =>

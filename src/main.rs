@@ -36,7 +36,27 @@ fn main() {
     };
     // Paths in the configuration are relative to its directory; make that absolute
     // so that detaching (chdir /) changes nothing.
+    if let Command::Secret(args) = &opts.command {
+        // No configuration needed.
+        exit(commands::secret::run(
+            args,
+            &mut std::io::stdin().lock(),
+            &mut std::io::stdout(),
+        ));
+    }
     let config_path = std::path::absolute(&opts.config).unwrap_or(opts.config.clone());
+    if opts.command == Command::Config && !config_path.exists() {
+        // Nothing installed yet: what etrnd would run with is the defaults.
+        println!(
+            "# {} does not exist: every value is the default",
+            config_path.display()
+        );
+        print!(
+            "{}",
+            etrnd::config::show::render(&etrnd::config::MainConf::defaults(&config_path))
+        );
+        exit(ex::OK)
+    }
     let cfg = load_config(&config_path);
     match &opts.command {
         Command::Check => {
@@ -94,6 +114,7 @@ fn main() {
         }
         Command::Clients => report(etrnd::clients::render(&cfg, etrnd::vocab::date::unix_now())),
         Command::Newaliases => exit(etrnd::etrn_client::newaliases(&cfg, &mut std::io::stdout())),
+        Command::Secret(_) => unreachable!("handled before the configuration is read"),
         Command::NoHostStatus(name) => {
             println!("{name}: etrnd keeps no host status: nothing to show or purge");
             exit(ex::OK)

@@ -181,7 +181,8 @@ pub fn run(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
     // Before serving: the spool can be written by who we are now (a daemon that
     // greets and then answers 451 to every message helps nobody).
     if let Err(e) = crate::spool::Spool::at(&spool_root).check_writable() {
-        let me = crate::sys::current_user().unwrap_or_else(|| format!("uid {}", crate::sys::euid()));
+        let me =
+            crate::sys::current_user().unwrap_or_else(|| format!("uid {}", crate::sys::euid()));
         die(
             ex::CANTCREAT,
             format!("the spool cannot be written by {me}: {e}; give POSTOFFICE and the folders above it to {me}, or set USER"),

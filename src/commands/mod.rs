@@ -4,6 +4,7 @@
 //! Output goes to stdout and stderr; each returns a sysexits(3) code.
 
 pub mod daemon;
+pub mod secret;
 
 use crate::cli::exit as ex;
 use crate::config::Config;

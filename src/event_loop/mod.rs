@@ -313,11 +313,10 @@ impl Daemon {
         );
         // Held mail: summaries from the index (or the index rebuilt from hold/),
         // and what recovery loaded from queue/ that may wait on disk goes there.
-        let (dests, parked, rebuilt) = park::start(&mut spool, &mut sched, unix);
+        let (dests, parked, index) = park::start(&mut spool, &mut sched, unix);
         log::info!(
-            "sched loaded messages={} parked={parked} held-destinations={dests} index={}",
+            "sched loaded messages={} parked={parked} held-destinations={dests} index={index}",
             sched.messages(),
-            if rebuilt { "rebuilt" } else { "trusted" }
         );
         let mut d = Daemon {
             poll,

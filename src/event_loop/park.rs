@@ -240,11 +240,20 @@ pub(super) fn page_in(
 
 /// Start-up: the summaries from every index (when it can be trusted) or a rebuild
 /// of the index from `hold/`; then what was loaded from `queue/` and may wait on
-/// disk is parked. Returns (destinations, parked messages, rebuilt).
-pub(super) fn start(spool: &mut Spool, sched: &mut Scheduler, now: Unix) -> (usize, u64, bool) {
-    let rebuilt = !spool.index_trusted();
-    if rebuilt {
-        log::warn!("spool index-rebuild reason=\"not known to be complete\"");
+/// disk is parked. Returns (destinations, parked messages, how the index was
+/// found: `trusted`, `rebuilt`, or `new` for a spool that never held anything).
+pub(super) fn start(
+    spool: &mut Spool,
+    sched: &mut Scheduler,
+    now: Unix,
+) -> (usize, u64, &'static str) {
+    let untrusted = !spool.index_trusted();
+    let fresh = untrusted && spool.hold_is_empty();
+    let rebuilt = untrusted && !fresh;
+    if untrusted {
+        if rebuilt {
+            log::warn!("spool index-rebuild reason=\"not known to be complete\"");
+        }
         if let Err(e) = spool.clear_index() {
             log::error!("spool index-rebuild-failed error=\"{e}\"");
         }
@@ -270,7 +279,12 @@ pub(super) fn start(spool: &mut Spool, sched: &mut Scheduler, now: Unix) -> (usi
         log::error!("spool index-mark-failed error=\"{e}\"");
     }
     let dests = sched.parked_matching(|_, _| true).len();
-    (dests, sched.parked_messages(), rebuilt)
+    let how = match (fresh, rebuilt) {
+        (true, _) => "new",
+        (_, true) => "rebuilt",
+        _ => "trusted",
+    };
+    (dests, sched.parked_messages(), how)
 }
 
 impl Daemon {

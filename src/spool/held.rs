@@ -283,7 +283,14 @@ impl Spool {
         self.hold_path(id).exists()
     }
 
-    /// Whether the index may be trusted now (module header).
+    /// Whether nothing is parked (a spool that never held anything needs no
+    /// rebuild of its index).
+    pub fn hold_is_empty(&self) -> bool {
+        fs::read_dir(&self.hold).map_or(true, |mut d| d.next().is_none())
+    }
+
+    /// Whether the index may be trusted now (module header): written by a clean
+    /// stop, or by a daemon of this boot.
     pub fn index_trusted(&self) -> bool {
         let Ok(s) = fs::read_to_string(self.index.join(".state")) else {
             return false;

@@ -408,8 +408,14 @@ impl Spool {
         use std::os::unix::fs::MetadataExt;
         let probe = format!(".write-check.{}", std::process::id());
         for d in [
-            &self.root, &self.tmp, &self.queue, &self.state, &self.corrupt, &self.hold,
-            &self.index, &self.drop,
+            &self.root,
+            &self.tmp,
+            &self.queue,
+            &self.state,
+            &self.corrupt,
+            &self.hold,
+            &self.index,
+            &self.drop,
         ] {
             let p = d.join(&probe);
             let made = OpenOptions::new()

@@ -677,7 +677,9 @@ pub use process::{
     become_user, close_other_fds, exit_child, fork, fork_server, helper_signals, socketpair,
     spawn_command, spawn_command_to, terminate, try_reap, wait_child, Forked,
 };
-pub use process::{kill_session, poll_fds, reap, reap_any, set_nonblocking, spawn_piped};
+pub use process::{
+    is_tty, kill_session, poll_fds, reap, reap_any, set_echo, set_nonblocking, spawn_piped,
+};
 
 #[cfg(test)]
 mod tests {

@@ -409,3 +409,30 @@ pub fn reap(pid: i32) -> Option<i32> {
     let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
     (rc == pid && libc::WIFEXITED(status)).then(|| libc::WEXITSTATUS(status))
 }
+
+/// Whether descriptor `fd` is a terminal.
+pub fn is_tty(fd: RawFd) -> bool {
+    // SAFETY: isatty on any descriptor number is sound.
+    unsafe { libc::isatty(fd) == 1 }
+}
+
+/// Turns a terminal's echo off or on; returns whether it was on.
+pub fn set_echo(fd: RawFd, on: bool) -> io::Result<bool> {
+    // SAFETY: termios is plain old data; tcgetattr fills it, tcsetattr reads it.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(fd, &mut t) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let was = t.c_lflag & libc::ECHO != 0;
+        if on {
+            t.c_lflag |= libc::ECHO;
+        } else {
+            t.c_lflag &= !libc::ECHO;
+        }
+        if libc::tcsetattr(fd, libc::TCSAFLUSH, &t) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(was)
+    }
+}

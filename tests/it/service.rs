@@ -530,7 +530,13 @@ fn a_daemon_that_cannot_write_its_spool_does_not_start() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(73), "{err}");
-    assert!(err.contains("the spool cannot be written by etrnd-test"), "{err}");
-    assert!(err.contains(&format!("{}/spool", d.dir.0.display())), "{err}");
+    assert!(
+        err.contains("the spool cannot be written by etrnd-test"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{}/spool", d.dir.0.display())),
+        "{err}"
+    );
     assert!(!err.contains("daemon started"), "{err}");
 }

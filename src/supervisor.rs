@@ -239,8 +239,15 @@ fn supervise(mut sock: UnixStream, confs: &Confs) {
         while i < due.len() {
             if due[i].0 <= now {
                 let (_, kind) = due.swap_remove(i);
-                if !start(&mut sock, kind, confs) {
-                    return;
+                match start(&mut sock, kind, confs) {
+                    Started::Sent => {}
+                    Started::DaemonGone => return,
+                    // No fork now (out of processes): again after a pause, as for
+                    // a helper that died.
+                    Started::Failed => {
+                        let at = backoff[kind as usize].start_at(Instant::now());
+                        due.push((at, kind));
+                    }
                 }
             } else {
                 i += 1;
@@ -287,14 +294,23 @@ fn supervise(mut sock: UnixStream, confs: &Confs) {
     }
 }
 
-/// Starts a helper of `kind` and hands the daemon its end; `false` when the daemon
-/// cannot be told (it is gone).
-fn start(sock: &mut UnixStream, kind: Kind, confs: &Confs) -> bool {
+/// What became of a start.
+enum Started {
+    /// The daemon has its end of the new helper.
+    Sent,
+    /// The helper could not be forked: try again later.
+    Failed,
+    /// The daemon cannot be told: it is gone.
+    DaemonGone,
+}
+
+/// Starts a helper of `kind` and hands the daemon its end.
+fn start(sock: &mut UnixStream, kind: Kind, confs: &Confs) -> Started {
     let started = match (kind, &confs.helper) {
         (Kind::Delivery, Some(conf)) => {
             crate::sys::fork_server(|theirs| crate::helper::serve(theirs, conf))
         }
-        (Kind::Delivery, None) => return true,
+        (Kind::Delivery, None) => return Started::Sent,
         (Kind::Auth, _) => {
             crate::sys::fork_server(|theirs| crate::auth::guard::serve(theirs, &confs.guard))
         }
@@ -302,11 +318,13 @@ fn start(sock: &mut UnixStream, kind: Kind, confs: &Confs) -> bool {
     match started {
         Ok((ours, pid)) => {
             let line = format!("{} {pid}\n", kind.letter() as char);
-            crate::sys::send_fd_connected(sock.as_raw_fd(), line.as_bytes(), ours.as_raw_fd())
-                .is_ok()
+            match crate::sys::send_fd_connected(sock.as_raw_fd(), line.as_bytes(), ours.as_raw_fd())
+            {
+                Ok(()) => Started::Sent,
+                Err(_) => Started::DaemonGone,
+            }
         }
-        // Fork failed: the daemon asks again when it notices nothing came.
-        Err(_) => true,
+        Err(_) => Started::Failed,
     }
 }
 

@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
             2 => {
                 if open[uid as usize] > 0 {
                     open[uid as usize] -= 1;
-                    desk.closed(uid * 1000);
+                    desk.closed(who);
                 }
             }
             _ => now += Duration::from_millis(u64::from(b >> 4) * 100),

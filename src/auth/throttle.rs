@@ -9,9 +9,10 @@
 //!   moment it is admitted (and is given back if it succeeds), so guesses sent at
 //!   once on many connections cannot all slip in before the first one fails. Past it, AUTH for that identity is
 //!   answered 454 4.7.0 without being checked — so no answer, and no time, tells a
-//!   right password from a wrong one — except from an address where it
-//!   authenticated in the last [`TRUST_FOR`] and from `MYNETWORKS`, so its user is
-//!   not locked out from where they work.
+//!   right password from a wrong one — except from the network where it
+//!   authenticated in the last [`TRUST_FOR`] (its /24, or /48 for IPv6: a dial-up
+//!   customer's next address is usually in the same pool) and from `MYNETWORKS`,
+//!   so its user is not locked out from where they work.
 //! * Every table is bounded and full ones lose their oldest entry, never all of
 //!   them; identities the secrets file knows are kept before names that are only
 //!   guessed, so a flood of fresh user names cannot flush an identity's count.
@@ -164,8 +165,18 @@ impl<K: Clone + Ord + std::hash::Hash> Table<K> {
 pub struct Throttle {
     by_addr: Table<IpAddr>,
     by_name: Table<String>,
-    /// Where each identity last authenticated.
+    /// The networks where each identity last authenticated ([`network`]).
     trusted: Table<(String, IpAddr)>,
+}
+
+/// The network an address is trusted with: its /24, or its /48 for IPv6.
+pub fn network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(a) => IpAddr::V4(std::net::Ipv4Addr::from(u32::from(a) & 0xffff_ff00)),
+        IpAddr::V6(a) => IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(a) & !((1u128 << 80) - 1),
+        )),
+    }
 }
 
 /// How a check ended, as the throttle takes it.
@@ -191,7 +202,7 @@ impl Throttle {
             && self.by_name.count(&name, now) >= IDENTITY_BUDGET
             && self
                 .trusted
-                .last(&(name.clone(), ip))
+                .last(&(name.clone(), network(ip)))
                 .is_none_or(|t| now.saturating_sub(t) >= TRUST_FOR);
         if locked {
             return Admit::Locked;
@@ -222,7 +233,7 @@ impl Throttle {
                 self.by_addr.unbump(&ip);
                 self.by_name.unbump(&name);
                 if how == Checked::Ok {
-                    self.trusted.note(&(name, ip), now);
+                    self.trusted.note(&(name, network(ip)), now);
                 }
                 Duration::ZERO
             }
@@ -298,7 +309,9 @@ mod tests {
             fail(&mut t, "cust", ip(100 + i), Checked::Wrong, now);
         }
         assert_eq!(t.admit("cust", ip(1), false, now), Admit::Check);
-        assert_eq!(t.admit("cust", ip(2), false, now), Admit::Locked);
+        // Its neighbour in the same /24 too (a dial-up pool), not another network.
+        assert_eq!(t.admit("cust", ip(2), false, now), Admit::Check);
+        assert_eq!(t.admit("cust", ip(1 << 8), false, now), Admit::Locked);
         // Not after the trust has run out.
         let later = now - 86_400 + TRUST_FOR;
         for i in 0..IDENTITY_BUDGET {

@@ -177,11 +177,14 @@ pub struct Daemon {
     notify: Option<mio::net::UnixDatagram>,
     /// The control socket (`etrnd flush`, `mailq`, `queue`, `link`, `atrn`).
     control: control::Control,
-    /// Running `mailq` listings: pid, when they are stopped.
-    showq: Vec<(i32, Instant)>,
+    /// Running `mailq` listings: pid, when they are stopped, for whom (uid, root or
+    /// the daemon's user).
+    showq: Vec<(i32, Instant, u32, bool)>,
     /// When the drop folder is scanned next in any case, and when it was last.
     next_pickup: Instant,
     pickup_last: Option<Instant>,
+    /// When entries whose failure was noted are tried again.
+    pickup_noted_retry: Instant,
     /// Drop-folder entries whose failure was logged (each is logged once).
     pickup_noted: std::collections::HashSet<PathBuf>,
     /// Wall-clock seconds of this turn's clock reading (see `tick`).
@@ -363,6 +366,7 @@ impl Daemon {
             showq: Vec::new(),
             next_pickup: Instant::now(),
             pickup_last: None,
+            pickup_noted_retry: Instant::now(),
             pickup_noted: std::collections::HashSet::new(),
             unix,
             sec: Security::default(),
@@ -609,7 +613,10 @@ impl Daemon {
     fn supervisor_lost(&mut self, why: &str) {
         if let Some(s) = self.supervisor.take() {
             let _ = self.poll.registry().deregister(&mut SourceFd(&s.fd()));
-            log::error!("daemon supervisor-lost pid={} error=\"{why}\": helpers that die are not started again", s.pid());
+            log::error!("daemon supervisor-lost pid={} error=\"{why}\": helpers that die are not started again; restart etrnd", s.pid());
+            // Our child: gone, or made to go, and reaped either way.
+            let _ = crate::sys::signal(s.pid(), libc::SIGKILL);
+            crate::sys::wait_child(s.pid(), Duration::from_secs(1));
         }
         self.local.runs.pause(false);
     }

@@ -45,12 +45,25 @@ impl Daemon {
         let present: std::collections::HashSet<&std::path::Path> =
             entries.iter().map(|(p, _)| p.as_path()).collect();
         self.pickup_noted.retain(|p| present.contains(p.as_path()));
-        for (handled, (path, dot)) in entries.into_iter().enumerate() {
+        // Entries that failed are tried again with the safety-net scan only, so a
+        // folder full of them costs neither a scan per turn nor the other entries
+        // their turn.
+        let retry_noted = now >= self.pickup_noted_retry;
+        if retry_noted {
+            self.pickup_noted_retry = now + PICKUP_EVERY;
+        }
+        let mut handled = 0;
+        for (path, dot) in entries {
+            if !retry_noted && self.pickup_noted.contains(&path) {
+                continue;
+            }
             if handled == PER_TURN {
-                // The rest next turn.
+                // The rest next turn (each entry handled so far left the folder
+                // or was noted: the next scan makes progress).
                 self.next_pickup = now;
                 break;
             }
+            handled += 1;
             let file = path.display().to_string();
             let entry = match drop::open_entry(&path, limit) {
                 Ok(e) => e,
@@ -58,6 +71,23 @@ impl Daemon {
                     // A dot-file nobody will finish, which we cannot even read.
                     log::warn!("pickup removed stale file={file} reason=\"{e}\"");
                     remove(&path);
+                    continue;
+                }
+                Err(drop::Refused::Io(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    // Finished, and no one but its owner can read it: moved aside
+                    // (kept for the operator), so it holds nothing up.
+                    match self.spool.quarantine(&path) {
+                        Ok(()) => log::warn!(
+                            "pickup moved-aside file={file} reason=\"the daemon cannot read it: {e}\""
+                        ),
+                        Err(q) => {
+                            if self.note(&path) {
+                                log::error!(
+                                    "pickup read-failed file={file} error=\"{e}\" quarantine=\"{q}\" (logged once)"
+                                );
+                            }
+                        }
+                    }
                     continue;
                 }
                 Err(drop::Refused::Io(e)) => {

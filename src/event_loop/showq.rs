@@ -11,8 +11,11 @@ use std::time::{Duration, Instant};
 use super::Daemon;
 use crate::smtp::reply::Reply;
 
-/// Listings made at once.
+/// Listings made at once for users other than root and the daemon's, and for one
+/// such user; root and the daemon's user have as many again of their own.
 pub const MAX_SHOWQ: usize = 4;
+/// Listings one user other than root and the daemon's may have running.
+pub const MAX_SHOWQ_PER_UID: usize = 1;
 /// How long one listing may take.
 pub const SHOWQ_LIMIT: Duration = Duration::from_secs(120);
 /// The environment variable that carries the active messages to the child (and
@@ -21,12 +24,25 @@ pub const ACTIVE_ENV: &str = "ETRND_MAILQ_ACTIVE";
 
 impl Daemon {
     /// Starts a listing into `fd` (the requester's pipe).
-    pub(super) fn showq_start(&mut self, json: bool, fd: Option<OwnedFd>, now: Instant) -> Reply {
+    pub(super) fn showq_start(
+        &mut self,
+        json: bool,
+        fd: Option<OwnedFd>,
+        who: super::control::Requester,
+        now: Instant,
+    ) -> Reply {
         let Some(fd) = fd else {
             return Reply::new(501, "5.5.4 mailq needs a descriptor to write to".into());
         };
         self.showq_reap(now);
-        if self.showq.len() >= MAX_SHOWQ {
+        let mine = self.showq.iter().filter(|s| s.2 == who.uid).count();
+        let theirs = self.showq.iter().filter(|s| !s.3).count();
+        let full = if who.privileged {
+            mine >= MAX_SHOWQ
+        } else {
+            mine >= MAX_SHOWQ_PER_UID || theirs >= MAX_SHOWQ
+        };
+        if full {
             return Reply::new(450, "4.3.2 too many listings at once, try again".into());
         }
         let exe = match std::env::current_exe() {
@@ -54,7 +70,8 @@ impl Daemon {
         let active = active.join(",");
         match crate::sys::spawn_command_to(&argv, &[(ACTIVE_ENV, &active)], Some(fd.as_raw_fd())) {
             Ok(pid) => {
-                self.showq.push((pid, now + SHOWQ_LIMIT));
+                self.showq
+                    .push((pid, now + SHOWQ_LIMIT, who.uid, who.privileged));
                 Reply::new(250, "2.0.0 listing".into())
             }
             Err(e) => {
@@ -67,7 +84,7 @@ impl Daemon {
 
     /// Reaps finished listings and stops those past their time.
     pub(super) fn showq_reap(&mut self, now: Instant) {
-        self.showq.retain(|&(pid, deadline)| {
+        self.showq.retain(|&(pid, deadline, _, _)| {
             if crate::sys::try_reap(pid).is_some() {
                 return false;
             }

@@ -71,13 +71,14 @@ try:
     print("datagram-sent")
 except OSError as e:
     print("datagram-refused", e.errno)
-c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-c.settimeout(5)
-c.connect(x + "/d/control")
-f = c.makefile("rb")
 for req in [b"queue delete ALL", b"link up", b"atrn 366 127.0.0.1 client.dom", b"queue hold ALL"]:
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.settimeout(5)
+    c.connect(x + "/d/control")
+    f = c.makefile("rb")
     c.sendall(req + b"\n")
     print(req.decode(), "->", f.readline().decode().strip())
+    c.close()
 "#;
     let out = as_attacker(
         &format!(
@@ -174,23 +175,23 @@ for c in conns:
 print("conn-refused", refused)
 for c in conns:
     c.close()
-c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-c.settimeout(5)
-c.connect(p + "/control")
-f = c.makefile("rb")
-served, limited = 0, 0
-try:
-    for i in range(300):
-        c.sendall(b"flush\n")
-        line = f.readline()
-        if line.startswith(b"250"):
-            served += 1
-        elif line.startswith(b"421"):
-            limited += 1
-            break
-except OSError:
-    pass
-print("served", served, "limited", limited)
+served, limited, one = 0, 0, 0
+for i in range(300):
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.settimeout(5)
+    c.connect(p + "/control")
+    f = c.makefile("rb")
+    c.sendall(b"flush\nflush\n")
+    line = f.readline()
+    if f.readline() == b"":
+        one += 1
+    c.close()
+    if line.startswith(b"250"):
+        served += 1
+    elif line.startswith(b"421"):
+        limited += 1
+        break
+print("served", served, "limited", limited, "one-per-connection", one)
 n = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 sent = 0
 for i in range(20000):
@@ -237,12 +238,21 @@ print("wakeups", sent)
             .and_then(|n| n.parse().ok())
             .unwrap_or(usize::MAX)
     };
-    // At most 8 connections of one uid: the rest were refused.
-    assert!(num("conn-refused ") >= 32, "{text}");
+    // At most 8 connections of one uid at once: most were refused (a few more
+    // than 8 may be served, as served ones close while the rest are accepted).
+    assert!(num("conn-refused ") >= 24, "{text}");
     // A burst, then the rate limit.
     let served = num("served ");
     assert!((20..=60).contains(&served), "{text}");
     assert!(text.contains("limited 1"), "{text}");
+    // A user's connection serves one request, then closes.
+    let one: usize = text
+        .split("one-per-connection ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert_eq!(one, served + 1, "{text}");
     assert!(d
         .log()
         .contains(&format!("uid {uid} sends too many control requests")));

@@ -737,3 +737,53 @@ fn an_unmovable_drop_entry_and_a_flood_of_wakeups_log_a_line_not_a_flood() {
     // Scans were coalesced: nowhere near one per wake-up.
     assert!(std::path::Path::new(&drop_dir.join("stuck")).exists());
 }
+
+/// CPU seconds the process has used (user and system), from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit_once(')').unwrap().1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+#[test]
+fn unreadable_entries_in_the_drop_folder_hold_nothing_up() {
+    if attacker().is_none() {
+        return;
+    }
+    let d = Daemon::start();
+    std::fs::set_permissions(&d.dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let drop_dir = d.spool().join("drop");
+    let before = cpu_seconds(d.pid());
+    // 100 files nobody but the attacker can read, sorted before any real name, and a
+    // directory the daemon cannot move.
+    let script = format!(
+        "cd {} && mkdir '!dir' && touch '!dir/x' && umask 777 && for i in $(seq -w 0 99); do : > \"!$i\"; done",
+        drop_dir.display()
+    );
+    let out = as_attacker(&script, b"");
+    assert!(out.status.success(), "{out:?}");
+    // A submission behind them is picked up at once.
+    let (code, _) = d.sendmail(&["u@client.dom"], "Subject: behind them\r\n\r\nx\r\n");
+    assert_eq!(code, 0);
+    d.wait_until("the pickup", 10, || d.log().contains("pickup queued"));
+    // The unreadable files were moved aside, the directory noted once.
+    d.wait_until("the folder cleared", 10, || {
+        crate::util::list(&drop_dir) == vec!["!dir".to_string()]
+    });
+    assert_eq!(crate::util::list(&d.spool().join("corrupt")).len(), 100);
+    let (code, _) = d.sendmail(&["u@client.dom"], "Subject: and another\r\n\r\nx\r\n");
+    assert_eq!(code, 0);
+    d.wait_until("the second pickup", 10, || {
+        d.log().matches("pickup queued").count() == 2
+    });
+    let used = cpu_seconds(d.pid()) - before;
+    assert!(used < 2.0, "the daemon used {used} s of CPU");
+    assert_eq!(
+        d.log().lines().filter(|l| l.contains("!dir")).count(),
+        1,
+        "{}",
+        d.log()
+    );
+}

@@ -8,6 +8,9 @@ use crate::smtp::reply::Reply;
 
 /// Most control connections open at once.
 pub const MAX_CONNS: usize = 64;
+/// Of those, kept for root and the daemon's user (the ppp hooks, the operator):
+/// other uids together never hold more than `MAX_CONNS - RESERVED`.
+pub const RESERVED: usize = 8;
 /// Most control connections of one uid open at once.
 pub const MAX_CONNS_PER_UID: usize = 8;
 /// Requests a uid other than root's and the daemon's may make at once…
@@ -42,6 +45,8 @@ impl Requester {
 pub struct Desk {
     uids: HashMap<u32, UidUse>,
     open: usize,
+    /// Connections open of uids other than root's and the daemon's.
+    open_unprivileged: usize,
     /// When a refusal of a connection, and of a request, was last logged (a flood
     /// is logged once per [`LOG_EVERY`]).
     logged: [Option<Instant>; 2],
@@ -61,7 +66,9 @@ struct UidUse {
 impl Desk {
     /// A connection from `who`: admitted, or the refusal it gets before it closes.
     pub fn connect(&mut self, who: Requester, now: Instant) -> Result<(), Reply> {
-        if self.open >= MAX_CONNS {
+        if self.open >= MAX_CONNS
+            || (!who.privileged && self.open_unprivileged >= MAX_CONNS - RESERVED)
+        {
             return Err(Reply::new(
                 421,
                 "4.7.0 too many control connections, try again".into(),
@@ -100,6 +107,9 @@ impl Desk {
         }
         u.open += 1;
         self.open += 1;
+        if !who.privileged {
+            self.open_unprivileged += 1;
+        }
         Ok(())
     }
 
@@ -112,8 +122,11 @@ impl Desk {
         let Some(u) = self.uids.get_mut(&who.uid) else {
             return Err(Reply::new(421, "4.7.0 not connected".into()));
         };
+        let secs = now.saturating_duration_since(u.filled).as_secs();
         u.tokens = refill(u.tokens, u.filled, now);
-        u.filled = now;
+        // Whole seconds only move the clock on: a requester asking every half
+        // second still earns its tokens.
+        u.filled += Duration::from_secs(secs);
         if u.tokens == 0 {
             return Err(Reply::new(
                 421,
@@ -127,9 +140,13 @@ impl Desk {
         Ok(())
     }
 
-    /// A connection of `uid` closed.
-    pub fn closed(&mut self, uid: u32) {
+    /// A connection of `who` closed.
+    pub fn closed(&mut self, who: Requester) {
+        let uid = who.uid;
         self.open = self.open.saturating_sub(1);
+        if !who.privileged {
+            self.open_unprivileged = self.open_unprivileged.saturating_sub(1);
+        }
         if let Some(u) = self.uids.get_mut(&uid) {
             u.open = u.open.saturating_sub(1);
         }
@@ -177,21 +194,42 @@ mod tests {
         assert_eq!(d.connect(user(1000), now).unwrap_err().code, 421);
         // Another uid is not affected.
         assert!(d.connect(user(1001), now).is_ok());
-        d.closed(1000);
+        d.closed(user(1000));
         assert!(d.connect(user(1000), now).is_ok());
         assert_eq!(d.open(), MAX_CONNS_PER_UID + 1);
     }
 
     #[test]
-    fn desk_connect_past_the_total_is_refused_for_everyone() {
+    fn desk_connect_past_the_total_is_refused_but_root_keeps_its_reserve() {
         let mut d = Desk::default();
         let now = Instant::now();
-        for uid in 0..MAX_CONNS as u32 {
+        for uid in 0..(MAX_CONNS - RESERVED) as u32 {
             assert!(d.connect(user(2000 + uid), now).is_ok());
         }
-        assert_eq!(d.connect(user(0), now).unwrap_err().code, 421);
-        d.closed(2000);
-        assert!(d.connect(user(0), now).is_ok());
+        // Other users are refused; root still gets in.
+        assert_eq!(d.connect(user(9999), now).unwrap_err().code, 421);
+        let root = Requester::new(0, 500);
+        for _ in 0..RESERVED {
+            assert!(d.connect(root, now).is_ok());
+        }
+        // Now the total is full: nobody else.
+        assert_eq!(
+            d.connect(Requester::new(500, 500), now).unwrap_err().code,
+            421
+        );
+        d.closed(user(2000));
+        assert!(d.connect(user(9999), now).is_ok());
+    }
+
+    #[test]
+    fn desk_request_every_half_second_is_within_the_rate() {
+        let mut d = Desk::default();
+        let t0 = Instant::now();
+        d.connect(user(1000), t0).unwrap();
+        for i in 0..200u64 {
+            let at = t0 + Duration::from_millis(500 * i);
+            assert!(d.request(user(1000), at).is_ok(), "request {i}");
+        }
     }
 
     #[test]
@@ -241,7 +279,7 @@ mod tests {
         for uid in 0..MAX_UIDS as u32 {
             d.connect(user(10_000 + uid), t0).unwrap();
             d.request(user(10_000 + uid), t0).unwrap();
-            d.closed(10_000 + uid);
+            d.closed(user(10_000 + uid));
         }
         // Their buckets are not full yet: a new uid is refused, not let in by
         // forgetting someone's rate.

@@ -105,7 +105,7 @@ impl Control {
     fn close(&mut self, slot: usize, registry: &Registry) {
         if let Some(mut c) = self.conns.get_mut(slot).and_then(Option::take) {
             let _ = registry.deregister(&mut c.stream);
-            self.desk.closed(c.who.uid);
+            self.desk.closed(c.who);
         }
     }
 
@@ -146,7 +146,9 @@ impl Control {
         let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return Next::Gone;
         };
-        if c.waiting || c.closing {
+        if c.waiting || c.closing || !c.out.is_empty() {
+            // One request at a time: the next is read once the reply has left, so
+            // a requester that never reads cannot make its replies pile up.
             return Next::Wait;
         }
         loop {
@@ -239,7 +241,7 @@ impl Daemon {
                         }
                         None => {
                             // The desk counts what the slab holds: cannot happen.
-                            self.control.desk.closed(who.uid);
+                            self.control.desk.closed(who);
                             continue;
                         }
                     }
@@ -260,7 +262,7 @@ impl Daemon {
                 Interest::READABLE,
             ) {
                 log::warn!("control register-failed error=\"{e}\"");
-                self.control.desk.closed(who.uid);
+                self.control.desk.closed(who);
                 continue;
             }
             self.control.next_gen += 1;
@@ -320,7 +322,9 @@ impl Daemon {
                                     who.uid
                                 ),
                             }
-                            (r, false)
+                            // Other users get one request a connection: they cannot
+                            // hold connections open (root's are kept apart anyway).
+                            (r, !who.privileged)
                         }
                         Err(r) => {
                             log::info!("control bad-request uid={} reply=\"{r}\"", who.uid);
@@ -394,7 +398,7 @@ impl Daemon {
             ))
         };
         match req {
-            Request::Mailq { json } => Some(self.showq_start(json, fd, now)),
+            Request::Mailq { json } => Some(self.showq_start(json, fd, who, now)),
             Request::Atrn { .. } if !who.privileged => denied("atrn is"),
             Request::Atrn {
                 port,

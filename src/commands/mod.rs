@@ -25,10 +25,15 @@ pub fn route(cfg: &Config, addrs: &[String], resolve: bool) -> i32 {
         )
     });
     for a in addrs {
-        let path = if a.starts_with('<') {
-            a.clone()
+        let bare = a.trim_start_matches('<').trim_end_matches('>');
+        // An unqualified name is ours (HOSTNAME), as mail from this host is.
+        let path = if !bare.is_empty()
+            && !bare.contains('@')
+            && !bare.eq_ignore_ascii_case("postmaster")
+        {
+            format!("<{bare}@{}>", cfg.main.hostname)
         } else {
-            format!("<{a}>")
+            format!("<{bare}>")
         };
         let mbox = match crate::smtp::parse_path(&path) {
             Ok(Some(m)) => m,

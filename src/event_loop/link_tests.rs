@@ -150,6 +150,7 @@ fn a_link_turns_from_server_to_client_and_delivers_on_the_same_stream() {
         unix_time: 0,
         tls_busy: false,
         held_full: None,
+        nonce: 7,
     };
     let now = Instant::now();
     let (ea, eb) = pipe();
@@ -204,8 +205,12 @@ fn a_link_turns_from_server_to_client_and_delivers_on_the_same_stream() {
         }
     }
     assert_eq!(seen.messages, 1, "B's server received one message");
+    // Intact and unstuffed (the receiving session, a trusted one, added the
+    // Date: and Message-ID: the header section lacked).
     assert!(
-        seen.received.ends_with(&body),
+        seen.received
+            .ends_with(b"\r\n\r\n.a line with a dot\r\nend\r\n")
+            && seen.received.starts_with(b"Subject: turned\r\n"),
         "the body arrived intact and unstuffed: {:?}",
         String::from_utf8_lossy(&seen.received)
     );

@@ -21,8 +21,7 @@ macro_rules! session_ctx {
     ($d:expr) => {
         $crate::event_loop::context(
             &$d.config,
-            $d.disk_low,
-            $d.unix,
+            ($d.disk_low, $d.unix, $d.nonce),
             $d.sec,
             Some($d.sched.over_quota()),
         )
@@ -189,6 +188,8 @@ pub struct Daemon {
     pickup_noted: std::collections::HashSet<PathBuf>,
     /// Wall-clock seconds of this turn's clock reading (see `tick`).
     unix: u64,
+    /// A number that changes every turn from a random start (`Context::nonce`).
+    nonce: u64,
     /// What sessions may offer of TLS and AUTH.
     sec: Security,
     /// The server's TLS configuration, when a certificate is loaded.
@@ -212,8 +213,7 @@ pub struct Daemon {
 /// wall-clock time (Received: headers).
 fn context<'a>(
     config: &'a Config,
-    disk_low: bool,
-    unix_time: u64,
+    (disk_low, unix_time, nonce): (bool, u64, u64),
     sec: Security,
     held_full: Option<&'a std::collections::HashSet<String>>,
 ) -> Context<'a> {
@@ -226,6 +226,7 @@ fn context<'a>(
         unix_time,
         tls_busy: sec.handshakes >= MAX_HANDSHAKES,
         held_full,
+        nonce,
     }
 }
 
@@ -369,6 +370,7 @@ impl Daemon {
             pickup_noted_retry: Instant::now(),
             pickup_noted: std::collections::HashSet::new(),
             unix,
+            nonce: crate::sys::random_u64() | 1,
             sec: Security::default(),
             tls_server: None,
             guard: None,
@@ -399,6 +401,10 @@ impl Daemon {
     fn tick(&mut self) -> Instant {
         let now = Instant::now();
         self.unix = unix_now();
+        // xorshift from a random start: unique, not secret, no system call.
+        self.nonce ^= self.nonce << 13;
+        self.nonce ^= self.nonce >> 7;
+        self.nonce ^= self.nonce << 17;
         now
     }
 

@@ -115,6 +115,13 @@ fn split_verb(line: &str) -> (&str, &str) {
 
 /// Parses one command line.
 pub fn parse(line: &[u8]) -> Result<Command, Reply> {
+    parse_qualified(line, None)
+}
+
+/// [`parse`], with an unqualified address in MAIL or RCPT (`<root>`) completed with
+/// `@domain` when a domain is given (DESIGN.md §5.13: for local clients, with
+/// `HOSTNAME`); without one such an address is a syntax error, as before.
+pub fn parse_qualified(line: &[u8], domain: Option<&str>) -> Result<Command, Reply> {
     if line.contains(&0) || line.contains(&b'\r') {
         return Err(Reply::BAD_CHARACTERS);
     }
@@ -147,8 +154,8 @@ pub fn parse(line: &[u8]) -> Result<Command, Reply> {
                 Ok(Command::Ehlo(name.to_string()))
             }
         }
-        "MAIL" => parse_mail(rest),
-        "RCPT" => parse_rcpt(rest),
+        "MAIL" => parse_mail(rest, domain),
+        "RCPT" => parse_rcpt(rest, domain),
         "DATA" => no_args(rest, Command::Data),
         "RSET" => no_args(rest, Command::Rset),
         "QUIT" => no_args(rest, Command::Quit),
@@ -261,12 +268,37 @@ fn parse_params(text: &str) -> Result<Vec<(String, Option<&str>)>, Reply> {
     Ok(out)
 }
 
-fn parse_mail(rest: &str) -> Result<Command, Reply> {
+/// `<local>` completed as `<local@domain>` (not the null path, not `postmaster`, not
+/// anything with an `@` outside quotes already).
+fn qualified<'a>(path: &'a str, domain: Option<&str>) -> std::borrow::Cow<'a, str> {
+    let Some(domain) = domain else {
+        return path.into();
+    };
+    let inner = &path[1..path.len().saturating_sub(1).max(1)];
+    let mut in_quote = false;
+    let mut escaped = false;
+    let mut at = false;
+    for b in inner.bytes() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if in_quote => escaped = true,
+            b'"' => in_quote = !in_quote,
+            b'@' if !in_quote => at = true,
+            _ => {}
+        }
+    }
+    if inner.is_empty() || at || inner.eq_ignore_ascii_case("postmaster") {
+        return path.into();
+    }
+    format!("<{inner}@{domain}>").into()
+}
+
+fn parse_mail(rest: &str, domain: Option<&str>) -> Result<Command, Reply> {
     if !rest.is_ascii() {
         return Err(Reply::NEED_SMTPUTF8);
     }
     let (path, params) = split_path(rest, "FROM:")?;
-    let from = parse_path(path).map_err(addr_error)?;
+    let from = parse_path(&qualified(path, domain)).map_err(addr_error)?;
     let mut size = None;
     let mut body = Body::SevenBit;
     for (k, v) in parse_params(params)? {
@@ -287,7 +319,7 @@ fn parse_mail(rest: &str) -> Result<Command, Reply> {
     Ok(Command::Mail { from, size, body })
 }
 
-fn parse_rcpt(rest: &str) -> Result<Command, Reply> {
+fn parse_rcpt(rest: &str, domain: Option<&str>) -> Result<Command, Reply> {
     if !rest.is_ascii() {
         return Err(Reply::NEED_SMTPUTF8);
     }
@@ -295,7 +327,7 @@ fn parse_rcpt(rest: &str) -> Result<Command, Reply> {
     if !parse_params(params)?.is_empty() {
         return Err(Reply::UNKNOWN_PARAM);
     }
-    match parse_path(path).map_err(addr_error)? {
+    match parse_path(&qualified(path, domain)).map_err(addr_error)? {
         Some(m) => Ok(Command::Rcpt(m)),
         None => Err(Reply::NULL_RCPT),
     }
@@ -499,5 +531,36 @@ mod tests {
                 .collect();
             let _ = parse(&line);
         }
+    }
+
+    #[test]
+    fn unqualified_addresses_are_completed_only_when_asked() {
+        let q = |l: &str| parse_qualified(l.as_bytes(), Some("mx.test.example"));
+        assert_eq!(
+            q("RCPT TO:<root>"),
+            Ok(Command::Rcpt(
+                Mailbox::parse("root@mx.test.example").unwrap()
+            ))
+        );
+        assert!(matches!(
+            q("MAIL FROM:<cron>"),
+            Ok(Command::Mail { from: Some(m), .. }) if m.to_string() == "cron@mx.test.example"
+        ));
+        assert_eq!(
+            q("RCPT TO:<PostMaster>"),
+            Ok(Command::Rcpt(Mailbox::postmaster()))
+        );
+        assert_eq!(q("RCPT TO:<u@d.example>"), parse(b"RCPT TO:<u@d.example>"));
+        assert!(matches!(
+            q("MAIL FROM:<>"),
+            Ok(Command::Mail { from: None, .. })
+        ));
+        // Without a domain, an unqualified address is refused as before.
+        assert!(parse(b"RCPT TO:<root>").is_err());
+        // A source route keeps its meaning.
+        assert_eq!(
+            q("RCPT TO:<@a.example:u@d.example>"),
+            parse(b"RCPT TO:<@a.example:u@d.example>")
+        );
     }
 }

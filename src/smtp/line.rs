@@ -72,8 +72,9 @@ pub struct DataDecoder {
     in_headers: bool,
     header_bytes: usize,
     received: usize,
-    /// First octets of the current header line, to recognise `Received:`.
-    prefix: [u8; 9],
+    /// First octets of the current header line, to recognise `Received:`,
+    /// `Date:` and `Message-ID:`.
+    prefix: [u8; 11],
     prefix_len: usize,
     /// Whether the current line is still a header line we are classifying.
     classify: bool,
@@ -84,6 +85,12 @@ pub struct DataDecoder {
     pub size: usize,
     /// Whether any octet has the high bit set.
     pub eight_bit: bool,
+    /// Whether the header section has a `Date:` and a `Message-ID:`.
+    seen_date: bool,
+    seen_msgid: bool,
+    /// Header lines to add at the end of the header section for those it lacks
+    /// (a local client's message, DESIGN.md §5.13): `Date: …\r\n`, `Message-ID: …\r\n`.
+    missing: Option<(String, String)>,
 }
 
 impl Default for DataDecoder {
@@ -100,14 +107,23 @@ impl DataDecoder {
             in_headers: true,
             header_bytes: 0,
             received: 0,
-            prefix: [0; 9],
+            prefix: [0; 11],
             prefix_len: 0,
             classify: true,
             line_len: 0,
             max_line: 0,
             size: 0,
             eight_bit: false,
+            seen_date: false,
+            seen_msgid: false,
+            missing: None,
         }
+    }
+
+    /// Adds these header lines (each ending in CR LF) at the end of the header
+    /// section when it has no `Date:`, no `Message-ID:` respectively.
+    pub fn add_if_missing(&mut self, date: String, message_id: String) {
+        self.missing = Some((date, message_id));
     }
 
     /// Number of `Received:` header fields seen in the header section.
@@ -142,11 +158,32 @@ impl DataDecoder {
                 self.prefix[self.prefix_len] = b;
                 self.prefix_len += 1;
             }
-            if self.prefix_len == self.prefix.len() {
-                if self.prefix.eq_ignore_ascii_case(b"received:") {
-                    self.received += 1;
-                }
+            let p = &self.prefix[..self.prefix_len];
+            let is = |name: &[u8]| p.len() == name.len() && p.eq_ignore_ascii_case(name);
+            if is(b"received:") {
+                self.received += 1;
                 self.classify = false;
+            } else if is(b"date:") {
+                self.seen_date = true;
+                self.classify = false;
+            } else if is(b"message-id:") {
+                self.seen_msgid = true;
+                self.classify = false;
+            } else if b == b':' || self.prefix_len == self.prefix.len() {
+                self.classify = false;
+            }
+        }
+    }
+
+    /// The header lines the header section lacks, before its end.
+    fn add_missing(&mut self, out: &mut Vec<u8>) {
+        if let Some((date, msgid)) = self.missing.take() {
+            for (seen, line) in [(self.seen_date, date), (self.seen_msgid, msgid)] {
+                if !seen {
+                    for b in line.into_bytes() {
+                        self.emit(out, b);
+                    }
+                }
             }
         }
     }
@@ -162,6 +199,10 @@ impl DataDecoder {
     }
 
     fn crlf(&mut self, out: &mut Vec<u8>) {
+        if self.in_headers && self.line_len == 0 {
+            // The empty line that ends the header section: what it lacks first.
+            self.add_missing(out);
+        }
         self.emit(out, b'\r');
         self.emit(out, b'\n');
     }
@@ -172,6 +213,10 @@ impl DataDecoder {
             self.state = match (self.state, b) {
                 (DataState::DotCr, b'\n') => {
                     self.state = DataState::LineStart;
+                    if self.in_headers {
+                        // A message of header lines only: they end here.
+                        self.add_missing(out);
+                    }
                     return DataProgress::End(i + 1);
                 }
                 (DataState::LineStart, b'.') => DataState::Dot,

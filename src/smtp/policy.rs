@@ -86,4 +86,7 @@ pub struct Context<'a> {
     pub tls_busy: bool,
     /// Held destinations (`channel!host`) at `HOLD_QUOTA`: RCPT to them gets 452.
     pub held_full: Option<&'a std::collections::HashSet<String>>,
+    /// A random number of this loop turn (the Message-ID a local client's message
+    /// lacks is made with it).
+    pub nonce: u64,
 }

@@ -602,7 +602,9 @@ impl ServerSession {
         if self.draining {
             return self.shutdown(host);
         }
-        let cmd = match command::parse(line) {
+        // A local client's unqualified address is completed with our name.
+        let local = self.trusted || self.identity.is_some();
+        let cmd = match command::parse_qualified(line, local.then_some(host.as_ref())) {
             Ok(c) => c,
             Err(r) => {
                 self.unknown_in_row = 0;

@@ -40,6 +40,7 @@ fn actx(cfg: &Config) -> Context<'_> {
         unix_time: 1_795_873_551,
         tls_busy: false,
         held_full: None,
+        nonce: 7,
     }
 }
 

@@ -168,6 +168,7 @@ pub(crate) fn ctx(cfg: &Config, disk_low: bool) -> Context<'_> {
         unix_time: 1_795_873_551,
         tls_busy: false,
         held_full: None,
+        nonce: 7,
     }
 }
 
@@ -296,7 +297,25 @@ fn full_transaction_is_acknowledged_only_after_commit() {
     assert_eq!(t.count(ends), 1);
     t.commit(Ok(MessageId(0xabc)));
     assert_eq!(t.take(), "250 2.0.0 Ok: queued as 0000000000000abc\r\n");
-    assert_eq!(t.message_body(), b"Subject: hi\r\n\r\nbody\r\n");
+    // A local (trusted) client's message gets the Date: and Message-ID: it lacks,
+    // at the end of its header section.
+    assert_eq!(
+        t.message_body(),
+        b"Subject: hi\r\nDate: Sat, 28 Nov 2026 13:45:51 +0000\r\n\
+          Message-ID: <1795873551.00000001.0000000000000007@mx.ours.example>\r\n\r\nbody\r\n"
+    );
+}
+
+#[test]
+fn in_data_headers_a_local_client_gave_are_kept_and_nothing_is_added() {
+    let mut t = T::in_transaction();
+    t.send("DATA\r\n");
+    t.send("Subject: hi\r\nmessage-id: <x@y>\r\nDATE: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\nb\r\n.\r\n");
+    t.commit(Ok(MessageId(1)));
+    assert_eq!(
+        t.message_body(),
+        b"Subject: hi\r\nmessage-id: <x@y>\r\nDATE: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\nb\r\n"
+    );
 }
 
 #[test]
@@ -495,7 +514,7 @@ fn nul_in_data_is_kept() {
     let mut t = T::in_transaction();
     t.send("DATA\r\n");
     t.send(b"a\x00b\r\n.\r\n");
-    assert_eq!(t.message_body(), b"a\x00b\r\n");
+    assert!(t.message_body().starts_with(b"a\x00b\r\nDate: "));
 }
 
 #[test]

@@ -181,8 +181,20 @@ impl ServerSession {
         };
         self.events.push_back(Event::MessageStart(Box::new(env)));
         self.reply(&Reply::START_DATA);
+        let mut decoder = DataDecoder::new();
+        if self.trusted || self.identity.is_some() {
+            // A local client's message gets the Date: and Message-ID: it lacks
+            // (Postfix's local_header_rewrite_clients; DESIGN.md §5.13).
+            decoder.add_if_missing(
+                format!("Date: {}\r\n", crate::smtp::trace::rfc5322_date(arrival)),
+                format!(
+                    "Message-ID: <{arrival}.{:08x}.{:016x}@{host}>\r\n",
+                    self.id, ctx.nonce
+                ),
+            );
+        }
         self.set_state(State::ReceivingData(Box::new(DataPhase {
-            decoder: DataDecoder::new(),
+            decoder,
             started: now,
             raw_octets: 0,
             refused: None,

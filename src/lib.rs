@@ -49,6 +49,7 @@ pub mod local_runs;
 pub mod local_targets;
 pub mod logging;
 pub mod mailq;
+pub mod outgoing;
 pub mod queue_ctl;
 pub mod route;
 pub mod sched;

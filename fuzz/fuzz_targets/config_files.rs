@@ -1,6 +1,7 @@
 //! Every configuration parser: etrnd.conf, routes, localnames, aliases,
 //! scheduler.conf, hosts, resolv.conf, nsswitch.conf, and the secrets and policies
-//! (db/secrets, db/authinfo, db/tls_policy), and the link names of etrnd.conf.
+//! (db/secrets, db/authinfo, db/tls_policy), db/generic, and the link names of
+//! etrnd.conf.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
@@ -23,6 +24,13 @@ fuzz_target!(|data: &[u8]| {
         let _ = c.check_destination("smtp", "a.example");
     }
     let _ = etrnd::config::scheduler::parse_command(t, "/log");
+    if let Ok(g) = etrnd::config::generic::Generic::parse(p, t) {
+        for line in t.lines() {
+            if let Ok(m) = etrnd::vocab::Mailbox::parse(line.trim()) {
+                let _ = g.rewrite(&m);
+            }
+        }
+    }
     let _ = HostsTable::parse(p, t);
     let _ = ResolvConf::parse(p, t);
     let _ = parse_nsswitch(p, t);

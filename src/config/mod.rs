@@ -4,6 +4,7 @@
 //! `db/aliases`, and reports every problem as a `file:line: message` line. It does no
 //! network I/O and never consults DNS.
 
+pub mod generic;
 pub mod hosts;
 pub mod links;
 pub mod main_conf;
@@ -38,6 +39,8 @@ pub struct Config {
     pub resolve: ResolveConf,
     /// `scheduler.conf` (the built-in clauses when the file does not exist).
     pub sched: scheduler::SchedulerConf,
+    /// `db/generic`: masquerading of mail sent over SMTP (empty when absent).
+    pub generic: generic::Generic,
 }
 
 impl Config {
@@ -141,6 +144,12 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
         Default::default()
     });
     let resolve = load_resolve(&main, &mut errors);
+    let generic = db_file(
+        &db.join("generic"),
+        false,
+        generic::Generic::parse,
+        &mut errors,
+    );
     let sched_path = main.mailshare.join("scheduler.conf");
     let logdir = main.logdir.to_string_lossy().into_owned();
     let sched = if sched_path.exists() {
@@ -176,6 +185,7 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
         router,
         resolve,
         sched,
+        generic,
     })
 }
 

@@ -10,10 +10,10 @@ pub enum EightBit {
     #[default]
     AsReceived,
     /// `-8`: declare `BODY=8BITMIME` for any message with 8-bit octets when the server
-    /// offers it (etrnd never converts to 7 bit, so nothing is decoded either).
+    /// offers it.
     Allow,
     /// `-7`: a 7-bit channel: never `BODY=8BITMIME`; a message with 8-bit octets is
-    /// bounced with 5.6.3 (etrnd does not convert to quoted-printable).
+    /// converted to 7-bit MIME, or bounced with 5.6.3 where it cannot be.
     Forbid,
     /// `-77`: as `-7`, and plain `HELO` instead of `EHLO`.
     ForbidNoEsmtp,

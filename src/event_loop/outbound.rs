@@ -27,7 +27,7 @@ use crate::dns::Hop;
 use crate::logging::sanitize;
 use crate::sched::{Job, JobId, RcptRef, RcptResult};
 use crate::smtp::client::{ClientSession, OutMessage, BODY_CHUNK};
-use crate::spool::{Body, MessageId};
+use crate::spool::MessageId;
 
 /// RFC 5321 §4.5.3.2 / G12: connect timeout.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -39,8 +39,9 @@ struct Run {
     link: Option<ConnId>,
     /// `-l FILE` of the transport, expanded for this thread.
     log: Option<PathBuf>,
-    /// The current message's body and how much of it the session has.
-    body: Option<(Body, u64)>,
+    /// The current message's content as sent (masqueraded, made 7-bit) and how
+    /// much of it the session has.
+    body: Option<(crate::outgoing::Source, u64)>,
     /// The thread's route host (`job.key.host`): TLS policy and credentials key.
     route_host: String,
     /// The host name of the hop connected to (MX name or route host).
@@ -249,6 +250,7 @@ impl Daemon {
         }
         match self.spool.open_message(msg) {
             Ok((env, body)) => {
+                let offers = self.session_of(jid).is_some_and(|s| s.offers_8bitmime());
                 let Some(run) = self.outbound.runs.get_mut(&jid) else {
                     return;
                 };
@@ -256,20 +258,51 @@ impl Daemon {
                     .iter()
                     .filter_map(|&i| env.recipients.get(i).map(|r| r.address.clone()))
                     .collect();
-                let (eight_bit, seven_bit_only) = match run.machine.opts().eight_bit {
-                    EightBit::AsReceived => (env.eight_bit, false),
-                    EightBit::Allow => (env.eight_bit || body.has_8bit(), false),
-                    EightBit::Forbid | EightBit::ForbidNoEsmtp => (false, true),
+                let has_8bit = body.has_8bit();
+                // 8-bit content for a next hop without 8BITMIME, or on a 7-bit
+                // channel, is converted, never sent raw (RFC 6152 §3).
+                let forbid = matches!(
+                    run.machine.opts().eight_bit,
+                    EightBit::Forbid | EightBit::ForbidNoEsmtp
+                );
+                let seven = has_8bit && (forbid || !offers);
+                let eight_bit = match run.machine.opts().eight_bit {
+                    EightBit::AsReceived => env.eight_bit,
+                    EightBit::Allow => env.eight_bit || has_8bit,
+                    EightBit::Forbid | EightBit::ForbidNoEsmtp => false,
                 };
+                // Masquerading (db/generic): the envelope sender and the header's
+                // From:, Sender: and Reply-To:, on mail sent over SMTP only.
+                let generic = &self.config.generic;
+                let from = env
+                    .sender
+                    .as_ref()
+                    .map(|m| generic.rewrite(m).unwrap_or_else(|| m.clone()));
+                let limit = crate::smtp::server::MAX_HEADER_BYTES;
+                let (source, unconvertible) =
+                    match crate::outgoing::prepare(body, generic, seven, limit) {
+                        Ok(Ok(src)) => (Some(src), None),
+                        Ok(Err(why)) => (None, Some(why.0)),
+                        Err(e) => {
+                            log::error!("{msg} spool read-failed error=\"{e}\"");
+                            run.machine.load_failed(&e.to_string());
+                            return;
+                        }
+                    };
                 let out = OutMessage {
-                    from: env.sender.clone(),
+                    from,
                     rcpts,
-                    size: body.len(),
-                    has_8bit: body.has_8bit(),
-                    eight_bit,
-                    seven_bit_only,
+                    size: source.as_ref().map_or(0, |s| s.len()),
+                    // Nothing 8-bit goes out: a message that could not be made
+                    // 7-bit is refused by the session (5.6.3) and bounces.
+                    has_8bit: unconvertible.is_some(),
+                    eight_bit: eight_bit && !seven,
+                    seven_bit_only: unconvertible.is_some(),
                 };
-                run.body = Some((body, 0));
+                if let Some(why) = &unconvertible {
+                    log::info!("{msg} smtp cannot-make-7bit reason=\"{why}\"");
+                }
+                run.body = source.map(|s| (s, 0));
                 if let Some(s) = self.session_of(jid) {
                     s.start(out, now);
                 }

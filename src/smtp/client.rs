@@ -435,6 +435,11 @@ impl ClientSession {
         }
     }
 
+    /// Whether the server offered 8BITMIME (known once the session is idle).
+    pub fn offers_8bitmime(&self) -> bool {
+        self.eight_bit_mime
+    }
+
     /// Sends a message (only when idle); its body is fed after the 354.
     pub fn start(&mut self, msg: OutMessage, now: Instant) {
         if self.state != State::Idle {
@@ -446,7 +451,10 @@ impl ClientSession {
                 "552 5.3.4 message size {size} exceeds the server's limit"
             ))
         } else if msg.seven_bit_only && msg.has_8bit {
-            Some("554 5.6.3 the message has 8-bit octets and this channel is 7-bit only".into())
+            Some(
+                "554 5.6.3 the message has 8-bit content that cannot be made 7-bit, and the next hop takes 7-bit only"
+                    .into(),
+            )
         } else {
             None
         };

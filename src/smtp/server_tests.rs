@@ -43,6 +43,7 @@ pub(crate) fn config(trusted: bool) -> Config {
             resolv: Default::default(),
         },
         sched: crate::config::scheduler::SchedulerConf::builtin("/log"),
+        generic: Default::default(),
     }
 }
 

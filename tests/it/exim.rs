@@ -45,6 +45,11 @@ impl Exim {
     /// A private Exim: `cust`/`s3cret` may relay after STARTTLS (or on 465); the
     /// mail stays in its queue (queue_only, no routers).
     pub fn start() -> Option<Exim> {
+        Exim::start_with("")
+    }
+
+    /// The same, with `mail_acl` (ACL statements) checked at MAIL after AUTH.
+    pub fn start_with(mail_acl: &str) -> Option<Exim> {
         if !is_root() {
             eprintln!("skipped: a private Exim needs root");
             return None;
@@ -92,7 +97,7 @@ begin acl
 acl_check_mail:
   deny message = 5.7.0 Authentication required
        !authenticated = *
-  accept
+{mail_acl}  accept
 acl_check_rcpt:
   accept authenticated = *
   deny
@@ -162,6 +167,11 @@ fn private(path: &Path, text: &str) {
 
 /// The seed's dial-up client, with its relay at `port` of loopback.
 fn seed_client(port: u16, extra_policy: &str) -> Daemon {
+    seed_client_with(port, extra_policy, &[])
+}
+
+/// [`seed_client`] with more files in its configuration directory.
+fn seed_client_with(port: u16, extra_policy: &str, files: &[(&str, &str)]) -> Daemon {
     let conf: String = shipped("etc/client/etrnd.conf")
         .lines()
         .filter(|l| {
@@ -191,6 +201,9 @@ fn seed_client(port: u16, extra_policy: &str) -> Daemon {
     private(&d.dir.0.join("db/authinfo"), &authinfo);
     if !extra_policy.is_empty() {
         private(&d.dir.0.join("db/tls_policy"), extra_policy);
+    }
+    for (name, text) in files {
+        std::fs::write(d.dir.0.join(name), text).unwrap();
     }
     d.spawn();
     d
@@ -287,4 +300,61 @@ fn implicit_tls_to_exim_on_465_and_a_wrong_password_defers() {
     assert!(!log.contains("status=bounced"));
     assert_eq!(bad.queue_files().len(), 1);
     let _: PathBuf = exim.dir.0.clone();
+}
+
+#[test]
+fn masqueraded_mail_passes_a_relay_that_checks_its_senders_and_local_copies_keep_theirs() {
+    // The ISP takes only senders of its own domain.
+    let Some(exim) = Exim::start_with(
+        "  deny message = 5.7.1 sender not of this ISP\n       !sender_domains = example.org\n",
+    ) else {
+        return;
+    };
+    let c = seed_client_with(
+        exim.submission,
+        "",
+        &[(
+            "db/generic",
+            "root@mail.client.dom alerts@example.org\n@client.dom @example.org\n",
+        )],
+    );
+    let mut s = Client::hello(c.addr());
+    s.send_message(
+        "user@client.dom",
+        &["friend@far.example", "user@client.dom"],
+        "From: A User <user@client.dom>\r\nReply-To: user@client.dom\r\nSubject: masq\r\n\r\nhi\r\n",
+    );
+    // Not in db/generic: refused by the relay, as the original would have been.
+    s.send_message(
+        "someone@elsewhere.example",
+        &["friend@far.example"],
+        "From: someone@elsewhere.example\r\nSubject: as is\r\n\r\nhi\r\n",
+    );
+    s.cmd("QUIT", 221);
+    let (ok, out) = ip_up(&c);
+    assert!(ok, "{out}");
+    c.wait_until("the relay's answers", 20, || {
+        c.log().contains("status=sent") && c.log().contains("status=bounced")
+    });
+    let got = exim.received();
+    assert_eq!(got.len(), 1, "{}", exim.log());
+    assert!(got[0].contains("<= user@example.org"), "{}", got[0]);
+    assert!(c.log().contains("sender not of this ISP"), "{}", c.log());
+    // The header the relay holds is masqueraded too.
+    let input = exim.dir.0.join("spool/input");
+    let header = crate::util::list(&input)
+        .into_iter()
+        .find(|f| f.ends_with("-H"))
+        .map(|f| std::fs::read_to_string(input.join(f)).unwrap())
+        .expect("the relay's header file");
+    assert!(
+        header.contains("From: A User <user@example.org>"),
+        "{header}"
+    );
+    assert!(header.contains("Reply-To: user@example.org"), "{header}");
+    // The local copy keeps the original.
+    let new = c.dir.0.join("mail/root/new");
+    c.wait_until("the local copy", 10, || !crate::util::list(&new).is_empty());
+    let local = std::fs::read_to_string(new.join(&crate::util::list(&new)[0])).unwrap();
+    assert!(local.contains("From: A User <user@client.dom>"), "{local}");
 }

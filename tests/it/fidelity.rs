@@ -118,16 +118,26 @@ fn a_clause_without_command_takes_the_next_matching_command_and_flags_are_honour
     let got = sink.wait_for(3, 10);
     assert_eq!(got[2].helo, "HELO mx.test.example");
     assert_eq!(got[2].mail, "MAIL FROM:<s@test.example>");
-    // -7: an 8-bit body is bounced with 5.6.3, never sent.
+    // -7: an 8-bit body goes as 7-bit MIME (quoted-printable); one that cannot be
+    // made 7-bit (an 8-bit header) is bounced with 5.6.3, never sent.
     c.send_message(
         "s@test.example",
         &["u@s.example"],
         "Subject: 8\r\n\r\n\u{e4}\r\n",
     );
+    let got = sink.wait_for(4, 10);
+    assert!(got[3].data.is_ascii(), "{}", got[3].data);
+    assert!(got[3].data.contains("=C3=A4"), "{}", got[3].data);
+    assert!(!got[3].mail.contains("8BITMIME"), "{}", got[3].mail);
+    c.send_message(
+        "s@test.example",
+        &["v@s.example"],
+        "Subject: \u{e4}\r\n\r\nx\r\n",
+    );
     d.wait_until("the 5.6.3 bounce", 10, || {
-        d.log().contains("to=<u@s.example>") && d.log().contains("status=bounced (554 5.6.3")
+        d.log().contains("to=<v@s.example>") && d.log().contains("status=bounced (554 5.6.3")
     });
-    assert_eq!(sink.messages().len(), 3);
+    assert_eq!(sink.messages().len(), 4);
     let log = d.log();
     let line = log
         .lines()
@@ -613,4 +623,94 @@ fn mailq_and_qshape_show_mail_waiting_in_the_drop_folder() {
         out.contains("waiting in the drop folder for pickup: 1 message"),
         "{out}"
     );
+}
+
+#[test]
+fn eight_bit_mail_for_a_next_hop_without_8bitmime_is_converted_and_parses_back() {
+    let sink = Sink::start(Behaviour {
+        eight_bit_mime: false,
+        ..Behaviour::default()
+    });
+    let port = sink.addr.port();
+    let sched = format!(
+        "*/* interval=1s retries=\"1\" expiry=1h\nsmtp/* command=\"smtp -p {port}\"\n\
+         local/* command=local\nerror/* command=errormail\n"
+    );
+    let d = Daemon::start_with_files(
+        routes(".n.example smtp![127.0.0.1]\n"),
+        &[("scheduler.conf", &sched)],
+    );
+    let text = "Gr\u{fc}\u{df}e aus K\u{f6}ln \u{2014} a line long enough to be folded: \
+                \u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\r\n\
+                second line = with an equals sign\r\n";
+    let attachment: Vec<u8> = (0u8..=255).collect();
+    let mut c = Client::hello(d.addr());
+    c.cmd("MAIL FROM:<s@test.example> BODY=8BITMIME", 250);
+    c.cmd("RCPT TO:<u@a.n.example>", 250);
+    c.cmd("DATA", 354);
+    let mut msg = format!(
+        "Subject: plain\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Transfer-Encoding: 8bit\r\nMIME-Version: 1.0\r\n\r\n{text}"
+    )
+    .into_bytes();
+    msg.extend_from_slice(b".\r\n");
+    c.send_raw(&msg);
+    c.expect(250);
+    // A multipart with an 8-bit text part and a binary attachment (sent 8bit).
+    c.cmd("MAIL FROM:<s@test.example> BODY=8BITMIME", 250);
+    c.cmd("RCPT TO:<w@a.n.example>", 250);
+    c.cmd("DATA", 354);
+    let mut m2 = format!(
+        "Subject: multi\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"XYZ\"\r\n\r\n\
+         --XYZ\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{text}\
+         --XYZ\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    )
+    .into_bytes();
+    // No CR, LF or NUL: the DATA stream keeps them as line ends.
+    let bin: Vec<u8> = attachment
+        .iter()
+        .copied()
+        .filter(|b| ![0, 10, 13, b'.'].contains(b))
+        .collect();
+    m2.extend_from_slice(&bin);
+    m2.extend_from_slice(b"\r\n--XYZ--\r\n.\r\n");
+    c.send_raw(&m2);
+    c.expect(250);
+    let got = sink.wait_for(2, 10);
+    for g in &got {
+        assert!(
+            g.data.bytes().all(|b| b < 0x80),
+            "8-bit octets on the wire: {}",
+            g.data
+        );
+        assert!(!g.mail.contains("8BITMIME"), "{}", g.mail);
+    }
+    // Python's email parses both back to the same text and octets.
+    let dir = crate::util::TempDir::new("sevenbit");
+    std::fs::write(dir.0.join("plain.eml"), &got[0].data).unwrap();
+    std::fs::write(dir.0.join("multi.eml"), &got[1].data).unwrap();
+    std::fs::write(dir.0.join("text"), text.replace("\r\n", "\n")).unwrap();
+    std::fs::write(dir.0.join("bin"), &bin).unwrap();
+    let script = r#"
+import email, email.policy, sys
+d = sys.argv[1]
+text = open(d + "/text", encoding="utf-8").read()
+m = email.message_from_binary_file(open(d + "/plain.eml", "rb"), policy=email.policy.default)
+assert m["Content-Transfer-Encoding"] == "quoted-printable", m["Content-Transfer-Encoding"]
+got = m.get_content()
+assert got == text, (got, text)
+m = email.message_from_binary_file(open(d + "/multi.eml", "rb"), policy=email.policy.default)
+parts = list(m.iter_parts())
+# The line end before a delimiter is the delimiter's: the part has no last newline.
+assert parts[0].get_content() == text[:-1], parts[0].get_content()
+assert parts[1]["Content-Transfer-Encoding"] == "base64"
+assert parts[1].get_content() == open(d + "/bin", "rb").read()
+print("ok")
+"#;
+    let out = crate::util::run_ok(
+        std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(&dir.0),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
 }

@@ -28,6 +28,8 @@ pub struct Behaviour {
     pub delay: Duration,
     /// The SIZE limit it advertises.
     pub size: u64,
+    /// Whether it offers 8BITMIME.
+    pub eight_bit_mime: bool,
 }
 
 impl Default for Behaviour {
@@ -38,6 +40,7 @@ impl Default for Behaviour {
             dot_reply: "250 2.0.0 Ok: queued",
             delay: Duration::ZERO,
             size: 100_000_000,
+            eight_bit_mime: true,
         }
     }
 }
@@ -162,13 +165,18 @@ fn serve(s: TcpStream, b: &Behaviour, got: &Mutex<Vec<Received>>) -> std::io::Re
             helo = line.trim_end().to_string();
         }
         let reply: String = if up.starts_with("EHLO") {
+            let eight = if b.eight_bit_mime {
+                "250-8BITMIME\r\n"
+            } else {
+                ""
+            };
             if b.pipelining {
                 format!(
-                    "250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE {}",
+                    "250-sink.test\r\n250-PIPELINING\r\n{eight}250 SIZE {}",
                     b.size
                 )
             } else {
-                "250-sink.test\r\n250 8BITMIME".into()
+                format!("250-sink.test\r\n{eight}250 HELP")
             }
         } else if up.starts_with("HELO") || up.starts_with("RSET") || up.starts_with("NOOP") {
             rcpts.clear();

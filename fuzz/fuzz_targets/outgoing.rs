@@ -1,0 +1,22 @@
+//! What a message becomes on its way out (`outgoing`): the MIME walk that makes
+//! 8-bit content 7-bit, and the header rewriting of masquerading, over any octets a
+//! client could have sent. No panic; what comes out of a conversion is 7-bit.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use std::path::Path;
+
+use etrnd::config::generic::Generic;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(out) = etrnd::outgoing::seven_bit(data) {
+        assert!(out.iter().all(|&b| b < 0x80) || data.iter().all(|&b| b < 0x80));
+    }
+    let g = Generic::parse(
+        Path::new("g"),
+        "root@router.lan alerts@example.org\n@router.lan @example.org\n",
+    )
+    .unwrap();
+    let h = etrnd::outgoing::header_len(data);
+    let _ = etrnd::outgoing::masquerade(&data[..h], &g);
+    let _ = etrnd::outgoing::quoted_printable(data);
+});

@@ -136,14 +136,14 @@ class Postfix:
         os.chmod(d, 0o755)  # Postfix's own processes run as user postfix
         for sub in ("etc", "spool", "data"):
             os.makedirs(f"{d}/{sub}")
-        for f in ("master.cf", "main.cf", "dynamicmaps.cf"):
-            if os.path.exists(f"/etc/postfix/{f}"):
-                shutil.copy(f"/etc/postfix/{f}", f"{d}/etc/{f}")
-        if os.path.isdir("/etc/postfix/dynamicmaps.cf.d"):
-            shutil.copytree("/etc/postfix/dynamicmaps.cf.d", f"{d}/etc/dynamicmaps.cf.d")
+        # A configuration of its own from nothing: the package's pristine master.cf
+        # and an empty main.cf (the system's is neither read nor changed).
+        master = next(p for p in ("/usr/share/postfix/master.cf.dist", "/etc/postfix/master.cf")
+                      if os.path.exists(p))
+        shutil.copy(master, f"{d}/etc/master.cf")
+        open(f"{d}/etc/main.cf", "w").close()
         shutil.chown(f"{d}/data", "postfix")
         self.port = free_port()
-        sh(f"postconf -e 'alternate_config_directories = {d}/etc'")
         open(f"{d}/etc/transport", "w").write(f"client.dom smtp:[127.0.0.1]:{self.sinkport}\n")
         settings = [
             f"queue_directory = {d}/spool", f"data_directory = {d}/data", "inet_interfaces = 127.0.0.1",

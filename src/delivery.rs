@@ -355,9 +355,12 @@ impl Delivery {
         let Some(n) = self.hop_index() else { return };
         match ev {
             ClientEvent::Ready => self.next_message(n),
-            // The driver starts TLS on the link; nothing changes here. A delivery
-            // never sends ATRN.
-            ClientEvent::StartTls | ClientEvent::Atrn { .. } | ClientEvent::Etrn { .. } => {}
+            // The driver starts TLS on the link, or fetches the token AUTH needs;
+            // nothing changes here. A delivery never sends ATRN.
+            ClientEvent::StartTls
+            | ClientEvent::NeedToken
+            | ClientEvent::Atrn { .. }
+            | ClientEvent::Etrn { .. } => {}
             ClientEvent::Done(outcomes) => self.message_done(outcomes),
             ClientEvent::Failed { reason, .. } => {
                 let relay = self.relay();

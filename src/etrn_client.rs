@@ -174,7 +174,7 @@ pub fn security_for(cfg: &Config, server: &str, port: u16, err: &mut impl Write)
         level != TlsLevel::None && (p.as_ref().is_some_and(|p| p.implicit) || port == 465);
     let credentials = authinfo
         .lookup(&host, port)
-        .map(|c| (c.user.clone(), c.password.clone()));
+        .map(crate::smtp::client::Credentials::from_entry);
     #[cfg(feature = "tls")]
     let check = {
         let matches = p.as_ref().map(|p| p.matches.clone()).unwrap_or_default();
@@ -286,7 +286,16 @@ pub fn run(
         if let Some(info) = &tls {
             let _ = writeln!(out, "etrn: TLS {info}");
         }
-        if let Some((user, pw)) = &sec.client.credentials {
+        // A token credential is the deliveries' (the auth helper runs its command).
+        let password = sec
+            .client
+            .credentials
+            .as_ref()
+            .and_then(|c| match &c.secret {
+                crate::smtp::client::ClientSecret::Password(p) => Some((&c.user, p)),
+                crate::smtp::client::ClientSecret::Token(_) => None,
+            });
+        if let Some((user, pw)) = password {
             if tls.is_some() || level == TlsLevel::None {
                 if let Some(mechs) = e.lines.iter().find_map(|l| {
                     let up = l.to_ascii_uppercase();

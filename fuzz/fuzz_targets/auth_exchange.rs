@@ -25,5 +25,6 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(t) = std::str::from_utf8(rest) {
         let _ = etrnd::auth::guard::parse_request(t);
         let _ = etrnd::auth::guard::parse_reply(t);
+        let _ = etrnd::auth::guard::parse_token_request(t);
     }
 });

@@ -4,8 +4,16 @@
 //!
 //! ```text
 //! [mail.isp.dom]:587   customer42   s3cret
-//! relay.example        user         pass
+//! relay.example        user         pass          mechs=PLAIN,LOGIN
+//! [smtp.gmail.com]:587 me@gmail.com token=|/usr/local/bin/oauth-token me mechs=XOAUTH2
 //! ```
+//!
+//! Instead of a password, `token=|COMMAND ARGS…` names a command that prints an
+//! OAuth 2.0 access token (msmtp's `passwordeval`), used with OAUTHBEARER and XOAUTH2;
+//! the auth helper runs it when a delivery needs a token (as `USER`, with a clean
+//! environment and a time limit) and keeps the token a few minutes. `mechs=` pins the
+//! mechanisms tried, in order (default: CRAM-MD5, PLAIN, LOGIN for a password,
+//! OAUTHBEARER, XOAUTH2 for a token).
 //!
 //! Read by the daemon at start and on SIGHUP, under the same rule as `db/secrets`
 //! (mode 0600, owner root or USER).
@@ -18,6 +26,20 @@ use crate::lex::{self, ConfigError};
 /// Most entries.
 pub const MAX_ENTRIES: usize = 10_000;
 
+/// The SASL mechanisms the client side speaks, in the default order of preference.
+pub const MECHS: &[&str] = &["CRAM-MD5", "PLAIN", "LOGIN", "OAUTHBEARER", "XOAUTH2"];
+/// Most words of a token command.
+pub const MAX_COMMAND_WORDS: usize = 32;
+
+/// What proves the identity.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// A password.
+    Password(Vec<u8>),
+    /// A command that prints an OAuth 2.0 access token (absolute path, arguments).
+    TokenCommand(Vec<String>),
+}
+
 /// One next hop's credentials.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credential {
@@ -27,16 +49,27 @@ pub struct Credential {
     pub port: Option<u16>,
     /// The user name.
     pub user: String,
-    /// The password.
-    pub password: Vec<u8>,
+    /// The password or the token command.
+    pub secret: Secret,
+    /// The mechanisms to try, in order (upper-case names of [`MECHS`]).
+    pub mechs: Vec<String>,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Password(_) => f.write_str("Password(<redacted>)"),
+            Secret::TokenCommand(argv) => write!(f, "TokenCommand({argv:?})"),
+        }
+    }
 }
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Credential({}:{:?} {} <redacted>)",
-            self.host, self.port, self.user
+            "Credential({}:{:?} {} <redacted> {:?})",
+            self.host, self.port, self.user, self.mechs
         )
     }
 }
@@ -64,15 +97,73 @@ impl AuthInfo {
         for line in lex::lines(text) {
             let words: Vec<&str> = line.text.split_whitespace().collect();
             let err = |m: &str| ConfigError::at(path, line.no, m);
-            let [key, user, password] = words[..] else {
-                errors.push(err("expected: [host]:port user password"));
+            let [key, user, third, rest @ ..] = &words[..] else {
+                errors.push(err(
+                    "expected: [host]:port user password|token=|COMMAND [mechs=M,...]",
+                ));
                 continue;
             };
             let Some((host, port)) = parse_key(key) else {
                 errors.push(err("bad key: write host, [host] or [host]:port"));
                 continue;
             };
-            if user.len() > 255 || password.len() > 255 {
+            // The secret, then at most a mechs= word.
+            let (secret, rest): (Secret, &[&str]) = match third.strip_prefix("token=|") {
+                Some(cmd) => {
+                    let end = rest
+                        .iter()
+                        .position(|w| w.starts_with("mechs="))
+                        .unwrap_or(rest.len());
+                    let argv: Vec<String> = std::iter::once(cmd)
+                        .chain(rest[..end].iter().copied())
+                        .filter(|w| !w.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                    if !argv.first().is_some_and(|c| c.starts_with('/')) {
+                        errors.push(err("token=| needs a command with an absolute path"));
+                        continue;
+                    }
+                    if argv.len() > MAX_COMMAND_WORDS {
+                        errors.push(err("the token command has too many words"));
+                        continue;
+                    }
+                    (Secret::TokenCommand(argv), &rest[end..])
+                }
+                None => (Secret::Password(third.as_bytes().to_vec()), rest),
+            };
+            let token = matches!(secret, Secret::TokenCommand(_));
+            let mechs: Vec<String> = match rest {
+                [] if token => vec!["OAUTHBEARER".into(), "XOAUTH2".into()],
+                [] => vec!["CRAM-MD5".into(), "PLAIN".into(), "LOGIN".into()],
+                [m] if m.starts_with("mechs=") => {
+                    let list: Vec<String> = m["mechs=".len()..]
+                        .split(',')
+                        .map(str::to_ascii_uppercase)
+                        .collect();
+                    if let Some(bad) = list.iter().find(|m| !MECHS.contains(&m.as_str())) {
+                        errors.push(err(&format!(
+                            "unknown mechanism '{}' (CRAM-MD5, PLAIN, LOGIN, OAUTHBEARER, XOAUTH2)",
+                            bad.escape_debug()
+                        )));
+                        continue;
+                    }
+                    let oauth = |m: &String| m == "OAUTHBEARER" || m == "XOAUTH2";
+                    if list.iter().any(|m| oauth(m) != token) {
+                        errors.push(err(
+                            "OAUTHBEARER and XOAUTH2 go with token=|, the others with a password",
+                        ));
+                        continue;
+                    }
+                    list
+                }
+                _ => {
+                    errors.push(err(
+                        "expected: [host]:port user password|token=|COMMAND [mechs=M,...]",
+                    ));
+                    continue;
+                }
+            };
+            if user.len() > 255 || matches!(&secret, Secret::Password(p) if p.len() > 255) {
                 errors.push(err("user or password longer than 255 octets"));
                 continue;
             }
@@ -84,7 +175,8 @@ impl AuthInfo {
                 host,
                 port,
                 user: user.to_string(),
-                password: password.as_bytes().to_vec(),
+                secret,
+                mechs,
             });
         }
         if errors.is_empty() {
@@ -130,6 +222,44 @@ mod tests {
         assert_eq!(a.lookup("192.0.2.1", 25).unwrap().user, "ip");
         assert!(a.lookup("elsewhere", 25).is_none());
         assert!(!format!("{a:?}").contains("pw1"));
+        assert_eq!(
+            a.lookup("mail.isp.dom", 587).unwrap().mechs,
+            ["CRAM-MD5", "PLAIN", "LOGIN"]
+        );
+    }
+
+    #[test]
+    fn tokens_and_pinned_mechanisms() {
+        let a = AuthInfo::parse(
+            Path::new("authinfo"),
+            "[smtp.example]:587 me@example token=|/bin/echo -n tok mechs=XOAUTH2
+             [b.example] u p mechs=plain,LOGIN
+[c.example] u token=|/x/get
+",
+        )
+        .unwrap();
+        let t = a.lookup("smtp.example", 587).unwrap();
+        assert_eq!(
+            t.secret,
+            Secret::TokenCommand(vec!["/bin/echo".into(), "-n".into(), "tok".into()])
+        );
+        assert_eq!(t.mechs, ["XOAUTH2"]);
+        assert_eq!(a.lookup("b.example", 25).unwrap().mechs, ["PLAIN", "LOGIN"]);
+        assert_eq!(
+            a.lookup("c.example", 25).unwrap().mechs,
+            ["OAUTHBEARER", "XOAUTH2"]
+        );
+        let e = AuthInfo::parse(
+            Path::new("authinfo"),
+            "h u p mechs=GSSAPI
+h u p mechs=XOAUTH2
+h u token=|relative
+h u p x y
+",
+        )
+        .unwrap_err();
+        let lines: Vec<usize> = e.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![1, 2, 3, 4]);
     }
 
     #[test]

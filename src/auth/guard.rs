@@ -11,6 +11,9 @@
 //!     "V <seq> C <hex user> <hex challenge> <digest>\n"
 //!     "V <seq> D <hex user>\n"   (the domains of a user who authenticated before)
 //!                             <---  "V <seq> ok [domain...]\n" | "V <seq> no\n"
+//!                                 | "V <seq> unknown\n" (no such identity)
+//!     "O <seq> <hex host> <port>\n" (the OAuth token of db/authinfo's entry)
+//!                             <---  "O <seq> <hex token>\n" | "O <seq> - <hex why>\n"
 //!     "R\n" (reload)          --->  re-read secrets, certificate, key
 //!                             <---  "R ok <entries> <cram> <hex cert> <hex key>\n"
 //!                                 | "R err <hex message>\n"
@@ -48,6 +51,8 @@ pub struct GuardConf {
     pub tls_policy: PathBuf,
     /// Who may own the secrets file.
     pub owners: Vec<u32>,
+    /// Whom token commands run as (`USER`'s uid and gid, when started as root).
+    pub token_user: Option<(u32, u32)>,
 }
 
 /// What a (re)load gave.
@@ -78,6 +83,8 @@ impl std::fmt::Debug for Loaded {
 pub enum FromGuard {
     /// The verdict on request `seq`.
     Verdict(u64, Verdict),
+    /// The token asked for with `seq`, or why there is none.
+    Token(u64, Result<Vec<u8>, String>),
     /// A (re)load's outcome.
     Reload(Result<Loaded, String>),
 }
@@ -181,6 +188,18 @@ pub fn parse_request(line: &str) -> Option<(u64, Check)> {
     w.next().is_none().then_some((seq, check))
 }
 
+/// Parses a token request: `O <seq> <hex host> <port>`.
+pub fn parse_token_request(line: &str) -> Option<(u64, String, u16)> {
+    let mut w = line.split(' ');
+    if w.next()? != "O" {
+        return None;
+    }
+    let seq = w.next()?.parse().ok()?;
+    let host = String::from_utf8(hex_decode(w.next()?)?).ok()?;
+    let port = w.next()?.parse().ok()?;
+    w.next().is_none().then_some((seq, host, port))
+}
+
 /// Renders a request line.
 pub fn request_line(seq: u64, check: &Check) -> String {
     match check {
@@ -216,6 +235,16 @@ pub fn parse_reply(line: &str) -> Option<FromGuard> {
                 "no" => Some(FromGuard::Verdict(seq, Verdict::No)),
                 "unknown" => Some(FromGuard::Verdict(seq, Verdict::Unknown)),
                 _ => None,
+            }
+        }
+        "O" => {
+            let seq = w.next()?.parse().ok()?;
+            match w.next()? {
+                "-" => {
+                    let why = String::from_utf8(hex_decode(w.next()?)?).ok()?;
+                    Some(FromGuard::Token(seq, Err(why)))
+                }
+                t => Some(FromGuard::Token(seq, Ok(hex_decode(t)?))),
             }
         }
         "R" => match w.next()? {
@@ -263,6 +292,7 @@ pub fn serve(sock: UnixStream, conf: &GuardConf) {
         return;
     }
     let mut reader = BufReader::new(sock);
+    let mut tokens = super::token::Tokens::default();
     loop {
         let mut line = String::new();
         match (&mut reader).take(MAX_LINE as u64).read_line(&mut line) {
@@ -277,6 +307,25 @@ pub fn serve(sock: UnixStream, conf: &GuardConf) {
                 current = fresh;
             }
             r
+        } else if let Some((seq, host, port)) = parse_token_request(line) {
+            let argv = current.as_ref().ok().and_then(|(_, l)| {
+                let text = String::from_utf8_lossy(&l.authinfo);
+                let a = super::authinfo::AuthInfo::parse(&conf.authinfo, &text).ok()?;
+                match &a.lookup(&host, port)?.secret {
+                    super::authinfo::Secret::TokenCommand(argv) => Some(argv.clone()),
+                    super::authinfo::Secret::Password(_) => None,
+                }
+            });
+            let got = match argv {
+                Some(argv) => tokens.get(&argv, conf.token_user),
+                None => Err(format!(
+                    "no token=| entry for [{host}]:{port} in db/authinfo"
+                )),
+            };
+            match got {
+                Ok(t) => format!("O {seq} {}\n", hex_encode(&t)),
+                Err(why) => format!("O {seq} - {}\n", hex_encode(why.as_bytes())),
+            }
         } else if let Some((seq, check)) = parse_request(line) {
             let v = match &current {
                 Ok((s, _)) => super::verify(s, &check),
@@ -368,6 +417,20 @@ impl Guard {
     pub fn ask(&mut self, check: &Check) -> u64 {
         self.next_seq += 1;
         let line = request_line(self.next_seq, check);
+        self.out.extend_from_slice(line.as_bytes());
+        self.flush();
+        self.next_seq
+    }
+
+    /// Asks for the OAuth token of `db/authinfo`'s entry for `host` at `port`;
+    /// returns the request's sequence number.
+    pub fn ask_token(&mut self, host: &str, port: u16) -> u64 {
+        self.next_seq += 1;
+        let line = format!(
+            "O {} {} {port}\n",
+            self.next_seq,
+            hex_encode(host.as_bytes())
+        );
         self.out.extend_from_slice(line.as_bytes());
         self.flush();
         self.next_seq

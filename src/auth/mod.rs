@@ -10,6 +10,7 @@ pub mod guard;
 pub mod md5;
 pub mod secrets;
 pub mod throttle;
+pub mod token;
 
 use secrets::{Scheme, Secrets};
 

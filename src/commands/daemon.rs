@@ -24,6 +24,9 @@ pub fn guard_conf(
     if let Some((uid, _, _)) = user.and_then(crate::sys::user) {
         owners.push(uid);
     }
+    let token_user = user
+        .and_then(crate::sys::user)
+        .map(|(uid, gid, _)| (uid, gid));
     crate::auth::guard::GuardConf {
         secrets: db.join("secrets"),
         cert: main.tls_cert.clone(),
@@ -31,6 +34,7 @@ pub fn guard_conf(
         authinfo: db.join("authinfo"),
         tls_policy: db.join("tls_policy"),
         owners,
+        token_user,
     }
 }
 

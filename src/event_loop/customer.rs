@@ -292,6 +292,12 @@ impl Daemon {
             };
             match ev {
                 ClientEvent::StartTls => self.start_client_tls(id, now),
+                // Token credentials are for deliveries: ATRN and ETRN use passwords.
+                ClientEvent::NeedToken => {
+                    if let Some(s) = self.customer_session(id) {
+                        s.token(None, now);
+                    }
+                }
                 ClientEvent::Ready if matches!(cust.ask, Ask::Etrn(_)) => {
                     if cust.etrn_replies.is_empty() {
                         self.next_etrn(id, cid, now);

@@ -198,6 +198,8 @@ pub struct Daemon {
     guard: Option<crate::auth::guard::Guard>,
     /// AUTH checks the sessions asked for in this turn.
     auths: Vec<(ConnId, crate::auth::Check)>,
+    /// Token requests at the auth helper: by sequence number, the delivery's link.
+    tokens_waiting: HashMap<u64, ConnId>,
     /// Checks at the auth helper: by sequence number, the link, user and address.
     auth_waiting: HashMap<u64, (ConnId, String, IpAddr)>,
     /// Recent AUTH failures per client address and per identity: count, last time.
@@ -376,6 +378,7 @@ impl Daemon {
             guard: None,
             auths: Vec::new(),
             auth_waiting: HashMap::new(),
+            tokens_waiting: HashMap::new(),
             auth_throttle: crate::auth::throttle::Throttle::default(),
             outbound_sec: secure::OutboundSecurity::default(),
             #[cfg(feature = "tls")]

@@ -592,6 +592,24 @@ impl Daemon {
                 self.start_client_tls(id, now);
                 continue;
             }
+            if ev == crate::smtp::client::ClientEvent::NeedToken {
+                // The auth helper runs the token command; the session waits.
+                let host = crate::vocab::bare_host(&run.route_host).to_ascii_lowercase();
+                let port = self.client_addr(id).map_or(0, |a| a.port());
+                match self.guard.as_mut().filter(|g| !g.dead) {
+                    Some(g) => {
+                        let seq = g.ask_token(&host, port);
+                        self.tokens_waiting.insert(seq, id);
+                    }
+                    None => {
+                        log::warn!("{} smtp token-unavailable: no auth helper", jid.0);
+                        if let Some(s) = self.session_of(jid) {
+                            s.token(None, now);
+                        }
+                    }
+                }
+                continue;
+            }
             if let crate::smtp::client::ClientEvent::Failed { reason, .. } = &ev {
                 log::info!(
                     "{} smtp session-failed relay={relay} reason=\"{reason}\"",

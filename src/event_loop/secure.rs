@@ -179,6 +179,7 @@ impl Daemon {
                     self.atrn_verdict(seq, Some(v), now)
                 }
                 FromGuard::Verdict(seq, v) => self.verdict(seq, Some(v), now),
+                FromGuard::Token(seq, t) => self.token_came(seq, t, now),
             }
         }
         if dead {
@@ -190,12 +191,38 @@ impl Daemon {
                 let _ = self.poll.registry().deregister(g.source());
             }
             self.ask_supervisor(crate::supervisor::Kind::Auth);
+            for seq in self.tokens_waiting.keys().copied().collect::<Vec<_>>() {
+                self.token_came(seq, Err("the auth helper died".into()), now);
+            }
             let seqs: Vec<u64> = self.auth_waiting.keys().copied().collect();
             for s in seqs {
                 self.verdict(s, None, now);
             }
             self.odmr_guard_lost(now);
         }
+    }
+
+    /// The token a delivery's AUTH waited for (or why there is none).
+    fn token_came(&mut self, seq: u64, t: Result<Vec<u8>, String>, now: Instant) {
+        let Some(id) = self.tokens_waiting.remove(&seq) else {
+            return;
+        };
+        let token = match t {
+            Ok(t) => Some(t),
+            Err(why) => {
+                log::warn!("smtp token-failed error=\"{}\"", sanitize(why.as_bytes()));
+                None
+            }
+        };
+        if let Some(s) = self
+            .links
+            .get_mut(id)
+            .and_then(|l| l.role.client())
+            .and_then(|c| c.session.as_mut())
+        {
+            s.token(token, now);
+        }
+        self.drive_out(id, now);
     }
 
     /// Hands this turn's AUTH checks to the auth helper, but for an identity past
@@ -336,7 +363,7 @@ impl Daemon {
             .outbound_sec
             .authinfo
             .lookup(&host, port)
-            .map(|c| (c.user.clone(), c.password.clone()));
+            .map(crate::smtp::client::Credentials::from_entry);
         #[cfg(feature = "tls")]
         {
             let matches = policy

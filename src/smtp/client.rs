@@ -112,6 +112,9 @@ pub enum ClientEvent {
         /// The reply, sanitised.
         text: String,
     },
+    /// The AUTH exchange needs the OAuth 2.0 token of the credentials: the driver
+    /// gets it and calls [`ClientSession::token`].
+    NeedToken,
     /// The reply to ETRN (RFC 1985); the session is idle again.
     Etrn {
         /// The reply code.
@@ -239,8 +242,11 @@ pub struct ClientSession {
     starttls_offered: bool,
     /// The AUTH mechanisms of its last EHLO reply.
     auth_mechs: Vec<String>,
-    /// The mechanism of the AUTH exchange in progress.
-    auth_mech: Option<crate::smtp::sasl::Mech>,
+    /// The mechanism of the AUTH exchange in progress, the ones tried, and why the
+    /// last one was refused.
+    auth_mech: Option<secure::ClientMech>,
+    auth_tried: Vec<secure::ClientMech>,
+    auth_failure: Option<String>,
     /// The server accepted our AUTH.
     authenticated: bool,
 }
@@ -269,6 +275,8 @@ impl ClientSession {
             starttls_offered: false,
             auth_mechs: Vec::new(),
             auth_mech: None,
+            auth_tried: Vec::new(),
+            auth_failure: None,
             authenticated: false,
         }
     }
@@ -766,7 +774,7 @@ mod secure;
 
 #[path = "client_requests.rs"]
 mod requests;
-pub use secure::ClientSecurity;
+pub use secure::{ClientMech, ClientSecret, ClientSecurity, Credentials};
 
 #[cfg(test)]
 #[path = "client_tests.rs"]

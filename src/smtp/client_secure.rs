@@ -11,14 +11,119 @@
 //!   reach TLS.
 //! * After the handshake the session forgets the server's extensions and sends
 //!   EHLO again.
-//! * Credentials are sent only under TLS, unless the level is `none`.
+//! * Credentials are sent only under TLS, unless the level is `none` (CRAM-MD5,
+//!   which never sends the password, also without).
+//! * AUTH tries the mechanisms the credentials allow (`mechs=` of `db/authinfo`, in
+//!   order) that the server offers; one the server refuses is followed by the next
+//!   (a server that offers CRAM-MD5 and refuses it still gets PLAIN), and only when
+//!   none is left does the mail wait (dma's most reported bug was to give up).
+//! * A token credential (`token=|COMMAND`) asks the driver for the token when the
+//!   exchange needs it ([`ClientEvent::NeedToken`], answered with
+//!   [`ClientSession::token`]): OAUTHBEARER (RFC 7628) and XOAUTH2.
 
 use std::time::Instant;
 
 use super::{ClientEvent, ClientSession, Expect, ServerReply, State};
 use crate::auth::base64;
-use crate::smtp::sasl::{cram_response, plain_response, Mech};
+use crate::smtp::sasl::{cram_response, plain_response};
 use crate::vocab::{sanitize, TlsLevel};
+
+/// A SASL mechanism of the client side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientMech {
+    /// RFC 2195 (never sends the password).
+    CramMd5,
+    /// RFC 4616.
+    Plain,
+    /// `LOGIN`.
+    Login,
+    /// RFC 7628: an OAuth 2.0 bearer token.
+    OAuthBearer,
+    /// Google's and Microsoft's older form of the same.
+    XOAuth2,
+}
+
+impl ClientMech {
+    /// Parses a name (upper case, as `db/authinfo` keeps it).
+    pub fn parse(s: &str) -> Option<ClientMech> {
+        Some(match s {
+            "CRAM-MD5" => ClientMech::CramMd5,
+            "PLAIN" => ClientMech::Plain,
+            "LOGIN" => ClientMech::Login,
+            "OAUTHBEARER" => ClientMech::OAuthBearer,
+            "XOAUTH2" => ClientMech::XOAuth2,
+            _ => return None,
+        })
+    }
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientMech::CramMd5 => "CRAM-MD5",
+            ClientMech::Plain => "PLAIN",
+            ClientMech::Login => "LOGIN",
+            ClientMech::OAuthBearer => "OAUTHBEARER",
+            ClientMech::XOAuth2 => "XOAUTH2",
+        }
+    }
+
+    /// Whether it sends a secret an observer could reuse (only under TLS).
+    fn exposes_secret(self) -> bool {
+        self != ClientMech::CramMd5
+    }
+
+    fn uses_token(self) -> bool {
+        matches!(self, ClientMech::OAuthBearer | ClientMech::XOAuth2)
+    }
+}
+
+/// What proves our identity to a next hop.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ClientSecret {
+    /// A password.
+    Password(Vec<u8>),
+    /// An OAuth 2.0 token: `None` until the driver hands it over.
+    Token(Option<Vec<u8>>),
+}
+
+/// The credentials for one next hop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The user name.
+    pub user: String,
+    /// The password or token.
+    pub secret: ClientSecret,
+    /// The mechanisms to try, in order.
+    pub mechs: Vec<ClientMech>,
+}
+
+impl Credentials {
+    /// A user and password, with the default mechanisms.
+    pub fn password(user: &str, password: &[u8]) -> Credentials {
+        Credentials {
+            user: user.to_string(),
+            secret: ClientSecret::Password(password.to_vec()),
+            mechs: vec![ClientMech::CramMd5, ClientMech::Plain, ClientMech::Login],
+        }
+    }
+
+    /// From a `db/authinfo` entry.
+    pub fn from_entry(c: &crate::auth::authinfo::Credential) -> Credentials {
+        use crate::auth::authinfo::Secret;
+        Credentials {
+            user: c.user.clone(),
+            secret: match &c.secret {
+                Secret::Password(p) => ClientSecret::Password(p.clone()),
+                Secret::TokenCommand(_) => ClientSecret::Token(None),
+            },
+            mechs: c
+                .mechs
+                .iter()
+                .filter_map(|m| ClientMech::parse(m))
+                .collect(),
+        }
+    }
+}
 
 /// What one connection needs of TLS and AUTH.
 #[derive(Clone, PartialEq, Eq)]
@@ -27,8 +132,8 @@ pub struct ClientSecurity {
     pub level: TlsLevel,
     /// TLS from the first octet (the driver started it at connect).
     pub implicit: bool,
-    /// User and password for AUTH, when we hold some for this next hop.
-    pub credentials: Option<(String, Vec<u8>)>,
+    /// What we authenticate with, when we hold credentials for this next hop.
+    pub credentials: Option<Credentials>,
 }
 
 impl Default for ClientSecurity {
@@ -116,22 +221,25 @@ impl ClientSession {
                 );
             }
         }
-        if self.sec.credentials.is_some() && !self.auth_mechs.is_empty() {
-            let cram = self
-                .auth_mechs
-                .iter()
-                .any(|m| m.eq_ignore_ascii_case("CRAM-MD5"));
-            // CRAM-MD5 never sends the password, so it may go in plaintext
-            // (Postfix's default `smtp_sasl_security_options = noplaintext`).
-            if self.tls.is_some() || level == TlsLevel::None || cram {
-                if self.start_auth(now) {
-                    return;
-                }
-            } else {
+        if self.sec.credentials.is_some() && !self.auth_mechs.is_empty() && !self.authenticated {
+            if self.next_auth(now) {
+                return;
+            }
+            if self.auth_failure.is_none() && self.auth_tried.is_empty() {
                 log::info!(
-                    "smtp client-auth skipped: no TLS, credentials are not sent in plaintext"
+                    "smtp client-auth skipped: no mechanism both sides allow{}",
+                    if self.tls.is_none() {
+                        " without TLS"
+                    } else {
+                        ""
+                    }
                 );
             }
+        }
+        if let Some(why) = self.auth_failure.take() {
+            // Every mechanism was refused: the credentials are the operator's to
+            // fix, and the mail waits (Postfix's smtp_sasl_auth_soft_bounce).
+            return self.fail(true, why);
         }
         self.ready();
     }
@@ -157,48 +265,125 @@ impl ClientSession {
         self.after_ehlo(now);
     }
 
-    /// Starts AUTH with the best mechanism offered; false when none fits.
-    fn start_auth(&mut self, now: Instant) -> bool {
-        let offered = |m: &str| self.auth_mechs.iter().any(|x| x.eq_ignore_ascii_case(m));
-        let mech = if offered("CRAM-MD5") {
-            Mech::CramMd5
-        } else if offered("PLAIN") {
-            Mech::Plain
-        } else if offered("LOGIN") {
-            Mech::Login
-        } else {
+    /// The mechanisms left to try: the credentials' own, in their order, offered by
+    /// the server, not tried yet, and sending no reusable secret in plaintext.
+    fn candidates(&self) -> Vec<ClientMech> {
+        let Some(c) = &self.sec.credentials else {
+            return Vec::new();
+        };
+        let clear_ok = self.tls.is_some() || self.sec.level == TlsLevel::None;
+        c.mechs
+            .iter()
+            .copied()
+            .filter(|m| {
+                self.auth_mechs
+                    .iter()
+                    .any(|x| x.eq_ignore_ascii_case(m.name()))
+            })
+            .filter(|m| !self.auth_tried.contains(m))
+            .filter(|m| clear_ok || !m.exposes_secret())
+            .filter(|m| m.uses_token() == matches!(c.secret, ClientSecret::Token(_)))
+            .collect()
+    }
+
+    /// Starts AUTH with the next mechanism; false when none is left.
+    fn next_auth(&mut self, now: Instant) -> bool {
+        let Some(mech) = self.candidates().first().copied() else {
             return false;
         };
-        let Some((user, pw)) = self.sec.credentials.clone() else {
-            return false;
-        };
+        self.auth_tried.push(mech);
         self.auth_mech = Some(mech);
         self.set_state(State::AwaitAuth);
-        let line = match mech {
-            Mech::Plain => format!("AUTH PLAIN {}\r\n", plain_response(&user, &pw)),
-            Mech::Login => "AUTH LOGIN\r\n".to_string(),
-            Mech::CramMd5 => "AUTH CRAM-MD5\r\n".to_string(),
-        };
-        self.send(Expect::Auth(0), line.as_bytes(), now);
+        if mech.uses_token()
+            && matches!(
+                self.sec.credentials.as_ref().map(|c| &c.secret),
+                Some(ClientSecret::Token(None))
+            )
+        {
+            // The driver fetches it; the exchange starts in `token`.
+            self.events.push_back(ClientEvent::NeedToken);
+            self.deadline = now + super::TIMEOUT_COMMAND;
+            return true;
+        }
+        self.send_auth(mech, now);
         true
     }
 
+    fn send_auth(&mut self, mech: ClientMech, now: Instant) {
+        let Some(c) = self.sec.credentials.clone() else {
+            return;
+        };
+        let secret = match &c.secret {
+            ClientSecret::Password(p) | ClientSecret::Token(Some(p)) => p.clone(),
+            ClientSecret::Token(None) => Vec::new(),
+        };
+        let line = match mech {
+            ClientMech::Plain => format!("AUTH PLAIN {}\r\n", plain_response(&c.user, &secret)),
+            ClientMech::Login => "AUTH LOGIN\r\n".to_string(),
+            ClientMech::CramMd5 => "AUTH CRAM-MD5\r\n".to_string(),
+            ClientMech::XOAuth2 => {
+                let mut v = format!("user={}\x01auth=Bearer ", c.user).into_bytes();
+                v.extend_from_slice(&secret);
+                v.extend_from_slice(b"\x01\x01");
+                format!("AUTH XOAUTH2 {}\r\n", base64::encode(&v))
+            }
+            ClientMech::OAuthBearer => {
+                let gs2 = format!("n,a={},", c.user.replace('=', "=3D").replace(',', "=2C"));
+                let mut v = format!("{gs2}\x01auth=Bearer ").into_bytes();
+                v.extend_from_slice(&secret);
+                v.extend_from_slice(b"\x01\x01");
+                format!("AUTH OAUTHBEARER {}\r\n", base64::encode(&v))
+            }
+        };
+        self.send(Expect::Auth(0), line.as_bytes(), now);
+    }
+
+    /// The token the session asked for ([`ClientEvent::NeedToken`]), or `None`
+    /// when none could be had (the next mechanism, or a deferral).
+    pub fn token(&mut self, token: Option<Vec<u8>>, now: Instant) {
+        if self.state != State::AwaitAuth || !self.expect.is_empty() {
+            return;
+        }
+        match (token, self.sec.credentials.as_mut()) {
+            (Some(t), Some(c)) => {
+                c.secret = ClientSecret::Token(Some(t));
+                if let Some(m) = self.auth_mech {
+                    self.send_auth(m, now);
+                }
+            }
+            _ => {
+                self.auth_failure = Some("4.7.0 AUTH: no token from the token command".into());
+                self.auth_tried.extend(self.candidates());
+                self.after_ehlo(now);
+            }
+        }
+    }
+
     pub(super) fn on_auth(&mut self, step: u8, r: ServerReply, now: Instant) {
-        let mech = self.auth_mech.unwrap_or(Mech::Plain);
+        let mech = self.auth_mech.unwrap_or(ClientMech::Plain);
         if r.code == 235 {
             log::info!("smtp client-auth mechanism={} result=ok", mech.name());
             self.authenticated = true;
+            self.auth_failure = None;
             return self.ready();
         }
-        let Some((user, pw)) = self.sec.credentials.clone() else {
+        let Some(c) = self.sec.credentials.clone() else {
             return self.fail(true, "AUTH: no credentials".into());
+        };
+        let secret = match &c.secret {
+            ClientSecret::Password(p) | ClientSecret::Token(Some(p)) => p.clone(),
+            ClientSecret::Token(None) => Vec::new(),
         };
         if r.code == 334 {
             let challenge = r.lines.first().map(String::as_str).unwrap_or("").trim();
             let next = match (mech, step) {
-                (Mech::Login, 0) => Some(base64::encode(user.as_bytes())),
-                (Mech::Login, 1) => Some(base64::encode(&pw)),
-                (Mech::CramMd5, 0) => cram_response(&user, &pw, challenge),
+                (ClientMech::Login, 0) => Some(base64::encode(c.user.as_bytes())),
+                (ClientMech::Login, 1) => Some(base64::encode(&secret)),
+                (ClientMech::CramMd5, 0) => cram_response(&c.user, &secret, challenge),
+                // A 334 to a token is the server's error (JSON): the exchange is
+                // ended with an empty response (XOAUTH2) or ^A (RFC 7628 §3.2.3).
+                (ClientMech::XOAuth2, 0) => Some(String::new()),
+                (ClientMech::OAuthBearer, 0) => Some(base64::encode(b"\x01")),
                 _ => None,
             };
             if let Some(n) = next {
@@ -207,8 +392,13 @@ impl ClientSession {
             }
             return self.fail(true, "AUTH: unexpected challenge".into());
         }
-        // Refused credentials are the operator's to fix: the mail waits (Postfix
-        // smtp_sasl_auth_soft_bounce).
-        self.fail(true, format!("AUTH {}: {}", mech.name(), r.summary()));
+        log::info!(
+            "smtp client-auth mechanism={} result=refused reply=\"{}\"",
+            mech.name(),
+            r.summary()
+        );
+        self.auth_failure = Some(format!("AUTH {}: {}", mech.name(), r.summary()));
+        // The next mechanism the credentials allow, if the server offers one.
+        self.after_ehlo(now);
     }
 }

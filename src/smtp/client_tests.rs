@@ -469,7 +469,7 @@ fn secure(level: crate::vocab::TlsLevel, creds: bool) -> T {
     t.c = ClientSession::new("mx.ours.example", t.now).with_security(ClientSecurity {
         level,
         implicit: false,
-        credentials: creds.then(|| ("cust".to_string(), b"s3cret".to_vec())),
+        credentials: creds.then(|| Credentials::password("cust", b"s3cret")),
     });
     t
 }
@@ -595,4 +595,120 @@ fn a_refused_atrn_leaves_the_session_idle_and_a_reply_behind_a_250_drops_it() {
         t.events.pop(),
         Some(ClientEvent::Failed { reason, .. }) if reason.contains("behind its 250")
     ));
+}
+
+fn with_creds(level: crate::vocab::TlsLevel, c: Credentials) -> T {
+    let mut t = T::new();
+    t.c = ClientSession::new("mx.ours.example", t.now).with_security(ClientSecurity {
+        level,
+        implicit: false,
+        credentials: Some(c),
+    });
+    t
+}
+
+/// EHLO answered with `auth`, under TLS already (the level says none, so the
+/// session goes on without STARTTLS).
+fn authing(c: Credentials, auth: &str) -> T {
+    let mut t = with_creds(crate::vocab::TlsLevel::None, c);
+    t.server("220 hi\r\n");
+    t.server(&format!("250-mx\r\n250 AUTH {auth}\r\n"));
+    t
+}
+
+#[test]
+fn await_auth_a_refused_cram_md5_is_followed_by_plain() {
+    let mut t = authing(
+        Credentials::password("cust", b"s3cret"),
+        "CRAM-MD5 PLAIN LOGIN",
+    );
+    assert_eq!(t.sent(), "EHLO mx.ours.example\r\nAUTH CRAM-MD5\r\n");
+    t.server("334 PDEyMzQ1QGV4YW1wbGU+\r\n");
+    assert!(t.sent().ends_with("\r\n"));
+    t.server("535 5.7.8 authentication failed\r\n");
+    assert_eq!(t.sent(), "AUTH PLAIN AGN1c3QAczNjcmV0\r\n");
+    t.server("235 ok\r\n");
+    assert_eq!(t.events.pop(), Some(ClientEvent::Ready));
+}
+
+#[test]
+fn await_auth_every_mechanism_refused_defers_with_the_last_reply() {
+    let mut t = authing(Credentials::password("cust", b"s3cret"), "PLAIN LOGIN");
+    assert_eq!(
+        t.sent(),
+        "EHLO mx.ours.example\r\nAUTH PLAIN AGN1c3QAczNjcmV0\r\n"
+    );
+    t.server("535 5.7.8 no\r\n");
+    assert_eq!(t.sent(), "AUTH LOGIN\r\n");
+    t.server("535 5.7.8 still no\r\n");
+    assert!(
+        matches!(&t.events[..], [ClientEvent::Failed { temporary: true, reason }]
+            if reason.contains("AUTH LOGIN") && reason.contains("still no")),
+        "{:?}",
+        t.events
+    );
+}
+
+#[test]
+fn await_auth_pinned_mechanisms_are_tried_in_their_order_only() {
+    let mut c = Credentials::password("cust", b"s3cret");
+    c.mechs = vec![ClientMech::Login];
+    let mut t = authing(c, "CRAM-MD5 PLAIN LOGIN");
+    assert_eq!(t.sent(), "EHLO mx.ours.example\r\nAUTH LOGIN\r\n");
+}
+
+#[test]
+fn ready_without_tls_no_password_goes_out_but_cram_md5_may() {
+    let mut t = with_creds(
+        crate::vocab::TlsLevel::May,
+        Credentials::password("cust", b"s3cret"),
+    );
+    t.server("220 hi\r\n");
+    t.server("250-mx\r\n250 AUTH PLAIN LOGIN\r\n");
+    assert_eq!(t.sent(), "EHLO mx.ours.example\r\n", "no PLAIN without TLS");
+    assert_eq!(t.events.pop(), Some(ClientEvent::Ready));
+}
+
+#[test]
+fn await_token_oauthbearer_then_xoauth2_after_a_refusal() {
+    let c = Credentials {
+        user: "me@example".into(),
+        secret: ClientSecret::Token(None),
+        mechs: vec![ClientMech::OAuthBearer, ClientMech::XOAuth2],
+    };
+    let mut t = authing(c, "PLAIN OAUTHBEARER XOAUTH2");
+    assert_eq!(t.sent(), "EHLO mx.ours.example\r\n");
+    assert_eq!(t.events.pop(), Some(ClientEvent::NeedToken));
+    t.c.token(Some(b"ya29.tok".to_vec()), t.now);
+    let line = t.sent();
+    let b64 = line.trim_end().strip_prefix("AUTH OAUTHBEARER ").unwrap();
+    let raw = crate::auth::base64::decode(b64.as_bytes()).unwrap();
+    assert_eq!(raw, b"n,a=me@example,\x01auth=Bearer ya29.tok\x01\x01");
+    // The server's JSON error, then the ^A that ends the exchange, then 535.
+    t.server("334 eyJzdGF0dXMiOiI0MDEifQ==\r\n");
+    assert_eq!(t.sent(), "AQ==\r\n");
+    t.server("535 5.7.8 bad token\r\n");
+    let line = t.sent();
+    let b64 = line.trim_end().strip_prefix("AUTH XOAUTH2 ").unwrap();
+    let raw = crate::auth::base64::decode(b64.as_bytes()).unwrap();
+    assert_eq!(raw, b"user=me@example\x01auth=Bearer ya29.tok\x01\x01");
+    t.server("235 ok\r\n");
+    assert_eq!(t.events.pop(), Some(ClientEvent::Ready));
+}
+
+#[test]
+fn await_token_none_defers() {
+    let c = Credentials {
+        user: "me".into(),
+        secret: ClientSecret::Token(None),
+        mechs: vec![ClientMech::XOAuth2],
+    };
+    let mut t = authing(c, "XOAUTH2");
+    assert_eq!(t.events.pop(), Some(ClientEvent::NeedToken));
+    t.c.token(None, t.now);
+    let ev = t.c.poll_event();
+    assert!(
+        matches!(&ev, Some(ClientEvent::Failed { temporary: true, reason }) if reason.contains("no token")),
+        "{ev:?}"
+    );
 }

@@ -678,7 +678,8 @@ pub use process::{
     spawn_command, spawn_command_to, terminate, try_reap, wait_child, Forked,
 };
 pub use process::{
-    is_tty, kill_session, poll_fds, reap, reap_any, set_echo, set_nonblocking, spawn_piped,
+    is_tty, kill_session, new_session, poll_fds, reap, reap_any, set_echo, set_nonblocking,
+    spawn_piped,
 };
 
 #[cfg(test)]

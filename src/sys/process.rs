@@ -238,6 +238,12 @@ fn command_words(argv: &[String]) -> io::Result<Vec<std::ffi::CString>> {
     Ok(args)
 }
 
+/// In a forked child: a session of its own (so it and what it starts can be killed
+/// together) and default signal dispositions.
+pub fn new_session() {
+    new_session_default_signals();
+}
+
 /// In a child about to exec: a session of its own, and the signals the daemon
 /// handles back to their defaults (async-signal-safe calls only).
 fn new_session_default_signals() {

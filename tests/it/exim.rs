@@ -45,11 +45,13 @@ impl Exim {
     /// A private Exim: `cust`/`s3cret` may relay after STARTTLS (or on 465); the
     /// mail stays in its queue (queue_only, no routers).
     pub fn start() -> Option<Exim> {
-        Exim::start_with("")
+        Exim::start_with("", true)
     }
 
-    /// The same, with `mail_acl` (ACL statements) checked at MAIL after AUTH.
-    pub fn start_with(mail_acl: &str) -> Option<Exim> {
+    /// The same, with `mail_acl` (ACL statements) checked at MAIL after AUTH; with
+    /// `cram_ok` false, CRAM-MD5 is offered and always refused (PLAIN still works).
+    pub fn start_with(mail_acl: &str, cram_ok: bool) -> Option<Exim> {
+        let cram_secret = if cram_ok { "s3cret" } else { "not-the-secret" };
         if !is_root() {
             eprintln!("skipped: a private Exim needs root");
             return None;
@@ -112,7 +114,7 @@ plain:
 cram:
   driver = cram_md5
   public_name = CRAM-MD5
-  server_secret = ${{if eq{{$auth1}}{{cust}}{{s3cret}}fail}}
+  server_secret = ${{if eq{{$auth1}}{{cust}}{{{cram_secret}}}fail}}
   server_set_id = $auth1
   server_advertise_condition = ${{if def:tls_in_cipher}}
 begin routers
@@ -160,18 +162,18 @@ fn shipped(p: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(p)).unwrap()
 }
 
-fn private(path: &Path, text: &str) {
+pub fn private(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 /// The seed's dial-up client, with its relay at `port` of loopback.
-fn seed_client(port: u16, extra_policy: &str) -> Daemon {
+pub fn seed_client(port: u16, extra_policy: &str) -> Daemon {
     seed_client_with(port, extra_policy, &[])
 }
 
 /// [`seed_client`] with more files in its configuration directory.
-fn seed_client_with(port: u16, extra_policy: &str, files: &[(&str, &str)]) -> Daemon {
+pub fn seed_client_with(port: u16, extra_policy: &str, files: &[(&str, &str)]) -> Daemon {
     let conf: String = shipped("etc/client/etrnd.conf")
         .lines()
         .filter(|l| {
@@ -209,7 +211,7 @@ fn seed_client_with(port: u16, extra_policy: &str, files: &[(&str, &str)]) -> Da
     d
 }
 
-fn ip_up(d: &Daemon) -> (bool, String) {
+pub fn ip_up(d: &Daemon) -> (bool, String) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/ppp/ip-up.etrnd");
     let out = Command::new("sh")
         .arg(&script)
@@ -307,6 +309,7 @@ fn masqueraded_mail_passes_a_relay_that_checks_its_senders_and_local_copies_keep
     // The ISP takes only senders of its own domain.
     let Some(exim) = Exim::start_with(
         "  deny message = 5.7.1 sender not of this ISP\n       !sender_domains = example.org\n",
+        true,
     ) else {
         return;
     };

@@ -35,6 +35,8 @@ mod sendmail_modes;
 mod service;
 mod sink;
 #[cfg(feature = "tls")]
+mod smarthost_auth;
+#[cfg(feature = "tls")]
 mod tls;
 #[cfg(feature = "tls")]
 mod tls_client;

@@ -18,6 +18,11 @@ SYSCONFDIR ?=	$(PREFIX)/etc
 MANDIR ?=	$(PREFIX)/share/man
 BINDIR ?=	$(PREFIX)/sbin
 RCDIR ?=	$(SYSCONFDIR)/rc.d
+# Linux only: where the systemd unit goes (systemd reads /usr/local/lib too).
+SYSTEMDDIR ?=	$(PREFIX)/lib/systemd/system
+# The account the daemon drops to, named in the installed etrnd.conf (default:
+# _etrnd on OpenBSD, etrnd elsewhere; README.md says how to create it).
+ETRND_USER ?=
 CARGO ?=	cargo
 INSTALL ?=	install
 
@@ -34,7 +39,7 @@ all: build
 
 # cargo decides what to rebuild, so this always runs it.
 build:
-	ETRND_PREFIX=$(PREFIX) $(CARGO) build --release
+	ETRND_PREFIX=$(PREFIX) ETRND_SYSCONFDIR=$(SYSCONFDIR) $(CARGO) build --release
 
 run: build
 	./$(BIN) -d -v -f etc/etrnd.conf
@@ -44,12 +49,17 @@ run: build
 test:
 	$(CARGO) test
 
+# The installed etrnd.conf is a local-only MTA (etc/local); the hub and client
+# setups and the BSDs' mailer.conf go to samples/. A configuration file already
+# there is the user's and is kept; its pristine copy is refreshed as NAME.sample.
+CONF_FILES =	etrnd.conf scheduler.conf db/routes db/localnames db/aliases
 install: build
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/etrnd/db \
+		$(DESTDIR)$(SYSCONFDIR)/etrnd/samples/hub/db \
+		$(DESTDIR)$(SYSCONFDIR)/etrnd/samples/client/db \
 		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(RCDIR)
 	$(INSTALL) -m 755 $(BIN) $(DESTDIR)$(BINDIR)/etrnd
-	ln -sf etrnd $(DESTDIR)$(BINDIR)/mailq
-	ln -sf etrnd $(DESTDIR)$(BINDIR)/sendmail
+	for l in mailq sendmail newaliases; do ln -sf etrnd $(DESTDIR)$(BINDIR)/$$l; done
 	$(SUBST) man/etrnd.8 > $(DESTDIR)$(MANDIR)/man8/etrnd.8
 	chmod 644 $(DESTDIR)$(MANDIR)/man8/etrnd.8
 	for m in $(MAN5); do \
@@ -64,28 +74,50 @@ install: build
 	else \
 		$(SUBST) rc.d/etrnd > $(DESTDIR)$(RCDIR)/etrnd && \
 		chmod 755 $(DESTDIR)$(RCDIR)/etrnd; \
+	fi; \
+	if [ "$$os" = Linux ]; then \
+		$(INSTALL) -d $(DESTDIR)$(SYSTEMDDIR) && \
+		$(SUBST) etc/systemd/etrnd.service > $(DESTDIR)$(SYSTEMDDIR)/etrnd.service && \
+		chmod 644 $(DESTDIR)$(SYSTEMDDIR)/etrnd.service; \
 	fi
 	for s in ip-up.etrnd ip-down.etrnd; do \
 		$(SUBST) etc/ppp/$$s > $(DESTDIR)$(SYSCONFDIR)/etrnd/$$s && \
 		chmod 755 $(DESTDIR)$(SYSCONFDIR)/etrnd/$$s || exit 1; \
 	done
-	for f in etrnd.conf scheduler.conf db/routes db/localnames db/aliases; do \
-		$(INSTALL) -m 644 etc/hub/$$f $(DESTDIR)$(SYSCONFDIR)/etrnd/$$f.sample; \
-		[ -f $(DESTDIR)$(SYSCONFDIR)/etrnd/$$f ] || \
-		$(INSTALL) -m 644 etc/hub/$$f $(DESTDIR)$(SYSCONFDIR)/etrnd/$$f; \
+	os="$(OPSYS)"; [ -n "$$os" ] || os=$$(uname -s); \
+	user="$(ETRND_USER)"; \
+	if [ -z "$$user" ]; then \
+		if [ "$$os" = OpenBSD ]; then user=_etrnd; else user=etrnd; fi; \
+	fi; \
+	d=$(DESTDIR)$(SYSCONFDIR)/etrnd; \
+	for f in $(CONF_FILES); do \
+		$(SUBST) -e "s|@ETRND_USER@|$$user|g" etc/local/$$f > $$d/$$f.sample && \
+		chmod 644 $$d/$$f.sample || exit 1; \
+		[ -f $$d/$$f ] || cp -p $$d/$$f.sample $$d/$$f || exit 1; \
+		for s in hub client; do \
+			$(SUBST) etc/$$s/$$f > $$d/samples/$$s/$$f && \
+			chmod 644 $$d/samples/$$s/$$f || exit 1; \
+		done; \
+	done; \
+	for f in authinfo tls_policy; do \
+		$(SUBST) etc/client/db/$$f.sample > $$d/samples/client/db/$$f && \
+		chmod 644 $$d/samples/client/db/$$f || exit 1; \
+	done; \
+	for o in freebsd netbsd openbsd; do \
+		$(SUBST) etc/mailer.conf/$$o > $$d/samples/mailer.conf.$$o && \
+		chmod 644 $$d/samples/mailer.conf.$$o || exit 1; \
 	done
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/etrnd $(DESTDIR)$(BINDIR)/mailq $(DESTDIR)$(BINDIR)/sendmail \
-		$(DESTDIR)$(MANDIR)/man8/etrnd.8 $(DESTDIR)$(SYSCONFDIR)/etrnd/ip-up.etrnd \
-		$(DESTDIR)$(SYSCONFDIR)/etrnd/ip-down.etrnd
+	for f in etrnd mailq sendmail newaliases; do rm -f $(DESTDIR)$(BINDIR)/$$f; done
+	rm -f $(DESTDIR)$(MANDIR)/man8/etrnd.8 $(DESTDIR)$(SYSCONFDIR)/etrnd/ip-up.etrnd \
+		$(DESTDIR)$(SYSCONFDIR)/etrnd/ip-down.etrnd $(DESTDIR)$(SYSTEMDDIR)/etrnd.service
+	rm -rf $(DESTDIR)$(SYSCONFDIR)/etrnd/samples
 	os="$(OPSYS)"; [ -n "$$os" ] || os=$$(uname -s); \
 	if [ "$$os" = OpenBSD ]; then rm -f $(DESTDIR)/etc/rc.d/etrnd; \
 	else rm -f $(DESTDIR)$(RCDIR)/etrnd; fi
 	for m in $(MAN5); do rm -f $(DESTDIR)$(MANDIR)/man5/$$m; done
-	for f in etrnd.conf scheduler.conf db/routes db/localnames db/aliases; do \
-		rm -f $(DESTDIR)$(SYSCONFDIR)/etrnd/$$f.sample; \
-	done
+	for f in $(CONF_FILES); do rm -f $(DESTDIR)$(SYSCONFDIR)/etrnd/$$f.sample; done
 
 # Spool-bound figures run on a fresh file system (bench/spoolfs.sh sets BENCH_DIR).
 bench: build
@@ -131,7 +163,7 @@ fuzz:
 STATIC_BIN =	target/etrnd-static
 static:
 	t=$$(rustc -vV | sed -n 's/^host: //p'); \
-	RUSTFLAGS="-C target-feature=+crt-static" ETRND_PREFIX=$(PREFIX) \
+	RUSTFLAGS="-C target-feature=+crt-static" ETRND_PREFIX=$(PREFIX) ETRND_SYSCONFDIR=$(SYSCONFDIR) \
 		$(CARGO) build --release --target $$t && \
 	cp target/$$t/release/etrnd $(STATIC_BIN) && ls -l $(STATIC_BIN)
 

@@ -129,9 +129,29 @@ pub const PREFIX: &str = match option_env!("ETRND_PREFIX") {
     None => "/usr/local",
 };
 
+/// How this system creates the daemon's account `name` (no login, no home).
+fn account_hint(name: &str) -> String {
+    if cfg!(target_os = "freebsd") || cfg!(target_os = "dragonfly") {
+        format!("pw useradd {name} -d /nonexistent -s /usr/sbin/nologin")
+    } else if cfg!(target_os = "openbsd") {
+        format!("useradd -g =uid -d /var/empty -s /sbin/nologin {name}")
+    } else if cfg!(target_os = "netbsd") {
+        format!("useradd -g =uid -d /nonexistent -s /sbin/nologin {name}")
+    } else {
+        format!("useradd -r -U -d /nonexistent -s /usr/sbin/nologin {name}")
+    }
+}
+
+/// The build-time configuration folder (`ETRND_SYSCONFDIR`, default `PREFIX/etc`;
+/// `/etc` for a build installed under `/usr`).
+pub const SYSCONFDIR: Option<&str> = option_env!("ETRND_SYSCONFDIR");
+
 /// The default configuration file.
 pub fn default_path() -> PathBuf {
-    PathBuf::from(format!("{PREFIX}/etc/etrnd/etrnd.conf"))
+    match SYSCONFDIR {
+        Some(d) if !d.is_empty() => PathBuf::from(format!("{d}/etrnd/etrnd.conf")),
+        _ => PathBuf::from(format!("{PREFIX}/etc/etrnd/etrnd.conf")),
+    }
 }
 
 /// Every name `etrnd.conf` takes (besides the links', `links::NAMES`).
@@ -617,7 +637,10 @@ impl MainConf {
             "MAX_CONNECTIONS_PER_IP" => self.max_connections_per_ip = parse_num(name, v)?,
             "USER" => {
                 if !v.is_empty() && !crate::sys::user_exists(v) {
-                    return Err(format!("no such user '{v}'"));
+                    return Err(format!(
+                        "no such user '{v}': create an account of etrnd's own ({})",
+                        account_hint(v)
+                    ));
                 }
                 self.user = if v.is_empty() {
                     None

@@ -16,6 +16,8 @@ fn make(tool: &str, target: &str, dest: &Path) {
         .arg(format!("DESTDIR={}", dest.display()))
         .arg("CARGO=true")
         .arg(format!("BIN={}", bin()))
+        // The installed configuration names the daemon's account: one that exists.
+        .arg(format!("ETRND_USER={}", crate::util::daemon_account()))
         .output()
         .unwrap();
     assert!(
@@ -46,6 +48,8 @@ fn make_install_with_gnu_make_and_bmake() {
             "usr/local/etc/rc.d/etrnd",
             "usr/local/etc/etrnd/etrnd.conf",
             "usr/local/etc/etrnd/etrnd.conf.sample",
+            "usr/local/etc/etrnd/samples/hub/db/routes",
+            "usr/local/sbin/newaliases",
             "usr/local/etc/etrnd/scheduler.conf",
             "usr/local/etc/etrnd/db/routes",
             "usr/local/etc/etrnd/db/localnames",
@@ -160,6 +164,8 @@ fn make_install_substitutes_prefix_and_installs_the_openbsd_script_where_it_belo
         .args(["install", "PREFIX=/usr/pkg", "OPSYS=OpenBSD", "CARGO=true"])
         .arg(format!("DESTDIR={}", dest.display()))
         .arg(format!("BIN={}", bin()))
+        // The installed configuration names the daemon's account: one that exists.
+        .arg(format!("ETRND_USER={}", crate::util::daemon_account()))
         .output()
         .unwrap();
     assert!(

@@ -16,6 +16,7 @@ mod fidelity;
 mod holdstore;
 mod imports;
 mod install;
+mod installed_mta;
 mod interop;
 mod limits;
 mod links;

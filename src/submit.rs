@@ -306,17 +306,27 @@ pub fn run(cfg: &Config, args: &Args, input: &mut impl Read, err: &mut impl Writ
     }
 }
 
-/// Completes a submission's header (`From:`, `Date:`, `Message-ID:` where missing)
+/// Completes a submission's header (`From:`, `Date:`, `Message-ID:` where missing,
+/// addresses without a domain qualified with HOSTNAME)
 /// and writes it durably to the drop folder for the daemon's pickup.
 pub(crate) fn queue(
     cfg: &Config,
     sender: ReversePath,
     rcpts: Vec<Mailbox>,
-    fields: Vec<(String, String)>,
+    mut fields: Vec<(String, String)>,
     body: &[u8],
     full_name: Option<&str>,
 ) -> io::Result<()> {
     let host = cfg.main.hostname.clone();
+    // `To: bob` from a local program names bob here, wherever a copy goes.
+    for (name, text) in fields.iter_mut() {
+        if crate::vocab::address_list::ADDRESS_FIELDS.contains(&name.as_str()) {
+            let colon = text.find(':').map_or(0, |c| c + 1);
+            if let Some(v) = crate::vocab::address_list::qualify(&text[colon..], &host) {
+                *text = format!("{}{v}", &text[..colon]);
+            }
+        }
+    }
     let user = crate::sys::current_user().unwrap_or_else(|| "nobody".into());
     // The headers every message needs (RFC 5322 §3.6).
     let now = std::time::SystemTime::now()

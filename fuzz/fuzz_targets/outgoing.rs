@@ -1,6 +1,7 @@
 //! What a message becomes on its way out (`outgoing`): the MIME walk that makes
 //! 8-bit content 7-bit, and the header rewriting of masquerading, over any octets a
-//! client could have sent. No panic; what comes out of a conversion is 7-bit.
+//! client could have sent, and the address lists of a local submission. No panic;
+//! what comes out of a conversion is 7-bit; qualifying twice changes nothing.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
@@ -19,4 +20,10 @@ fuzz_target!(|data: &[u8]| {
     let h = etrnd::outgoing::header_len(data);
     let _ = etrnd::outgoing::masquerade(&data[..h], &g);
     let _ = etrnd::outgoing::quoted_printable(data);
+    // A local submission's address lists: what is qualified once stays as it is.
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Some(q) = etrnd::vocab::address_list::qualify(text, "host.example") {
+            assert_eq!(etrnd::vocab::address_list::qualify(&q, "host.example"), None, "{q:?}");
+        }
+    }
 });

@@ -245,11 +245,18 @@ impl Daemon {
                         );
                         self.sched.add_sized(*mid, &env, &[], self.unix, size);
                     }
-                    Err(e) => log::error!(
-                        "smtp queue-failed session={:08x} error=\"{}\"",
-                        c.session.id(),
-                        e
-                    ),
+                    Err(e) => {
+                        log::error!(
+                            "smtp queue-failed session={:08x} error=\"{}\"",
+                            c.session.id(),
+                            e
+                        );
+                        // The disk is looked at again at once: MAIL is refused
+                        // while it is full, and the check repeats until there is room.
+                        if e.is_no_space() {
+                            self.disk_checked = None;
+                        }
+                    }
                 }
                 let ctx = session_ctx!(self);
                 c.session.handle_commit(result.as_ref().copied(), now, &ctx);

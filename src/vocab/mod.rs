@@ -3,6 +3,7 @@
 //! every other module can stand on it and be read after it.
 
 pub mod address;
+pub mod address_list;
 pub mod cidr;
 pub mod date;
 pub mod security;

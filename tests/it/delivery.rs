@@ -351,7 +351,7 @@ fn postfix_smtp_sink_receives_everything_intact() {
         .arg("100")
         .spawn()
         .expect("start smtp-sink");
-    std::thread::sleep(Duration::from_millis(300));
+    crate::util::wait_listening(port, 10);
     let mut c = Client::hello(d.addr());
     let long = "w".repeat(2500);
     for i in 0..20 {

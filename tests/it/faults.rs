@@ -55,12 +55,12 @@ impl Drop for Tmpfs {
 #[test]
 fn disk_full_during_data_is_452_and_recovers() {
     if !crate::util::is_root() {
-        eprintln!("skipped: mounting a tmpfs needs root");
+        crate::util::skip("mounting a tmpfs needs root");
         return;
     }
     let mut d = Daemon::prepare(Setup::with_conf("MAX_MESSAGE_SIZE=1048576\n"), &[]);
     let Some(fs) = Tmpfs::mount(&d.dir.0.join("spool"), "2m") else {
-        eprintln!("skipped: cannot mount a tmpfs here");
+        crate::util::skip("cannot mount a tmpfs here");
         return;
     };
     d.spawn();
@@ -83,11 +83,14 @@ fn disk_full_during_data_is_452_and_recovers() {
     assert!(d.queue_files().is_empty(), "no partial file in queue/");
     assert!(crate::util::list(&d.spool().join("tmp")).is_empty());
     // With space below 1.5 × MAX_MESSAGE_SIZE, MAIL is refused up front.
-    std::thread::sleep(Duration::from_millis(5200));
+    // The daemon notices at its next look at the disk, and says so.
+    d.wait_until("the disk found low", 10, || {
+        d.log().contains("spool disk-low")
+    });
     c.cmd("MAIL FROM:<a@b.example>", 452);
     // Space returns: mail flows again.
     std::fs::remove_file(&filler).unwrap();
-    std::thread::sleep(Duration::from_millis(5200));
+    d.wait_until("room again", 10, || d.log().contains("spool disk-ok"));
     let mut c = Client::hello(d.addr());
     c.send_message(
         "a@b.example",
@@ -135,7 +138,7 @@ fn out_of_descriptors_refuses_new_clients_cleanly() {
 #[test]
 fn a_bounce_that_cannot_be_committed_keeps_the_recipients_and_goes_once_there_is_room() {
     if !crate::util::is_root() {
-        eprintln!("skipped: mounting a tmpfs needs root");
+        crate::util::skip("mounting a tmpfs needs root");
         return;
     }
     let port = crate::util::free_port();
@@ -148,7 +151,7 @@ fn a_bounce_that_cannot_be_committed_keeps_the_recipients_and_goes_once_there_is
                  local/* queueonly command=local\n";
     let mut d = Daemon::prepare(setup, &[("scheduler.conf", sched)]);
     let Some(fs) = Tmpfs::mount(&d.dir.0.join("spool"), "1m") else {
-        eprintln!("skipped: cannot mount a tmpfs here");
+        crate::util::skip("cannot mount a tmpfs here");
         return;
     };
     d.spawn();

@@ -129,7 +129,7 @@ fn installed_default_configuration_is_this_machines_mta() {
         if std::env::var_os("ETRND_REQUIRE_TOOLS").is_some() {
             panic!("the installed-MTA test needs root");
         }
-        eprintln!("skipped: installed_default_configuration_is_this_machines_mta needs root");
+        crate::util::skip("needs root");
         return;
     }
     let tools = [
@@ -155,9 +155,9 @@ fn installed_default_configuration_is_this_machines_mta() {
         if std::env::var_os("ETRND_REQUIRE_TOOLS").is_some() {
             panic!("the installed-MTA test needs /usr/sbin/sendmail (an MTA package) and /usr/local/etc");
         }
-        eprintln!(
-            "skipped: installed_default_configuration_is_this_machines_mta needs \
-             /usr/sbin/sendmail (any MTA package, e.g. postfix) to bind ours over"
+        crate::util::skip(
+            "needs \
+             /usr/sbin/sendmail (any MTA package, e.g. postfix) to bind ours over",
         );
         return;
     }
@@ -247,6 +247,12 @@ fn installed_default_configuration_is_this_machines_mta() {
         format!("\n{mine}")
             .matches(&format!("\nFrom {ATTACKER}@{host} "))
             .count(),
+        3,
+        "{mine}"
+    );
+    // `To: etrnd-mua` as mailx and the -t message wrote it names a mailbox here.
+    assert_eq!(
+        mine.matches(&format!("\nTo: {RECIPIENT}@{host}\n")).count(),
         3,
         "{mine}"
     );

@@ -131,7 +131,7 @@ impl Drop for Net {
 /// The namespaces, or `None` (with a line saying why) where `ip netns` cannot run.
 fn net(n: u32) -> Option<Net> {
     if !is_root() {
-        eprintln!("skipped: the link namespace test needs root for ip netns");
+        crate::util::skip("the link namespace test needs root for ip netns");
         return None;
     }
     match Net::new(n) {
@@ -141,7 +141,7 @@ fn net(n: u32) -> Option<Net> {
                 std::env::var_os("ETRND_REQUIRE_TOOLS").is_none(),
                 "ip netns is unavailable"
             );
-            eprintln!("skipped: ip netns is unavailable here");
+            crate::util::skip("ip netns is unavailable here");
             None
         }
     }
@@ -632,7 +632,7 @@ fn a_failed_dial_backs_off_and_mail_waits() {
 #[test]
 fn a_local_user_cannot_move_a_link() {
     if !is_root() {
-        eprintln!("skipped: needs root to run as another user");
+        crate::util::skip("needs root to run as another user");
         return;
     }
     let setup = Setup {

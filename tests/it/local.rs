@@ -222,7 +222,7 @@ fn alias_loops_and_unknown_users_are_refused_at_rcpt() {
 #[test]
 fn unprivileged_user_can_submit_but_not_look() {
     if !std::path::Path::new("/usr/bin/setpriv").exists() || !crate::util::is_root() {
-        eprintln!("skipped: needs root and setpriv (util-linux)");
+        crate::util::skip("needs root and setpriv (util-linux)");
         return;
     }
     let d = start("mail/");

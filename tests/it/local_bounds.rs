@@ -127,11 +127,11 @@ fn a_broken_mailbox_with_thousands_waiting_never_holds_the_loop_up() {
 #[test]
 fn a_slow_forward_command_runs_one_at_a_time_and_every_message_arrives() {
     if !is_root() {
-        eprintln!("skipped: .forward needs root (the helper)");
+        crate::util::skip(".forward needs root (the helper)");
         return;
     }
     let user = "etrnd-fwd";
-    let (uid, home) = crate::util::home_account(user);
+    let (uid, home, _held) = crate::util::home_account(user);
     let h = home.display();
     // The command notes how many copies of itself run at once.
     let script = home.join("slow.sh");
@@ -184,7 +184,7 @@ fn kill(sig: &str, pid: &str) {
 #[test]
 fn killed_helpers_are_started_again_and_what_they_had_is_delivered() {
     if !is_root() {
-        eprintln!("skipped: needs root (the delivery helper exists only when started as root)");
+        crate::util::skip("needs root (the delivery helper exists only when started as root)");
         return;
     }
     let mut d = Daemon::prepare(
@@ -225,6 +225,11 @@ fn killed_helpers_are_started_again_and_what_they_had_is_delivered() {
     );
     send("after the first kill");
     d.wait_until("the delivery", 10, || delivered("after the first kill"));
+    // Its verdict reached the daemon (the mailbox is written a moment before): the
+    // helper is idle before it is stopped below.
+    d.wait_until("the delivery logged", 10, || {
+        d.log().contains("status=sent (delivered to mailbox)")
+    });
     // Killed with a request in hand (stopped first, so it cannot answer): that
     // message is deferred and delivered later by the next helper.
     let helper = logged_pid(&d, "helper-restarted kind=\"delivery helper\" pid=");
@@ -239,7 +244,8 @@ fn killed_helpers_are_started_again_and_what_they_had_is_delivered() {
         d.log().contains("the delivery helper died")
     });
     d.wait_until("the retry", 20, || delivered("in flight"));
-    assert!(d.queue_files().is_empty());
+    // The mailbox is written before the daemon hears the verdict and removes the file.
+    d.wait_until("the queue to empty", 10, || d.queue_files().is_empty());
     // The auth helper, killed: AUTH works again once the new one has loaded.
     let guard = logged_pid(&d, "daemon auth-helper pid=");
     kill("-9", &guard);

@@ -516,7 +516,7 @@ fn with_user_empty_the_daemon_runs_as_nobody_and_the_traps_still_hold() {
 #[test]
 fn signals_meant_for_the_daemon_leave_its_helper_delivering() {
     if !is_root() {
-        eprintln!("skipped: needs root (the helper exists only when started as root)");
+        crate::util::skip("needs root (the helper exists only when started as root)");
         return;
     }
     let d = mail_daemon("mail");
@@ -684,10 +684,9 @@ fn a_submission_under_umask_077_is_delivered_and_others_cannot_read_it() {
         assert_eq!((m.uid(), m.mode() & 0o777), (uid, 0o644), "{f}");
     }
     // Another local user cannot find them to read them.
-    let (other, _) = crate::util::home_account("etrnd-fwd");
-    let _ = other;
+    crate::util::system_account("etrnd-mua", "/bin/sh");
     let out = crate::util::as_user(
-        "etrnd-fwd",
+        "etrnd-mua",
         &format!("ls {0} || cat {0}/*", drop_dir.display()),
         b"",
     );

@@ -30,7 +30,7 @@ impl Postfix {
     /// A private instance listening on a free port, with `settings` added.
     pub fn start(tag: &str, settings: &[String]) -> Option<Postfix> {
         if !is_root() {
-            eprintln!("skipped: a private Postfix needs root");
+            crate::util::skip("a private Postfix needs root");
             return None;
         }
         need_tool("postfix", "postfix")?;
@@ -80,12 +80,7 @@ impl Postfix {
             "postconf -c {d}/etc -M -e 'postlog/unix-dgram = postlog unix-dgram n - n - 1 postlogd'"
         ));
         sh(&format!("postfix -c {d}/etc start"));
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        crate::util::wait_listening(port, 10);
         Some(Postfix { dir, port })
     }
 
@@ -111,10 +106,21 @@ impl Postfix {
 
 impl Drop for Postfix {
     fn drop(&mut self) {
+        // `postfix stop` only signals the master: its folder goes once it has gone.
+        let pid = std::fs::read_to_string(self.dir.0.join("spool/pid/master.pid"))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
         let _ = Command::new("postfix")
             .args(["-c", &self.etc(), "stop"])
             .output();
-        std::thread::sleep(Duration::from_millis(300));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !pid.is_empty()
+            && Path::new(&format!("/proc/{pid}")).exists()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

@@ -123,7 +123,7 @@ fn losses(rounds: usize, env: &[(&str, &str)]) -> Vec<(usize, Vec<String>)> {
 #[test]
 fn every_acknowledged_message_survives_a_power_cut() {
     if !can_loop_mount() {
-        eprintln!("skipped: needs root, loop devices and mkfs.ext4");
+        crate::util::skip("needs root, loop devices and mkfs.ext4");
         return;
     }
     let rounds: usize = std::env::var("ETRND_POWERLOSS_ROUNDS")
@@ -138,7 +138,7 @@ fn every_acknowledged_message_survives_a_power_cut() {
 #[test]
 fn the_power_cut_harness_sees_a_spool_that_skips_fsync() {
     if !can_loop_mount() {
-        eprintln!("skipped: needs root, loop devices and mkfs.ext4");
+        crate::util::skip("needs root, loop devices and mkfs.ext4");
         return;
     }
     let lost = losses(5, &[("ETRND_TEST_FAULT", "nosync")]);
@@ -155,7 +155,7 @@ fn the_power_cut_harness_sees_a_spool_that_skips_fsync() {
 #[test]
 fn every_submission_sendmail_acknowledged_survives_a_power_cut() {
     if !can_loop_mount() {
-        eprintln!("skipped: needs root, loop devices and mkfs.ext4");
+        crate::util::skip("needs root, loop devices and mkfs.ext4");
         return;
     }
     let d = Daemon::prepare(Setup::default(), &[]);

@@ -156,7 +156,9 @@ fn sigterm_lets_a_message_in_progress_finish() {
     c.cmd("DATA", 354);
     c.send_raw(b"Subject: in flight\r\n\r\nhalf");
     d.signal("TERM");
-    std::thread::sleep(Duration::from_millis(200));
+    d.wait_until("the stop to begin", 10, || {
+        d.log().contains("daemon stopping")
+    });
     c.send_raw(b" and the rest\r\n.\r\n");
     c.expect(250);
     c.send("NOOP");
@@ -169,7 +171,7 @@ fn sigterm_lets_a_message_in_progress_finish() {
 #[test]
 fn drops_privileges_to_user_after_binding() {
     if !crate::util::is_root() {
-        eprintln!("skipped: needs root");
+        crate::util::skip("needs root");
         return;
     }
     let d = Daemon::start_with(Setup::with_conf("USER=daemon\n"));
@@ -517,7 +519,7 @@ fn run_etrnd_input(conf: &std::path::Path, args: &[&str], input: &str) -> (i32, 
 #[test]
 fn a_daemon_that_cannot_write_its_spool_does_not_start() {
     if !crate::util::is_root() {
-        eprintln!("skipped: needs root (the daemon drops to USER)");
+        crate::util::skip("needs root (the daemon drops to USER)");
         return;
     }
     let d = Daemon::prepare(Setup::default(), &[]);

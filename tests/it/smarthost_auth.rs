@@ -6,7 +6,6 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use crate::exim::{ip_up, private, seed_client, Exim};
 use crate::util::{free_port, is_root, need_tool, Client, Daemon, Setup, TempDir};
@@ -115,12 +114,7 @@ fn dovecot_sasl() -> Option<Dovecot> {
         .stderr(Stdio::null())
         .spawn()
         .ok()?;
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    crate::util::wait_listening(port, 10);
     Some(Dovecot {
         child,
         port,
@@ -131,7 +125,7 @@ fn dovecot_sasl() -> Option<Dovecot> {
 #[test]
 fn postfix_with_dovecot_sasl_refuses_cram_md5_and_plain_gets_through() {
     if !is_root() {
-        eprintln!("skipped: a private Postfix and Dovecot need root");
+        crate::util::skip("a private Postfix and Dovecot need root");
         return;
     }
     let Some(dove) = dovecot_sasl() else { return };

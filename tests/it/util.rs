@@ -20,6 +20,27 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Where skipped tests are noted for `make test`'s closing list.
+pub fn skip_list() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped-tests.txt")
+}
+
+/// A test (or part of one) that cannot run here: says why on standard error and
+/// notes `TEST: reason` in [`skip_list`], which `make test` prints at the end (a
+/// passing test's output is otherwise hidden).
+pub fn skip(reason: &str) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("?");
+    eprintln!("skipped: {reason}");
+    let line = format!("{test}: {reason}\n");
+    // One write of one line in append mode: lines of parallel tests do not mix.
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(skip_list())
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+}
+
 /// The one policy for tests that need a program from outside (README.md lists
 /// them): the program's path, or `None` after a "skipped:" line naming it and its
 /// Debian package, so `make test` passes on a machine with only cargo and Python.
@@ -41,7 +62,7 @@ pub fn need_tool(name: &str, package: &str) -> Option<String> {
     if std::env::var_os("ETRND_REQUIRE_TOOLS").is_some() {
         panic!("{name} is needed (Debian package {package}); ETRND_REQUIRE_TOOLS is set");
     }
-    eprintln!("skipped: needs {name} (Debian package {package})");
+    skip(&format!("needs {name} (Debian package {package})"));
     None
 }
 
@@ -90,7 +111,7 @@ pub fn attacker() -> Option<u32> {
         if std::env::var_os("ETRND_REQUIRE_TOOLS").is_some() {
             panic!("the local attack tests need root, useradd and setpriv");
         }
-        eprintln!("skipped: needs root, useradd and setpriv (Debian packages passwd, util-linux)");
+        skip("needs root, useradd and setpriv (Debian packages passwd, util-linux)");
         return None;
     }
     system_account(ATTACKER, "/bin/sh");
@@ -137,9 +158,20 @@ pub fn cram(c: &mut Client, user: &str, password: &str, code: u16) -> String {
 }
 
 /// A system account with a home of its own at `/tmp/NAME-home` (made afresh, owned
-/// by it, 0755): its uid and home.
-pub fn home_account(name: &str) -> (u32, PathBuf) {
+/// by it, 0755): its uid, its home, and a lock that keeps every other test (of this
+/// run or of another run on the machine) from that home until it is dropped.
+pub fn home_account(name: &str) -> (u32, PathBuf, std::fs::File) {
     let home = PathBuf::from(format!("/tmp/{name}-home"));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(format!("/tmp/{name}-home.lock"))
+        .unwrap();
+    // SAFETY: flock on a descriptor this function owns; blocks until it is ours.
+    assert_eq!(
+        unsafe { libc::flock(std::os::unix::io::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
+        0
+    );
     let exists = Command::new("id")
         .arg(name)
         .stdout(Stdio::null())
@@ -167,7 +199,7 @@ pub fn home_account(name: &str) -> (u32, PathBuf) {
     std::os::unix::fs::chown(&home, Some(uid), Some(uid)).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
-    (uid, home)
+    (uid, home, lock)
 }
 
 /// Runs `cmd` with `input` on its standard input (standard error captured).
@@ -190,6 +222,16 @@ pub fn run_ok(cmd: &mut Command) -> std::process::Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// Waits until something accepts connections on loopback `port` (a peer started
+/// as a separate program); fails after `secs`.
+pub fn wait_listening(port: u16, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A loopback port nothing listens on now (bound and released).

@@ -66,7 +66,6 @@ install: build
 		$(DESTDIR)$(SYSCONFDIR)/etrnd/samples/client/db \
 		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(RCDIR)
 	$(INSTALL) -m 755 $(BIN) $(DESTDIR)$(BINDIR)/etrnd
-	for l in mailq sendmail newaliases; do ln -sf etrnd $(DESTDIR)$(BINDIR)/$$l; done
 	$(SUBST) man/etrnd.8 > $(DESTDIR)$(MANDIR)/man8/etrnd.8
 	chmod 644 $(DESTDIR)$(MANDIR)/man8/etrnd.8
 	for m in $(MAN5); do \
@@ -115,8 +114,15 @@ install: build
 		chmod 644 $$d/samples/mailer.conf.$$o || exit 1; \
 	done
 
+# The names sendmail, mailq and newaliases are the system's to give (README.md, "Use
+# etrnd as this machine's MTA"): install leaves them alone, and uninstall removes
+# only links to etrnd (an older install made some).
 uninstall:
-	for f in etrnd mailq sendmail newaliases; do rm -f $(DESTDIR)$(BINDIR)/$$f; done
+	rm -f $(DESTDIR)$(BINDIR)/etrnd
+	for f in mailq sendmail newaliases; do \
+		l=$(DESTDIR)$(BINDIR)/$$f; \
+		if [ -L $$l ] && [ "$$(readlink $$l)" = etrnd ]; then rm -f $$l; fi; \
+	done
 	rm -f $(DESTDIR)$(MANDIR)/man8/etrnd.8 $(DESTDIR)$(SYSCONFDIR)/etrnd/ip-up.etrnd \
 		$(DESTDIR)$(SYSCONFDIR)/etrnd/ip-down.etrnd $(DESTDIR)$(SYSTEMDDIR)/etrnd.service
 	rm -rf $(DESTDIR)$(SYSCONFDIR)/etrnd/samples

@@ -608,6 +608,12 @@ impl ControlConn {
                 _ => e,
             });
         }
+        self.next_line(timeout)
+    }
+
+    /// Waits up to `timeout` for the next reply line (the rest of a reply whose
+    /// first line was `250-…`).
+    pub fn next_line(&mut self, timeout: Duration) -> std::io::Result<Vec<u8>> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {

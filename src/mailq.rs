@@ -174,6 +174,8 @@ fn through_daemon(
         eprintln!("mailq: {line}");
         return Ok(crate::etrn_client::TEMPFAIL);
     }
+    // `250-`: the daemon says when its listing child is over, after the pipe ends.
+    let more = line.as_bytes().get(3) == Some(&b'-');
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match reader.read(&mut buf) {
@@ -188,6 +190,16 @@ fn through_daemon(
         }
     }
     let _ = out.flush();
+    if more {
+        let last = conn
+            .next_line(crate::etrn_client::CONTROL_TIMEOUT)
+            .map_err(|e| NoListing::Failed(e.to_string()))?;
+        let last = String::from_utf8_lossy(&last).trim_end().to_string();
+        if !last.starts_with("250") {
+            eprintln!("mailq: {last}");
+            return Ok(crate::etrn_client::TEMPFAIL);
+        }
+    }
     Ok(crate::cli::exit::OK)
 }
 

@@ -83,10 +83,9 @@ pub fn masquerade(head: &[u8], g: &Generic) -> Option<Vec<u8>> {
     for (name, f) in fields(head) {
         if matches!(name.as_str(), "from" | "sender" | "reply-to") {
             let colon = f.iter().position(|&b| b == b':').unwrap_or(0);
-            let text = String::from_utf8_lossy(&f[colon + 1..]).into_owned();
-            if let Some(new) = rewrite_addresses(&text, g) {
+            if let Some(new) = rewrite_addresses(&f[colon + 1..], g) {
                 out.extend_from_slice(&f[..=colon]);
-                out.extend_from_slice(new.as_bytes());
+                out.extend_from_slice(&new);
                 changed = true;
                 continue;
             }
@@ -96,35 +95,33 @@ pub fn masquerade(head: &[u8], g: &Generic) -> Option<Vec<u8>> {
     changed.then_some(out)
 }
 
-/// An address list with every address `g` rewrites rewritten, everything else
-/// (display names, quoted strings, comments, line folding) as it was.
-fn rewrite_addresses(text: &str, g: &Generic) -> Option<String> {
-    let b = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
+/// An address list with every address `g` rewrites rewritten, every other octet
+/// (display names in any charset, quoted strings, comments, line folding) as it was.
+fn rewrite_addresses(text: &[u8], g: &Generic) -> Option<Vec<u8>> {
+    let b = text;
+    let mut out = Vec::with_capacity(text.len() + 32);
     let mut changed = false;
     let mut i = 0;
     let mut depth = 0usize; // inside (comments)
     let mut quoted = false;
-    let rewrite = |a: &str| -> Option<String> {
-        let m = Mailbox::parse(a).ok()?;
+    let rewrite = |a: &[u8]| -> Option<String> {
+        let a = std::str::from_utf8(a).ok()?;
+        let m = Mailbox::parse(a.trim()).ok()?;
         g.rewrite(&m).map(|n| n.to_string())
     };
     while i < b.len() {
         let c = b[i];
+        if (quoted || depth > 0) && c == b'\\' {
+            // An escaped octet, whatever it is.
+            let end = (i + 2).min(b.len());
+            out.extend_from_slice(&b[i..end]);
+            i = end;
+            continue;
+        }
         if quoted {
-            if c == b'\\' && i + 1 < b.len() {
-                out.push_str(&text[i..i + 2]);
-                i += 2;
-                continue;
-            }
             quoted = c != b'"';
         } else if depth > 0 {
             match c {
-                b'\\' if i + 1 < b.len() => {
-                    out.push_str(&text[i..i + 2]);
-                    i += 2;
-                    continue;
-                }
                 b'(' => depth += 1,
                 b')' => depth -= 1,
                 _ => {}
@@ -134,16 +131,16 @@ fn rewrite_addresses(text: &str, g: &Generic) -> Option<String> {
         } else if c == b'(' {
             depth = 1;
         } else if c == b'<' {
-            if let Some(close) = text[i..].find('>') {
-                let inner = &text[i + 1..i + close];
-                match rewrite(inner.trim()) {
+            if let Some(close) = b[i..].iter().position(|&x| x == b'>') {
+                let inner = &b[i + 1..i + close];
+                match rewrite(inner) {
                     Some(new) => {
-                        out.push('<');
-                        out.push_str(&new);
-                        out.push('>');
+                        out.push(b'<');
+                        out.extend_from_slice(new.as_bytes());
+                        out.push(b'>');
                         changed = true;
                     }
-                    None => out.push_str(&text[i..=i + close]),
+                    None => out.extend_from_slice(&b[i..=i + close]),
                 }
                 i += close + 1;
                 continue;
@@ -154,18 +151,18 @@ fn rewrite_addresses(text: &str, g: &Generic) -> Option<String> {
                 .iter()
                 .position(|x| x.is_ascii_whitespace() || b",;<(\"".contains(x))
                 .map_or(b.len(), |p| i + p);
-            let word = &text[i..end];
-            match word.contains('@').then(|| rewrite(word)).flatten() {
+            let word = &b[i..end];
+            match word.contains(&b'@').then(|| rewrite(word)).flatten() {
                 Some(new) => {
-                    out.push_str(&new);
+                    out.extend_from_slice(new.as_bytes());
                     changed = true;
                 }
-                None => out.push_str(word),
+                None => out.extend_from_slice(word),
             }
             i = end;
             continue;
         }
-        out.push(c as char);
+        out.push(c);
         i += 1;
     }
     changed.then_some(out)
@@ -180,15 +177,24 @@ pub fn seven_bit(msg: &[u8]) -> Result<Vec<u8>, Unconvertible> {
     let h = header_len(msg);
     let (head, body) = msg.split_at(h);
     let mime = fields(head).iter().any(|(n, _)| n == "mime-version");
-    let (mut new_head, new_body) = entity(head, body, 0, true)?;
-    if !mime && new_head.as_slice() != head {
+    // One buffer for the whole message: nested parts are written in place, so the
+    // work is linear in the size whatever the depth.
+    let mut out = Vec::with_capacity(msg.len() + msg.len() / 2);
+    let head_end = entity(head, body, 0, true, &mut out)?;
+    if !mime && out[..head_end] != *head {
         // Made MIME here: say so, before the blank line.
-        let at = insertion_point(&new_head);
-        new_head.splice(at..at, b"MIME-Version: 1.0\r\n".iter().copied());
+        let at = insertion_point(&out[..head_end]);
+        out.splice(at..at, b"MIME-Version: 1.0\r\n".iter().copied());
     }
-    new_head.extend_from_slice(&new_body);
-    Ok(new_head)
+    if out.len() > MAX_GROWTH * msg.len().max(1024) {
+        return Err(Unconvertible("the message would grow too large".into()));
+    }
+    Ok(out)
 }
+
+/// How many times its size a converted message may be (base64 is 4/3 and line
+/// ends; a text part takes the smaller of quoted-printable and base64).
+const MAX_GROWTH: usize = 4;
 
 fn eight_bit(b: &[u8]) -> bool {
     b.iter().any(|&x| x >= 0x80)
@@ -210,13 +216,15 @@ fn content_type(value: &str) -> (String, Vec<(String, String)>) {
     (t, params)
 }
 
-/// One entity (a message or a body part): its new header section and body.
+/// One entity (a message or a body part) converted and written to `out`: returns
+/// where in `out` its header section ends.
 fn entity(
     head: &[u8],
     body: &[u8],
     depth: usize,
     top: bool,
-) -> Result<(Vec<u8>, Vec<u8>), Unconvertible> {
+    out: &mut Vec<u8>,
+) -> Result<usize, Unconvertible> {
     if depth > MAX_DEPTH {
         return Err(Unconvertible(format!(
             "MIME nesting deeper than {MAX_DEPTH}"
@@ -224,6 +232,12 @@ fn entity(
     }
     if eight_bit(head) {
         return Err(Unconvertible("8-bit octets in a header".into()));
+    }
+    if !eight_bit(body) {
+        out.extend_from_slice(head);
+        let end = out.len();
+        out.extend_from_slice(body);
+        return Ok(end);
     }
     let fs = fields(head);
     let ct = fs
@@ -235,9 +249,6 @@ fn entity(
         .find(|(n, _)| n == "content-transfer-encoding")
         .map(|(_, f)| value_of(f).to_ascii_lowercase());
     let (mtype, params) = content_type(ct.as_deref().unwrap_or("text/plain"));
-    if !eight_bit(body) {
-        return Ok((head.to_vec(), body.to_vec()));
-    }
     if matches!(cte.as_deref(), Some("base64" | "quoted-printable")) {
         return Err(Unconvertible(
             "8-bit octets in a part that says it is encoded".into(),
@@ -249,23 +260,25 @@ fn entity(
             .find(|(k, _)| k == "boundary")
             .map(|(_, v)| v.clone())
             .ok_or_else(|| Unconvertible("a multipart without a boundary".into()))?;
-        let new_body = multipart(body, &boundary, depth)?;
-        return Ok((with_cte(head, "7bit"), new_body));
+        out.extend_from_slice(&with_cte(head, "7bit"));
+        let end = out.len();
+        multipart(body, &boundary, depth, out)?;
+        return Ok(end);
     }
     if mtype == "message/rfc822" {
+        out.extend_from_slice(&with_cte(head, "7bit"));
+        let end = out.len();
         let h = header_len(body);
         let (ih, ib) = body.split_at(h);
-        let (mut nh, nb) = entity(ih, ib, depth + 1, false)?;
-        nh.extend_from_slice(&nb);
-        return Ok((with_cte(head, "7bit"), nh));
+        entity(ih, ib, depth + 1, false, out)?;
+        return Ok(end);
     }
+    // Text takes quoted-printable (readable as it is) unless it is large and mostly
+    // 8-bit, where that would double it; anything else base64.
     let text = mtype.starts_with("text/");
-    let new_body = if text {
-        quoted_printable(body)
-    } else {
-        base64(body)
-    };
-    let mut new_head = with_cte(head, if text { "quoted-printable" } else { "base64" });
+    let escaped = body.iter().filter(|&&b| b >= 0x80 || b == b'=').count();
+    let qp = text && (body.len() < 64 * 1024 || 2 * escaped <= body.len());
+    let mut new_head = with_cte(head, if qp { "quoted-printable" } else { "base64" });
     if top && ct.is_none() {
         let charset = if std::str::from_utf8(body).is_ok() {
             "utf-8"
@@ -276,7 +289,14 @@ fn entity(
         let at = insertion_point(&new_head);
         new_head.splice(at..at, field.into_bytes());
     }
-    Ok((new_head, new_body))
+    out.extend_from_slice(&new_head);
+    let end = out.len();
+    out.extend_from_slice(&if qp {
+        quoted_printable(body)
+    } else {
+        base64(body)
+    });
+    Ok(end)
 }
 
 /// Where a field is added: before the header section's blank line.
@@ -313,17 +333,27 @@ fn with_cte(head: &[u8], cte: &str) -> Vec<u8> {
 }
 
 /// A multipart body with each part converted.
-fn multipart(body: &[u8], boundary: &str, depth: usize) -> Result<Vec<u8>, Unconvertible> {
+fn multipart(
+    body: &[u8],
+    boundary: &str,
+    depth: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), Unconvertible> {
     let delim = format!("--{boundary}");
     // Each line that starts with the delimiter starts a part (or, with "--", ends
     // them); the CR LF before it belongs to the delimiter.
     let mut marks: Vec<(usize, usize, bool)> = Vec::new(); // (line start, line end, last)
     let mut i = 0;
     while i < body.len() {
-        let end = body[i..]
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .map_or(body.len(), |p| i + p + 2);
+        // Lines end in CR LF; a lone LF inside a line is no end.
+        let mut end = i;
+        let end = loop {
+            match body[end..].iter().position(|&b| b == b'\n') {
+                Some(p) if end + p > i && body[end + p - 1] == b'\r' => break end + p + 1,
+                Some(p) => end += p + 1,
+                None => break body.len(),
+            }
+        };
         let line = &body[i..end];
         if line.starts_with(delim.as_bytes()) {
             let rest = &line[delim.len()..];
@@ -350,11 +380,22 @@ fn multipart(body: &[u8], boundary: &str, depth: usize) -> Result<Vec<u8>, Uncon
             "8-bit octets outside the parts of a multipart".into(),
         ));
     }
-    let mut out = preamble.to_vec();
+    // A delimiter line is written as the boundary alone: what follows the boundary
+    // on its line is ignored by readers (RFC 2046 §5.1.1) and may be any octets.
+    let delimiter = |out: &mut Vec<u8>, (start, end, last): (usize, usize, bool)| {
+        out.extend_from_slice(delim.as_bytes());
+        if last {
+            out.extend_from_slice(b"--");
+        }
+        if body[start..end].ends_with(b"\r\n") {
+            out.extend_from_slice(b"\r\n");
+        }
+    };
+    out.extend_from_slice(preamble);
     for w in marks.windows(2) {
         let (_, open_end, _) = w[0];
         let (next_start, _, _) = w[1];
-        out.extend_from_slice(&body[w[0].0..open_end]);
+        delimiter(out, w[0]);
         // The part, without the CR LF that belongs to the next delimiter.
         let part = &body[open_end..next_start.max(open_end)];
         let (part, crlf) = match part.strip_suffix(b"\r\n") {
@@ -363,18 +404,15 @@ fn multipart(body: &[u8], boundary: &str, depth: usize) -> Result<Vec<u8>, Uncon
         };
         let h = header_len(part);
         let (ph, pb) = part.split_at(h);
-        let (nh, nb) = entity(ph, pb, depth + 1, false)?;
-        out.extend_from_slice(&nh);
-        out.extend_from_slice(&nb);
+        entity(ph, pb, depth + 1, false, out)?;
         if crlf {
             // The delimiter's own line end.
             out.extend_from_slice(b"\r\n");
         }
     }
-    let last = marks.last().expect("not empty");
-    out.extend_from_slice(&body[last.0..last.1]);
+    delimiter(out, *marks.last().expect("not empty"));
     out.extend_from_slice(epilogue);
-    Ok(out)
+    Ok(())
 }
 
 /// Quoted-printable (RFC 2045 §6.7), CR LF kept as hard line breaks, lines at most
@@ -391,22 +429,23 @@ pub fn quoted_printable(body: &[u8]) -> Vec<u8> {
         if last && line.is_empty() {
             break;
         }
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
         let mut col = 0;
         for (k, &c) in line.iter().enumerate() {
             let at_end = k + 1 == line.len();
             let literal =
                 (33..=126).contains(&c) && c != b'=' || (c == b' ' || c == b'\t') && !at_end;
-            let piece: Vec<u8> = if literal {
-                vec![c]
-            } else {
-                format!("={c:02X}").into_bytes()
-            };
-            if col + piece.len() > LINE - 1 {
+            let width = if literal { 1 } else { 3 };
+            if col + width > LINE - 1 {
                 out.extend_from_slice(b"=\r\n");
                 col = 0;
             }
-            out.extend_from_slice(&piece);
-            col += piece.len();
+            if literal {
+                out.push(c);
+            } else {
+                out.extend_from_slice(&[b'=', HEX[usize::from(c >> 4)], HEX[usize::from(c & 15)]]);
+            }
+            col += width;
         }
         if !last || had_cr {
             out.extend_from_slice(b"\r\n");

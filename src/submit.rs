@@ -116,79 +116,47 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
     Ok(a)
 }
 
-/// Header fields: (name, full text of the field including continuation lines).
-pub(crate) fn split_headers(msg: &[u8]) -> (Vec<(String, String)>, Vec<u8>) {
-    let text_end = msg.windows(4).position(|w| w == b"\r\n\r\n");
-    let (head, body) = match text_end {
-        Some(i) => (&msg[..i + 2], msg[i + 4..].to_vec()),
-        None if msg.starts_with(b"\r\n") => (&msg[..0], msg[2..].to_vec()),
-        None => (msg, Vec::new()),
-    };
-    let head = String::from_utf8_lossy(head);
-    let mut fields: Vec<(String, String)> = Vec::new();
-    for line in head.split_inclusive("\r\n") {
-        if line.starts_with([' ', '\t']) {
+/// Header fields: (lower-case name, the field's octets as written, continuation
+/// lines included), and the body. The header section ends at the first empty line,
+/// or at the first line that is not a field (`hello world` piped to `sendmail` is
+/// all body): the fields added later go before it, never after body text.
+pub(crate) fn split_headers(msg: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<u8>) {
+    let mut fields: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut at = 0;
+    while at < msg.len() {
+        let end = msg[at..]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(msg.len(), |p| at + p + 2);
+        let line = &msg[at..end];
+        // A leading mbox "From " line is not part of the message (as sendmail).
+        if at == 0 && line.starts_with(b"From ") {
+            at = end;
+            continue;
+        }
+        if line == b"\r\n" {
+            return (fields, msg[end..].to_vec());
+        }
+        if line.starts_with(b" ") || line.starts_with(b"\t") {
             if let Some(last) = fields.last_mut() {
-                last.1.push_str(line);
+                last.1.extend_from_slice(line);
+                at = end;
                 continue;
             }
         }
-        let name = line
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        fields.push((name, line.to_string()));
-    }
-    (fields, body)
-}
-
-/// The addresses in an address header's value: `a@b, "Name" <c@d>, e (comment)`.
-pub fn header_addresses(value: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let (mut quote, mut angle, mut paren) = (false, false, 0u32);
-    let mut inside = String::new();
-    let flush = |cur: &mut String, inside: &mut String, out: &mut Vec<String>| {
-        let a = if inside.is_empty() {
-            cur.trim().to_string()
-        } else {
-            inside.trim().to_string()
-        };
-        // Group syntax "name: a, b;" — keep what follows the colon.
-        let a = a
-            .rsplit(':')
-            .next()
-            .unwrap_or("")
-            .trim_end_matches(';')
-            .trim()
-            .to_string();
-        if !a.is_empty() {
-            out.push(a);
+        // A field name: printable ASCII but the colon, then the colon.
+        let name_len = line
+            .iter()
+            .position(|&b| !(b'!'..=b'~').contains(&b) || b == b':')
+            .unwrap_or(line.len());
+        if name_len == 0 || line.get(name_len) != Some(&b':') {
+            break;
         }
-        cur.clear();
-        inside.clear();
-    };
-    for c in value.chars() {
-        match c {
-            '"' if paren == 0 && !angle => quote = !quote,
-            '(' if !quote && !angle => paren += 1,
-            ')' if !quote && !angle && paren > 0 => paren -= 1,
-            '<' if !quote && paren == 0 => {
-                angle = true;
-                inside.clear();
-            }
-            '>' if angle => angle = false,
-            ',' if !quote && !angle && paren == 0 => flush(&mut cur, &mut inside, &mut out),
-            _ if paren > 0 => {}
-            _ if angle => inside.push(c),
-            _ if !quote => cur.push(c),
-            _ => {}
-        }
+        let name = String::from_utf8_lossy(&line[..name_len]).to_ascii_lowercase();
+        fields.push((name, line.to_vec()));
+        at = end;
     }
-    flush(&mut cur, &mut inside, &mut out);
-    out
+    (fields, msg[at..].to_vec())
 }
 
 /// Parses an address, qualifying a bare name with our host name.
@@ -259,8 +227,11 @@ pub fn run(cfg: &Config, args: &Args, input: &mut impl Read, err: &mut impl Writ
     if args.from_headers {
         for (name, text) in &fields {
             if ["to", "cc", "bcc"].contains(&name.as_str()) {
+                let text = String::from_utf8_lossy(text);
                 let value = text.split_once(':').map(|x| x.1).unwrap_or("");
-                rcpt_text.extend(header_addresses(&value.replace("\r\n", "")));
+                rcpt_text.extend(crate::vocab::address_list::addresses(
+                    &value.replace("\r\n", ""),
+                ));
             }
         }
         fields.retain(|(n, _)| n != "bcc");
@@ -313,7 +284,7 @@ pub(crate) fn queue(
     cfg: &Config,
     sender: ReversePath,
     rcpts: Vec<Mailbox>,
-    mut fields: Vec<(String, String)>,
+    mut fields: Vec<(String, Vec<u8>)>,
     body: &[u8],
     full_name: Option<&str>,
 ) -> io::Result<()> {
@@ -321,9 +292,14 @@ pub(crate) fn queue(
     // `To: bob` from a local program names bob here, wherever a copy goes.
     for (name, text) in fields.iter_mut() {
         if crate::vocab::address_list::ADDRESS_FIELDS.contains(&name.as_str()) {
-            let colon = text.find(':').map_or(0, |c| c + 1);
-            if let Some(v) = crate::vocab::address_list::qualify(&text[colon..], &host) {
-                *text = format!("{}{v}", &text[..colon]);
+            let colon = text.iter().position(|&b| b == b':').map_or(0, |c| c + 1);
+            // Only fields in ASCII are looked at (qualify leaves others alone).
+            let Ok(value) = std::str::from_utf8(&text[colon..]) else {
+                continue;
+            };
+            if let Some(v) = crate::vocab::address_list::qualify(value, &host) {
+                text.truncate(colon);
+                text.extend_from_slice(v.as_bytes());
             }
         }
     }
@@ -362,7 +338,7 @@ pub(crate) fn queue(
     // submitter writes can claim to be another user.
     let mut data = Vec::new();
     for (_, text) in &fields {
-        data.extend_from_slice(text.as_bytes());
+        data.extend_from_slice(text);
     }
     data.extend_from_slice(added.as_bytes());
     data.extend_from_slice(b"\r\n");
@@ -471,16 +447,20 @@ mod tests {
     }
 
     #[test]
-    fn addresses_in_headers() {
-        assert_eq!(
-            header_addresses("a@b.example, \"Doe, John\" <j@d.example>, c@e.example (Carl)"),
-            vec!["a@b.example", "j@d.example", "c@e.example"]
-        );
-        assert_eq!(
-            header_addresses("team: x@y.example, z@y.example;"),
-            vec!["x@y.example", "z@y.example"]
-        );
-        assert_eq!(header_addresses("root"), vec!["root"]);
+    fn the_header_section_is_kept_octet_for_octet_and_ends_where_fields_do() {
+        let (f, body) = split_headers(b"Subject: caf\xe9\r\n\tmore\r\nTo: x\r\n\r\nbody\r\n");
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].0, "subject");
+        assert_eq!(f[0].1, b"Subject: caf\xe9\r\n\tmore\r\n".to_vec());
+        assert_eq!(body, b"body\r\n");
+        // No header section at all: everything is body.
+        let (f, body) = split_headers(b"hello world\r\nsecond: line\r\n");
+        assert!(f.is_empty());
+        assert_eq!(body, b"hello world\r\nsecond: line\r\n");
+        // A leading mbox From line goes; a non-field line ends the header section.
+        let (f, body) = split_headers(b"From a@b Mon Dec  7\r\nSubject: s\r\nplain text\r\n");
+        assert_eq!(f.len(), 1);
+        assert_eq!(body, b"plain text\r\n");
     }
 
     #[test]

@@ -22,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = etrnd::outgoing::quoted_printable(data);
     // A local submission's address lists: what is qualified once stays as it is.
     if let Ok(text) = std::str::from_utf8(data) {
+        let _ = etrnd::vocab::address_list::addresses(text);
         if let Some(q) = etrnd::vocab::address_list::qualify(text, "host.example") {
             assert_eq!(etrnd::vocab::address_list::qualify(&q, "host.example"), None, "{q:?}");
         }

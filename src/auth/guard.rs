@@ -6,7 +6,8 @@
 //! daemon that someone took over cannot ask it to read anything else.
 //!
 //! ```text
-//!   daemon (loop, non-blocking socket)               guard (blocking, one request at a time)
+//!   daemon (loop, non-blocking socket)               guard (one request at a time; token
+//!                                                     commands run beside, polled)
 //!     "V <seq> P <hex user> <hex password>\n"  --->  verify
 //!     "V <seq> C <hex user> <hex challenge> <digest>\n"
 //!     "V <seq> D <hex user>\n"   (the domains of a user who authenticated before)
@@ -20,7 +21,9 @@
 //! ```
 //!
 //! The guard sends one `R` line unasked when it starts. A bad reload keeps the
-//! previous secrets in force (the daemon keeps its certificate).
+//! previous secrets in force (the daemon keeps its certificate). `O` replies come
+//! when their command ends, possibly after later `V` and `R` replies: every reply
+//! carries the sequence number it answers.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -281,8 +284,11 @@ pub fn parse_reply(line: &str) -> Option<FromGuard> {
     }
 }
 
-/// The auth helper's loop (in the process the supervisor forks for it).
+/// The auth helper's loop (in the process the supervisor forks for it): requests
+/// are answered in turn, except token requests, whose commands run beside it (their
+/// pipes polled with the socket), so a slow command holds up no AUTH check.
 pub fn serve(sock: UnixStream, conf: &GuardConf) {
+    use std::os::fd::AsRawFd;
     let mut current = load(conf);
     let mut out = match sock.try_clone() {
         Ok(s) => s,
@@ -291,59 +297,111 @@ pub fn serve(sock: UnixStream, conf: &GuardConf) {
     if out.write_all(reload_line(&current).as_bytes()).is_err() {
         return;
     }
-    let mut reader = BufReader::new(sock);
+    let mut sock = sock;
+    let mut inbuf: Vec<u8> = Vec::new();
     let mut tokens = super::token::Tokens::default();
     loop {
-        let mut line = String::new();
-        match (&mut reader).take(MAX_LINE as u64).read_line(&mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let line = line.trim_end_matches('\n');
-        let reply = if line == "R" {
-            let fresh = load(conf);
-            let r = reload_line(&fresh);
-            if fresh.is_ok() {
-                current = fresh;
-            }
-            r
-        } else if let Some((seq, host, port)) = parse_token_request(line) {
-            let argv = current.as_ref().ok().and_then(|(_, l)| {
-                let text = String::from_utf8_lossy(&l.authinfo);
-                let a = super::authinfo::AuthInfo::parse(&conf.authinfo, &text).ok()?;
-                match &a.lookup(&host, port)?.secret {
-                    super::authinfo::Secret::TokenCommand(argv) => Some(argv.clone()),
-                    super::authinfo::Secret::Password(_) => None,
-                }
+        let now = std::time::Instant::now();
+        let pipes = tokens.fds();
+        let mut watch = vec![(sock.as_raw_fd(), libc::POLLIN)];
+        watch.extend(pipes.iter().map(|&f| (f, libc::POLLIN)));
+        let wait = tokens
+            .deadline()
+            .map_or(std::time::Duration::from_secs(3600), |d| {
+                d.saturating_duration_since(now)
             });
-            let got = match argv {
-                Some(argv) => tokens.get(&argv, conf.token_user),
-                None => Err(format!(
-                    "no token=| entry for [{host}]:{port} in db/authinfo"
-                )),
-            };
-            match got {
-                Ok(t) => format!("O {seq} {}\n", hex_encode(&t)),
-                Err(why) => format!("O {seq} - {}\n", hex_encode(why.as_bytes())),
-            }
-        } else if let Some((seq, check)) = parse_request(line) {
-            let v = match &current {
-                Ok((s, _)) => super::verify(s, &check),
-                Err(_) => Verdict::No,
-            };
-            match v {
-                Verdict::Ok(d) if d.is_empty() => format!("V {seq} ok\n"),
-                Verdict::Ok(d) => format!("V {seq} ok {}\n", d.join(" ")),
-                Verdict::No => format!("V {seq} no\n"),
-                Verdict::Unknown => format!("V {seq} unknown\n"),
-            }
-        } else {
-            return; // not the daemon speaking: stop
+        let ev = match crate::sys::poll_fds(&watch, wait) {
+            Ok(ev) => ev,
+            Err(_) => return,
         };
-        if out.write_all(reply.as_bytes()).is_err() {
+        let ready: Vec<_> = pipes
+            .iter()
+            .zip(&ev[1..])
+            .filter(|(_, e)| **e != 0)
+            .map(|(f, _)| *f)
+            .collect();
+        let mut replies = String::new();
+        for (seq, got) in tokens.progress(&ready, std::time::Instant::now()) {
+            replies.push_str(&token_reply(seq, got));
+        }
+        if ev[0] != 0 {
+            // One read: the socket was readable, so it does not block.
+            let mut buf = [0u8; 4096];
+            match sock.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => inbuf.extend_from_slice(&buf[..n]),
+            }
+            while let Some(i) = inbuf.iter().position(|&b| b == b'\n') {
+                let raw: Vec<u8> = inbuf.drain(..=i).collect();
+                let line = String::from_utf8_lossy(&raw[..raw.len() - 1]).into_owned();
+                match answer(&line, conf, &mut current, &mut tokens) {
+                    Some(Some(r)) => replies.push_str(&r),
+                    Some(None) => {}
+                    None => return, // not the daemon speaking: stop
+                }
+            }
+            if inbuf.len() > MAX_LINE {
+                return;
+            }
+        }
+        if !replies.is_empty() && out.write_all(replies.as_bytes()).is_err() {
             return;
         }
     }
+}
+
+/// The reply line to token request `seq`.
+fn token_reply(seq: u64, got: Result<Vec<u8>, String>) -> String {
+    match got {
+        Ok(t) => format!("O {seq} {}\n", hex_encode(&t)),
+        Err(why) => format!("O {seq} - {}\n", hex_encode(why.as_bytes())),
+    }
+}
+
+/// One request line: its reply now, `Some(None)` when it comes later (a token
+/// being fetched), `None` for a line the daemon never sends.
+fn answer(
+    line: &str,
+    conf: &GuardConf,
+    current: &mut Result<(Secrets, Loaded), String>,
+    tokens: &mut super::token::Tokens,
+) -> Option<Option<String>> {
+    if line == "R" {
+        let fresh = load(conf);
+        let r = reload_line(&fresh);
+        if fresh.is_ok() {
+            *current = fresh;
+        }
+        return Some(Some(r));
+    }
+    if let Some((seq, host, port)) = parse_token_request(line) {
+        let argv = current.as_ref().ok().and_then(|(_, l)| {
+            let text = String::from_utf8_lossy(&l.authinfo);
+            let a = super::authinfo::AuthInfo::parse(&conf.authinfo, &text).ok()?;
+            match &a.lookup(&host, port)?.secret {
+                super::authinfo::Secret::TokenCommand(argv) => Some(argv.clone()),
+                super::authinfo::Secret::Password(_) => None,
+            }
+        });
+        let got = match argv {
+            Some(argv) => tokens.ask(seq, &argv, conf.token_user, std::time::Instant::now()),
+            None => Some(Err(format!(
+                "no token=| entry for [{host}]:{port} in db/authinfo"
+            ))),
+        };
+        return Some(got.map(|g| token_reply(seq, g)));
+    }
+    let (seq, check) = parse_request(line)?;
+    let v = match current {
+        Ok((s, _)) => super::verify(s, &check),
+        Err(_) => Verdict::No,
+    };
+    Some(Some(match v {
+        Verdict::Ok(d) if d.is_empty() => format!("V {seq} ok\n"),
+        Verdict::Ok(d) => format!("V {seq} ok {}\n", d.join(" ")),
+        Verdict::No => format!("V {seq} no\n"),
+        Verdict::Unknown => format!("V {seq} unknown\n"),
+    }))
 }
 
 /// The daemon's end of the guard.

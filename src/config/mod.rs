@@ -90,11 +90,13 @@ impl crate::smtp::server::Recipients for Config {
                 Err(why) => return RcptVerdict::Refuse(Reply::UNKNOWN_USER, why),
             },
             Decision::Remote { channel, host } => {
-                vec![crate::vocab::Destination::Remote { channel, host }]
+                vec![crate::vocab::Target::to(
+                    crate::vocab::Destination::Remote { channel, host },
+                )]
             }
             Decision::Refuse(r) => return RcptVerdict::Refuse(r, routed.why),
         };
-        match dests.iter().find_map(|d| self.unserved(d)) {
+        match dests.iter().find_map(|t| self.unserved(&t.dest)) {
             Some(why) => RcptVerdict::NoTransport(why.to_string()),
             None => RcptVerdict::Accept(dests),
         }

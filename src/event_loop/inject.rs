@@ -237,9 +237,9 @@ impl Daemon {
         let mut refused = Vec::new();
         for m in to {
             match self.config.router.destinations(m, true) {
-                Ok(dests) => recipients.extend(dests.into_iter().map(|dest| Recipient {
-                    address: m.clone(),
-                    dest,
+                Ok(dests) => recipients.extend(dests.into_iter().map(|t| Recipient {
+                    address: t.address_for(m).clone(),
+                    dest: t.dest,
                 })),
                 Err(why) => refused.push((m.clone(), why)),
             }

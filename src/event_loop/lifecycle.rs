@@ -28,6 +28,12 @@ impl Daemon {
                     let n = self.sched.release_unheld(self.unix);
                     log::info!("sched flush-all threads={n}");
                 }
+                // A listing, a dial command or a stopped child ended: each owner
+                // reaps its own (by pid) this turn.
+                libc::SIGCHLD => {
+                    self.showq_reap(now);
+                    self.netlinks_reap();
+                }
                 _ => log::debug!("daemon signal={sig} ignored"),
             }
         }

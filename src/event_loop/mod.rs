@@ -178,7 +178,7 @@ pub struct Daemon {
     control: control::Control,
     /// Running `mailq` listings: pid, when they are stopped, for whom (uid, root or
     /// the daemon's user).
-    showq: Vec<(i32, Instant, u32, bool)>,
+    showq: Vec<showq::Listing>,
     /// When the drop folder is scanned next in any case, and when it was last.
     next_pickup: Instant,
     pickup_last: Option<Instant>,
@@ -433,7 +433,7 @@ impl Daemon {
                 sched_at,
                 self.links_timeout(now),
                 self.notes_write_at,
-                self.showq_timeout(now),
+                self.showq_timeout(),
                 self.local_timeout(now),
                 self.queue_timeout(now),
                 self.bounce_timeout(),

@@ -35,10 +35,6 @@ use crate::smtp::reply::Reply;
 pub const DIAL_BACKOFF: Duration = Duration::from_secs(60);
 /// The longest back-off after failed dials.
 pub const DIAL_BACKOFF_MAX: Duration = Duration::from_secs(3600);
-/// How often a dial command is checked for its exit.
-const DIAL_POLL: Duration = Duration::from_secs(1);
-/// How often children that outlived their dial are reaped.
-const REAP_EVERY: Duration = Duration::from_secs(30);
 
 /// A dial in progress.
 struct Dial {
@@ -97,9 +93,8 @@ pub(super) struct NetLinks {
     seen_msgs: usize,
     /// When the dial policy must be checked again by the clock (`age=`, back-off).
     check_at: Option<Instant>,
-    /// Dial commands that outlived their dial, reaped from time to time.
+    /// Dial commands that outlived their dial (stopped), reaped at their SIGCHLD.
     orphans: Vec<i32>,
-    next_reap: Option<Instant>,
 }
 
 /// A link request over the control socket.
@@ -412,12 +407,14 @@ impl Daemon {
                 self.dial_policy(i, now);
             }
         }
-        if self.netlinks.next_reap.is_none_or(|t| now >= t) {
-            self.netlinks
-                .orphans
-                .retain(|&pid| crate::sys::try_reap(pid).is_none());
-            self.netlinks.next_reap = Some(now + REAP_EVERY);
-        }
+    }
+
+    /// A child ended (SIGCHLD): dial commands stopped earlier are reaped; a running
+    /// dial's exit is read by its link's turn in [`Daemon::links_tick`].
+    pub(super) fn netlinks_reap(&mut self) {
+        self.netlinks
+            .orphans
+            .retain(|&pid| crate::sys::try_reap(pid).is_none());
     }
 
     /// When [`Daemon::links_tick`] has work by the clock.
@@ -430,14 +427,9 @@ impl Daemon {
         t.extend(self.netlinks.check_at);
         for l in &self.netlinks.list {
             if let Some(d) = &l.dial {
+                // Its command's exit comes as SIGCHLD.
                 t.push(d.deadline);
-                if d.child.is_some() {
-                    t.push(now + DIAL_POLL);
-                }
             }
-        }
-        if !self.netlinks.orphans.is_empty() {
-            t.extend(self.netlinks.next_reap);
         }
         t.into_iter().min()
     }

@@ -4,10 +4,15 @@
 //! straight into the pipe the requester sent with its request. The loop never
 //! blocks on a slow reader; a child that has not finished in [`SHOWQ_LIMIT`] is
 //! stopped, and at most [`MAX_SHOWQ`] run at once.
+//!
+//! The requester hears `250-2.0.0 listing` at once, reads the pipe to its end, and
+//! then `250 2.0.0 listing done` (or `451`), sent when the child has been reaped
+//! (its SIGCHLD): a user's next `mailq` never finds its last one still counted.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use super::control::ControlRef;
 use super::Daemon;
 use crate::smtp::reply::Reply;
 
@@ -22,35 +27,55 @@ pub const SHOWQ_LIMIT: Duration = Duration::from_secs(120);
 /// tells it to read the spool itself).
 pub const ACTIVE_ENV: &str = "ETRND_MAILQ_ACTIVE";
 
+/// A listing being made.
+pub struct Listing {
+    pid: i32,
+    /// When it is stopped.
+    deadline: Instant,
+    uid: u32,
+    privileged: bool,
+    /// Who hears the end of it.
+    reply_to: ControlRef,
+}
+
 impl Daemon {
-    /// Starts a listing into `fd` (the requester's pipe).
+    /// Starts a listing into `fd` (the requester's pipe): the refusal now, or the
+    /// first line now and the last when the child is reaped (`None`).
     pub(super) fn showq_start(
         &mut self,
         json: bool,
         fd: Option<OwnedFd>,
         who: super::control::Requester,
+        me: ControlRef,
         now: Instant,
-    ) -> Reply {
+    ) -> Option<Reply> {
         let Some(fd) = fd else {
-            return Reply::new(501, "5.5.4 mailq needs a descriptor to write to".into());
+            return Some(Reply::new(
+                501,
+                "5.5.4 mailq needs a descriptor to write to".into(),
+            ));
         };
         self.showq_reap(now);
-        let mine = self.showq.iter().filter(|s| s.2 == who.uid).count();
-        let theirs = self.showq.iter().filter(|s| !s.3).count();
+        let mine = self.showq.iter().filter(|s| s.uid == who.uid).count();
+        let theirs = self.showq.iter().filter(|s| !s.privileged).count();
         let full = if who.privileged {
             mine >= MAX_SHOWQ
         } else {
             mine >= MAX_SHOWQ_PER_UID || theirs >= MAX_SHOWQ
         };
         if full {
-            return Reply::new(450, "4.3.2 too many listings at once, try again".into());
+            return Some(Reply::new(
+                450,
+                "4.3.2 too many listings at once, try again".into(),
+            ));
         }
+        let failed = |e: String| {
+            log::error!("control mailq-failed error=\"{e}\"");
+            Some(Reply::new(451, "4.3.0 cannot run the listing".into()))
+        };
         let exe = match std::env::current_exe() {
             Ok(p) => p.to_string_lossy().into_owned(),
-            Err(e) => {
-                log::error!("control mailq-failed error=\"{e}\"");
-                return Reply::new(451, "4.3.0 cannot run the listing".into());
-            }
+            Err(e) => return failed(e.to_string()),
         };
         let mut argv = vec![
             exe,
@@ -70,34 +95,49 @@ impl Daemon {
         let active = active.join(",");
         match crate::sys::spawn_command_to(&argv, &[(ACTIVE_ENV, &active)], Some(fd.as_raw_fd())) {
             Ok(pid) => {
-                self.showq
-                    .push((pid, now + SHOWQ_LIMIT, who.uid, who.privileged));
-                Reply::new(250, "2.0.0 listing".into())
+                self.showq.push(Listing {
+                    pid,
+                    deadline: now + SHOWQ_LIMIT,
+                    uid: who.uid,
+                    privileged: who.privileged,
+                    reply_to: me,
+                });
+                self.control
+                    .interim(me, &Reply::new(250, "2.0.0 listing".into()));
+                None
             }
-            Err(e) => {
-                log::error!("control mailq-failed error=\"{e}\"");
-                Reply::new(451, "4.3.0 cannot run the listing".into())
-            }
+            Err(e) => failed(e.to_string()),
         }
         // `fd` closes here: the child holds the pipe's write end now.
     }
 
-    /// Reaps finished listings and stops those past their time.
+    /// Reaps finished listings (their requesters hear the end) and stops those past
+    /// their time.
     pub(super) fn showq_reap(&mut self, now: Instant) {
-        self.showq.retain(|&(pid, deadline, _, _)| {
-            if crate::sys::try_reap(pid).is_some() {
+        let mut done = Vec::new();
+        self.showq.retain(|l| {
+            if let Some(status) = crate::sys::try_reap(l.pid) {
+                done.push((l.reply_to, l.privileged, status));
                 return false;
             }
-            if now >= deadline {
-                log::warn!("control mailq-timeout pid={pid}");
-                crate::sys::terminate(pid);
+            if now >= l.deadline {
+                log::warn!("control mailq-timeout pid={}", l.pid);
+                crate::sys::terminate(l.pid);
             }
             true
         });
+        for (to, privileged, status) in done {
+            let r = match status {
+                Some(0) => Reply::new(250, "2.0.0 listing done".into()),
+                Some(code) => Reply::new(451, format!("4.3.0 the listing failed (exit {code})")),
+                None => Reply::new(451, "4.3.0 the listing was stopped".into()),
+            };
+            self.control_reply_then(to, &r, !privileged, now);
+        }
     }
 
-    /// When the listings need looking at again (each second while one runs).
-    pub(super) fn showq_timeout(&self, now: Instant) -> Option<Instant> {
-        (!self.showq.is_empty()).then(|| now + Duration::from_secs(1))
+    /// When a listing must be stopped (their ends come as SIGCHLD).
+    pub(super) fn showq_timeout(&self) -> Option<Instant> {
+        self.showq.iter().map(|l| l.deadline).min()
     }
 }

@@ -146,3 +146,43 @@ fn seven_bit_is_bounded_in_depth() {
     m.push_str("Content-Type: text/plain\r\n\r\n\u{e9}\r\n");
     assert!(seven_bit(m.as_bytes()).is_err());
 }
+
+#[test]
+fn masquerade_keeps_every_octet_of_names_in_any_charset() {
+    let g = generic("@router.lan @example.org\n");
+    // UTF-8 in a quoted display name, Latin-1 in a comment, escapes before 8-bit
+    // octets: all as they were, the address rewritten.
+    let head: &[u8] =
+        b"From: \"J\xc3\xb6rg \\\xc3\xa9\" <root@router.lan> (caf\\\xe9 \xe9)\r\n\r\n";
+    let out = masquerade(head, &g).unwrap();
+    assert_eq!(
+        out,
+        b"From: \"J\xc3\xb6rg \\\xc3\xa9\" <root@example.org> (caf\\\xe9 \xe9)\r\n\r\n".to_vec()
+    );
+    // An escape at the very end, an unclosed quote: no panic, nothing lost.
+    for h in [
+        &b"From: \"x\\"[..],
+        b"From: (\\",
+        b"From: \"\xff",
+        b"From: <\xff@router.lan>",
+    ] {
+        let _ = masquerade(h, &g);
+    }
+}
+
+#[test]
+fn what_follows_a_boundary_on_its_line_never_leaves_raw() {
+    let msg: &[u8] = b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+--b \xff\xfe\r\nContent-Type: text/plain\r\n\r\ncaf\xc3\xa9\r\n--b--\xff\r\n";
+    let out = seven_bit(msg).unwrap();
+    assert!(
+        out.iter().all(|&b| b < 0x80),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("\r\n--b\r\n") && text.ends_with("\r\n--b--\r\n"),
+        "{text}"
+    );
+}

@@ -12,7 +12,7 @@ pub mod file;
 pub mod names;
 
 use crate::smtp::reply::Reply;
-use crate::vocab::{Destination, Domain, Mailbox};
+use crate::vocab::{Destination, Domain, Mailbox, Target};
 use file::{Host, RouteEntry, RouteKey, RouteValue};
 use names::{AliasTarget, Aliases};
 
@@ -209,8 +209,8 @@ impl Router {
     /// client). Nested aliases are followed to [`MAX_ALIAS_DEPTH`]; a name met again
     /// is a loop and is delivered to its own mailbox if it is an account, else
     /// dropped. `postmaster` without an alias is root's, `mailer-daemon` postmaster's.
-    pub fn expand(&self, user: &str) -> Result<Vec<Destination>, String> {
-        let mut out: Vec<Destination> = Vec::new();
+    pub fn expand(&self, user: &str) -> Result<Vec<Target>, String> {
+        let mut out: Vec<Target> = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
         let mut problems = Vec::new();
         self.expand_into(user, 0, &mut seen, &mut out, &mut problems);
@@ -231,12 +231,13 @@ impl Router {
         name: &str,
         depth: usize,
         seen: &mut HashSet<String>,
-        out: &mut Vec<Destination>,
+        out: &mut Vec<Target>,
         problems: &mut Vec<String>,
     ) {
-        let push = |out: &mut Vec<Destination>, d: Destination| {
-            if !out.contains(&d) && out.len() < MAX_ALIAS_TARGETS {
-                out.push(d);
+        let push = |out: &mut Vec<Target>, d: Destination| {
+            let t = Target::to(d);
+            if !out.contains(&t) && out.len() < MAX_ALIAS_TARGETS {
+                out.push(t);
             }
         };
         if depth > MAX_ALIAS_DEPTH {
@@ -270,8 +271,15 @@ impl Router {
                 AliasTarget::Local(u) => self.expand_into(u, depth + 1, seen, out, problems),
                 AliasTarget::Address(m) => match self.route(m, true).decision {
                     Decision::Local(u) => self.expand_into(&u, depth + 1, seen, out, problems),
+                    // The next hop is given the address the alias names.
                     Decision::Remote { channel, host } => {
-                        push(out, Destination::Remote { channel, host });
+                        let t = Target {
+                            dest: Destination::Remote { channel, host },
+                            address: Some(m.clone()),
+                        };
+                        if !out.contains(&t) && out.len() < MAX_ALIAS_TARGETS {
+                            out.push(t);
+                        }
                     }
                     Decision::Refuse(r) => problems.push(format!("{m}: {r}")),
                 },
@@ -289,11 +297,13 @@ impl Router {
 
     /// Routes and expands one address into its destinations (local submission,
     /// bounces): `Err` says why nothing is deliverable.
-    pub fn destinations(&self, m: &Mailbox, trusted: bool) -> Result<Vec<Destination>, String> {
+    pub fn destinations(&self, m: &Mailbox, trusted: bool) -> Result<Vec<Target>, String> {
         let routed = self.route(m, trusted);
         match routed.decision {
             Decision::Local(u) => self.expand(&u),
-            Decision::Remote { channel, host } => Ok(vec![Destination::Remote { channel, host }]),
+            Decision::Remote { channel, host } => {
+                Ok(vec![Target::to(Destination::Remote { channel, host })])
+            }
             Decision::Refuse(r) => Err(format!("{r} ({})", routed.why)),
         }
     }
@@ -541,13 +551,18 @@ mod tests {
         )
         .unwrap();
         let staff = r.expand("staff").unwrap();
+        let root = || vec![Target::to(Destination::Local("root".into()))];
         assert_eq!(
             staff,
             vec![
-                Destination::Local("root".into()),
-                Destination::Remote {
-                    channel: "smtp".into(),
-                    host: "mx.far.example".into()
+                Target::to(Destination::Local("root".into())),
+                Target {
+                    dest: Destination::Remote {
+                        channel: "smtp".into(),
+                        host: "mx.far.example".into()
+                    },
+                    // The address the alias names goes to the next hop.
+                    address: Some(Mailbox::parse("bob@far.example").unwrap()),
                 },
             ]
         );
@@ -555,20 +570,11 @@ mod tests {
             r.expand("loop1").is_err(),
             "a loop with no account delivers nowhere"
         );
-        assert_eq!(
-            r.expand("self").unwrap(),
-            vec![Destination::Local("root".into())]
-        );
+        assert_eq!(r.expand("self").unwrap(), root());
         assert!(r.expand("bad").is_err());
         assert!(r.expand("deep0").is_err(), "too deep");
-        assert_eq!(
-            r.expand("postmaster").unwrap(),
-            vec![Destination::Local("root".into())]
-        );
-        assert_eq!(
-            r.expand("mailer-daemon").unwrap(),
-            vec![Destination::Local("root".into())]
-        );
+        assert_eq!(r.expand("postmaster").unwrap(), root());
+        assert_eq!(r.expand("mailer-daemon").unwrap(), root());
     }
 
     #[test]

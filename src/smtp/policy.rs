@@ -66,8 +66,8 @@ pub trait Recipients {
 /// What becomes of one RCPT.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RcptVerdict {
-    /// Accepted, for these destinations.
-    Accept(Vec<crate::vocab::Destination>),
+    /// Accepted, for these destinations (and addresses, for aliases elsewhere).
+    Accept(Vec<crate::vocab::Target>),
     /// Refused with this reply; `why` is for the log.
     Refuse(Reply, String),
     /// Routed, but no transport serves a destination (after a reload): try later.

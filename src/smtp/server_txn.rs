@@ -112,6 +112,7 @@ impl ServerSession {
         // it is released (a temporary refusal: the sender's MTA tries again).
         if let Some(d) = dests
             .iter()
+            .map(|t| &t.dest)
             .find(|d| ctx.held_full.is_some_and(|f| f.contains(&d.to_string())))
         {
             log::info!(
@@ -126,16 +127,18 @@ impl ServerSession {
             return;
         }
         if !txn.rcpts.iter().any(|r| r.address == to) {
-            for dest in dests {
-                // Two addresses that expand to one mailbox get one copy.
-                if !txn
-                    .rcpts
-                    .iter()
-                    .any(|r| r.dest == dest && matches!(dest, Destination::Local(_)))
-                {
+            for t in dests {
+                let address = t.address_for(&to).clone();
+                // Two addresses that expand to one mailbox (or one address
+                // elsewhere) get one copy.
+                let same = |r: &Recipient| {
+                    r.dest == t.dest
+                        && (matches!(t.dest, Destination::Local(_)) || r.address == address)
+                };
+                if !txn.rcpts.iter().any(same) {
                     txn.rcpts.push(Recipient {
-                        address: to.clone(),
-                        dest,
+                        address,
+                        dest: t.dest,
                     });
                 }
             }

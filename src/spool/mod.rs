@@ -406,7 +406,6 @@ impl Spool {
     /// mode, and why (a daemon that cannot write its spool must not greet anyone).
     pub fn check_writable(&self) -> Result<(), String> {
         use std::os::unix::fs::MetadataExt;
-        let probe = format!(".write-check.{}", std::process::id());
         for d in [
             &self.root,
             &self.tmp,
@@ -417,13 +416,22 @@ impl Spool {
             &self.index,
             &self.drop,
         ] {
-            let p = d.join(&probe);
-            let made = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&p)
-                .and_then(|_| fs::remove_file(&p));
+            // A name nobody can guess (drop/ is writable by every user, who could
+            // otherwise leave a file under the name first), and another if one
+            // exists by chance: only a refusal to create says the folder is closed.
+            let mut made = Err(io::Error::from(io::ErrorKind::AlreadyExists));
+            for _ in 0..8 {
+                let p = d.join(format!(".write-check.{:016x}", crate::sys::random_u64()));
+                made = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&p)
+                    .and_then(|_| fs::remove_file(&p));
+                if !matches!(&made, Err(e) if e.kind() == io::ErrorKind::AlreadyExists) {
+                    break;
+                }
+            }
             if let Err(e) = made {
                 let who = match fs::metadata(d) {
                     Ok(m) => format!(

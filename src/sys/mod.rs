@@ -288,7 +288,8 @@ pub struct SignalPipe {
 }
 
 impl SignalPipe {
-    /// Installs handlers for SIGHUP, SIGTERM, SIGINT and SIGUSR1, and ignores SIGPIPE.
+    /// Installs handlers for SIGHUP, SIGTERM, SIGINT, SIGUSR1 and SIGCHLD (a child's
+    /// exit is an event like any other: nothing polls for it), and ignores SIGPIPE.
     pub fn install() -> io::Result<SignalPipe> {
         let mut fds = [0 as RawFd; 2];
         // SAFETY: fds is a valid array of two ints for pipe2 to fill.
@@ -298,12 +299,19 @@ impl SignalPipe {
         // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         SIGNAL_PIPE.store(write.as_raw_fd(), Ordering::Relaxed);
-        for sig in [libc::SIGHUP, libc::SIGTERM, libc::SIGINT, libc::SIGUSR1] {
+        for sig in [
+            libc::SIGHUP,
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGUSR1,
+            libc::SIGCHLD,
+        ] {
             // SAFETY: sigaction is plain old data; the handler only calls write(2).
             unsafe {
                 let mut sa: libc::sigaction = std::mem::zeroed();
                 sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-                sa.sa_flags = libc::SA_RESTART;
+                // Children that stop or continue are not news.
+                sa.sa_flags = libc::SA_RESTART | libc::SA_NOCLDSTOP;
                 libc::sigemptyset(&mut sa.sa_mask);
                 if libc::sigaction(sig, &sa, std::ptr::null_mut()) != 0 {
                     return Err(io::Error::last_os_error());

@@ -45,6 +45,72 @@ pub fn qualify(value: &str, host: &str) -> Option<String> {
     changed.then_some(out)
 }
 
+/// The addresses of the list `value` as written (`sendmail -t` reads its
+/// recipients here): `a@b, "Doe, J" <j@d>, e (comment), team: f, g;` gives `a@b`,
+/// `j@d`, `e`, `f`, `g`. Quotes, escapes and comments are honoured as a mail reader
+/// honours them, so a display name can never add an address.
+pub fn addresses(value: &str) -> Vec<String> {
+    if value.len() > MAX_VALUE {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for element in elements(value) {
+        if element.ends_with(':') {
+            continue;
+        }
+        let body = element.trim_end_matches([',', ';']);
+        if let Some(open) = find_top(body, b'<') {
+            let rest = &body[open + 1..];
+            if let Some(close) = find_top(rest, b'>') {
+                let inner = rest[..close].trim();
+                if !inner.is_empty() {
+                    out.push(inner.to_string());
+                }
+            }
+            continue;
+        }
+        let word = without_comments(body);
+        let word = word.trim();
+        // One word: a phrase with no address in it is nobody.
+        if !word.is_empty() && !word.contains(char::is_whitespace) {
+            out.push(word.to_string());
+        }
+    }
+    out
+}
+
+/// `s` with its (comments) left out.
+fn without_comments(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let (mut depth, mut quoted, mut escaped) = (0usize, false, false);
+    for c in s.chars() {
+        if escaped {
+            escaped = false;
+            if depth == 0 {
+                out.push(c);
+            }
+            continue;
+        }
+        match c {
+            '\\' if quoted || depth > 0 => {
+                escaped = true;
+                if depth == 0 {
+                    out.push(c);
+                }
+            }
+            '"' if depth == 0 => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '(' if !quoted => depth += 1,
+            ')' if !quoted && depth > 0 => depth -= 1,
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// The list cut after each top-level `,` (and after a group's `:` and `;`), so the
 /// pieces joined are the value again.
 fn elements(value: &str) -> Vec<&str> {
@@ -176,6 +242,31 @@ mod tests {
             q(" friends: eve, frank@x.example;\r\n").as_deref(),
             Some(" friends: eve@host.example, frank@x.example;\r\n")
         );
+    }
+
+    #[test]
+    fn the_addresses_of_a_list_are_what_a_reader_sees() {
+        use super::addresses;
+        assert_eq!(
+            addresses(" a@b.example, \"Doe, John\" <j@d.example>, c@e.example (Carl)"),
+            ["a@b.example", "j@d.example", "c@e.example"]
+        );
+        assert_eq!(
+            addresses(" team: x@y.example, z@y.example;"),
+            ["x@y.example", "z@y.example"]
+        );
+        assert_eq!(addresses("root"), ["root"]);
+        // An escaped quote inside a display name hides nothing.
+        assert_eq!(
+            addresses(r#" "Mallory\" <evil@elsewhere.example>, \"" <bob@remote.example>"#),
+            ["bob@remote.example"]
+        );
+        assert_eq!(
+            addresses(" (x <evil@a.example>) bob@b.example"),
+            ["bob@b.example"]
+        );
+        assert_eq!(addresses(" Bob Smith"), Vec::<String>::new());
+        assert_eq!(addresses(" J\u{f6}rg <j@x.example>"), ["j@x.example"]);
     }
 
     #[test]

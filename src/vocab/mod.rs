@@ -48,6 +48,32 @@ pub fn sanitize(s: &[u8]) -> String {
     out
 }
 
+/// What a recipient address becomes once routed and expanded: where it goes, and,
+/// for an alias naming an address elsewhere (`fwd: someone@remote.example`), the
+/// address the next hop is given instead of the one received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Where it goes.
+    pub dest: Destination,
+    /// The address to give the next hop, when not the one received.
+    pub address: Option<Mailbox>,
+}
+
+impl Target {
+    /// A destination for the address as it came.
+    pub fn to(dest: Destination) -> Target {
+        Target {
+            dest,
+            address: None,
+        }
+    }
+
+    /// The recipient this makes of `received`.
+    pub fn address_for<'a>(&'a self, received: &'a Mailbox) -> &'a Mailbox {
+        self.address.as_ref().unwrap_or(received)
+    }
+}
+
 /// Where a recipient goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {

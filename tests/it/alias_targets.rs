@@ -357,3 +357,41 @@ fn every_kind_of_local_delivery_is_logged_for_what_it_is() {
         .and_then(|n| n.parse::<usize>().ok());
     assert_eq!(delivered, Some(5), "{report}");
 }
+
+#[test]
+fn an_alias_to_addresses_elsewhere_gives_the_next_hop_those_addresses() {
+    // `fwd: someone@remote.example, other@remote.example, alice`: the relay is asked
+    // for each address the alias names (never for fwd@ our own domain), one copy
+    // each, and the local name still gets its own.
+    let sink = crate::sink::Sink::start(Default::default());
+    let setup = Setup {
+        routes: format!(".remote.example smtp![127.0.0.1]:{}\n", sink.addr.port()),
+        aliases: "fwd: someone@remote.example, other@remote.example, alice\nalice: root\n".into(),
+        ..Setup::default()
+    };
+    let sched = "*/* interval=1h retries=\"1\" expiry=1d\nlocal/* queueonly command=local\n\
+                 smtp*/* command=smtp\n";
+    let d = Daemon::start_with_files(setup, &[("scheduler.conf", sched)]);
+    let mut c = Client::hello(d.addr());
+    c.send_message(
+        "sender@far.example",
+        &["fwd@test.example"],
+        "Subject: forwarded\r\n\r\nx\r\n",
+    );
+    c.cmd("QUIT", 221);
+    let got = sink.wait_for(1, 15);
+    let mut rcpts: Vec<String> = got.iter().flat_map(|m| m.rcpts.clone()).collect();
+    rcpts.sort();
+    assert_eq!(
+        rcpts,
+        ["<other@remote.example>", "<someone@remote.example>"],
+        "{}",
+        d.log()
+    );
+    // The local copy waits (queue-only local channel) addressed as received.
+    d.wait_until("the remote copies done", 10, || {
+        d.log().matches("status=sent").count() == 2
+    });
+    let (_, q, _) = d.run(&["mailq"]);
+    assert!(q.contains("fwd@test.example"), "{q}");
+}

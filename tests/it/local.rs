@@ -345,3 +345,53 @@ fn a_thousand_local_rcpts_make_no_passwd_lookup() {
         &lines[reload..]
     );
 }
+
+#[test]
+fn sendmail_t_takes_the_addresses_a_mail_reader_sees_and_keeps_every_octet() {
+    // A display name with an escaped quote (Python's formataddr writes these) adds
+    // no recipient; a Latin-1 Subject arrives as written; text with no header
+    // section is all body.
+    let d = start("mail/");
+    let input: &[u8] = b"To: \"Mallory\\\" <daemon@test.example>, \\\"\" <alice@test.example>\n\
+Subject: caf\xe9\n\nbody\n";
+    let out = crate::util::run_with_input(
+        std::process::Command::new(crate::util::bin())
+            .arg("-f")
+            .arg(d.conf_path())
+            .args(["sendmail", "-t", "-i"]),
+        input,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let (code, err) = d.sendmail(&["-i", "alice"], "hello world\nsecond: line\n");
+    assert_eq!(code, 0, "{err}");
+    let root_new = d.dir.0.join("mail/root/new");
+    d.wait_until("both deliveries", 10, || {
+        crate::util::list(&root_new).len() == 2 && d.queue_files().is_empty()
+    });
+    assert!(
+        !d.dir.0.join("mail/daemon/new").exists()
+            || crate::util::list(&d.dir.0.join("mail/daemon/new")).is_empty(),
+        "the name in quotes got nothing"
+    );
+    let texts: Vec<Vec<u8>> = crate::util::list(&root_new)
+        .iter()
+        .map(|f| std::fs::read(root_new.join(f)).unwrap())
+        .collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.windows(13).any(|w| w == b"Subject: caf\xe9")),
+        "the Latin-1 octet as sent"
+    );
+    let plain = texts
+        .iter()
+        .map(|t| String::from_utf8_lossy(t).into_owned())
+        .find(|t| t.contains("hello world"))
+        .unwrap();
+    let (head, body) = plain.split_once("\n\n").unwrap();
+    assert!(
+        head.contains("Message-ID:") && !head.contains("hello world"),
+        "{plain}"
+    );
+    assert_eq!(body, "hello world\nsecond: line\n", "{plain}");
+}

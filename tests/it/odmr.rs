@@ -344,10 +344,12 @@ fn etrnd_to_etrnd_with_a_new_address_at_every_call() {
         // `etrnd etrn` connects from SMTP_BIND too.
         let smtp = hub.addrs[0].port().to_string();
         c.run(&["etrn", "-p", &smtp, "127.0.0.1", "client.dom"]);
-        let seen = hub.log().lines().any(|l| {
-            l.contains(&format!("smtp connect address={addr}:")) && l.contains("listener=smtp")
+        // The hub logged it before it answered; our reader may lag behind.
+        hub.wait_until(&format!("etrn from {addr}"), 10, || {
+            hub.log().lines().any(|l| {
+                l.contains(&format!("smtp connect address={addr}:")) && l.contains("listener=smtp")
+            })
         });
-        assert!(seen, "etrn from {addr}: {}", hub.log());
     }
     // Refusals map to exit codes: 450 not entitled is temporary (75).
     let c = customer(&hub, "127.0.0.9", "");

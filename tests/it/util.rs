@@ -2,7 +2,7 @@
 //! loopback port with a private spool, and talks SMTP to it. Every socket operation
 //! has a timeout, so a hung daemon fails a test instead of hanging CI.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -368,7 +368,77 @@ pub struct Daemon {
     pub wrap: Vec<String>,
     child: Option<Child>,
     pub addrs: Vec<SocketAddr>,
-    log: Arc<Mutex<String>>,
+    log: Arc<Mutex<LogPipe>>,
+}
+
+/// The daemon's standard error as it comes: the text so far and the pipe it comes
+/// through. Whoever reads the log drains the pipe first (under the lock), so a line
+/// the daemon wrote before it answered a client is in every log read after that
+/// answer: a test never races the reader thread.
+#[derive(Default)]
+struct LogPipe {
+    text: String,
+    /// Octets of an unfinished last line.
+    partial: Vec<u8>,
+    fd: Option<std::os::fd::OwnedFd>,
+    /// How much of `text` was looked at for the start-up lines.
+    scanned: usize,
+    /// Where the listening addresses and "daemon started" go during a start.
+    tx: Option<std::sync::mpsc::Sender<Option<SocketAddr>>>,
+}
+
+impl LogPipe {
+    /// Reads what the pipe holds now; `false` once it has ended.
+    fn drain(&mut self) -> bool {
+        use std::os::fd::AsRawFd;
+        let Some(fd) = &self.fd else { return false };
+        let mut buf = [0u8; 8192];
+        let open = loop {
+            // SAFETY: read into a buffer we own from a descriptor we own.
+            let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            match n {
+                0 => break false,
+                n if n > 0 => self.partial.extend_from_slice(&buf[..n as usize]),
+                _ => {
+                    let e = std::io::Error::last_os_error();
+                    if e.kind() != std::io::ErrorKind::Interrupted {
+                        break e.kind() == std::io::ErrorKind::WouldBlock;
+                    }
+                }
+            }
+        };
+        if let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') {
+            let lines: Vec<u8> = self.partial.drain(..=end).collect();
+            self.text.push_str(&String::from_utf8_lossy(&lines));
+        }
+        if !open {
+            self.fd = None;
+            if !self.partial.is_empty() {
+                let rest = std::mem::take(&mut self.partial);
+                self.text.push_str(&String::from_utf8_lossy(&rest));
+                self.text.push('\n');
+            }
+        }
+        self.scan();
+        open
+    }
+
+    /// Tells a waiting start about the lines it waits for.
+    fn scan(&mut self) {
+        let Some(tx) = &self.tx else {
+            self.scanned = self.text.len();
+            return;
+        };
+        for line in self.text[self.scanned..].lines() {
+            if let Some(a) = line.split("smtp listening address=").nth(1) {
+                let _ = tx.send(Some(a.trim().parse::<SocketAddr>().unwrap()));
+            }
+            if line.contains("daemon started") {
+                let _ = tx.send(None);
+            }
+        }
+        self.scanned = self.text.len();
+    }
 }
 
 impl Daemon {
@@ -409,7 +479,7 @@ impl Daemon {
             wrap: Vec::new(),
             child: None,
             addrs: Vec::new(),
-            log: Arc::new(Mutex::new(String::new())),
+            log: Arc::new(Mutex::new(LogPipe::default())),
         }
     }
 
@@ -468,20 +538,40 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start etrnd");
-        let stderr = child.stderr.take().unwrap();
+        let stderr: std::os::fd::OwnedFd = child.stderr.take().unwrap().into();
+        // SAFETY: fcntl on a descriptor we own.
+        unsafe {
+            let fl = libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&stderr), libc::F_GETFL);
+            libc::fcntl(
+                std::os::fd::AsRawFd::as_raw_fd(&stderr),
+                libc::F_SETFL,
+                fl | libc::O_NONBLOCK,
+            );
+        }
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&stderr);
         let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let mut l = self.log.lock().unwrap();
+            // What a previous run still had in its pipe first.
+            l.drain();
+            l.fd = Some(stderr);
+            l.scanned = l.text.len();
+            l.tx = Some(tx);
+        }
         let log = self.log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(a) = line.split("smtp listening address=").nth(1) {
-                    let _ = tx.send(Some(a.trim().parse::<SocketAddr>().unwrap()));
-                }
-                if line.contains("daemon started") {
-                    let _ = tx.send(None);
-                }
-                let mut l = log.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
+        std::thread::spawn(move || loop {
+            let mut p = libc::pollfd {
+                fd: raw,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll on one pollfd we own; the descriptor stays open until
+            // drain() sees its end (under the same lock), and then we stop.
+            unsafe { libc::poll(&mut p, 1, 1000) };
+            let mut l = log.lock().unwrap();
+            if l.fd.as_ref().map(std::os::fd::AsRawFd::as_raw_fd) != Some(raw) || !l.drain() {
+                l.tx = None;
+                return;
             }
         });
         self.child = Some(child);
@@ -523,7 +613,9 @@ impl Daemon {
     }
 
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        let mut l = self.log.lock().unwrap();
+        l.drain();
+        l.text.clone()
     }
 
     pub fn pid(&self) -> u32 {

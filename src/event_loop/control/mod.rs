@@ -179,6 +179,21 @@ impl Control {
         }
     }
 
+    /// Queues the first line of a reply whose end comes later (`250-…`); the
+    /// connection still waits.
+    pub(super) fn interim(&mut self, to: ControlRef, reply: &Reply) {
+        if let Some(c) = self.conns.get_mut(to.slot).and_then(Option::as_mut) {
+            if c.gen == to.gen {
+                let mut line = Vec::new();
+                reply.write_to(&mut line);
+                if line.len() > 3 && line[3] == b' ' {
+                    line[3] = b'-';
+                }
+                c.out.extend_from_slice(&line);
+            }
+        }
+    }
+
     /// Queues a reply on a connection (which then reads its next request).
     fn reply(&mut self, slot: usize, reply: &Reply, close: bool) {
         if let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) {
@@ -370,6 +385,19 @@ impl Daemon {
     /// The reply to a request answered later (ATRN, a large queue request), if its
     /// requester still waits.
     pub(super) fn control_reply(&mut self, to: ControlRef, reply: &Reply, now: Instant) {
+        self.control_reply_then(to, reply, false, now);
+    }
+
+    /// As [`Daemon::control_reply`], closing the connection after it when `close`
+    /// (a requester other than root and the daemon's user has one request a
+    /// connection).
+    pub(super) fn control_reply_then(
+        &mut self,
+        to: ControlRef,
+        reply: &Reply,
+        close: bool,
+        now: Instant,
+    ) {
         let same = self
             .control
             .conns
@@ -377,7 +405,7 @@ impl Daemon {
             .and_then(Option::as_ref)
             .is_some_and(|c| c.gen == to.gen);
         if same {
-            self.control.reply(to.slot, reply, false);
+            self.control.reply(to.slot, reply, close);
             self.control_event(Token(CONTROL_BASE + to.slot), now);
         }
     }
@@ -398,7 +426,7 @@ impl Daemon {
             ))
         };
         match req {
-            Request::Mailq { json } => Some(self.showq_start(json, fd, who, now)),
+            Request::Mailq { json } => self.showq_start(json, fd, who, me, now),
             Request::Atrn { .. } if !who.privileged => denied("atrn is"),
             Request::Atrn {
                 port,

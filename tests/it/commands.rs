@@ -202,3 +202,54 @@ fn config_shows_every_name_with_its_source_and_v_and_h_answer() {
         assert!(out.contains(&format!("  {cmd}")), "{cmd} in:\n{out}");
     }
 }
+
+#[test]
+fn what_a_new_user_reaches_for_works() {
+    use std::os::unix::fs::PermissionsExt;
+    // etrnd secret: a db/secrets value for a password on standard input, which the
+    // daemon then takes for CRAM-MD5 and for PLAIN.
+    let out = crate::util::run_with_input(
+        std::process::Command::new(crate::util::bin())
+            .arg("secret")
+            .stdout(std::process::Stdio::piped()),
+        b"s3cret pass\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let value = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(value.starts_with("{CRAM-MD5}"), "{value}");
+    // (CRAM-MD5 without TLS on this loopback listener, for the test.)
+    let mut d = Daemon::prepare(
+        crate::util::Setup::with_conf("AUTH_CLEAR_CRAM=\"smtp odmr\"\n"),
+        &[],
+    );
+    let secrets = d.dir.0.join("db/secrets");
+    std::fs::write(&secrets, format!("cust {value} client.dom\n")).unwrap();
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+    d.spawn();
+    // A brand-new spool says so, and warns of nothing.
+    let log = d.log();
+    assert!(log.contains("index=new"), "{log}");
+    assert!(!log.contains("index-rebuild"), "{log}");
+    let mut c = Client::hello(d.addr());
+    crate::util::cram(&mut c, "cust", "s3cret pass", 235);
+    // etrnd config with no file at the default path shows the defaults.
+    let default = etrnd::config::main_conf::default_path();
+    if default.exists() {
+        crate::util::skip("etrnd config without -f: a configuration is installed here");
+        return;
+    }
+    let out = std::process::Command::new(crate::util::bin())
+        .arg("config")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("POSTOFFICE") && text.contains("/var/spool/etrnd"),
+        "{text}"
+    );
+}

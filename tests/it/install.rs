@@ -241,3 +241,50 @@ fn the_static_build_has_no_interpreter() {
         "the static binary asks for a dynamic loader"
     );
 }
+
+#[test]
+fn the_pages_a_new_user_reads_say_what_they_need() {
+    let Some(mandoc) = crate::util::need_tool("mandoc", "mandoc") else {
+        return;
+    };
+    let page = |name: &str| {
+        let out = Command::new(&mandoc)
+            .args(["-Tutf8", "-Owidth=200"])
+            .arg(root().join("man").join(name))
+            .output()
+            .unwrap();
+        // Bold and underline overstrikes out.
+        let mut text = String::new();
+        for c in String::from_utf8_lossy(&out.stdout).chars() {
+            if c == '\u{8}' {
+                text.pop();
+            } else {
+                text.push(c);
+            }
+        }
+        text
+    };
+    let routes = page("etrnd-routes.5");
+    assert!(routes.contains("odmr!"), "routes(5) lists odmr!");
+    for name in [
+        "etrnd-routes.5",
+        "etrnd.conf.5",
+        "etrnd.8",
+        "etrnd-scheduler.conf.5",
+    ] {
+        let text = page(name);
+        assert!(
+            !text.contains("’’") && !text.contains("‘‘"),
+            "{name}: quotes nested wrongly"
+        );
+    }
+    assert!(
+        page("etrnd.8").contains("secret [-s scheme]"),
+        "etrnd secret is documented"
+    );
+    let sample = std::fs::read_to_string(root().join("etc/client/db/authinfo.sample")).unwrap();
+    assert!(
+        sample.contains(":366"),
+        "an ODMR line in the authinfo sample"
+    );
+}

@@ -191,3 +191,44 @@ fn every_name_the_system_calls_us_by_and_none_starts_a_daemon() {
     // The send-mail submission was picked up.
     d.wait_until("the pickup", 10, || d.log().contains("pickup queued"));
 }
+
+#[test]
+fn mail_from_local_clients_gets_date_message_id_and_our_name_others_do_not() {
+    use crate::util::Client;
+    // Loopback is MYNETWORKS here: a local program speaking SMTP.
+    let d = Daemon::start();
+    let mut c = Client::hello(d.addr());
+    c.cmd("MAIL FROM:<cron>", 250);
+    c.cmd("RCPT TO:<root>", 250);
+    c.cmd("DATA", 354);
+    c.send_raw(b"Subject: from a local program\r\n\r\nhello\r\n.\r\n");
+    c.expect(250);
+    c.cmd("QUIT", 221);
+    let text = d.queued_text();
+    assert!(
+        text.contains("Date: ") && text.contains("Message-ID: <"),
+        "{text}"
+    );
+    assert!(text.contains("root@mx.test.example"), "{text}");
+    // sendmail -bv and etrnd route take the bare name too.
+    let (code, out, _) = d.run(&["route", "root"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("root@mx.test.example"), "{out}");
+    let (code, _) = d.sendmail(&["-bv", "root"], "");
+    assert_eq!(code, 0);
+    // A client outside MYNETWORKS gets neither: its message is stored as sent, and
+    // a bare name is no address from it.
+    let d = Daemon::start_with(Setup::with_conf("MYNETWORKS=192.0.2.0/24\n"));
+    let mut c = Client::hello(d.addr());
+    c.cmd("MAIL FROM:<a@far.example>", 250);
+    c.cmd("RCPT TO:<root>", 501);
+    c.cmd("RCPT TO:<root@mx.test.example>", 250);
+    c.cmd("DATA", 354);
+    c.send_raw(b"Subject: from outside\r\n\r\nhello\r\n.\r\n");
+    c.expect(250);
+    let text = d.queued_text();
+    assert!(
+        !text.contains("Message-ID:") && !text.contains("\nDate: "),
+        "{text}"
+    );
+}

@@ -385,6 +385,8 @@ struct LogPipe {
     scanned: usize,
     /// Where the listening addresses and "daemon started" go during a start.
     tx: Option<std::sync::mpsc::Sender<Option<SocketAddr>>>,
+    /// Which start the pipe is of (a reader thread of an earlier one leaves).
+    gen: u64,
 }
 
 impl LogPipe {
@@ -557,7 +559,9 @@ impl Daemon {
             l.fd = Some(stderr);
             l.scanned = l.text.len();
             l.tx = Some(tx);
+            l.gen += 1;
         }
+        let gen = self.log.lock().unwrap().gen;
         let log = self.log.clone();
         std::thread::spawn(move || loop {
             let mut p = libc::pollfd {
@@ -569,7 +573,10 @@ impl Daemon {
             // drain() sees its end (under the same lock), and then we stop.
             unsafe { libc::poll(&mut p, 1, 1000) };
             let mut l = log.lock().unwrap();
-            if l.fd.as_ref().map(std::os::fd::AsRawFd::as_raw_fd) != Some(raw) || !l.drain() {
+            if l.gen != gen {
+                return; // a later start reads its own pipe
+            }
+            if !l.drain() {
                 l.tx = None;
                 return;
             }

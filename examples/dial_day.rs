@@ -12,7 +12,7 @@
 use etrnd::config::links::DialWhen;
 use etrnd::config::scheduler::SchedulerConf;
 use etrnd::sched::{RcptResult, Scheduler};
-use etrnd::spool::{Destination, Envelope, MessageId, Recipient};
+use etrnd::store::spool::{Destination, Envelope, MessageId, Recipient};
 use etrnd::vocab::Mailbox;
 
 const DAY: u64 = 86_400;

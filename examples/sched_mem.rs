@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use etrnd::config::scheduler::SchedulerConf;
 use etrnd::sched::Scheduler;
 use etrnd::smtp::Mailbox;
-use etrnd::spool::{Destination, Envelope, MessageId, Recipient};
+use etrnd::store::spool::{Destination, Envelope, MessageId, Recipient};
 
 struct Counting;
 

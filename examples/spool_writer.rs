@@ -11,8 +11,8 @@
 //! acknowledged to anyone) and the index is marked clean at the end after one sync.
 
 use etrnd::smtp::Mailbox;
-use etrnd::spool::held::{index_name, IndexEntry};
-use etrnd::spool::{Destination, Envelope, Fault, Recipient, Spool};
+use etrnd::store::spool::held::{index_name, IndexEntry};
+use etrnd::store::spool::{Destination, Envelope, Fault, Recipient, Spool};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -71,16 +71,23 @@ fn main() {
             })
         }
         Command::Route { resolve, addrs } => exit(commands::route(&cfg, addrs, *resolve)),
-        Command::Mailq { json } => exit(etrnd::mailq::run(&cfg, *json, &mut std::io::stdout())),
-        Command::Qshape => report(etrnd::mailq::qshape(&cfg, etrnd::vocab::date::unix_now())),
-        Command::Sendmail(args) => match etrnd::submit::parse_args(args) {
+        Command::Mailq { json } => exit(etrnd::tools::mailq::run(
+            &cfg,
+            *json,
+            &mut std::io::stdout(),
+        )),
+        Command::Qshape => report(etrnd::tools::mailq::qshape(
+            &cfg,
+            etrnd::vocab::date::unix_now(),
+        )),
+        Command::Sendmail(args) => match etrnd::tools::sendmail::parse_args(args) {
             Ok(a) => exit(sendmail(&cfg, &a)),
             Err(e) => {
                 eprintln!("sendmail: {e}");
                 exit(ex::USAGE)
             }
         },
-        Command::Flush(t) => exit(etrnd::etrn_client::flush(
+        Command::Flush(t) => exit(etrnd::tools::etrn_client::flush(
             &cfg,
             t.as_deref(),
             &mut std::io::stdout(),
@@ -94,26 +101,32 @@ fn main() {
             port,
             server,
             domains,
-        } => exit(etrnd::etrn_client::atrn(
+        } => exit(etrnd::tools::etrn_client::atrn(
             &cfg,
-            port.unwrap_or(etrnd::etrn_client::ODMR_PORT),
+            port.unwrap_or(etrnd::tools::etrn_client::ODMR_PORT),
             server,
             domains,
             &mut std::io::stdout(),
         )),
-        Command::Link { op, name } => exit(etrnd::etrn_client::link(
+        Command::Link { op, name } => exit(etrnd::tools::etrn_client::link(
             &cfg,
             op,
             name.as_deref(),
             &mut std::io::stdout(),
         )),
-        Command::Queue(args) => exit(etrnd::queue_ctl::run(&cfg, args, &mut std::io::stdout())),
+        Command::Queue(args) => exit(etrnd::tools::queue::run(&cfg, args, &mut std::io::stdout())),
         Command::Config => {
             print!("{}", etrnd::config::show::render(&cfg.main));
             exit(ex::OK)
         }
-        Command::Clients => report(etrnd::clients::render(&cfg, etrnd::vocab::date::unix_now())),
-        Command::Newaliases => exit(etrnd::etrn_client::newaliases(&cfg, &mut std::io::stdout())),
+        Command::Clients => report(etrnd::tools::clients::render(
+            &cfg,
+            etrnd::vocab::date::unix_now(),
+        )),
+        Command::Newaliases => exit(etrnd::tools::etrn_client::newaliases(
+            &cfg,
+            &mut std::io::stdout(),
+        )),
         Command::Secret(_) => unreachable!("handled before the configuration is read"),
         Command::NoHostStatus(name) => {
             println!("{name}: etrnd keeps no host status: nothing to show or purge");
@@ -124,16 +137,21 @@ fn main() {
 }
 
 /// `sendmail` in each of its modes.
-fn sendmail(cfg: &Config, a: &etrnd::submit::Args) -> i32 {
-    use etrnd::submit::Mode;
+fn sendmail(cfg: &Config, a: &etrnd::tools::sendmail::Args) -> i32 {
+    use etrnd::tools::sendmail::Mode;
     let mut out = std::io::stdout();
     match a.mode {
-        Mode::Deliver => {
-            etrnd::submit::run(cfg, a, &mut std::io::stdin().lock(), &mut std::io::stderr())
+        Mode::Deliver => etrnd::tools::sendmail::run(
+            cfg,
+            a,
+            &mut std::io::stdin().lock(),
+            &mut std::io::stderr(),
+        ),
+        Mode::List => etrnd::tools::mailq::run(cfg, false, &mut out),
+        Mode::Smtp => {
+            etrnd::tools::sendmail_bs::session(cfg, &mut std::io::stdin().lock(), &mut out)
         }
-        Mode::List => etrnd::mailq::run(cfg, false, &mut out),
-        Mode::Smtp => etrnd::submit_bs::session(cfg, &mut std::io::stdin().lock(), &mut out),
-        Mode::Init => etrnd::etrn_client::newaliases(cfg, &mut out),
+        Mode::Init => etrnd::tools::etrn_client::newaliases(cfg, &mut out),
         Mode::Verify if a.rcpts.is_empty() => {
             eprintln!("sendmail: -bv needs an address");
             ex::USAGE
@@ -143,7 +161,7 @@ fn sendmail(cfg: &Config, a: &etrnd::submit::Args) -> i32 {
             // every one of them would be taken.
             let code = commands::route(cfg, &a.rcpts, false);
             let all = a.rcpts.iter().all(|r| {
-                etrnd::submit::qualify(r, &cfg.main.hostname)
+                etrnd::tools::sendmail::qualify(r, &cfg.main.hostname)
                     .is_ok_and(|m| cfg.router.destinations(&m, true).is_ok())
             });
             match (code, all) {
@@ -151,12 +169,12 @@ fn sendmail(cfg: &Config, a: &etrnd::submit::Args) -> i32 {
                 (c, _) => c,
             }
         }
-        Mode::Flush => etrnd::etrn_client::flush(cfg, None, &mut out),
+        Mode::Flush => etrnd::tools::etrn_client::flush(cfg, None, &mut out),
     }
 }
 
 /// Prints a listing read from the spool (`mailq`, `qshape`, `clients`) and exits.
-fn report(r: Result<String, etrnd::spool::SpoolError>) -> ! {
+fn report(r: Result<String, etrnd::store::spool::SpoolError>) -> ! {
     match r {
         Ok(text) => {
             print!("{text}");

@@ -5,14 +5,14 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(t) = std::str::from_utf8(data) else { return };
-    if let Ok((id, user)) = etrnd::helper::parse_request(t) {
+    if let Ok((id, user)) = etrnd::local::helper::parse_request(t) {
         assert!(!user.contains('/') && !user.starts_with('.'));
         assert_eq!(id.to_string().len(), 16);
     }
-    match etrnd::helper::parse(t) {
-        Ok(etrnd::helper::Request::Mailbox(_, user)) => assert!(!user.contains('/')),
-        Ok(etrnd::helper::Request::Target(_, idx)) => assert!(idx < 1_000_000),
+    match etrnd::local::helper::parse(t) {
+        Ok(etrnd::local::helper::Request::Mailbox(_, user)) => assert!(!user.contains('/')),
+        Ok(etrnd::local::helper::Request::Target(_, idx)) => assert!(idx < 1_000_000),
         Err(_) => {}
     }
-    let _ = etrnd::helper::parse_verdict(t);
+    let _ = etrnd::local::helper::parse_verdict(t);
 });

@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
     let cfg = common::config("client.dom odmr!\n");
     let mut policy = cfg.policy();
     policy.auth = AuthOffer { enabled: true, cram: true };
-    let ctx = Context { policy, disk_low: false, unix_time: 0, tls_busy: false, held_full: None };
+    let ctx = Context { policy, disk_low: false, unix_time: 0, tls_busy: false, held_full: None, nonce: 1 };
     let mut now = Instant::now();
     let kind = if data.first().is_some_and(|b| b & 1 == 1) {
         etrnd::config::ListenKind::Submission

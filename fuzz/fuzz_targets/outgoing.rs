@@ -9,7 +9,7 @@ use std::path::Path;
 use etrnd::config::generic::Generic;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(out) = etrnd::outgoing::seven_bit(data) {
+    if let Ok(out) = etrnd::message::outgoing::seven_bit(data) {
         assert!(out.iter().all(|&b| b < 0x80) || data.iter().all(|&b| b < 0x80));
     }
     let g = Generic::parse(
@@ -17,9 +17,9 @@ fuzz_target!(|data: &[u8]| {
         "root@router.lan alerts@example.org\n@router.lan @example.org\n",
     )
     .unwrap();
-    let h = etrnd::outgoing::header_len(data);
-    let _ = etrnd::outgoing::masquerade(&data[..h], &g);
-    let _ = etrnd::outgoing::quoted_printable(data);
+    let h = etrnd::message::outgoing::header_len(data);
+    let _ = etrnd::message::outgoing::masquerade(&data[..h], &g);
+    let _ = etrnd::message::outgoing::quoted_printable(data);
     // A local submission's address lists: what is qualified once stays as it is.
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = etrnd::vocab::address_list::addresses(text);

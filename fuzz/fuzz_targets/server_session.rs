@@ -11,7 +11,7 @@ use etrnd::smtp::server::{Context, ServerSession};
 
 fuzz_target!(|data: &[u8]| {
     let cfg = common::config(".client.dom smtp-etrn!mail.client.dom\n");
-    let ctx = Context { policy: cfg.policy(), disk_low: false, unix_time: 0, tls_busy: false, held_full: None };
+    let ctx = Context { policy: cfg.policy(), disk_low: false, unix_time: 0, tls_busy: false, held_full: None, nonce: 1 };
     let mut now = Instant::now();
     let mut s = ServerSession::new(1, "127.0.0.1:4000".parse().unwrap(), etrnd::config::ListenKind::Smtp, &ctx, now);
     // The first byte of each chunk sets the chunk length; time moves on per chunk.

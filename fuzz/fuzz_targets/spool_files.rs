@@ -4,8 +4,8 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-use etrnd::spool::drop::Drop;
-use etrnd::spool::envelope::{verify, Envelope, StateRecord};
+use etrnd::store::spool::drop::Drop;
+use etrnd::store::spool::envelope::{verify, Envelope, StateRecord};
 
 fuzz_target!(|data: &[u8]| {
     let _ = verify(data);
@@ -13,29 +13,29 @@ fuzz_target!(|data: &[u8]| {
     let _ = StateRecord::decode_all(data);
     let _ = Drop::decode(data);
     // A summary file read back is written back the same.
-    if let Some((_, all)) = etrnd::spool::held::parse_summary(data) {
+    if let Some((_, all)) = etrnd::store::spool::held::parse_summary(data) {
         for (name, sum) in all {
             let line = sum.encode(&name);
             let line = line.strip_suffix('\n').unwrap_or(&line);
-            let again = etrnd::spool::held::Summary::decode(line.as_bytes());
+            let again = etrnd::store::spool::held::Summary::decode(line.as_bytes());
             assert_eq!(again, Some((name, sum)));
         }
     }
     // An index line read back is written back the same.
-    for e in etrnd::spool::held::parse_index(data) {
+    for e in etrnd::store::spool::held::parse_index(data) {
         let line = e.encode();
         assert_eq!(
-            etrnd::spool::held::IndexEntry::decode(line.strip_suffix('\n').unwrap_or(&line).as_bytes()),
+            etrnd::store::spool::held::IndexEntry::decode(line.strip_suffix('\n').unwrap_or(&line).as_bytes()),
             Some(e)
         );
     }
     // The daemon's state files: POSTOFFICE/clients and POSTOFFICE/links.
     if let Ok(t) = std::str::from_utf8(data) {
-        let n = etrnd::clients::Notes::parse(t);
+        let n = etrnd::store::notes::Notes::parse(t);
         let _ = n.render();
         let _ = etrnd::event_loop::netlinks::parse_states(t);
-        if let Some((c, h)) = etrnd::spool::held::index_key(t) {
-            assert_eq!(etrnd::spool::held::index_name(&c, &h).as_deref(), Some(t));
+        if let Some((c, h)) = etrnd::store::spool::held::index_key(t) {
+            assert_eq!(etrnd::store::spool::held::index_name(&c, &h).as_deref(), Some(t));
         }
     }
 });

@@ -7,7 +7,7 @@ use std::process::exit;
 
 use crate::cli::{exit as ex, Options};
 use crate::config::Config;
-use crate::spool::Spool;
+use crate::store::spool::Spool;
 
 /// The account a daemon started as root with `USER` empty becomes.
 const FALLBACK_USER: &str = "nobody";
@@ -123,7 +123,7 @@ pub fn run(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
     // root for what needs it (delivering as the recipient), the auth helper the
     // rights to read the secrets. Forked before the spool is read, so it holds
     // nothing of it.
-    let helper_conf = user.as_ref().map(|_| crate::helper::HelperConf {
+    let helper_conf = user.as_ref().map(|_| crate::local::helper::HelperConf {
         postoffice: cfg.main.postoffice.clone(),
         mailbox: cfg.main.mailbox.clone(),
         maildir: cfg.main.maildir,
@@ -131,11 +131,11 @@ pub fn run(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
         max_message_size: cfg.main.max_message_size,
         aliases: cfg.main.mailvar.join("db").join("aliases"),
     });
-    let confs = crate::supervisor::Confs {
+    let confs = crate::local::supervisor::Confs {
         helper: helper_conf,
         guard: guard_conf(&cfg.main, user.as_deref()),
     };
-    let mut sup = match crate::supervisor::Supervisor::spawn(confs) {
+    let mut sup = match crate::local::supervisor::Supervisor::spawn(confs) {
         Ok(s) => s,
         Err(e) => die(ex::OSERR, format!("cannot start the supervisor: {e}")),
     };
@@ -152,7 +152,7 @@ pub fn run(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
     // The auth helper reads the secrets, certificate and key now and on every
     // SIGHUP, with the rights the daemon had at start.
     let started = sup
-        .start(crate::supervisor::Kind::Auth, HELPER_START)
+        .start(crate::local::supervisor::Kind::Auth, HELPER_START)
         .and_then(|(pid, sock)| crate::auth::guard::Guard::attach(sock, pid));
     match started {
         Ok((g, Ok(loaded))) => {
@@ -168,8 +168,8 @@ pub fn run(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
     if let (Some(u), Some(main)) = (&user, &cfg_copy) {
         give_spool(main, u);
         let started = sup
-            .start(crate::supervisor::Kind::Delivery, HELPER_START)
-            .and_then(|(pid, sock)| crate::helper::Helper::new(sock, pid))
+            .start(crate::local::supervisor::Kind::Delivery, HELPER_START)
+            .and_then(|(pid, sock)| crate::local::helper::Helper::new(sock, pid))
             .and_then(|h| d.set_helper(h));
         if let Err(e) = started {
             die(ex::OSERR, format!("cannot start the delivery helper: {e}"));
@@ -184,7 +184,7 @@ pub fn run(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
     }
     // Before serving: the spool can be written by who we are now (a daemon that
     // greets and then answers 451 to every message helps nobody).
-    if let Err(e) = crate::spool::Spool::at(&spool_root).check_writable() {
+    if let Err(e) = crate::store::spool::Spool::at(&spool_root).check_writable() {
         let me =
             crate::sys::current_user().unwrap_or_else(|| format!("uid {}", crate::sys::euid()));
         die(

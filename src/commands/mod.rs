@@ -145,7 +145,7 @@ pub fn etrn(cfg: &Config, port: Option<u16>, server: &str, targets: &[String]) -
         crate::event_loop::netlinks::offline_link(cfg, |t| t.covers_server(bare))
     {
         eprintln!("etrn: {server} is behind link {l}, which is down (etrnd link up {l})");
-        return crate::etrn_client::TEMPFAIL;
+        return crate::tools::etrn_client::TEMPFAIL;
     }
     let addrs: Vec<std::net::SocketAddr> = match server.parse::<std::net::IpAddr>() {
         Ok(ip) => vec![std::net::SocketAddr::new(ip, port)],
@@ -183,8 +183,8 @@ pub fn etrn(cfg: &Config, port: Option<u16>, server: &str, targets: &[String]) -
             }
         }
     };
-    let sec = crate::etrn_client::security_for(cfg, server, port, &mut std::io::stderr());
-    crate::etrn_client::run(
+    let sec = crate::tools::etrn_client::security_for(cfg, server, port, &mut std::io::stderr());
+    crate::tools::etrn_client::run(
         &addrs,
         &cfg.main.hostname,
         targets,

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::smtp::etrn::EtrnTarget;
+use crate::smtp::etrn_target::EtrnTarget;
 
 /// Most `NAME:TARGET` pairs in `LINKS`.
 pub const MAX_LINK_TARGETS: usize = 64;

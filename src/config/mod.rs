@@ -63,10 +63,13 @@ impl Config {
     }
 
     /// Whether a transport serves `dest` (`None`), or why not.
-    pub fn unserved(&self, dest: &crate::spool::Destination) -> Option<scheduler::NoTransport> {
+    pub fn unserved(
+        &self,
+        dest: &crate::store::spool::Destination,
+    ) -> Option<scheduler::NoTransport> {
         let (channel, host) = match dest {
-            crate::spool::Destination::Local(u) => ("local", u.as_str()),
-            crate::spool::Destination::Remote { channel, host } => {
+            crate::store::spool::Destination::Local(u) => ("local", u.as_str()),
+            crate::store::spool::Destination::Remote { channel, host } => {
                 (channel.as_str(), host.as_str())
             }
         };

@@ -11,7 +11,7 @@ use super::Daemon;
 use crate::config::main_conf::EtrnReplies;
 use crate::config::routes::RouteValue;
 use crate::route::MatchKind;
-use crate::smtp::etrn::EtrnTarget;
+use crate::smtp::etrn_target::EtrnTarget;
 use crate::smtp::reply::Reply;
 
 /// ETRN requests one client address outside `MYNETWORKS` may make per

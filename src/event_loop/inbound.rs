@@ -15,11 +15,11 @@ type AuthChecks = Vec<(ConnId, crate::auth::Check)>;
 type AtrnAsks = Vec<(ConnId, String, Vec<String>)>;
 use super::{Daemon, REFUSAL_SLACK};
 use crate::config::{cidr, ListenKind};
-use crate::smtp::etrn::EtrnTarget;
+use crate::smtp::etrn_target::EtrnTarget;
 use crate::smtp::reply::Reply;
 use crate::smtp::server::{Event, ServerSession};
 use crate::smtp::trace::{self, TraceInfo};
-use crate::spool::{Envelope, Incoming, Spool};
+use crate::store::spool::{Envelope, Incoming, Spool};
 
 impl Daemon {
     pub(super) fn accept(&mut self, idx: usize, now: Instant, touched: &mut Vec<ConnId>) {
@@ -437,14 +437,14 @@ fn route_events(
                 (Some(inc), Some(env)) => batch.push((id, inc, env)),
                 _ => {
                     // The spool could not even start this message.
-                    let e = c
-                        .spool_error
-                        .take()
-                        .unwrap_or_else(|| crate::spool::SpoolError {
-                            op: "begin",
-                            path: spool.root().to_path_buf(),
-                            err: io::Error::other("no queue file"),
-                        });
+                    let e =
+                        c.spool_error
+                            .take()
+                            .unwrap_or_else(|| crate::store::spool::SpoolError {
+                                op: "begin",
+                                path: spool.root().to_path_buf(),
+                                err: io::Error::other("no queue file"),
+                            });
                     c.session.handle_commit(Err(&e), now, ctx);
                 }
             },

@@ -8,10 +8,10 @@
 use std::time::{Duration, Instant};
 
 use super::Daemon;
-use crate::bounce::{self, Failure};
 use crate::logging::sanitize;
+use crate::message::bounce::{self, Failure};
 use crate::sched::Bounce;
-use crate::spool::{Destination, Envelope, MessageId, Recipient, StateRecord};
+use crate::store::spool::{Destination, Envelope, MessageId, Recipient, StateRecord};
 
 /// How long a bounce that could not be committed waits before it is tried again
 /// (at once when the disk has room again).
@@ -25,7 +25,7 @@ pub enum QueueError {
     /// No recipient could be routed.
     Unroutable(Refused),
     /// The spool failed (try again later).
-    Spool(crate::spool::SpoolError),
+    Spool(crate::store::spool::SpoolError),
 }
 
 impl Daemon {
@@ -52,7 +52,7 @@ impl Daemon {
                                 Destination::Remote { host, .. } => Some(host.clone()),
                                 Destination::Local(_) => None,
                             };
-                            let reply = crate::delivery::remote_reply(reason);
+                            let reply = crate::machines::delivery::remote_reply(reason);
                             Some(Failure {
                                 until: None,
                                 rcpt: r.address.clone(),
@@ -138,11 +138,11 @@ impl Daemon {
     fn original_head(
         &self,
         msg: MessageId,
-    ) -> Result<(crate::spool::Envelope, Vec<u8>), crate::spool::SpoolError> {
+    ) -> Result<(crate::store::spool::Envelope, Vec<u8>), crate::store::spool::SpoolError> {
         self.spool.open_message(msg).and_then(|(env, body)| {
             body.head(bounce::MAX_QUOTED_HEADERS)
                 .map(|head| (env, head))
-                .map_err(|e| crate::spool::SpoolError {
+                .map_err(|e| crate::store::spool::SpoolError {
                     op: "read",
                     path: self.spool.queue_path(msg),
                     err: e,
@@ -165,7 +165,9 @@ impl Daemon {
             .iter()
             .filter_map(|(idx, error, until)| {
                 let r = env.recipients.get(*idx)?;
-                let error = error.as_deref().map(crate::delivery::remote_reply);
+                let error = error
+                    .as_deref()
+                    .map(crate::machines::delivery::remote_reply);
                 let diagnostic = error
                     .map(str::to_string)
                     .unwrap_or_else(|| "not delivered yet: waiting to be released".into());
@@ -283,7 +285,7 @@ impl Daemon {
 
 /// The queue manager's line for a new message (DESIGN.md §5.12), which pflogsumm
 /// reads for senders and sizes: `QUEUEID: from=<…>, size=N, nrcpt=N (queue active)`.
-pub(super) fn log_queued(id: crate::spool::MessageId, env: &Envelope, size: u64) {
+pub(super) fn log_queued(id: crate::store::spool::MessageId, env: &Envelope, size: u64) {
     log::info!(
         target: "qmgr",
         "{id}: from={}, size={size}, nrcpt={} (queue active)",

@@ -25,7 +25,7 @@ use crate::buf::OutBuf;
 use crate::sched::JobId;
 use crate::smtp::client::ClientSession;
 use crate::smtp::server::ServerSession;
-use crate::spool::{Envelope, Incoming, SpoolError};
+use crate::store::spool::{Envelope, Incoming, SpoolError};
 
 /// First token of links; tokens below are the loop's own (signals, listeners, DNS).
 pub const LINK_BASE: usize = 1 << 31;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::*;
 use crate::smtp::client::{ClientEvent, OutMessage, RcptOutcome};
 use crate::smtp::server::{Context, Event};
-use crate::spool::MessageId;
+use crate::store::spool::MessageId;
 use crate::vocab::Mailbox;
 
 type Queue = Rc<RefCell<VecDeque<u8>>>;

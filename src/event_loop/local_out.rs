@@ -14,11 +14,11 @@ use std::time::Instant;
 use mio::{Interest, Token};
 
 use super::Daemon;
-use crate::delivery::Recorded;
-use crate::helper::Started;
+use crate::local::helper::Started;
+use crate::local::targets::Target;
 use crate::local::LocalResult;
-use crate::local_runs::{LocalAction, LocalRuns};
-use crate::local_targets::Target;
+use crate::machines::delivery::Recorded;
+use crate::machines::local_runs::{LocalAction, LocalRuns};
 use crate::sched::{Job, JobId, RcptRef, RcptResult};
 
 /// Deliveries started (or decided at once) in one loop turn, at most.
@@ -27,7 +27,7 @@ pub const STARTS_PER_TURN: usize = 64;
 pub const VERDICT_BASE: usize = 1 << 28;
 /// Most verdict sockets watched at once (deliveries running, with room for the
 /// ones whose verdict is late).
-const MAX_VERDICTS: usize = 4 * crate::local_runs::MAX_RUNNING;
+const MAX_VERDICTS: usize = 4 * crate::machines::local_runs::MAX_RUNNING;
 
 /// A delivery running on its own: its verdict comes on `sock`.
 struct Verdict {
@@ -157,13 +157,13 @@ impl Daemon {
         // Not started as root: a child of ours delivers, as ourselves.
         self.local_seq += 1;
         let seq = self.local_seq;
-        let spool = crate::spool::Spool::at(self.spool.root());
+        let spool = crate::store::spool::Spool::at(self.spool.root());
         let main = &self.config.main;
         let (mailbox, maildir, hostname) =
             (main.mailbox.clone(), main.maildir, main.hostname.clone());
         let aliases = main.mailvar.join("db").join("aliases");
         let account = self.config.router.accounts.get(&name).cloned();
-        let forked = crate::helper::fork_verdict(&[], || {
+        let forked = crate::local::helper::fork_verdict(&[], || {
             let (env, body) = match spool.open_message(rcpt.msg) {
                 Ok(x) => x,
                 Err(e) => {
@@ -178,7 +178,7 @@ impl Daemon {
             };
             match target {
                 Some(t) => {
-                    if let Err(why) = crate::local_targets::run_as(&aliases, t) {
+                    if let Err(why) = crate::local::targets::run_as(&aliases, t) {
                         return LocalResult::Deferred(format!("4.3.0 {why}"));
                     }
                     let me = crate::sys::current_user().unwrap_or_default();
@@ -189,7 +189,7 @@ impl Daemon {
                         .get(rcpt.idx)
                         .map(|r| r.address.to_string())
                         .unwrap_or_default();
-                    crate::local_targets::deliver(t, &m, ((uid, gid), &home, &me), &to)
+                    crate::local::targets::deliver(t, &m, ((uid, gid), &home, &me), &to)
                 }
                 None => crate::local::deliver(&mailbox, maildir, &name, account.as_ref(), &m, seq),
             }
@@ -231,7 +231,7 @@ impl Daemon {
             rcpt,
             sock,
             line: Vec::new(),
-            deadline: now + crate::helper::VERDICT_LIMIT,
+            deadline: now + crate::local::helper::VERDICT_LIMIT,
         });
     }
 
@@ -256,11 +256,11 @@ impl Daemon {
                 }
                 Ok(n) => {
                     v.line
-                        .extend_from_slice(&buf[..n.min(crate::helper::MAX_LINE)]);
-                    if v.line.ends_with(b"\n") || v.line.len() >= crate::helper::MAX_LINE {
-                        break Some(crate::helper::parse_verdict(&String::from_utf8_lossy(
-                            &v.line,
-                        )));
+                        .extend_from_slice(&buf[..n.min(crate::local::helper::MAX_LINE)]);
+                    if v.line.ends_with(b"\n") || v.line.len() >= crate::local::helper::MAX_LINE {
+                        break Some(crate::local::helper::parse_verdict(
+                            &String::from_utf8_lossy(&v.line),
+                        ));
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break None,
@@ -298,7 +298,7 @@ impl Daemon {
         for slot in late {
             let why = format!(
                 "4.3.0 no verdict within {} s",
-                crate::helper::VERDICT_LIMIT.as_secs()
+                crate::local::helper::VERDICT_LIMIT.as_secs()
             );
             self.verdict_done(slot, LocalResult::Deferred(why), now);
         }
@@ -342,7 +342,7 @@ impl Daemon {
             let why = "4.3.0 the delivery helper died".to_string();
             self.local_end(job, rcpt, LocalResult::Deferred(why), now);
         }
-        self.ask_supervisor(crate::supervisor::Kind::Delivery);
+        self.ask_supervisor(crate::local::supervisor::Kind::Delivery);
     }
 
     /// A delivery ended: logged, recorded, and the job goes on.
@@ -388,7 +388,7 @@ impl Daemon {
         };
         let mut data = format!("Delivered-To: {user}@{host}\r\n").into_bytes();
         let mut at = 0u64;
-        let mut buf = vec![0u8; crate::spool::body::CHUNK];
+        let mut buf = vec![0u8; crate::store::spool::body::CHUNK];
         loop {
             match body.read_at(at, &mut buf) {
                 Ok(0) => break,
@@ -406,7 +406,7 @@ impl Daemon {
         }
         let rcpts: Vec<crate::vocab::Mailbox> = to
             .iter()
-            .filter_map(|t| crate::submit::qualify(t, &host).ok())
+            .filter_map(|t| crate::vocab::address::qualify(t, &host).ok())
             .collect();
         if rcpts.is_empty() {
             return LocalResult::Failed(

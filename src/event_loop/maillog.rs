@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use super::Daemon;
-use crate::delivery::Recorded;
 use crate::logging::sanitize;
+use crate::machines::delivery::Recorded;
 use crate::sched::RcptResult;
 
 impl Daemon {
@@ -27,7 +27,8 @@ impl Daemon {
                 "2.0.0".to_string(),
             ),
             RcptResult::Deferred(t) => {
-                let st = crate::bounce::status_of(crate::delivery::remote_reply(t));
+                let st =
+                    crate::message::bounce::status_of(crate::machines::delivery::remote_reply(t));
                 let st = if st.starts_with('4') {
                     st
                 } else {

@@ -62,10 +62,10 @@ use mio::{Events, Interest, Poll, Token};
 use crate::config::Config;
 use crate::dns::Dns;
 use crate::sched::Scheduler;
-use crate::smtp::etrn::EtrnTarget;
+use crate::smtp::etrn_target::EtrnTarget;
 use crate::smtp::server::Context;
-use crate::spool::Envelope;
-use crate::spool::{Incoming, Spool};
+use crate::store::spool::Envelope;
+use crate::store::spool::{Incoming, Spool};
 use dns_io::DnsIo;
 use link::{ConnId, Links, Role};
 use outbound::Outbound;
@@ -143,15 +143,15 @@ pub struct Daemon {
     local_seq: u64,
     /// The privileged helper, when the daemon was started as root (local delivery
     /// goes through it, as the recipient); `None` while it is started again.
-    helper: Option<crate::helper::Helper<(crate::sched::JobId, crate::sched::RcptRef)>>,
+    helper: Option<crate::local::helper::Helper<(crate::sched::JobId, crate::sched::RcptRef)>>,
     /// The supervisor, which starts the helpers again when they die.
-    supervisor: Option<crate::supervisor::Supervisor>,
+    supervisor: Option<crate::local::supervisor::Supervisor>,
     /// Local jobs in progress and the deliveries they run.
     local: local_out::Local,
     /// Bounces that could not be committed (a full disk), and when they are tried
     /// again; and finished messages whose queue file waits for their bounce.
     bounces_waiting: Vec<(crate::sched::Bounce, Instant)>,
-    completed_waiting: std::collections::HashSet<crate::spool::MessageId>,
+    completed_waiting: std::collections::HashSet<crate::store::spool::MessageId>,
     /// `etrnd queue` requests carried out a slice a turn.
     queue_work: Vec<queue_ctl::QueueWork>,
     /// While set, serving a session does not write its output yet: pipelined ETRNs
@@ -167,7 +167,7 @@ pub struct Daemon {
     /// Named links (`LINKS`) and their state.
     netlinks: netlinks::NetLinks,
     /// Per held destination: the last request and release (`POSTOFFICE/clients`).
-    notes: crate::clients::Notes,
+    notes: crate::store::notes::Notes,
     /// When the notes are written next, if they changed.
     notes_write_at: Option<Instant>,
     /// Recent ETRNs per client address, for the rate limit.
@@ -295,7 +295,7 @@ impl Daemon {
         }
         let unix = unix_now();
         // Held mail's expiry counts from its destination's last release.
-        let notes = crate::clients::Notes::read(spool.root());
+        let notes = crate::store::notes::Notes::read(spool.root());
         for (k, n) in notes.iter() {
             if let (Some((channel, host)), true) = (k.split_once('!'), n.release > 0) {
                 let key = crate::sched::ThreadKey {
@@ -525,7 +525,7 @@ impl Daemon {
     /// Local deliveries go through `helper` from now on (started as root).
     pub fn set_helper(
         &mut self,
-        mut helper: crate::helper::Helper<(crate::sched::JobId, crate::sched::RcptRef)>,
+        mut helper: crate::local::helper::Helper<(crate::sched::JobId, crate::sched::RcptRef)>,
     ) -> io::Result<()> {
         log::info!("daemon helper pid={}", helper.pid());
         self.poll.registry().register(
@@ -540,7 +540,7 @@ impl Daemon {
     }
 
     /// The supervisor starts the helpers again when they die.
-    pub fn set_supervisor(&mut self, sup: crate::supervisor::Supervisor) -> io::Result<()> {
+    pub fn set_supervisor(&mut self, sup: crate::local::supervisor::Supervisor) -> io::Result<()> {
         sup.set_nonblocking()?;
         self.poll
             .registry()
@@ -552,11 +552,11 @@ impl Daemon {
 
     /// Asks the supervisor for a new helper of `kind`; without a supervisor, says
     /// that none will come.
-    fn ask_supervisor(&mut self, kind: crate::supervisor::Kind) {
+    fn ask_supervisor(&mut self, kind: crate::local::supervisor::Kind) {
         let asked = self.supervisor.as_mut().map(|s| s.ask(kind));
         match asked {
             Some(Ok(())) => {
-                if kind == crate::supervisor::Kind::Delivery {
+                if kind == crate::local::supervisor::Kind::Delivery {
                     self.local.runs.pause(true);
                 }
             }
@@ -583,15 +583,15 @@ impl Daemon {
     /// A helper the supervisor started again takes over.
     fn helper_started(
         &mut self,
-        kind: crate::supervisor::Kind,
+        kind: crate::local::supervisor::Kind,
         pid: i32,
         sock: std::os::unix::net::UnixStream,
         now: Instant,
     ) {
-        use crate::supervisor::Kind;
+        use crate::local::supervisor::Kind;
         log::info!("daemon helper-restarted kind=\"{kind}\" pid={pid}");
         match kind {
-            Kind::Delivery => match crate::helper::Helper::new(sock, pid) {
+            Kind::Delivery => match crate::local::helper::Helper::new(sock, pid) {
                 Ok(h) => {
                     if let Err(e) = self.set_helper(h) {
                         log::error!("daemon helper-failed error=\"{e}\"");

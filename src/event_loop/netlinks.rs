@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use super::Daemon;
 use crate::config::links::{LinkAction, LinkTarget};
-use crate::delivery::Action;
 use crate::logging::sanitize;
+use crate::machines::delivery::Action;
 use crate::sched::{JobId, ThreadKey};
 use crate::smtp::reply::Reply;
 
@@ -468,7 +468,7 @@ impl Daemon {
             } => (
                 super::customer::Ask::Atrn(domains),
                 server,
-                port.unwrap_or(crate::etrn_client::ODMR_PORT),
+                port.unwrap_or(crate::smtp::atrn::ODMR_PORT),
             ),
         };
         self.netlinks.list[i].running = true;

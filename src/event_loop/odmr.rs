@@ -23,9 +23,9 @@ use super::Daemon;
 use crate::auth::secrets::entitled;
 use crate::auth::{Check, Verdict};
 use crate::config::scheduler::{SmtpOptions, Transport};
-use crate::delivery::Delivery;
 use crate::dns::{Hop, Source};
 use crate::logging::sanitize;
+use crate::machines::delivery::Delivery;
 use crate::sched::{Job, JobId, RcptRef, RcptResult, ThreadKey};
 use crate::smtp::atrn::covers;
 use crate::smtp::client::ClientSession;
@@ -282,7 +282,7 @@ impl Daemon {
             addr: peer,
             source: Source::Literal,
         };
-        let relay = crate::delivery::relay_name(&hop);
+        let relay = crate::machines::delivery::relay_name(&hop);
         let session = ClientSession::turned(&hostname, tls, now);
         let timer = session.poll_timeout();
         let old = link.set_role(Role::Client(Box::new(OutLink {

@@ -22,12 +22,12 @@ use mio::net::TcpStream;
 use super::link::{ConnId, Outbound as OutLink, ReadResult, Role};
 use super::Daemon;
 use crate::config::scheduler::{EightBit, Transport};
-use crate::delivery::{Action, Delivery, Recorded};
 use crate::dns::Hop;
 use crate::logging::sanitize;
+use crate::machines::delivery::{Action, Delivery, Recorded};
 use crate::sched::{Job, JobId, RcptRef, RcptResult};
 use crate::smtp::client::{ClientSession, OutMessage, BODY_CHUNK};
-use crate::spool::MessageId;
+use crate::store::spool::MessageId;
 
 /// RFC 5321 §4.5.3.2 / G12: connect timeout.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -41,7 +41,7 @@ struct Run {
     log: Option<PathBuf>,
     /// The current message's content as sent (masqueraded, made 7-bit) and how
     /// much of it the session has.
-    body: Option<(crate::outgoing::Source, u64)>,
+    body: Option<(crate::message::outgoing::Source, u64)>,
     /// The thread's route host (`job.key.host`): TLS policy and credentials key.
     route_host: String,
     /// The host name of the hop connected to (MX name or route host).
@@ -61,7 +61,7 @@ struct Run {
 pub struct Outbound {
     runs: HashMap<JobId, Run>,
     lookups: HashMap<crate::dns::LookupId, JobId>,
-    penalties: crate::delivery::Penalties,
+    penalties: crate::machines::delivery::Penalties,
     /// Next hops whose opportunistic (`may`) TLS handshake failed, and when: the
     /// next connection within an hour goes in plaintext (Postfix's fall-back).
     pub(super) tls_failed: HashMap<std::net::SocketAddr, Instant>,
@@ -280,7 +280,7 @@ impl Daemon {
                     .map(|m| generic.rewrite(m).unwrap_or_else(|| m.clone()));
                 let limit = crate::smtp::server::MAX_HEADER_BYTES;
                 let (source, unconvertible) =
-                    match crate::outgoing::prepare(body, generic, seven, limit) {
+                    match crate::message::outgoing::prepare(body, generic, seven, limit) {
                         Ok(Ok(src)) => (Some(src), None),
                         Ok(Err(why)) => (None, Some(why.0)),
                         Err(e) => {
@@ -345,7 +345,7 @@ impl Daemon {
         let deadline = now + CONNECT_TIMEOUT;
         let role = Role::Client(Box::new(OutLink {
             job: jid,
-            relay: crate::delivery::relay_name(hop),
+            relay: crate::machines::delivery::relay_name(hop),
             session: None,
             connect_deadline: deadline,
             #[cfg(feature = "tls")]
@@ -660,7 +660,7 @@ impl Daemon {
     /// Journal records, bounces and completed messages from the scheduler. The only
     /// place a finished message's queue file is removed.
     pub(super) fn apply_sched(&mut self, now: Instant) {
-        let mut by_msg: HashMap<MessageId, Vec<crate::spool::StateRecord>> = HashMap::new();
+        let mut by_msg: HashMap<MessageId, Vec<crate::store::spool::StateRecord>> = HashMap::new();
         while let Some((id, rec)) = self.sched.poll_record() {
             by_msg.entry(id).or_default().push(rec);
         }

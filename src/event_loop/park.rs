@@ -5,8 +5,8 @@
 
 use super::Daemon;
 use crate::sched::{Scheduler, ThreadKey, Unix};
-use crate::spool::held::{index_name, IndexEntry};
-use crate::spool::{MessageId, Spool};
+use crate::store::spool::held::{index_name, IndexEntry};
+use crate::store::spool::{MessageId, Spool};
 
 /// Most messages one release loads from a destination's index in one go; the rest
 /// follow as the first ones leave memory ([`Daemon::page_in_released`]).
@@ -363,7 +363,7 @@ impl Daemon {
     /// A clean stop: every destination's summary in one file, so the next start
     /// reads that instead of each index.
     pub(super) fn park_stop(&mut self) {
-        let all: Vec<(String, crate::spool::held::Summary)> = self
+        let all: Vec<(String, crate::store::spool::held::Summary)> = self
             .sched
             .parked_summaries()
             .into_iter()

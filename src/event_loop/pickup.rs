@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::Daemon;
 use crate::logging::sanitize;
-use crate::spool::drop::{self, Drop};
+use crate::store::spool::drop::{self, Drop};
 
 /// Unlinks a drop-folder entry (never following it: unlink removes the name only).
 fn remove(path: &std::path::Path) {
@@ -257,7 +257,7 @@ impl Daemon {
         let Some(sender) = d.sender.clone() else {
             return;
         };
-        let env = crate::spool::Envelope {
+        let env = crate::store::spool::Envelope {
             arrival: self.unix,
             client: "-".into(),
             helo: self.config.main.hostname.clone(),
@@ -266,9 +266,9 @@ impl Daemon {
             sender: d.sender.clone(),
             recipients: Vec::new(),
         };
-        let failures: Vec<crate::bounce::Failure> = refused
+        let failures: Vec<crate::message::bounce::Failure> = refused
             .iter()
-            .map(|(m, why)| crate::bounce::Failure {
+            .map(|(m, why)| crate::message::bounce::Failure {
                 until: None,
                 rcpt: m.clone(),
                 status: "5.1.1".into(),
@@ -276,9 +276,9 @@ impl Daemon {
                 remote_mta: None,
             })
             .collect();
-        let dsn = crate::bounce::dsn(
+        let dsn = crate::message::bounce::dsn(
             &self.config.main.hostname,
-            crate::spool::MessageId(0),
+            crate::store::spool::MessageId(0),
             &env,
             &sender,
             &d.data,

@@ -11,7 +11,7 @@ use super::control::ControlRef;
 use super::Daemon;
 use crate::sched::{QueueOp, Selection};
 use crate::smtp::reply::Reply;
-use crate::spool::MessageId;
+use crate::store::spool::MessageId;
 
 /// Messages operated on per loop turn.
 pub const SLICE: usize = 256;

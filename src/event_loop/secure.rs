@@ -190,7 +190,7 @@ impl Daemon {
                 );
                 let _ = self.poll.registry().deregister(g.source());
             }
-            self.ask_supervisor(crate::supervisor::Kind::Auth);
+            self.ask_supervisor(crate::local::supervisor::Kind::Auth);
             for seq in self.tokens_waiting.keys().copied().collect::<Vec<_>>() {
                 self.token_came(seq, Err("the auth helper died".into()), now);
             }

@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use super::{Bounce, Delay, RcptRef, RcptState, Scheduler, ThreadKey, Unix};
-use crate::spool::{MessageId, StateRecord};
+use crate::store::spool::{MessageId, StateRecord};
 
 impl Scheduler {
     /// The next journal record to append.

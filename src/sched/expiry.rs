@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use super::{Bounce, Delay, MsgInfo, RcptInfo, RcptRef, RcptState, Scheduler, ThreadKey, Unix};
-use crate::spool::{MessageId, StateRecord};
+use crate::store::spool::{MessageId, StateRecord};
 
 impl Scheduler {
     /// The Unix time a waiting recipient of `m` expires, with its clause.

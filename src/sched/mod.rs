@@ -35,7 +35,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::rc::Rc;
 
 use crate::config::scheduler::{Params, SchedulerConf, Transport};
-use crate::spool::{Destination, Envelope, MessageId, StateRecord};
+use crate::store::spool::{Destination, Envelope, MessageId, StateRecord};
 
 /// Seconds since the epoch.
 pub type Unix = u64;

@@ -13,7 +13,7 @@
 //!   only a release by ETRN or flush starts it.
 
 use super::{RcptRef, RcptState, Scheduler, Unix};
-use crate::spool::{MessageId, StateRecord};
+use crate::store::spool::{MessageId, StateRecord};
 
 /// What an operator does to a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 
 use super::{Bounce, JobId, RcptRef, RcptResult, RcptState, Scheduler, ThreadKey, Unix};
-use crate::spool::{MessageId, StateRecord};
+use crate::store::spool::{MessageId, StateRecord};
 
 /// How long a thread whose job went untried (a local outage) waits before it is
 /// due again; nothing is counted against it.

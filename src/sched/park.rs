@@ -13,8 +13,8 @@
 use std::rc::Rc;
 
 use super::{RcptRef, RcptState, Scheduler, ThreadKey, Unix};
-use crate::spool::held::IndexEntry;
-use crate::spool::MessageId;
+use crate::store::spool::held::IndexEntry;
+use crate::store::spool::MessageId;
 
 /// Most recipient domains a destination's summary names; past that every release
 /// loads the destination to look.
@@ -323,15 +323,15 @@ impl Scheduler {
     }
 
     /// Every destination's parked summary, for `index/.summary` at a clean stop.
-    pub fn parked_summaries(&self) -> Vec<(ThreadKey, crate::spool::held::Summary)> {
-        let mut out: Vec<(ThreadKey, crate::spool::held::Summary)> = self
+    pub fn parked_summaries(&self) -> Vec<(ThreadKey, crate::store::spool::held::Summary)> {
+        let mut out: Vec<(ThreadKey, crate::store::spool::held::Summary)> = self
             .threads
             .iter()
             .filter(|(_, t)| t.parked.messages > 0)
             .map(|(k, t)| {
                 let p = &t.parked;
                 let deferred = self.held(t.clause) == Some(false);
-                let s = crate::spool::held::Summary {
+                let s = crate::store::spool::held::Summary {
                     messages: p.messages,
                     octets: p.octets,
                     oldest: p.oldest.unwrap_or(0),
@@ -349,7 +349,7 @@ impl Scheduler {
 
     /// A destination's summary as a clean stop wrote it (start-up, instead of its
     /// index file).
-    pub fn set_summary(&mut self, key: ThreadKey, s: &crate::spool::held::Summary) {
+    pub fn set_summary(&mut self, key: ThreadKey, s: &crate::store::spool::held::Summary) {
         let key = self.fresh_summary(key, (s.wake > 0).then_some(s.wake));
         let t = self.threads.entry(key.clone()).or_default();
         t.parked = Parked {
@@ -411,18 +411,18 @@ impl Scheduler {
     /// The summaries of every destination's parked mail, from the index files
     /// (messages already in memory left out); moves the spool's id generator past
     /// every id listed.
-    pub fn load_index(&mut self, spool: &mut crate::spool::Spool) {
+    pub fn load_index(&mut self, spool: &mut crate::store::spool::Spool) {
         // After a clean stop: one file of summaries instead of every index file.
         if let Some(all) = spool.take_summary() {
             for (name, s) in all {
-                if let Some((channel, host)) = crate::spool::held::index_key(&name) {
+                if let Some((channel, host)) = crate::store::spool::held::index_key(&name) {
                     self.set_summary(ThreadKey { channel, host }, &s);
                 }
             }
             return;
         }
         for name in spool.index_names() {
-            let Some((channel, host)) = crate::spool::held::index_key(&name) else {
+            let Some((channel, host)) = crate::store::spool::held::index_key(&name) else {
                 continue;
             };
             let mut entries = spool.read_index(&name);

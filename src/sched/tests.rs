@@ -1,7 +1,7 @@
 //! Scheduler tests with a fake clock (Unix seconds).
 
 use super::*;
-use crate::spool::Recipient;
+use crate::store::spool::Recipient;
 use crate::vocab::Mailbox;
 use std::path::Path;
 

@@ -5,6 +5,9 @@
 //! bounded: the list is only ever compared with the identity's entitlement and the
 //! recipients' domains, never used as a path or key.
 
+/// The ODMR port (RFC 2645 §4), `etrnd atrn`'s default.
+pub const ODMR_PORT: u16 = 366;
+
 /// Most domains one ATRN may list (the command line bounds it anyway; fetchmail cuts
 /// its list to its buffer, Exim's customer to four domain names' length).
 pub const MAX_ATRN_DOMAINS: usize = 64;

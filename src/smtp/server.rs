@@ -24,11 +24,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::command::{self, Body, Command};
-use super::etrn::EtrnTarget;
+use super::etrn_target::EtrnTarget;
 use super::line::{self, DataDecoder, DataProgress, Frame};
 use super::reply::{self, Reply};
 use super::ReversePath;
-use crate::spool::{Envelope, Recipient};
+use crate::store::spool::{Envelope, Recipient};
 use crate::vocab::sanitize;
 use crate::vocab::ListenKind;
 

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::{Context, Event, ServerSession, State, COMMAND_TIMEOUT, ETRN_PER_SESSION};
-use crate::smtp::etrn::EtrnTarget;
+use crate::smtp::etrn_target::EtrnTarget;
 use crate::smtp::reply::Reply;
 use crate::vocab::sanitize;
 

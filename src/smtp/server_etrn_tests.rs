@@ -1,6 +1,6 @@
 //! ETRN of the server session: who may ask, the answers, the caps.
 
-use crate::smtp::etrn::EtrnTarget;
+use crate::smtp::etrn_target::EtrnTarget;
 use crate::smtp::reply::Reply;
 use crate::smtp::server::tests::{ctx, T};
 use crate::smtp::server::{Event, ETRN_PER_SESSION};

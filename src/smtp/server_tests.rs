@@ -3,7 +3,7 @@
 use super::*;
 use crate::config::{routes, Config, MainConf};
 use crate::route::{RouteTrie, Router};
-use crate::spool::{MessageId, SpoolError};
+use crate::store::spool::{MessageId, SpoolError};
 use crate::vocab::cidr::Cidr;
 use crate::vocab::Domain;
 use std::path::Path;

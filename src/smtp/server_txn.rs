@@ -13,7 +13,7 @@ use super::{
 use crate::smtp::command::Body;
 use crate::smtp::line::DataDecoder;
 use crate::smtp::reply::Reply;
-use crate::spool::{Destination, Envelope, MessageId, Recipient, SpoolError};
+use crate::store::spool::{Destination, Envelope, MessageId, Recipient, SpoolError};
 use crate::vocab::sanitize;
 use crate::vocab::ReversePath;
 

@@ -239,6 +239,21 @@ fn local_part_end(s: &str) -> Result<usize, AddrError> {
     Ok(end)
 }
 
+/// Parses an address as a local program writes it (`<a@b>`, `a@b`, or a bare name,
+/// which is qualified with `hostname`).
+pub fn qualify(a: &str, hostname: &str) -> Result<Mailbox, String> {
+    let a = a.trim().trim_start_matches('<').trim_end_matches('>');
+    let full = if a.contains('@') {
+        a.to_string()
+    } else {
+        format!("{a}@{hostname}")
+    };
+    match parse_path(&format!("<{full}>")) {
+        Ok(Some(m)) => Ok(m),
+        _ => Err(format!("bad address '{a}'")),
+    }
+}
+
 /// Parses the inside of `<…>` after `MAIL FROM:` or `RCPT TO:`, source route included
 /// (`@a,@b:user@dom`, whose route is dropped as RFC 5321 §3.6.1 allows). `<>` is
 /// returned as `None`.

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use etrnd::smtp::Mailbox;
-use etrnd::spool::drop::Drop;
+use etrnd::store::spool::drop::Drop;
 
 use crate::util::{as_attacker, attacker, is_root, Client, Daemon, Setup, ATTACKER};
 
@@ -29,7 +29,7 @@ fn hostile_drop_folder_entries_are_never_followed_read_or_chowned() {
     std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
     let before = state(&target);
     // Make the spool, as the daemon would, then leave the entries.
-    etrnd::spool::Spool::open(&d.spool()).unwrap();
+    etrnd::store::spool::Spool::open(&d.spool()).unwrap();
     // The test's temporary folder must be reachable by the attacker.
     std::fs::set_permissions(&d.dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
     let drop_dir = d.spool().join("drop");
@@ -135,7 +135,7 @@ fn a_complete_submission_whose_rename_was_lost_is_delivered_after_restart() {
     // The state a power cut right after sendmail's fsync can leave: only the temp
     // name, with every octet (the data and its name were fsynced before the rename).
     let mut d = Daemon::prepare(Setup::default(), &[]);
-    etrnd::spool::Spool::open(&d.spool()).unwrap();
+    etrnd::store::spool::Spool::open(&d.spool()).unwrap();
     let m = Drop {
         uid: 0,
         sender: Some(Mailbox::parse("me@test.example").unwrap()),
@@ -648,7 +648,7 @@ fn a_submission_under_umask_077_is_delivered_and_others_cannot_read_it() {
     std::fs::set_permissions(&mail, std::fs::Permissions::from_mode(0o1777)).unwrap();
     // The spool exists as the daemon makes it, but the daemon is down: the
     // submissions wait in the drop folder.
-    etrnd::spool::Spool::open(&d.spool()).unwrap();
+    etrnd::store::spool::Spool::open(&d.spool()).unwrap();
     let conf = d.conf_path();
     let bin = crate::util::bin();
     let out = as_attacker(

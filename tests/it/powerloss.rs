@@ -105,7 +105,7 @@ fn losses(rounds: usize, env: &[(&str, &str)]) -> Vec<(usize, Vec<String>)> {
                 // Held mail may have been parked (moved to hold/) before the cut.
                 std::fs::read(seen.join("queue").join(id))
                     .or_else(|_| std::fs::read(seen.join("hold").join(id)))
-                    .map(|data| etrnd::spool::check(&data).is_err())
+                    .map(|data| etrnd::store::spool::check(&data).is_err())
                     .unwrap_or(true)
             })
             .cloned()
@@ -162,7 +162,7 @@ fn every_submission_sendmail_acknowledged_survives_a_power_cut() {
     let dir = d.dir.0.clone();
     let (image, copy, seen) = (dir.join("fs.img"), dir.join("cut.img"), dir.join("cut"));
     let fs = LoopFs::new(&image, &d.spool());
-    etrnd::spool::Spool::open(&d.spool()).unwrap();
+    etrnd::store::spool::Spool::open(&d.spool()).unwrap();
     let rounds = 20;
     let mut lost = Vec::new();
     for i in 0..rounds {
@@ -183,7 +183,7 @@ fn every_submission_sendmail_acknowledged_survives_a_power_cut() {
         let subjects: Vec<String> = crate::util::list(&seen.join("drop"))
             .iter()
             .filter_map(|n| std::fs::read(seen.join("drop").join(n)).ok())
-            .filter_map(|data| etrnd::spool::drop::Drop::decode(&data).ok())
+            .filter_map(|data| etrnd::store::spool::drop::Drop::decode(&data).ok())
             .map(|m| String::from_utf8_lossy(&m.data).into_owned())
             .collect();
         for j in 0..=i {

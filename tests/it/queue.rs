@@ -199,7 +199,7 @@ fn gone_or_intact(d: &mut Daemon, before: usize) -> usize {
     let left = d.queue_files();
     for f in &left {
         let data = std::fs::read(d.queue_file(f)).unwrap();
-        etrnd::spool::check(&data).unwrap_or_else(|e| panic!("{f}: {e}"));
+        etrnd::store::spool::check(&data).unwrap_or_else(|e| panic!("{f}: {e}"));
     }
     assert!(left.len() < before, "the delete had begun");
     d.spawn();

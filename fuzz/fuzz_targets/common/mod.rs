@@ -27,5 +27,6 @@ pub fn config(route_text: &str) -> Config {
             resolv: Default::default(),
         },
         sched: etrnd::config::scheduler::SchedulerConf::builtin("/log"),
+        generic: Default::default(),
     }
 }

@@ -1,7 +1,7 @@
 //! The control socket's requests: one line each, parsed into a [`Request`] or the
 //! reply a bad one gets.
 
-use crate::smtp::etrn::EtrnTarget;
+use crate::smtp::etrn_target::EtrnTarget;
 use crate::smtp::reply::Reply;
 
 /// Largest request read (longer lines are refused and the connection closed).

@@ -22,6 +22,10 @@
 //! Maildir and its folders 0700. Synchronous file I/O in the loop, like the spool:
 //! small, bounded, and never blocking (the open is non-blocking).
 
+pub mod helper;
+pub mod supervisor;
+pub mod targets;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -57,7 +61,7 @@ pub struct LocalMessage<'a> {
     /// Arrival time (Unix).
     pub arrival: u64,
     /// Stored message (CR LF line ends), read in pieces.
-    pub body: &'a crate::spool::Body,
+    pub body: &'a crate::store::spool::Body,
     /// Our host name (Maildir names).
     pub hostname: &'a str,
 }
@@ -68,7 +72,7 @@ pub struct LocalMessage<'a> {
 pub(crate) fn render(m: &LocalMessage<'_>, mbox: bool, out: &mut impl Write) -> io::Result<()> {
     out.write_all(format!("Return-Path: {}\n", fmt_path(m.sender)).as_bytes())?;
     let mut r = LfRender::new(mbox);
-    let mut buf = vec![0u8; crate::spool::body::CHUNK];
+    let mut buf = vec![0u8; crate::store::spool::body::CHUNK];
     let mut at = 0u64;
     loop {
         let n = m.body.read_at(at, &mut buf)?;
@@ -445,7 +449,7 @@ fn deliver_maildir(
     let f = crate::sys::create_at(tmp, &name, 0o600)?;
     let r = give(&f, owner, owner.1, 0o600)
         .and_then(|()| {
-            let mut w = io::BufWriter::with_capacity(crate::spool::body::CHUNK, &f);
+            let mut w = io::BufWriter::with_capacity(crate::store::spool::body::CHUNK, &f);
             render(m, false, &mut w)?;
             w.flush()
         })
@@ -598,7 +602,7 @@ fn deliver_mbox(
     };
     let from_line = format!("From {sender} {}\n", asctime(m.arrival));
     let r = (|| {
-        let mut w = io::BufWriter::with_capacity(crate::spool::body::CHUNK, &f);
+        let mut w = io::BufWriter::with_capacity(crate::store::spool::body::CHUNK, &f);
         w.write_all(from_line.as_bytes())?;
         render(m, true, &mut w)?;
         w.write_all(b"\n")?;
@@ -641,7 +645,7 @@ fn asctime(unix: u64) -> String {
 mod tests {
     use super::*;
 
-    use crate::spool::Body;
+    use crate::store::spool::Body;
 
     fn msg<'a>(sender: &'a ReversePath, body: &'a Body) -> LocalMessage<'a> {
         LocalMessage {

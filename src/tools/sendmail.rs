@@ -12,8 +12,8 @@ use std::path::Path;
 use crate::cli::exit as ex;
 use crate::config::Config;
 use crate::smtp::trace::rfc5322_date;
-use crate::spool::drop::Drop;
-use crate::vocab::{parse_path, Mailbox, ReversePath};
+use crate::store::spool::drop::Drop;
+use crate::vocab::{Mailbox, ReversePath};
 
 /// Parsed sendmail options.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -159,19 +159,7 @@ pub(crate) fn split_headers(msg: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<u8>) {
     (fields, msg[at..].to_vec())
 }
 
-/// Parses an address, qualifying a bare name with our host name.
-pub fn qualify(a: &str, hostname: &str) -> Result<Mailbox, String> {
-    let a = a.trim().trim_start_matches('<').trim_end_matches('>');
-    let full = if a.contains('@') {
-        a.to_string()
-    } else {
-        format!("{a}@{hostname}")
-    };
-    match parse_path(&format!("<{full}>")) {
-        Ok(Some(m)) => Ok(m),
-        _ => Err(format!("bad address '{a}'")),
-    }
-}
+pub use crate::vocab::address::qualify;
 
 fn random_name() -> String {
     let mut b = [0u8; 16];
@@ -361,7 +349,8 @@ fn write_drop(postoffice: &Path, d: &Drop) -> io::Result<()> {
     let dir = postoffice.join("drop");
     if !dir.is_dir() {
         // First use before the daemon ever ran: create the spool as the daemon would.
-        crate::spool::Spool::open(postoffice).map_err(|e| io::Error::other(e.to_string()))?;
+        crate::store::spool::Spool::open(postoffice)
+            .map_err(|e| io::Error::other(e.to_string()))?;
     }
     let name = random_name();
     let tmp = dir.join(format!(".tmp.{name}"));

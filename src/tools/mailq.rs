@@ -5,10 +5,10 @@ use std::fmt::Write as _;
 
 use crate::config::scheduler::Transport;
 use crate::config::Config;
-use crate::spool::Destination;
+use crate::store::spool::Destination;
 
 use crate::smtp::trace::iso_date;
-use crate::spool::{MessageId, Spool, StateRecord};
+use crate::store::spool::{MessageId, Spool, StateRecord};
 use crate::vocab::fmt_path;
 
 /// The state of recipient `idx` from its journal, as words. `held`: its clause is
@@ -108,7 +108,7 @@ pub fn run(cfg: &Config, json: bool, out: &mut impl std::io::Write) -> i32 {
         Err(NoListing::Failed(why)) => {
             let _ = out.flush();
             eprintln!("mailq: {why}");
-            crate::etrn_client::TEMPFAIL
+            crate::tools::etrn_client::TEMPFAIL
         }
         Err(NoListing::NotRunning(why)) => match render_with(cfg, &[], json) {
             Ok(text) => print(Ok(text), out),
@@ -121,7 +121,7 @@ pub fn run(cfg: &Config, json: bool, out: &mut impl std::io::Write) -> i32 {
     }
 }
 
-fn print(r: Result<String, crate::spool::SpoolError>, out: &mut impl std::io::Write) -> i32 {
+fn print(r: Result<String, crate::store::spool::SpoolError>, out: &mut impl std::io::Write) -> i32 {
     match r {
         Ok(text) => match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
             Ok(()) => crate::cli::exit::OK,
@@ -153,9 +153,9 @@ fn through_daemon(
     let (mut reader, writer) = std::io::pipe().map_err(|e| NoListing::Failed(e.to_string()))?;
     let control = cfg.main.postoffice.join("control");
     let request = if json { "mailq -j" } else { "mailq" };
-    let mut conn = crate::etrn_client::ControlConn::connect(&control).map_err(|e| {
+    let mut conn = crate::tools::etrn_client::ControlConn::connect(&control).map_err(|e| {
         let why = format!("etrnd is not running ({}: {e})", control.display());
-        if crate::etrn_client::no_daemon(&e) {
+        if crate::tools::etrn_client::no_daemon(&e) {
             NoListing::NotRunning(why)
         } else {
             NoListing::Failed(why)
@@ -165,14 +165,14 @@ fn through_daemon(
         .ask(
             request.as_bytes(),
             Some(writer.as_raw_fd()),
-            crate::etrn_client::CONTROL_TIMEOUT,
+            crate::tools::etrn_client::CONTROL_TIMEOUT,
         )
         .map_err(|e| NoListing::Failed(e.to_string()))?;
     drop(writer);
     let line = String::from_utf8_lossy(&reply).trim_end().to_string();
     if !line.starts_with("250") {
         eprintln!("mailq: {line}");
-        return Ok(crate::etrn_client::TEMPFAIL);
+        return Ok(crate::tools::etrn_client::TEMPFAIL);
     }
     // `250-`: the daemon says when its listing child is over, after the pipe ends.
     let more = line.as_bytes().get(3) == Some(&b'-');
@@ -192,12 +192,12 @@ fn through_daemon(
     let _ = out.flush();
     if more {
         let last = conn
-            .next_line(crate::etrn_client::CONTROL_TIMEOUT)
+            .next_line(crate::tools::etrn_client::CONTROL_TIMEOUT)
             .map_err(|e| NoListing::Failed(e.to_string()))?;
         let last = String::from_utf8_lossy(&last).trim_end().to_string();
         if !last.starts_with("250") {
             eprintln!("mailq: {last}");
-            return Ok(crate::etrn_client::TEMPFAIL);
+            return Ok(crate::tools::etrn_client::TEMPFAIL);
         }
     }
     Ok(crate::cli::exit::OK)
@@ -205,7 +205,7 @@ fn through_daemon(
 
 /// Renders the listing of the spool at `postoffice` (read-only: nothing is created,
 /// verified or moved).
-pub fn render(cfg: &Config) -> Result<String, crate::spool::SpoolError> {
+pub fn render(cfg: &Config) -> Result<String, crate::store::spool::SpoolError> {
     render_with(cfg, &[], false)
 }
 
@@ -215,7 +215,7 @@ pub fn render_with(
     cfg: &Config,
     active: &[MessageId],
     json: bool,
-) -> Result<String, crate::spool::SpoolError> {
+) -> Result<String, crate::store::spool::SpoolError> {
     let postoffice = cfg.main.postoffice.as_path();
     let mut out = String::new();
     let entries = if postoffice.join("queue").is_dir() {
@@ -295,7 +295,7 @@ pub fn render_with(
 }
 
 /// A recipient's state in words; a message on the operator's hold says so first.
-fn state_of(cfg: &Config, e: &crate::spool::QueueEntry, i: usize) -> String {
+fn state_of(cfg: &Config, e: &crate::store::spool::QueueEntry, i: usize) -> String {
     let Some(r) = e.envelope.recipients.get(i) else {
         return String::new();
     };
@@ -305,7 +305,7 @@ fn state_of(cfg: &Config, e: &crate::spool::QueueEntry, i: usize) -> String {
         (is_held(cfg, &r.dest), for_atrn(cfg, &r.dest)),
         link_down(cfg, &r.dest).as_deref(),
     );
-    if crate::queue_ctl::on_hold(&e.state)
+    if crate::tools::queue::on_hold(&e.state)
         && !state.starts_with("sent")
         && !state.starts_with("bounced")
     {
@@ -317,10 +317,10 @@ fn state_of(cfg: &Config, e: &crate::spool::QueueEntry, i: usize) -> String {
 
 /// Postfix's queue name of a message and its `mailq` marker: `active` (`*`),
 /// `hold` (`!`), `deferred` (tried before) or `incoming`.
-fn queue_name(e: &crate::spool::QueueEntry, active: &[MessageId]) -> (&'static str, char) {
+fn queue_name(e: &crate::store::spool::QueueEntry, active: &[MessageId]) -> (&'static str, char) {
     if active.contains(&e.id) {
         ("active", '*')
-    } else if crate::queue_ctl::on_hold(&e.state) {
+    } else if crate::tools::queue::on_hold(&e.state) {
         ("hold", '!')
     } else if e
         .state
@@ -355,7 +355,7 @@ fn json_str(s: &str) -> String {
 /// each recipient's destination and state).
 fn render_json(
     cfg: &Config,
-    entries: &[crate::spool::QueueEntry],
+    entries: &[crate::store::spool::QueueEntry],
     drops: &[Dropped],
     active: &[MessageId],
 ) -> String {
@@ -422,7 +422,7 @@ struct Dropped {
     name: String,
     size: u64,
     mtime: u64,
-    drop: Option<crate::spool::drop::Drop>,
+    drop: Option<crate::store::spool::drop::Drop>,
 }
 
 /// The finished submissions in `drop/` that the daemon has not picked up (only what
@@ -453,7 +453,7 @@ fn dropped(postoffice: &std::path::Path, max_size: u64) -> Vec<Dropped> {
             .and_then(|f| {
                 let mut data = Vec::new();
                 f.take(limit).read_to_end(&mut data).ok()?;
-                crate::spool::drop::Drop::decode(&data).ok()
+                crate::store::spool::drop::Drop::decode(&data).ok()
             });
         out.push(Dropped {
             name,
@@ -471,7 +471,7 @@ const BUCKETS: [u64; 9] = [5, 10, 20, 40, 80, 160, 320, 640, 1280];
 
 /// `etrnd qshape`: per destination and message age, how many messages wait —
 /// one table for held (queue-only) mail, one for the rest (queued or deferred).
-pub fn qshape(cfg: &Config, now: u64) -> Result<String, crate::spool::SpoolError> {
+pub fn qshape(cfg: &Config, now: u64) -> Result<String, crate::store::spool::SpoolError> {
     use std::collections::BTreeMap;
     let postoffice = cfg.main.postoffice.as_path();
     // Parked mail is counted from the index when it is known complete (its lines
@@ -497,7 +497,7 @@ pub fn qshape(cfg: &Config, now: u64) -> Result<String, crate::spool::SpoolError
     if trusted {
         let in_queue: std::collections::HashSet<_> = entries.iter().map(|e| e.id).collect();
         for name in spool.index_names() {
-            let Some((channel, host)) = crate::spool::held::index_key(&name) else {
+            let Some((channel, host)) = crate::store::spool::held::index_key(&name) else {
                 continue;
             };
             let dest = if channel == "local" {

@@ -393,7 +393,7 @@ fn a_turned_delivery_starts_at_the_greeting_and_a_broken_session_defers_without_
 
 #[test]
 fn remote_refusals_are_worded_as_postfix_words_them() {
-    use crate::delivery::{remote_reply, said};
+    use crate::machines::delivery::{remote_reply, said};
     let r = said("mx.y.example[192.0.2.7]", "RCPT: 550 5.1.1 no such user");
     assert_eq!(
         r,

@@ -25,7 +25,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use crate::auth::guard::GuardConf;
-use crate::helper::HelperConf;
+use crate::local::helper::HelperConf;
 
 /// The longest wait before a helper that keeps dying is started again.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -308,7 +308,7 @@ enum Started {
 fn start(sock: &mut UnixStream, kind: Kind, confs: &Confs) -> Started {
     let started = match (kind, &confs.helper) {
         (Kind::Delivery, Some(conf)) => {
-            crate::sys::fork_server(|theirs| crate::helper::serve(theirs, conf))
+            crate::sys::fork_server(|theirs| crate::local::helper::serve(theirs, conf))
         }
         (Kind::Delivery, None) => return Started::Sent,
         (Kind::Auth, _) => {

@@ -517,8 +517,7 @@ pub fn link(cfg: &Config, op: &str, name: Option<&str>, out: &mut impl Write) ->
     }
 }
 
-/// The ODMR port (RFC 2645 §4), `etrnd atrn`'s default.
-pub const ODMR_PORT: u16 = 366;
+pub use crate::smtp::atrn::ODMR_PORT;
 /// How long `etrnd atrn` waits for the daemon's answer: the provider may take ten
 /// minutes to answer ATRN, and then the held mail comes down the connection.
 pub const ATRN_TIMEOUT: Duration = Duration::from_secs(2 * 3600);

@@ -474,13 +474,13 @@ pub fn base64(body: &[u8]) -> Vec<u8> {
 #[derive(Debug)]
 pub enum Source {
     /// The queue file's content.
-    File(crate::spool::Body),
+    File(crate::store::spool::Body),
     /// A header section of ours, then the queue file's content from `skip`.
     Prefixed {
         /// The new header section.
         head: Vec<u8>,
         /// The queue file.
-        body: crate::spool::Body,
+        body: crate::store::spool::Body,
         /// Where its content after the old header section starts.
         skip: u64,
     },
@@ -530,7 +530,7 @@ impl Source {
 /// rewrites an address of the header section), and made 7-bit when `seven_bit` is
 /// asked for and the content has 8-bit octets. `Err`: it cannot be made 7-bit.
 pub fn prepare(
-    body: crate::spool::Body,
+    body: crate::store::spool::Body,
     g: &Generic,
     make_seven_bit: bool,
     limit: usize,

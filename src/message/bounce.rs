@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::smtp::trace::rfc5322_date;
-use crate::spool::{Envelope, MessageId};
+use crate::store::spool::{Envelope, MessageId};
 use crate::vocab::Mailbox;
 
 /// One failed recipient.
@@ -171,7 +171,7 @@ pub fn dsn(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::{Destination, Recipient};
+    use crate::store::spool::{Destination, Recipient};
 
     #[test]
     fn status_from_replies() {

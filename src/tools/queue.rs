@@ -18,7 +18,7 @@ use crate::cli::exit as ex;
 use crate::config::Config;
 use crate::event_loop::control::MAX_QUEUE_IDS;
 use crate::sched::{QueueOp, Selection};
-use crate::spool::{Spool, StateRecord};
+use crate::store::spool::{Spool, StateRecord};
 
 /// Most ids one command line may name.
 pub const MAX_IDS: usize = 100_000;
@@ -56,16 +56,16 @@ pub fn run(cfg: &Config, args: &[String], out: &mut impl Write) -> i32 {
         Selection::All => vec![format!("queue {} ALL", op.word())],
     };
     let control = cfg.main.postoffice.join("control");
-    let mut conn = match crate::etrn_client::ControlConn::connect(&control) {
+    let mut conn = match crate::tools::etrn_client::ControlConn::connect(&control) {
         Ok(c) => c,
-        Err(e) if crate::etrn_client::no_daemon(&e) => return offline(cfg, op, &sel, out),
+        Err(e) if crate::tools::etrn_client::no_daemon(&e) => return offline(cfg, op, &sel, out),
         Err(e) => {
             let _ = writeln!(
                 out,
                 "queue: cannot reach etrnd ({}: {e})",
                 control.display()
             );
-            return crate::etrn_client::TEMPFAIL;
+            return crate::tools::etrn_client::TEMPFAIL;
         }
     };
     let mut done = 0u64;
@@ -77,9 +77,9 @@ pub fn run(cfg: &Config, args: &[String], out: &mut impl Write) -> i32 {
                 if code != 250 {
                     let _ = writeln!(out, "{line}");
                     return if code >= 500 {
-                        crate::etrn_client::NOPERM
+                        crate::tools::etrn_client::NOPERM
                     } else {
-                        crate::etrn_client::TEMPFAIL
+                        crate::tools::etrn_client::TEMPFAIL
                     };
                 }
                 done += line
@@ -90,7 +90,7 @@ pub fn run(cfg: &Config, args: &[String], out: &mut impl Write) -> i32 {
             }
             Err(e) => {
                 let _ = writeln!(out, "queue: {e} ({})", control.display());
-                return crate::etrn_client::TEMPFAIL;
+                return crate::tools::etrn_client::TEMPFAIL;
             }
         }
     }
@@ -109,7 +109,7 @@ fn offline(cfg: &Config, op: QueueOp, sel: &Selection, out: &mut impl Write) -> 
         Ok(l) => l,
         Err(e) => {
             let _ = writeln!(out, "queue: etrnd is running but does not answer: {e}");
-            return crate::etrn_client::TEMPFAIL;
+            return crate::tools::etrn_client::TEMPFAIL;
         }
     };
     if let Ok(t) = crate::logging::syslog_target(cfg.main.syslog_socket.as_deref()) {
@@ -121,7 +121,7 @@ fn offline(cfg: &Config, op: QueueOp, sel: &Selection, out: &mut impl Write) -> 
         Err(e) => {
             let _ = writeln!(out, "queue: {e}");
             return if e.err.kind() == std::io::ErrorKind::PermissionDenied {
-                crate::etrn_client::NOPERM
+                crate::tools::etrn_client::NOPERM
             } else {
                 ex::OSERR
             };

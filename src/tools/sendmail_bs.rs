@@ -105,8 +105,8 @@ pub fn session(cfg: &Config, input: &mut impl BufRead, out: &mut impl Write) -> 
                 match msg {
                     None => s.reply(552, &format!("5.3.4 message larger than {max_size} octets")),
                     Some(msg) => {
-                        let (fields, body) = crate::submit::split_headers(&msg);
-                        match crate::submit::queue(cfg, sender, to, fields, &body, None) {
+                        let (fields, body) = crate::tools::sendmail::split_headers(&msg);
+                        match crate::tools::sendmail::queue(cfg, sender, to, fields, &body, None) {
                             Ok(()) => s.reply(250, "2.0.0 Ok: queued"),
                             Err(e) => s.reply(
                                 451,

@@ -187,7 +187,7 @@ impl LocalRuns {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::MessageId;
+    use crate::store::spool::MessageId;
 
     fn r(msg: u64) -> RcptRef {
         RcptRef {

@@ -29,7 +29,7 @@ use crate::config::scheduler::SmtpOptions;
 use crate::dns::{Hop, Outcome};
 use crate::sched::{Job, RcptRef, RcptResult};
 use crate::smtp::client::{ClientEvent, RcptOutcome};
-use crate::spool::MessageId;
+use crate::store::spool::MessageId;
 
 /// How long a failed hop goes to the back of the line.
 pub const PENALTY: Duration = Duration::from_secs(120);
@@ -435,7 +435,7 @@ impl Delivery {
                     RcptOutcome::Delivered(text) => (RcptResult::Delivered, Some(text)),
                     RcptOutcome::Deferred(t) => (RcptResult::Deferred(said(&host, &t)), None),
                     RcptOutcome::Failed(t) => {
-                        let status = crate::bounce::status_of(strip_command(&t).1);
+                        let status = crate::message::bounce::status_of(strip_command(&t).1);
                         (RcptResult::Failed(status, said(&host, &t)), None)
                     }
                 };

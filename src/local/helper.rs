@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::local::{LocalMessage, LocalResult};
-use crate::spool::MessageId;
+use crate::store::spool::MessageId;
 
 /// Longest request or verdict line.
 pub const MAX_LINE: usize = 1024;
@@ -208,7 +208,7 @@ pub fn parse_verdict(line: &str) -> LocalResult {
         ("W", to) => LocalResult::Forward(
             to.split(' ')
                 .filter(|t| !t.is_empty())
-                .take(crate::local_targets::MAX_FORWARD_TARGETS)
+                .take(crate::local::targets::MAX_FORWARD_TARGETS)
                 .map(str::to_string)
                 .collect(),
         ),
@@ -366,7 +366,7 @@ fn deliver(conf: &HelperConf, id: MessageId, user: &str, seq: u64) -> Started {
             home: home.clone(),
         };
         // The recipient's own `.forward`, read as the recipient.
-        match crate::local_targets::forward_file(Path::new(&home), uid) {
+        match crate::local::targets::forward_file(Path::new(&home), uid) {
             None => {}
             Some(Err(why)) => {
                 log::warn!("local forward-refused user={user} reason=\"{why}\"");
@@ -374,7 +374,7 @@ fn deliver(conf: &HelperConf, id: MessageId, user: &str, seq: u64) -> Started {
             }
             Some(Ok(list)) => {
                 let mailbox = (conf.mailbox.as_path(), conf.maildir, seq);
-                return crate::local_targets::forward(&list, user, &account, mailbox, m);
+                return crate::local::targets::forward(&list, user, &account, mailbox, m);
             }
         }
         crate::local::deliver(&conf.mailbox, conf.maildir, user, Some(&account), m, seq)
@@ -386,8 +386,8 @@ fn deliver(conf: &HelperConf, id: MessageId, user: &str, seq: u64) -> Started {
 fn read_message(
     conf: &HelperConf,
     id: MessageId,
-) -> Result<(crate::spool::Envelope, crate::spool::Body), LocalResult> {
-    let spool = crate::spool::Spool::at(&conf.postoffice);
+) -> Result<(crate::store::spool::Envelope, crate::store::spool::Body), LocalResult> {
+    let spool = crate::store::spool::Spool::at(&conf.postoffice);
     // The file is the daemon's; a message is never larger than the limit allows.
     let limit = conf
         .max_message_size
@@ -414,7 +414,7 @@ fn read_message(
 /// An alias's file or command target: which one is read from the queue file, whom
 /// it runs as from the aliases file, both by the helper itself.
 fn deliver_target(conf: &HelperConf, id: MessageId, idx: usize) -> Started {
-    use crate::local_targets::Target;
+    use crate::local::targets::Target;
     let (env, body) = match read_message(conf, id) {
         Ok(x) => x,
         Err(r) => return r.into(),
@@ -422,7 +422,7 @@ fn deliver_target(conf: &HelperConf, id: MessageId, idx: usize) -> Started {
     let Some(r) = env.recipients.get(idx) else {
         return LocalResult::Deferred(format!("4.3.0 message {id} has no recipient {idx}")).into();
     };
-    let crate::spool::Destination::Local(name) = &r.dest else {
+    let crate::store::spool::Destination::Local(name) = &r.dest else {
         return LocalResult::Deferred("4.3.0 not a local recipient".into()).into();
     };
     let Some(target) = Target::of(name) else {
@@ -431,13 +431,13 @@ fn deliver_target(conf: &HelperConf, id: MessageId, idx: usize) -> Started {
     if target == Target::Discard {
         return LocalResult::Delivered.into();
     }
-    let (uid, gid, home, user) = match crate::local_targets::run_as(&conf.aliases, target) {
+    let (uid, gid, home, user) = match crate::local::targets::run_as(&conf.aliases, target) {
         Ok(a) => a,
         Err(why) => return LocalResult::Deferred(format!("4.3.0 {name}: {why}")).into(),
     };
     let rcpt = r.address.to_string();
     as_user(conf, (&env, &body), (uid, gid, &user), |m| {
-        crate::local_targets::deliver(target, m, ((uid, gid), &home, &user), &rcpt)
+        crate::local::targets::deliver(target, m, ((uid, gid), &home, &user), &rcpt)
     })
 }
 
@@ -445,7 +445,7 @@ fn deliver_target(conf: &HelperConf, id: MessageId, idx: usize) -> Started {
 /// message.
 fn as_user(
     conf: &HelperConf,
-    (env, body): (&crate::spool::Envelope, &crate::spool::Body),
+    (env, body): (&crate::store::spool::Envelope, &crate::store::spool::Body),
     (uid, gid, user): (u32, u32, &str),
     f: impl FnOnce(&LocalMessage<'_>) -> LocalResult,
 ) -> Started {

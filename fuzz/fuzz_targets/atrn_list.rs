@@ -23,5 +23,5 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = covers(text, "client.dom");
     let _ = etrnd::smtp::command::parse(format!("ATRN {text}").as_bytes());
-    let _ = etrnd::event_loop::control::Request::parse(format!("atrn {text}").as_bytes());
+    let _ = etrnd::daemon::control::Request::parse(format!("atrn {text}").as_bytes());
 });

@@ -6,7 +6,7 @@
 #![no_main]
 use std::time::{Duration, Instant};
 
-use etrnd::event_loop::control::{
+use etrnd::daemon::control::{
     Desk, Request, Requester, MAX_CONNS, MAX_CONNS_PER_UID, MAX_REQUEST,
 };
 use libfuzzer_sys::fuzz_target;
@@ -62,8 +62,8 @@ fuzz_target!(|data: &[u8]| {
     // Unprivileged uids never got more than the burst plus the rate.
     let secs = now.duration_since(t0).as_secs() + 1;
     for uid in [2usize, 3] {
-        let limit = u64::from(etrnd::event_loop::control::BURST)
-            + secs * u64::from(etrnd::event_loop::control::PER_SECOND);
+        let limit = u64::from(etrnd::daemon::control::BURST)
+            + secs * u64::from(etrnd::daemon::control::PER_SECOND);
         assert!(u64::from(granted[uid]) <= limit, "uid {uid}: {}", granted[uid]);
     }
 });

@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(t) = std::str::from_utf8(data) {
         let n = etrnd::store::notes::Notes::parse(t);
         let _ = n.render();
-        let _ = etrnd::event_loop::netlinks::parse_states(t);
+        let _ = etrnd::daemon::netlinks::parse_states(t);
         if let Some((c, h)) = etrnd::store::spool::held::index_key(t) {
             assert_eq!(etrnd::store::spool::held::index_name(&c, &h).as_deref(), Some(t));
         }

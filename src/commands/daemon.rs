@@ -62,7 +62,7 @@ pub fn run(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
             format!("pid file {}: {e}", cfg.main.pidfile.display()),
         ),
     };
-    let listeners = match crate::event_loop::bind(&cfg) {
+    let listeners = match crate::daemon::bind(&cfg) {
         Ok(l) => l,
         Err(e) => die(ex::OSERR, e),
     };
@@ -145,7 +145,7 @@ pub fn run(opts: &Options, cfg: Config, config_path: PathBuf) -> ! {
         Err(e) => die(ex::CANTCREAT, e),
     };
     let cfg_copy = user.as_ref().map(|_| cfg.main.clone());
-    let mut d = match crate::event_loop::Daemon::new(cfg, config_path, listeners, spool) {
+    let mut d = match crate::daemon::Daemon::new(cfg, config_path, listeners, spool) {
         Ok(d) => d,
         Err(e) => die(ex::OSERR, e),
     };

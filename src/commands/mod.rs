@@ -87,7 +87,7 @@ pub fn route(cfg: &Config, addrs: &[String], resolve: bool) -> i32 {
         if outside.decision != inside.decision {
             println!("    from outside MYNETWORKS: {}", show(&outside.decision));
         }
-        let link = crate::event_loop::netlinks::offline_link(cfg, |t| t.covers(channel, host));
+        let link = crate::daemon::netlinks::offline_link(cfg, |t| t.covers(channel, host));
         match &link {
             Some((l, true)) => {
                 println!("    link: {l}, down: a delivery waits for it (nothing is looked up)")
@@ -109,7 +109,7 @@ pub fn route(cfg: &Config, addrs: &[String], resolve: bool) -> i32 {
 /// Resolves a route host as a delivery would and prints what it would try.
 fn print_next_hops(dns: &mut Dns, host: &str) {
     let limit = std::time::Duration::from_secs(60);
-    match crate::event_loop::dns_io::resolve_all(dns, &[(host.to_string(), false)], limit) {
+    match crate::daemon::dns_io::resolve_all(dns, &[(host.to_string(), false)], limit) {
         Ok(mut outcomes) => match outcomes.pop() {
             Some(Outcome::Hops(hops)) => {
                 for (i, h) in hops.iter().enumerate() {
@@ -141,9 +141,7 @@ fn print_next_hops(dns: &mut Dns, host: &str) {
 pub fn etrn(cfg: &Config, port: Option<u16>, server: &str, targets: &[String]) -> i32 {
     let port = port.unwrap_or(cfg.main.smtp_port);
     let bare = crate::vocab::bare_host(server);
-    if let Some((l, true)) =
-        crate::event_loop::netlinks::offline_link(cfg, |t| t.covers_server(bare))
-    {
+    if let Some((l, true)) = crate::daemon::netlinks::offline_link(cfg, |t| t.covers_server(bare)) {
         eprintln!("etrn: {server} is behind link {l}, which is down (etrnd link up {l})");
         return crate::tools::etrn_client::TEMPFAIL;
     }
@@ -163,7 +161,7 @@ pub fn etrn(cfg: &Config, port: Option<u16>, server: &str, targets: &[String]) -
                 server.to_ascii_lowercase()
             };
             let limit = std::time::Duration::from_secs(60);
-            match crate::event_loop::dns_io::resolve_all(&mut dns, &[(host, true)], limit) {
+            match crate::daemon::dns_io::resolve_all(&mut dns, &[(host, true)], limit) {
                 Ok(mut o) => match o.pop() {
                     Some(Outcome::Hops(h)) => h
                         .into_iter()

@@ -77,7 +77,7 @@ fn link_down(cfg: &Config, dest: &Destination) -> Option<String> {
     let Destination::Remote { channel, host } = dest else {
         return None;
     };
-    match crate::event_loop::netlinks::offline_link(cfg, |t| t.covers(channel, host)) {
+    match crate::daemon::netlinks::offline_link(cfg, |t| t.covers(channel, host)) {
         Some((l, true)) => Some(l),
         _ => None,
     }
@@ -98,7 +98,7 @@ pub fn is_held(cfg: &Config, dest: &Destination) -> bool {
 /// when neither works, 75 when the daemon went away before it answered.
 pub fn run(cfg: &Config, json: bool, out: &mut impl std::io::Write) -> i32 {
     use crate::cli::exit as ex;
-    if let Ok(active) = std::env::var(crate::event_loop::showq::ACTIVE_ENV) {
+    if let Ok(active) = std::env::var(crate::daemon::showq::ACTIVE_ENV) {
         // The daemon's own listing child: read the spool.
         let active: Vec<MessageId> = active.split(',').filter_map(MessageId::parse).collect();
         return print(render_with(cfg, &active, json), out);

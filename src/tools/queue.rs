@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::cli::exit as ex;
 use crate::config::Config;
-use crate::event_loop::control::MAX_QUEUE_IDS;
+use crate::daemon::control::MAX_QUEUE_IDS;
 use crate::sched::{QueueOp, Selection};
 use crate::store::spool::{Spool, StateRecord};
 

@@ -15,11 +15,11 @@
 //! 5. run due timers; write pending output; close finished connections.
 
 /// The sessions' [`Context`] from the daemon's state now. A macro, not a method: it
-/// borrows only the fields it reads, so a session of `self.links` can be held
+/// borrows only the fields it reads, so a session of `self.conns` can be held
 /// mutably beside it.
 macro_rules! session_ctx {
     ($d:expr) => {
-        $crate::event_loop::context(
+        $crate::daemon::context(
             &$d.config,
             ($d.disk_low, $d.unix, $d.nonce),
             $d.sec,
@@ -28,6 +28,7 @@ macro_rules! session_ctx {
     };
 }
 
+pub mod conn;
 pub mod control;
 mod customer;
 pub mod dns_io;
@@ -35,7 +36,6 @@ mod etrn;
 mod inbound;
 mod inject;
 mod lifecycle;
-pub mod link;
 mod local_out;
 mod maillog;
 pub mod netlinks;
@@ -66,8 +66,8 @@ use crate::smtp::etrn_target::EtrnTarget;
 use crate::smtp::server::Context;
 use crate::store::spool::Envelope;
 use crate::store::spool::{Incoming, Spool};
+use conn::{ConnId, Conns, Role};
 use dns_io::DnsIo;
-use link::{ConnId, Links, Role};
 use outbound::Outbound;
 
 const SIGNAL: Token = Token(0);
@@ -116,7 +116,7 @@ pub struct Daemon {
     /// What each listener serves (same index as `listeners`).
     listener_kinds: Vec<crate::vocab::ListenKind>,
     /// Every connection: accepted clients, deliveries, DNS over TCP.
-    links: Links,
+    conns: Conns,
     per_ip: HashMap<IpAddr, usize>,
     /// Accepted clients connected now.
     live: usize,
@@ -328,7 +328,7 @@ impl Daemon {
             poll,
             listener_kinds: config.main.listen_kinds.clone(),
             listeners: configured.into_iter().zip(listeners).map(Some).collect(),
-            links: Links::default(),
+            conns: Conns::default(),
             per_ip: HashMap::new(),
             live: 0,
             spool,
@@ -428,7 +428,7 @@ impl Daemon {
             let next = [
                 self.stop_at,
                 Some(self.next_pickup),
-                self.links.timers.next(),
+                self.conns.timers.next(),
                 self.dns.poll_timeout(),
                 sched_at,
                 self.links_timeout(now),
@@ -475,8 +475,8 @@ impl Daemon {
             }
             self.commit(now);
             self.answer_etrns(now);
-            for id in self.links.due(now) {
-                let role = self.links.get_mut(id).map(|l| match l.role {
+            for id in self.conns.due(now) {
+                let role = self.conns.get_mut(id).map(|l| match l.role {
                     Role::Server(_) => 0,
                     Role::Client(_) => 1,
                     Role::Dns(_) => 2,
@@ -486,7 +486,7 @@ impl Daemon {
                     Some(1) => self.out_timeout(id, now),
                     Some(_) => self
                         .dns_io
-                        .close_tcp(id, &mut self.links, self.poll.registry()),
+                        .close_tcp(id, &mut self.conns, self.poll.registry()),
                     None => {}
                 }
             }
@@ -516,7 +516,7 @@ impl Daemon {
             self.control_tick(now);
             self.lookups_done(now);
             self.dns_io
-                .flush(&mut self.dns, &mut self.links, self.poll.registry(), now);
+                .flush(&mut self.dns, &mut self.conns, self.poll.registry(), now);
         }
         self.shutdown();
         Ok(())
@@ -635,18 +635,18 @@ impl Daemon {
         for ev in events.iter() {
             let t = ev.token();
             if let Some(id) = ConnId::from_token(t) {
-                let Some(link) = self.links.get_mut(id) else {
+                let Some(conn) = self.conns.get_mut(id) else {
                     continue; // a stale event for a link that is gone
                 };
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                    link.readable = true;
+                    conn.readable = true;
                 }
-                match link.role {
+                match conn.role {
                     Role::Server(_) => touched.push(id),
                     Role::Client(_) => self.out_event(id, now),
                     Role::Dns(_) => self.dns_io.handle_tcp(
                         id,
-                        &mut self.links,
+                        &mut self.conns,
                         &mut self.dns,
                         self.poll.registry(),
                         now,

@@ -18,7 +18,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::link::{ConnId, Outbound as OutLink, Role};
+use super::conn::{ConnId, Outbound as OutLink, Role};
 use super::Daemon;
 use crate::auth::secrets::entitled;
 use crate::auth::{Check, Verdict};
@@ -150,7 +150,7 @@ impl Daemon {
             return;
         };
         let alive = self
-            .links
+            .conns
             .get_mut(id)
             .and_then(|l| l.role.server())
             .is_some();
@@ -216,7 +216,7 @@ impl Daemon {
     }
 
     fn answer_atrn(&mut self, id: ConnId, user: &str, domains: &[String], r: &Reply, now: Instant) {
-        let Some(c) = self.links.get_mut(id).and_then(|l| l.role.server()) else {
+        let Some(c) = self.conns.get_mut(id).and_then(|l| l.role.server()) else {
             return;
         };
         let held = self
@@ -251,7 +251,7 @@ impl Daemon {
         for k in keys {
             self.notes.request(&k, self.unix, "atrn", user, r.code);
         }
-        let Some(c) = self.links.get_mut(id).and_then(|l| l.role.server()) else {
+        let Some(c) = self.conns.get_mut(id).and_then(|l| l.role.server()) else {
             return;
         };
         let ctx = session_ctx!(self);
@@ -265,14 +265,14 @@ impl Daemon {
             return;
         };
         let hostname = self.config.main.hostname.clone();
-        let Some(link) = self.links.get_mut(id) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return self.settle_claim(jid, claim, Vec::new(), now);
         };
-        let Some(peer) = link.role.server().map(|c| c.session.client()) else {
+        let Some(peer) = conn.role.server().map(|c| c.session.client()) else {
             return self.settle_claim(jid, claim, Vec::new(), now);
         };
-        let tls = if link.stream.is_tls() {
-            link.stream.describe()
+        let tls = if conn.stream.is_tls() {
+            conn.stream.describe()
         } else {
             None
         };
@@ -285,7 +285,7 @@ impl Daemon {
         let relay = crate::machines::delivery::relay_name(&hop);
         let session = ClientSession::turned(&hostname, tls, now);
         let timer = session.poll_timeout();
-        let old = link.set_role(Role::Client(Box::new(OutLink {
+        let old = conn.set_role(Role::Client(Box::new(OutLink {
             job: jid,
             relay: relay.clone(),
             session: Some(session),
@@ -298,7 +298,7 @@ impl Daemon {
         if let Role::Server(inbound) = old {
             self.forget_inbound(*inbound);
         }
-        self.links.set_timer(id, timer);
+        self.conns.set_timer(id, timer);
         log::info!(
             "{} atrn turned user={} relay={} recipients={}",
             jid.0,

@@ -45,7 +45,7 @@ pub enum Request {
     /// `link up|down|status [NAME]` (DESIGN.md §5.9).
     Link {
         /// What to do.
-        op: crate::event_loop::netlinks::LinkOp,
+        op: crate::daemon::netlinks::LinkOp,
         /// The link (none: `default`).
         name: Option<String>,
     },
@@ -90,7 +90,7 @@ impl Request {
                 })
             }
             ("link", a) => {
-                use crate::event_loop::netlinks::LinkOp;
+                use crate::daemon::netlinks::LinkOp;
                 let bad = || Reply::new(501, "5.5.4 Syntax: link up|down|status [NAME]".into());
                 let mut w = a.split(' ');
                 let op = match w.next() {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpStream, UdpSocket};
 use mio::{Interest, Registry, Token};
 
-use super::link::{ConnId, DnsTcp, Links, ReadResult, Role};
+use super::conn::{ConnId, Conns, DnsTcp, ReadResult, Role};
 use crate::buf::OutBuf;
 use crate::dns::{Dns, Transmit};
 
@@ -101,7 +101,7 @@ impl DnsIo {
     }
 
     /// Sends everything the resolver has queued, and drops stale UDP sockets.
-    pub fn flush(&mut self, dns: &mut Dns, links: &mut Links, registry: &Registry, now: Instant) {
+    pub fn flush(&mut self, dns: &mut Dns, links: &mut Conns, registry: &Registry, now: Instant) {
         while let Some(t) = dns.poll_transmit() {
             let r = if t.tcp {
                 self.start_tcp(t, links, registry, now)
@@ -127,7 +127,7 @@ impl DnsIo {
     fn start_tcp(
         &mut self,
         t: Transmit,
-        links: &mut Links,
+        links: &mut Conns,
         registry: &Registry,
         now: Instant,
     ) -> io::Result<()> {
@@ -151,7 +151,7 @@ impl DnsIo {
     }
 
     /// A DNS-over-TCP link's deadline came, or it failed: it goes.
-    pub fn close_tcp(&mut self, id: ConnId, links: &mut Links, registry: &Registry) {
+    pub fn close_tcp(&mut self, id: ConnId, links: &mut Conns, registry: &Registry) {
         if links.close(id, registry).is_some() {
             self.tcp_open -= 1;
         }
@@ -162,27 +162,27 @@ impl DnsIo {
     pub fn handle_tcp(
         &mut self,
         id: ConnId,
-        links: &mut Links,
+        links: &mut Conns,
         dns: &mut Dns,
         registry: &Registry,
         now: Instant,
     ) {
         let mut buf = [0u8; 4096];
         let answer = loop {
-            let Some(link) = links.get_mut(id) else {
+            let Some(conn) = links.get_mut(id) else {
                 return;
             };
-            link.flush();
-            if link.dead {
+            conn.flush();
+            if conn.dead {
                 break None;
             }
-            let Role::Dns(q) = &link.role else { return };
+            let Role::Dns(q) = &conn.role else { return };
             if !q.out.is_empty() {
                 return; // still connecting or the request is not all out
             }
-            match link.read(&mut buf) {
+            match conn.read(&mut buf) {
                 ReadResult::Data(n) => {
-                    let Role::Dns(q) = &mut link.role else { return };
+                    let Role::Dns(q) = &mut conn.role else { return };
                     q.inbuf.extend_from_slice(&buf[..n]);
                     if q.inbuf.len() >= 2 {
                         let len = usize::from(u16::from_be_bytes([q.inbuf[0], q.inbuf[1]]));
@@ -240,7 +240,7 @@ pub fn resolve_all(
     let mut poll = mio::Poll::new()?;
     let mut events = mio::Events::with_capacity(64);
     let mut io = DnsIo::default();
-    let mut links = Links::default();
+    let mut links = Conns::default();
     let start = Instant::now();
     let mut ids = HashMap::new();
     for (i, (h, no_mx)) in hosts.iter().enumerate() {

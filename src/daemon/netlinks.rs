@@ -189,7 +189,7 @@ impl Daemon {
 
     /// The down link a server (`etrn`, `atrn`) is behind, if any.
     pub(super) fn server_link_down(&self, server: &str) -> Option<String> {
-        let bare = crate::event_loop::secure::bare_host(server);
+        let bare = crate::daemon::secure::bare_host(server);
         self.config
             .main
             .links

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::link::ConnId;
+use super::conn::ConnId;
 use super::Daemon;
 use crate::config::main_conf::EtrnReplies;
 use crate::config::routes::RouteValue;
@@ -91,7 +91,7 @@ impl Daemon {
     }
 
     fn etrn_reply(&mut self, id: ConnId, t: &EtrnTarget, now: Instant) -> Reply {
-        let Some(c) = self.links.get_mut(id).and_then(|l| l.role.server()) else {
+        let Some(c) = self.conns.get_mut(id).and_then(|l| l.role.server()) else {
             return Reply::ETRN_TOO_MANY;
         };
         let ip = c.ip;
@@ -209,7 +209,7 @@ impl Daemon {
         let requests = std::mem::take(&mut self.etrns);
         for (id, t) in requests {
             let reply = self.etrn_reply(id, &t, now);
-            let Some(c) = self.links.get_mut(id).and_then(|l| l.role.server()) else {
+            let Some(c) = self.conns.get_mut(id).and_then(|l| l.role.server()) else {
                 continue;
             };
             log::info!(

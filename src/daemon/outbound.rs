@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 
-use super::link::{ConnId, Outbound as OutLink, ReadResult, Role};
+use super::conn::{ConnId, Outbound as OutLink, ReadResult, Role};
 use super::Daemon;
 use crate::config::scheduler::{EightBit, Transport};
 use crate::dns::Hop;
@@ -35,8 +35,8 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// A running smtp job: the machine and what the loop holds for it.
 struct Run {
     machine: Delivery,
-    /// The client link, while connected or connecting.
-    link: Option<ConnId>,
+    /// The client connection, while connected or connecting.
+    conn: Option<ConnId>,
     /// `-l FILE` of the transport, expanded for this thread.
     log: Option<PathBuf>,
     /// The current message's content as sent (masqueraded, made 7-bit) and how
@@ -100,7 +100,7 @@ impl Daemon {
                     let route_host = job.key.host.clone();
                     let run = Run {
                         machine: Delivery::new(job, opts),
-                        link: None,
+                        conn: None,
                         log,
                         body: None,
                         route_host,
@@ -224,7 +224,7 @@ impl Daemon {
                 }
             }
         }
-        if let Some(id) = self.outbound.runs.get(&jid).and_then(|r| r.link) {
+        if let Some(id) = self.outbound.runs.get(&jid).and_then(|r| r.conn) {
             self.drive_out(id, now);
         }
     }
@@ -235,8 +235,8 @@ impl Daemon {
     }
 
     fn session_of(&mut self, jid: JobId) -> Option<&mut ClientSession> {
-        let id = self.outbound.runs.get(&jid)?.link?;
-        self.links.get_mut(id)?.role.client()?.session.as_mut()
+        let id = self.outbound.runs.get(&jid)?.conn?;
+        self.conns.get_mut(id)?.role.client()?.session.as_mut()
     }
 
     /// Opens message `msg` and starts it on the session.
@@ -354,10 +354,10 @@ impl Daemon {
             customer: None,
         }));
         let hop_host = hop.host.clone();
-        let id = self.links.add(stream, role, self.poll.registry())?;
-        self.links.set_timer(id, Some(deadline));
+        let id = self.conns.add(stream, role, self.poll.registry())?;
+        self.conns.set_timer(id, Some(deadline));
         if let Some(run) = self.outbound.runs.get_mut(&jid) {
-            run.link = Some(id);
+            run.conn = Some(id);
             run.hop_host = hop_host;
         }
         Ok(())
@@ -373,7 +373,7 @@ impl Daemon {
     ) {
         let run = Run {
             machine,
-            link: Some(id),
+            conn: Some(id),
             log: None,
             body: None,
             route_host: claim.user.clone(),
@@ -392,20 +392,20 @@ impl Daemon {
             return;
         };
         run.body = None;
-        if let Some(id) = run.link.take() {
-            self.links.close(id, self.poll.registry());
+        if let Some(id) = run.conn.take() {
+            self.conns.close(id, self.poll.registry());
         }
     }
 
     /// Readiness of a client link.
     pub(super) fn out_event(&mut self, id: ConnId, now: Instant) {
-        let Some(link) = self.links.get_mut(id) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        let Some(c) = link.role.client() else { return };
+        let Some(c) = conn.role.client() else { return };
         let (jid, customer) = (c.job, c.customer);
         if c.session.is_none() {
-            let Some(sock) = link.stream.socket() else {
+            let Some(sock) = conn.stream.socket() else {
                 return;
             };
             let status = match sock.take_error() {
@@ -424,17 +424,17 @@ impl Daemon {
             }
         }
         loop {
-            let Some(link) = self.links.get_mut(id) else {
+            let Some(conn) = self.conns.get_mut(id) else {
                 return;
             };
-            if !link.readable || link.dead {
+            if !conn.readable || conn.dead {
                 break;
             }
-            let r = link.read(&mut self.buf);
+            let r = conn.read(&mut self.buf);
             // A handshake that just ended comes before the first octets inside it.
-            super::secure::client_tls_step(link, &mut self.outbound.tls_failed, now);
-            let tls_error = link.stream.tls_error().map(str::to_string);
-            let Some(s) = link.role.client().and_then(|c| c.session.as_mut()) else {
+            super::secure::client_tls_step(conn, &mut self.outbound.tls_failed, now);
+            let tls_error = conn.stream.tls_error().map(str::to_string);
+            let Some(s) = conn.role.client().and_then(|c| c.session.as_mut()) else {
                 return;
             };
             match r {
@@ -475,7 +475,7 @@ impl Daemon {
         let sec = self.client_security(id, &route_host, &hop_host, addr, now);
         let implicit = sec.implicit;
         s = s.with_security(sec);
-        if let Some(c) = self.links.get_mut(id).and_then(|l| l.role.client()) {
+        if let Some(c) = self.conns.get_mut(id).and_then(|l| l.role.client()) {
             log::info!("{} smtp connected relay={}", jid.0, c.relay);
             c.session = Some(s);
         }
@@ -486,7 +486,7 @@ impl Daemon {
 
     /// The peer address of a client link.
     pub(super) fn client_addr(&mut self, id: ConnId) -> Option<std::net::SocketAddr> {
-        self.links.get_mut(id)?.role.client().map(|c| c.addr)
+        self.conns.get_mut(id)?.role.client().map(|c| c.addr)
     }
 
     /// A connection that never got to SMTP: the machine moves to the next hop.
@@ -506,7 +506,7 @@ impl Daemon {
 
     /// A client link's deadline came: connect timeout, or the session's own.
     pub(super) fn out_timeout(&mut self, id: ConnId, now: Instant) {
-        let Some(c) = self.links.get_mut(id).and_then(|l| l.role.client()) else {
+        let Some(c) = self.conns.get_mut(id).and_then(|l| l.role.client()) else {
             return;
         };
         let jid = c.job;
@@ -530,10 +530,10 @@ impl Daemon {
     /// its events to the machine.
     pub(super) fn drive_out(&mut self, id: ConnId, now: Instant) {
         loop {
-            let Some(link) = self.links.get_mut(id) else {
+            let Some(conn) = self.conns.get_mut(id) else {
                 return;
             };
-            let Some(c) = link.role.client() else { return };
+            let Some(c) = conn.role.client() else { return };
             if c.customer.is_some() {
                 return self.drive_customer(id, now);
             }
@@ -544,7 +544,7 @@ impl Daemon {
             };
             // Feed and write until the socket takes no more or the body is all out.
             loop {
-                let Some(s) = link.role.client().and_then(|c| c.session.as_mut()) else {
+                let Some(s) = conn.role.client().and_then(|c| c.session.as_mut()) else {
                     return;
                 };
                 if let Some((b, at)) = run.body.as_mut() {
@@ -565,17 +565,17 @@ impl Daemon {
                         }
                     }
                 }
-                let pending = link.flush();
-                let s = link.role.client().and_then(|c| c.session.as_mut());
+                let pending = conn.flush();
+                let s = conn.role.client().and_then(|c| c.session.as_mut());
                 let Some(s) = s else { return };
-                if link.dead {
+                if conn.dead {
                     s.handle_eof();
                 }
-                if pending || link.dead || !s.wants_body() {
+                if pending || conn.dead || !s.wants_body() {
                     break;
                 }
             }
-            let Some(s) = link.role.client().and_then(|c| c.session.as_mut()) else {
+            let Some(s) = conn.role.client().and_then(|c| c.session.as_mut()) else {
                 return;
             };
             let lines = s.take_transcript();
@@ -585,7 +585,7 @@ impl Daemon {
                 append_transcript(run.log.as_ref(), jid, &relay, &lines);
             }
             let Some(ev) = ev else {
-                self.links.set_timer(id, t);
+                self.conns.set_timer(id, t);
                 return;
             };
             if ev == crate::smtp::client::ClientEvent::StartTls {

@@ -49,7 +49,7 @@ impl Daemon {
         }
         let host = self.config.main.hostname.clone();
         for id in self.server_links() {
-            if let Some(c) = self.links.get_mut(id).and_then(|l| l.role.server()) {
+            if let Some(c) = self.conns.get_mut(id).and_then(|l| l.role.server()) {
                 c.session.drain(&host);
                 self.service(id, now);
             }
@@ -102,9 +102,9 @@ impl Daemon {
     /// Whether nothing is in flight any more (stopping may finish).
     pub(super) fn drained(&self) -> bool {
         self.outbound.is_idle()
-            && self.links.slab.ids().into_iter().all(|id| {
-                match self.links.slab.get(id).map(|l| &l.role) {
-                    Some(super::link::Role::Server(c)) => c.incoming.is_none() && !c.session.busy(),
+            && self.conns.slab.ids().into_iter().all(|id| {
+                match self.conns.slab.get(id).map(|l| &l.role) {
+                    Some(super::conn::Role::Server(c)) => c.incoming.is_none() && !c.session.busy(),
                     _ => true,
                 }
             })

@@ -90,23 +90,23 @@ struct Seen {
     messages: usize,
 }
 
-/// One turn for one link: flush, read what its role wants, route its events.
-fn turn(link: &mut Link<End>, ctx: &Context<'_>, now: Instant, seen: &mut Seen) {
+/// One turn for one conn: flush, read what its role wants, route its events.
+fn turn(conn: &mut Conn<End>, ctx: &Context<'_>, now: Instant, seen: &mut Seen) {
     let mut buf = [0u8; 512];
     loop {
-        link.flush();
-        if !link.role.wants_read(now) {
+        conn.flush();
+        if !conn.role.wants_read(now) {
             break;
         }
-        match link.read(&mut buf) {
-            ReadResult::Data(n) => match &mut link.role {
+        match conn.read(&mut buf) {
+            ReadResult::Data(n) => match &mut conn.role {
                 Role::Server(s) => s.session.handle_input(&buf[..n], now, ctx),
                 Role::Client(c) => c.session.as_mut().unwrap().handle_input(&buf[..n], now),
                 Role::Dns(_) => unreachable!(),
             },
             _ => break,
         }
-        match &mut link.role {
+        match &mut conn.role {
             Role::Server(s) => {
                 while let Some(ev) = s.session.poll_event() {
                     match ev {
@@ -130,7 +130,7 @@ fn turn(link: &mut Link<End>, ctx: &Context<'_>, now: Instant, seen: &mut Seen) 
     }
 }
 
-fn run(a: &mut Link<End>, b: &mut Link<End>, ctx: &Context<'_>, now: Instant, seen: &mut Seen) {
+fn run(a: &mut Conn<End>, b: &mut Conn<End>, ctx: &Context<'_>, now: Instant, seen: &mut Seen) {
     for _ in 0..200 {
         turn(a, ctx, now, seen);
         turn(b, ctx, now, seen);
@@ -154,8 +154,8 @@ fn a_link_turns_from_server_to_client_and_delivers_on_the_same_stream() {
     };
     let now = Instant::now();
     let (ea, eb) = pipe();
-    let mut a = Link::new(ea, server_role(&ctx, now));
-    let mut b = Link::new(eb, client_role("client.dom", now));
+    let mut a = Conn::new(ea, server_role(&ctx, now));
+    let mut b = Conn::new(eb, client_role("client.dom", now));
     let mut seen = Seen::default();
     run(&mut a, &mut b, &ctx, now, &mut seen);
     assert_eq!(

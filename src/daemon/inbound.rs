@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::link::{ConnId, Inbound, ReadResult, Role};
+use super::conn::{ConnId, Inbound, ReadResult, Role};
 use super::secure::tls_step;
 
 /// AUTH checks sessions asked for, by link.
@@ -83,7 +83,7 @@ impl Daemon {
                 ServerSession::new(sid, SocketAddr::new(ip, addr.port()), kind, &ctx, now)
             };
             let role = Role::Server(Box::new(Inbound::new(ip, session)));
-            match self.links.add(stream, role, self.poll.registry()) {
+            match self.conns.add(stream, role, self.poll.registry()) {
                 Ok(id) => {
                     *self.per_ip.entry(ip).or_insert(0) += 1;
                     self.live += 1;
@@ -125,13 +125,13 @@ impl Daemon {
     /// Reads what the session wants, routes its events, writes its output, and
     /// closes or re-arms the link.
     pub(super) fn service(&mut self, id: ConnId, now: Instant) {
-        let Some(link) = self.links.slab.get_mut(id) else {
+        let Some(conn) = self.conns.slab.get_mut(id) else {
             return;
         };
         // Events are routed before the first read and after every read, so message
         // octets go to the spool chunk by chunk.
         loop {
-            let Some(c) = link.role.server() else { return };
+            let Some(c) = conn.role.server() else { return };
             route_events(
                 &mut self.spool,
                 &mut self.batch,
@@ -142,25 +142,25 @@ impl Daemon {
                 now,
             );
             if !self.hold_output {
-                link.flush();
+                conn.flush();
             }
-            tls_step(link, &mut self.sec, self.tls_server.as_ref(), now);
-            let want = link.role.wants_read(now) || link.stream.handshaking();
-            if !(link.readable && !link.dead && want) {
+            tls_step(conn, &mut self.sec, self.tls_server.as_ref(), now);
+            let want = conn.role.wants_read(now) || conn.stream.handshaking();
+            if !(conn.readable && !conn.dead && want) {
                 break;
             }
-            let r = link.read(&mut self.buf);
+            let r = conn.read(&mut self.buf);
             // A handshake that just ended comes before the first octets inside it.
-            tls_step(link, &mut self.sec, self.tls_server.as_ref(), now);
-            let Some(c) = link.role.server() else { return };
+            tls_step(conn, &mut self.sec, self.tls_server.as_ref(), now);
+            let Some(c) = conn.role.server() else { return };
             match r {
-                ReadResult::Closed if link.stream.tls_error().is_some() => {
+                ReadResult::Closed if conn.stream.tls_error().is_some() => {
                     log::info!(
                         "{:08x} smtp tls-failed address={} error=\"{}\"",
                         c.session.id(),
                         c.ip,
                         crate::logging::sanitize(
-                            link.stream.tls_error().unwrap_or_default().as_bytes()
+                            conn.stream.tls_error().unwrap_or_default().as_bytes()
                         )
                     );
                     c.session.handle_eof();
@@ -173,12 +173,12 @@ impl Daemon {
                 ReadResult::Closed => c.session.handle_eof(),
             }
         }
-        let dead = link.dead;
-        let Some(c) = link.role.server() else { return };
+        let dead = conn.dead;
+        let Some(c) = conn.role.server() else { return };
         if c.session.turned() && !dead {
             // The 250 to ATRN must be out (TLS records too) before the roles swap.
-            let pending = link.flush();
-            let empty = link
+            let pending = conn.flush();
+            let empty = conn
                 .role
                 .server()
                 .is_some_and(|c| c.session.pending_output().is_empty());
@@ -187,7 +187,7 @@ impl Daemon {
             } else {
                 // A customer that takes nothing more is dropped (the claim goes back).
                 let wait = crate::smtp::server::COMMAND_TIMEOUT;
-                self.links.set_timer(id, Some(now + wait));
+                self.conns.set_timer(id, Some(now + wait));
             }
             return;
         }
@@ -197,11 +197,11 @@ impl Daemon {
         if done && c.incoming.is_none() && !waiting {
             self.close(id, now);
         } else {
-            let t = match (c.session.poll_timeout(), link.stream.handshake_deadline()) {
+            let t = match (c.session.poll_timeout(), conn.stream.handshake_deadline()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            self.links.set_timer(id, t);
+            self.conns.set_timer(id, t);
         }
         if !self.auths.is_empty() {
             self.send_auth_checks(now);
@@ -225,7 +225,7 @@ impl Daemon {
             }
             let results = self.spool.commit(incs);
             for (((id, result), size), env) in ids.into_iter().zip(results).zip(sizes).zip(envs) {
-                let Some(c) = self.links.get_mut(id).and_then(|l| l.role.server()) else {
+                let Some(c) = self.conns.get_mut(id).and_then(|l| l.role.server()) else {
                     if let Ok(mid) = &result {
                         self.sched.add_sized(*mid, &env, &[], self.unix, size);
                     }
@@ -267,10 +267,10 @@ impl Daemon {
 
     /// Closes a server link.
     pub(super) fn close(&mut self, id: ConnId, now: Instant) {
-        let Some(link) = self.links.close(id, self.poll.registry()) else {
+        let Some(conn) = self.conns.close(id, self.poll.registry()) else {
             return;
         };
-        let Role::Server(c) = link.role else { return };
+        let Role::Server(c) = conn.role else { return };
         let accepted = c.session.accepted;
         log::info!(
             "{:08x} smtp disconnect address={} messages={}",
@@ -303,12 +303,12 @@ impl Daemon {
 
     /// Every server link (draining and stopping walk them).
     pub(super) fn server_links(&self) -> Vec<ConnId> {
-        self.links
+        self.conns
             .slab
             .ids()
             .into_iter()
             .filter(|id| {
-                self.links
+                self.conns
                     .slab
                     .get(*id)
                     .is_some_and(|l| matches!(l.role, Role::Server(_)))
@@ -318,18 +318,18 @@ impl Daemon {
 
     /// A server link's deadline came.
     pub(super) fn server_timeout(&mut self, id: ConnId, now: Instant) {
-        let Some(link) = self.links.get_mut(id) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        if link.stream.handshake_deadline().is_some_and(|t| t <= now) {
-            if let Some(c) = link.role.server() {
+        if conn.stream.handshake_deadline().is_some_and(|t| t <= now) {
+            if let Some(c) = conn.role.server() {
                 log::info!("{:08x} smtp tls-timeout address={}", c.session.id(), c.ip);
                 c.session.handle_eof();
             }
             self.close(id, now);
             return;
         }
-        if let Some(c) = link.role.server() {
+        if let Some(c) = conn.role.server() {
             if c.session.turned() {
                 log::info!(
                     "{:08x} atrn timeout address={}: the 250 was never taken",
@@ -349,10 +349,10 @@ impl Daemon {
     pub(super) fn close_servers(&mut self, now: Instant) {
         let host = self.config.main.hostname.clone();
         for id in self.server_links() {
-            let Some(link) = self.links.get_mut(id) else {
+            let Some(conn) = self.conns.get_mut(id) else {
                 continue;
             };
-            if let Some(c) = link.role.server() {
+            if let Some(c) = conn.role.server() {
                 c.session.shutdown(&host);
                 while let Some(ev) = c.session.poll_event() {
                     if let Event::MessageAbort = ev {
@@ -362,7 +362,7 @@ impl Daemon {
                     }
                 }
             }
-            link.flush();
+            conn.flush();
             self.close(id, now);
         }
     }

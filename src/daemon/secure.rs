@@ -8,7 +8,7 @@
 use crate::logging::sanitize;
 use std::time::{Duration, Instant};
 
-use super::link::{ConnId, Link};
+use super::conn::{Conn, ConnId};
 use super::transport::{ServerTls, Transport};
 use super::{Daemon, Security, GUARD};
 use crate::auth::authinfo::AuthInfo;
@@ -29,7 +29,7 @@ pub struct OutboundSecurity {
 /// Starts TLS on a server link whose session sent `220` to STARTTLS and whose
 /// output is all written, and tells the session when the handshake is done.
 pub(super) fn tls_step(
-    link: &mut Link<Transport>,
+    conn: &mut Conn<Transport>,
     sec: &mut Security,
     server: Option<&ServerTls>,
     now: Instant,
@@ -38,19 +38,19 @@ pub(super) fn tls_step(
     let _ = server; // always None
     #[cfg(feature = "tls")]
     {
-        let written = link
+        let written = conn
             .role
             .server()
             .is_some_and(|c| c.session.awaits_tls() && c.session.pending_output().is_empty());
-        if written && !link.stream.is_tls() && std::io::Write::flush(&mut link.stream).is_ok() {
-            start_server_tls(link, sec, server, now);
+        if written && !conn.stream.is_tls() && std::io::Write::flush(&mut conn.stream).is_ok() {
+            start_server_tls(conn, sec, server, now);
         }
     }
-    let Some(c) = link.role.server() else { return };
-    if c.handshaking && !link.stream.handshaking() {
+    let Some(c) = conn.role.server() else { return };
+    if c.handshaking && !conn.stream.handshaking() {
         c.handshaking = false;
         sec.handshakes = sec.handshakes.saturating_sub(1);
-        if let Some(info) = link.stream.describe() {
+        if let Some(info) = conn.stream.describe() {
             c.session.tls_on(info, now);
         }
     }
@@ -60,20 +60,20 @@ pub(super) fn tls_step(
 /// server configuration the link is dropped.
 #[cfg(feature = "tls")]
 fn start_server_tls(
-    link: &mut Link<Transport>,
+    conn: &mut Conn<Transport>,
     sec: &mut Security,
     server: Option<&ServerTls>,
     now: Instant,
 ) {
-    let Some(c) = link.role.server() else { return };
+    let Some(c) = conn.role.server() else { return };
     match server.map(crate::tls::server_connection) {
-        Some(Ok(conn)) => {
-            link.stream
-                .start_tls(conn.into(), now + super::HANDSHAKE_TIMEOUT);
+        Some(Ok(tls)) => {
+            conn.stream
+                .start_tls(tls.into(), now + super::HANDSHAKE_TIMEOUT);
             c.handshaking = true;
             sec.handshakes += 1;
         }
-        _ => link.dead = true,
+        _ => conn.dead = true,
     }
 }
 
@@ -81,8 +81,8 @@ impl Daemon {
     /// An implicit-TLS listener's client: TLS from the first octet.
     pub(super) fn start_implicit_tls(&mut self, id: ConnId, now: Instant) {
         #[cfg(feature = "tls")]
-        if let Some(link) = self.links.slab.get_mut(id) {
-            start_server_tls(link, &mut self.sec, self.tls_server.as_ref(), now);
+        if let Some(conn) = self.conns.slab.get_mut(id) {
+            start_server_tls(conn, &mut self.sec, self.tls_server.as_ref(), now);
         }
         #[cfg(not(feature = "tls"))]
         let _ = (id, now);
@@ -215,7 +215,7 @@ impl Daemon {
             }
         };
         if let Some(s) = self
-            .links
+            .conns
             .get_mut(id)
             .and_then(|l| l.role.client())
             .and_then(|c| c.session.as_mut())
@@ -229,7 +229,7 @@ impl Daemon {
     /// its failure budget ([`crate::auth::throttle`]): 454, unchecked.
     pub(super) fn send_auth_checks(&mut self, now: Instant) {
         for (id, check) in std::mem::take(&mut self.auths) {
-            let ip = match self.links.get_mut(id).and_then(|l| l.role.server()) {
+            let ip = match self.conns.get_mut(id).and_then(|l| l.role.server()) {
                 Some(c) => c.ip,
                 None => continue,
             };
@@ -278,7 +278,7 @@ impl Daemon {
     }
 
     fn answer_auth(&mut self, id: ConnId, outcome: AuthOutcome, now: Instant) {
-        if let Some(c) = self.links.get_mut(id).and_then(|l| l.role.server()) {
+        if let Some(c) = self.conns.get_mut(id).and_then(|l| l.role.server()) {
             let ctx = session_ctx!(self);
             c.session.handle_auth(outcome, now, &ctx);
             self.service(id, now);
@@ -296,16 +296,16 @@ pub use crate::vocab::bare_host;
 /// A client link whose TLS handshake is over: the session learns it (or its
 /// failure, remembered for the `may` fall-back).
 pub(super) fn client_tls_step(
-    link: &mut Link<Transport>,
+    conn: &mut Conn<Transport>,
     tls_failed: &mut std::collections::HashMap<std::net::SocketAddr, Instant>,
     now: Instant,
 ) {
-    if !link.stream.is_tls() || link.stream.handshaking() {
+    if !conn.stream.is_tls() || conn.stream.handshaking() {
         return;
     }
-    let describe = link.stream.describe();
-    let failed = link.stream.tls_error().is_some();
-    let Some(c) = link.role.client() else { return };
+    let describe = conn.stream.describe();
+    let failed = conn.stream.tls_error().is_some();
+    let Some(c) = conn.role.client() else { return };
     let addr = c.addr;
     let Some(s) = c.session.as_mut() else { return };
     if !s.awaits_tls() {
@@ -379,7 +379,7 @@ impl Daemon {
                 None
             };
             let plan = crate::tls::plan(level, &matches, &host, hop, roots);
-            if let Some(c) = self.links.get_mut(id).and_then(|l| l.role.client()) {
+            if let Some(c) = self.conns.get_mut(id).and_then(|l| l.role.client()) {
                 c.tls_plan = plan;
             }
         }
@@ -406,23 +406,23 @@ impl Daemon {
     /// Starts TLS on a client link (after `220` to STARTTLS, or at connect for
     /// implicit TLS).
     pub(super) fn start_client_tls(&mut self, id: ConnId, now: Instant) {
-        let Some(link) = self.links.get_mut(id) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
         #[cfg(feature = "tls")]
         {
-            let plan = link.role.client().and_then(|c| c.tls_plan.clone());
-            let conn = plan
+            let plan = conn.role.client().and_then(|c| c.tls_plan.clone());
+            let tls = plan
                 .ok_or_else(|| "no TLS plan".to_string())
                 .and_then(|(check, sni)| {
                     crate::tls::client_connection(crate::tls::client_config(check), &sni)
                 });
-            match conn {
-                Ok(c) => link
+            match tls {
+                Ok(c) => conn
                     .stream
                     .start_tls(c.into(), now + super::HANDSHAKE_TIMEOUT),
                 Err(e) => {
-                    if let Some(s) = link.role.client().and_then(|c| c.session.as_mut()) {
+                    if let Some(s) = conn.role.client().and_then(|c| c.session.as_mut()) {
                         s.tls_failed(&e);
                     }
                 }
@@ -431,7 +431,7 @@ impl Daemon {
         #[cfg(not(feature = "tls"))]
         {
             let _ = now;
-            if let Some(s) = link.role.client().and_then(|c| c.session.as_mut()) {
+            if let Some(s) = conn.role.client().and_then(|c| c.session.as_mut()) {
                 s.tls_failed("this etrnd was built without TLS");
             }
         }

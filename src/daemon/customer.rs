@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
-use super::link::{ConnId, Inbound, Outbound as OutLink, Role};
+use super::conn::{ConnId, Inbound, Outbound as OutLink, Role};
 use super::Daemon;
 use crate::dns::Outcome;
 use crate::logging::sanitize;
@@ -94,7 +94,7 @@ impl Daemon {
                 format!("4.4.0 {server} is behind link {l}, which is down"),
             ));
         }
-        let host = crate::event_loop::secure::bare_host(&server).to_ascii_lowercase();
+        let host = crate::daemon::secure::bare_host(&server).to_ascii_lowercase();
         if matches!(ask, Ask::Atrn(_)) && self.outbound_sec.authinfo.lookup(&host, port).is_none() {
             return Some(Reply::new(
                 530,
@@ -210,11 +210,11 @@ impl Daemon {
                     addr,
                     customer: Some(cid),
                 }));
-                self.links.add(stream, role, self.poll.registry())
+                self.conns.add(stream, role, self.poll.registry())
             });
             match opened {
                 Ok(id) => {
-                    self.links.set_timer(id, Some(now + CONNECT_TIMEOUT));
+                    self.conns.set_timer(id, Some(now + CONNECT_TIMEOUT));
                     return;
                 }
                 Err(e) => {
@@ -241,7 +241,7 @@ impl Daemon {
         let sec = self.client_security(id, &server, &server, addr, now);
         let implicit = sec.implicit;
         let s = ClientSession::new(&hostname, now).with_security(sec);
-        if let Some(c) = self.links.get_mut(id).and_then(|l| l.role.client()) {
+        if let Some(c) = self.conns.get_mut(id).and_then(|l| l.role.client()) {
             log::info!("{verb} customer-connected relay={}", c.relay);
             c.session = Some(s);
         }
@@ -253,7 +253,7 @@ impl Daemon {
 
     /// The customer's connection failed before SMTP: the next address.
     pub(super) fn customer_conn_failed(&mut self, id: ConnId, cid: u64, why: &str, now: Instant) {
-        self.links.close(id, self.poll.registry());
+        self.conns.close(id, self.poll.registry());
         if let Some(c) = self.odmr.customers.get_mut(&cid) {
             log::info!(
                 "{} customer-connect-failed server={} error=\"{}\"",
@@ -269,12 +269,12 @@ impl Daemon {
     /// Writes the customer session's output and acts on its events.
     pub(super) fn drive_customer(&mut self, id: ConnId, now: Instant) {
         loop {
-            let Some(link) = self.links.get_mut(id) else {
+            let Some(conn) = self.conns.get_mut(id) else {
                 return;
             };
-            link.flush();
-            let dead = link.dead;
-            let Some(c) = link.role.client() else { return };
+            conn.flush();
+            let dead = conn.dead;
+            let Some(c) = conn.role.client() else { return };
             let Some(cid) = c.customer else { return };
             let Some(s) = c.session.as_mut() else { return };
             if dead {
@@ -284,7 +284,7 @@ impl Daemon {
             let t = s.poll_timeout();
             let authenticated = s.authenticated();
             let Some(ev) = ev else {
-                self.links.set_timer(id, t);
+                self.conns.set_timer(id, t);
                 return;
             };
             let Some(cust) = self.odmr.customers.get_mut(&cid) else {
@@ -365,11 +365,11 @@ impl Daemon {
                         code,
                         format!("{status} {}: {reason}", cust.server),
                     ));
-                    self.links.close(id, self.poll.registry());
+                    self.conns.close(id, self.poll.registry());
                     return self.customer_finish(cid);
                 }
                 ClientEvent::Closed => {
-                    self.links.close(id, self.poll.registry());
+                    self.conns.close(id, self.poll.registry());
                     return self.customer_finish(cid);
                 }
             }
@@ -392,7 +392,7 @@ impl Daemon {
     }
 
     fn customer_session(&mut self, id: ConnId) -> Option<&mut ClientSession> {
-        self.links.get_mut(id)?.role.client()?.session.as_mut()
+        self.conns.get_mut(id)?.role.client()?.session.as_mut()
     }
 
     /// `250` to our ATRN: the link becomes a server session for the provider.
@@ -401,13 +401,13 @@ impl Daemon {
             return;
         };
         let server = cust.server.clone();
-        let Some(link) = self.links.get_mut(id) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        let Some(peer) = link.role.client().map(|c| c.addr) else {
+        let Some(peer) = conn.role.client().map(|c| c.addr) else {
             return;
         };
-        let tls = link
+        let tls = conn
             .role
             .client()
             .and_then(|c| c.session.as_ref())
@@ -416,7 +416,7 @@ impl Daemon {
         let ctx = session_ctx!(self);
         let session = ServerSession::reversed(self.next_session, peer, &server, tls, &ctx, now);
         let ip = crate::config::cidr::canonical(peer.ip());
-        link.set_role(Role::Server(Box::new(Inbound::new(ip, session))));
+        conn.set_role(Role::Server(Box::new(Inbound::new(ip, session))));
         *self.per_ip.entry(ip).or_default() += 1;
         self.live += 1;
         self.odmr.reversed.insert(id, cid);

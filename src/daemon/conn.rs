@@ -311,7 +311,7 @@ pub enum ReadResult {
 }
 
 /// A connection: its transport, its role, and its readiness.
-pub struct Link<S> {
+pub struct Conn<S> {
     /// The byte transport.
     pub stream: S,
     /// What it carries.
@@ -322,10 +322,10 @@ pub struct Link<S> {
     pub dead: bool,
 }
 
-impl<S: Read + Write> Link<S> {
+impl<S: Read + Write> Conn<S> {
     /// A new link, assumed readable (an edge may have come before registration).
-    pub fn new(stream: S, role: Role) -> Link<S> {
-        Link {
+    pub fn new(stream: S, role: Role) -> Conn<S> {
+        Conn {
             stream,
             role,
             readable: true,
@@ -397,14 +397,14 @@ impl<S: Read + Write> Link<S> {
 
 /// The daemon's links over sockets, with one deadline per link.
 #[derive(Default)]
-pub struct Links {
+pub struct Conns {
     /// The links.
-    pub slab: Slab<Link<Transport>>,
+    pub slab: Slab<Conn<Transport>>,
     /// Their deadlines, by slot.
     pub timers: super::timers::Timers,
 }
 
-impl Links {
+impl Conns {
     /// Adds a link and registers its socket for reading and writing.
     pub fn add(
         &mut self,
@@ -423,25 +423,25 @@ impl Links {
             id.token(),
             mio::Interest::READABLE | mio::Interest::WRITABLE,
         )?;
-        let got = self.slab.insert(Link::new(Transport::Plain(stream), role));
+        let got = self.slab.insert(Conn::new(Transport::Plain(stream), role));
         debug_assert_eq!(got, Some(id));
         Ok(id)
     }
 
     /// The link `id`, if it is still there.
-    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Link<Transport>> {
+    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn<Transport>> {
         self.slab.get_mut(id)
     }
 
     /// Removes a link: deregisters its socket and clears its deadline.
-    pub fn close(&mut self, id: ConnId, registry: &mio::Registry) -> Option<Link<Transport>> {
-        let mut link = self.slab.remove(id)?;
-        link.stream.close_notify();
-        if let Some(s) = link.stream.socket() {
+    pub fn close(&mut self, id: ConnId, registry: &mio::Registry) -> Option<Conn<Transport>> {
+        let mut conn = self.slab.remove(id)?;
+        conn.stream.close_notify();
+        if let Some(s) = conn.stream.socket() {
             let _ = registry.deregister(s);
         }
         self.timers.set(id.slot(), None);
-        Some(link)
+        Some(conn)
     }
 
     /// Sets (or clears) the deadline of `id`.
@@ -462,5 +462,5 @@ impl Links {
 }
 
 #[cfg(test)]
-#[path = "link_tests.rs"]
+#[path = "conn_tests.rs"]
 mod tests;

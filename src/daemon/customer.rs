@@ -79,10 +79,10 @@ impl Daemon {
         (reply_to, link): (Option<super::control::ControlRef>, Option<String>),
         now: Instant,
     ) -> Option<Reply> {
-        if self.stopping {
+        if self.core.stopping {
             return Some(Reply::new(421, "4.3.2 etrnd is stopping".into()));
         }
-        if self.odmr.customers.len() >= MAX_CUSTOMERS {
+        if self.core.odmr.customers.len() >= MAX_CUSTOMERS {
             return Some(Reply::new(
                 452,
                 "4.3.1 too many ATRN requests in progress".into(),
@@ -95,14 +95,21 @@ impl Daemon {
             ));
         }
         let host = crate::daemon::secure::bare_host(&server).to_ascii_lowercase();
-        if matches!(ask, Ask::Atrn(_)) && self.outbound_sec.authinfo.lookup(&host, port).is_none() {
+        if matches!(ask, Ask::Atrn(_))
+            && self
+                .core
+                .outbound_sec
+                .authinfo
+                .lookup(&host, port)
+                .is_none()
+        {
             return Some(Reply::new(
                 530,
                 format!("5.7.0 no credentials for [{host}]:{port} in db/authinfo"),
             ));
         }
-        self.odmr.next_customer += 1;
-        let cid = self.odmr.next_customer;
+        self.core.odmr.next_customer += 1;
+        let cid = self.core.odmr.next_customer;
         let (verb, args) = match &ask {
             Ask::Atrn(d) if d.is_empty() => ("atrn", "(all)".to_string()),
             Ask::Atrn(d) => ("atrn", d.join(",")),
@@ -124,7 +131,7 @@ impl Daemon {
         } else {
             server.clone()
         };
-        self.odmr.customers.insert(
+        self.core.odmr.customers.insert(
             cid,
             Customer {
                 server,
@@ -139,8 +146,8 @@ impl Daemon {
                 failure: None,
             },
         );
-        let lid = self.dns.lookup(&lookup_host, true, now);
-        self.odmr.lookups.insert(lid, cid);
+        let lid = self.core.dns.lookup(&lookup_host, true, now);
+        self.core.odmr.lookups.insert(lid, cid);
         None
     }
 
@@ -151,10 +158,10 @@ impl Daemon {
         outcome: Outcome,
         now: Instant,
     ) {
-        let Some(cid) = self.odmr.lookups.remove(&lid) else {
+        let Some(cid) = self.core.odmr.lookups.remove(&lid) else {
             return;
         };
-        let Some(c) = self.odmr.customers.get_mut(&cid) else {
+        let Some(c) = self.core.odmr.customers.get_mut(&cid) else {
             return;
         };
         match outcome {
@@ -178,14 +185,14 @@ impl Daemon {
     /// Connects to the next address of the provider.
     fn customer_connect(&mut self, cid: u64, now: Instant) {
         loop {
-            let Some(server) = self.odmr.customers.get(&cid).map(|c| c.server.clone()) else {
+            let Some(server) = self.core.odmr.customers.get(&cid).map(|c| c.server.clone()) else {
                 return;
             };
             if let Some(l) = self.server_link_down(&server) {
                 let r = Reply::new(421, format!("4.4.0 link {l} went down"));
                 return self.customer_done(cid, r);
             }
-            let Some(c) = self.odmr.customers.get_mut(&cid) else {
+            let Some(c) = self.core.odmr.customers.get_mut(&cid) else {
                 return;
             };
             let Some(addr) = c.hops.pop_front() else {
@@ -197,7 +204,7 @@ impl Daemon {
                 });
                 return self.customer_done(cid, r);
             };
-            let from = self.config.main.bind_for(addr);
+            let from = self.core.config.main.bind_for(addr);
             let connected = crate::sys::connect_from(addr, from).map(TcpStream::from_std);
             let opened = connected.and_then(|stream| {
                 let role = Role::Client(Box::new(OutLink {
@@ -210,11 +217,11 @@ impl Daemon {
                     addr,
                     customer: Some(cid),
                 }));
-                self.conns.add(stream, role, self.poll.registry())
+                self.io.conns.add(stream, role, self.poll.registry())
             });
             match opened {
                 Ok(id) => {
-                    self.conns.set_timer(id, Some(now + CONNECT_TIMEOUT));
+                    self.io.conns.set_timer(id, Some(now + CONNECT_TIMEOUT));
                     return;
                 }
                 Err(e) => {
@@ -227,6 +234,7 @@ impl Daemon {
     /// The customer's connection is up: its client session starts.
     pub(super) fn customer_connected(&mut self, id: ConnId, cid: u64, now: Instant) {
         let Some((server, verb)) = self
+            .core
             .odmr
             .customers
             .get(&cid)
@@ -237,11 +245,11 @@ impl Daemon {
         let Some(addr) = self.client_addr(id) else {
             return;
         };
-        let hostname = self.config.main.hostname.clone();
+        let hostname = self.core.config.main.hostname.clone();
         let sec = self.client_security(id, &server, &server, addr, now);
         let implicit = sec.implicit;
         let s = ClientSession::new(&hostname, now).with_security(sec);
-        if let Some(c) = self.conns.get_mut(id).and_then(|l| l.role.client()) {
+        if let Some(c) = self.io.conns.get_mut(id).and_then(|l| l.role.client()) {
             log::info!("{verb} customer-connected relay={}", c.relay);
             c.session = Some(s);
         }
@@ -253,8 +261,8 @@ impl Daemon {
 
     /// The customer's connection failed before SMTP: the next address.
     pub(super) fn customer_conn_failed(&mut self, id: ConnId, cid: u64, why: &str, now: Instant) {
-        self.conns.close(id, self.poll.registry());
-        if let Some(c) = self.odmr.customers.get_mut(&cid) {
+        self.io.conns.close(id, self.poll.registry());
+        if let Some(c) = self.core.odmr.customers.get_mut(&cid) {
             log::info!(
                 "{} customer-connect-failed server={} error=\"{}\"",
                 c.ask.verb(),
@@ -269,7 +277,7 @@ impl Daemon {
     /// Writes the customer session's output and acts on its events.
     pub(super) fn drive_customer(&mut self, id: ConnId, now: Instant) {
         loop {
-            let Some(conn) = self.conns.get_mut(id) else {
+            let Some(conn) = self.io.conns.get_mut(id) else {
                 return;
             };
             conn.flush();
@@ -284,10 +292,10 @@ impl Daemon {
             let t = s.poll_timeout();
             let authenticated = s.authenticated();
             let Some(ev) = ev else {
-                self.conns.set_timer(id, t);
+                self.io.conns.set_timer(id, t);
                 return;
             };
-            let Some(cust) = self.odmr.customers.get_mut(&cid) else {
+            let Some(cust) = self.core.odmr.customers.get_mut(&cid) else {
                 return;
             };
             match ev {
@@ -365,11 +373,11 @@ impl Daemon {
                         code,
                         format!("{status} {}: {reason}", cust.server),
                     ));
-                    self.conns.close(id, self.poll.registry());
+                    self.io.conns.close(id, self.poll.registry());
                     return self.customer_finish(cid);
                 }
                 ClientEvent::Closed => {
-                    self.conns.close(id, self.poll.registry());
+                    self.io.conns.close(id, self.poll.registry());
                     return self.customer_finish(cid);
                 }
             }
@@ -379,6 +387,7 @@ impl Daemon {
     /// Sends the next ETRN of a link-up action, or QUIT after the last.
     fn next_etrn(&mut self, id: ConnId, cid: u64, now: Instant) {
         let next = self
+            .core
             .odmr
             .customers
             .get_mut(&cid)
@@ -392,16 +401,16 @@ impl Daemon {
     }
 
     fn customer_session(&mut self, id: ConnId) -> Option<&mut ClientSession> {
-        self.conns.get_mut(id)?.role.client()?.session.as_mut()
+        self.io.conns.get_mut(id)?.role.client()?.session.as_mut()
     }
 
     /// `250` to our ATRN: the link becomes a server session for the provider.
     fn turn_customer(&mut self, id: ConnId, cid: u64, now: Instant) {
-        let Some(cust) = self.odmr.customers.get(&cid) else {
+        let Some(cust) = self.core.odmr.customers.get(&cid) else {
             return;
         };
         let server = cust.server.clone();
-        let Some(conn) = self.conns.get_mut(id) else {
+        let Some(conn) = self.io.conns.get_mut(id) else {
             return;
         };
         let Some(peer) = conn.role.client().map(|c| c.addr) else {
@@ -412,23 +421,24 @@ impl Daemon {
             .client()
             .and_then(|c| c.session.as_ref())
             .and_then(|s| s.tls_info().map(str::to_string));
-        self.next_session = self.next_session.wrapping_add(1);
+        self.core.next_session = self.core.next_session.wrapping_add(1);
         let ctx = session_ctx!(self);
-        let session = ServerSession::reversed(self.next_session, peer, &server, tls, &ctx, now);
+        let session =
+            ServerSession::reversed(self.core.next_session, peer, &server, tls, &ctx, now);
         let ip = crate::config::cidr::canonical(peer.ip());
         conn.set_role(Role::Server(Box::new(Inbound::new(ip, session))));
-        *self.per_ip.entry(ip).or_default() += 1;
-        self.live += 1;
-        self.odmr.reversed.insert(id, cid);
+        *self.core.per_ip.entry(ip).or_default() += 1;
+        self.core.live += 1;
+        self.core.odmr.reversed.insert(id, cid);
         self.service(id, now);
     }
 
     /// A reversed server link closed: the requester hears how many messages came.
     pub(super) fn reversed_closed(&mut self, id: ConnId, accepted: u32) {
-        let Some(cid) = self.odmr.reversed.remove(&id) else {
+        let Some(cid) = self.core.odmr.reversed.remove(&id) else {
             return;
         };
-        let Some(c) = self.odmr.customers.get(&cid) else {
+        let Some(c) = self.core.odmr.customers.get(&cid) else {
             return;
         };
         let r = Reply::new(
@@ -440,7 +450,7 @@ impl Daemon {
 
     /// The customer's client session ended without a turn-around.
     fn customer_finish(&mut self, cid: u64) {
-        let Some(c) = self.odmr.customers.get_mut(&cid) else {
+        let Some(c) = self.core.odmr.customers.get_mut(&cid) else {
             return;
         };
         let etrn = matches!(c.ask, Ask::Etrn(_));
@@ -477,7 +487,7 @@ impl Daemon {
 
     /// A customer request is over: log it and tell the requester.
     fn customer_done(&mut self, cid: u64, r: Reply) {
-        let Some(c) = self.odmr.customers.remove(&cid) else {
+        let Some(c) = self.core.odmr.customers.remove(&cid) else {
             return;
         };
         log::info!(

@@ -25,7 +25,7 @@ impl Daemon {
     /// Whether the target names something this host holds mail for: a routed
     /// (non-default) domain, the host of a route, or a channel of a route.
     fn etrn_eligible(&self, t: &EtrnTarget) -> bool {
-        let trie = &self.config.router.trie;
+        let trie = &self.core.config.router.trie;
         let routes = trie.values();
         match t {
             EtrnTarget::Node(d) => {
@@ -49,8 +49,8 @@ impl Daemon {
     /// network ETRN is subject to `ETRN_ALLOW`. Decided from the configuration
     /// alone, so the answer says nothing about what is queued.
     pub(super) fn names_held(&self, t: &EtrnTarget) -> bool {
-        let held = |channel: &str, host: &str| self.config.sched.holds(channel, host);
-        let trie = &self.config.router.trie;
+        let held = |channel: &str, host: &str| self.core.config.sched.holds(channel, host);
+        let trie = &self.core.config.router.trie;
         let route_host = |key: &Option<crate::vocab::Domain>,
                           host: &crate::config::routes::Host| match host {
             crate::config::routes::Host::RecipientDomain => key.as_ref().map(|k| k.to_string()),
@@ -91,14 +91,20 @@ impl Daemon {
     }
 
     fn etrn_reply(&mut self, id: ConnId, t: &EtrnTarget, now: Instant) -> Reply {
-        let Some(c) = self.conns.get_mut(id).and_then(|l| l.role.server()) else {
+        let Some(c) = self.io.conns.get_mut(id).and_then(|l| l.role.server()) else {
             return Reply::ETRN_TOO_MANY;
         };
         let ip = c.ip;
         // Our own networks (etrnd flush, the ppp hook) are not rate limited.
-        let trusted = self.config.main.mynetworks.iter().any(|n| n.contains(ip));
+        let trusted = self
+            .core
+            .config
+            .main
+            .mynetworks
+            .iter()
+            .any(|n| n.contains(ip));
         if !trusted {
-            let times = self.etrn_times.entry(ip).or_default();
+            let times = self.core.etrn_times.entry(ip).or_default();
             while times
                 .front()
                 .is_some_and(|&t0| now.duration_since(t0) >= ETRN_WINDOW)
@@ -117,21 +123,23 @@ impl Daemon {
     /// checks, and `etrnd flush TARGET` over the control socket).
     pub(super) fn etrn_release(&mut self, t: &EtrnTarget, who: (&str, &str)) -> Reply {
         let r = self.etrn_release_reply(t);
-        for key in self.sched.take_matched() {
-            self.notes.request(&key, self.unix, who.0, who.1, r.code);
+        for key in self.core.sched.take_matched() {
+            self.core
+                .notes
+                .request(&key, self.clock.unix, who.0, who.1, r.code);
         }
         r
     }
 
     fn etrn_release_reply(&mut self, t: &EtrnTarget) -> Reply {
-        if self.stopping {
+        if self.core.stopping {
             return Reply::new(458, format!("4.3.2 {t}: unable to queue messages now"));
         }
         // DESIGN.md §5.5: a name also releases every recipient whose route is the
         // route the name itself takes (`ETRN client.dom` with `.client.dom
         // smtp-etrn!mail.client.dom` releases mail.client.dom and the subdomains too).
         // Never through the default route, which would release everything.
-        let trie = &self.config.router.trie;
+        let trie = &self.core.config.router.trie;
         let own_route = match t {
             EtrnTarget::Node(d) => trie
                 .lookup(d)
@@ -154,12 +162,16 @@ impl Daemon {
         // rest follows as it leaves), then released like mail in memory.
         // What stays on disk for now is released too (it follows chunk by chunk)
         // and counts in the reply.
-        let (loaded, later) =
-            super::park::page_in_release(&mut self.spool, &mut self.sched, self.unix, pick);
-        self.releasing.extend(loaded);
-        let mut released = self.sched.release(pick);
+        let (loaded, later) = super::park::page_in_release(
+            &mut self.core.spool,
+            &mut self.core.sched,
+            self.clock.unix,
+            pick,
+        );
+        self.core.releasing.extend(loaded);
+        let mut released = self.core.sched.release(pick);
         released.messages += later;
-        if self.config.main.etrn_replies == EtrnReplies::Minimal {
+        if self.core.config.main.etrn_replies == EtrnReplies::Minimal {
             // Minimal: every well-formed name gets 250, held here or not, so a
             // client learns nothing about which domains we hold.
             return Reply::ETRN_MINIMAL;
@@ -181,16 +193,16 @@ impl Daemon {
     /// answers unblock, and starts what they released at once. A session has at most
     /// one ETRN waiting at a time and its pipelined input is bounded, so this ends.
     pub(super) fn answer_etrns(&mut self, now: Instant) {
-        if self.etrns.is_empty() {
+        if self.core.etrns.is_empty() {
             return;
         }
         let mut answered = Vec::new();
-        self.hold_output = true;
-        while !self.etrns.is_empty() {
-            answered.extend(self.etrns.iter().map(|(slot, _)| *slot));
+        self.core.hold_output = true;
+        while !self.core.etrns.is_empty() {
+            answered.extend(self.core.etrns.iter().map(|(slot, _)| *slot));
             self.answer_etrn_round(now);
         }
-        self.hold_output = false;
+        self.core.hold_output = false;
         answered.sort_unstable();
         answered.dedup();
         for slot in answered {
@@ -198,7 +210,7 @@ impl Daemon {
         }
         self.start_jobs(now);
         // Idle rate-limit entries are dropped so the table stays small.
-        self.etrn_times.retain(|_, v| {
+        self.core.etrn_times.retain(|_, v| {
             v.back()
                 .is_some_and(|&t| now.duration_since(t) < ETRN_WINDOW)
         });
@@ -206,10 +218,10 @@ impl Daemon {
 
     /// Answers the ETRNs waiting now; serving their sessions may queue more.
     fn answer_etrn_round(&mut self, now: Instant) {
-        let requests = std::mem::take(&mut self.etrns);
+        let requests = std::mem::take(&mut self.core.etrns);
         for (id, t) in requests {
             let reply = self.etrn_reply(id, &t, now);
-            let Some(c) = self.conns.get_mut(id).and_then(|l| l.role.server()) else {
+            let Some(c) = self.io.conns.get_mut(id).and_then(|l| l.role.server()) else {
                 continue;
             };
             log::info!(

@@ -24,10 +24,11 @@ use crate::store::spool::{Envelope, Incoming, Spool};
 impl Daemon {
     pub(super) fn accept(&mut self, idx: usize, now: Instant, touched: &mut Vec<ConnId>) {
         loop {
-            let Some(Some((_, listener))) = self.listeners.get(idx) else {
+            let Some(Some((_, listener))) = self.io.listeners.get(idx) else {
                 return;
             };
             let kind = self
+                .io
                 .listener_kinds
                 .get(idx)
                 .copied()
@@ -48,30 +49,30 @@ impl Daemon {
                 }
             };
             let ip = cidr::canonical(addr.ip());
-            let max = self.config.main.max_connections;
-            if self.live >= max.saturating_add(REFUSAL_SLACK) {
+            let max = self.core.config.main.max_connections;
+            if self.core.live >= max.saturating_add(REFUSAL_SLACK) {
                 continue; // dropped: a flood, not a client
             }
-            self.next_session = self.next_session.wrapping_add(1);
-            let sid = self.next_session;
-            let per_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
-            let host = &self.config.main.hostname;
-            let limit = if self.live >= max {
+            self.core.next_session = self.core.next_session.wrapping_add(1);
+            let sid = self.core.next_session;
+            let per_ip = self.core.per_ip.get(&ip).copied().unwrap_or(0);
+            let host = &self.core.config.main.hostname;
+            let limit = if self.core.live >= max {
                 Some("too many connections")
-            } else if per_ip >= self.config.main.max_connections_per_ip {
+            } else if per_ip >= self.core.config.main.max_connections_per_ip {
                 Some("too many connections from your address")
             } else {
                 None
             };
             let session = if kind == ListenKind::Smtps
                 && (limit.is_some()
-                    || !self.sec.tls
-                    || self.sec.handshakes >= super::MAX_HANDSHAKES)
+                    || !self.core.sec.tls
+                    || self.core.sec.handshakes >= super::MAX_HANDSHAKES)
             {
                 // No plaintext can be spoken here: such a client is dropped.
                 let why = match limit {
                     Some(w) => w,
-                    None if self.sec.tls => "too many TLS handshakes",
+                    None if self.core.sec.tls => "too many TLS handshakes",
                     None => "no certificate for smtps",
                 };
                 log::warn!("smtp refused address={addr} reason=\"{why}\"");
@@ -83,10 +84,10 @@ impl Daemon {
                 ServerSession::new(sid, SocketAddr::new(ip, addr.port()), kind, &ctx, now)
             };
             let role = Role::Server(Box::new(Inbound::new(ip, session)));
-            match self.conns.add(stream, role, self.poll.registry()) {
+            match self.io.conns.add(stream, role, self.poll.registry()) {
                 Ok(id) => {
-                    *self.per_ip.entry(ip).or_insert(0) += 1;
-                    self.live += 1;
+                    *self.core.per_ip.entry(ip).or_insert(0) += 1;
+                    self.core.live += 1;
                     if kind == ListenKind::Smtps {
                         self.start_implicit_tls(id, now);
                     }
@@ -102,15 +103,15 @@ impl Daemon {
     /// instead of hanging. Returns whether a client was taken (Linux reports EMFILE
     /// even with nobody waiting: then the accept loop stops).
     fn refuse_out_of_fds(&mut self, idx: usize) -> bool {
-        self.spare_fd = None;
-        let taken = match self.listeners.get(idx) {
+        self.io.spare_fd = None;
+        let taken = match self.io.listeners.get(idx) {
             Some(Some((_, l))) => l.accept().ok(),
             _ => None,
         };
         let got_one = taken.is_some();
         if let Some((mut s, addr)) = taken {
             let msg = Reply::closing(
-                &self.config.main.hostname,
+                &self.core.config.main.hostname,
                 "4.3.2 Error: too busy, try later",
             );
             let mut out = Vec::new();
@@ -118,14 +119,14 @@ impl Daemon {
             let _ = std::io::Write::write(&mut s, &out);
             log::warn!("smtp refused address={addr} reason=\"out of file descriptors\"");
         }
-        self.spare_fd = std::fs::File::open("/dev/null").ok();
+        self.io.spare_fd = std::fs::File::open("/dev/null").ok();
         got_one
     }
 
     /// Reads what the session wants, routes its events, writes its output, and
     /// closes or re-arms the link.
     pub(super) fn service(&mut self, id: ConnId, now: Instant) {
-        let Some(conn) = self.conns.slab.get_mut(id) else {
+        let Some(conn) = self.io.conns.slab.get_mut(id) else {
             return;
         };
         // Events are routed before the first read and after every read, so message
@@ -133,25 +134,29 @@ impl Daemon {
         loop {
             let Some(c) = conn.role.server() else { return };
             route_events(
-                &mut self.spool,
-                &mut self.batch,
-                (&mut self.etrns, &mut self.auths, &mut self.atrns),
+                &mut self.core.spool,
+                &mut self.core.batch,
+                (
+                    &mut self.core.etrns,
+                    &mut self.core.auths,
+                    &mut self.core.atrns,
+                ),
                 &session_ctx!(self),
                 id,
                 c,
                 now,
             );
-            if !self.hold_output {
+            if !self.core.hold_output {
                 conn.flush();
             }
-            tls_step(conn, &mut self.sec, self.tls_server.as_ref(), now);
+            tls_step(conn, &mut self.core.sec, self.io.tls_server.as_ref(), now);
             let want = conn.role.wants_read(now) || conn.stream.handshaking();
             if !(conn.readable && !conn.dead && want) {
                 break;
             }
-            let r = conn.read(&mut self.buf);
+            let r = conn.read(&mut self.io.buf);
             // A handshake that just ended comes before the first octets inside it.
-            tls_step(conn, &mut self.sec, self.tls_server.as_ref(), now);
+            tls_step(conn, &mut self.core.sec, self.io.tls_server.as_ref(), now);
             let Some(c) = conn.role.server() else { return };
             match r {
                 ReadResult::Closed if conn.stream.tls_error().is_some() => {
@@ -167,7 +172,7 @@ impl Daemon {
                 }
                 ReadResult::Data(n) => {
                     let ctx = session_ctx!(self);
-                    c.session.handle_input(&self.buf[..n], now, &ctx);
+                    c.session.handle_input(&self.io.buf[..n], now, &ctx);
                 }
                 ReadResult::WouldBlock => {}
                 ReadResult::Closed => c.session.handle_eof(),
@@ -187,13 +192,13 @@ impl Daemon {
             } else {
                 // A customer that takes nothing more is dropped (the claim goes back).
                 let wait = crate::smtp::server::COMMAND_TIMEOUT;
-                self.conns.set_timer(id, Some(now + wait));
+                self.io.conns.set_timer(id, Some(now + wait));
             }
             return;
         }
         let done = dead || (c.session.is_closing() && c.session.pending_output().is_empty());
-        let waiting =
-            self.batch.iter().any(|(s, _, _)| *s == id) || self.etrns.iter().any(|(s, _)| *s == id);
+        let waiting = self.core.batch.iter().any(|(s, _, _)| *s == id)
+            || self.core.etrns.iter().any(|(s, _)| *s == id);
         if done && c.incoming.is_none() && !waiting {
             self.close(id, now);
         } else {
@@ -201,20 +206,20 @@ impl Daemon {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            self.conns.set_timer(id, t);
+            self.io.conns.set_timer(id, t);
         }
-        if !self.auths.is_empty() {
+        if !self.core.auths.is_empty() {
             self.send_auth_checks(now);
         }
-        if !self.atrns.is_empty() {
+        if !self.core.atrns.is_empty() {
             self.atrn_requests(now);
         }
     }
 
     /// Commits the messages that ended in this turn, then answers their sessions.
     pub(super) fn commit(&mut self, now: Instant) {
-        while !self.batch.is_empty() {
-            let batch = std::mem::take(&mut self.batch);
+        while !self.core.batch.is_empty() {
+            let batch = std::mem::take(&mut self.core.batch);
             let ids: Vec<ConnId> = batch.iter().map(|(s, _, _)| *s).collect();
             let sizes: Vec<u64> = batch.iter().map(|(_, i, _)| i.len()).collect();
             let mut envs = Vec::with_capacity(batch.len());
@@ -223,11 +228,13 @@ impl Daemon {
                 incs.push(i);
                 envs.push(e);
             }
-            let results = self.spool.commit(incs);
+            let results = self.core.spool.commit(incs);
             for (((id, result), size), env) in ids.into_iter().zip(results).zip(sizes).zip(envs) {
-                let Some(c) = self.conns.get_mut(id).and_then(|l| l.role.server()) else {
+                let Some(c) = self.io.conns.get_mut(id).and_then(|l| l.role.server()) else {
                     if let Ok(mid) = &result {
-                        self.sched.add_sized(*mid, &env, &[], self.unix, size);
+                        self.core
+                            .sched
+                            .add_sized(*mid, &env, &[], self.clock.unix, size);
                     }
                     continue;
                 };
@@ -243,7 +250,9 @@ impl Daemon {
                             c.ip,
                             size
                         );
-                        self.sched.add_sized(*mid, &env, &[], self.unix, size);
+                        self.core
+                            .sched
+                            .add_sized(*mid, &env, &[], self.clock.unix, size);
                     }
                     Err(e) => {
                         log::error!(
@@ -254,7 +263,7 @@ impl Daemon {
                         // The disk is looked at again at once: MAIL is refused
                         // while it is full, and the check repeats until there is room.
                         if e.is_no_space() {
-                            self.disk_checked = None;
+                            self.core.disk_checked = None;
                         }
                     }
                 }
@@ -267,7 +276,7 @@ impl Daemon {
 
     /// Closes a server link.
     pub(super) fn close(&mut self, id: ConnId, now: Instant) {
-        let Some(conn) = self.conns.close(id, self.poll.registry()) else {
+        let Some(conn) = self.io.conns.close(id, self.poll.registry()) else {
             return;
         };
         let Role::Server(c) = conn.role else { return };
@@ -287,28 +296,30 @@ impl Daemon {
     /// ATRN into a client session).
     pub(super) fn forget_inbound(&mut self, mut c: Inbound) {
         if let Some(inc) = c.incoming.take() {
-            self.spool.abort(inc);
+            self.core.spool.abort(inc);
         }
         if c.handshaking {
-            self.sec.handshakes = self.sec.handshakes.saturating_sub(1);
+            self.core.sec.handshakes = self.core.sec.handshakes.saturating_sub(1);
         }
-        if let Some(n) = self.per_ip.get_mut(&c.ip) {
+        if let Some(n) = self.core.per_ip.get_mut(&c.ip) {
             *n -= 1;
             if *n == 0 {
-                self.per_ip.remove(&c.ip);
+                self.core.per_ip.remove(&c.ip);
             }
         }
-        self.live -= 1;
+        self.core.live -= 1;
     }
 
     /// Every server link (draining and stopping walk them).
     pub(super) fn server_links(&self) -> Vec<ConnId> {
-        self.conns
+        self.io
+            .conns
             .slab
             .ids()
             .into_iter()
             .filter(|id| {
-                self.conns
+                self.io
+                    .conns
                     .slab
                     .get(*id)
                     .is_some_and(|l| matches!(l.role, Role::Server(_)))
@@ -318,7 +329,7 @@ impl Daemon {
 
     /// A server link's deadline came.
     pub(super) fn server_timeout(&mut self, id: ConnId, now: Instant) {
-        let Some(conn) = self.conns.get_mut(id) else {
+        let Some(conn) = self.io.conns.get_mut(id) else {
             return;
         };
         if conn.stream.handshake_deadline().is_some_and(|t| t <= now) {
@@ -347,9 +358,9 @@ impl Daemon {
 
     /// Ends every server session (shutdown).
     pub(super) fn close_servers(&mut self, now: Instant) {
-        let host = self.config.main.hostname.clone();
+        let host = self.core.config.main.hostname.clone();
         for id in self.server_links() {
-            let Some(conn) = self.conns.get_mut(id) else {
+            let Some(conn) = self.io.conns.get_mut(id) else {
                 continue;
             };
             if let Some(c) = conn.role.server() {
@@ -357,7 +368,7 @@ impl Daemon {
                 while let Some(ev) = c.session.poll_event() {
                     if let Event::MessageAbort = ev {
                         if let Some(inc) = c.incoming.take() {
-                            self.spool.abort(inc);
+                            self.core.spool.abort(inc);
                         }
                     }
                 }

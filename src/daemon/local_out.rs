@@ -78,29 +78,29 @@ impl Daemon {
     /// A local job: its deliveries start as the limits allow.
     pub(super) fn deliver_local(&mut self, job: Job, now: Instant) {
         let relay = format!("local:{}", job.key.host);
-        self.local.jobs.insert(job.id, (relay, now));
-        self.local.runs.add(job.id, &job.key.host, &job.rcpts);
+        self.core.local.jobs.insert(job.id, (relay, now));
+        self.core.local.runs.add(job.id, &job.key.host, &job.rcpts);
         self.local_step(now);
     }
 
     /// A new loop turn: a new budget of starts.
     pub(super) fn local_turn(&mut self) {
-        self.local.budget = STARTS_PER_TURN;
+        self.core.local.budget = STARTS_PER_TURN;
     }
 
     /// Carries out what the runs want, within this turn's budget.
     pub(super) fn local_step(&mut self, now: Instant) {
-        while self.local.budget > 0 {
-            let Some(action) = self.local.runs.poll_action() else {
+        while self.core.local.budget > 0 {
+            let Some(action) = self.core.local.runs.poll_action() else {
                 return;
             };
             match action {
                 LocalAction::Start { job, rcpt } => {
-                    self.local.budget -= 1;
+                    self.core.local.budget -= 1;
                     self.local_start(job, rcpt, now);
                 }
                 LocalAction::Finished { job, results } => {
-                    self.local.jobs.remove(&job);
+                    self.core.local.jobs.remove(&job);
                     self.finish_job(job, results, now);
                 }
             }
@@ -111,19 +111,22 @@ impl Daemon {
     /// when starts wait only for the next turn's budget.
     pub(super) fn local_timeout(&self, now: Instant) -> Option<Instant> {
         let late = self
+            .core
             .local
             .verdicts
             .iter()
             .flatten()
             .map(|v| v.deadline)
             .min();
-        let more = (self.local.budget == 0 && self.local.runs.has_action()).then_some(now);
+        let more =
+            (self.core.local.budget == 0 && self.core.local.runs.has_action()).then_some(now);
         late.into_iter().chain(more).min()
     }
 
     /// The target of a job: its thread's host (a user, or an alias's `/…` or `|…`).
     fn local_target(&self, job: JobId) -> String {
-        self.local
+        self.core
+            .local
             .jobs
             .get(&job)
             .and_then(|(relay, _)| relay.strip_prefix("local:"))
@@ -133,7 +136,7 @@ impl Daemon {
 
     /// Starts delivering one recipient of a local job.
     fn local_start(&mut self, job: JobId, rcpt: RcptRef, now: Instant) {
-        if !self.sched.has_message(rcpt.msg) {
+        if !self.core.sched.has_message(rcpt.msg) {
             // Deleted by the operator since the job started: nothing to deliver.
             let why = "deleted by the operator".to_string();
             return self.local_end(job, rcpt, LocalResult::Deferred(why), now);
@@ -143,8 +146,8 @@ impl Daemon {
         if target == Some(Target::Discard) {
             return self.local_end(job, rcpt, LocalResult::Delivered, now);
         }
-        if self.local.privileged {
-            let Some(h) = self.helper.as_mut() else {
+        if self.core.local.privileged {
+            let Some(h) = self.io.helper.as_mut() else {
                 let why = "4.3.0 no delivery helper (it died and cannot be started again)";
                 return self.local_end(job, rcpt, LocalResult::Deferred(why.into()), now);
             };
@@ -155,14 +158,14 @@ impl Daemon {
             return;
         }
         // Not started as root: a child of ours delivers, as ourselves.
-        self.local_seq += 1;
-        let seq = self.local_seq;
-        let spool = crate::store::spool::Spool::at(self.spool.root());
-        let main = &self.config.main;
+        self.core.local_seq += 1;
+        let seq = self.core.local_seq;
+        let spool = crate::store::spool::Spool::at(self.core.spool.root());
+        let main = &self.core.config.main;
         let (mailbox, maildir, hostname) =
             (main.mailbox.clone(), main.maildir, main.hostname.clone());
         let aliases = main.mailvar.join("db").join("aliases");
-        let account = self.config.router.accounts.get(&name).cloned();
+        let account = self.core.config.router.accounts.get(&name).cloned();
         let forked = crate::local::helper::fork_verdict(&[], || {
             let (env, body) = match spool.open_message(rcpt.msg) {
                 Ok(x) => x,
@@ -205,11 +208,11 @@ impl Daemon {
 
     /// A delivery runs on its own: its verdict is awaited on `sock`.
     fn watch_verdict(&mut self, job: JobId, rcpt: RcptRef, sock: UnixStream, now: Instant) {
-        let slot = match self.local.verdicts.iter().position(Option::is_none) {
+        let slot = match self.core.local.verdicts.iter().position(Option::is_none) {
             Some(i) => i,
-            None if self.local.verdicts.len() < MAX_VERDICTS => {
-                self.local.verdicts.push(None);
-                self.local.verdicts.len() - 1
+            None if self.core.local.verdicts.len() < MAX_VERDICTS => {
+                self.core.local.verdicts.push(None);
+                self.core.local.verdicts.len() - 1
             }
             None => {
                 let why = "4.3.0 too many deliveries awaiting a verdict".to_string();
@@ -226,7 +229,7 @@ impl Daemon {
             let why = format!("4.3.0 {}", crate::vocab::os_error(&e));
             return self.local_end(job, rcpt, LocalResult::Deferred(why), now);
         }
-        self.local.verdicts[slot] = Some(Verdict {
+        self.core.local.verdicts[slot] = Some(Verdict {
             job,
             rcpt,
             sock,
@@ -243,7 +246,13 @@ impl Daemon {
     /// A verdict socket can be read.
     pub(super) fn verdict_event(&mut self, token: Token, now: Instant) {
         let slot = token.0 - VERDICT_BASE;
-        let Some(v) = self.local.verdicts.get_mut(slot).and_then(Option::as_mut) else {
+        let Some(v) = self
+            .core
+            .local
+            .verdicts
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+        else {
             return;
         };
         let mut buf = [0u8; 1024];
@@ -279,7 +288,13 @@ impl Daemon {
     }
 
     fn verdict_done(&mut self, slot: usize, r: LocalResult, now: Instant) {
-        let Some(mut v) = self.local.verdicts.get_mut(slot).and_then(Option::take) else {
+        let Some(mut v) = self
+            .core
+            .local
+            .verdicts
+            .get_mut(slot)
+            .and_then(Option::take)
+        else {
             return;
         };
         let _ = self.poll.registry().deregister(&mut v.sock);
@@ -288,9 +303,9 @@ impl Daemon {
 
     /// Verdicts that did not come in time.
     pub(super) fn local_tick(&mut self, now: Instant) {
-        let late: Vec<usize> = (0..self.local.verdicts.len())
+        let late: Vec<usize> = (0..self.core.local.verdicts.len())
             .filter(|&i| {
-                self.local.verdicts[i]
+                self.core.local.verdicts[i]
                     .as_ref()
                     .is_some_and(|v| now >= v.deadline)
             })
@@ -307,7 +322,7 @@ impl Daemon {
 
     /// The delivery helper answered, or its socket can take more.
     pub(super) fn helper_event(&mut self, now: Instant) {
-        let Some(h) = self.helper.as_mut() else {
+        let Some(h) = self.io.helper.as_mut() else {
             return;
         };
         h.flush();
@@ -328,7 +343,7 @@ impl Daemon {
     /// The delivery helper is gone: what it was asked is deferred, deliveries wait,
     /// and the supervisor starts a new one.
     fn helper_died(&mut self, now: Instant) {
-        let Some(mut h) = self.helper.take() else {
+        let Some(mut h) = self.io.helper.take() else {
             return;
         };
         let _ = self.poll.registry().deregister(h.source());
@@ -359,11 +374,12 @@ impl Daemon {
         let reply = match &r {
             LocalResult::Forward(id) => Some(format!("forwarded as {}", id.join(" "))),
             LocalResult::DeliveredAs(what) => Some(what.clone()),
-            LocalResult::Delivered => Some(reply_of(target, self.config.main.maildir)),
+            LocalResult::Delivered => Some(reply_of(target, self.core.config.main.maildir)),
             _ => None,
         };
         let result = result_of(r);
         let (relay, started) = self
+            .core
             .local
             .jobs
             .get(&job)
@@ -375,14 +391,14 @@ impl Daemon {
             reply,
         };
         self.record(&relay, vec![rec], Some((started, Some(started))), now);
-        self.local.runs.done(job, rcpt, &result);
+        self.core.local.runs.done(job, rcpt, &result);
     }
 
     /// A `.forward` sent the message on: a copy for those addresses is queued, with
     /// the original sender and a `Delivered-To:` line that stops a loop.
     fn forward_copy(&mut self, rcpt: RcptRef, user: &str, to: &[String]) -> LocalResult {
-        let host = self.config.main.hostname.clone();
-        let (env, body) = match self.spool.open_message(rcpt.msg) {
+        let host = self.core.config.main.hostname.clone();
+        let (env, body) = match self.core.spool.open_message(rcpt.msg) {
             Ok(x) => x,
             Err(e) => return LocalResult::Deferred(format!("4.3.0 cannot read queue file: {e}")),
         };

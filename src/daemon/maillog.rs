@@ -40,6 +40,7 @@ impl Daemon {
             RcptResult::Failed(st, t) => ("bounced", t.clone(), st.clone()),
         };
         let to = self
+            .core
             .sched
             .rcpt_info(o.rcpt)
             .map(|(addr, _)| addr.to_string())

@@ -20,10 +20,10 @@
 macro_rules! session_ctx {
     ($d:expr) => {
         $crate::daemon::context(
-            &$d.config,
-            ($d.disk_low, $d.unix, $d.nonce),
-            $d.sec,
-            Some($d.sched.over_quota()),
+            &$d.core.config,
+            ($d.core.disk_low, $d.clock.unix, $d.clock.nonce),
+            $d.core.sec,
+            Some($d.core.sched.over_quota()),
         )
     };
 }
@@ -105,11 +105,17 @@ pub fn bind(cfg: &Config) -> io::Result<Vec<TcpListener>> {
         .collect()
 }
 
-/// The running daemon.
+/// The running daemon: the poller, the I/O (every descriptor), the components that
+/// decide (the core) and the clock of the turn.
 pub struct Daemon {
     poll: Poll,
-    /// Held destinations whose release goes on chunk by chunk from disk (`park`).
-    releasing: Vec<park::Releasing>,
+    io: Io,
+    core: Core,
+    clock: Clock,
+}
+
+/// Every descriptor of the daemon and the means to move bytes through them.
+pub(crate) struct Io {
     /// Listeners by token offset, with the LISTEN entry each came from; a slot is
     /// emptied when a reload removes its address (tokens stay stable).
     listeners: Vec<Option<(SocketAddr, TcpListener)>>,
@@ -117,35 +123,52 @@ pub struct Daemon {
     listener_kinds: Vec<crate::vocab::ListenKind>,
     /// Every connection: accepted clients, deliveries, DNS over TCP.
     conns: Conns,
+    signals: crate::sys::SignalPipe,
+    buf: Vec<u8>,
+    /// A descriptor held in reserve to refuse clients cleanly when out of them.
+    spare_fd: Option<std::fs::File>,
+    dns_io: DnsIo,
+    listening: Vec<SocketAddr>,
+    /// The privileged helper, when the daemon was started as root (local delivery
+    /// goes through it, as the recipient); `None` while it is started again.
+    helper: Option<crate::local::helper::Helper<(crate::sched::JobId, crate::sched::RcptRef)>>,
+    /// The supervisor, which starts the helpers again when they die.
+    supervisor: Option<crate::local::supervisor::Supervisor>,
+    /// The wake-up socket of `etrnd sendmail`.
+    notify: Option<mio::net::UnixDatagram>,
+    /// The control socket (`etrnd flush`, `mailq`, `queue`, `link`, `atrn`).
+    control: control::Control,
+    /// The server's TLS configuration, when a certificate is loaded.
+    tls_server: Option<transport::ServerTls>,
+    /// The auth helper.
+    guard: Option<crate::auth::guard::Guard>,
+    /// CA roots for `verify`/`secure`, read at first use (and again after SIGHUP).
+    #[cfg(feature = "tls")]
+    tls_roots: Option<std::sync::Arc<rustls::RootCertStore>>,
+}
+
+/// The components and their state: no descriptor in here.
+pub(crate) struct Core {
+    /// Held destinations whose release goes on chunk by chunk from disk (`park`).
+    releasing: Vec<park::Releasing>,
     per_ip: HashMap<IpAddr, usize>,
     /// Accepted clients connected now.
     live: usize,
     spool: Spool,
     config: Config,
     config_path: PathBuf,
-    signals: crate::sys::SignalPipe,
     next_session: u32,
     batch: Vec<(ConnId, Incoming, Box<Envelope>)>,
     disk_low: bool,
     disk_checked: Option<Instant>,
-    buf: Vec<u8>,
     stopping: bool,
     /// After SIGTERM: when the daemon stops even if work is still in flight.
     stop_at: Option<Instant>,
-    /// A descriptor held in reserve to refuse clients cleanly when out of them.
-    spare_fd: Option<std::fs::File>,
     dns: Dns,
-    dns_io: DnsIo,
-    listening: Vec<SocketAddr>,
     sched: Scheduler,
     outbound: Outbound,
     /// Counter for unique Maildir names.
     local_seq: u64,
-    /// The privileged helper, when the daemon was started as root (local delivery
-    /// goes through it, as the recipient); `None` while it is started again.
-    helper: Option<crate::local::helper::Helper<(crate::sched::JobId, crate::sched::RcptRef)>>,
-    /// The supervisor, which starts the helpers again when they die.
-    supervisor: Option<crate::local::supervisor::Supervisor>,
     /// Local jobs in progress and the deliveries they run.
     local: local_out::Local,
     /// Bounces that could not be committed (a full disk), and when they are tried
@@ -172,10 +195,6 @@ pub struct Daemon {
     notes_write_at: Option<Instant>,
     /// Recent ETRNs per client address, for the rate limit.
     etrn_times: HashMap<IpAddr, std::collections::VecDeque<Instant>>,
-    /// The wake-up socket of `etrnd sendmail`.
-    notify: Option<mio::net::UnixDatagram>,
-    /// The control socket (`etrnd flush`, `mailq`, `queue`, `link`, `atrn`).
-    control: control::Control,
     /// Running `mailq` listings: pid, when they are stopped, for whom (uid, root or
     /// the daemon's user).
     showq: Vec<showq::Listing>,
@@ -186,16 +205,8 @@ pub struct Daemon {
     pickup_noted_retry: Instant,
     /// Drop-folder entries whose failure was logged (each is logged once).
     pickup_noted: std::collections::HashSet<PathBuf>,
-    /// Wall-clock seconds of this turn's clock reading (see `tick`).
-    unix: u64,
-    /// A number that changes every turn from a random start (`Context::nonce`).
-    nonce: u64,
     /// What sessions may offer of TLS and AUTH.
     sec: Security,
-    /// The server's TLS configuration, when a certificate is loaded.
-    tls_server: Option<transport::ServerTls>,
-    /// The auth helper.
-    guard: Option<crate::auth::guard::Guard>,
     /// AUTH checks the sessions asked for in this turn.
     auths: Vec<(ConnId, crate::auth::Check)>,
     /// Token requests at the auth helper: by sequence number, the delivery's link.
@@ -206,9 +217,14 @@ pub struct Daemon {
     auth_throttle: crate::auth::throttle::Throttle,
     /// The client side's credentials and TLS policy (from the auth helper's load).
     outbound_sec: secure::OutboundSecurity,
-    /// CA roots for `verify`/`secure`, read at first use (and again after SIGHUP).
-    #[cfg(feature = "tls")]
-    tls_roots: Option<std::sync::Arc<rustls::RootCertStore>>,
+}
+
+/// The turn's reading of the clock.
+pub(crate) struct Clock {
+    /// Wall-clock seconds of this turn's clock reading (see `tick`).
+    unix: u64,
+    /// A number that changes every turn from a random start (`Context::nonce`).
+    nonce: u64,
 }
 
 /// The per-call context sessions need: the configuration, the disk state and the
@@ -326,70 +342,76 @@ impl Daemon {
         );
         let mut d = Daemon {
             poll,
-            listener_kinds: config.main.listen_kinds.clone(),
-            listeners: configured.into_iter().zip(listeners).map(Some).collect(),
-            conns: Conns::default(),
-            per_ip: HashMap::new(),
-            live: 0,
-            spool,
-            config,
-            config_path,
-            signals,
-            next_session: 0,
-            batch: Vec::new(),
-            disk_low: false,
-            disk_checked: None,
-            buf: vec![0; 64 * 1024],
-            stopping: false,
-            stop_at: None,
-            releasing: Vec::new(),
-            spare_fd: std::fs::File::open("/dev/null").ok(),
-            dns,
-            dns_io: DnsIo::default(),
-            listening,
-            sched,
-            outbound: Outbound::default(),
-            local_seq: 0,
-            helper: None,
-            supervisor: None,
-            local: local_out::Local::default(),
-            queue_work: Vec::new(),
-            bounces_waiting: Vec::new(),
-            completed_waiting: std::collections::HashSet::new(),
-            hold_output: false,
-            etrns: Vec::new(),
-            atrns: Vec::new(),
-            odmr: odmr::Odmr::default(),
-            netlinks: netlinks::NetLinks::default(),
-            notes,
-            notes_write_at: None,
-            etrn_times: HashMap::new(),
-            notify: None,
-            control: control::Control::default(),
-            showq: Vec::new(),
-            next_pickup: Instant::now(),
-            pickup_last: None,
-            pickup_noted_retry: Instant::now(),
-            pickup_noted: std::collections::HashSet::new(),
-            unix,
-            nonce: crate::sys::random_u64() | 1,
-            sec: Security::default(),
-            tls_server: None,
-            guard: None,
-            auths: Vec::new(),
-            auth_waiting: HashMap::new(),
-            tokens_waiting: HashMap::new(),
-            auth_throttle: crate::auth::throttle::Throttle::default(),
-            outbound_sec: secure::OutboundSecurity::default(),
-            #[cfg(feature = "tls")]
-            tls_roots: None,
+            io: Io {
+                listener_kinds: config.main.listen_kinds.clone(),
+                listeners: configured.into_iter().zip(listeners).map(Some).collect(),
+                conns: Conns::default(),
+                signals,
+                buf: vec![0; 64 * 1024],
+                spare_fd: std::fs::File::open("/dev/null").ok(),
+                dns_io: DnsIo::default(),
+                listening,
+                helper: None,
+                supervisor: None,
+                notify: None,
+                control: control::Control::default(),
+                tls_server: None,
+                guard: None,
+                #[cfg(feature = "tls")]
+                tls_roots: None,
+            },
+            core: Core {
+                per_ip: HashMap::new(),
+                live: 0,
+                spool,
+                config,
+                config_path,
+                next_session: 0,
+                batch: Vec::new(),
+                disk_low: false,
+                disk_checked: None,
+                stopping: false,
+                stop_at: None,
+                releasing: Vec::new(),
+                dns,
+                sched,
+                outbound: Outbound::default(),
+                local_seq: 0,
+                local: local_out::Local::default(),
+                queue_work: Vec::new(),
+                bounces_waiting: Vec::new(),
+                completed_waiting: std::collections::HashSet::new(),
+                hold_output: false,
+                etrns: Vec::new(),
+                atrns: Vec::new(),
+                odmr: odmr::Odmr::default(),
+                netlinks: netlinks::NetLinks::default(),
+                notes,
+                notes_write_at: None,
+                etrn_times: HashMap::new(),
+                showq: Vec::new(),
+                next_pickup: Instant::now(),
+                pickup_last: None,
+                pickup_noted_retry: Instant::now(),
+                pickup_noted: std::collections::HashSet::new(),
+                sec: Security::default(),
+                auths: Vec::new(),
+                auth_waiting: HashMap::new(),
+                tokens_waiting: HashMap::new(),
+                auth_throttle: crate::auth::throttle::Throttle::default(),
+                outbound_sec: secure::OutboundSecurity::default(),
+            },
+            clock: Clock {
+                unix,
+                nonce: crate::sys::random_u64() | 1,
+            },
         };
         d.links_configure();
-        d.notify = d.bind_notify();
+        d.io.notify = d.bind_notify();
         d.bind_control();
         // Tell `etrnd flush` where we really listen (port 0 picks one).
-        let text: String = d.listening.iter().map(|a| format!("{a}\n")).collect();
-        let path = d.spool.root().join("listening");
+        let text: String = d.io.listening.iter().map(|a| format!("{a}\n")).collect();
+        let path = d.core.spool.root().join("listening");
         if let Err(e) = std::fs::write(&path, text) {
             log::warn!("daemon cannot write {}: {e}", path.display());
         }
@@ -399,15 +421,15 @@ impl Daemon {
     }
 
     /// Reads the clock: the one reading of a loop turn. `now` drives every session,
-    /// link and delivery; `self.unix`, the wall-clock seconds of the same moment,
+    /// link and delivery; `self.clock.unix`, the wall-clock seconds of the same moment,
     /// goes to the scheduler and the spool (whose times are stored).
     fn tick(&mut self) -> Instant {
         let now = Instant::now();
-        self.unix = unix_now();
+        self.clock.unix = unix_now();
         // xorshift from a random start: unique, not secret, no system call.
-        self.nonce ^= self.nonce << 13;
-        self.nonce ^= self.nonce >> 7;
-        self.nonce ^= self.nonce << 17;
+        self.clock.nonce ^= self.clock.nonce << 13;
+        self.clock.nonce ^= self.clock.nonce >> 7;
+        self.clock.nonce ^= self.clock.nonce << 17;
         now
     }
 
@@ -416,29 +438,30 @@ impl Daemon {
         let mut events = Events::with_capacity(1024);
         let mut now = self.tick();
         loop {
-            if let Some(at) = self.stop_at {
+            if let Some(at) = self.core.stop_at {
                 if now >= at || self.drained() {
                     break;
                 }
             }
             let sched_at = self
+                .core
                 .sched
                 .poll_timeout()
-                .map(|t| now + Duration::from_secs(t.saturating_sub(self.unix)));
+                .map(|t| now + Duration::from_secs(t.saturating_sub(self.clock.unix)));
             let next = [
-                self.stop_at,
-                Some(self.next_pickup),
-                self.conns.timers.next(),
-                self.dns.poll_timeout(),
+                self.core.stop_at,
+                Some(self.core.next_pickup),
+                self.io.conns.timers.next(),
+                self.core.dns.poll_timeout(),
                 sched_at,
                 self.links_timeout(now),
-                self.notes_write_at,
+                self.core.notes_write_at,
                 self.showq_timeout(),
                 self.local_timeout(now),
                 self.queue_timeout(now),
                 self.bounce_timeout(),
                 self.disk_timeout(now),
-                self.control.timeout(),
+                self.io.control.timeout(),
             ]
             .into_iter()
             .flatten()
@@ -462,7 +485,7 @@ impl Daemon {
             // arrived meanwhile are served first (a few passes at most), so the
             // commit carries more and holds fewer sessions up.
             for _ in 0..EXTRA_PASSES {
-                if self.batch.is_empty()
+                if self.core.batch.is_empty()
                     || self.poll.poll(&mut events, Some(Duration::ZERO)).is_err()
                     || events.is_empty()
                 {
@@ -475,8 +498,8 @@ impl Daemon {
             }
             self.commit(now);
             self.answer_etrns(now);
-            for id in self.conns.due(now) {
-                let role = self.conns.get_mut(id).map(|l| match l.role {
+            for id in self.io.conns.due(now) {
+                let role = self.io.conns.get_mut(id).map(|l| match l.role {
                     Role::Server(_) => 0,
                     Role::Client(_) => 1,
                     Role::Dns(_) => 2,
@@ -484,26 +507,28 @@ impl Daemon {
                 match role {
                     Some(0) => self.server_timeout(id, now),
                     Some(1) => self.out_timeout(id, now),
-                    Some(_) => self
-                        .dns_io
-                        .close_tcp(id, &mut self.conns, self.poll.registry()),
+                    Some(_) => {
+                        self.io
+                            .dns_io
+                            .close_tcp(id, &mut self.io.conns, self.poll.registry())
+                    }
                     None => {}
                 }
             }
             self.commit(now);
             self.answer_etrns(now);
-            if now >= self.next_pickup {
+            if now >= self.core.next_pickup {
                 self.pickup(now);
             }
-            self.dns.handle_timeout(now);
+            self.core.dns.handle_timeout(now);
             self.lookups_done(now);
             self.page_in_due();
-            self.sched.handle_timeout(self.unix);
+            self.core.sched.handle_timeout(self.clock.unix);
             self.apply_sched(now);
             self.start_jobs(now);
             // Chunks of releases from disk load after the first jobs started.
             self.page_in_released();
-            if self.page_in_wanted() | !self.releasing.is_empty() {
+            if self.page_in_wanted() | !self.core.releasing.is_empty() {
                 self.start_jobs(now);
             }
             self.park_candidates();
@@ -515,8 +540,12 @@ impl Daemon {
             self.retry_bounces(now, false);
             self.control_tick(now);
             self.lookups_done(now);
-            self.dns_io
-                .flush(&mut self.dns, &mut self.conns, self.poll.registry(), now);
+            self.io.dns_io.flush(
+                &mut self.core.dns,
+                &mut self.io.conns,
+                self.poll.registry(),
+                now,
+            );
         }
         self.shutdown();
         Ok(())
@@ -533,9 +562,9 @@ impl Daemon {
             HELPER,
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        self.helper = Some(helper);
-        self.local.privileged = true;
-        self.local.runs.pause(false);
+        self.io.helper = Some(helper);
+        self.core.local.privileged = true;
+        self.core.local.runs.pause(false);
         Ok(())
     }
 
@@ -546,18 +575,18 @@ impl Daemon {
             .registry()
             .register(&mut SourceFd(&sup.fd()), SUPERVISOR, Interest::READABLE)?;
         log::info!("daemon supervisor pid={}", sup.pid());
-        self.supervisor = Some(sup);
+        self.io.supervisor = Some(sup);
         Ok(())
     }
 
     /// Asks the supervisor for a new helper of `kind`; without a supervisor, says
     /// that none will come.
     fn ask_supervisor(&mut self, kind: crate::local::supervisor::Kind) {
-        let asked = self.supervisor.as_mut().map(|s| s.ask(kind));
+        let asked = self.io.supervisor.as_mut().map(|s| s.ask(kind));
         match asked {
             Some(Ok(())) => {
                 if kind == crate::local::supervisor::Kind::Delivery {
-                    self.local.runs.pause(true);
+                    self.core.local.runs.pause(true);
                 }
             }
             Some(Err(e)) => self.supervisor_lost(&e.to_string()),
@@ -567,7 +596,7 @@ impl Daemon {
 
     /// The supervisor sent the helpers it started.
     fn supervisor_event(&mut self, now: Instant) {
-        let Some(sup) = self.supervisor.as_mut() else {
+        let Some(sup) = self.io.supervisor.as_mut() else {
             return;
         };
         match sup.read() {
@@ -608,7 +637,7 @@ impl Daemon {
                         Interest::READABLE | Interest::WRITABLE,
                     );
                     match r {
-                        Ok(()) => self.guard = Some(g),
+                        Ok(()) => self.io.guard = Some(g),
                         Err(e) => log::error!("daemon auth-helper-failed error=\"{e}\""),
                     }
                 }
@@ -620,14 +649,14 @@ impl Daemon {
     /// The supervisor is gone: helpers that die from now on stay dead, and local
     /// deliveries that wait for one are deferred.
     fn supervisor_lost(&mut self, why: &str) {
-        if let Some(s) = self.supervisor.take() {
+        if let Some(s) = self.io.supervisor.take() {
             let _ = self.poll.registry().deregister(&mut SourceFd(&s.fd()));
             log::error!("daemon supervisor-lost pid={} error=\"{why}\": helpers that die are not started again; restart etrnd", s.pid());
             // Our child: gone, or made to go, and reaped either way.
             let _ = crate::sys::signal(s.pid(), libc::SIGKILL);
             crate::sys::wait_child(s.pid(), Duration::from_secs(1));
         }
-        self.local.runs.pause(false);
+        self.core.local.runs.pause(false);
     }
 
     /// Hands each event to its owner; server links with input go to `touched`.
@@ -635,7 +664,7 @@ impl Daemon {
         for ev in events.iter() {
             let t = ev.token();
             if let Some(id) = ConnId::from_token(t) {
-                let Some(conn) = self.conns.get_mut(id) else {
+                let Some(conn) = self.io.conns.get_mut(id) else {
                     continue; // a stale event for a link that is gone
                 };
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -644,10 +673,10 @@ impl Daemon {
                 match conn.role {
                     Role::Server(_) => touched.push(id),
                     Role::Client(_) => self.out_event(id, now),
-                    Role::Dns(_) => self.dns_io.handle_tcp(
+                    Role::Dns(_) => self.io.dns_io.handle_tcp(
                         id,
-                        &mut self.conns,
-                        &mut self.dns,
+                        &mut self.io.conns,
+                        &mut self.core.dns,
                         self.poll.registry(),
                         now,
                     ),
@@ -667,8 +696,9 @@ impl Daemon {
                     self.local_step(now);
                 }
                 t if DnsIo::owns(t) => {
-                    self.dns_io
-                        .handle_event(t, &mut self.dns, self.poll.registry(), now)
+                    self.io
+                        .dns_io
+                        .handle_event(t, &mut self.core.dns, self.poll.registry(), now)
                 }
                 Token(t) => self.accept(t - LISTENER_BASE, now, touched),
             }
@@ -677,7 +707,7 @@ impl Daemon {
 
     /// Binds the notify socket (a stale one from a crash is replaced).
     fn bind_notify(&mut self) -> Option<mio::net::UnixDatagram> {
-        let path = self.spool.notify_path();
+        let path = self.core.spool.notify_path();
         let _ = std::fs::remove_file(&path);
         match mio::net::UnixDatagram::bind(&path) {
             Ok(mut s) => {
@@ -702,7 +732,7 @@ impl Daemon {
 
     fn drain_notify(&mut self, now: Instant) {
         let mut buf = [0u8; 64];
-        if let Some(s) = &self.notify {
+        if let Some(s) = &self.io.notify {
             while s.recv(&mut buf).is_ok() {}
         }
         self.pickup_wake(now);
@@ -711,9 +741,9 @@ impl Daemon {
     /// While the disk is (or may be) full, it is checked again on time even when
     /// nothing else happens: what waits for room goes as soon as there is some.
     fn disk_timeout(&self, now: Instant) -> Option<Instant> {
-        match self.disk_checked {
+        match self.core.disk_checked {
             None => Some(now),
-            Some(t) if self.disk_low || !self.bounces_waiting.is_empty() => {
+            Some(t) if self.core.disk_low || !self.core.bounces_waiting.is_empty() => {
                 Some(t + DISK_CHECK_EVERY)
             }
             Some(_) => None,
@@ -722,35 +752,36 @@ impl Daemon {
 
     fn check_disk(&mut self, now: Instant) {
         if self
+            .core
             .disk_checked
             .is_some_and(|t| now < t + DISK_CHECK_EVERY)
         {
             return;
         }
-        self.disk_checked = Some(now);
+        self.core.disk_checked = Some(now);
         // The same cadence notices a new passwd file (one stat; the walk through NSS
         // happens only when it changed).
-        if self.config.router.accounts.is_stale() {
-            self.config.router.accounts = crate::accounts::Accounts::snapshot();
+        if self.core.config.router.accounts.is_stale() {
+            self.core.config.router.accounts = crate::accounts::Accounts::snapshot();
             log::info!(
                 "daemon accounts-reloaded accounts={}",
-                self.config.router.accounts.len()
+                self.core.config.router.accounts.len()
             );
         }
-        let need = self.config.main.max_message_size.saturating_mul(3) / 2;
-        let low = match crate::sys::free_space(self.spool.root()) {
+        let need = self.core.config.main.max_message_size.saturating_mul(3) / 2;
+        let low = match crate::sys::free_space(self.core.spool.root()) {
             Ok(free) => free < need,
             Err(_) => false,
         };
-        if low != self.disk_low {
+        if low != self.core.disk_low {
             if low {
                 log::error!("spool disk-low need={need} (1.5 x MAX_MESSAGE_SIZE): refusing MAIL");
             } else {
                 log::info!("spool disk-ok");
             }
         }
-        let room_again = self.disk_low && !low;
-        self.disk_low = low;
+        let room_again = self.core.disk_low && !low;
+        self.core.disk_low = low;
         if room_again {
             // Bounces that waited for room go now.
             self.retry_bounces(now, true);
@@ -766,7 +797,7 @@ impl Daemon {
         // Every index line is on disk: the next start trusts the index whatever
         // happens to this boot, and reads the summaries from one file.
         self.park_stop();
-        if let Err(e) = self.spool.mark_index(true) {
+        if let Err(e) = self.core.spool.mark_index(true) {
             log::error!("spool index-mark-failed error=\"{e}\"");
         }
         log::info!("daemon stopped");

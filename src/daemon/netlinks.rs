@@ -113,6 +113,7 @@ impl Daemon {
     /// reload: links kept keep their state, new ones start down.
     pub(super) fn links_configure(&mut self) {
         let names: Vec<String> = self
+            .core
             .config
             .main
             .links
@@ -120,19 +121,20 @@ impl Daemon {
             .into_iter()
             .map(str::to_string)
             .collect();
-        let mut old = std::mem::take(&mut self.netlinks.list);
+        let mut old = std::mem::take(&mut self.core.netlinks.list);
         for n in names {
             let kept = old
                 .iter()
                 .position(|l| l.name == n)
                 .map(|i| old.swap_remove(i));
-            self.netlinks
+            self.core
+                .netlinks
                 .list
-                .push(kept.unwrap_or_else(|| NetLink::new(&n, self.unix)));
+                .push(kept.unwrap_or_else(|| NetLink::new(&n, self.clock.unix)));
         }
         for mut gone in old {
             if let Some(c) = gone.dial.take().and_then(|d| d.child) {
-                self.netlinks.orphans.push(c);
+                self.core.netlinks.orphans.push(c);
             }
         }
         self.links_changed();
@@ -142,16 +144,24 @@ impl Daemon {
     /// `POSTOFFICE/links` is rewritten.
     fn links_changed(&mut self) {
         let down: Vec<LinkTarget> = self
+            .core
             .config
             .main
             .links
             .targets
             .iter()
-            .filter(|(n, _)| self.netlinks.list.iter().any(|l| &l.name == n && !l.up))
+            .filter(|(n, _)| {
+                self.core
+                    .netlinks
+                    .list
+                    .iter()
+                    .any(|l| &l.name == n && !l.up)
+            })
             .map(|(_, t)| t.clone())
             .collect();
-        self.sched.set_blocked(down);
+        self.core.sched.set_blocked(down);
         let text: String = self
+            .core
             .netlinks
             .list
             .iter()
@@ -165,7 +175,7 @@ impl Daemon {
                 )
             })
             .collect();
-        let path = self.spool.root().join("links");
+        let path = self.core.spool.root().join("links");
         if let Err(e) = write_replace(&path, text.as_bytes()) {
             log::warn!(
                 "link state-write-failed path={} error=\"{e}\"",
@@ -177,7 +187,8 @@ impl Daemon {
     /// The down link a thread is behind, if any (checked where lookups and
     /// connections are made).
     pub(super) fn link_down_for(&self, key: &ThreadKey) -> Option<String> {
-        self.config
+        self.core
+            .config
             .main
             .links
             .targets
@@ -190,7 +201,8 @@ impl Daemon {
     /// The down link a server (`etrn`, `atrn`) is behind, if any.
     pub(super) fn server_link_down(&self, server: &str) -> Option<String> {
         let bare = crate::daemon::secure::bare_host(server);
-        self.config
+        self.core
+            .config
             .main
             .links
             .targets
@@ -201,12 +213,17 @@ impl Daemon {
     }
 
     fn link_is_down(&self, name: &str) -> bool {
-        self.netlinks.list.iter().any(|l| l.name == name && !l.up)
+        self.core
+            .netlinks
+            .list
+            .iter()
+            .any(|l| l.name == name && !l.up)
     }
 
     /// Whether a thread is behind link `name`.
     fn behind(&self, name: &str, key: &ThreadKey) -> bool {
-        self.config
+        self.core
+            .config
             .main
             .links
             .targets
@@ -216,15 +233,21 @@ impl Daemon {
 
     /// `etrnd link up|down|status [NAME]`.
     pub(super) fn link_request(&mut self, op: LinkOp, name: Option<&str>, now: Instant) -> Reply {
-        if op == LinkOp::Status && name.is_none() && !self.netlinks.list.is_empty() {
-            let all: Vec<String> = (0..self.netlinks.list.len())
+        if op == LinkOp::Status && name.is_none() && !self.core.netlinks.list.is_empty() {
+            let all: Vec<String> = (0..self.core.netlinks.list.len())
                 .map(|i| self.link_status(i))
                 .collect();
             return Reply::new(250, format!("2.0.0 {}", all.join("; ")));
         }
         let name = name.unwrap_or("default");
-        let Some(i) = self.netlinks.list.iter().position(|l| l.name == name) else {
-            let known: Vec<&str> = self.netlinks.list.iter().map(|l| l.name.as_str()).collect();
+        let Some(i) = self.core.netlinks.list.iter().position(|l| l.name == name) else {
+            let known: Vec<&str> = self
+                .core
+                .netlinks
+                .list
+                .iter()
+                .map(|l| l.name.as_str())
+                .collect();
             return Reply::new(
                 550,
                 format!(
@@ -241,26 +264,26 @@ impl Daemon {
         match op {
             LinkOp::Status => Reply::new(250, format!("2.0.0 {}", self.link_status(i))),
             LinkOp::Up => {
-                if self.netlinks.list[i].up {
+                if self.core.netlinks.list[i].up {
                     return Reply::new(250, format!("2.0.0 link {name} is already up"));
                 }
                 self.link_up(i, now);
                 Reply::new(250, format!("2.0.0 link {name} up"))
             }
             LinkOp::Down => {
-                let l = &mut self.netlinks.list[i];
+                let l = &mut self.core.netlinks.list[i];
                 if !l.up {
                     return Reply::new(250, format!("2.0.0 link {name} is already down"));
                 }
                 l.up = false;
-                l.since = self.unix;
+                l.since = self.clock.unix;
                 l.why = "etrnd link down".into();
                 let dropped = l.pending.len();
                 l.pending.clear();
                 log::info!("link down name={name} actions-dropped={dropped}");
                 self.links_changed();
                 // What is still held behind it may call for a dial now.
-                self.netlinks.check_at = Some(now);
+                self.core.netlinks.check_at = Some(now);
                 Reply::new(250, format!("2.0.0 link {name} down"))
             }
         }
@@ -268,8 +291,8 @@ impl Daemon {
 
     /// One link's state for `link status`.
     fn link_status(&self, i: usize) -> String {
-        let l = &self.netlinks.list[i];
-        let sum = self.sched.held_sum(|k| self.behind(&l.name, k));
+        let l = &self.core.netlinks.list[i];
+        let sum = self.core.sched.held_sum(|k| self.behind(&l.name, k));
         let mut s = format!(
             "{} {} since {} ({}) held={} octets={} dials={}",
             l.name,
@@ -294,18 +317,18 @@ impl Daemon {
 
     /// The link comes up: held mail behind it first, then its actions.
     fn link_up(&mut self, i: usize, now: Instant) {
-        let unix = self.unix;
+        let unix = self.clock.unix;
         let actions = {
-            let name = self.netlinks.list[i].name.clone();
-            self.config.main.links.actions_for(&name)
+            let name = self.core.netlinks.list[i].name.clone();
+            self.core.config.main.links.actions_for(&name)
         };
-        let l = &mut self.netlinks.list[i];
+        let l = &mut self.core.netlinks.list[i];
         l.up = true;
         l.since = unix;
         l.why = match l.dial.take() {
             Some(d) => {
                 if let Some(c) = d.child {
-                    self.netlinks.orphans.push(c);
+                    self.core.netlinks.orphans.push(c);
                 }
                 "etrnd link up, after a dial".into()
             }
@@ -316,7 +339,7 @@ impl Daemon {
         l.pending = actions.into();
         let name = l.name.clone();
         self.links_changed();
-        let links = &self.config.main.links;
+        let links = &self.core.config.main.links;
         let pick = |k: &crate::sched::ThreadKey, _: &str| {
             links
                 .targets
@@ -324,16 +347,16 @@ impl Daemon {
                 .any(|(n, t)| *n == name && t.covers(&k.channel, &k.host))
         };
         let (loaded, _) =
-            super::park::page_in_release(&mut self.spool, &mut self.sched, unix, pick);
-        self.releasing.extend(loaded);
-        let released = self.sched.release(pick);
-        for key in self.sched.take_matched() {
-            self.notes.request(&key, unix, "link", &name, 250);
+            super::park::page_in_release(&mut self.core.spool, &mut self.core.sched, unix, pick);
+        self.core.releasing.extend(loaded);
+        let released = self.core.sched.release(pick);
+        for key in self.core.sched.take_matched() {
+            self.core.notes.request(&key, unix, "link", &name, 250);
         }
         log::info!(
             "link up name={name} released-messages={} actions={}",
             released.messages,
-            self.netlinks.list[i].pending.len()
+            self.core.netlinks.list[i].pending.len()
         );
         self.start_jobs(now);
         self.links_tick(now);
@@ -341,7 +364,7 @@ impl Daemon {
 
     /// A link-up action ended.
     pub(super) fn link_action_done(&mut self, link: &str, r: &Reply) {
-        if let Some(l) = self.netlinks.list.iter_mut().find(|l| l.name == link) {
+        if let Some(l) = self.core.netlinks.list.iter_mut().find(|l| l.name == link) {
             l.running = false;
         }
         log::info!("link action-done name={link} reply=\"{r}\"");
@@ -355,12 +378,12 @@ impl Daemon {
             Action::Load(..) => false,
             _ => return true,
         };
-        let pace = self.config.main.links.pace;
-        let Some(name) = self.config.main.links.link_of(&key.channel, &key.host) else {
+        let pace = self.core.config.main.links.pace;
+        let Some(name) = self.core.config.main.links.link_of(&key.channel, &key.host) else {
             return true;
         };
-        let unix = self.unix;
-        let Some(l) = self.netlinks.list.iter_mut().find(|l| l.name == name) else {
+        let unix = self.clock.unix;
+        let Some(l) = self.core.netlinks.list.iter_mut().find(|l| l.name == name) else {
             return true;
         };
         if l.pace.0 != unix {
@@ -375,8 +398,8 @@ impl Daemon {
             *used += 1;
             return true;
         }
-        if !self.netlinks.paced.contains(&jid) {
-            self.netlinks.paced.push(jid);
+        if !self.core.netlinks.paced.contains(&jid) {
+            self.core.netlinks.paced.push(jid);
         }
         false
     }
@@ -385,25 +408,25 @@ impl Daemon {
     /// each link whose outbound mail is done, dials (start, exit, time-out), and the
     /// dial policy when held mail changed or its time came.
     pub(super) fn links_tick(&mut self, now: Instant) {
-        if self.netlinks.list.is_empty() {
+        if self.core.netlinks.list.is_empty() {
             return;
         }
-        if !self.netlinks.paced.is_empty() {
-            let paced = std::mem::take(&mut self.netlinks.paced);
+        if !self.core.netlinks.paced.is_empty() {
+            let paced = std::mem::take(&mut self.core.netlinks.paced);
             for jid in paced {
                 self.act_paced(jid, now);
             }
         }
-        for i in 0..self.netlinks.list.len() {
+        for i in 0..self.core.netlinks.list.len() {
             self.next_action(i, now);
             self.watch_dial(i, now);
         }
-        let msgs = self.sched.messages();
-        let due = self.netlinks.check_at.is_some_and(|t| now >= t);
-        if msgs != self.netlinks.seen_msgs || due {
-            self.netlinks.seen_msgs = msgs;
-            self.netlinks.check_at = None;
-            for i in 0..self.netlinks.list.len() {
+        let msgs = self.core.sched.messages();
+        let due = self.core.netlinks.check_at.is_some_and(|t| now >= t);
+        if msgs != self.core.netlinks.seen_msgs || due {
+            self.core.netlinks.seen_msgs = msgs;
+            self.core.netlinks.check_at = None;
+            for i in 0..self.core.netlinks.list.len() {
                 self.dial_policy(i, now);
             }
         }
@@ -412,7 +435,8 @@ impl Daemon {
     /// A child ended (SIGCHLD): dial commands stopped earlier are reaped; a running
     /// dial's exit is read by its link's turn in [`Daemon::links_tick`].
     pub(super) fn netlinks_reap(&mut self) {
-        self.netlinks
+        self.core
+            .netlinks
             .orphans
             .retain(|&pid| crate::sys::try_reap(pid).is_none());
     }
@@ -420,12 +444,12 @@ impl Daemon {
     /// When [`Daemon::links_tick`] has work by the clock.
     pub(super) fn links_timeout(&self, now: Instant) -> Option<Instant> {
         let mut t: Vec<Instant> = Vec::new();
-        if !self.netlinks.paced.is_empty() {
+        if !self.core.netlinks.paced.is_empty() {
             // The next second of the wall clock.
             t.push(now + Duration::from_millis(1000));
         }
-        t.extend(self.netlinks.check_at);
-        for l in &self.netlinks.list {
+        t.extend(self.core.netlinks.check_at);
+        for l in &self.core.netlinks.list {
             if let Some(d) = &l.dial {
                 // Its command's exit comes as SIGCHLD.
                 t.push(d.deadline);
@@ -436,15 +460,15 @@ impl Daemon {
 
     /// Starts link `i`'s next action once nothing behind it runs or waits.
     fn next_action(&mut self, i: usize, now: Instant) {
-        let l = &self.netlinks.list[i];
-        if !l.up || l.running || l.pending.is_empty() || self.stopping {
+        let l = &self.core.netlinks.list[i];
+        if !l.up || l.running || l.pending.is_empty() || self.core.stopping {
             return;
         }
         let name = l.name.clone();
-        if self.sched.busy(|k| self.behind(&name, k)) {
+        if self.core.sched.busy(|k| self.behind(&name, k)) {
             return;
         }
-        let Some(a) = self.netlinks.list[i].pending.pop_front() else {
+        let Some(a) = self.core.netlinks.list[i].pending.pop_front() else {
             return;
         };
         log::info!(
@@ -459,7 +483,7 @@ impl Daemon {
             } => (
                 super::customer::Ask::Etrn(targets),
                 server,
-                port.unwrap_or(self.config.main.smtp_port),
+                port.unwrap_or(self.core.config.main.smtp_port),
             ),
             LinkAction::Atrn {
                 port,
@@ -471,7 +495,7 @@ impl Daemon {
                 port.unwrap_or(crate::smtp::atrn::ODMR_PORT),
             ),
         };
-        self.netlinks.list[i].running = true;
+        self.core.netlinks.list[i].running = true;
         if let Some(r) = self.customer_start(ask, server, port, (None, Some(name.clone())), now) {
             self.link_action_done(&name, &r);
         }
@@ -479,7 +503,7 @@ impl Daemon {
 
     /// Link `i`'s dial: its command's exit, its deadline.
     fn watch_dial(&mut self, i: usize, now: Instant) {
-        let l = &mut self.netlinks.list[i];
+        let l = &mut self.core.netlinks.list[i];
         let Some(d) = l.dial.as_mut() else { return };
         let mut failed: Option<String> = None;
         if let Some(pid) = d.child {
@@ -499,14 +523,14 @@ impl Daemon {
         if failed.is_none() && now >= d.deadline {
             failed = Some(format!(
                 "the link did not come up within {} s",
-                self.config.main.links.dial_timeout.as_secs()
+                self.core.config.main.links.dial_timeout.as_secs()
             ));
         }
         let Some(why) = failed else { return };
         let mut d = l.dial.take().expect("checked above");
         if let Some(pid) = d.child.take() {
             crate::sys::terminate(pid);
-            self.netlinks.orphans.push(pid);
+            self.core.netlinks.orphans.push(pid);
         }
         l.failures = l.failures.saturating_add(1);
         let back = DIAL_BACKOFF
@@ -520,15 +544,15 @@ impl Daemon {
             back.as_secs()
         );
         let at = now + back;
-        self.netlinks.check_at = Some(self.netlinks.check_at.map_or(at, |t| t.min(at)));
+        self.core.netlinks.check_at = Some(self.core.netlinks.check_at.map_or(at, |t| t.min(at)));
     }
 
     /// Dials link `i` if it is down, may dial, and what is held behind it meets
     /// `LINK_DIAL_WHEN`.
     fn dial_policy(&mut self, i: usize, now: Instant) {
-        let lc = &self.config.main.links;
-        let l = &self.netlinks.list[i];
-        if l.up || l.dial.is_some() || lc.dial.is_empty() || self.stopping {
+        let lc = &self.core.config.main.links;
+        let l = &self.core.netlinks.list[i];
+        if l.up || l.dial.is_some() || lc.dial.is_empty() || self.core.stopping {
             return;
         }
         if let Some(t) = l.backoff_until {
@@ -538,17 +562,21 @@ impl Daemon {
         }
         let name = l.name.clone();
         // Mail waiting out a retry back-off is not counted until it is due.
-        let (sum, next_due) = self.sched.dial_sum(|k| self.behind(&name, k), self.unix);
+        let (sum, next_due) = self
+            .core
+            .sched
+            .dial_sum(|k| self.behind(&name, k), self.clock.unix);
         let verdict = lc
             .dial_when
-            .verdict(sum.messages, sum.octets, sum.oldest, self.unix);
+            .verdict(sum.messages, sum.octets, sum.oldest, self.clock.unix);
         let why = match verdict {
             Ok(why) => why,
             Err(at) => {
                 // Not yet: the age condition, or deferred mail, comes due by the clock.
                 if let Some(at) = [at, next_due].into_iter().flatten().min() {
-                    let at = now + Duration::from_secs(at.saturating_sub(self.unix));
-                    self.netlinks.check_at = Some(self.netlinks.check_at.map_or(at, |t| t.min(at)));
+                    let at = now + Duration::from_secs(at.saturating_sub(self.clock.unix));
+                    self.core.netlinks.check_at =
+                        Some(self.core.netlinks.check_at.map_or(at, |t| t.min(at)));
                 }
                 return;
             }
@@ -556,7 +584,7 @@ impl Daemon {
         let cmd = lc.dial.clone();
         let timeout = lc.dial_timeout;
         let spawned = crate::sys::spawn_command(&cmd, &[("ETRND_LINK", &name)]);
-        let l = &mut self.netlinks.list[i];
+        let l = &mut self.core.netlinks.list[i];
         l.dials += 1;
         match spawned {
             Ok(pid) => {
@@ -593,14 +621,14 @@ impl Daemon {
     /// Releases that delivered mail become notes; changed notes are written at most
     /// every [`NOTES_EVERY`] (and at shutdown).
     pub(super) fn notes_tick(&mut self, now: Instant) {
-        while let Some((key, at)) = self.sched.poll_release_note() {
-            self.notes.released(&key, at);
+        while let Some((key, at)) = self.core.sched.poll_release_note() {
+            self.core.notes.released(&key, at);
         }
-        if !self.notes.dirty {
+        if !self.core.notes.dirty {
             return;
         }
-        match self.notes_write_at {
-            None => self.notes_write_at = Some(now + NOTES_EVERY),
+        match self.core.notes_write_at {
+            None => self.core.notes_write_at = Some(now + NOTES_EVERY),
             Some(t) if now >= t => self.write_notes(),
             Some(_) => {}
         }
@@ -608,8 +636,8 @@ impl Daemon {
 
     /// Writes the notes now.
     pub(super) fn write_notes(&mut self) {
-        self.notes_write_at = None;
-        if let Err(e) = self.notes.write(self.spool.root()) {
+        self.core.notes_write_at = None;
+        if let Err(e) = self.core.notes.write(self.core.spool.root()) {
             log::warn!("clients notes-write-failed error=\"{e}\"");
         }
     }

@@ -82,10 +82,10 @@ impl Daemon {
 
     /// Checks this turn's ATRN requests and sends them to the auth helper.
     pub(super) fn atrn_requests(&mut self, now: Instant) {
-        for (id, user, domains) in std::mem::take(&mut self.atrns) {
-            let refusal = if self.stopping {
+        for (id, user, domains) in std::mem::take(&mut self.core.atrns) {
+            let refusal = if self.core.stopping {
                 Some(Reply::ATRN_CANNOT_CHECK)
-            } else if self.odmr.active.contains_key(&user) {
+            } else if self.core.odmr.active.contains_key(&user) {
                 Some(Reply::ATRN_BUSY)
             } else if !self.atrn_rate_ok(&user, now) {
                 Some(Reply::ATRN_TOO_OFTEN)
@@ -96,21 +96,21 @@ impl Daemon {
                 self.answer_atrn(id, &user, &domains, &r, now);
                 continue;
             }
-            match self.guard.as_mut().filter(|g| !g.dead) {
+            match self.io.guard.as_mut().filter(|g| !g.dead) {
                 Some(g) => {
                     let seq = g.ask(&Check::Domains { user: user.clone() });
-                    self.odmr.checking.insert(seq, (id, user, domains));
+                    self.core.odmr.checking.insert(seq, (id, user, domains));
                 }
                 None => self.answer_atrn(id, &user, &domains, &Reply::ATRN_CANNOT_CHECK, now),
             }
         }
-        if let Some(g) = self.guard.as_mut() {
+        if let Some(g) = self.io.guard.as_mut() {
             g.flush();
         }
     }
 
     fn atrn_rate_ok(&mut self, user: &str, now: Instant) -> bool {
-        let times = self.odmr.times.entry(user.to_string()).or_default();
+        let times = self.core.odmr.times.entry(user.to_string()).or_default();
         while times
             .front()
             .is_some_and(|&t| now.duration_since(t) >= ATRN_WINDOW)
@@ -121,9 +121,9 @@ impl Daemon {
             return false;
         }
         times.push_back(now);
-        let n = self.odmr.times.len();
+        let n = self.core.odmr.times.len();
         if n > 1024 {
-            self.odmr.times.retain(|_, v| {
+            self.core.odmr.times.retain(|_, v| {
                 v.back()
                     .is_some_and(|&t| now.duration_since(t) < ATRN_WINDOW)
             });
@@ -133,12 +133,12 @@ impl Daemon {
 
     /// Whether the auth helper's answer `seq` is an ATRN's.
     pub(super) fn odmr_owns(&self, seq: u64) -> bool {
-        self.odmr.checking.contains_key(&seq)
+        self.core.odmr.checking.contains_key(&seq)
     }
 
     /// Every ATRN still at the auth helper (it failed): 451.
     pub(super) fn odmr_guard_lost(&mut self, now: Instant) {
-        let seqs: Vec<u64> = self.odmr.checking.keys().copied().collect();
+        let seqs: Vec<u64> = self.core.odmr.checking.keys().copied().collect();
         for s in seqs {
             self.atrn_verdict(s, None, now);
         }
@@ -146,10 +146,11 @@ impl Daemon {
 
     /// The auth helper's current domains for the identity: the claim, or a refusal.
     pub(super) fn atrn_verdict(&mut self, seq: u64, v: Option<Verdict>, now: Instant) {
-        let Some((id, user, domains)) = self.odmr.checking.remove(&seq) else {
+        let Some((id, user, domains)) = self.core.odmr.checking.remove(&seq) else {
             return;
         };
         let alive = self
+            .io
             .conns
             .get_mut(id)
             .and_then(|l| l.role.server())
@@ -165,7 +166,7 @@ impl Daemon {
                     || (domains.is_empty() && ent.is_empty())
                 {
                     Reply::ATRN_NOT_ENTITLED
-                } else if self.odmr.active.contains_key(&user) {
+                } else if self.core.odmr.active.contains_key(&user) {
                     Reply::ATRN_BUSY
                 } else {
                     self.claim(id, &user, &domains, &ent, now)
@@ -191,35 +192,36 @@ impl Daemon {
         };
         // An ATRN takes held mail on disk too (up to a bound; the rest waits for
         // the next ATRN).
-        for key in self.sched.parked_matching(|_, domain| wanted(domain)) {
+        for key in self.core.sched.parked_matching(|_, domain| wanted(domain)) {
             super::park::page_in(
-                &mut self.spool,
-                &mut self.sched,
+                &mut self.core.spool,
+                &mut self.core.sched,
                 &key,
-                self.unix,
+                self.clock.unix,
                 super::park::CLAIM_MAX,
                 |_, e| wanted(&e.domain),
             );
         }
-        let Some((jid, rcpts)) = self.sched.claim(|_, domain| wanted(domain)) else {
+        let Some((jid, rcpts)) = self.core.sched.claim(|_, domain| wanted(domain)) else {
             return Reply::ATRN_NO_MAIL;
         };
-        self.odmr.active.insert(user.to_string(), jid);
+        self.core.odmr.active.insert(user.to_string(), jid);
         let claim = Claim {
             user: user.to_string(),
             domains: domains.to_vec(),
             rcpts,
             started: now,
         };
-        self.odmr.turning.insert(id, (jid, claim));
+        self.core.odmr.turning.insert(id, (jid, claim));
         Reply::ATRN_TURNING
     }
 
     fn answer_atrn(&mut self, id: ConnId, user: &str, domains: &[String], r: &Reply, now: Instant) {
-        let Some(c) = self.conns.get_mut(id).and_then(|l| l.role.server()) else {
+        let Some(c) = self.io.conns.get_mut(id).and_then(|l| l.role.server()) else {
             return;
         };
         let held = self
+            .core
             .odmr
             .turning
             .get(&id)
@@ -239,9 +241,9 @@ impl Daemon {
             r
         );
         let mut keys: Vec<String> = Vec::new();
-        if let Some((_, claim)) = self.odmr.turning.get(&id) {
+        if let Some((_, claim)) = self.core.odmr.turning.get(&id) {
             for r in &claim.rcpts {
-                if let Some(k) = self.sched.rcpt_dest(*r) {
+                if let Some(k) = self.core.sched.rcpt_dest(*r) {
                     if !keys.contains(&k) {
                         keys.push(k);
                     }
@@ -249,9 +251,11 @@ impl Daemon {
             }
         }
         for k in keys {
-            self.notes.request(&k, self.unix, "atrn", user, r.code);
+            self.core
+                .notes
+                .request(&k, self.clock.unix, "atrn", user, r.code);
         }
-        let Some(c) = self.conns.get_mut(id).and_then(|l| l.role.server()) else {
+        let Some(c) = self.io.conns.get_mut(id).and_then(|l| l.role.server()) else {
             return;
         };
         let ctx = session_ctx!(self);
@@ -261,11 +265,11 @@ impl Daemon {
 
     /// The `250` to ATRN is written: the link becomes the provider's client side.
     pub(super) fn turn_provider(&mut self, id: ConnId, now: Instant) {
-        let Some((jid, claim)) = self.odmr.turning.remove(&id) else {
+        let Some((jid, claim)) = self.core.odmr.turning.remove(&id) else {
             return;
         };
-        let hostname = self.config.main.hostname.clone();
-        let Some(conn) = self.conns.get_mut(id) else {
+        let hostname = self.core.config.main.hostname.clone();
+        let Some(conn) = self.io.conns.get_mut(id) else {
             return self.settle_claim(jid, claim, Vec::new(), now);
         };
         let Some(peer) = conn.role.server().map(|c| c.session.client()) else {
@@ -298,7 +302,7 @@ impl Daemon {
         if let Role::Server(inbound) = old {
             self.forget_inbound(*inbound);
         }
-        self.conns.set_timer(id, timer);
+        self.io.conns.set_timer(id, timer);
         log::info!(
             "{} atrn turned user={} relay={} recipients={}",
             jid.0,
@@ -323,7 +327,7 @@ impl Daemon {
 
     /// A connection closed before its `250` to ATRN was out: the claim goes back.
     pub(super) fn drop_turning(&mut self, id: ConnId, now: Instant) {
-        if let Some((jid, claim)) = self.odmr.turning.remove(&id) {
+        if let Some((jid, claim)) = self.core.odmr.turning.remove(&id) {
             self.settle_claim(jid, claim, Vec::new(), now);
         }
     }
@@ -359,10 +363,10 @@ impl Daemon {
             bounced,
             now.saturating_duration_since(claim.started).as_secs_f64()
         );
-        if self.odmr.active.get(&claim.user) == Some(&jid) {
-            self.odmr.active.remove(&claim.user);
+        if self.core.odmr.active.get(&claim.user) == Some(&jid) {
+            self.core.odmr.active.remove(&claim.user);
         }
-        self.sched.claim_done(jid, &results, self.unix);
+        self.core.sched.claim_done(jid, &results, self.clock.unix);
         self.apply_sched(now);
     }
 }

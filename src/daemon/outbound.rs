@@ -77,10 +77,10 @@ impl Outbound {
 impl Daemon {
     /// Starts every job the scheduler allows now.
     pub(super) fn start_jobs(&mut self, now: Instant) {
-        if self.stopping {
+        if self.core.stopping {
             return;
         }
-        while let Some(job) = self.sched.poll_job(self.unix) {
+        while let Some(job) = self.core.sched.poll_job(self.clock.unix) {
             log::debug!(
                 "{} sched job-start job={} rcpts={}",
                 job.key,
@@ -110,7 +110,7 @@ impl Daemon {
                         started: now,
                         connected: None,
                     };
-                    self.outbound.runs.insert(jid, run);
+                    self.core.outbound.runs.insert(jid, run);
                     self.act(jid, now);
                 }
                 Transport::Errormail => {
@@ -150,7 +150,7 @@ impl Daemon {
     /// Carries out the machine's actions until it waits for the outside.
     fn act(&mut self, jid: JobId, now: Instant) {
         loop {
-            let Some(run) = self.outbound.runs.get_mut(&jid) else {
+            let Some(run) = self.core.outbound.runs.get_mut(&jid) else {
                 return;
             };
             let Some(action) = run.stashed.take().or_else(|| run.machine.poll_action()) else {
@@ -159,19 +159,19 @@ impl Daemon {
             // Links (DESIGN.md §5.9): nothing behind a down link is looked up or
             // connected to, whatever the routes say; a link's pace holds new
             // connections and messages back.
-            if !self.netlinks.list.is_empty() && run.claim.is_none() {
+            if !self.core.netlinks.list.is_empty() && run.claim.is_none() {
                 let key = run.machine.job().key.clone();
                 if matches!(action, Action::Lookup { .. } | Action::Connect(_)) {
                     if let Some(l) = self.link_down_for(&key) {
                         log::info!("{} link held job={} link={l}", key, jid.0);
-                        if let Some(run) = self.outbound.runs.get_mut(&jid) {
+                        if let Some(run) = self.core.outbound.runs.get_mut(&jid) {
                             run.machine.untried(&format!("link {l} is down"));
                         }
                         continue;
                     }
                 }
                 if !self.pace_allows(jid, &key, &action) {
-                    if let Some(run) = self.outbound.runs.get_mut(&jid) {
+                    if let Some(run) = self.core.outbound.runs.get_mut(&jid) {
                         run.stashed = Some(action);
                     }
                     break;
@@ -179,13 +179,13 @@ impl Daemon {
             }
             match action {
                 Action::Lookup { host, no_mx } => {
-                    let lid = self.dns.lookup(&host, no_mx, now);
-                    self.outbound.lookups.insert(lid, jid);
+                    let lid = self.core.dns.lookup(&host, no_mx, now);
+                    self.core.outbound.lookups.insert(lid, jid);
                 }
                 Action::Connect(hop) => {
                     if let Err(e) = self.open(jid, &hop, now) {
                         let why = crate::vocab::os_error(&e);
-                        if let Some(run) = self.outbound.runs.get_mut(&jid) {
+                        if let Some(run) = self.core.outbound.runs.get_mut(&jid) {
                             if local_outage(&e) {
                                 // Nothing left this host: no attempt is counted.
                                 run.machine.untried(&format!(
@@ -205,9 +205,10 @@ impl Daemon {
                     }
                 }
                 Action::Close => self.close_out(jid),
-                Action::Penalise(addr) => self.outbound.penalties.penalise(addr, now),
+                Action::Penalise(addr) => self.core.outbound.penalties.penalise(addr, now),
                 Action::Record { relay, outcomes } => {
                     let timing = self
+                        .core
                         .outbound
                         .runs
                         .get(&jid)
@@ -216,7 +217,7 @@ impl Daemon {
                 }
                 Action::Finished(results) => {
                     self.close_out(jid);
-                    match self.outbound.runs.remove(&jid).and_then(|r| r.claim) {
+                    match self.core.outbound.runs.remove(&jid).and_then(|r| r.claim) {
                         Some(claim) => self.settle_claim(jid, claim, results, now),
                         None => self.finish_job(jid, results, now),
                     }
@@ -224,7 +225,7 @@ impl Daemon {
                 }
             }
         }
-        if let Some(id) = self.outbound.runs.get(&jid).and_then(|r| r.conn) {
+        if let Some(id) = self.core.outbound.runs.get(&jid).and_then(|r| r.conn) {
             self.drive_out(id, now);
         }
     }
@@ -235,23 +236,23 @@ impl Daemon {
     }
 
     fn session_of(&mut self, jid: JobId) -> Option<&mut ClientSession> {
-        let id = self.outbound.runs.get(&jid)?.conn?;
-        self.conns.get_mut(id)?.role.client()?.session.as_mut()
+        let id = self.core.outbound.runs.get(&jid)?.conn?;
+        self.io.conns.get_mut(id)?.role.client()?.session.as_mut()
     }
 
     /// Opens message `msg` and starts it on the session.
     fn load(&mut self, jid: JobId, msg: MessageId, idxs: &[usize], now: Instant) {
-        if !self.sched.has_message(msg) {
+        if !self.core.sched.has_message(msg) {
             // Deleted by the operator since the job started: nothing to send.
-            if let Some(run) = self.outbound.runs.get_mut(&jid) {
+            if let Some(run) = self.core.outbound.runs.get_mut(&jid) {
                 run.machine.load_failed("deleted by the operator");
             }
             return;
         }
-        match self.spool.open_message(msg) {
+        match self.core.spool.open_message(msg) {
             Ok((env, body)) => {
                 let offers = self.session_of(jid).is_some_and(|s| s.offers_8bitmime());
-                let Some(run) = self.outbound.runs.get_mut(&jid) else {
+                let Some(run) = self.core.outbound.runs.get_mut(&jid) else {
                     return;
                 };
                 let rcpts = idxs
@@ -273,7 +274,7 @@ impl Daemon {
                 };
                 // Masquerading (db/generic): the envelope sender and the header's
                 // From:, Sender: and Reply-To:, on mail sent over SMTP only.
-                let generic = &self.config.generic;
+                let generic = &self.core.config.generic;
                 let from = env
                     .sender
                     .as_ref()
@@ -310,7 +311,7 @@ impl Daemon {
             Err(e) => {
                 // Gone (removed by hand) or unreadable: defer, the operator is told.
                 log::error!("{msg} spool load-failed error=\"{e}\"");
-                if let Some(run) = self.outbound.runs.get_mut(&jid) {
+                if let Some(run) = self.core.outbound.runs.get_mut(&jid) {
                     run.machine.load_failed(&e.to_string());
                 }
             }
@@ -319,25 +320,26 @@ impl Daemon {
 
     /// Acts on finished next-hop lookups.
     pub(super) fn lookups_done(&mut self, now: Instant) {
-        while let Some((lid, outcome)) = self.dns.poll_done() {
-            if self.odmr.owns_lookup(&lid) {
+        while let Some((lid, outcome)) = self.core.dns.poll_done() {
+            if self.core.odmr.owns_lookup(&lid) {
                 self.customer_resolved(lid, outcome, now);
                 continue;
             }
-            let Some(jid) = self.outbound.lookups.remove(&lid) else {
+            let Some(jid) = self.core.outbound.lookups.remove(&lid) else {
                 continue;
             };
-            if let Some(run) = self.outbound.runs.get_mut(&jid) {
-                run.machine.resolved(outcome, &self.outbound.penalties, now);
+            if let Some(run) = self.core.outbound.runs.get_mut(&jid) {
+                run.machine
+                    .resolved(outcome, &self.core.outbound.penalties, now);
                 self.act(jid, now);
             }
         }
     }
 
     fn open(&mut self, jid: JobId, hop: &Hop, now: Instant) -> io::Result<()> {
-        let from = self.config.main.bind_for(hop.addr);
+        let from = self.core.config.main.bind_for(hop.addr);
         let stream = TcpStream::from_std(crate::sys::connect_from(hop.addr, from)?);
-        let run = self.outbound.runs.get(&jid);
+        let run = self.core.outbound.runs.get(&jid);
         if let Some(n) = run.and_then(|r| r.machine.opts().sndbuf) {
             use std::os::fd::AsRawFd;
             crate::sys::set_sndbuf(stream.as_raw_fd(), n)?;
@@ -354,9 +356,9 @@ impl Daemon {
             customer: None,
         }));
         let hop_host = hop.host.clone();
-        let id = self.conns.add(stream, role, self.poll.registry())?;
-        self.conns.set_timer(id, Some(deadline));
-        if let Some(run) = self.outbound.runs.get_mut(&jid) {
+        let id = self.io.conns.add(stream, role, self.poll.registry())?;
+        self.io.conns.set_timer(id, Some(deadline));
+        if let Some(run) = self.core.outbound.runs.get_mut(&jid) {
             run.conn = Some(id);
             run.hop_host = hop_host;
         }
@@ -383,23 +385,23 @@ impl Daemon {
             started: Instant::now(),
             connected: Some(Instant::now()),
         };
-        self.outbound.runs.insert(jid, run);
+        self.core.outbound.runs.insert(jid, run);
     }
 
     /// Closes a run's client link (if any) and drops its open body.
     fn close_out(&mut self, jid: JobId) {
-        let Some(run) = self.outbound.runs.get_mut(&jid) else {
+        let Some(run) = self.core.outbound.runs.get_mut(&jid) else {
             return;
         };
         run.body = None;
         if let Some(id) = run.conn.take() {
-            self.conns.close(id, self.poll.registry());
+            self.io.conns.close(id, self.poll.registry());
         }
     }
 
     /// Readiness of a client link.
     pub(super) fn out_event(&mut self, id: ConnId, now: Instant) {
-        let Some(conn) = self.conns.get_mut(id) else {
+        let Some(conn) = self.io.conns.get_mut(id) else {
             return;
         };
         let Some(c) = conn.role.client() else { return };
@@ -424,21 +426,21 @@ impl Daemon {
             }
         }
         loop {
-            let Some(conn) = self.conns.get_mut(id) else {
+            let Some(conn) = self.io.conns.get_mut(id) else {
                 return;
             };
             if !conn.readable || conn.dead {
                 break;
             }
-            let r = conn.read(&mut self.buf);
+            let r = conn.read(&mut self.io.buf);
             // A handshake that just ended comes before the first octets inside it.
-            super::secure::client_tls_step(conn, &mut self.outbound.tls_failed, now);
+            super::secure::client_tls_step(conn, &mut self.core.outbound.tls_failed, now);
             let tls_error = conn.stream.tls_error().map(str::to_string);
             let Some(s) = conn.role.client().and_then(|c| c.session.as_mut()) else {
                 return;
             };
             match r {
-                ReadResult::Data(n) => s.handle_input(&self.buf[..n], now),
+                ReadResult::Data(n) => s.handle_input(&self.io.buf[..n], now),
                 ReadResult::WouldBlock => break,
                 ReadResult::Closed => {
                     match tls_error {
@@ -454,13 +456,16 @@ impl Daemon {
 
     /// The connection is up: the client session starts.
     fn connected(&mut self, id: ConnId, jid: JobId, now: Instant) {
-        let Some(run) = self.outbound.runs.get_mut(&jid) else {
+        let Some(run) = self.core.outbound.runs.get_mut(&jid) else {
             return;
         };
         run.machine.connected();
         run.connected = Some(now);
         let opts = run.machine.opts();
-        let helo = opts.helo.as_deref().unwrap_or(&self.config.main.hostname);
+        let helo = opts
+            .helo
+            .as_deref()
+            .unwrap_or(&self.core.config.main.hostname);
         let mut s = ClientSession::new(helo, now);
         if opts.eight_bit == EightBit::ForbidNoEsmtp {
             s = s.without_esmtp();
@@ -475,7 +480,7 @@ impl Daemon {
         let sec = self.client_security(id, &route_host, &hop_host, addr, now);
         let implicit = sec.implicit;
         s = s.with_security(sec);
-        if let Some(c) = self.conns.get_mut(id).and_then(|l| l.role.client()) {
+        if let Some(c) = self.io.conns.get_mut(id).and_then(|l| l.role.client()) {
             log::info!("{} smtp connected relay={}", jid.0, c.relay);
             c.session = Some(s);
         }
@@ -486,12 +491,12 @@ impl Daemon {
 
     /// The peer address of a client link.
     pub(super) fn client_addr(&mut self, id: ConnId) -> Option<std::net::SocketAddr> {
-        self.conns.get_mut(id)?.role.client().map(|c| c.addr)
+        self.io.conns.get_mut(id)?.role.client().map(|c| c.addr)
     }
 
     /// A connection that never got to SMTP: the machine moves to the next hop.
     fn conn_failed(&mut self, jid: JobId, why: &str, now: Instant) {
-        let Some(run) = self.outbound.runs.get_mut(&jid) else {
+        let Some(run) = self.core.outbound.runs.get_mut(&jid) else {
             return;
         };
         log::info!(
@@ -506,7 +511,7 @@ impl Daemon {
 
     /// A client link's deadline came: connect timeout, or the session's own.
     pub(super) fn out_timeout(&mut self, id: ConnId, now: Instant) {
-        let Some(c) = self.conns.get_mut(id).and_then(|l| l.role.client()) else {
+        let Some(c) = self.io.conns.get_mut(id).and_then(|l| l.role.client()) else {
             return;
         };
         let jid = c.job;
@@ -530,7 +535,7 @@ impl Daemon {
     /// its events to the machine.
     pub(super) fn drive_out(&mut self, id: ConnId, now: Instant) {
         loop {
-            let Some(conn) = self.conns.get_mut(id) else {
+            let Some(conn) = self.io.conns.get_mut(id) else {
                 return;
             };
             let Some(c) = conn.role.client() else { return };
@@ -539,7 +544,7 @@ impl Daemon {
             }
             let jid = c.job;
             let relay = c.relay.clone();
-            let Some(run) = self.outbound.runs.get_mut(&jid) else {
+            let Some(run) = self.core.outbound.runs.get_mut(&jid) else {
                 return;
             };
             // Feed and write until the socket takes no more or the body is all out.
@@ -549,8 +554,8 @@ impl Daemon {
                 };
                 if let Some((b, at)) = run.body.as_mut() {
                     while s.wants_body() {
-                        let n = BODY_CHUNK.min(self.buf.len());
-                        let chunk = &mut self.buf[..n];
+                        let n = BODY_CHUNK.min(self.io.buf.len());
+                        let chunk = &mut self.io.buf[..n];
                         match b.read_at(*at, chunk) {
                             Ok(0) => s.end_body(now),
                             Ok(n) => {
@@ -585,7 +590,7 @@ impl Daemon {
                 append_transcript(run.log.as_ref(), jid, &relay, &lines);
             }
             let Some(ev) = ev else {
-                self.conns.set_timer(id, t);
+                self.io.conns.set_timer(id, t);
                 return;
             };
             if ev == crate::smtp::client::ClientEvent::StartTls {
@@ -596,10 +601,10 @@ impl Daemon {
                 // The auth helper runs the token command; the session waits.
                 let host = crate::vocab::bare_host(&run.route_host).to_ascii_lowercase();
                 let port = self.client_addr(id).map_or(0, |a| a.port());
-                match self.guard.as_mut().filter(|g| !g.dead) {
+                match self.io.guard.as_mut().filter(|g| !g.dead) {
                     Some(g) => {
                         let seq = g.ask_token(&host, port);
-                        self.tokens_waiting.insert(seq, id);
+                        self.core.tokens_waiting.insert(seq, id);
                     }
                     None => {
                         log::warn!("{} smtp token-unavailable: no auth helper", jid.0);
@@ -641,7 +646,7 @@ impl Daemon {
             }
         }
         if !delivered.is_empty() {
-            self.sched.delivered(&delivered, self.unix);
+            self.core.sched.delivered(&delivered, self.clock.unix);
             self.apply_sched(now);
         }
     }
@@ -653,7 +658,7 @@ impl Daemon {
         results: Vec<(RcptRef, RcptResult)>,
         now: Instant,
     ) {
-        self.sched.job_done(jid, &results, self.unix);
+        self.core.sched.job_done(jid, &results, self.clock.unix);
         self.apply_sched(now);
     }
 
@@ -661,25 +666,25 @@ impl Daemon {
     /// place a finished message's queue file is removed.
     pub(super) fn apply_sched(&mut self, now: Instant) {
         let mut by_msg: HashMap<MessageId, Vec<crate::store::spool::StateRecord>> = HashMap::new();
-        while let Some((id, rec)) = self.sched.poll_record() {
+        while let Some((id, rec)) = self.core.sched.poll_record() {
             by_msg.entry(id).or_default().push(rec);
         }
         let batch: Vec<_> = by_msg.into_iter().collect();
-        for (id, e) in self.spool.record_batch(&batch) {
+        for (id, e) in self.core.spool.record_batch(&batch) {
             // For a delivered recipient: the remote has the message and we could
             // not note it; a restart may send it again (a duplicate, never a loss).
             log::error!("{id} spool journal-failed error=\"{e}\"");
         }
-        while let Some(b) = self.sched.poll_bounce() {
+        while let Some(b) = self.core.sched.poll_bounce() {
             self.send_bounce(b, now);
         }
-        while let Some(d) = self.sched.poll_delay() {
+        while let Some(d) = self.core.sched.poll_delay() {
             self.send_delay(d);
         }
-        while let Some(id) = self.sched.poll_complete() {
+        while let Some(id) = self.core.sched.poll_complete() {
             if self.bounce_waits_for(id) {
                 // Its bounce is not out yet: the queue file stays for it.
-                self.completed_waiting.insert(id);
+                self.core.completed_waiting.insert(id);
                 continue;
             }
             self.remove_completed(id);
@@ -691,7 +696,7 @@ impl Daemon {
     /// flush can bring it back (a duplicate, RFC 1047), which saves an fsync per
     /// message on a drain.
     pub(super) fn remove_completed(&mut self, id: MessageId) {
-        match self.spool.complete(id) {
+        match self.core.spool.complete(id) {
             Ok(()) => log::info!(target: "qmgr", "{id}: removed"),
             Err(e) => log::error!("{id} spool remove-failed error=\"{e}\""),
         }
@@ -700,11 +705,11 @@ impl Daemon {
     /// Abandons every delivery (shutdown): nothing in flight is recorded, so those
     /// recipients are tried again after a restart.
     pub(super) fn abandon_deliveries(&mut self) {
-        let jids: Vec<JobId> = self.outbound.runs.keys().copied().collect();
+        let jids: Vec<JobId> = self.core.outbound.runs.keys().copied().collect();
         for jid in jids {
             self.close_out(jid);
         }
-        self.outbound.runs.clear();
+        self.core.outbound.runs.clear();
     }
 }
 

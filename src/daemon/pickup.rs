@@ -35,32 +35,34 @@ impl Daemon {
     /// the safe way (`spool::drop::open_entry`), the submitter is the file's owner,
     /// SMTP's limits apply, and what is refused is removed or quarantined and logged.
     pub(super) fn pickup(&mut self, now: Instant) {
-        self.pickup_last = Some(now);
-        self.next_pickup = now + PICKUP_EVERY;
-        let max_size = self.config.main.max_message_size;
-        let max_rcpts = self.config.main.max_recipients;
+        self.core.pickup_last = Some(now);
+        self.core.next_pickup = now + PICKUP_EVERY;
+        let max_size = self.core.config.main.max_message_size;
+        let max_rcpts = self.core.config.main.max_recipients;
         let limit = max_size.saturating_add(drop::header_allowance(max_rcpts));
-        let entries = self.spool.drop_files();
+        let entries = self.core.spool.drop_files();
         // What is no longer there need not be remembered.
         let present: std::collections::HashSet<&std::path::Path> =
             entries.iter().map(|(p, _)| p.as_path()).collect();
-        self.pickup_noted.retain(|p| present.contains(p.as_path()));
+        self.core
+            .pickup_noted
+            .retain(|p| present.contains(p.as_path()));
         // Entries that failed are tried again with the safety-net scan only, so a
         // folder full of them costs neither a scan per turn nor the other entries
         // their turn.
-        let retry_noted = now >= self.pickup_noted_retry;
+        let retry_noted = now >= self.core.pickup_noted_retry;
         if retry_noted {
-            self.pickup_noted_retry = now + PICKUP_EVERY;
+            self.core.pickup_noted_retry = now + PICKUP_EVERY;
         }
         let mut handled = 0;
         for (path, dot) in entries {
-            if !retry_noted && self.pickup_noted.contains(&path) {
+            if !retry_noted && self.core.pickup_noted.contains(&path) {
                 continue;
             }
             if handled == PER_TURN {
                 // The rest next turn (each entry handled so far left the folder
                 // or was noted: the next scan makes progress).
-                self.next_pickup = now;
+                self.core.next_pickup = now;
                 break;
             }
             handled += 1;
@@ -76,7 +78,7 @@ impl Daemon {
                 Err(drop::Refused::Io(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                     // Finished, and no one but its owner can read it: moved aside
                     // (kept for the operator), so it holds nothing up.
-                    match self.spool.quarantine(&path) {
+                    match self.core.spool.quarantine(&path) {
                         Ok(()) => log::warn!(
                             "pickup moved-aside file={file} reason=\"the daemon cannot read it: {e}\""
                         ),
@@ -98,7 +100,7 @@ impl Daemon {
                 }
                 Err(why @ drop::Refused::NotRegular("a directory")) => {
                     // Moved aside whole: nothing inside it is ever looked at.
-                    match self.spool.quarantine(&path) {
+                    match self.core.spool.quarantine(&path) {
                         Ok(()) => log::warn!("pickup moved-aside file={file} reason=\"{why}\""),
                         Err(e) => {
                             if self.note(&path) {
@@ -128,7 +130,7 @@ impl Daemon {
                     continue;
                 }
                 Err(e) => {
-                    match self.spool.quarantine(&path) {
+                    match self.core.spool.quarantine(&path) {
                         Ok(()) => log::warn!(
                             "pickup quarantined file={file} uid={} reason=\"{e}\"",
                             entry.uid
@@ -210,21 +212,23 @@ impl Daemon {
     /// A wake-up from `etrnd sendmail`: a scan now, or soon after the last one (a
     /// flood of wake-ups costs a scan per [`WAKE_GAP`]).
     pub(super) fn pickup_wake(&mut self, now: Instant) {
-        match self.pickup_last {
-            Some(t) if now < t + WAKE_GAP => self.next_pickup = self.next_pickup.min(t + WAKE_GAP),
+        match self.core.pickup_last {
+            Some(t) if now < t + WAKE_GAP => {
+                self.core.next_pickup = self.core.next_pickup.min(t + WAKE_GAP)
+            }
             _ => self.pickup(now),
         }
     }
 
     /// Remembers an entry whose failure was logged: `true` the first time.
     fn note(&mut self, path: &std::path::Path) -> bool {
-        if self.pickup_noted.contains(path) {
+        if self.core.pickup_noted.contains(path) {
             return false;
         }
-        if self.pickup_noted.len() >= MAX_NOTED {
-            self.pickup_noted.clear();
+        if self.core.pickup_noted.len() >= MAX_NOTED {
+            self.core.pickup_noted.clear();
         }
-        self.pickup_noted.insert(path.to_path_buf());
+        self.core.pickup_noted.insert(path.to_path_buf());
         true
     }
 
@@ -234,8 +238,8 @@ impl Daemon {
         let who = crate::sys::user_name(uid).unwrap_or_else(|| format!("uid {uid}"));
         let mut out = format!(
             "Received: by {} (etrnd pickup, from userid {who} uid {uid}); {}\r\n",
-            self.config.main.hostname,
-            crate::smtp::trace::rfc5322_date(self.unix)
+            self.core.config.main.hostname,
+            crate::smtp::trace::rfc5322_date(self.clock.unix)
         )
         .into_bytes();
         out.extend_from_slice(data);
@@ -258,9 +262,9 @@ impl Daemon {
             return;
         };
         let env = crate::store::spool::Envelope {
-            arrival: self.unix,
+            arrival: self.clock.unix,
             client: "-".into(),
-            helo: self.config.main.hostname.clone(),
+            helo: self.core.config.main.hostname.clone(),
             protocol: "LOCAL".into(),
             eight_bit: false,
             sender: d.sender.clone(),
@@ -277,13 +281,13 @@ impl Daemon {
             })
             .collect();
         let dsn = crate::message::bounce::dsn(
-            &self.config.main.hostname,
+            &self.core.config.main.hostname,
             crate::store::spool::MessageId(0),
             &env,
             &sender,
             &d.data,
             &failures,
-            self.unix,
+            self.clock.unix,
         );
         let _ = self.queue_local(None, std::slice::from_ref(&sender), &dsn, "LOCAL");
     }

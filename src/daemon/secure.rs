@@ -81,8 +81,8 @@ impl Daemon {
     /// An implicit-TLS listener's client: TLS from the first octet.
     pub(super) fn start_implicit_tls(&mut self, id: ConnId, now: Instant) {
         #[cfg(feature = "tls")]
-        if let Some(conn) = self.conns.slab.get_mut(id) {
-            start_server_tls(conn, &mut self.sec, self.tls_server.as_ref(), now);
+        if let Some(conn) = self.io.conns.slab.get_mut(id) {
+            start_server_tls(conn, &mut self.core.sec, self.io.tls_server.as_ref(), now);
         }
         #[cfg(not(feature = "tls"))]
         let _ = (id, now);
@@ -100,13 +100,13 @@ impl Daemon {
         ) {
             return Err(format!("cannot watch the auth helper: {e}"));
         }
-        self.guard = Some(guard);
+        self.io.guard = Some(guard);
         Ok(())
     }
 
     /// Applies a load: all of it, or (on any error) none of it.
     fn apply_load(&mut self, l: Loaded) -> Result<(), String> {
-        let main = &self.config.main;
+        let main = &self.core.config.main;
         let db = main.mailvar.join("db");
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let errs = |e: Vec<crate::lex::ConfigError>| {
@@ -130,38 +130,40 @@ impl Daemon {
         };
         #[cfg(not(feature = "tls"))]
         let server = None;
-        self.sec.tls = server.is_some();
-        self.tls_server = server;
-        self.sec.auth = AuthOffer {
+        self.core.sec.tls = server.is_some();
+        self.io.tls_server = server;
+        self.core.sec.auth = AuthOffer {
             enabled: l.entries > 0,
             cram: l.cram,
         };
-        self.outbound_sec = OutboundSecurity { authinfo, policy };
+        self.core.outbound_sec = OutboundSecurity { authinfo, policy };
         #[cfg(feature = "tls")]
         {
-            self.tls_roots = None;
+            self.io.tls_roots = None;
         }
         log::info!(
             "daemon secrets-loaded tls={} auth-identities={} cram-md5={} client-credentials={} tls-policies={}",
-            if self.sec.tls { "yes" } else { "no" },
+            if self.core.sec.tls { "yes" } else { "no" },
             l.entries,
             if l.cram { "yes" } else { "no" },
-            self.outbound_sec.authinfo.entries.len(),
-            self.outbound_sec.policy.len()
+            self.core.outbound_sec.authinfo.entries.len(),
+            self.core.outbound_sec.policy.len()
         );
         Ok(())
     }
 
     /// SIGHUP: the auth helper reads the secrets, certificate and key again.
     pub(super) fn reload_secrets(&mut self) {
-        if let Some(g) = self.guard.as_mut() {
+        if let Some(g) = self.io.guard.as_mut() {
             g.reload();
         }
     }
 
     /// The auth helper spoke (or its socket can take more).
     pub(super) fn guard_event(&mut self, now: Instant) {
-        let Some(g) = self.guard.as_mut() else { return };
+        let Some(g) = self.io.guard.as_mut() else {
+            return;
+        };
         g.flush();
         let msgs = g.read();
         let dead = g.dead;
@@ -183,7 +185,7 @@ impl Daemon {
             }
         }
         if dead {
-            if let Some(mut g) = self.guard.take() {
+            if let Some(mut g) = self.io.guard.take() {
                 log::error!(
                     "daemon auth-helper-died pid={}: AUTH answers 454 until a new one is up",
                     g.pid()
@@ -191,10 +193,10 @@ impl Daemon {
                 let _ = self.poll.registry().deregister(g.source());
             }
             self.ask_supervisor(crate::local::supervisor::Kind::Auth);
-            for seq in self.tokens_waiting.keys().copied().collect::<Vec<_>>() {
+            for seq in self.core.tokens_waiting.keys().copied().collect::<Vec<_>>() {
                 self.token_came(seq, Err("the auth helper died".into()), now);
             }
-            let seqs: Vec<u64> = self.auth_waiting.keys().copied().collect();
+            let seqs: Vec<u64> = self.core.auth_waiting.keys().copied().collect();
             for s in seqs {
                 self.verdict(s, None, now);
             }
@@ -204,7 +206,7 @@ impl Daemon {
 
     /// The token a delivery's AUTH waited for (or why there is none).
     fn token_came(&mut self, seq: u64, t: Result<Vec<u8>, String>, now: Instant) {
-        let Some(id) = self.tokens_waiting.remove(&seq) else {
+        let Some(id) = self.core.tokens_waiting.remove(&seq) else {
             return;
         };
         let token = match t {
@@ -215,6 +217,7 @@ impl Daemon {
             }
         };
         if let Some(s) = self
+            .io
             .conns
             .get_mut(id)
             .and_then(|l| l.role.client())
@@ -228,15 +231,22 @@ impl Daemon {
     /// Hands this turn's AUTH checks to the auth helper, but for an identity past
     /// its failure budget ([`crate::auth::throttle`]): 454, unchecked.
     pub(super) fn send_auth_checks(&mut self, now: Instant) {
-        for (id, check) in std::mem::take(&mut self.auths) {
-            let ip = match self.conns.get_mut(id).and_then(|l| l.role.server()) {
+        for (id, check) in std::mem::take(&mut self.core.auths) {
+            let ip = match self.io.conns.get_mut(id).and_then(|l| l.role.server()) {
                 Some(c) => c.ip,
                 None => continue,
             };
-            let exempt = self.config.main.mynetworks.iter().any(|n| n.contains(ip));
+            let exempt = self
+                .core
+                .config
+                .main
+                .mynetworks
+                .iter()
+                .any(|n| n.contains(ip));
             let admit = self
+                .core
                 .auth_throttle
-                .admit(check.user(), ip, exempt, self.unix);
+                .admit(check.user(), ip, exempt, self.clock.unix);
             if admit == crate::auth::throttle::Admit::Locked {
                 log::warn!(
                     "smtp auth-locked address={ip} user={}: too many failures for this identity; not checked",
@@ -245,10 +255,11 @@ impl Daemon {
                 self.answer_auth(id, AuthOutcome::Unavailable, now);
                 continue;
             }
-            match self.guard.as_mut().filter(|g| !g.dead) {
+            match self.io.guard.as_mut().filter(|g| !g.dead) {
                 Some(g) => {
                     let seq = g.ask(&check);
-                    self.auth_waiting
+                    self.core
+                        .auth_waiting
                         .insert(seq, (id, check.user().to_string(), ip));
                 }
                 None => self.answer_auth(id, AuthOutcome::Unavailable, now),
@@ -257,18 +268,18 @@ impl Daemon {
     }
 
     fn verdict(&mut self, seq: u64, v: Option<Verdict>, now: Instant) {
-        let Some((id, user, ip)) = self.auth_waiting.remove(&seq) else {
+        let Some((id, user, ip)) = self.core.auth_waiting.remove(&seq) else {
             return;
         };
         use crate::auth::throttle::Checked;
-        let unix = self.unix;
+        let unix = self.clock.unix;
         let how = match &v {
             Some(Verdict::Ok(_)) => Checked::Ok,
             Some(Verdict::No) => Checked::Wrong,
             Some(Verdict::Unknown) => Checked::Unknown,
             None => Checked::Unavailable,
         };
-        let wait = self.auth_throttle.checked(&user, ip, how, unix);
+        let wait = self.core.auth_throttle.checked(&user, ip, how, unix);
         let outcome = match v {
             Some(Verdict::Ok(d)) => AuthOutcome::Ok(d),
             Some(Verdict::No | Verdict::Unknown) => AuthOutcome::Failed(wait),
@@ -278,7 +289,7 @@ impl Daemon {
     }
 
     fn answer_auth(&mut self, id: ConnId, outcome: AuthOutcome, now: Instant) {
-        if let Some(c) = self.conns.get_mut(id).and_then(|l| l.role.server()) {
+        if let Some(c) = self.io.conns.get_mut(id).and_then(|l| l.role.server()) {
             let ctx = session_ctx!(self);
             c.session.handle_auth(outcome, now, &ctx);
             self.service(id, now);
@@ -340,14 +351,20 @@ impl Daemon {
         use crate::vocab::TlsLevel;
         let host = bare_host(route_host).to_ascii_lowercase();
         let port = addr.port();
-        let policy = self.outbound_sec.policy.lookup(&host, port, &host).cloned();
+        let policy = self
+            .core
+            .outbound_sec
+            .policy
+            .lookup(&host, port, &host)
+            .cloned();
         let mut level = policy
             .as_ref()
-            .map_or(self.config.main.smtp_tls, |p| p.level);
+            .map_or(self.core.config.main.smtp_tls, |p| p.level);
         let implicit =
             level != TlsLevel::None && (policy.as_ref().is_some_and(|p| p.implicit) || port == 465);
         if level == TlsLevel::May && !implicit {
             let recent = self
+                .core
                 .outbound
                 .tls_failed
                 .get(&addr)
@@ -360,6 +377,7 @@ impl Daemon {
             }
         }
         let credentials = self
+            .core
             .outbound_sec
             .authinfo
             .lookup(&host, port)
@@ -379,7 +397,7 @@ impl Daemon {
                 None
             };
             let plan = crate::tls::plan(level, &matches, &host, hop, roots);
-            if let Some(c) = self.conns.get_mut(id).and_then(|l| l.role.client()) {
+            if let Some(c) = self.io.conns.get_mut(id).and_then(|l| l.role.client()) {
                 c.tls_plan = plan;
             }
         }
@@ -395,18 +413,18 @@ impl Daemon {
     /// The CA roots (`TLS_CA_FILE` or the system bundle), read once.
     #[cfg(feature = "tls")]
     fn roots(&mut self) -> Result<std::sync::Arc<rustls::RootCertStore>, String> {
-        if let Some(r) = &self.tls_roots {
+        if let Some(r) = &self.io.tls_roots {
             return Ok(r.clone());
         }
-        let r = crate::tls::roots(self.config.main.tls_ca_file.as_deref())?;
-        self.tls_roots = Some(r.clone());
+        let r = crate::tls::roots(self.core.config.main.tls_ca_file.as_deref())?;
+        self.io.tls_roots = Some(r.clone());
         Ok(r)
     }
 
     /// Starts TLS on a client link (after `220` to STARTTLS, or at connect for
     /// implicit TLS).
     pub(super) fn start_client_tls(&mut self, id: ConnId, now: Instant) {
-        let Some(conn) = self.conns.get_mut(id) else {
+        let Some(conn) = self.io.conns.get_mut(id) else {
             return;
         };
         #[cfg(feature = "tls")]

@@ -56,8 +56,8 @@ impl Daemon {
             ));
         };
         self.showq_reap(now);
-        let mine = self.showq.iter().filter(|s| s.uid == who.uid).count();
-        let theirs = self.showq.iter().filter(|s| !s.privileged).count();
+        let mine = self.core.showq.iter().filter(|s| s.uid == who.uid).count();
+        let theirs = self.core.showq.iter().filter(|s| !s.privileged).count();
         let full = if who.privileged {
             mine >= MAX_SHOWQ
         } else {
@@ -80,13 +80,14 @@ impl Daemon {
         let mut argv = vec![
             exe,
             "-f".to_string(),
-            self.config_path.to_string_lossy().into_owned(),
+            self.core.config_path.to_string_lossy().into_owned(),
             "mailq".to_string(),
         ];
         if json {
             argv.push("-j".into());
         }
         let active: Vec<String> = self
+            .core
             .sched
             .active_messages()
             .iter()
@@ -95,14 +96,15 @@ impl Daemon {
         let active = active.join(",");
         match crate::sys::spawn_command_to(&argv, &[(ACTIVE_ENV, &active)], Some(fd.as_raw_fd())) {
             Ok(pid) => {
-                self.showq.push(Listing {
+                self.core.showq.push(Listing {
                     pid,
                     deadline: now + SHOWQ_LIMIT,
                     uid: who.uid,
                     privileged: who.privileged,
                     reply_to: me,
                 });
-                self.control
+                self.io
+                    .control
                     .interim(me, &Reply::new(250, "2.0.0 listing".into()));
                 None
             }
@@ -115,7 +117,7 @@ impl Daemon {
     /// their time.
     pub(super) fn showq_reap(&mut self, now: Instant) {
         let mut done = Vec::new();
-        self.showq.retain(|l| {
+        self.core.showq.retain(|l| {
             if let Some(status) = crate::sys::try_reap(l.pid) {
                 done.push((l.reply_to, l.privileged, status));
                 return false;
@@ -138,6 +140,6 @@ impl Daemon {
 
     /// When a listing must be stopped (their ends come as SIGCHLD).
     pub(super) fn showq_timeout(&self) -> Option<Instant> {
-        self.showq.iter().map(|l| l.deadline).min()
+        self.core.showq.iter().map(|l| l.deadline).min()
     }
 }

@@ -208,7 +208,7 @@ impl Daemon {
     /// Binds the control socket (a stale one from a crash is replaced), reachable
     /// by local users (`etrnd flush` and `mailq` are theirs, DESIGN.md §5.11).
     pub(super) fn bind_control(&mut self) {
-        let path = self.spool.control_path();
+        let path = self.core.spool.control_path();
         let _ = std::fs::remove_file(&path);
         let bound = UnixListener::bind(&path).and_then(|mut s| {
             use std::os::unix::fs::PermissionsExt;
@@ -219,7 +219,7 @@ impl Daemon {
             Ok(s)
         });
         match bound {
-            Ok(s) => self.control.listener = Some(s),
+            Ok(s) => self.io.control.listener = Some(s),
             Err(e) => log::error!("control bind-failed path={} error=\"{e}\"", path.display()),
         }
     }
@@ -227,7 +227,7 @@ impl Daemon {
     /// Accepts every waiting requester; who it is comes from the kernel.
     pub(super) fn control_accept(&mut self, now: Instant) {
         loop {
-            let Some(l) = &self.control.listener else {
+            let Some(l) = &self.io.control.listener else {
                 return;
             };
             let mut stream = match l.accept() {
@@ -246,23 +246,23 @@ impl Daemon {
                     continue;
                 }
             };
-            let slot = match self.control.desk.connect(who, now) {
+            let slot = match self.io.control.desk.connect(who, now) {
                 Ok(()) => {
-                    match self.control.conns.iter().position(Option::is_none) {
+                    match self.io.control.conns.iter().position(Option::is_none) {
                         Some(i) => i,
-                        None if self.control.conns.len() < MAX_CONNS => {
-                            self.control.conns.push(None);
-                            self.control.conns.len() - 1
+                        None if self.io.control.conns.len() < MAX_CONNS => {
+                            self.io.control.conns.push(None);
+                            self.io.control.conns.len() - 1
                         }
                         None => {
                             // The desk counts what the slab holds: cannot happen.
-                            self.control.desk.closed(who);
+                            self.io.control.desk.closed(who);
                             continue;
                         }
                     }
                 }
                 Err(r) => {
-                    if self.control.desk.log_refusal(false, now) {
+                    if self.io.control.desk.log_refusal(false, now) {
                         log::warn!("control refused uid={} reply=\"{r}\"", who.uid);
                     }
                     let mut out = Vec::new();
@@ -277,14 +277,14 @@ impl Daemon {
                 Interest::READABLE,
             ) {
                 log::warn!("control register-failed error=\"{e}\"");
-                self.control.desk.closed(who);
+                self.io.control.desk.closed(who);
                 continue;
             }
-            self.control.next_gen += 1;
-            self.control.conns[slot] = Some(Conn {
+            self.io.control.next_gen += 1;
+            self.io.control.conns[slot] = Some(Conn {
                 stream,
                 who,
-                gen: self.control.next_gen,
+                gen: self.io.control.next_gen,
                 inbuf: Vec::new(),
                 fd: None,
                 out: Vec::new(),
@@ -300,22 +300,22 @@ impl Daemon {
     pub(super) fn control_event(&mut self, token: Token, now: Instant) {
         let slot = token.0 - CONTROL_BASE;
         loop {
-            self.control.flush(slot, self.poll.registry(), now);
-            let (line, fd) = match self.control.next(slot) {
+            self.io.control.flush(slot, self.poll.registry(), now);
+            let (line, fd) = match self.io.control.next(slot) {
                 Next::Request(line, fd) => (line, fd),
                 Next::Wait => break,
                 Next::Gone => {
-                    self.control.close(slot, self.poll.registry());
+                    self.io.control.close(slot, self.poll.registry());
                     return;
                 }
             };
-            let Some(c) = self.control.conns.get(slot).and_then(Option::as_ref) else {
+            let Some(c) = self.io.control.conns.get(slot).and_then(Option::as_ref) else {
                 return;
             };
             let (who, gen) = (c.who, c.gen);
-            let (reply, close) = match self.control.desk.request(who, now) {
+            let (reply, close) = match self.io.control.desk.request(who, now) {
                 Err(r) => {
-                    if self.control.desk.log_refusal(true, now) {
+                    if self.io.control.desk.log_refusal(true, now) {
                         log::warn!("control refused uid={} reply=\"{r}\"", who.uid);
                     }
                     (Some(r), true)
@@ -350,11 +350,11 @@ impl Daemon {
                 }
             };
             if let Some(r) = reply {
-                self.control.reply(slot, &r, close);
+                self.io.control.reply(slot, &r, close);
             }
             self.start_jobs(now);
         }
-        if let Some(c) = self.control.conns.get_mut(slot).and_then(Option::as_mut) {
+        if let Some(c) = self.io.control.conns.get_mut(slot).and_then(Option::as_mut) {
             if !c.waiting && c.out.is_empty() && c.deadline.is_none() {
                 c.deadline = Some(now + REQUEST_TIMEOUT);
             }
@@ -369,16 +369,16 @@ impl Daemon {
 
     /// Closes the connections whose requester has not sent (or read) in time.
     pub(super) fn control_tick(&mut self, now: Instant) {
-        let late: Vec<usize> = (0..self.control.conns.len())
+        let late: Vec<usize> = (0..self.io.control.conns.len())
             .filter(|&i| {
-                self.control.conns[i]
+                self.io.control.conns[i]
                     .as_ref()
                     .and_then(|c| c.deadline)
                     .is_some_and(|d| now >= d)
             })
             .collect();
         for slot in late {
-            self.control.close(slot, self.poll.registry());
+            self.io.control.close(slot, self.poll.registry());
         }
     }
 
@@ -399,13 +399,14 @@ impl Daemon {
         now: Instant,
     ) {
         let same = self
+            .io
             .control
             .conns
             .get(to.slot)
             .and_then(Option::as_ref)
             .is_some_and(|c| c.gen == to.gen);
         if same {
-            self.control.reply(to.slot, reply, close);
+            self.io.control.reply(to.slot, reply, close);
             self.control_event(Token(CONTROL_BASE + to.slot), now);
         }
     }
@@ -460,7 +461,7 @@ impl Daemon {
             Request::Queue { op, sel } => self.queue_request(op, &sel, who.uid, me, now),
             Request::FlushAll => {
                 self.page_in_unheld();
-                let threads = self.sched.release_unheld(self.unix);
+                let threads = self.core.sched.release_unheld(self.clock.unix);
                 Some(Reply::new(
                     250,
                     format!("2.0.0 flushing {threads} queues that are not held"),

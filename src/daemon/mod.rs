@@ -1,18 +1,11 @@
-//! The one event loop: it owns the poller, the listeners, every connection, the
-//! timers, the signal pipe and the spool, and routes what the sans-IO sessions ask
-//! for. It is the only caller of accept/read/write and reads the clock once per
-//! turn (`tick`).
+//! The daemon: one event loop. `Io` holds every descriptor, `Core` every
+//! component's state, `Clock` the turn's time (read once per turn).
 //!
-//! One turn, in qmail-send's prepare-then-do shape:
-//! 1. wait for readiness until the earliest session deadline;
-//! 2. read the clock once;
-//! 3. accept until `WouldBlock`; read each ready connection until `WouldBlock` (or
-//!    until its session stops wanting input), feeding the session and writing the
-//!    message octets it hands back to the spool;
-//! 4. commit every message that ended in this turn as one batch (one directory fsync
-//!    for all of them), then give each session its result, so `250` is only ever
-//!    written after the message is durable;
-//! 5. run due timers; write pending output; close finished connections.
+//! One turn, in qmail-send's prepare-then-do shape: wait for readiness until the
+//! earliest deadline; read the clock; accept and read until `WouldBlock`, feeding the
+//! sessions; commit every message that ended this turn as one batch (one directory
+//! fsync), then answer, so `250` follows durability; run due timers; write pending
+//! output; close finished connections.
 
 /// The sessions' [`Context`] from the daemon's state now. A macro, not a method: it
 /// borrows only the fields it reads, so a session of `self.conns` can be held

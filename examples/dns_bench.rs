@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use etrnd::config::main_conf::HostSource;
-use etrnd::daemon::dns_io::resolve_all;
+use etrnd::daemon::io::dns_io::resolve_all;
 use etrnd::dns::files::{HostsTable, ResolvConf, ResolveConf};
 use etrnd::dns::{Dns, Outcome, SelfSpec};
 

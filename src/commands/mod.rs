@@ -109,7 +109,7 @@ pub fn route(cfg: &Config, addrs: &[String], resolve: bool) -> i32 {
 /// Resolves a route host as a delivery would and prints what it would try.
 fn print_next_hops(dns: &mut Dns, host: &str) {
     let limit = std::time::Duration::from_secs(60);
-    match crate::daemon::dns_io::resolve_all(dns, &[(host.to_string(), false)], limit) {
+    match crate::daemon::io::dns_io::resolve_all(dns, &[(host.to_string(), false)], limit) {
         Ok(mut outcomes) => match outcomes.pop() {
             Some(Outcome::Hops(hops)) => {
                 for (i, h) in hops.iter().enumerate() {
@@ -161,7 +161,7 @@ pub fn etrn(cfg: &Config, port: Option<u16>, server: &str, targets: &[String]) -
                 server.to_ascii_lowercase()
             };
             let limit = std::time::Duration::from_secs(60);
-            match crate::daemon::dns_io::resolve_all(&mut dns, &[(host, true)], limit) {
+            match crate::daemon::io::dns_io::resolve_all(&mut dns, &[(host, true)], limit) {
                 Ok(mut o) => match o.pop() {
                     Some(Outcome::Hops(h)) => h
                         .into_iter()

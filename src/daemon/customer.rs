@@ -14,10 +14,8 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
-
-use super::conn::{ConnId, Inbound, Outbound as OutLink, Role};
-use super::Daemon;
+use super::io::conn::{ConnId, Inbound, Outbound as OutLink, Role};
+use super::{Core, Io};
 use crate::dns::Outcome;
 use crate::logging::sanitize;
 use crate::sched::JobId;
@@ -69,7 +67,7 @@ pub(super) struct Customer {
     pub(super) failure: Option<Reply>,
 }
 
-impl Daemon {
+impl Core {
     /// `etrnd atrn`: starts the customer's side; the requester hears at the end.
     pub(super) fn customer_start(
         &mut self,
@@ -79,10 +77,10 @@ impl Daemon {
         (reply_to, link): (Option<super::control::ControlRef>, Option<String>),
         now: Instant,
     ) -> Option<Reply> {
-        if self.core.stopping {
+        if self.stopping {
             return Some(Reply::new(421, "4.3.2 etrnd is stopping".into()));
         }
-        if self.core.odmr.customers.len() >= MAX_CUSTOMERS {
+        if self.odmr.customers.len() >= MAX_CUSTOMERS {
             return Some(Reply::new(
                 452,
                 "4.3.1 too many ATRN requests in progress".into(),
@@ -95,21 +93,14 @@ impl Daemon {
             ));
         }
         let host = crate::daemon::secure::bare_host(&server).to_ascii_lowercase();
-        if matches!(ask, Ask::Atrn(_))
-            && self
-                .core
-                .outbound_sec
-                .authinfo
-                .lookup(&host, port)
-                .is_none()
-        {
+        if matches!(ask, Ask::Atrn(_)) && self.outbound_sec.authinfo.lookup(&host, port).is_none() {
             return Some(Reply::new(
                 530,
                 format!("5.7.0 no credentials for [{host}]:{port} in db/authinfo"),
             ));
         }
-        self.core.odmr.next_customer += 1;
-        let cid = self.core.odmr.next_customer;
+        self.odmr.next_customer += 1;
+        let cid = self.odmr.next_customer;
         let (verb, args) = match &ask {
             Ask::Atrn(d) if d.is_empty() => ("atrn", "(all)".to_string()),
             Ask::Atrn(d) => ("atrn", d.join(",")),
@@ -131,7 +122,7 @@ impl Daemon {
         } else {
             server.clone()
         };
-        self.core.odmr.customers.insert(
+        self.odmr.customers.insert(
             cid,
             Customer {
                 server,
@@ -146,22 +137,23 @@ impl Daemon {
                 failure: None,
             },
         );
-        let lid = self.core.dns.lookup(&lookup_host, true, now);
-        self.core.odmr.lookups.insert(lid, cid);
+        let lid = self.dns.lookup(&lookup_host, true, now);
+        self.odmr.lookups.insert(lid, cid);
         None
     }
 
     /// The provider's addresses are known (or not).
     pub(super) fn customer_resolved(
         &mut self,
+        io: &mut Io,
         lid: crate::dns::LookupId,
         outcome: Outcome,
         now: Instant,
     ) {
-        let Some(cid) = self.core.odmr.lookups.remove(&lid) else {
+        let Some(cid) = self.odmr.lookups.remove(&lid) else {
             return;
         };
-        let Some(c) = self.core.odmr.customers.get_mut(&cid) else {
+        let Some(c) = self.odmr.customers.get_mut(&cid) else {
             return;
         };
         match outcome {
@@ -173,26 +165,26 @@ impl Daemon {
                         h.addr
                     })
                     .collect();
-                self.customer_connect(cid, now);
+                self.customer_connect(io, cid, now);
             }
             Outcome::Failed { reason, .. } | Outcome::Deferred { reason, .. } => {
                 let r = Reply::new(421, format!("4.4.1 cannot find {}: {reason}", c.server));
-                self.customer_done(cid, r);
+                self.customer_done(io, cid, r);
             }
         }
     }
 
     /// Connects to the next address of the provider.
-    fn customer_connect(&mut self, cid: u64, now: Instant) {
+    fn customer_connect(&mut self, io: &mut Io, cid: u64, now: Instant) {
         loop {
-            let Some(server) = self.core.odmr.customers.get(&cid).map(|c| c.server.clone()) else {
+            let Some(server) = self.odmr.customers.get(&cid).map(|c| c.server.clone()) else {
                 return;
             };
             if let Some(l) = self.server_link_down(&server) {
                 let r = Reply::new(421, format!("4.4.0 link {l} went down"));
-                return self.customer_done(cid, r);
+                return self.customer_done(io, cid, r);
             }
-            let Some(c) = self.core.odmr.customers.get_mut(&cid) else {
+            let Some(c) = self.odmr.customers.get_mut(&cid) else {
                 return;
             };
             let Some(addr) = c.hops.pop_front() else {
@@ -202,10 +194,10 @@ impl Daemon {
                         format!("4.4.1 {} has no address to connect to", c.server),
                     )
                 });
-                return self.customer_done(cid, r);
+                return self.customer_done(io, cid, r);
             };
-            let from = self.core.config.main.bind_for(addr);
-            let connected = crate::sys::connect_from(addr, from).map(TcpStream::from_std);
+            let from = self.config.main.bind_for(addr);
+            let connected = super::io::connect(addr, from, None);
             let opened = connected.and_then(|stream| {
                 let role = Role::Client(Box::new(OutLink {
                     job: JobId(0),
@@ -217,11 +209,11 @@ impl Daemon {
                     addr,
                     customer: Some(cid),
                 }));
-                self.io.conns.add(stream, role, self.poll.registry())
+                io.conns.add(stream, role, &io.registry)
             });
             match opened {
                 Ok(id) => {
-                    self.io.conns.set_timer(id, Some(now + CONNECT_TIMEOUT));
+                    io.conns.set_timer(id, Some(now + CONNECT_TIMEOUT));
                     return;
                 }
                 Err(e) => {
@@ -232,9 +224,8 @@ impl Daemon {
     }
 
     /// The customer's connection is up: its client session starts.
-    pub(super) fn customer_connected(&mut self, id: ConnId, cid: u64, now: Instant) {
+    pub(super) fn customer_connected(&mut self, io: &mut Io, id: ConnId, cid: u64, now: Instant) {
         let Some((server, verb)) = self
-            .core
             .odmr
             .customers
             .get(&cid)
@@ -242,27 +233,34 @@ impl Daemon {
         else {
             return;
         };
-        let Some(addr) = self.client_addr(id) else {
+        let Some(addr) = io.client_addr(id) else {
             return;
         };
-        let hostname = self.core.config.main.hostname.clone();
-        let sec = self.client_security(id, &server, &server, addr, now);
+        let hostname = self.config.main.hostname.clone();
+        let sec = self.client_security(io, id, &server, &server, addr, now);
         let implicit = sec.implicit;
         let s = ClientSession::new(&hostname, now).with_security(sec);
-        if let Some(c) = self.io.conns.get_mut(id).and_then(|l| l.role.client()) {
+        if let Some(c) = io.conns.get_mut(id).and_then(|l| l.role.client()) {
             log::info!("{verb} customer-connected relay={}", c.relay);
             c.session = Some(s);
         }
         if implicit {
-            self.start_client_tls(id, now);
+            io.start_client_tls(id, now);
         }
-        self.drive_customer(id, now);
+        self.drive_customer(io, id, now);
     }
 
     /// The customer's connection failed before SMTP: the next address.
-    pub(super) fn customer_conn_failed(&mut self, id: ConnId, cid: u64, why: &str, now: Instant) {
-        self.io.conns.close(id, self.poll.registry());
-        if let Some(c) = self.core.odmr.customers.get_mut(&cid) {
+    pub(super) fn customer_conn_failed(
+        &mut self,
+        io: &mut Io,
+        id: ConnId,
+        cid: u64,
+        why: &str,
+        now: Instant,
+    ) {
+        io.conns.close(id, &io.registry);
+        if let Some(c) = self.odmr.customers.get_mut(&cid) {
             log::info!(
                 "{} customer-connect-failed server={} error=\"{}\"",
                 c.ask.verb(),
@@ -271,13 +269,13 @@ impl Daemon {
             );
             c.failure = Some(Reply::new(421, format!("4.4.1 {}: {why}", c.server)));
         }
-        self.customer_connect(cid, now);
+        self.customer_connect(io, cid, now);
     }
 
     /// Writes the customer session's output and acts on its events.
-    pub(super) fn drive_customer(&mut self, id: ConnId, now: Instant) {
+    pub(super) fn drive_customer(&mut self, io: &mut Io, id: ConnId, now: Instant) {
         loop {
-            let Some(conn) = self.io.conns.get_mut(id) else {
+            let Some(conn) = io.conns.get_mut(id) else {
                 return;
             };
             conn.flush();
@@ -292,23 +290,23 @@ impl Daemon {
             let t = s.poll_timeout();
             let authenticated = s.authenticated();
             let Some(ev) = ev else {
-                self.io.conns.set_timer(id, t);
+                io.conns.set_timer(id, t);
                 return;
             };
-            let Some(cust) = self.core.odmr.customers.get_mut(&cid) else {
+            let Some(cust) = self.odmr.customers.get_mut(&cid) else {
                 return;
             };
             match ev {
-                ClientEvent::StartTls => self.start_client_tls(id, now),
+                ClientEvent::StartTls => io.start_client_tls(id, now),
                 // Token credentials are for deliveries: ATRN and ETRN use passwords.
                 ClientEvent::NeedToken => {
-                    if let Some(s) = self.customer_session(id) {
+                    if let Some(s) = io.customer_session(id) {
                         s.token(None, now);
                     }
                 }
                 ClientEvent::Ready if matches!(cust.ask, Ask::Etrn(_)) => {
                     if cust.etrn_replies.is_empty() {
-                        self.next_etrn(id, cid, now);
+                        self.next_etrn(io, id, cid, now);
                     }
                 }
                 ClientEvent::Etrn { code, text } => {
@@ -318,7 +316,7 @@ impl Daemon {
                         sanitize(text.as_bytes())
                     );
                     cust.etrn_replies.push((code, text));
-                    self.next_etrn(id, cid, now);
+                    self.next_etrn(io, id, cid, now);
                 }
                 ClientEvent::Ready if cust.atrn.is_none() => {
                     if !authenticated {
@@ -329,7 +327,7 @@ impl Daemon {
                                 cust.server
                             ),
                         ));
-                        if let Some(s) = self.customer_session(id) {
+                        if let Some(s) = io.customer_session(id) {
                             s.quit(now);
                         }
                         continue;
@@ -337,7 +335,7 @@ impl Daemon {
                     let Ask::Atrn(domains) = cust.ask.clone() else {
                         continue;
                     };
-                    if let Some(s) = self.customer_session(id) {
+                    if let Some(s) = io.customer_session(id) {
                         s.atrn(&domains, now);
                     }
                 }
@@ -350,9 +348,9 @@ impl Daemon {
                     );
                     cust.atrn = Some((code, text));
                     if code == 250 {
-                        return self.turn_customer(id, cid, now);
+                        return self.turn_customer(io, id, cid, now);
                     }
-                    if let Some(s) = self.customer_session(id) {
+                    if let Some(s) = io.customer_session(id) {
                         s.quit(now);
                     }
                 }
@@ -373,44 +371,24 @@ impl Daemon {
                         code,
                         format!("{status} {}: {reason}", cust.server),
                     ));
-                    self.io.conns.close(id, self.poll.registry());
-                    return self.customer_finish(cid);
+                    io.conns.close(id, &io.registry);
+                    return self.customer_finish(io, cid);
                 }
                 ClientEvent::Closed => {
-                    self.io.conns.close(id, self.poll.registry());
-                    return self.customer_finish(cid);
+                    io.conns.close(id, &io.registry);
+                    return self.customer_finish(io, cid);
                 }
             }
         }
-    }
-
-    /// Sends the next ETRN of a link-up action, or QUIT after the last.
-    fn next_etrn(&mut self, id: ConnId, cid: u64, now: Instant) {
-        let next = self
-            .core
-            .odmr
-            .customers
-            .get_mut(&cid)
-            .and_then(|c| c.etrn_next.pop_front());
-        if let Some(s) = self.customer_session(id) {
-            match next {
-                Some(t) => s.etrn(&t, now),
-                None => s.quit(now),
-            }
-        }
-    }
-
-    fn customer_session(&mut self, id: ConnId) -> Option<&mut ClientSession> {
-        self.io.conns.get_mut(id)?.role.client()?.session.as_mut()
     }
 
     /// `250` to our ATRN: the link becomes a server session for the provider.
-    fn turn_customer(&mut self, id: ConnId, cid: u64, now: Instant) {
-        let Some(cust) = self.core.odmr.customers.get(&cid) else {
+    fn turn_customer(&mut self, io: &mut Io, id: ConnId, cid: u64, now: Instant) {
+        let Some(cust) = self.odmr.customers.get(&cid) else {
             return;
         };
         let server = cust.server.clone();
-        let Some(conn) = self.io.conns.get_mut(id) else {
+        let Some(conn) = io.conns.get_mut(id) else {
             return;
         };
         let Some(peer) = conn.role.client().map(|c| c.addr) else {
@@ -421,36 +399,35 @@ impl Daemon {
             .client()
             .and_then(|c| c.session.as_ref())
             .and_then(|s| s.tls_info().map(str::to_string));
-        self.core.next_session = self.core.next_session.wrapping_add(1);
+        self.next_session = self.next_session.wrapping_add(1);
         let ctx = session_ctx!(self);
-        let session =
-            ServerSession::reversed(self.core.next_session, peer, &server, tls, &ctx, now);
+        let session = ServerSession::reversed(self.next_session, peer, &server, tls, &ctx, now);
         let ip = crate::config::cidr::canonical(peer.ip());
         conn.set_role(Role::Server(Box::new(Inbound::new(ip, session))));
-        *self.core.per_ip.entry(ip).or_default() += 1;
-        self.core.live += 1;
-        self.core.odmr.reversed.insert(id, cid);
-        self.service(id, now);
+        *self.per_ip.entry(ip).or_default() += 1;
+        self.live += 1;
+        self.odmr.reversed.insert(id, cid);
+        self.service(io, id, now);
     }
 
     /// A reversed server link closed: the requester hears how many messages came.
-    pub(super) fn reversed_closed(&mut self, id: ConnId, accepted: u32) {
-        let Some(cid) = self.core.odmr.reversed.remove(&id) else {
+    pub(super) fn reversed_closed(&mut self, io: &mut Io, id: ConnId, accepted: u32) {
+        let Some(cid) = self.odmr.reversed.remove(&id) else {
             return;
         };
-        let Some(c) = self.core.odmr.customers.get(&cid) else {
+        let Some(c) = self.odmr.customers.get(&cid) else {
             return;
         };
         let r = Reply::new(
             250,
             format!("2.0.0 {accepted} message(s) received from {}", c.server),
         );
-        self.customer_done(cid, r);
+        self.customer_done(io, cid, r);
     }
 
     /// The customer's client session ended without a turn-around.
-    fn customer_finish(&mut self, cid: u64) {
-        let Some(c) = self.core.odmr.customers.get_mut(&cid) else {
+    fn customer_finish(&mut self, io: &mut Io, cid: u64) {
+        let Some(c) = self.odmr.customers.get_mut(&cid) else {
             return;
         };
         let etrn = matches!(c.ask, Ask::Etrn(_));
@@ -482,12 +459,12 @@ impl Daemon {
             ),
             (None, None) => Reply::new(421, format!("4.4.2 {}: connection closed", c.server)),
         };
-        self.customer_done(cid, r);
+        self.customer_done(io, cid, r);
     }
 
     /// A customer request is over: log it and tell the requester.
-    fn customer_done(&mut self, cid: u64, r: Reply) {
-        let Some(c) = self.core.odmr.customers.remove(&cid) else {
+    fn customer_done(&mut self, io: &mut Io, cid: u64, r: Reply) {
+        let Some(c) = self.odmr.customers.remove(&cid) else {
             return;
         };
         log::info!(
@@ -497,10 +474,33 @@ impl Daemon {
             r
         );
         if let Some(to) = c.reply_to {
-            self.control_reply(to, &r, Instant::now());
+            self.control_reply(io, to, &r, Instant::now());
         }
         if let Some(link) = c.link {
             self.link_action_done(&link, &r);
         }
+    }
+}
+
+impl Core {
+    /// Sends the next ETRN of a link-up action, or QUIT after the last.
+    fn next_etrn(&mut self, io: &mut Io, id: ConnId, cid: u64, now: Instant) {
+        let next = self
+            .odmr
+            .customers
+            .get_mut(&cid)
+            .and_then(|c| c.etrn_next.pop_front());
+        if let Some(s) = io.customer_session(id) {
+            match next {
+                Some(t) => s.etrn(&t, now),
+                None => s.quit(now),
+            }
+        }
+    }
+}
+
+impl Io {
+    fn customer_session(&mut self, id: ConnId) -> Option<&mut ClientSession> {
+        self.conns.get_mut(id)?.role.client()?.session.as_mut()
     }
 }

@@ -6,14 +6,14 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::conn::{ConnId, Inbound, ReadResult, Role};
+use super::io::conn::{ConnId, Inbound, ReadResult, Role};
 use super::secure::tls_step;
 
 /// AUTH checks sessions asked for, by link.
 type AuthChecks = Vec<(ConnId, crate::auth::Check)>;
 /// ATRNs sessions asked for: link, identity, domains.
 type AtrnAsks = Vec<(ConnId, String, Vec<String>)>;
-use super::{Daemon, REFUSAL_SLACK};
+use super::{Core, Io, REFUSAL_SLACK};
 use crate::config::{cidr, ListenKind};
 use crate::smtp::etrn_target::EtrnTarget;
 use crate::smtp::reply::Reply;
@@ -21,14 +21,19 @@ use crate::smtp::server::{Event, ServerSession};
 use crate::smtp::trace::{self, TraceInfo};
 use crate::store::spool::{Envelope, Incoming, Spool};
 
-impl Daemon {
-    pub(super) fn accept(&mut self, idx: usize, now: Instant, touched: &mut Vec<ConnId>) {
+impl Core {
+    pub(super) fn accept(
+        &mut self,
+        io: &mut Io,
+        idx: usize,
+        now: Instant,
+        touched: &mut Vec<ConnId>,
+    ) {
         loop {
-            let Some(Some((_, listener))) = self.io.listeners.get(idx) else {
+            let Some(Some((_, listener))) = io.listeners.get(idx) else {
                 return;
             };
-            let kind = self
-                .io
+            let kind = io
                 .listener_kinds
                 .get(idx)
                 .copied()
@@ -38,7 +43,7 @@ impl Daemon {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
-                    if self.refuse_out_of_fds(idx) {
+                    if self.refuse_out_of_fds(io, idx) {
                         continue;
                     }
                     return;
@@ -49,30 +54,30 @@ impl Daemon {
                 }
             };
             let ip = cidr::canonical(addr.ip());
-            let max = self.core.config.main.max_connections;
-            if self.core.live >= max.saturating_add(REFUSAL_SLACK) {
+            let max = self.config.main.max_connections;
+            if self.live >= max.saturating_add(REFUSAL_SLACK) {
                 continue; // dropped: a flood, not a client
             }
-            self.core.next_session = self.core.next_session.wrapping_add(1);
-            let sid = self.core.next_session;
-            let per_ip = self.core.per_ip.get(&ip).copied().unwrap_or(0);
-            let host = &self.core.config.main.hostname;
-            let limit = if self.core.live >= max {
+            self.next_session = self.next_session.wrapping_add(1);
+            let sid = self.next_session;
+            let per_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
+            let host = &self.config.main.hostname;
+            let limit = if self.live >= max {
                 Some("too many connections")
-            } else if per_ip >= self.core.config.main.max_connections_per_ip {
+            } else if per_ip >= self.config.main.max_connections_per_ip {
                 Some("too many connections from your address")
             } else {
                 None
             };
             let session = if kind == ListenKind::Smtps
                 && (limit.is_some()
-                    || !self.core.sec.tls
-                    || self.core.sec.handshakes >= super::MAX_HANDSHAKES)
+                    || !self.sec.tls
+                    || self.sec.handshakes >= super::MAX_HANDSHAKES)
             {
                 // No plaintext can be spoken here: such a client is dropped.
                 let why = match limit {
                     Some(w) => w,
-                    None if self.core.sec.tls => "too many TLS handshakes",
+                    None if self.sec.tls => "too many TLS handshakes",
                     None => "no certificate for smtps",
                 };
                 log::warn!("smtp refused address={addr} reason=\"{why}\"");
@@ -84,12 +89,12 @@ impl Daemon {
                 ServerSession::new(sid, SocketAddr::new(ip, addr.port()), kind, &ctx, now)
             };
             let role = Role::Server(Box::new(Inbound::new(ip, session)));
-            match self.io.conns.add(stream, role, self.poll.registry()) {
+            match io.conns.add(stream, role, &io.registry) {
                 Ok(id) => {
-                    *self.core.per_ip.entry(ip).or_insert(0) += 1;
-                    self.core.live += 1;
+                    *self.per_ip.entry(ip).or_insert(0) += 1;
+                    self.live += 1;
                     if kind == ListenKind::Smtps {
-                        self.start_implicit_tls(id, now);
+                        self.start_implicit_tls(io, id, now);
                     }
                     touched.push(id);
                 }
@@ -102,16 +107,16 @@ impl Daemon {
     /// go, then take the spare back (Postfix's trick), so clients are refused cleanly
     /// instead of hanging. Returns whether a client was taken (Linux reports EMFILE
     /// even with nobody waiting: then the accept loop stops).
-    fn refuse_out_of_fds(&mut self, idx: usize) -> bool {
-        self.io.spare_fd = None;
-        let taken = match self.io.listeners.get(idx) {
+    fn refuse_out_of_fds(&mut self, io: &mut Io, idx: usize) -> bool {
+        io.spare_fd = None;
+        let taken = match io.listeners.get(idx) {
             Some(Some((_, l))) => l.accept().ok(),
             _ => None,
         };
         let got_one = taken.is_some();
         if let Some((mut s, addr)) = taken {
             let msg = Reply::closing(
-                &self.core.config.main.hostname,
+                &self.config.main.hostname,
                 "4.3.2 Error: too busy, try later",
             );
             let mut out = Vec::new();
@@ -119,14 +124,14 @@ impl Daemon {
             let _ = std::io::Write::write(&mut s, &out);
             log::warn!("smtp refused address={addr} reason=\"out of file descriptors\"");
         }
-        self.io.spare_fd = std::fs::File::open("/dev/null").ok();
+        io.spare_fd = std::fs::File::open("/dev/null").ok();
         got_one
     }
 
     /// Reads what the session wants, routes its events, writes its output, and
     /// closes or re-arms the link.
-    pub(super) fn service(&mut self, id: ConnId, now: Instant) {
-        let Some(conn) = self.io.conns.slab.get_mut(id) else {
+    pub(super) fn service(&mut self, io: &mut Io, id: ConnId, now: Instant) {
+        let Some(conn) = io.conns.slab.get_mut(id) else {
             return;
         };
         // Events are routed before the first read and after every read, so message
@@ -134,29 +139,25 @@ impl Daemon {
         loop {
             let Some(c) = conn.role.server() else { return };
             route_events(
-                &mut self.core.spool,
-                &mut self.core.batch,
-                (
-                    &mut self.core.etrns,
-                    &mut self.core.auths,
-                    &mut self.core.atrns,
-                ),
+                &mut self.spool,
+                &mut self.batch,
+                (&mut self.etrns, &mut self.auths, &mut self.atrns),
                 &session_ctx!(self),
                 id,
                 c,
                 now,
             );
-            if !self.core.hold_output {
+            if !self.hold_output {
                 conn.flush();
             }
-            tls_step(conn, &mut self.core.sec, self.io.tls_server.as_ref(), now);
+            tls_step(conn, &mut self.sec, io.tls_server.as_ref(), now);
             let want = conn.role.wants_read(now) || conn.stream.handshaking();
             if !(conn.readable && !conn.dead && want) {
                 break;
             }
-            let r = conn.read(&mut self.io.buf);
+            let r = conn.read(&mut io.buf);
             // A handshake that just ended comes before the first octets inside it.
-            tls_step(conn, &mut self.core.sec, self.io.tls_server.as_ref(), now);
+            tls_step(conn, &mut self.sec, io.tls_server.as_ref(), now);
             let Some(c) = conn.role.server() else { return };
             match r {
                 ReadResult::Closed if conn.stream.tls_error().is_some() => {
@@ -172,7 +173,7 @@ impl Daemon {
                 }
                 ReadResult::Data(n) => {
                     let ctx = session_ctx!(self);
-                    c.session.handle_input(&self.io.buf[..n], now, &ctx);
+                    c.session.handle_input(&io.buf[..n], now, &ctx);
                 }
                 ReadResult::WouldBlock => {}
                 ReadResult::Closed => c.session.handle_eof(),
@@ -188,38 +189,38 @@ impl Daemon {
                 .server()
                 .is_some_and(|c| c.session.pending_output().is_empty());
             if !pending && empty {
-                self.turn_provider(id, now);
+                self.turn_provider(io, id, now);
             } else {
                 // A customer that takes nothing more is dropped (the claim goes back).
                 let wait = crate::smtp::server::COMMAND_TIMEOUT;
-                self.io.conns.set_timer(id, Some(now + wait));
+                io.conns.set_timer(id, Some(now + wait));
             }
             return;
         }
         let done = dead || (c.session.is_closing() && c.session.pending_output().is_empty());
-        let waiting = self.core.batch.iter().any(|(s, _, _)| *s == id)
-            || self.core.etrns.iter().any(|(s, _)| *s == id);
+        let waiting =
+            self.batch.iter().any(|(s, _, _)| *s == id) || self.etrns.iter().any(|(s, _)| *s == id);
         if done && c.incoming.is_none() && !waiting {
-            self.close(id, now);
+            self.close(io, id, now);
         } else {
             let t = match (c.session.poll_timeout(), conn.stream.handshake_deadline()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            self.io.conns.set_timer(id, t);
+            io.conns.set_timer(id, t);
         }
-        if !self.core.auths.is_empty() {
-            self.send_auth_checks(now);
+        if !self.auths.is_empty() {
+            self.send_auth_checks(io, now);
         }
-        if !self.core.atrns.is_empty() {
-            self.atrn_requests(now);
+        if !self.atrns.is_empty() {
+            self.atrn_requests(io, now);
         }
     }
 
     /// Commits the messages that ended in this turn, then answers their sessions.
-    pub(super) fn commit(&mut self, now: Instant) {
-        while !self.core.batch.is_empty() {
-            let batch = std::mem::take(&mut self.core.batch);
+    pub(super) fn commit(&mut self, io: &mut Io, now: Instant) {
+        while !self.batch.is_empty() {
+            let batch = std::mem::take(&mut self.batch);
             let ids: Vec<ConnId> = batch.iter().map(|(s, _, _)| *s).collect();
             let sizes: Vec<u64> = batch.iter().map(|(_, i, _)| i.len()).collect();
             let mut envs = Vec::with_capacity(batch.len());
@@ -228,13 +229,11 @@ impl Daemon {
                 incs.push(i);
                 envs.push(e);
             }
-            let results = self.core.spool.commit(incs);
+            let results = self.spool.commit(incs);
             for (((id, result), size), env) in ids.into_iter().zip(results).zip(sizes).zip(envs) {
-                let Some(c) = self.io.conns.get_mut(id).and_then(|l| l.role.server()) else {
+                let Some(c) = io.conns.get_mut(id).and_then(|l| l.role.server()) else {
                     if let Ok(mid) = &result {
-                        self.core
-                            .sched
-                            .add_sized(*mid, &env, &[], self.clock.unix, size);
+                        self.sched.add_sized(*mid, &env, &[], self.time.unix, size);
                     }
                     continue;
                 };
@@ -250,9 +249,7 @@ impl Daemon {
                             c.ip,
                             size
                         );
-                        self.core
-                            .sched
-                            .add_sized(*mid, &env, &[], self.clock.unix, size);
+                        self.sched.add_sized(*mid, &env, &[], self.time.unix, size);
                     }
                     Err(e) => {
                         log::error!(
@@ -263,20 +260,20 @@ impl Daemon {
                         // The disk is looked at again at once: MAIL is refused
                         // while it is full, and the check repeats until there is room.
                         if e.is_no_space() {
-                            self.core.disk_checked = None;
+                            self.disk_checked = None;
                         }
                     }
                 }
                 let ctx = session_ctx!(self);
                 c.session.handle_commit(result.as_ref().copied(), now, &ctx);
-                self.service(id, now);
+                self.service(io, id, now);
             }
         }
     }
 
     /// Closes a server link.
-    pub(super) fn close(&mut self, id: ConnId, now: Instant) {
-        let Some(conn) = self.io.conns.close(id, self.poll.registry()) else {
+    pub(super) fn close(&mut self, io: &mut Io, id: ConnId, now: Instant) {
+        let Some(conn) = io.conns.close(id, &io.registry) else {
             return;
         };
         let Role::Server(c) = conn.role else { return };
@@ -289,47 +286,30 @@ impl Daemon {
         );
         self.forget_inbound(*c);
         self.drop_turning(id, now);
-        self.reversed_closed(id, accepted);
+        self.reversed_closed(io, id, accepted);
     }
 
     /// The accounting of a server session that ends (closed, or turned around by
     /// ATRN into a client session).
     pub(super) fn forget_inbound(&mut self, mut c: Inbound) {
         if let Some(inc) = c.incoming.take() {
-            self.core.spool.abort(inc);
+            self.spool.abort(inc);
         }
         if c.handshaking {
-            self.core.sec.handshakes = self.core.sec.handshakes.saturating_sub(1);
+            self.sec.handshakes = self.sec.handshakes.saturating_sub(1);
         }
-        if let Some(n) = self.core.per_ip.get_mut(&c.ip) {
+        if let Some(n) = self.per_ip.get_mut(&c.ip) {
             *n -= 1;
             if *n == 0 {
-                self.core.per_ip.remove(&c.ip);
+                self.per_ip.remove(&c.ip);
             }
         }
-        self.core.live -= 1;
-    }
-
-    /// Every server link (draining and stopping walk them).
-    pub(super) fn server_links(&self) -> Vec<ConnId> {
-        self.io
-            .conns
-            .slab
-            .ids()
-            .into_iter()
-            .filter(|id| {
-                self.io
-                    .conns
-                    .slab
-                    .get(*id)
-                    .is_some_and(|l| matches!(l.role, Role::Server(_)))
-            })
-            .collect()
+        self.live -= 1;
     }
 
     /// A server link's deadline came.
-    pub(super) fn server_timeout(&mut self, id: ConnId, now: Instant) {
-        let Some(conn) = self.io.conns.get_mut(id) else {
+    pub(super) fn server_timeout(&mut self, io: &mut Io, id: ConnId, now: Instant) {
+        let Some(conn) = io.conns.get_mut(id) else {
             return;
         };
         if conn.stream.handshake_deadline().is_some_and(|t| t <= now) {
@@ -337,7 +317,7 @@ impl Daemon {
                 log::info!("{:08x} smtp tls-timeout address={}", c.session.id(), c.ip);
                 c.session.handle_eof();
             }
-            self.close(id, now);
+            self.close(io, id, now);
             return;
         }
         if let Some(c) = conn.role.server() {
@@ -347,20 +327,20 @@ impl Daemon {
                     c.session.id(),
                     c.ip
                 );
-                self.close(id, now);
+                self.close(io, id, now);
                 return;
             }
             let ctx = session_ctx!(self);
             c.session.handle_timeout(now, &ctx);
-            self.service(id, now);
+            self.service(io, id, now);
         }
     }
 
     /// Ends every server session (shutdown).
-    pub(super) fn close_servers(&mut self, now: Instant) {
-        let host = self.core.config.main.hostname.clone();
-        for id in self.server_links() {
-            let Some(conn) = self.io.conns.get_mut(id) else {
+    pub(super) fn close_servers(&mut self, io: &mut Io, now: Instant) {
+        let host = self.config.main.hostname.clone();
+        for id in io.server_links() {
+            let Some(conn) = io.conns.get_mut(id) else {
                 continue;
             };
             if let Some(c) = conn.role.server() {
@@ -368,14 +348,31 @@ impl Daemon {
                 while let Some(ev) = c.session.poll_event() {
                     if let Event::MessageAbort = ev {
                         if let Some(inc) = c.incoming.take() {
-                            self.core.spool.abort(inc);
+                            self.spool.abort(inc);
                         }
                     }
                 }
             }
             conn.flush();
-            self.close(id, now);
+            self.close(io, id, now);
         }
+    }
+}
+
+impl Io {
+    /// Every server link (draining and stopping walk them).
+    pub(super) fn server_links(&self) -> Vec<ConnId> {
+        self.conns
+            .slab
+            .ids()
+            .into_iter()
+            .filter(|id| {
+                self.conns
+                    .slab
+                    .get(*id)
+                    .is_some_and(|l| matches!(l.role, Role::Server(_)))
+            })
+            .collect()
     }
 }
 

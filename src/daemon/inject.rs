@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::Daemon;
+use super::Core;
 use crate::logging::sanitize;
 use crate::message::bounce::{self, Failure};
 use crate::sched::Bounce;
@@ -28,13 +28,13 @@ pub enum QueueError {
     Spool(crate::store::spool::SpoolError),
 }
 
-impl Daemon {
+impl Core {
     /// Commits a DSN for the failed recipients, then journals their failure. A DSN
     /// that cannot be committed (a full disk) journals nothing: the bounce is tried
     /// again ([`Daemon::retry_bounces`]) and the original stays in the queue until it
     /// is out, so the sender always hears.
     pub(super) fn send_bounce(&mut self, b: Bounce, now: Instant) {
-        let unix = self.clock.unix;
+        let unix = self.time.unix;
         let opened = self.original_head(b.msg);
         let committed = match opened {
             Ok((env, body)) => match &env.sender {
@@ -65,7 +65,7 @@ impl Daemon {
                         })
                         .collect();
                     let dsn = bounce::dsn(
-                        &self.core.config.main.hostname,
+                        &self.config.main.hostname,
                         b.msg,
                         &env,
                         sender,
@@ -88,7 +88,7 @@ impl Daemon {
                 b.msg,
                 BOUNCE_RETRY.as_secs()
             );
-            self.core.bounces_waiting.push((b, now + BOUNCE_RETRY));
+            self.bounces_waiting.push((b, now + BOUNCE_RETRY));
             return;
         }
         let failed: Vec<StateRecord> = b
@@ -100,29 +100,29 @@ impl Daemon {
                 reason: reason.clone(),
             })
             .collect();
-        if let Err(e) = self.core.spool.record_all(b.msg, &failed) {
+        if let Err(e) = self.spool.record_all(b.msg, &failed) {
             log::error!("{} spool journal-failed error=\"{e}\"", b.msg);
         }
-        if self.core.completed_waiting.remove(&b.msg) {
+        if self.completed_waiting.remove(&b.msg) {
             self.remove_completed(b.msg);
         }
     }
 
     /// Whether a bounce about `msg` waits to be committed (its queue file stays).
     pub(super) fn bounce_waits_for(&self, msg: MessageId) -> bool {
-        self.core.bounces_waiting.iter().any(|(b, _)| b.msg == msg)
+        self.bounces_waiting.iter().any(|(b, _)| b.msg == msg)
     }
 
     /// Tries the postponed bounces whose time came (or all of them, once the disk
     /// has room again).
     pub(super) fn retry_bounces(&mut self, now: Instant, all: bool) {
-        if self.core.bounces_waiting.is_empty() {
+        if self.bounces_waiting.is_empty() {
             return;
         }
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.core.bounces_waiting)
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.bounces_waiting)
             .into_iter()
             .partition(|(_, at)| all || now >= *at);
-        self.core.bounces_waiting = later;
+        self.bounces_waiting = later;
         for (b, _) in due {
             self.send_bounce(b, now);
         }
@@ -130,7 +130,7 @@ impl Daemon {
 
     /// When a postponed bounce is tried next.
     pub(super) fn bounce_timeout(&self) -> Option<Instant> {
-        self.core.bounces_waiting.iter().map(|(_, at)| *at).min()
+        self.bounces_waiting.iter().map(|(_, at)| *at).min()
     }
 
     /// A message's envelope and headers: a DSN quotes the original headers only, so
@@ -139,12 +139,12 @@ impl Daemon {
         &self,
         msg: MessageId,
     ) -> Result<(crate::store::spool::Envelope, Vec<u8>), crate::store::spool::SpoolError> {
-        self.core.spool.open_message(msg).and_then(|(env, body)| {
+        self.spool.open_message(msg).and_then(|(env, body)| {
             body.head(bounce::MAX_QUOTED_HEADERS)
                 .map(|head| (env, head))
                 .map_err(|e| crate::store::spool::SpoolError {
                     op: "read",
-                    path: self.core.spool.queue_path(msg),
+                    path: self.spool.queue_path(msg),
                     err: e,
                 })
         })
@@ -185,13 +185,13 @@ impl Daemon {
             })
             .collect();
         let dsn = bounce::dsn(
-            &self.core.config.main.hostname,
+            &self.config.main.hostname,
             d.msg,
             &env,
             &sender,
             &head,
             &failures,
-            self.clock.unix,
+            self.time.unix,
         );
         log::info!("{} delay notice recipients={}", d.msg, failures.len());
         // A notice that cannot be committed is not sent again (its level is
@@ -238,7 +238,7 @@ impl Daemon {
         let mut recipients = Vec::new();
         let mut refused = Vec::new();
         for m in to {
-            match self.core.config.router.destinations(m, true) {
+            match self.config.router.destinations(m, true) {
                 Ok(dests) => recipients.extend(dests.into_iter().map(|t| Recipient {
                     address: t.address_for(m).clone(),
                     dest: t.dest,
@@ -250,22 +250,20 @@ impl Daemon {
             return Err(QueueError::Unroutable(refused));
         }
         let env = Envelope {
-            arrival: self.clock.unix,
+            arrival: self.time.unix,
             client: "-".into(),
-            helo: self.core.config.main.hostname.clone(),
+            helo: self.config.main.hostname.clone(),
             protocol: protocol.into(),
             eight_bit: data.iter().any(|&b| b >= 0x80),
             sender,
             recipients,
         };
-        let mut inc = self.core.spool.begin(&env).map_err(QueueError::Spool)?;
+        let mut inc = self.spool.begin(&env).map_err(QueueError::Spool)?;
         inc.write(data);
         let size = inc.len();
-        match self.core.spool.commit(vec![inc]).pop() {
+        match self.spool.commit(vec![inc]).pop() {
             Some(Ok(id)) => {
-                self.core
-                    .sched
-                    .add_sized(id, &env, &[], self.clock.unix, size);
+                self.sched.add_sized(id, &env, &[], self.time.unix, size);
                 if env.sender.is_none() {
                     // A notice of ours; pickup logs submissions after its uid line.
                     log_queued(id, &env, size);
@@ -276,7 +274,7 @@ impl Daemon {
                 if e.is_no_space() {
                     // The disk is checked again at once (and MAIL refused while it
                     // is full); the transition back starts what waits for room.
-                    self.core.disk_checked = None;
+                    self.disk_checked = None;
                 }
                 Err(QueueError::Spool(e))
             }

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use mio::{Interest, Token};
 
-use super::Daemon;
+use super::{Core, Io};
 use crate::local::helper::Started;
 use crate::local::targets::Target;
 use crate::local::LocalResult;
@@ -74,33 +74,33 @@ fn result_of(r: LocalResult) -> RcptResult {
     }
 }
 
-impl Daemon {
+impl Core {
     /// A local job: its deliveries start as the limits allow.
-    pub(super) fn deliver_local(&mut self, job: Job, now: Instant) {
+    pub(super) fn deliver_local(&mut self, io: &mut Io, job: Job, now: Instant) {
         let relay = format!("local:{}", job.key.host);
-        self.core.local.jobs.insert(job.id, (relay, now));
-        self.core.local.runs.add(job.id, &job.key.host, &job.rcpts);
-        self.local_step(now);
+        self.local.jobs.insert(job.id, (relay, now));
+        self.local.runs.add(job.id, &job.key.host, &job.rcpts);
+        self.local_step(io, now);
     }
 
     /// A new loop turn: a new budget of starts.
     pub(super) fn local_turn(&mut self) {
-        self.core.local.budget = STARTS_PER_TURN;
+        self.local.budget = STARTS_PER_TURN;
     }
 
     /// Carries out what the runs want, within this turn's budget.
-    pub(super) fn local_step(&mut self, now: Instant) {
-        while self.core.local.budget > 0 {
-            let Some(action) = self.core.local.runs.poll_action() else {
+    pub(super) fn local_step(&mut self, io: &mut Io, now: Instant) {
+        while self.local.budget > 0 {
+            let Some(action) = self.local.runs.poll_action() else {
                 return;
             };
             match action {
                 LocalAction::Start { job, rcpt } => {
-                    self.core.local.budget -= 1;
-                    self.local_start(job, rcpt, now);
+                    self.local.budget -= 1;
+                    self.local_start(io, job, rcpt, now);
                 }
                 LocalAction::Finished { job, results } => {
-                    self.core.local.jobs.remove(&job);
+                    self.local.jobs.remove(&job);
                     self.finish_job(job, results, now);
                 }
             }
@@ -111,22 +111,19 @@ impl Daemon {
     /// when starts wait only for the next turn's budget.
     pub(super) fn local_timeout(&self, now: Instant) -> Option<Instant> {
         let late = self
-            .core
             .local
             .verdicts
             .iter()
             .flatten()
             .map(|v| v.deadline)
             .min();
-        let more =
-            (self.core.local.budget == 0 && self.core.local.runs.has_action()).then_some(now);
+        let more = (self.local.budget == 0 && self.local.runs.has_action()).then_some(now);
         late.into_iter().chain(more).min()
     }
 
     /// The target of a job: its thread's host (a user, or an alias's `/…` or `|…`).
     fn local_target(&self, job: JobId) -> String {
-        self.core
-            .local
+        self.local
             .jobs
             .get(&job)
             .and_then(|(relay, _)| relay.strip_prefix("local:"))
@@ -135,8 +132,8 @@ impl Daemon {
     }
 
     /// Starts delivering one recipient of a local job.
-    fn local_start(&mut self, job: JobId, rcpt: RcptRef, now: Instant) {
-        if !self.core.sched.has_message(rcpt.msg) {
+    fn local_start(&mut self, io: &mut Io, job: JobId, rcpt: RcptRef, now: Instant) {
+        if !self.sched.has_message(rcpt.msg) {
             // Deleted by the operator since the job started: nothing to deliver.
             let why = "deleted by the operator".to_string();
             return self.local_end(job, rcpt, LocalResult::Deferred(why), now);
@@ -146,8 +143,8 @@ impl Daemon {
         if target == Some(Target::Discard) {
             return self.local_end(job, rcpt, LocalResult::Delivered, now);
         }
-        if self.core.local.privileged {
-            let Some(h) = self.io.helper.as_mut() else {
+        if self.local.privileged {
+            let Some(h) = io.helper.as_mut() else {
                 let why = "4.3.0 no delivery helper (it died and cannot be started again)";
                 return self.local_end(job, rcpt, LocalResult::Deferred(why.into()), now);
             };
@@ -158,14 +155,14 @@ impl Daemon {
             return;
         }
         // Not started as root: a child of ours delivers, as ourselves.
-        self.core.local_seq += 1;
-        let seq = self.core.local_seq;
-        let spool = crate::store::spool::Spool::at(self.core.spool.root());
-        let main = &self.core.config.main;
+        self.local_seq += 1;
+        let seq = self.local_seq;
+        let spool = crate::store::spool::Spool::at(self.spool.root());
+        let main = &self.config.main;
         let (mailbox, maildir, hostname) =
             (main.mailbox.clone(), main.maildir, main.hostname.clone());
         let aliases = main.mailvar.join("db").join("aliases");
-        let account = self.core.config.router.accounts.get(&name).cloned();
+        let account = self.config.router.accounts.get(&name).cloned();
         let forked = crate::local::helper::fork_verdict(&[], || {
             let (env, body) = match spool.open_message(rcpt.msg) {
                 Ok(x) => x,
@@ -184,21 +181,18 @@ impl Daemon {
                     if let Err(why) = crate::local::targets::run_as(&aliases, t) {
                         return LocalResult::Deferred(format!("4.3.0 {why}"));
                     }
-                    let me = crate::sys::current_user().unwrap_or_default();
-                    let (uid, gid, home) =
-                        crate::sys::user(&me).unwrap_or((crate::sys::euid(), 0, "/".into()));
                     let to = env
                         .recipients
                         .get(rcpt.idx)
                         .map(|r| r.address.to_string())
                         .unwrap_or_default();
-                    crate::local::targets::deliver(t, &m, ((uid, gid), &home, &me), &to)
+                    crate::local::targets::deliver_as_self(t, &m, &to)
                 }
                 None => crate::local::deliver(&mailbox, maildir, &name, account.as_ref(), &m, seq),
             }
         });
         match forked {
-            Ok(sock) => self.watch_verdict(job, rcpt, sock, now),
+            Ok(sock) => self.watch_verdict(io, job, rcpt, sock, now),
             Err(e) => {
                 let why = format!("4.3.0 fork: {}", crate::vocab::os_error(&e));
                 self.local_end(job, rcpt, LocalResult::Deferred(why), now)
@@ -207,12 +201,19 @@ impl Daemon {
     }
 
     /// A delivery runs on its own: its verdict is awaited on `sock`.
-    fn watch_verdict(&mut self, job: JobId, rcpt: RcptRef, sock: UnixStream, now: Instant) {
-        let slot = match self.core.local.verdicts.iter().position(Option::is_none) {
+    fn watch_verdict(
+        &mut self,
+        io: &mut Io,
+        job: JobId,
+        rcpt: RcptRef,
+        sock: UnixStream,
+        now: Instant,
+    ) {
+        let slot = match self.local.verdicts.iter().position(Option::is_none) {
             Some(i) => i,
-            None if self.core.local.verdicts.len() < MAX_VERDICTS => {
-                self.core.local.verdicts.push(None);
-                self.core.local.verdicts.len() - 1
+            None if self.local.verdicts.len() < MAX_VERDICTS => {
+                self.local.verdicts.push(None);
+                self.local.verdicts.len() - 1
             }
             None => {
                 let why = "4.3.0 too many deliveries awaiting a verdict".to_string();
@@ -222,14 +223,13 @@ impl Daemon {
         let _ = sock.set_nonblocking(true);
         let mut sock = mio::net::UnixStream::from_std(sock);
         if let Err(e) =
-            self.poll
-                .registry()
+            io.registry
                 .register(&mut sock, Token(VERDICT_BASE + slot), Interest::READABLE)
         {
             let why = format!("4.3.0 {}", crate::vocab::os_error(&e));
             return self.local_end(job, rcpt, LocalResult::Deferred(why), now);
         }
-        self.core.local.verdicts[slot] = Some(Verdict {
+        self.local.verdicts[slot] = Some(Verdict {
             job,
             rcpt,
             sock,
@@ -238,21 +238,10 @@ impl Daemon {
         });
     }
 
-    /// Whether `token` is a verdict socket's.
-    pub(super) fn owns_verdict(token: Token) -> bool {
-        (VERDICT_BASE..VERDICT_BASE + MAX_VERDICTS).contains(&token.0)
-    }
-
     /// A verdict socket can be read.
-    pub(super) fn verdict_event(&mut self, token: Token, now: Instant) {
+    pub(super) fn verdict_event(&mut self, io: &mut Io, token: Token, now: Instant) {
         let slot = token.0 - VERDICT_BASE;
-        let Some(v) = self
-            .core
-            .local
-            .verdicts
-            .get_mut(slot)
-            .and_then(Option::as_mut)
-        else {
+        let Some(v) = self.local.verdicts.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
         let mut buf = [0u8; 1024];
@@ -283,29 +272,23 @@ impl Daemon {
             }
         };
         if let Some(r) = result {
-            self.verdict_done(slot, r, now);
+            self.verdict_done(io, slot, r, now);
         }
     }
 
-    fn verdict_done(&mut self, slot: usize, r: LocalResult, now: Instant) {
-        let Some(mut v) = self
-            .core
-            .local
-            .verdicts
-            .get_mut(slot)
-            .and_then(Option::take)
-        else {
+    fn verdict_done(&mut self, io: &mut Io, slot: usize, r: LocalResult, now: Instant) {
+        let Some(mut v) = self.local.verdicts.get_mut(slot).and_then(Option::take) else {
             return;
         };
-        let _ = self.poll.registry().deregister(&mut v.sock);
+        let _ = &io.registry.deregister(&mut v.sock);
         self.local_end(v.job, v.rcpt, r, now);
     }
 
     /// Verdicts that did not come in time.
-    pub(super) fn local_tick(&mut self, now: Instant) {
-        let late: Vec<usize> = (0..self.core.local.verdicts.len())
+    pub(super) fn local_tick(&mut self, io: &mut Io, now: Instant) {
+        let late: Vec<usize> = (0..self.local.verdicts.len())
             .filter(|&i| {
-                self.core.local.verdicts[i]
+                self.local.verdicts[i]
                     .as_ref()
                     .is_some_and(|v| now >= v.deadline)
             })
@@ -315,14 +298,14 @@ impl Daemon {
                 "4.3.0 no verdict within {} s",
                 crate::local::helper::VERDICT_LIMIT.as_secs()
             );
-            self.verdict_done(slot, LocalResult::Deferred(why), now);
+            self.verdict_done(io, slot, LocalResult::Deferred(why), now);
         }
-        self.local_step(now);
+        self.local_step(io, now);
     }
 
     /// The delivery helper answered, or its socket can take more.
-    pub(super) fn helper_event(&mut self, now: Instant) {
-        let Some(h) = self.io.helper.as_mut() else {
+    pub(super) fn helper_event(&mut self, io: &mut Io, now: Instant) {
+        let Some(h) = io.helper.as_mut() else {
             return;
         };
         h.flush();
@@ -331,22 +314,22 @@ impl Daemon {
         for ((job, rcpt), started) in answers {
             match started {
                 Started::Done(r) => self.local_end(job, rcpt, r, now),
-                Started::Running(sock) => self.watch_verdict(job, rcpt, sock, now),
+                Started::Running(sock) => self.watch_verdict(io, job, rcpt, sock, now),
             }
         }
         if dead {
-            self.helper_died(now);
+            self.helper_died(io, now);
         }
-        self.local_step(now);
+        self.local_step(io, now);
     }
 
     /// The delivery helper is gone: what it was asked is deferred, deliveries wait,
     /// and the supervisor starts a new one.
-    fn helper_died(&mut self, now: Instant) {
-        let Some(mut h) = self.io.helper.take() else {
+    fn helper_died(&mut self, io: &mut Io, now: Instant) {
+        let Some(mut h) = io.helper.take() else {
             return;
         };
-        let _ = self.poll.registry().deregister(h.source());
+        let _ = &io.registry.deregister(h.source());
         let lost = h.take_unanswered();
         log::error!(
             "daemon helper-died pid={} requests-deferred={}: starting a new one",
@@ -357,7 +340,7 @@ impl Daemon {
             let why = "4.3.0 the delivery helper died".to_string();
             self.local_end(job, rcpt, LocalResult::Deferred(why), now);
         }
-        self.ask_supervisor(crate::local::supervisor::Kind::Delivery);
+        self.ask_supervisor(io, crate::local::supervisor::Kind::Delivery);
     }
 
     /// A delivery ended: logged, recorded, and the job goes on.
@@ -374,12 +357,11 @@ impl Daemon {
         let reply = match &r {
             LocalResult::Forward(id) => Some(format!("forwarded as {}", id.join(" "))),
             LocalResult::DeliveredAs(what) => Some(what.clone()),
-            LocalResult::Delivered => Some(reply_of(target, self.core.config.main.maildir)),
+            LocalResult::Delivered => Some(reply_of(target, self.config.main.maildir)),
             _ => None,
         };
         let result = result_of(r);
         let (relay, started) = self
-            .core
             .local
             .jobs
             .get(&job)
@@ -391,14 +373,14 @@ impl Daemon {
             reply,
         };
         self.record(&relay, vec![rec], Some((started, Some(started))), now);
-        self.core.local.runs.done(job, rcpt, &result);
+        self.local.runs.done(job, rcpt, &result);
     }
 
     /// A `.forward` sent the message on: a copy for those addresses is queued, with
     /// the original sender and a `Delivered-To:` line that stops a loop.
     fn forward_copy(&mut self, rcpt: RcptRef, user: &str, to: &[String]) -> LocalResult {
-        let host = self.core.config.main.hostname.clone();
-        let (env, body) = match self.core.spool.open_message(rcpt.msg) {
+        let host = self.config.main.hostname.clone();
+        let (env, body) = match self.spool.open_message(rcpt.msg) {
             Ok(x) => x,
             Err(e) => return LocalResult::Deferred(format!("4.3.0 cannot read queue file: {e}")),
         };
@@ -456,5 +438,12 @@ impl Daemon {
                 LocalResult::Deferred(format!("4.3.0 cannot queue the forwarded copy: {e}"))
             }
         }
+    }
+}
+
+impl Io {
+    /// Whether `token` is a verdict socket's.
+    pub(super) fn owns_verdict(token: Token) -> bool {
+        (VERDICT_BASE..VERDICT_BASE + MAX_VERDICTS).contains(&token.0)
     }
 }

@@ -3,12 +3,12 @@
 
 use std::time::Instant;
 
-use super::Daemon;
+use super::Core;
 use crate::logging::sanitize;
 use crate::machines::delivery::Recorded;
 use crate::sched::RcptResult;
 
-impl Daemon {
+impl Core {
     /// One Postfix delivery line (DESIGN.md §5.12), which pflogsumm reads:
     /// `QUEUEID: to=<…>, relay=…, delay=S.ss, delays=a/b/c/d, dsn=X.Y.Z,
     /// status=sent|deferred|bounced (reply)`, with the tag `etrnd/smtp` or
@@ -40,7 +40,6 @@ impl Daemon {
             RcptResult::Failed(st, t) => ("bounced", t.clone(), st.clone()),
         };
         let to = self
-            .core
             .sched
             .rcpt_info(o.rcpt)
             .map(|(addr, _)| addr.to_string())

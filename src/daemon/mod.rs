@@ -13,21 +13,21 @@
 macro_rules! session_ctx {
     ($d:expr) => {
         $crate::daemon::context(
-            &$d.core.config,
-            ($d.core.disk_low, $d.clock.unix, $d.clock.nonce),
-            $d.core.sec,
-            Some($d.core.sched.over_quota()),
+            &$d.config,
+            ($d.disk_low, $d.time.unix, $d.time.nonce),
+            $d.sec,
+            Some($d.sched.over_quota()),
         )
     };
 }
 
-pub mod conn;
 pub mod control;
 mod customer;
-pub mod dns_io;
 mod etrn;
+mod helpers;
 mod inbound;
 mod inject;
+pub mod io;
 mod lifecycle;
 mod local_out;
 mod maillog;
@@ -39,18 +39,14 @@ mod pickup;
 mod queue_ctl;
 mod secure;
 pub mod showq;
-mod timers;
-pub mod transport;
 
 use std::collections::HashMap;
-use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Poll, Token};
 
 use crate::config::Config;
 use crate::dns::Dns;
@@ -59,8 +55,10 @@ use crate::smtp::etrn_target::EtrnTarget;
 use crate::smtp::server::Context;
 use crate::store::spool::Envelope;
 use crate::store::spool::{Incoming, Spool};
-use conn::{ConnId, Conns, Role};
-use dns_io::DnsIo;
+pub use io::bind;
+use io::conn::{ConnId, Role};
+use io::dns_io::DnsIo;
+use io::Io;
 use outbound::Outbound;
 
 const SIGNAL: Token = Token(0);
@@ -77,26 +75,10 @@ const EXTRA_PASSES: usize = 4;
 /// How long in-flight work may take after SIGTERM.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How often the spool's free space is checked (reference/bad-input.md G15).
-const DISK_CHECK_EVERY: Duration = Duration::from_secs(5);
+pub(super) const DISK_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// Connections past `MAX_CONNECTIONS` that still get a polite 421 before we simply
 /// drop new ones.
 const REFUSAL_SLACK: usize = 64;
-
-/// A listener on `addr` (IPv6 ones v6-only, see [`crate::sys::listen`]).
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
-    crate::sys::listen(addr).map(TcpListener::from_std)
-}
-
-/// Binds every `LISTEN` address (before detaching, so errors reach the terminal).
-pub fn bind(cfg: &Config) -> io::Result<Vec<TcpListener>> {
-    cfg.main
-        .listen
-        .iter()
-        .map(|a| {
-            listen(*a).map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))
-        })
-        .collect()
-}
 
 /// The running daemon: the poller, the I/O (every descriptor), the components that
 /// decide (the core) and the clock of the turn.
@@ -107,41 +89,10 @@ pub struct Daemon {
     clock: Clock,
 }
 
-/// Every descriptor of the daemon and the means to move bytes through them.
-pub(crate) struct Io {
-    /// Listeners by token offset, with the LISTEN entry each came from; a slot is
-    /// emptied when a reload removes its address (tokens stay stable).
-    listeners: Vec<Option<(SocketAddr, TcpListener)>>,
-    /// What each listener serves (same index as `listeners`).
-    listener_kinds: Vec<crate::vocab::ListenKind>,
-    /// Every connection: accepted clients, deliveries, DNS over TCP.
-    conns: Conns,
-    signals: crate::sys::SignalPipe,
-    buf: Vec<u8>,
-    /// A descriptor held in reserve to refuse clients cleanly when out of them.
-    spare_fd: Option<std::fs::File>,
-    dns_io: DnsIo,
-    listening: Vec<SocketAddr>,
-    /// The privileged helper, when the daemon was started as root (local delivery
-    /// goes through it, as the recipient); `None` while it is started again.
-    helper: Option<crate::local::helper::Helper<(crate::sched::JobId, crate::sched::RcptRef)>>,
-    /// The supervisor, which starts the helpers again when they die.
-    supervisor: Option<crate::local::supervisor::Supervisor>,
-    /// The wake-up socket of `etrnd sendmail`.
-    notify: Option<mio::net::UnixDatagram>,
-    /// The control socket (`etrnd flush`, `mailq`, `queue`, `link`, `atrn`).
-    control: control::Control,
-    /// The server's TLS configuration, when a certificate is loaded.
-    tls_server: Option<transport::ServerTls>,
-    /// The auth helper.
-    guard: Option<crate::auth::guard::Guard>,
-    /// CA roots for `verify`/`secure`, read at first use (and again after SIGHUP).
-    #[cfg(feature = "tls")]
-    tls_roots: Option<std::sync::Arc<rustls::RootCertStore>>,
-}
-
 /// The components and their state: no descriptor in here.
 pub(crate) struct Core {
+    /// The turn's wall-clock reading.
+    time: Clock,
     /// Held destinations whose release goes on chunk by chunk from disk (`park`).
     releasing: Vec<park::Releasing>,
     per_ip: HashMap<IpAddr, usize>,
@@ -187,7 +138,7 @@ pub(crate) struct Core {
     /// When the notes are written next, if they changed.
     notes_write_at: Option<Instant>,
     /// Recent ETRNs per client address, for the rate limit.
-    etrn_times: HashMap<IpAddr, std::collections::VecDeque<Instant>>,
+    etrn_desk: crate::machines::etrn_desk::EtrnDesk,
     /// Running `mailq` listings: pid, when they are stopped, for whom (uid, root or
     /// the daemon's user).
     showq: Vec<showq::Listing>,
@@ -213,11 +164,27 @@ pub(crate) struct Core {
 }
 
 /// The turn's reading of the clock.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Clock {
     /// Wall-clock seconds of this turn's clock reading (see `tick`).
     unix: u64,
     /// A number that changes every turn from a random start (`Context::nonce`).
     nonce: u64,
+}
+
+impl Clock {
+    /// Reads the clock: the one reading of a loop turn. `now` drives every session,
+    /// link and delivery; `self.unix`, the wall-clock seconds of the same moment,
+    /// goes to the scheduler and the spool (whose times are stored).
+    fn tick(&mut self) -> Instant {
+        let now = Instant::now();
+        self.unix = unix_now();
+        // xorshift from a random start: unique, not secret, no system call.
+        self.nonce ^= self.nonce << 13;
+        self.nonce ^= self.nonce >> 7;
+        self.nonce ^= self.nonce << 17;
+        now
+    }
 }
 
 /// The per-call context sessions need: the configuration, the disk state and the
@@ -269,26 +236,14 @@ impl Daemon {
         config_path: PathBuf,
         listeners: Vec<TcpListener>,
         mut spool: Spool,
-    ) -> io::Result<Daemon> {
+    ) -> std::io::Result<Daemon> {
         let poll = Poll::new()?;
-        let signals = crate::sys::SignalPipe::install()?;
-        poll.registry()
-            .register(&mut SourceFd(&signals.fd()), SIGNAL, Interest::READABLE)?;
-        let mut listeners = listeners;
-        let mut listening = Vec::new();
-        let configured = config.main.listen.clone();
-        for (i, l) in listeners.iter_mut().enumerate() {
-            poll.registry()
-                .register(l, Token(LISTENER_BASE + i), Interest::READABLE)?;
-            let addr = l.local_addr()?;
-            log::info!("smtp listening address={addr}");
-            listening.push(addr);
-        }
+        let io = Io::open(&poll, &config, listeners, (SIGNAL, LISTENER_BASE))?;
         // MX shuffling and retry-slot picks (DNS ids draw on the OS source themselves).
-        let seed = crate::sys::random_u64();
+        let seed = io::random();
         let dns = Dns::new(
             config.resolve.clone(),
-            crate::dns::self_spec(&config, &listening),
+            crate::dns::self_spec(&config, &io.listening),
             config.main.smtp_port,
             seed,
         );
@@ -318,7 +273,7 @@ impl Daemon {
         // once: verified messages go straight into the schedule.
         let rec = spool
             .recover(|e| sched.add_sized(e.id, &e.envelope, &e.state, unix, e.size))
-            .map_err(|e| io::Error::other(e.to_string()))?;
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         log::info!(
             "spool recovered queued={} removed-temp={} quarantined={} removed-journals={}",
             rec.queued.len(),
@@ -335,25 +290,9 @@ impl Daemon {
         );
         let mut d = Daemon {
             poll,
-            io: Io {
-                listener_kinds: config.main.listen_kinds.clone(),
-                listeners: configured.into_iter().zip(listeners).map(Some).collect(),
-                conns: Conns::default(),
-                signals,
-                buf: vec![0; 64 * 1024],
-                spare_fd: std::fs::File::open("/dev/null").ok(),
-                dns_io: DnsIo::default(),
-                listening,
-                helper: None,
-                supervisor: None,
-                notify: None,
-                control: control::Control::default(),
-                tls_server: None,
-                guard: None,
-                #[cfg(feature = "tls")]
-                tls_roots: None,
-            },
+            io,
             core: Core {
+                time: Clock { unix, nonce: 1 },
                 per_ip: HashMap::new(),
                 live: 0,
                 spool,
@@ -381,7 +320,7 @@ impl Daemon {
                 netlinks: netlinks::NetLinks::default(),
                 notes,
                 notes_write_at: None,
-                etrn_times: HashMap::new(),
+                etrn_desk: Default::default(),
                 showq: Vec::new(),
                 next_pickup: Instant::now(),
                 pickup_last: None,
@@ -396,43 +335,56 @@ impl Daemon {
             },
             clock: Clock {
                 unix,
-                nonce: crate::sys::random_u64() | 1,
+                nonce: io::random() | 1,
             },
         };
-        d.links_configure();
-        d.io.notify = d.bind_notify();
-        d.bind_control();
+        d.core.links_configure();
+        d.io.notify = d.core.bind_notify(&d.io);
+        d.core.bind_control(&mut d.io);
         // Tell `etrnd flush` where we really listen (port 0 picks one).
         let text: String = d.io.listening.iter().map(|a| format!("{a}\n")).collect();
         let path = d.core.spool.root().join("listening");
         if let Err(e) = std::fs::write(&path, text) {
             log::warn!("daemon cannot write {}: {e}", path.display());
         }
-        d.apply_sched(Instant::now());
-        d.pickup(Instant::now());
+        d.core.apply_sched(Instant::now());
+        d.core.pickup(Instant::now());
         Ok(d)
     }
+    /// Local deliveries go through `helper` from now on (started as root).
+    pub fn set_helper(
+        &mut self,
+        helper: crate::local::helper::Helper<(crate::sched::JobId, crate::sched::RcptRef)>,
+    ) -> std::io::Result<()> {
+        self.core.set_helper(&mut self.io, helper)
+    }
 
-    /// Reads the clock: the one reading of a loop turn. `now` drives every session,
-    /// link and delivery; `self.clock.unix`, the wall-clock seconds of the same moment,
-    /// goes to the scheduler and the spool (whose times are stored).
-    fn tick(&mut self) -> Instant {
-        let now = Instant::now();
-        self.clock.unix = unix_now();
-        // xorshift from a random start: unique, not secret, no system call.
-        self.clock.nonce ^= self.clock.nonce << 13;
-        self.clock.nonce ^= self.clock.nonce >> 7;
-        self.clock.nonce ^= self.clock.nonce << 17;
-        now
+    /// The supervisor starts the helpers again when they die.
+    pub fn set_supervisor(
+        &mut self,
+        sup: crate::local::supervisor::Supervisor,
+    ) -> std::io::Result<()> {
+        self.core.set_supervisor(&mut self.io, sup)
+    }
+
+    /// Takes the auth helper and applies its first load (at start: an error stops
+    /// the daemon).
+    pub fn set_guard(
+        &mut self,
+        guard: crate::auth::guard::Guard,
+        loaded: crate::auth::guard::Loaded,
+    ) -> Result<(), String> {
+        self.core.set_guard(&mut self.io, guard, loaded)
     }
 
     /// Runs until SIGTERM or SIGINT.
-    pub fn run(&mut self) -> io::Result<()> {
+    pub fn run(&mut self) -> std::io::Result<()> {
         let mut events = Events::with_capacity(1024);
-        let mut now = self.tick();
+        let mut now = self.clock.tick();
+        self.core.time = self.clock;
         loop {
             if let Some(at) = self.core.stop_at {
-                if now >= at || self.drained() {
+                if now >= at || self.core.drained(&self.io) {
                     break;
                 }
             }
@@ -447,13 +399,13 @@ impl Daemon {
                 self.io.conns.timers.next(),
                 self.core.dns.poll_timeout(),
                 sched_at,
-                self.links_timeout(now),
+                self.core.links_timeout(now),
                 self.core.notes_write_at,
-                self.showq_timeout(),
-                self.local_timeout(now),
-                self.queue_timeout(now),
-                self.bounce_timeout(),
-                self.disk_timeout(now),
+                self.core.showq_timeout(),
+                self.core.local_timeout(now),
+                self.core.queue_timeout(now),
+                self.core.bounce_timeout(),
+                self.core.disk_timeout(now),
                 self.io.control.timeout(),
             ]
             .into_iter()
@@ -461,18 +413,19 @@ impl Daemon {
             .min();
             let timeout = next.map(|t| t.saturating_duration_since(now));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() == io::ErrorKind::Interrupted {
+                if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(e);
             }
-            now = self.tick();
-            self.local_turn();
-            self.check_disk(now);
+            now = self.clock.tick();
+            self.core.time = self.clock;
+            self.core.local_turn();
+            self.core.check_disk(now);
             let mut touched = Vec::new();
             self.dispatch(&events, now, &mut touched);
             for id in touched.drain(..) {
-                self.service(id, now);
+                self.core.service(&mut self.io, id, now);
             }
             // Messages wait for the commit, which blocks the loop. Commands that
             // arrived meanwhile are served first (a few passes at most), so the
@@ -486,11 +439,11 @@ impl Daemon {
                 }
                 self.dispatch(&events, now, &mut touched);
                 for id in touched.drain(..) {
-                    self.service(id, now);
+                    self.core.service(&mut self.io, id, now);
                 }
             }
-            self.commit(now);
-            self.answer_etrns(now);
+            self.core.commit(&mut self.io, now);
+            self.core.answer_etrns(&mut self.io, now);
             for id in self.io.conns.due(now) {
                 let role = self.io.conns.get_mut(id).map(|l| match l.role {
                     Role::Server(_) => 0,
@@ -498,8 +451,8 @@ impl Daemon {
                     Role::Dns(_) => 2,
                 });
                 match role {
-                    Some(0) => self.server_timeout(id, now),
-                    Some(1) => self.out_timeout(id, now),
+                    Some(0) => self.core.server_timeout(&mut self.io, id, now),
+                    Some(1) => self.core.out_timeout(&mut self.io, id, now),
                     Some(_) => {
                         self.io
                             .dns_io
@@ -508,31 +461,31 @@ impl Daemon {
                     None => {}
                 }
             }
-            self.commit(now);
-            self.answer_etrns(now);
+            self.core.commit(&mut self.io, now);
+            self.core.answer_etrns(&mut self.io, now);
             if now >= self.core.next_pickup {
-                self.pickup(now);
+                self.core.pickup(now);
             }
             self.core.dns.handle_timeout(now);
-            self.lookups_done(now);
-            self.page_in_due();
+            self.core.lookups_done(&mut self.io, now);
+            self.core.page_in_due();
             self.core.sched.handle_timeout(self.clock.unix);
-            self.apply_sched(now);
-            self.start_jobs(now);
+            self.core.apply_sched(now);
+            self.core.start_jobs(&mut self.io, now);
             // Chunks of releases from disk load after the first jobs started.
-            self.page_in_released();
-            if self.page_in_wanted() | !self.core.releasing.is_empty() {
-                self.start_jobs(now);
+            self.core.page_in_released();
+            if self.core.page_in_wanted() | !self.core.releasing.is_empty() {
+                self.core.start_jobs(&mut self.io, now);
             }
-            self.park_candidates();
-            self.links_tick(now);
-            self.notes_tick(now);
-            self.showq_reap(now);
-            self.local_tick(now);
-            self.queue_tick(now);
-            self.retry_bounces(now, false);
-            self.control_tick(now);
-            self.lookups_done(now);
+            self.core.park_candidates();
+            self.core.links_tick(&mut self.io, now);
+            self.core.notes_tick(now);
+            self.core.showq_reap(&mut self.io, now);
+            self.core.local_tick(&mut self.io, now);
+            self.core.queue_tick(&mut self.io, now);
+            self.core.retry_bounces(now, false);
+            self.io.control_tick(now);
+            self.core.lookups_done(&mut self.io, now);
             self.io.dns_io.flush(
                 &mut self.core.dns,
                 &mut self.io.conns,
@@ -540,116 +493,8 @@ impl Daemon {
                 now,
             );
         }
-        self.shutdown();
+        self.core.shutdown(&mut self.io);
         Ok(())
-    }
-
-    /// Local deliveries go through `helper` from now on (started as root).
-    pub fn set_helper(
-        &mut self,
-        mut helper: crate::local::helper::Helper<(crate::sched::JobId, crate::sched::RcptRef)>,
-    ) -> io::Result<()> {
-        log::info!("daemon helper pid={}", helper.pid());
-        self.poll.registry().register(
-            helper.source(),
-            HELPER,
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        self.io.helper = Some(helper);
-        self.core.local.privileged = true;
-        self.core.local.runs.pause(false);
-        Ok(())
-    }
-
-    /// The supervisor starts the helpers again when they die.
-    pub fn set_supervisor(&mut self, sup: crate::local::supervisor::Supervisor) -> io::Result<()> {
-        sup.set_nonblocking()?;
-        self.poll
-            .registry()
-            .register(&mut SourceFd(&sup.fd()), SUPERVISOR, Interest::READABLE)?;
-        log::info!("daemon supervisor pid={}", sup.pid());
-        self.io.supervisor = Some(sup);
-        Ok(())
-    }
-
-    /// Asks the supervisor for a new helper of `kind`; without a supervisor, says
-    /// that none will come.
-    fn ask_supervisor(&mut self, kind: crate::local::supervisor::Kind) {
-        let asked = self.io.supervisor.as_mut().map(|s| s.ask(kind));
-        match asked {
-            Some(Ok(())) => {
-                if kind == crate::local::supervisor::Kind::Delivery {
-                    self.core.local.runs.pause(true);
-                }
-            }
-            Some(Err(e)) => self.supervisor_lost(&e.to_string()),
-            None => log::error!("daemon {kind} cannot be started again: no supervisor"),
-        }
-    }
-
-    /// The supervisor sent the helpers it started.
-    fn supervisor_event(&mut self, now: Instant) {
-        let Some(sup) = self.io.supervisor.as_mut() else {
-            return;
-        };
-        match sup.read() {
-            Ok(started) => {
-                for (kind, pid, sock) in started {
-                    self.helper_started(kind, pid, sock, now);
-                }
-            }
-            Err(e) => self.supervisor_lost(&e.to_string()),
-        }
-    }
-
-    /// A helper the supervisor started again takes over.
-    fn helper_started(
-        &mut self,
-        kind: crate::local::supervisor::Kind,
-        pid: i32,
-        sock: std::os::unix::net::UnixStream,
-        now: Instant,
-    ) {
-        use crate::local::supervisor::Kind;
-        log::info!("daemon helper-restarted kind=\"{kind}\" pid={pid}");
-        match kind {
-            Kind::Delivery => match crate::local::helper::Helper::new(sock, pid) {
-                Ok(h) => {
-                    if let Err(e) = self.set_helper(h) {
-                        log::error!("daemon helper-failed error=\"{e}\"");
-                    }
-                    self.local_step(now);
-                }
-                Err(e) => log::error!("daemon helper-failed error=\"{e}\""),
-            },
-            Kind::Auth => match crate::auth::guard::Guard::attach_later(sock, pid) {
-                Ok(mut g) => {
-                    let r = self.poll.registry().register(
-                        g.source(),
-                        GUARD,
-                        Interest::READABLE | Interest::WRITABLE,
-                    );
-                    match r {
-                        Ok(()) => self.io.guard = Some(g),
-                        Err(e) => log::error!("daemon auth-helper-failed error=\"{e}\""),
-                    }
-                }
-                Err(e) => log::error!("daemon auth-helper-failed error=\"{e}\""),
-            },
-        }
-    }
-
-    /// The supervisor is gone: helpers that die from now on stay dead, and local
-    /// deliveries that wait for one are deferred.
-    fn supervisor_lost(&mut self, why: &str) {
-        if let Some(s) = self.io.supervisor.take() {
-            let _ = self.poll.registry().deregister(&mut SourceFd(&s.fd()));
-            log::error!("daemon supervisor-lost pid={} error=\"{why}\": helpers that die are not started again; restart etrnd", s.pid());
-            // Our child: gone, or made to go, and reaped either way.
-            let _ = crate::sys::signal(s.pid(), libc::SIGKILL);
-            crate::sys::wait_child(s.pid(), Duration::from_secs(1));
-        }
-        self.core.local.runs.pause(false);
     }
 
     /// Hands each event to its owner; server links with input go to `touched`.
@@ -665,7 +510,7 @@ impl Daemon {
                 }
                 match conn.role {
                     Role::Server(_) => touched.push(id),
-                    Role::Client(_) => self.out_event(id, now),
+                    Role::Client(_) => self.core.out_event(&mut self.io, id, now),
                     Role::Dns(_) => self.io.dns_io.handle_tcp(
                         id,
                         &mut self.io.conns,
@@ -677,122 +522,26 @@ impl Daemon {
                 continue;
             }
             match t {
-                SIGNAL => self.handle_signals(now),
-                NOTIFY => self.drain_notify(now),
-                CONTROL => self.control_accept(now),
-                t if control::Control::owns(t) => self.control_event(t, now),
-                GUARD => self.guard_event(now),
-                HELPER => self.helper_event(now),
-                SUPERVISOR => self.supervisor_event(now),
-                t if Daemon::owns_verdict(t) => {
-                    self.verdict_event(t, now);
-                    self.local_step(now);
+                SIGNAL => self.core.handle_signals(&mut self.io, now),
+                NOTIFY => self.core.drain_notify(&mut self.io, now),
+                CONTROL => self.core.control_accept(&mut self.io, now),
+                t if control::Control::owns(t) => self.core.control_event(&mut self.io, t, now),
+                GUARD => self.core.guard_event(&mut self.io, now),
+                HELPER => self.core.helper_event(&mut self.io, now),
+                SUPERVISOR => self.core.supervisor_event(&mut self.io, now),
+                t if Io::owns_verdict(t) => {
+                    self.core.verdict_event(&mut self.io, t, now);
+                    self.core.local_step(&mut self.io, now);
                 }
                 t if DnsIo::owns(t) => {
                     self.io
                         .dns_io
                         .handle_event(t, &mut self.core.dns, self.poll.registry(), now)
                 }
-                Token(t) => self.accept(t - LISTENER_BASE, now, touched),
+                Token(t) => self
+                    .core
+                    .accept(&mut self.io, t - LISTENER_BASE, now, touched),
             }
         }
-    }
-
-    /// Binds the notify socket (a stale one from a crash is replaced).
-    fn bind_notify(&mut self) -> Option<mio::net::UnixDatagram> {
-        let path = self.core.spool.notify_path();
-        let _ = std::fs::remove_file(&path);
-        match mio::net::UnixDatagram::bind(&path) {
-            Ok(mut s) => {
-                use std::os::unix::fs::PermissionsExt;
-                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666));
-                if let Err(e) = self
-                    .poll
-                    .registry()
-                    .register(&mut s, NOTIFY, Interest::READABLE)
-                {
-                    log::error!("pickup notify-failed error=\"{e}\"");
-                    return None;
-                }
-                Some(s)
-            }
-            Err(e) => {
-                log::error!("pickup notify-failed path={} error=\"{e}\"", path.display());
-                None
-            }
-        }
-    }
-
-    fn drain_notify(&mut self, now: Instant) {
-        let mut buf = [0u8; 64];
-        if let Some(s) = &self.io.notify {
-            while s.recv(&mut buf).is_ok() {}
-        }
-        self.pickup_wake(now);
-    }
-
-    /// While the disk is (or may be) full, it is checked again on time even when
-    /// nothing else happens: what waits for room goes as soon as there is some.
-    fn disk_timeout(&self, now: Instant) -> Option<Instant> {
-        match self.core.disk_checked {
-            None => Some(now),
-            Some(t) if self.core.disk_low || !self.core.bounces_waiting.is_empty() => {
-                Some(t + DISK_CHECK_EVERY)
-            }
-            Some(_) => None,
-        }
-    }
-
-    fn check_disk(&mut self, now: Instant) {
-        if self
-            .core
-            .disk_checked
-            .is_some_and(|t| now < t + DISK_CHECK_EVERY)
-        {
-            return;
-        }
-        self.core.disk_checked = Some(now);
-        // The same cadence notices a new passwd file (one stat; the walk through NSS
-        // happens only when it changed).
-        if self.core.config.router.accounts.is_stale() {
-            self.core.config.router.accounts = crate::accounts::Accounts::snapshot();
-            log::info!(
-                "daemon accounts-reloaded accounts={}",
-                self.core.config.router.accounts.len()
-            );
-        }
-        let need = self.core.config.main.max_message_size.saturating_mul(3) / 2;
-        let low = match crate::sys::free_space(self.core.spool.root()) {
-            Ok(free) => free < need,
-            Err(_) => false,
-        };
-        if low != self.core.disk_low {
-            if low {
-                log::error!("spool disk-low need={need} (1.5 x MAX_MESSAGE_SIZE): refusing MAIL");
-            } else {
-                log::info!("spool disk-ok");
-            }
-        }
-        let room_again = self.core.disk_low && !low;
-        self.core.disk_low = low;
-        if room_again {
-            // Bounces that waited for room go now.
-            self.retry_bounces(now, true);
-        }
-    }
-
-    fn shutdown(&mut self) {
-        self.abandon_deliveries();
-        let now = self.tick();
-        self.close_servers(now);
-        self.notes_tick(now);
-        self.write_notes();
-        // Every index line is on disk: the next start trusts the index whatever
-        // happens to this boot, and reads the summaries from one file.
-        self.park_stop();
-        if let Err(e) = self.core.spool.mark_index(true) {
-            log::error!("spool index-mark-failed error=\"{e}\"");
-        }
-        log::info!("daemon stopped");
     }
 }

@@ -16,39 +16,27 @@
 //!   started; what is in flight finishes or fails safely.
 //! * **Dial.** With `LINK_DIAL`, a down link with held mail that meets
 //!   `LINK_DIAL_WHEN` is asked for once: the command runs (no shell, `ETRND_LINK`
-//!   in its environment) and the link must come up within `LINK_DIAL_TIMEOUT`. No
-//!   second dial while one runs; a failed dial backs off (1 minute, doubling to an
-//!   hour).
+//!   in its environment); the [`Dialer`] decides the rest (deadline, back-off).
 
 use std::collections::VecDeque;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::Daemon;
+use super::io::children;
+use super::{Core, Io};
 use crate::config::links::{LinkAction, LinkTarget};
 use crate::logging::sanitize;
 use crate::machines::delivery::Action;
+use crate::machines::dialer::{Dialer, Failed};
 use crate::sched::{JobId, ThreadKey};
 use crate::smtp::reply::Reply;
-
-/// The first back-off after a failed dial; it doubles up to [`DIAL_BACKOFF_MAX`].
-pub const DIAL_BACKOFF: Duration = Duration::from_secs(60);
-/// The longest back-off after failed dials.
-pub const DIAL_BACKOFF_MAX: Duration = Duration::from_secs(3600);
-
-/// A dial in progress.
-struct Dial {
-    /// The dial command's pid while it runs.
-    child: Option<i32>,
-    deadline: Instant,
-}
 
 /// One named link.
 pub(super) struct NetLink {
     /// Its name.
     pub name: String,
-    /// Up or down.
-    pub up: bool,
+    /// Up, down, dialling or backing off.
+    pub dialer: Dialer,
     /// Since when (Unix seconds), and why.
     pub since: u64,
     why: String,
@@ -56,11 +44,6 @@ pub(super) struct NetLink {
     pending: VecDeque<LinkAction>,
     /// An action is running.
     running: bool,
-    dial: Option<Dial>,
-    backoff_until: Option<Instant>,
-    failures: u32,
-    /// Dials since start-up.
-    pub dials: u64,
     /// Pacing: the second counted, connections and messages started in it.
     pace: (u64, u32, u32),
 }
@@ -69,15 +52,11 @@ impl NetLink {
     fn new(name: &str, since: u64) -> NetLink {
         NetLink {
             name: name.to_string(),
-            up: false,
+            dialer: Dialer::default(),
             since,
             why: "start-up".into(),
             pending: VecDeque::new(),
             running: false,
-            dial: None,
-            backoff_until: None,
-            failures: 0,
-            dials: 0,
             pace: (0, 0, 0),
         }
     }
@@ -108,12 +87,11 @@ pub enum LinkOp {
     Status,
 }
 
-impl Daemon {
+impl Core {
     /// The links of the configuration, every one down (start-up), or after a
     /// reload: links kept keep their state, new ones start down.
     pub(super) fn links_configure(&mut self) {
         let names: Vec<String> = self
-            .core
             .config
             .main
             .links
@@ -121,20 +99,19 @@ impl Daemon {
             .into_iter()
             .map(str::to_string)
             .collect();
-        let mut old = std::mem::take(&mut self.core.netlinks.list);
+        let mut old = std::mem::take(&mut self.netlinks.list);
         for n in names {
             let kept = old
                 .iter()
                 .position(|l| l.name == n)
                 .map(|i| old.swap_remove(i));
-            self.core
-                .netlinks
+            self.netlinks
                 .list
-                .push(kept.unwrap_or_else(|| NetLink::new(&n, self.clock.unix)));
+                .push(kept.unwrap_or_else(|| NetLink::new(&n, self.time.unix)));
         }
-        for mut gone in old {
-            if let Some(c) = gone.dial.take().and_then(|d| d.child) {
-                self.core.netlinks.orphans.push(c);
+        for gone in old {
+            if let Some(c) = gone.dialer.child() {
+                self.netlinks.orphans.push(c);
             }
         }
         self.links_changed();
@@ -144,24 +121,16 @@ impl Daemon {
     /// `POSTOFFICE/links` is rewritten.
     fn links_changed(&mut self) {
         let down: Vec<LinkTarget> = self
-            .core
             .config
             .main
             .links
             .targets
             .iter()
-            .filter(|(n, _)| {
-                self.core
-                    .netlinks
-                    .list
-                    .iter()
-                    .any(|l| &l.name == n && !l.up)
-            })
+            .filter(|(n, _)| self.link_is_down(n))
             .map(|(_, t)| t.clone())
             .collect();
-        self.core.sched.set_blocked(down);
+        self.sched.set_blocked(down);
         let text: String = self
-            .core
             .netlinks
             .list
             .iter()
@@ -169,13 +138,13 @@ impl Daemon {
                 format!(
                     "{} {} {} {}\n",
                     l.name,
-                    if l.up { "up" } else { "down" },
+                    if l.dialer.is_up() { "up" } else { "down" },
                     l.since,
                     l.why
                 )
             })
             .collect();
-        let path = self.core.spool.root().join("links");
+        let path = self.spool.root().join("links");
         if let Err(e) = write_replace(&path, text.as_bytes()) {
             log::warn!(
                 "link state-write-failed path={} error=\"{e}\"",
@@ -187,8 +156,7 @@ impl Daemon {
     /// The down link a thread is behind, if any (checked where lookups and
     /// connections are made).
     pub(super) fn link_down_for(&self, key: &ThreadKey) -> Option<String> {
-        self.core
-            .config
+        self.config
             .main
             .links
             .targets
@@ -201,8 +169,7 @@ impl Daemon {
     /// The down link a server (`etrn`, `atrn`) is behind, if any.
     pub(super) fn server_link_down(&self, server: &str) -> Option<String> {
         let bare = crate::daemon::secure::bare_host(server);
-        self.core
-            .config
+        self.config
             .main
             .links
             .targets
@@ -213,17 +180,15 @@ impl Daemon {
     }
 
     fn link_is_down(&self, name: &str) -> bool {
-        self.core
-            .netlinks
+        self.netlinks
             .list
             .iter()
-            .any(|l| l.name == name && !l.up)
+            .any(|l| l.name == name && !l.dialer.is_up())
     }
 
     /// Whether a thread is behind link `name`.
     fn behind(&self, name: &str, key: &ThreadKey) -> bool {
-        self.core
-            .config
+        self.config
             .main
             .links
             .targets
@@ -232,22 +197,22 @@ impl Daemon {
     }
 
     /// `etrnd link up|down|status [NAME]`.
-    pub(super) fn link_request(&mut self, op: LinkOp, name: Option<&str>, now: Instant) -> Reply {
-        if op == LinkOp::Status && name.is_none() && !self.core.netlinks.list.is_empty() {
-            let all: Vec<String> = (0..self.core.netlinks.list.len())
+    pub(super) fn link_request(
+        &mut self,
+        io: &mut Io,
+        op: LinkOp,
+        name: Option<&str>,
+        now: Instant,
+    ) -> Reply {
+        if op == LinkOp::Status && name.is_none() && !self.netlinks.list.is_empty() {
+            let all: Vec<String> = (0..self.netlinks.list.len())
                 .map(|i| self.link_status(i))
                 .collect();
             return Reply::new(250, format!("2.0.0 {}", all.join("; ")));
         }
         let name = name.unwrap_or("default");
-        let Some(i) = self.core.netlinks.list.iter().position(|l| l.name == name) else {
-            let known: Vec<&str> = self
-                .core
-                .netlinks
-                .list
-                .iter()
-                .map(|l| l.name.as_str())
-                .collect();
+        let Some(i) = self.netlinks.list.iter().position(|l| l.name == name) else {
+            let known: Vec<&str> = self.netlinks.list.iter().map(|l| l.name.as_str()).collect();
             return Reply::new(
                 550,
                 format!(
@@ -264,26 +229,25 @@ impl Daemon {
         match op {
             LinkOp::Status => Reply::new(250, format!("2.0.0 {}", self.link_status(i))),
             LinkOp::Up => {
-                if self.core.netlinks.list[i].up {
+                if self.netlinks.list[i].dialer.is_up() {
                     return Reply::new(250, format!("2.0.0 link {name} is already up"));
                 }
-                self.link_up(i, now);
+                self.link_up(io, i, now);
                 Reply::new(250, format!("2.0.0 link {name} up"))
             }
             LinkOp::Down => {
-                let l = &mut self.core.netlinks.list[i];
-                if !l.up {
+                let l = &mut self.netlinks.list[i];
+                if !l.dialer.down() {
                     return Reply::new(250, format!("2.0.0 link {name} is already down"));
                 }
-                l.up = false;
-                l.since = self.clock.unix;
+                l.since = self.time.unix;
                 l.why = "etrnd link down".into();
                 let dropped = l.pending.len();
                 l.pending.clear();
                 log::info!("link down name={name} actions-dropped={dropped}");
                 self.links_changed();
                 // What is still held behind it may call for a dial now.
-                self.core.netlinks.check_at = Some(now);
+                self.netlinks.check_at = Some(now);
                 Reply::new(250, format!("2.0.0 link {name} down"))
             }
         }
@@ -291,19 +255,19 @@ impl Daemon {
 
     /// One link's state for `link status`.
     fn link_status(&self, i: usize) -> String {
-        let l = &self.core.netlinks.list[i];
-        let sum = self.core.sched.held_sum(|k| self.behind(&l.name, k));
+        let l = &self.netlinks.list[i];
+        let sum = self.sched.held_sum(|k| self.behind(&l.name, k));
         let mut s = format!(
             "{} {} since {} ({}) held={} octets={} dials={}",
             l.name,
-            if l.up { "up" } else { "down" },
+            if l.dialer.is_up() { "up" } else { "down" },
             crate::vocab::date::iso_date(l.since),
             l.why,
             sum.messages,
             sum.octets,
-            l.dials
+            l.dialer.dials()
         );
-        if l.dial.is_some() {
+        if l.dialer.dialing() {
             s.push_str(" dialling");
         }
         if !l.pending.is_empty() || l.running {
@@ -316,30 +280,25 @@ impl Daemon {
     }
 
     /// The link comes up: held mail behind it first, then its actions.
-    fn link_up(&mut self, i: usize, now: Instant) {
-        let unix = self.clock.unix;
+    fn link_up(&mut self, io: &mut Io, i: usize, now: Instant) {
+        let unix = self.time.unix;
         let actions = {
-            let name = self.core.netlinks.list[i].name.clone();
-            self.core.config.main.links.actions_for(&name)
+            let name = self.netlinks.list[i].name.clone();
+            self.config.main.links.actions_for(&name)
         };
-        let l = &mut self.core.netlinks.list[i];
-        l.up = true;
+        let l = &mut self.netlinks.list[i];
+        let (running, after_dial) = l.dialer.up();
+        self.netlinks.orphans.extend(running);
         l.since = unix;
-        l.why = match l.dial.take() {
-            Some(d) => {
-                if let Some(c) = d.child {
-                    self.core.netlinks.orphans.push(c);
-                }
-                "etrnd link up, after a dial".into()
-            }
-            None => "etrnd link up".into(),
+        l.why = if after_dial {
+            "etrnd link up, after a dial".into()
+        } else {
+            "etrnd link up".into()
         };
-        l.failures = 0;
-        l.backoff_until = None;
         l.pending = actions.into();
         let name = l.name.clone();
         self.links_changed();
-        let links = &self.core.config.main.links;
+        let links = &self.config.main.links;
         let pick = |k: &crate::sched::ThreadKey, _: &str| {
             links
                 .targets
@@ -347,24 +306,24 @@ impl Daemon {
                 .any(|(n, t)| *n == name && t.covers(&k.channel, &k.host))
         };
         let (loaded, _) =
-            super::park::page_in_release(&mut self.core.spool, &mut self.core.sched, unix, pick);
-        self.core.releasing.extend(loaded);
-        let released = self.core.sched.release(pick);
-        for key in self.core.sched.take_matched() {
-            self.core.notes.request(&key, unix, "link", &name, 250);
+            super::park::page_in_release(&mut self.spool, &mut self.sched, unix, pick);
+        self.releasing.extend(loaded);
+        let released = self.sched.release(pick);
+        for key in self.sched.take_matched() {
+            self.notes.request(&key, unix, "link", &name, 250);
         }
         log::info!(
             "link up name={name} released-messages={} actions={}",
             released.messages,
-            self.core.netlinks.list[i].pending.len()
+            self.netlinks.list[i].pending.len()
         );
-        self.start_jobs(now);
-        self.links_tick(now);
+        self.start_jobs(io, now);
+        self.links_tick(io, now);
     }
 
     /// A link-up action ended.
     pub(super) fn link_action_done(&mut self, link: &str, r: &Reply) {
-        if let Some(l) = self.core.netlinks.list.iter_mut().find(|l| l.name == link) {
+        if let Some(l) = self.netlinks.list.iter_mut().find(|l| l.name == link) {
             l.running = false;
         }
         log::info!("link action-done name={link} reply=\"{r}\"");
@@ -378,12 +337,12 @@ impl Daemon {
             Action::Load(..) => false,
             _ => return true,
         };
-        let pace = self.core.config.main.links.pace;
-        let Some(name) = self.core.config.main.links.link_of(&key.channel, &key.host) else {
+        let pace = self.config.main.links.pace;
+        let Some(name) = self.config.main.links.link_of(&key.channel, &key.host) else {
             return true;
         };
-        let unix = self.clock.unix;
-        let Some(l) = self.core.netlinks.list.iter_mut().find(|l| l.name == name) else {
+        let unix = self.time.unix;
+        let Some(l) = self.netlinks.list.iter_mut().find(|l| l.name == name) else {
             return true;
         };
         if l.pace.0 != unix {
@@ -398,8 +357,8 @@ impl Daemon {
             *used += 1;
             return true;
         }
-        if !self.core.netlinks.paced.contains(&jid) {
-            self.core.netlinks.paced.push(jid);
+        if !self.netlinks.paced.contains(&jid) {
+            self.netlinks.paced.push(jid);
         }
         false
     }
@@ -407,26 +366,26 @@ impl Daemon {
     /// Every loop turn: paced jobs whose second came, the next link-up action of
     /// each link whose outbound mail is done, dials (start, exit, time-out), and the
     /// dial policy when held mail changed or its time came.
-    pub(super) fn links_tick(&mut self, now: Instant) {
-        if self.core.netlinks.list.is_empty() {
+    pub(super) fn links_tick(&mut self, io: &mut Io, now: Instant) {
+        if self.netlinks.list.is_empty() {
             return;
         }
-        if !self.core.netlinks.paced.is_empty() {
-            let paced = std::mem::take(&mut self.core.netlinks.paced);
+        if !self.netlinks.paced.is_empty() {
+            let paced = std::mem::take(&mut self.netlinks.paced);
             for jid in paced {
-                self.act_paced(jid, now);
+                self.act_paced(io, jid, now);
             }
         }
-        for i in 0..self.core.netlinks.list.len() {
+        for i in 0..self.netlinks.list.len() {
             self.next_action(i, now);
             self.watch_dial(i, now);
         }
-        let msgs = self.core.sched.messages();
-        let due = self.core.netlinks.check_at.is_some_and(|t| now >= t);
-        if msgs != self.core.netlinks.seen_msgs || due {
-            self.core.netlinks.seen_msgs = msgs;
-            self.core.netlinks.check_at = None;
-            for i in 0..self.core.netlinks.list.len() {
+        let msgs = self.sched.messages();
+        let due = self.netlinks.check_at.is_some_and(|t| now >= t);
+        if msgs != self.netlinks.seen_msgs || due {
+            self.netlinks.seen_msgs = msgs;
+            self.netlinks.check_at = None;
+            for i in 0..self.netlinks.list.len() {
                 self.dial_policy(i, now);
             }
         }
@@ -435,24 +394,23 @@ impl Daemon {
     /// A child ended (SIGCHLD): dial commands stopped earlier are reaped; a running
     /// dial's exit is read by its link's turn in [`Daemon::links_tick`].
     pub(super) fn netlinks_reap(&mut self) {
-        self.core
-            .netlinks
+        self.netlinks
             .orphans
-            .retain(|&pid| crate::sys::try_reap(pid).is_none());
+            .retain(|&pid| children::try_reap(pid).is_none());
     }
 
     /// When [`Daemon::links_tick`] has work by the clock.
     pub(super) fn links_timeout(&self, now: Instant) -> Option<Instant> {
         let mut t: Vec<Instant> = Vec::new();
-        if !self.core.netlinks.paced.is_empty() {
+        if !self.netlinks.paced.is_empty() {
             // The next second of the wall clock.
             t.push(now + Duration::from_millis(1000));
         }
-        t.extend(self.core.netlinks.check_at);
-        for l in &self.core.netlinks.list {
-            if let Some(d) = &l.dial {
-                // Its command's exit comes as SIGCHLD.
-                t.push(d.deadline);
+        t.extend(self.netlinks.check_at);
+        for l in &self.netlinks.list {
+            if l.dialer.dialing() {
+                // Its command's exit comes as SIGCHLD; its deadline by the clock.
+                t.extend(l.dialer.wake_at());
             }
         }
         t.into_iter().min()
@@ -460,15 +418,15 @@ impl Daemon {
 
     /// Starts link `i`'s next action once nothing behind it runs or waits.
     fn next_action(&mut self, i: usize, now: Instant) {
-        let l = &self.core.netlinks.list[i];
-        if !l.up || l.running || l.pending.is_empty() || self.core.stopping {
+        let l = &self.netlinks.list[i];
+        if !l.dialer.is_up() || l.running || l.pending.is_empty() || self.stopping {
             return;
         }
         let name = l.name.clone();
-        if self.core.sched.busy(|k| self.behind(&name, k)) {
+        if self.sched.busy(|k| self.behind(&name, k)) {
             return;
         }
-        let Some(a) = self.core.netlinks.list[i].pending.pop_front() else {
+        let Some(a) = self.netlinks.list[i].pending.pop_front() else {
             return;
         };
         log::info!(
@@ -483,7 +441,7 @@ impl Daemon {
             } => (
                 super::customer::Ask::Etrn(targets),
                 server,
-                port.unwrap_or(self.core.config.main.smtp_port),
+                port.unwrap_or(self.config.main.smtp_port),
             ),
             LinkAction::Atrn {
                 port,
@@ -495,7 +453,7 @@ impl Daemon {
                 port.unwrap_or(crate::smtp::atrn::ODMR_PORT),
             ),
         };
-        self.core.netlinks.list[i].running = true;
+        self.netlinks.list[i].running = true;
         if let Some(r) = self.customer_start(ask, server, port, (None, Some(name.clone())), now) {
             self.link_action_done(&name, &r);
         }
@@ -503,113 +461,81 @@ impl Daemon {
 
     /// Link `i`'s dial: its command's exit, its deadline.
     fn watch_dial(&mut self, i: usize, now: Instant) {
-        let l = &mut self.core.netlinks.list[i];
-        let Some(d) = l.dial.as_mut() else { return };
-        let mut failed: Option<String> = None;
-        if let Some(pid) = d.child {
-            match crate::sys::try_reap(pid) {
-                Some(Some(0)) => d.child = None,
-                Some(Some(code)) => {
-                    d.child = None;
-                    failed = Some(format!("the dial command exited {code}"));
-                }
-                Some(None) => {
-                    d.child = None;
-                    failed = Some("the dial command was killed".into());
-                }
-                None => {}
-            }
+        let l = &mut self.netlinks.list[i];
+        let exited = l.dialer.child().and_then(children::try_reap);
+        let failed = match exited {
+            Some(status) => l.dialer.child_exited(status, now),
+            None => None,
+        };
+        if let Some(f) = failed.or_else(|| l.dialer.tick(now)) {
+            self.dial_failed(i, f, now);
         }
-        if failed.is_none() && now >= d.deadline {
-            failed = Some(format!(
-                "the link did not come up within {} s",
-                self.core.config.main.links.dial_timeout.as_secs()
-            ));
+    }
+
+    /// A dial failed: its command is stopped, and the policy looks again when the
+    /// back-off ends.
+    fn dial_failed(&mut self, i: usize, f: Failed, now: Instant) {
+        if let Some(pid) = f.terminate {
+            children::terminate(pid);
+            self.netlinks.orphans.push(pid);
         }
-        let Some(why) = failed else { return };
-        let mut d = l.dial.take().expect("checked above");
-        if let Some(pid) = d.child.take() {
-            crate::sys::terminate(pid);
-            self.core.netlinks.orphans.push(pid);
-        }
-        l.failures = l.failures.saturating_add(1);
-        let back = DIAL_BACKOFF
-            .saturating_mul(1 << (l.failures - 1).min(6))
-            .min(DIAL_BACKOFF_MAX);
-        l.backoff_until = Some(now + back);
         log::warn!(
             "link dial-failed name={} error=\"{}\" retry-in={}",
-            l.name,
-            sanitize(why.as_bytes()),
-            back.as_secs()
+            self.netlinks.list[i].name,
+            sanitize(f.why.as_bytes()),
+            f.retry_in.as_secs()
         );
-        let at = now + back;
-        self.core.netlinks.check_at = Some(self.core.netlinks.check_at.map_or(at, |t| t.min(at)));
+        let at = now + f.retry_in;
+        self.netlinks.check_at = Some(self.netlinks.check_at.map_or(at, |t| t.min(at)));
     }
 
     /// Dials link `i` if it is down, may dial, and what is held behind it meets
     /// `LINK_DIAL_WHEN`.
     fn dial_policy(&mut self, i: usize, now: Instant) {
-        let lc = &self.core.config.main.links;
-        let l = &self.core.netlinks.list[i];
-        if l.up || l.dial.is_some() || lc.dial.is_empty() || self.core.stopping {
+        let lc = &self.config.main.links;
+        let l = &self.netlinks.list[i];
+        if !l.dialer.may_dial(now) || lc.dial.is_empty() || self.stopping {
             return;
-        }
-        if let Some(t) = l.backoff_until {
-            if now < t {
-                return;
-            }
         }
         let name = l.name.clone();
         // Mail waiting out a retry back-off is not counted until it is due.
         let (sum, next_due) = self
-            .core
             .sched
-            .dial_sum(|k| self.behind(&name, k), self.clock.unix);
+            .dial_sum(|k| self.behind(&name, k), self.time.unix);
         let verdict = lc
             .dial_when
-            .verdict(sum.messages, sum.octets, sum.oldest, self.clock.unix);
+            .verdict(sum.messages, sum.octets, sum.oldest, self.time.unix);
         let why = match verdict {
             Ok(why) => why,
             Err(at) => {
                 // Not yet: the age condition, or deferred mail, comes due by the clock.
                 if let Some(at) = [at, next_due].into_iter().flatten().min() {
-                    let at = now + Duration::from_secs(at.saturating_sub(self.clock.unix));
-                    self.core.netlinks.check_at =
-                        Some(self.core.netlinks.check_at.map_or(at, |t| t.min(at)));
+                    let at = now + Duration::from_secs(at.saturating_sub(self.time.unix));
+                    self.netlinks.check_at = Some(self.netlinks.check_at.map_or(at, |t| t.min(at)));
                 }
                 return;
             }
         };
         let cmd = lc.dial.clone();
         let timeout = lc.dial_timeout;
-        let spawned = crate::sys::spawn_command(&cmd, &[("ETRND_LINK", &name)]);
-        let l = &mut self.core.netlinks.list[i];
-        l.dials += 1;
-        match spawned {
-            Ok(pid) => {
-                log::info!(
-                    "link dial name={name} reason={why} held={} octets={} pid={pid}",
-                    sum.messages,
-                    sum.octets,
-                );
-                l.dial = Some(Dial {
-                    child: Some(pid),
-                    deadline: now + timeout,
-                });
-            }
-            Err(e) => {
-                // Counted as a failed dial: the back-off applies.
-                l.dial = Some(Dial {
-                    child: None,
-                    deadline: now,
-                });
-                log::warn!(
-                    "link dial-spawn-failed name={name} command={} error=\"{e}\"",
-                    sanitize(cmd[0].as_bytes())
-                );
-                self.watch_dial(i, now);
-            }
+        let spawned = children::spawn(&cmd, &[("ETRND_LINK", &name)], None);
+        match &spawned {
+            Ok(pid) => log::info!(
+                "link dial name={name} reason={why} held={} octets={} pid={pid}",
+                sum.messages,
+                sum.octets,
+            ),
+            Err(e) => log::warn!(
+                "link dial-spawn-failed name={name} command={} error=\"{e}\"",
+                sanitize(cmd[0].as_bytes())
+            ),
+        };
+        let started = spawned.map_err(|e| e.to_string());
+        if let Some(f) = self.netlinks.list[i]
+            .dialer
+            .dial_started(started, now, timeout)
+        {
+            self.dial_failed(i, f, now);
         }
     }
 }
@@ -617,18 +543,18 @@ impl Daemon {
 /// How long changed notes wait before they are written (many ETRNs, one write).
 const NOTES_EVERY: Duration = Duration::from_secs(5);
 
-impl Daemon {
+impl Core {
     /// Releases that delivered mail become notes; changed notes are written at most
     /// every [`NOTES_EVERY`] (and at shutdown).
     pub(super) fn notes_tick(&mut self, now: Instant) {
-        while let Some((key, at)) = self.core.sched.poll_release_note() {
-            self.core.notes.released(&key, at);
+        while let Some((key, at)) = self.sched.poll_release_note() {
+            self.notes.released(&key, at);
         }
-        if !self.core.notes.dirty {
+        if !self.notes.dirty {
             return;
         }
-        match self.core.notes_write_at {
-            None => self.core.notes_write_at = Some(now + NOTES_EVERY),
+        match self.notes_write_at {
+            None => self.notes_write_at = Some(now + NOTES_EVERY),
             Some(t) if now >= t => self.write_notes(),
             Some(_) => {}
         }
@@ -636,8 +562,8 @@ impl Daemon {
 
     /// Writes the notes now.
     pub(super) fn write_notes(&mut self) {
-        self.core.notes_write_at = None;
-        if let Err(e) = self.core.notes.write(self.core.spool.root()) {
+        self.notes_write_at = None;
+        if let Err(e) = self.notes.write(self.spool.root()) {
             log::warn!("clients notes-write-failed error=\"{e}\"");
         }
     }

@@ -18,8 +18,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::conn::{ConnId, Outbound as OutLink, Role};
-use super::Daemon;
+use super::io::conn::{ConnId, Outbound as OutLink, Role};
+use super::{Core, Io};
 use crate::auth::secrets::entitled;
 use crate::auth::{Check, Verdict};
 use crate::config::scheduler::{SmtpOptions, Transport};
@@ -77,15 +77,13 @@ impl Odmr {
     }
 }
 
-impl Daemon {
-    // ---- provider ----
-
+impl Core {
     /// Checks this turn's ATRN requests and sends them to the auth helper.
-    pub(super) fn atrn_requests(&mut self, now: Instant) {
-        for (id, user, domains) in std::mem::take(&mut self.core.atrns) {
-            let refusal = if self.core.stopping {
+    pub(super) fn atrn_requests(&mut self, io: &mut Io, now: Instant) {
+        for (id, user, domains) in std::mem::take(&mut self.atrns) {
+            let refusal = if self.stopping {
                 Some(Reply::ATRN_CANNOT_CHECK)
-            } else if self.core.odmr.active.contains_key(&user) {
+            } else if self.odmr.active.contains_key(&user) {
                 Some(Reply::ATRN_BUSY)
             } else if !self.atrn_rate_ok(&user, now) {
                 Some(Reply::ATRN_TOO_OFTEN)
@@ -93,24 +91,24 @@ impl Daemon {
                 None
             };
             if let Some(r) = refusal {
-                self.answer_atrn(id, &user, &domains, &r, now);
+                self.answer_atrn(io, id, &user, &domains, &r, now);
                 continue;
             }
-            match self.io.guard.as_mut().filter(|g| !g.dead) {
+            match io.guard.as_mut().filter(|g| !g.dead) {
                 Some(g) => {
                     let seq = g.ask(&Check::Domains { user: user.clone() });
-                    self.core.odmr.checking.insert(seq, (id, user, domains));
+                    self.odmr.checking.insert(seq, (id, user, domains));
                 }
-                None => self.answer_atrn(id, &user, &domains, &Reply::ATRN_CANNOT_CHECK, now),
+                None => self.answer_atrn(io, id, &user, &domains, &Reply::ATRN_CANNOT_CHECK, now),
             }
         }
-        if let Some(g) = self.io.guard.as_mut() {
+        if let Some(g) = io.guard.as_mut() {
             g.flush();
         }
     }
 
     fn atrn_rate_ok(&mut self, user: &str, now: Instant) -> bool {
-        let times = self.core.odmr.times.entry(user.to_string()).or_default();
+        let times = self.odmr.times.entry(user.to_string()).or_default();
         while times
             .front()
             .is_some_and(|&t| now.duration_since(t) >= ATRN_WINDOW)
@@ -121,9 +119,9 @@ impl Daemon {
             return false;
         }
         times.push_back(now);
-        let n = self.core.odmr.times.len();
+        let n = self.odmr.times.len();
         if n > 1024 {
-            self.core.odmr.times.retain(|_, v| {
+            self.odmr.times.retain(|_, v| {
                 v.back()
                     .is_some_and(|&t| now.duration_since(t) < ATRN_WINDOW)
             });
@@ -133,28 +131,23 @@ impl Daemon {
 
     /// Whether the auth helper's answer `seq` is an ATRN's.
     pub(super) fn odmr_owns(&self, seq: u64) -> bool {
-        self.core.odmr.checking.contains_key(&seq)
+        self.odmr.checking.contains_key(&seq)
     }
 
     /// Every ATRN still at the auth helper (it failed): 451.
-    pub(super) fn odmr_guard_lost(&mut self, now: Instant) {
-        let seqs: Vec<u64> = self.core.odmr.checking.keys().copied().collect();
+    pub(super) fn odmr_guard_lost(&mut self, io: &mut Io, now: Instant) {
+        let seqs: Vec<u64> = self.odmr.checking.keys().copied().collect();
         for s in seqs {
-            self.atrn_verdict(s, None, now);
+            self.atrn_verdict(io, s, None, now);
         }
     }
 
     /// The auth helper's current domains for the identity: the claim, or a refusal.
-    pub(super) fn atrn_verdict(&mut self, seq: u64, v: Option<Verdict>, now: Instant) {
-        let Some((id, user, domains)) = self.core.odmr.checking.remove(&seq) else {
+    pub(super) fn atrn_verdict(&mut self, io: &mut Io, seq: u64, v: Option<Verdict>, now: Instant) {
+        let Some((id, user, domains)) = self.odmr.checking.remove(&seq) else {
             return;
         };
-        let alive = self
-            .io
-            .conns
-            .get_mut(id)
-            .and_then(|l| l.role.server())
-            .is_some();
+        let alive = io.conns.get_mut(id).and_then(|l| l.role.server()).is_some();
         if !alive {
             return;
         }
@@ -166,14 +159,14 @@ impl Daemon {
                     || (domains.is_empty() && ent.is_empty())
                 {
                     Reply::ATRN_NOT_ENTITLED
-                } else if self.core.odmr.active.contains_key(&user) {
+                } else if self.odmr.active.contains_key(&user) {
                     Reply::ATRN_BUSY
                 } else {
                     self.claim(id, &user, &domains, &ent, now)
                 }
             }
         };
-        self.answer_atrn(id, &user, &domains, &reply, now);
+        self.answer_atrn(io, id, &user, &domains, &reply, now);
     }
 
     /// Claims the held mail for the request: `250` and the claim waits for the
@@ -192,36 +185,43 @@ impl Daemon {
         };
         // An ATRN takes held mail on disk too (up to a bound; the rest waits for
         // the next ATRN).
-        for key in self.core.sched.parked_matching(|_, domain| wanted(domain)) {
+        for key in self.sched.parked_matching(|_, domain| wanted(domain)) {
             super::park::page_in(
-                &mut self.core.spool,
-                &mut self.core.sched,
+                &mut self.spool,
+                &mut self.sched,
                 &key,
-                self.clock.unix,
+                self.time.unix,
                 super::park::CLAIM_MAX,
                 |_, e| wanted(&e.domain),
             );
         }
-        let Some((jid, rcpts)) = self.core.sched.claim(|_, domain| wanted(domain)) else {
+        let Some((jid, rcpts)) = self.sched.claim(|_, domain| wanted(domain)) else {
             return Reply::ATRN_NO_MAIL;
         };
-        self.core.odmr.active.insert(user.to_string(), jid);
+        self.odmr.active.insert(user.to_string(), jid);
         let claim = Claim {
             user: user.to_string(),
             domains: domains.to_vec(),
             rcpts,
             started: now,
         };
-        self.core.odmr.turning.insert(id, (jid, claim));
+        self.odmr.turning.insert(id, (jid, claim));
         Reply::ATRN_TURNING
     }
 
-    fn answer_atrn(&mut self, id: ConnId, user: &str, domains: &[String], r: &Reply, now: Instant) {
-        let Some(c) = self.io.conns.get_mut(id).and_then(|l| l.role.server()) else {
+    fn answer_atrn(
+        &mut self,
+        io: &mut Io,
+        id: ConnId,
+        user: &str,
+        domains: &[String],
+        r: &Reply,
+        now: Instant,
+    ) {
+        let Some(c) = io.conns.get_mut(id).and_then(|l| l.role.server()) else {
             return;
         };
         let held = self
-            .core
             .odmr
             .turning
             .get(&id)
@@ -241,9 +241,9 @@ impl Daemon {
             r
         );
         let mut keys: Vec<String> = Vec::new();
-        if let Some((_, claim)) = self.core.odmr.turning.get(&id) {
+        if let Some((_, claim)) = self.odmr.turning.get(&id) {
             for r in &claim.rcpts {
-                if let Some(k) = self.core.sched.rcpt_dest(*r) {
+                if let Some(k) = self.sched.rcpt_dest(*r) {
                     if !keys.contains(&k) {
                         keys.push(k);
                     }
@@ -251,25 +251,23 @@ impl Daemon {
             }
         }
         for k in keys {
-            self.core
-                .notes
-                .request(&k, self.clock.unix, "atrn", user, r.code);
+            self.notes.request(&k, self.time.unix, "atrn", user, r.code);
         }
-        let Some(c) = self.io.conns.get_mut(id).and_then(|l| l.role.server()) else {
+        let Some(c) = io.conns.get_mut(id).and_then(|l| l.role.server()) else {
             return;
         };
         let ctx = session_ctx!(self);
         c.session.handle_atrn(r, now, &ctx);
-        self.service(id, now);
+        self.service(io, id, now);
     }
 
     /// The `250` to ATRN is written: the link becomes the provider's client side.
-    pub(super) fn turn_provider(&mut self, id: ConnId, now: Instant) {
-        let Some((jid, claim)) = self.core.odmr.turning.remove(&id) else {
+    pub(super) fn turn_provider(&mut self, io: &mut Io, id: ConnId, now: Instant) {
+        let Some((jid, claim)) = self.odmr.turning.remove(&id) else {
             return;
         };
-        let hostname = self.core.config.main.hostname.clone();
-        let Some(conn) = self.io.conns.get_mut(id) else {
+        let hostname = self.config.main.hostname.clone();
+        let Some(conn) = io.conns.get_mut(id) else {
             return self.settle_claim(jid, claim, Vec::new(), now);
         };
         let Some(peer) = conn.role.server().map(|c| c.session.client()) else {
@@ -302,7 +300,7 @@ impl Daemon {
         if let Role::Server(inbound) = old {
             self.forget_inbound(*inbound);
         }
-        self.io.conns.set_timer(id, timer);
+        io.conns.set_timer(id, timer);
         log::info!(
             "{} atrn turned user={} relay={} recipients={}",
             jid.0,
@@ -322,12 +320,12 @@ impl Daemon {
         let machine = Delivery::turned(job, SmtpOptions::default(), hop);
         self.start_turned_run(jid, id, machine, claim);
         // Whatever the customer already sent (its greeting) is read now.
-        self.out_event(id, now);
+        self.out_event(io, id, now);
     }
 
     /// A connection closed before its `250` to ATRN was out: the claim goes back.
     pub(super) fn drop_turning(&mut self, id: ConnId, now: Instant) {
-        if let Some((jid, claim)) = self.core.odmr.turning.remove(&id) {
+        if let Some((jid, claim)) = self.odmr.turning.remove(&id) {
             self.settle_claim(jid, claim, Vec::new(), now);
         }
     }
@@ -363,10 +361,10 @@ impl Daemon {
             bounced,
             now.saturating_duration_since(claim.started).as_secs_f64()
         );
-        if self.core.odmr.active.get(&claim.user) == Some(&jid) {
-            self.core.odmr.active.remove(&claim.user);
+        if self.odmr.active.get(&claim.user) == Some(&jid) {
+            self.odmr.active.remove(&claim.user);
         }
-        self.core.sched.claim_done(jid, &results, self.clock.unix);
+        self.sched.claim_done(jid, &results, self.time.unix);
         self.apply_sched(now);
     }
 }

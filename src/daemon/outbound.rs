@@ -17,10 +17,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use mio::net::TcpStream;
-
-use super::conn::{ConnId, Outbound as OutLink, ReadResult, Role};
-use super::Daemon;
+use super::io::conn::{ConnId, Outbound as OutLink, ReadResult, Role};
+use super::{Core, Io};
 use crate::config::scheduler::{EightBit, Transport};
 use crate::dns::Hop;
 use crate::logging::sanitize;
@@ -74,13 +72,13 @@ impl Outbound {
     }
 }
 
-impl Daemon {
+impl Core {
     /// Starts every job the scheduler allows now.
-    pub(super) fn start_jobs(&mut self, now: Instant) {
-        if self.core.stopping {
+    pub(super) fn start_jobs(&mut self, io: &mut Io, now: Instant) {
+        if self.stopping {
             return;
         }
-        while let Some(job) = self.core.sched.poll_job(self.clock.unix) {
+        while let Some(job) = self.sched.poll_job(self.time.unix) {
             log::debug!(
                 "{} sched job-start job={} rcpts={}",
                 job.key,
@@ -110,15 +108,15 @@ impl Daemon {
                         started: now,
                         connected: None,
                     };
-                    self.core.outbound.runs.insert(jid, run);
-                    self.act(jid, now);
+                    self.outbound.runs.insert(jid, run);
+                    self.act(io, jid, now);
                 }
                 Transport::Errormail => {
                     let why =
                         RcptResult::Failed("5.1.2".into(), "routed to the error channel".into());
                     self.finish_direct(&job, why, now);
                 }
-                Transport::Local => self.deliver_local(job, now),
+                Transport::Local => self.deliver_local(io, job, now),
                 Transport::Hold => {
                     let why = format!("no {:?} transport in this build", job.transport);
                     self.finish_direct(&job, RcptResult::Deferred(why), now);
@@ -148,9 +146,9 @@ impl Daemon {
     }
 
     /// Carries out the machine's actions until it waits for the outside.
-    fn act(&mut self, jid: JobId, now: Instant) {
+    fn act(&mut self, io: &mut Io, jid: JobId, now: Instant) {
         loop {
-            let Some(run) = self.core.outbound.runs.get_mut(&jid) else {
+            let Some(run) = self.outbound.runs.get_mut(&jid) else {
                 return;
             };
             let Some(action) = run.stashed.take().or_else(|| run.machine.poll_action()) else {
@@ -159,19 +157,19 @@ impl Daemon {
             // Links (DESIGN.md §5.9): nothing behind a down link is looked up or
             // connected to, whatever the routes say; a link's pace holds new
             // connections and messages back.
-            if !self.core.netlinks.list.is_empty() && run.claim.is_none() {
+            if !self.netlinks.list.is_empty() && run.claim.is_none() {
                 let key = run.machine.job().key.clone();
                 if matches!(action, Action::Lookup { .. } | Action::Connect(_)) {
                     if let Some(l) = self.link_down_for(&key) {
                         log::info!("{} link held job={} link={l}", key, jid.0);
-                        if let Some(run) = self.core.outbound.runs.get_mut(&jid) {
+                        if let Some(run) = self.outbound.runs.get_mut(&jid) {
                             run.machine.untried(&format!("link {l} is down"));
                         }
                         continue;
                     }
                 }
                 if !self.pace_allows(jid, &key, &action) {
-                    if let Some(run) = self.core.outbound.runs.get_mut(&jid) {
+                    if let Some(run) = self.outbound.runs.get_mut(&jid) {
                         run.stashed = Some(action);
                     }
                     break;
@@ -179,13 +177,13 @@ impl Daemon {
             }
             match action {
                 Action::Lookup { host, no_mx } => {
-                    let lid = self.core.dns.lookup(&host, no_mx, now);
-                    self.core.outbound.lookups.insert(lid, jid);
+                    let lid = self.dns.lookup(&host, no_mx, now);
+                    self.outbound.lookups.insert(lid, jid);
                 }
                 Action::Connect(hop) => {
-                    if let Err(e) = self.open(jid, &hop, now) {
+                    if let Err(e) = self.open(io, jid, &hop, now) {
                         let why = crate::vocab::os_error(&e);
-                        if let Some(run) = self.core.outbound.runs.get_mut(&jid) {
+                        if let Some(run) = self.outbound.runs.get_mut(&jid) {
                             if local_outage(&e) {
                                 // Nothing left this host: no attempt is counted.
                                 run.machine.untried(&format!(
@@ -198,17 +196,16 @@ impl Daemon {
                         }
                     }
                 }
-                Action::Load(msg, idxs) => self.load(jid, msg, &idxs, now),
+                Action::Load(msg, idxs) => self.load(io, jid, msg, &idxs, now),
                 Action::Quit => {
-                    if let Some(s) = self.session_of(jid) {
+                    if let Some(s) = self.session_of(io, jid) {
                         s.quit(now);
                     }
                 }
-                Action::Close => self.close_out(jid),
-                Action::Penalise(addr) => self.core.outbound.penalties.penalise(addr, now),
+                Action::Close => self.close_out(io, jid),
+                Action::Penalise(addr) => self.outbound.penalties.penalise(addr, now),
                 Action::Record { relay, outcomes } => {
                     let timing = self
-                        .core
                         .outbound
                         .runs
                         .get(&jid)
@@ -216,8 +213,8 @@ impl Daemon {
                     self.record(&relay, outcomes, timing, now)
                 }
                 Action::Finished(results) => {
-                    self.close_out(jid);
-                    match self.core.outbound.runs.remove(&jid).and_then(|r| r.claim) {
+                    self.close_out(io, jid);
+                    match self.outbound.runs.remove(&jid).and_then(|r| r.claim) {
                         Some(claim) => self.settle_claim(jid, claim, results, now),
                         None => self.finish_job(jid, results, now),
                     }
@@ -225,34 +222,36 @@ impl Daemon {
                 }
             }
         }
-        if let Some(id) = self.core.outbound.runs.get(&jid).and_then(|r| r.conn) {
-            self.drive_out(id, now);
+        if let Some(id) = self.outbound.runs.get(&jid).and_then(|r| r.conn) {
+            self.drive_out(io, id, now);
         }
     }
 
     /// A job whose action waited for its link's pace goes on.
-    pub(super) fn act_paced(&mut self, jid: JobId, now: Instant) {
-        self.act(jid, now);
+    pub(super) fn act_paced(&mut self, io: &mut Io, jid: JobId, now: Instant) {
+        self.act(io, jid, now);
     }
 
-    fn session_of(&mut self, jid: JobId) -> Option<&mut ClientSession> {
-        let id = self.core.outbound.runs.get(&jid)?.conn?;
-        self.io.conns.get_mut(id)?.role.client()?.session.as_mut()
+    fn session_of<'a>(&mut self, io: &'a mut Io, jid: JobId) -> Option<&'a mut ClientSession> {
+        let id = self.outbound.runs.get(&jid)?.conn?;
+        io.conns.get_mut(id)?.role.client()?.session.as_mut()
     }
 
     /// Opens message `msg` and starts it on the session.
-    fn load(&mut self, jid: JobId, msg: MessageId, idxs: &[usize], now: Instant) {
-        if !self.core.sched.has_message(msg) {
+    fn load(&mut self, io: &mut Io, jid: JobId, msg: MessageId, idxs: &[usize], now: Instant) {
+        if !self.sched.has_message(msg) {
             // Deleted by the operator since the job started: nothing to send.
-            if let Some(run) = self.core.outbound.runs.get_mut(&jid) {
+            if let Some(run) = self.outbound.runs.get_mut(&jid) {
                 run.machine.load_failed("deleted by the operator");
             }
             return;
         }
-        match self.core.spool.open_message(msg) {
+        match self.spool.open_message(msg) {
             Ok((env, body)) => {
-                let offers = self.session_of(jid).is_some_and(|s| s.offers_8bitmime());
-                let Some(run) = self.core.outbound.runs.get_mut(&jid) else {
+                let offers = self
+                    .session_of(io, jid)
+                    .is_some_and(|s| s.offers_8bitmime());
+                let Some(run) = self.outbound.runs.get_mut(&jid) else {
                     return;
                 };
                 let rcpts = idxs
@@ -274,7 +273,7 @@ impl Daemon {
                 };
                 // Masquerading (db/generic): the envelope sender and the header's
                 // From:, Sender: and Reply-To:, on mail sent over SMTP only.
-                let generic = &self.core.config.generic;
+                let generic = &self.config.generic;
                 let from = env
                     .sender
                     .as_ref()
@@ -304,14 +303,14 @@ impl Daemon {
                     log::info!("{msg} smtp cannot-make-7bit reason=\"{why}\"");
                 }
                 run.body = source.map(|s| (s, 0));
-                if let Some(s) = self.session_of(jid) {
+                if let Some(s) = self.session_of(io, jid) {
                     s.start(out, now);
                 }
             }
             Err(e) => {
                 // Gone (removed by hand) or unreadable: defer, the operator is told.
                 log::error!("{msg} spool load-failed error=\"{e}\"");
-                if let Some(run) = self.core.outbound.runs.get_mut(&jid) {
+                if let Some(run) = self.outbound.runs.get_mut(&jid) {
                     run.machine.load_failed(&e.to_string());
                 }
             }
@@ -319,31 +318,30 @@ impl Daemon {
     }
 
     /// Acts on finished next-hop lookups.
-    pub(super) fn lookups_done(&mut self, now: Instant) {
-        while let Some((lid, outcome)) = self.core.dns.poll_done() {
-            if self.core.odmr.owns_lookup(&lid) {
-                self.customer_resolved(lid, outcome, now);
+    pub(super) fn lookups_done(&mut self, io: &mut Io, now: Instant) {
+        while let Some((lid, outcome)) = self.dns.poll_done() {
+            if self.odmr.owns_lookup(&lid) {
+                self.customer_resolved(io, lid, outcome, now);
                 continue;
             }
-            let Some(jid) = self.core.outbound.lookups.remove(&lid) else {
+            let Some(jid) = self.outbound.lookups.remove(&lid) else {
                 continue;
             };
-            if let Some(run) = self.core.outbound.runs.get_mut(&jid) {
-                run.machine
-                    .resolved(outcome, &self.core.outbound.penalties, now);
-                self.act(jid, now);
+            if let Some(run) = self.outbound.runs.get_mut(&jid) {
+                run.machine.resolved(outcome, &self.outbound.penalties, now);
+                self.act(io, jid, now);
             }
         }
     }
 
-    fn open(&mut self, jid: JobId, hop: &Hop, now: Instant) -> io::Result<()> {
-        let from = self.core.config.main.bind_for(hop.addr);
-        let stream = TcpStream::from_std(crate::sys::connect_from(hop.addr, from)?);
-        let run = self.core.outbound.runs.get(&jid);
-        if let Some(n) = run.and_then(|r| r.machine.opts().sndbuf) {
-            use std::os::fd::AsRawFd;
-            crate::sys::set_sndbuf(stream.as_raw_fd(), n)?;
-        }
+    fn open(&mut self, io: &mut Io, jid: JobId, hop: &Hop, now: Instant) -> io::Result<()> {
+        let from = self.config.main.bind_for(hop.addr);
+        let sndbuf = self
+            .outbound
+            .runs
+            .get(&jid)
+            .and_then(|r| r.machine.opts().sndbuf);
+        let stream = super::io::connect(hop.addr, from, sndbuf)?;
         let deadline = now + CONNECT_TIMEOUT;
         let role = Role::Client(Box::new(OutLink {
             job: jid,
@@ -356,9 +354,9 @@ impl Daemon {
             customer: None,
         }));
         let hop_host = hop.host.clone();
-        let id = self.io.conns.add(stream, role, self.poll.registry())?;
-        self.io.conns.set_timer(id, Some(deadline));
-        if let Some(run) = self.core.outbound.runs.get_mut(&jid) {
+        let id = io.conns.add(stream, role, &io.registry)?;
+        io.conns.set_timer(id, Some(deadline));
+        if let Some(run) = self.outbound.runs.get_mut(&jid) {
             run.conn = Some(id);
             run.hop_host = hop_host;
         }
@@ -385,23 +383,23 @@ impl Daemon {
             started: Instant::now(),
             connected: Some(Instant::now()),
         };
-        self.core.outbound.runs.insert(jid, run);
+        self.outbound.runs.insert(jid, run);
     }
 
     /// Closes a run's client link (if any) and drops its open body.
-    fn close_out(&mut self, jid: JobId) {
-        let Some(run) = self.core.outbound.runs.get_mut(&jid) else {
+    fn close_out(&mut self, io: &mut Io, jid: JobId) {
+        let Some(run) = self.outbound.runs.get_mut(&jid) else {
             return;
         };
         run.body = None;
         if let Some(id) = run.conn.take() {
-            self.io.conns.close(id, self.poll.registry());
+            io.conns.close(id, &io.registry);
         }
     }
 
     /// Readiness of a client link.
-    pub(super) fn out_event(&mut self, id: ConnId, now: Instant) {
-        let Some(conn) = self.io.conns.get_mut(id) else {
+    pub(super) fn out_event(&mut self, io: &mut Io, id: ConnId, now: Instant) {
+        let Some(conn) = io.conns.get_mut(id) else {
             return;
         };
         let Some(c) = conn.role.client() else { return };
@@ -415,32 +413,34 @@ impl Daemon {
                 Ok(Some(e)) | Err(e) => Err(e),
             };
             match (status, customer) {
-                (Ok(()), Some(cid)) => self.customer_connected(id, cid, now),
-                (Ok(()), None) => self.connected(id, jid, now),
+                (Ok(()), Some(cid)) => self.customer_connected(io, id, cid, now),
+                (Ok(()), None) => self.connected(io, id, jid, now),
                 (Err(e), _) if e.kind() == io::ErrorKind::NotConnected => return,
                 (Err(e), Some(cid)) => {
                     let why = format!("connect: {}", crate::vocab::os_error(&e));
-                    return self.customer_conn_failed(id, cid, &why, now);
+                    return self.customer_conn_failed(io, id, cid, &why, now);
                 }
-                (Err(e), None) => return self.conn_failed(jid, &crate::vocab::os_error(&e), now),
+                (Err(e), None) => {
+                    return self.conn_failed(io, jid, &crate::vocab::os_error(&e), now)
+                }
             }
         }
         loop {
-            let Some(conn) = self.io.conns.get_mut(id) else {
+            let Some(conn) = io.conns.get_mut(id) else {
                 return;
             };
             if !conn.readable || conn.dead {
                 break;
             }
-            let r = conn.read(&mut self.io.buf);
+            let r = conn.read(&mut io.buf);
             // A handshake that just ended comes before the first octets inside it.
-            super::secure::client_tls_step(conn, &mut self.core.outbound.tls_failed, now);
+            super::secure::client_tls_step(conn, &mut self.outbound.tls_failed, now);
             let tls_error = conn.stream.tls_error().map(str::to_string);
             let Some(s) = conn.role.client().and_then(|c| c.session.as_mut()) else {
                 return;
             };
             match r {
-                ReadResult::Data(n) => s.handle_input(&self.io.buf[..n], now),
+                ReadResult::Data(n) => s.handle_input(&io.buf[..n], now),
                 ReadResult::WouldBlock => break,
                 ReadResult::Closed => {
                     match tls_error {
@@ -451,21 +451,18 @@ impl Daemon {
                 }
             }
         }
-        self.drive_out(id, now);
+        self.drive_out(io, id, now);
     }
 
     /// The connection is up: the client session starts.
-    fn connected(&mut self, id: ConnId, jid: JobId, now: Instant) {
-        let Some(run) = self.core.outbound.runs.get_mut(&jid) else {
+    fn connected(&mut self, io: &mut Io, id: ConnId, jid: JobId, now: Instant) {
+        let Some(run) = self.outbound.runs.get_mut(&jid) else {
             return;
         };
         run.machine.connected();
         run.connected = Some(now);
         let opts = run.machine.opts();
-        let helo = opts
-            .helo
-            .as_deref()
-            .unwrap_or(&self.core.config.main.hostname);
+        let helo = opts.helo.as_deref().unwrap_or(&self.config.main.hostname);
         let mut s = ClientSession::new(helo, now);
         if opts.eight_bit == EightBit::ForbidNoEsmtp {
             s = s.without_esmtp();
@@ -474,29 +471,24 @@ impl Daemon {
             s = s.with_transcript();
         }
         let (route_host, hop_host) = (run.route_host.clone(), run.hop_host.clone());
-        let Some(addr) = self.client_addr(id) else {
+        let Some(addr) = io.client_addr(id) else {
             return;
         };
-        let sec = self.client_security(id, &route_host, &hop_host, addr, now);
+        let sec = self.client_security(io, id, &route_host, &hop_host, addr, now);
         let implicit = sec.implicit;
         s = s.with_security(sec);
-        if let Some(c) = self.io.conns.get_mut(id).and_then(|l| l.role.client()) {
+        if let Some(c) = io.conns.get_mut(id).and_then(|l| l.role.client()) {
             log::info!("{} smtp connected relay={}", jid.0, c.relay);
             c.session = Some(s);
         }
         if implicit {
-            self.start_client_tls(id, now);
+            io.start_client_tls(id, now);
         }
     }
 
-    /// The peer address of a client link.
-    pub(super) fn client_addr(&mut self, id: ConnId) -> Option<std::net::SocketAddr> {
-        self.io.conns.get_mut(id)?.role.client().map(|c| c.addr)
-    }
-
     /// A connection that never got to SMTP: the machine moves to the next hop.
-    fn conn_failed(&mut self, jid: JobId, why: &str, now: Instant) {
-        let Some(run) = self.core.outbound.runs.get_mut(&jid) else {
+    fn conn_failed(&mut self, io: &mut Io, jid: JobId, why: &str, now: Instant) {
+        let Some(run) = self.outbound.runs.get_mut(&jid) else {
             return;
         };
         log::info!(
@@ -506,45 +498,47 @@ impl Daemon {
             sanitize(why.as_bytes())
         );
         run.machine.connect_failed(why);
-        self.act(jid, now);
+        self.act(io, jid, now);
     }
 
     /// A client link's deadline came: connect timeout, or the session's own.
-    pub(super) fn out_timeout(&mut self, id: ConnId, now: Instant) {
-        let Some(c) = self.io.conns.get_mut(id).and_then(|l| l.role.client()) else {
+    pub(super) fn out_timeout(&mut self, io: &mut Io, id: ConnId, now: Instant) {
+        let Some(c) = io.conns.get_mut(id).and_then(|l| l.role.client()) else {
             return;
         };
         let jid = c.job;
         if let (Some(cid), None) = (c.customer, c.session.as_ref()) {
             if now >= c.connect_deadline {
-                self.customer_conn_failed(id, cid, "connect timed out", now);
+                self.customer_conn_failed(io, id, cid, "connect timed out", now);
             }
             return;
         }
         match c.session.as_mut() {
-            None if now >= c.connect_deadline => self.conn_failed(jid, "Connection timed out", now),
+            None if now >= c.connect_deadline => {
+                self.conn_failed(io, jid, "Connection timed out", now)
+            }
             None => {}
             Some(s) => {
                 s.handle_timeout(now);
-                self.drive_out(id, now);
+                self.drive_out(io, id, now);
             }
         }
     }
 
     /// Feeds the body between the watermarks, writes the session's output, and hands
     /// its events to the machine.
-    pub(super) fn drive_out(&mut self, id: ConnId, now: Instant) {
+    pub(super) fn drive_out(&mut self, io: &mut Io, id: ConnId, now: Instant) {
         loop {
-            let Some(conn) = self.io.conns.get_mut(id) else {
+            let Some(conn) = io.conns.get_mut(id) else {
                 return;
             };
             let Some(c) = conn.role.client() else { return };
             if c.customer.is_some() {
-                return self.drive_customer(id, now);
+                return self.drive_customer(io, id, now);
             }
             let jid = c.job;
             let relay = c.relay.clone();
-            let Some(run) = self.core.outbound.runs.get_mut(&jid) else {
+            let Some(run) = self.outbound.runs.get_mut(&jid) else {
                 return;
             };
             // Feed and write until the socket takes no more or the body is all out.
@@ -554,8 +548,8 @@ impl Daemon {
                 };
                 if let Some((b, at)) = run.body.as_mut() {
                     while s.wants_body() {
-                        let n = BODY_CHUNK.min(self.io.buf.len());
-                        let chunk = &mut self.io.buf[..n];
+                        let n = BODY_CHUNK.min(io.buf.len());
+                        let chunk = &mut io.buf[..n];
                         match b.read_at(*at, chunk) {
                             Ok(0) => s.end_body(now),
                             Ok(n) => {
@@ -590,25 +584,25 @@ impl Daemon {
                 append_transcript(run.log.as_ref(), jid, &relay, &lines);
             }
             let Some(ev) = ev else {
-                self.io.conns.set_timer(id, t);
+                io.conns.set_timer(id, t);
                 return;
             };
             if ev == crate::smtp::client::ClientEvent::StartTls {
-                self.start_client_tls(id, now);
+                io.start_client_tls(id, now);
                 continue;
             }
             if ev == crate::smtp::client::ClientEvent::NeedToken {
                 // The auth helper runs the token command; the session waits.
                 let host = crate::vocab::bare_host(&run.route_host).to_ascii_lowercase();
-                let port = self.client_addr(id).map_or(0, |a| a.port());
-                match self.io.guard.as_mut().filter(|g| !g.dead) {
+                let port = io.client_addr(id).map_or(0, |a| a.port());
+                match io.guard.as_mut().filter(|g| !g.dead) {
                     Some(g) => {
                         let seq = g.ask_token(&host, port);
-                        self.core.tokens_waiting.insert(seq, id);
+                        self.tokens_waiting.insert(seq, id);
                     }
                     None => {
                         log::warn!("{} smtp token-unavailable: no auth helper", jid.0);
-                        if let Some(s) = self.session_of(jid) {
+                        if let Some(s) = self.session_of(io, jid) {
                             s.token(None, now);
                         }
                     }
@@ -622,7 +616,7 @@ impl Daemon {
                 );
             }
             run.machine.session(ev);
-            self.act(jid, now);
+            self.act(io, jid, now);
         }
     }
 
@@ -646,7 +640,7 @@ impl Daemon {
             }
         }
         if !delivered.is_empty() {
-            self.core.sched.delivered(&delivered, self.clock.unix);
+            self.sched.delivered(&delivered, self.time.unix);
             self.apply_sched(now);
         }
     }
@@ -658,7 +652,7 @@ impl Daemon {
         results: Vec<(RcptRef, RcptResult)>,
         now: Instant,
     ) {
-        self.core.sched.job_done(jid, &results, self.clock.unix);
+        self.sched.job_done(jid, &results, self.time.unix);
         self.apply_sched(now);
     }
 
@@ -666,25 +660,25 @@ impl Daemon {
     /// place a finished message's queue file is removed.
     pub(super) fn apply_sched(&mut self, now: Instant) {
         let mut by_msg: HashMap<MessageId, Vec<crate::store::spool::StateRecord>> = HashMap::new();
-        while let Some((id, rec)) = self.core.sched.poll_record() {
+        while let Some((id, rec)) = self.sched.poll_record() {
             by_msg.entry(id).or_default().push(rec);
         }
         let batch: Vec<_> = by_msg.into_iter().collect();
-        for (id, e) in self.core.spool.record_batch(&batch) {
+        for (id, e) in self.spool.record_batch(&batch) {
             // For a delivered recipient: the remote has the message and we could
             // not note it; a restart may send it again (a duplicate, never a loss).
             log::error!("{id} spool journal-failed error=\"{e}\"");
         }
-        while let Some(b) = self.core.sched.poll_bounce() {
+        while let Some(b) = self.sched.poll_bounce() {
             self.send_bounce(b, now);
         }
-        while let Some(d) = self.core.sched.poll_delay() {
+        while let Some(d) = self.sched.poll_delay() {
             self.send_delay(d);
         }
-        while let Some(id) = self.core.sched.poll_complete() {
+        while let Some(id) = self.sched.poll_complete() {
             if self.bounce_waits_for(id) {
                 // Its bounce is not out yet: the queue file stays for it.
-                self.core.completed_waiting.insert(id);
+                self.completed_waiting.insert(id);
                 continue;
             }
             self.remove_completed(id);
@@ -696,7 +690,7 @@ impl Daemon {
     /// flush can bring it back (a duplicate, RFC 1047), which saves an fsync per
     /// message on a drain.
     pub(super) fn remove_completed(&mut self, id: MessageId) {
-        match self.core.spool.complete(id) {
+        match self.spool.complete(id) {
             Ok(()) => log::info!(target: "qmgr", "{id}: removed"),
             Err(e) => log::error!("{id} spool remove-failed error=\"{e}\""),
         }
@@ -704,12 +698,19 @@ impl Daemon {
 
     /// Abandons every delivery (shutdown): nothing in flight is recorded, so those
     /// recipients are tried again after a restart.
-    pub(super) fn abandon_deliveries(&mut self) {
-        let jids: Vec<JobId> = self.core.outbound.runs.keys().copied().collect();
+    pub(super) fn abandon_deliveries(&mut self, io: &mut Io) {
+        let jids: Vec<JobId> = self.outbound.runs.keys().copied().collect();
         for jid in jids {
-            self.close_out(jid);
+            self.close_out(io, jid);
         }
-        self.core.outbound.runs.clear();
+        self.outbound.runs.clear();
+    }
+}
+
+impl Io {
+    /// The peer address of a client link.
+    pub(super) fn client_addr(&mut self, id: ConnId) -> Option<std::net::SocketAddr> {
+        self.conns.get_mut(id)?.role.client().map(|c| c.addr)
     }
 }
 

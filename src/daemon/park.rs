@@ -3,7 +3,7 @@
 //! ATRN claim, a queue command or a due time concerns, and, at start-up, the
 //! per-destination summaries from the indexes (or a rebuild from `hold/`).
 
-use super::Daemon;
+use super::Core;
 use crate::sched::{Scheduler, ThreadKey, Unix};
 use crate::store::spool::held::{index_name, IndexEntry};
 use crate::store::spool::{MessageId, Spool};
@@ -287,17 +287,17 @@ pub(super) fn start(
     (dests, sched.parked_messages(), how)
 }
 
-impl Daemon {
+impl Core {
     /// Parks this turn's candidates.
     pub(super) fn park_candidates(&mut self) {
-        park_pending(&mut self.core.spool, &mut self.core.sched, self.clock.unix);
+        park_pending(&mut self.spool, &mut self.sched, self.time.unix);
     }
 
     /// Loads the parked mail of every destination `pick` may select (before a
     /// release, an ATRN claim, a queue command by domain): in memory, the usual
     /// rules decide.
     pub(super) fn page_in_matching(&mut self, pick: impl FnMut(&ThreadKey, &str) -> bool) {
-        let keys = self.core.sched.parked_matching(pick);
+        let keys = self.sched.parked_matching(pick);
         self.page_in_chunks(keys);
     }
 
@@ -305,10 +305,8 @@ impl Daemon {
     fn page_in_chunks(&mut self, keys: Vec<ThreadKey>) -> bool {
         let mut any = false;
         for key in keys {
-            let (spool, sched) = (&mut self.core.spool, &mut self.core.sched);
-            any |= page_in(spool, sched, &key, self.clock.unix, PAGE_IN_MAX, |_, _| {
-                true
-            }) > 0;
+            let (spool, sched) = (&mut self.spool, &mut self.sched);
+            any |= page_in(spool, sched, &key, self.time.unix, PAGE_IN_MAX, |_, _| true) > 0;
         }
         any
     }
@@ -317,47 +315,40 @@ impl Daemon {
     /// chunk of what was released before waits (mail of the domains the release
     /// covered, including what arrived meanwhile).
     pub(super) fn page_in_released(&mut self) {
-        if self.core.releasing.is_empty() {
+        if self.releasing.is_empty() {
             return;
         }
-        let all = std::mem::take(&mut self.core.releasing);
+        let all = std::mem::take(&mut self.releasing);
         for (key, domains, (offset, ino)) in all {
-            if self.core.releasing.iter().any(|(k, _, _)| *k == key) {
+            if self.releasing.iter().any(|(k, _, _)| *k == key) {
                 continue;
             }
-            if self.core.sched.released_waiting(&key) > PAGE_IN_MAX / 2 {
-                self.core.releasing.push((key, domains, (offset, ino)));
+            if self.sched.released_waiting(&key) > PAGE_IN_MAX / 2 {
+                self.releasing.push((key, domains, (offset, ino)));
                 continue;
             }
             // Rewritten meanwhile (an expiry, a queue command): read it again from
             // the start; what was loaded is in memory and skipped.
-            let now_ino = index_ino(&self.core.spool, &key);
+            let now_ino = index_ino(&self.spool, &key);
             let offset = if now_ino == ino { offset } else { 0 };
             let covered = |_: &Scheduler, e: &IndexEntry| covers(&domains, &e.domain);
-            let (spool, sched) = (&mut self.core.spool, &mut self.core.sched);
+            let (spool, sched) = (&mut self.spool, &mut self.sched);
             let (n, next, done) = load_from(
                 spool,
                 sched,
                 &key,
-                self.clock.unix,
+                self.time.unix,
                 offset,
                 PAGE_IN_MAX,
                 covered,
             );
             if n > 0 {
-                self.core
-                    .sched
-                    .release(|k, d| *k == key && covers(&domains, d));
+                self.sched.release(|k, d| *k == key && covers(&domains, d));
             }
             if done {
-                compact(
-                    &mut self.core.spool,
-                    &mut self.core.sched,
-                    &key,
-                    domains.is_none(),
-                );
+                compact(&mut self.spool, &mut self.sched, &key, domains.is_none());
             } else {
-                self.core.releasing.push((key, domains, (next, now_ino)));
+                self.releasing.push((key, domains, (next, now_ino)));
             }
         }
     }
@@ -365,14 +356,14 @@ impl Daemon {
     /// Deferred destinations whose time came, their parked mail loaded (a chunk;
     /// the rest when that is done). Returns whether anything was loaded.
     pub(super) fn page_in_wanted(&mut self) -> bool {
-        let keys = self.core.sched.take_page_in_wanted();
+        let keys = self.sched.take_page_in_wanted();
         self.page_in_chunks(keys)
     }
 
     /// Before SIGUSR1 or `etrnd flush` without a target: the first chunk of
     /// every deferred destination parked on disk.
     pub(super) fn page_in_unheld(&mut self) {
-        let keys = self.core.sched.parked_unheld();
+        let keys = self.sched.parked_unheld();
         self.page_in_chunks(keys);
     }
 
@@ -380,13 +371,12 @@ impl Daemon {
     /// reads that instead of each index.
     pub(super) fn park_stop(&mut self) {
         let all: Vec<(String, crate::store::spool::held::Summary)> = self
-            .core
             .sched
             .parked_summaries()
             .into_iter()
             .filter_map(|(k, s)| index_name(&k.channel, &k.host).map(|n| (n, s)))
             .collect();
-        if let Err(e) = self.core.spool.write_summary(&all) {
+        if let Err(e) = self.spool.write_summary(&all) {
             log::error!("spool summary-write-failed error=\"{e}\"");
         }
     }
@@ -396,17 +386,17 @@ impl Daemon {
         let wanted: Vec<MessageId> = ids
             .iter()
             .copied()
-            .filter(|id| !self.core.sched.has_message(*id) && self.core.spool.is_parked(*id))
+            .filter(|id| !self.sched.has_message(*id) && self.spool.is_parked(*id))
             .collect();
         if wanted.is_empty() {
             return;
         }
-        for key in self.core.sched.parked_matching(|_, _| true) {
+        for key in self.sched.parked_matching(|_, _| true) {
             page_in(
-                &mut self.core.spool,
-                &mut self.core.sched,
+                &mut self.spool,
+                &mut self.sched,
                 &key,
-                self.clock.unix,
+                self.time.unix,
                 usize::MAX,
                 |_, e| wanted.contains(&e.id),
             );
@@ -416,11 +406,11 @@ impl Daemon {
     /// Loads parked messages whose expiry or delay notice came (before the
     /// scheduler's timeout handling).
     pub(super) fn page_in_due(&mut self) {
-        let now = self.clock.unix;
-        for key in self.core.sched.parked_due(now) {
+        let now = self.time.unix;
+        for key in self.sched.parked_due(now) {
             page_in(
-                &mut self.core.spool,
-                &mut self.core.sched,
+                &mut self.spool,
+                &mut self.sched,
                 &key,
                 now,
                 usize::MAX,

@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::Daemon;
+use super::Core;
 use crate::logging::sanitize;
 use crate::store::spool::drop::{self, Drop};
 
@@ -30,39 +30,37 @@ pub const PER_TURN: usize = 64;
 /// Entries remembered as logged (beyond it, the oldest are forgotten).
 const MAX_NOTED: usize = 4096;
 
-impl Daemon {
+impl Core {
     /// Queues every complete drop file. Local users are untrusted: entries are read
     /// the safe way (`spool::drop::open_entry`), the submitter is the file's owner,
     /// SMTP's limits apply, and what is refused is removed or quarantined and logged.
     pub(super) fn pickup(&mut self, now: Instant) {
-        self.core.pickup_last = Some(now);
-        self.core.next_pickup = now + PICKUP_EVERY;
-        let max_size = self.core.config.main.max_message_size;
-        let max_rcpts = self.core.config.main.max_recipients;
+        self.pickup_last = Some(now);
+        self.next_pickup = now + PICKUP_EVERY;
+        let max_size = self.config.main.max_message_size;
+        let max_rcpts = self.config.main.max_recipients;
         let limit = max_size.saturating_add(drop::header_allowance(max_rcpts));
-        let entries = self.core.spool.drop_files();
+        let entries = self.spool.drop_files();
         // What is no longer there need not be remembered.
         let present: std::collections::HashSet<&std::path::Path> =
             entries.iter().map(|(p, _)| p.as_path()).collect();
-        self.core
-            .pickup_noted
-            .retain(|p| present.contains(p.as_path()));
+        self.pickup_noted.retain(|p| present.contains(p.as_path()));
         // Entries that failed are tried again with the safety-net scan only, so a
         // folder full of them costs neither a scan per turn nor the other entries
         // their turn.
-        let retry_noted = now >= self.core.pickup_noted_retry;
+        let retry_noted = now >= self.pickup_noted_retry;
         if retry_noted {
-            self.core.pickup_noted_retry = now + PICKUP_EVERY;
+            self.pickup_noted_retry = now + PICKUP_EVERY;
         }
         let mut handled = 0;
         for (path, dot) in entries {
-            if !retry_noted && self.core.pickup_noted.contains(&path) {
+            if !retry_noted && self.pickup_noted.contains(&path) {
                 continue;
             }
             if handled == PER_TURN {
                 // The rest next turn (each entry handled so far left the folder
                 // or was noted: the next scan makes progress).
-                self.core.next_pickup = now;
+                self.next_pickup = now;
                 break;
             }
             handled += 1;
@@ -78,7 +76,7 @@ impl Daemon {
                 Err(drop::Refused::Io(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                     // Finished, and no one but its owner can read it: moved aside
                     // (kept for the operator), so it holds nothing up.
-                    match self.core.spool.quarantine(&path) {
+                    match self.spool.quarantine(&path) {
                         Ok(()) => log::warn!(
                             "pickup moved-aside file={file} reason=\"the daemon cannot read it: {e}\""
                         ),
@@ -100,7 +98,7 @@ impl Daemon {
                 }
                 Err(why @ drop::Refused::NotRegular("a directory")) => {
                     // Moved aside whole: nothing inside it is ever looked at.
-                    match self.core.spool.quarantine(&path) {
+                    match self.spool.quarantine(&path) {
                         Ok(()) => log::warn!("pickup moved-aside file={file} reason=\"{why}\""),
                         Err(e) => {
                             if self.note(&path) {
@@ -130,7 +128,7 @@ impl Daemon {
                     continue;
                 }
                 Err(e) => {
-                    match self.core.spool.quarantine(&path) {
+                    match self.spool.quarantine(&path) {
                         Ok(()) => log::warn!(
                             "pickup quarantined file={file} uid={} reason=\"{e}\"",
                             entry.uid
@@ -212,34 +210,32 @@ impl Daemon {
     /// A wake-up from `etrnd sendmail`: a scan now, or soon after the last one (a
     /// flood of wake-ups costs a scan per [`WAKE_GAP`]).
     pub(super) fn pickup_wake(&mut self, now: Instant) {
-        match self.core.pickup_last {
-            Some(t) if now < t + WAKE_GAP => {
-                self.core.next_pickup = self.core.next_pickup.min(t + WAKE_GAP)
-            }
+        match self.pickup_last {
+            Some(t) if now < t + WAKE_GAP => self.next_pickup = self.next_pickup.min(t + WAKE_GAP),
             _ => self.pickup(now),
         }
     }
 
     /// Remembers an entry whose failure was logged: `true` the first time.
     fn note(&mut self, path: &std::path::Path) -> bool {
-        if self.core.pickup_noted.contains(path) {
+        if self.pickup_noted.contains(path) {
             return false;
         }
-        if self.core.pickup_noted.len() >= MAX_NOTED {
-            self.core.pickup_noted.clear();
+        if self.pickup_noted.len() >= MAX_NOTED {
+            self.pickup_noted.clear();
         }
-        self.core.pickup_noted.insert(path.to_path_buf());
+        self.pickup_noted.insert(path.to_path_buf());
         true
     }
 
     /// The message with our own trace line first: the submitter as the daemon saw it
     /// (the file's owner), whatever the file itself claims.
     fn trace_local(&self, uid: u32, data: &[u8]) -> Vec<u8> {
-        let who = crate::sys::user_name(uid).unwrap_or_else(|| format!("uid {uid}"));
+        let who = super::io::user_name(uid).unwrap_or_else(|| format!("uid {uid}"));
         let mut out = format!(
             "Received: by {} (etrnd pickup, from userid {who} uid {uid}); {}\r\n",
-            self.core.config.main.hostname,
-            crate::smtp::trace::rfc5322_date(self.clock.unix)
+            self.config.main.hostname,
+            crate::smtp::trace::rfc5322_date(self.time.unix)
         )
         .into_bytes();
         out.extend_from_slice(data);
@@ -262,9 +258,9 @@ impl Daemon {
             return;
         };
         let env = crate::store::spool::Envelope {
-            arrival: self.clock.unix,
+            arrival: self.time.unix,
             client: "-".into(),
-            helo: self.core.config.main.hostname.clone(),
+            helo: self.config.main.hostname.clone(),
             protocol: "LOCAL".into(),
             eight_bit: false,
             sender: d.sender.clone(),
@@ -281,14 +277,48 @@ impl Daemon {
             })
             .collect();
         let dsn = crate::message::bounce::dsn(
-            &self.core.config.main.hostname,
+            &self.config.main.hostname,
             crate::store::spool::MessageId(0),
             &env,
             &sender,
             &d.data,
             &failures,
-            self.clock.unix,
+            self.time.unix,
         );
         let _ = self.queue_local(None, std::slice::from_ref(&sender), &dsn, "LOCAL");
+    }
+}
+
+impl Core {
+    /// Binds the notify socket (a stale one from a crash is replaced).
+    pub(super) fn bind_notify(&mut self, io: &super::io::Io) -> Option<mio::net::UnixDatagram> {
+        let path = self.spool.notify_path();
+        let _ = std::fs::remove_file(&path);
+        match mio::net::UnixDatagram::bind(&path) {
+            Ok(mut s) => {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666));
+                if let Err(e) = io
+                    .registry
+                    .register(&mut s, super::NOTIFY, mio::Interest::READABLE)
+                {
+                    log::error!("pickup notify-failed error=\"{e}\"");
+                    return None;
+                }
+                Some(s)
+            }
+            Err(e) => {
+                log::error!("pickup notify-failed path={} error=\"{e}\"", path.display());
+                None
+            }
+        }
+    }
+
+    pub(super) fn drain_notify(&mut self, io: &mut super::io::Io, now: Instant) {
+        let mut buf = [0u8; 64];
+        if let Some(s) = &io.notify {
+            while s.recv(&mut buf).is_ok() {}
+        }
+        self.pickup_wake(now);
     }
 }

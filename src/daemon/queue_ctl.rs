@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::control::ControlRef;
-use super::Daemon;
+use super::{Core, Io};
 use crate::sched::{QueueOp, Selection};
 use crate::smtp::reply::Reply;
 use crate::store::spool::MessageId;
@@ -26,7 +26,7 @@ pub(super) struct QueueWork {
     reply_to: ControlRef,
 }
 
-impl Daemon {
+impl Core {
     /// Carries out a queue request from `who` (the requester's uid): the reply
     /// now, or `None` when it comes once the last slice is done.
     pub(super) fn queue_request(
@@ -46,7 +46,7 @@ impl Daemon {
             }
             Selection::All => self.page_in_matching(|_, _| true),
         }
-        let ids: VecDeque<MessageId> = self.core.sched.select(sel).into();
+        let ids: VecDeque<MessageId> = self.sched.select(sel).into();
         let mut work = QueueWork {
             op,
             selected: ids.len(),
@@ -58,7 +58,7 @@ impl Daemon {
         if self.queue_slice(&mut work, now) {
             return Some(queue_reply(&work));
         }
-        self.core.queue_work.push(work);
+        self.queue_work.push(work);
         None
     }
 
@@ -66,7 +66,7 @@ impl Daemon {
     fn queue_slice(&mut self, w: &mut QueueWork, now: Instant) -> bool {
         for _ in 0..SLICE {
             let Some(id) = w.ids.pop_front() else { break };
-            if self.core.sched.operate(w.op, id, self.clock.unix) {
+            if self.sched.operate(w.op, id, self.time.unix) {
                 w.done += 1;
                 log::info!("{id} queue {} by-uid={}", w.op.done(), w.who);
             }
@@ -76,27 +76,27 @@ impl Daemon {
     }
 
     /// The next slice of each queue request in progress; those done are answered.
-    pub(super) fn queue_tick(&mut self, now: Instant) {
-        if self.core.queue_work.is_empty() {
+    pub(super) fn queue_tick(&mut self, io: &mut Io, now: Instant) {
+        if self.queue_work.is_empty() {
             return;
         }
-        let mut work = std::mem::take(&mut self.core.queue_work);
+        let mut work = std::mem::take(&mut self.queue_work);
         let mut left = Vec::new();
         for mut w in work.drain(..) {
             if self.queue_slice(&mut w, now) {
                 let r = queue_reply(&w);
-                self.control_reply(w.reply_to, &r, now);
+                self.control_reply(io, w.reply_to, &r, now);
             } else {
                 left.push(w);
             }
         }
-        self.core.queue_work = left;
-        self.start_jobs(now);
+        self.queue_work = left;
+        self.start_jobs(io, now);
     }
 
     /// When the loop must come back for queue work: at once, while any is left.
     pub(super) fn queue_timeout(&self, now: Instant) -> Option<Instant> {
-        (!self.core.queue_work.is_empty()).then_some(now)
+        (!self.queue_work.is_empty()).then_some(now)
     }
 }
 

@@ -8,9 +8,9 @@
 use crate::logging::sanitize;
 use std::time::{Duration, Instant};
 
-use super::conn::{Conn, ConnId};
-use super::transport::{ServerTls, Transport};
-use super::{Daemon, Security, GUARD};
+use super::io::conn::{Conn, ConnId};
+use super::io::transport::{ServerTls, Transport};
+use super::{Core, Io, Security, GUARD};
 use crate::auth::authinfo::AuthInfo;
 use crate::auth::guard::{FromGuard, Guard, Loaded};
 use crate::auth::Verdict;
@@ -77,36 +77,41 @@ fn start_server_tls(
     }
 }
 
-impl Daemon {
+impl Core {
     /// An implicit-TLS listener's client: TLS from the first octet.
-    pub(super) fn start_implicit_tls(&mut self, id: ConnId, now: Instant) {
+    pub(super) fn start_implicit_tls(&mut self, io: &mut Io, id: ConnId, now: Instant) {
         #[cfg(feature = "tls")]
-        if let Some(conn) = self.io.conns.slab.get_mut(id) {
-            start_server_tls(conn, &mut self.core.sec, self.io.tls_server.as_ref(), now);
+        if let Some(conn) = io.conns.slab.get_mut(id) {
+            start_server_tls(conn, &mut self.sec, io.tls_server.as_ref(), now);
         }
         #[cfg(not(feature = "tls"))]
-        let _ = (id, now);
+        let _ = (io, id, now);
     }
 
     /// Takes the auth helper and applies its first load (at start: an error stops
     /// the daemon).
-    pub fn set_guard(&mut self, mut guard: Guard, loaded: Loaded) -> Result<(), String> {
-        self.apply_load(loaded)?;
+    pub fn set_guard(
+        &mut self,
+        io: &mut Io,
+        mut guard: Guard,
+        loaded: Loaded,
+    ) -> Result<(), String> {
+        self.apply_load(io, loaded)?;
         log::info!("daemon auth-helper pid={}", guard.pid());
-        if let Err(e) = self.poll.registry().register(
+        if let Err(e) = io.registry.register(
             guard.source(),
             GUARD,
             mio::Interest::READABLE | mio::Interest::WRITABLE,
         ) {
             return Err(format!("cannot watch the auth helper: {e}"));
         }
-        self.io.guard = Some(guard);
+        io.guard = Some(guard);
         Ok(())
     }
 
     /// Applies a load: all of it, or (on any error) none of it.
-    fn apply_load(&mut self, l: Loaded) -> Result<(), String> {
-        let main = &self.core.config.main;
+    fn apply_load(&mut self, io: &mut Io, l: Loaded) -> Result<(), String> {
+        let main = &self.config.main;
         let db = main.mailvar.join("db");
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let errs = |e: Vec<crate::lex::ConfigError>| {
@@ -130,38 +135,31 @@ impl Daemon {
         };
         #[cfg(not(feature = "tls"))]
         let server = None;
-        self.core.sec.tls = server.is_some();
-        self.io.tls_server = server;
-        self.core.sec.auth = AuthOffer {
+        self.sec.tls = server.is_some();
+        io.tls_server = server;
+        self.sec.auth = AuthOffer {
             enabled: l.entries > 0,
             cram: l.cram,
         };
-        self.core.outbound_sec = OutboundSecurity { authinfo, policy };
+        self.outbound_sec = OutboundSecurity { authinfo, policy };
         #[cfg(feature = "tls")]
         {
-            self.io.tls_roots = None;
+            io.tls_roots = None;
         }
         log::info!(
             "daemon secrets-loaded tls={} auth-identities={} cram-md5={} client-credentials={} tls-policies={}",
-            if self.core.sec.tls { "yes" } else { "no" },
+            if self.sec.tls { "yes" } else { "no" },
             l.entries,
             if l.cram { "yes" } else { "no" },
-            self.core.outbound_sec.authinfo.entries.len(),
-            self.core.outbound_sec.policy.len()
+            self.outbound_sec.authinfo.entries.len(),
+            self.outbound_sec.policy.len()
         );
         Ok(())
     }
 
-    /// SIGHUP: the auth helper reads the secrets, certificate and key again.
-    pub(super) fn reload_secrets(&mut self) {
-        if let Some(g) = self.io.guard.as_mut() {
-            g.reload();
-        }
-    }
-
     /// The auth helper spoke (or its socket can take more).
-    pub(super) fn guard_event(&mut self, now: Instant) {
-        let Some(g) = self.io.guard.as_mut() else {
+    pub(super) fn guard_event(&mut self, io: &mut Io, now: Instant) {
+        let Some(g) = io.guard.as_mut() else {
             return;
         };
         g.flush();
@@ -170,7 +168,7 @@ impl Daemon {
         for m in msgs {
             match m {
                 FromGuard::Reload(Ok(l)) => {
-                    if let Err(e) = self.apply_load(l) {
+                    if let Err(e) = self.apply_load(io, l) {
                         log::error!("config reload-failed {e}: the old secrets stay in force");
                     }
                 }
@@ -178,35 +176,35 @@ impl Daemon {
                     log::error!("config reload-failed {e}: the old secrets stay in force")
                 }
                 FromGuard::Verdict(seq, v) if self.odmr_owns(seq) => {
-                    self.atrn_verdict(seq, Some(v), now)
+                    self.atrn_verdict(io, seq, Some(v), now)
                 }
-                FromGuard::Verdict(seq, v) => self.verdict(seq, Some(v), now),
-                FromGuard::Token(seq, t) => self.token_came(seq, t, now),
+                FromGuard::Verdict(seq, v) => self.verdict(io, seq, Some(v), now),
+                FromGuard::Token(seq, t) => self.token_came(io, seq, t, now),
             }
         }
         if dead {
-            if let Some(mut g) = self.io.guard.take() {
+            if let Some(mut g) = io.guard.take() {
                 log::error!(
                     "daemon auth-helper-died pid={}: AUTH answers 454 until a new one is up",
                     g.pid()
                 );
-                let _ = self.poll.registry().deregister(g.source());
+                let _ = &io.registry.deregister(g.source());
             }
-            self.ask_supervisor(crate::local::supervisor::Kind::Auth);
-            for seq in self.core.tokens_waiting.keys().copied().collect::<Vec<_>>() {
-                self.token_came(seq, Err("the auth helper died".into()), now);
+            self.ask_supervisor(io, crate::local::supervisor::Kind::Auth);
+            for seq in self.tokens_waiting.keys().copied().collect::<Vec<_>>() {
+                self.token_came(io, seq, Err("the auth helper died".into()), now);
             }
-            let seqs: Vec<u64> = self.core.auth_waiting.keys().copied().collect();
+            let seqs: Vec<u64> = self.auth_waiting.keys().copied().collect();
             for s in seqs {
-                self.verdict(s, None, now);
+                self.verdict(io, s, None, now);
             }
-            self.odmr_guard_lost(now);
+            self.odmr_guard_lost(io, now);
         }
     }
 
     /// The token a delivery's AUTH waited for (or why there is none).
-    fn token_came(&mut self, seq: u64, t: Result<Vec<u8>, String>, now: Instant) {
-        let Some(id) = self.core.tokens_waiting.remove(&seq) else {
+    fn token_came(&mut self, io: &mut Io, seq: u64, t: Result<Vec<u8>, String>, now: Instant) {
+        let Some(id) = self.tokens_waiting.remove(&seq) else {
             return;
         };
         let token = match t {
@@ -216,8 +214,7 @@ impl Daemon {
                 None
             }
         };
-        if let Some(s) = self
-            .io
+        if let Some(s) = io
             .conns
             .get_mut(id)
             .and_then(|l| l.role.client())
@@ -225,74 +222,75 @@ impl Daemon {
         {
             s.token(token, now);
         }
-        self.drive_out(id, now);
+        self.drive_out(io, id, now);
     }
 
     /// Hands this turn's AUTH checks to the auth helper, but for an identity past
     /// its failure budget ([`crate::auth::throttle`]): 454, unchecked.
-    pub(super) fn send_auth_checks(&mut self, now: Instant) {
-        for (id, check) in std::mem::take(&mut self.core.auths) {
-            let ip = match self.io.conns.get_mut(id).and_then(|l| l.role.server()) {
+    pub(super) fn send_auth_checks(&mut self, io: &mut Io, now: Instant) {
+        for (id, check) in std::mem::take(&mut self.auths) {
+            let ip = match io.conns.get_mut(id).and_then(|l| l.role.server()) {
                 Some(c) => c.ip,
                 None => continue,
             };
-            let exempt = self
-                .core
-                .config
-                .main
-                .mynetworks
-                .iter()
-                .any(|n| n.contains(ip));
+            let exempt = self.config.main.mynetworks.iter().any(|n| n.contains(ip));
             let admit = self
-                .core
                 .auth_throttle
-                .admit(check.user(), ip, exempt, self.clock.unix);
+                .admit(check.user(), ip, exempt, self.time.unix);
             if admit == crate::auth::throttle::Admit::Locked {
                 log::warn!(
                     "smtp auth-locked address={ip} user={}: too many failures for this identity; not checked",
                     sanitize(check.user().as_bytes())
                 );
-                self.answer_auth(id, AuthOutcome::Unavailable, now);
+                self.answer_auth(io, id, AuthOutcome::Unavailable, now);
                 continue;
             }
-            match self.io.guard.as_mut().filter(|g| !g.dead) {
+            match io.guard.as_mut().filter(|g| !g.dead) {
                 Some(g) => {
                     let seq = g.ask(&check);
-                    self.core
-                        .auth_waiting
+                    self.auth_waiting
                         .insert(seq, (id, check.user().to_string(), ip));
                 }
-                None => self.answer_auth(id, AuthOutcome::Unavailable, now),
+                None => self.answer_auth(io, id, AuthOutcome::Unavailable, now),
             }
         }
     }
 
-    fn verdict(&mut self, seq: u64, v: Option<Verdict>, now: Instant) {
-        let Some((id, user, ip)) = self.core.auth_waiting.remove(&seq) else {
+    fn verdict(&mut self, io: &mut Io, seq: u64, v: Option<Verdict>, now: Instant) {
+        let Some((id, user, ip)) = self.auth_waiting.remove(&seq) else {
             return;
         };
         use crate::auth::throttle::Checked;
-        let unix = self.clock.unix;
+        let unix = self.time.unix;
         let how = match &v {
             Some(Verdict::Ok(_)) => Checked::Ok,
             Some(Verdict::No) => Checked::Wrong,
             Some(Verdict::Unknown) => Checked::Unknown,
             None => Checked::Unavailable,
         };
-        let wait = self.core.auth_throttle.checked(&user, ip, how, unix);
+        let wait = self.auth_throttle.checked(&user, ip, how, unix);
         let outcome = match v {
             Some(Verdict::Ok(d)) => AuthOutcome::Ok(d),
             Some(Verdict::No | Verdict::Unknown) => AuthOutcome::Failed(wait),
             None => AuthOutcome::Unavailable,
         };
-        self.answer_auth(id, outcome, now);
+        self.answer_auth(io, id, outcome, now);
     }
 
-    fn answer_auth(&mut self, id: ConnId, outcome: AuthOutcome, now: Instant) {
-        if let Some(c) = self.io.conns.get_mut(id).and_then(|l| l.role.server()) {
+    fn answer_auth(&mut self, io: &mut Io, id: ConnId, outcome: AuthOutcome, now: Instant) {
+        if let Some(c) = io.conns.get_mut(id).and_then(|l| l.role.server()) {
             let ctx = session_ctx!(self);
             c.session.handle_auth(outcome, now, &ctx);
-            self.service(id, now);
+            self.service(io, id, now);
+        }
+    }
+}
+
+impl Io {
+    /// SIGHUP: the auth helper reads the secrets, certificate and key again.
+    pub(super) fn reload_secrets(&mut self) {
+        if let Some(g) = self.guard.as_mut() {
+            g.reload();
         }
     }
 }
@@ -336,12 +334,13 @@ pub(super) fn client_tls_step(
     }
 }
 
-impl Daemon {
+impl Core {
     /// What a delivery connection to `addr` (hop `hop_host`, for route host
     /// `route_host`) needs of TLS and AUTH, from `db/tls_policy`, `SMTP_TLS` and
     /// `db/authinfo`; the certificate check goes on the link.
     pub(super) fn client_security(
         &mut self,
+        io: &mut Io,
         id: ConnId,
         route_host: &str,
         hop_host: &str,
@@ -351,20 +350,14 @@ impl Daemon {
         use crate::vocab::TlsLevel;
         let host = bare_host(route_host).to_ascii_lowercase();
         let port = addr.port();
-        let policy = self
-            .core
-            .outbound_sec
-            .policy
-            .lookup(&host, port, &host)
-            .cloned();
+        let policy = self.outbound_sec.policy.lookup(&host, port, &host).cloned();
         let mut level = policy
             .as_ref()
-            .map_or(self.core.config.main.smtp_tls, |p| p.level);
+            .map_or(self.config.main.smtp_tls, |p| p.level);
         let implicit =
             level != TlsLevel::None && (policy.as_ref().is_some_and(|p| p.implicit) || port == 465);
         if level == TlsLevel::May && !implicit {
             let recent = self
-                .core
                 .outbound
                 .tls_failed
                 .get(&addr)
@@ -377,7 +370,6 @@ impl Daemon {
             }
         }
         let credentials = self
-            .core
             .outbound_sec
             .authinfo
             .lookup(&host, port)
@@ -390,19 +382,19 @@ impl Daemon {
                 .unwrap_or_default();
             let hop = bare_host(hop_host);
             let roots = if matches!(level, TlsLevel::Verify | TlsLevel::Secure) {
-                self.roots()
+                self.roots(io)
                     .map_err(|e| log::error!("smtp client-tls roots-failed error=\"{e}\""))
                     .ok()
             } else {
                 None
             };
             let plan = crate::tls::plan(level, &matches, &host, hop, roots);
-            if let Some(c) = self.io.conns.get_mut(id).and_then(|l| l.role.client()) {
+            if let Some(c) = io.conns.get_mut(id).and_then(|l| l.role.client()) {
                 c.tls_plan = plan;
             }
         }
         #[cfg(not(feature = "tls"))]
-        let _ = (id, hop_host);
+        let _ = (io, id, hop_host);
         crate::smtp::client::ClientSecurity {
             level,
             implicit,
@@ -412,19 +404,21 @@ impl Daemon {
 
     /// The CA roots (`TLS_CA_FILE` or the system bundle), read once.
     #[cfg(feature = "tls")]
-    fn roots(&mut self) -> Result<std::sync::Arc<rustls::RootCertStore>, String> {
-        if let Some(r) = &self.io.tls_roots {
+    fn roots(&mut self, io: &mut Io) -> Result<std::sync::Arc<rustls::RootCertStore>, String> {
+        if let Some(r) = &io.tls_roots {
             return Ok(r.clone());
         }
-        let r = crate::tls::roots(self.core.config.main.tls_ca_file.as_deref())?;
-        self.io.tls_roots = Some(r.clone());
+        let r = crate::tls::roots(self.config.main.tls_ca_file.as_deref())?;
+        io.tls_roots = Some(r.clone());
         Ok(r)
     }
+}
 
+impl Io {
     /// Starts TLS on a client link (after `220` to STARTTLS, or at connect for
     /// implicit TLS).
     pub(super) fn start_client_tls(&mut self, id: ConnId, now: Instant) {
-        let Some(conn) = self.io.conns.get_mut(id) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
         #[cfg(feature = "tls")]

@@ -13,7 +13,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use super::control::ControlRef;
-use super::Daemon;
+use super::io::children;
+use super::{Core, Io};
 use crate::smtp::reply::Reply;
 
 /// Listings made at once for users other than root and the daemon's, and for one
@@ -38,11 +39,12 @@ pub struct Listing {
     reply_to: ControlRef,
 }
 
-impl Daemon {
+impl Core {
     /// Starts a listing into `fd` (the requester's pipe): the refusal now, or the
     /// first line now and the last when the child is reaped (`None`).
     pub(super) fn showq_start(
         &mut self,
+        io: &mut Io,
         json: bool,
         fd: Option<OwnedFd>,
         who: super::control::Requester,
@@ -55,9 +57,9 @@ impl Daemon {
                 "5.5.4 mailq needs a descriptor to write to".into(),
             ));
         };
-        self.showq_reap(now);
-        let mine = self.core.showq.iter().filter(|s| s.uid == who.uid).count();
-        let theirs = self.core.showq.iter().filter(|s| !s.privileged).count();
+        self.showq_reap(io, now);
+        let mine = self.showq.iter().filter(|s| s.uid == who.uid).count();
+        let theirs = self.showq.iter().filter(|s| !s.privileged).count();
         let full = if who.privileged {
             mine >= MAX_SHOWQ
         } else {
@@ -80,31 +82,29 @@ impl Daemon {
         let mut argv = vec![
             exe,
             "-f".to_string(),
-            self.core.config_path.to_string_lossy().into_owned(),
+            self.config_path.to_string_lossy().into_owned(),
             "mailq".to_string(),
         ];
         if json {
             argv.push("-j".into());
         }
         let active: Vec<String> = self
-            .core
             .sched
             .active_messages()
             .iter()
             .map(|m| m.to_string())
             .collect();
         let active = active.join(",");
-        match crate::sys::spawn_command_to(&argv, &[(ACTIVE_ENV, &active)], Some(fd.as_raw_fd())) {
+        match children::spawn(&argv, &[(ACTIVE_ENV, &active)], Some(fd.as_raw_fd())) {
             Ok(pid) => {
-                self.core.showq.push(Listing {
+                self.showq.push(Listing {
                     pid,
                     deadline: now + SHOWQ_LIMIT,
                     uid: who.uid,
                     privileged: who.privileged,
                     reply_to: me,
                 });
-                self.io
-                    .control
+                io.control
                     .interim(me, &Reply::new(250, "2.0.0 listing".into()));
                 None
             }
@@ -115,16 +115,16 @@ impl Daemon {
 
     /// Reaps finished listings (their requesters hear the end) and stops those past
     /// their time.
-    pub(super) fn showq_reap(&mut self, now: Instant) {
+    pub(super) fn showq_reap(&mut self, io: &mut Io, now: Instant) {
         let mut done = Vec::new();
-        self.core.showq.retain(|l| {
-            if let Some(status) = crate::sys::try_reap(l.pid) {
+        self.showq.retain(|l| {
+            if let Some(status) = children::try_reap(l.pid) {
                 done.push((l.reply_to, l.privileged, status));
                 return false;
             }
             if now >= l.deadline {
                 log::warn!("control mailq-timeout pid={}", l.pid);
-                crate::sys::terminate(l.pid);
+                children::terminate(l.pid);
             }
             true
         });
@@ -134,12 +134,12 @@ impl Daemon {
                 Some(code) => Reply::new(451, format!("4.3.0 the listing failed (exit {code})")),
                 None => Reply::new(451, "4.3.0 the listing was stopped".into()),
             };
-            self.control_reply_then(to, &r, !privileged, now);
+            self.control_reply_then(io, to, &r, !privileged, now);
         }
     }
 
     /// When a listing must be stopped (their ends come as SIGCHLD).
     pub(super) fn showq_timeout(&self) -> Option<Instant> {
-        self.core.showq.iter().map(|l| l.deadline).min()
+        self.showq.iter().map(|l| l.deadline).min()
     }
 }

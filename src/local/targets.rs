@@ -87,6 +87,14 @@ pub fn run_as(aliases: &Path, target: Target<'_>) -> Result<(u32, u32, String, S
     Ok((uid, gid, home, name))
 }
 
+/// [`deliver`] as the account the daemon runs as (a daemon started unprivileged
+/// delivers its own targets, in a child of its own).
+pub fn deliver_as_self(target: Target<'_>, m: &LocalMessage<'_>, rcpt: &str) -> LocalResult {
+    let me = crate::sys::current_user().unwrap_or_default();
+    let (uid, gid, home) = crate::sys::user(&me).unwrap_or((crate::sys::euid(), 0, "/".into()));
+    deliver(target, m, ((uid, gid), &home, &me), rcpt)
+}
+
 /// Delivers to a target as the account this process is now (`owner`, `home` and
 /// `name` are that account's); `rcpt` is the recipient address the alias was.
 pub fn deliver(

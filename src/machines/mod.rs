@@ -2,4 +2,6 @@
 //! and answers with what to do, and is tested state by state without a socket.
 
 pub mod delivery;
+pub mod dialer;
+pub mod etrn_desk;
 pub mod local_runs;

@@ -32,13 +32,13 @@ pub use desk::{Desk, Requester, BURST, MAX_CONNS, MAX_CONNS_PER_UID, PER_SECOND}
 pub use request::{Request, MAX_QUEUE_IDS, MAX_REQUEST};
 
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use mio::net::{UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 
-use super::{Daemon, CONTROL};
+use super::{Core, Io, CONTROL};
 use crate::logging::sanitize;
 use crate::smtp::reply::Reply;
 
@@ -163,7 +163,7 @@ impl Control {
             }
             let mut buf = [0u8; MAX_REQUEST + 2];
             let room = (MAX_REQUEST + 2 - c.inbuf.len()).min(buf.len());
-            match crate::sys::recv_with_fd(c.stream.as_raw_fd(), &mut buf[..room]) {
+            match super::io::recv_with_fd(&c.stream, &mut buf[..room]) {
                 Ok((0, _, _)) => return Next::Gone,
                 Ok((n, _, fd)) => {
                     c.inbuf.extend_from_slice(&buf[..n]);
@@ -204,30 +204,28 @@ impl Control {
     }
 }
 
-impl Daemon {
+impl Core {
     /// Binds the control socket (a stale one from a crash is replaced), reachable
     /// by local users (`etrnd flush` and `mailq` are theirs, DESIGN.md §5.11).
-    pub(super) fn bind_control(&mut self) {
-        let path = self.core.spool.control_path();
+    pub(super) fn bind_control(&mut self, io: &mut Io) {
+        let path = self.spool.control_path();
         let _ = std::fs::remove_file(&path);
         let bound = UnixListener::bind(&path).and_then(|mut s| {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
-            self.poll
-                .registry()
-                .register(&mut s, CONTROL, Interest::READABLE)?;
+            io.registry.register(&mut s, CONTROL, Interest::READABLE)?;
             Ok(s)
         });
         match bound {
-            Ok(s) => self.io.control.listener = Some(s),
+            Ok(s) => io.control.listener = Some(s),
             Err(e) => log::error!("control bind-failed path={} error=\"{e}\"", path.display()),
         }
     }
 
     /// Accepts every waiting requester; who it is comes from the kernel.
-    pub(super) fn control_accept(&mut self, now: Instant) {
+    pub(super) fn control_accept(&mut self, io: &mut Io, now: Instant) {
         loop {
-            let Some(l) = &self.io.control.listener else {
+            let Some(l) = &io.control.listener else {
                 return;
             };
             let mut stream = match l.accept() {
@@ -239,30 +237,30 @@ impl Daemon {
                     return;
                 }
             };
-            let who = match crate::sys::peer_uid(stream.as_raw_fd()) {
-                Ok(uid) => Requester::new(uid, crate::sys::euid()),
+            let who = match super::io::peer_uid(&stream) {
+                Ok(uid) => Requester::new(uid, super::io::euid()),
                 Err(e) => {
                     log::warn!("control peer-unknown error=\"{e}\"");
                     continue;
                 }
             };
-            let slot = match self.io.control.desk.connect(who, now) {
+            let slot = match io.control.desk.connect(who, now) {
                 Ok(()) => {
-                    match self.io.control.conns.iter().position(Option::is_none) {
+                    match io.control.conns.iter().position(Option::is_none) {
                         Some(i) => i,
-                        None if self.io.control.conns.len() < MAX_CONNS => {
-                            self.io.control.conns.push(None);
-                            self.io.control.conns.len() - 1
+                        None if io.control.conns.len() < MAX_CONNS => {
+                            io.control.conns.push(None);
+                            io.control.conns.len() - 1
                         }
                         None => {
                             // The desk counts what the slab holds: cannot happen.
-                            self.io.control.desk.closed(who);
+                            io.control.desk.closed(who);
                             continue;
                         }
                     }
                 }
                 Err(r) => {
-                    if self.io.control.desk.log_refusal(false, now) {
+                    if io.control.desk.log_refusal(false, now) {
                         log::warn!("control refused uid={} reply=\"{r}\"", who.uid);
                     }
                     let mut out = Vec::new();
@@ -271,20 +269,19 @@ impl Daemon {
                     continue;
                 }
             };
-            if let Err(e) = self.poll.registry().register(
-                &mut stream,
-                Token(CONTROL_BASE + slot),
-                Interest::READABLE,
-            ) {
+            if let Err(e) =
+                &io.registry
+                    .register(&mut stream, Token(CONTROL_BASE + slot), Interest::READABLE)
+            {
                 log::warn!("control register-failed error=\"{e}\"");
-                self.io.control.desk.closed(who);
+                io.control.desk.closed(who);
                 continue;
             }
-            self.io.control.next_gen += 1;
-            self.io.control.conns[slot] = Some(Conn {
+            io.control.next_gen += 1;
+            io.control.conns[slot] = Some(Conn {
                 stream,
                 who,
-                gen: self.io.control.next_gen,
+                gen: io.control.next_gen,
                 inbuf: Vec::new(),
                 fd: None,
                 out: Vec::new(),
@@ -292,30 +289,30 @@ impl Daemon {
                 closing: false,
                 deadline: Some(now + REQUEST_TIMEOUT),
             });
-            self.control_event(Token(CONTROL_BASE + slot), now);
+            self.control_event(io, Token(CONTROL_BASE + slot), now);
         }
     }
 
     /// A control connection can be read or written.
-    pub(super) fn control_event(&mut self, token: Token, now: Instant) {
+    pub(super) fn control_event(&mut self, io: &mut Io, token: Token, now: Instant) {
         let slot = token.0 - CONTROL_BASE;
         loop {
-            self.io.control.flush(slot, self.poll.registry(), now);
-            let (line, fd) = match self.io.control.next(slot) {
+            io.control.flush(slot, &io.registry, now);
+            let (line, fd) = match io.control.next(slot) {
                 Next::Request(line, fd) => (line, fd),
                 Next::Wait => break,
                 Next::Gone => {
-                    self.io.control.close(slot, self.poll.registry());
+                    io.control.close(slot, &io.registry);
                     return;
                 }
             };
-            let Some(c) = self.io.control.conns.get(slot).and_then(Option::as_ref) else {
+            let Some(c) = io.control.conns.get(slot).and_then(Option::as_ref) else {
                 return;
             };
             let (who, gen) = (c.who, c.gen);
-            let (reply, close) = match self.io.control.desk.request(who, now) {
+            let (reply, close) = match io.control.desk.request(who, now) {
                 Err(r) => {
-                    if self.io.control.desk.log_refusal(true, now) {
+                    if io.control.desk.log_refusal(true, now) {
                         log::warn!("control refused uid={} reply=\"{r}\"", who.uid);
                     }
                     (Some(r), true)
@@ -326,7 +323,7 @@ impl Daemon {
                         Ok(req) => {
                             let text = String::from_utf8_lossy(&line);
                             let text = sanitize(text.trim_end().as_bytes());
-                            let r = self.control_request(req, who, fd, me, now);
+                            let r = self.control_request(io, req, who, fd, me, now);
                             match &r {
                                 Some(r) => log::info!(
                                     "control request uid={} request=\"{text}\" reply=\"{r}\"",
@@ -350,42 +347,32 @@ impl Daemon {
                 }
             };
             if let Some(r) = reply {
-                self.io.control.reply(slot, &r, close);
+                io.control.reply(slot, &r, close);
             }
-            self.start_jobs(now);
+            self.start_jobs(io, now);
         }
-        if let Some(c) = self.io.control.conns.get_mut(slot).and_then(Option::as_mut) {
+        if let Some(c) = io.control.conns.get_mut(slot).and_then(Option::as_mut) {
             if !c.waiting && c.out.is_empty() && c.deadline.is_none() {
                 c.deadline = Some(now + REQUEST_TIMEOUT);
             }
             if c.out.is_empty() {
-                let _ = self
-                    .poll
-                    .registry()
+                let _ = io
+                    .registry
                     .reregister(&mut c.stream, token, Interest::READABLE);
             }
         }
     }
 
-    /// Closes the connections whose requester has not sent (or read) in time.
-    pub(super) fn control_tick(&mut self, now: Instant) {
-        let late: Vec<usize> = (0..self.io.control.conns.len())
-            .filter(|&i| {
-                self.io.control.conns[i]
-                    .as_ref()
-                    .and_then(|c| c.deadline)
-                    .is_some_and(|d| now >= d)
-            })
-            .collect();
-        for slot in late {
-            self.io.control.close(slot, self.poll.registry());
-        }
-    }
-
     /// The reply to a request answered later (ATRN, a large queue request), if its
     /// requester still waits.
-    pub(super) fn control_reply(&mut self, to: ControlRef, reply: &Reply, now: Instant) {
-        self.control_reply_then(to, reply, false, now);
+    pub(super) fn control_reply(
+        &mut self,
+        io: &mut Io,
+        to: ControlRef,
+        reply: &Reply,
+        now: Instant,
+    ) {
+        self.control_reply_then(io, to, reply, false, now);
     }
 
     /// As [`Daemon::control_reply`], closing the connection after it when `close`
@@ -393,27 +380,28 @@ impl Daemon {
     /// connection).
     pub(super) fn control_reply_then(
         &mut self,
+        io: &mut Io,
         to: ControlRef,
         reply: &Reply,
         close: bool,
         now: Instant,
     ) {
-        let same = self
-            .io
+        let same = io
             .control
             .conns
             .get(to.slot)
             .and_then(Option::as_ref)
             .is_some_and(|c| c.gen == to.gen);
         if same {
-            self.io.control.reply(to.slot, reply, close);
-            self.control_event(Token(CONTROL_BASE + to.slot), now);
+            io.control.reply(to.slot, reply, close);
+            self.control_event(io, Token(CONTROL_BASE + to.slot), now);
         }
     }
 
     /// Serves one request: the reply now, or `None` when it comes later.
     fn control_request(
         &mut self,
+        io: &mut Io,
         req: Request,
         who: Requester,
         fd: Option<OwnedFd>,
@@ -427,7 +415,7 @@ impl Daemon {
             ))
         };
         match req {
-            Request::Mailq { json } => self.showq_start(json, fd, who, me, now),
+            Request::Mailq { json } => self.showq_start(io, json, fd, who, me, now),
             Request::Atrn { .. } if !who.privileged => denied("atrn is"),
             Request::Atrn {
                 port,
@@ -445,10 +433,10 @@ impl Daemon {
             {
                 denied("link up and link down are")
             }
-            Request::Link { op, name } => Some(self.link_request(op, name.as_deref(), now)),
+            Request::Link { op, name } => Some(self.link_request(io, op, name.as_deref(), now)),
             Request::Queue { .. } if !who.privileged => denied("queue control is"),
             Request::Reload if !who.privileged => denied("reloading is"),
-            Request::Reload => Some(match self.reload() {
+            Request::Reload => Some(match self.reload(io) {
                 Ok(()) => Reply::new(250, "2.0.0 configuration reloaded".into()),
                 Err(e) => Reply::new(
                     451,
@@ -461,7 +449,7 @@ impl Daemon {
             Request::Queue { op, sel } => self.queue_request(op, &sel, who.uid, me, now),
             Request::FlushAll => {
                 self.page_in_unheld();
-                let threads = self.core.sched.release_unheld(self.clock.unix);
+                let threads = self.sched.release_unheld(self.time.unix);
                 Some(Reply::new(
                     250,
                     format!("2.0.0 flushing {threads} queues that are not held"),
@@ -474,6 +462,23 @@ impl Daemon {
                 let from = format!("uid {}", who.uid);
                 Some(self.etrn_release(&t, ("flush", &from)))
             }
+        }
+    }
+}
+
+impl Io {
+    /// Closes the connections whose requester has not sent (or read) in time.
+    pub(super) fn control_tick(&mut self, now: Instant) {
+        let late: Vec<usize> = (0..self.control.conns.len())
+            .filter(|&i| {
+                self.control.conns[i]
+                    .as_ref()
+                    .and_then(|c| c.deadline)
+                    .is_some_and(|d| now >= d)
+            })
+            .collect();
+        for slot in late {
+            self.control.close(slot, &self.registry);
         }
     }
 }

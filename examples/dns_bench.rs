@@ -56,7 +56,12 @@ fn main() {
             lookup: None,
         },
     };
-    let mut dns = Dns::new(conf, SelfSpec::default(), 25, 12345);
+    let mut dns = Dns::new(
+        conf,
+        SelfSpec::default(),
+        25,
+        (12345, etrnd::sys::fill_random),
+    );
     let names: Vec<(String, bool)> = (0..count)
         .map(|i| (pattern.replace("{}", &i.to_string()), false))
         .collect();

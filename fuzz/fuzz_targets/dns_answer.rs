@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
         hosts: Default::default(),
         resolv: ResolvConf { servers: vec![server], timeout: Duration::from_secs(1), attempts: 1, ..Default::default() },
     };
-    let mut dns = Dns::new(conf, SelfSpec::default(), 25, 1);
+    let mut dns = Dns::new(conf, SelfSpec::default(), 25, (1, etrnd::sys::fill_random));
     let now = Instant::now();
     dns.lookup("dest.example", false, now);
     for _ in 0..4 {

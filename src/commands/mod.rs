@@ -19,9 +19,9 @@ pub fn route(cfg: &Config, addrs: &[String], resolve: bool) -> i32 {
         let seed = crate::sys::random_u64();
         Dns::new(
             cfg.resolve.clone(),
-            crate::dns::self_spec(cfg, &[]),
+            crate::dns::self_spec(cfg, &[], crate::sys::interface_addrs()),
             cfg.main.smtp_port,
-            seed,
+            (seed, crate::sys::fill_random),
         )
     });
     for a in addrs {
@@ -151,9 +151,9 @@ pub fn etrn(cfg: &Config, port: Option<u16>, server: &str, targets: &[String]) -
             let seed = crate::sys::random_u64();
             let mut dns = Dns::new(
                 cfg.resolve.clone(),
-                crate::dns::self_spec(cfg, &[]),
+                crate::dns::self_spec(cfg, &[], crate::sys::interface_addrs()),
                 port,
-                seed,
+                (seed, crate::sys::fill_random),
             );
             let host = if server.starts_with('[') {
                 server.to_string()

@@ -10,15 +10,14 @@
 //! provider), and when it ends the requester is told how many messages came. A
 //! server behind a link that is down is never looked up or connected to.
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::io::conn::{ConnId, Inbound, Outbound as OutLink, Role};
+use super::io::conn::{ConnId, Inbound, Outbound as OutLink, Role, Serves};
 use super::{Core, Io};
 use crate::dns::Outcome;
 use crate::logging::sanitize;
-use crate::sched::JobId;
+pub(super) use crate::machines::customer::Ask;
+use crate::machines::customer::{Customer, Step};
 use crate::smtp::client::{ClientEvent, ClientSession};
 use crate::smtp::reply::Reply;
 use crate::smtp::server::ServerSession;
@@ -28,47 +27,18 @@ pub const MAX_CUSTOMERS: usize = 16;
 /// How long the customer's connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What a customer request asks of the server.
-#[derive(Debug, Clone)]
-pub(super) enum Ask {
-    /// `ATRN` for these domains (none: all of ours), then turn around.
-    Atrn(Vec<String>),
-    /// `ETRN` each target in turn (a link-up action), then QUIT.
-    Etrn(Vec<String>),
-}
-
-impl Ask {
-    /// The verb its log lines start with.
-    pub(super) fn verb(&self) -> &'static str {
-        match self {
-            Ask::Atrn(_) => "atrn",
-            Ask::Etrn(_) => "etrn",
-        }
-    }
-}
-
-/// One `etrnd atrn` request, or a link-up action's ATRN or ETRN.
-pub(super) struct Customer {
-    pub(super) server: String,
-    pub(super) port: u16,
-    pub(super) ask: Ask,
-    /// ETRN targets not yet sent, and the replies to those sent.
-    pub(super) etrn_next: VecDeque<String>,
-    pub(super) etrn_replies: Vec<(u16, String)>,
+/// One request in progress: its machine, and who hears the outcome.
+pub(super) struct Request {
+    pub(super) machine: Customer,
     /// Who asked (the control socket's peer), told the outcome at the end.
     pub(super) reply_to: Option<super::control::ControlRef>,
     /// The link whose link-up action this is.
     pub(super) link: Option<String>,
-    /// Addresses still to try.
-    pub(super) hops: VecDeque<SocketAddr>,
-    /// The reply to ATRN, once it came.
-    pub(super) atrn: Option<(u16, String)>,
-    /// Why the last connection or session failed.
-    pub(super) failure: Option<Reply>,
 }
 
 impl Core {
-    /// `etrnd atrn`: starts the customer's side; the requester hears at the end.
+    /// `etrnd atrn`, or a link-up action: starts the customer's side; the
+    /// requester hears at the end. A refusal at once is returned.
     pub(super) fn customer_start(
         &mut self,
         ask: Ask,
@@ -107,37 +77,22 @@ impl Core {
             Ask::Etrn(t) => ("etrn", t.join(",")),
         };
         log::info!(
-            "{verb} customer-start server={} port={} {}={}",
+            "{verb} customer-start id={cid} server={} port={} {}={}",
             sanitize(server.as_bytes()),
             port,
             if verb == "atrn" { "domains" } else { "targets" },
             args
         );
-        let etrn_next = match &ask {
-            Ask::Etrn(t) => t.iter().cloned().collect(),
-            Ask::Atrn(_) => VecDeque::new(),
-        };
-        let lookup_host = if server.parse::<std::net::IpAddr>().is_ok() {
-            format!("[{server}]")
-        } else {
-            server.clone()
-        };
+        let machine = Customer::new(server, port, ask);
+        let lid = self.dns.lookup(&machine.lookup_name(), true, now);
         self.odmr.customers.insert(
             cid,
-            Customer {
-                server,
-                port,
-                ask,
-                etrn_next,
-                etrn_replies: Vec::new(),
+            Request {
+                machine,
                 reply_to,
                 link,
-                hops: VecDeque::new(),
-                atrn: None,
-                failure: None,
             },
         );
-        let lid = self.dns.lookup(&lookup_host, true, now);
         self.odmr.lookups.insert(lid, cid);
         None
     }
@@ -153,95 +108,113 @@ impl Core {
         let Some(cid) = self.odmr.lookups.remove(&lid) else {
             return;
         };
+        let found = match outcome {
+            Outcome::Hops(hops) => Ok(hops.into_iter().map(|h| h.addr).collect()),
+            Outcome::Failed { reason, .. } | Outcome::Deferred { reason, .. } => Err(reason),
+        };
+        let down = self.customer_link_down(cid);
         let Some(c) = self.odmr.customers.get_mut(&cid) else {
             return;
         };
-        match outcome {
-            Outcome::Hops(hops) => {
-                c.hops = hops
-                    .into_iter()
-                    .map(|mut h| {
-                        h.addr.set_port(c.port);
-                        h.addr
-                    })
-                    .collect();
-                self.customer_connect(io, cid, now);
-            }
-            Outcome::Failed { reason, .. } | Outcome::Deferred { reason, .. } => {
-                let r = Reply::new(421, format!("4.4.1 cannot find {}: {reason}", c.server));
-                self.customer_done(io, cid, r);
-            }
+        let step = c.machine.resolved(found, down.as_deref());
+        self.customer_step(io, None, cid, step, now);
+    }
+
+    /// The down link the request's server is behind, if any.
+    fn customer_link_down(&self, cid: u64) -> Option<String> {
+        let c = self.odmr.customers.get(&cid)?;
+        self.server_link_down(&c.machine.server)
+    }
+
+    /// Carries out what the machine of request `cid` (on connection `id`, once it
+    /// has one) said to do.
+    fn customer_step(
+        &mut self,
+        io: &mut Io,
+        id: Option<ConnId>,
+        cid: u64,
+        mut step: Step,
+        now: Instant,
+    ) {
+        loop {
+            let session = id.and_then(|id| io.customer_session(id));
+            step = match (step, session) {
+                (Step::Connect(addr), _) => match self.customer_open(io, cid, addr, now) {
+                    Ok(()) => return,
+                    Err(why) => {
+                        let down = self.customer_link_down(cid);
+                        match self.odmr.customers.get_mut(&cid) {
+                            Some(c) => c.machine.connect_failed(&why, down.as_deref()),
+                            None => return,
+                        }
+                    }
+                },
+                (Step::Etrn(t), Some(s)) => return s.etrn(&t, now),
+                (Step::Atrn(domains), Some(s)) => return s.atrn(&domains, now),
+                (Step::Quit, Some(s)) => return s.quit(now),
+                (Step::Turn, _) => {
+                    if let Some(id) = id {
+                        self.turn_customer(io, id, cid, now);
+                    }
+                    return;
+                }
+                (Step::Done(r), _) => return self.customer_done(io, cid, r),
+                (Step::Wait, _) | (_, None) => return,
+            };
         }
     }
 
-    /// Connects to the next address of the provider.
-    fn customer_connect(&mut self, io: &mut Io, cid: u64, now: Instant) {
-        loop {
-            let Some(server) = self.odmr.customers.get(&cid).map(|c| c.server.clone()) else {
-                return;
-            };
-            if let Some(l) = self.server_link_down(&server) {
-                let r = Reply::new(421, format!("4.4.0 link {l} went down"));
-                return self.customer_done(io, cid, r);
+    /// Opens the connection to `addr` for request `cid`.
+    fn customer_open(
+        &mut self,
+        io: &mut Io,
+        cid: u64,
+        addr: std::net::SocketAddr,
+        now: Instant,
+    ) -> Result<(), String> {
+        let Some(c) = self.odmr.customers.get(&cid) else {
+            return Ok(());
+        };
+        let from = self.config.main.bind_for(addr);
+        let opened = super::io::connect(addr, from, None).and_then(|stream| {
+            let role = Role::Client(Box::new(OutLink {
+                serves: Serves::Customer(cid),
+                relay: format!("{}[{}]:{}", c.machine.server, addr.ip(), addr.port()),
+                session: None,
+                connect_deadline: now + CONNECT_TIMEOUT,
+                #[cfg(feature = "tls")]
+                tls_plan: None,
+                addr,
+            }));
+            io.conns.add(stream, role, &io.registry)
+        });
+        match opened {
+            Ok(id) => {
+                io.conns.set_timer(id, Some(now + CONNECT_TIMEOUT));
+                Ok(())
             }
-            let Some(c) = self.odmr.customers.get_mut(&cid) else {
-                return;
-            };
-            let Some(addr) = c.hops.pop_front() else {
-                let r = c.failure.take().unwrap_or_else(|| {
-                    Reply::new(
-                        421,
-                        format!("4.4.1 {} has no address to connect to", c.server),
-                    )
-                });
-                return self.customer_done(io, cid, r);
-            };
-            let from = self.config.main.bind_for(addr);
-            let connected = super::io::connect(addr, from, None);
-            let opened = connected.and_then(|stream| {
-                let role = Role::Client(Box::new(OutLink {
-                    job: JobId(0),
-                    relay: format!("{}[{}]:{}", c.server, addr.ip(), addr.port()),
-                    session: None,
-                    connect_deadline: now + CONNECT_TIMEOUT,
-                    #[cfg(feature = "tls")]
-                    tls_plan: None,
-                    addr,
-                    customer: Some(cid),
-                }));
-                io.conns.add(stream, role, &io.registry)
-            });
-            match opened {
-                Ok(id) => {
-                    io.conns.set_timer(id, Some(now + CONNECT_TIMEOUT));
-                    return;
-                }
-                Err(e) => {
-                    c.failure = Some(Reply::new(421, format!("4.4.1 connect to {addr}: {e}")));
-                }
-            }
+            Err(e) => Err(format!("connect to {addr}: {e}")),
         }
     }
 
     /// The customer's connection is up: its client session starts.
     pub(super) fn customer_connected(&mut self, io: &mut Io, id: ConnId, cid: u64, now: Instant) {
-        let Some((server, verb)) = self
-            .odmr
-            .customers
-            .get(&cid)
-            .map(|c| (c.server.clone(), c.ask.verb()))
-        else {
+        let Some(c) = self.odmr.customers.get_mut(&cid) else {
             return;
         };
+        c.machine.connected();
+        let (server, verb) = (c.machine.server.clone(), c.machine.ask.verb());
         let Some(addr) = io.client_addr(id) else {
             return;
         };
         let hostname = self.config.main.hostname.clone();
         let sec = self.client_security(io, id, &server, &server, addr, now);
         let implicit = sec.implicit;
-        let s = ClientSession::new(&hostname, now).with_security(sec);
+        let s = ClientSession::new(&hostname, now)
+            .with_trace(format!("customer-{cid}"))
+            .with_security(sec);
         if let Some(c) = io.conns.get_mut(id).and_then(|l| l.role.client()) {
-            log::info!("{verb} customer-connected relay={}", c.relay);
+            log::info!("{verb} customer-connected id={cid} relay={}", c.relay);
             c.session = Some(s);
         }
         if implicit {
@@ -260,19 +233,21 @@ impl Core {
         now: Instant,
     ) {
         io.conns.close(id, &io.registry);
-        if let Some(c) = self.odmr.customers.get_mut(&cid) {
-            log::info!(
-                "{} customer-connect-failed server={} error=\"{}\"",
-                c.ask.verb(),
-                c.server,
-                sanitize(why.as_bytes())
-            );
-            c.failure = Some(Reply::new(421, format!("4.4.1 {}: {why}", c.server)));
-        }
-        self.customer_connect(io, cid, now);
+        let down = self.customer_link_down(cid);
+        let Some(c) = self.odmr.customers.get_mut(&cid) else {
+            return;
+        };
+        log::info!(
+            "{} customer-connect-failed id={cid} server={} error=\"{}\"",
+            c.machine.ask.verb(),
+            c.machine.server,
+            sanitize(why.as_bytes())
+        );
+        let step = c.machine.connect_failed(why, down.as_deref());
+        self.customer_step(io, None, cid, step, now);
     }
 
-    /// Writes the customer session's output and acts on its events.
+    /// Writes the customer session's output and hands its events to the machine.
     pub(super) fn drive_customer(&mut self, io: &mut Io, id: ConnId, now: Instant) {
         loop {
             let Some(conn) = io.conns.get_mut(id) else {
@@ -281,7 +256,9 @@ impl Core {
             conn.flush();
             let dead = conn.dead;
             let Some(c) = conn.role.client() else { return };
-            let Some(cid) = c.customer else { return };
+            let Serves::Customer(cid) = c.serves else {
+                return;
+            };
             let Some(s) = c.session.as_mut() else { return };
             if dead {
                 s.handle_eof();
@@ -296,88 +273,54 @@ impl Core {
             let Some(cust) = self.odmr.customers.get_mut(&cid) else {
                 return;
             };
-            match ev {
-                ClientEvent::StartTls => io.start_client_tls(id, now),
+            let m = &mut cust.machine;
+            let step = match ev {
+                ClientEvent::StartTls => {
+                    io.start_client_tls(id, now);
+                    Step::Wait
+                }
                 // Token credentials are for deliveries: ATRN and ETRN use passwords.
                 ClientEvent::NeedToken => {
                     if let Some(s) = io.customer_session(id) {
                         s.token(None, now);
                     }
+                    Step::Wait
                 }
-                ClientEvent::Ready if matches!(cust.ask, Ask::Etrn(_)) => {
-                    if cust.etrn_replies.is_empty() {
-                        self.next_etrn(io, id, cid, now);
-                    }
-                }
+                ClientEvent::Ready => m.ready(authenticated),
                 ClientEvent::Etrn { code, text } => {
                     log::info!(
-                        "etrn customer-reply server={} reply=\"{}\"",
-                        cust.server,
+                        "etrn customer-reply id={cid} server={} reply=\"{}\"",
+                        m.server,
                         sanitize(text.as_bytes())
                     );
-                    cust.etrn_replies.push((code, text));
-                    self.next_etrn(io, id, cid, now);
+                    m.etrn_reply(code, text)
                 }
-                ClientEvent::Ready if cust.atrn.is_none() => {
-                    if !authenticated {
-                        cust.failure = Some(Reply::new(
-                            530,
-                            format!(
-                                "5.7.0 {} did not let us authenticate (no AUTH mechanism in common)",
-                                cust.server
-                            ),
-                        ));
-                        if let Some(s) = io.customer_session(id) {
-                            s.quit(now);
-                        }
-                        continue;
-                    }
-                    let Ask::Atrn(domains) = cust.ask.clone() else {
-                        continue;
-                    };
-                    if let Some(s) = io.customer_session(id) {
-                        s.atrn(&domains, now);
-                    }
-                }
-                ClientEvent::Ready | ClientEvent::Done(_) => {}
                 ClientEvent::Atrn { code, text } => {
                     log::info!(
-                        "atrn customer-reply server={} reply=\"{}\"",
-                        cust.server,
+                        "atrn customer-reply id={cid} server={} reply=\"{}\"",
+                        m.server,
                         sanitize(text.as_bytes())
                     );
-                    cust.atrn = Some((code, text));
-                    if code == 250 {
-                        return self.turn_customer(io, id, cid, now);
-                    }
-                    if let Some(s) = io.customer_session(id) {
-                        s.quit(now);
-                    }
+                    m.atrn_reply(code, text)
                 }
-                ClientEvent::Failed { temporary, reason } => {
-                    let code = if reason.starts_with("AUTH") {
-                        535
-                    } else if temporary {
-                        421
-                    } else {
-                        554
-                    };
-                    let status = match code {
-                        535 => "5.7.8",
-                        421 => "4.4.2",
-                        _ => "5.0.0",
-                    };
-                    cust.failure = Some(Reply::new(
-                        code,
-                        format!("{status} {}: {reason}", cust.server),
-                    ));
+                ClientEvent::Done(_) => Step::Wait,
+                ClientEvent::Failed {
+                    temporary,
+                    auth,
+                    reason,
+                } => {
                     io.conns.close(id, &io.registry);
-                    return self.customer_finish(io, cid);
+                    m.failed(temporary, auth, &reason)
                 }
                 ClientEvent::Closed => {
                     io.conns.close(id, &io.registry);
-                    return self.customer_finish(io, cid);
+                    m.closed()
                 }
+            };
+            let last = matches!(step, Step::Turn | Step::Done(_));
+            self.customer_step(io, Some(id), cid, step, now);
+            if last {
+                return;
             }
         }
     }
@@ -387,7 +330,7 @@ impl Core {
         let Some(cust) = self.odmr.customers.get(&cid) else {
             return;
         };
-        let server = cust.server.clone();
+        let server = cust.machine.server.clone();
         let Some(conn) = io.conns.get_mut(id) else {
             return;
         };
@@ -415,51 +358,11 @@ impl Core {
         let Some(cid) = self.odmr.reversed.remove(&id) else {
             return;
         };
-        let Some(c) = self.odmr.customers.get(&cid) else {
-            return;
-        };
-        let r = Reply::new(
-            250,
-            format!("2.0.0 {accepted} message(s) received from {}", c.server),
-        );
-        self.customer_done(io, cid, r);
-    }
-
-    /// The customer's client session ended without a turn-around.
-    fn customer_finish(&mut self, io: &mut Io, cid: u64) {
         let Some(c) = self.odmr.customers.get_mut(&cid) else {
             return;
         };
-        let etrn = matches!(c.ask, Ask::Etrn(_));
-        let r = match (c.atrn.take(), c.failure.take()) {
-            (_, Some(f)) => f,
-            (None, None) if etrn && !c.etrn_replies.is_empty() => {
-                // The worst reply decides: 5xx, then 4xx, else every target started.
-                let worst = c
-                    .etrn_replies
-                    .iter()
-                    .map(|(code, _)| *code)
-                    .max()
-                    .unwrap_or(250);
-                let code = if worst < 400 { 250 } else { worst };
-                let text: Vec<String> = c.etrn_replies.iter().map(|(_, t)| t.clone()).collect();
-                Reply::new(code, format!("{}: ETRN: {}", c.server, text.join("; ")))
-            }
-            (Some((453, text)), None) => Reply::new(
-                250,
-                format!("2.0.0 {} has no mail for us ({text})", c.server),
-            ),
-            (Some((code, text)), None) => Reply::new(
-                code,
-                format!(
-                    "{} {}: ATRN: {text}",
-                    if code < 500 { "4.7.0" } else { "5.7.0" },
-                    c.server
-                ),
-            ),
-            (None, None) => Reply::new(421, format!("4.4.2 {}: connection closed", c.server)),
-        };
-        self.customer_done(io, cid, r);
+        let step = c.machine.turned_closed(accepted);
+        self.customer_step(io, None, cid, step, Instant::now());
     }
 
     /// A customer request is over: log it and tell the requester.
@@ -468,9 +371,9 @@ impl Core {
             return;
         };
         log::info!(
-            "{} customer-done server={} reply=\"{}\"",
-            c.ask.verb(),
-            sanitize(c.server.as_bytes()),
+            "{} customer-done id={cid} server={} reply=\"{}\"",
+            c.machine.ask.verb(),
+            sanitize(c.machine.server.as_bytes()),
             r
         );
         if let Some(to) = c.reply_to {
@@ -478,23 +381,6 @@ impl Core {
         }
         if let Some(link) = c.link {
             self.link_action_done(&link, &r);
-        }
-    }
-}
-
-impl Core {
-    /// Sends the next ETRN of a link-up action, or QUIT after the last.
-    fn next_etrn(&mut self, io: &mut Io, id: ConnId, cid: u64, now: Instant) {
-        let next = self
-            .odmr
-            .customers
-            .get_mut(&cid)
-            .and_then(|c| c.etrn_next.pop_front());
-        if let Some(s) = io.customer_session(id) {
-            match next {
-                Some(t) => s.etrn(&t, now),
-                None => s.quit(now),
-            }
         }
     }
 }

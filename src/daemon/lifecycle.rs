@@ -94,7 +94,7 @@ impl Core {
                 }
                 self.dns.reconfigure(
                     new.resolve.clone(),
-                    crate::dns::self_spec(&new, &io.listening),
+                    crate::dns::self_spec(&new, &io.listening, super::io::interfaces()),
                     new.main.smtp_port,
                 );
                 self.sched.reconfigure(new.sched.clone());

@@ -1,5 +1,5 @@
 //! The daemon: one event loop. `Io` holds every descriptor, `Core` every
-//! component's state, `Clock` the turn's time (read once per turn).
+//! component's state, `Clock` the turn's time and nonce (read once per turn).
 //!
 //! One turn, in qmail-send's prepare-then-do shape: wait for readiness until the
 //! earliest deadline; read the clock; accept and read until `WouldBlock`, feeding the
@@ -86,13 +86,13 @@ pub struct Daemon {
     poll: Poll,
     io: Io,
     core: Core,
-    clock: Clock,
+    clock: io::Clock,
 }
 
 /// The components and their state: no descriptor in here.
 pub(crate) struct Core {
-    /// The turn's wall-clock reading.
-    time: Clock,
+    /// The turn's wall-clock reading and nonce.
+    time: io::Now,
     /// Held destinations whose release goes on chunk by chunk from disk (`park`).
     releasing: Vec<park::Releasing>,
     per_ip: HashMap<IpAddr, usize>,
@@ -163,30 +163,6 @@ pub(crate) struct Core {
     outbound_sec: secure::OutboundSecurity,
 }
 
-/// The turn's reading of the clock.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Clock {
-    /// Wall-clock seconds of this turn's clock reading (see `tick`).
-    unix: u64,
-    /// A number that changes every turn from a random start (`Context::nonce`).
-    nonce: u64,
-}
-
-impl Clock {
-    /// Reads the clock: the one reading of a loop turn. `now` drives every session,
-    /// link and delivery; `self.unix`, the wall-clock seconds of the same moment,
-    /// goes to the scheduler and the spool (whose times are stored).
-    fn tick(&mut self) -> Instant {
-        let now = Instant::now();
-        self.unix = unix_now();
-        // xorshift from a random start: unique, not secret, no system call.
-        self.nonce ^= self.nonce << 13;
-        self.nonce ^= self.nonce >> 7;
-        self.nonce ^= self.nonce << 17;
-        now
-    }
-}
-
 /// The per-call context sessions need: the configuration, the disk state and the
 /// wall-clock time (Received: headers).
 fn context<'a>(
@@ -243,9 +219,9 @@ impl Daemon {
         let seed = io::random();
         let dns = Dns::new(
             config.resolve.clone(),
-            crate::dns::self_spec(&config, &io.listening),
+            crate::dns::self_spec(&config, &io.listening, io::interfaces()),
             config.main.smtp_port,
-            seed,
+            (seed, io::fill_random),
         );
         let mut sched = Scheduler::new(config.sched.clone(), seed.rotate_left(7));
         sched.set_hold_quota(config.main.hold_quota);
@@ -292,7 +268,7 @@ impl Daemon {
             poll,
             io,
             core: Core {
-                time: Clock { unix, nonce: 1 },
+                time: io::Now { unix, nonce: 1 },
                 per_ip: HashMap::new(),
                 live: 0,
                 spool,
@@ -333,10 +309,7 @@ impl Daemon {
                 auth_throttle: crate::auth::throttle::Throttle::default(),
                 outbound_sec: secure::OutboundSecurity::default(),
             },
-            clock: Clock {
-                unix,
-                nonce: io::random() | 1,
-            },
+            clock: io::Clock::default(),
         };
         d.core.links_configure();
         d.io.notify = d.core.bind_notify(&d.io);
@@ -381,7 +354,7 @@ impl Daemon {
     pub fn run(&mut self) -> std::io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let mut now = self.clock.tick();
-        self.core.time = self.clock;
+        self.core.time = self.clock.now();
         loop {
             if let Some(at) = self.core.stop_at {
                 if now >= at || self.core.drained(&self.io) {
@@ -392,7 +365,7 @@ impl Daemon {
                 .core
                 .sched
                 .poll_timeout()
-                .map(|t| now + Duration::from_secs(t.saturating_sub(self.clock.unix)));
+                .map(|t| now + Duration::from_secs(t.saturating_sub(self.core.time.unix)));
             let next = [
                 self.core.stop_at,
                 Some(self.core.next_pickup),
@@ -419,7 +392,7 @@ impl Daemon {
                 return Err(e);
             }
             now = self.clock.tick();
-            self.core.time = self.clock;
+            self.core.time = self.clock.now();
             self.core.local_turn();
             self.core.check_disk(now);
             let mut touched = Vec::new();
@@ -469,7 +442,7 @@ impl Daemon {
             self.core.dns.handle_timeout(now);
             self.core.lookups_done(&mut self.io, now);
             self.core.page_in_due();
-            self.core.sched.handle_timeout(self.clock.unix);
+            self.core.sched.handle_timeout(self.core.time.unix);
             self.core.apply_sched(now);
             self.core.start_jobs(&mut self.io, now);
             // Chunks of releases from disk load after the first jobs started.

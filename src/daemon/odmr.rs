@@ -18,7 +18,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::io::conn::{ConnId, Outbound as OutLink, Role};
+use super::io::conn::{ConnId, Outbound as OutLink, Role, Serves};
 use super::{Core, Io};
 use crate::auth::secrets::entitled;
 use crate::auth::{Check, Verdict};
@@ -62,7 +62,7 @@ pub(super) struct Odmr {
     /// Claims whose `250` is not written yet, by link.
     turning: HashMap<ConnId, (JobId, Claim)>,
     /// Customer requests by id.
-    pub(super) customers: HashMap<u64, super::customer::Customer>,
+    pub(super) customers: HashMap<u64, super::customer::Request>,
     pub(super) next_customer: u64,
     /// Lookups of providers' addresses.
     pub(super) lookups: HashMap<crate::dns::LookupId, u64>,
@@ -285,17 +285,16 @@ impl Core {
             source: Source::Literal,
         };
         let relay = crate::machines::delivery::relay_name(&hop);
-        let session = ClientSession::turned(&hostname, tls, now);
+        let session = ClientSession::turned(&hostname, tls, now).with_trace(jid.0.to_string());
         let timer = session.poll_timeout();
         let old = conn.set_role(Role::Client(Box::new(OutLink {
-            job: jid,
+            serves: Serves::Job(jid),
             relay: relay.clone(),
             session: Some(session),
             connect_deadline: now,
             #[cfg(feature = "tls")]
             tls_plan: None,
             addr: peer,
-            customer: None,
         })));
         if let Role::Server(inbound) = old {
             self.forget_inbound(*inbound);

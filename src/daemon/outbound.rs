@@ -17,7 +17,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::io::conn::{ConnId, Outbound as OutLink, ReadResult, Role};
+use super::io::conn::{ConnId, Outbound as OutLink, ReadResult, Role, Serves};
 use super::{Core, Io};
 use crate::config::scheduler::{EightBit, Transport};
 use crate::dns::Hop;
@@ -344,14 +344,13 @@ impl Core {
         let stream = super::io::connect(hop.addr, from, sndbuf)?;
         let deadline = now + CONNECT_TIMEOUT;
         let role = Role::Client(Box::new(OutLink {
-            job: jid,
+            serves: Serves::Job(jid),
             relay: crate::machines::delivery::relay_name(hop),
             session: None,
             connect_deadline: deadline,
             #[cfg(feature = "tls")]
             tls_plan: None,
             addr: hop.addr,
-            customer: None,
         }));
         let hop_host = hop.host.clone();
         let id = io.conns.add(stream, role, &io.registry)?;
@@ -403,7 +402,7 @@ impl Core {
             return;
         };
         let Some(c) = conn.role.client() else { return };
-        let (jid, customer) = (c.job, c.customer);
+        let serves = c.serves;
         if c.session.is_none() {
             let Some(sock) = conn.stream.socket() else {
                 return;
@@ -412,15 +411,15 @@ impl Core {
                 Ok(None) => sock.peer_addr().map(|_| ()),
                 Ok(Some(e)) | Err(e) => Err(e),
             };
-            match (status, customer) {
-                (Ok(()), Some(cid)) => self.customer_connected(io, id, cid, now),
-                (Ok(()), None) => self.connected(io, id, jid, now),
+            match (status, serves) {
+                (Ok(()), Serves::Customer(cid)) => self.customer_connected(io, id, cid, now),
+                (Ok(()), Serves::Job(jid)) => self.connected(io, id, jid, now),
                 (Err(e), _) if e.kind() == io::ErrorKind::NotConnected => return,
-                (Err(e), Some(cid)) => {
+                (Err(e), Serves::Customer(cid)) => {
                     let why = format!("connect: {}", crate::vocab::os_error(&e));
                     return self.customer_conn_failed(io, id, cid, &why, now);
                 }
-                (Err(e), None) => {
+                (Err(e), Serves::Job(jid)) => {
                     return self.conn_failed(io, jid, &crate::vocab::os_error(&e), now)
                 }
             }
@@ -463,7 +462,7 @@ impl Core {
         run.connected = Some(now);
         let opts = run.machine.opts();
         let helo = opts.helo.as_deref().unwrap_or(&self.config.main.hostname);
-        let mut s = ClientSession::new(helo, now);
+        let mut s = ClientSession::new(helo, now).with_trace(jid.0.to_string());
         if opts.eight_bit == EightBit::ForbidNoEsmtp {
             s = s.without_esmtp();
         }
@@ -506,13 +505,22 @@ impl Core {
         let Some(c) = io.conns.get_mut(id).and_then(|l| l.role.client()) else {
             return;
         };
-        let jid = c.job;
-        if let (Some(cid), None) = (c.customer, c.session.as_ref()) {
-            if now >= c.connect_deadline {
-                self.customer_conn_failed(io, id, cid, "connect timed out", now);
+        let jid = match c.serves {
+            Serves::Job(jid) => jid,
+            Serves::Customer(cid) => {
+                match c.session.as_mut() {
+                    None if now >= c.connect_deadline => {
+                        self.customer_conn_failed(io, id, cid, "connect timed out", now)
+                    }
+                    None => {}
+                    Some(s) => {
+                        s.handle_timeout(now);
+                        self.drive_customer(io, id, now);
+                    }
+                }
+                return;
             }
-            return;
-        }
+        };
         match c.session.as_mut() {
             None if now >= c.connect_deadline => {
                 self.conn_failed(io, jid, "Connection timed out", now)
@@ -533,10 +541,9 @@ impl Core {
                 return;
             };
             let Some(c) = conn.role.client() else { return };
-            if c.customer.is_some() {
+            let Serves::Job(jid) = c.serves else {
                 return self.drive_customer(io, id, now);
-            }
-            let jid = c.job;
+            };
             let relay = c.relay.clone();
             let Some(run) = self.outbound.runs.get_mut(&jid) else {
                 return;

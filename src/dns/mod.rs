@@ -18,14 +18,19 @@ pub use files::ResolveConf;
 pub use nexthop::{Hop, Outcome, SelfSpec, Source};
 pub use resolver::{Answer, QueryId, Resolver, ResolverConfig, Rtype, Transmit};
 
-/// Who we are, from the configuration and the interfaces (never from DNS).
-pub fn self_spec(cfg: &crate::config::Config, listening: &[SocketAddr]) -> SelfSpec {
+/// Who we are, from the configuration and the interfaces' addresses (never from
+/// DNS).
+pub fn self_spec(
+    cfg: &crate::config::Config,
+    listening: &[SocketAddr],
+    interfaces: Vec<std::net::IpAddr>,
+) -> SelfSpec {
     let mut listen = cfg.main.listen.clone();
     listen.extend_from_slice(listening);
     SelfSpec {
         hostname: crate::vocab::Domain::parse(&cfg.main.hostname).ok(),
         listen,
-        interfaces: crate::sys::interface_addrs(),
+        interfaces,
     }
 }
 
@@ -57,8 +62,15 @@ fn resolver_config(conf: &ResolveConf) -> ResolverConfig {
 
 impl Dns {
     /// A resolver for these settings; `seed` feeds transaction ids and MX shuffling.
-    pub fn new(conf: ResolveConf, me: SelfSpec, smtp_port: u16, seed: u64) -> Dns {
-        let resolver = Resolver::new(resolver_config(&conf));
+    /// A resolver for `conf`; `seed` shuffles equal MX preferences, `random` fills
+    /// transaction ids (the operating system's randomness).
+    pub fn new(
+        conf: ResolveConf,
+        me: SelfSpec,
+        smtp_port: u16,
+        (seed, random): (u64, fn(&mut [u8])),
+    ) -> Dns {
+        let resolver = Resolver::new(resolver_config(&conf), random);
         Dns {
             conf,
             me,

@@ -100,7 +100,7 @@ fn run(setup: Setup, zone: &Zone, host: &str, no_mx: bool) -> (Outcome, usize) {
             ..Default::default()
         },
     };
-    let mut dns = Dns::new(conf, setup.me, 25, 7);
+    let mut dns = Dns::new(conf, setup.me, 25, (7, crate::sys::fill_random));
     let now = Instant::now();
     let id = dns.lookup(host, no_mx, now);
     let mut packets = 0;

@@ -144,6 +144,9 @@ pub struct Resolver {
     next_qid: u64,
     /// Random octets from the OS for transaction ids, used from the back.
     entropy: Vec<u8>,
+    /// Where transaction ids come from: the operating system's randomness (the
+    /// daemon's I/O layer gives it).
+    random: fn(&mut [u8]),
     rotate_next: usize,
     /// Datagrams ignored (wrong source, id or question): for tests and logs.
     pub ignored: u64,
@@ -154,7 +157,7 @@ pub struct Resolver {
 impl Resolver {
     /// A resolver. Transaction ids come from the OS random source (RFC 5452 §9.2);
     /// the loop gives every query its own socket, so the source port is random too.
-    pub fn new(cfg: ResolverConfig) -> Resolver {
+    pub fn new(cfg: ResolverConfig, random: fn(&mut [u8])) -> Resolver {
         Resolver {
             cfg,
             pending: HashMap::new(),
@@ -164,6 +167,7 @@ impl Resolver {
             backlog: VecDeque::new(),
             next_qid: 0,
             entropy: Vec::new(),
+            random,
             rotate_next: 0,
             ignored: 0,
             sent: 0,
@@ -180,7 +184,7 @@ impl Resolver {
     fn random16(&mut self) -> u16 {
         if self.entropy.len() < 2 {
             self.entropy.resize(256, 0);
-            crate::sys::fill_random(&mut self.entropy);
+            (self.random)(&mut self.entropy);
         }
         let lo = self.entropy.pop().unwrap_or(0);
         let hi = self.entropy.pop().unwrap_or(0);

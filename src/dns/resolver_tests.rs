@@ -8,12 +8,15 @@ const S1: &str = "127.0.0.1:5301";
 const S2: &str = "127.0.0.1:5302";
 
 fn resolver(servers: &[&str]) -> Resolver {
-    Resolver::new(ResolverConfig {
-        servers: servers.iter().map(|s| s.parse().unwrap()).collect(),
-        timeout: Duration::from_secs(1),
-        attempts: 2,
-        rotate: false,
-    })
+    Resolver::new(
+        ResolverConfig {
+            servers: servers.iter().map(|s| s.parse().unwrap()).collect(),
+            timeout: Duration::from_secs(1),
+            attempts: 2,
+            rotate: false,
+        },
+        crate::sys::fill_random,
+    )
 }
 
 fn d(s: &str) -> Domain {

@@ -377,6 +377,7 @@ fn a_turned_delivery_starts_at_the_greeting_and_a_broken_session_defers_without_
     ));
     d.session(ClientEvent::Failed {
         temporary: true,
+        auth: false,
         reason: "connection closed by the server".into(),
     });
     let actions: Vec<Action> = std::iter::from_fn(|| d.poll_action()).collect();

@@ -96,6 +96,9 @@ pub enum ClientEvent {
     Failed {
         /// Temporary (4xx, timeout, protocol trouble) or permanent (5xx greeting).
         temporary: bool,
+        /// The AUTH exchange failed: the server refused our credentials (every
+        /// mechanism we tried), or the exchange broke.
+        auth: bool,
         /// Why, sanitised.
         reason: String,
     },
@@ -249,6 +252,8 @@ pub struct ClientSession {
     auth_failure: Option<String>,
     /// The server accepted our AUTH.
     authenticated: bool,
+    /// What its trace lines start with: the delivery (job) or request it serves.
+    trace: String,
 }
 
 impl ClientSession {
@@ -278,27 +283,8 @@ impl ClientSession {
             auth_tried: Vec::new(),
             auth_failure: None,
             authenticated: false,
+            trace: "-".into(),
         }
-    }
-
-    /// Greets with HELO and uses no SMTP extension (the smtp transport's `-77`).
-    pub fn without_esmtp(mut self) -> Self {
-        self.esmtp = false;
-        self
-    }
-
-    /// Keeps a transcript of commands and replies (never message bodies).
-    pub fn with_transcript(mut self) -> Self {
-        self.transcript = Some(Vec::new());
-        self
-    }
-
-    /// Takes the transcript lines gathered so far.
-    pub fn take_transcript(&mut self) -> Vec<String> {
-        self.transcript
-            .as_mut()
-            .map(std::mem::take)
-            .unwrap_or_default()
     }
 
     /// Where the session is.
@@ -308,7 +294,12 @@ impl ClientSession {
 
     fn set_state(&mut self, to: State) {
         if self.state != to {
-            log::debug!("smtp client-state from={} to={}", self.state, to);
+            log::debug!(
+                "{} smtp client-state from={} to={}",
+                self.trace,
+                self.state,
+                to
+            );
             self.state = to;
         }
     }
@@ -400,14 +391,22 @@ impl ClientSession {
     }
 
     fn fail(&mut self, temporary: bool, reason: String) {
+        self.fail_as(temporary, false, reason);
+    }
+
+    /// [`Self::fail`], saying whether the AUTH exchange is what failed.
+    pub(super) fn fail_as(&mut self, temporary: bool, auth: bool, reason: String) {
         if self.state == State::Closed {
             return;
         }
         self.set_state(State::Closed);
         self.txn = None;
         self.expect.clear();
-        self.events
-            .push_back(ClientEvent::Failed { temporary, reason });
+        self.events.push_back(ClientEvent::Failed {
+            temporary,
+            auth,
+            reason,
+        });
     }
 
     fn closed(&mut self) {

@@ -1,5 +1,6 @@
 //! Requests a client session makes of the server besides mail: ATRN (RFC 2645) as
-//! the ODMR customer, and ETRN (RFC 1985) as a link-up action.
+//! the ODMR customer, and ETRN (RFC 1985) as a link-up action; and how a session is
+//! set up before it starts (trace name, transcript, no ESMTP).
 
 use std::time::Instant;
 
@@ -66,5 +67,35 @@ impl ClientSession {
         self.set_state(State::Idle);
         self.events
             .push_back(ClientEvent::Etrn { code: r.code, text });
+    }
+}
+
+/// How a session is set up before it starts.
+impl ClientSession {
+    /// Names what the session serves in its trace lines (a job id, a request), so
+    /// concurrent sessions can be told apart.
+    pub fn with_trace(mut self, trace: String) -> Self {
+        self.trace = trace;
+        self
+    }
+
+    /// Greets with HELO and uses no SMTP extension (the smtp transport's `-77`).
+    pub fn without_esmtp(mut self) -> Self {
+        self.esmtp = false;
+        self
+    }
+
+    /// Keeps a transcript of commands and replies (never message bodies).
+    pub fn with_transcript(mut self) -> Self {
+        self.transcript = Some(Vec::new());
+        self
+    }
+
+    /// Takes the transcript lines gathered so far.
+    pub fn take_transcript(&mut self) -> Vec<String> {
+        self.transcript
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 }

@@ -239,7 +239,7 @@ impl ClientSession {
         if let Some(why) = self.auth_failure.take() {
             // Every mechanism was refused: the credentials are the operator's to
             // fix, and the mail waits (Postfix's smtp_sasl_auth_soft_bounce).
-            return self.fail(true, why);
+            return self.fail_as(true, true, why);
         }
         self.ready();
     }
@@ -368,7 +368,7 @@ impl ClientSession {
             return self.ready();
         }
         let Some(c) = self.sec.credentials.clone() else {
-            return self.fail(true, "AUTH: no credentials".into());
+            return self.fail_as(true, true, "AUTH: no credentials".into());
         };
         let secret = match &c.secret {
             ClientSecret::Password(p) | ClientSecret::Token(Some(p)) => p.clone(),
@@ -390,7 +390,7 @@ impl ClientSession {
                 self.send(Expect::Auth(step + 1), format!("{n}\r\n").as_bytes(), now);
                 return;
             }
-            return self.fail(true, "AUTH: unexpected challenge".into());
+            return self.fail_as(true, true, "AUTH: unexpected challenge".into());
         }
         log::info!(
             "smtp client-auth mechanism={} result=refused reply=\"{}\"",

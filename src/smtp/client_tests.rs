@@ -344,6 +344,7 @@ fn timeouts() {
     match t.c.poll_event() {
         Some(ClientEvent::Failed {
             temporary: true,
+            auth: false,
             reason,
         }) => assert_eq!(reason, "timeout waiting for the reply to the greeting"),
         e => panic!("{e:?}"),
@@ -453,7 +454,7 @@ fn a_421_to_rcpt_ends_the_session() {
     t.server("250 ok\r\n250 ok\r\n421 4.3.2 shutting down\r\n");
     assert_eq!(t.c.state(), State::Closed);
     assert!(
-        matches!(&t.events[..], [ClientEvent::Failed { temporary: true, reason }]
+        matches!(&t.events[..], [ClientEvent::Failed { temporary: true, auth: false, reason }]
             if reason.contains("RCPT TO") && reason.contains("421 4.3.2")),
         "{:?}",
         t.events
@@ -505,7 +506,7 @@ fn a_reply_behind_the_220_to_starttls_fails_the_session() {
     t.server("220 go\r\n250-injected\r\n250 AUTH PLAIN\r\n");
     assert!(matches!(
         t.events.pop(),
-        Some(ClientEvent::Failed { temporary: true, reason }) if reason.contains("behind its 220")
+        Some(ClientEvent::Failed { temporary: true, auth: false, reason }) if reason.contains("behind its 220")
     ));
     assert!(!t.events.contains(&ClientEvent::StartTls));
 }
@@ -518,7 +519,7 @@ fn mandatory_tls_without_starttls_fails_and_may_goes_on_without_credentials() {
     t.server("250-mx\r\n250 AUTH PLAIN\r\n");
     assert!(matches!(
         t.events.pop(),
-        Some(ClientEvent::Failed { temporary: true, reason }) if reason.contains("4.7.4")
+        Some(ClientEvent::Failed { temporary: true, auth: false, reason }) if reason.contains("4.7.4")
     ));
     let mut t = secure(TlsLevel::May, true);
     t.server("220 hi\r\n");
@@ -642,7 +643,7 @@ fn await_auth_every_mechanism_refused_defers_with_the_last_reply() {
     assert_eq!(t.sent(), "AUTH LOGIN\r\n");
     t.server("535 5.7.8 still no\r\n");
     assert!(
-        matches!(&t.events[..], [ClientEvent::Failed { temporary: true, reason }]
+        matches!(&t.events[..], [ClientEvent::Failed { temporary: true, auth: true, reason }]
             if reason.contains("AUTH LOGIN") && reason.contains("still no")),
         "{:?}",
         t.events
@@ -708,7 +709,7 @@ fn await_token_none_defers() {
     t.c.token(None, t.now);
     let ev = t.c.poll_event();
     assert!(
-        matches!(&ev, Some(ClientEvent::Failed { temporary: true, reason }) if reason.contains("no token")),
+        matches!(&ev, Some(ClientEvent::Failed { temporary: true, auth: true, reason }) if reason.contains("no token")),
         "{ev:?}"
     );
 }

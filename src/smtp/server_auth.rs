@@ -145,10 +145,18 @@ impl ServerSession {
             return self.error(&Reply::AUTH_NEEDS_TLS, now, host);
         }
         let unix = ctx.unix_time;
+        let (nonce, id) = (ctx.nonce, self.id);
         let (ex, step) = Exchange::start(m, initial, || {
+            // Unique and unpredictable: the turn's fresh randomness, hashed with the
+            // session's id so sessions of the same turn share nothing visible.
+            let mut seed = nonce.to_be_bytes().to_vec();
+            seed.extend_from_slice(&id.to_be_bytes());
+            let h = crate::auth::md5::md5(&seed);
+            let mut n = [0u8; 8];
+            n.copy_from_slice(&h[..8]);
             format!(
                 "<{}.{unix}@{host}>",
-                crate::sys::random_u64() % 1_000_000_000_000
+                u64::from_be_bytes(n) % 1_000_000_000_000
             )
         });
         self.auth_step(ex, m, step, now, host);

@@ -1,6 +1,7 @@
 //! Integration tests: the real `etrnd` binary on loopback, spoken to over SMTP.
 
 mod alias_targets;
+mod architecture;
 mod auth_guessing;
 mod commands;
 mod config_errors;

@@ -211,8 +211,8 @@ impl Inbound {
 
 /// An outbound delivery's connection.
 pub struct Outbound {
-    /// The job it serves.
-    pub job: JobId,
+    /// What it serves: a delivery job, or a customer request.
+    pub serves: Serves,
     /// `host[ip]:port`.
     pub relay: String,
     /// The session, once connected.
@@ -225,9 +225,15 @@ pub struct Outbound {
     pub tls_plan: Option<(crate::tls::Check, String)>,
     /// The next hop's address (a failed opportunistic handshake is remembered by it).
     pub addr: std::net::SocketAddr,
-    /// The `etrnd atrn` request this connection serves (the customer's side of
-    /// ODMR), instead of a delivery job.
-    pub customer: Option<u64>,
+}
+
+/// What a client connection serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serves {
+    /// A delivery job.
+    Job(JobId),
+    /// A customer request (`etrnd atrn`, a link-up action's ETRN or ATRN).
+    Customer(u64),
 }
 
 /// One DNS exchange over TCP.

@@ -71,14 +71,13 @@ fn server_role(ctx: &Context<'_>, now: Instant) -> Role {
 
 fn client_role(name: &str, now: Instant) -> Role {
     Role::Client(Box::new(Outbound {
-        job: JobId(1),
+        serves: Serves::Job(JobId(1)),
         relay: "peer".into(),
         session: Some(ClientSession::new(name, now)),
         connect_deadline: now,
         #[cfg(feature = "tls")]
         tls_plan: None,
         addr: "127.0.0.1:25".parse().unwrap(),
-        customer: None,
     }))
 }
 

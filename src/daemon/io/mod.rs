@@ -105,6 +105,60 @@ impl Io {
     }
 }
 
+/// The turn's reading of the clock, and its nonce.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Now {
+    /// Wall-clock seconds of this turn's clock reading.
+    pub(in crate::daemon) unix: u64,
+    /// The operating system's randomness, new every turn (`Context::nonce`).
+    pub(in crate::daemon) nonce: u64,
+}
+
+/// The clock the loop reads once a turn, and the randomness that comes with each
+/// reading (drawn from the operating system 512 octets at a time: one system call
+/// per 64 turns).
+pub(crate) struct Clock {
+    now: Now,
+    pool: [u8; 512],
+    used: usize,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        let mut c = Clock {
+            now: Now { unix: 0, nonce: 0 },
+            pool: [0; 512],
+            used: 512,
+        };
+        c.tick();
+        c
+    }
+}
+
+impl Clock {
+    /// Reads the clock: the one reading of a loop turn. The `Instant` drives every
+    /// session, link and delivery; [`Now::unix`], the wall-clock seconds of the same
+    /// moment, goes to the scheduler and the spool (whose times are stored).
+    pub(super) fn tick(&mut self) -> std::time::Instant {
+        let now = std::time::Instant::now();
+        self.now.unix = crate::vocab::date::unix_now();
+        if self.used + 8 > self.pool.len() {
+            crate::sys::fill_random(&mut self.pool);
+            self.used = 0;
+        }
+        let mut n = [0u8; 8];
+        n.copy_from_slice(&self.pool[self.used..self.used + 8]);
+        self.used += 8;
+        self.now.nonce = u64::from_ne_bytes(n);
+        now
+    }
+
+    /// This turn's reading.
+    pub(super) fn now(&self) -> Now {
+        self.now
+    }
+}
+
 /// A listener on `addr` (IPv6 ones v6-only, see [`crate::sys::listen`]).
 pub(super) fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     crate::sys::listen(addr).map(TcpListener::from_std)
@@ -124,6 +178,17 @@ pub fn bind(cfg: &Config) -> io::Result<Vec<TcpListener>> {
 /// A random number from the operating system (seeds and nonces).
 pub(super) fn random() -> u64 {
     crate::sys::random_u64()
+}
+
+/// Fills `buf` with the operating system's randomness (DNS transaction ids).
+pub(super) fn fill_random(buf: &mut [u8]) {
+    crate::sys::fill_random(buf)
+}
+
+/// The addresses of this host's interfaces (never to be connected to as a next
+/// hop).
+pub(super) fn interfaces() -> Vec<IpAddr> {
+    crate::sys::interface_addrs()
 }
 
 /// A non-blocking connection to `addr` from `from` (`SMTP_BIND`), its send buffer

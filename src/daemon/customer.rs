@@ -342,13 +342,14 @@ impl Core {
             .client()
             .and_then(|c| c.session.as_ref())
             .and_then(|s| s.tls_info().map(str::to_string));
-        self.next_session = self.next_session.wrapping_add(1);
+        self.clients.next_session = self.clients.next_session.wrapping_add(1);
         let ctx = session_ctx!(self);
-        let session = ServerSession::reversed(self.next_session, peer, &server, tls, &ctx, now);
+        let session =
+            ServerSession::reversed(self.clients.next_session, peer, &server, tls, &ctx, now);
         let ip = crate::config::cidr::canonical(peer.ip());
         conn.set_role(Role::Server(Box::new(Inbound::new(ip, session))));
-        *self.per_ip.entry(ip).or_default() += 1;
-        self.live += 1;
+        *self.clients.per_ip.entry(ip).or_default() += 1;
+        self.clients.live += 1;
         self.odmr.reversed.insert(id, cid);
         self.service(io, id, now);
     }

@@ -67,16 +67,16 @@ impl Core {
     /// answers unblock, and starts what they released at once. A session has at most
     /// one ETRN waiting at a time and its pipelined input is bounded, so this ends.
     pub(super) fn answer_etrns(&mut self, io: &mut Io, now: Instant) {
-        if self.etrns.is_empty() {
+        if self.clients.etrns.is_empty() {
             return;
         }
         let mut answered = Vec::new();
-        self.hold_output = true;
-        while !self.etrns.is_empty() {
-            answered.extend(self.etrns.iter().map(|(slot, _)| *slot));
+        self.clients.hold_output = true;
+        while !self.clients.etrns.is_empty() {
+            answered.extend(self.clients.etrns.iter().map(|(slot, _)| *slot));
             self.answer_etrn_round(io, now);
         }
-        self.hold_output = false;
+        self.clients.hold_output = false;
         answered.sort_unstable();
         answered.dedup();
         for slot in answered {
@@ -89,7 +89,7 @@ impl Core {
 
     /// Answers the ETRNs waiting now; serving their sessions may queue more.
     fn answer_etrn_round(&mut self, io: &mut Io, now: Instant) {
-        let requests = std::mem::take(&mut self.etrns);
+        let requests = std::mem::take(&mut self.clients.etrns);
         for (id, t) in requests {
             let reply = self.etrn_reply(io, id, &t, now);
             let Some(c) = io.conns.get_mut(id).and_then(|l| l.role.server()) else {

@@ -21,6 +21,30 @@ use crate::smtp::server::{Event, ServerSession};
 use crate::smtp::trace::{self, TraceInfo};
 use crate::store::spool::{Envelope, Incoming, Spool};
 
+/// The accepted clients.
+#[derive(Default)]
+pub(super) struct Clients {
+    /// Connected now, per address and in all.
+    pub(super) per_ip: std::collections::HashMap<std::net::IpAddr, usize>,
+    pub(super) live: usize,
+    /// The last session id given.
+    pub(super) next_session: u32,
+    /// Messages that ended this turn, committed together.
+    pub(super) batch: Vec<(
+        ConnId,
+        crate::store::spool::Incoming,
+        Box<crate::store::spool::Envelope>,
+    )>,
+    /// While set, serving a session does not write its output yet: pipelined ETRNs
+    /// answered in rounds leave in one write (separate small writes would wait for
+    /// the client's delayed ACK behind Nagle, 40 ms each on Linux).
+    pub(super) hold_output: bool,
+    /// ETRN requests of this turn: (connection, target).
+    pub(super) etrns: Vec<(ConnId, crate::smtp::etrn_target::EtrnTarget)>,
+    /// ATRN requests of this turn: (connection, identity, domains).
+    pub(super) atrns: Vec<(ConnId, String, Vec<String>)>,
+}
+
 impl Core {
     pub(super) fn accept(
         &mut self,
@@ -55,14 +79,14 @@ impl Core {
             };
             let ip = cidr::canonical(addr.ip());
             let max = self.config.main.max_connections;
-            if self.live >= max.saturating_add(REFUSAL_SLACK) {
+            if self.clients.live >= max.saturating_add(REFUSAL_SLACK) {
                 continue; // dropped: a flood, not a client
             }
-            self.next_session = self.next_session.wrapping_add(1);
-            let sid = self.next_session;
-            let per_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
+            self.clients.next_session = self.clients.next_session.wrapping_add(1);
+            let sid = self.clients.next_session;
+            let per_ip = self.clients.per_ip.get(&ip).copied().unwrap_or(0);
             let host = &self.config.main.hostname;
-            let limit = if self.live >= max {
+            let limit = if self.clients.live >= max {
                 Some("too many connections")
             } else if per_ip >= self.config.main.max_connections_per_ip {
                 Some("too many connections from your address")
@@ -91,8 +115,8 @@ impl Core {
             let role = Role::Server(Box::new(Inbound::new(ip, session)));
             match io.conns.add(stream, role, &io.registry) {
                 Ok(id) => {
-                    *self.per_ip.entry(ip).or_insert(0) += 1;
-                    self.live += 1;
+                    *self.clients.per_ip.entry(ip).or_insert(0) += 1;
+                    self.clients.live += 1;
                     if kind == ListenKind::Smtps {
                         self.start_implicit_tls(io, id, now);
                     }
@@ -140,14 +164,18 @@ impl Core {
             let Some(c) = conn.role.server() else { return };
             route_events(
                 &mut self.spool,
-                &mut self.batch,
-                (&mut self.etrns, &mut self.auths, &mut self.atrns),
+                &mut self.clients.batch,
+                (
+                    &mut self.clients.etrns,
+                    &mut self.auth.asked,
+                    &mut self.clients.atrns,
+                ),
                 &session_ctx!(self),
                 id,
                 c,
                 now,
             );
-            if !self.hold_output {
+            if !self.clients.hold_output {
                 conn.flush();
             }
             tls_step(conn, &mut self.sec, io.tls_server.as_ref(), now);
@@ -198,8 +226,8 @@ impl Core {
             return;
         }
         let done = dead || (c.session.is_closing() && c.session.pending_output().is_empty());
-        let waiting =
-            self.batch.iter().any(|(s, _, _)| *s == id) || self.etrns.iter().any(|(s, _)| *s == id);
+        let waiting = self.clients.batch.iter().any(|(s, _, _)| *s == id)
+            || self.clients.etrns.iter().any(|(s, _)| *s == id);
         if done && c.incoming.is_none() && !waiting {
             self.close(io, id, now);
         } else {
@@ -209,18 +237,18 @@ impl Core {
             };
             io.conns.set_timer(id, t);
         }
-        if !self.auths.is_empty() {
+        if !self.auth.asked.is_empty() {
             self.send_auth_checks(io, now);
         }
-        if !self.atrns.is_empty() {
+        if !self.clients.atrns.is_empty() {
             self.atrn_requests(io, now);
         }
     }
 
     /// Commits the messages that ended in this turn, then answers their sessions.
     pub(super) fn commit(&mut self, io: &mut Io, now: Instant) {
-        while !self.batch.is_empty() {
-            let batch = std::mem::take(&mut self.batch);
+        while !self.clients.batch.is_empty() {
+            let batch = std::mem::take(&mut self.clients.batch);
             let ids: Vec<ConnId> = batch.iter().map(|(s, _, _)| *s).collect();
             let sizes: Vec<u64> = batch.iter().map(|(_, i, _)| i.len()).collect();
             let mut envs = Vec::with_capacity(batch.len());
@@ -260,7 +288,7 @@ impl Core {
                         // The disk is looked at again at once: MAIL is refused
                         // while it is full, and the check repeats until there is room.
                         if e.is_no_space() {
-                            self.disk_checked = None;
+                            self.disk.checked = None;
                         }
                     }
                 }
@@ -298,13 +326,13 @@ impl Core {
         if c.handshaking {
             self.sec.handshakes = self.sec.handshakes.saturating_sub(1);
         }
-        if let Some(n) = self.per_ip.get_mut(&c.ip) {
+        if let Some(n) = self.clients.per_ip.get_mut(&c.ip) {
             *n -= 1;
             if *n == 0 {
-                self.per_ip.remove(&c.ip);
+                self.clients.per_ip.remove(&c.ip);
             }
         }
-        self.live -= 1;
+        self.clients.live -= 1;
     }
 
     /// A server link's deadline came.

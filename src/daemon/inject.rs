@@ -13,6 +13,14 @@ use crate::message::bounce::{self, Failure};
 use crate::sched::Bounce;
 use crate::store::spool::{Destination, Envelope, MessageId, Recipient, StateRecord};
 
+/// Bounces that could not be committed (a full disk), and when they are tried
+/// again; and finished messages whose queue file waits for their bounce.
+#[derive(Default)]
+pub(super) struct Bounces {
+    pub(super) waiting: Vec<(crate::sched::Bounce, std::time::Instant)>,
+    pub(super) completed: std::collections::HashSet<crate::store::spool::MessageId>,
+}
+
 /// How long a bounce that could not be committed waits before it is tried again
 /// (at once when the disk has room again).
 pub const BOUNCE_RETRY: Duration = Duration::from_secs(30);
@@ -88,7 +96,7 @@ impl Core {
                 b.msg,
                 BOUNCE_RETRY.as_secs()
             );
-            self.bounces_waiting.push((b, now + BOUNCE_RETRY));
+            self.bounces.waiting.push((b, now + BOUNCE_RETRY));
             return;
         }
         let failed: Vec<StateRecord> = b
@@ -103,26 +111,26 @@ impl Core {
         if let Err(e) = self.spool.record_all(b.msg, &failed) {
             log::error!("{} spool journal-failed error=\"{e}\"", b.msg);
         }
-        if self.completed_waiting.remove(&b.msg) {
+        if self.bounces.completed.remove(&b.msg) {
             self.remove_completed(b.msg);
         }
     }
 
     /// Whether a bounce about `msg` waits to be committed (its queue file stays).
     pub(super) fn bounce_waits_for(&self, msg: MessageId) -> bool {
-        self.bounces_waiting.iter().any(|(b, _)| b.msg == msg)
+        self.bounces.waiting.iter().any(|(b, _)| b.msg == msg)
     }
 
     /// Tries the postponed bounces whose time came (or all of them, once the disk
     /// has room again).
     pub(super) fn retry_bounces(&mut self, now: Instant, all: bool) {
-        if self.bounces_waiting.is_empty() {
+        if self.bounces.waiting.is_empty() {
             return;
         }
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.bounces_waiting)
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.bounces.waiting)
             .into_iter()
             .partition(|(_, at)| all || now >= *at);
-        self.bounces_waiting = later;
+        self.bounces.waiting = later;
         for (b, _) in due {
             self.send_bounce(b, now);
         }
@@ -130,7 +138,7 @@ impl Core {
 
     /// When a postponed bounce is tried next.
     pub(super) fn bounce_timeout(&self) -> Option<Instant> {
-        self.bounces_waiting.iter().map(|(_, at)| *at).min()
+        self.bounces.waiting.iter().map(|(_, at)| *at).min()
     }
 
     /// A message's envelope and headers: a DSN quotes the original headers only, so
@@ -274,7 +282,7 @@ impl Core {
                 if e.is_no_space() {
                     // The disk is checked again at once (and MAIL refused while it
                     // is full); the transition back starts what waits for room.
-                    self.disk_checked = None;
+                    self.disk.checked = None;
                 }
                 Err(QueueError::Spool(e))
             }

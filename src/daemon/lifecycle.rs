@@ -11,6 +11,15 @@ use super::io::{listen, Io};
 use super::{Core, FIRST_FIXED, LISTENER_BASE, STOP_GRACE};
 use crate::config;
 
+/// The spool disk's room.
+#[derive(Default)]
+pub(super) struct Disk {
+    /// Short of room: MAIL gets 452, bounces wait.
+    pub(super) low: bool,
+    /// When it was last checked.
+    pub(super) checked: Option<std::time::Instant>,
+}
+
 impl Core {
     pub(super) fn handle_signals(&mut self, io: &mut Io, now: Instant) {
         for sig in io.signals.drain() {
@@ -174,9 +183,9 @@ impl Core {
     /// While the disk is (or may be) full, it is checked again on time even when
     /// nothing else happens: what waits for room goes as soon as there is some.
     pub(super) fn disk_timeout(&self, now: Instant) -> Option<Instant> {
-        match self.disk_checked {
+        match self.disk.checked {
             None => Some(now),
-            Some(t) if self.disk_low || !self.bounces_waiting.is_empty() => {
+            Some(t) if self.disk.low || !self.bounces.waiting.is_empty() => {
                 Some(t + super::DISK_CHECK_EVERY)
             }
             Some(_) => None,
@@ -185,12 +194,13 @@ impl Core {
 
     pub(super) fn check_disk(&mut self, now: Instant) {
         if self
-            .disk_checked
+            .disk
+            .checked
             .is_some_and(|t| now < t + super::DISK_CHECK_EVERY)
         {
             return;
         }
-        self.disk_checked = Some(now);
+        self.disk.checked = Some(now);
         // The same cadence notices a new passwd file (one stat; the walk through NSS
         // happens only when it changed).
         if self.config.router.accounts.is_stale() {
@@ -205,15 +215,15 @@ impl Core {
             Ok(free) => free < need,
             Err(_) => false,
         };
-        if low != self.disk_low {
+        if low != self.disk.low {
             if low {
                 log::error!("spool disk-low need={need} (1.5 x MAX_MESSAGE_SIZE): refusing MAIL");
             } else {
                 log::info!("spool disk-ok");
             }
         }
-        let room_again = self.disk_low && !low;
-        self.disk_low = low;
+        let room_again = self.disk.low && !low;
+        self.disk.low = low;
         if room_again {
             // Bounces that waited for room go now.
             self.retry_bounces(now, true);

@@ -14,7 +14,7 @@ macro_rules! session_ctx {
     ($d:expr) => {
         $crate::daemon::context(
             &$d.config,
-            ($d.disk_low, $d.time.unix, $d.time.nonce),
+            ($d.disk.low, $d.time.unix, $d.time.nonce),
             $d.sec,
             Some($d.sched.over_quota()),
         )
@@ -40,8 +40,6 @@ mod queue_ctl;
 mod secure;
 pub mod showq;
 
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -51,10 +49,8 @@ use mio::{Events, Poll, Token};
 use crate::config::Config;
 use crate::dns::Dns;
 use crate::sched::Scheduler;
-use crate::smtp::etrn_target::EtrnTarget;
 use crate::smtp::server::Context;
-use crate::store::spool::Envelope;
-use crate::store::spool::{Incoming, Spool};
+use crate::store::spool::Spool;
 pub use io::bind;
 use io::conn::{ConnId, Role};
 use io::dns_io::DnsIo;
@@ -95,16 +91,11 @@ pub(crate) struct Core {
     time: io::Now,
     /// Held destinations whose release goes on chunk by chunk from disk (`park`).
     releasing: Vec<park::Releasing>,
-    per_ip: HashMap<IpAddr, usize>,
-    /// Accepted clients connected now.
-    live: usize,
     spool: Spool,
     config: Config,
     config_path: PathBuf,
-    next_session: u32,
-    batch: Vec<(ConnId, Incoming, Box<Envelope>)>,
-    disk_low: bool,
-    disk_checked: Option<Instant>,
+    /// Whether the spool's disk is short of room, and when that was checked.
+    disk: lifecycle::Disk,
     stopping: bool,
     /// After SIGTERM: when the daemon stops even if work is still in flight.
     stop_at: Option<Instant>,
@@ -115,20 +106,12 @@ pub(crate) struct Core {
     local_seq: u64,
     /// Local jobs in progress and the deliveries they run.
     local: local_out::Local,
-    /// Bounces that could not be committed (a full disk), and when they are tried
-    /// again; and finished messages whose queue file waits for their bounce.
-    bounces_waiting: Vec<(crate::sched::Bounce, Instant)>,
-    completed_waiting: std::collections::HashSet<crate::store::spool::MessageId>,
+    /// Bounces that wait for room, and finished messages that wait for their bounce.
+    bounces: inject::Bounces,
     /// `etrnd queue` requests carried out a slice a turn.
     queue_work: Vec<queue_ctl::QueueWork>,
-    /// While set, serving a session does not write its output yet: pipelined ETRNs
-    /// answered in rounds leave in one write (separate small writes would wait for
-    /// the client's delayed ACK behind Nagle, 40 ms each on Linux).
-    hold_output: bool,
-    /// ETRN requests of this turn: (link, target).
-    etrns: Vec<(ConnId, EtrnTarget)>,
-    /// ATRN requests of this turn: (link, identity, domains).
-    atrns: Vec<(ConnId, String, Vec<String>)>,
+    /// The accepted clients: counts, this turn's messages, ETRN and ATRN requests.
+    clients: inbound::Clients,
     /// ODMR state: claims, rate limits, customer requests.
     odmr: odmr::Odmr,
     /// Named links (`LINKS`) and their state.
@@ -142,23 +125,12 @@ pub(crate) struct Core {
     /// Running `mailq` listings: pid, when they are stopped, for whom (uid, root or
     /// the daemon's user).
     showq: Vec<showq::Listing>,
-    /// When the drop folder is scanned next in any case, and when it was last.
-    next_pickup: Instant,
-    pickup_last: Option<Instant>,
-    /// When entries whose failure was noted are tried again.
-    pickup_noted_retry: Instant,
-    /// Drop-folder entries whose failure was logged (each is logged once).
-    pickup_noted: std::collections::HashSet<PathBuf>,
+    /// The drop folder's scans: when next, when last, what failed.
+    drops: pickup::Drops,
     /// What sessions may offer of TLS and AUTH.
     sec: Security,
-    /// AUTH checks the sessions asked for in this turn.
-    auths: Vec<(ConnId, crate::auth::Check)>,
-    /// Token requests at the auth helper: by sequence number, the delivery's link.
-    tokens_waiting: HashMap<u64, ConnId>,
-    /// Checks at the auth helper: by sequence number, the link, user and address.
-    auth_waiting: HashMap<u64, (ConnId, String, IpAddr)>,
-    /// Recent AUTH failures per client address and per identity: count, last time.
-    auth_throttle: crate::auth::throttle::Throttle,
+    /// AUTH checks and token requests at the auth helper, and the throttle.
+    auth: secure::AuthChecks,
     /// The client side's credentials and TLS policy (from the auth helper's load).
     outbound_sec: secure::OutboundSecurity,
 }
@@ -269,15 +241,11 @@ impl Daemon {
             io,
             core: Core {
                 time: io::Now { unix, nonce: 1 },
-                per_ip: HashMap::new(),
-                live: 0,
                 spool,
                 config,
                 config_path,
-                next_session: 0,
-                batch: Vec::new(),
-                disk_low: false,
-                disk_checked: None,
+                disk: lifecycle::Disk::default(),
+                clients: inbound::Clients::default(),
                 stopping: false,
                 stop_at: None,
                 releasing: Vec::new(),
@@ -287,26 +255,16 @@ impl Daemon {
                 local_seq: 0,
                 local: local_out::Local::default(),
                 queue_work: Vec::new(),
-                bounces_waiting: Vec::new(),
-                completed_waiting: std::collections::HashSet::new(),
-                hold_output: false,
-                etrns: Vec::new(),
-                atrns: Vec::new(),
+                bounces: inject::Bounces::default(),
                 odmr: odmr::Odmr::default(),
                 netlinks: netlinks::NetLinks::default(),
                 notes,
                 notes_write_at: None,
                 etrn_desk: Default::default(),
                 showq: Vec::new(),
-                next_pickup: Instant::now(),
-                pickup_last: None,
-                pickup_noted_retry: Instant::now(),
-                pickup_noted: std::collections::HashSet::new(),
+                drops: pickup::Drops::new(Instant::now()),
                 sec: Security::default(),
-                auths: Vec::new(),
-                auth_waiting: HashMap::new(),
-                tokens_waiting: HashMap::new(),
-                auth_throttle: crate::auth::throttle::Throttle::default(),
+                auth: secure::AuthChecks::default(),
                 outbound_sec: secure::OutboundSecurity::default(),
             },
             clock: io::Clock::default(),
@@ -368,7 +326,7 @@ impl Daemon {
                 .map(|t| now + Duration::from_secs(t.saturating_sub(self.core.time.unix)));
             let next = [
                 self.core.stop_at,
-                Some(self.core.next_pickup),
+                Some(self.core.drops.next),
                 self.io.conns.timers.next(),
                 self.core.dns.poll_timeout(),
                 sched_at,
@@ -404,7 +362,7 @@ impl Daemon {
             // arrived meanwhile are served first (a few passes at most), so the
             // commit carries more and holds fewer sessions up.
             for _ in 0..EXTRA_PASSES {
-                if self.core.batch.is_empty()
+                if self.core.clients.batch.is_empty()
                     || self.poll.poll(&mut events, Some(Duration::ZERO)).is_err()
                     || events.is_empty()
                 {
@@ -436,7 +394,7 @@ impl Daemon {
             }
             self.core.commit(&mut self.io, now);
             self.core.answer_etrns(&mut self.io, now);
-            if now >= self.core.next_pickup {
+            if now >= self.core.drops.next {
                 self.core.pickup(now);
             }
             self.core.dns.handle_timeout(now);

@@ -80,7 +80,7 @@ impl Odmr {
 impl Core {
     /// Checks this turn's ATRN requests and sends them to the auth helper.
     pub(super) fn atrn_requests(&mut self, io: &mut Io, now: Instant) {
-        for (id, user, domains) in std::mem::take(&mut self.atrns) {
+        for (id, user, domains) in std::mem::take(&mut self.clients.atrns) {
             let refusal = if self.stopping {
                 Some(Reply::ATRN_CANNOT_CHECK)
             } else if self.odmr.active.contains_key(&user) {

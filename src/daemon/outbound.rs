@@ -605,7 +605,7 @@ impl Core {
                 match io.guard.as_mut().filter(|g| !g.dead) {
                     Some(g) => {
                         let seq = g.ask_token(&host, port);
-                        self.tokens_waiting.insert(seq, id);
+                        self.auth.tokens.insert(seq, id);
                     }
                     None => {
                         log::warn!("{} smtp token-unavailable: no auth helper", jid.0);
@@ -685,7 +685,7 @@ impl Core {
         while let Some(id) = self.sched.poll_complete() {
             if self.bounce_waits_for(id) {
                 // Its bounce is not out yet: the queue file stays for it.
-                self.completed_waiting.insert(id);
+                self.bounces.completed.insert(id);
                 continue;
             }
             self.remove_completed(id);

@@ -14,6 +14,29 @@ use super::Core;
 use crate::logging::sanitize;
 use crate::store::spool::drop::{self, Drop};
 
+/// The drop folder's scans.
+pub(super) struct Drops {
+    /// When the folder is scanned next in any case.
+    pub(super) next: Instant,
+    /// When it was last scanned.
+    pub(super) last: Option<Instant>,
+    /// When entries whose failure was noted are tried again.
+    pub(super) noted_retry: Instant,
+    /// Entries whose failure was logged (each is logged once).
+    pub(super) noted: std::collections::HashSet<std::path::PathBuf>,
+}
+
+impl Drops {
+    pub(super) fn new(now: Instant) -> Drops {
+        Drops {
+            next: now,
+            last: None,
+            noted_retry: now,
+            noted: Default::default(),
+        }
+    }
+}
+
 /// Unlinks a drop-folder entry (never following it: unlink removes the name only).
 fn remove(path: &std::path::Path) {
     if let Err(e) = std::fs::remove_file(path) {
@@ -35,8 +58,8 @@ impl Core {
     /// the safe way (`spool::drop::open_entry`), the submitter is the file's owner,
     /// SMTP's limits apply, and what is refused is removed or quarantined and logged.
     pub(super) fn pickup(&mut self, now: Instant) {
-        self.pickup_last = Some(now);
-        self.next_pickup = now + PICKUP_EVERY;
+        self.drops.last = Some(now);
+        self.drops.next = now + PICKUP_EVERY;
         let max_size = self.config.main.max_message_size;
         let max_rcpts = self.config.main.max_recipients;
         let limit = max_size.saturating_add(drop::header_allowance(max_rcpts));
@@ -44,23 +67,23 @@ impl Core {
         // What is no longer there need not be remembered.
         let present: std::collections::HashSet<&std::path::Path> =
             entries.iter().map(|(p, _)| p.as_path()).collect();
-        self.pickup_noted.retain(|p| present.contains(p.as_path()));
+        self.drops.noted.retain(|p| present.contains(p.as_path()));
         // Entries that failed are tried again with the safety-net scan only, so a
         // folder full of them costs neither a scan per turn nor the other entries
         // their turn.
-        let retry_noted = now >= self.pickup_noted_retry;
+        let retry_noted = now >= self.drops.noted_retry;
         if retry_noted {
-            self.pickup_noted_retry = now + PICKUP_EVERY;
+            self.drops.noted_retry = now + PICKUP_EVERY;
         }
         let mut handled = 0;
         for (path, dot) in entries {
-            if !retry_noted && self.pickup_noted.contains(&path) {
+            if !retry_noted && self.drops.noted.contains(&path) {
                 continue;
             }
             if handled == PER_TURN {
                 // The rest next turn (each entry handled so far left the folder
                 // or was noted: the next scan makes progress).
-                self.next_pickup = now;
+                self.drops.next = now;
                 break;
             }
             handled += 1;
@@ -210,21 +233,21 @@ impl Core {
     /// A wake-up from `etrnd sendmail`: a scan now, or soon after the last one (a
     /// flood of wake-ups costs a scan per [`WAKE_GAP`]).
     pub(super) fn pickup_wake(&mut self, now: Instant) {
-        match self.pickup_last {
-            Some(t) if now < t + WAKE_GAP => self.next_pickup = self.next_pickup.min(t + WAKE_GAP),
+        match self.drops.last {
+            Some(t) if now < t + WAKE_GAP => self.drops.next = self.drops.next.min(t + WAKE_GAP),
             _ => self.pickup(now),
         }
     }
 
     /// Remembers an entry whose failure was logged: `true` the first time.
     fn note(&mut self, path: &std::path::Path) -> bool {
-        if self.pickup_noted.contains(path) {
+        if self.drops.noted.contains(path) {
             return false;
         }
-        if self.pickup_noted.len() >= MAX_NOTED {
-            self.pickup_noted.clear();
+        if self.drops.noted.len() >= MAX_NOTED {
+            self.drops.noted.clear();
         }
-        self.pickup_noted.insert(path.to_path_buf());
+        self.drops.noted.insert(path.to_path_buf());
         true
     }
 

@@ -17,6 +17,17 @@ use crate::auth::Verdict;
 use crate::config::tls_policy::TlsPolicy;
 use crate::smtp::server::{AuthOffer, AuthOutcome};
 
+/// AUTH at the auth helper: the checks sessions asked for this turn, those sent
+/// (by sequence number: the connection, user and address), token requests of
+/// deliveries, and recent failures per address and identity.
+#[derive(Default)]
+pub(super) struct AuthChecks {
+    pub(super) asked: Vec<(ConnId, crate::auth::Check)>,
+    pub(super) waiting: std::collections::HashMap<u64, (ConnId, String, std::net::IpAddr)>,
+    pub(super) tokens: std::collections::HashMap<u64, ConnId>,
+    pub(super) throttle: crate::auth::throttle::Throttle,
+}
+
 /// What the client side presents and demands (`db/authinfo`, `db/tls_policy`).
 #[derive(Debug, Clone, Default)]
 pub struct OutboundSecurity {
@@ -191,10 +202,10 @@ impl Core {
                 let _ = &io.registry.deregister(g.source());
             }
             self.ask_supervisor(io, crate::local::supervisor::Kind::Auth);
-            for seq in self.tokens_waiting.keys().copied().collect::<Vec<_>>() {
+            for seq in self.auth.tokens.keys().copied().collect::<Vec<_>>() {
                 self.token_came(io, seq, Err("the auth helper died".into()), now);
             }
-            let seqs: Vec<u64> = self.auth_waiting.keys().copied().collect();
+            let seqs: Vec<u64> = self.auth.waiting.keys().copied().collect();
             for s in seqs {
                 self.verdict(io, s, None, now);
             }
@@ -204,7 +215,7 @@ impl Core {
 
     /// The token a delivery's AUTH waited for (or why there is none).
     fn token_came(&mut self, io: &mut Io, seq: u64, t: Result<Vec<u8>, String>, now: Instant) {
-        let Some(id) = self.tokens_waiting.remove(&seq) else {
+        let Some(id) = self.auth.tokens.remove(&seq) else {
             return;
         };
         let token = match t {
@@ -228,14 +239,15 @@ impl Core {
     /// Hands this turn's AUTH checks to the auth helper, but for an identity past
     /// its failure budget ([`crate::auth::throttle`]): 454, unchecked.
     pub(super) fn send_auth_checks(&mut self, io: &mut Io, now: Instant) {
-        for (id, check) in std::mem::take(&mut self.auths) {
+        for (id, check) in std::mem::take(&mut self.auth.asked) {
             let ip = match io.conns.get_mut(id).and_then(|l| l.role.server()) {
                 Some(c) => c.ip,
                 None => continue,
             };
             let exempt = self.config.main.mynetworks.iter().any(|n| n.contains(ip));
             let admit = self
-                .auth_throttle
+                .auth
+                .throttle
                 .admit(check.user(), ip, exempt, self.time.unix);
             if admit == crate::auth::throttle::Admit::Locked {
                 log::warn!(
@@ -248,7 +260,8 @@ impl Core {
             match io.guard.as_mut().filter(|g| !g.dead) {
                 Some(g) => {
                     let seq = g.ask(&check);
-                    self.auth_waiting
+                    self.auth
+                        .waiting
                         .insert(seq, (id, check.user().to_string(), ip));
                 }
                 None => self.answer_auth(io, id, AuthOutcome::Unavailable, now),
@@ -257,7 +270,7 @@ impl Core {
     }
 
     fn verdict(&mut self, io: &mut Io, seq: u64, v: Option<Verdict>, now: Instant) {
-        let Some((id, user, ip)) = self.auth_waiting.remove(&seq) else {
+        let Some((id, user, ip)) = self.auth.waiting.remove(&seq) else {
             return;
         };
         use crate::auth::throttle::Checked;
@@ -268,7 +281,7 @@ impl Core {
             Some(Verdict::Unknown) => Checked::Unknown,
             None => Checked::Unavailable,
         };
-        let wait = self.auth_throttle.checked(&user, ip, how, unix);
+        let wait = self.auth.throttle.checked(&user, ip, how, unix);
         let outcome = match v {
             Some(Verdict::Ok(d)) => AuthOutcome::Ok(d),
             Some(Verdict::No | Verdict::Unknown) => AuthOutcome::Failed(wait),

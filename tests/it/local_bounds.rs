@@ -1,7 +1,7 @@
 //! Local deliveries against the loop (reference/bad-input.md §K 91–93): thousands of
 //! messages for a mailbox a local user broke, retried and requeued while a client
 //! connects; 300 messages for a `.forward` that runs a slow command; the helpers
-//! killed with SIGKILL. The loop keeps greeting, the commands never run more than
+//! killed with SIGKILL; an idle daemon asleep while a ten-second command runs. The loop keeps greeting, the commands never run more than
 //! one at a time for one recipient, the helpers come back and nothing is lost.
 
 use std::os::unix::fs::PermissionsExt;
@@ -286,4 +286,67 @@ fn killed_helpers_are_started_again_and_what_they_had_is_delivered() {
     };
     let gap = stamp(lines[2]) - stamp(lines[1]);
     assert!(gap >= 1.5, "back-off: {lines:?}");
+}
+
+/// Every wait is an event: while a `.forward` command runs for ten seconds, the
+/// otherwise idle daemon sleeps in the poller until the verdict comes (no polling
+/// of the helper, of its children or of a timer meanwhile).
+#[test]
+fn an_idle_daemon_waits_for_a_slow_command_without_waking_up() {
+    if !is_root() {
+        crate::util::skip(".forward needs root (the helper)");
+        return;
+    }
+    let Some(strace) = crate::util::need_tool("strace", "strace") else {
+        return;
+    };
+    let user = "etrnd-idle";
+    let (uid, home, _held) = crate::util::home_account(user);
+    let h = home.display();
+    for f in ["started", "out"] {
+        let _ = std::fs::remove_file(home.join(f));
+    }
+    let script = home.join("slow.sh");
+    std::fs::write(
+        &script,
+        format!(": > {h}/started\nsleep 10\ncat > {h}/out\n"),
+    )
+    .unwrap();
+    let forward = home.join(".forward");
+    std::fs::write(&forward, format!("\"|/bin/sh {}\"\n", script.display())).unwrap();
+    for f in [&script, &forward] {
+        std::os::unix::fs::chown(f, Some(uid), Some(uid)).unwrap();
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let d = mail_daemon("");
+    let mut c = Client::hello(d.addr());
+    c.send_message(
+        "a@b.example",
+        &[&format!("{user}@test.example")],
+        "Subject: slow\r\n\r\nx\r\n",
+    );
+    c.cmd("QUIT", 221);
+    drop(c);
+    d.wait_until("the command started", 30, || home.join("started").exists());
+    // What the session and the start of the delivery left to do is done.
+    d.wait_until("the session closed", 30, || {
+        d.log().contains("smtp disconnect")
+    });
+    let st = crate::util::Strace::attach(&strace, &d, "trace=epoll_wait,epoll_pwait");
+    d.wait_until("the delivery", 60, || {
+        home.join("out").exists() && d.queue_files().is_empty()
+    });
+    let lines = st.finish();
+    // The wake-ups before the verdict: the calls that returned before the first
+    // that brought the helper's socket (the verdict) — strace -y names it.
+    let returns: Vec<&String> = lines.iter().filter(|l| l.contains(" = ")).collect();
+    let verdict = returns
+        .iter()
+        .position(|l| l.contains("= 1") || l.contains("= 2"))
+        .expect("the verdict woke the daemon");
+    assert!(
+        verdict <= 1,
+        "woke up {verdict} times before the verdict:\n{}",
+        lines.join("\n")
+    );
 }

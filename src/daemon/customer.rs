@@ -4,7 +4,7 @@
 //! delivery), connect (from `SMTP_BIND`), EHLO, STARTTLS per `db/tls_policy`,
 //! AUTH with `db/authinfo`'s credentials when we hold some (ATRN needs them).
 //! ETRN: each target in turn, then QUIT; the worst reply is the outcome. ATRN: wait
-//! up to ten minutes; on `250` the link becomes a server session
+//! up to ten minutes; on `250` the connection becomes a server session
 //! ([`ServerSession::reversed`]) that greets, takes the provider's mail like any
 //! inbound mail (the relay rules of an outside client; the trace header names the
 //! provider), and when it ends the requester is told how many messages came. A
@@ -325,7 +325,7 @@ impl Core {
         }
     }
 
-    /// `250` to our ATRN: the link becomes a server session for the provider.
+    /// `250` to our ATRN: the connection becomes a server session for the provider.
     fn turn_customer(&mut self, io: &mut Io, id: ConnId, cid: u64, now: Instant) {
         let Some(cust) = self.odmr.customers.get(&cid) else {
             return;
@@ -354,7 +354,7 @@ impl Core {
         self.service(io, id, now);
     }
 
-    /// A reversed server link closed: the requester hears how many messages came.
+    /// A reversed server connection closed: the requester hears how many messages came.
     pub(super) fn reversed_closed(&mut self, io: &mut Io, id: ConnId, accepted: u32) {
         let Some(cid) = self.odmr.reversed.remove(&id) else {
             return;

@@ -1,5 +1,5 @@
 //! Accepted SMTP clients: accepting (with the limits and the out-of-descriptors
-//! refusal), serving a server link (read what the session wants, route its events,
+//! refusal), serving a server connection (read what the session wants, route its events,
 //! write its output), committing the messages of a turn as one batch, and closing.
 
 use std::io;
@@ -9,9 +9,9 @@ use std::time::Instant;
 use super::io::conn::{ConnId, Inbound, ReadResult, Role};
 use super::secure::tls_step;
 
-/// AUTH checks sessions asked for, by link.
+/// AUTH checks sessions asked for, by connection.
 type AuthChecks = Vec<(ConnId, crate::auth::Check)>;
-/// ATRNs sessions asked for: link, identity, domains.
+/// ATRNs sessions asked for: connection, identity, domains.
 type AtrnAsks = Vec<(ConnId, String, Vec<String>)>;
 use super::{Core, Io, REFUSAL_SLACK};
 use crate::config::{cidr, ListenKind};
@@ -153,7 +153,7 @@ impl Core {
     }
 
     /// Reads what the session wants, routes its events, writes its output, and
-    /// closes or re-arms the link.
+    /// closes or re-arms the connection.
     pub(super) fn service(&mut self, io: &mut Io, id: ConnId, now: Instant) {
         let Some(conn) = io.conns.slab.get_mut(id) else {
             return;
@@ -299,7 +299,7 @@ impl Core {
         }
     }
 
-    /// Closes a server link.
+    /// Closes a server connection.
     pub(super) fn close(&mut self, io: &mut Io, id: ConnId, now: Instant) {
         let Some(conn) = io.conns.close(id, &io.registry) else {
             return;
@@ -335,7 +335,7 @@ impl Core {
         self.clients.live -= 1;
     }
 
-    /// A server link's deadline came.
+    /// A server connection's deadline came.
     pub(super) fn server_timeout(&mut self, io: &mut Io, id: ConnId, now: Instant) {
         let Some(conn) = io.conns.get_mut(id) else {
             return;
@@ -388,7 +388,7 @@ impl Core {
 }
 
 impl Io {
-    /// Every server link (draining and stopping walk them).
+    /// Every server connection (draining and stopping walk them).
     pub(super) fn server_links(&self) -> Vec<ConnId> {
         self.conns
             .slab

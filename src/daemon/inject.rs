@@ -1,6 +1,6 @@
 //! Messages made here: bounces (RFC 3464 DSNs for failed recipients) and local
 //! submissions are routed, expanded and committed to the spool like received mail.
-//! Part of the loop (`impl Daemon`). A bounce is committed before the failed
+//! Part of the core (`impl Core`). A bounce is committed before the failed
 //! recipients are journalled, so a crash repeats a bounce and never loses one; a
 //! bounce that cannot be committed journals nothing and is tried again, and the
 //! original stays until it is out.
@@ -39,7 +39,7 @@ pub enum QueueError {
 impl Core {
     /// Commits a DSN for the failed recipients, then journals their failure. A DSN
     /// that cannot be committed (a full disk) journals nothing: the bounce is tried
-    /// again ([`Daemon::retry_bounces`]) and the original stays in the queue until it
+    /// again ([`Core::retry_bounces`]) and the original stays in the queue until it
     /// is out, so the sender always hears.
     pub(super) fn send_bounce(&mut self, b: Bounce, now: Instant) {
         let unix = self.time.unix;

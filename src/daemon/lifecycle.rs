@@ -1,6 +1,6 @@
 //! The daemon's life: signals (SIGHUP reloads every file and re-binds changed
 //! listeners, SIGUSR1 runs every queue that is not held, SIGTERM/SIGINT stop), and
-//! the graceful stop. Part of the loop (`impl Daemon`).
+//! the graceful stop. Part of the core (`impl Core`).
 
 use std::net::SocketAddr;
 use std::time::Instant;

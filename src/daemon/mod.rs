@@ -428,7 +428,7 @@ impl Daemon {
         Ok(())
     }
 
-    /// Hands each event to its owner; server links with input go to `touched`.
+    /// Hands each event to its owner; server connections with input go to `touched`.
     fn dispatch(&mut self, events: &Events, now: Instant, touched: &mut Vec<ConnId>) {
         for ev in events.iter() {
             let t = ev.token();

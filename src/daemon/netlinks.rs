@@ -5,7 +5,7 @@
 //!   it, and `POSTOFFICE/links` shows it to `mailq` and `etrnd route -R`.
 //! * **Down means silent.** The scheduler never starts a thread behind a down link,
 //!   and the loop checks again where lookups and connections are made
-//!   ([`Daemon::link_down_for`], [`Daemon::server_link_down`]): a job that reaches
+//!   ([`Core::link_down_for`], [`Core::server_link_down`]): a job that reaches
 //!   either point behind a down link ends untried — no attempt counted, retry state
 //!   untouched.
 //! * **Up.** Held and deferred mail behind the link is released first, paced by
@@ -392,14 +392,14 @@ impl Core {
     }
 
     /// A child ended (SIGCHLD): dial commands stopped earlier are reaped; a running
-    /// dial's exit is read by its link's turn in [`Daemon::links_tick`].
+    /// dial's exit is read by its link's turn in [`Core::links_tick`].
     pub(super) fn netlinks_reap(&mut self) {
         self.netlinks
             .orphans
             .retain(|&pid| children::try_reap(pid).is_none());
     }
 
-    /// When [`Daemon::links_tick`] has work by the clock.
+    /// When [`Core::links_tick`] has work by the clock.
     pub(super) fn links_timeout(&self, now: Instant) -> Option<Instant> {
         let mut t: Vec<Instant> = Vec::new();
         if !self.netlinks.paced.is_empty() {

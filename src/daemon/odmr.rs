@@ -7,7 +7,7 @@
 //! (450) — then the held mail is *claimed* from the scheduler (453 when there is
 //! none): every waiting recipient of a held thread whose domain is covered by the
 //! request and to which the identity is entitled. Only then `250`; once it is
-//! written the link's role swaps in place to a client session on the same transport
+//! written the connection's role swaps in place to a client session on the same transport
 //! (TLS kept) and a [`Delivery`] that starts at the customer's greeting. Its end
 //! settles the claim: delivered recipients are done, 5xx bounce, everything else
 //! (4xx, a dropped connection, what was never tried) is held again for the next
@@ -53,13 +53,13 @@ pub(super) struct Claim {
 /// The loop's ODMR state.
 #[derive(Default)]
 pub(super) struct Odmr {
-    /// ATRNs at the auth helper: by sequence number, the link, user and request.
+    /// ATRNs at the auth helper: by sequence number, the connection, user and request.
     checking: HashMap<u64, (ConnId, String, Vec<String>)>,
     /// Recent ATRN requests per identity, for the rate limit.
     times: HashMap<String, VecDeque<Instant>>,
     /// Identities with a claim (turning or turned), and the claim's id.
     active: HashMap<String, JobId>,
-    /// Claims whose `250` is not written yet, by link.
+    /// Claims whose `250` is not written yet, by connection.
     turning: HashMap<ConnId, (JobId, Claim)>,
     /// Customer requests by id.
     pub(super) customers: HashMap<u64, super::customer::Request>,
@@ -261,7 +261,7 @@ impl Core {
         self.service(io, id, now);
     }
 
-    /// The `250` to ATRN is written: the link becomes the provider's client side.
+    /// The `250` to ATRN is written: the connection becomes the provider's client side.
     pub(super) fn turn_provider(&mut self, io: &mut Io, id: ConnId, now: Instant) {
         let Some((jid, claim)) = self.odmr.turning.remove(&id) else {
             return;

@@ -1,13 +1,13 @@
 //! Delivery, the loop's side: it starts a [`Delivery`] machine per smtp job and
-//! carries out the machine's actions (lookups, client links, opening queue files,
+//! carries out the machine's actions (lookups, client connections, opening queue files,
 //! feeding bodies between watermarks), and hands every recipient outcome to
-//! [`Daemon::record`], the one place outcomes are logged and made durable. Local,
+//! [`Core::record`], the one place outcomes are logged and made durable. Local,
 //! error and hold jobs are finished here directly, through the same place.
 //!
 //! Order of durability: a recipient the remote accepted is recorded in the
 //! scheduler, which journals it (fsynced) before the session moves on — or, when it
 //! was the message's last recipient, completes the message, whose queue file is then
-//! removed by [`Daemon::apply_sched`] (the only unlink of a delivered message); a
+//! removed by [`Core::apply_sched`] (the only unlink of a delivered message); a
 //! bounce is committed to the spool before the failed recipients are journalled (a
 //! crash in between repeats a bounce, never loses one).
 
@@ -385,7 +385,7 @@ impl Core {
         self.outbound.runs.insert(jid, run);
     }
 
-    /// Closes a run's client link (if any) and drops its open body.
+    /// Closes a run's client connection (if any) and drops its open body.
     fn close_out(&mut self, io: &mut Io, jid: JobId) {
         let Some(run) = self.outbound.runs.get_mut(&jid) else {
             return;
@@ -396,7 +396,7 @@ impl Core {
         }
     }
 
-    /// Readiness of a client link.
+    /// Readiness of a client connection.
     pub(super) fn out_event(&mut self, io: &mut Io, id: ConnId, now: Instant) {
         let Some(conn) = io.conns.get_mut(id) else {
             return;
@@ -500,7 +500,7 @@ impl Core {
         self.act(io, jid, now);
     }
 
-    /// A client link's deadline came: connect timeout, or the session's own.
+    /// A client connection's deadline came: connect timeout, or the session's own.
     pub(super) fn out_timeout(&mut self, io: &mut Io, id: ConnId, now: Instant) {
         let Some(c) = io.conns.get_mut(id).and_then(|l| l.role.client()) else {
             return;
@@ -715,7 +715,7 @@ impl Core {
 }
 
 impl Io {
-    /// The peer address of a client link.
+    /// The peer address of a client connection.
     pub(super) fn client_addr(&mut self, id: ConnId) -> Option<std::net::SocketAddr> {
         self.conns.get_mut(id)?.role.client().map(|c| c.addr)
     }

@@ -9,7 +9,7 @@ use crate::store::spool::held::{index_name, IndexEntry};
 use crate::store::spool::{MessageId, Spool};
 
 /// Most messages one release loads from a destination's index in one go; the rest
-/// follow as the first ones leave memory ([`Daemon::page_in_released`]).
+/// follow as the first ones leave memory ([`Core::page_in_released`]).
 pub const PAGE_IN_MAX: usize = 1_000;
 /// The first chunk of a release: small, so the first connection starts after a
 /// few reads from a cold disk; the next chunks follow at once, while it runs.

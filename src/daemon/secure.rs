@@ -1,4 +1,4 @@
-//! TLS and AUTH in the loop: starting TLS on a server link once the `220` to
+//! TLS and AUTH in the loop: starting TLS on a server connection once the `220` to
 //! STARTTLS is written (or at once on an implicit-TLS listener), noticing the end of
 //! each handshake, handing AUTH checks to the auth helper and its verdicts back to
 //! the sessions, slowing failures per client address and per identity, and
@@ -37,7 +37,7 @@ pub struct OutboundSecurity {
     pub policy: TlsPolicy,
 }
 
-/// Starts TLS on a server link whose session sent `220` to STARTTLS and whose
+/// Starts TLS on a server connection whose session sent `220` to STARTTLS and whose
 /// output is all written, and tells the session when the handshake is done.
 pub(super) fn tls_step(
     conn: &mut Conn<Transport>,
@@ -67,8 +67,8 @@ pub(super) fn tls_step(
     }
 }
 
-/// Switches a server link to TLS (counted against the handshake cap); without a
-/// server configuration the link is dropped.
+/// Switches a server connection to TLS (counted against the handshake cap); without a
+/// server configuration the connection is dropped.
 #[cfg(feature = "tls")]
 fn start_server_tls(
     conn: &mut Conn<Transport>,
@@ -315,7 +315,7 @@ pub const TLS_FALLBACK_FOR: Duration = Duration::from_secs(3600);
 
 pub use crate::vocab::bare_host;
 
-/// A client link whose TLS handshake is over: the session learns it (or its
+/// A client connection whose TLS handshake is over: the session learns it (or its
 /// failure, remembered for the `may` fall-back).
 pub(super) fn client_tls_step(
     conn: &mut Conn<Transport>,
@@ -350,7 +350,7 @@ pub(super) fn client_tls_step(
 impl Core {
     /// What a delivery connection to `addr` (hop `hop_host`, for route host
     /// `route_host`) needs of TLS and AUTH, from `db/tls_policy`, `SMTP_TLS` and
-    /// `db/authinfo`; the certificate check goes on the link.
+    /// `db/authinfo`; the certificate check goes on the connection.
     pub(super) fn client_security(
         &mut self,
         io: &mut Io,
@@ -428,7 +428,7 @@ impl Core {
 }
 
 impl Io {
-    /// Starts TLS on a client link (after `220` to STARTTLS, or at connect for
+    /// Starts TLS on a client connection (after `220` to STARTTLS, or at connect for
     /// implicit TLS).
     pub(super) fn start_client_tls(&mut self, id: ConnId, now: Instant) {
         let Some(conn) = self.conns.get_mut(id) else {

@@ -1,7 +1,7 @@
 //! Name resolution for outbound delivery: files before DNS, DNS without blocking.
 //!
 //! [`Dns`] owns the sans-IO [`Resolver`] and the next-hop [`nexthop::Lookup`]s in
-//! progress; the event loop moves its datagrams (`event_loop::dns_io`), and callers
+//! progress; the daemon moves its datagrams (`daemon::io::dns_io`), and callers
 //! get an [`Outcome`] per lookup. Nothing here blocks, reads the clock or opens a
 //! socket, and nothing is sent unless a lookup needs DNS: a route to `[ip]` or to a
 //! host in the hosts file (with `files` first) never produces a packet.

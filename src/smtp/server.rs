@@ -1,15 +1,22 @@
 //! `ServerSession`: the inbound SMTP state machine (RFC 5321, with PIPELINING,
-//! SIZE, 8BITMIME, ENHANCEDSTATUSCODES). It does no I/O and never reads the clock:
-//! the event loop feeds it bytes and `now`, and drains replies, events and its next
-//! deadline.
+//! SIZE, 8BITMIME, ENHANCEDSTATUSCODES, ETRN, STARTTLS, AUTH, ATRN). It does no I/O
+//! and never reads the clock: the daemon feeds it bytes and `now`, and drains
+//! replies, events and its next deadline. All twelve states:
 //!
 //! ```text
 //!             greet pause over            MAIL                DATA
 //!  Greeting ------------------> Ready ----------> InTransaction ------> ReceivingData
-//!     |  input (early talker)    ^  ^   RSET/HELO     |                       |
-//!     v                          |  '-----------------'                       | CRLF.CRLF
-//!  Closing <-- QUIT, 421 --------+                                            v
-//!                                '------- commit result (250/451/452) --- AwaitCommit
+//!     |  input (early talker)   ^ ^ ^ ^  RSET/HELO    |                       |
+//!     v                         | | | '---------------'                       | CRLF.CRLF
+//!  Closing <-- QUIT, 421 -------+ | '------- commit result (250/451/452) -- AwaitCommit
+//!     ^                               |
+//!     |        ETRN --> AwaitEtrn ------ the queue's reply --------------> Ready
+//!     |    STARTTLS --> AwaitTls ------- 220 written, TLS up ------------> Ready
+//!     |        AUTH --> Authenticating --- response line --> AwaitAuth -> Ready
+//!     |                     ^  334 <----'   (the helper's verdict: 235 or 535)
+//!     |        ATRN --> AwaitAtrn --+--- no mail (453), refused -------> Ready
+//!     |                             '--- 250 --> Turned (once written, a client
+//!     '-- 421, QUIT, timeouts, from any state        session takes the connection)
 //! ```
 //!
 //! Every command is checked against the state before it acts (OpenSMTPD's

@@ -375,7 +375,7 @@ impl Core {
         self.control_reply_then(io, to, reply, false, now);
     }
 
-    /// As [`Daemon::control_reply`], closing the connection after it when `close`
+    /// As [`Core::control_reply`], closing the connection after it when `close`
     /// (a requester other than root and the daemon's user has one request a
     /// connection).
     pub(super) fn control_reply_then(

@@ -1,9 +1,9 @@
 //! The connection layer: every TCP connection of the daemon — accepted SMTP clients,
-//! outbound SMTP deliveries, DNS over TCP — is a [`Link`] in one [`Slab`], named by a
+//! outbound SMTP deliveries, DNS over TCP — is a [`Conn`] in one [`Slab`], named by a
 //! generation-counted [`ConnId`], with a byte transport and a [`Role`]. One read path
 //! and one flush path serve every role; the sessions keep their own bounded output
 //! ([`crate::buf::OutBuf`]) and say through `wants_read` when they take no more input
-//! (back-pressure). A link can change its role in place (a server session becomes a
+//! (back-pressure). A connection can change its role in place (a server session becomes a
 //! client session on the same bytes: ATRN's turn-around).
 //!
 //! The transport is any `Read + Write` stream: a plain socket now; TLS (rustls driven
@@ -27,14 +27,14 @@ use crate::smtp::client::ClientSession;
 use crate::smtp::server::ServerSession;
 use crate::store::spool::{Envelope, Incoming, SpoolError};
 
-/// First token of links; tokens below are the loop's own (signals, listeners, DNS).
+/// First token of connections; tokens below are the loop's own (signals, listeners, DNS).
 pub const LINK_BASE: usize = 1 << 31;
 const SLOT_BITS: u32 = 16;
 const GEN_BITS: u32 = 15;
-/// Most links at once (the slot field of a token).
+/// Most connections at once (the slot field of a token).
 pub const MAX_LINKS: usize = 1 << SLOT_BITS;
 
-/// A link's name: slot and generation.
+/// A connection's name: slot and generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId {
     slot: u32,
@@ -47,12 +47,12 @@ impl ConnId {
         self.slot as usize
     }
 
-    /// The poll token of this link.
+    /// The poll token of this connection.
     pub fn token(self) -> Token {
         Token(LINK_BASE | (self.gen as usize) << SLOT_BITS | self.slot as usize)
     }
 
-    /// The link a token names, if it is a link token.
+    /// The connection a token names, if it is a connection token.
     pub fn from_token(t: Token) -> Option<ConnId> {
         if t.0 & LINK_BASE == 0 {
             return None;
@@ -150,7 +150,7 @@ impl<T> Slab<T> {
         v
     }
 
-    /// The id of the link in `slot`, if any (timers are kept by slot).
+    /// The id of the connection in `slot`, if any (timers are kept by slot).
     pub fn id_at(&self, slot: usize) -> Option<ConnId> {
         match self.entries.get(slot) {
             Some((gen, Some(_))) => Some(ConnId {
@@ -196,7 +196,7 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    /// A server session on a link, nothing received yet.
+    /// A server session on a connection, nothing received yet.
     pub fn new(ip: IpAddr, session: ServerSession) -> Inbound {
         Inbound {
             ip,
@@ -248,7 +248,7 @@ pub struct DnsTcp {
     pub started: Instant,
 }
 
-/// What a link carries.
+/// What a connection carries.
 pub enum Role {
     /// A server session (an accepted client).
     Server(Box<Inbound>),
@@ -329,7 +329,7 @@ pub struct Conn<S> {
 }
 
 impl<S: Read + Write> Conn<S> {
-    /// A new link, assumed readable (an edge may have come before registration).
+    /// A new connection, assumed readable (an edge may have come before registration).
     pub fn new(stream: S, role: Role) -> Conn<S> {
         Conn {
             stream,
@@ -394,24 +394,24 @@ impl<S: Read + Write> Conn<S> {
         }
     }
 
-    /// Gives the link a new role on the same transport (ATRN's turn-around); the
+    /// Gives the connection a new role on the same transport (ATRN's turn-around); the
     /// old role is handed back.
     pub fn set_role(&mut self, role: Role) -> Role {
         std::mem::replace(&mut self.role, role)
     }
 }
 
-/// The daemon's links over sockets, with one deadline per link.
+/// The daemon's connections over sockets, with one deadline per connection.
 #[derive(Default)]
 pub struct Conns {
-    /// The links.
+    /// The connections.
     pub slab: Slab<Conn<Transport>>,
     /// Their deadlines, by slot.
     pub timers: super::timers::Timers,
 }
 
 impl Conns {
-    /// Adds a link and registers its socket for reading and writing.
+    /// Adds a connection and registers its socket for reading and writing.
     pub fn add(
         &mut self,
         mut stream: mio::net::TcpStream,
@@ -419,7 +419,7 @@ impl Conns {
         registry: &mio::Registry,
     ) -> io::Result<ConnId> {
         let stream_ref = &mut stream;
-        // The poller hears of the link under the id the slab will give it.
+        // The poller hears of the connection under the id the slab will give it.
         let id = self
             .slab
             .next_id()
@@ -434,12 +434,12 @@ impl Conns {
         Ok(id)
     }
 
-    /// The link `id`, if it is still there.
+    /// The connection `id`, if it is still there.
     pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn<Transport>> {
         self.slab.get_mut(id)
     }
 
-    /// Removes a link: deregisters its socket and clears its deadline.
+    /// Removes a connection: deregisters its socket and clears its deadline.
     pub fn close(&mut self, id: ConnId, registry: &mio::Registry) -> Option<Conn<Transport>> {
         let mut conn = self.slab.remove(id)?;
         conn.stream.close_notify();
@@ -457,7 +457,7 @@ impl Conns {
         }
     }
 
-    /// The links whose deadline has come.
+    /// The connections whose deadline has come.
     pub fn due(&mut self, now: Instant) -> Vec<ConnId> {
         self.timers
             .due(now)

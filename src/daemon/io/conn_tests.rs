@@ -1,4 +1,4 @@
-//! The connection layer without sockets: links over an in-memory pipe, driven through
+//! The connection layer without sockets: connections over an in-memory pipe, driven through
 //! the same read and flush paths as the daemon's sockets.
 
 use std::cell::RefCell;
@@ -136,7 +136,7 @@ fn run(a: &mut Conn<End>, b: &mut Conn<End>, ctx: &Context<'_>, now: Instant, se
     }
 }
 
-/// A's server session serves B's client session; then both links turn around on
+/// A's server session serves B's client session; then both connections turn around on
 /// the same bytes (ATRN's shape): A's side becomes a client and delivers a message to
 /// B's side, now a server.
 #[test]

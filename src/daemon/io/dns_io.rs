@@ -51,14 +51,14 @@ pub struct DnsIo {
     /// Open UDP sockets, oldest first (some may have closed already).
     udp_order: VecDeque<Token>,
     next_udp: usize,
-    /// DNS exchanges over TCP open now (they are links of the connection layer).
+    /// DNS exchanges over TCP open now (they are connections of the connection layer).
     tcp_open: usize,
     /// Datagrams received (for tests of the zero-DNS guarantee, and logs).
     pub received: u64,
 }
 
 impl DnsIo {
-    /// Whether `token` is one of the UDP sockets' (DNS over TCP uses links).
+    /// Whether `token` is one of the UDP sockets' (DNS over TCP uses connections).
     pub fn owns(token: Token) -> bool {
         (DNS_BASE..DNS_BASE + UDP_TOKENS).contains(&token.0)
     }
@@ -150,14 +150,14 @@ impl DnsIo {
         Ok(())
     }
 
-    /// A DNS-over-TCP link's deadline came, or it failed: it goes.
+    /// A DNS-over-TCP connection's deadline came, or it failed: it goes.
     pub fn close_tcp(&mut self, id: ConnId, links: &mut Conns, registry: &Registry) {
         if links.close(id, registry).is_some() {
             self.tcp_open -= 1;
         }
     }
 
-    /// Readiness of a DNS-over-TCP link: write the request, read the answer, hand
+    /// Readiness of a DNS-over-TCP connection: write the request, read the answer, hand
     /// it to the resolver once complete.
     pub fn handle_tcp(
         &mut self,

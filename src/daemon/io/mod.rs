@@ -137,7 +137,7 @@ impl Default for Clock {
 
 impl Clock {
     /// Reads the clock: the one reading of a loop turn. The `Instant` drives every
-    /// session, link and delivery; [`Now::unix`], the wall-clock seconds of the same
+    /// session, connection and delivery; [`Now::unix`], the wall-clock seconds of the same
     /// moment, goes to the scheduler and the spool (whose times are stored).
     pub(super) fn tick(&mut self) -> std::time::Instant {
         let now = std::time::Instant::now();

@@ -1,6 +1,6 @@
-//! A link's byte transport: the plain socket, or TLS over it (rustls's buffered
+//! A connection's byte transport: the plain socket, or TLS over it (rustls's buffered
 //! API driven by `read_tls`/`process_new_packets`/`write_tls`, never the blocking
-//! `complete_io`). Both are `Read + Write`, so the link's one read path and one
+//! `complete_io`). Both are `Read + Write`, so the connection's one read path and one
 //! flush path, and every session above them, see plaintext either way.
 //!
 //! A STARTTLS turns a plain transport into TLS in place ([`Transport::start_tls`]);
@@ -35,7 +35,7 @@ pub struct TlsStream {
     pub error: Option<String>,
 }
 
-/// A link's transport.
+/// A connection's transport.
 pub enum Transport {
     /// The socket itself.
     Plain(TcpStream),

@@ -77,7 +77,7 @@ impl Core {
             Ask::Etrn(t) => ("etrn", t.join(",")),
         };
         log::info!(
-            "{verb} customer-start id={cid} server={} port={} {}={}",
+            "{verb} customer-start server={} port={} {}={} id={cid}",
             sanitize(server.as_bytes()),
             port,
             if verb == "atrn" { "domains" } else { "targets" },
@@ -144,7 +144,7 @@ impl Core {
                     Err(why) => {
                         let down = self.customer_link_down(cid);
                         match self.odmr.customers.get_mut(&cid) {
-                            Some(c) => c.machine.connect_failed(&why, down.as_deref()),
+                            Some(c) => c.machine.open_failed(&why, down.as_deref()),
                             None => return,
                         }
                     }
@@ -214,7 +214,7 @@ impl Core {
             .with_trace(format!("customer-{cid}"))
             .with_security(sec);
         if let Some(c) = io.conns.get_mut(id).and_then(|l| l.role.client()) {
-            log::info!("{verb} customer-connected id={cid} relay={}", c.relay);
+            log::info!("{verb} customer-connected relay={} id={cid}", c.relay);
             c.session = Some(s);
         }
         if implicit {
@@ -238,7 +238,7 @@ impl Core {
             return;
         };
         log::info!(
-            "{} customer-connect-failed id={cid} server={} error=\"{}\"",
+            "{} customer-connect-failed server={} error=\"{}\" id={cid}",
             c.machine.ask.verb(),
             c.machine.server,
             sanitize(why.as_bytes())
@@ -289,7 +289,7 @@ impl Core {
                 ClientEvent::Ready => m.ready(authenticated),
                 ClientEvent::Etrn { code, text } => {
                     log::info!(
-                        "etrn customer-reply id={cid} server={} reply=\"{}\"",
+                        "etrn customer-reply server={} reply=\"{}\" id={cid}",
                         m.server,
                         sanitize(text.as_bytes())
                     );
@@ -297,7 +297,7 @@ impl Core {
                 }
                 ClientEvent::Atrn { code, text } => {
                     log::info!(
-                        "atrn customer-reply id={cid} server={} reply=\"{}\"",
+                        "atrn customer-reply server={} reply=\"{}\" id={cid}",
                         m.server,
                         sanitize(text.as_bytes())
                     );
@@ -372,7 +372,7 @@ impl Core {
             return;
         };
         log::info!(
-            "{} customer-done id={cid} server={} reply=\"{}\"",
+            "{} customer-done server={} reply=\"{}\" id={cid}",
             c.machine.ask.verb(),
             sanitize(c.machine.server.as_bytes()),
             r

@@ -494,7 +494,16 @@ impl Core {
     fn dial_policy(&mut self, i: usize, now: Instant) {
         let lc = &self.config.main.links;
         let l = &self.netlinks.list[i];
-        if !l.dialer.may_dial(now) || lc.dial.is_empty() || self.stopping {
+        if lc.dial.is_empty() || self.stopping {
+            return;
+        }
+        if !l.dialer.may_dial(now) {
+            // Backing off: the policy looks again when the back-off ends, whatever
+            // else comes meanwhile.
+            if let crate::machines::dialer::State::BackingOff { until } = l.dialer.state() {
+                let at = *until;
+                self.netlinks.check_at = Some(self.netlinks.check_at.map_or(at, |t| t.min(at)));
+            }
             return;
         }
         let name = l.name.clone();

@@ -61,7 +61,6 @@ fn resolver_config(conf: &ResolveConf) -> ResolverConfig {
 }
 
 impl Dns {
-    /// A resolver for these settings; `seed` feeds transaction ids and MX shuffling.
     /// A resolver for `conf`; `seed` shuffles equal MX preferences, `random` fills
     /// transaction ids (the operating system's randomness).
     pub fn new(

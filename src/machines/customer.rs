@@ -174,6 +174,16 @@ impl Customer {
         self.connect(n + 1, link_down)
     }
 
+    /// The connection to the current address could not even be opened (no socket,
+    /// no route): `why` names the address.
+    pub fn open_failed(&mut self, why: &str, link_down: Option<&str>) -> Step {
+        let State::Connecting(n) = self.state else {
+            return Step::Wait;
+        };
+        self.failure = Some(Reply::new(421, format!("4.4.1 {why}")));
+        self.connect(n + 1, link_down)
+    }
+
     fn connect(&mut self, n: usize, link_down: Option<&str>) -> Step {
         if let Some(l) = link_down {
             return self.done(Reply::new(421, format!("4.4.0 link {l} went down")));
@@ -329,15 +339,6 @@ impl Customer {
             250,
             format!("2.0.0 {accepted} message(s) received from {}", self.server),
         );
-        self.done(r)
-    }
-
-    /// The request is given up from outside (the daemon stops, the link went
-    /// down before the connection).
-    pub fn abandon(&mut self, r: Reply) -> Step {
-        if self.state == State::Done {
-            return Step::Wait;
-        }
         self.done(r)
     }
 

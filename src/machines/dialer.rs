@@ -270,10 +270,22 @@ mod tests {
         assert_eq!(d.up(), (Some(42), true));
         assert!(d.is_up());
         assert_eq!(d.tick(now + T * 10), None);
-        // The back-off starts again from one minute after the next failure.
-        d.down();
-        let mut d2 = d.clone();
-        let f = d2.dial_started(Err("no such file".into()), now, T).unwrap();
+    }
+
+    #[test]
+    fn the_link_coming_up_forgets_the_failures_before() {
+        let mut now = Instant::now();
+        let mut d = Dialer::default();
+        for want in [60, 120] {
+            let f = d.dial_started(Err("no such file".into()), now, T).unwrap();
+            assert_eq!(f.retry_in.as_secs(), want);
+            now += f.retry_in;
+        }
+        // Backing off, then up by hand: the back-off is gone with the failures.
+        assert_eq!(d.up(), (None, false));
+        assert!(d.down());
+        assert!(d.may_dial(now));
+        let f = d.dial_started(Err("no such file".into()), now, T).unwrap();
         assert_eq!(f.retry_in, DIAL_BACKOFF);
     }
 

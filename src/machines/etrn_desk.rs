@@ -22,8 +22,10 @@ use crate::vocab::Domain;
 pub const ETRN_PER_WINDOW: usize = 10;
 /// The rate limit's window.
 pub const ETRN_WINDOW: Duration = Duration::from_secs(60);
-/// Client addresses the desk remembers at most (the oldest is forgotten first):
-/// the table is bounded even when every ETRN comes from a new address.
+/// Client addresses the desk remembers at most: the table is bounded even when
+/// every ETRN comes from a new address. When it is full, the address that asked
+/// least recently is forgotten (its limit starts afresh): many sources can make the
+/// limit more lenient for one of them, never lock a newcomer out.
 pub const ETRN_ADDRESSES: usize = 4096;
 
 /// The rate limit's memory: recent requests per client address.
@@ -43,8 +45,14 @@ impl EtrnDesk {
         if !self.times.contains_key(&ip) && self.times.len() >= ETRN_ADDRESSES {
             self.tidy(now);
             if self.times.len() >= ETRN_ADDRESSES {
-                // Still full of addresses active in the window: a new one waits.
-                return Err(Reply::ETRN_TOO_MANY);
+                let oldest = self
+                    .times
+                    .iter()
+                    .min_by_key(|(_, v)| v.back().copied())
+                    .map(|(k, _)| *k);
+                if let Some(k) = oldest {
+                    self.times.remove(&k);
+                }
             }
         }
         let times = self.times.entry(ip).or_default();

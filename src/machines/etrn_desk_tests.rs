@@ -72,18 +72,28 @@ fn our_own_networks_are_never_limited_nor_remembered() {
 fn idle_addresses_are_forgotten_and_the_table_is_bounded() {
     let mut d = EtrnDesk::default();
     let t0 = Instant::now();
+    let ip = |i: u32| IpAddr::from((0x0a00_0000u32 + i).to_be_bytes());
     for i in 0..ETRN_ADDRESSES as u32 {
-        let ip = IpAddr::from((0x0a00_0000u32 + i).to_be_bytes());
-        assert!(d.admit(ip, false, t0).is_ok());
+        let at = t0 + Duration::from_millis(u64::from(i % 1000));
+        assert!(d.admit(ip(i), false, at).is_ok());
     }
     assert_eq!(d.remembered(), ETRN_ADDRESSES);
-    // Full of addresses active in the window: a new one is refused, not stored.
+    // Full of addresses active in the window: a newcomer is still served, and the
+    // address that asked least recently is forgotten to make room.
     let new: IpAddr = "198.51.100.1".parse().unwrap();
-    assert!(d.admit(new, false, t0 + Duration::from_secs(1)).is_err());
+    assert!(d.admit(new, false, t0 + Duration::from_secs(1)).is_ok());
     assert_eq!(d.remembered(), ETRN_ADDRESSES);
+    // The newcomer's own limit holds.
+    for _ in 1..ETRN_PER_WINDOW {
+        assert!(d.admit(new, false, t0 + Duration::from_secs(2)).is_ok());
+    }
+    assert!(d.admit(new, false, t0 + Duration::from_secs(2)).is_err());
     // Once the window has passed, the idle ones make room.
-    assert!(d.admit(new, false, t0 + ETRN_WINDOW).is_ok());
-    assert_eq!(d.remembered(), 1);
+    let later: IpAddr = "198.51.100.2".parse().unwrap();
+    assert!(d
+        .admit(later, false, t0 + ETRN_WINDOW + Duration::from_secs(1))
+        .is_ok());
+    assert!(d.remembered() <= 2, "{}", d.remembered());
     d.tidy(t0 + ETRN_WINDOW * 3);
     assert_eq!(d.remembered(), 0);
 }

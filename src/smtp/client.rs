@@ -249,7 +249,7 @@ pub struct ClientSession {
     /// last one was refused.
     auth_mech: Option<secure::ClientMech>,
     auth_tried: Vec<secure::ClientMech>,
-    auth_failure: Option<String>,
+    auth_failure: Option<(String, bool)>,
     /// The server accepted our AUTH.
     authenticated: bool,
     /// What its trace lines start with: the delivery (job) or request it serves.

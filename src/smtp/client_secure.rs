@@ -236,10 +236,10 @@ impl ClientSession {
                 );
             }
         }
-        if let Some(why) = self.auth_failure.take() {
+        if let Some((why, refused)) = self.auth_failure.take() {
             // Every mechanism was refused: the credentials are the operator's to
             // fix, and the mail waits (Postfix's smtp_sasl_auth_soft_bounce).
-            return self.fail_as(true, true, why);
+            return self.fail_as(true, refused, why);
         }
         self.ready();
     }
@@ -352,7 +352,9 @@ impl ClientSession {
                 }
             }
             _ => {
-                self.auth_failure = Some("4.7.0 AUTH: no token from the token command".into());
+                // Ours, not the server's refusal: the failure is not an AUTH one.
+                self.auth_failure =
+                    Some(("4.7.0 AUTH: no token from the token command".into(), false));
                 self.auth_tried.extend(self.candidates());
                 self.after_ehlo(now);
             }
@@ -397,7 +399,7 @@ impl ClientSession {
             mech.name(),
             r.summary()
         );
-        self.auth_failure = Some(format!("AUTH {}: {}", mech.name(), r.summary()));
+        self.auth_failure = Some((format!("AUTH {}: {}", mech.name(), r.summary()), true));
         // The next mechanism the credentials allow, if the server offers one.
         self.after_ehlo(now);
     }

@@ -709,7 +709,7 @@ fn await_token_none_defers() {
     t.c.token(None, t.now);
     let ev = t.c.poll_event();
     assert!(
-        matches!(&ev, Some(ClientEvent::Failed { temporary: true, auth: true, reason }) if reason.contains("no token")),
+        matches!(&ev, Some(ClientEvent::Failed { temporary: true, auth: false, reason }) if reason.contains("no token")),
         "{ev:?}"
     );
 }

@@ -184,8 +184,10 @@ pub struct ServerSession {
     tls: Option<String>,
     /// The authenticated identity and the domains it may release.
     identity: Option<(String, Vec<String>)>,
-    /// Failed AUTH exchanges in this session.
+    /// Failed AUTH exchanges in this session, and those started (each CRAM-MD5
+    /// challenge is new).
     auth_failures: u32,
+    auth_started: u32,
     /// A reply held back (slowed AUTH failures), and whether it ends the session.
     delayed: Option<(Instant, Reply, bool)>,
     /// The rest of an over-long line is thrown away up to its LF.
@@ -270,6 +272,7 @@ impl ServerSession {
             tls: None,
             identity: None,
             auth_failures: 0,
+            auth_started: 0,
             delayed: None,
             discard_line: false,
             provider: None,

@@ -145,12 +145,15 @@ impl ServerSession {
             return self.error(&Reply::AUTH_NEEDS_TLS, now, host);
         }
         let unix = ctx.unix_time;
-        let (nonce, id) = (ctx.nonce, self.id);
+        self.auth_started = self.auth_started.wrapping_add(1);
+        let (nonce, id, n) = (ctx.nonce, self.id, self.auth_started);
         let (ex, step) = Exchange::start(m, initial, || {
             // Unique and unpredictable: the turn's fresh randomness, hashed with the
-            // session's id so sessions of the same turn share nothing visible.
+            // session's id and its count of exchanges, so neither sessions of the
+            // same turn nor two exchanges of one session share a challenge.
             let mut seed = nonce.to_be_bytes().to_vec();
             seed.extend_from_slice(&id.to_be_bytes());
+            seed.extend_from_slice(&n.to_be_bytes());
             let h = crate::auth::md5::md5(&seed);
             let mut n = [0u8; 8];
             n.copy_from_slice(&h[..8]);

@@ -2,7 +2,8 @@
 import os, re, subprocess, tempfile, time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(TOP, "target/release/etrnd")
+# ETRND_BIN names another build (before/after comparisons); the default is this tree's.
+BIN = os.environ.get("ETRND_BIN") or os.path.join(TOP, "target/release/etrnd")
 
 
 def start_etrnd(tag, conf, routes, files=None, base=None, private=()):

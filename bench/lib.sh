@@ -2,7 +2,9 @@
 # shellcheck shell=sh
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-bin=$top/target/release/etrnd
+# ETRND_BIN names another build (before/after comparisons); the default is this
+# tree's release build, made first.
+bin=${ETRND_BIN:-$top/target/release/etrnd}
 
 # The Postfix tools (smtp-source, smtp-sink) come with Debian's postfix package.
 need_postfix_tools() {
@@ -12,7 +14,7 @@ need_postfix_tools() {
     }
 }
 
-build() { (cd "$top" && cargo build --release -q); }
+build() { [ -n "${ETRND_BIN:-}" ] || (cd "$top" && cargo build --release -q); }
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

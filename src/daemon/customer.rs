@@ -287,21 +287,17 @@ impl Core {
                     Step::Wait
                 }
                 ClientEvent::Ready => m.ready(authenticated),
-                ClientEvent::Etrn { code, text } => {
+                ClientEvent::Etrn { code, text } | ClientEvent::Atrn { code, text } => {
                     log::info!(
-                        "etrn customer-reply server={} reply=\"{}\" id={cid}",
+                        "{} customer-reply server={} reply=\"{}\" id={cid}",
+                        m.ask.verb(),
                         m.server,
                         sanitize(text.as_bytes())
                     );
-                    m.etrn_reply(code, text)
-                }
-                ClientEvent::Atrn { code, text } => {
-                    log::info!(
-                        "atrn customer-reply server={} reply=\"{}\" id={cid}",
-                        m.server,
-                        sanitize(text.as_bytes())
-                    );
-                    m.atrn_reply(code, text)
+                    match m.ask {
+                        Ask::Etrn(_) => m.etrn_reply(code, text),
+                        Ask::Atrn(_) => m.atrn_reply(code, text),
+                    }
                 }
                 ClientEvent::Done(_) => Step::Wait,
                 ClientEvent::Failed {

@@ -134,21 +134,14 @@ fn a_slow_forward_command_runs_one_at_a_time_and_every_message_arrives() {
     let (uid, home, _held) = crate::util::home_account(user);
     let h = home.display();
     // The command notes how many copies of itself run at once.
-    let script = home.join("slow.sh");
-    std::fs::write(
-        &script,
-        format!(
+    forward_to_script(
+        &home,
+        uid,
+        &format!(
             "mkdir -p {h}/run\n: > {h}/run/$$\nls {h}/run | wc -l >> {h}/concurrent\n\
              sleep 0.02\ncat >> {h}/out\nrm -f {h}/run/$$\n"
         ),
-    )
-    .unwrap();
-    let forward = home.join(".forward");
-    std::fs::write(&forward, format!("\"|/bin/sh {}\"\n", script.display())).unwrap();
-    for f in [&script, &forward] {
-        std::os::unix::fs::chown(f, Some(uid), Some(uid)).unwrap();
-        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
+    );
     let d = mail_daemon("");
     flood(&d, &format!("{user}@test.example"), 300, 3);
     d.wait_until("300 deliveries", 120, || d.queue_files().is_empty());
@@ -165,6 +158,19 @@ fn a_slow_forward_command_runs_one_at_a_time_and_every_message_arrives() {
         .unwrap();
     assert_eq!(most, 1, "commands ran at once");
     assert_eq!(d.log().matches("status=sent").count(), 300);
+}
+
+/// The account `uid` with `home` forwards its mail to `/bin/sh slow.sh` there, the
+/// script being `script`.
+fn forward_to_script(home: &std::path::Path, uid: u32, script: &str) {
+    let path = home.join("slow.sh");
+    std::fs::write(&path, script).unwrap();
+    let forward = home.join(".forward");
+    std::fs::write(&forward, format!("\"|/bin/sh {}\"\n", path.display())).unwrap();
+    for f in [&path, &forward] {
+        std::os::unix::fs::chown(f, Some(uid), Some(uid)).unwrap();
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
 }
 
 /// The pid the log names after `key=`, at its last mention.
@@ -306,18 +312,11 @@ fn an_idle_daemon_waits_for_a_slow_command_without_waking_up() {
     for f in ["started", "out"] {
         let _ = std::fs::remove_file(home.join(f));
     }
-    let script = home.join("slow.sh");
-    std::fs::write(
-        &script,
-        format!(": > {h}/started\nsleep 10\ncat > {h}/out\n"),
-    )
-    .unwrap();
-    let forward = home.join(".forward");
-    std::fs::write(&forward, format!("\"|/bin/sh {}\"\n", script.display())).unwrap();
-    for f in [&script, &forward] {
-        std::os::unix::fs::chown(f, Some(uid), Some(uid)).unwrap();
-        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
+    forward_to_script(
+        &home,
+        uid,
+        &format!(": > {h}/started\nsleep 10\ncat > {h}/out\n"),
+    );
     let d = mail_daemon("");
     let mut c = Client::hello(d.addr());
     c.send_message(

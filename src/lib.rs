@@ -24,7 +24,7 @@
 //!     |              '-> dns::Dns (files first, then the stub resolver)
 //!     |  local:    machines::local_runs -> local::helper (as the recipient)
 //!     |  ETRN:     machines::etrn_desk        links: machines::dialer
-//!     |  ODMR:     smtp::atrn (provider)      machines::customer (customer)
+//!     |  ODMR:     machines::atrn_desk (provider), machines::customer (customer)
 //!     |  AUTH:     auth::guard (the helper holding the secrets)
 //!     '  bounces:  message::bounce
 //! ```

@@ -15,8 +15,8 @@
 //!
 //! Customer: the `customer` module.
 
-use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::time::Instant;
 
 use super::io::conn::{ConnId, Outbound as OutLink, Role, Serves};
 use super::{Core, Io};
@@ -25,18 +25,12 @@ use crate::auth::{Check, Verdict};
 use crate::config::scheduler::{SmtpOptions, Transport};
 use crate::dns::{Hop, Source};
 use crate::logging::sanitize;
+use crate::machines::atrn_desk::{AtrnDesk, Decision};
 use crate::machines::delivery::Delivery;
 use crate::sched::{Job, JobId, RcptRef, RcptResult, ThreadKey};
 use crate::smtp::atrn::covers;
 use crate::smtp::client::ClientSession;
 use crate::smtp::reply::Reply;
-
-/// ATRN requests one identity may make per [`ATRN_WINDOW`] (RFC 2645 §5.2.1 lets
-/// the provider refuse "too many requests" with 450; a customer calls in once per
-/// dial-up, and fetchmail retries once per poll).
-pub const ATRN_PER_WINDOW: usize = 5;
-/// The rate limit's window.
-pub const ATRN_WINDOW: Duration = Duration::from_secs(60);
 
 /// A claim on its way to the turn-around, then running down the connection.
 pub(super) struct Claim {
@@ -55,10 +49,8 @@ pub(super) struct Claim {
 pub(super) struct Odmr {
     /// ATRNs at the auth helper: by sequence number, the connection, user and request.
     checking: HashMap<u64, (ConnId, String, Vec<String>)>,
-    /// Recent ATRN requests per identity, for the rate limit.
-    times: HashMap<String, VecDeque<Instant>>,
-    /// Identities with a claim (turning or turned), and the claim's id.
-    active: HashMap<String, JobId>,
+    /// The rate limit, the identities whose claim runs, the helper's verdicts.
+    desk: AtrnDesk,
     /// Claims whose `250` is not written yet, by connection.
     turning: HashMap<ConnId, (JobId, Claim)>,
     /// Customer requests by id.
@@ -81,16 +73,7 @@ impl Core {
     /// Checks this turn's ATRN requests and sends them to the auth helper.
     pub(super) fn atrn_requests(&mut self, io: &mut Io, now: Instant) {
         for (id, user, domains) in std::mem::take(&mut self.clients.atrns) {
-            let refusal = if self.stopping {
-                Some(Reply::ATRN_CANNOT_CHECK)
-            } else if self.odmr.active.contains_key(&user) {
-                Some(Reply::ATRN_BUSY)
-            } else if !self.atrn_rate_ok(&user, now) {
-                Some(Reply::ATRN_TOO_OFTEN)
-            } else {
-                None
-            };
-            if let Some(r) = refusal {
+            if let Err(r) = self.odmr.desk.request(&user, self.stopping, now) {
                 self.answer_atrn(io, id, &user, &domains, &r, now);
                 continue;
             }
@@ -105,28 +88,6 @@ impl Core {
         if let Some(g) = io.guard.as_mut() {
             g.flush();
         }
-    }
-
-    fn atrn_rate_ok(&mut self, user: &str, now: Instant) -> bool {
-        let times = self.odmr.times.entry(user.to_string()).or_default();
-        while times
-            .front()
-            .is_some_and(|&t| now.duration_since(t) >= ATRN_WINDOW)
-        {
-            times.pop_front();
-        }
-        if times.len() >= ATRN_PER_WINDOW {
-            return false;
-        }
-        times.push_back(now);
-        let n = self.odmr.times.len();
-        if n > 1024 {
-            self.odmr.times.retain(|_, v| {
-                v.back()
-                    .is_some_and(|&t| now.duration_since(t) < ATRN_WINDOW)
-            });
-        }
-        true
     }
 
     /// Whether the auth helper's answer `seq` is an ATRN's.
@@ -151,20 +112,9 @@ impl Core {
         if !alive {
             return;
         }
-        let reply = match v {
-            None => Reply::ATRN_CANNOT_CHECK,
-            Some(Verdict::No | Verdict::Unknown) => Reply::ATRN_NOT_ENTITLED,
-            Some(Verdict::Ok(ent)) => {
-                if domains.iter().any(|d| !entitled(&ent, d))
-                    || (domains.is_empty() && ent.is_empty())
-                {
-                    Reply::ATRN_NOT_ENTITLED
-                } else if self.odmr.active.contains_key(&user) {
-                    Reply::ATRN_BUSY
-                } else {
-                    self.claim(id, &user, &domains, &ent, now)
-                }
-            }
+        let reply = match self.odmr.desk.decide(&user, &domains, v.as_ref()) {
+            Decision::Refuse(r) => r,
+            Decision::Claim(ent) => self.claim(id, &user, &domains, &ent, now),
         };
         self.answer_atrn(io, id, &user, &domains, &reply, now);
     }
@@ -198,7 +148,7 @@ impl Core {
         let Some((jid, rcpts)) = self.sched.claim(|_, domain| wanted(domain)) else {
             return Reply::ATRN_NO_MAIL;
         };
-        self.odmr.active.insert(user.to_string(), jid);
+        self.odmr.desk.claimed(user, jid);
         let claim = Claim {
             user: user.to_string(),
             domains: domains.to_vec(),
@@ -360,9 +310,7 @@ impl Core {
             bounced,
             now.saturating_duration_since(claim.started).as_secs_f64()
         );
-        if self.odmr.active.get(&claim.user) == Some(&jid) {
-            self.odmr.active.remove(&claim.user);
-        }
+        self.odmr.desk.ended(&claim.user, jid);
         self.sched.claim_done(jid, &results, self.time.unix);
         self.apply_sched(now);
     }

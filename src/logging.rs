@@ -85,7 +85,9 @@ struct Syslog {
     out: SyslogOut,
     path: std::path::PathBuf,
     pid: u32,
-    dropped: std::sync::atomic::AtomicU64,
+    /// Lines lost since the last that got through (32 bits: 32-bit MIPS and
+    /// PowerPC have no 64-bit atomics).
+    dropped: std::sync::atomic::AtomicU32,
 }
 
 /// The kind of socket the syslog daemon listens on.
@@ -300,7 +302,7 @@ pub fn init_syslog(level: log::LevelFilter, target: Option<SyslogTarget>) {
                 out,
                 path: t.path,
                 pid: std::process::id(),
-                dropped: std::sync::atomic::AtomicU64::new(0),
+                dropped: std::sync::atomic::AtomicU32::new(0),
             };
             install(level, Some(syslog));
         }

@@ -1,7 +1,13 @@
 //! crypt(3), for the auth helper's checks of stored password hashes.
 
+// glibc keeps crypt(3) in libcrypt (libxcrypt); musl has it in libc, and a
+// `-lcrypt` where no libcrypt exists fails the link of every static router build.
 #[cfg_attr(
-    any(target_os = "linux", target_os = "freebsd", target_os = "netbsd"),
+    any(
+        all(target_os = "linux", target_env = "gnu"),
+        target_os = "freebsd",
+        target_os = "netbsd"
+    ),
     link(name = "crypt")
 )]
 extern "C" {

@@ -226,15 +226,21 @@ pub fn interface_addrs() -> Vec<std::net::IpAddr> {
 }
 
 /// Month (0–11), day of the month, hour, minute and second of `unix` in local time.
+///
+/// The C library is asked only for the zone's offset, at a moment a 32-bit
+/// `time_t` holds (after January 2038 the offset of then); the fields are reckoned
+/// in 64 bits, so the log's time stamps never wrap.
 pub fn local_time(unix: u64) -> [u32; 5] {
-    let t = unix as libc::time_t;
+    let probe = unix.min(i32::MAX as u64) as libc::time_t;
     // SAFETY: tm is plain old data; zeroed is a valid initial value.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     // SAFETY: both pointers are valid for the call.
-    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
-        return [0, 1, 0, 0, 0];
-    }
-    [tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec].map(|v| v.max(0) as u32)
+    let offset = if unsafe { libc::localtime_r(&probe, &mut tm) }.is_null() {
+        0
+    } else {
+        i64::from(tm.tm_gmtoff)
+    };
+    crate::vocab::date::fields(unix as i64 + offset)
 }
 
 /// Starts writing a file's dirty pages to disk without waiting (Linux
@@ -693,6 +699,27 @@ pub use process::{
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_time_is_the_c_librarys_before_2038_and_goes_on_after() {
+        for unix in [0u64, 86_399, 1_700_000_000, 2_147_483_647] {
+            let t = unix as libc::time_t;
+            // SAFETY: as in local_time.
+            let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+            assert!(!unsafe { libc::localtime_r(&t, &mut tm) }.is_null());
+            let want = [tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec].map(|v| v as u32);
+            assert_eq!(local_time(unix), want, "{unix}");
+        }
+        // After 2038 the seconds keep counting: one second and one day later.
+        let edge = local_time(2_147_483_647);
+        let next = local_time(2_147_483_648);
+        assert_eq!(
+            (next[3] * 60 + next[4]) % 3600,
+            (edge[3] * 60 + edge[4] + 1) % 3600
+        );
+        let day = local_time(2_147_483_647 + 86_400);
+        assert_eq!(day[2..], edge[2..]);
+    }
 
     #[test]
     fn root_exists_and_nonsense_does_not() {

@@ -15,6 +15,14 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// Month (0–11), day of the month, hour, minute and second of `secs` seconds since
+/// the epoch (a local time when the caller added its offset). 64-bit: no 2038.
+pub fn fields(secs: i64) -> [u32; 5] {
+    let (_, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let t = secs.rem_euclid(86_400) as u32;
+    [m - 1, d, t / 3600, t / 60 % 60, t % 60]
+}
+
 /// `Sat, 28 Nov 2026 13:45:51 +0000` for a Unix time (always UTC: no time zone
 /// Seconds since the epoch now (0 if the clock is before it).
 pub fn unix_now() -> u64 {
@@ -55,4 +63,18 @@ pub fn iso_date(unix: u64) -> String {
         secs / 60 % 60,
         secs % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_past_2038_and_before_1970() {
+        // 2040-02-29 12:34:56 UTC, a leap day after the 32-bit wrap.
+        assert_eq!(fields(2_214_131_696), [1, 29, 12, 34, 56]);
+        assert_eq!(fields(0), [0, 1, 0, 0, 0]);
+        // 1969-12-31 23:59:59 (a negative offset at the epoch).
+        assert_eq!(fields(-1), [11, 31, 23, 59, 59]);
+    }
 }

@@ -33,8 +33,9 @@ impl Body {
     /// A body holding `data` in an unlinked temporary file (tests and tools).
     pub fn from_bytes(data: &[u8]) -> io::Result<Body> {
         use std::io::Write;
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static SEQ: AtomicU64 = AtomicU64::new(0);
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // Not AtomicU64: 32-bit MIPS and PowerPC have no 64-bit atomics.
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
         let path = std::env::temp_dir().join(format!(
             "etrnd-body.{}.{}",
             std::process::id(),

@@ -235,11 +235,10 @@ pub fn local_time(unix: u64) -> [u32; 5] {
     // SAFETY: tm is plain old data; zeroed is a valid initial value.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     // SAFETY: both pointers are valid for the call.
-    let offset = if unsafe { libc::localtime_r(&probe, &mut tm) }.is_null() {
-        0
-    } else {
-        i64::from(tm.tm_gmtoff)
-    };
+    let known = !unsafe { libc::localtime_r(&probe, &mut tm) }.is_null();
+    // c_long: 64 bits here, 32 on 32-bit targets.
+    #[allow(clippy::useless_conversion)]
+    let offset = if known { i64::from(tm.tm_gmtoff) } else { 0 };
     crate::vocab::date::fields(unix as i64 + offset)
 }
 

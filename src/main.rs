@@ -22,6 +22,7 @@ fn load_config(path: &Path) -> Config {
 }
 
 fn main() {
+    etrnd::sys::remember_exe();
     let args: Vec<String> = std::env::args().collect();
     let opts = match cli::parse(&args) {
         Ok(o) => o,

@@ -75,7 +75,7 @@ impl Core {
             log::error!("control mailq-failed error=\"{e}\"");
             Some(Reply::new(451, "4.3.0 cannot run the listing".into()))
         };
-        let exe = match std::env::current_exe() {
+        let exe = match super::io::exe() {
             Ok(p) => p.to_string_lossy().into_owned(),
             Err(e) => return failed(e.to_string()),
         };

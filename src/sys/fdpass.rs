@@ -29,7 +29,18 @@ fn sockaddr(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
     for (d, s) in sa.sun_path.iter_mut().zip(bytes) {
         *d = *s as libc::c_char;
     }
-    let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
+    // The path's offset, not the size of the family: the BSDs put `sun_len` first.
+    let len = std::mem::offset_of!(libc::sockaddr_un, sun_path) + bytes.len() + 1;
+    #[cfg(any(
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly",
+        target_os = "macos"
+    ))]
+    {
+        sa.sun_len = len as u8;
+    }
     Ok((sa, len as libc::socklen_t))
 }
 
@@ -152,7 +163,7 @@ fn recvmsg_fds(
         }
         let truncated = msg.msg_flags & libc::MSG_CTRUNC != 0;
         let path_len = (msg.msg_namelen as usize)
-            .saturating_sub(std::mem::size_of::<libc::sa_family_t>())
+            .saturating_sub(std::mem::offset_of!(libc::sockaddr_un, sun_path))
             .min(sa.sun_path.len());
         let raw: Vec<u8> = sa.sun_path[..path_len]
             .iter()

@@ -58,6 +58,20 @@ pub fn close_other_fds(keep: &[RawFd]) {
 
 /// Closes descriptors `lo..=hi`.
 fn close_range(lo: RawFd, hi: RawFd) {
+    // Everything from `lo` on: closefrom(2), one call, on the BSDs.
+    #[cfg(any(
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    ))]
+    if hi >= RawFd::MAX - 1 {
+        // SAFETY: closes only descriptors of this process at or above `lo`; the
+        // caller keeps nothing there.
+        #[allow(clippy::unit_arg, clippy::let_unit_value)]
+        let _ = unsafe { libc::closefrom(lo) };
+        return;
+    }
     #[cfg(target_os = "linux")]
     {
         // SAFETY: close_range only closes descriptors of this process; nothing of

@@ -211,6 +211,11 @@ pub(super) fn free_space(path: &Path) -> io::Result<u64> {
     crate::sys::free_space(path)
 }
 
+/// The path of our own program (the `mailq` listing child runs it).
+pub(super) fn exe() -> io::Result<std::path::PathBuf> {
+    crate::sys::exe()
+}
+
 /// The uid the kernel gives for the peer of a Unix stream socket.
 pub(super) fn peer_uid(s: &impl std::os::fd::AsRawFd) -> io::Result<u32> {
     crate::sys::peer_uid(s.as_raw_fd())

@@ -261,12 +261,10 @@ pub fn index_key(name: &str) -> Option<(String, String)> {
     (index_name(&c, &h).as_deref() == Some(name)).then_some((c, h))
 }
 
-/// This boot's id (Linux), to tell a restart after kill -9 (page cache intact)
-/// from one after a power loss.
+/// This boot's id, to tell a restart after kill -9 (page cache intact) from one
+/// after a power loss.
 fn boot_id() -> Option<String> {
-    let s = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    let s = s.trim();
-    (!s.is_empty() && s.len() < 100).then(|| s.to_string())
+    crate::sys::boot_id()
 }
 
 impl Spool {

@@ -107,7 +107,7 @@ install: build
 	done; \
 	for f in authinfo tls_policy; do \
 		$(SUBST) etc/client/db/$$f.sample > $$d/samples/client/db/$$f && \
-		chmod 644 $$d/samples/client/db/$$f || exit 1; \
+		chmod 600 $$d/samples/client/db/$$f || exit 1; \
 	done; \
 	for o in freebsd netbsd openbsd; do \
 		$(SUBST) etc/mailer.conf/$$o > $$d/samples/mailer.conf.$$o && \

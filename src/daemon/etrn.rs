@@ -29,13 +29,20 @@ impl Core {
         if let Err(refused) = self.etrn_desk.admit(ip, trusted, now) {
             return refused;
         }
-        self.etrn_release(t, ("etrn", &ip.to_string()))
+        self.etrn_release(t, ("etrn", &ip.to_string()), false)
     }
 
     /// Releases what `t` names and gives the RFC 1985 reply (ETRN after its policy
     /// checks, and `etrnd flush TARGET` over the control socket).
-    pub(super) fn etrn_release(&mut self, t: &EtrnTarget, who: (&str, &str)) -> Reply {
-        let r = self.etrn_release_reply(t);
+    /// `forced` (root or the daemon's user over the control socket) tries even
+    /// destinations whose attempts just failed ([`crate::sched::ReleaseGap`]).
+    pub(super) fn etrn_release(
+        &mut self,
+        t: &EtrnTarget,
+        who: (&str, &str),
+        forced: bool,
+    ) -> Reply {
+        let r = self.etrn_release_reply(t, forced);
         for key in self.sched.take_matched() {
             self.notes
                 .request(&key, self.time.unix, who.0, who.1, r.code);
@@ -43,7 +50,7 @@ impl Core {
         r
     }
 
-    fn etrn_release_reply(&mut self, t: &EtrnTarget) -> Reply {
+    fn etrn_release_reply(&mut self, t: &EtrnTarget, forced: bool) -> Reply {
         if self.stopping {
             return etrn_desk::stopping_reply(t);
         }
@@ -52,13 +59,30 @@ impl Core {
         // rest follows as it leaves), then released like mail in memory. What stays
         // on disk for now is released too (it follows chunk by chunk) and counts
         // in the reply.
+        // Destinations whose attempts just failed wait out their gap: nothing of
+        // theirs is loaded or tried again now.
+        let unix = self.time.unix;
+        let at = if forced { u64::MAX } else { unix };
         let pick = etrn_desk::picks(trie, t);
+        let gapped = self.sched.gapped(at);
+        // What of them waits on disk is not loaded, but it is matched.
+        let waiting_out = self
+            .sched
+            .parked_matching(&pick)
+            .iter()
+            .filter_map(|k| gapped.get(k).copied())
+            .min();
+        let load = |k: &crate::sched::ThreadKey, d: &str| !gapped.contains_key(k) && pick(k, d);
         let (loaded, later) =
-            super::park::page_in_release(&mut self.spool, &mut self.sched, self.time.unix, &pick);
+            super::park::page_in_release(&mut self.spool, &mut self.sched, unix, load);
         self.releasing.extend(loaded);
-        let mut released = self.sched.release(&pick);
+        let mut released = self.sched.release_at(&pick, at);
         released.messages += later;
-        etrn_desk::reply(t, &released, self.config.main.etrn_replies, || {
+        if let Some(end) = waiting_out {
+            released.matched = true;
+            released.not_before = Some(released.not_before.map_or(end, |x| x.min(end)));
+        }
+        etrn_desk::reply(t, &released, self.config.main.etrn_replies, unix, || {
             etrn_desk::eligible(trie, t)
         })
     }

@@ -35,7 +35,7 @@ impl Core {
                 }
                 libc::SIGUSR1 => {
                     self.page_in_unheld();
-                    let n = self.sched.release_unheld(self.time.unix);
+                    let n = self.sched.release_unheld(self.time.unix, false);
                     log::info!("sched flush-all threads={n}");
                 }
                 // A listing, a dial command or a stopped child ended: each owner
@@ -232,6 +232,7 @@ impl Core {
 
     pub(super) fn shutdown(&mut self, io: &mut Io) {
         self.abandon_deliveries(io);
+        self.links_stop();
         let now = Instant::now();
         self.close_servers(io, now);
         self.notes_tick(now);

@@ -62,6 +62,9 @@ impl NetLink {
     }
 }
 
+/// How long a stopped dial command has to end before it is killed.
+const DIAL_KILL_GRACE: Duration = Duration::from_secs(10);
+
 /// The loop's link state.
 #[derive(Default)]
 pub(super) struct NetLinks {
@@ -72,8 +75,10 @@ pub(super) struct NetLinks {
     seen_msgs: usize,
     /// When the dial policy must be checked again by the clock (`age=`, back-off).
     check_at: Option<Instant>,
-    /// Dial commands that outlived their dial (stopped), reaped at their SIGCHLD.
-    orphans: Vec<i32>,
+    /// Dial commands that outlived their dial, reaped at their SIGCHLD; those that
+    /// were stopped (a failed dial) are killed, with their session, if they have
+    /// not ended by the time given (one that ignores SIGTERM must not pile up).
+    orphans: Vec<(i32, Option<Instant>)>,
 }
 
 /// A link request over the control socket.
@@ -111,7 +116,10 @@ impl Core {
         }
         for gone in old {
             if let Some(c) = gone.dialer.child() {
-                self.netlinks.orphans.push(c);
+                // Its link is gone from the configuration: its dial is over.
+                children::terminate(c);
+                let kill_at = Instant::now() + DIAL_KILL_GRACE;
+                self.netlinks.orphans.push((c, Some(kill_at)));
             }
         }
         self.links_changed();
@@ -288,7 +296,8 @@ impl Core {
         };
         let l = &mut self.netlinks.list[i];
         let (running, after_dial) = l.dialer.up();
-        self.netlinks.orphans.extend(running);
+        // The dial command may be the link itself (pppd): it is left to run.
+        self.netlinks.orphans.extend(running.map(|c| (c, None)));
         l.since = unix;
         l.why = if after_dial {
             "etrnd link up, after a dial".into()
@@ -367,6 +376,14 @@ impl Core {
     /// each link whose outbound mail is done, dials (start, exit, time-out), and the
     /// dial policy when held mail changed or its time came.
     pub(super) fn links_tick(&mut self, io: &mut Io, now: Instant) {
+        self.netlinks.orphans.retain(|&(pid, kill_at)| {
+            let due = kill_at.is_some_and(|t| now >= t);
+            if due {
+                log::warn!("link dial-killed pid={pid}: it outlived SIGTERM");
+                children::kill(pid);
+            }
+            !due
+        });
         if self.netlinks.list.is_empty() {
             return;
         }
@@ -396,7 +413,17 @@ impl Core {
     pub(super) fn netlinks_reap(&mut self) {
         self.netlinks
             .orphans
-            .retain(|&pid| children::try_reap(pid).is_none());
+            .retain(|&(pid, _)| children::try_reap(pid).is_none());
+    }
+
+    /// At shutdown: dial commands that were stopped and have not ended are killed
+    /// (a running dial, which may be the link itself, is left alone).
+    pub(super) fn links_stop(&mut self) {
+        for (pid, kill_at) in std::mem::take(&mut self.netlinks.orphans) {
+            if kill_at.is_some() {
+                children::kill(pid);
+            }
+        }
     }
 
     /// When [`Core::links_tick`] has work by the clock.
@@ -407,6 +434,7 @@ impl Core {
             t.push(now + Duration::from_millis(1000));
         }
         t.extend(self.netlinks.check_at);
+        t.extend(self.netlinks.orphans.iter().filter_map(|(_, k)| *k));
         for l in &self.netlinks.list {
             if l.dialer.dialing() {
                 // Its command's exit comes as SIGCHLD; its deadline by the clock.
@@ -477,7 +505,9 @@ impl Core {
     fn dial_failed(&mut self, i: usize, f: Failed, now: Instant) {
         if let Some(pid) = f.terminate {
             children::terminate(pid);
-            self.netlinks.orphans.push(pid);
+            self.netlinks
+                .orphans
+                .push((pid, Some(now + DIAL_KILL_GRACE)));
         }
         log::warn!(
             "link dial-failed name={} error=\"{}\" retry-in={}",

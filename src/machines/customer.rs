@@ -318,6 +318,12 @@ impl Customer {
             (Some((453, text)), None) => {
                 Reply::new(250, format!("2.0.0 {server} has no mail for us ({text})"))
             }
+            // Anything but 250 (turned) and 453 (no mail) is not a success, whatever
+            // its code says.
+            (Some((code, text)), None) if code < 400 => Reply::new(
+                451,
+                format!("4.5.0 {server}: ATRN: unexpected reply {code} {text}"),
+            ),
             (Some((code, text)), None) => Reply::new(
                 code,
                 format!(

@@ -200,6 +200,14 @@ fn atrn_453_is_no_mail_and_other_refusals_keep_their_code() {
         done(c.closed()).to_string(),
         "550 5.7.0 isp.example: ATRN: no"
     );
+    // A 2xx that is not 250 turned nothing around: a temporary failure.
+    let mut c = in_session(atrn());
+    c.ready(true);
+    assert_eq!(c.atrn_reply(252, "odd".into()), Step::Quit);
+    assert_eq!(
+        done(c.closed()).to_string(),
+        "451 4.5.0 isp.example: ATRN: unexpected reply 252 odd"
+    );
 }
 
 #[test]

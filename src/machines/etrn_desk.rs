@@ -88,12 +88,13 @@ pub fn stopping_reply(t: &EtrnTarget) -> Reply {
     Reply::new(458, format!("4.3.2 {t}: unable to queue messages now"))
 }
 
-/// The RFC 1985 reply to a release that found `released`. `eligible` is asked
-/// only when nothing matched (it scans the routes).
+/// The RFC 1985 reply, at `now`, to a release that found `released`. `eligible` is
+/// asked only when nothing matched (it scans the routes).
 pub fn reply(
     t: &EtrnTarget,
     released: &Released,
     replies: EtrnReplies,
+    now: u64,
     eligible: impl FnOnce() -> bool,
 ) -> Reply {
     if replies == EtrnReplies::Minimal {
@@ -105,6 +106,16 @@ pub fn reply(
         return Reply::etrn_refused(&t.to_string(), "not a domain held here");
     }
     let node = t.to_string();
+    if let (0, false, Some(at)) = (released.messages, released.active, released.not_before) {
+        // Its last attempt failed moments ago: 458, "unable to queue messages".
+        return Reply::new(
+            458,
+            format!(
+                "4.4.1 {node}: the last attempt failed, unable to queue messages for {} s",
+                at.saturating_sub(now).max(1)
+            ),
+        );
+    }
     if released.messages > 0 {
         Reply::etrn_started(released.messages, &node)
     } else if released.matched {

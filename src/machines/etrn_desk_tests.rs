@@ -102,23 +102,40 @@ fn idle_addresses_are_forgotten_and_the_table_is_bounded() {
 fn each_release_gets_its_rfc_1985_reply() {
     let t = target("client.dom");
     let detailed = EtrnReplies::Detailed;
-    let r = reply(&t, &released(true, 3), detailed, || unreachable!());
+    let r = reply(&t, &released(true, 3), detailed, 0, || unreachable!());
     assert_eq!(
         r.to_string(),
         "253 2.0.0 OK, 3 pending messages for node client.dom started"
     );
-    let r = reply(&t, &released(true, 0), detailed, || unreachable!());
+    let r = reply(&t, &released(true, 0), detailed, 0, || unreachable!());
     assert_eq!(r.code, 252, "{r}");
-    let r = reply(&t, &released(false, 0), detailed, || true);
+    let r = reply(&t, &released(false, 0), detailed, 0, || true);
     assert_eq!(r.code, 251, "{r}");
-    let r = reply(&t, &released(false, 0), detailed, || false);
+    let r = reply(&t, &released(false, 0), detailed, 0, || false);
     assert_eq!(r.code, 459, "{r}");
     // Minimal: 250 whatever was found, and the routes are not even asked.
     for rel in [released(true, 3), released(false, 0)] {
-        let r = reply(&t, &rel, EtrnReplies::Minimal, || unreachable!());
+        let r = reply(&t, &rel, EtrnReplies::Minimal, 0, || unreachable!());
         assert_eq!(r.code, 250, "{r}");
     }
     assert_eq!(stopping_reply(&t).code, 458);
+    // Matched, but its attempts failed moments ago: 458 until the gap ends.
+    let gapped = Released {
+        matched: true,
+        not_before: Some(1_060),
+        ..Released::default()
+    };
+    let r = reply(&t, &gapped, detailed, 1_000, || unreachable!());
+    assert_eq!(
+        r.to_string(),
+        "458 4.4.1 client.dom: the last attempt failed, unable to queue messages for 60 s"
+    );
+    // Something else of it started: that counts.
+    let some = Released {
+        messages: 2,
+        ..gapped
+    };
+    assert_eq!(reply(&t, &some, detailed, 1_000, || true).code, 253);
 }
 
 #[test]

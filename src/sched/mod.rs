@@ -127,6 +127,9 @@ pub struct Released {
     pub matched: bool,
     /// A matching thread has a delivery running.
     pub active: bool,
+    /// Matching mail whose last attempt failed moments ago stays put until then
+    /// (see [`ReleaseGap`]): the earliest such moment.
+    pub not_before: Option<Unix>,
 }
 
 /// Where a recipient is.
@@ -181,6 +184,8 @@ struct Thread {
     last_release: Unix,
     /// Its mail parked on disk, summed (`park`).
     parked: park::Parked,
+    /// How soon a release may try it again after failures.
+    gap: ReleaseGap,
 }
 
 impl Thread {
@@ -750,6 +755,7 @@ mod claim;
 mod expiry;
 mod links;
 pub use links::{HeldDest, HeldSum};
+pub use release::ReleaseGap;
 mod operator;
 pub use operator::{QueueOp, Selection};
 mod outcome;

@@ -125,6 +125,9 @@ impl Scheduler {
                 RcptResult::Delivered => {
                     ri.state = RcptState::Done;
                     self.errors.remove(r);
+                    if let Some(t) = self.threads.get_mut(&ri.key) {
+                        t.gap.delivered();
+                    }
                 }
                 RcptResult::Failed(status, reason) => {
                     ri.state = RcptState::Done;
@@ -146,6 +149,7 @@ impl Scheduler {
                     if back == RcptState::Waiting {
                         t.wait(*r, size);
                     }
+                    t.gap.failed(now);
                     self.records.push_back((
                         r.msg,
                         StateRecord::Deferred {

@@ -12,7 +12,18 @@ impl Scheduler {
     /// recipient's domain. A repeated release of the same recipients coalesces.
     /// Threads of the `hold` transport are never released: only ATRN
     /// ([`Scheduler::claim`]) or expiry takes their mail.
-    pub fn release(&mut self, mut pick: impl FnMut(&ThreadKey, &str) -> bool) -> Released {
+    pub fn release(&mut self, pick: impl FnMut(&ThreadKey, &str) -> bool) -> Released {
+        self.release_at(pick, Unix::MAX)
+    }
+
+    /// [`Scheduler::release`] at `now` for a request from outside (ETRN, `etrnd
+    /// flush TARGET`): a destination whose attempts failed in the last moments
+    /// ([`super::ReleaseGap`]) is left until its gap ends (`not_before`).
+    pub fn release_at(
+        &mut self,
+        mut pick: impl FnMut(&ThreadKey, &str) -> bool,
+        now: Unix,
+    ) -> Released {
         let mut out = Released::default();
         let mut msgs = BTreeSet::new();
         let mut touched = Vec::new();
@@ -22,6 +33,17 @@ impl Scheduler {
                 .and_then(|i| self.conf.clauses.get(i))
                 .is_some_and(|c| matches!(c.params.command, Some((Transport::Hold, _))));
             if hold {
+                continue;
+            }
+            let gap_ends = t.gap.not_before();
+            if now < gap_ends {
+                if t.waiting
+                    .iter()
+                    .any(|r| pick(k, &rcpt_domain(&self.msgs, *r)))
+                {
+                    out.matched = true;
+                    out.not_before = Some(out.not_before.map_or(gap_ends, |x| x.min(gap_ends)));
+                }
                 continue;
             }
             let mut matched_here = false;
@@ -74,9 +96,21 @@ impl Scheduler {
         out
     }
 
+    /// The destinations whose release gap has not ended at `now` (few: those whose
+    /// attempts just failed), and when it ends.
+    pub fn gapped(&self, now: Unix) -> std::collections::HashMap<ThreadKey, Unix> {
+        self.threads
+            .iter()
+            .map(|(k, t)| (k, t.gap.not_before()))
+            .filter(|(_, end)| now < *end)
+            .map(|(k, end)| ((**k).clone(), end))
+            .collect()
+    }
+
     /// Runs every thread that is not held now, back-off or not (SIGUSR1, `etrnd flush`
-    /// without a target).
-    pub fn release_unheld(&mut self, now: Unix) -> usize {
+    /// without a target); with `gap`, not those whose attempts just failed (a
+    /// user's flush: see [`super::ReleaseGap`]).
+    pub fn release_unheld(&mut self, now: Unix, gap: bool) -> usize {
         let mut n = 0;
         let mut touched = Vec::new();
         for (k, t) in self.threads.iter_mut() {
@@ -87,7 +121,8 @@ impl Scheduler {
                     c.params.queueonly || matches!(c.params.command, Some((Transport::Hold, _)))
                 })
                 .unwrap_or(true);
-            if !held && !t.waiting.is_empty() {
+            let gapped = gap && now < t.gap.not_before();
+            if !held && !t.waiting.is_empty() && !gapped {
                 t.wakeup = t.wakeup.min(now);
                 n += 1;
                 touched.push(k.clone());
@@ -97,5 +132,48 @@ impl Scheduler {
             self.place(k);
         }
         n
+    }
+}
+
+/// How soon a release (ETRN, `etrnd flush`) may try a destination again after its
+/// attempts failed: 1 minute after the first failure, doubling to 15 minutes, reset
+/// by a delivery. Without it every ETRN (10 a minute from each address) or flush
+/// from a local user re-tried every held message of an unreachable destination and
+/// added a journal record per message each time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReleaseGap {
+    /// When the last attempt failed, and how many in a row.
+    failed_at: Unix,
+    streak: u32,
+}
+
+impl ReleaseGap {
+    /// The first gap; it doubles with each failure in a row.
+    pub const FIRST: Unix = 60;
+    /// The longest gap.
+    pub const MOST: Unix = 900;
+
+    /// An attempt failed at `now` (the recipients of one attempt count once).
+    pub fn failed(&mut self, now: Unix) {
+        if self.streak > 0 && self.failed_at == now {
+            return;
+        }
+        self.failed_at = now;
+        self.streak = self.streak.saturating_add(1);
+    }
+
+    /// Mail went through: releases may try at once again.
+    pub fn delivered(&mut self) {
+        *self = ReleaseGap::default();
+    }
+
+    /// The first moment a release may try again.
+    pub fn not_before(&self) -> Unix {
+        match self.streak {
+            0 => 0,
+            n => self
+                .failed_at
+                .saturating_add((Self::FIRST << (n - 1).min(8)).min(Self::MOST)),
+        }
     }
 }

@@ -119,6 +119,43 @@ fn queue_only_waits_for_a_release() {
 }
 
 #[test]
+fn a_release_waits_out_the_gap_after_failed_attempts() {
+    let mut s = Scheduler::new(conf(BASIC), 1);
+    let env1 = env(0, &[("smtp-etrn", "mail.client.dom")]);
+    s.add_message(MessageId(1), &env1, &[], 0);
+    let fail = |s: &mut Scheduler, now: Unix| {
+        let r = s.release_at(|_, _| true, now);
+        assert_eq!(r.messages, 1, "released at {now}");
+        let j = s.poll_job(now).unwrap();
+        s.job_done(
+            j.id,
+            &[(j.rcpts[0], RcptResult::Deferred("down".into()))],
+            now,
+        );
+    };
+    fail(&mut s, 100);
+    // ETRNs in the next minute find it, start nothing, and say until when.
+    let r = s.release_at(|_, _| true, 159);
+    assert_eq!((r.messages, r.matched, r.not_before), (0, true, Some(160)));
+    assert!(s.poll_job(159).is_none());
+    assert!(s.gapped(159).keys().any(|k| k.host == "mail.client.dom"));
+    // Then one attempt; a second failure doubles the gap, up to 15 minutes.
+    fail(&mut s, 160);
+    assert_eq!(s.release_at(|_, _| true, 161).not_before, Some(280));
+    for (at, gap) in [(280, 240), (520, 480), (1_000, 900), (1_900, 900)] {
+        fail(&mut s, at);
+        assert_eq!(s.release_at(|_, _| true, at).not_before, Some(at + gap));
+    }
+    // Link up (a release without a time) is not held back; a delivery ends the gap.
+    assert_eq!(s.release(|_, _| true).messages, 1);
+    let j = s.poll_job(1_900).unwrap();
+    s.add_message(MessageId(2), &env1, &[], 1_900);
+    s.job_done(j.id, &[(j.rcpts[0], RcptResult::Delivered)], 1_901);
+    let r = s.release_at(|_, _| true, 1_902);
+    assert_eq!((r.messages, r.not_before), (1, None));
+}
+
+#[test]
 fn release_waits_for_a_free_slot_instead_of_being_dropped() {
     let mut s = Scheduler::new(
         conf("*/* maxta=1\nsmtp-etrn/* queueonly command=smtp\nsmtp/* command=smtp\n"),
@@ -177,7 +214,9 @@ fn release_unheld_overrides_back_off_only_for_unheld_threads() {
     );
     s.add_message(MessageId(2), &env(0, &[("smtp-etrn", "c.dom")]), &[], 0);
     assert!(s.poll_job(1).is_none());
-    assert_eq!(s.release_unheld(1), 1);
+    // A user's flush waits out the gap after the failure; root's does not.
+    assert_eq!(s.release_unheld(1, true), 0);
+    assert_eq!(s.release_unheld(1, false), 1);
     let j = s.poll_job(1).unwrap();
     assert_eq!(j.key.host, "dead.example");
     assert!(s.poll_job(1).is_none());

@@ -399,7 +399,12 @@ impl ClientSession {
             mech.name(),
             r.summary()
         );
-        self.auth_failure = Some((format!("AUTH {}: {}", mech.name(), r.summary()), true));
+        // A 5xx refuses the credentials; a 4xx (454: the server's own trouble) does
+        // not say they are wrong.
+        self.auth_failure = Some((
+            format!("AUTH {}: {}", mech.name(), r.summary()),
+            r.code >= 500,
+        ));
         // The next mechanism the credentials allow, if the server offers one.
         self.after_ehlo(now);
     }

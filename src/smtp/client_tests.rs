@@ -633,6 +633,19 @@ fn await_auth_a_refused_cram_md5_is_followed_by_plain() {
 }
 
 #[test]
+fn await_auth_a_temporary_refusal_is_not_an_auth_failure() {
+    let mut t = authing(Credentials::password("cust", b"s3cret"), "PLAIN");
+    assert!(t.sent().ends_with("AUTH PLAIN AGN1c3QAczNjcmV0\r\n"));
+    t.server("454 4.7.0 Temporary authentication failure\r\n");
+    assert!(
+        matches!(&t.events[..], [ClientEvent::Failed { temporary: true, auth: false, reason }]
+            if reason.contains("454")),
+        "{:?}",
+        t.events
+    );
+}
+
+#[test]
 fn await_auth_every_mechanism_refused_defers_with_the_last_reply() {
     let mut t = authing(Credentials::password("cust", b"s3cret"), "PLAIN LOGIN");
     assert_eq!(

@@ -237,6 +237,26 @@ fn etrn_while_the_client_is_down_leaves_mail_held() {
     );
     let (_, q) = etrnd(&w.hub, &["mailq"]);
     assert!(q.contains("held, 1 attempt(s)"), "{q}");
+    // An ETRN again at once is told to wait: no second attempt, no journal record
+    // (a flood of ETRNs cannot make the hub hammer a dead host and grow journals).
+    let port = w.hub_port.to_string();
+    let (code, out) = etrnd(
+        &w.hub,
+        &["etrn", "-p", &port, "127.0.0.2", "mail.client.dom"],
+    );
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("458") && out.contains("the last attempt failed"),
+        "{out}"
+    );
+    let (_, q) = etrnd(&w.hub, &["mailq"]);
+    assert!(q.contains("held, 1 attempt(s)"), "{q}");
+    // Root's flush is not held back.
+    let (code, out) = etrnd(&w.hub, &["flush", "mail.client.dom"]);
+    assert_eq!(code, 0, "{out}");
+    wait("the second attempt", 10, &[&w.hub], || {
+        w.hub.log().matches("connect-failed").count() == 2
+    });
     assert_eq!(w.dns.count(), 0);
 }
 

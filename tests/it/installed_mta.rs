@@ -188,6 +188,13 @@ fn installed_default_configuration_is_this_machines_mta() {
     ] {
         assert!(dest.join(f).is_file(), "{f} missing");
     }
+    // The secrets samples are private, as the daemon requires of the real files.
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["authinfo", "tls_policy"] {
+        let p = dest.join("usr/local/etc/etrnd/samples/client/db").join(f);
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f}: {mode:o}");
+    }
 
     let home = TempDir::new("installed-mta-home");
     std::os::unix::fs::chown(&home.0, Some(attacker_uid()), None).unwrap();

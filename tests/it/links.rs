@@ -627,6 +627,53 @@ fn a_failed_dial_backs_off_and_mail_waits() {
     );
 }
 
+/// A dial command that ignores SIGTERM after its dial failed is killed, with its
+/// children, a few seconds later: stuck dials never pile up.
+#[test]
+fn a_dial_command_that_ignores_sigterm_is_killed() {
+    let base = std::env::temp_dir().join(format!("etrnd-dial-{}", std::process::id()));
+    let (script, pidfile) = (base.with_extension("sh"), base.with_extension("pid"));
+    let _ = std::fs::remove_file(&pidfile);
+    std::fs::write(
+        &script,
+        format!(
+            "trap '' TERM\necho $$ > {}\nwhile :; do sleep 1; done\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    let setup = Setup {
+        conf: format!(
+            "LINKS=\"default:#smtp\"\nLINK_DIAL=\"/bin/sh {}\"\nLINK_DIAL_WHEN=\"count=1\"\n\
+             LINK_DIAL_TIMEOUT=1\n",
+            script.display()
+        ),
+        routes: ". smtp![127.0.0.1]:9\n".into(),
+        ..Setup::default()
+    };
+    let sched = "smtp/* expiry=1d interval=1m retries=1\nsmtp/* command=smtp\n";
+    let d = Daemon::start_with_files(setup, &[("scheduler.conf", sched)]);
+    let (code, err) = d.sendmail(&["x@far.example"], "Subject: 1\r\n\r\nm\r\n");
+    assert_eq!(code, 0, "{err}");
+    d.wait_until("the failed dial", 20, || {
+        d.log().contains("link dial-failed")
+    });
+    let pid = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    let alive = |pid: &str| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    assert!(
+        alive(&pid),
+        "the dial command ignored SIGTERM and still runs"
+    );
+    d.wait_until("the kill", 30, || d.log().contains("link dial-killed"));
+    d.wait_until("the command gone", 10, || !alive(&pid));
+    for f in [&script, &pidfile] {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
 /// A local user may ask `link status` but cannot bring a link up (and so make the
 /// host dial, or send held mail) or take it down.
 #[test]

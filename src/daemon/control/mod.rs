@@ -449,7 +449,9 @@ impl Core {
             Request::Queue { op, sel } => self.queue_request(op, &sel, who.uid, me, now),
             Request::FlushAll => {
                 self.page_in_unheld();
-                let threads = self.sched.release_unheld(self.time.unix);
+                // A user's flush leaves destinations whose attempts just failed
+                // alone until their gap ends; root's and USER's do not.
+                let threads = self.sched.release_unheld(self.time.unix, !who.privileged);
                 Some(Reply::new(
                     250,
                     format!("2.0.0 flushing {threads} queues that are not held"),
@@ -460,7 +462,7 @@ impl Core {
             }
             Request::Flush(t) => {
                 let from = format!("uid {}", who.uid);
-                Some(self.etrn_release(&t, ("flush", &from)))
+                Some(self.etrn_release(&t, ("flush", &from), who.privileged))
             }
         }
     }

@@ -265,6 +265,11 @@ pub(super) mod children {
         crate::sys::terminate(pid)
     }
 
+    /// Kills `pid` and its session, and reaps it.
+    pub fn kill(pid: i32) {
+        crate::sys::kill_session(pid)
+    }
+
     /// Kills `pid` and reaps it (waiting a second at most).
     pub fn kill_and_reap(pid: i32) {
         let _ = crate::sys::signal(pid, libc::SIGKILL);

@@ -80,11 +80,34 @@ fn crypt_ok(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// The scheme of a crypt(3) setting: `$y$`, `$2b$`, `$6$` …
+fn crypt_scheme(setting: &str) -> &str {
+    let end = setting[1..].find('$').map_or(setting.len(), |i| i + 2);
+    &setting[..end]
+}
+
+/// Whether this system's crypt(3) computes hashes of `setting`'s scheme at all:
+/// musl knows only `$2b$ $5$ $6$` (and answers others with a DES hash), FreeBSD
+/// and NetBSD lack `$y$` and `$7$`, OpenBSD has only bcrypt. A hash it cannot
+/// compute would make its user's every login "wrong password", silently. One
+/// crypt(3) per scheme, remembered in `seen`.
+pub(crate) fn scheme_verifies(setting: &str, seen: &mut Vec<(String, bool)>) -> bool {
+    let scheme = crypt_scheme(setting);
+    if let Some((_, ok)) = seen.iter().find(|(s, _)| s == scheme) {
+        return *ok;
+    }
+    let ok = super::crypt(b"etrnd-scheme-probe", setting)
+        .is_some_and(|h| h.starts_with(scheme) && h.len() > scheme.len() + 8);
+    seen.push((scheme.to_string(), ok));
+    ok
+}
+
 impl Secrets {
     /// Parses the text of the file at `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Secrets, Vec<ConfigError>> {
         let mut out = Secrets::default();
         let mut errors = Vec::new();
+        let mut schemes = Vec::new();
         for line in lex::lines(text) {
             let err = |m: String| ConfigError::at(path, line.no, m);
             let mut words = line.text.split_whitespace();
@@ -116,6 +139,14 @@ impl Secrets {
                 }
                 Scheme::Plain(p.as_bytes().to_vec())
             } else if crypt_ok(secret) {
+                if !scheme_verifies(secret, &mut schemes) {
+                    errors.push(err(format!(
+                        "this system's crypt(3) cannot verify {} hashes (musl and the BSDs lack \
+                         some schemes): store a $6$ or {{CRAM-MD5}} secret for '{user}'",
+                        crypt_scheme(secret)
+                    )));
+                    continue;
+                }
                 Scheme::Crypt(secret.to_string())
             } else {
                 errors.push(err(
@@ -294,6 +325,19 @@ pub fn entitled(domains: &[String], target: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scheme_this_crypt_cannot_compute_is_told_apart() {
+        let mut seen = Vec::new();
+        assert_eq!(crypt_scheme("$6$saltsalt$abc"), "$6$");
+        assert_eq!(crypt_scheme("$2b$12$abc"), "$2b$");
+        // glibc with libxcrypt computes SHA-512 crypt; nobody computes "$9$".
+        assert!(scheme_verifies("$6$saltsalt$abcdefghijklmnop", &mut seen));
+        assert!(!scheme_verifies("$9$saltsalt$abcdefghijklmnop", &mut seen));
+        assert_eq!(seen.len(), 2, "one probe per scheme: {seen:?}");
+        assert!(scheme_verifies("$6$othersalt$x", &mut seen));
+        assert_eq!(seen.len(), 2);
+    }
 
     #[test]
     fn parses_every_scheme_with_domains() {

@@ -15,11 +15,15 @@ extern "C" {
     fn c_crypt(key: *const libc::c_char, salt: *const libc::c_char) -> *mut libc::c_char;
 }
 
-/// crypt(3) of `password` under `setting`. Not reentrant: called only in the auth
-/// helper (one thread) and in one test.
+/// crypt(3) is not reentrant (one static buffer): calls take turns.
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// crypt(3) of `password` under `setting`. Calls take turns (crypt(3) keeps its
+/// result in one static buffer; the auth helper has one thread, the tests many).
 pub fn crypt(password: &[u8], setting: &str) -> Option<String> {
     let key = std::ffi::CString::new(password).ok()?;
     let salt = std::ffi::CString::new(setting).ok()?;
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     // SAFETY: both are NUL-terminated; crypt returns NULL or a pointer to a static
     // NUL-terminated buffer, copied out at once.
     let out = unsafe { c_crypt(key.as_ptr(), salt.as_ptr()) };

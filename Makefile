@@ -170,12 +170,30 @@ fuzz:
 			-max_total_time=$(FUZZ_SECONDS)) || exit 1; \
 	done
 
-# A binary with no shared-library dependency (glibc's static libc here; musl where
-# the toolchain's host target is musl): what one ships on a router. The host
+# A binary with no shared-library dependency: what one ships on a router.
+# STATIC_TARGET names the target triple; on Linux it is musl for this machine's
+# processor by default (OpenWrt, Alpine: `make static STATIC_TARGET=
+# mips-unknown-linux-musl` for another, with CC_<triple> naming its C compiler,
+# which ring needs), elsewhere this machine's own triple with a static libc. The
 # triple is named so that build scripts and proc-macros stay dynamic.
 STATIC_BIN =	target/etrnd-static
 static:
-	t=$$(rustc -vV | sed -n 's/^host: //p'); \
+	host=$$(rustc -vV | sed -n 's/^host: //p'); \
+	case "$$(uname -s)" in \
+	Linux) t=$${STATIC_TARGET:-$$(uname -m)-unknown-linux-musl} ;; \
+	*) t=$${STATIC_TARGET:-$$host} ;; \
+	esac; \
+	if [ "$$t" != "$$host" ]; then \
+		rustup target list --installed 2>/dev/null | grep -qx "$$t" || rustup target add "$$t" || exit 1; \
+	fi; \
+	cc_var=CC_$$(echo "$$t" | tr - _); \
+	case "$$t" in \
+	"$$(uname -m)"-unknown-linux-musl) \
+		if [ -z "$$(printenv "$$cc_var")" ]; then \
+			command -v musl-gcc >/dev/null || { echo "make static: needs musl-gcc (Debian: apt-get install musl-tools) or $$cc_var" >&2; exit 69; }; \
+			export "$$cc_var=musl-gcc"; \
+		fi ;; \
+	esac; \
 	RUSTFLAGS="-C target-feature=+crt-static" ETRND_PREFIX=$(PREFIX) ETRND_SYSCONFDIR=$(SYSCONFDIR) \
 		$(CARGO) build --release --target $$t && \
 	cp target/$$t/release/etrnd $(STATIC_BIN) && ls -l $(STATIC_BIN)

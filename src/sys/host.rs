@@ -71,7 +71,8 @@ pub fn boot_id() -> Option<String> {
 /// `time_t` holds (after January 2038 the offset of then); the fields are reckoned
 /// in 64 bits, so the log's time stamps never wrap.
 pub fn local_time(unix: u64) -> [u32; 5] {
-    let probe = unix.min(i32::MAX as u64) as libc::time_t;
+    // Typed by localtime_r: libc::time_t is deprecated on musl (it is to be 64-bit).
+    let probe = unix.min(i32::MAX as u64) as _;
     // SAFETY: tm is plain old data; zeroed is a valid initial value.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     // SAFETY: both pointers are valid for the call.

@@ -687,7 +687,7 @@ mod tests {
     #[test]
     fn local_time_is_the_c_librarys_before_2038_and_goes_on_after() {
         for unix in [0u64, 86_399, 1_700_000_000, 2_147_483_647] {
-            let t = unix as libc::time_t;
+            let t = unix as _;
             // SAFETY: as in local_time.
             let mut tm: libc::tm = unsafe { std::mem::zeroed() };
             assert!(!unsafe { libc::localtime_r(&t, &mut tm) }.is_null());

@@ -174,8 +174,9 @@ fuzz:
 # STATIC_TARGET names the target triple; on Linux it is musl for this machine's
 # processor by default (OpenWrt, Alpine: `make static STATIC_TARGET=
 # mips-unknown-linux-musl` for another, with CC_<triple> naming its C compiler,
-# which ring needs), elsewhere this machine's own triple with a static libc. The
-# triple is named so that build scripts and proc-macros stay dynamic.
+# which ring needs), elsewhere this machine's own triple with a static libc;
+# STATIC_PROFILE=router optimises for size. The triple is named so that build
+# scripts and proc-macros stay dynamic.
 STATIC_BIN =	target/etrnd-static
 static:
 	host=$$(rustc -vV | sed -n 's/^host: //p'); \
@@ -194,9 +195,10 @@ static:
 			export "$$cc_var=musl-gcc"; \
 		fi ;; \
 	esac; \
+	p=$${STATIC_PROFILE:-release}; \
 	RUSTFLAGS="-C target-feature=+crt-static" ETRND_PREFIX=$(PREFIX) ETRND_SYSCONFDIR=$(SYSCONFDIR) \
-		$(CARGO) build --release --target $$t && \
-	cp target/$$t/release/etrnd $(STATIC_BIN) && ls -l $(STATIC_BIN)
+		$(CARGO) build --profile $$p --target $$t && \
+	cp target/$$t/$$p/etrnd $(STATIC_BIN) && ls -l $(STATIC_BIN)
 
 # The integration tests against a static build of the daemon.
 test-static:

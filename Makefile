@@ -5,6 +5,7 @@
 #   make test       run every test
 #   make static     a binary with no shared-library dependency (target/etrnd-static)
 #   make test-static  the integration tests against a static build
+#   make cross      type-check the BSDs, build static musl binaries
 #   make install    install under $(DESTDIR)$(PREFIX)
 #   make uninstall  remove what install put there
 #   make bench      side-by-side figures (see bench/)
@@ -200,6 +201,11 @@ static:
 		$(CARGO) build --profile $$p --target $$t && \
 	cp target/$$t/$$p/etrnd $(STATIC_BIN) && ls -l $(STATIC_BIN)
 
+# The platforms etrnd is for, checked from here (tests/cross.sh says which, and
+# which it skipped and why).
+cross:
+	sh tests/cross.sh
+
 # The integration tests against a static build of the daemon.
 test-static:
 	t=$$(rustc -vV | sed -n 's/^host: //p'); \
@@ -210,4 +216,4 @@ clean:
 	$(CARGO) clean
 	rm -rf var
 
-.PHONY: all build static test-static run test install uninstall bench crashtest fuzz soak clean
+.PHONY: all build static cross test-static run test install uninstall bench crashtest fuzz soak clean

@@ -143,6 +143,8 @@ fn shell_scripts_pass_sh_n_and_shellcheck() {
         ("bench/local.sh", "sh"),
         ("bench/dns.sh", "sh"),
         ("bench/lib.sh", "sh"),
+        ("bench/vs.sh", "sh"),
+        ("tests/cross.sh", "sh"),
     ] {
         let path = root().join(script);
         let out = Command::new("sh").arg("-n").arg(&path).output().unwrap();

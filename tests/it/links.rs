@@ -591,11 +591,13 @@ print("ok")
     assert_ne!(cols[5], "-", "the last release:\n{after}");
 }
 
-#[test]
-fn a_failed_dial_backs_off_and_mail_waits() {
+/// A daemon whose link `default` dials with `dial` (and `extra` settings) for the
+/// first message it holds, once the dial has failed.
+fn failed_dial(dial: &str, extra: &str) -> Daemon {
     let setup = Setup {
-        conf: "LINKS=\"default:#smtp\"\nLINK_DIAL=\"/bin/false\"\nLINK_DIAL_WHEN=\"count=1\"\n"
-            .into(),
+        conf: format!(
+            "LINKS=\"default:#smtp\"\nLINK_DIAL=\"{dial}\"\nLINK_DIAL_WHEN=\"count=1\"\n{extra}"
+        ),
         routes: ". smtp![127.0.0.1]:9\n".into(),
         ..Setup::default()
     };
@@ -606,6 +608,12 @@ fn a_failed_dial_backs_off_and_mail_waits() {
     d.wait_until("the failed dial", 20, || {
         d.log().contains("link dial-failed name=default")
     });
+    d
+}
+
+#[test]
+fn a_failed_dial_backs_off_and_mail_waits() {
+    let d = failed_dial("/bin/false", "");
     assert!(d.log().contains("retry-in=60"), "{}", d.log());
     // More mail during the back-off: no second dial, nothing sent, nothing lost.
     let (code, err) = d.sendmail(&["x@far.example"], "Subject: 2\r\n\r\nm\r\n");
@@ -642,22 +650,10 @@ fn a_dial_command_that_ignores_sigterm_is_killed() {
         ),
     )
     .unwrap();
-    let setup = Setup {
-        conf: format!(
-            "LINKS=\"default:#smtp\"\nLINK_DIAL=\"/bin/sh {}\"\nLINK_DIAL_WHEN=\"count=1\"\n\
-             LINK_DIAL_TIMEOUT=1\n",
-            script.display()
-        ),
-        routes: ". smtp![127.0.0.1]:9\n".into(),
-        ..Setup::default()
-    };
-    let sched = "smtp/* expiry=1d interval=1m retries=1\nsmtp/* command=smtp\n";
-    let d = Daemon::start_with_files(setup, &[("scheduler.conf", sched)]);
-    let (code, err) = d.sendmail(&["x@far.example"], "Subject: 1\r\n\r\nm\r\n");
-    assert_eq!(code, 0, "{err}");
-    d.wait_until("the failed dial", 20, || {
-        d.log().contains("link dial-failed")
-    });
+    let d = failed_dial(
+        &format!("/bin/sh {}", script.display()),
+        "LINK_DIAL_TIMEOUT=1\n",
+    );
     let pid = std::fs::read_to_string(&pidfile)
         .unwrap()
         .trim()

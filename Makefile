@@ -30,7 +30,10 @@ INSTALL ?=	install
 BIN ?=		target/release/etrnd
 MAN5 =		etrnd.conf.5 etrnd-routes.5 etrnd-scheduler.conf.5
 # The operating system the rc.d script is for (default: this one's uname -s). On
-# OpenBSD the rc_cmd script goes to /etc/rc.d, elsewhere the rc.subr one to RCDIR.
+# OpenBSD the rc_cmd script goes to /etc/rc.d with a login class (the descriptor
+# limit) in /etc/login.conf.d and the man pages to PREFIX/man, where its man looks;
+# on NetBSD the rc.subr script goes to /etc/rc.d (the only place /etc/rc reads);
+# elsewhere to RCDIR.
 OPSYS ?=
 # The shipped scripts and man pages name /usr/local; install rewrites the paths.
 SUBST =		sed -e 's|/usr/local/etc|$(SYSCONFDIR)|g' -e 's|/usr/local/sbin|$(BINDIR)|g' \
@@ -64,24 +67,37 @@ CONF_FILES =	etrnd.conf scheduler.conf db/routes db/localnames db/aliases
 install: build
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/etrnd/db \
 		$(DESTDIR)$(SYSCONFDIR)/etrnd/samples/hub/db \
-		$(DESTDIR)$(SYSCONFDIR)/etrnd/samples/client/db \
-		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(RCDIR)
+		$(DESTDIR)$(SYSCONFDIR)/etrnd/samples/client/db
 	$(INSTALL) -m 755 $(BIN) $(DESTDIR)$(BINDIR)/etrnd
-	$(SUBST) man/etrnd.8 > $(DESTDIR)$(MANDIR)/man8/etrnd.8
-	chmod 644 $(DESTDIR)$(MANDIR)/man8/etrnd.8
+	os="$(OPSYS)"; [ -n "$$os" ] || os=$$(uname -s); \
+	mandir="$(MANDIR)"; \
+	if [ "$$os" = OpenBSD ] && [ "$$mandir" = "$(PREFIX)/share/man" ]; then \
+		mandir="$(PREFIX)/man"; \
+	fi; \
+	$(INSTALL) -d $(DESTDIR)$$mandir/man8 $(DESTDIR)$$mandir/man5 || exit 1; \
+	$(SUBST) man/etrnd.8 > $(DESTDIR)$$mandir/man8/etrnd.8 && \
+		chmod 644 $(DESTDIR)$$mandir/man8/etrnd.8 || exit 1; \
 	for m in $(MAN5); do \
-		$(SUBST) man/$$m > $(DESTDIR)$(MANDIR)/man5/$$m && \
-		chmod 644 $(DESTDIR)$(MANDIR)/man5/$$m || exit 1; \
+		$(SUBST) man/$$m > $(DESTDIR)$$mandir/man5/$$m && \
+		chmod 644 $(DESTDIR)$$mandir/man5/$$m || exit 1; \
 	done
 	os="$(OPSYS)"; [ -n "$$os" ] || os=$$(uname -s); \
-	if [ "$$os" = OpenBSD ]; then \
-		$(INSTALL) -d $(DESTDIR)/etc/rc.d && \
+	case "$$os" in \
+	OpenBSD) \
+		$(INSTALL) -d $(DESTDIR)/etc/rc.d $(DESTDIR)/etc/login.conf.d && \
 		$(SUBST) rc.d/etrnd.openbsd > $(DESTDIR)/etc/rc.d/etrnd && \
-		chmod 555 $(DESTDIR)/etc/rc.d/etrnd; \
-	else \
+		chmod 555 $(DESTDIR)/etc/rc.d/etrnd && \
+		cp rc.d/login.conf.etrnd $(DESTDIR)/etc/login.conf.d/etrnd && \
+		chmod 644 $(DESTDIR)/etc/login.conf.d/etrnd || exit 1 ;; \
+	NetBSD) \
+		$(INSTALL) -d $(DESTDIR)/etc/rc.d && \
+		$(SUBST) rc.d/etrnd > $(DESTDIR)/etc/rc.d/etrnd && \
+		chmod 555 $(DESTDIR)/etc/rc.d/etrnd || exit 1 ;; \
+	*) \
+		$(INSTALL) -d $(DESTDIR)$(RCDIR) && \
 		$(SUBST) rc.d/etrnd > $(DESTDIR)$(RCDIR)/etrnd && \
-		chmod 755 $(DESTDIR)$(RCDIR)/etrnd; \
-	fi; \
+		chmod 755 $(DESTDIR)$(RCDIR)/etrnd || exit 1 ;; \
+	esac; \
 	if [ "$$os" = Linux ]; then \
 		$(INSTALL) -d $(DESTDIR)$(SYSTEMDDIR) && \
 		$(SUBST) etc/systemd/etrnd.service > $(DESTDIR)$(SYSTEMDDIR)/etrnd.service && \
@@ -124,13 +140,21 @@ uninstall:
 		l=$(DESTDIR)$(BINDIR)/$$f; \
 		if [ -L $$l ] && [ "$$(readlink $$l)" = etrnd ]; then rm -f $$l; fi; \
 	done
-	rm -f $(DESTDIR)$(MANDIR)/man8/etrnd.8 $(DESTDIR)$(SYSCONFDIR)/etrnd/ip-up.etrnd \
+	rm -f $(DESTDIR)$(SYSCONFDIR)/etrnd/ip-up.etrnd \
 		$(DESTDIR)$(SYSCONFDIR)/etrnd/ip-down.etrnd $(DESTDIR)$(SYSTEMDDIR)/etrnd.service
 	rm -rf $(DESTDIR)$(SYSCONFDIR)/etrnd/samples
 	os="$(OPSYS)"; [ -n "$$os" ] || os=$$(uname -s); \
-	if [ "$$os" = OpenBSD ]; then rm -f $(DESTDIR)/etc/rc.d/etrnd; \
-	else rm -f $(DESTDIR)$(RCDIR)/etrnd; fi
-	for m in $(MAN5); do rm -f $(DESTDIR)$(MANDIR)/man5/$$m; done
+	mandir="$(MANDIR)"; \
+	if [ "$$os" = OpenBSD ] && [ "$$mandir" = "$(PREFIX)/share/man" ]; then \
+		mandir="$(PREFIX)/man"; \
+	fi; \
+	rm -f $(DESTDIR)$$mandir/man8/etrnd.8; \
+	for m in $(MAN5); do rm -f $(DESTDIR)$$mandir/man5/$$m; done; \
+	case "$$os" in \
+	OpenBSD) rm -f $(DESTDIR)/etc/rc.d/etrnd $(DESTDIR)/etc/login.conf.d/etrnd ;; \
+	NetBSD) rm -f $(DESTDIR)/etc/rc.d/etrnd ;; \
+	*) rm -f $(DESTDIR)$(RCDIR)/etrnd ;; \
+	esac
 	for f in $(CONF_FILES); do rm -f $(DESTDIR)$(SYSCONFDIR)/etrnd/$$f.sample; done
 
 # Spool-bound figures run on a fresh file system (bench/spoolfs.sh sets BENCH_DIR).

@@ -201,8 +201,8 @@ fn make_install_substitutes_prefix_and_installs_the_openbsd_script_where_it_belo
     assert_ne!(format!("{pexp} mailq"), pexp);
     for f in [
         "usr/pkg/etc/etrnd/ip-up.etrnd",
-        "usr/pkg/share/man/man8/etrnd.8",
-        "usr/pkg/share/man/man5/etrnd.conf.5",
+        "usr/pkg/man/man8/etrnd.8",
+        "usr/pkg/man/man5/etrnd.conf.5",
     ] {
         let text = std::fs::read_to_string(dest.join(f)).unwrap();
         assert!(!text.contains("/usr/local"), "{f}");
@@ -212,6 +212,101 @@ fn make_install_substitutes_prefix_and_installs_the_openbsd_script_where_it_belo
         !dest.join("usr/pkg/etc/rc.d/etrnd").exists(),
         "not the FreeBSD one"
     );
+}
+
+/// `bmake install` for each system puts every file where that system looks: its
+/// rc.d script where its rc reads it, its man pages where its man looks, OpenBSD's
+/// login class, Linux's systemd unit.
+#[test]
+fn bmake_install_puts_each_systems_files_where_it_looks() {
+    let Some(bmake) = crate::util::need_tool("bmake", "bmake") else {
+        return;
+    };
+    let expect: [(&str, &[&str], &[&str]); 4] = [
+        (
+            "FreeBSD",
+            &[
+                "usr/local/etc/rc.d/etrnd",
+                "usr/local/share/man/man8/etrnd.8",
+            ],
+            &[
+                "etc/rc.d/etrnd",
+                "usr/local/lib/systemd/system/etrnd.service",
+            ],
+        ),
+        (
+            "NetBSD",
+            &["etc/rc.d/etrnd", "usr/local/share/man/man5/etrnd.conf.5"],
+            &["usr/local/etc/rc.d/etrnd"],
+        ),
+        (
+            "OpenBSD",
+            &[
+                "etc/rc.d/etrnd",
+                "etc/login.conf.d/etrnd",
+                "usr/local/man/man8/etrnd.8",
+                "usr/local/man/man5/etrnd-routes.5",
+            ],
+            &[
+                "usr/local/share/man/man8/etrnd.8",
+                "usr/local/etc/rc.d/etrnd",
+            ],
+        ),
+        (
+            "Linux",
+            &[
+                "usr/local/lib/systemd/system/etrnd.service",
+                "usr/local/share/man/man8/etrnd.8",
+            ],
+            &["etc/rc.d/etrnd", "etc/login.conf.d/etrnd"],
+        ),
+    ];
+    for (os, present, absent) in expect {
+        let dir = TempDir::new(&format!("opsys-{os}"));
+        let dest = dir.0.join("root");
+        let out = Command::new(&bmake)
+            .current_dir(root())
+            .args(["install", "CARGO=true"])
+            .arg(format!("OPSYS={os}"))
+            .arg(format!("DESTDIR={}", dest.display()))
+            .arg(format!("BIN={}", bin()))
+            .arg(format!("ETRND_USER={}", crate::util::daemon_account()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{os}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for f in present {
+            assert!(dest.join(f).is_file(), "{os}: {f} missing");
+        }
+        for f in absent {
+            assert!(!dest.join(f).exists(), "{os}: {f} should not be there");
+        }
+        let rc = std::fs::read_to_string(dest.join(present[0])).unwrap();
+        match os {
+            "NetBSD" => assert!(rc.contains("NetBSD) rcvar=$name"), "{rc}"),
+            "OpenBSD" => assert!(rc.contains("rcctl disable smtpd"), "{rc}"),
+            _ => {}
+        }
+        // And uninstall takes every one of them away again.
+        let out = Command::new(&bmake)
+            .current_dir(root())
+            .args(["uninstall"])
+            .arg(format!("OPSYS={os}"))
+            .arg(format!("DESTDIR={}", dest.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{os}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for f in present {
+            assert!(!dest.join(f).exists(), "{os}: {f} left by uninstall");
+        }
+    }
 }
 
 /// The ELF program header types of a binary (64-bit little-endian only).

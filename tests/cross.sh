@@ -3,7 +3,7 @@
 #   * FreeBSD and NetBSD: type-checked and linted (clippy) against rustup's std,
 #     without the `tls` feature (ring's C needs the target's C compiler);
 #   * Linux musl for this machine's processor: static builds with and without `tls`
-#     (musl-gcc for ring's C).
+#     (musl-gcc for ring's C), and the same db/secrets checked on glibc and musl.
 # A target this machine cannot get (no rustup component, no C compiler) is reported
 # as `skipped: TARGET (why)`; anything that is tried and fails fails the run.
 # Not yet here (issue 31): OpenBSD (nightly -Zbuild-std), aarch64, armv7 and
@@ -40,6 +40,41 @@ else
         RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --target "$m" \
             $features --target-dir "target/cross${features:+-notls}" || failed=1
     done
+fi
+# The same db/secrets on glibc and on musl: hashes both can compute load on both;
+# a $y$ hash loads where crypt(3) computes it (glibc with libxcrypt) and is refused
+# at load, with its file and line, on musl (whose crypt(3) would call every
+# password wrong).
+secrets_verdict() { # BINARY SECRETS: etrnd -n's exit code, its message on stderr
+    d=$(mktemp -d)
+    mkdir -p "$d/db"
+    printf 'MAILVAR=.\nPOSTOFFICE=spool\nPIDFILE=etrnd.pid\nLOGDIR=log\nLISTEN=127.0.0.1:0\nHOSTNAME=cross.example\nHOSTS_ORDER=files\nHOSTS_FILE=hosts\n' >"$d/etrnd.conf"
+    : >"$d/hosts"
+    : >"$d/db/routes"
+    printf '%s\n' "$2" >"$d/db/secrets"
+    chmod 600 "$d/db/secrets"
+    "$1" -n -f "$d/etrnd.conf" >/dev/null
+    rc=$?
+    rm -rf "$d"
+    return $rc
+}
+musl_bin="target/cross/$m/release/etrnd"
+if [ -x "$musl_bin" ] && cargo build -q; then
+    # shellcheck disable=SC2016 # the hashes are literal
+    both='alice $6$saltsalt$pauPrmdmG4BTE9h2HPmywiw152IFch6BJCEsaY6D.PLTfpV8sqvXwWdyfsgVgozkYH9B80bAip/08R2BPH2xk/
+bob $5$saltsalt$0rl.MZtoLLPP3X0Rdl8riRnphIcAXJY27/aOAyK2hB5
+carol $2b$04$abcdefghijklmnopqrstuuyvPXIbu7xe6/CED2DzX8z6Si09MlzlW
+tim {PLAIN}secret'
+    # shellcheck disable=SC2016 # the hash is literal
+    yes='yves $y$j9T$abcdefghijklmnop$wRwvHNqzMkHLG74uLLCRVTwaZ.a1aIothEUeYGf9oED'
+    echo "== the same db/secrets on glibc and musl"
+    secrets_verdict target/debug/etrnd "$both" || { echo "glibc refused \$6\$ \$5\$ \$2b\$"; failed=1; }
+    secrets_verdict "$musl_bin" "$both" || { echo "musl refused \$6\$ \$5\$ \$2b\$"; failed=1; }
+    secrets_verdict target/debug/etrnd "$yes" || { echo "glibc refused \$y\$"; failed=1; }
+    if secrets_verdict "$musl_bin" "$yes" 2>/dev/null; then
+        echo "musl took a \$y\$ hash it cannot compute"
+        failed=1
+    fi
 fi
 for t in x86_64-unknown-openbsd aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf \
     mips-unknown-linux-musl; do

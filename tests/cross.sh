@@ -6,8 +6,9 @@
 #     (musl-gcc for ring's C), and the same db/secrets checked on glibc and musl.
 # A target this machine cannot get (no rustup component, no C compiler) is reported
 # as `skipped: TARGET (why)`; anything that is tried and fails fails the run.
-# Not yet here (issue 31): OpenBSD (nightly -Zbuild-std), aarch64, armv7 and
-# big-endian MIPS musl builds, and the tests under qemu-user.
+#   * aarch64 musl: a static build, and the unit tests under qemu-user.
+# Not yet here (issue 31): OpenBSD (nightly -Zbuild-std), armv7 and big-endian MIPS
+# musl builds, and the integration suite under qemu-user.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 failed=0
@@ -76,8 +77,27 @@ tim {PLAIN}secret'
         failed=1
     fi
 fi
-for t in x86_64-unknown-openbsd aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf \
-    mips-unknown-linux-musl; do
+# aarch64 musl: a static build with a cross C compiler and linker (Debian's
+# gcc-aarch64-linux-gnu: ring's C is freestanding, musl comes with rustup's target),
+# and the unit tests run under qemu-user (Debian's qemu-user-static).
+a=aarch64-unknown-linux-musl
+if [ "$(uname -m)" = aarch64 ]; then
+    skip "$a" "this machine's own: see the musl build above"
+elif ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64-static >/dev/null; then
+    skip "$a" "no aarch64-linux-gnu-gcc or qemu-aarch64-static: apt-get install gcc-aarch64-linux-gnu qemu-user-static"
+elif ! have_target "$a"; then
+    skip "$a" "rustup cannot install its std here"
+else
+    echo "== $a: static build, unit tests under qemu"
+    export CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc
+    export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc
+    export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-aarch64-static
+    RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --target "$a" \
+        --target-dir target/cross || failed=1
+    RUSTFLAGS="-C target-feature=+crt-static" cargo test --lib --target "$a" \
+        --target-dir target/cross || failed=1
+fi
+for t in x86_64-unknown-openbsd armv7-unknown-linux-musleabihf mips-unknown-linux-musl; do
     skip "$t" "not built by make cross yet"
 done
 printf '%s' "$skipped"

@@ -64,6 +64,22 @@ impl OutBuf {
         }
     }
 
+    /// Writes what `w` takes now, from the front; `false` when the other side is
+    /// gone (a write of nothing, or an error other than `WouldBlock`).
+    pub fn write_to(&mut self, w: &mut impl std::io::Write) -> bool {
+        use std::io::ErrorKind;
+        while !self.is_empty() {
+            match w.write(self.as_slice()) {
+                Ok(0) => return false,
+                Ok(n) => self.consume(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
     /// Octets moved by compaction so far.
     pub fn moved(&self) -> u64 {
         self.moved

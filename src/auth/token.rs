@@ -220,26 +220,28 @@ fn token_of(got: &[u8]) -> Result<Vec<u8>, String> {
 mod tests {
     use super::*;
 
+    /// One turn of the guard's loop: waits up to 100 ms for the fetches' output
+    /// and returns the answers that came.
+    fn turn(t: &mut Tokens) -> Vec<(u64, Result<Vec<u8>, String>)> {
+        let fds = t.fds();
+        let polled: Vec<(RawFd, i16)> = fds.iter().map(|&f| (f, libc::POLLIN)).collect();
+        let ev = crate::sys::poll_fds(&polled, Duration::from_millis(100)).unwrap();
+        let ready: Vec<RawFd> = fds
+            .iter()
+            .zip(ev)
+            .filter(|(_, e)| *e != 0)
+            .map(|(f, _)| *f)
+            .collect();
+        t.progress(&ready, Instant::now())
+    }
+
     /// Runs `ask` for `argv` and waits for its answer as the guard's loop would.
     fn fetch(t: &mut Tokens, seq: u64, argv: &[String]) -> Result<Vec<u8>, String> {
         if let Some(r) = t.ask(seq, argv, None, Instant::now()) {
             return r;
         }
         loop {
-            let fds = t.fds();
-            let polled: Vec<(RawFd, i16)> = fds.iter().map(|&f| (f, libc::POLLIN)).collect();
-            let ev = crate::sys::poll_fds(&polled, Duration::from_millis(100)).unwrap();
-            let ready: Vec<RawFd> = fds
-                .iter()
-                .zip(ev)
-                .filter(|(_, e)| *e != 0)
-                .map(|(f, _)| *f)
-                .collect();
-            if let Some((_, r)) = t
-                .progress(&ready, Instant::now())
-                .into_iter()
-                .find(|a| a.0 == seq)
-            {
+            if let Some((_, r)) = turn(t).into_iter().find(|a| a.0 == seq) {
                 return r;
             }
         }
@@ -296,16 +298,7 @@ mod tests {
         assert_eq!(fetch(&mut t, 3, &quick).unwrap(), b"quick");
         let mut answers = Vec::new();
         while answers.len() < 2 {
-            let fds = t.fds();
-            let polled: Vec<(RawFd, i16)> = fds.iter().map(|&f| (f, libc::POLLIN)).collect();
-            let ev = crate::sys::poll_fds(&polled, Duration::from_millis(100)).unwrap();
-            let ready: Vec<RawFd> = fds
-                .iter()
-                .zip(ev)
-                .filter(|(_, e)| *e != 0)
-                .map(|(f, _)| *f)
-                .collect();
-            answers.extend(t.progress(&ready, Instant::now()));
+            answers.extend(turn(&mut t));
         }
         answers.sort_by_key(|a| a.0);
         assert_eq!(

@@ -65,13 +65,17 @@ impl Core {
         let at = if forced { u64::MAX } else { unix };
         let pick = etrn_desk::picks(trie, t);
         let gapped = self.sched.gapped(at);
-        // What of them waits on disk is not loaded, but it is matched.
-        let waiting_out = self
-            .sched
-            .parked_matching(&pick)
-            .iter()
-            .filter_map(|k| gapped.get(k).copied())
-            .min();
+        // What of them waits on disk is not loaded, but it is matched (asked only
+        // when some destination is in its gap: usually none is).
+        let waiting_out = if gapped.is_empty() {
+            None
+        } else {
+            self.sched
+                .parked_matching(&pick)
+                .iter()
+                .filter_map(|k| gapped.get(k).copied())
+                .min()
+        };
         let load = |k: &crate::sched::ThreadKey, d: &str| !gapped.contains_key(k) && pick(k, d);
         let (loaded, later) =
             super::park::page_in_release(&mut self.spool, &mut self.sched, unix, load);

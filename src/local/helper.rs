@@ -131,14 +131,8 @@ impl<T> Helper<T> {
 
     /// Writes what it can of the requests.
     pub fn flush(&mut self) {
-        while !self.out.is_empty() && !self.dead {
-            match self.sock.write(self.out.as_slice()) {
-                Ok(0) => self.dead = true,
-                Ok(n) => self.out.consume(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => self.dead = true,
-            }
+        if !self.dead && !self.out.write_to(&mut self.sock) {
+            self.dead = true;
         }
     }
 

@@ -9,10 +9,12 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn make(tool: &str, target: &str, dest: &Path) {
+/// Runs `tool target` (with `extra` settings) into `dest`, and asserts it succeeded.
+fn make(tool: &str, target: &str, dest: &Path, extra: &[&str]) {
     let out = Command::new(tool)
         .current_dir(root())
         .arg(target)
+        .args(extra)
         .arg(format!("DESTDIR={}", dest.display()))
         .arg("CARGO=true")
         .arg(format!("BIN={}", bin()))
@@ -37,7 +39,7 @@ fn make_install_with_gnu_make_and_bmake() {
         let tool = tool.as_str();
         let dir = TempDir::new("install");
         let dest = dir.0.join("root");
-        make(tool, "install", &dest);
+        make(tool, "install", &dest, &[]);
         let p = |rel: &str| dest.join(rel);
         for f in [
             "usr/local/sbin/etrnd",
@@ -83,12 +85,12 @@ fn make_install_with_gnu_make_and_bmake() {
         );
         // A second install keeps a changed configuration and refreshes the sample.
         std::fs::write(p("usr/local/etc/etrnd/etrnd.conf"), "# mine\n").unwrap();
-        make(tool, "install", &dest);
+        make(tool, "install", &dest, &[]);
         assert_eq!(
             std::fs::read_to_string(p("usr/local/etc/etrnd/etrnd.conf")).unwrap(),
             "# mine\n"
         );
-        make(tool, "uninstall", &dest);
+        make(tool, "uninstall", &dest, &[]);
         assert!(!p("usr/local/sbin/etrnd").exists(), "{tool}: uninstall");
         assert!(
             p("usr/local/sbin/mailq").symlink_metadata().is_err(),
@@ -173,19 +175,11 @@ fn shell_scripts_pass_sh_n_and_shellcheck() {
 fn make_install_substitutes_prefix_and_installs_the_openbsd_script_where_it_belongs() {
     let dir = TempDir::new("pkgsrc");
     let dest = dir.0.join("root");
-    let out = Command::new("make")
-        .current_dir(root())
-        .args(["install", "PREFIX=/usr/pkg", "OPSYS=OpenBSD", "CARGO=true"])
-        .arg(format!("DESTDIR={}", dest.display()))
-        .arg(format!("BIN={}", bin()))
-        // The installed configuration names the daemon's account: one that exists.
-        .arg(format!("ETRND_USER={}", crate::util::daemon_account()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    make(
+        "make",
+        "install",
+        &dest,
+        &["PREFIX=/usr/pkg", "OPSYS=OpenBSD"],
     );
     let rc = std::fs::read_to_string(dest.join("etc/rc.d/etrnd")).unwrap();
     assert!(rc.starts_with("#!/bin/ksh"), "the OpenBSD script");
@@ -264,20 +258,8 @@ fn bmake_install_puts_each_systems_files_where_it_looks() {
     for (os, present, absent) in expect {
         let dir = TempDir::new(&format!("opsys-{os}"));
         let dest = dir.0.join("root");
-        let out = Command::new(&bmake)
-            .current_dir(root())
-            .args(["install", "CARGO=true"])
-            .arg(format!("OPSYS={os}"))
-            .arg(format!("DESTDIR={}", dest.display()))
-            .arg(format!("BIN={}", bin()))
-            .arg(format!("ETRND_USER={}", crate::util::daemon_account()))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{os}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let opsys = format!("OPSYS={os}");
+        make(&bmake, "install", &dest, &[&opsys]);
         for f in present {
             assert!(dest.join(f).is_file(), "{os}: {f} missing");
         }
@@ -291,18 +273,7 @@ fn bmake_install_puts_each_systems_files_where_it_looks() {
             _ => {}
         }
         // And uninstall takes every one of them away again.
-        let out = Command::new(&bmake)
-            .current_dir(root())
-            .args(["uninstall"])
-            .arg(format!("OPSYS={os}"))
-            .arg(format!("DESTDIR={}", dest.display()))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{os}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        make(&bmake, "uninstall", &dest, &[&opsys]);
         for f in present {
             assert!(!dest.join(f).exists(), "{os}: {f} left by uninstall");
         }

@@ -348,4 +348,12 @@ fn an_idle_daemon_waits_for_a_slow_command_without_waking_up() {
         "woke up {verdict} times before the verdict:\n{}",
         lines.join("\n")
     );
+    // And nothing else woke it in those ten seconds: the verdict's turn, and at
+    // most one more to finish the delivery it brought.
+    assert!(
+        returns.len() <= 2,
+        "{} wake-ups while the command ran:\n{}",
+        returns.len(),
+        lines.join("\n")
+    );
 }

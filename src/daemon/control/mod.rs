@@ -62,7 +62,7 @@ struct Conn {
     inbuf: Vec<u8>,
     /// A descriptor that came with the request (`mailq`'s pipe).
     fd: Option<OwnedFd>,
-    out: Vec<u8>,
+    out: crate::buf::OutBuf,
     /// A request is being served and its reply comes later.
     waiting: bool,
     /// Close once the output is written.
@@ -114,27 +114,18 @@ impl Control {
         let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
-        while !c.out.is_empty() {
-            match c.stream.write(&c.out) {
-                Ok(0) => break,
-                Ok(n) => {
-                    c.out.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    c.deadline = Some(now + REQUEST_TIMEOUT);
-                    let _ = registry.reregister(
-                        &mut c.stream,
-                        Token(CONTROL_BASE + slot),
-                        Interest::READABLE | Interest::WRITABLE,
-                    );
-                    return;
-                }
-                Err(_) => {
-                    self.close(slot, registry);
-                    return;
-                }
-            }
+        if !c.out.write_to(&mut c.stream) {
+            return self.close(slot, registry);
+        }
+        if !c.out.is_empty() {
+            // The requester reads slowly: the rest goes when it can take it.
+            c.deadline = Some(now + REQUEST_TIMEOUT);
+            let _ = registry.reregister(
+                &mut c.stream,
+                Token(CONTROL_BASE + slot),
+                Interest::READABLE | Interest::WRITABLE,
+            );
+            return;
         }
         if c.closing {
             self.close(slot, registry);
@@ -284,7 +275,7 @@ impl Core {
                 gen: io.control.next_gen,
                 inbuf: Vec::new(),
                 fd: None,
-                out: Vec::new(),
+                out: crate::buf::OutBuf::new(),
                 waiting: false,
                 closing: false,
                 deadline: Some(now + REQUEST_TIMEOUT),

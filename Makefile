@@ -129,7 +129,11 @@ install: build
 	for o in freebsd netbsd openbsd; do \
 		$(SUBST) etc/mailer.conf/$$o > $$d/samples/mailer.conf.$$o && \
 		chmod 644 $$d/samples/mailer.conf.$$o || exit 1; \
-	done
+	done; \
+	if [ "$$os" = Linux ]; then \
+		$(SUBST) rc.d/etrnd.openrc > $$d/samples/etrnd.openrc && \
+		chmod 755 $$d/samples/etrnd.openrc; \
+	fi
 
 # The names sendmail, mailq and newaliases are the system's to give (README.md, "Use
 # etrnd as this machine's MTA"): install leaves them alone, and uninstall removes
@@ -197,11 +201,12 @@ fuzz:
 
 # A binary with no shared-library dependency: what one ships on a router.
 # STATIC_TARGET names the target triple; on Linux it is musl for this machine's
-# processor by default (OpenWrt, Alpine: `make static STATIC_TARGET=
-# mips-unknown-linux-musl` for another, with CC_<triple> naming its C compiler,
-# which ring needs), elsewhere this machine's own triple with a static libc;
-# STATIC_PROFILE=router optimises for size. The triple is named so that build
-# scripts and proc-macros stay dynamic.
+# processor by default (built with musl-gcc, Debian's musl-tools), elsewhere this
+# machine's own triple with a static libc. Another Linux musl triple — a router's:
+# `make static STATIC_TARGET=mips-unknown-linux-musl` (OpenWrt's MIPS), armv7, ... —
+# is built by tests/router-cargo.sh with Zig's cc and musl (or with the C compiler
+# CC_<triple> names). STATIC_PROFILE=router optimises for size. The triple is named
+# so that build scripts and proc-macros stay dynamic.
 STATIC_BIN =	target/etrnd-static
 static:
 	host=$$(rustc -vV | sed -n 's/^host: //p'); \
@@ -209,9 +214,7 @@ static:
 	Linux) t=$${STATIC_TARGET:-$$(uname -m)-unknown-linux-musl} ;; \
 	*) t=$${STATIC_TARGET:-$$host} ;; \
 	esac; \
-	if [ "$$t" != "$$host" ]; then \
-		rustup target list --installed 2>/dev/null | grep -qx "$$t" || rustup target add "$$t" || exit 1; \
-	fi; \
+	p=$${STATIC_PROFILE:-release}; \
 	cc_var=CC_$$(echo "$$t" | tr - _); \
 	case "$$t" in \
 	"$$(uname -m)"-unknown-linux-musl) \
@@ -219,8 +222,17 @@ static:
 			command -v musl-gcc >/dev/null || { echo "make static: needs musl-gcc (Debian: apt-get install musl-tools) or $$cc_var" >&2; exit 69; }; \
 			export "$$cc_var=musl-gcc"; \
 		fi ;; \
+	*-linux-musl*) \
+		if [ -z "$$(printenv "$$cc_var")" ]; then \
+			ETRND_PREFIX=$(PREFIX) ETRND_SYSCONFDIR=$(SYSCONFDIR) \
+				sh tests/router-cargo.sh "$$t" build --profile $$p || exit $$?; \
+			cp target/cross-routers/$$t/$$p/etrnd $(STATIC_BIN) && ls -l $(STATIC_BIN); \
+			exit $$?; \
+		fi ;; \
 	esac; \
-	p=$${STATIC_PROFILE:-release}; \
+	if [ "$$t" != "$$host" ]; then \
+		rustup target list --installed 2>/dev/null | grep -qx "$$t" || rustup target add "$$t" || exit 1; \
+	fi; \
 	RUSTFLAGS="-C target-feature=+crt-static" ETRND_PREFIX=$(PREFIX) ETRND_SYSCONFDIR=$(SYSCONFDIR) \
 		$(CARGO) build --profile $$p --target $$t && \
 	cp target/$$t/$$p/etrnd $(STATIC_BIN) && ls -l $(STATIC_BIN)

@@ -1,14 +1,19 @@
 #!/bin/sh
 # make cross: the platforms etrnd is for, checked from this Linux machine.
 #   * FreeBSD and NetBSD: type-checked and linted (clippy) against rustup's std,
-#     without the `tls` feature (ring's C needs the target's C compiler);
+#     without the `tls` feature (ring's C needs the target's C compiler); OpenBSD
+#     the same with std built from rust-src (-Zbuild-std: rustup ships no OpenBSD
+#     std);
 #   * Linux musl for this machine's processor: static builds with and without `tls`
-#     (musl-gcc for ring's C), and the same db/secrets checked on glibc and musl.
+#     (musl-gcc for ring's C), and the same db/secrets checked on glibc and musl;
+#   * aarch64 musl: a static build, and the unit tests under qemu-user;
+#   * the routers — armv7 and 32-bit MIPS of both byte orders, musl, static: built
+#     with std from rust-src where rustup has none, Zig's `cc` (PyPI's ziglang) as C
+#     compiler, linker and musl; big-endian MIPS runs the unit tests and the
+#     integration suite under qemu-user (CROSS_IT selects which integration tests:
+#     a sample by default, `all` for the whole suite).
 # A target this machine cannot get (no rustup component, no C compiler) is reported
 # as `skipped: TARGET (why)`; anything that is tried and fails fails the run.
-#   * aarch64 musl: a static build, and the unit tests under qemu-user.
-# Not yet here (issue 31): OpenBSD (nightly -Zbuild-std), armv7 and big-endian MIPS
-# musl builds, and the integration suite under qemu-user.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 failed=0
@@ -97,8 +102,56 @@ else
     RUSTFLAGS="-C target-feature=+crt-static" cargo test --lib --target "$a" \
         --target-dir target/cross || failed=1
 fi
-for t in x86_64-unknown-openbsd armv7-unknown-linux-musleabihf mips-unknown-linux-musl; do
-    skip "$t" "not built by make cross yet"
+# std from source (-Zbuild-std) for the targets rustup ships no std for: this
+# toolchain's rust-src, its unstable flags allowed by RUSTC_BOOTSTRAP.
+have_src() {
+    rustup component list --installed 2>/dev/null | grep -q '^rust-src' ||
+        rustup component add rust-src >/dev/null 2>&1
+}
+build_std="-Zbuild-std=std,panic_abort"
+o=x86_64-unknown-openbsd
+if have_src; then
+    echo "== $o: clippy, no tls, std from source"
+    RUSTC_BOOTSTRAP=1 cargo clippy $build_std --target "$o" --no-default-features \
+        --target-dir target/cross-bsd -- -D warnings || failed=1
+else
+    skip "$o" "no rust-src for -Zbuild-std: rustup component add rust-src"
+fi
+# The routers: tests/router-cargo.sh builds each with Zig's cc and musl.
+for t in armv7-unknown-linux-musleabihf mips-unknown-linux-musl mipsel-unknown-linux-musl; do
+    echo "== $t: static build"
+    sh tests/router-cargo.sh "$t" build --release
+    case $? in
+    0) ls -l "target/cross-routers/$t/release/etrnd" ;;
+    69) skip "$t" "no zig or no std for it: see above" ;;
+    *) failed=1 ;;
+    esac
 done
+# Big-endian MIPS, the byte order most routers have: the unit tests, then the
+# integration suite against its daemon, each under qemu-user. The suite starts the
+# daemon through a launcher named etrnd (argv[0] decides what etrnd does).
+t=mips-unknown-linux-musl
+mips_bin=target/cross-routers/$t/release/etrnd
+if ! command -v qemu-mips-static >/dev/null; then
+    skip "$t under qemu" "no qemu-mips-static: apt-get install qemu-user-static"
+elif [ -x "$mips_bin" ]; then
+    echo "== $t: unit tests under qemu"
+    export CARGO_TARGET_MIPS_UNKNOWN_LINUX_MUSL_RUNNER=qemu-mips-static
+    sh tests/router-cargo.sh "$t" test --lib || failed=1
+    tools=$(pwd)/target/cross-tools
+    launcher=$tools/mips/etrnd
+    mkdir -p "$tools/mips"
+    # shellcheck disable=SC2016 # $0 and $@ are the launcher's
+    printf '#!/bin/sh\nexec qemu-mips-static -0 "$0" %s "$@"\n' "$(pwd)/$mips_bin" >"$launcher"
+    chmod 755 "$launcher" "$tools/mips"
+    case "${CROSS_IT:-sample}" in
+    all) only="" ;;
+    sample) only="etrn:: odmr:: tls:: local:: queue:: delivery::" ;;
+    *) only=$CROSS_IT ;;
+    esac
+    echo "== $t: integration tests under qemu (${only:-all})"
+    # shellcheck disable=SC2086 # only is a list of test filters
+    ETRND_TEST_BIN=$launcher cargo test --test it -- $only || failed=1
+fi
 printf '%s' "$skipped"
 exit $failed

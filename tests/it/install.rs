@@ -137,6 +137,7 @@ fn shell_scripts_pass_sh_n_and_shellcheck() {
     for (script, shell) in [
         ("rc.d/etrnd", "sh"),
         ("rc.d/etrnd.openbsd", "ksh"),
+        ("rc.d/etrnd.openrc", "sh"),
         ("etc/ppp/ip-up.etrnd", "sh"),
         ("etc/ppp/ip-down.etrnd", "sh"),
         ("bench/accept.sh", "sh"),
@@ -147,6 +148,8 @@ fn shell_scripts_pass_sh_n_and_shellcheck() {
         ("bench/lib.sh", "sh"),
         ("bench/vs.sh", "sh"),
         ("tests/cross.sh", "sh"),
+        ("openwrt/mail/etrnd/files/etrnd.init", "sh"),
+        ("openwrt/mail/etrnd/files/etrnd.hotplug", "sh"),
     ] {
         let path = root().join(script);
         let out = Command::new("sh").arg("-n").arg(&path).output().unwrap();

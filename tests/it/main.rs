@@ -25,6 +25,7 @@ mod local;
 mod local_bounds;
 mod local_trust;
 mod odmr;
+mod openwrt;
 mod ordering;
 mod peer_faults;
 #[cfg(feature = "tls")]

@@ -243,8 +243,14 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The etrnd under test: this build's, or `ETRND_TEST_BIN` (how `make cross` runs
+/// the suite against a router's daemon under qemu-user, through a launcher named
+/// `etrnd`).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_etrnd")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("ETRND_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_etrnd").into())
+    })
 }
 
 /// Runs `etrnd -f CONF ARGS` to completion: (exit code, stdout, stderr).

@@ -203,9 +203,9 @@ fuzz:
 # STATIC_TARGET names the target triple; on Linux it is musl for this machine's
 # processor by default (built with musl-gcc, Debian's musl-tools), elsewhere this
 # machine's own triple with a static libc. Another Linux musl triple — a router's:
-# `make static STATIC_TARGET=mips-unknown-linux-musl` (OpenWrt's MIPS), armv7, ... —
-# is built by tests/router-cargo.sh with Zig's cc and musl (or with the C compiler
-# CC_<triple> names). STATIC_PROFILE=router optimises for size. The triple is named
+# `make static STATIC_TARGET=mips-unknown-linux-musl PREFIX=/usr SYSCONFDIR=/etc`
+# (OpenWrt's paths), mipsel, armv7, ... — is built by tests/router-cargo.sh with
+# Zig's cc and musl, or with the C compiler CC_<triple> names. STATIC_PROFILE=router optimises for size. The triple is named
 # so that build scripts and proc-macros stay dynamic.
 STATIC_BIN =	target/etrnd-static
 static:
@@ -223,12 +223,10 @@ static:
 			export "$$cc_var=musl-gcc"; \
 		fi ;; \
 	*-linux-musl*) \
-		if [ -z "$$(printenv "$$cc_var")" ]; then \
-			ETRND_PREFIX=$(PREFIX) ETRND_SYSCONFDIR=$(SYSCONFDIR) \
-				sh tests/router-cargo.sh "$$t" build --profile $$p || exit $$?; \
-			cp target/cross-routers/$$t/$$p/etrnd $(STATIC_BIN) && ls -l $(STATIC_BIN); \
-			exit $$?; \
-		fi ;; \
+		ETRND_PREFIX=$(PREFIX) ETRND_SYSCONFDIR=$(SYSCONFDIR) \
+			sh tests/router-cargo.sh "$$t" build --profile $$p || exit $$?; \
+		cp target/cross-routers/$$t/$$p/etrnd $(STATIC_BIN) && ls -l $(STATIC_BIN); \
+		exit $$? ;; \
 	esac; \
 	if [ "$$t" != "$$host" ]; then \
 		rustup target list --installed 2>/dev/null | grep -qx "$$t" || rustup target add "$$t" || exit 1; \

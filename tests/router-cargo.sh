@@ -1,13 +1,16 @@
 #!/bin/sh
-# router-cargo.sh TRIPLE CARGO-ARGS...: cargo for a router's static musl target
-# (armv7, 32-bit MIPS of either byte order, aarch64, ...), built in
-# target/cross-routers. Zig's `cc` (PyPI's ziglang, installed with pip if missing)
-# is the C compiler (ring's C), the linker and the musl; the target's std is
+# router-cargo.sh TRIPLE CARGO-SUBCOMMAND [ARGS...]: cargo for a router's static musl
+# target (armv7, 32-bit MIPS of either byte order, aarch64, ...), built in
+# target/cross-routers. The C compiler (ring's C) and linker is CC_<triple> when
+# set, else Zig's `cc` with its own musl (PyPI's ziglang, fetched with pip into
+# target/cross-tools/py: nothing is installed on the system); the target's std is
 # rustup's where it ships one, else built from rust-src (-Zbuild-std, allowed on
-# this toolchain by RUSTC_BOOTSTRAP). Exits 69 when neither zig nor a std can be
-# had, with the reason.
+# this toolchain by RUSTC_BOOTSTRAP). Exits 69, with the reason, when no C compiler
+# or no std can be had.
 set -u
-[ $# -ge 2 ] || { echo "usage: $0 TRIPLE CARGO-ARGS..." >&2; exit 64; }
+# The Zig release the routers are built with.
+ZIGLANG_VERSION=0.17.1
+[ $# -ge 2 ] || { echo "usage: $0 TRIPLE CARGO-SUBCOMMAND [ARGS...]" >&2; exit 64; }
 t=$1
 shift
 cd "$(dirname "$0")/.." || exit 1
@@ -24,39 +27,48 @@ armv7-*-musleabi | arm-*-musleabi) zt=arm-linux-musleabi ;;
 mips-* | mipsel-*) zt=$arch-linux-musleabi ;;
 *) zt=$arch-linux-musl ;;
 esac
-find_zig() {
-    python3 -c 'import os, ziglang; print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))' 2>/dev/null
-}
-zig=$(find_zig)
-if [ -z "$zig" ]; then
-    python3 -m pip install -q ziglang >/dev/null 2>&1
-    zig=$(find_zig)
-fi
-[ -n "$zig" ] || { echo "$t: no zig (python3 -m pip install ziglang)" >&2; exit 69; }
+u=$(echo "$t" | tr - _)
+U=$(echo "$u" | tr '[:lower:]' '[:upper:]')
 tools=$(pwd)/target/cross-tools
 mkdir -p "$tools"
-# cc-rs passes rustc's --target=TRIPLE, which is not Zig's name: it is dropped.
-cat >"$tools/$t-cc" <<EOF
+cc=$(printenv "CC_$u")
+if [ -z "$cc" ]; then
+    py=$tools/py
+    find_zig() {
+        PYTHONPATH=$py python3 -c 'import os, ziglang; print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))' 2>/dev/null
+    }
+    zig=$(find_zig)
+    if [ -z "$zig" ]; then
+        python3 -m pip install -q --target "$py" "ziglang==$ZIGLANG_VERSION" >&2
+        zig=$(find_zig)
+    fi
+    [ -n "$zig" ] || { echo "$t: no zig (pip could not fetch ziglang into $py)" >&2; exit 69; }
+    # cc-rs passes rustc's --target=TRIPLE, which is not Zig's name: it is dropped.
+    cc=$tools/$t-cc
+    cat >"$cc" <<EOF
 #!/bin/sh
 for a do
     shift
     case "\$a" in --target=*) ;; *) set -- "\$@" "\$a" ;; esac
 done
-exec "$zig" cc -target $zt "\$@"
+exec '$zig' cc -target $zt "\$@"
 EOF
-chmod +x "$tools/$t-cc"
-u=$(echo "$t" | tr - _)
-U=$(echo "$u" | tr '[:lower:]' '[:upper:]')
-export "CC_$u=$tools/$t-cc" "CARGO_TARGET_${U}_LINKER=$tools/$t-cc"
-# Zig links its own musl and start files, so rustup's are not linked in.
-export RUSTFLAGS="-C link-self-contained=no -C target-feature=+crt-static"
+    chmod +x "$cc"
+fi
+# The C compiler is the linker too, and brings its own musl and start files, so
+# rustup's are not linked in.
+export "CC_$u=$cc" "CARGO_TARGET_${U}_LINKER=$cc"
+export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C link-self-contained=no -C target-feature=+crt-static"
+# The cargo subcommand first, then the target, then the caller's arguments (which
+# may end in `-- test-args`).
+sub=$1
+shift
 if rustup target list --installed 2>/dev/null | grep -qx "$t" ||
     rustup target add "$t" >/dev/null 2>&1; then
-    exec cargo "$@" --target "$t" --target-dir target/cross-routers
+    exec cargo "$sub" --target "$t" --target-dir target/cross-routers "$@"
 fi
 rustup component list --installed 2>/dev/null | grep -q '^rust-src' ||
     rustup component add rust-src >/dev/null 2>&1 ||
     { echo "$t: rustup has no std for it and no rust-src to build one" >&2; exit 69; }
 export RUSTC_BOOTSTRAP=1
-exec cargo "$@" -Zbuild-std=std,panic_abort --target "$t" \
-    --target-dir target/cross-routers
+exec cargo "$sub" -Zbuild-std=std,panic_abort --target "$t" --target-dir target/cross-routers "$@"

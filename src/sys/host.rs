@@ -2,18 +2,18 @@
 
 static EXE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
-/// Notes the path of our own program, at start-up (before any chdir): `argv[0]`
-/// when it names a file by an absolute path — as rc scripts and service managers
-/// start us, and as a launcher (an emulator such as qemu-user, a package's wrapper)
-/// names the program to run again — otherwise what `current_exe()` says (on
-/// OpenBSD reckoned from `argv[0]` and the current directory, which the daemon
-/// leaves).
+/// Notes the path of our own program, at start-up (before any chdir): on OpenBSD
+/// `current_exe()` reckons it from `argv[0]` and the current directory, which the
+/// daemon leaves. Debug builds (the test suites') take `ETRND_TEST_EXE` instead
+/// when it is set: the launcher through which `make cross` runs a router's build
+/// under qemu-user, where the program itself cannot be executed directly.
 pub fn remember_exe() {
-    let named = std::env::args_os()
-        .next()
-        .map(std::path::PathBuf::from)
-        .filter(|p| p.is_absolute() && p.is_file());
-    if let Some(p) = named.or_else(|| std::env::current_exe().ok()) {
+    #[cfg(debug_assertions)]
+    if let Some(p) = std::env::var_os("ETRND_TEST_EXE") {
+        let _ = EXE.set(p.into());
+        return;
+    }
+    if let Ok(p) = std::env::current_exe() {
         let _ = EXE.set(p);
     }
 }

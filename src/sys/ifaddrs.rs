@@ -78,7 +78,7 @@ fn ipv4_interface_addrs() -> Vec<std::net::Ipv4Addr> {
                 })
                 .collect();
         }
-        slots *= 4;
+        slots = (slots * 4).min(4096);
     }
 }
 

@@ -229,6 +229,7 @@ fn bmake_install_puts_each_systems_files_where_it_looks() {
             &[
                 "etc/rc.d/etrnd",
                 "usr/local/lib/systemd/system/etrnd.service",
+                "usr/local/etc/etrnd/samples/etrnd.openrc",
             ],
         ),
         (
@@ -254,6 +255,8 @@ fn bmake_install_puts_each_systems_files_where_it_looks() {
             &[
                 "usr/local/lib/systemd/system/etrnd.service",
                 "usr/local/share/man/man8/etrnd.8",
+                // Alpine's OpenRC script, for /etc/init.d (README.md).
+                "usr/local/etc/etrnd/samples/etrnd.openrc",
             ],
             &["etc/rc.d/etrnd", "etc/login.conf.d/etrnd"],
         ),

@@ -1,7 +1,9 @@
 //! The OpenWrt package (openwrt/mail/etrnd): what procd is told to start runs with the
-//! package's configuration and delivers mail, the netifd hotplug script brings a
-//! link up and down, the spool is on storage that survives a reboot and a
-//! sysupgrade, and every file the package Makefile installs is in the checkout. The
+//! package's configuration and files as installed (folders it makes, modes it
+//! gives), delivers mail, reloads as its own account, learns at start which links
+//! netifd has up and follows the hotplug script after; the spool is on storage that
+//! survives a reboot and a sysupgrade; every file the package Makefile installs is
+//! in the checkout. The
 //! package's absolute paths are moved under a private folder, as `make install`
 //! moves /usr/local.
 
@@ -54,8 +56,12 @@ fn the_package_keeps_held_mail_on_storage_that_survives_reboot_and_sysupgrade() 
             !path.starts_with("/var") && !path.starts_with("/tmp"),
             "{name}={path} is on OpenWrt's tmpfs"
         );
+        // Held mail survives a sysupgrade too (mailboxes are the reader's to save).
         assert!(
-            kept.iter().any(|k| path.starts_with(k.as_str())),
+            name != "POSTOFFICE"
+                || kept
+                    .iter()
+                    .any(|k| path.starts_with(k.trim_end_matches('/'))),
             "{name}={path} is not kept across sysupgrade ({kept:?})"
         );
     }
@@ -100,13 +106,15 @@ fn procd(init: &Path, function: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The daemon procd started, its standard error read until it says it started.
+/// The daemon procd started, its standard error collected.
 struct Started {
     child: Child,
-    log: String,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Started {
+    /// Starts `argv` and waits until it says it started (the child is stopped when
+    /// this fails, as when the test ends).
     fn spawn(argv: &[&str]) -> Started {
         let mut child = Command::new(argv[0])
             .args(&argv[1..])
@@ -115,19 +123,29 @@ impl Started {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut log = String::new();
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            log.push_str(&line);
-            log.push('\n');
-            if line.contains("daemon started") {
-                // The rest goes nowhere: a thread keeps the pipe drained.
-                std::thread::spawn(move || lines.for_each(drop));
-                return Started { child, log };
+        let stderr = child.stderr.take().unwrap();
+        let me = Started {
+            child,
+            log: Default::default(),
+        };
+        let log = me.log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = log.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
             }
-        }
-        panic!("the daemon procd started did not start:\n{log}");
+        });
+        me.wait_log("daemon started");
+        me
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn wait_log(&self, what: &str) {
+        wait_for(what, || self.log().contains(what), || self.log());
     }
 }
 
@@ -140,28 +158,41 @@ impl Drop for Started {
     }
 }
 
-fn wait_for(what: &str, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+fn wait_for(what: &str, f: impl Fn() -> bool, log: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(30) * crate::util::slack();
     while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            log()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
+/// Writes a file of the package with the mode the package gives it.
+fn install(path: &Path, text: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
 #[test]
-fn what_procd_starts_delivers_mail_and_the_hotplug_script_follows_the_uplink() {
+fn what_procd_starts_delivers_mail_and_the_uplink_is_followed_from_the_start() {
     if !crate::util::is_root() {
         crate::util::skip("needs root (the daemon drops to its account)");
         return;
     }
     let dir = TempDir::new("openwrt");
     let root = dir.0.clone();
+    // The router's / (0755); no /srv: the daemon makes the folders above its spool.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
     let etc = root.join("etc/etrnd");
     std::fs::create_dir_all(etc.join("db")).unwrap();
     std::fs::create_dir_all(root.join("var/run")).unwrap();
-    std::fs::create_dir_all(root.join("srv")).unwrap();
-    // The package's etrnd.conf as installed, on a free port rather than 25, with its
-    // uplink named.
+    // The package's etrnd.conf as installed (0644, INSTALL_DATA), on a free port
+    // rather than 25, with its uplink named.
     let port = free_port();
     let conf = relocate(&read(&package().join("files/etrnd.conf")), &root)
         .replace("LISTEN=127.0.0.1:25", &format!("LISTEN=127.0.0.1:{port}"))
@@ -171,23 +202,27 @@ fn what_procd_starts_delivers_mail_and_the_hotplug_script_follows_the_uplink() {
             "LINKS=\"wan:mail.isp.example\"",
         );
     assert!(conf.contains("LINKS=\"wan:"), "the sample names the uplink");
-    std::fs::write(etc.join("etrnd.conf"), conf).unwrap();
-    std::fs::copy(
-        checkout().join("etc/local/scheduler.conf"),
-        etc.join("scheduler.conf"),
-    )
-    .unwrap();
+    install(&etc.join("etrnd.conf"), &conf, 0o644);
+    install(
+        &etc.join("scheduler.conf"),
+        &read(&checkout().join("etc/local/scheduler.conf")),
+        0o644,
+    );
     for f in ["routes", "localnames", "aliases"] {
-        std::fs::copy(
-            checkout().join("etc/local/db").join(f),
-            etc.join("db").join(f),
-        )
-        .unwrap();
+        install(
+            &etc.join("db").join(f),
+            &read(&checkout().join("etc/local/db").join(f)),
+            0o644,
+        );
     }
+    // netifd says wan is up (OpenWrt's network.sh, reduced to that).
+    let network = root.join("network.sh");
+    std::fs::write(&network, "network_is_up() { [ \"$1\" = wan ]; }\n").unwrap();
     let init = root.join("etrnd.init");
     std::fs::write(
         &init,
-        relocate(&read(&package().join("files/etrnd.init")), &root),
+        relocate(&read(&package().join("files/etrnd.init")), &root)
+            .replace("/lib/functions/network.sh", network.to_str().unwrap()),
     )
     .unwrap();
     let hotplug = root.join("50-etrnd");
@@ -210,7 +245,12 @@ fn what_procd_starts_delivers_mail_and_the_hotplug_script_follows_the_uplink() {
 
     let argv: Vec<&str> = command["command ".len()..].split(' ').collect();
     let daemon = Started::spawn(&argv);
-    assert!(daemon.log.contains("daemon started"));
+    let status = || run_etrnd(&conf_path, &["link", "status", "wan"]).1;
+    // wan was up before etrnd: procd's service_started tells the daemon.
+    assert!(status().contains("wan down since"), "{}", status());
+    procd(&init, "service_started");
+    assert!(status().contains("wan up since"), "{}", status());
+
     // Mail from a program on the router lands in root's mailbox on /srv.
     let mut submit = Command::new(bin());
     submit.args(["-f", conf_path.to_str().unwrap(), "sendmail", "root"]);
@@ -218,34 +258,40 @@ fn what_procd_starts_delivers_mail_and_the_hotplug_script_follows_the_uplink() {
         crate::util::run_with_input(&mut submit, b"Subject: from cron\n\nThe backup finished.\n");
     assert!(out.status.success(), "{:?}", out);
     let mailbox = root.join("srv/etrnd/mail/root");
-    wait_for("the mail in root's mailbox", || {
-        std::fs::read_to_string(&mailbox).is_ok_and(|m| m.contains("The backup finished."))
-    });
+    wait_for(
+        "the mail in root's mailbox",
+        || std::fs::read_to_string(&mailbox).is_ok_and(|m| m.contains("The backup finished.")),
+        || daemon.log(),
+    );
+    let srv = std::fs::metadata(root.join("srv")).unwrap();
+    assert_eq!(srv.permissions().mode() & 0o777, 0o755, "/srv as made");
     assert!(root.join("srv/etrnd/spool").is_dir(), "the spool on /srv");
 
-    // netifd: wan up, then down.
-    let status = || run_etrnd(&conf_path, &["link", "status", "wan"]).1;
-    assert!(status().contains("wan down since"), "{}", status());
-    let run_hotplug = |action: &str| {
+    // The daemon's account reads the configuration again: a reload and a listing.
+    daemon.wait_log("delivered to mailbox");
+    let _ = Command::new("kill")
+        .args(["-HUP", &daemon.child.id().to_string()])
+        .status();
+    daemon.wait_log("config reloaded");
+    assert!(!daemon.log().contains("reload-failed"), "{}", daemon.log());
+    let (code, _, err) = run_etrnd(&conf_path, &["mailq"]);
+    assert_eq!(code, 0, "mailq: {err}");
+
+    // netifd: wan down, then up.
+    let run_hotplug = |action: &str, interface: &str| {
         let out = Command::new("sh")
             .arg(&hotplug)
             .env("ACTION", action)
-            .env("INTERFACE", "wan")
+            .env("INTERFACE", interface)
             .output()
             .unwrap();
-        assert!(out.status.success());
+        assert!(out.status.success() && out.stdout.is_empty() && out.stderr.is_empty());
     };
-    run_hotplug("ifup");
-    wait_for("wan up", || status().contains("wan up since"));
-    run_hotplug("ifdown");
-    wait_for("wan down", || status().contains("wan down since"));
+    run_hotplug("ifdown", "wan");
+    assert!(status().contains("wan down since"), "{}", status());
+    run_hotplug("ifup", "wan");
+    assert!(status().contains("wan up since"), "{}", status());
     // Another interface changes nothing, and says nothing.
-    let out = Command::new("sh")
-        .arg(&hotplug)
-        .env("ACTION", "ifup")
-        .env("INTERFACE", "lan")
-        .output()
-        .unwrap();
-    assert!(out.status.success() && out.stdout.is_empty() && out.stderr.is_empty());
-    assert!(status().contains("wan down since"));
+    run_hotplug("ifdown", "lan");
+    assert!(status().contains("wan up since"), "{}", status());
 }

@@ -243,6 +243,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// How many times longer than on this machine a daemon may take to come up or to
+/// do what a test waits for: `ETRND_TEST_SLACK` (default 1), which `make cross` sets
+/// for the daemon it runs under emulation.
+pub fn slack() -> u32 {
+    static SLACK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *SLACK.get_or_init(|| {
+        std::env::var("ETRND_TEST_SLACK")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|n| (1..=20).contains(n))
+            .unwrap_or(1)
+    })
+}
+
 /// The etrnd under test: this build's, or `ETRND_TEST_BIN` (how `make cross` runs
 /// the suite against a router's daemon under qemu-user, through a launcher named
 /// `etrnd`).
@@ -504,7 +518,7 @@ impl Daemon {
         let rx = self.launch();
         self.addrs.clear();
         loop {
-            match rx.recv_timeout(IO_TIMEOUT) {
+            match rx.recv_timeout(IO_TIMEOUT * slack()) {
                 Ok(Some(a)) => self.addrs.push(a),
                 Ok(None) => break,
                 Err(_) => panic!("daemon did not start:\n{}", self.log()),
@@ -608,9 +622,10 @@ impl Daemon {
         )
     }
 
-    /// Waits until `f` holds; fails after `secs` with the daemon's log.
+    /// Waits until `f` holds; fails after `secs` (times the slack) with the
+    /// daemon's log.
     pub fn wait_until(&self, what: &str, secs: u64, f: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
+        let deadline = Instant::now() + Duration::from_secs(secs) * slack();
         while !f() {
             assert!(
                 Instant::now() < deadline,

@@ -295,6 +295,18 @@ impl Spool {
                 _ => None,
             };
         }
+        // Folders above the spool that are missing are made as a system's folders
+        // are (0755), so that USER reaches the spool through them once we drop to it
+        // (`POSTOFFICE=/srv/etrnd/spool` on a router without `/srv`).
+        if let Some(parent) = s.root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.is_dir() {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(parent)
+                    .map_err(|e| SpoolError::new("mkdir", parent, e))?;
+            }
+        }
         for d in [
             &s.root, &s.tmp, &s.queue, &s.state, &s.corrupt, &s.hold, &s.index,
         ] {

@@ -131,16 +131,20 @@ done
 # integration suite against its daemon, each under qemu-user. The suite starts the
 # daemon through a launcher named etrnd (argv[0] decides what etrnd does).
 t=mips-unknown-linux-musl
-mips_bin=target/cross-routers/$t/debug/etrnd
+mips_bin=target/cross-routers/$t/emulated/etrnd
 if ! command -v qemu-mips-static >/dev/null; then
     skip "$t under qemu" "no qemu-mips-static: apt-get install qemu-user-static"
 elif [ -x "target/cross-routers/$t/release/etrnd" ]; then
     echo "== $t: unit tests under qemu"
     export CARGO_TARGET_MIPS_UNKNOWN_LINUX_MUSL_RUNNER=qemu-mips-static
     sh tests/router-cargo.sh "$t" test --lib || failed=1
-    # The suite's daemon is a debug build, as `make test`'s: its fault hooks
-    # (ETRND_TEST_*) exist only there.
-    sh tests/router-cargo.sh "$t" build || failed=1
+    # The suite's daemon is optimised, as the router's, but with debug assertions,
+    # as `make test`'s: its fault hooks (ETRND_TEST_*) exist only with them.
+    sh tests/router-cargo.sh "$t" build --profile emulated \
+        --config 'profile.emulated.inherits="release"' \
+        --config profile.emulated.debug-assertions=true \
+        --config profile.emulated.lto=false \
+        --config profile.emulated.codegen-units=16 || failed=1
     tools=$(pwd)/target/cross-tools
     launcher=$tools/mips/etrnd
     mkdir -p "$tools/mips"
@@ -155,8 +159,14 @@ elif [ -x "target/cross-routers/$t/release/etrnd" ]; then
     *) only=$CROSS_IT ;;
     esac
     echo "== $t: integration tests under qemu (${only:-all})"
+    # qemu-user hands a MIPS program the host's errno in SO_ERROR (111, where MIPS's
+    # ECONNREFUSED is 146), so a refused connection is logged as "No error
+    # information" there; the test that waits for "Connection refused" is left out.
+    refused=faults::a_bounce_that_cannot_be_committed_keeps_the_recipients_and_goes_once_there_is_room
+    skip "$t under qemu: $refused" "qemu-user does not translate SO_ERROR's errno for MIPS"
     # shellcheck disable=SC2086 # only is a list of test filters
-    ETRND_TEST_BIN=$launcher ETRND_TEST_SLACK=4 cargo test --test it -- $only || failed=1
+    ETRND_TEST_BIN=$launcher ETRND_TEST_SLACK=4 cargo test --test it -- $only --skip "$refused" ||
+        failed=1
 fi
 printf '%s' "$skipped"
 exit $failed

@@ -103,7 +103,7 @@ fn a_broken_mailbox_with_thousands_waiting_never_holds_the_loop_up() {
     // bench/localstall.py); the bound here is loose so a busy machine cannot flake
     // it, the benchmark gives the figure.
     assert!(
-        worst < Duration::from_secs(2),
+        worst < Duration::from_secs(2) * crate::util::slack(),
         "a greeting waited {worst:?}"
     );
     assert!(took < Duration::from_secs(10), "the requeue took {took:?}");

@@ -774,12 +774,14 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        Client::from_stream(TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect"))
+        Client::from_stream(
+            TcpStream::connect_timeout(&addr, IO_TIMEOUT * slack()).expect("connect"),
+        )
     }
 
     /// A client over a connection accepted elsewhere (the test plays a server).
     pub fn from_stream(stream: TcpStream) -> Client {
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_read_timeout(Some(IO_TIMEOUT * slack())).unwrap();
         stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
         Client {

@@ -1,11 +1,11 @@
 #!/bin/sh
 # router-cargo.sh TRIPLE CARGO-SUBCOMMAND [ARGS...]: cargo for a router's static musl
 # target (armv7, 32-bit MIPS of either byte order, aarch64, ...), built in
-# target/cross-routers. The C compiler (ring's C) and linker is CC_<triple> when
-# set, else Zig's `cc` with its own musl (PyPI's ziglang, fetched with pip into
-# target/cross-tools/py: nothing is installed on the system); the target's std is
-# rustup's where it ships one, else built from rust-src (-Zbuild-std, allowed on
-# this toolchain by RUSTC_BOOTSTRAP). Exits 69, with the reason, when no C compiler
+# target/cross-routers (or ROUTER_TARGET_DIR). The C compiler (ring's C) and linker
+# is CC_<triple> when set, else Zig's `cc` with its own musl (PyPI's ziglang,
+# fetched with pip into target/cross-tools/py: nothing is installed on the system);
+# the target's std is rustup's where it ships one, else built from rust-src
+# (-Zbuild-std, allowed on this toolchain by RUSTC_BOOTSTRAP). Exits 69, with the reason, when no C compiler
 # or no std can be had.
 set -u
 # The Zig release the routers are built with.
@@ -65,10 +65,10 @@ sub=$1
 shift
 if rustup target list --installed 2>/dev/null | grep -qx "$t" ||
     rustup target add "$t" >/dev/null 2>&1; then
-    exec cargo "$sub" --target "$t" --target-dir target/cross-routers "$@"
+    exec cargo "$sub" --target "$t" --target-dir "${ROUTER_TARGET_DIR:-target/cross-routers}" "$@"
 fi
 rustup component list --installed 2>/dev/null | grep -q '^rust-src' ||
     rustup component add rust-src >/dev/null 2>&1 ||
     { echo "$t: rustup has no std for it and no rust-src to build one" >&2; exit 69; }
 export RUSTC_BOOTSTRAP=1
-exec cargo "$sub" -Zbuild-std=std,panic_abort --target "$t" --target-dir target/cross-routers "$@"
+exec cargo "$sub" -Zbuild-std=std,panic_abort --target "$t" --target-dir "${ROUTER_TARGET_DIR:-target/cross-routers}" "$@"

@@ -190,7 +190,7 @@ crashtest:
 # Each fuzz target for FUZZ_SECONDS (cargo-fuzz; the stable toolchain needs
 # RUSTC_BOOTSTRAP=1). Seeds are in fuzz/seeds, the growing corpus in fuzz/corpus.
 FUZZ_SECONDS ?=	600
-FUZZ_TARGETS =	command server_session reply client_session dns_answer config_files spool_files control_request helper_request auth_exchange atrn_list odmr_session account_files outgoing
+FUZZ_TARGETS =	command server_session reply client_session dns_answer config_files spool_files control_request helper_request auth_exchange atrn_list odmr_session account_files outgoing dsn_params
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	for t in $(FUZZ_TARGETS); do \
@@ -225,7 +225,9 @@ static:
 	*-linux-musl*) \
 		ETRND_PREFIX=$(PREFIX) ETRND_SYSCONFDIR=$(SYSCONFDIR) \
 			sh tests/router-cargo.sh "$$t" build --profile $$p || exit $$?; \
-		cp target/cross-routers/$$t/$$p/etrnd $(STATIC_BIN) && ls -l $(STATIC_BIN); \
+		d=$$p; [ "$$d" != dev ] || d=debug; \
+		cp $${ROUTER_TARGET_DIR:-target/cross-routers}/$$t/$$d/etrnd $(STATIC_BIN) && \
+			ls -l $(STATIC_BIN); \
 		exit $$? ;; \
 	esac; \
 	if [ "$$t" != "$$host" ]; then \

@@ -2,8 +2,9 @@
 # router-cargo.sh TRIPLE CARGO-SUBCOMMAND [ARGS...]: cargo for a router's static musl
 # target (armv7, 32-bit MIPS of either byte order, aarch64, ...), built in
 # target/cross-routers (or ROUTER_TARGET_DIR). The C compiler (ring's C) and linker
-# is CC_<triple> when set, else Zig's `cc` with its own musl (PyPI's ziglang,
-# fetched with pip into target/cross-tools/py: nothing is installed on the system);
+# is CC_<triple> when set (with rustup's musl), else Zig's `cc` with its own musl
+# (PyPI's ziglang, fetched with pip into target/cross-tools/py-VERSION: nothing is
+# installed on the system);
 # the target's std is rustup's where it ships one, else built from rust-src
 # (-Zbuild-std, allowed on this toolchain by RUSTC_BOOTSTRAP). Exits 69, with the reason, when no C compiler
 # or no std can be had.
@@ -32,17 +33,29 @@ U=$(echo "$u" | tr '[:lower:]' '[:upper:]')
 tools=$(pwd)/target/cross-tools
 mkdir -p "$tools"
 cc=$(printenv "CC_$u")
-if [ -z "$cc" ]; then
-    py=$tools/py
+if [ -n "$cc" ]; then
+    # The caller's C compiler, with rustup's musl; the linker too unless one is named.
+    [ -n "$(printenv "CARGO_TARGET_${U}_LINKER")" ] || export "CARGO_TARGET_${U}_LINKER=$cc"
+    export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static"
+else
+    # Zig of the pinned release, kept under target/.
+    py=$tools/py-$ZIGLANG_VERSION
     find_zig() {
-        PYTHONPATH=$py python3 -c 'import os, ziglang; print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))' 2>/dev/null
+        PYTHONPATH=$py python3 -c '
+import importlib.metadata, os, sys, ziglang
+if importlib.metadata.version("ziglang") != sys.argv[1]:
+    sys.exit(1)
+print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))' "$ZIGLANG_VERSION" 2>/dev/null
     }
     zig=$(find_zig)
     if [ -z "$zig" ]; then
         python3 -m pip install -q --target "$py" "ziglang==$ZIGLANG_VERSION" >&2
         zig=$(find_zig)
     fi
-    [ -n "$zig" ] || { echo "$t: no zig (pip could not fetch ziglang into $py)" >&2; exit 69; }
+    [ -n "$zig" ] || {
+        echo "$t: no zig $ZIGLANG_VERSION (pip could not install it into $py: python3-pip?); or set CC_$u" >&2
+        exit 69
+    }
     # cc-rs passes rustc's --target=TRIPLE, which is not Zig's name: it is dropped.
     cc=$tools/$t-cc
     cat >"$cc" <<EOF
@@ -54,11 +67,11 @@ done
 exec '$zig' cc -target $zt "\$@"
 EOF
     chmod +x "$cc"
+    # Zig is the linker too, and brings its own musl and start files, so rustup's
+    # are not linked in.
+    export "CC_$u=$cc" "CARGO_TARGET_${U}_LINKER=$cc"
+    export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C link-self-contained=no -C target-feature=+crt-static"
 fi
-# The C compiler is the linker too, and brings its own musl and start files, so
-# rustup's are not linked in.
-export "CC_$u=$cc" "CARGO_TARGET_${U}_LINKER=$cc"
-export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C link-self-contained=no -C target-feature=+crt-static"
 # The cargo subcommand first, then the target, then the caller's arguments (which
 # may end in `-- test-args`).
 sub=$1

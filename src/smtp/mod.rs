@@ -10,6 +10,7 @@ pub mod atrn;
 pub mod body;
 pub mod client;
 pub mod command;
+pub mod dsn;
 pub mod etrn_target;
 pub mod line;
 pub mod policy;

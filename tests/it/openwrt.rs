@@ -249,7 +249,11 @@ fn what_procd_starts_delivers_mail_and_the_uplink_is_followed_from_the_start() {
     // wan was up before etrnd: procd's service_started tells the daemon.
     assert!(status().contains("wan down since"), "{}", status());
     procd(&init, "service_started");
-    assert!(status().contains("wan up since"), "{}", status());
+    wait_for(
+        "wan up after service_started",
+        || status().contains("wan up since"),
+        || daemon.log(),
+    );
 
     // Mail from a program on the router lands in root's mailbox on /srv.
     let mut submit = Command::new(bin());

@@ -64,7 +64,7 @@ mod journal;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub use body::Body;
@@ -298,33 +298,34 @@ impl Spool {
         // Folders above the spool that are missing are made as a system's folders
         // are (0755), so that USER reaches the spool through them once we drop to it
         // (`POSTOFFICE=/srv/etrnd/spool` on a router without `/srv`).
-        if let Some(parent) = s.root.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if !parent.is_dir() {
-                fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o755)
-                    .create(parent)
-                    .map_err(|e| SpoolError::new("mkdir", parent, e))?;
-            }
-        }
-        for d in [
-            &s.root, &s.tmp, &s.queue, &s.state, &s.corrupt, &s.hold, &s.index,
-        ] {
-            if !d.is_dir() {
-                fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(d)
-                    .map_err(|e| SpoolError::new("mkdir", d, e))?;
-            }
-        }
-        // Others may pass through the root to reach drop/ and notify, and create
-        // files in drop/, but list nothing and touch nobody else's files.
+        // The mode is set after each mkdir, whatever the umask we were started with.
         use std::os::unix::fs::PermissionsExt;
         let set = |p: &Path, mode: u32| {
             fs::set_permissions(p, fs::Permissions::from_mode(mode))
                 .map_err(|e| SpoolError::new("chmod", p, e))
         };
+        let missing: Vec<&Path> = s
+            .root
+            .ancestors()
+            .skip(1)
+            .take_while(|p| !p.as_os_str().is_empty() && !p.is_dir())
+            .collect();
+        for p in missing.into_iter().rev() {
+            fs::create_dir(p).map_err(|e| SpoolError::new("mkdir", p, e))?;
+            set(p, 0o755)?;
+        }
+        // Only USER lists the spool's folders, even when they come back from a
+        // backup (a sysupgrade's archive restores them 0755).
+        for d in [
+            &s.root, &s.tmp, &s.queue, &s.state, &s.corrupt, &s.hold, &s.index,
+        ] {
+            if !d.is_dir() {
+                fs::create_dir(d).map_err(|e| SpoolError::new("mkdir", d, e))?;
+            }
+            set(d, 0o700)?;
+        }
+        // Others may pass through the root to reach drop/ and notify, and create
+        // files in drop/, but list nothing and touch nobody else's files.
         set(&s.root, 0o711)?;
         if !s.drop.is_dir() {
             fs::create_dir(&s.drop).map_err(|e| SpoolError::new("mkdir", &s.drop, e))?;

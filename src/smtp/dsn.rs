@@ -1,0 +1,353 @@
+//! Delivery status notification parameters (RFC 3461): `RET` and `ENVID` of MAIL,
+//! `NOTIFY` and `ORCPT` of RCPT, and their xtext encoding (§4). Parsing is strict:
+//! a malformed value, a repeated parameter, `NEVER` with another keyword, an
+//! `ENVID` over 100 characters or an `ORCPT` over 500 is refused (reference/
+//! bad-input.md §L 100); a decoded value never holds a control character, so it
+//! cannot reach the spool, a log line or a notice.
+
+/// RFC 3461 §4.4: ENVID is at most 100 characters (as sent, in xtext).
+pub const MAX_ENVID: usize = 100;
+/// RFC 3461 §4.2: ORCPT is at most 500 characters (as sent).
+pub const MAX_ORCPT: usize = 500;
+
+/// What is wrong with a DSN parameter (each is a 501 5.5.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DsnError {
+    /// Not xtext: a `+` not followed by two upper-case hex digits, or an octet
+    /// outside `!`..`~`, or `=`.
+    Xtext,
+    /// The decoded value holds a control character or is not UTF-8.
+    Control,
+    /// The value is longer than the parameter allows.
+    TooLong,
+    /// NOTIFY: an unknown keyword, an empty list, a repeat, or NEVER with another.
+    Notify,
+    /// RET: neither FULL nor HDRS.
+    Ret,
+    /// ORCPT: no `addr-type;`, or an addr-type that is not an atom.
+    Orcpt,
+    /// The same parameter twice.
+    Repeated,
+}
+
+impl std::fmt::Display for DsnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DsnError::Xtext => "malformed xtext",
+            DsnError::Control => "control character in a DSN parameter",
+            DsnError::TooLong => "DSN parameter too long",
+            DsnError::Notify => "NOTIFY is NEVER or a list of SUCCESS, FAILURE, DELAY",
+            DsnError::Ret => "RET is FULL or HDRS",
+            DsnError::Orcpt => "ORCPT is addr-type;xtext",
+            DsnError::Repeated => "parameter given twice",
+        })
+    }
+}
+
+/// Decodes xtext (RFC 3461 §4): `+XX` (upper-case hex) stands for an octet; every
+/// other octet is printable ASCII other than `+` and `=`. The result is UTF-8
+/// without control characters.
+pub fn xtext_decode(s: &str) -> Result<String, DsnError> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => {
+                let hex = |c: u8| match c {
+                    b'0'..=b'9' => Some(c - b'0'),
+                    b'A'..=b'F' => Some(c - b'A' + 10),
+                    _ => None,
+                };
+                let (Some(hi), Some(lo)) = (
+                    b.get(i + 1).copied().and_then(hex),
+                    b.get(i + 2).copied().and_then(hex),
+                ) else {
+                    return Err(DsnError::Xtext);
+                };
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            b'=' => return Err(DsnError::Xtext),
+            c @ b'!'..=b'~' => {
+                out.push(c);
+                i += 1;
+            }
+            _ => return Err(DsnError::Xtext),
+        }
+    }
+    let text = String::from_utf8(out).map_err(|_| DsnError::Control)?;
+    if text.chars().any(char::is_control) {
+        return Err(DsnError::Control);
+    }
+    Ok(text)
+}
+
+/// Encodes a value as xtext: printable ASCII other than `+` and `=` as itself,
+/// every other octet as `+XX`.
+pub fn xtext_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &c in s.as_bytes() {
+        if (b'!'..=b'~').contains(&c) && c != b'+' && c != b'=' {
+            out.push(c as char);
+        } else {
+            out.push_str(&format!("+{c:02X}"));
+        }
+    }
+    out
+}
+
+/// RCPT's NOTIFY: when the sender wants to hear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Notify {
+    /// SUCCESS: on delivery (or relay to a next hop without DSN).
+    pub success: bool,
+    /// FAILURE: on a bounce.
+    pub failure: bool,
+    /// DELAY: on a delay notice.
+    pub delay: bool,
+}
+
+impl Notify {
+    /// NEVER: no notice at all.
+    pub const NEVER: Notify = Notify {
+        success: false,
+        failure: false,
+        delay: false,
+    };
+
+    /// Parses `NEVER` or a comma-separated list of SUCCESS, FAILURE, DELAY (any
+    /// case, each at most once).
+    pub fn parse(s: &str) -> Result<Notify, DsnError> {
+        if s.eq_ignore_ascii_case("NEVER") {
+            return Ok(Notify::NEVER);
+        }
+        let mut n = Notify::default();
+        for word in s.split(',') {
+            let slot = if word.eq_ignore_ascii_case("SUCCESS") {
+                &mut n.success
+            } else if word.eq_ignore_ascii_case("FAILURE") {
+                &mut n.failure
+            } else if word.eq_ignore_ascii_case("DELAY") {
+                &mut n.delay
+            } else {
+                return Err(DsnError::Notify);
+            };
+            if *slot {
+                return Err(DsnError::Notify);
+            }
+            *slot = true;
+        }
+        Ok(n)
+    }
+
+    /// The parameter's value as sent on.
+    pub fn render(&self) -> String {
+        let words: Vec<&str> = [
+            (self.success, "SUCCESS"),
+            (self.failure, "FAILURE"),
+            (self.delay, "DELAY"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, w)| *w)
+        .collect();
+        if words.is_empty() {
+            "NEVER".into()
+        } else {
+            words.join(",")
+        }
+    }
+}
+
+/// MAIL's RET: what a notice returns of the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ret {
+    /// The whole message.
+    Full,
+    /// Its header only.
+    Hdrs,
+}
+
+impl Ret {
+    fn parse(s: &str) -> Result<Ret, DsnError> {
+        if s.eq_ignore_ascii_case("FULL") {
+            Ok(Ret::Full)
+        } else if s.eq_ignore_ascii_case("HDRS") {
+            Ok(Ret::Hdrs)
+        } else {
+            Err(DsnError::Ret)
+        }
+    }
+
+    /// The parameter's value as sent on.
+    pub fn render(&self) -> &'static str {
+        match self {
+            Ret::Full => "FULL",
+            Ret::Hdrs => "HDRS",
+        }
+    }
+}
+
+/// RCPT's ORCPT: the recipient as the sender first addressed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orcpt {
+    /// The address type (`rfc822`, `utf-8`), as sent.
+    pub addr_type: String,
+    /// The address, decoded.
+    pub address: String,
+}
+
+impl Orcpt {
+    fn parse(s: &str) -> Result<Orcpt, DsnError> {
+        if s.len() > MAX_ORCPT {
+            return Err(DsnError::TooLong);
+        }
+        let (kind, value) = s.split_once(';').ok_or(DsnError::Orcpt)?;
+        let atom = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&c);
+        if kind.is_empty() || !kind.bytes().all(atom) || value.is_empty() {
+            return Err(DsnError::Orcpt);
+        }
+        Ok(Orcpt {
+            addr_type: kind.to_string(),
+            address: xtext_decode(value)?,
+        })
+    }
+
+    /// The parameter's value as sent on (`addr-type;xtext`).
+    pub fn render(&self) -> String {
+        format!("{};{}", self.addr_type, xtext_encode(&self.address))
+    }
+}
+
+/// The DSN parameters of one MAIL command.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailDsn {
+    /// RET, if given.
+    pub ret: Option<Ret>,
+    /// ENVID, decoded, if given.
+    pub envid: Option<String>,
+}
+
+impl MailDsn {
+    /// Takes `RET` or `ENVID` (`key` upper-case); `Ok(false)` for any other key.
+    pub fn take(&mut self, key: &str, value: &str) -> Result<bool, DsnError> {
+        match key {
+            "RET" if self.ret.is_some() => Err(DsnError::Repeated),
+            "RET" => {
+                self.ret = Some(Ret::parse(value)?);
+                Ok(true)
+            }
+            "ENVID" if self.envid.is_some() => Err(DsnError::Repeated),
+            "ENVID" if value.len() > MAX_ENVID => Err(DsnError::TooLong),
+            "ENVID" => {
+                self.envid = Some(xtext_decode(value)?);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+/// The DSN parameters of one RCPT command.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RcptDsn {
+    /// NOTIFY, if given (absent: the receiver's default, FAILURE and DELAY).
+    pub notify: Option<Notify>,
+    /// ORCPT, if given.
+    pub orcpt: Option<Orcpt>,
+}
+
+impl RcptDsn {
+    /// Takes `NOTIFY` or `ORCPT` (`key` upper-case); `Ok(false)` for any other key.
+    pub fn take(&mut self, key: &str, value: &str) -> Result<bool, DsnError> {
+        match key {
+            "NOTIFY" if self.notify.is_some() => Err(DsnError::Repeated),
+            "NOTIFY" => {
+                self.notify = Some(Notify::parse(value)?);
+                Ok(true)
+            }
+            "ORCPT" if self.orcpt.is_some() => Err(DsnError::Repeated),
+            "ORCPT" => {
+                self.orcpt = Some(Orcpt::parse(value)?);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xtext_decodes_hex_pairs_and_refuses_what_is_not_xtext() {
+        assert_eq!(xtext_decode("a+2Bb@c.example").unwrap(), "a+b@c.example");
+        assert_eq!(xtext_decode("+C3+BC").unwrap(), "ü");
+        for bad in ["a+2b", "a+2", "a+", "a=b", "a b", "a\u{e9}"] {
+            assert_eq!(xtext_decode(bad), Err(DsnError::Xtext), "{bad}");
+        }
+        // Decoded control characters and broken UTF-8 are refused.
+        for bad in ["a+0Db", "a+0A", "+7F", "+00", "+C3"] {
+            assert_eq!(xtext_decode(bad), Err(DsnError::Control), "{bad}");
+        }
+    }
+
+    #[test]
+    fn xtext_encodes_what_it_must_and_round_trips() {
+        assert_eq!(xtext_encode("a+b=c d"), "a+2Bb+3Dc+20d");
+        assert_eq!(xtext_encode("ü"), "+C3+BC");
+        for s in ["plain@example.org", "a+b=c", "ünï cödé", "~!\"#"] {
+            assert_eq!(xtext_decode(&xtext_encode(s)).unwrap(), s);
+        }
+    }
+
+    #[test]
+    fn notify_is_never_alone_or_a_list_without_repeats() {
+        assert_eq!(Notify::parse("never").unwrap(), Notify::NEVER);
+        let n = Notify::parse("SUCCESS,failure").unwrap();
+        assert!(n.success && n.failure && !n.delay);
+        assert_eq!(n.render(), "SUCCESS,FAILURE");
+        assert_eq!(Notify::NEVER.render(), "NEVER");
+        for bad in ["NEVER,SUCCESS", "SUCCESS,SUCCESS", "", "SUCCESS,", "LATER"] {
+            assert_eq!(Notify::parse(bad), Err(DsnError::Notify), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mail_and_rcpt_parameters_refuse_repeats_and_bounds() {
+        let mut m = MailDsn::default();
+        assert_eq!(m.take("RET", "hdrs"), Ok(true));
+        assert_eq!(m.take("RET", "FULL"), Err(DsnError::Repeated));
+        assert_eq!(m.take("ENVID", &"x".repeat(101)), Err(DsnError::TooLong));
+        assert_eq!(m.take("ENVID", "QQ+2B1"), Ok(true));
+        assert_eq!(m.envid.as_deref(), Some("QQ+1"));
+        assert_eq!(m.take("SIZE", "1"), Ok(false));
+        assert_eq!(MailDsn::default().take("RET", "BODY"), Err(DsnError::Ret));
+
+        let mut r = RcptDsn::default();
+        assert_eq!(r.take("ORCPT", "rfc822;a+2Bb@c.example"), Ok(true));
+        let o = r.orcpt.clone().unwrap();
+        assert_eq!(
+            (o.addr_type.as_str(), o.address.as_str()),
+            ("rfc822", "a+b@c.example")
+        );
+        assert_eq!(o.render(), "rfc822;a+2Bb@c.example");
+        assert_eq!(r.take("ORCPT", "rfc822;x"), Err(DsnError::Repeated));
+        for bad in ["rfc822", ";a@b", "rfc 822;a@b", "rfc822;"] {
+            assert_eq!(
+                RcptDsn::default().take("ORCPT", bad),
+                Err(DsnError::Orcpt),
+                "{bad}"
+            );
+        }
+        let long = format!("rfc822;{}", "a".repeat(500));
+        assert_eq!(
+            RcptDsn::default().take("ORCPT", &long),
+            Err(DsnError::TooLong)
+        );
+        assert_eq!(r.take("NOTIFY", "DELAY"), Ok(true));
+        assert_eq!(r.take("NOTIFY", "DELAY"), Err(DsnError::Repeated));
+    }
+}

@@ -95,12 +95,9 @@ elif ! have_target "$a"; then
 else
     echo "== $a: static build, unit tests under qemu"
     export CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc
-    export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc
     export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-aarch64-static
-    RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --target "$a" \
-        --target-dir target/cross || failed=1
-    RUSTFLAGS="-C target-feature=+crt-static" cargo test --lib --target "$a" \
-        --target-dir target/cross || failed=1
+    sh tests/router-cargo.sh "$a" build --release || failed=1
+    sh tests/router-cargo.sh "$a" test --lib || failed=1
 fi
 # std from source (-Zbuild-std) for the targets rustup ships no std for: this
 # toolchain's rust-src, its unstable flags allowed by RUSTC_BOOTSTRAP.

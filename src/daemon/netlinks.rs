@@ -376,14 +376,14 @@ impl Core {
     /// each link whose outbound mail is done, dials (start, exit, time-out), and the
     /// dial policy when held mail changed or its time came.
     pub(super) fn links_tick(&mut self, io: &mut Io, now: Instant) {
-        self.netlinks.orphans.retain(|&(pid, kill_at)| {
-            let due = kill_at.is_some_and(|t| now >= t);
-            if due {
+        // Killed ones stay listed (no deadline) until SIGCHLD reaps them.
+        for (pid, kill_at) in &mut self.netlinks.orphans {
+            if kill_at.is_some_and(|t| now >= t) {
                 log::warn!("link dial-killed pid={pid}: it outlived SIGTERM");
-                children::kill(pid);
+                children::kill(*pid);
+                *kill_at = None;
             }
-            !due
-        });
+        }
         if self.netlinks.list.is_empty() {
             return;
         }

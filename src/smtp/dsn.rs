@@ -86,15 +86,7 @@ pub fn xtext_decode(s: &str) -> Result<String, DsnError> {
 /// Encodes a value as xtext: printable ASCII other than `+` and `=` as itself,
 /// every other octet as `+XX`.
 pub fn xtext_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for &c in s.as_bytes() {
-        if (b'!'..=b'~').contains(&c) && c != b'+' && c != b'=' {
-            out.push(c as char);
-        } else {
-            out.push_str(&format!("+{c:02X}"));
-        }
-    }
-    out
+    crate::vocab::hex_escape(s, b'+', b"=")
 }
 
 /// RCPT's NOTIFY: when the sender wants to hear.
@@ -220,6 +212,19 @@ impl Orcpt {
     }
 }
 
+/// Fills `slot` with what `parse` makes of a parameter's value, once: a second
+/// value of the same parameter is refused.
+fn once<T>(
+    slot: &mut Option<T>,
+    parse: impl FnOnce() -> Result<T, DsnError>,
+) -> Result<bool, DsnError> {
+    if slot.is_some() {
+        return Err(DsnError::Repeated);
+    }
+    *slot = Some(parse()?);
+    Ok(true)
+}
+
 /// The DSN parameters of one MAIL command.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MailDsn {
@@ -233,17 +238,13 @@ impl MailDsn {
     /// Takes `RET` or `ENVID` (`key` upper-case); `Ok(false)` for any other key.
     pub fn take(&mut self, key: &str, value: &str) -> Result<bool, DsnError> {
         match key {
-            "RET" if self.ret.is_some() => Err(DsnError::Repeated),
-            "RET" => {
-                self.ret = Some(Ret::parse(value)?);
-                Ok(true)
-            }
-            "ENVID" if self.envid.is_some() => Err(DsnError::Repeated),
-            "ENVID" if value.len() > MAX_ENVID => Err(DsnError::TooLong),
-            "ENVID" => {
-                self.envid = Some(xtext_decode(value)?);
-                Ok(true)
-            }
+            "RET" => once(&mut self.ret, || Ret::parse(value)),
+            "ENVID" => once(&mut self.envid, || {
+                if value.len() > MAX_ENVID {
+                    return Err(DsnError::TooLong);
+                }
+                xtext_decode(value)
+            }),
             _ => Ok(false),
         }
     }
@@ -262,16 +263,8 @@ impl RcptDsn {
     /// Takes `NOTIFY` or `ORCPT` (`key` upper-case); `Ok(false)` for any other key.
     pub fn take(&mut self, key: &str, value: &str) -> Result<bool, DsnError> {
         match key {
-            "NOTIFY" if self.notify.is_some() => Err(DsnError::Repeated),
-            "NOTIFY" => {
-                self.notify = Some(Notify::parse(value)?);
-                Ok(true)
-            }
-            "ORCPT" if self.orcpt.is_some() => Err(DsnError::Repeated),
-            "ORCPT" => {
-                self.orcpt = Some(Orcpt::parse(value)?);
-                Ok(true)
-            }
+            "NOTIFY" => once(&mut self.notify, || Notify::parse(value)),
+            "ORCPT" => once(&mut self.orcpt, || Orcpt::parse(value)),
             _ => Ok(false),
         }
     }

@@ -1,7 +1,7 @@
 //! The addresses of this machine's interfaces.
 
 #[cfg(target_os = "linux")]
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
 /// Addresses of the local interfaces, for recognising our own MX. On Linux they
 /// are read without netlink: the IPv4 ones with `SIOCGIFCONF`, the IPv6 ones from
@@ -41,13 +41,10 @@ fn parse_if_inet6(text: &str) -> Vec<std::net::Ipv6Addr> {
 /// buffer while it fills one, up to 4,096 addresses).
 #[cfg(target_os = "linux")]
 fn ipv4_interface_addrs() -> Vec<std::net::Ipv4Addr> {
-    // SAFETY: a plain socket call; the descriptor is owned below.
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
+    // Any IPv4 socket answers SIOCGIFCONF; it is never connected.
+    let Ok(sock) = super::tcp_socket(std::net::SocketAddr::from(([0, 0, 0, 0], 0))) else {
         return Vec::new();
-    }
-    // SAFETY: raw is a descriptor we just opened and own alone.
-    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    };
     let size = std::mem::size_of::<libc::ifreq>();
     let mut slots = 32usize;
     loop {
@@ -125,7 +122,15 @@ mod tests {
 
     #[test]
     fn interfaces_include_loopback() {
-        assert!(interface_addrs().contains(&"127.0.0.1".parse().unwrap()));
+        let addrs = interface_addrs();
+        assert!(addrs.contains(&"127.0.0.1".parse().unwrap()));
+        // ::1 too, where the kernel lists it.
+        #[cfg(target_os = "linux")]
+        if std::fs::read_to_string("/proc/net/if_inet6")
+            .is_ok_and(|t| t.contains("00000000000000000000000000000001"))
+        {
+            assert!(addrs.contains(&"::1".parse().unwrap()), "{addrs:?}");
+        }
     }
 
     #[test]

@@ -468,7 +468,7 @@ pub fn set_sndbuf(fd: RawFd, octets: u32) -> io::Result<()> {
 }
 
 /// A non-blocking, close-on-exec TCP socket of `addr`'s family.
-fn tcp_socket(addr: std::net::SocketAddr) -> io::Result<OwnedFd> {
+pub(super) fn tcp_socket(addr: std::net::SocketAddr) -> io::Result<OwnedFd> {
     let family = if addr.is_ipv6() {
         libc::AF_INET6
     } else {
@@ -643,7 +643,7 @@ pub use process::{
 };
 pub use process::{
     is_tty, kill_session, new_session, poll_fds, reap, reap_any, set_echo, set_nonblocking,
-    spawn_piped,
+    signal_session, spawn_piped,
 };
 
 #[cfg(test)]

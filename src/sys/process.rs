@@ -293,10 +293,15 @@ pub fn try_reap(pid: i32) -> Option<Option<i32>> {
 
 /// Sends SIGTERM to child `pid` and its session (reap it later with [`try_reap`]).
 pub fn terminate(pid: i32) {
+    signal_session(pid, libc::SIGTERM)
+}
+
+/// Sends `sig` to child `pid` and its session (reaped later, by the caller).
+pub fn signal_session(pid: i32, sig: i32) {
     // SAFETY: signalling our own child's process group (setsid made it its leader).
     unsafe {
-        libc::kill(-pid, libc::SIGTERM);
-        libc::kill(pid, libc::SIGTERM);
+        libc::kill(-pid, sig);
+        libc::kill(pid, sig);
     }
 }
 
@@ -401,13 +406,10 @@ pub fn reap_any() {
 
 /// Kills child `pid` and its session with SIGKILL, then reaps it.
 pub fn kill_session(pid: i32) {
-    // SAFETY: signalling and reaping our own child (setsid made it a group leader).
-    unsafe {
-        libc::kill(-pid, libc::SIGKILL);
-        libc::kill(pid, libc::SIGKILL);
-        let mut status = 0;
-        libc::waitpid(pid, &mut status, 0);
-    }
+    signal_session(pid, libc::SIGKILL);
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
 }
 
 /// Makes a descriptor non-blocking.

@@ -17,7 +17,6 @@ pub use security::{ListenKind, TlsLevel};
 /// Longest peer string written to a log line.
 pub const MAX_LOGGED: usize = 200;
 
-/// Makes a peer string safe to log: control characters and non-ASCII become `?` (or
 /// An OS error as a reason a person reads: the system's text without Rust's
 /// ` (os error N)` tail (`Connection refused`, as Postfix says it).
 pub fn os_error(e: &std::io::Error) -> String {
@@ -28,6 +27,7 @@ pub fn os_error(e: &std::io::Error) -> String {
     }
 }
 
+/// Makes a peer string safe to log: control characters and non-ASCII become `?` (or
 /// `\xNN`), quotes are escaped, and the result is capped at [`MAX_LOGGED`] octets.
 pub fn sanitize(s: &[u8]) -> String {
     let mut out = String::with_capacity(s.len().min(MAX_LOGGED));
@@ -43,6 +43,20 @@ pub fn sanitize(s: &[u8]) -> String {
             }
             0x20..=0x7e => out.push(b as char),
             _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out
+}
+
+/// Every octet outside `!`..`~`, and `escape` and the octets of `also`, as
+/// `<escape>XX` (upper-case hex): the spool's `%XX` fields, SMTP's xtext (`+XX`).
+pub fn hex_escape(s: &str, escape: u8, also: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if (0x21..=0x7e).contains(&b) && b != escape && !also.contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("{}{b:02X}", escape as char));
         }
     }
     out

@@ -5,11 +5,10 @@
 //! bsd-mailx, from cron's command line, from mutt in batch mode (umask 077) and from
 //! `sendmail -t` lands in each recipient's mailbox, readable by the recipient.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+
+use crate::foreground::Foreground;
 
 use crate::util::{bin, need_tool, run_ok, system_account, TempDir, ATTACKER};
 
@@ -17,14 +16,13 @@ use crate::util::{bin, need_tool, run_ok, system_account, TempDir, ATTACKER};
 const RECIPIENT: &str = "etrnd-mua";
 
 /// The installed daemon in its namespaces, its standard error collected.
-struct Installed {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
+struct Installed(Foreground);
 
 impl Installed {
     /// Sets up the namespaces over DESTDIR `dest` and starts the installed daemon
     /// with no `-f`: the configuration is the one the installed binary defaults to.
+    /// The namespaces go with their last process: the daemon, its supervisor and
+    /// helpers, when the daemon is stopped.
     fn start(dest: &Path) -> Installed {
         let d = dest.display();
         let script = format!(
@@ -36,47 +34,23 @@ impl Installed {
              for m in /var/spool /var/mail /var/log /run; do mount -t tmpfs tmpfs $m; done
              exec /usr/local/sbin/etrnd -d -v"
         );
-        let mut child = Command::new("unshare")
-            .args(["--mount", "--net", "--propagation", "private", "--", "sh"])
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("unshare");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let l = log.clone();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("daemon started") {
-                    let _ = tx.send(());
-                }
-                let mut l = l.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let me = Installed { child, log };
-        assert!(
-            rx.recv_timeout(Duration::from_secs(20)).is_ok(),
-            "the installed daemon did not start:\n{}",
-            me.log()
-        );
-        me
+        Installed(Foreground::start(
+            Command::new("unshare")
+                .args(["--mount", "--net", "--propagation", "private", "--", "sh"])
+                .arg("-c")
+                .arg(script),
+        ))
     }
 
     fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.0.log()
     }
 
     /// `nsenter` into the daemon's namespaces, then `setpriv` to `user`, then
     /// `sh -c script` with `input` on its standard input.
     fn run_as(&self, user: &str, script: &str, input: &[u8]) -> std::process::Output {
         let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--target={}", self.child.id()))
+        cmd.arg(format!("--target={}", self.0.child.id()))
             .args(["--mount", "--net", "--"]);
         if user != "root" {
             cmd.args([
@@ -98,28 +72,8 @@ impl Installed {
         out
     }
 
-    /// Waits for `n` lines of the log containing `what`.
     fn wait_lines(&self, what: &str, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.log().matches(what).count() < n {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {n} × {what}\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Installed {
-    fn drop(&mut self) {
-        // The namespaces go with their last process: the daemon, its supervisor and
-        // helpers (which leave when it does).
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+        self.0.wait_lines(what, n)
     }
 }
 

@@ -641,11 +641,15 @@ fn a_failed_dial_backs_off_and_mail_waits() {
 fn a_dial_command_that_ignores_sigterm_is_killed() {
     let base = std::env::temp_dir().join(format!("etrnd-dial-{}", std::process::id()));
     let (script, pidfile) = (base.with_extension("sh"), base.with_extension("pid"));
+    let childfile = base.with_extension("child");
     let _ = std::fs::remove_file(&pidfile);
+    let _ = std::fs::remove_file(&childfile);
+    // The command and a child of its (which inherits the ignored SIGTERM).
     std::fs::write(
         &script,
         format!(
-            "trap '' TERM\necho $$ > {}\nwhile :; do sleep 1; done\n",
+            "trap '' TERM\nsleep 1000 &\necho $! > {}\necho $$ > {}\nwhile :; do sleep 1; done\n",
+            childfile.display(),
             pidfile.display()
         ),
     )
@@ -663,9 +667,15 @@ fn a_dial_command_that_ignores_sigterm_is_killed() {
         alive(&pid),
         "the dial command ignored SIGTERM and still runs"
     );
+    let child = std::fs::read_to_string(&childfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(alive(&child), "the command's child runs");
     d.wait_until("the kill", 30, || d.log().contains("link dial-killed"));
     d.wait_until("the command gone", 10, || !alive(&pid));
-    for f in [&script, &pidfile] {
+    d.wait_until("the command's child gone", 10, || !alive(&child));
+    for f in [&script, &pidfile, &childfile] {
         let _ = std::fs::remove_file(f);
     }
 }

@@ -14,6 +14,7 @@ mod exim;
 mod fakedns;
 mod faults;
 mod fidelity;
+mod foreground;
 mod holdstore;
 mod imports;
 mod install;

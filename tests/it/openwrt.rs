@@ -7,11 +7,10 @@
 //! package's absolute paths are moved under a private folder, as `make install`
 //! moves /usr/local.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use crate::foreground::{wait_for, Foreground};
 use crate::util::{bin, daemon_account, free_port, run_etrnd, TempDir};
 
 fn checkout() -> &'static Path {
@@ -106,70 +105,6 @@ fn procd(init: &Path, function: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The daemon procd started, its standard error collected.
-struct Started {
-    child: Child,
-    log: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Started {
-    /// Starts `argv` and waits until it says it started (the child is stopped when
-    /// this fails, as when the test ends).
-    fn spawn(argv: &[&str]) -> Started {
-        let mut child = Command::new(argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let me = Started {
-            child,
-            log: Default::default(),
-        };
-        let log = me.log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut l = log.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        me.wait_log("daemon started");
-        me
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn wait_log(&self, what: &str) {
-        wait_for(what, || self.log().contains(what), || self.log());
-    }
-}
-
-impl Drop for Started {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_for(what: &str, f: impl Fn() -> bool, log: impl Fn() -> String) {
-    let deadline = Instant::now() + Duration::from_secs(30) * crate::util::slack();
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Writes a file of the package with the mode the package gives it.
 fn install(path: &Path, text: &str, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
@@ -244,13 +179,14 @@ fn what_procd_starts_delivers_mail_and_the_uplink_is_followed_from_the_start() {
     );
 
     let argv: Vec<&str> = command["command ".len()..].split(' ').collect();
-    let daemon = Started::spawn(&argv);
+    let daemon = Foreground::start(Command::new(argv[0]).args(&argv[1..]));
     let status = || run_etrnd(&conf_path, &["link", "status", "wan"]).1;
     // wan was up before etrnd: procd's service_started tells the daemon.
     assert!(status().contains("wan down since"), "{}", status());
     procd(&init, "service_started");
     wait_for(
         "wan up after service_started",
+        30,
         || status().contains("wan up since"),
         || daemon.log(),
     );
@@ -264,6 +200,7 @@ fn what_procd_starts_delivers_mail_and_the_uplink_is_followed_from_the_start() {
     let mailbox = root.join("srv/etrnd/mail/root");
     wait_for(
         "the mail in root's mailbox",
+        30,
         || std::fs::read_to_string(&mailbox).is_ok_and(|m| m.contains("The backup finished.")),
         || daemon.log(),
     );
@@ -272,11 +209,11 @@ fn what_procd_starts_delivers_mail_and_the_uplink_is_followed_from_the_start() {
     assert!(root.join("srv/etrnd/spool").is_dir(), "the spool on /srv");
 
     // The daemon's account reads the configuration again: a reload and a listing.
-    daemon.wait_log("delivered to mailbox");
+    daemon.wait_lines("delivered to mailbox", 1);
     let _ = Command::new("kill")
         .args(["-HUP", &daemon.child.id().to_string()])
         .status();
-    daemon.wait_log("config reloaded");
+    daemon.wait_lines("config reloaded", 1);
     assert!(!daemon.log().contains("reload-failed"), "{}", daemon.log());
     let (code, _, err) = run_etrnd(&conf_path, &["mailq"]);
     assert_eq!(code, 0, "mailq: {err}");

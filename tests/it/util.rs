@@ -625,15 +625,7 @@ impl Daemon {
     /// Waits until `f` holds; fails after `secs` (times the slack) with the
     /// daemon's log.
     pub fn wait_until(&self, what: &str, secs: u64, f: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(secs) * slack();
-        while !f() {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::foreground::wait_for(what, secs, f, || self.log())
     }
 
     pub fn addr(&self) -> SocketAddr {

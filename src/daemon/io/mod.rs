@@ -265,9 +265,10 @@ pub(super) mod children {
         crate::sys::terminate(pid)
     }
 
-    /// Kills `pid` and its session, and reaps it.
+    /// Kills `pid` and its session (SIGKILL) without waiting: a child stuck in the
+    /// kernel must not stop the loop; reap it later with [`try_reap`].
     pub fn kill(pid: i32) {
-        crate::sys::kill_session(pid)
+        crate::sys::signal_session(pid, libc::SIGKILL)
     }
 
     /// Kills `pid` and reaps it (waiting a second at most).

@@ -79,15 +79,7 @@ impl std::error::Error for DecodeError {}
 
 /// `%XX`-encodes every octet outside `!`..`~` and `%`.
 pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for &b in s.as_bytes() {
-        if (0x21..=0x7e).contains(&b) && b != b'%' {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    crate::vocab::hex_escape(s, b'%', &[])
 }
 
 /// Reverses [`encode`].

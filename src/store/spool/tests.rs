@@ -218,3 +218,24 @@ fn open_message_streams_small_and_large_bodies_and_verifies() {
         assert!(err.to_string().contains("checksum"), "{err}");
     }
 }
+
+#[test]
+fn missing_parents_are_made_0755_and_the_spools_folders_are_0700_again_at_open() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TempDir::new("modes");
+    let root = t.0.join("srv/etrnd/spool");
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    Spool::open(&root).unwrap();
+    assert_eq!(mode(&t.0.join("srv")), 0o755);
+    assert_eq!(mode(&t.0.join("srv/etrnd")), 0o755);
+    assert_eq!(mode(&root), 0o711);
+    assert_eq!(mode(&root.join("queue")), 0o700);
+    // As a backup's archive restores them.
+    for d in ["queue", "hold", "index"] {
+        fs::set_permissions(root.join(d), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    Spool::open(&root).unwrap();
+    for d in ["queue", "hold", "index"] {
+        assert_eq!(mode(&root.join(d)), 0o700, "{d}");
+    }
+}

@@ -342,12 +342,18 @@ impl Core {
                 PAGE_IN_MAX,
                 covered,
             );
-            if n > 0 {
-                self.sched.release(|k, d| *k == key && covers(&domains, d));
-            }
+            // A chunk follows the first one's fate: once an attempt at the destination
+            // failed (its release gap), the rest waits on disk for its own retry
+            // instead of being tried again at once, chunk after chunk.
+            let gapped = n > 0
+                && self
+                    .sched
+                    .release_at(|k, d| *k == key && covers(&domains, d), self.time.unix)
+                    .not_before
+                    .is_some();
             if done {
                 compact(&mut self.spool, &mut self.sched, &key, domains.is_none());
-            } else {
+            } else if !gapped {
                 self.releasing.push((key, domains, (next, now_ino)));
             }
         }

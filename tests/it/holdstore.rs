@@ -301,3 +301,34 @@ fn deferred_mail_past_the_active_limit_waits_on_disk_and_comes_back_when_due() {
     assert_eq!(subjects(&sink).len(), 300);
     d.wait_until("the spool empty", 10, || d.queue_files().is_empty());
 }
+
+/// The release gap for mail held on disk: an ETRN whose delivery fails leaves the
+/// destination waiting; an ETRN again at once is told to wait (458) and tries
+/// nothing, and what went back to disk stays there.
+#[test]
+fn an_etrn_again_after_a_failed_release_from_disk_waits_out_the_gap() {
+    let dead = crate::util::free_port();
+    let setup = Setup {
+        routes: format!(".client.dom smtp-etrn![127.0.0.1]:{dead}\n"),
+        ..Setup::default()
+    };
+    let d = Daemon::start_with_files(setup, &[("scheduler.conf", SCHED)]);
+    send(&d, "u@client.dom", "g", 20);
+    d.wait_until("20 parked", 20, || parked(&d) == 20);
+    let (code, text) = etrn_reply(&d, "client.dom");
+    assert_eq!(code, 253, "{text}");
+    d.wait_until("the failed attempt", 20, || {
+        d.log().matches("status=deferred").count() == 20
+    });
+    let attempts = d.log().matches("connect-failed").count();
+    assert!(attempts >= 1, "{}", d.log());
+    d.wait_until("the mail back on disk", 20, || parked(&d) == 20);
+    let (code, text) = etrn_reply(&d, "client.dom");
+    assert_eq!(code, 458, "{text}");
+    assert!(text.contains("the last attempt failed"), "{text}");
+    // The daemon answered a listing after the 458: nothing was tried meanwhile.
+    let (_, out, _) = d.run(&["mailq"]);
+    assert!(out.contains("in 20 Requests"), "{out}");
+    assert_eq!(d.log().matches("connect-failed").count(), attempts);
+    assert_eq!(d.log().matches("status=deferred").count(), 20);
+}

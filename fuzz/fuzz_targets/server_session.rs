@@ -22,7 +22,15 @@ fuzz_target!(|data: &[u8]| {
         if s.wants_read(now) {
             s.handle_input(chunk, now, &ctx);
         }
-        while s.poll_event().is_some() {}
+        let mut ended = false;
+        while let Some(e) = s.poll_event() {
+            ended |= matches!(e, etrnd::smtp::server::Event::MessageEnd);
+        }
+        if ended {
+            // The spool's answer, so BDAT LAST and DATA go on to the next command.
+            s.handle_commit(Ok(etrnd::store::spool::MessageId(7)), now, &ctx);
+            while s.poll_event().is_some() {}
+        }
         let out = s.pending_output().len();
         s.consume_output(out);
         now += Duration::from_millis(u64::from(n as u8) * 7);

@@ -33,6 +33,13 @@ pub enum Command {
     Rcpt(Mailbox),
     /// `DATA`.
     Data,
+    /// `BDAT size [LAST]` (RFC 3030): a chunk of `size` octets follows the line.
+    Bdat {
+        /// The chunk's octets.
+        size: u64,
+        /// Whether it is the message's last chunk.
+        last: bool,
+    },
     /// `RSET`.
     Rset,
     /// `NOOP [text]`.
@@ -57,7 +64,7 @@ pub enum Command {
         /// The initial response, if sent (`=` is an empty one).
         initial: Option<String>,
     },
-    /// A verb we know of but do not offer (EXPN, TURN, BDAT, ...).
+    /// A verb we know of but do not offer (EXPN, TURN, ...).
     NotImplemented,
     /// A verb nobody knows.
     Unknown,
@@ -157,6 +164,7 @@ pub fn parse_qualified(line: &[u8], domain: Option<&str>) -> Result<Command, Rep
         "MAIL" => parse_mail(rest, domain),
         "RCPT" => parse_rcpt(rest, domain),
         "DATA" => no_args(rest, Command::Data),
+        "BDAT" => parse_bdat(rest),
         "RSET" => no_args(rest, Command::Rset),
         "QUIT" => no_args(rest, Command::Quit),
         "NOOP" => Ok(Command::Noop),
@@ -185,7 +193,7 @@ pub fn parse_qualified(line: &[u8], domain: Option<&str>) -> Result<Command, Rep
             Err(super::atrn::ListError::TooMany) => Err(Reply::ATRN_TOO_MANY),
             Err(super::atrn::ListError::Syntax) => Err(Reply::ATRN_SYNTAX),
         },
-        "EXPN" | "TURN" | "BDAT" | "SEND" | "SOML" | "SAML" | "XCLIENT" | "XFORWARD" => {
+        "EXPN" | "TURN" | "SEND" | "SOML" | "SAML" | "XCLIENT" | "XFORWARD" => {
             Ok(Command::NotImplemented)
         }
         "GET" | "POST" | "HEAD" | "PUT" | "CONNECT" | "OPTIONS" | "HOST:" | "USER-AGENT:" => {
@@ -193,6 +201,25 @@ pub fn parse_qualified(line: &[u8], domain: Option<&str>) -> Result<Command, Rep
         }
         _ => Ok(Command::Unknown),
     }
+}
+
+/// `BDAT size [LAST]`: the size is 1 to 20 digits (RFC 3030 §2, a value past
+/// `u64` is no size anyone sends); `LAST` in any case.
+fn parse_bdat(rest: &str) -> Result<Command, Reply> {
+    let mut w = rest.split(' ');
+    let (Some(n), last, None) = (w.next(), w.next(), w.next()) else {
+        return Err(Reply::BDAT_SYNTAX);
+    };
+    let size = (!n.is_empty() && n.len() <= 20 && n.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| n.parse::<u64>().ok())
+        .flatten()
+        .ok_or(Reply::BDAT_SYNTAX)?;
+    let last = match last {
+        None => false,
+        Some(l) if l.eq_ignore_ascii_case("LAST") => true,
+        Some(_) => return Err(Reply::BDAT_SYNTAX),
+    };
+    Ok(Command::Bdat { size, last })
 }
 
 fn no_args(rest: &str, cmd: Command) -> Result<Command, Reply> {

@@ -251,6 +251,42 @@ impl DataDecoder {
         DataProgress::More
     }
 
+    /// Feeds `input` as BDAT content (RFC 3030): no dot-stuffing and no end marker,
+    /// the caller counts the chunk's octets; line ends are normalised to CR LF as for
+    /// DATA, so a bare LF or lone CR in a chunk is never a line end downstream either.
+    pub fn feed_raw(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        for &b in input {
+            self.state = match (self.state, b) {
+                (DataState::Cr, b'\n') => {
+                    self.crlf(out);
+                    DataState::LineStart
+                }
+                (DataState::Cr, _) => {
+                    self.crlf(out);
+                    self.plain(b, out)
+                }
+                (_, b'\n') => {
+                    self.crlf(out);
+                    DataState::LineStart
+                }
+                _ => self.plain(b, out),
+            };
+        }
+    }
+
+    /// Ends BDAT content: a last line without its line end gets one, and a message
+    /// of header lines only gets what it lacks, as at the end of DATA.
+    pub fn finish_raw(&mut self, out: &mut Vec<u8>) {
+        match self.state {
+            DataState::LineStart => {}
+            _ => self.crlf(out),
+        }
+        self.state = DataState::LineStart;
+        if self.in_headers {
+            self.add_missing(out);
+        }
+    }
+
     /// Handles an octet in the middle of a line.
     fn plain(&mut self, b: u8, out: &mut Vec<u8>) -> DataState {
         match b {
@@ -279,6 +315,28 @@ mod tests {
             DataProgress::End(n) => (out, Some(n)),
             DataProgress::More => (out, None),
         }
+    }
+
+    #[test]
+    fn raw_chunks_keep_dots_and_normalise_line_ends() {
+        let mut d = DataDecoder::new();
+        let mut out = Vec::new();
+        d.feed_raw(b"Subject: x\r", &mut out);
+        d.feed_raw(b"\n\r\n.\r\n.\r\nbare\nlone\rend", &mut out);
+        d.finish_raw(&mut out);
+        assert_eq!(out, b"Subject: x\r\n\r\n.\r\n.\r\nbare\r\nlone\r\nend\r\n");
+        assert_eq!(d.size, out.len());
+        let mut d = DataDecoder::new();
+        let mut out = Vec::new();
+        d.feed_raw(b"a\n", &mut out);
+        d.finish_raw(&mut out);
+        assert_eq!(out, b"a\r\n");
+        let mut d = DataDecoder::new();
+        d.add_if_missing("Date: d\r\n".into(), "Message-ID: <m>\r\n".into());
+        let mut out = Vec::new();
+        d.feed_raw(b"Subject: y\r\n", &mut out);
+        d.finish_raw(&mut out);
+        assert_eq!(out, b"Subject: y\r\nDate: d\r\nMessage-ID: <m>\r\n");
     }
 
     #[test]

@@ -39,9 +39,11 @@ replies! {
     OK = 250, "2.0.0 Ok";
     SENDER_OK = 250, "2.1.0 Sender ok";
     RCPT_OK = 250, "2.1.5 Recipient ok";
+    BDAT_SYNTAX = 501, "5.5.4 Syntax: BDAT count [LAST]";
+    BETWEEN_CHUNKS = 503, "5.5.1 Error: only BDAT, RSET, NOOP or QUIT between BDAT chunks";
     START_DATA = 354, "End data with <CR><LF>.<CR><LF>";
     VRFY = 252, "2.5.0 Cannot VRFY user, but will accept message and attempt delivery";
-    HELP = 214, "2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP ETRN";
+    HELP = 214, "2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP ETRN";
     BAD_CHARACTERS = 500, "5.5.2 Error: bad characters in command";
     LINE_TOO_LONG = 500, "5.5.2 Error: line too long";
     BARE_LF = 500, "5.5.2 Error: bare <LF> received, commands must end with <CR><LF>";
@@ -132,6 +134,11 @@ impl Reply {
     /// `421` with our name: closing the connection (RFC 5321 §3.8).
     pub fn closing(host: &str, why: &str) -> Reply {
         Reply::new(421, format!("{why} ({host} closing connection)"))
+    }
+
+    /// `250` to a BDAT chunk that is not the last (RFC 3030 §2).
+    pub fn chunk_received(octets: u64) -> Reply {
+        Reply::new(250, format!("2.0.0 Ok: {octets} octets received"))
     }
 
     /// `250 2.0.0 Ok: queued as <id>`.

@@ -105,6 +105,8 @@ struct DataPhase {
     started: Instant,
     raw_octets: u64,
     refused: Option<Reply>,
+    /// The BDAT chunk being read; `None` while reading DATA.
+    chunk: Option<bdat::Chunk>,
 }
 
 /// The session's state; each variant names what the session waits for.
@@ -118,6 +120,8 @@ enum State {
     InTransaction(Transaction),
     /// Reading the message.
     ReceivingData(Box<DataPhase>),
+    /// Between BDAT chunks: the message goes on with the next BDAT.
+    Chunking(Box<DataPhase>),
     /// The message is complete and waits for the spool commit.
     AwaitCommit,
     /// An ETRN waits for the queue's answer.
@@ -144,6 +148,7 @@ impl State {
             State::Ready => "Ready",
             State::InTransaction(_) => "InTransaction",
             State::ReceivingData(_) => "ReceivingData",
+            State::Chunking(_) => "Chunking",
             State::AwaitCommit => "AwaitCommit",
             State::AwaitEtrn => "AwaitEtrn",
             State::AwaitAtrn => "AwaitAtrn",
@@ -194,6 +199,9 @@ pub struct ServerSession {
     discard_line: bool,
     /// On a connection we turned around with ATRN: the provider's name.
     provider: Option<String>,
+    /// A refused BDAT's chunk still to be read and thrown away, and the reply that
+    /// follows it (RFC 3030 §2: the octets are data whatever the verdict).
+    skip: Option<(u64, Reply)>,
 }
 
 /// A command line for the log: what follows `AUTH <mechanism>` is a secret.
@@ -276,6 +284,7 @@ impl ServerSession {
             delayed: None,
             discard_line: false,
             provider: None,
+            skip: None,
         }
     }
 
@@ -340,7 +349,7 @@ impl ServerSession {
     }
 
     fn abort_message(&mut self) {
-        if matches!(self.state, State::ReceivingData(_)) {
+        if matches!(self.state, State::ReceivingData(_) | State::Chunking(_)) {
             self.events.push_back(Event::MessageAbort);
         }
     }
@@ -518,6 +527,13 @@ impl ServerSession {
             if self.paused_until.is_some_and(|t| t > now) || self.delayed.is_some() {
                 break;
             }
+            if self.skip.is_some() {
+                pos += self.skip_chunk(pos, now, host);
+                if self.skip.is_some() {
+                    break;
+                }
+                continue;
+            }
             if self.discard_line {
                 match self.inbuf[pos..].iter().position(|&b| b == b'\n') {
                     Some(i) => {
@@ -547,6 +563,14 @@ impl ServerSession {
                     Some(n) => pos += n,
                     None => break,
                 },
+                State::ReceivingData(d) if d.chunk.is_some() => {
+                    let (used, done) = self.chunk_input(pos, ctx);
+                    pos += used;
+                    if !done {
+                        break;
+                    }
+                    self.chunk_end(now, host);
+                }
                 State::ReceivingData(d) => {
                     let mut chunk = Vec::new();
                     let input = &self.inbuf[pos..];
@@ -572,7 +596,7 @@ impl ServerSession {
                         DataProgress::End(_) => self.end_of_data(now, host),
                     }
                 }
-                State::Ready | State::InTransaction(_) => {
+                State::Ready | State::InTransaction(_) | State::Chunking(_) => {
                     match line::next_command_line(&self.inbuf[pos..]) {
                         Frame::Partial => break,
                         Frame::BareLf => {
@@ -616,12 +640,28 @@ impl ServerSession {
         let local = self.trusted || self.identity.is_some();
         let cmd = match command::parse_qualified(line, local.then_some(host.as_ref())) {
             Ok(c) => c,
+            // Where a malformed BDAT's chunk ends is unknown: its octets must never
+            // be read as commands, so the session ends.
+            Err(r) if r == Reply::BDAT_SYNTAX => return self.close_with(&r),
             Err(r) => {
                 self.unknown_in_row = 0;
                 self.error(&r, now, host);
                 return;
             }
         };
+        if matches!(self.state, State::Chunking(_))
+            && !matches!(
+                cmd,
+                Command::Bdat { .. }
+                    | Command::Rset
+                    | Command::Quit
+                    | Command::Noop
+                    | Command::Helo(_)
+                    | Command::Ehlo(_)
+            )
+        {
+            return self.error(&Reply::BETWEEN_CHUNKS, now, host);
+        }
         if cmd == Command::StartTls {
             return self.starttls(more, now, ctx);
         }
@@ -634,6 +674,7 @@ impl ServerSession {
                     | Command::Atrn(_)
                     | Command::Quit
                     | Command::NotImplemented
+                    | Command::Bdat { .. }
             )
         {
             return self.error(&Reply::ODMR_ONLY, now, host);
@@ -694,7 +735,7 @@ impl ServerSession {
                 let auth = self.auth_offer(ctx);
                 let mut lines: Vec<&str> = vec![host];
                 if self.kind != ListenKind::Odmr {
-                    lines.extend_from_slice(&["PIPELINING", &size, "8BITMIME"]);
+                    lines.extend_from_slice(&["PIPELINING", &size, "8BITMIME", "CHUNKING"]);
                     if ctx.policy.etrn {
                         lines.push("ETRN");
                     }
@@ -727,6 +768,7 @@ impl ServerSession {
             Command::Mail { from, size, body } => self.mail(from, size, body, now, ctx),
             Command::Rcpt(to) => self.rcpt(to, now, ctx),
             Command::Data => self.data(now, ctx),
+            Command::Bdat { size, last } => self.bdat(size, last, now, ctx),
             Command::Rset => {
                 self.reset_transaction();
                 self.reply(&Reply::OK);
@@ -746,7 +788,8 @@ impl ServerSession {
     }
 
     fn reset_transaction(&mut self) {
-        if matches!(self.state, State::InTransaction(_)) {
+        self.abort_message();
+        if matches!(self.state, State::InTransaction(_) | State::Chunking(_)) {
             self.set_state(State::Ready);
         }
     }
@@ -754,6 +797,9 @@ impl ServerSession {
 
 #[path = "server_txn.rs"]
 mod txn;
+
+#[path = "server_bdat.rs"]
+mod bdat;
 
 #[path = "server_auth.rs"]
 mod auth;

@@ -147,12 +147,27 @@ impl ServerSession {
     }
 
     pub(super) fn data(&mut self, now: Instant, ctx: &Context<'_>) {
+        if let Some(d) = self.start_message(now, ctx) {
+            self.reply(&Reply::START_DATA);
+            self.set_state(State::ReceivingData(d));
+        }
+    }
+
+    /// The transaction's envelope goes to the loop (`MessageStart`) and the message
+    /// begins, for DATA and for the first BDAT alike; `None` after an error reply
+    /// (no MAIL, no valid recipient).
+    pub(super) fn start_message(
+        &mut self,
+        now: Instant,
+        ctx: &Context<'_>,
+    ) -> Option<Box<DataPhase>> {
         let host = &ctx.policy.hostname;
         let txn = match std::mem::replace(&mut self.state, State::Ready) {
             State::InTransaction(t) if !t.rcpts.is_empty() => t,
             State::InTransaction(t) => {
                 self.state = State::InTransaction(t);
-                return self.error(&Reply::NO_VALID_RCPT, now, host);
+                self.error(&Reply::NO_VALID_RCPT, now, host);
+                return None;
             }
             other => {
                 self.state = other;
@@ -161,7 +176,8 @@ impl ServerSession {
                 } else {
                     Reply::NEED_MAIL
                 };
-                return self.error(&r, now, host);
+                self.error(&r, now, host);
+                return None;
             }
         };
         let (helo, esmtp) = self.helo.clone().unwrap_or_default();
@@ -183,7 +199,6 @@ impl ServerSession {
             recipients: txn.rcpts,
         };
         self.events.push_back(Event::MessageStart(Box::new(env)));
-        self.reply(&Reply::START_DATA);
         let mut decoder = DataDecoder::new();
         if self.trusted || self.identity.is_some() {
             // A local client's message gets the Date: and Message-ID: it lacks
@@ -196,12 +211,13 @@ impl ServerSession {
                 ),
             );
         }
-        self.set_state(State::ReceivingData(Box::new(DataPhase {
+        Some(Box::new(DataPhase {
             decoder,
             started: now,
             raw_octets: 0,
             refused: None,
-        })));
+            chunk: None,
+        }))
     }
 
     pub(super) fn end_of_data(&mut self, now: Instant, host: &str) {

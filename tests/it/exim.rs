@@ -14,7 +14,7 @@ use crate::util::{free_port, is_root, Client, Daemon, Setup, TempDir};
 /// Where CI unpacks Exim when Debian's MTA slot is Postfix's.
 const UNPACKED: &str = "/opt/etrnd-test/exim/usr/sbin/exim4";
 
-fn exim_binary() -> Option<String> {
+pub fn exim_binary() -> Option<String> {
     for p in ["/usr/sbin/exim4", UNPACKED] {
         if Path::new(p).exists() {
             return Some(p.to_string());

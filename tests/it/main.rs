@@ -3,6 +3,7 @@
 mod alias_targets;
 mod architecture;
 mod auth_guessing;
+mod chunking;
 mod commands;
 mod config_errors;
 mod control_trust;

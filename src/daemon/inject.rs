@@ -247,10 +247,11 @@ impl Core {
         let mut refused = Vec::new();
         for m in to {
             match self.config.router.destinations(m, true) {
-                Ok(dests) => recipients.extend(dests.into_iter().map(|t| Recipient {
-                    address: t.address_for(m).clone(),
-                    dest: t.dest,
-                })),
+                Ok(dests) => recipients.extend(
+                    dests
+                        .into_iter()
+                        .map(|t| Recipient::new(t.address_for(m).clone(), t.dest)),
+                ),
                 Err(why) => refused.push((m.clone(), why)),
             }
         }
@@ -265,6 +266,8 @@ impl Core {
             eight_bit: data.iter().any(|&b| b >= 0x80),
             sender,
             recipients,
+            dsn: Default::default(),
+            smtputf8: false,
         };
         let mut inc = self.spool.begin(&env).map_err(QueueError::Spool)?;
         inc.write(data);

@@ -288,6 +288,8 @@ impl Core {
             eight_bit: false,
             sender: d.sender.clone(),
             recipients: Vec::new(),
+            dsn: Default::default(),
+            smtputf8: false,
         };
         let failures: Vec<crate::message::bounce::Failure> = refused
             .iter()

@@ -194,7 +194,10 @@ mod tests {
             recipients: vec![Recipient {
                 address: Mailbox::parse("u@y.example").unwrap(),
                 dest: Destination::Local("u".into()),
+                dsn: Default::default(),
             }],
+            dsn: Default::default(),
+            smtputf8: false,
         };
         let d = dsn(
             "mx.ours.example",

@@ -26,8 +26,11 @@ pub(super) fn env(arrival: Unix, dests: &[(&str, &str)]) -> Envelope {
                     channel: c.to_string(),
                     host: h.to_string(),
                 },
+                dsn: Default::default(),
             })
             .collect(),
+        dsn: Default::default(),
+        smtputf8: false,
     }
 }
 

@@ -2,7 +2,8 @@
 //! failure is a [`Reply`] the server sends as is (OpenSMTPD's check step).
 
 use super::reply::Reply;
-use super::{parse_path, AddrError, Domain, Mailbox, ReversePath};
+use super::{parse_path, parse_path_utf8, AddrError, Domain, Mailbox, ReversePath};
+use crate::vocab::dsn::{DsnError, MailDsn, RcptDsn};
 
 /// `BODY=` of RFC 6152.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +21,7 @@ pub enum Command {
     Helo(String),
     /// `EHLO name`.
     Ehlo(String),
-    /// `MAIL FROM:<path> [SIZE=n] [BODY=…]`.
+    /// `MAIL FROM:<path> [SIZE=n] [BODY=…] [SMTPUTF8] [RET=…] [ENVID=…]`.
     Mail {
         /// The reverse-path.
         from: ReversePath,
@@ -28,9 +29,18 @@ pub enum Command {
         size: Option<u64>,
         /// The declared body type.
         body: Body,
+        /// `SMTPUTF8` (RFC 6531): UTF-8 addresses and header fields may follow.
+        smtputf8: bool,
+        /// `RET` and `ENVID` (RFC 3461).
+        dsn: MailDsn,
     },
-    /// `RCPT TO:<path>`.
-    Rcpt(Mailbox),
+    /// `RCPT TO:<path> [NOTIFY=…] [ORCPT=…]`.
+    Rcpt {
+        /// The recipient.
+        to: Mailbox,
+        /// `NOTIFY` and `ORCPT` (RFC 3461).
+        dsn: RcptDsn,
+    },
     /// `DATA`.
     Data,
     /// `BDAT size [LAST]` (RFC 3030): a chunk of `size` octets follows the line.
@@ -129,6 +139,12 @@ pub fn parse(line: &[u8]) -> Result<Command, Reply> {
 /// `@domain` when a domain is given (DESIGN.md §5.13: for local clients, with
 /// `HOSTNAME`); without one such an address is a syntax error, as before.
 pub fn parse_qualified(line: &[u8], domain: Option<&str>) -> Result<Command, Reply> {
+    parse_in(line, domain, false)
+}
+
+/// [`parse_qualified`] inside a transaction whose MAIL said `SMTPUTF8` (`utf8`):
+/// then RCPT takes UTF-8 addresses (RFC 6531 §3.4).
+pub fn parse_in(line: &[u8], domain: Option<&str>, utf8: bool) -> Result<Command, Reply> {
     if line.contains(&0) || line.contains(&b'\r') {
         return Err(Reply::BAD_CHARACTERS);
     }
@@ -136,7 +152,11 @@ pub fn parse_qualified(line: &[u8], domain: Option<&str>) -> Result<Command, Rep
         Ok(t) => t,
         Err(_) => {
             // Non-UTF-8 anywhere: a HELO name or an address can only be refused.
-            return Err(Reply::BAD_CHARACTERS);
+            let verb = line.get(..4).map(<[u8]>::to_ascii_uppercase);
+            return Err(match verb.as_deref() {
+                Some(b"MAIL") | Some(b"RCPT") => Reply::BAD_UTF8,
+                _ => Reply::BAD_CHARACTERS,
+            });
         }
     };
     let (verb, rest) = split_verb(text);
@@ -162,7 +182,7 @@ pub fn parse_qualified(line: &[u8], domain: Option<&str>) -> Result<Command, Rep
             }
         }
         "MAIL" => parse_mail(rest, domain),
-        "RCPT" => parse_rcpt(rest, domain),
+        "RCPT" => parse_rcpt(rest, domain, utf8),
         "DATA" => no_args(rest, Command::Data),
         "BDAT" => parse_bdat(rest),
         "RSET" => no_args(rest, Command::Rset),
@@ -234,10 +254,13 @@ fn no_args(rest: &str, cmd: Command) -> Result<Command, Reply> {
 /// parameter text. A space after the colon is tolerated, as every MTA does.
 fn split_path<'a>(rest: &'a str, keyword: &str) -> Result<(&'a str, &'a str), Reply> {
     let kw_len = keyword.len();
-    if rest.len() < kw_len || !rest[..kw_len].eq_ignore_ascii_case(keyword) {
+    if !rest
+        .get(..kw_len)
+        .is_some_and(|k| k.eq_ignore_ascii_case(keyword))
+    {
         return Err(Reply::SYNTAX_PARAMS);
     }
-    let after = rest[kw_len..].trim_start_matches(' ');
+    let after = rest.get(kw_len..).unwrap_or("").trim_start_matches(' ');
     if !after.starts_with('<') {
         return Err(Reply::SYNTAX_PATH);
     }
@@ -320,14 +343,33 @@ fn qualified<'a>(path: &'a str, domain: Option<&str>) -> std::borrow::Cow<'a, st
     format!("<{inner}@{domain}>").into()
 }
 
-fn parse_mail(rest: &str, domain: Option<&str>) -> Result<Command, Reply> {
-    if !rest.is_ascii() {
+fn dsn_error(e: DsnError) -> Reply {
+    Reply::new(501, format!("5.5.4 Syntax error in DSN parameter: {e}"))
+}
+
+/// The path of MAIL or RCPT: UTF-8 only with SMTPUTF8 (553 5.6.7 otherwise).
+fn path_of(path: &str, domain: Option<&str>, utf8: bool) -> Result<ReversePath, Reply> {
+    if !utf8 && !path.is_ascii() {
         return Err(Reply::NEED_SMTPUTF8);
     }
+    let path = qualified(path, domain);
+    if utf8 {
+        parse_path_utf8(&path)
+    } else {
+        parse_path(&path)
+    }
+    .map_err(addr_error)
+}
+
+fn parse_mail(rest: &str, domain: Option<&str>) -> Result<Command, Reply> {
     let (path, params) = split_path(rest, "FROM:")?;
-    let from = parse_path(&qualified(path, domain)).map_err(addr_error)?;
+    if !params.is_ascii() {
+        return Err(Reply::SYNTAX_PARAMS);
+    }
     let mut size = None;
     let mut body = Body::SevenBit;
+    let mut smtputf8 = false;
+    let mut dsn = MailDsn::default();
     for (k, v) in parse_params(params)? {
         match (k.as_str(), v) {
             ("SIZE", Some(v)) if v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit()) => {
@@ -337,25 +379,45 @@ fn parse_mail(rest: &str, domain: Option<&str>) -> Result<Command, Reply> {
             ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") => body = Body::SevenBit,
             ("BODY", Some(v)) if v.eq_ignore_ascii_case("8BITMIME") => body = Body::EightBitMime,
             ("BODY", _) => return Err(Reply::SYNTAX_PARAMS),
+            ("SMTPUTF8", None) if !smtputf8 => smtputf8 = true,
+            ("SMTPUTF8", _) => return Err(Reply::SYNTAX_PARAMS),
             // RFC 4954 §5: the submitter's identity as another server asserted it.
             // Accepted and not trusted: nobody here is entitled to assert one.
             ("AUTH", Some(_)) => {}
+            (k @ ("RET" | "ENVID"), Some(v)) => {
+                dsn.take(k, v).map_err(dsn_error)?;
+            }
+            ("RET" | "ENVID", None) => return Err(Reply::SYNTAX_PARAMS),
             _ => return Err(Reply::UNKNOWN_PARAM),
         }
     }
-    Ok(Command::Mail { from, size, body })
+    let from = path_of(path, domain, smtputf8)?;
+    Ok(Command::Mail {
+        from,
+        size,
+        body,
+        smtputf8,
+        dsn,
+    })
 }
 
-fn parse_rcpt(rest: &str, domain: Option<&str>) -> Result<Command, Reply> {
-    if !rest.is_ascii() {
-        return Err(Reply::NEED_SMTPUTF8);
-    }
+fn parse_rcpt(rest: &str, domain: Option<&str>, utf8: bool) -> Result<Command, Reply> {
     let (path, params) = split_path(rest, "TO:")?;
-    if !parse_params(params)?.is_empty() {
-        return Err(Reply::UNKNOWN_PARAM);
+    if !params.is_ascii() {
+        return Err(Reply::SYNTAX_PARAMS);
     }
-    match parse_path(&qualified(path, domain)).map_err(addr_error)? {
-        Some(m) => Ok(Command::Rcpt(m)),
+    let mut dsn = RcptDsn::default();
+    for (k, v) in parse_params(params)? {
+        match (k.as_str(), v) {
+            (k @ ("NOTIFY" | "ORCPT"), Some(v)) => {
+                dsn.take(k, v).map_err(dsn_error)?;
+            }
+            ("NOTIFY" | "ORCPT", None) => return Err(Reply::SYNTAX_PARAMS),
+            _ => return Err(Reply::UNKNOWN_PARAM),
+        }
+    }
+    match path_of(path, domain, utf8)? {
+        Some(to) => Ok(Command::Rcpt { to, dsn }),
         None => Err(Reply::NULL_RCPT),
     }
 }
@@ -371,6 +433,13 @@ mod tests {
                 assert_eq!(parse($input), $want);
             }
         };
+    }
+
+    fn rcpt(to: Mailbox) -> Command {
+        Command::Rcpt {
+            to,
+            dsn: RcptDsn::default(),
+        }
     }
 
     fn mb(s: &str) -> Mailbox {
@@ -401,7 +470,9 @@ mod tests {
         Ok(Command::Mail {
             from: Some(mb("a@b.example")),
             size: None,
-            body: Body::SevenBit
+            body: Body::SevenBit,
+            smtputf8: false,
+            dsn: MailDsn::default(),
         })
     );
     cmd!(
@@ -410,7 +481,9 @@ mod tests {
         Ok(Command::Mail {
             from: Some(mb("a@b.example")),
             size: None,
-            body: Body::SevenBit
+            body: Body::SevenBit,
+            smtputf8: false,
+            dsn: MailDsn::default(),
         })
     );
     cmd!(
@@ -419,7 +492,9 @@ mod tests {
         Ok(Command::Mail {
             from: None,
             size: None,
-            body: Body::SevenBit
+            body: Body::SevenBit,
+            smtputf8: false,
+            dsn: MailDsn::default(),
         })
     );
     cmd!(
@@ -428,7 +503,9 @@ mod tests {
         Ok(Command::Mail {
             from: Some(mb("a@b.example")),
             size: Some(1000),
-            body: Body::EightBitMime
+            body: Body::EightBitMime,
+            smtputf8: false,
+            dsn: MailDsn::default(),
         })
     );
     cmd!(
@@ -437,7 +514,9 @@ mod tests {
         Ok(Command::Mail {
             from: Some(mb("a@b.example")),
             size: Some(99999999999),
-            body: Body::SevenBit
+            body: Body::SevenBit,
+            smtputf8: false,
+            dsn: MailDsn::default(),
         })
     );
     cmd!(
@@ -489,18 +568,84 @@ mod tests {
     cmd!(
         rcpt_postmaster,
         b"RCPT TO:<PostMaster>",
-        Ok(Command::Rcpt(Mailbox::postmaster()))
+        Ok(rcpt(Mailbox::postmaster()))
     );
     cmd!(
         rcpt_quoted_gt,
         b"RCPT TO:<\"a>b\"@x.example>",
-        Ok(Command::Rcpt(mb("\"a>b\"@x.example")))
+        Ok(rcpt(mb("\"a>b\"@x.example")))
     );
     cmd!(
         rcpt_param,
-        b"RCPT TO:<a@b.example> NOTIFY=NEVER",
+        b"RCPT TO:<a@b.example> FOO=BAR",
         Err(Reply::UNKNOWN_PARAM)
     );
+
+    #[test]
+    fn dsn_parameters_are_taken_and_bad_ones_are_501() {
+        let Ok(Command::Rcpt { dsn, .. }) =
+            parse(b"RCPT TO:<a@b.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a+2Bb@c.example")
+        else {
+            panic!("not parsed");
+        };
+        assert!(dsn.notify.unwrap().success);
+        assert_eq!(dsn.orcpt.unwrap().address, "a+b@c.example");
+        let Ok(Command::Mail { dsn, .. }) = parse(b"MAIL FROM:<a@b.example> RET=HDRS ENVID=QQ+2B1")
+        else {
+            panic!("not parsed");
+        };
+        assert_eq!(dsn.envid.as_deref(), Some("QQ+1"));
+        // reference/bad-input.md §L 100.
+        for bad in [
+            "RCPT TO:<a@b.example> NOTIFY=NEVER,SUCCESS",
+            "RCPT TO:<a@b.example> ORCPT=rfc822;a+2b",
+            "RCPT TO:<a@b.example> NOTIFY=SUCCESS NOTIFY=FAILURE",
+            "RCPT TO:<a@b.example> NOTIFY",
+            "MAIL FROM:<a@b.example> RET=HDRS RET=FULL",
+            "MAIL FROM:<a@b.example> RET=SOME",
+        ] {
+            assert_eq!(parse(bad.as_bytes()).map_err(|r| r.code), Err(501), "{bad}");
+        }
+        let long = format!("MAIL FROM:<a@b.example> ENVID={}", "x".repeat(101));
+        assert_eq!(parse(long.as_bytes()).map_err(|r| r.code), Err(501));
+    }
+
+    #[test]
+    fn utf8_addresses_need_smtputf8_and_valid_utf8() {
+        // reference/bad-input.md §L 99.
+        let Ok(Command::Mail {
+            smtputf8: true,
+            from: Some(f),
+            ..
+        }) = parse("MAIL FROM:<jürgen@bücher.example> SMTPUTF8".as_bytes())
+        else {
+            panic!("not parsed");
+        };
+        assert_eq!(f.to_string(), "jürgen@xn--bcher-kva.example");
+        let utf8_rcpt = "RCPT TO:<ü@ours.example>".as_bytes();
+        assert!(matches!(
+            parse_in(utf8_rcpt, None, true),
+            Ok(Command::Rcpt { .. })
+        ));
+        assert_eq!(parse(utf8_rcpt).map_err(|r| r.code), Err(553));
+        assert_eq!(
+            parse("MAIL FROM:<ü@b.example>".as_bytes()).map_err(|r| r.code),
+            Err(553)
+        );
+        assert_eq!(
+            parse(b"RCPT TO:<\xff@b.example>").map_err(|r| r.code),
+            Err(501)
+        );
+        assert_eq!(
+            parse(b"MAIL FROM:<a@b.example> SMTPUTF8=yes").map_err(|r| r.code),
+            Err(501)
+        );
+        assert_eq!(
+            parse("MAIL FRü".as_bytes()).map_err(|r| r.code),
+            Err(501),
+            "no slicing inside a character"
+        );
+    }
     cmd!(
         rcpt_long_local,
         format!("RCPT TO:<{}@x.example>", "a".repeat(300)).as_bytes(),
@@ -540,7 +685,9 @@ mod tests {
         Ok(Command::Mail {
             from: Some(mb("a@b.example")),
             size: None,
-            body: Body::SevenBit
+            body: Body::SevenBit,
+            smtputf8: false,
+            dsn: MailDsn::default(),
         })
     );
 
@@ -565,18 +712,13 @@ mod tests {
         let q = |l: &str| parse_qualified(l.as_bytes(), Some("mx.test.example"));
         assert_eq!(
             q("RCPT TO:<root>"),
-            Ok(Command::Rcpt(
-                Mailbox::parse("root@mx.test.example").unwrap()
-            ))
+            Ok(rcpt(Mailbox::parse("root@mx.test.example").unwrap()))
         );
         assert!(matches!(
             q("MAIL FROM:<cron>"),
             Ok(Command::Mail { from: Some(m), .. }) if m.to_string() == "cron@mx.test.example"
         ));
-        assert_eq!(
-            q("RCPT TO:<PostMaster>"),
-            Ok(Command::Rcpt(Mailbox::postmaster()))
-        );
+        assert_eq!(q("RCPT TO:<PostMaster>"), Ok(rcpt(Mailbox::postmaster())));
         assert_eq!(q("RCPT TO:<u@d.example>"), parse(b"RCPT TO:<u@d.example>"));
         assert!(matches!(
             q("MAIL FROM:<>"),

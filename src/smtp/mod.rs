@@ -10,7 +10,7 @@ pub mod atrn;
 pub mod body;
 pub mod client;
 pub mod command;
-pub mod dsn;
+pub use crate::vocab::dsn;
 pub mod etrn_target;
 pub mod line;
 pub mod policy;

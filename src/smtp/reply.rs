@@ -55,7 +55,8 @@ replies! {
     LOCAL_TOO_LONG = 501, "5.1.3 Local part longer than 64 octets";
     NULL_RCPT = 501, "5.1.3 Null recipient not allowed";
     BAD_SIZE = 501, "5.5.4 Bad SIZE parameter";
-    NEED_SMTPUTF8 = 553, "5.6.7 Non-ASCII address needs SMTPUTF8, which is not offered";
+    NEED_SMTPUTF8 = 553, "5.6.7 Non-ASCII address needs SMTPUTF8 on MAIL";
+    BAD_UTF8 = 501, "5.1.3 Bad address syntax: not UTF-8";
     UNKNOWN_PARAM = 555, "5.5.4 Unsupported MAIL or RCPT parameter";
     UNKNOWN_COMMAND = 502, "5.5.2 Error: command not recognized";
     NOT_IMPLEMENTED = 502, "5.5.1 Error: command not implemented";

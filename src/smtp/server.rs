@@ -97,6 +97,10 @@ struct Transaction {
     from: ReversePath,
     body: Body,
     rcpts: Vec<Recipient>,
+    /// MAIL said SMTPUTF8.
+    smtputf8: bool,
+    /// MAIL's RET and ENVID.
+    dsn: crate::vocab::dsn::MailDsn,
 }
 
 #[derive(Debug)]
@@ -638,7 +642,8 @@ impl ServerSession {
         }
         // A local client's unqualified address is completed with our name.
         let local = self.trusted || self.identity.is_some();
-        let cmd = match command::parse_qualified(line, local.then_some(host.as_ref())) {
+        let utf8 = matches!(&self.state, State::InTransaction(t) if t.smtputf8);
+        let cmd = match command::parse_in(line, local.then_some(host.as_ref()), utf8) {
             Ok(c) => c,
             // Where a malformed BDAT's chunk ends is unknown: its octets must never
             // be read as commands, so the session ends.
@@ -735,7 +740,14 @@ impl ServerSession {
                 let auth = self.auth_offer(ctx);
                 let mut lines: Vec<&str> = vec![host];
                 if self.kind != ListenKind::Odmr {
-                    lines.extend_from_slice(&["PIPELINING", &size, "8BITMIME", "CHUNKING"]);
+                    lines.extend_from_slice(&[
+                        "PIPELINING",
+                        &size,
+                        "8BITMIME",
+                        "CHUNKING",
+                        "SMTPUTF8",
+                        "DSN",
+                    ]);
                     if ctx.policy.etrn {
                         lines.push("ETRN");
                     }
@@ -765,8 +777,14 @@ impl ServerSession {
                 };
                 self.error(&r, now, host)
             }
-            Command::Mail { from, size, body } => self.mail(from, size, body, now, ctx),
-            Command::Rcpt(to) => self.rcpt(to, now, ctx),
+            Command::Mail {
+                from,
+                size,
+                body,
+                smtputf8,
+                dsn,
+            } => self.mail(from, size, body, (smtputf8, dsn), now, ctx),
+            Command::Rcpt { to, dsn } => self.rcpt(to, dsn, now, ctx),
             Command::Data => self.data(now, ctx),
             Command::Bdat { size, last } => self.bdat(size, last, now, ctx),
             Command::Rset => {

@@ -37,8 +37,14 @@ fn chunks_make_one_message_answered_only_once_durable() {
     assert_eq!(t.take(), "", "no reply before the commit");
     assert_eq!(t.s.state_name(), "AwaitCommit");
     let body = t.message_body();
-    assert!(body.starts_with(b"Subject: hi\r\n"), "as sent, dots and all");
-    assert!(body.ends_with(b"\r\n\r\n.\r\nhi\r\n"), "as sent, dots and all");
+    assert!(
+        body.starts_with(b"Subject: hi\r\n"),
+        "as sent, dots and all"
+    );
+    assert!(
+        body.ends_with(b"\r\n\r\n.\r\nhi\r\n"),
+        "as sent, dots and all"
+    );
     assert_eq!((starts(&t), ends(&t), aborts(&t)), (1, 1, 0));
     t.commit(Ok(crate::store::spool::MessageId(1)));
     assert_eq!(t.codes(), vec![250]);
@@ -66,7 +72,11 @@ fn bdat_without_mail_is_503_and_its_chunk_is_consumed() {
     t.send("BDAT 0 LAST\r\n");
     assert_eq!(t.codes(), vec![503]);
     t.send(bdat("QUIT\r\n", false) + "NOOP\r\n");
-    assert_eq!(t.codes(), vec![503, 250], "QUIT was data; NOOP is a command");
+    assert_eq!(
+        t.codes(),
+        vec![503, 250],
+        "QUIT was data; NOOP is a command"
+    );
     assert_eq!(starts(&t), 0);
     // A chunk split across reads is still skipped whole.
     t.send("BDAT 12\r\nRSET");
@@ -88,7 +98,11 @@ fn a_chunk_past_the_size_limit_is_552_consumed_and_ends_the_transaction() {
     let mut t = T::in_transaction();
     t.send("BDAT 200000\r\n");
     t.send(vec![b'x'; 150_000]);
-    assert_eq!(t.codes(), Vec::<u16>::new(), "answered once all of it is read");
+    assert_eq!(
+        t.codes(),
+        Vec::<u16>::new(),
+        "answered once all of it is read"
+    );
     t.send(vec![b'y'; 50_000]);
     assert_eq!(t.codes(), vec![552]);
     assert_eq!((starts(&t), ends(&t), aborts(&t)), (1, 0, 1));

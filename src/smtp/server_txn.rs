@@ -23,6 +23,7 @@ impl ServerSession {
         from: ReversePath,
         size: Option<u64>,
         body: Body,
+        (smtputf8, dsn): (bool, crate::vocab::dsn::MailDsn),
         now: Instant,
         ctx: &Context<'_>,
     ) {
@@ -44,10 +45,18 @@ impl ServerSession {
             from,
             body,
             rcpts: Vec::new(),
+            smtputf8,
+            dsn,
         }));
     }
 
-    pub(super) fn rcpt(&mut self, to: crate::vocab::Mailbox, now: Instant, ctx: &Context<'_>) {
+    pub(super) fn rcpt(
+        &mut self,
+        to: crate::vocab::Mailbox,
+        dsn: crate::vocab::dsn::RcptDsn,
+        now: Instant,
+        ctx: &Context<'_>,
+    ) {
         let host = &ctx.policy.hostname;
         // An authenticated client relays like MYNETWORKS.
         let trusted = self.trusted || self.identity.is_some();
@@ -139,6 +148,7 @@ impl ServerSession {
                     txn.rcpts.push(Recipient {
                         address,
                         dest: t.dest,
+                        dsn: dsn.clone(),
                     });
                 }
             }
@@ -197,6 +207,8 @@ impl ServerSession {
             eight_bit: txn.body == Body::EightBitMime,
             sender: txn.from,
             recipients: txn.rcpts,
+            dsn: txn.dsn,
+            smtputf8: txn.smtputf8,
         };
         self.events.push_back(Event::MessageStart(Box::new(env)));
         let mut decoder = DataDecoder::new();

@@ -65,6 +65,14 @@ pub fn session(cfg: &Config, input: &mut impl BufRead, out: &mut impl Write) -> 
             }
             Command::Mail { .. } if !greeted => s.reply(503, "5.5.1 EHLO or HELO first"),
             Command::Mail { .. } if from.is_some() => s.reply(503, "5.5.1 nested MAIL command"),
+            // Offered by the daemon's listeners, not here (the drop file carries
+            // neither): refused as parameters that were not offered.
+            Command::Mail { smtputf8, dsn, .. } if smtputf8 || dsn != Default::default() => {
+                s.reply(555, "5.5.4 Unsupported MAIL parameter")
+            }
+            Command::Rcpt { dsn, .. } if dsn != Default::default() => {
+                s.reply(555, "5.5.4 Unsupported RCPT parameter")
+            }
             Command::Mail { size: Some(n), .. } if n > max_size => {
                 s.reply(552, &format!("5.3.4 message larger than {max_size} octets"))
             }
@@ -72,11 +80,11 @@ pub fn session(cfg: &Config, input: &mut impl BufRead, out: &mut impl Write) -> 
                 from = Some(f);
                 s.reply(250, "2.1.0 Ok");
             }
-            Command::Rcpt(_) if from.is_none() => s.reply(503, "5.5.1 MAIL first"),
-            Command::Rcpt(_) if rcpts.len() >= cfg.main.max_recipients.max(1) => {
+            Command::Rcpt { .. } if from.is_none() => s.reply(503, "5.5.1 MAIL first"),
+            Command::Rcpt { .. } if rcpts.len() >= cfg.main.max_recipients.max(1) => {
                 s.reply(452, "4.5.3 too many recipients")
             }
-            Command::Rcpt(m) => match cfg.router.destinations(&m, true) {
+            Command::Rcpt { to: m, .. } => match cfg.router.destinations(&m, true) {
                 Ok(_) => {
                     if !rcpts.contains(&m) {
                         rcpts.push(m);

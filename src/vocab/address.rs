@@ -69,6 +69,20 @@ impl Domain {
         Ok(Domain(s.to_ascii_lowercase()))
     }
 
+    /// [`Domain::parse`], and with `utf8` (SMTPUTF8, RFC 6531 §3.3) a domain of
+    /// U-labels too, kept in its A-label form (IDNA 2008 through UTS #46, strict
+    /// rules): every domain is compared and routed as ASCII.
+    pub fn parse_in(s: &str, utf8: bool) -> Result<Domain, AddrError> {
+        if !utf8 || s.is_ascii() || s.starts_with('[') {
+            return Domain::parse(s);
+        }
+        if s.chars().any(char::is_control) {
+            return Err(AddrError::BadDomain);
+        }
+        let ascii = idna::domain_to_ascii_strict(s).map_err(|_| AddrError::BadDomain)?;
+        Domain::parse(&ascii)
+    }
+
     /// Like [`Domain::parse`] but ignores one trailing dot (`client.dom.`), as ETRN and
     /// configuration files allow.
     pub fn parse_relaxed(s: &str) -> Result<Domain, AddrError> {
@@ -131,7 +145,13 @@ pub struct Mailbox {
 impl Mailbox {
     /// Parses `local@domain` (no angle brackets).
     pub fn parse(s: &str) -> Result<Mailbox, AddrError> {
-        if !s.is_ascii() {
+        Mailbox::parse_in(s, false)
+    }
+
+    /// [`Mailbox::parse`], and with `utf8` a UTF-8 local part (RFC 6531 §3.3: any
+    /// non-ASCII character is atext and qtext) and a U-label domain.
+    pub fn parse_in(s: &str, utf8: bool) -> Result<Mailbox, AddrError> {
+        if !utf8 && !s.is_ascii() {
             return Err(AddrError::NonAscii);
         }
         let at = local_part_end(s)?;
@@ -143,8 +163,13 @@ impl Mailbox {
         let domain = rest.strip_prefix('@').ok_or(AddrError::Syntax)?;
         Ok(Mailbox {
             local: local.to_string(),
-            domain: Some(Domain::parse(domain)?),
+            domain: Some(Domain::parse_in(domain, utf8)?),
         })
+    }
+
+    /// Whether the address is all ASCII (its domain always is).
+    pub fn is_ascii(&self) -> bool {
+        self.local.is_ascii()
     }
 
     /// The bare `postmaster` mailbox, any case (RFC 5321 §4.5.1).
@@ -220,7 +245,7 @@ fn local_part_end(s: &str) -> Result<usize, AddrError> {
                     i += 2;
                 }
                 b'"' => return Ok(i + 1),
-                32..=126 => i += 1,
+                32..=126 | 0x80.. => i += 1,
                 _ => return Err(AddrError::Syntax),
             }
         }
@@ -232,7 +257,7 @@ fn local_part_end(s: &str) -> Result<usize, AddrError> {
         return Err(AddrError::Syntax);
     }
     for atom in local.split(|&c| c == b'.') {
-        if atom.is_empty() || !atom.iter().all(|&c| is_atext(c)) {
+        if atom.is_empty() || !atom.iter().all(|&c| is_atext(c) || c >= 0x80) {
             return Err(AddrError::Syntax);
         }
     }
@@ -258,8 +283,21 @@ pub fn qualify(a: &str, hostname: &str) -> Result<Mailbox, String> {
 /// (`@a,@b:user@dom`, whose route is dropped as RFC 5321 §3.6.1 allows). `<>` is
 /// returned as `None`.
 pub fn parse_path(s: &str) -> Result<Option<Mailbox>, AddrError> {
-    if !s.is_ascii() {
+    parse_path_in(s, false)
+}
+
+/// [`parse_path`] for a transaction that declared SMTPUTF8: UTF-8 local parts and
+/// U-label domains (in their A-label form) are allowed.
+pub fn parse_path_utf8(s: &str) -> Result<Option<Mailbox>, AddrError> {
+    parse_path_in(s, true)
+}
+
+fn parse_path_in(s: &str, utf8: bool) -> Result<Option<Mailbox>, AddrError> {
+    if !utf8 && !s.is_ascii() {
         return Err(AddrError::NonAscii);
+    }
+    if s.chars().any(|c| c.is_control() || c == '\u{FEFF}') {
+        return Err(AddrError::Syntax);
     }
     if s.len() > MAX_PATH_LEN {
         return Err(AddrError::Syntax);
@@ -276,7 +314,7 @@ pub fn parse_path(s: &str) -> Result<Option<Mailbox>, AddrError> {
         let colon = inner.find(':').ok_or(AddrError::Syntax)?;
         for hop in inner[..colon].split(',') {
             let d = hop.strip_prefix('@').ok_or(AddrError::Syntax)?;
-            Domain::parse(d)?;
+            Domain::parse_in(d, utf8)?;
         }
         &inner[colon + 1..]
     } else {
@@ -285,7 +323,7 @@ pub fn parse_path(s: &str) -> Result<Option<Mailbox>, AddrError> {
     if mailbox.eq_ignore_ascii_case("postmaster") {
         return Ok(Some(Mailbox::postmaster()));
     }
-    Mailbox::parse(mailbox).map(Some)
+    Mailbox::parse_in(mailbox, utf8).map(Some)
 }
 
 /// A message's envelope sender: a mailbox or the null reverse-path `<>`.
@@ -389,6 +427,30 @@ mod tests {
         Err(AddrError::BadDomain)
     );
     path!(path_utf8, "<jürgen@b.example>", Err(AddrError::NonAscii));
+
+    #[test]
+    fn utf8_paths_keep_the_local_part_and_route_the_a_label() {
+        let m = parse_path_utf8("<jürgen@bücher.example>").unwrap().unwrap();
+        assert_eq!(m.to_string(), "jürgen@xn--bcher-kva.example");
+        assert!(!m.is_ascii());
+        let m = parse_path_utf8("<\"j ü\"@B.example>").unwrap().unwrap();
+        assert_eq!(m.local_unquoted(), "j ü");
+        assert!(parse_path_utf8("<a@b.example>")
+            .unwrap()
+            .unwrap()
+            .is_ascii());
+        for bad in [
+            "<ü\u{0}@b.example>",
+            "<ü\u{85}@b.example>",
+            "<a@b\u{202e}.example>",
+            "<a@xn--.example>",
+            "<ü@>",
+        ] {
+            assert!(parse_path_utf8(bad).is_err(), "{bad:?}");
+        }
+        let long = format!("<{}@b.example>", "ü".repeat(33));
+        assert_eq!(parse_path_utf8(&long), Err(AddrError::LocalPartTooLong));
+    }
     path!(path_empty_local, "<@b.example>", Err(AddrError::Syntax));
     path!(path_double_dot, "<a..b@c.example>", Err(AddrError::Syntax));
     path!(

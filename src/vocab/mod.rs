@@ -6,10 +6,12 @@ pub mod address;
 pub mod address_list;
 pub mod cidr;
 pub mod date;
+pub mod dsn;
 pub mod security;
 
 pub use address::{
-    bare_host, fmt_path, parse_path, server_name, AddrError, Domain, Mailbox, ReversePath,
+    bare_host, fmt_path, parse_path, parse_path_utf8, server_name, AddrError, Domain, Mailbox,
+    ReversePath,
 };
 pub use cidr::{canonical, Cidr};
 pub use security::{ListenKind, TlsLevel};

@@ -64,7 +64,12 @@ fn exim_relays_a_message_in_bdat_chunks_and_it_is_queued_whole() {
     let mut child = Command::new(&bin)
         .arg("-C")
         .arg(dir.0.join("exim.conf"))
-        .args(["-odf", "-f", "sender@exim.client.test", "someone@far.example"])
+        .args([
+            "-odf",
+            "-f",
+            "sender@exim.client.test",
+            "someone@far.example",
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -79,12 +84,22 @@ fn exim_relays_a_message_in_bdat_chunks_and_it_is_queued_whole() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     let log = std::fs::read_to_string(dir.0.join("log/mainlog")).unwrap_or_default();
-    assert!(out.status.success(), "{log}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{log}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(log.contains(" => someone@far.example"), "{log}");
-    assert!(log.contains("] K C=\"250"), "Exim says K: it used BDAT: {log}");
+    assert!(
+        log.contains("] K C=\"250"),
+        "Exim says K: it used BDAT: {log}"
+    );
     let text = d.queued_text();
     assert!(text.contains("Subject: chunked\r\n"), "{text}");
-    assert!(text.contains("\r\n.line 0\r\nQUIT\r\n"), "dots kept: {text}");
+    assert!(
+        text.contains("\r\n.line 0\r\nQUIT\r\n"),
+        "dots kept: {text}"
+    );
     assert!(text.contains("\r\n.line 3999\r\nQUIT\r\n"), "all of it");
     assert!(d.log().contains("command \"BDAT"), "{}", d.log());
 }

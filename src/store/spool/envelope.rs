@@ -8,8 +8,13 @@
 //! P ESMTP\n                         protocol (ESMTP, SMTP, LOCAL)
 //! B 8BITMIME\n                      body type (7BIT, 8BITMIME)
 //! S sender@example.org\n            envelope sender, empty for <>
+//! U SMTPUTF8\n                      (optional) the message needs SMTPUTF8 (RFC 6531)
+//! E QQ314159\n                      (optional) DSN ENVID, decoded (RFC 3461 §4.4)
+//! F HDRS\n                          (optional) DSN RET: FULL or HDRS
 //! R user@client.dom smtp-etrn!mail.client.dom\n   one line per recipient, in order:
-//! R alice@ours.example local!alice\n              address, then channel!host
+//! R alice@ours.example local!alice N=SUCCESS,FAILURE O=rfc822;alice@ours.example\n
+//!                                   address, channel!host, then the recipient's DSN
+//!                                   NOTIFY and ORCPT (optional, RFC 3461 §4.1–4.2)
 //! \n                                end of the envelope
 //! <message, CR LF line ends, Received: header first>
 //! ETRND-END 00000000000004d2 1a2b3c4d\n
@@ -27,7 +32,8 @@
 
 use std::fmt::Write as _;
 
-use crate::vocab::{parse_path, Mailbox, ReversePath};
+use crate::vocab::dsn::{MailDsn, Notify, Orcpt, RcptDsn};
+use crate::vocab::{Mailbox, ReversePath};
 
 /// The first line of every message file.
 pub const MAGIC: &[u8] = b"ETRND 1\n";
@@ -44,6 +50,34 @@ pub struct Recipient {
     pub address: Mailbox,
     /// Its route.
     pub dest: Destination,
+    /// What the sender asked to be told about it, and its original address (DSN).
+    pub dsn: RcptDsn,
+}
+
+impl Recipient {
+    /// A recipient without DSN parameters.
+    pub fn new(address: Mailbox, dest: Destination) -> Recipient {
+        Recipient {
+            address,
+            dest,
+            dsn: RcptDsn::default(),
+        }
+    }
+
+    /// Whether the sender wants a notice when it fails (the default, RFC 3461 §4.1).
+    pub fn notify_failure(&self) -> bool {
+        self.dsn.notify.is_none_or(|n| n.failure)
+    }
+
+    /// Whether the sender wants a delay notice (the default).
+    pub fn notify_delay(&self) -> bool {
+        self.dsn.notify.is_none_or(|n| n.delay)
+    }
+
+    /// Whether the sender asked to hear of its delivery.
+    pub fn notify_success(&self) -> bool {
+        self.dsn.notify.is_some_and(|n| n.success)
+    }
 }
 
 /// The envelope of a message.
@@ -63,6 +97,10 @@ pub struct Envelope {
     pub sender: ReversePath,
     /// The recipients, in RCPT order.
     pub recipients: Vec<Recipient>,
+    /// RET and ENVID of the MAIL command (DSN).
+    pub dsn: MailDsn,
+    /// Whether the message needs SMTPUTF8 (UTF-8 addresses or header fields).
+    pub smtputf8: bool,
 }
 
 /// Why an envelope could not be decoded.
@@ -118,13 +156,33 @@ impl Envelope {
             .map(|m| m.to_string())
             .unwrap_or_default();
         let _ = writeln!(s, "S {}", encode(&sender));
+        if self.smtputf8 {
+            s.push_str("U SMTPUTF8\n");
+        }
+        if let Some(e) = &self.dsn.envid {
+            let _ = writeln!(s, "E {}", encode(e));
+        }
+        if let Some(r) = &self.dsn.ret {
+            let _ = writeln!(s, "F {}", r.render());
+        }
         for r in &self.recipients {
-            let _ = writeln!(
+            let _ = write!(
                 s,
                 "R {} {}",
                 encode(&r.address.to_string()),
                 encode(&r.dest.to_string())
             );
+            if let Some(n) = &r.dsn.notify {
+                let _ = write!(s, " N={}", n.render());
+            }
+            if let Some(o) = &r.dsn.orcpt {
+                let _ = write!(
+                    s,
+                    " O={}",
+                    encode(&format!("{};{}", o.addr_type, o.address))
+                );
+            }
+            s.push('\n');
         }
         s.push('\n');
         s.into_bytes()
@@ -144,6 +202,8 @@ impl Envelope {
             eight_bit: false,
             sender: None,
             recipients: Vec::new(),
+            dsn: MailDsn::default(),
+            smtputf8: false,
         };
         let mut pos = MAGIC.len();
         let mut seen_time = false;
@@ -179,14 +239,14 @@ impl Envelope {
                         Some(parse_mailbox(&s)?)
                     };
                 }
-                "R" => {
-                    let (a, d) = value
-                        .split_once(' ')
-                        .ok_or_else(|| DecodeError(format!("bad recipient line '{line}'")))?;
-                    let address = parse_mailbox(&decode(a)?)?;
-                    let dest = parse_dest(&decode(d)?)?;
-                    env.recipients.push(Recipient { address, dest });
+                "U" => env.smtputf8 = value == "SMTPUTF8",
+                "E" => env.dsn.envid = Some(decode(value)?),
+                "F" => {
+                    env.dsn.ret = crate::vocab::dsn::Ret::parse(value)
+                        .map(Some)
+                        .map_err(|_| DecodeError(format!("bad RET '{value}'")))?
                 }
+                "R" => env.recipients.push(parse_recipient(value)?),
                 _ => {} // unknown fields are ignored
             }
         }
@@ -197,8 +257,35 @@ impl Envelope {
     }
 }
 
+/// `address channel!host [N=notify] [O=orcpt]`; other fields are ignored, as
+/// unknown lines are.
+fn parse_recipient(value: &str) -> Result<Recipient, DecodeError> {
+    let mut w = value.split(' ');
+    let (Some(a), Some(d)) = (w.next(), w.next()) else {
+        return Err(DecodeError(format!("bad recipient line 'R {value}'")));
+    };
+    let mut r = Recipient::new(parse_mailbox(&decode(a)?)?, parse_dest(&decode(d)?)?);
+    for field in w {
+        if let Some(n) = field.strip_prefix("N=") {
+            let n = Notify::parse(n).map_err(|_| DecodeError(format!("bad NOTIFY '{n}'")))?;
+            r.dsn.notify = Some(n);
+        } else if let Some(o) = field.strip_prefix("O=") {
+            let o = decode(o)?;
+            let (t, a) = o
+                .split_once(';')
+                .ok_or_else(|| DecodeError(format!("bad ORCPT '{o}'")))?;
+            r.dsn.orcpt = Some(Orcpt {
+                addr_type: t.to_string(),
+                address: a.to_string(),
+            });
+        }
+    }
+    Ok(r)
+}
+
 fn parse_mailbox(s: &str) -> Result<Mailbox, DecodeError> {
-    parse_path(&format!("<{s}>"))
+    // UTF-8 addresses are those an SMTPUTF8 transaction took.
+    crate::vocab::parse_path_utf8(&format!("<{s}>"))
         .ok()
         .flatten()
         .ok_or_else(|| DecodeError(format!("bad address '{s}'")))
@@ -479,12 +566,16 @@ mod tests {
                         channel: "smtp-etrn".into(),
                         host: "mail.client.dom".into(),
                     },
+                    dsn: Default::default(),
                 },
                 Recipient {
                     address: Mailbox::postmaster(),
                     dest: Destination::Local("postmaster".into()),
+                    dsn: Default::default(),
                 },
             ],
+            dsn: Default::default(),
+            smtputf8: false,
         }
     }
 
@@ -518,8 +609,33 @@ mod tests {
     }
 
     #[test]
+    fn dsn_and_smtputf8_round_trip_and_old_files_load_without_them() {
+        let mut env = sample();
+        env.smtputf8 = true;
+        env.dsn.envid = Some("id with space+%".into());
+        env.dsn.ret = Some(crate::vocab::dsn::Ret::Hdrs);
+        env.recipients[0].dsn.notify = Some(Notify::parse("SUCCESS,DELAY").unwrap());
+        env.recipients[0].dsn.orcpt = Some(Orcpt {
+            addr_type: "utf-8".into(),
+            address: "jürgen x@b.example".into(),
+        });
+        env.recipients[1].address = Mailbox::parse_in("jürgen@b.example", true).unwrap();
+        let bytes = env.encode();
+        assert!(bytes
+            .iter()
+            .all(|&b| b == b'\n' || (b' '..=b'~').contains(&b)));
+        let (back, _) = Envelope::decode(&bytes).unwrap();
+        assert_eq!(back, env);
+        let old = b"ETRND 1\nT 5\nR a@b.example smtp!b.example\n\n";
+        let (env, _) = Envelope::decode(old).unwrap();
+        assert_eq!(env.recipients[0].dsn, RcptDsn::default());
+        assert!(env.dsn.envid.is_none() && !env.smtputf8);
+        assert!(env.recipients[0].notify_failure() && !env.recipients[0].notify_success());
+    }
+
+    #[test]
     fn unknown_fields_are_ignored() {
-        let mut bytes = b"ETRND 1\nT 5\nX future stuff\nR a@b.example smtp!b.example\n\n".to_vec();
+        let mut bytes = b"ETRND 1\nT 5\nZ future stuff\nR a@b.example smtp!b.example\n\n".to_vec();
         bytes.extend_from_slice(b"body");
         let (env, _) = Envelope::decode(&bytes).unwrap();
         assert_eq!(env.recipients.len(), 1);

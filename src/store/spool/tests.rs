@@ -38,7 +38,10 @@ fn env() -> Envelope {
                 channel: "smtp-etrn".into(),
                 host: "mail.client.dom".into(),
             },
+            dsn: Default::default(),
         }],
+        dsn: Default::default(),
+        smtputf8: false,
     }
 }
 

@@ -162,7 +162,8 @@ pub enum Ret {
 }
 
 impl Ret {
-    fn parse(s: &str) -> Result<Ret, DsnError> {
+    /// `FULL` or `HDRS`, any case.
+    pub fn parse(s: &str) -> Result<Ret, DsnError> {
         if s.eq_ignore_ascii_case("FULL") {
             Ok(Ret::Full)
         } else if s.eq_ignore_ascii_case("HDRS") {

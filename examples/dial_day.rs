@@ -50,7 +50,10 @@ fn env(arrival: u64) -> Envelope {
                 channel: "smtp".into(),
                 host: "mail.isp.dom".into(),
             },
+            dsn: Default::default(),
         }],
+        dsn: Default::default(),
+        smtputf8: false,
     }
 }
 

@@ -56,7 +56,10 @@ fn main() {
                     channel: "smtp-etrn".into(),
                     host: format!("mail.c{}.dom", i % 50),
                 },
+                dsn: Default::default(),
             }],
+            dsn: Default::default(),
+            smtputf8: false,
         })
         .collect();
     let (b0, c0) = (LIVE.load(Ordering::Relaxed), CHUNKS.load(Ordering::Relaxed));

@@ -53,7 +53,10 @@ fn main() {
                         channel: "smtp-etrn".into(),
                         host: domain.clone(),
                     },
+                    dsn: Default::default(),
                 }],
+                dsn: Default::default(),
+                smtputf8: false,
             };
             let mut inc = spool.begin(&env).expect("begin");
             let mut body = format!(

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::Core;
 use crate::logging::sanitize;
-use crate::message::bounce::{self, Failure};
+use crate::message::bounce::{self, Action, Failure};
 use crate::sched::Bounce;
 use crate::store::spool::{Destination, Envelope, MessageId, Recipient, StateRecord};
 
@@ -24,6 +24,19 @@ pub(super) struct Bounces {
 /// How long a bounce that could not be committed waits before it is tried again
 /// (at once when the disk has room again).
 pub const BOUNCE_RETRY: Duration = Duration::from_secs(30);
+
+/// What the submitter asked of a message made or taken here: RET and ENVID,
+/// NOTIFY for every recipient (`sendmail -R -V -N`), and whether it needs SMTPUTF8
+/// (a notice about a message that did).
+#[derive(Debug, Clone, Default)]
+pub struct Submitted {
+    /// RET and ENVID.
+    pub dsn: crate::vocab::dsn::MailDsn,
+    /// NOTIFY, for each recipient.
+    pub notify: Option<crate::vocab::dsn::Notify>,
+    /// The message needs SMTPUTF8.
+    pub smtputf8: bool,
+}
 
 /// Recipients that could not be routed, with the reason.
 pub type Refused = Vec<(crate::vocab::Mailbox, String)>;
@@ -43,9 +56,9 @@ impl Core {
     /// is out, so the sender always hears.
     pub(super) fn send_bounce(&mut self, b: Bounce, now: Instant) {
         let unix = self.time.unix;
-        let opened = self.original_head(b.msg);
+        let opened = self.original(b.msg);
         let committed = match opened {
-            Ok((env, body)) => match &env.sender {
+            Ok((env, body, full)) => match &env.sender {
                 None => {
                     log::info!("{} bounce dropped: the message was itself a bounce", b.msg);
                     true
@@ -55,14 +68,17 @@ impl Core {
                         .failures
                         .iter()
                         .filter_map(|(idx, status, reason)| {
-                            let r = env.recipients.get(*idx)?;
+                            // NOTIFY without FAILURE (NEVER, or SUCCESS alone): the
+                            // sender asked not to hear of it (RFC 3461 §4.1).
+                            let r = env.recipients.get(*idx).filter(|r| r.notify_failure())?;
                             let remote = match &r.dest {
                                 Destination::Remote { host, .. } => Some(host.clone()),
                                 Destination::Local(_) => None,
                             };
                             let reply = crate::machines::delivery::remote_reply(reason);
                             Some(Failure {
-                                until: None,
+                                action: Action::Failed,
+                                orcpt: r.dsn.orcpt.clone(),
                                 rcpt: r.address.clone(),
                                 status: status.clone(),
                                 diagnostic: reply.to_string(),
@@ -72,16 +88,22 @@ impl Core {
                             })
                         })
                         .collect();
-                    let dsn = bounce::dsn(
-                        &self.config.main.hostname,
-                        b.msg,
-                        &env,
-                        sender,
-                        &body,
-                        &failures,
-                        unix,
-                    );
-                    self.inject(sender.clone(), dsn, b.msg)
+                    if failures.is_empty() {
+                        log::info!("{} bounce not sent: NOTIFY asked for none", b.msg);
+                        true
+                    } else {
+                        let dsn = bounce::dsn(
+                            &self.config.main.hostname,
+                            b.msg,
+                            &env,
+                            sender,
+                            &body,
+                            full,
+                            &failures,
+                            unix,
+                        );
+                        self.inject(sender.clone(), dsn, b.msg, env.smtputf8)
+                    }
                 }
             },
             Err(e) => {
@@ -141,27 +163,35 @@ impl Core {
         self.bounces.waiting.iter().map(|(_, at)| *at).min()
     }
 
-    /// A message's envelope and headers: a DSN quotes the original headers only, so
-    /// the head is read, not the message.
-    fn original_head(
+    /// A message's envelope and what a notice returns of it: its headers (the head
+    /// is read, not the message), or all of it when the sender asked (`RET=FULL`)
+    /// and it is small; and whether it is all of it.
+    fn original(
         &self,
         msg: MessageId,
-    ) -> Result<(crate::store::spool::Envelope, Vec<u8>), crate::store::spool::SpoolError> {
+    ) -> Result<(crate::store::spool::Envelope, Vec<u8>, bool), crate::store::spool::SpoolError>
+    {
         self.spool.open_message(msg).and_then(|(env, body)| {
-            body.head(bounce::MAX_QUOTED_HEADERS)
-                .map(|head| (env, head))
-                .map_err(|e| crate::store::spool::SpoolError {
+            let full = bounce::returns_full(&env, body.len());
+            let limit = if full {
+                bounce::MAX_RETURNED as usize
+            } else {
+                bounce::MAX_QUOTED_HEADERS
+            };
+            body.head(limit).map(|data| (env, data, full)).map_err(|e| {
+                crate::store::spool::SpoolError {
                     op: "read",
                     path: self.spool.queue_path(msg),
                     err: e,
-                })
+                }
+            })
         })
     }
 
     /// Sends a delay notice (`reporttimes`): Action: delayed, with Will-Retry-Until
     /// (never to the null sender). The scheduler has journalled the level sent.
     pub(super) fn send_delay(&mut self, d: crate::sched::Delay) {
-        let (env, head) = match self.original_head(d.msg) {
+        let (env, head, full) = match self.original(d.msg) {
             Ok(x) => x,
             Err(e) => return log::error!("{} delay cannot read original error=\"{e}\"", d.msg),
         };
@@ -172,7 +202,7 @@ impl Core {
             .rcpts
             .iter()
             .filter_map(|(idx, error, until)| {
-                let r = env.recipients.get(*idx)?;
+                let r = env.recipients.get(*idx).filter(|r| r.notify_delay())?;
                 let error = error
                     .as_deref()
                     .map(crate::machines::delivery::remote_reply);
@@ -184,7 +214,8 @@ impl Core {
                     _ => "4.4.7".to_string(),
                 };
                 Some(Failure {
-                    until: Some(*until),
+                    action: Action::Delayed(*until),
+                    orcpt: r.dsn.orcpt.clone(),
                     rcpt: r.address.clone(),
                     status,
                     diagnostic,
@@ -192,25 +223,85 @@ impl Core {
                 })
             })
             .collect();
+        if failures.is_empty() {
+            return log::info!("{} delay notice not sent: NOTIFY asked for none", d.msg);
+        }
         let dsn = bounce::dsn(
             &self.config.main.hostname,
             d.msg,
             &env,
             &sender,
             &head,
+            full,
             &failures,
             self.time.unix,
         );
         log::info!("{} delay notice recipients={}", d.msg, failures.len());
         // A notice that cannot be committed is not sent again (its level is
         // journalled): a warning lost, never a message.
-        self.inject(sender, dsn, d.msg);
+        self.inject(sender, dsn, d.msg, env.smtputf8);
+    }
+
+    /// Sends the success notices (RFC 3461 §4.1 `NOTIFY=SUCCESS`) for recipients
+    /// just delivered (`Action::Delivered`) or relayed to a next hop that does not
+    /// pass the request on (`Action::Relayed`), each with the reply that took it.
+    /// Called before the delivery is recorded, while the queue file is there; a
+    /// notice that cannot be committed is lost (logged), never the message.
+    pub(super) fn send_success(&mut self, msg: MessageId, done: &[(usize, Action, String)]) {
+        let (env, data, full) = match self.original(msg) {
+            Ok(x) => x,
+            Err(e) => {
+                return log::error!("{msg} success notice cannot read original error=\"{e}\"")
+            }
+        };
+        let Some(sender) = env.sender.clone() else {
+            return;
+        };
+        let rcpts: Vec<Failure> = done
+            .iter()
+            .filter_map(|(idx, action, reply)| {
+                let r = env.recipients.get(*idx).filter(|r| r.notify_success())?;
+                Some(Failure {
+                    action: *action,
+                    orcpt: r.dsn.orcpt.clone(),
+                    rcpt: r.address.clone(),
+                    status: "2.0.0".into(),
+                    diagnostic: reply.clone(),
+                    remote_mta: None,
+                })
+            })
+            .collect();
+        if rcpts.is_empty() {
+            return;
+        }
+        let dsn = bounce::dsn(
+            &self.config.main.hostname,
+            msg,
+            &env,
+            &sender,
+            &data,
+            full,
+            &rcpts,
+            self.time.unix,
+        );
+        log::info!("{msg} success notice recipients={}", rcpts.len());
+        self.inject(sender, dsn, msg, env.smtputf8);
     }
 
     /// Queues a locally generated message (a DSN) to `to`, from the null sender;
     /// `false` when it could not be committed (and may be tried again).
-    fn inject(&mut self, to: crate::vocab::Mailbox, data: Vec<u8>, about: MessageId) -> bool {
-        match self.queue_local(None, std::slice::from_ref(&to), &data, "LOCAL") {
+    fn inject(
+        &mut self,
+        to: crate::vocab::Mailbox,
+        data: Vec<u8>,
+        about: MessageId,
+        smtputf8: bool,
+    ) -> bool {
+        let opts = Submitted {
+            smtputf8,
+            ..Submitted::default()
+        };
+        match self.queue_local(None, std::slice::from_ref(&to), &data, "LOCAL", &opts) {
             Ok((id, _)) => {
                 log::info!(
                     "{id} bounce queued about={about} to=<{}>",
@@ -242,16 +333,20 @@ impl Core {
         to: &[crate::vocab::Mailbox],
         data: &[u8],
         protocol: &str,
+        opts: &Submitted,
     ) -> Result<(MessageId, Refused), QueueError> {
         let mut recipients = Vec::new();
         let mut refused = Vec::new();
         for m in to {
             match self.config.router.destinations(m, true) {
-                Ok(dests) => recipients.extend(
-                    dests
-                        .into_iter()
-                        .map(|t| Recipient::new(t.address_for(m).clone(), t.dest)),
-                ),
+                Ok(dests) => recipients.extend(dests.into_iter().map(|t| Recipient {
+                    address: t.address_for(m).clone(),
+                    dest: t.dest,
+                    dsn: crate::vocab::dsn::RcptDsn {
+                        notify: opts.notify,
+                        orcpt: None,
+                    },
+                })),
                 Err(why) => refused.push((m.clone(), why)),
             }
         }
@@ -266,8 +361,8 @@ impl Core {
             eight_bit: data.iter().any(|&b| b >= 0x80),
             sender,
             recipients,
-            dsn: Default::default(),
-            smtputf8: false,
+            dsn: opts.dsn.clone(),
+            smtputf8: opts.smtputf8,
         };
         let mut inc = self.spool.begin(&env).map_err(QueueError::Spool)?;
         inc.write(data);

@@ -7,6 +7,7 @@
 //! slow, and no helper round trip ever holds the loop up. Starts per loop turn are
 //! bounded ([`STARTS_PER_TURN`]); the rest go on next turn.
 
+use crate::message::bounce::Action;
 use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
@@ -360,6 +361,12 @@ impl Core {
             LocalResult::Delivered => Some(reply_of(target, self.config.main.maildir)),
             _ => None,
         };
+        // NOTIFY=SUCCESS: a mailbox delivery is "delivered"; a forward is
+        // "expanded", and its copies ask for failures only (RFC 3461 §6.2.7.3).
+        let notice = match &r {
+            LocalResult::Forward(_) => Action::Expanded,
+            _ => Action::Delivered,
+        };
         let result = result_of(r);
         let (relay, started) = self
             .local
@@ -372,7 +379,7 @@ impl Core {
             result: result.clone(),
             reply,
         };
-        self.record(&relay, vec![rec], Some((started, Some(started))), now);
+        self.record(&relay, vec![rec], Some((started, Some(started))), Some(notice), now);
         self.local.runs.done(job, rcpt, &result);
     }
 
@@ -412,7 +419,20 @@ impl Core {
                 format!("{user}'s .forward names no address"),
             );
         }
-        match self.queue_local(env.sender.clone(), &rcpts, &data, "LOCAL") {
+        // The forwarded copy asks what the original recipient asked.
+        let opts = super::inject::Submitted {
+            dsn: env.dsn.clone(),
+            notify: env
+                .recipients
+                .get(rcpt.idx)
+                .and_then(|r| r.dsn.notify)
+                .map(|n| crate::vocab::dsn::Notify {
+                    success: false,
+                    ..n
+                }),
+            smtputf8: env.smtputf8,
+        };
+        match self.queue_local(env.sender.clone(), &rcpts, &data, "LOCAL", &opts) {
             Ok((id, refused)) => {
                 for r in &refused {
                     log::warn!(

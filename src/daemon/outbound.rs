@@ -141,7 +141,7 @@ impl Core {
             .iter()
             .map(|o| (o.rcpt, o.result.clone()))
             .collect();
-        self.record(&relay, outcomes, None, now);
+        self.record(&relay, outcomes, None, None, now);
         self.finish_job(job.id, results, now);
     }
 
@@ -210,7 +210,13 @@ impl Core {
                         .runs
                         .get(&jid)
                         .map(|r| (r.started, r.connected));
-                    self.record(&relay, outcomes, timing, now)
+                    // A next hop that offers DSN took NOTIFY with the message and
+                    // tells the sender itself; to any other we say "relayed".
+                    let notice = match self.session_of(io, jid) {
+                        Some(s) if s.offers_dsn() => None,
+                        _ => Some(crate::message::bounce::Action::Relayed),
+                    };
+                    self.record(&relay, outcomes, timing, notice, now)
                 }
                 Action::Finished(results) => {
                     self.close_out(io, jid);
@@ -254,10 +260,10 @@ impl Core {
                 let Some(run) = self.outbound.runs.get_mut(&jid) else {
                     return;
                 };
-                let rcpts = idxs
-                    .iter()
-                    .filter_map(|&i| env.recipients.get(i).map(|r| r.address.clone()))
-                    .collect();
+                let sent: Vec<_> = idxs.iter().filter_map(|&i| env.recipients.get(i)).collect();
+                let rcpts = sent.iter().map(|r| r.address.clone()).collect();
+                let rcpt_dsn = sent.iter().map(|r| r.dsn.clone()).collect();
+                let smtputf8 = crate::message::outgoing::needs_smtputf8(&env, &sent, &body);
                 let has_8bit = body.has_8bit();
                 // 8-bit content for a next hop without 8BITMIME, or on a 7-bit
                 // channel, is converted, never sent raw (RFC 6152 §3).
@@ -298,6 +304,8 @@ impl Core {
                     has_8bit: unconvertible.is_some(),
                     eight_bit: eight_bit && !seven,
                     seven_bit_only: unconvertible.is_some(),
+                    dsn: (env.dsn.clone(), rcpt_dsn),
+                    smtputf8,
                 };
                 if let Some(why) = &unconvertible {
                     log::info!("{msg} smtp cannot-make-7bit reason=\"{why}\"");
@@ -632,19 +640,35 @@ impl Core {
     /// completed and removed by `apply_sched`). Deferred and failed ones reach the
     /// scheduler with the job's results. `timing`: when the job started and when
     /// its connection was made.
+    /// `notice`: what a delivered recipient's success notice says (NOTIFY=SUCCESS),
+    /// `None` where the next hop took the request on; it is sent before the
+    /// delivery is recorded, while the queue file is there.
     pub(super) fn record(
         &mut self,
         relay: &str,
         outcomes: Vec<Recorded>,
         timing: Option<(Instant, Option<Instant>)>,
+        notice: Option<crate::message::bounce::Action>,
         now: Instant,
     ) {
         let mut delivered: Vec<RcptRef> = Vec::new();
+        let mut notices: HashMap<MessageId, Vec<(usize, crate::message::bounce::Action, String)>> =
+            HashMap::new();
         for o in &outcomes {
             self.log_result(o, relay, timing);
             if o.result == RcptResult::Delivered {
                 delivered.push(o.rcpt);
+                if let Some(action) = notice.filter(|_| self.sched.wants_success(&o.rcpt)) {
+                    let reply = o.reply.clone().unwrap_or_else(|| "250 2.0.0 Ok".into());
+                    notices
+                        .entry(o.rcpt.msg)
+                        .or_default()
+                        .push((o.rcpt.idx, action, reply));
+                }
             }
+        }
+        for (msg, done) in notices {
+            self.send_success(msg, &done);
         }
         if !delivered.is_empty() {
             self.sched.delivered(&delivered, self.time.unix);

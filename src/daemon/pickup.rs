@@ -189,7 +189,7 @@ impl Core {
                 continue;
             }
             let data = self.trace_local(entry.uid, &d.data);
-            match self.queue_local(d.sender.clone(), &d.rcpts, &data, "LOCAL") {
+            match self.queue_local(d.sender.clone(), &d.rcpts, &data, "LOCAL", &submitted(&d)) {
                 Ok((id, refused)) => {
                     log::info!(
                         target: "pickup",
@@ -294,7 +294,8 @@ impl Core {
         let failures: Vec<crate::message::bounce::Failure> = refused
             .iter()
             .map(|(m, why)| crate::message::bounce::Failure {
-                until: None,
+                action: crate::message::bounce::Action::Failed,
+                orcpt: None,
                 rcpt: m.clone(),
                 status: "5.1.1".into(),
                 diagnostic: why.clone(),
@@ -307,10 +308,17 @@ impl Core {
             &env,
             &sender,
             &d.data,
+            false,
             &failures,
             self.time.unix,
         );
-        let _ = self.queue_local(None, std::slice::from_ref(&sender), &dsn, "LOCAL");
+        let _ = self.queue_local(
+            None,
+            std::slice::from_ref(&sender),
+            &dsn,
+            "LOCAL",
+            &Default::default(),
+        );
     }
 }
 
@@ -345,5 +353,14 @@ impl Core {
             while s.recv(&mut buf).is_ok() {}
         }
         self.pickup_wake(now);
+    }
+}
+
+/// What a drop file's submitter asked of its message.
+fn submitted(d: &crate::store::spool::drop::Drop) -> super::inject::Submitted {
+    super::inject::Submitted {
+        dsn: d.dsn.clone(),
+        notify: d.notify,
+        smtputf8: d.smtputf8,
     }
 }

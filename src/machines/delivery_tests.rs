@@ -92,6 +92,7 @@ impl Driver {
                         has_8bit: false,
                         eight_bit: false,
                         seven_bit_only: false,
+                        ..Default::default()
                     };
                     self.session.as_mut().unwrap().start(m, self.now);
                 }

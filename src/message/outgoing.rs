@@ -568,5 +568,29 @@ pub fn prepare(
     Ok(Ok(src))
 }
 
+/// Whether a message needs SMTPUTF8 on its way to `rcpts` (RFC 6531 §3.2): a
+/// UTF-8 address in its envelope, or, for a message received with SMTPUTF8, a
+/// header octet past ASCII. An all-ASCII message goes anywhere, whatever its
+/// sender said.
+pub fn needs_smtputf8(
+    env: &crate::store::spool::Envelope,
+    rcpts: &[&crate::store::spool::Recipient],
+    body: &crate::store::spool::Body,
+) -> bool {
+    let ascii = env.sender.as_ref().is_none_or(Mailbox::is_ascii)
+        && rcpts.iter().all(|r| r.address.is_ascii());
+    if !ascii {
+        return true;
+    }
+    env.smtputf8
+        && body
+            .head(crate::smtp::server::MAX_HEADER_BYTES)
+            .map_or(true, |h| {
+                crate::message::bounce::headers_of(&h)
+                    .iter()
+                    .any(|&b| b >= 0x80)
+            })
+}
+
 #[cfg(test)]
 mod tests;

@@ -156,6 +156,9 @@ struct RcptInfo {
     attempts: u32,
     /// Delay notices sent (`reporttimes` levels covered).
     reported: u8,
+    /// The sender asked to hear of its delivery (NOTIFY=SUCCESS); it fits in
+    /// the padding, so a held million recipients cost nothing more.
+    success: bool,
 }
 
 #[derive(Debug)]
@@ -494,6 +497,14 @@ impl Scheduler {
             .map(|c| &c.params)
     }
 
+    /// Whether the sender of `r`'s message asked to hear of its delivery.
+    pub fn wants_success(&self, r: &RcptRef) -> bool {
+        self.msgs
+            .get(&r.msg)
+            .and_then(|m| m.rcpts.get(r.idx))
+            .is_some_and(|x| x.success && x.state != RcptState::Done)
+    }
+
     /// Adds a message whose size does not matter (tests, tools).
     pub fn add_message(
         &mut self,
@@ -523,6 +534,7 @@ impl Scheduler {
                 state: RcptState::Waiting,
                 attempts: 0,
                 reported: 0,
+                success: r.notify_success(),
             });
         }
         let mut next_try: HashMap<usize, Unix> = HashMap::new();

@@ -701,3 +701,9 @@ fn held_octets_count_each_message_once_and_the_quota_follows_them() {
     s.set_hold_quota(0);
     assert!(s.over_quota().is_empty());
 }
+
+#[test]
+#[cfg(target_pointer_width = "64")]
+fn a_recipient_costs_no_more_for_its_success_flag() {
+    assert_eq!(std::mem::size_of::<super::RcptInfo>(), 32);
+}

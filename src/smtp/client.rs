@@ -34,7 +34,6 @@ use std::time::{Duration, Instant};
 use super::body::Stuffer;
 pub use super::body::MAX_LINE;
 pub use super::reply::{ReplyParser, ServerReply, MAX_REPLY_LINE, MAX_REPLY_LINES};
-use super::{fmt_path, Mailbox, ReversePath};
 use crate::buf::OutBuf;
 use crate::vocab::sanitize;
 
@@ -55,24 +54,6 @@ pub const LOW_WATER: usize = 64 * 1024;
 /// How much body the driver reads per feed.
 pub const BODY_CHUNK: usize = 64 * 1024;
 
-/// A message to send.
-#[derive(Debug, Clone)]
-pub struct OutMessage {
-    /// Envelope sender.
-    pub from: ReversePath,
-    /// Envelope recipients.
-    pub rcpts: Vec<Mailbox>,
-    /// Size of the stored message (CR LF line ends, not dot-stuffed); the driver
-    /// feeds its octets after the 354.
-    pub size: u64,
-    /// Whether the stored message has 8-bit octets.
-    pub has_8bit: bool,
-    /// Whether to declare `BODY=8BITMIME` when the server offers it.
-    pub eight_bit: bool,
-    /// A 7-bit channel (`-7`): a body with 8-bit octets is refused with 5.6.3 (no
-    /// conversion to quoted-printable is done).
-    pub seven_bit_only: bool,
-}
 
 /// What became of one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,6 +211,8 @@ pub struct ClientSession {
     deadline: Instant,
     pipelining: bool,
     eight_bit_mime: bool,
+    /// DSN and SMTPUTF8 of its EHLO reply.
+    ext: (bool, bool),
     size_limit: Option<u64>,
     txn: Option<Txn>,
     stuffer: Stuffer,
@@ -270,6 +253,7 @@ impl ClientSession {
             deadline: now + TIMEOUT_COMMAND,
             pipelining: false,
             eight_bit_mime: false,
+            ext: (false, false),
             size_limit: None,
             txn: None,
             stuffer: Stuffer::new(),
@@ -447,6 +431,11 @@ impl ClientSession {
         self.eight_bit_mime
     }
 
+    /// Whether the server offered DSN: it takes NOTIFY and tells the sender itself.
+    pub fn offers_dsn(&self) -> bool {
+        self.ext.0
+    }
+
     /// Sends a message (only when idle); its body is fed after the 354.
     pub fn start(&mut self, msg: OutMessage, now: Instant) {
         if self.state != State::Idle {
@@ -457,6 +446,8 @@ impl ClientSession {
             Some(format!(
                 "552 5.3.4 message size {size} exceeds the server's limit"
             ))
+        } else if msg.smtputf8 && !self.ext.1 {
+            Some("553 5.6.7 the message needs SMTPUTF8, which the next hop does not offer".into())
         } else if msg.seven_bit_only && msg.has_8bit {
             Some(
                 "554 5.6.3 the message has 8-bit content that cannot be made 7-bit, and the next hop takes 7-bit only"
@@ -474,18 +465,11 @@ impl ClientSession {
             return;
         }
         self.set_state(State::InTransaction);
-        let mut mail = format!("MAIL FROM:{}", fmt_path(&msg.from));
-        if self.size_limit.is_some() {
-            mail.push_str(&format!(" SIZE={size}"));
-        }
-        if msg.eight_bit && self.eight_bit_mime {
-            mail.push_str(" BODY=8BITMIME");
-        }
-        mail.push_str("\r\n");
         let mut cmds: VecDeque<(Expect, Vec<u8>)> = VecDeque::new();
+        let mail = msg.mail_line(self.size_limit.is_some(), self.eight_bit_mime, self.ext.0);
         cmds.push_back((Expect::Mail, mail.into_bytes()));
-        for (i, r) in msg.rcpts.iter().enumerate() {
-            cmds.push_back((Expect::Rcpt(i), format!("RCPT TO:<{r}>\r\n").into_bytes()));
+        for i in 0..msg.rcpts.len() {
+            cmds.push_back((Expect::Rcpt(i), msg.rcpt_line(i, self.ext.0).into_bytes()));
         }
         cmds.push_back((Expect::Data, b"DATA\r\n".to_vec()));
         let n = msg.rcpts.len();
@@ -587,6 +571,8 @@ impl ClientSession {
                         match w.next() {
                             Some("PIPELINING") => self.pipelining = true,
                             Some("8BITMIME") => self.eight_bit_mime = true,
+                            Some("DSN") => self.ext.0 = true,
+                            Some("SMTPUTF8") => self.ext.1 = true,
                             Some("SIZE") => {
                                 self.size_limit =
                                     Some(w.next().and_then(|n| n.parse().ok()).unwrap_or(0))
@@ -770,6 +756,10 @@ impl ClientSession {
 
 #[path = "client_secure.rs"]
 mod secure;
+
+#[path = "client_message.rs"]
+mod message;
+pub use message::OutMessage;
 
 #[path = "client_requests.rs"]
 mod requests;

@@ -187,6 +187,7 @@ impl ClientSession {
         if self.state == State::AwaitTlsHandshake {
             self.pipelining = false;
             self.eight_bit_mime = false;
+            self.ext = (false, false);
             self.size_limit = None;
             self.starttls_offered = false;
             self.auth_mechs.clear();

@@ -1,6 +1,7 @@
 //! Client session tests against scripted server replies, time simulated.
 
 use super::*;
+use crate::vocab::Mailbox;
 
 fn msg(rcpts: &[&str], body: &str) -> (OutMessage, Vec<u8>) {
     let m = OutMessage {
@@ -10,6 +11,7 @@ fn msg(rcpts: &[&str], body: &str) -> (OutMessage, Vec<u8>) {
         has_8bit: body.bytes().any(|b| b >= 0x80),
         eight_bit: false,
         seven_bit_only: false,
+        ..Default::default()
     };
     (m, body.as_bytes().to_vec())
 }
@@ -725,4 +727,24 @@ fn await_token_none_defers() {
         matches!(&ev, Some(ClientEvent::Failed { temporary: true, auth: false, reason }) if reason.contains("no token")),
         "{ev:?}"
     );
+}
+
+#[test]
+fn a_message_that_needs_smtputf8_is_refused_5_6_7_by_a_server_without_it() {
+    let mut t = T::ready(&["PIPELINING", "8BITMIME"]);
+    let (mut m, body) = msg(&["a@x.example"], "x\r\n");
+    m.smtputf8 = true;
+    t.start((m, body));
+    assert_eq!(t.sent(), "", "nothing of it is sent");
+    t.server("");
+    assert!(matches!(
+        &t.events[0],
+        ClientEvent::Done(v) if matches!(&v[0], RcptOutcome::Failed(w) if w.starts_with("553 5.6.7"))
+    ));
+    let mut t = T::ready(&["PIPELINING", "SMTPUTF8", "DSN"]);
+    let (mut m, body) = msg(&["a@x.example"], "x\r\n");
+    m.smtputf8 = true;
+    t.start((m, body));
+    assert!(t.sent().starts_with("MAIL FROM:<s@ours.example> SMTPUTF8\r\n"));
+    assert!(t.c.offers_dsn());
 }

@@ -30,6 +30,10 @@ pub struct Args {
     pub rcpts: Vec<String>,
     /// What to do (`-b…`, `-q`).
     pub mode: Mode,
+    /// `-N`, `-R`, `-V`: what the sender asks to be told (RFC 3461).
+    pub notify: Option<crate::vocab::dsn::Notify>,
+    /// `-R full|hdrs` and `-V envid`.
+    pub dsn: crate::vocab::dsn::MailDsn,
 }
 
 /// sendmail's modes.
@@ -105,9 +109,34 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
             "q" => a.mode = Mode::Flush,
             // Flags that take no value and change nothing here.
             "v" | "U" | "m" | "e" | "n" => {}
-            // Options whose value is ignored (`-B 8BITMIME`, `-N never`, `-R hdrs`,
-            // `-V envid`, `-X log`, `-h hops`, `-L label`, `-O opt`, `-C file`).
-            "B" | "N" | "R" | "V" | "X" | "h" | "L" | "O" | "C" => {
+            // Delivery status notifications, as sendmail takes them: `-N never` or
+            // `-N success,failure,delay`, `-R full|hdrs`, `-V envid` (as is).
+            "N" => {
+                let v = value("N")?;
+                let n = crate::vocab::dsn::Notify::parse(&v).map_err(|e| format!("-N {v}: {e}"))?;
+                a.notify = Some(n);
+            }
+            "R" => {
+                let v = value("R")?;
+                let r = crate::vocab::dsn::Ret::parse(&v).map_err(|e| format!("-R {v}: {e}"))?;
+                a.dsn.ret = Some(r);
+            }
+            "V" => {
+                let v = value("V")?;
+                if v.is_empty()
+                    || v.len() > crate::vocab::dsn::MAX_ENVID
+                    || v.chars().any(char::is_control)
+                {
+                    return Err(format!(
+                        "-V: an envelope id is 1 to {} characters, none a control character",
+                        crate::vocab::dsn::MAX_ENVID
+                    ));
+                }
+                a.dsn.envid = Some(v);
+            }
+            // Options whose value is ignored (`-B 8BITMIME`, `-X log`, `-h hops`,
+            // `-L label`, `-O opt`, `-C file`).
+            "B" | "X" | "h" | "L" | "O" | "C" => {
                 let _ = value(flag)?;
             }
             _ => return Err(format!("unknown option -{flag}")),
@@ -256,13 +285,32 @@ pub fn run(cfg: &Config, args: &Args, input: &mut impl Read, err: &mut impl Writ
             return 67; // EX_NOUSER
         }
     }
-    match queue(cfg, sender, rcpts, fields, &body, args.full_name.as_deref()) {
+    let asked = Asked {
+        notify: args.notify,
+        dsn: args.dsn.clone(),
+    };
+    match queue(
+        cfg,
+        sender,
+        rcpts,
+        fields,
+        &body,
+        args.full_name.as_deref(),
+        &asked,
+    ) {
         Ok(()) => ex::OK,
         Err(e) => {
             let _ = writeln!(err, "sendmail: cannot queue the message: {e}");
             75 // EX_TEMPFAIL
         }
     }
+}
+
+/// What the submitter asked to be told (`-N`, `-R`, `-V`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Asked {
+    pub(crate) notify: Option<crate::vocab::dsn::Notify>,
+    pub(crate) dsn: crate::vocab::dsn::MailDsn,
 }
 
 /// Completes a submission's header (`From:`, `Date:`, `Message-ID:` where missing,
@@ -275,6 +323,7 @@ pub(crate) fn queue(
     mut fields: Vec<(String, Vec<u8>)>,
     body: &[u8],
     full_name: Option<&str>,
+    asked: &Asked,
 ) -> io::Result<()> {
     let host = cfg.main.hostname.clone();
     // `To: bob` from a local program names bob here, wherever a copy goes.
@@ -333,11 +382,17 @@ pub(crate) fn queue(
     data.extend_from_slice(body);
     // The file is the submitter's, mode 0644 in a folder nobody can list, under a
     // random name: others cannot find, read or remove it.
+    // UTF-8 addresses need SMTPUTF8 wherever the message goes (RFC 6531).
+    let smtputf8 =
+        !rcpts.iter().all(Mailbox::is_ascii) || sender.as_ref().is_some_and(|s| !s.is_ascii());
     let d = Drop {
         uid: crate::sys::uid(),
         sender,
         rcpts,
         data,
+        dsn: asked.dsn.clone(),
+        notify: asked.notify,
+        smtputf8,
     };
     write_drop(&cfg.main.postoffice, &d)
 }

@@ -114,7 +114,15 @@ pub fn session(cfg: &Config, input: &mut impl BufRead, out: &mut impl Write) -> 
                     None => s.reply(552, &format!("5.3.4 message larger than {max_size} octets")),
                     Some(msg) => {
                         let (fields, body) = crate::tools::sendmail::split_headers(&msg);
-                        match crate::tools::sendmail::queue(cfg, sender, to, fields, &body, None) {
+                        match crate::tools::sendmail::queue(
+                            cfg,
+                            sender,
+                            to,
+                            fields,
+                            &body,
+                            None,
+                            &Default::default(),
+                        ) {
                             Ok(()) => s.reply(250, "2.0.0 Ok: queued"),
                             Err(e) => s.reply(
                                 451,

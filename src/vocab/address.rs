@@ -273,7 +273,8 @@ pub fn qualify(a: &str, hostname: &str) -> Result<Mailbox, String> {
     } else {
         format!("{a}@{hostname}")
     };
-    match parse_path(&format!("<{full}>")) {
+    // A local program may name a UTF-8 address (it then needs SMTPUTF8 on its way).
+    match parse_path_utf8(&format!("<{full}>")) {
         Ok(Some(m)) => Ok(m),
         _ => Err(format!("bad address '{a}'")),
     }

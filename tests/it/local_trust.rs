@@ -39,6 +39,7 @@ fn hostile_drop_folder_entries_are_never_followed_read_or_chowned() {
         sender: Some(Mailbox::parse("root@test.example").unwrap()),
         rcpts: vec![Mailbox::parse("alice@test.example").unwrap()],
         data: b"Subject: I am root\r\n\r\ntrust me\r\n".to_vec(),
+        ..Default::default()
     };
     let many = Drop {
         uid,
@@ -47,6 +48,7 @@ fn hostile_drop_folder_entries_are_never_followed_read_or_chowned() {
             .map(|i| Mailbox::parse(&format!("u{i}@far.example")).unwrap())
             .collect(),
         data: b"Subject: many\r\n\r\nx\r\n".to_vec(),
+        ..Default::default()
     };
     let script = format!(
         "cd {dir} && ln -s {t} link && ln -s {t}.missing dangling && mkfifo fifo && \
@@ -141,6 +143,7 @@ fn a_complete_submission_whose_rename_was_lost_is_delivered_after_restart() {
         sender: Some(Mailbox::parse("me@test.example").unwrap()),
         rcpts: vec![Mailbox::parse("bob@test.example").unwrap()],
         data: b"Subject: survived\r\n\r\nhello\r\n".to_vec(),
+        ..Default::default()
     };
     let tmp = d.spool().join("drop/.tmp.abcdef");
     std::fs::write(&tmp, m.encode()).unwrap();

@@ -188,6 +188,7 @@ fn a_link_turns_from_server_to_client_and_delivers_on_the_same_stream() {
             has_8bit: false,
             eight_bit: false,
             seven_bit_only: false,
+            ..Default::default()
         },
         now,
     );

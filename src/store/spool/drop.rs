@@ -7,6 +7,10 @@
 //! U 1000\n                  submitting uid
 //! S alice@host.example\n    envelope sender, empty for <>
 //! R bob@example.org\n       one line per recipient (%XX-encoded like the envelope)
+//! N SUCCESS,FAILURE\n       (optional) DSN NOTIFY for every recipient (`sendmail -N`)
+//! E QQ314159\n              (optional) DSN ENVID, %XX-encoded (`sendmail -V`)
+//! F HDRS\n                  (optional) DSN RET (`sendmail -R`)
+//! I SMTPUTF8\n              (optional) UTF-8 addresses or header fields
 //! \n
 //! <message, CR LF line ends>
 //! ETRND-END <len> <crc>\n   the queue file's trailer
@@ -30,10 +34,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::envelope::{decode, encode, trailer, verify, Crc32, DecodeError};
-use crate::vocab::{parse_path, Mailbox, ReversePath};
+use crate::vocab::dsn::{MailDsn, Notify, Ret};
+use crate::vocab::{parse_path_utf8, Mailbox, ReversePath};
 
 /// A submission.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Drop {
     /// Submitting uid.
     pub uid: u32,
@@ -43,6 +48,12 @@ pub struct Drop {
     pub rcpts: Vec<Mailbox>,
     /// The message (CR LF).
     pub data: Vec<u8>,
+    /// RET and ENVID.
+    pub dsn: MailDsn,
+    /// NOTIFY, for every recipient.
+    pub notify: Option<Notify>,
+    /// UTF-8 in an address or a header field: the message needs SMTPUTF8.
+    pub smtputf8: bool,
 }
 
 const MAGIC: &str = "ETRNDDROP 1\n";
@@ -152,6 +163,18 @@ impl Drop {
         for r in &self.rcpts {
             s.push_str(&format!("R {}\n", encode(&r.to_string())));
         }
+        if let Some(n) = &self.notify {
+            s.push_str(&format!("N {}\n", n.render()));
+        }
+        if let Some(e) = &self.dsn.envid {
+            s.push_str(&format!("E {}\n", encode(e)));
+        }
+        if let Some(r) = &self.dsn.ret {
+            s.push_str(&format!("F {}\n", r.render()));
+        }
+        if self.smtputf8 {
+            s.push_str("I SMTPUTF8\n");
+        }
         s.push('\n');
         let mut out = s.into_bytes();
         out.extend_from_slice(&self.data);
@@ -174,6 +197,9 @@ impl Drop {
             sender: None,
             rcpts: Vec::new(),
             data: Vec::new(),
+            dsn: MailDsn::default(),
+            notify: None,
+            smtputf8: false,
         };
         let mut pos = MAGIC.len();
         loop {
@@ -190,7 +216,7 @@ impl Drop {
             }
             let (tag, v) = line.split_once(' ').unwrap_or((line, ""));
             let mbox = |s: &str| -> Result<Mailbox, DecodeError> {
-                parse_path(&format!("<{s}>"))
+                parse_path_utf8(&format!("<{s}>"))
                     .ok()
                     .flatten()
                     .ok_or_else(|| DecodeError(format!("bad address '{s}'")))
@@ -202,6 +228,18 @@ impl Drop {
                     d.sender = if s.is_empty() { None } else { Some(mbox(&s)?) };
                 }
                 "R" => d.rcpts.push(mbox(&decode(v)?)?),
+                "N" => {
+                    d.notify = Some(Notify::parse(v).map_err(|_| DecodeError("bad NOTIFY".into()))?)
+                }
+                "E" => {
+                    let e = decode(v)?;
+                    if e.len() > crate::vocab::dsn::MAX_ENVID || e.chars().any(char::is_control) {
+                        return Err(DecodeError("bad ENVID".into()));
+                    }
+                    d.dsn.envid = Some(e);
+                }
+                "F" => d.dsn.ret = Some(Ret::parse(v).map_err(|_| DecodeError("bad RET".into()))?),
+                "I" => d.smtputf8 = v == "SMTPUTF8",
                 _ => {}
             }
         }
@@ -227,10 +265,21 @@ mod tests {
                 Mailbox::postmaster(),
             ],
             data: b"Subject: x\r\n\r\nhi\r\n".to_vec(),
+            dsn: MailDsn::default(),
+            notify: None,
+            smtputf8: false,
         };
         let bytes = d.encode();
         assert_eq!(Drop::decode(&bytes).unwrap(), d);
         assert!(Drop::decode(&bytes[..bytes.len() - 3]).is_err());
         assert!(Drop::decode(b"garbage").is_err());
+        let mut d = d;
+        d.rcpts
+            .push(Mailbox::parse_in("jürgen@b.example", true).unwrap());
+        d.notify = Some(Notify::parse("SUCCESS").unwrap());
+        d.dsn.envid = Some("env id".into());
+        d.dsn.ret = Some(Ret::Hdrs);
+        d.smtputf8 = true;
+        assert_eq!(Drop::decode(&d.encode()).unwrap(), d);
     }
 }

@@ -317,7 +317,18 @@ mod tests {
     #[test]
     fn sanitize_controls_and_length() {
         assert_eq!(sanitize(b"a\r\nb\"c"), "a\\x0d\\x0ab\\\"c");
-        assert_eq!(sanitize("é".as_bytes()), "\\xc3\\xa9");
+        // UTF-8 is shown as UTF-8 (SMTPUTF8 addresses); what is not UTF-8, and
+        // what hides or reorders text, is not.
+        assert_eq!(sanitize("jürgen@é.example".as_bytes()), "jürgen@é.example");
+        assert_eq!(sanitize(b"\xc3\xa9\xff"), "é\\xff");
+        assert_eq!(sanitize(b"\xc3"), "\\xc3");
+        assert_eq!(
+            sanitize("a\u{202e}b\u{200b}c\u{85}".as_bytes()),
+            "a\\xe2\\x80\\xaeb\\xe2\\x80\\x8bc\\xc2\\x85"
+        );
+        let wide = "ü".repeat(300);
+        let cut = sanitize(wide.as_bytes());
+        assert!(cut.len() <= MAX_LOGGED + 4 && cut.ends_with("..."));
         let long = vec![b'x'; 1000];
         assert!(sanitize(&long).len() <= MAX_LOGGED + 3);
     }

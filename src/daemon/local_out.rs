@@ -379,7 +379,13 @@ impl Core {
             result: result.clone(),
             reply,
         };
-        self.record(&relay, vec![rec], Some((started, Some(started))), Some(notice), now);
+        self.record(
+            &relay,
+            vec![rec],
+            Some((started, Some(started))),
+            Some(notice),
+            now,
+        );
         self.local.runs.done(job, rcpt, &result);
     }
 

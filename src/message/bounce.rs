@@ -123,7 +123,11 @@ pub fn dsn(
     rcpts: &[Failure],
     now: u64,
 ) -> Vec<u8> {
-    let boundary = format!("{id}.{now}/{hostname}");
+    // Several notices about one message can go out in one second (a delivery and a
+    // relay): the serial keeps their Message-IDs and boundaries apart.
+    static SERIAL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let boundary = format!("{id}.{now}.{serial}/{hostname}");
     let date = rfc5322_date(now);
     let global = env.smtputf8;
     let all = |f: fn(&Action) -> bool| !rcpts.is_empty() && rcpts.iter().all(|r| f(&r.action));
@@ -171,7 +175,7 @@ pub fn dsn(
          To: <{sender}>\r\n\
          Subject: {subject}\r\n\
          Date: {date}\r\n\
-         Message-ID: <{id}.{now}.dsn@{hostname}>\r\n\
+         Message-ID: <{id}.{now}.{serial}.dsn@{hostname}>\r\n\
          Auto-Submitted: auto-replied\r\n\
          MIME-Version: 1.0\r\n\
          Content-Type: multipart/report; report-type={report};\r\n\
@@ -190,7 +194,7 @@ pub fn dsn(
     );
     for f in rcpts {
         let rcpt = field(&f.rcpt.to_string(), global);
-        let _ = write!(m, "<{rcpt}>: {}\r\n", f.diagnostic);
+        let _ = write!(m, "<{rcpt}>: {}\r\n", field(&f.diagnostic, global));
     }
     let _ = write!(
         m,
@@ -243,17 +247,25 @@ pub fn dsn(
         let _ = write!(
             m,
             "Diagnostic-Code: {kind}; {}\r\nLast-Attempt-Date: {date}\r\n",
-            f.diagnostic
+            field(&f.diagnostic, global)
         );
         if let Action::Delayed(Some(until)) = f.action {
             let _ = write!(m, "Will-Retry-Until: {}\r\n", rfc5322_date(until));
         }
     }
+    let failed = rcpts
+        .iter()
+        .any(|r| matches!(r.action, Action::Failed | Action::Delayed(_)));
+    let what = if failed {
+        "Undelivered Message"
+    } else {
+        "Message"
+    };
     let (description, content_type, returned) = if full {
-        ("Undelivered Message", message_type, original)
+        (what.to_string(), message_type, original)
     } else {
         (
-            "Undelivered Message Headers",
+            format!("{what} Headers"),
             headers_type,
             headers_of(original),
         )

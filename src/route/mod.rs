@@ -309,7 +309,8 @@ impl Router {
     }
 
     fn local(&self, rcpt: &Mailbox, why: String) -> Routed {
-        let user = rcpt.local_unquoted().to_ascii_lowercase();
+        // Case folds as the aliases file's names do (ASCII and UTF-8 alike).
+        let user = rcpt.local_unquoted().to_lowercase();
         if self.local_user_exists(&user) {
             Routed {
                 decision: Decision::Local(user.clone()),

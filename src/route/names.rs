@@ -255,11 +255,17 @@ fn read_include(p: &str) -> Result<(String, u32), String> {
 /// The aliases table: lower-case name to targets.
 pub type Aliases = HashMap<String, Vec<AliasTarget>>;
 
+/// A local name: letters, digits and `._-+`, where a letter may be any
+/// alphanumeric character (a UTF-8 local part reaches a user through an alias,
+/// RFC 6531), at most 64 octets.
 fn is_local_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b))
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || "._-+".contains(c)
+                || (!c.is_ascii() && c.is_alphanumeric())
+        })
 }
 
 /// Parses the aliases file. Program, file and include targets are refused: etrnd
@@ -282,7 +288,7 @@ pub fn parse_aliases(path: &Path, text: &str) -> Result<Aliases, Vec<ConfigError
             errors.push(ConfigError::at(path, no, "expected 'name: target, target'"));
             continue;
         };
-        let name = name.trim().to_ascii_lowercase();
+        let name = name.trim().to_lowercase();
         if !is_local_name(&name) {
             errors.push(ConfigError::at(
                 path,

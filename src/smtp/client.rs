@@ -54,7 +54,6 @@ pub const LOW_WATER: usize = 64 * 1024;
 /// How much body the driver reads per feed.
 pub const BODY_CHUNK: usize = 64 * 1024;
 
-
 /// What became of one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RcptOutcome {

@@ -56,7 +56,13 @@ impl OutMessage {
 
     /// `RCPT TO:<…>` of recipient `i`, with its NOTIFY and ORCPT when `dsn`.
     pub(super) fn rcpt_line(&self, i: usize, dsn: bool) -> String {
-        let mut rcpt = format!("RCPT TO:<{}>", self.rcpts.get(i).map(Mailbox::to_string).unwrap_or_default());
+        let mut rcpt = format!(
+            "RCPT TO:<{}>",
+            self.rcpts
+                .get(i)
+                .map(Mailbox::to_string)
+                .unwrap_or_default()
+        );
         if let (true, Some(d)) = (dsn, self.dsn.1.get(i)) {
             if let Some(n) = &d.notify {
                 rcpt.push_str(&format!(" NOTIFY={}", n.render()));

@@ -41,7 +41,10 @@ fn dsn_parameters_go_to_a_server_that_offers_dsn_only() {
         "RCPT TO:<a@x.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a+2Bb@x.example\r\n"
     );
     assert_eq!(m.rcpt_line(1, true), "RCPT TO:<b@x.example>\r\n");
-    assert_eq!(m.mail_line(false, true, false), "MAIL FROM:<s@ours.example>\r\n");
+    assert_eq!(
+        m.mail_line(false, true, false),
+        "MAIL FROM:<s@ours.example>\r\n"
+    );
     assert_eq!(m.rcpt_line(0, false), "RCPT TO:<a@x.example>\r\n");
 }
 

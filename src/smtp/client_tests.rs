@@ -745,6 +745,8 @@ fn a_message_that_needs_smtputf8_is_refused_5_6_7_by_a_server_without_it() {
     let (mut m, body) = msg(&["a@x.example"], "x\r\n");
     m.smtputf8 = true;
     t.start((m, body));
-    assert!(t.sent().starts_with("MAIL FROM:<s@ours.example> SMTPUTF8\r\n"));
+    assert!(t
+        .sent()
+        .starts_with("MAIL FROM:<s@ours.example> SMTPUTF8\r\n"));
     assert!(t.c.offers_dsn());
 }

@@ -196,6 +196,7 @@ impl ServerSession {
             arrival,
             client: crate::vocab::cidr::canonical(self.client.ip()).to_string(),
             helo,
+            // RFC 3848, and RFC 6531 §3.7.3 for a transaction that said SMTPUTF8.
             protocol: match (esmtp, self.tls.is_some(), self.identity.is_some()) {
                 (false, _, _) => "SMTP",
                 (true, false, false) => "ESMTP",
@@ -203,7 +204,7 @@ impl ServerSession {
                 (true, false, true) => "ESMTPA",
                 (true, true, true) => "ESMTPSA",
             }
-            .to_string(),
+            .replacen("ESMTP", if txn.smtputf8 { "UTF8SMTP" } else { "ESMTP" }, 1),
             eight_bit: txn.body == Body::EightBitMime,
             sender: txn.from,
             recipients: txn.rcpts,

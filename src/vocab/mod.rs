@@ -29,25 +29,47 @@ pub fn os_error(e: &std::io::Error) -> String {
     }
 }
 
-/// Makes a peer string safe to log: control characters and non-ASCII become `?` (or
-/// `\xNN`), quotes are escaped, and the result is capped at [`MAX_LOGGED`] octets.
+/// Makes a peer string safe to log: printable ASCII and printable UTF-8 (an
+/// SMTPUTF8 address) as they are; control characters, invisible and
+/// direction-changing characters and octets that are not UTF-8 as `\xNN`; quotes
+/// escaped; the result capped at [`MAX_LOGGED`] octets, never inside a character.
 pub fn sanitize(s: &[u8]) -> String {
     let mut out = String::with_capacity(s.len().min(MAX_LOGGED));
-    for &b in s {
-        if out.len() >= MAX_LOGGED {
-            out.push_str("...");
-            break;
-        }
-        match b {
-            b'"' | b'\\' => {
-                out.push('\\');
-                out.push(b as char);
+    for chunk in s.utf8_chunks() {
+        let bad = chunk.invalid().iter().map(|&b| (None, b));
+        let chars = chunk.valid().chars().map(|c| (Some(c), 0u8));
+        for (c, b) in chars.chain(bad) {
+            if out.len() >= MAX_LOGGED {
+                out.push_str("...");
+                return out;
             }
-            0x20..=0x7e => out.push(b as char),
-            _ => out.push_str(&format!("\\x{b:02x}")),
+            match c {
+                Some(c @ ('"' | '\\')) => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                Some(c @ ' '..='~') => out.push(c),
+                Some(c) if !c.is_ascii() && !hidden(c) => out.push(c),
+                Some(c) => {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        out.push_str(&format!("\\x{b:02x}"));
+                    }
+                }
+                None => out.push_str(&format!("\\x{b:02x}")),
+            }
         }
     }
     out
+}
+
+/// Characters that print as nothing or change how what follows reads: controls,
+/// zero-width and direction marks and overrides, the byte-order mark.
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{00ad}' | '\u{061c}' | '\u{180e}' | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}')
 }
 
 /// Every octet outside `!`..`~`, and `escape` and the octets of `also`, as

@@ -30,6 +30,8 @@ pub struct Behaviour {
     pub size: u64,
     /// Whether it offers 8BITMIME.
     pub eight_bit_mime: bool,
+    /// More EHLO keywords it offers (`DSN`, `SMTPUTF8`).
+    pub extensions: &'static [&'static str],
 }
 
 impl Default for Behaviour {
@@ -41,6 +43,7 @@ impl Default for Behaviour {
             delay: Duration::ZERO,
             size: 100_000_000,
             eight_bit_mime: true,
+            extensions: &[],
         }
     }
 }
@@ -165,11 +168,14 @@ fn serve(s: TcpStream, b: &Behaviour, got: &Mutex<Vec<Received>>) -> std::io::Re
             helo = line.trim_end().to_string();
         }
         let reply: String = if up.starts_with("EHLO") {
-            let eight = if b.eight_bit_mime {
-                "250-8BITMIME\r\n"
+            let mut eight = if b.eight_bit_mime {
+                "250-8BITMIME\r\n".to_string()
             } else {
-                ""
+                String::new()
             };
+            for e in b.extensions {
+                eight.push_str(&format!("250-{e}\r\n"));
+            }
             if b.pipelining {
                 format!(
                     "250-sink.test\r\n250-PIPELINING\r\n{eight}250 SIZE {}",

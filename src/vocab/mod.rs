@@ -65,7 +65,7 @@ pub fn sanitize(s: &[u8]) -> String {
 
 /// Characters that print as nothing or change how what follows reads: controls,
 /// zero-width and direction marks and overrides, the byte-order mark.
-fn hidden(c: char) -> bool {
+pub fn hidden(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{00ad}' | '\u{061c}' | '\u{180e}' | '\u{200b}'..='\u{200f}'
             | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}'

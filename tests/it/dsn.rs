@@ -10,7 +10,7 @@ use crate::sink::{Behaviour, Sink};
 use crate::util::{Daemon, Setup};
 
 const SCHED: &str = "*/* interval=1s retries=\"1\" expiry=1h\nlocal/* command=local\n\
-    smtp*/* command=smtp\nerror/* command=errormail\n";
+    smtp-etrn/* queueonly command=smtp\nsmtp*/* command=smtp\nerror/* command=errormail\n";
 
 /// A daemon with mailboxes (Maildir) for test.example, `.modern.example` relayed to
 /// a sink that offers DSN and SMTPUTF8, `.plain.example` to one that offers neither.
@@ -254,4 +254,45 @@ fn utf8_mail_reaches_an_alias_and_an_smtputf8_next_hop_and_bounces_5_6_7_elsewhe
         log.contains("to=<zoë@xn--bcher-kva.modern.example>"),
         "{log}"
     );
+}
+
+#[test]
+fn sendmail_takes_n_r_v_and_utf8_addresses_and_mailq_shows_them_as_utf8() {
+    let (modern, plain) = sinks();
+    let d = start(&modern, &plain);
+    let (code, err) = d.sendmail(
+        &[
+            "-f",
+            "bob@test.example",
+            "-N",
+            "success,failure",
+            "-R",
+            "full",
+            "-V",
+            "SM-ENV-1",
+            "alice@test.example",
+            "ü@client.dom",
+        ],
+        "Subject: from sendmail\n\nsmall body\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    let mail = wait_mail(&d, 2);
+    let notice = mail
+        .iter()
+        .find(|m| m.contains("Successful Mail Delivery Report"))
+        .expect("a success notice");
+    assert!(notice.contains("Original-Envelope-Id: SM-ENV-1\n"), "{notice}");
+    assert!(notice.contains("Action: delivered\n"), "{notice}");
+    assert!(notice.contains("small body"), "-R full: {notice}");
+    // The held copy for ü@client.dom: UTF-8 in mailq and mailq -j, and flagged.
+    let (_, out, _) = d.run(&["mailq"]);
+    assert!(out.contains("ü@client.dom"), "{out}");
+    let (_, json, _) = d.run(&["mailq", "-j"]);
+    assert!(json.contains("\"ü@client.dom\""), "{json}");
+    assert!(d.queued_text().contains("\nU SMTPUTF8\n"), "{}", d.queued_text());
+    // Bad values are refused before anything is queued.
+    for bad in [["-N", "never,success"], ["-R", "most"], ["-V", "a\u{7}b"]] {
+        let (code, err) = d.sendmail(&[bad[0], bad[1], "alice@test.example"], "x\n");
+        assert_ne!(code, 0, "{bad:?}: {err}");
+    }
 }

@@ -32,6 +32,7 @@ mod openwrt;
 mod ordering;
 mod peer_faults;
 #[cfg(feature = "tls")]
+mod postfix_modern;
 mod postfix_tls;
 mod powerloss;
 mod queue;

@@ -92,8 +92,9 @@ fn smtp_flags_as_zmailer_getopt_takes_them() {
     );
     assert_eq!(smtp("smtp -x -w 1200 -s").unwrap().sndbuf, Some(1200));
     assert!(smtp("MAILBIN=/x smtp -s").is_ok(), "environment words");
+    assert!(smtp("smtp -xs8MF [1.2.3.4]").unwrap().lmtp, "bundled, -F last");
     for (bad, why) in [
-        ("smtp -M -x", "LMTP"),
+        ("smtp -M -x -F lmtp.example", "-F"),
         ("smtp -S /etc/tls.conf", "-S"),
         ("smtp -1", "-1 is not supported"),
         ("smtp -q", "not an option"),
@@ -103,7 +104,7 @@ fn smtp_flags_as_zmailer_getopt_takes_them() {
         ("smtp -h bad..name", "-h"),
         ("smtp -w 5", "buffer size"),
         ("smtp somehost", "unexpected argument"),
-        ("smtp -xs8F [1.2.3.4]", "-F"),
+        ("smtp -xs8F 1.2.3.4", "-F"),
     ] {
         let e = smtp(bad).unwrap_err();
         assert!(e.contains(why), "{bad}: {e}");

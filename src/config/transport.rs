@@ -38,6 +38,51 @@ pub struct SmtpOptions {
     pub eight_bit: EightBit,
     /// `-w N`: the socket's send buffer in octets (SO_SNDBUF).
     pub sndbuf: Option<u32>,
+    /// `-M`: speak LMTP (RFC 2033): LHLO, and one reply per recipient after the
+    /// final dot.
+    pub lmtp: bool,
+    /// `-F DEST`: every message goes there, whatever the route's host.
+    pub forced: Option<Forced>,
+}
+
+/// Where `-F` sends everything (ZMailer's scheduler.conf.in:
+/// `smtp -c $channel -M -x -F UNIX:/var/imap/socket/lmtp -s`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forced {
+    /// `-F [address]:port` (or `[address]`, with `-p` or SMTP's port).
+    Inet(std::net::SocketAddr),
+    /// `-F UNIX:/path`: a local stream socket.
+    Unix(std::path::PathBuf),
+}
+
+/// Longest unix socket path (`sun_path` is 104 octets on the BSDs, 108 on Linux,
+/// with its NUL).
+pub const MAX_SOCKET_PATH: usize = 103;
+
+/// Parses `-F`'s argument.
+fn parse_forced(a: &str, port: Option<u16>) -> Result<Forced, String> {
+    if let Some(path) = a.strip_prefix("UNIX:").or_else(|| a.strip_prefix("unix:")) {
+        if !path.starts_with('/') || path.len() > MAX_SOCKET_PATH || path.contains('\0') {
+            return Err(format!(
+                "smtp: -F '{a}': a socket is UNIX:/absolute/path of at most {MAX_SOCKET_PATH} octets"
+            ));
+        }
+        return Ok(Forced::Unix(path.into()));
+    }
+    let bad = || format!("smtp: -F '{a}' is not [address]:port or UNIX:/path");
+    let inner = a.strip_prefix('[').ok_or_else(bad)?;
+    let (ip, rest) = inner.split_once(']').ok_or_else(bad)?;
+    let ip: std::net::IpAddr = ip
+        .strip_prefix("IPv6:")
+        .unwrap_or(ip)
+        .parse()
+        .map_err(|_| bad())?;
+    let port = match rest.strip_prefix(':') {
+        Some(p) => p.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(bad)?,
+        None if rest.is_empty() => port.unwrap_or(25),
+        None => return Err(bad()),
+    };
+    Ok(Forced::Inet(std::net::SocketAddr::new(ip, port)))
 }
 
 /// A built-in transport named by `command=`.
@@ -60,10 +105,8 @@ const SMTP_FLAGS_WITH_ARG: &[u8] = b"AchlpwFLOSTZ";
 /// Why a flag of ZMailer's smtp transport is refused, for the ones we know.
 fn smtp_unsupported(flag: u8) -> &'static str {
     match flag {
-        b'M' => "-M (LMTP) is not supported",
         b'S' => "-S (STARTTLS settings file) is not supported yet",
         b'A' => "-A (SMTP AUTH secrets file) is not supported",
-        b'F' => "-F (force one destination) is not supported: route to smtp![addr] instead",
         b'L' => "-L (local bind address) is not supported",
         b'T' => "-T (timeouts) is not supported: etrnd uses RFC 5321's timeouts",
         b'e' | b'1' | b'6' | b'E' | b'H' | b'P' | b'r' | b'W' | b'O' | b'Z' | b'D' | b'd'
@@ -119,6 +162,7 @@ pub fn parse_command(cmd: &str, logdir: &str) -> Result<Transport, String> {
 fn parse_smtp_args(args: &[String]) -> Result<SmtpOptions, String> {
     let mut o = SmtpOptions::default();
     let mut sevens = 0;
+    let mut forced = None;
     let mut i = 0;
     while i < args.len() {
         let w = args[i].as_bytes();
@@ -153,6 +197,8 @@ fn parse_smtp_args(args: &[String]) -> Result<SmtpOptions, String> {
             };
             match (f, arg) {
                 (b'x', _) => o.no_mx = true,
+                (b'M', _) => o.lmtp = true,
+                (b'F', Some(a)) => forced = Some(a),
                 // -s: progress in the process title; -X: allow connecting to ourselves
                 // with -x, which etrnd (like ZMailer today) always does.
                 (b's' | b'X', _) => {}
@@ -192,5 +238,45 @@ fn parse_smtp_args(args: &[String]) -> Result<SmtpOptions, String> {
     if i < args.len() {
         return Err(format!("smtp: unexpected argument '{}'", args[i]));
     }
+    if let Some(a) = forced {
+        o.forced = Some(parse_forced(&a, o.port)?);
+    }
     Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn smtp(cmd: &str) -> Result<SmtpOptions, String> {
+        match parse_command(cmd, "/log")? {
+            Transport::Smtp(o) => Ok(o),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
+    #[test]
+    fn lmtp_to_a_socket_or_an_address_as_zmailer_writes_it() {
+        let o = smtp("smtp -c $channel -M -x -F UNIX:/var/imap/socket/lmtp -s").unwrap();
+        assert!(o.lmtp && o.no_mx);
+        assert_eq!(o.forced, Some(Forced::Unix("/var/imap/socket/lmtp".into())));
+        let o = smtp("smtp -M -F [127.0.0.1]:24").unwrap();
+        assert_eq!(
+            o.forced,
+            Some(Forced::Inet("127.0.0.1:24".parse().unwrap()))
+        );
+        let o = smtp("smtp -p 2424 -F [IPv6:::1]").unwrap();
+        assert_eq!(o.forced, Some(Forced::Inet("[::1]:2424".parse().unwrap())));
+        for bad in [
+            "smtp -M -F lmtp.example:24",
+            "smtp -F UNIX:relative/path",
+            "smtp -F [127.0.0.1]:0",
+            "smtp -F [127.0.0.1]x",
+            "smtp -F",
+        ] {
+            assert!(smtp(bad).is_err(), "{bad}");
+        }
+        let long = format!("smtp -F UNIX:/{}", "a".repeat(MAX_SOCKET_PATH));
+        assert!(smtp(&long).is_err());
+    }
 }

@@ -38,6 +38,17 @@ pub struct Submitted {
     pub smtputf8: bool,
 }
 
+/// What a success notice says of a recipient the session `s` delivered: nothing
+/// when the next hop offers DSN (it took NOTIFY with the message and tells the
+/// sender itself), "delivered" over LMTP (the mail store has it), else "relayed".
+pub(super) fn notice_for(s: Option<&crate::smtp::client::ClientSession>) -> Option<Action> {
+    match s {
+        Some(s) if s.offers_dsn() => None,
+        Some(s) if s.is_lmtp() => Some(Action::Delivered),
+        _ => Some(Action::Relayed),
+    }
+}
+
 /// Recipients that could not be routed, with the reason.
 pub type Refused = Vec<(crate::vocab::Mailbox, String)>;
 

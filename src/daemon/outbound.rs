@@ -177,6 +177,16 @@ impl Core {
             }
             match action {
                 Action::Lookup { host, no_mx } => {
+                    // `-F`: one destination whatever the route, no lookup.
+                    let ob = &mut self.outbound;
+                    if let Some(run) = ob.runs.get_mut(&jid) {
+                        if let Some(hop) = crate::machines::delivery::forced_hop(run.machine.opts())
+                        {
+                            let hops = crate::dns::Outcome::Hops(vec![hop]);
+                            run.machine.resolved(hops, &ob.penalties, now);
+                            continue;
+                        }
+                    }
                     let lid = self.dns.lookup(&host, no_mx, now);
                     self.outbound.lookups.insert(lid, jid);
                 }
@@ -203,6 +213,8 @@ impl Core {
                     }
                 }
                 Action::Close => self.close_out(io, jid),
+                // A unix socket (no address) is never penalised.
+                Action::Penalise(addr) if addr.ip().is_unspecified() => {}
                 Action::Penalise(addr) => self.outbound.penalties.penalise(addr, now),
                 Action::Record { relay, outcomes } => {
                     let timing = self
@@ -210,12 +222,7 @@ impl Core {
                         .runs
                         .get(&jid)
                         .map(|r| (r.started, r.connected));
-                    // A next hop that offers DSN took NOTIFY with the message and
-                    // tells the sender itself; to any other we say "relayed".
-                    let notice = match self.session_of(io, jid) {
-                        Some(s) if s.offers_dsn() => None,
-                        _ => Some(crate::message::bounce::Action::Relayed),
-                    };
+                    let notice = super::inject::notice_for(self.session_of(io, jid).as_deref());
                     self.record(&relay, outcomes, timing, notice, now)
                 }
                 Action::Finished(results) => {
@@ -349,7 +356,10 @@ impl Core {
             .runs
             .get(&jid)
             .and_then(|r| r.machine.opts().sndbuf);
-        let stream = super::io::connect(hop.addr, from, sndbuf)?;
+        let stream = match hop.unix_path() {
+            Some(path) => super::io::transport::Sock::Unix(mio::net::UnixStream::connect(path)?),
+            None => super::io::connect(hop.addr, from, sndbuf)?.into(),
+        };
         let deadline = now + CONNECT_TIMEOUT;
         let role = Role::Client(Box::new(OutLink {
             serves: Serves::Job(jid),
@@ -416,7 +426,7 @@ impl Core {
                 return;
             };
             let status = match sock.take_error() {
-                Ok(None) => sock.peer_addr().map(|_| ()),
+                Ok(None) => sock.connected(),
                 Ok(Some(e)) | Err(e) => Err(e),
             };
             match (status, serves) {
@@ -473,6 +483,9 @@ impl Core {
         let mut s = ClientSession::new(helo, now).with_trace(jid.0.to_string());
         if opts.eight_bit == EightBit::ForbidNoEsmtp {
             s = s.without_esmtp();
+        }
+        if opts.lmtp {
+            s.set_lmtp();
         }
         if run.log.is_some() {
             s = s.with_transcript();

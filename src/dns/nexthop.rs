@@ -63,6 +63,9 @@ pub enum Source {
     Files,
     /// DNS.
     Dns,
+    /// A transport's `-F UNIX:/path`: a local stream socket, whose path is the
+    /// hop's `host` after `UNIX:` (its `addr` is unused).
+    Unix,
 }
 
 impl std::fmt::Display for Source {
@@ -71,7 +74,18 @@ impl std::fmt::Display for Source {
             Source::Literal => "literal",
             Source::Files => "files",
             Source::Dns => "dns",
+            Source::Unix => "unix",
         })
+    }
+}
+
+impl Hop {
+    /// The socket path of a [`Source::Unix`] hop.
+    pub fn unix_path(&self) -> Option<&std::path::Path> {
+        (self.source == Source::Unix)
+            .then(|| self.host.strip_prefix("UNIX:"))
+            .flatten()
+            .map(std::path::Path::new)
     }
 }
 

@@ -148,12 +148,34 @@ impl Penalties {
 /// A hop as Postfix's `relay=` field names it: `host[ip]:port`, with the address as
 /// the host of a literal route (`[192.0.2.1]:2525` gives `192.0.2.1[192.0.2.1]:2525`).
 pub fn relay_name(hop: &Hop) -> String {
+    if hop.unix_path().is_some() {
+        return hop.host.clone();
+    }
     let host = if hop.host.starts_with('[') {
         hop.addr.ip().to_string()
     } else {
         hop.host.clone()
     };
     format!("{host}[{}]:{}", hop.addr.ip(), hop.addr.port())
+}
+
+/// The one hop a transport's `-F` names, instead of a lookup.
+pub fn forced_hop(opts: &SmtpOptions) -> Option<Hop> {
+    use crate::config::transport::Forced;
+    let (host, addr, source) = match opts.forced.as_ref()? {
+        Forced::Inet(a) => (format!("[{}]", a.ip()), *a, crate::dns::Source::Literal),
+        Forced::Unix(p) => (
+            format!("UNIX:{}", p.display()),
+            SocketAddr::from(([0, 0, 0, 0], 0)),
+            crate::dns::Source::Unix,
+        ),
+    };
+    Some(Hop {
+        host,
+        pref: None,
+        addr,
+        source,
+    })
 }
 
 /// Recipients grouped by message, in order.

@@ -116,6 +116,8 @@ enum Expect {
     Rcpt(usize),
     Data,
     Dot,
+    /// LMTP: the reply to the final dot for recipient `i` (RFC 2033 §4.2).
+    LmtpDot(usize),
     Rset,
     Quit,
     StartTls,
@@ -135,7 +137,7 @@ impl std::fmt::Display for Expect {
             Expect::Mail => "MAIL FROM",
             Expect::Rcpt(_) => "RCPT TO",
             Expect::Data => "DATA",
-            Expect::Dot => "the end of the message",
+            Expect::Dot | Expect::LmtpDot(_) => "the end of the message",
             Expect::Rset => "RSET",
             Expect::Quit => "QUIT",
             Expect::StartTls => "STARTTLS",
@@ -196,6 +198,8 @@ struct Txn {
     data_sent: bool,
     /// Commands still to send in lockstep mode.
     queue: VecDeque<(Expect, Vec<u8>)>,
+    /// LMTP: the recipients whose own reply to the final dot came.
+    answered: Vec<bool>,
 }
 
 /// One outbound SMTP session.
@@ -212,6 +216,8 @@ pub struct ClientSession {
     eight_bit_mime: bool,
     /// DSN and SMTPUTF8 of its EHLO reply.
     ext: (bool, bool),
+    /// Speak LMTP (RFC 2033).
+    lmtp: bool,
     size_limit: Option<u64>,
     txn: Option<Txn>,
     stuffer: Stuffer,
@@ -253,6 +259,7 @@ impl ClientSession {
             pipelining: false,
             eight_bit_mime: false,
             ext: (false, false),
+            lmtp: false,
             size_limit: None,
             txn: None,
             stuffer: Stuffer::new(),
@@ -323,7 +330,9 @@ impl ClientSession {
         if let Some(t) = self.transcript.as_mut() {
             t.push(format!("> [message, {n} octets]"));
         }
-        self.expect.push_back(Expect::Dot);
+        if !self.lmtp_dots(now) {
+            self.expect.push_back(Expect::Dot);
+        }
         self.deadline = now + TIMEOUT_DOT;
         self.set_state(State::AwaitDot);
     }
@@ -367,7 +376,7 @@ impl ClientSession {
         self.deadline = now
             + match what {
                 Expect::Data => TIMEOUT_DATA,
-                Expect::Dot => TIMEOUT_DOT,
+                Expect::Dot | Expect::LmtpDot(_) => TIMEOUT_DOT,
                 Expect::Atrn => TIMEOUT_ATRN,
                 _ => TIMEOUT_COMMAND,
             };
@@ -383,7 +392,10 @@ impl ClientSession {
             return;
         }
         self.set_state(State::Closed);
-        self.txn = None;
+        // LMTP: what was answered before the failure stands; the rest is deferred.
+        if let Some(t) = self.txn.take().filter(|t| t.answered.contains(&true)) {
+            self.lmtp_partial(t, &reason);
+        }
         self.expect.clear();
         self.events.push_back(ClientEvent::Failed {
             temporary,
@@ -477,6 +489,7 @@ impl ClientSession {
             mail_failed: None,
             data_sent: false,
             queue: VecDeque::new(),
+            answered: vec![false; n],
         });
         if self.pipelining {
             for (e, c) in cmds {
@@ -531,7 +544,11 @@ impl ClientSession {
     }
 
     fn greet(&mut self, what: Expect, now: Instant) {
-        let verb = if what == Expect::Ehlo { "EHLO" } else { "HELO" };
+        let verb = match what {
+            Expect::Ehlo if self.lmtp => "LHLO",
+            Expect::Ehlo => "EHLO",
+            _ => "HELO",
+        };
         let line = format!("{verb} {}\r\n", self.helo_name);
         self.send(what, line.as_bytes(), now);
         self.set_state(if what == Expect::Ehlo {
@@ -584,7 +601,7 @@ impl ClientSession {
                         }
                     }
                     self.after_ehlo(now);
-                } else if r.code >= 500 && r.code != 554 {
+                } else if r.code >= 500 && r.code != 554 && !self.lmtp {
                     self.greet(Expect::Helo, now);
                 } else {
                     self.fail(temp, format!("EHLO: {}", r.summary()));
@@ -641,6 +658,7 @@ impl ClientSession {
                     self.finish_failed(t, now);
                 }
             }
+            Expect::LmtpDot(i) => self.on_lmtp_dot(i, r, now),
             Expect::Rset => {
                 if ok {
                     self.ready();
@@ -759,6 +777,9 @@ mod secure;
 #[path = "client_message.rs"]
 mod message;
 pub use message::OutMessage;
+
+#[path = "client_lmtp.rs"]
+mod lmtp;
 
 #[path = "client_requests.rs"]
 mod requests;

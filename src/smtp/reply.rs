@@ -267,7 +267,13 @@ impl ReplyParser {
             if line.last() == Some(&b'\r') {
                 line.pop();
             }
-            if line.len() < 3 || !line[..3].iter().all(u8::is_ascii_digit) {
+            // A CR or NUL inside a line is no reply a server means: the line it
+            // would hide could be taken for another recipient's (LMTP) or another
+            // command's reply.
+            if line.len() < 3
+                || !line[..3].iter().all(u8::is_ascii_digit)
+                || line.iter().any(|&b| b == b'\r' || b == 0)
+            {
                 return Some(Err(format!("malformed reply \"{}\"", sanitize(&line))));
             }
             let code: u16 = std::str::from_utf8(&line[..3]).ok()?.parse().ok()?;

@@ -281,7 +281,10 @@ fn sendmail_takes_n_r_v_and_utf8_addresses_and_mailq_shows_them_as_utf8() {
         .iter()
         .find(|m| m.contains("Successful Mail Delivery Report"))
         .expect("a success notice");
-    assert!(notice.contains("Original-Envelope-Id: SM-ENV-1\n"), "{notice}");
+    assert!(
+        notice.contains("Original-Envelope-Id: SM-ENV-1\n"),
+        "{notice}"
+    );
     assert!(notice.contains("Action: delivered\n"), "{notice}");
     assert!(notice.contains("small body"), "-R full: {notice}");
     // The held copy for ü@client.dom: UTF-8 in mailq and mailq -j, and flagged.
@@ -289,7 +292,11 @@ fn sendmail_takes_n_r_v_and_utf8_addresses_and_mailq_shows_them_as_utf8() {
     assert!(out.contains("ü@client.dom"), "{out}");
     let (_, json, _) = d.run(&["mailq", "-j"]);
     assert!(json.contains("\"ü@client.dom\""), "{json}");
-    assert!(d.queued_text().contains("\nU SMTPUTF8\n"), "{}", d.queued_text());
+    assert!(
+        d.queued_text().contains("\nU SMTPUTF8\n"),
+        "{}",
+        d.queued_text()
+    );
     // Bad values are refused before anything is queued.
     for bad in [["-N", "never,success"], ["-R", "most"], ["-V", "a\u{7}b"]] {
         let (code, err) = d.sendmail(&[bad[0], bad[1], "alice@test.example"], "x\n");

@@ -153,7 +153,10 @@ fn a_clause_without_command_takes_the_next_matching_command_and_flags_are_honour
 #[test]
 fn transport_flags_we_do_not_implement_are_errors() {
     for (cmd, why) in [
-        ("smtp -M -x", "-M (LMTP) is not supported"),
+        (
+            "smtp -M -F lmtp.example:24",
+            "is not [address]:port or UNIX:/path",
+        ),
         ("smtp -1", "-1 is not supported"),
         ("smtp -S /x/smtp-tls.conf", "-S (STARTTLS settings file)"),
         ("sm -c $channel uucp", "the sm transport"),

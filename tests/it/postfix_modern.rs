@@ -42,7 +42,11 @@ fn postfix_relays_utf8_mail_with_a_dsn_request_through_etrnd() {
         .arg(pf.port.to_string())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     hub.wait_until("the hub to queue it", 30, || !hub.queue_files().is_empty());
     let log = pf.wait_log("status=sent", 20);
     assert!(log.contains("to=<jürgen@far.example>"), "{log}");
@@ -77,7 +81,10 @@ fn etrnd_relays_utf8_mail_with_its_dsn_request_to_postfix() {
         )],
     );
     let mut c = Client::hello(d.addr());
-    c.cmd("MAIL FROM:<bob@test.example> SMTPUTF8 RET=HDRS ENVID=QQ+2B7", 250);
+    c.cmd(
+        "MAIL FROM:<bob@test.example> SMTPUTF8 RET=HDRS ENVID=QQ+2B7",
+        250,
+    );
     c.cmd(
         "RCPT TO:<zoë@far.example> NOTIFY=SUCCESS,DELAY ORCPT=utf-8;zo+C3+AB@far.example",
         250,
@@ -94,14 +101,22 @@ fn etrnd_relays_utf8_mail_with_its_dsn_request_to_postfix() {
         .map(str::to_string)
         .unwrap_or_else(|| panic!("no queue id in {log}"));
     let out = Command::new("postcat")
-        .args(["-c", &format!("{}/etc", pf.dir.0.display()), "-q", id.trim()])
+        .args([
+            "-c",
+            &format!("{}/etc", pf.dir.0.display()),
+            "-q",
+            id.trim(),
+        ])
         .output()
         .unwrap();
     let cat = String::from_utf8_lossy(&out.stdout);
     assert!(cat.contains("envelope_id=QQ+7\n"), "{cat}");
     assert!(cat.contains("ret_flags=2\n"), "RET=HDRS: {cat}");
     assert!(cat.contains("notify_flags=10\n"), "SUCCESS|DELAY: {cat}");
-    assert!(cat.contains("dsn_orig_rcpt=utf-8;zo+C3+AB@far.example\n"), "{cat}");
+    assert!(
+        cat.contains("dsn_orig_rcpt=utf-8;zo+C3+AB@far.example\n"),
+        "{cat}"
+    );
     assert!(cat.contains("recipient: zoë@far.example\n"), "{cat}");
     assert!(cat.contains("Subject: to postfix, grüße"), "{cat}");
     assert!(

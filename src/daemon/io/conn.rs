@@ -414,10 +414,11 @@ impl Conns {
     /// Adds a connection and registers its socket for reading and writing.
     pub fn add(
         &mut self,
-        mut stream: mio::net::TcpStream,
+        stream: impl Into<super::transport::Sock>,
         role: Role,
         registry: &mio::Registry,
     ) -> io::Result<ConnId> {
+        let mut stream = stream.into();
         let stream_ref = &mut stream;
         // The poller hears of the connection under the id the slab will give it.
         let id = self

@@ -11,7 +11,85 @@
 use std::io::{self, Read, Write};
 use std::time::Instant;
 
-use mio::net::TcpStream;
+use mio::net::{TcpStream, UnixStream};
+
+/// A connection's socket: TCP, or a local (unix-domain) stream socket, which only
+/// an LMTP transport's `-F UNIX:/path` opens.
+pub enum Sock {
+    /// A TCP connection.
+    Tcp(TcpStream),
+    /// A unix-domain stream connection.
+    Unix(UnixStream),
+}
+
+impl From<TcpStream> for Sock {
+    fn from(s: TcpStream) -> Sock {
+        Sock::Tcp(s)
+    }
+}
+
+impl Sock {
+    /// The pending socket error (SO_ERROR): how a non-blocking connect ended.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        match self {
+            Sock::Tcp(s) => s.take_error(),
+            Sock::Unix(s) => s.take_error(),
+        }
+    }
+
+    /// Whether the connection is up (a peer is there).
+    pub fn connected(&self) -> io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.peer_addr().map(|_| ()),
+            Sock::Unix(s) => s.peer_addr().map(|_| ()),
+        }
+    }
+}
+
+impl Read for Sock {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.read(buf),
+            Sock::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Sock {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.write(buf),
+            Sock::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl mio::event::Source for Sock {
+    fn register(&mut self, r: &mio::Registry, t: mio::Token, i: mio::Interest) -> io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.register(r, t, i),
+            Sock::Unix(s) => s.register(r, t, i),
+        }
+    }
+
+    fn reregister(&mut self, r: &mio::Registry, t: mio::Token, i: mio::Interest) -> io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.reregister(r, t, i),
+            Sock::Unix(s) => s.reregister(r, t, i),
+        }
+    }
+
+    fn deregister(&mut self, r: &mio::Registry) -> io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.deregister(r),
+            Sock::Unix(s) => s.deregister(r),
+        }
+    }
+}
 
 /// The server's TLS configuration, shared by every server connection.
 #[cfg(feature = "tls")]
@@ -27,7 +105,7 @@ pub const TLS_OUT_LIMIT: usize = 64 * 1024;
 /// A TLS session over a socket.
 #[cfg(feature = "tls")]
 pub struct TlsStream {
-    sock: TcpStream,
+    sock: Sock,
     conn: crate::tls::Connection,
     /// When the handshake must be over.
     pub handshake_deadline: Instant,
@@ -38,7 +116,7 @@ pub struct TlsStream {
 /// A connection's transport.
 pub enum Transport {
     /// The socket itself.
-    Plain(TcpStream),
+    Plain(Sock),
     /// TLS over it.
     #[cfg(feature = "tls")]
     Tls(Box<TlsStream>),
@@ -48,7 +126,7 @@ pub enum Transport {
 
 impl Transport {
     /// The socket, for the poller.
-    pub fn socket(&mut self) -> Option<&mut TcpStream> {
+    pub fn socket(&mut self) -> Option<&mut Sock> {
         match self {
             Transport::Plain(s) => Some(s),
             #[cfg(feature = "tls")]

@@ -92,7 +92,10 @@ fn smtp_flags_as_zmailer_getopt_takes_them() {
     );
     assert_eq!(smtp("smtp -x -w 1200 -s").unwrap().sndbuf, Some(1200));
     assert!(smtp("MAILBIN=/x smtp -s").is_ok(), "environment words");
-    assert!(smtp("smtp -xs8MF [1.2.3.4]").unwrap().lmtp, "bundled, -F last");
+    assert!(
+        smtp("smtp -xs8MF [1.2.3.4]").unwrap().lmtp,
+        "bundled, -F last"
+    );
     for (bad, why) in [
         ("smtp -M -x -F lmtp.example", "-F"),
         ("smtp -S /etc/tls.conf", "-S"),

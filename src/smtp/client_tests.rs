@@ -800,7 +800,13 @@ fn lmtp_closing_after_some_replies_keeps_them_and_defers_the_rest() {
     };
     assert_eq!(o[0], RcptOutcome::Delivered("250 2.0.0 a saved".into()));
     assert!(matches!(&o[1], RcptOutcome::Deferred(w) if w.starts_with("no LMTP reply")));
-    assert!(matches!(t.events[1], ClientEvent::Failed { temporary: true, .. }));
+    assert!(matches!(
+        t.events[1],
+        ClientEvent::Failed {
+            temporary: true,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -826,16 +832,20 @@ fn lmtp_has_no_helo_to_fall_back_to_and_a_reply_with_a_cr_is_no_reply() {
     t.server("220 lmtp.example LMTP\r\n");
     t.sent();
     t.server("500 5.5.1 what is LHLO\r\n");
-    assert!(matches!(t.events[0], ClientEvent::Failed { .. }), "{:?}", t.events);
+    assert!(
+        matches!(t.events[0], ClientEvent::Failed { .. }),
+        "{:?}",
+        t.events
+    );
     assert_eq!(t.sent(), "");
     let mut t = lmtp_ready();
     t.start(msg(&["a@x.example"], "x\r\n"));
     t.server("250 ok\r\n250 ok\r\n354 go\r\n");
     t.server("250 2.0.0 saved\rINJECTED\r\n");
     assert!(
-        !t.events
-            .iter()
-            .any(|e| matches!(e, ClientEvent::Done(o) if matches!(o[0], RcptOutcome::Delivered(_)))),
+        !t.events.iter().any(
+            |e| matches!(e, ClientEvent::Done(o) if matches!(o[0], RcptOutcome::Delivered(_)))
+        ),
         "{:?}",
         t.events
     );

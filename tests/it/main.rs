@@ -24,6 +24,7 @@ mod installed_mta;
 mod interop;
 mod limits;
 mod links;
+mod lmtp;
 mod local;
 mod local_bounds;
 mod local_trust;

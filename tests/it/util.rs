@@ -842,6 +842,11 @@ impl Client {
         l
     }
 
+    /// Reads one line, whatever it is (a message line, when the test plays a server).
+    pub fn expect_any_line(&mut self) -> String {
+        self.line().expect("a line")
+    }
+
     /// Whether the server closed the connection (after any pending replies).
     pub fn closed(&mut self) -> bool {
         self.line().is_none()

@@ -1,5 +1,7 @@
 //! The outbound client session against a hostile server (and, when the first octet
-//! is odd, the ODMR customer's session: ATRN instead of messages).
+//! is odd, the ODMR customer's session: ATRN instead of messages; with its bit 4,
+//! an LMTP session, whose per-recipient replies after the dot must each land on
+//! their recipient or defer; DSN parameters and SMTPUTF8 whatever the server offers).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use std::time::{Duration, Instant};
@@ -19,7 +21,15 @@ fuzz_target!(|data: &[u8]| {
         has_8bit: false,
         eight_bit: false,
         seven_bit_only: false,
+        dsn: (
+            etrnd::vocab::dsn::MailDsn { ret: None, envid: Some("ENV 1".into()) },
+            vec![etrnd::vocab::dsn::RcptDsn::default(); 2],
+        ),
+        smtputf8: data.first().is_some_and(|b| b & 8 == 8),
     };
+    if data.first().is_some_and(|b| b & 16 == 16) {
+        c.set_lmtp();
+    }
     let mut sent = 0;
     let atrn = data.first().is_some_and(|b| b & 1 == 1);
     // A link-up action's ETRNs: one after another, each on the reply to the last.
@@ -59,6 +69,7 @@ fuzz_target!(|data: &[u8]| {
                     return;
                 }
                 ClientEvent::Ready => c.quit(now),
+                ClientEvent::Done(o) => assert_eq!(o.len(), 2, "one outcome per recipient"),
                 _ => {}
             }
         }

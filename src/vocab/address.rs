@@ -324,7 +324,13 @@ fn parse_path_in(s: &str, utf8: bool) -> Result<Option<Mailbox>, AddrError> {
     if mailbox.eq_ignore_ascii_case("postmaster") {
         return Ok(Some(Mailbox::postmaster()));
     }
-    Mailbox::parse_in(mailbox, utf8).map(Some)
+    let m = Mailbox::parse_in(mailbox, utf8)?;
+    // A U-label domain grows in its A-label form: the path as stored and sent on
+    // must still fit (and so read back).
+    if m.to_string().len() + 2 > MAX_PATH_LEN {
+        return Err(AddrError::Syntax);
+    }
+    Ok(Some(m))
 }
 
 /// A message's envelope sender: a mailbox or the null reverse-path `<>`.
@@ -451,6 +457,10 @@ mod tests {
         }
         let long = format!("<{}@b.example>", "ü".repeat(33));
         assert_eq!(parse_path_utf8(&long), Err(AddrError::LocalPartTooLong));
+        // Short enough as sent, too long once its labels are A-labels.
+        let grows = format!("<{}@{}>", "a".repeat(60), ["bücherbücher"; 10].join("."));
+        assert!(grows.len() <= MAX_PATH_LEN);
+        assert_eq!(parse_path_utf8(&grows), Err(AddrError::Syntax));
     }
     path!(path_empty_local, "<@b.example>", Err(AddrError::Syntax));
     path!(path_double_dot, "<a..b@c.example>", Err(AddrError::Syntax));

@@ -201,16 +201,82 @@ impl Orcpt {
         if kind.is_empty() || !kind.bytes().all(atom) || value.is_empty() {
             return Err(DsnError::Orcpt);
         }
-        Ok(Orcpt {
+        let address = if kind.eq_ignore_ascii_case("utf-8") {
+            utf8_addr_decode(value)?
+        } else {
+            xtext_decode(value)?
+        };
+        let o = Orcpt {
             addr_type: kind.to_string(),
-            address: xtext_decode(value)?,
-        })
+            address,
+        };
+        // What is passed on must fit the same bound.
+        if o.render().len() > MAX_ORCPT {
+            return Err(DsnError::TooLong);
+        }
+        Ok(o)
     }
 
-    /// The parameter's value as sent on (`addr-type;xtext`).
+    /// The parameter's value as sent on: `addr-type;xtext`, or for the `utf-8`
+    /// type RFC 6533's utf-8-addr-xtext (`\x{EB}` for `ë`).
     pub fn render(&self) -> String {
-        format!("{};{}", self.addr_type, xtext_encode(&self.address))
+        if self.addr_type.eq_ignore_ascii_case("utf-8") {
+            format!("{};{}", self.addr_type, utf8_addr_encode(&self.address))
+        } else {
+            format!("{};{}", self.addr_type, xtext_encode(&self.address))
+        }
     }
+}
+
+/// RFC 6533 §3 utf-8-addr-xtext: printable ASCII but `+`, `=` and `\` as itself,
+/// every other character as `\x{HEX}`.
+pub fn utf8_addr_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '!'..='~') && !matches!(c, '+' | '=' | '\\') {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\x{{{:X}}}", c as u32));
+        }
+    }
+    out
+}
+
+/// Decodes utf-8-addr-xtext (`\x{HEX}`, one to six hex digits naming a character),
+/// taking xtext's `+XX` too, as senders write both; the result holds no control
+/// character.
+fn utf8_addr_decode(s: &str) -> Result<String, DsnError> {
+    let mut plain = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("\\x{") {
+        plain.push_str(&xtext_decode_part(&rest[..i])?);
+        let after = &rest[i + 3..];
+        let end = after.find('}').ok_or(DsnError::Xtext)?;
+        let hex = &after[..end];
+        let c = (!hex.is_empty() && hex.len() <= 6 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| u32::from_str_radix(hex, 16).ok())
+            .flatten()
+            .and_then(char::from_u32)
+            .ok_or(DsnError::Xtext)?;
+        plain.push(c);
+        rest = &after[end + 1..];
+    }
+    plain.push_str(&xtext_decode_part(rest)?);
+    if plain.chars().any(char::is_control) {
+        return Err(DsnError::Control);
+    }
+    Ok(plain)
+}
+
+/// [`xtext_decode`] of a piece that may be empty; a lone `\` is not xtext here.
+fn xtext_decode_part(s: &str) -> Result<String, DsnError> {
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    if s.contains('\\') {
+        return Err(DsnError::Xtext);
+    }
+    xtext_decode(s)
 }
 
 /// Fills `slot` with what `parse` makes of a parameter's value, once: a second
@@ -335,6 +401,26 @@ mod tests {
                 Err(DsnError::Orcpt),
                 "{bad}"
             );
+        }
+        // RFC 6533's form for the utf-8 type, and xtext's, both read; it is sent on
+        // in RFC 6533's.
+        let mut u = RcptDsn::default();
+        assert_eq!(
+            u.take("ORCPT", "utf-8;zo\\x{EB}\\x{2B}+2B@x.example"),
+            Ok(true)
+        );
+        let o = u.orcpt.unwrap();
+        assert_eq!(o.address, "zoë++@x.example");
+        assert_eq!(o.render(), "utf-8;zo\\x{EB}\\x{2B}\\x{2B}@x.example");
+        for bad in [
+            "utf-8;a\\x{}b",
+            "utf-8;a\\x{110000}",
+            "utf-8;a\\x{D800}",
+            "utf-8;a\\x{7}",
+            "utf-8;a\\b",
+            "utf-8;a\\x{41",
+        ] {
+            assert!(RcptDsn::default().take("ORCPT", bad).is_err(), "{bad}");
         }
         let long = format!("rfc822;{}", "a".repeat(500));
         assert_eq!(

@@ -3,10 +3,7 @@
 //! reference/bad-input.md §L 101 over a socket (a chunk cut by the connection's
 //! end, pipelined chunks with commands in their data, DATA after BDAT).
 
-use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
-
-use crate::util::{is_root, Client, Daemon, Setup, TempDir};
+use crate::util::{Client, Daemon, Setup};
 
 fn bdat(data: &str, last: bool) -> String {
     let last = if last { " LAST" } else { "" };
@@ -21,7 +18,11 @@ fn relay() -> Daemon {
 }
 
 #[test]
+#[cfg(feature = "tls")]
 fn exim_relays_a_message_in_bdat_chunks_and_it_is_queued_whole() {
+    use crate::util::{is_root, TempDir};
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
     if !is_root() {
         return crate::util::skip("a private Exim needs root");
     }

@@ -34,6 +34,7 @@ mod ordering;
 mod peer_faults;
 #[cfg(feature = "tls")]
 mod postfix_modern;
+#[cfg(feature = "tls")]
 mod postfix_tls;
 mod powerloss;
 mod queue;

@@ -278,6 +278,10 @@ impl Core {
                             size
                         );
                         self.sched.add_sized(*mid, &env, &[], self.time.unix, size);
+                        let expanded = c.session.take_expanded();
+                        if !expanded.is_empty() {
+                            self.send_expanded(*mid, &expanded);
+                        }
                     }
                     Err(e) => {
                         log::error!(

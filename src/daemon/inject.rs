@@ -299,6 +299,48 @@ impl Core {
         self.inject(sender, dsn, msg, env.smtputf8);
     }
 
+    /// Sends the "expanded" notice for recipients an alias spread over several
+    /// destinations, whose sender asked for SUCCESS (RFC 3461 §6.2.7.3), once the
+    /// message is queued. Lost, never the message, when it cannot be committed.
+    pub(super) fn send_expanded(
+        &mut self,
+        msg: MessageId,
+        list: &[(crate::vocab::Mailbox, crate::vocab::dsn::RcptDsn)],
+    ) {
+        let (env, data, full) = match self.original(msg) {
+            Ok(x) => x,
+            Err(e) => {
+                return log::error!("{msg} expanded notice cannot read original error=\"{e}\"")
+            }
+        };
+        let Some(sender) = env.sender.clone() else {
+            return;
+        };
+        let rcpts: Vec<Failure> = list
+            .iter()
+            .map(|(to, dsn)| Failure {
+                action: Action::Expanded,
+                orcpt: dsn.orcpt.clone(),
+                rcpt: to.clone(),
+                status: "2.0.0".into(),
+                diagnostic: "expanded by an alias; its members are not told of".into(),
+                remote_mta: None,
+            })
+            .collect();
+        let notice = bounce::dsn(
+            &self.config.main.hostname,
+            msg,
+            &env,
+            &sender,
+            &data,
+            full,
+            &rcpts,
+            self.time.unix,
+        );
+        log::info!("{msg} expanded notice recipients={}", rcpts.len());
+        self.inject(sender, notice, msg, env.smtputf8);
+    }
+
     /// Queues a locally generated message (a DSN) to `to`, from the null sender;
     /// `false` when it could not be committed (and may be tried again).
     fn inject(

@@ -280,6 +280,10 @@ impl Core {
         let Some(sender) = d.sender.clone() else {
             return;
         };
+        if d.notify.is_some_and(|n| !n.failure) {
+            // `sendmail -N never` (or success alone): no bounce.
+            return;
+        }
         let env = crate::store::spool::Envelope {
             arrival: self.time.unix,
             client: "-".into(),
@@ -288,8 +292,8 @@ impl Core {
             eight_bit: false,
             sender: d.sender.clone(),
             recipients: Vec::new(),
-            dsn: Default::default(),
-            smtputf8: false,
+            dsn: d.dsn.clone(),
+            smtputf8: d.smtputf8,
         };
         let failures: Vec<crate::message::bounce::Failure> = refused
             .iter()
@@ -312,13 +316,11 @@ impl Core {
             &failures,
             self.time.unix,
         );
-        let _ = self.queue_local(
-            None,
-            std::slice::from_ref(&sender),
-            &dsn,
-            "LOCAL",
-            &Default::default(),
-        );
+        let opts = super::inject::Submitted {
+            smtputf8: d.smtputf8,
+            ..Default::default()
+        };
+        let _ = self.queue_local(None, std::slice::from_ref(&sender), &dsn, "LOCAL", &opts);
     }
 }
 

@@ -603,6 +603,7 @@ mod tests {
             "RCPT TO:<a@b.example> NOTIFY",
             "MAIL FROM:<a@b.example> RET=HDRS RET=FULL",
             "MAIL FROM:<a@b.example> RET=SOME",
+            "MAIL FROM:<a@b.example> ENVID=+C3+BC",
         ] {
             assert_eq!(parse(bad.as_bytes()).map_err(|r| r.code), Err(501), "{bad}");
         }

@@ -102,6 +102,9 @@ struct Transaction {
     smtputf8: bool,
     /// MAIL's RET and ENVID.
     dsn: crate::vocab::dsn::MailDsn,
+    /// Recipients an alias expanded to several destinations whose sender asked
+    /// for SUCCESS: each gets one "expanded" notice (RFC 3461 §6.2.7.3).
+    expanded: Vec<(super::Mailbox, crate::vocab::dsn::RcptDsn)>,
 }
 
 #[derive(Debug)]
@@ -207,6 +210,8 @@ pub struct ServerSession {
     /// A refused BDAT's chunk still to be read and thrown away, and the reply that
     /// follows it (RFC 3030 §2: the octets are data whatever the verdict).
     skip: Option<(u64, Reply)>,
+    /// The message being received: its "expanded" notices, due once it is queued.
+    expanded: Vec<(super::Mailbox, crate::vocab::dsn::RcptDsn)>,
 }
 
 /// A command line for the log: what follows `AUTH <mechanism>` is a secret.
@@ -290,6 +295,7 @@ impl ServerSession {
             discard_line: false,
             provider: None,
             skip: None,
+            expanded: Vec::new(),
         }
     }
 
@@ -425,7 +431,9 @@ impl ServerSession {
             | State::AwaitAtrn
             | State::Turned
             | State::AwaitAuth(..) => return None,
-            State::ReceivingData(d) => {
+            // Between BDAT chunks the message's clock runs on: a client cannot
+            // stretch it with small chunks (reference/bad-input.md G21).
+            State::ReceivingData(d) | State::Chunking(d) => {
                 let grace = Duration::from_secs(d.raw_octets / MIN_DATA_RATE);
                 d.started + COMMAND_TIMEOUT + grace
             }
@@ -574,7 +582,7 @@ impl ServerSession {
                     if !done {
                         break;
                     }
-                    self.chunk_end(now, host);
+                    self.chunk_end(now, ctx);
                 }
                 State::ReceivingData(d) => {
                     let mut chunk = Vec::new();

@@ -70,7 +70,15 @@ impl ServerSession {
         });
         self.set_state(State::ReceivingData(d));
         if size == 0 {
-            self.chunk_end(now, ctx.policy.hostname);
+            if !last {
+                // Empty chunks could hold a session open for ever: they count as
+                // junk, as NOOP does.
+                self.junk += 1;
+                if self.junk > super::JUNK_LIMIT {
+                    self.count_error(now, ctx.policy.hostname);
+                }
+            }
+            self.chunk_end(now, ctx);
         }
     }
 
@@ -91,25 +99,32 @@ impl ServerSession {
         if d.refused.is_none() {
             let mut out = Vec::with_capacity(take + take / 32);
             d.decoder.feed_raw(&self.inbuf[pos..pos + take], &mut out);
-            if done && chunk.last {
-                d.decoder.finish_raw(&mut out);
-            }
-            if d.decoder.size as u64 > ctx.policy.max_message_size {
-                // Line ends made CR LF can take a message past the limit.
-                d.refused = Some(Reply::MESSAGE_TOO_BIG);
-            } else if d.decoder.header_bytes() > super::MAX_HEADER_BYTES {
-                d.refused = Some(Reply::HEADER_TOO_BIG);
-            } else if !out.is_empty() {
-                self.events.push_back(Event::MessageData(out));
-            }
+            let max = ctx.policy.max_message_size;
+            self.chunk_out(out, max);
         }
         (take, done)
+    }
+
+    /// Decoded octets of the message: to the spool, unless they take it past a
+    /// limit (line ends made CR LF can), which refuses it.
+    fn chunk_out(&mut self, out: Vec<u8>, max: u64) {
+        let State::ReceivingData(d) = &mut self.state else {
+            return;
+        };
+        if d.decoder.size as u64 > max {
+            d.refused = Some(Reply::MESSAGE_TOO_BIG);
+        } else if d.decoder.header_bytes() > super::MAX_HEADER_BYTES {
+            d.refused = Some(Reply::HEADER_TOO_BIG);
+        } else if !out.is_empty() {
+            self.events.push_back(Event::MessageData(out));
+        }
     }
 
     /// A chunk has all its octets: the last one ends the message as the dot ends
     /// DATA; any other is acknowledged, unless the message was refused, which ends
     /// the transaction (RFC 3030 §2: the client sends no more chunks of it).
-    pub(super) fn chunk_end(&mut self, now: Instant, host: &str) {
+    pub(super) fn chunk_end(&mut self, now: Instant, ctx: &Context<'_>) {
+        let host = ctx.policy.hostname;
         let State::ReceivingData(d) = &mut self.state else {
             return;
         };
@@ -117,6 +132,13 @@ impl ServerSession {
             return;
         };
         if chunk.last {
+            // The end of the last line, and the header lines a local client's
+            // message lacks, as at DATA's dot (also after `BDAT 0 LAST`).
+            if d.refused.is_none() {
+                let mut out = Vec::new();
+                d.decoder.finish_raw(&mut out);
+                self.chunk_out(out, ctx.policy.max_message_size);
+            }
             return self.end_of_data(now, host);
         }
         if let Some(r) = d.refused.take() {

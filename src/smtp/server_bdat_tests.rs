@@ -61,7 +61,9 @@ fn pipelined_chunks_with_commands_in_their_data_are_data() {
         data.len()
     ));
     assert_eq!(t.codes(), vec![250, 250, 250]);
-    assert_eq!(t.message_body(), b"QUIT\r\nRSET\r\nMAIL FROM:<x>\r\n");
+    assert!(t
+        .message_body()
+        .starts_with(b"QUIT\r\nRSET\r\nMAIL FROM:<x>\r\n"));
     t.commit(Ok(crate::store::spool::MessageId(1)));
     assert_eq!(t.codes(), vec![250, 250], "the queued id, then the NOOP");
 }
@@ -183,4 +185,67 @@ fn helo_clients_are_not_offered_bdat() {
     t.send("NOOP");
     t.send("NOOP\r\n");
     assert_eq!(t.codes(), vec![502, 250]);
+}
+
+#[test]
+fn bdat_0_last_ends_the_message_as_the_dot_does() {
+    let mut t = T::in_transaction();
+    t.send("BDAT 10\r\nSubject: x");
+    t.send("BDAT 0 LAST\r\n");
+    let body = t.message_body();
+    assert!(body.starts_with(b"Subject: x\r\n"), "{body:?}");
+    assert!(
+        body.windows(5).any(|w| w == b"Date:"),
+        "the header it lacked"
+    );
+    assert!(body.ends_with(b"\r\n"));
+    assert_eq!(ends(&t), 1);
+    let mut t = T::in_transaction();
+    t.send("BDAT 0 LAST\r\n");
+    assert!(t.message_body().windows(11).any(|w| w == b"Message-ID:"));
+}
+
+#[test]
+fn small_chunks_cannot_stretch_the_message_past_its_time() {
+    use std::time::Duration;
+    let mut t = T::in_transaction();
+    for _ in 0..3 {
+        t.send("BDAT 1\r\nx");
+        t.advance(Duration::from_secs(120));
+    }
+    assert!(t.s.is_closing(), "the data phase's 300 s ran out");
+    assert!(t.take().contains("421 4.4.2"));
+    assert_eq!(aborts(&t), 1);
+}
+
+#[test]
+fn empty_chunks_count_as_junk() {
+    let mut t = T::in_transaction();
+    for _ in 0..150 {
+        t.send("BDAT 0\r\n");
+        // Past the soft limit each error pauses the session a second.
+        t.advance(std::time::Duration::from_secs(1));
+    }
+    assert!(
+        t.take().contains("421"),
+        "too many errors after the junk limit"
+    );
+}
+
+#[test]
+fn a_bdat_line_that_is_not_even_text_ends_the_session() {
+    for bad in [
+        &b"BDAT 6 LAST\xff\r\nRSET\r\n"[..],
+        b"BDAT 6\0\r\nQUIT\r\n",
+        b"bdat 6 last\r\r\n",
+    ] {
+        let mut t = T::in_transaction();
+        t.send(bad);
+        assert!(t.s.is_closing(), "{bad:?}");
+        let out = t.take();
+        assert!(
+            !out.contains("221") && !out.contains("250 2.0.0 Ok\r\n"),
+            "{out}"
+        );
+    }
 }

@@ -25,7 +25,7 @@ impl ServerSession {
             Ok(c) => c,
             // Where a malformed BDAT's chunk ends is unknown: its octets must never
             // be read as commands, so the session ends.
-            Err(r) if r == Reply::BDAT_SYNTAX => return self.close_with(&r),
+            Err(r) if r == Reply::BDAT_SYNTAX || is_bdat(line) => return self.close_with(&r),
             Err(r) => {
                 self.unknown_in_row = 0;
                 self.error(&r, now, host);
@@ -182,4 +182,11 @@ impl ServerSession {
             Command::Unknown => unreachable!("handled above"),
         }
     }
+}
+
+/// Whether a line that did not parse was a BDAT (its chunk follows).
+fn is_bdat(line: &[u8]) -> bool {
+    line.len() >= 4
+        && line[..4].eq_ignore_ascii_case(b"BDAT")
+        && line.get(4).is_none_or(|&b| !b.is_ascii_alphanumeric())
 }

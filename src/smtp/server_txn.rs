@@ -47,6 +47,7 @@ impl ServerSession {
             rcpts: Vec::new(),
             smtputf8,
             dsn,
+            expanded: Vec::new(),
         }));
     }
 
@@ -135,6 +136,25 @@ impl ServerSession {
             self.reply(&r);
             return;
         }
+        // An alias with several members (RFC 3461 §6.2.7.3): the sender hears
+        // "expanded" once, for the address it gave, and nothing of the members'
+        // deliveries, which keep its address as their ORCPT.
+        let mut dsn = dsn;
+        if dests.len() > 1 && !txn.rcpts.iter().any(|r| r.address == to) {
+            if let Some(n) = dsn.notify.filter(|n| n.success) {
+                txn.expanded.push((to.clone(), dsn.clone()));
+                dsn.notify = Some(crate::vocab::dsn::Notify {
+                    success: false,
+                    ..n
+                });
+            }
+            if dsn.orcpt.is_none() {
+                dsn.orcpt = Some(crate::vocab::dsn::Orcpt {
+                    addr_type: if to.is_ascii() { "rfc822" } else { "utf-8" }.into(),
+                    address: to.to_string(),
+                });
+            }
+        }
         if !txn.rcpts.iter().any(|r| r.address == to) {
             for t in dests {
                 let address = t.address_for(&to).clone();
@@ -211,6 +231,7 @@ impl ServerSession {
             dsn: txn.dsn,
             smtputf8: txn.smtputf8,
         };
+        self.expanded = txn.expanded;
         self.events.push_back(Event::MessageStart(Box::new(env)));
         let mut decoder = DataDecoder::new();
         if self.trusted || self.identity.is_some() {
@@ -257,6 +278,11 @@ impl ServerSession {
                 self.set_state(State::AwaitCommit);
             }
         }
+    }
+
+    /// The "expanded" notices the message just queued owes its sender (taken once).
+    pub fn take_expanded(&mut self) -> Vec<(crate::vocab::Mailbox, crate::vocab::dsn::RcptDsn)> {
+        std::mem::take(&mut self.expanded)
     }
 
     /// The spool's answer for the message that ended: 250 only now.

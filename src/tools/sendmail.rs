@@ -123,12 +123,9 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
             }
             "V" => {
                 let v = value("V")?;
-                if v.is_empty()
-                    || v.len() > crate::vocab::dsn::MAX_ENVID
-                    || v.chars().any(char::is_control)
-                {
+                if !crate::vocab::dsn::envid_ok(&v) {
                     return Err(format!(
-                        "-V: an envelope id is 1 to {} characters, none a control character",
+                        "-V: an envelope id is printable ASCII, at most {} characters in xtext",
                         crate::vocab::dsn::MAX_ENVID
                     ));
                 }

@@ -7,6 +7,14 @@
 
 /// RFC 3461 §4.4: ENVID is at most 100 characters (as sent, in xtext).
 pub const MAX_ENVID: usize = 100;
+
+/// Whether `v` can be an ENVID: printable US-ASCII that fits [`MAX_ENVID`] in
+/// xtext (what `sendmail -V` and a drop file may give).
+pub fn envid_ok(v: &str) -> bool {
+    !v.is_empty()
+        && v.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && xtext_encode(v).len() <= MAX_ENVID
+}
 /// RFC 3461 §4.2: ORCPT is at most 500 characters (as sent).
 pub const MAX_ORCPT: usize = 500;
 
@@ -310,7 +318,13 @@ impl MailDsn {
                 if value.len() > MAX_ENVID {
                     return Err(DsnError::TooLong);
                 }
-                xtext_decode(value)
+                // RFC 3461 §4.4: printable US-ASCII once decoded (a next hop
+                // refuses anything else, and the message would bounce there).
+                let v = xtext_decode(value)?;
+                if !v.is_ascii() {
+                    return Err(DsnError::Xtext);
+                }
+                Ok(v)
             }),
             _ => Ok(false),
         }
@@ -381,6 +395,11 @@ mod tests {
         assert_eq!(m.take("RET", "hdrs"), Ok(true));
         assert_eq!(m.take("RET", "FULL"), Err(DsnError::Repeated));
         assert_eq!(m.take("ENVID", &"x".repeat(101)), Err(DsnError::TooLong));
+        assert_eq!(
+            MailDsn::default().take("ENVID", "+C3+BC"),
+            Err(DsnError::Xtext)
+        );
+        assert!(envid_ok("id 1") && !envid_ok("ü") && !envid_ok(&"a b".repeat(34)));
         assert_eq!(m.take("ENVID", "QQ+2B1"), Ok(true));
         assert_eq!(m.envid.as_deref(), Some("QQ+1"));
         assert_eq!(m.take("SIZE", "1"), Ok(false));

@@ -23,7 +23,9 @@ fn start(modern: &Sink, plain: &Sink) -> Daemon {
             modern.addr.port(),
             plain.addr.port()
         ),
-        aliases: "alice: root\nbob: root\nü: root\n".into(),
+        aliases: "alice: root\nbob: root\nü: root\n\
+                  team: root, x@plain.example, y@modern.example\n"
+            .into(),
         ..Setup::default()
     };
     Daemon::start_with_files(s, &[("scheduler.conf", SCHED)])
@@ -302,4 +304,45 @@ fn sendmail_takes_n_r_v_and_utf8_addresses_and_mailq_shows_them_as_utf8() {
         let (code, err) = d.sendmail(&[bad[0], bad[1], "alice@test.example"], "x\n");
         assert_ne!(code, 0, "{bad:?}: {err}");
     }
+}
+
+const SEND_TEAM: &str = r#"
+import smtplib, sys
+with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=10) as s:
+    s.ehlo("client.example")
+    s.sendmail("bob@test.example", ["team@test.example"], b"Subject: to the team\r\n\r\nhi\r\n",
+               rcpt_options=["NOTIFY=SUCCESS,FAILURE"])
+print("sent")
+"#;
+
+#[test]
+fn an_alias_with_members_is_told_as_expanded_once_and_its_members_stay_unnamed() {
+    let (modern, plain) = sinks();
+    let d = start(&modern, &plain);
+    python(SEND_TEAM, d.addr().port());
+    // The copy for root, and one notice: expanded, for the address the sender gave.
+    let mail = wait_mail(&d, 2);
+    d.wait_until("the queue to empty", 20, || d.queue_files().is_empty());
+    let all = mailbox(&d);
+    let notices: Vec<&String> = all
+        .iter()
+        .filter(|m| m.contains("Successful Mail Delivery Report"))
+        .collect();
+    assert_eq!(notices.len(), 1, "{mail:#?}");
+    let n = notices[0];
+    assert!(
+        n.contains("Final-Recipient: rfc822; team@test.example\nAction: expanded\n"),
+        "{n}"
+    );
+    assert!(
+        !n.contains("plain.example") && !n.contains("modern.example"),
+        "{n}"
+    );
+    // The members go on asking for failures only, with the address the sender gave.
+    let m = &modern.wait_for(1, 10)[0];
+    assert_eq!(
+        m.rcpts,
+        vec!["<y@modern.example> NOTIFY=FAILURE ORCPT=rfc822;team@test.example"]
+    );
+    assert_eq!(plain.wait_for(1, 10)[0].rcpts, vec!["<x@plain.example>"]);
 }

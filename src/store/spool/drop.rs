@@ -233,7 +233,7 @@ impl Drop {
                 }
                 "E" => {
                     let e = decode(v)?;
-                    if e.len() > crate::vocab::dsn::MAX_ENVID || e.chars().any(char::is_control) {
+                    if !crate::vocab::dsn::envid_ok(&e) {
                         return Err(DecodeError("bad ENVID".into()));
                     }
                     d.dsn.envid = Some(e);

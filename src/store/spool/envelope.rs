@@ -12,9 +12,9 @@
 //! E QQ314159\n                      (optional) DSN ENVID, decoded (RFC 3461 §4.4)
 //! F HDRS\n                          (optional) DSN RET: FULL or HDRS
 //! R user@client.dom smtp-etrn!mail.client.dom\n   one line per recipient, in order:
-//! R alice@ours.example local!alice N=SUCCESS,FAILURE O=rfc822;alice@ours.example\n
-//!                                   address, channel!host, then the recipient's DSN
-//!                                   NOTIFY and ORCPT (optional, RFC 3461 §4.1–4.2)
+//! R alice@ours.example local!alice\n              address, then channel!host
+//! N SUCCESS,FAILURE\n               (optional) the recipient above's DSN NOTIFY
+//! O rfc822;alice@ours.example\n     (optional) and ORCPT (RFC 3461 §4.1–4.2)
 //! \n                                end of the envelope
 //! <message, CR LF line ends, Received: header first>
 //! ETRND-END 00000000000004d2 1a2b3c4d\n
@@ -25,7 +25,8 @@
 //! Values are *encoded*: every octet outside `!`..`~`, and `%` itself, is written as
 //! `%XX`, so no peer-supplied text can ever inject a line (the Exim/OpenSMTPD spool
 //! injection bugs). Unknown envelope lines are ignored (dma's rule), so a later
-//! version can add fields.
+//! version can add fields, and an earlier one reads a later one's files: the DSN
+//! and SMTPUTF8 fields are lines of their own for that reason.
 //!
 //! Per-recipient delivery state lives in a separate append-only journal (see
 //! [`StateRecord`]); the message file never changes after it is committed.
@@ -172,17 +173,13 @@ impl Envelope {
                 encode(&r.address.to_string()),
                 encode(&r.dest.to_string())
             );
+            s.push('\n');
             if let Some(n) = &r.dsn.notify {
-                let _ = write!(s, " N={}", n.render());
+                let _ = writeln!(s, "N {}", n.render());
             }
             if let Some(o) = &r.dsn.orcpt {
-                let _ = write!(
-                    s,
-                    " O={}",
-                    encode(&format!("{};{}", o.addr_type, o.address))
-                );
+                let _ = writeln!(s, "O {}", encode(&format!("{};{}", o.addr_type, o.address)));
             }
-            s.push('\n');
         }
         s.push('\n');
         s.into_bytes()
@@ -247,6 +244,13 @@ impl Envelope {
                         .map_err(|_| DecodeError(format!("bad RET '{value}'")))?
                 }
                 "R" => env.recipients.push(parse_recipient(value)?),
+                "N" | "O" => {
+                    let r = env
+                        .recipients
+                        .last_mut()
+                        .ok_or_else(|| DecodeError(format!("'{line}' before any recipient")))?;
+                    dsn_field(r, tag, value)?;
+                }
                 _ => {} // unknown fields are ignored
             }
         }
@@ -257,30 +261,34 @@ impl Envelope {
     }
 }
 
-/// `address channel!host [N=notify] [O=orcpt]`; other fields are ignored, as
-/// unknown lines are.
+/// `address channel!host`; other fields are ignored, as unknown lines are.
 fn parse_recipient(value: &str) -> Result<Recipient, DecodeError> {
     let mut w = value.split(' ');
     let (Some(a), Some(d)) = (w.next(), w.next()) else {
         return Err(DecodeError(format!("bad recipient line 'R {value}'")));
     };
-    let mut r = Recipient::new(parse_mailbox(&decode(a)?)?, parse_dest(&decode(d)?)?);
-    for field in w {
-        if let Some(n) = field.strip_prefix("N=") {
-            let n = Notify::parse(n).map_err(|_| DecodeError(format!("bad NOTIFY '{n}'")))?;
-            r.dsn.notify = Some(n);
-        } else if let Some(o) = field.strip_prefix("O=") {
-            let o = decode(o)?;
-            let (t, a) = o
-                .split_once(';')
-                .ok_or_else(|| DecodeError(format!("bad ORCPT '{o}'")))?;
-            r.dsn.orcpt = Some(Orcpt {
-                addr_type: t.to_string(),
-                address: a.to_string(),
-            });
-        }
+    Ok(Recipient::new(
+        parse_mailbox(&decode(a)?)?,
+        parse_dest(&decode(d)?)?,
+    ))
+}
+
+/// An `N` (NOTIFY) or `O` (ORCPT) line, for the recipient before it.
+fn dsn_field(r: &mut Recipient, tag: &str, value: &str) -> Result<(), DecodeError> {
+    if tag == "N" {
+        let n = Notify::parse(value).map_err(|_| DecodeError(format!("bad NOTIFY '{value}'")))?;
+        r.dsn.notify = Some(n);
+    } else {
+        let o = decode(value)?;
+        let (t, a) = o
+            .split_once(';')
+            .ok_or_else(|| DecodeError(format!("bad ORCPT '{o}'")))?;
+        r.dsn.orcpt = Some(Orcpt {
+            addr_type: t.to_string(),
+            address: a.to_string(),
+        });
     }
-    Ok(r)
+    Ok(())
 }
 
 fn parse_mailbox(s: &str) -> Result<Mailbox, DecodeError> {
@@ -626,6 +634,13 @@ mod tests {
             .all(|&b| b == b'\n' || (b' '..=b'~').contains(&b)));
         let (back, _) = Envelope::decode(&bytes).unwrap();
         assert_eq!(back, env);
+        // An earlier version's decoder split R lines at their first space only:
+        // the DSN fields are lines of their own, which it skips.
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text
+            .lines()
+            .filter(|l| l.starts_with("R "))
+            .all(|l| l.split(' ').count() == 3));
         let old = b"ETRND 1\nT 5\nR a@b.example smtp!b.example\n\n";
         let (env, _) = Envelope::decode(old).unwrap();
         assert_eq!(env.recipients[0].dsn, RcptDsn::default());

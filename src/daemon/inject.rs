@@ -256,77 +256,67 @@ impl Core {
     /// Sends the success notices (RFC 3461 §4.1 `NOTIFY=SUCCESS`) for recipients
     /// just delivered (`Action::Delivered`) or relayed to a next hop that does not
     /// pass the request on (`Action::Relayed`), each with the reply that took it.
-    /// Called before the delivery is recorded, while the queue file is there; a
-    /// notice that cannot be committed is lost (logged), never the message.
+    /// Called before the delivery is recorded, while the queue file is there.
     pub(super) fn send_success(&mut self, msg: MessageId, done: &[(usize, Action, String)]) {
-        let (env, data, full) = match self.original(msg) {
-            Ok(x) => x,
-            Err(e) => {
-                return log::error!("{msg} success notice cannot read original error=\"{e}\"")
-            }
-        };
-        let Some(sender) = env.sender.clone() else {
-            return;
-        };
-        let rcpts: Vec<Failure> = done
-            .iter()
-            .filter_map(|(idx, action, reply)| {
-                let r = env.recipients.get(*idx).filter(|r| r.notify_success())?;
-                Some(Failure {
-                    action: *action,
-                    orcpt: r.dsn.orcpt.clone(),
-                    rcpt: r.address.clone(),
-                    status: "2.0.0".into(),
-                    diagnostic: reply.clone(),
-                    remote_mta: None,
+        self.send_notice(msg, "success", |env| {
+            done.iter()
+                .filter_map(|(idx, action, reply)| {
+                    let r = env.recipients.get(*idx).filter(|r| r.notify_success())?;
+                    Some(Failure {
+                        action: *action,
+                        orcpt: r.dsn.orcpt.clone(),
+                        rcpt: r.address.clone(),
+                        status: "2.0.0".into(),
+                        diagnostic: reply.clone(),
+                        remote_mta: None,
+                    })
                 })
-            })
-            .collect();
-        if rcpts.is_empty() {
-            return;
-        }
-        let dsn = bounce::dsn(
-            &self.config.main.hostname,
-            msg,
-            &env,
-            &sender,
-            &data,
-            full,
-            &rcpts,
-            self.time.unix,
-        );
-        log::info!("{msg} success notice recipients={}", rcpts.len());
-        self.inject(sender, dsn, msg, env.smtputf8);
+                .collect()
+        });
     }
 
     /// Sends the "expanded" notice for recipients an alias spread over several
     /// destinations, whose sender asked for SUCCESS (RFC 3461 §6.2.7.3), once the
-    /// message is queued. Lost, never the message, when it cannot be committed.
+    /// message is queued.
     pub(super) fn send_expanded(
         &mut self,
         msg: MessageId,
         list: &[(crate::vocab::Mailbox, crate::vocab::dsn::RcptDsn)],
     ) {
+        self.send_notice(msg, "expanded", |_| {
+            list.iter()
+                .map(|(to, dsn)| Failure {
+                    action: Action::Expanded,
+                    orcpt: dsn.orcpt.clone(),
+                    rcpt: to.clone(),
+                    status: "2.0.0".into(),
+                    diagnostic: "expanded by an alias; its members are not told of".into(),
+                    remote_mta: None,
+                })
+                .collect()
+        });
+    }
+
+    /// A notice of `kind` about `msg` to its sender, for the recipients `rcpts`
+    /// picks from its envelope (none: no notice). One that cannot be committed is
+    /// lost (logged), never the message.
+    fn send_notice(
+        &mut self,
+        msg: MessageId,
+        kind: &str,
+        rcpts: impl FnOnce(&Envelope) -> Vec<Failure>,
+    ) {
         let (env, data, full) = match self.original(msg) {
             Ok(x) => x,
-            Err(e) => {
-                return log::error!("{msg} expanded notice cannot read original error=\"{e}\"")
-            }
+            Err(e) => return log::error!("{msg} {kind} notice cannot read original error=\"{e}\""),
         };
         let Some(sender) = env.sender.clone() else {
             return;
         };
-        let rcpts: Vec<Failure> = list
-            .iter()
-            .map(|(to, dsn)| Failure {
-                action: Action::Expanded,
-                orcpt: dsn.orcpt.clone(),
-                rcpt: to.clone(),
-                status: "2.0.0".into(),
-                diagnostic: "expanded by an alias; its members are not told of".into(),
-                remote_mta: None,
-            })
-            .collect();
+        let rcpts = rcpts(&env);
+        if rcpts.is_empty() {
+            return;
+        }
         let notice = bounce::dsn(
             &self.config.main.hostname,
             msg,
@@ -337,7 +327,7 @@ impl Core {
             &rcpts,
             self.time.unix,
         );
-        log::info!("{msg} expanded notice recipients={}", rcpts.len());
+        log::info!("{msg} {kind} notice recipients={}", rcpts.len());
         self.inject(sender, notice, msg, env.smtputf8);
     }
 

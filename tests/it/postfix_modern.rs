@@ -53,7 +53,7 @@ fn postfix_relays_utf8_mail_with_a_dsn_request_through_etrnd() {
     let text = hub.queued_text();
     assert!(text.contains("\nU SMTPUTF8\n"), "{text}");
     assert!(text.contains("\nE PF1\n"), "{text}");
-    assert!(text.contains("N=SUCCESS,FAILURE"), "{text}");
+    assert!(text.contains("\nN SUCCESS,FAILURE\n"), "{text}");
     assert!(text.contains("Subject: grüße via postfix"), "{text}");
     assert!(text.contains("with UTF8SMTP"), "{text}");
 }

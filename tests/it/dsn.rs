@@ -346,3 +346,31 @@ fn an_alias_with_members_is_told_as_expanded_once_and_its_members_stay_unnamed()
     );
     assert_eq!(plain.wait_for(1, 10)[0].rcpts, vec!["<x@plain.example>"]);
 }
+
+#[test]
+fn bad_dsn_parameters_and_addresses_get_their_replies_over_a_socket() {
+    // reference/bad-input.md §L 99 and 100.
+    let (modern, plain) = sinks();
+    let d = start(&modern, &plain);
+    let mut c = crate::util::Client::hello(d.addr());
+    c.cmd("MAIL FROM:<a@b.example> RET=HDRS ENVID=QQ+2B1", 250);
+    for bad in [
+        "RCPT TO:<alice@test.example> NOTIFY=NEVER,SUCCESS",
+        "RCPT TO:<alice@test.example> ORCPT=rfc822;a+2b",
+        "RCPT TO:<alice@test.example> NOTIFY=SUCCESS NOTIFY=FAILURE",
+    ] {
+        c.cmd(bad, 501);
+    }
+    c.cmd("RCPT TO:<ü@test.example>", 553);
+    c.send_raw(b"RCPT TO:<\xff@test.example>\r\n");
+    c.expect(501);
+    c.cmd("RSET", 250);
+    c.cmd(
+        &format!("MAIL FROM:<a@b.example> ENVID={}", "x".repeat(101)),
+        501,
+    );
+    c.cmd("MAIL FROM:<a@b.example> SMTPUTF8", 250);
+    c.cmd("RCPT TO:<ü@test.example> NOTIFY=NEVER", 250);
+    c.cmd("QUIT", 221);
+    assert!(d.queue_files().is_empty());
+}

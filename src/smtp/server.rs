@@ -104,7 +104,7 @@ struct Transaction {
     dsn: crate::vocab::dsn::MailDsn,
     /// Recipients an alias expanded to several destinations whose sender asked
     /// for SUCCESS: each gets one "expanded" notice (RFC 3461 §6.2.7.3).
-    expanded: Vec<(super::Mailbox, crate::vocab::dsn::RcptDsn)>,
+    expanded: Expanded,
 }
 
 #[derive(Debug)]
@@ -124,8 +124,8 @@ enum State {
     Greeting { until: Instant },
     /// Between transactions.
     Ready,
-    /// After MAIL.
-    InTransaction(Transaction),
+    /// After MAIL (boxed: an idle session stays small).
+    InTransaction(Box<Transaction>),
     /// Reading the message.
     ReceivingData(Box<DataPhase>),
     /// Between BDAT chunks: the message goes on with the next BDAT.
@@ -209,10 +209,13 @@ pub struct ServerSession {
     provider: Option<String>,
     /// A refused BDAT's chunk still to be read and thrown away, and the reply that
     /// follows it (RFC 3030 §2: the octets are data whatever the verdict).
-    skip: Option<(u64, Reply)>,
+    skip: Option<Box<(u64, Reply)>>,
     /// The message being received: its "expanded" notices, due once it is queued.
-    expanded: Vec<(super::Mailbox, crate::vocab::dsn::RcptDsn)>,
+    expanded: Option<Box<Expanded>>,
 }
+
+/// Recipients an alias expanded whose sender asked for SUCCESS.
+type Expanded = Vec<(super::Mailbox, crate::vocab::dsn::RcptDsn)>;
 
 /// A command line for the log: what follows `AUTH <mechanism>` is a secret.
 fn redacted(line: &[u8]) -> String {
@@ -295,7 +298,7 @@ impl ServerSession {
             discard_line: false,
             provider: None,
             skip: None,
-            expanded: Vec::new(),
+            expanded: None,
         }
     }
 

@@ -161,21 +161,21 @@ impl ServerSession {
 
     /// A refused BDAT: its `size` octets are read and dropped, then `r` is sent.
     fn skip_then(&mut self, size: u64, r: Reply) {
-        self.skip = Some((size, r));
+        self.skip = Some(Box::new((size, r)));
     }
 
     /// Drops the refused chunk's octets from `pos`; once all are gone its reply is
     /// sent. Returns the octets used.
     pub(super) fn skip_chunk(&mut self, pos: usize, now: Instant, host: &str) -> usize {
-        let Some((left, _)) = self.skip.as_mut() else {
+        let Some((left, _)) = self.skip.as_deref_mut() else {
             return 0;
         };
         let avail = self.inbuf.len().saturating_sub(pos);
         let take = usize::try_from(*left).map_or(avail, |l| l.min(avail));
         *left -= take as u64;
         if *left == 0 {
-            if let Some((_, r)) = self.skip.take() {
-                self.error(&r, now, host);
+            if let Some(b) = self.skip.take() {
+                self.error(&b.1, now, host);
             }
         }
         take

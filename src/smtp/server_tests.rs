@@ -760,3 +760,12 @@ fn in_transaction_rcpt_with_no_transport_is_451() {
     t.send("MAIL FROM:<a@ours.example>\r\nRCPT TO:<u@client.dom>\r\nRCPT TO:<u@ours.example>\r\n");
     assert_eq!(t.codes(), vec![250, 451, 250]);
 }
+
+#[test]
+#[cfg(target_pointer_width = "64")]
+fn an_idle_session_stays_small() {
+    // 1,000 idle sessions are a benchmark figure: what only a transaction or a
+    // message needs is boxed.
+    assert!(std::mem::size_of::<ServerSession>() <= 440);
+    assert!(std::mem::size_of::<State>() <= 40);
+}

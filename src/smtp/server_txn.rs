@@ -41,14 +41,14 @@ impl ServerSession {
             return self.error(&Reply::STORAGE_LOW, now, host);
         }
         self.reply(&Reply::SENDER_OK);
-        self.set_state(State::InTransaction(Transaction {
+        self.set_state(State::InTransaction(Box::new(Transaction {
             from,
             body,
             rcpts: Vec::new(),
             smtputf8,
             dsn,
             expanded: Vec::new(),
-        }));
+        })));
     }
 
     pub(super) fn rcpt(
@@ -193,7 +193,7 @@ impl ServerSession {
     ) -> Option<Box<DataPhase>> {
         let host = &ctx.policy.hostname;
         let txn = match std::mem::replace(&mut self.state, State::Ready) {
-            State::InTransaction(t) if !t.rcpts.is_empty() => t,
+            State::InTransaction(t) if !t.rcpts.is_empty() => *t,
             State::InTransaction(t) => {
                 self.state = State::InTransaction(t);
                 self.error(&Reply::NO_VALID_RCPT, now, host);
@@ -231,7 +231,7 @@ impl ServerSession {
             dsn: txn.dsn,
             smtputf8: txn.smtputf8,
         };
-        self.expanded = txn.expanded;
+        self.expanded = (!txn.expanded.is_empty()).then(|| Box::new(txn.expanded));
         self.events.push_back(Event::MessageStart(Box::new(env)));
         let mut decoder = DataDecoder::new();
         if self.trusted || self.identity.is_some() {
@@ -282,7 +282,7 @@ impl ServerSession {
 
     /// The "expanded" notices the message just queued owes its sender (taken once).
     pub fn take_expanded(&mut self) -> Vec<(crate::vocab::Mailbox, crate::vocab::dsn::RcptDsn)> {
-        std::mem::take(&mut self.expanded)
+        self.expanded.take().map(|b| *b).unwrap_or_default()
     }
 
     /// The spool's answer for the message that ended: 250 only now.

@@ -9,6 +9,10 @@
 
 /// Capacity kept when the buffer empties; a burst's larger allocation is given back.
 const KEEP: usize = 64 * 1024;
+/// A buffer that held no more than replies is given back whole when it empties: an
+/// idle session then holds no output memory (a thousand idle sessions are a
+/// benchmark figure), and a reply costs one small allocation.
+const SMALL: usize = 1024;
 
 /// A byte queue for output.
 #[derive(Debug, Default, Clone)]
@@ -60,6 +64,8 @@ impl OutBuf {
             self.start = 0;
             if self.data.capacity() > KEEP {
                 self.data.shrink_to(KEEP);
+            } else if self.data.capacity() <= SMALL {
+                self.data = Vec::new();
             }
         }
     }
@@ -160,5 +166,16 @@ mod tests {
             expect.drain(..n);
         }
         assert_eq!(b.as_slice(), &expect[..]);
+    }
+
+    #[test]
+    fn an_emptied_buffer_of_replies_holds_no_memory_and_a_large_one_keeps_some() {
+        let mut b = OutBuf::new();
+        b.extend_from_slice(&[b'x'; 300]);
+        b.consume(300);
+        assert_eq!(b.data.capacity(), 0);
+        b.extend_from_slice(&vec![b'y'; 200 * 1024]);
+        b.consume(200 * 1024);
+        assert_eq!(b.data.capacity(), KEEP);
     }
 }

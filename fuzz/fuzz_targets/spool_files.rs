@@ -9,9 +9,16 @@ use etrnd::store::spool::envelope::{verify, Envelope, StateRecord};
 
 fuzz_target!(|data: &[u8]| {
     let _ = verify(data);
-    let _ = Envelope::decode(data);
+    // An envelope read back is written back the same: its DSN and SMTPUTF8
+    // lines included.
+    if let Ok((env, _)) = Envelope::decode(data) {
+        let again = Envelope::decode(&env.encode()).map(|(e, _)| e);
+        assert_eq!(again.as_ref(), Ok(&env));
+    }
     let _ = StateRecord::decode_all(data);
-    let _ = Drop::decode(data);
+    if let Ok(d) = Drop::decode(data) {
+        assert_eq!(Drop::decode(&d.encode()).as_ref(), Ok(&d), "a drop file reads back");
+    }
     // A summary file read back is written back the same.
     if let Some((_, all)) = etrnd::store::spool::held::parse_summary(data) {
         for (name, sum) in all {

@@ -31,7 +31,11 @@ impl Dovecot {
         }
         let bin = need_tool("dovecot", "dovecot-core")?;
         if !std::path::Path::new("/usr/lib/dovecot/lmtp").exists() {
-            crate::util::skip("needs dovecot-lmtpd");
+            assert!(
+                std::env::var_os("ETRND_REQUIRE_TOOLS").is_none(),
+                "dovecot-lmtpd is needed"
+            );
+            crate::util::skip("needs Dovecot's LMTP server (Debian package dovecot-lmtpd)");
             return None;
         }
         let dir = TempDir::new("dovelmtp");

@@ -234,3 +234,28 @@ fn a_hostile_lmtp_server_gets_nothing_lost_and_injects_nothing() {
     );
     assert!(!log.lines().any(|l| l.starts_with("X-Injected")), "{log}");
 }
+
+#[test]
+fn a_success_notice_for_lmtp_says_delivered_and_reaches_the_store_too() {
+    let Some(dove) = Dovecot::start() else { return };
+    let d = start(&dove);
+    let mut c = Client::hello(d.addr());
+    c.cmd("MAIL FROM:<root@test.example> ENVID=LMTP1", 250);
+    c.cmd("RCPT TO:<alice@store.example> NOTIFY=SUCCESS", 250);
+    c.cmd("DATA", 354);
+    c.send_raw(b"Subject: tell me\r\n\r\nx\r\n.\r\n");
+    c.expect(250);
+    // alice's copy, then root's notice: both handed to Dovecot over LMTP.
+    d.wait_until("the notice in root's store", 20, || {
+        dove.fetch("root")
+            .contains("Successful Mail Delivery Report")
+    });
+    let n = dove.fetch("root");
+    assert!(n.contains("Original-Envelope-Id: LMTP1"), "{n}");
+    assert!(
+        n.contains("Final-Recipient: rfc822; alice@store.example")
+            && n.contains("Action: delivered"),
+        "{n}"
+    );
+    assert!(dove.fetch("alice").contains("Subject: tell me"));
+}

@@ -190,7 +190,7 @@ crashtest:
 # Each fuzz target for FUZZ_SECONDS (cargo-fuzz; the stable toolchain needs
 # RUSTC_BOOTSTRAP=1). Seeds are in fuzz/seeds, the growing corpus in fuzz/corpus.
 FUZZ_SECONDS ?=	600
-FUZZ_TARGETS =	command server_session reply client_session dns_answer config_files spool_files control_request helper_request auth_exchange atrn_list odmr_session account_files outgoing dsn_params
+FUZZ_TARGETS =	command server_session reply client_session dns_answer config_files spool_files control_request helper_request auth_exchange atrn_list odmr_session account_files outgoing dsn_params recipients_file
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	for t in $(FUZZ_TARGETS); do \

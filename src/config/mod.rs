@@ -8,6 +8,7 @@ pub mod generic;
 pub mod hosts;
 pub mod links;
 pub mod main_conf;
+pub mod recipients;
 pub mod scheduler;
 pub mod show;
 pub mod tls_policy;

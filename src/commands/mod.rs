@@ -87,6 +87,16 @@ pub fn route(cfg: &Config, addrs: &[String], resolve: bool) -> i32 {
         if outside.decision != inside.decision {
             println!("    from outside MYNETWORKS: {}", show(&outside.decision));
         }
+        if let Decision::Remote { .. } = inside.decision {
+            use crate::config::recipients::Check;
+            match cfg.recipients.check(&mbox) {
+                Check::Unlisted => {}
+                Check::Valid => println!("    recipients: listed in db/recipients"),
+                Check::Unknown => println!(
+                    "    recipients: refused at RCPT (550 5.1.1): db/recipients lists its domain, not it"
+                ),
+            }
+        }
         let link = crate::daemon::netlinks::offline_link(cfg, |t| t.covers(channel, host));
         match &link {
             Some((l, true)) => {

@@ -42,6 +42,8 @@ pub struct Config {
     pub sched: scheduler::SchedulerConf,
     /// `db/generic`: masquerading of mail sent over SMTP (empty when absent).
     pub generic: generic::Generic,
+    /// `db/recipients`: the valid recipients of routed domains (empty when absent).
+    pub recipients: recipients::Recipients,
 }
 
 impl Config {
@@ -93,6 +95,16 @@ impl crate::smtp::server::Recipients for Config {
                 Ok(d) => d,
                 Err(why) => return RcptVerdict::Refuse(Reply::UNKNOWN_USER, why),
             },
+            // A routed domain the recipients file lists takes its listed users only
+            // (Postfix's relay_recipient_maps): nothing is held that would bounce.
+            Decision::Remote { .. }
+                if self.recipients.check(rcpt) == recipients::Check::Unknown =>
+            {
+                return RcptVerdict::Refuse(
+                    Reply::UNKNOWN_RELAY_USER,
+                    "not in db/recipients, which lists its domain".into(),
+                );
+            }
             Decision::Remote { channel, host } => {
                 vec![crate::vocab::Target::to(
                     crate::vocab::Destination::Remote { channel, host },
@@ -156,6 +168,12 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
         generic::Generic::parse,
         &mut errors,
     );
+    let recipients = db_file(
+        &db.join("recipients"),
+        false,
+        recipients::Recipients::parse,
+        &mut errors,
+    );
     let sched_path = main.mailshare.join("scheduler.conf");
     let logdir = main.logdir.to_string_lossy().into_owned();
     let sched = if sched_path.exists() {
@@ -192,6 +210,7 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
         resolve,
         sched,
         generic,
+        recipients,
     })
 }
 

@@ -78,6 +78,7 @@ replies! {
     STORAGE_LOW = 452, "4.3.1 Insufficient system storage";
     QUEUE_WRITE_ERROR = 451, "4.3.0 Error: queue file write error";
     UNKNOWN_USER = 550, "5.1.1 Recipient address rejected: User unknown in local recipient table";
+    UNKNOWN_RELAY_USER = 550, "5.1.1 Recipient address rejected: User unknown in relay recipient table";
     NO_ROUTE = 550, "5.1.2 Recipient address rejected: Domain not found";
     RELAY_DENIED = 554, "5.7.1 Relay access denied";
     NO_TRANSPORT = 451, "4.3.5 Server configuration error: no transport for this destination";

@@ -44,6 +44,7 @@ pub(crate) fn config(trusted: bool) -> Config {
         },
         sched: crate::config::scheduler::SchedulerConf::builtin("/log"),
         generic: Default::default(),
+        recipients: Default::default(),
     }
 }
 

@@ -38,6 +38,7 @@ mod postfix_modern;
 mod postfix_tls;
 mod powerloss;
 mod queue;
+mod recipients;
 mod resolve;
 mod scripts;
 mod sendmail_modes;

@@ -28,5 +28,6 @@ pub fn config(route_text: &str) -> Config {
         },
         sched: etrnd::config::scheduler::SchedulerConf::builtin("/log"),
         generic: Default::default(),
+        recipients: Default::default(),
     }
 }

@@ -94,3 +94,7 @@ impl ClientSession {
         self.events.push_back(super::ClientEvent::Done(outcomes));
     }
 }
+
+#[cfg(test)]
+#[path = "client_lmtp_tests.rs"]
+mod tests;

@@ -236,15 +236,7 @@ impl DataDecoder {
                     self.crlf(out);
                     self.plain(b, out)
                 }
-                (DataState::Cr, b'\n') => {
-                    self.crlf(out);
-                    DataState::LineStart
-                }
-                (DataState::Cr, _) => {
-                    // A lone CR: store a line break, but it is no line start.
-                    self.crlf(out);
-                    self.plain(b, out)
-                }
+                (DataState::Cr, _) => self.after_cr(b, out),
                 (DataState::LineStart | DataState::Mid, _) => self.plain(b, out),
             };
         }
@@ -257,14 +249,7 @@ impl DataDecoder {
     pub fn feed_raw(&mut self, input: &[u8], out: &mut Vec<u8>) {
         for &b in input {
             self.state = match (self.state, b) {
-                (DataState::Cr, b'\n') => {
-                    self.crlf(out);
-                    DataState::LineStart
-                }
-                (DataState::Cr, _) => {
-                    self.crlf(out);
-                    self.plain(b, out)
-                }
+                (DataState::Cr, _) => self.after_cr(b, out),
                 (_, b'\n') => {
                     self.crlf(out);
                     DataState::LineStart
@@ -284,6 +269,17 @@ impl DataDecoder {
         self.state = DataState::LineStart;
         if self.in_headers {
             self.add_missing(out);
+        }
+    }
+
+    /// The octet after a CR: with LF it ends the line; a lone CR is stored as a
+    /// line break, but what follows it is no line start.
+    fn after_cr(&mut self, b: u8, out: &mut Vec<u8>) -> DataState {
+        self.crlf(out);
+        if b == b'\n' {
+            DataState::LineStart
+        } else {
+            self.plain(b, out)
         }
     }
 

@@ -6,88 +6,60 @@
 //! mail is read back with `doveadm fetch`.
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-use crate::util::{free_port, is_root, need_tool, Client, Daemon, Setup, TempDir};
+use crate::dovecot::Dovecot;
+use crate::util::{is_root, Client, Daemon, Setup};
 
-struct Dovecot {
-    child: Child,
-    dir: TempDir,
-    port: u16,
-}
-
-impl Drop for Dovecot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// A private Dovecot whose one service is LMTP, on a unix socket and a TCP port;
+/// alice and root have homes in its folder, bob's (under /dev/null) cannot be
+/// opened, so Dovecot answers 451 for him alone, after the final dot.
+fn dovecot_lmtp() -> Option<Dovecot> {
+    if !is_root() {
+        crate::util::skip("a private Dovecot needs root");
+        return None;
     }
+    if !std::path::Path::new("/usr/lib/dovecot/lmtp").exists() {
+        assert!(
+            std::env::var_os("ETRND_REQUIRE_TOOLS").is_none(),
+            "dovecot-lmtpd is needed"
+        );
+        crate::util::skip("needs Dovecot's LMTP server (Debian package dovecot-lmtpd)");
+        return None;
+    }
+    Dovecot::start(
+        "dovelmtp",
+        "protocols = lmtp\nlisten = 127.0.0.1\nssl = no\n\
+         auth_username_format = %Ln\nfirst_valid_uid = 1\n\
+         mail_location = maildir:~/Maildir\n\
+         passdb {\n  driver = passwd-file\n  args = {d}/users\n}\n\
+         userdb {\n  driver = passwd-file\n  args = {d}/users\n  \
+         default_fields = uid=65534 gid=65534 home={d}/home/%n\n}\n\
+         service lmtp {\n  unix_listener lmtp {\n    mode = 0666\n  }\n  \
+         inet_listener lmtp {\n    address = 127.0.0.1\n    port = {port}\n  }\n}\n",
+        |d| {
+            let home = d.join("home");
+            std::fs::create_dir_all(&home).unwrap();
+            std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o777)).unwrap();
+            std::fs::write(
+                d.join("users"),
+                "alice:::::::\nroot:::::::\nbob:::::/dev/null/bob::\n",
+            )
+            .unwrap();
+        },
+    )
 }
 
 impl Dovecot {
-    fn start() -> Option<Dovecot> {
-        if !is_root() {
-            crate::util::skip("a private Dovecot needs root");
-            return None;
-        }
-        let bin = need_tool("dovecot", "dovecot-core")?;
-        if !std::path::Path::new("/usr/lib/dovecot/lmtp").exists() {
-            assert!(
-                std::env::var_os("ETRND_REQUIRE_TOOLS").is_none(),
-                "dovecot-lmtpd is needed"
-            );
-            crate::util::skip("needs Dovecot's LMTP server (Debian package dovecot-lmtpd)");
-            return None;
-        }
-        let dir = TempDir::new("dovelmtp");
-        let d = dir.0.display().to_string();
-        std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let home = dir.0.join("home");
-        std::fs::create_dir_all(&home).unwrap();
-        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o777)).unwrap();
-        // bob's home is under /dev/null: his mail store cannot be opened, and
-        // Dovecot says so (451) for him alone, after the final dot.
-        std::fs::write(
-            dir.0.join("users"),
-            "alice:::::::\nroot:::::::\nbob:::::/dev/null/bob::\n",
-        )
-        .unwrap();
-        let port = free_port();
-        let conf = format!(
-            "base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/dovecot.log\n\
-             protocols = lmtp\nlisten = 127.0.0.1\nssl = no\n\
-             auth_username_format = %Ln\nfirst_valid_uid = 1\n\
-             mail_location = maildir:~/Maildir\n\
-             passdb {{\n  driver = passwd-file\n  args = {d}/users\n}}\n\
-             userdb {{\n  driver = passwd-file\n  args = {d}/users\n  \
-             default_fields = uid=65534 gid=65534 home={d}/home/%n\n}}\n\
-             service lmtp {{\n  unix_listener lmtp {{\n    mode = 0666\n  }}\n  \
-             inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n}}\n"
-        );
-        std::fs::write(dir.0.join("dovecot.conf"), conf).unwrap();
-        let child = Command::new(bin)
-            .args(["-F", "-c"])
-            .arg(dir.0.join("dovecot.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        crate::util::wait_listening(port, 10);
-        Some(Dovecot { child, dir, port })
-    }
-
     fn socket(&self) -> String {
         format!("{}/run/lmtp", self.dir.0.display())
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.0.join("dovecot.log")).unwrap_or_default()
     }
 
     /// `doveadm fetch` of every message of `user`: their headers and bodies.
     fn fetch(&self, user: &str) -> String {
         let out = Command::new("doveadm")
             .arg("-c")
-            .arg(self.dir.0.join("dovecot.conf"))
+            .arg(self.conf())
             .args(["fetch", "-u", user, "hdr body", "mailbox", "INBOX"])
             .output()
             .unwrap();
@@ -118,7 +90,7 @@ fn start(dove: &Dovecot) -> Daemon {
 
 #[test]
 fn local_mail_reaches_dovecot_over_its_lmtp_socket() {
-    let Some(dove) = Dovecot::start() else { return };
+    let Some(dove) = dovecot_lmtp() else { return };
     let d = start(&dove);
     let mut c = Client::hello(d.addr());
     c.send_message(
@@ -144,7 +116,7 @@ fn local_mail_reaches_dovecot_over_its_lmtp_socket() {
 
 #[test]
 fn each_recipient_gets_its_own_lmtp_result_and_only_the_refused_one_waits() {
-    let Some(dove) = Dovecot::start() else { return };
+    let Some(dove) = dovecot_lmtp() else { return };
     let d = start(&dove);
     let mut c = Client::hello(d.addr());
     c.send_message(
@@ -237,7 +209,7 @@ fn a_hostile_lmtp_server_gets_nothing_lost_and_injects_nothing() {
 
 #[test]
 fn a_success_notice_for_lmtp_says_delivered_and_reaches_the_store_too() {
-    let Some(dove) = Dovecot::start() else { return };
+    let Some(dove) = dovecot_lmtp() else { return };
     let d = start(&dove);
     let mut c = Client::hello(d.addr());
     c.cmd("MAIL FROM:<root@test.example> ENVID=LMTP1", 250);

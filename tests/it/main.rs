@@ -9,6 +9,7 @@ mod config_errors;
 mod control_trust;
 mod crash;
 mod delivery;
+mod dovecot;
 mod dsn;
 mod etrn;
 #[cfg(feature = "tls")]

@@ -5,10 +5,11 @@
 //! server checks it), run as the daemon's user.
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
+use crate::dovecot::Dovecot;
 use crate::exim::{ip_up, private, seed_client, Exim};
-use crate::util::{free_port, is_root, need_tool, Client, Daemon, Setup, TempDir};
+use crate::util::{free_port, is_root, Client, Daemon, Setup, TempDir};
 
 #[test]
 fn a_relay_that_refuses_cram_md5_still_gets_plain_and_mechs_pins_the_order() {
@@ -69,57 +70,21 @@ fn a_relay_that_refuses_cram_md5_still_gets_plain_and_mechs_pins_the_order() {
 
 /// A private Dovecot whose only service is SASL authentication on a TCP port, with
 /// `cust`'s password stored as a SHA-512 crypt hash (so it cannot serve CRAM-MD5).
-struct Dovecot {
-    child: Child,
-    port: u16,
-    _dir: TempDir,
-}
-
-impl Drop for Dovecot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn dovecot_sasl() -> Option<Dovecot> {
-    let bin = need_tool("dovecot", "dovecot-core")?;
-    let dir = TempDir::new("dovecot");
-    let d = dir.0.display().to_string();
-    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
     let hash = Command::new("openssl")
         .args(["passwd", "-6", "-salt", "dovecotsalt", "s3cret"])
         .output()
         .ok()?;
     let hash = String::from_utf8_lossy(&hash.stdout).trim().to_string();
-    std::fs::write(
-        dir.0.join("users"),
-        format!("cust:{{SHA512-CRYPT}}{hash}\n"),
-    )
-    .unwrap();
-    let port = free_port();
-    let conf = format!(
-        "base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/dovecot.log\n\
-         protocols =\nlisten = 127.0.0.1\nssl = no\ndisable_plaintext_auth = no\n\
+    Dovecot::start(
+        "dovecot",
+        "protocols =\nlisten = 127.0.0.1\nssl = no\ndisable_plaintext_auth = no\n\
          auth_mechanisms = plain login cram-md5\n\
-         passdb {{\n  driver = passwd-file\n  args = scheme=SHA512-CRYPT {d}/users\n}}\n\
-         userdb {{\n  driver = static\n  args = uid=65534 gid=65534 home={d}\n}}\n\
-         service auth {{\n  inet_listener {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n}}\n"
-    );
-    std::fs::write(dir.0.join("dovecot.conf"), conf).unwrap();
-    let child = Command::new(bin)
-        .args(["-F", "-c"])
-        .arg(dir.0.join("dovecot.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    crate::util::wait_listening(port, 10);
-    Some(Dovecot {
-        child,
-        port,
-        _dir: dir,
-    })
+         passdb {\n  driver = passwd-file\n  args = scheme=SHA512-CRYPT {d}/users\n}\n\
+         userdb {\n  driver = static\n  args = uid=65534 gid=65534 home={d}\n}\n\
+         service auth {\n  inet_listener {\n    address = 127.0.0.1\n    port = {port}\n  }\n}\n",
+        |d| std::fs::write(d.join("users"), format!("cust:{{SHA512-CRYPT}}{hash}\n")).unwrap(),
+    )
 }
 
 #[test]

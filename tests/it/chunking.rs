@@ -62,28 +62,19 @@ fn exim_relays_a_message_in_bdat_chunks_and_it_is_queued_whole() {
     for i in 0..4000 {
         body.push_str(&format!(".line {i}\nQUIT\n"));
     }
-    let mut child = Command::new(&bin)
-        .arg("-C")
-        .arg(dir.0.join("exim.conf"))
-        .args([
-            "-odf",
-            "-f",
-            "sender@exim.client.test",
-            "someone@far.example",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = crate::util::run_with_input(
+        Command::new(&bin)
+            .arg("-C")
+            .arg(dir.0.join("exim.conf"))
+            .args([
+                "-odf",
+                "-f",
+                "sender@exim.client.test",
+                "someone@far.example",
+            ])
+            .stdout(std::process::Stdio::null()),
+        body.as_bytes(),
+    );
     let log = std::fs::read_to_string(dir.0.join("log/mainlog")).unwrap_or_default();
     assert!(
         out.status.success(),
